@@ -1,0 +1,223 @@
+"""Address allocation in one pool, on the shared store.
+
+An allocation is one atomic store commit that sets the address's bit in its chunk bitmap and creates
+its address record, so a crash can never leave one without the other, and two hosts racing for the
+same address cannot both win: the loser's commit fails its version check and it tries again. The
+summary of full chunks changes only when a chunk fills or stops being full, so racing allocations
+rarely touch the same node. No lock is taken on this path.
+
+Policy (may this host take an address that has a record? what does releasing leave behind?) is not
+decided here: callers pass a function that sees the existing record and answers.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from typing import Callable
+
+import netaddr
+
+from ipam import chunks
+from ipam.model import AddressRecord, Pool, pool_path
+from plugins.errors import Exhausted, InvalidRequest, NotFound, StoreUnavailable
+from plugins.store import Create, Delete, SetValue, Store, Versioned, encode
+
+_CONFLICT = object()
+
+# What a release policy answers: free the address (None), or keep a record with fewer holders.
+ReleasePolicy = Callable[[AddressRecord], AddressRecord | None]
+# What a claim policy answers for an address that already has a record: the record to store
+# (the same one for an idempotent repeat), or it raises the error that explains the refusal.
+ClaimPolicy = Callable[[AddressRecord], AddressRecord]
+
+
+class PoolAllocator:
+    def __init__(self, store: Store, pool: Pool, timeout: float):
+        self.store = store
+        self.pool = pool
+        self.timeout = timeout
+        self.span = chunks.allocation_range(pool.network, pool.sub_pool)
+        self._reserved = chunks.reserved_offsets(pool.network)
+        self._summary_path = pool_path(pool.pool_id, "chunks")
+
+    # -- addressing ------------------------------------------------------------------------------
+
+    def offset_of(self, address: netaddr.IPAddress) -> int:
+        network = self.pool.network
+        if address.version != network.version or address not in network:
+            raise InvalidRequest(f"address {address} is outside pool {self.pool.pool_id} ({network.cidr})")
+        offset = int(address) - network.first
+        if offset in self._reserved:
+            what = "network" if offset == 0 else "broadcast"
+            raise InvalidRequest(f"address {address} is the {what} address of {network.cidr}, not a host address")
+        return offset
+
+    def address_at(self, offset: int) -> netaddr.IPAddress:
+        return netaddr.IPAddress(self.pool.network.first + offset, self.pool.network.version)
+
+    def _address_path(self, offset: int) -> str:
+        return pool_path(self.pool.pool_id, "addresses", str(self.address_at(offset)))
+
+    def _chunk_path(self, chunk: int) -> str:
+        return pool_path(self.pool.pool_id, "chunks", str(chunk))
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def _summary(self) -> tuple[set[int], int]:
+        node = self.store.get(self._summary_path)
+        if node is None:
+            raise NotFound(f"pool {self.pool.pool_id} does not exist (released?)")
+        return set(node.json()["full"]), node.version
+
+    def _chunk(self, chunk: int) -> tuple[int, Versioned | None]:
+        node = self.store.get(self._chunk_path(chunk))
+        return chunks.decode(node.value if node else None), node
+
+    def _write_chunk(self, chunk: int, node: Versioned | None, bitmap: int):
+        if node is None:
+            return Create(self._chunk_path(chunk), chunks.encode(bitmap))
+        return SetValue(self._chunk_path(chunk), chunks.encode(bitmap), node.version)
+
+    def _summary_update(self, chunk: int, bitmap_after: int, full: set[int], version: int) -> list:
+        """The summary write needed when `chunk` changes between full and not full in range."""
+        now_full = chunks.first_free_bit(bitmap_after, chunks.bits_in_chunk(chunk, self.span)) is None
+        in_range = not chunks.bits_in_chunk(chunk, self.span).empty
+        if not in_range or now_full == (chunk in full):
+            return []
+        changed = full | {chunk} if now_full else full - {chunk}
+        return [SetValue(self._summary_path, encode({"full": sorted(changed)}), version)]
+
+    def record(self, address: netaddr.IPAddress) -> AddressRecord | None:
+        node = self.store.get(self._address_path(self.offset_of(address)))
+        return None if node is None else AddressRecord.from_json(node.json())
+
+    # -- the retry loop --------------------------------------------------------------------------
+
+    def _until_committed(self, attempt: Callable[[], object]):
+        deadline = time.monotonic() + self.timeout
+        tries = 0
+        while True:
+            result = attempt()
+            if result is not _CONFLICT:
+                return result
+            tries += 1
+            if time.monotonic() > deadline:
+                raise StoreUnavailable(
+                    f"pool {self.pool.pool_id}: gave up after {tries} conflicting attempts in {self.timeout:g}s"
+                )
+            # Randomised backoff so that hosts racing for one chunk stop colliding.
+            time.sleep(random.uniform(0, min(0.001 * tries, 0.05)))
+
+    # -- operations ------------------------------------------------------------------------------
+
+    def allocate_next(self, record: AddressRecord) -> netaddr.IPAddress:
+        """The lowest free address of the allocation range, recorded as `record`."""
+
+        def attempt():
+            full, summary_version = self._summary()
+            chunk = chunks.first_open_chunk(self.span, full)
+            if chunk is None:
+                raise Exhausted(f"pool {self.pool.pool_id} ({self.pool.network.cidr}) has no free address left")
+            bitmap, node = self._chunk(chunk)
+            bit = chunks.first_free_bit(bitmap, chunks.bits_in_chunk(chunk, self.span))
+            if bit is None:  # the summary was behind: record the chunk as full and look again
+                self.store.commit(self._summary_update(chunk, bitmap, full, summary_version))
+                return _CONFLICT
+            offset = chunk * chunks.CHUNK_BITS + bit
+            after = bitmap | (1 << bit)
+            operations = [
+                self._write_chunk(chunk, node, after),
+                Create(self._address_path(offset), encode(record.to_json())),
+                *self._summary_update(chunk, after, full, summary_version),
+            ]
+            if self.store.commit(operations):
+                return self.address_at(offset)
+            self._repair_unmarked(offset)
+            return _CONFLICT
+
+        return self._until_committed(attempt)
+
+    def allocate_at(self, address: netaddr.IPAddress, record: AddressRecord, claim: ClaimPolicy) -> AddressRecord:
+        """Record `address` as `record`; if it already has a record, `claim` decides. Returns the
+        record now stored."""
+        offset = self.offset_of(address)
+        path = self._address_path(offset)
+        chunk, bit = chunks.chunk_of(offset), offset % chunks.CHUNK_BITS
+
+        def attempt():
+            existing = self.store.get(path)
+            if existing is not None:
+                current = AddressRecord.from_json(existing.json())
+                wanted = claim(current)
+                if wanted == current:
+                    return current
+                ok = self.store.compare_and_set(path, encode(wanted.to_json()), existing.version)
+                return wanted if ok else _CONFLICT
+            full, summary_version = self._summary()
+            bitmap, node = self._chunk(chunk)
+            after = bitmap | (1 << bit)
+            operations = [
+                self._write_chunk(chunk, node, after),
+                Create(path, encode(record.to_json())),
+                *self._summary_update(chunk, after, full, summary_version),
+            ]
+            return record if self.store.commit(operations) else _CONFLICT
+
+        return self._until_committed(attempt)
+
+    def release(self, address: netaddr.IPAddress, release: ReleasePolicy) -> None:
+        """Free `address`, or keep it with the record `release` answers. Releasing an address that
+        has no record is a no-op (idempotent), though a bit left set without a record is cleared."""
+        offset = self.offset_of(address)
+        path = self._address_path(offset)
+        chunk, bit = chunks.chunk_of(offset), offset % chunks.CHUNK_BITS
+
+        def attempt():
+            existing = self.store.get(path)
+            remaining = None
+            if existing is not None:
+                current = AddressRecord.from_json(existing.json())
+                remaining = release(current)
+                if remaining == current:
+                    return None
+                if remaining is not None:
+                    ok = self.store.compare_and_set(path, encode(remaining.to_json()), existing.version)
+                    return None if ok else _CONFLICT
+            full, summary_version = self._summary()
+            bitmap, node = self._chunk(chunk)
+            if not bitmap >> bit & 1:
+                if existing is None:
+                    return None
+                operations = []
+            else:
+                after = bitmap & ~(1 << bit)
+                operations = [self._write_chunk(chunk, node, after), *self._summary_update(chunk, after, full, summary_version)]
+            if existing is not None:
+                operations.append(Delete(path, existing.version))
+            return None if self.store.commit(operations) else _CONFLICT
+
+        self._until_committed(attempt)
+
+    def _repair_unmarked(self, offset: int) -> None:
+        """An address record whose bit is clear (left by hand or by an older version) would make
+        every allocation of that offset fail; mark its bit so allocation moves past it."""
+        if self.store.get(self._address_path(offset)) is None:
+            return
+        chunk, bit = chunks.chunk_of(offset), offset % chunks.CHUNK_BITS
+        full, summary_version = self._summary()
+        bitmap, node = self._chunk(chunk)
+        if not bitmap >> bit & 1:
+            after = bitmap | (1 << bit)
+            self.store.commit([self._write_chunk(chunk, node, after), *self._summary_update(chunk, after, full, summary_version)])
+
+    def holders(self) -> dict[str, AddressRecord]:
+        """Every recorded address of the pool (for inspection and tests)."""
+        base = pool_path(self.pool.pool_id, "addresses")
+        out = {}
+        for name in self.store.children(base):
+            node = self.store.get(f"{base}/{name}")
+            if node is not None:
+                out[name] = AddressRecord.from_json(json.loads(node.value))
+        return out

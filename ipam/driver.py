@@ -1,0 +1,287 @@
+"""The acsnet IPAM driver: libnetwork IPAM semantics on top of the shared store.
+
+Address spaces:
+- `acsnet-global`: every RequestPool is its own pool, even for a subnet another pool uses (the vxlan
+  overlapping-subnet case). Gateway and aux addresses belong to the pool, whichever host frees them.
+- `acsnet-local`: the same (subnet, ip-range, ipam options) asked for by several hosts is one shared
+  pool, because under local scope one logical network is created on each host. Each host holds a
+  reference; gateway and aux addresses record every host that asked for them and are freed when the
+  last one releases them. `--ipam-opt acsnet.pool=NAME` separates two pools of one subnet.
+Without a subnet, a pool is carved from a supernet (default 100.64.0.0/10, /24 each) so that it
+overlaps no pool in either space.
+
+Endpoint addresses (dockerd sends the endpoint's MAC with them because we ask for it; that is how they
+are told from aux addresses) belong to one host. A pinned request for an address held by a host whose
+liveness is gone from the store takes it over: that is how a container comes back with its IP on
+another host. A host releasing an address another host took over leaves it alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+
+import netaddr
+
+from ipam import chunks
+from ipam.allocator import PoolAllocator
+from ipam.model import (
+    AUX,
+    ENDPOINT,
+    GATEWAY,
+    GLOBAL_SPACE,
+    LOCAL_SPACE,
+    POOLS,
+    SUBNETS,
+    AddressRecord,
+    Pool,
+    pool_path,
+    subnet_key,
+)
+from plugins.driver import IpamDriver
+from plugins.errors import Conflict, Exhausted, InvalidRequest, NotFound
+from plugins.protocol import AddressGrant, AddressRelease, AddressRequest, PoolGrant, PoolRequest
+from plugins.store import Create, Store, encode, join
+
+log = logging.getLogger(__name__)
+
+POOL_LIFECYCLE_LOCK = "ipam-pools"
+
+# IP version → (supernet, prefix length of the pools carved from it)
+Supernets = dict[int, tuple[netaddr.IPNetwork, int]]
+
+
+def parse_supernets(
+    v4: str = "100.64.0.0/10", v4_size: int = 24, v6: str = "fd61:6373:6e65::/48", v6_size: int = 64
+) -> Supernets:
+    """Checked before a plugin starts, so a bad default pool is a clear startup error."""
+    supernets = {}
+    for version, text, size in ((4, v4, v4_size), (6, v6, v6_size)):
+        try:
+            supernet = netaddr.IPNetwork(text)
+        except (netaddr.AddrFormatError, ValueError):
+            raise ValueError(f"default pool {text!r} is not a valid CIDR") from None
+        if supernet.version != version or not supernet.prefixlen <= size <= (32 if version == 4 else 128):
+            raise ValueError(f"default pool {text} cannot be split into IPv{version} /{size} pools")
+        supernets[version] = (supernet.cidr, size)
+    return supernets
+
+
+class AcsnetIpam(IpamDriver):
+    def __init__(self, store: Store, host_id: str, *, supernets: Supernets | None = None, timeout: float = 5.0):
+        self.store = store
+        self.host_id = host_id
+        self.timeout = timeout
+        self._supernets = supernets or parse_supernets()
+        self._pools: dict[str, Pool] = {}
+
+    # -- capabilities ----------------------------------------------------------------------------
+
+    def capabilities(self) -> dict[str, bool]:
+        # The MAC tells endpoint requests from aux ones; the store keeps pools, so no replay is needed.
+        return {"RequiresMACAddress": True, "RequiresRequestReplay": False}
+
+    def default_address_spaces(self) -> tuple[str, str]:
+        return LOCAL_SPACE, GLOBAL_SPACE
+
+    # -- pools -----------------------------------------------------------------------------------
+
+    def request_pool(self, request: PoolRequest) -> PoolGrant:
+        if request.address_space not in (LOCAL_SPACE, GLOBAL_SPACE):
+            raise InvalidRequest(
+                f"unknown address space {request.address_space!r}: acsnet serves {LOCAL_SPACE} and {GLOBAL_SPACE}"
+            )
+        with self.store.lock(POOL_LIFECYCLE_LOCK, self.timeout):
+            if request.pool is None:
+                network = self._carve(6 if request.v6 else 4)
+                pool = Pool(self._new_pool_id(request.address_space, network), request.address_space, network, None, request.options, False)
+            elif request.address_space == LOCAL_SPACE:
+                pool = Pool(self._shared_pool_id(request), LOCAL_SPACE, request.pool, request.sub_pool, request.options, True)
+                if self.store.get(pool_path(pool.pool_id)) is not None:
+                    self._add_host_reference(pool.pool_id)
+                    return PoolGrant(pool.pool_id, pool.network)
+            else:
+                pool = Pool(self._new_pool_id(GLOBAL_SPACE, request.pool), GLOBAL_SPACE, request.pool, request.sub_pool, request.options, False)
+            self._create_pool(pool)
+            if pool.shared:
+                self._add_host_reference(pool.pool_id)
+        log.info("pool=%s network=%s space=%s host=%s created or joined", pool.pool_id, pool.network.cidr, pool.space, self.host_id)
+        return PoolGrant(pool.pool_id, pool.network)
+
+    def release_pool(self, pool_id: str) -> None:
+        with self.store.lock(POOL_LIFECYCLE_LOCK, self.timeout):
+            pool = self._load_pool(pool_id)
+            if pool is None:
+                return  # released already: idempotent
+            if pool.shared and self._drop_host_reference(pool_id):
+                return  # other hosts still use it
+            self._delete_pool(pool)
+
+    @staticmethod
+    def _shared_pool_id(request: PoolRequest) -> str:
+        key = json.dumps(
+            [str(request.pool.cidr), str(request.sub_pool.cidr) if request.sub_pool else "", request.options],
+            sort_keys=True,
+        )
+        return f"local-{subnet_key(request.pool)}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+    @staticmethod
+    def _new_pool_id(space: str, network: netaddr.IPNetwork) -> str:
+        prefix = "global" if space == GLOBAL_SPACE else "local"
+        return f"{prefix}-{subnet_key(network)}-{uuid.uuid4().hex[:12]}"
+
+    def _carve(self, version: int) -> netaddr.IPNetwork:
+        """The first /size block of the supernet that overlaps no pool's subnet."""
+        supernet, size = self._supernets[version]
+        used = sorted(
+            (n.first, n.last)
+            for n in (netaddr.IPNetwork(key.replace("_", "/")) for key in self.store.children(SUBNETS))
+            if n.version == version
+        )
+        block = 1 << ((32 if version == 4 else 128) - size)
+        candidate = supernet.first
+        for first, last in used:
+            if last < candidate:
+                continue
+            if first > candidate + block - 1:
+                break
+            candidate = (last // block + 1) * block  # the next aligned block after the overlap
+        if candidate + block - 1 > supernet.last:
+            raise Exhausted(f"default pool {supernet.cidr} has no free /{size} left; give --subnet explicitly")
+        return netaddr.IPNetwork(f"{netaddr.IPAddress(candidate, version)}/{size}")
+
+    def _create_pool(self, pool: Pool) -> None:
+        claims = join(SUBNETS, subnet_key(pool.network))
+        self.store.create(POOLS)
+        self.store.create(claims)
+        created = self.store.commit(
+            [
+                Create(pool_path(pool.pool_id), encode(pool.to_json())),
+                Create(pool_path(pool.pool_id, "hosts")),
+                Create(pool_path(pool.pool_id, "chunks"), encode({"full": []})),
+                Create(pool_path(pool.pool_id, "addresses")),
+                Create(join(claims, pool.pool_id)),
+            ]
+        )
+        if not created:
+            raise Conflict(f"pool {pool.pool_id} could not be created: it exists already")
+        self._pools[pool.pool_id] = pool
+
+    def _delete_pool(self, pool: Pool) -> None:
+        self._pools.pop(pool.pool_id, None)
+        self.store.delete(pool_path(pool.pool_id), recursive=True)
+        claims = join(SUBNETS, subnet_key(pool.network))
+        self.store.delete(join(claims, pool.pool_id))
+        self.store.delete(claims)  # only succeeds once no other pool claims the subnet
+        log.info("pool=%s network=%s released", pool.pool_id, pool.network.cidr)
+
+    def _add_host_reference(self, pool_id: str) -> None:
+        path = pool_path(pool_id, "hosts", self.host_id)
+        node = self.store.get(path)
+        if node is None:
+            self.store.create(path, encode({"refs": 1}))
+        else:
+            self.store.compare_and_set(path, encode({"refs": node.json()["refs"] + 1}), node.version)
+
+    def _drop_host_reference(self, pool_id: str) -> bool:
+        """Drop one of this host's references; True if any host still references the pool."""
+        path = pool_path(pool_id, "hosts", self.host_id)
+        node = self.store.get(path)
+        if node is not None:
+            refs = node.json()["refs"] - 1
+            if refs > 0:
+                self.store.compare_and_set(path, encode({"refs": refs}), node.version)
+            else:
+                self.store.delete(path)
+        return bool(self.store.children(pool_path(pool_id, "hosts")))
+
+    def _load_pool(self, pool_id: str) -> Pool | None:
+        pool = self._pools.get(pool_id)
+        if pool is None:
+            data = self.store.get_json(pool_path(pool_id)) if "/" not in pool_id else None
+            if data is None:
+                return None
+            pool = self._pools[pool_id] = Pool.from_json(data)
+        return pool
+
+    def _allocator(self, pool_id: str) -> PoolAllocator:
+        pool = self._load_pool(pool_id)
+        if pool is None:
+            raise NotFound(f"pool {pool_id} does not exist")
+        return PoolAllocator(self.store, pool, self.timeout)
+
+    # -- addresses -------------------------------------------------------------------------------
+
+    def request_address(self, request: AddressRequest) -> AddressGrant:
+        allocator = self._allocator(request.pool_id)
+        try:
+            address = self._request_address(allocator, request)
+        except NotFound:
+            self._pools.pop(request.pool_id, None)  # removed by another host since we cached it
+            raise
+        return AddressGrant(address, allocator.pool.network.prefixlen)
+
+    def _request_address(self, allocator: PoolAllocator, request: AddressRequest) -> netaddr.IPAddress:
+        if request.is_gateway:
+            kind = GATEWAY
+            # Without an explicit gateway every host picks the same one: the pool's first host address.
+            address = request.address or allocator.address_at(chunks.allocation_range(allocator.pool.network, None).first)
+        else:
+            kind = ENDPOINT if request.mac else AUX
+            address = request.address
+        record = AddressRecord(kind, (self.host_id,), request.mac)
+        if address is None:
+            address = allocator.allocate_next(record)
+        elif kind == ENDPOINT:
+            allocator.allocate_at(address, record, lambda current: self._claim_endpoint(allocator.pool, address, current, record))
+        else:
+            allocator.allocate_at(address, record, lambda current: self._claim_shared(allocator.pool, address, current, kind))
+        log.info("pool=%s address=%s kind=%s host=%s allocated", allocator.pool.pool_id, address, kind, self.host_id)
+        return address
+
+    def _claim_endpoint(self, pool: Pool, address, current: AddressRecord, wanted: AddressRecord) -> AddressRecord:
+        if current.kind != ENDPOINT:
+            raise Conflict(f"address {address} is the {current.kind} address of pool {pool.pool_id} ({pool.network.cidr})")
+        holder = current.holders[0]
+        if holder == self.host_id:
+            if current.mac == wanted.mac:
+                return current  # dockerd retrying the same request
+            raise Conflict(f"address {address} is in use by another endpoint on this host ({holder})")
+        if self.store.host_alive(holder):
+            raise Conflict(f"address {address} is in use by an endpoint on host {holder}")
+        log.warning("pool=%s address=%s taken over from host %s, which is gone", pool.pool_id, address, holder)
+        return wanted
+
+    def _claim_shared(self, pool: Pool, address, current: AddressRecord, kind: str) -> AddressRecord:
+        if current.kind != kind:
+            holder = f" on host {current.holders[0]}" if current.kind == ENDPOINT else ""
+            raise Conflict(f"address {address} is in use as an {current.kind} address{holder}, cannot be the {kind} address")
+        if not pool.shared or self.host_id in current.holders:
+            return current
+        return AddressRecord(kind, tuple(sorted(current.holders + (self.host_id,))), current.mac, current.since)
+
+    def release_address(self, request: AddressRelease) -> None:
+        pool = self._load_pool(request.pool_id)
+        if pool is None:
+            return  # the pool is gone, and its addresses with it: idempotent
+        allocator = PoolAllocator(self.store, pool, self.timeout)
+        try:
+            allocator.release(request.address, lambda current: self._remaining_after_release(pool, request.address, current))
+        except NotFound:
+            self._pools.pop(request.pool_id, None)
+
+    def _remaining_after_release(self, pool: Pool, address, current: AddressRecord) -> AddressRecord | None:
+        if current.kind == ENDPOINT:
+            if current.holders == (self.host_id,):
+                return None
+            log.warning(
+                "pool=%s address=%s release from host %s ignored: held by host %s",
+                pool.pool_id, address, self.host_id, current.holders[0],
+            )
+            return current
+        if not pool.shared:
+            return None
+        remaining = tuple(h for h in current.holders if h != self.host_id)
+        return AddressRecord(current.kind, remaining, current.mac, current.since) if remaining else None

@@ -1,0 +1,94 @@
+"""acsnet's settings: every option is a CLI flag, an `ACSNET_*` environment variable and a key of the
+`[acsnet]` section of the config file (default /etc/acsnet/acsnet.conf), in that order of precedence."""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import dataclasses
+import os
+import socket
+
+DEFAULT_CONFIG = "/etc/acsnet/acsnet.conf"
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    name: str  # attribute name; the flag is --name-with-dashes, the variable ACSNET_NAME
+    default: object
+    help: str
+    type: type = str
+    choices: tuple | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "ACSNET_" + self.name.upper()
+
+
+COMMON_OPTIONS = [
+    Option("store", None, "store URL: zk://h1:2181,h2:2181/chroot (ZooKeeper, multi-host) or file:///path "
+           "(embedded single-host store); default file:///var/lib/acsnet/store.db"),
+    Option("plugin_dir", "/run/docker/plugins", "directory where dockerd looks for plugin sockets"),
+    Option("ovsdb", "unix:/var/run/openvswitch/db.sock", "OVSDB connection of this host's Open vSwitch"),
+    Option("host_id", None, "this host's name in the store (default: the hostname)"),
+    Option("scope", "local", "local: one network per host; global: networks are cluster-wide (dockerd "
+           "with --cluster-store)", choices=("local", "global")),
+    Option("datapath", "system", "OVS datapath type: system (kernel module) or netdev (userspace)",
+           choices=("system", "netdev")),
+    Option("store_timeout", 5.0, "seconds any store call may take before the request fails", float),
+    Option("threads", 8, "request threads of the plugin process", int),
+    Option("log_level", "info", "debug, info, warning or error", choices=("debug", "info", "warning", "error")),
+]
+
+IPAM_OPTIONS = [
+    Option("default_pool", "100.64.0.0/10", "IPv4 supernet that pools without --subnet are carved from"),
+    Option("default_pool_size", 24, "prefix length of carved IPv4 pools", int),
+    Option("default_pool_v6", "fd61:6373:6e65::/48", "IPv6 supernet that pools without --subnet are carved from"),
+    Option("default_pool_size_v6", 64, "prefix length of carved IPv6 pools", int),
+]
+
+
+def add_options(parser: argparse.ArgumentParser, options: list[Option]) -> None:
+    """Flags default to None so that `resolve` can tell "not given" from a given default."""
+    for opt in options:
+        extra = f" [env {opt.env}; default {opt.default}]" if opt.default is not None else f" [env {opt.env}]"
+        parser.add_argument(opt.flag, dest=opt.name, default=None, type=opt.type, choices=opt.choices, help=opt.help + extra)
+
+
+def read_config_file(path: str | None) -> dict[str, str]:
+    path = path or os.environ.get("ACSNET_CONFIG") or DEFAULT_CONFIG
+    parser = configparser.ConfigParser()
+    if not parser.read(path):
+        return {}
+    if not parser.has_section("acsnet"):
+        return {}
+    return {k.replace("-", "_"): v for k, v in parser.items("acsnet")}
+
+
+def resolve(args: argparse.Namespace, options: list[Option]) -> dict[str, object]:
+    """CLI flag, then environment, then config file, then the built-in default."""
+    from_file = read_config_file(getattr(args, "config", None))
+    values = {}
+    for opt in options:
+        value = getattr(args, opt.name, None)
+        if value is None and opt.env in os.environ:
+            value = os.environ[opt.env]
+        if value is None and opt.name in from_file:
+            value = from_file[opt.name]
+        if value is None:
+            value = opt.default
+        if value is not None and not isinstance(value, opt.type):
+            try:
+                value = opt.type(value)
+            except ValueError:
+                raise SystemExit(f"acsnet: {opt.name} must be a {opt.type.__name__}, got {value!r}") from None
+        if opt.choices and value not in opt.choices:
+            raise SystemExit(f"acsnet: {opt.name} must be one of {', '.join(opt.choices)}, got {value!r}")
+        values[opt.name] = value
+    if "host_id" in values and not values["host_id"]:
+        values["host_id"] = socket.gethostname()
+    return values

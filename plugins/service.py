@@ -1,0 +1,71 @@
+"""Run one plugin under gunicorn, bound to `<plugin-dir>/<name>.sock`.
+
+One worker with threads: the worker owns the plugin's single store session, its liveness and (for
+drivers) its watches; several workers would each open their own. The socket is created 0660 (root
+only, as dockerd runs as root) and nothing listens on TCP.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Callable
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+SOCKET_UMASK = 0o117  # socket mode 0660
+
+LOG_FORMAT = "ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(stream=sys.stderr, level=level.upper(), format=LOG_FORMAT, force=True)
+    logging.getLogger("kazoo").setLevel(logging.WARNING)
+
+
+class PluginApplication(BaseApplication):
+    def __init__(self, app_factory: Callable[[], Flask], settings: dict, on_exit: Callable[[], None]):
+        self._app_factory = app_factory
+        self._settings = settings
+        self._on_exit = on_exit
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._settings.items():
+            self.cfg.set(key, value)
+        if "control_socket_disable" in self.cfg.settings:
+            # gunicorn >= 25 opens a control socket at one path per user: the plugins of a host
+            # would fight over it, and nothing here uses it.
+            self.cfg.set("control_socket_disable", True)
+        self.cfg.set("worker_exit", lambda server, worker: self._on_exit())
+
+    def load(self) -> Flask:
+        return self._app_factory()
+
+
+def socket_path(plugin_dir: str, name: str) -> str:
+    return os.path.join(plugin_dir, f"{name}.sock")
+
+
+def serve(name: str, app_factory: Callable[[], Flask], *, plugin_dir: str, threads: int, log_level: str,
+          on_exit: Callable[[], None]) -> None:
+    os.makedirs(plugin_dir, mode=0o755, exist_ok=True)
+    path = socket_path(plugin_dir, name)
+    settings = {
+        "bind": [f"unix:{path}"],
+        "umask": SOCKET_UMASK,
+        "workers": 1,
+        "worker_class": "gthread",
+        "threads": threads,
+        "timeout": 60,
+        "graceful_timeout": 5,
+        "keepalive": 75,  # dockerd keeps its plugin connections alive
+        "proc_name": f"acsnet-{name}",
+        "loglevel": log_level,
+        "errorlog": "-",
+        "accesslog": None,  # the app logs one structured line per request itself
+    }
+    logging.getLogger("acsnet.service").info("plugin=%s socket=%s serving", name, path)
+    PluginApplication(app_factory, settings, on_exit).run()

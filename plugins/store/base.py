@@ -1,0 +1,147 @@
+"""The store interface every acsnet component shares.
+
+A small hierarchical key-value model with versions, shaped after ZooKeeper because ZooKeeper is the
+multi-host engine: paths like `/acsnet/ipam/pools/P`, values are bytes, every node has a version that
+starts at 0 and grows on each write, and writes can be made conditional on it (compare-and-set).
+Several writes can be committed atomically (`commit`), which is how the IPAM keeps its bitmap and its
+address records in step without a lock on the hot path.
+
+Liveness: a process registers its host with `register_host`; the host is alive while at least one
+registered session of it is (for ZooKeeper, an ephemeral node of a live session).
+
+Every call is bounded by the store's operation timeout and raises `StoreUnavailable` past it, since
+dockerd waits on a plugin forever.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import dataclasses
+import json
+from typing import Callable, Iterator, Sequence
+
+ROOT = "/acsnet"
+
+
+@dataclasses.dataclass(frozen=True)
+class Versioned:
+    """A node's value and the version a compare-and-set must name to replace it."""
+
+    value: bytes
+    version: int
+
+    def json(self):
+        return json.loads(self.value) if self.value else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Create:
+    path: str
+    value: bytes = b""
+    ephemeral: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class SetValue:
+    path: str
+    value: bytes
+    version: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Delete:
+    path: str
+    version: int = -1
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    path: str
+    version: int
+
+
+Operation = Create | SetValue | Delete | Check
+
+
+def encode(obj) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def join(*parts: str) -> str:
+    return "/".join([parts[0].rstrip("/")] + [p.strip("/") for p in parts[1:]])
+
+
+def validate_path(path: str) -> None:
+    if not path.startswith("/") or path != "/" and path.endswith("/") or "//" in path:
+        raise ValueError(f"bad store path {path!r}")
+
+
+class Store(abc.ABC):
+    """What drivers and the IPAM may ask of a store. Paths are absolute; parents are made as needed."""
+
+    @abc.abstractmethod
+    def create(self, path: str, value: bytes = b"", *, ephemeral: bool = False) -> bool:
+        """Create the node if it is absent (parents too). True if this call created it."""
+
+    @abc.abstractmethod
+    def get(self, path: str) -> Versioned | None:
+        """The node's value and version, or None if it does not exist."""
+
+    @abc.abstractmethod
+    def compare_and_set(self, path: str, value: bytes, version: int) -> bool:
+        """Replace the value if the node still has `version`. False if it moved on or is gone."""
+
+    @abc.abstractmethod
+    def delete(self, path: str, version: int = -1, *, recursive: bool = False) -> bool:
+        """Delete the node (any version if -1). False if it was absent, changed, or has children
+        and `recursive` is false."""
+
+    @abc.abstractmethod
+    def children(self, path: str) -> list[str]:
+        """Names of the node's children, sorted; empty if the node does not exist."""
+
+    @abc.abstractmethod
+    def commit(self, operations: Sequence[Operation]) -> bool:
+        """Apply all operations atomically. False, with nothing applied, if any create finds its
+        node present or any version check fails; parents of created nodes must already exist."""
+
+    @abc.abstractmethod
+    def watch_value(self, path: str, callback: Callable[[Versioned | None], None]) -> None:
+        """Call `callback` now and after every change of the node's value (None once deleted)."""
+
+    @abc.abstractmethod
+    def watch_children(self, path: str, callback: Callable[[list[str]], None]) -> None:
+        """Call `callback` now and after every change of the node's children."""
+
+    @abc.abstractmethod
+    def lock(self, name: str, timeout: float) -> contextlib.AbstractContextManager:
+        """A mutual-exclusion lock shared by every process on the store; raises
+        `StoreUnavailable` if it cannot be taken within `timeout` seconds."""
+
+    @abc.abstractmethod
+    def register_host(self, host_id: str, session_name: str, info: dict) -> None:
+        """Record this process as a live session of `host_id` until it closes or dies."""
+
+    @abc.abstractmethod
+    def live_hosts(self) -> set[str]:
+        """Hosts with at least one live session."""
+
+    def host_alive(self, host_id: str) -> bool:
+        return bool(self.children(join(ROOT, "hosts", host_id, "sessions")))
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """End the session: its ephemeral nodes go, so its host may stop being alive."""
+
+    # Helpers built on the primitives, shared by every backend.
+
+    def get_json(self, path: str):
+        node = self.get(path)
+        return None if node is None else node.json()
+
+    def walk(self, path: str) -> Iterator[str]:
+        """Every node below `path`, children before their parent (the order to delete them in)."""
+        for name in self.children(path):
+            yield from self.walk(join(path, name))
+        yield path

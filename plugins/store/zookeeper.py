@@ -1,0 +1,263 @@
+"""The ZooKeeper store (kazoo): the multi-host engine.
+
+Every call goes through kazoo's async API and waits at most the operation timeout, so a ZooKeeper
+outage turns into a fast `StoreUnavailable` instead of a handler that blocks dockerd. The client keeps
+reconnecting in the background forever; a process never exits because ZooKeeper is away. When a
+session expires (a long outage), liveness is registered again as soon as a new session is up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from typing import Callable, Sequence
+from urllib.parse import urlsplit
+
+from kazoo.client import KazooClient, KazooState
+from kazoo.exceptions import (
+    BadVersionError,
+    KazooException,
+    LockTimeout,
+    NodeExistsError,
+    NoNodeError,
+    NotEmptyError,
+    RolledBackError,
+)
+from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.recipe.watchers import ChildrenWatch, DataWatch
+
+from plugins.errors import StoreUnavailable
+from plugins.store.base import (
+    ROOT,
+    Check,
+    Create,
+    Delete,
+    Operation,
+    SetValue,
+    Store,
+    Versioned,
+    encode,
+    join,
+    validate_path,
+)
+
+log = logging.getLogger(__name__)
+
+# Results of a transaction that mean "someone else changed it first", not "the store is broken".
+_CONFLICTS = (NodeExistsError, BadVersionError, NoNodeError, NotEmptyError, RolledBackError)
+
+
+def parse_zk_url(url: str) -> tuple[str, str, list[tuple[str, str]]]:
+    """`zk://[user:password@]h1:2181,h2:2181/chroot` → (kazoo host string, chroot, auth data)."""
+    parts = urlsplit(url)
+    if parts.scheme != "zk" or not parts.netloc:
+        raise ValueError(f"not a ZooKeeper URL: {url!r} (expected zk://host:port[,host:port]/chroot)")
+    netloc = parts.netloc
+    auth = []
+    if "@" in netloc:
+        credentials, netloc = netloc.rsplit("@", 1)
+        auth = [("digest", credentials)]
+    chroot = parts.path.rstrip("/")
+    return netloc, chroot, auth
+
+
+class ZooKeeperStore(Store):
+    def __init__(self, url: str, *, timeout: float = 5.0, session_timeout: float = 10.0, connect_wait: float = 5.0):
+        hosts, chroot, auth = parse_zk_url(url)
+        self.url_for_logs = f"zk://{hosts}{chroot}"  # never the credentials
+        self.timeout = timeout
+        self._chroot = chroot
+        self._client = KazooClient(
+            hosts=hosts + chroot,
+            timeout=session_timeout,
+            auth_data=auth or None,
+            connection_retry={"max_tries": -1, "delay": 0.2, "backoff": 2, "max_delay": 2},
+            command_retry={"max_tries": 0},
+        )
+        self._session_lost = False
+        self._registrations: list[tuple[str, str, dict]] = []
+        self._chroot_ready = threading.Event()
+        self._client.add_listener(self._on_state)
+        connected = self._client.start_async()
+        if connected.wait(connect_wait):
+            self._ensure_chroot()
+        else:
+            log.warning("store=%s not reachable yet; retrying in the background", self.url_for_logs)
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _ensure_chroot(self) -> None:
+        if self._chroot_ready.is_set():
+            return
+        if self._chroot:
+            # The chroot must exist before any chrooted call; make it through an unchrooted client.
+            hosts = self._client.hosts
+            root = KazooClient(hosts=",".join(f"{h}:{p}" for h, p in hosts), auth_data=self._client.auth_data or None)
+            try:
+                root.start(timeout=self.timeout)
+                root.ensure_path(self._chroot)
+            finally:
+                root.stop()
+                root.close()
+        self._chroot_ready.set()
+
+    def _wait(self, async_result):
+        try:
+            return async_result.get(timeout=self.timeout)
+        except KazooTimeoutError as e:
+            raise StoreUnavailable(f"store {self.url_for_logs} did not answer within {self.timeout:g}s") from e
+        except _CONFLICTS:
+            raise
+        except KazooException as e:
+            raise StoreUnavailable(f"store {self.url_for_logs}: {type(e).__name__} {e}".rstrip()) from e
+
+    def _on_state(self, state) -> None:
+        """Kazoo calls this on its own thread and it must not block: re-registration is spawned."""
+        if state == KazooState.LOST:
+            self._session_lost = True
+        elif state == KazooState.CONNECTED and (self._session_lost or not self._chroot_ready.is_set()):
+            self._session_lost = False
+            self._client.handler.spawn(self._after_new_session)
+
+    def _after_new_session(self) -> None:
+        try:
+            self._ensure_chroot()
+            for host_id, session_name, info in list(self._registrations):
+                self._register(host_id, session_name, info)
+            log.info("store=%s session re-established; liveness registered again", self.url_for_logs)
+        except Exception:
+            log.exception("store=%s re-registration failed; will retry on the next session", self.url_for_logs)
+
+    def _require_connection(self) -> None:
+        if not self._client.connected or not self._chroot_ready.is_set():
+            raise StoreUnavailable(f"store {self.url_for_logs} is not connected")
+
+    # -- the interface ---------------------------------------------------------------------------
+
+    def create(self, path: str, value: bytes = b"", *, ephemeral: bool = False) -> bool:
+        validate_path(path)
+        self._require_connection()
+        try:
+            self._wait(self._client.create_async(path, value, ephemeral=ephemeral, makepath=True))
+            return True
+        except NodeExistsError:
+            return False
+
+    def get(self, path: str) -> Versioned | None:
+        self._require_connection()
+        try:
+            value, stat = self._wait(self._client.get_async(path))
+        except NoNodeError:
+            return None
+        return Versioned(value or b"", stat.version)
+
+    def compare_and_set(self, path: str, value: bytes, version: int) -> bool:
+        self._require_connection()
+        try:
+            self._wait(self._client.set_async(path, value, version))
+            return True
+        except (BadVersionError, NoNodeError):
+            return False
+
+    def delete(self, path: str, version: int = -1, *, recursive: bool = False) -> bool:
+        self._require_connection()
+        if recursive:
+            if self.get(path) is None:
+                return False
+            for node in self.walk(path):
+                with contextlib.suppress(NoNodeError):
+                    self._wait(self._client.delete_async(node))
+            return True
+        try:
+            self._wait(self._client.delete_async(path, version))
+            return True
+        except (BadVersionError, NoNodeError, NotEmptyError):
+            return False
+
+    def children(self, path: str) -> list[str]:
+        self._require_connection()
+        try:
+            return sorted(self._wait(self._client.get_children_async(path)))
+        except NoNodeError:
+            return []
+
+    def commit(self, operations: Sequence[Operation]) -> bool:
+        self._require_connection()
+        transaction = self._client.transaction()
+        for op in operations:
+            if isinstance(op, Create):
+                transaction.create(op.path, op.value, ephemeral=op.ephemeral)
+            elif isinstance(op, SetValue):
+                transaction.set_data(op.path, op.value, op.version)
+            elif isinstance(op, Delete):
+                transaction.delete(op.path, op.version)
+            elif isinstance(op, Check):
+                transaction.check(op.path, op.version)
+            else:
+                raise TypeError(f"unknown store operation {op!r}")
+        results = self._wait(transaction.commit_async())
+        failures = [r for r in results if isinstance(r, Exception)]
+        if not failures:
+            return True
+        if all(isinstance(f, _CONFLICTS) for f in failures):
+            return False
+        raise StoreUnavailable(f"store {self.url_for_logs}: transaction failed: {failures[0]!r}")
+
+    def watch_value(self, path: str, callback: Callable[[Versioned | None], None]) -> None:
+        self._require_connection()
+
+        def on_change(data, stat):
+            callback(None if stat is None else Versioned(data or b"", stat.version))
+
+        DataWatch(self._client, path, on_change)
+
+    def watch_children(self, path: str, callback: Callable[[list[str]], None]) -> None:
+        # A children watch on an absent node ends at once; the node is created so it keeps going.
+        self.create(path)
+        self._require_connection()
+        ChildrenWatch(self._client, path, lambda names: callback(sorted(names)))
+
+    @contextlib.contextmanager
+    def lock(self, name: str, timeout: float):
+        self._require_connection()
+        lock = self._client.Lock(join(ROOT, "locks", name), identifier=f"{os.uname().nodename}:{os.getpid()}")
+        try:
+            taken = lock.acquire(timeout=timeout)
+        except LockTimeout:
+            taken = False
+        except KazooException as e:
+            raise StoreUnavailable(f"lock {name}: {type(e).__name__}") from e
+        if not taken:
+            raise StoreUnavailable(f"lock {name} not taken within {timeout:g}s")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(KazooException):
+                lock.release()
+
+    def register_host(self, host_id: str, session_name: str, info: dict) -> None:
+        self._registrations.append((host_id, session_name, info))
+        self._register(host_id, session_name, info)
+
+    def _register(self, host_id: str, session_name: str, info: dict) -> None:
+        host = join(ROOT, "hosts", host_id)
+        if not self.create(host, encode(info)):
+            current = self.get(host)
+            if current is not None:
+                self.compare_and_set(host, encode(info), current.version)
+        # The ephemeral node of an expired session may linger until ZooKeeper notices; replace it.
+        session = join(host, "sessions", f"{session_name}-{os.getpid()}")
+        if not self.create(session, ephemeral=True):
+            self.delete(session)
+            self.create(session, ephemeral=True)
+
+    def live_hosts(self) -> set[str]:
+        hosts_path = join(ROOT, "hosts")
+        return {h for h in self.children(hosts_path) if self.children(join(hosts_path, h, "sessions"))}
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._client.stop()
+            self._client.close()
