@@ -318,6 +318,8 @@ class EmbeddedStore(Store):
                 log.exception("embedded store watch failed; will retry")
 
     def close(self) -> None:
+        if self._closed.is_set():
+            return
         self._closed.set()
         if self._session_registered:
             session = self._session

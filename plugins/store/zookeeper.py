@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import (
+    RuntimeInconsistency,
     BadVersionError,
     KazooException,
     LockTimeout,
@@ -46,7 +47,8 @@ from plugins.store.base import (
 log = logging.getLogger(__name__)
 
 # Results of a transaction that mean "someone else changed it first", not "the store is broken".
-_CONFLICTS = (NodeExistsError, BadVersionError, NoNodeError, NotEmptyError, RolledBackError)
+# ZooKeeper marks the operations after the failed one RuntimeInconsistency (before it, RolledBack).
+_CONFLICTS = (NodeExistsError, BadVersionError, NoNodeError, NotEmptyError, RolledBackError, RuntimeInconsistency)
 
 
 def parse_zk_url(url: str) -> tuple[str, str, list[tuple[str, str]]]:

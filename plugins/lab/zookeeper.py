@@ -1,0 +1,121 @@
+"""Run a real ZooKeeper server (Debian's `zookeeper` package) as a child process on a given address.
+
+Started the way Debian's own service does (QuorumPeerMain with log4j from /etc/zookeeper/conf), but
+with its own data dir and config, so it touches nothing of a system ZooKeeper.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+
+JAVA_CLASSPATH = ":".join(
+    [
+        "/etc/zookeeper/conf",
+        "/usr/share/java/zookeeper.jar",
+        "/usr/share/java/slf4j-log4j12.jar",
+        "/usr/share/java/log4j-1.2.jar",
+    ]
+)
+MAIN_CLASS = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+
+
+class ZooKeeperMissing(RuntimeError):
+    pass
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _ruok(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5) as s:
+            s.sendall(b"ruok")
+            return s.recv(4) == b"imok"
+    except OSError:
+        return False
+
+
+class ZooKeeperServer:
+    """One standalone server (or one member of an ensemble, given `peers` and `my_id`)."""
+
+    def __init__(self, workdir: str, host: str = "127.0.0.1", port: int | None = None, *, tick_ms: int = 500,
+                 peers: list[tuple[str, int, int]] | None = None, my_id: int | None = None,
+                 command_prefix: list[str] | None = None):
+        if not os.path.exists("/usr/share/java/zookeeper.jar"):
+            raise ZooKeeperMissing("ZooKeeper is not installed: apt-get install zookeeper")
+        self.workdir = workdir
+        self.host = host
+        self.port = port or free_port(host)
+        self.tick_ms = tick_ms
+        self.peers = peers or []
+        self.my_id = my_id
+        self.command_prefix = command_prefix or []
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _write_config(self) -> str:
+        data = os.path.join(self.workdir, "data")
+        os.makedirs(data, exist_ok=True)
+        lines = [
+            f"tickTime={self.tick_ms}",
+            "initLimit=10",
+            "syncLimit=5",
+            f"dataDir={data}",
+            f"clientPort={self.port}",
+            f"clientPortAddress={self.host}",
+            "admin.enableServer=false",
+            "4lw.commands.whitelist=ruok,srvr,mntr",
+            # Sessions as short as 1 s let tests see a dead host's session expire quickly.
+            f"minSessionTimeout={2 * self.tick_ms}",
+        ]
+        for peer_id, peer_host, quorum_port in self.peers:
+            lines.append(f"server.{peer_id}={peer_host}:{quorum_port}:{quorum_port + 1}")
+        if self.my_id is not None:
+            with open(os.path.join(data, "myid"), "w") as f:
+                f.write(str(self.my_id))
+        path = os.path.join(self.workdir, "zoo.cfg")
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return path
+
+    def start(self, wait: float = 30.0) -> "ZooKeeperServer":
+        config = self._write_config()
+        log = open(os.path.join(self.workdir, "zookeeper.log"), "ab")
+        self.process = subprocess.Popen(
+            [*self.command_prefix, "java", "-Xmx256m", "-cp", JAVA_CLASSPATH,
+             f"-Dzookeeper.log.dir={self.workdir}", MAIN_CLASS, config],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        log.close()
+        if not self.peers:
+            self.wait_ready(wait)
+        return self
+
+    def wait_ready(self, wait: float = 30.0) -> None:
+        deadline = time.monotonic() + wait
+        while not _ruok(self.host, self.port):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"ZooKeeper exited with {self.process.returncode}; see {self.workdir}/zookeeper.log")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"ZooKeeper did not answer on {self.address} within {wait:g}s")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)

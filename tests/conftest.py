@@ -1,0 +1,58 @@
+"""Fixtures that run the real components: a ZooKeeper server on loopback, plugin processes under
+gunicorn. Nothing here stands in for ZooKeeper or the plugin server."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from plugins.lab.zookeeper import ZooKeeperServer
+from plugins.store import open_store
+from tests.plugin_process import PluginProcess
+
+
+@pytest.fixture(scope="session")
+def zookeeper(tmp_path_factory):
+    server = ZooKeeperServer(str(tmp_path_factory.mktemp("zookeeper"))).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def zk_url(zookeeper):
+    """A fresh chroot per test, so tests never see each other's nodes."""
+    return f"zk://{zookeeper.address}/t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def embedded_url(tmp_path):
+    return f"file://{tmp_path}/store.db"
+
+
+@pytest.fixture(params=["embedded", "zookeeper"])
+def store_url(request):
+    return request.getfixturevalue("embedded_url" if request.param == "embedded" else "zk_url")
+
+
+@pytest.fixture
+def store(store_url):
+    opened = open_store(store_url, timeout=5.0)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def plugins(tmp_path):
+    """Start plugin processes; every one started is stopped at the end, by its own pid."""
+    started: list[PluginProcess] = []
+
+    def start(plugin: str, *args: str, plugin_dir: str | None = None) -> PluginProcess:
+        directory = plugin_dir or str(tmp_path / "plugins")
+        process = PluginProcess.acsnet(plugin, directory, *args, log_dir=str(tmp_path)).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()

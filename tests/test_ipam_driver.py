@@ -1,0 +1,226 @@
+"""IPAM semantics, driving `AcsnetIpam` directly on a real store (both backends); several drivers with
+different host ids on one store play several hosts."""
+
+from __future__ import annotations
+
+import netaddr
+import pytest
+
+from ipam import chunks
+from ipam.driver import AcsnetIpam, parse_supernets
+from ipam.model import GLOBAL_SPACE, LOCAL_SPACE, SUBNETS, pool_path
+from plugins.errors import Conflict, Exhausted, InvalidRequest, NotFound
+from plugins.protocol import AddressRelease, AddressRequest, PoolRequest
+from plugins.store import open_store
+
+GATEWAY = {"RequestAddressType": "com.docker.network.gateway"}
+
+
+def mac(n: int) -> dict:
+    return {"com.docker.network.endpoint.macaddress": f"02:42:00:00:{n // 256:02x}:{n % 256:02x}"}
+
+
+def pool_request(space=LOCAL_SPACE, pool="", sub_pool="", options=None, v6=False) -> PoolRequest:
+    return PoolRequest.from_json({"AddressSpace": space, "Pool": pool, "SubPool": sub_pool, "Options": options, "V6": v6})
+
+
+def request(ipam, pool_id, address="", options=None) -> str:
+    grant = ipam.request_address(AddressRequest.from_json({"PoolID": pool_id, "Address": address, "Options": options}))
+    return grant.to_json()["Address"]
+
+
+def release(ipam, pool_id, address):
+    ipam.release_address(AddressRelease.from_json({"PoolID": pool_id, "Address": address}))
+
+
+@pytest.fixture
+def hosts(store_url):
+    """Three IPAM drivers, each with its own store session and live host registration."""
+    made = []
+
+    def host(host_id: str, **kwargs) -> AcsnetIpam:
+        s = open_store(store_url)
+        s.register_host(host_id, "ipam", {})
+        made.append(s)
+        return AcsnetIpam(s, host_id, **kwargs)
+
+    yield host
+    for s in made:
+        s.close()
+
+
+def test_capabilities_and_spaces(hosts):
+    h1 = hosts("h1")
+    assert h1.capabilities() == {"RequiresMACAddress": True, "RequiresRequestReplay": False}
+    assert h1.default_address_spaces() == (LOCAL_SPACE, GLOBAL_SPACE)
+
+
+def test_gateway_endpoint_and_release_cycle(hosts):
+    h1 = hosts("h1")
+    grant = h1.request_pool(pool_request(pool="192.0.2.0/24"))
+    pool_id = grant.pool_id
+    assert grant.to_json()["Pool"] == "192.0.2.0/24"
+    assert request(h1, pool_id, options=GATEWAY) == "192.0.2.1/24", "first usable address is the gateway"
+    assert request(h1, pool_id, options=mac(1)) == "192.0.2.2/24"
+    assert request(h1, pool_id, options=mac(2)) == "192.0.2.3/24"
+    release(h1, pool_id, "192.0.2.2")
+    release(h1, pool_id, "192.0.2.2")  # idempotent
+    assert request(h1, pool_id, options=mac(3)) == "192.0.2.2/24", "a freed address is used again"
+    for address in ("192.0.2.1", "192.0.2.2", "192.0.2.3"):
+        release(h1, pool_id, address)
+    h1.release_pool(pool_id)
+    h1.release_pool(pool_id)  # idempotent
+    assert h1.store.get(pool_path(pool_id)) is None, "nothing of the pool is left"
+    assert h1.store.children(SUBNETS) == []
+    with pytest.raises(NotFound, match=f"pool {pool_id} does not exist"):
+        request(h1, pool_id, options=mac(4))
+
+
+def test_local_space_pool_is_shared_and_reference_counted(hosts):
+    h1, h2 = hosts("h1"), hosts("h2")
+    p1 = h1.request_pool(pool_request(pool="198.51.100.0/24", options={"acsnet.pool": "x"})).pool_id
+    p2 = h2.request_pool(pool_request(pool="198.51.100.0/24", options={"acsnet.pool": "x"})).pool_id
+    assert p1 == p2, "the same subnet and options on two hosts is one pool"
+    other = h2.request_pool(pool_request(pool="198.51.100.0/24", options={"acsnet.pool": "y"})).pool_id
+    assert other != p1, "an ipam option separates two pools of one subnet"
+
+    # Gateway and aux requests from several hosts are idempotent; endpoints never collide.
+    assert request(h1, p1, "198.51.100.254", GATEWAY) == "198.51.100.254/24"
+    assert request(h2, p1, "198.51.100.254", GATEWAY) == "198.51.100.254/24"
+    assert request(h1, p1, "198.51.100.10") == request(h2, p1, "198.51.100.10") == "198.51.100.10/24"
+    a = request(h1, p1, options=mac(1))
+    b = request(h2, p1, options=mac(2))
+    assert a != b
+
+    # h1 leaves: its gateway reference goes, the pool and h2's addresses stay.
+    for address in ("198.51.100.254", "198.51.100.10", a.split("/")[0]):
+        release(h1, p1, address)
+    h1.release_pool(p1)
+    assert h2.store.get(pool_path(p1)) is not None
+    record = h2._allocator(p1).record(netaddr.IPAddress("198.51.100.254"))
+    assert record.holders == ("h2",)
+    with pytest.raises(Conflict, match="gateway"):
+        request(h1, p1, "198.51.100.254", mac(9))  # an endpoint cannot take the gateway
+
+    for address in ("198.51.100.254", "198.51.100.10", b.split("/")[0]):
+        release(h2, p1, address)
+    h2.release_pool(p1)
+    assert h2.store.get(pool_path(p1)) is None
+
+
+def test_global_space_allows_overlapping_pools(hosts):
+    h1, h2 = hosts("h1"), hosts("h2")
+    a = h1.request_pool(pool_request(GLOBAL_SPACE, "192.0.2.0/24")).pool_id
+    b = h1.request_pool(pool_request(GLOBAL_SPACE, "192.0.2.0/24")).pool_id
+    assert a != b
+    assert request(h1, a, "192.0.2.10", mac(1)) == "192.0.2.10/24"
+    assert request(h1, b, "192.0.2.10", mac(2)) == "192.0.2.10/24", "same address, other network"
+    # The gateway of a global pool belongs to the pool: another host may free it (network rm there).
+    request(h1, a, options=GATEWAY)
+    release(h2, a, "192.0.2.1")
+    assert h1._allocator(a).record(netaddr.IPAddress("192.0.2.1")) is None
+    h2.release_pool(a)
+    assert h1.store.get(pool_path(a)) is None and h1.store.get(pool_path(b)) is not None
+
+
+def test_carved_pools_never_overlap_and_are_never_handed_out_twice(hosts):
+    h1 = hosts("h1", supernets=parse_supernets("203.0.113.0/24", 26))
+    explicit = h1.request_pool(pool_request(GLOBAL_SPACE, "203.0.113.64/26"))
+    carved = [h1.request_pool(pool_request()).to_json()["Pool"] for _ in range(3)]
+    assert carved == ["203.0.113.0/26", "203.0.113.128/26", "203.0.113.192/26"]
+    with pytest.raises(Exhausted, match="203.0.113.0/24 has no free /26"):
+        h1.request_pool(pool_request())
+    h1.release_pool(explicit.pool_id)
+    assert h1.request_pool(pool_request()).to_json()["Pool"] == "203.0.113.64/26"
+
+
+def test_ipv6_pools(hosts):
+    h1 = hosts("h1")
+    carved = h1.request_pool(pool_request(v6=True))
+    assert carved.to_json()["Pool"] == "fd61:6373:6e65::/64"
+    explicit = h1.request_pool(pool_request(pool="2001:db8:1::/64", v6=True)).pool_id
+    assert request(h1, explicit, options=GATEWAY) == "2001:db8:1::1/64"
+    assert request(h1, explicit, options=mac(1)) == "2001:db8:1::2/64"
+    assert request(h1, explicit, "2001:db8:1::ffff:1", mac(2)) == "2001:db8:1::ffff:1/64"
+
+
+def test_ip_range_and_pinning_rules(hosts):
+    h1 = hosts("h1")
+    pool_id = h1.request_pool(pool_request(pool="192.0.2.0/24", sub_pool="192.0.2.128/30")).pool_id
+    assert request(h1, pool_id, options=GATEWAY) == "192.0.2.1/24", "the gateway may lie outside the range"
+    assert request(h1, pool_id, "192.0.2.20") == "192.0.2.20/24", "aux addresses outside the range are accepted"
+    got = {request(h1, pool_id, options=mac(i)) for i in range(4)}
+    assert got == {f"192.0.2.{i}/24" for i in (128, 129, 130, 131)}
+    with pytest.raises(Exhausted, match="no free address"):
+        request(h1, pool_id, options=mac(9))
+    assert request(h1, pool_id, "192.0.2.50", mac(10)) == "192.0.2.50/24", "--ip may lie outside the range"
+    with pytest.raises(InvalidRequest, match="192.0.3.5 is outside pool"):
+        request(h1, pool_id, "192.0.3.5", mac(11))
+    with pytest.raises(InvalidRequest, match="broadcast address"):
+        request(h1, pool_id, "192.0.2.255", mac(12))
+    with pytest.raises(Conflict, match=r"192.0.2.50 is in use by another endpoint on this host \(h1\)"):
+        request(h1, pool_id, "192.0.2.50", mac(13))
+    assert request(h1, pool_id, "192.0.2.50", mac(10)) == "192.0.2.50/24", "the same request again is idempotent"
+
+
+def test_pinned_takeover_only_from_a_dead_host(hosts, store_url):
+    h1, h2 = hosts("h1"), hosts("h2")
+    pool_id = h1.request_pool(pool_request(GLOBAL_SPACE, "192.0.2.0/24")).pool_id
+    request(h1, pool_id, "192.0.2.110", mac(1))
+    with pytest.raises(Conflict, match="192.0.2.110 is in use by an endpoint on host h1"):
+        request(h2, pool_id, "192.0.2.110", mac(2))
+    h1.store.close()  # h1's session ends: the host is gone
+    assert request(h2, pool_id, "192.0.2.110", mac(2)) == "192.0.2.110/24"
+    # h1 comes back and its dockerd releases the old endpoint: h2's address must survive it.
+    back = open_store(store_url)
+    try:
+        h1_again = AcsnetIpam(back, "h1")
+        release(h1_again, pool_id, "192.0.2.110")
+        record = h2._allocator(pool_id).record(netaddr.IPAddress("192.0.2.110"))
+        assert record.holders == ("h2",)
+    finally:
+        back.close()
+
+
+def test_bad_requests_are_named(hosts):
+    h1 = hosts("h1")
+    with pytest.raises(InvalidRequest, match="unknown address space 'other'"):
+        h1.request_pool(pool_request("other", "192.0.2.0/24"))
+    for body, message in [
+        ({"AddressSpace": LOCAL_SPACE, "Pool": "192.0.2.0/33"}, "not a valid CIDR"),
+        ({"AddressSpace": LOCAL_SPACE, "Pool": "bogus"}, "not a valid CIDR"),
+        ({"AddressSpace": LOCAL_SPACE, "Pool": "192.0.2.7/24"}, "host bits set"),
+        ({"AddressSpace": LOCAL_SPACE, "Pool": "192.0.2.0/24", "SubPool": "198.51.100.0/25"}, "not inside Pool"),
+        ({"AddressSpace": LOCAL_SPACE, "Pool": "2001:db8::/64", "V6": False}, "is IPv6 but V6 is false"),
+        ({"AddressSpace": LOCAL_SPACE, "SubPool": "192.0.2.0/25"}, "without a Pool"),
+        ({"AddressSpace": LOCAL_SPACE, "Pool": 7}, "must be a string"),
+    ]:
+        with pytest.raises(InvalidRequest, match=message):
+            PoolRequest.from_json(body)
+
+
+def test_allocation_cost_does_not_depend_on_fullness(hosts):
+    """Filling a /21 to the last address takes the same number of store reads per allocation at the
+    start and at the end: one summary read and one chunk read (plus the commit)."""
+    h1 = hosts("h1")
+    pool_id = h1.request_pool(pool_request(pool="100.64.0.0/21")).pool_id
+    allocator = h1._allocator(pool_id)
+    reads = []
+    real_get = h1.store.get
+
+    def counting_get(path):
+        reads.append(path)
+        return real_get(path)
+
+    h1.store.get = counting_get
+    per_allocation = []
+    usable = allocator.span.last - allocator.span.first + 1
+    for i in range(usable):
+        reads.clear()
+        request(h1, pool_id, options=mac(i))
+        per_allocation.append(len(reads))
+    assert max(per_allocation) <= 4 and set(per_allocation[:10]) == set(per_allocation[-10:])
+    with pytest.raises(Exhausted):
+        request(h1, pool_id, options=mac(usable))
+    summary = h1.store.get_json(pool_path(pool_id, "chunks"))
+    assert summary["full"] == [0], f"the single {chunks.CHUNK_BITS}-bit chunk is recorded full"

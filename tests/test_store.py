@@ -1,0 +1,158 @@
+"""The store contract, run against both real backends: the embedded SQLite file and a real ZooKeeper."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from plugins.errors import StoreUnavailable
+from plugins.store import Check, Create, Delete, SetValue, open_store
+from plugins.store.base import ROOT, join
+
+
+def wait_for(condition, timeout=5.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s")
+        time.sleep(0.02)
+
+
+def test_create_if_absent_and_versions(store):
+    assert store.create("/a/b/c", b"one") is True
+    assert store.create("/a/b/c", b"two") is False
+    node = store.get("/a/b/c")
+    assert (node.value, node.version) == (b"one", 0)
+    assert store.get("/a/b") is not None, "parents are made"
+    assert store.get("/missing") is None
+
+
+def test_compare_and_set(store):
+    store.create("/k", b"v0")
+    assert store.compare_and_set("/k", b"v1", 0) is True
+    assert store.compare_and_set("/k", b"v2", 0) is False, "a stale version must lose"
+    node = store.get("/k")
+    assert (node.value, node.version) == (b"v1", 1)
+    assert store.compare_and_set("/absent", b"x", 0) is False
+
+
+def test_delete_and_children(store):
+    for name in ("x", "y", "z"):
+        store.create(f"/p/{name}/leaf", name.encode())
+    assert store.children("/p") == ["x", "y", "z"]
+    assert store.children("/nothing") == []
+    assert store.delete("/p/x") is False, "a node with children is not deleted without recursive"
+    assert store.delete("/p/x/leaf", version=7) is False, "wrong version"
+    assert store.delete("/p/x/leaf") is True
+    assert store.delete("/p/x/leaf") is False, "already gone"
+    assert store.delete("/p", recursive=True) is True
+    assert store.get("/p") is None and store.get("/p/y/leaf") is None
+
+
+def test_commit_is_all_or_nothing(store):
+    store.create("/t")
+    store.create("/t/counter", b"0")
+    assert store.commit([SetValue("/t/counter", b"1", 0), Create("/t/a", b"a")]) is True
+    # The second create collides, so the first operation must not be applied either.
+    assert store.commit([SetValue("/t/counter", b"2", 1), Create("/t/b"), Create("/t/a")]) is False
+    assert store.get("/t/counter").value == b"1"
+    assert store.get("/t/b") is None
+    assert store.commit([Check("/t/counter", 0), Create("/t/c")]) is False, "a failed check rejects all"
+    assert store.commit([Check("/t/counter", 1), Delete("/t/a", 0)]) is True
+    assert store.get("/t/a") is None
+    assert store.commit([Create("/nope/child")]) is False, "creates in a commit need their parent"
+
+
+def test_watches_see_changes(store):
+    store.create("/w")
+    values, children = [], []
+    store.watch_value("/w", lambda node: values.append(None if node is None else node.value))
+    store.watch_children("/w", lambda names: children.append(names))
+    store.compare_and_set("/w", b"new", 0)
+    store.create("/w/child")
+    wait_for(lambda: b"new" in values, what="value watch")
+    wait_for(lambda: ["child"] in children, what="children watch")
+    store.delete("/w", recursive=True)
+    wait_for(lambda: values[-1] is None, what="deletion seen by the value watch")
+
+
+def test_lock_excludes_other_threads_and_times_out(store):
+    inside, overlaps = [], []
+
+    def worker():
+        for _ in range(5):
+            with store.lock("exclusive", timeout=10):
+                if inside:
+                    overlaps.append(1)
+                inside.append(1)
+                time.sleep(0.005)
+                inside.pop()
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not overlaps
+
+    other = open_store(store_url_of(store), timeout=5.0)
+    try:
+        with store.lock("held", timeout=5):
+            with pytest.raises(StoreUnavailable, match="lock held not taken"):
+                with other.lock("held", timeout=0.3):
+                    pass
+        with other.lock("held", timeout=5):
+            pass
+    finally:
+        other.close()
+
+
+def store_url_of(store) -> str:
+    return getattr(store, "url", None) or store_url_registry[id(store)]
+
+
+store_url_registry: dict[int, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def _remember_url(store, store_url):
+    store_url_registry[id(store)] = store_url
+
+
+def _register_and_sleep(url: str, host: str, ready) -> None:
+    s = open_store(url)
+    s.register_host(host, "test", {"host_id": host})
+    ready.set()
+    time.sleep(600)
+
+
+def test_liveness_follows_the_session(store, store_url):
+    assert store.live_hosts() == set()
+    store.register_host("h1", "test", {"host_id": "h1"})
+    assert store.host_alive("h1") and store.live_hosts() == {"h1"}
+    assert store.get_json(join(ROOT, "hosts", "h1")) == {"host_id": "h1"}
+
+    # Another process registers h2 and is killed: h2 stops being alive once its session is gone.
+    ready = multiprocessing.Event()
+    child = multiprocessing.get_context("fork").Process(target=_register_and_sleep, args=(store_url, "h2", ready))
+    child.start()
+    try:
+        assert ready.wait(20)
+        wait_for(lambda: store.host_alive("h2"), what="h2 alive")
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.join()
+    # ZooKeeper ends a killed client's session only after the session timeout (10 s by default).
+    wait_for(lambda: not store.host_alive("h2"), timeout=30, what="h2 dead after its process was killed")
+    assert store.host_alive("h1")
+
+    other = open_store(store_url)
+    other.register_host("h3", "test", {})
+    assert store.host_alive("h3")
+    other.close()
+    wait_for(lambda: not store.host_alive("h3"), what="h3 dead after a clean close")
