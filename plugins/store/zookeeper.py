@@ -66,7 +66,7 @@ def parse_zk_url(url: str) -> tuple[str, str, list[tuple[str, str]]]:
 
 
 class ZooKeeperStore(Store):
-    def __init__(self, url: str, *, timeout: float = 5.0, session_timeout: float = 10.0, connect_wait: float = 5.0):
+    def __init__(self, url: str, *, timeout: float = 5.0, session_timeout: float = 10.0):
         hosts, chroot, auth = parse_zk_url(url)
         self.url_for_logs = f"zk://{hosts}{chroot}"  # never the credentials
         self.timeout = timeout
@@ -83,7 +83,7 @@ class ZooKeeperStore(Store):
         self._chroot_ready = threading.Event()
         self._client.add_listener(self._on_state)
         connected = self._client.start_async()
-        if connected.wait(connect_wait):
+        if connected.wait(timeout):
             self._ensure_chroot()
         else:
             log.warning("store=%s not reachable yet; retrying in the background", self.url_for_logs)

@@ -1,0 +1,116 @@
+"""Several IPAM plugin processes, one per simulated host (distinct --host-id), sharing a real ZooKeeper."""
+
+from __future__ import annotations
+
+import collections
+import signal
+import threading
+import time
+
+import pytest
+
+from ipam import chunks
+from ipam.model import pool_path
+from plugins.store import open_store
+
+GATEWAY = {"RequestAddressType": "com.docker.network.gateway"}
+
+
+def mac_option(host: int, n: int) -> dict:
+    return {"com.docker.network.endpoint.macaddress": f"02:42:{host:02x}:00:{n // 256:02x}:{n % 256:02x}"}
+
+
+@pytest.fixture
+def three_hosts(plugins, zk_url, tmp_path):
+    return [plugins("ipam", "--store", zk_url, "--host-id", f"h{i}", plugin_dir=str(tmp_path / f"h{i}")) for i in (1, 2, 3)]
+
+
+def test_three_hosts_allocate_from_one_pool_at_once(three_hosts, zk_url):
+    pool_ids = set()
+    for host in three_hosts:
+        status, reply = host.client().call("IpamDriver.RequestPool", {"AddressSpace": "acsnet-local", "Pool": "100.64.0.0/22"})
+        assert status == 200, reply
+        pool_ids.add(reply["PoolID"])
+        assert host.client().call("IpamDriver.RequestAddress", {"PoolID": reply["PoolID"], "Address": "", "Options": GATEWAY}) == (
+            200, {"Address": "100.64.0.1/22", "Data": {}})
+    assert len(pool_ids) == 1, "one logical network on every host shares one pool"
+    pool_id = pool_ids.pop()
+
+    per_thread, threads_per_host = 150, 2
+    granted: dict[str, list[str]] = collections.defaultdict(list)
+    errors: list = []
+
+    def allocate(host_index: int, thread_index: int):
+        client = three_hosts[host_index].client()
+        for n in range(per_thread):
+            status, reply = client.call("IpamDriver.RequestAddress", {
+                "PoolID": pool_id, "Address": "", "Options": mac_option(host_index, thread_index * 1000 + n)})
+            if status != 200:
+                errors.append(reply)
+            else:
+                granted[f"h{host_index + 1}"].append(reply["Address"].split("/")[0])
+
+    threads = [threading.Thread(target=allocate, args=(h, t)) for h in range(3) for t in range(threads_per_host)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    assert not errors, errors[:3]
+    everything = [a for addresses in granted.values() for a in addresses]
+    assert len(everything) == 3 * threads_per_host * per_thread
+    assert len(set(everything)) == len(everything), "an address was handed out twice"
+    print(f"{len(everything)} allocations by 3 hosts in {elapsed:.1f}s")
+
+    # The store agrees with what was handed out, holder by holder, and the bitmap matches the records.
+    store = open_store(zk_url)
+    try:
+        records = {name: store.get_json(pool_path(pool_id, "addresses", name)) for name in store.children(pool_path(pool_id, "addresses"))}
+        assert set(records) == set(everything) | {"100.64.0.1"}
+        for host, addresses in granted.items():
+            assert all(records[a]["holders"] == [host] for a in addresses)
+        bitmap = chunks.decode(store.get(pool_path(pool_id, "chunks", "0")).value)
+        assert bin(bitmap).count("1") == len(records)
+
+        # Every host releases its own addresses, then the network: nothing is left behind.
+        def release(host_index: int):
+            client = three_hosts[host_index].client()
+            for address in granted[f"h{host_index + 1}"]:
+                assert client.call("IpamDriver.ReleaseAddress", {"PoolID": pool_id, "Address": address}) == (200, {})
+
+        threads = [threading.Thread(target=release, args=(h,)) for h in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for host in three_hosts:
+            assert host.client().call("IpamDriver.ReleaseAddress", {"PoolID": pool_id, "Address": "100.64.0.1"}) == (200, {})
+            assert host.client().call("IpamDriver.ReleasePool", {"PoolID": pool_id}) == (200, {})
+        assert store.get(pool_path(pool_id)) is None, "the pool and all its records are gone"
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("how", ["clean stop", "SIGKILL"])
+def test_pinned_address_taken_over_only_when_the_holder_is_gone(plugins, zk_url, tmp_path, how):
+    h1 = plugins("ipam", "--store", zk_url, "--host-id", "h1", plugin_dir=str(tmp_path / "h1"))
+    h2 = plugins("ipam", "--store", zk_url, "--host-id", "h2", plugin_dir=str(tmp_path / "h2"))
+    status, reply = h1.client().call("IpamDriver.RequestPool", {"AddressSpace": "acsnet-global", "Pool": "192.0.2.0/24"})
+    pool_id = reply["PoolID"]
+    pinned = {"PoolID": pool_id, "Address": "192.0.2.110"}
+    assert h1.client().call("IpamDriver.RequestAddress", {**pinned, "Options": mac_option(1, 1)})[0] == 200
+
+    status, reply = h2.client().call("IpamDriver.RequestAddress", {**pinned, "Options": mac_option(2, 1)})
+    assert status == 409 and reply["Err"] == "address 192.0.2.110 is in use by an endpoint on host h1"
+
+    h1.stop(signal.SIGTERM if how == "clean stop" else signal.SIGKILL)
+    # A killed host's session lives until ZooKeeper's session timeout (10 s); a clean stop ends it at once.
+    deadline = time.monotonic() + 30
+    while True:
+        status, reply = h2.client().call("IpamDriver.RequestAddress", {**pinned, "Options": mac_option(2, 1)})
+        if status == 200 or time.monotonic() > deadline:
+            break
+        assert status == 409, reply
+        time.sleep(0.25)
+    assert (status, reply) == (200, {"Address": "192.0.2.110/24", "Data": {}})
