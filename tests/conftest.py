@@ -9,7 +9,7 @@ import pytest
 
 from plugins.lab.zookeeper import ZooKeeperServer
 from plugins.store import open_store
-from tests.plugin_process import PluginProcess
+from plugins.lab.plugin_process import PluginProcess
 
 
 @pytest.fixture(scope="session")
@@ -56,3 +56,20 @@ def plugins(tmp_path):
     yield start
     for process in started:
         process.stop()
+
+
+@pytest.fixture
+def docker_host(tmp_path):
+    """A simulated host (own netns, mount and UTS namespaces) running a real dockerd 20.10, with the
+    busybox image imported. Everything is removed by name and pid at the end."""
+    from plugins.lab.dockerd import DockerDaemon
+    from plugins.lab.host import SimulatedHost
+
+    host = SimulatedHost("h1", f"acsnet-test-{uuid.uuid4().hex[:8]}", str(tmp_path / "h1")).start()
+    try:
+        daemon = DockerDaemon(host, str(tmp_path / "h1" / "docker")).start()
+        daemon.import_busybox(str(tmp_path / "busybox.tar"))
+        yield host, daemon
+        daemon.stop()
+    finally:
+        host.stop()

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from plugins.lab.zookeeper import free_port
 from plugins.plugin_client import UnixHTTPConnection
-from tests.plugin_process import REPO, PluginProcess
+from plugins.lab.host import REPO
+from plugins.lab.plugin_process import PluginProcess
 
 GATEWAY = {"RequestAddressType": "com.docker.network.gateway"}
 MAC = {"com.docker.network.endpoint.macaddress": "02:42:c0:00:02:0a"}

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -12,6 +11,7 @@ import pytest
 
 from plugins.errors import StoreUnavailable
 from plugins.store import Check, Create, Delete, SetValue, open_store
+from plugins.lab.host import REPO
 from plugins.store.base import ROOT, join
 
 
@@ -124,11 +124,14 @@ def _remember_url(store, store_url):
     store_url_registry[id(store)] = store_url
 
 
-def _register_and_sleep(url: str, host: str, ready) -> None:
-    s = open_store(url)
-    s.register_host(host, "test", {"host_id": host})
-    ready.set()
-    time.sleep(600)
+REGISTER_AND_SLEEP = """
+import sys, time
+from plugins.store import open_store
+store = open_store(sys.argv[1])
+store.register_host(sys.argv[2], "test", {})
+print("registered", flush=True)
+time.sleep(600)
+"""
 
 
 def test_liveness_follows_the_session(store, store_url):
@@ -138,17 +141,19 @@ def test_liveness_follows_the_session(store, store_url):
     assert store.get_json(join(ROOT, "hosts", "h1")) == {"host_id": "h1"}
 
     # Another process registers h2 and is killed: h2 stops being alive once its session is gone.
-    ready = multiprocessing.Event()
-    child = multiprocessing.get_context("fork").Process(target=_register_and_sleep, args=(store_url, "h2", ready))
-    child.start()
+    child = subprocess.Popen([sys.executable, "-c", REGISTER_AND_SLEEP, store_url, "h2"], cwd=REPO,
+                             stdout=subprocess.PIPE, text=True)
     try:
-        assert ready.wait(20)
-        wait_for(lambda: store.host_alive("h2"), what="h2 alive")
+        assert child.stdout.readline().strip() == "registered"
+        assert store.host_alive("h2")
     finally:
-        os.kill(child.pid, signal.SIGKILL)
-        child.join()
-    # ZooKeeper ends a killed client's session only after the session timeout (10 s by default).
+        child.kill()
+        child.wait()
+    killed_at = time.monotonic()
+    # ZooKeeper ends a killed client's session only after the session timeout (10 s here).
     wait_for(lambda: not store.host_alive("h2"), timeout=30, what="h2 dead after its process was killed")
+    if store_url.startswith("zk://"):
+        assert time.monotonic() - killed_at > 5, "a killed client's session outlives it until it times out"
     assert store.host_alive("h1")
 
     other = open_store(store_url)

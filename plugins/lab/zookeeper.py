@@ -83,6 +83,11 @@ class ZooKeeperServer:
         if self.my_id is not None:
             with open(os.path.join(data, "myid"), "w") as f:
                 f.write(str(self.my_id))
+        with open(os.path.join(self.workdir, "log4j.properties"), "w") as f:
+            f.write("log4j.rootLogger=INFO, OUT\n"
+                    "log4j.appender.OUT=org.apache.log4j.ConsoleAppender\n"
+                    "log4j.appender.OUT.layout=org.apache.log4j.PatternLayout\n"
+                    "log4j.appender.OUT.layout.ConversionPattern=%d{ISO8601} %-5p [%t] %c{1} - %m%n\n")
         path = os.path.join(self.workdir, "zoo.cfg")
         with open(path, "w") as f:
             f.write("\n".join(lines) + "\n")
@@ -93,7 +98,7 @@ class ZooKeeperServer:
         log = open(os.path.join(self.workdir, "zookeeper.log"), "ab")
         self.process = subprocess.Popen(
             [*self.command_prefix, "java", "-Xmx256m", "-cp", JAVA_CLASSPATH,
-             f"-Dzookeeper.log.dir={self.workdir}", MAIN_CLASS, config],
+             f"-Dlog4j.configuration=file:{self.workdir}/log4j.properties", MAIN_CLASS, config],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
         log.close()

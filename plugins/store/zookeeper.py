@@ -80,6 +80,7 @@ class ZooKeeperStore(Store):
         )
         self._session_lost = False
         self._registrations: list[tuple[str, str, dict]] = []
+        self._registration_lock = threading.Lock()
         self._chroot_ready = threading.Event()
         self._client.add_listener(self._on_state)
         connected = self._client.start_async()
@@ -244,14 +245,24 @@ class ZooKeeperStore(Store):
         self._register(host_id, session_name, info)
 
     def _register(self, host_id: str, session_name: str, info: dict) -> None:
-        host = join(ROOT, "hosts", host_id)
-        if not self.create(host, encode(info)):
-            current = self.get(host)
-            if current is not None:
-                self.compare_and_set(host, encode(info), current.version)
-        # The ephemeral node of an expired session may linger until ZooKeeper notices; replace it.
-        session = join(host, "sessions", f"{session_name}-{os.getpid()}")
-        if not self.create(session, ephemeral=True):
+        """Idempotent, and serialised: it runs from `register_host` and again from the connection
+        listener after a new session, possibly at the same time."""
+        with self._registration_lock:
+            host = join(ROOT, "hosts", host_id)
+            if not self.create(host, encode(info)):
+                current = self.get(host)
+                if current is not None and current.json() != info:
+                    self.compare_and_set(host, encode(info), current.version)
+            session = join(host, "sessions", f"{session_name}-{os.getpid()}")
+            if self.create(session, ephemeral=True):
+                return
+            try:
+                stat = self._wait(self._client.exists_async(session))
+            except NoNodeError:
+                stat = None
+            if stat is not None and stat.ephemeralOwner == self._client.client_id[0]:
+                return  # ours already
+            # Left by this process's previous, expired session and not yet reaped: replace it.
             self.delete(session)
             self.create(session, ephemeral=True)
 
