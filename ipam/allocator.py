@@ -22,9 +22,25 @@ import netaddr
 from ipam import chunks
 from ipam.model import AddressRecord, Pool, pool_path
 from plugins.errors import Exhausted, InvalidRequest, NotFound, StoreUnavailable
-from plugins.store import Create, Delete, SetValue, Store, Versioned, encode
+from plugins.store import Check, Create, Delete, SetValue, Store, encode
 
 _CONFLICT = object()
+
+
+class PoolCache:
+    """The last summary and chunk bitmaps this process read or wrote, with their versions.
+
+    Allocation uses them optimistically: the commit's version checks reject a stale one, and the
+    retry reads afresh. With one host allocating, an allocation is then a single store round trip.
+    """
+
+    def __init__(self):
+        self.summary: tuple[set[int], int] | None = None
+        self.chunks: dict[int, tuple[int, int | None]] = {}  # chunk -> (bitmap, version; None if absent)
+
+    def forget(self) -> None:
+        self.summary = None
+        self.chunks.clear()
 
 # What a release policy answers: free the address (None), or keep a record with fewer holders.
 ReleasePolicy = Callable[[AddressRecord], AddressRecord | None]
@@ -34,10 +50,11 @@ ClaimPolicy = Callable[[AddressRecord], AddressRecord]
 
 
 class PoolAllocator:
-    def __init__(self, store: Store, pool: Pool, timeout: float):
+    def __init__(self, store: Store, pool: Pool, timeout: float, cache: PoolCache | None = None):
         self.store = store
         self.pool = pool
         self.timeout = timeout
+        self.cache = cache or PoolCache()
         self.span = chunks.allocation_range(pool.network, pool.sub_pool)
         self._reserved = chunks.reserved_offsets(pool.network)
         self._summary_path = pool_path(pool.pool_id, "chunks")
@@ -65,20 +82,26 @@ class PoolAllocator:
 
     # -- reads -----------------------------------------------------------------------------------
 
-    def _summary(self) -> tuple[set[int], int]:
-        node = self.store.get(self._summary_path)
-        if node is None:
-            raise NotFound(f"pool {self.pool.pool_id} does not exist (released?)")
-        return set(node.json()["full"]), node.version
+    def _summary(self, fresh: bool = False) -> tuple[set[int], int]:
+        if self.cache.summary is None or fresh:
+            node = self.store.get(self._summary_path)
+            if node is None:
+                raise NotFound(f"pool {self.pool.pool_id} does not exist (released?)")
+            self.cache.summary = (set(node.json()["full"]), node.version)
+        full, version = self.cache.summary
+        return set(full), version
 
-    def _chunk(self, chunk: int) -> tuple[int, Versioned | None]:
-        node = self.store.get(self._chunk_path(chunk))
-        return chunks.decode(node.value if node else None), node
+    def _chunk(self, chunk: int) -> tuple[int, int | None]:
+        """The chunk's bitmap and version (None: the node does not exist yet, all free)."""
+        if chunk not in self.cache.chunks:
+            node = self.store.get(self._chunk_path(chunk))
+            self.cache.chunks[chunk] = (chunks.decode(node.value), node.version) if node else (0, None)
+        return self.cache.chunks[chunk]
 
-    def _write_chunk(self, chunk: int, node: Versioned | None, bitmap: int):
-        if node is None:
+    def _write_chunk(self, chunk: int, version: int | None, bitmap: int):
+        if version is None:
             return Create(self._chunk_path(chunk), chunks.encode(bitmap))
-        return SetValue(self._chunk_path(chunk), chunks.encode(bitmap), node.version)
+        return SetValue(self._chunk_path(chunk), chunks.encode(bitmap), version)
 
     def _summary_update(self, chunk: int, bitmap_after: int, full: set[int], version: int) -> list:
         """The summary write needed when `chunk` changes between full and not full in range."""
@@ -88,6 +111,19 @@ class PoolAllocator:
             return []
         changed = full | {chunk} if now_full else full - {chunk}
         return [SetValue(self._summary_path, encode({"full": sorted(changed)}), version)]
+
+    def _commit(self, operations: list, chunk: int, bitmap_after: int) -> bool:
+        """Commit; on success remember what was written, on a conflict forget what was cached."""
+        if not self.store.commit(operations):
+            self.cache.forget()
+            return False
+        for op in operations:
+            if op.path == self._chunk_path(chunk):
+                version = 0 if isinstance(op, Create) else op.version + 1
+                self.cache.chunks[chunk] = (bitmap_after, version)
+            elif op.path == self._summary_path:
+                self.cache.summary = (set(json.loads(op.value)["full"]), op.version + 1)
+        return True
 
     def record(self, address: netaddr.IPAddress) -> AddressRecord | None:
         node = self.store.get(self._address_path(self.offset_of(address)))
@@ -119,20 +155,25 @@ class PoolAllocator:
             full, summary_version = self._summary()
             chunk = chunks.first_open_chunk(self.span, full)
             if chunk is None:
+                # A cached summary may be behind another host's releases: believe only a fresh one.
+                full, summary_version = self._summary(fresh=True)
+                chunk = chunks.first_open_chunk(self.span, full)
+            if chunk is None:
                 raise Exhausted(f"pool {self.pool.pool_id} ({self.pool.network.cidr}) has no free address left")
-            bitmap, node = self._chunk(chunk)
+            bitmap, version = self._chunk(chunk)
             bit = chunks.first_free_bit(bitmap, chunks.bits_in_chunk(chunk, self.span))
             if bit is None:  # the summary was behind: record the chunk as full and look again
-                self.store.commit(self._summary_update(chunk, bitmap, full, summary_version))
+                self._commit(self._summary_update(chunk, bitmap, full, summary_version), chunk, bitmap)
+                self.cache.forget()
                 return _CONFLICT
             offset = chunk * chunks.CHUNK_BITS + bit
             after = bitmap | (1 << bit)
             operations = [
-                self._write_chunk(chunk, node, after),
+                self._write_chunk(chunk, version, after),
                 Create(self._address_path(offset), encode(record.to_json())),
                 *self._summary_update(chunk, after, full, summary_version),
             ]
-            if self.store.commit(operations):
+            if self._commit(operations, chunk, after):
                 return self.address_at(offset)
             self._repair_unmarked(offset)
             return _CONFLICT
@@ -156,14 +197,14 @@ class PoolAllocator:
                 ok = self.store.compare_and_set(path, encode(wanted.to_json()), existing.version)
                 return wanted if ok else _CONFLICT
             full, summary_version = self._summary()
-            bitmap, node = self._chunk(chunk)
+            bitmap, version = self._chunk(chunk)
             after = bitmap | (1 << bit)
             operations = [
-                self._write_chunk(chunk, node, after),
+                self._write_chunk(chunk, version, after),
                 Create(path, encode(record.to_json())),
                 *self._summary_update(chunk, after, full, summary_version),
             ]
-            return record if self.store.commit(operations) else _CONFLICT
+            return record if self._commit(operations, chunk, after) else _CONFLICT
 
         return self._until_committed(attempt)
 
@@ -186,17 +227,17 @@ class PoolAllocator:
                     ok = self.store.compare_and_set(path, encode(remaining.to_json()), existing.version)
                     return None if ok else _CONFLICT
             full, summary_version = self._summary()
-            bitmap, node = self._chunk(chunk)
-            if not bitmap >> bit & 1:
+            bitmap, version = self._chunk(chunk)
+            after = bitmap & ~(1 << bit)
+            if after == bitmap:
                 if existing is None:
                     return None
-                operations = []
+                operations = [Check(self._chunk_path(chunk), version)] if version is not None else []
             else:
-                after = bitmap & ~(1 << bit)
-                operations = [self._write_chunk(chunk, node, after), *self._summary_update(chunk, after, full, summary_version)]
+                operations = [self._write_chunk(chunk, version, after), *self._summary_update(chunk, after, full, summary_version)]
             if existing is not None:
                 operations.append(Delete(path, existing.version))
-            return None if self.store.commit(operations) else _CONFLICT
+            return None if self._commit(operations, chunk, after) else _CONFLICT
 
         self._until_committed(attempt)
 
@@ -206,11 +247,11 @@ class PoolAllocator:
         if self.store.get(self._address_path(offset)) is None:
             return
         chunk, bit = chunks.chunk_of(offset), offset % chunks.CHUNK_BITS
-        full, summary_version = self._summary()
-        bitmap, node = self._chunk(chunk)
+        full, summary_version = self._summary(fresh=True)
+        bitmap, version = self._chunk(chunk)
         if not bitmap >> bit & 1:
             after = bitmap | (1 << bit)
-            self.store.commit([self._write_chunk(chunk, node, after), *self._summary_update(chunk, after, full, summary_version)])
+            self._commit([self._write_chunk(chunk, version, after), *self._summary_update(chunk, after, full, summary_version)], chunk, after)
 
     def holders(self) -> dict[str, AddressRecord]:
         """Every recorded address of the pool (for inspection and tests)."""

@@ -21,12 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import uuid
 
 import netaddr
 
 from ipam import chunks
-from ipam.allocator import PoolAllocator
+from ipam.allocator import PoolAllocator, PoolCache
 from ipam.model import (
     AUX,
     ENDPOINT,
@@ -76,6 +77,11 @@ class AcsnetIpam(IpamDriver):
         self.timeout = timeout
         self._supernets = supernets or parse_supernets()
         self._pools: dict[str, Pool] = {}
+        # Threads of this process allocating from one pool would only collide on the same chunk and
+        # retry; one at a time per pool here, and compare-and-set arbitrates between hosts.
+        self._pool_locks: dict[str, threading.Lock] = {}
+        self._pool_locks_guard = threading.Lock()
+        self._pool_caches: dict[str, PoolCache] = {}  # used under the pool's lock only
 
     # -- capabilities ----------------------------------------------------------------------------
 
@@ -170,7 +176,7 @@ class AcsnetIpam(IpamDriver):
         self._pools[pool.pool_id] = pool
 
     def _delete_pool(self, pool: Pool) -> None:
-        self._pools.pop(pool.pool_id, None)
+        self._forget_pool(pool.pool_id)
         self.store.delete(pool_path(pool.pool_id), recursive=True)
         claims = join(SUBNETS, subnet_key(pool.network))
         self.store.delete(join(claims, pool.pool_id))
@@ -206,20 +212,29 @@ class AcsnetIpam(IpamDriver):
             pool = self._pools[pool_id] = Pool.from_json(data)
         return pool
 
+    def _forget_pool(self, pool_id: str) -> None:
+        self._pools.pop(pool_id, None)
+        self._pool_caches.pop(pool_id, None)
+
     def _allocator(self, pool_id: str) -> PoolAllocator:
         pool = self._load_pool(pool_id)
         if pool is None:
             raise NotFound(f"pool {pool_id} does not exist")
-        return PoolAllocator(self.store, pool, self.timeout)
+        return PoolAllocator(self.store, pool, self.timeout, self._pool_caches.setdefault(pool_id, PoolCache()))
 
     # -- addresses -------------------------------------------------------------------------------
+
+    def _pool_lock(self, pool_id: str) -> threading.Lock:
+        with self._pool_locks_guard:
+            return self._pool_locks.setdefault(pool_id, threading.Lock())
 
     def request_address(self, request: AddressRequest) -> AddressGrant:
         allocator = self._allocator(request.pool_id)
         try:
-            address = self._request_address(allocator, request)
+            with self._pool_lock(request.pool_id):
+                address = self._request_address(allocator, request)
         except NotFound:
-            self._pools.pop(request.pool_id, None)  # removed by another host since we cached it
+            self._forget_pool(request.pool_id)  # removed by another host since we cached it
             raise
         return AddressGrant(address, allocator.pool.network.prefixlen)
 
@@ -263,14 +278,15 @@ class AcsnetIpam(IpamDriver):
         return AddressRecord(kind, tuple(sorted(current.holders + (self.host_id,))), current.mac, current.since)
 
     def release_address(self, request: AddressRelease) -> None:
-        pool = self._load_pool(request.pool_id)
-        if pool is None:
+        if self._load_pool(request.pool_id) is None:
             return  # the pool is gone, and its addresses with it: idempotent
-        allocator = PoolAllocator(self.store, pool, self.timeout)
+        allocator = self._allocator(request.pool_id)
+        pool = allocator.pool
         try:
-            allocator.release(request.address, lambda current: self._remaining_after_release(pool, request.address, current))
+            with self._pool_lock(request.pool_id):
+                allocator.release(request.address, lambda current: self._remaining_after_release(pool, request.address, current))
         except NotFound:
-            self._pools.pop(request.pool_id, None)
+            self._forget_pool(request.pool_id)
 
     def _remaining_after_release(self, pool: Pool, address, current: AddressRecord) -> AddressRecord | None:
         if current.kind == ENDPOINT:
