@@ -73,3 +73,15 @@ def docker_host(tmp_path):
         daemon.stop()
     finally:
         host.stop()
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory):
+    """A 2-host lab (local scope) shared by the tests of a session; each test removes what it makes."""
+    from plugins.lab.topology import Lab
+
+    the_lab = Lab(str(tmp_path_factory.mktemp("lab") / "lab"), f"acsnet-t{uuid.uuid4().hex[:4]}")
+    the_lab.up(hosts=2, scope="local")
+    yield the_lab
+    the_lab.down()
+    assert the_lab.leftovers() == []

@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 JAVA_CLASSPATH = ":".join(
@@ -33,13 +34,22 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def _ruok(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5) as s:
-            s.sendall(b"ruok")
-            return s.recv(4) == b"imok"
-    except OSError:
-        return False
+RUOK = """
+import socket, sys
+try:
+    with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=0.5) as s:
+        s.sendall(b"ruok")
+        sys.exit(s.recv(4) != b"imok")
+except OSError:
+    sys.exit(1)
+"""
+
+
+def ruok(host: str, port: int, command_prefix: list[str] | None = None) -> bool:
+    """ZooKeeper's "are you ok", asked from where the server is reachable (inside its namespace
+    when `command_prefix` enters one)."""
+    argv = [*(command_prefix or []), sys.executable, "-c", RUOK, host, str(port)]
+    return subprocess.run(argv, capture_output=True, timeout=10).returncode == 0
 
 
 class ZooKeeperServer:
@@ -108,7 +118,7 @@ class ZooKeeperServer:
 
     def wait_ready(self, wait: float = 30.0) -> None:
         deadline = time.monotonic() + wait
-        while not _ruok(self.host, self.port):
+        while not ruok(self.host, self.port, self.command_prefix):
             if self.process.poll() is not None:
                 raise RuntimeError(f"ZooKeeper exited with {self.process.returncode}; see {self.workdir}/zookeeper.log")
             if time.monotonic() > deadline:

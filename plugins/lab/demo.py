@@ -1,0 +1,163 @@
+"""`acsnet lab demo`: the reference scenarios of what has landed, run on a lab, each step printed, then a
+PASS/FAIL summary. Every scenario removes what it made, so the demo can run again on the same lab."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Callable
+
+from plugins.lab.dockerd import IMAGE
+from plugins.lab.topology import OUTSIDE_ADDRESS, SERVICES_ADDRESS, ZOOKEEPER_PORT, Lab, host_address
+
+
+class StepFailed(AssertionError):
+    pass
+
+
+class DemoRun:
+    def __init__(self, out: Callable[[str], None] = print):
+        self.out = out
+        self.results: list[tuple[str, str, bool, str]] = []
+        self.scenario = ""
+
+    def begin(self, scenario: str) -> None:
+        self.scenario = scenario
+        self.out(f"\n== {scenario}")
+
+    def step(self, description: str, action: Callable[[], str | None]) -> bool:
+        started = time.monotonic()
+        try:
+            detail = action() or ""
+            ok = True
+        except Exception as e:  # a failed step is reported, and the demo goes on to the next one
+            detail, ok = f"{type(e).__name__}: {e}", False
+        took = time.monotonic() - started
+        self.out(f"  [{'PASS' if ok else 'FAIL'}] {description} ({took:.1f}s){': ' + detail if detail else ''}")
+        self.results.append((self.scenario, description, ok, detail))
+        return ok
+
+    def summary(self) -> bool:
+        passed = sum(1 for r in self.results if r[2])
+        failed = [r for r in self.results if not r[2]]
+        self.out("")
+        for scenario, description, _, detail in failed:
+            self.out(f"FAILED: {scenario}: {description}: {detail}")
+        verdict = "PASS" if not failed else "FAIL"
+        self.out(f"{verdict}: {passed} passed, {len(failed)} failed")
+        return not failed
+
+
+def check(condition: bool, message: str) -> None:
+    if not condition:
+        raise StepFailed(message)
+
+
+def docker(lab: Lab, host: str, *args: str, check_ok: bool = True):
+    result = lab.docker(host, *args, check=False)
+    if check_ok and result.returncode != 0:
+        raise StepFailed(f"on {host}: docker {' '.join(args)}: {result.stderr.strip()}")
+    return result
+
+
+def container_ip(lab: Lab, host: str, name: str, network: str) -> str:
+    info = json.loads(docker(lab, host, "inspect", name).stdout)[0]
+    return info["NetworkSettings"]["Networks"][network]["IPAddress"]
+
+
+def underlay_scenario(lab: Lab, run: DemoRun) -> None:
+    run.begin("lab: hosts, switch and services")
+    hosts = lab.hosts()
+
+    def ping_between_hosts():
+        for i, host in enumerate(hosts, start=1):
+            for j in range(1, len(hosts) + 1):
+                if i != j:
+                    lab.node(host).run(["ping", "-c", "1", "-W", "2", host_address(j)])
+        return f"{len(hosts)} hosts reach each other over the switch"
+
+    def reach_services():
+        for host in hosts:
+            lab.node(host).run(["ping", "-c", "1", "-W", "2", OUTSIDE_ADDRESS])
+            lab.node(host).run(["ping", "-c", "1", "-W", "2", SERVICES_ADDRESS])
+        return f"ZooKeeper at {SERVICES_ADDRESS}:{ZOOKEEPER_PORT}, outside host at {OUTSIDE_ADDRESS}"
+
+    run.step("every host reaches every other host", ping_between_hosts)
+    run.step("every host reaches the services node and the outside host", reach_services)
+
+
+def ipam_scenario(lab: Lab, run: DemoRun) -> None:
+    """The acsnet IPAM under Docker's bridge driver: one pool shared by every host through ZooKeeper."""
+    run.begin("ipam: addresses from one ZooKeeper-backed pool on every host")
+    hosts = lab.hosts()[:2]
+    network, subnet, pinned = "demo-ipam", "100.96.0.0/24", "100.96.0.100"
+    names = {host: [f"demo-{host}-{n}" for n in range(2)] for host in hosts}
+
+    def clean():
+        for host in hosts:
+            docker(lab, host, "rm", "-f", *names[host], f"demo-{host}-pinned", check_ok=False)
+            docker(lab, host, "network", "rm", network, check_ok=False)
+
+    clean()
+
+    def create_networks():
+        for host in hosts:
+            docker(lab, host, "network", "create", "-d", "bridge", "--ipam-driver", "acsnet", "--subnet", subnet, network)
+        return f"{network} ({subnet}) on {', '.join(hosts)}"
+
+    def distinct_addresses():
+        seen = {}
+        for host in hosts:
+            for name in names[host]:
+                docker(lab, host, "run", "-d", "--stop-timeout", "1", "--net", network, "--name", name, IMAGE, "sleep", "3600")
+                seen[name] = container_ip(lab, host, name, network)
+        check(len(set(seen.values())) == len(seen), f"an address was given twice: {seen}")
+        return ", ".join(f"{n}={a}" for n, a in seen.items())
+
+    def pin_on_first():
+        host = hosts[0]
+        docker(lab, host, "run", "-d", "--stop-timeout", "1", "--net", network, "--ip", pinned, "--name", f"demo-{host}-pinned",
+               IMAGE, "sleep", "3600")
+        got = container_ip(lab, host, f"demo-{host}-pinned", network)
+        check(got == pinned, f"got {got}")
+        return f"{host} holds {pinned}"
+
+    def refused_on_second():
+        host = hosts[-1]
+        result = docker(lab, host, "run", "-d", "--net", network, "--ip", pinned, "--name", f"demo-{host}-pinned",
+                        IMAGE, "sleep", "3600", check_ok=False)
+        docker(lab, host, "rm", "-f", f"demo-{host}-pinned", check_ok=False)
+        check(result.returncode != 0, "the second host got an address the first one holds")
+        expected = f"address {pinned} is in use by an endpoint on host {hosts[0]}"
+        check(expected in result.stderr, f"unclear error: {result.stderr.strip()}")
+        return f"refused: {expected}"
+
+    def moves_after_release():
+        docker(lab, hosts[0], "rm", "-f", f"demo-{hosts[0]}-pinned")
+        host = hosts[-1]
+        docker(lab, host, "run", "-d", "--stop-timeout", "1", "--net", network, "--ip", pinned, "--name", f"demo-{host}-pinned",
+               IMAGE, "sleep", "3600")
+        check(container_ip(lab, host, f"demo-{host}-pinned", network) == pinned, "the released address was not given")
+        return f"{pinned} now on {host}"
+
+    def remove_everything():
+        clean()
+        return "containers and networks removed"
+
+    ok = run.step("the same network is created on every host (one shared pool)", create_networks)
+    if ok and run.step("containers on every host get distinct addresses", distinct_addresses):
+        if run.step(f"--ip {pinned} on {hosts[0]}", pin_on_first) and len(hosts) > 1:
+            run.step(f"the same --ip on {hosts[-1]} is refused, naming the holder", refused_on_second)
+            run.step(f"after {hosts[0]} releases it, {hosts[-1]} gets it", moves_after_release)
+    run.step("clean up", remove_everything)
+
+
+SCENARIOS = [underlay_scenario, ipam_scenario]
+
+
+def run_demo(lab: Lab, out: Callable[[str], None] = print) -> bool:
+    run = DemoRun(out)
+    out(f"acsnet lab demo on {lab.prefix} ({', '.join(lab.hosts())})")
+    for scenario in SCENARIOS:
+        scenario(lab, run)
+    return run.summary()

@@ -1,0 +1,373 @@
+"""The multi-host lab: simulated hosts cabled to a simulated top-of-rack switch, on one machine.
+
+    svc (ZooKeeper, etcd)  out (outside host)      gw (router for the demo VLANs)
+          | untagged            | untagged              | access 217 | access 218
+    +-----+---------------------+-----------------------+------------+----------+
+    |                      sw: OVS bridge "labsw" (userspace datapath)           |
+    +-------------+------------------------------+------------------------------+
+                  | trunk                        | trunk
+           h1: uplink0 192.0.2.11          h2: uplink0 192.0.2.12   ...
+           own OVS, dockerd, acsnet plugins, private /run
+
+Underlay 192.0.2.0/24 (untagged). VLAN 217 is 198.51.100.0/24 and VLAN 218 203.0.113.0/24, each with
+its gateway (.1) on the router. Every node is a `SimulatedHost` named `<prefix>-<node>`; veths are
+created straight into their namespaces, so nothing of the lab lives in the root namespace except its
+workdir and, per host, a cgroup parent `<prefix>-<host>` that dockerd puts its containers under (how
+`down` finds containers even after a killed run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from typing import Callable
+
+from plugins.lab.dockerd import DockerDaemon
+from plugins.lab.host import LabError, SimulatedHost, netns_exists, run
+from plugins.lab.ovs import OpenVSwitch
+from plugins.lab.plugin_process import PluginProcess
+from plugins.lab.zookeeper import ZooKeeperMissing, ZooKeeperServer
+
+DEFAULT_PREFIX = "acsnet-lab"
+DEFAULT_WORKDIR = "/var/lib/acsnet/lab"
+UNDERLAY_PREFIXLEN = 24
+SERVICES_ADDRESS = "192.0.2.2"
+OUTSIDE_ADDRESS = "192.0.2.200"
+ZOOKEEPER_PORT = 2181
+ETCD_PORT = 2379
+VLANS = {217: ("198.51.100.1", 24), 218: ("203.0.113.1", 24)}  # VLAN → router address, prefix length
+SWITCH_BRIDGE = "labsw"
+UPLINK = "uplink0"
+INFRASTRUCTURE = ("sw", "svc", "out", "gw")
+
+Progress = Callable[[str], None]
+
+
+def host_address(index: int) -> str:
+    return f"192.0.2.{10 + index}"
+
+
+def _quiet(_message: str) -> None:
+    pass
+
+
+class Lab:
+    def __init__(self, workdir: str = DEFAULT_WORKDIR, prefix: str = DEFAULT_PREFIX):
+        self.workdir = os.path.abspath(workdir)
+        self.prefix = prefix
+        self.state_path = os.path.join(self.workdir, "lab.json")
+
+    # -- what is there ---------------------------------------------------------------------------
+
+    def state(self) -> dict | None:
+        try:
+            with open(self.state_path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    @property
+    def is_up(self) -> bool:
+        state = self.state()
+        return bool(state) and all(netns_exists(self.netns(n)) for n in state["nodes"])
+
+    def netns(self, node: str) -> str:
+        return f"{self.prefix}-{node}"
+
+    def node(self, name: str) -> SimulatedHost:
+        state = self.state()
+        if not state or name not in state["nodes"]:
+            known = ", ".join(state["nodes"]) if state else "none: the lab is not up (acsnet lab up)"
+            raise LabError(f"no lab node {name!r}; nodes: {known}")
+        host = SimulatedHost.attach(name, self.netns(name), os.path.join(self.workdir, name))
+        if not host.running:
+            raise LabError(f"lab node {name} is not running; run 'acsnet lab down' and 'acsnet lab up'")
+        return host
+
+    def hosts(self) -> list[str]:
+        state = self.state() or {"hosts": []}
+        return state["hosts"]
+
+    @property
+    def zookeeper_url(self) -> str:
+        return f"zk://{SERVICES_ADDRESS}:{ZOOKEEPER_PORT}/acsnet"
+
+    # -- up --------------------------------------------------------------------------------------
+
+    def check_prerequisites(self, scope: str) -> None:
+        if os.geteuid() != 0:
+            raise LabError("the lab needs root (network namespaces, OVS, dockerd): run it with sudo")
+        needed = {"ip": "iproute2", "nsenter": "util-linux", "unshare": "util-linux", "ethtool": "ethtool",
+                  "tc": "iproute2", "ovs-vswitchd": "openvswitch-switch", "dockerd": "docker.io",
+                  "java": "zookeeper", "ping": "iputils-ping"}
+        if scope == "global":
+            needed["etcd"] = "etcd-server"
+        missing = sorted({pkg for cmd, pkg in needed.items() if shutil.which(cmd) is None})
+        if not os.path.exists("/usr/share/java/zookeeper.jar"):
+            missing.append("zookeeper")
+        if not os.path.exists("/bin/busybox"):
+            missing.append("busybox-static")
+        if missing:
+            raise LabError(f"missing packages: apt-get install {' '.join(sorted(set(missing)))} (or run .ci/install)")
+        taken = [n for n in os.listdir("/run/netns") if n.startswith(self.prefix + "-")] if os.path.isdir("/run/netns") else []
+        if taken:
+            raise LabError(f"a lab named {self.prefix} is already up ({', '.join(sorted(taken))}): "
+                           "use it, or run 'acsnet lab down' first")
+
+    def up(self, hosts: int = 2, scope: str = "local", link_rate: str | None = None, progress: Progress = _quiet) -> None:
+        if not 1 <= hosts <= 40:
+            raise LabError("--hosts must be between 1 and 40")
+        if scope not in ("local", "global"):
+            raise LabError("--scope must be local or global")
+        self.check_prerequisites(scope)
+        host_names = [f"h{i}" for i in range(1, hosts + 1)]
+        if os.path.exists(self.workdir):
+            shutil.rmtree(self.workdir)
+        os.makedirs(self.workdir)
+        state = {"prefix": self.prefix, "hosts": host_names, "scope": scope, "link_rate": link_rate,
+                 "nodes": list(INFRASTRUCTURE) + host_names, "created": time.time()}
+        with open(self.state_path, "w") as f:
+            json.dump(state, f, indent=2)
+        try:
+            self._build(state, progress)
+        except BaseException:
+            progress("lab up failed; removing what was made")
+            self.down()
+            raise
+        progress(f"lab up: {hosts} hosts, scope {scope}; try 'acsnet lab exec h1 -- docker ps'")
+
+    def _build(self, state: dict, progress: Progress) -> None:
+        nodes = {}
+        for name in state["nodes"]:
+            progress(f"node {name}: namespaces")
+            nodes[name] = SimulatedHost(name, self.netns(name), os.path.join(self.workdir, name)).start()
+
+        progress("switch: Open vSwitch")
+        switch = OpenVSwitch(nodes["sw"]).start()
+        switch.vsctl("add-br", SWITCH_BRIDGE, "--", "set", "bridge", SWITCH_BRIDGE, "datapath_type=netdev")
+
+        # Cabling: (node, its interface, switch port, VLAN tag or None for a trunk, address/len)
+        cables = [("svc", "svc0", "sw-svc", 0, f"{SERVICES_ADDRESS}/{UNDERLAY_PREFIXLEN}"),
+                  ("out", "out0", "sw-out", 0, f"{OUTSIDE_ADDRESS}/{UNDERLAY_PREFIXLEN}")]
+        for vlan, (address, length) in VLANS.items():
+            cables.append(("gw", f"gw-v{vlan}", f"sw-gw{vlan}", vlan, f"{address}/{length}"))
+        for index, name in enumerate(state["hosts"], start=1):
+            cables.append((name, UPLINK, f"{name}-up", None, f"{host_address(index)}/{UNDERLAY_PREFIXLEN}"))
+        for node, device, port, tag, address in cables:
+            progress(f"cable: {node}/{device} to switch port {port}" + (f" (VLAN {tag})" if tag else ""))
+            run(["ip", "link", "add", "name", device, "netns", self.netns(node), "type", "veth",
+                 "peer", "name", port, "netns", self.netns("sw")])
+            for host, dev in ((nodes[node], device), (nodes["sw"], port)):
+                # The userspace datapath does not fill in checksums that a veth offloads: TCP
+                # through OVS fails while ping works unless TX checksum offload is off.
+                host.run(["ethtool", "-K", dev, "tx", "off"])
+                host.run(["ip", "link", "set", dev, "up"])
+                if state["link_rate"] and node in state["hosts"]:
+                    host.run(["tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", state["link_rate"],
+                              "burst", "256kb", "latency", "50ms"])
+            switch.vsctl("add-port", SWITCH_BRIDGE, port, *([f"tag={tag}"] if tag is not None else []))
+            nodes[node].run(["ip", "addr", "add", address, "dev", device])
+        nodes["gw"].run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+
+        progress("svc: ZooKeeper")
+        try:
+            ZooKeeperServer(os.path.join(self.workdir, "svc", "zookeeper"), SERVICES_ADDRESS, ZOOKEEPER_PORT,
+                            command_prefix=nodes["svc"].command([])).start(wait=60)
+        except ZooKeeperMissing as e:
+            raise LabError(str(e)) from None
+        if state["scope"] == "global":
+            progress("svc: etcd (dockerd's cluster store)")
+            self._start_etcd(nodes["svc"])
+
+        for index, name in enumerate(state["hosts"], start=1):
+            self._start_host(nodes[name], index, state, progress)
+
+    def _start_etcd(self, svc: SimulatedHost) -> None:
+        url = f"http://{SERVICES_ADDRESS}:{ETCD_PORT}"
+        svc.popen(["etcd", "--name", "lab", "--data-dir", os.path.join(svc.workdir, "etcd"),
+                   "--listen-client-urls", url, "--advertise-client-urls", url,
+                   "--listen-peer-urls", "http://127.0.0.1:2380", "--enable-v2"],
+                  os.path.join(svc.workdir, "etcd.log"))
+        deadline = time.monotonic() + 30
+        probe = [sys.executable, "-c", f"import urllib.request; urllib.request.urlopen('{url}/version', timeout=1)"]
+        while svc.run(probe, check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise LabError(f"etcd did not come up; see {svc.workdir}/etcd.log")
+            time.sleep(0.2)
+
+    def dockerd_args(self, host: str, index: int, scope: str) -> list[str]:
+        args = [f"--cgroup-parent=/{self.prefix}-{host}"]
+        if scope == "global":
+            args += [f"--cluster-store=etcd://{SERVICES_ADDRESS}:{ETCD_PORT}",
+                     f"--cluster-advertise={host_address(index)}:2376"]
+        return args
+
+    def _start_host(self, host: SimulatedHost, index: int, state: dict, progress: Progress) -> None:
+        progress(f"{host.name}: Open vSwitch")
+        OpenVSwitch(host).start()
+        progress(f"{host.name}: acsnet plugins (acsnet serve ipam)")
+        for plugin in self.plugins():
+            PluginProcess.acsnet(plugin, "/run/docker/plugins", "--store", self.zookeeper_url,
+                                 "--host-id", host.name, "--scope", state["scope"], "--datapath", "netdev",
+                                 log_dir=host.workdir, host=host).start(wait=60)
+        progress(f"{host.name}: dockerd")
+        daemon = DockerDaemon(host, os.path.join(host.workdir, "docker"),
+                              extra_args=self.dockerd_args(host.name, index, state["scope"])).start()
+        progress(f"{host.name}: busybox image")
+        daemon.import_busybox(os.path.join(self.workdir, "busybox.tar"))
+
+    @staticmethod
+    def plugins() -> list[str]:
+        """The plugins a lab host runs: the IPAM now; each driver joins when it lands."""
+        return ["ipam"]
+
+    def docker(self, host: str, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        return self.node(host).run(["docker", *args], check=check, timeout=timeout)
+
+    # -- down ------------------------------------------------------------------------------------
+
+    def down(self, progress: Progress = _quiet) -> list[str]:
+        """Remove everything this lab made, found by its prefix and workdir; safe to run twice and
+        after a killed run. Returns what was removed."""
+        removed = []
+        netns = sorted(n for n in (os.listdir("/run/netns") if os.path.isdir("/run/netns") else [])
+                       if n.startswith(self.prefix + "-"))
+        # Containers first: they live in namespaces of their own, under the lab's cgroup parents.
+        for pid in self._container_pids():
+            _kill(pid, signal.SIGKILL)
+        for name in netns:
+            progress(f"stopping {name}")
+            node = name[len(self.prefix) + 1:]
+            SimulatedHost.attach(node, name, os.path.join(self.workdir, node)).stop(grace=5)
+            removed.append(f"netns {name}")
+        for pid in self._container_pids():  # any started while the nodes were stopping
+            _kill(pid, signal.SIGKILL)
+        removed += self._remove_cgroups()
+        if os.path.exists(self.workdir):
+            for attempt in range(20):
+                try:
+                    shutil.rmtree(self.workdir)
+                    break
+                except OSError:
+                    time.sleep(0.25)  # a mount of a dying namespace may linger an instant
+            else:
+                raise LabError(f"could not remove {self.workdir}; see 'grep {self.workdir} /proc/mounts'")
+            removed.append(f"dir {self.workdir}")
+        return removed
+
+    def _cgroup_dirs(self) -> list[str]:
+        found = []
+        for root in _cgroup_roots():
+            try:
+                names = os.listdir(root)
+            except OSError:
+                continue
+            found += [os.path.join(root, n) for n in names if n.startswith(self.prefix + "-")]
+        return found
+
+    def _container_pids(self) -> set[int]:
+        pids = set()
+        for top in self._cgroup_dirs():
+            for directory, _subdirs, files in os.walk(top):
+                if "cgroup.procs" in files:
+                    with open(os.path.join(directory, "cgroup.procs")) as f:
+                        pids.update(int(p) for p in f.read().split())
+        return pids
+
+    def _remove_cgroups(self) -> list[str]:
+        removed = []
+        for top in self._cgroup_dirs():
+            for directory, _subdirs, _files in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
+                for attempt in range(20):
+                    try:
+                        os.rmdir(directory)
+                        break
+                    except FileNotFoundError:
+                        break
+                    except OSError:
+                        time.sleep(0.1)  # killed tasks leave the cgroup an instant later
+            removed.append(f"cgroup {top}")
+        return removed
+
+    def leftovers(self) -> list[str]:
+        """What of this lab still exists: namespaces, cgroups, processes, mounts, files (empty after down)."""
+        found = [f"netns {n}" for n in (os.listdir("/run/netns") if os.path.isdir("/run/netns") else [])
+                 if n.startswith(self.prefix + "-")]
+        found += [f"cgroup {d}" for d in self._cgroup_dirs()]
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/cmdline", "rb") as f:
+                        cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+                except OSError:
+                    continue
+                if self.workdir in cmdline or f"{self.prefix}-" in cmdline:
+                    found.append(f"process {entry}: {cmdline[:120]}")
+        with open("/proc/self/mountinfo") as f:
+            found += [f"mount {line.split()[4]}" for line in f if self.workdir in line]
+        if os.path.exists(self.workdir):
+            found.append(f"dir {self.workdir}")
+        return found
+
+    # -- status ----------------------------------------------------------------------------------
+
+    def status(self) -> dict:
+        state = self.state()
+        if state is None:
+            return {"up": False, "workdir": self.workdir, "prefix": self.prefix}
+        nodes = {}
+        for name in state["nodes"]:
+            host = SimulatedHost.attach(name, self.netns(name), os.path.join(self.workdir, name))
+            processes = []
+            if host.running:
+                processes = sorted({_command_name(pid) for pid in _pids_of(self.netns(name))} - {"", "holder"})
+            nodes[name] = {"running": host.running, "netns": self.netns(name), "processes": processes,
+                           "logs": os.path.join(self.workdir, name)}
+        return {"up": all(n["running"] for n in nodes.values()), "workdir": self.workdir, "prefix": self.prefix,
+                "scope": state["scope"], "hosts": state["hosts"], "link_rate": state["link_rate"],
+                "zookeeper": self.zookeeper_url, "nodes": nodes}
+
+
+def _cgroup_roots() -> list[str]:
+    """Every cgroup hierarchy mounted on this machine (v1 controllers and the v2 tree)."""
+    roots = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, right = line.split(" - ", 1)
+            if right.split()[0] in ("cgroup", "cgroup2"):
+                roots.append(left.split()[4])
+    return roots
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _pids_of(netns: str) -> list[int]:
+    from plugins.lab.host import processes_in_netns
+
+    return processes_in_netns(netns)
+
+
+def _command_name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return ""
+    words = [os.path.basename(a.decode(errors="replace")) for a in argv if a]
+    if words and words[0].startswith("python") and len(words) > 2 and words[1] == "-m":
+        if words[2] == "plugins.lab.holder":
+            return "holder"
+        return " ".join(["acsnet"] + words[3:5])  # e.g. "acsnet serve ipam"
+    if words and words[0] == "java":
+        return "zookeeper"
+    return words[0] if words else ""

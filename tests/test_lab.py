@@ -1,0 +1,124 @@
+"""The multi-host lab: real namespaces, OVS, dockerd, ZooKeeper and acsnet plugins on this machine."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from plugins.lab.dockerd import IMAGE
+from plugins.lab.host import REPO, LabError
+from plugins.lab.topology import Lab
+
+READ_HOLDERS = """
+import json, sys
+from plugins.store import open_store
+from ipam.model import POOLS
+store = open_store(sys.argv[1])
+holders = {}
+for pool in store.children(POOLS):
+    for address in store.children(f"{POOLS}/{pool}/addresses"):
+        holders[address] = store.get_json(f"{POOLS}/{pool}/addresses/{address}")["holders"]
+print(json.dumps(holders))
+store.close()
+"""
+
+
+def lab_cli(lab: Lab, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "plugins.cli", "lab", "--workdir", lab.workdir, "--prefix", lab.prefix, *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def test_each_host_uses_its_own_plugins_and_all_share_one_zookeeper(lab):
+    network = f"t-{uuid.uuid4().hex[:6]}"
+    try:
+        for host in ("h1", "h2"):
+            lab.docker(host, "network", "create", "-d", "bridge", "--ipam-driver", "acsnet", "--subnet", "100.98.0.0/24", network)
+            lab.docker(host, "run", "-d", "--stop-timeout", "1", "--net", network, "--name", f"{network}-{host}", IMAGE, "sleep", "600")
+        addresses = {h: json.loads(lab.docker(h, "inspect", f"{network}-{h}").stdout)[0]["NetworkSettings"]["Networks"][network]["IPAddress"]
+                     for h in ("h1", "h2")}
+        assert addresses["h1"] != addresses["h2"]
+
+        # Each host's own IPAM process made its host's allocation...
+        for host in ("h1", "h2"):
+            logs = "".join(open(p).read() for p in _plugin_logs(lab, host))
+            assert f"address={addresses[host]} kind=endpoint host={host} allocated" in logs
+        # ...and both records sit in the one ZooKeeper, read from the services node.
+        holders = json.loads(lab.node("svc").run([sys.executable, "-c", READ_HOLDERS, lab.zookeeper_url]).stdout)
+        assert holders[addresses["h1"]] == ["h1"] and holders[addresses["h2"]] == ["h2"]
+    finally:
+        for host in ("h1", "h2"):
+            lab.docker(host, "rm", "-f", f"{network}-{host}", check=False)
+            lab.docker(host, "network", "rm", network, check=False)
+
+
+def _plugin_logs(lab: Lab, host: str) -> list[str]:
+    import glob
+    import os
+
+    return glob.glob(os.path.join(lab.workdir, host, "acsnet-*.log"))
+
+
+def test_demo_passes_and_can_run_again(lab):
+    for _ in range(2):
+        result = lab_cli(lab, "demo")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "PASS:" in result.stdout and "FAIL" not in result.stdout
+
+
+def test_status_and_exec(lab):
+    result = lab_cli(lab, "status", "--json")
+    status = json.loads(result.stdout)
+    assert result.returncode == 0 and status["up"] and status["hosts"] == ["h1", "h2"]
+    assert {"dockerd", "ovs-vswitchd", "acsnet serve ipam"} <= set(status["nodes"]["h1"]["processes"])
+    assert "zookeeper" in status["nodes"]["svc"]["processes"]
+    result = lab_cli(lab, "exec", "h2", "--", "hostname")
+    assert (result.returncode, result.stdout.strip()) == (0, "h2")
+    result = lab_cli(lab, "exec", "h9", "--", "true")
+    assert result.returncode == 1 and "no lab node 'h9'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_taken_name_is_refused_clearly(lab, tmp_path):
+    with pytest.raises(LabError, match=f"a lab named {lab.prefix} is already up"):
+        Lab(str(tmp_path / "other"), lab.prefix).up(hosts=1)
+    assert lab.is_up
+
+
+def test_global_scope_networks_are_cluster_wide(tmp_path):
+    lab = Lab(str(tmp_path / "lab"), f"acsnet-g{uuid.uuid4().hex[:4]}")
+    try:
+        lab.up(hosts=2, scope="global")
+        # Docker's own overlay driver is global-scope; acsnet's drivers join this test as they land.
+        lab.docker("h1", "network", "create", "-d", "overlay", "--ipam-driver", "acsnet", "--subnet", "100.99.0.0/24", "cluster-net")
+        deadline = time.monotonic() + 10
+        while "cluster-net" not in lab.docker("h2", "network", "ls", "--format", "{{.Name}}").stdout:
+            assert time.monotonic() < deadline, "the network created on h1 never appeared on h2"
+            time.sleep(0.2)
+        scope = lab.docker("h2", "network", "inspect", "-f", "{{.Scope}}", "cluster-net").stdout.strip()
+        assert scope == "global"
+    finally:
+        lab.down()
+    assert lab.leftovers() == []
+
+
+def test_down_cleans_up_after_a_killed_run(tmp_path):
+    lab = Lab(str(tmp_path / "lab"), f"acsnet-k{uuid.uuid4().hex[:4]}")
+    up = subprocess.Popen([sys.executable, "-m", "plugins.cli", "lab", "--workdir", lab.workdir, "--prefix", lab.prefix, "up"],
+                          cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # Kill it once it is building the hosts: namespaces, switch and ZooKeeper exist, hosts half made.
+    for line in up.stderr:
+        if "h1: dockerd" in line:
+            up.send_signal(signal.SIGKILL)
+            break
+    up.wait()
+    assert lab.leftovers(), "the killed run left something to clean up"
+    first = lab_cli(lab, "down")
+    assert first.returncode == 0, first.stderr
+    assert lab.leftovers() == []
+    again = lab_cli(lab, "down")
+    assert again.returncode == 0 and "nothing" in again.stdout
