@@ -1,0 +1,146 @@
+"""Linux links through netlink (pyroute2): veth pairs for endpoints, and moving a NIC's addresses and
+routes onto the OVS bridge (host setup)."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import subprocess
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from ovsctl.command import OvsError, check_interface_name
+
+MAIN_TABLE = 254
+KERNEL_PROTO = 2  # routes the kernel made for an address; they come back with the address
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    dst: str | None  # None: default route
+    dst_len: int
+    gateway: str | None
+    metric: int | None
+
+
+def _index(ipr: IPRoute, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=check_interface_name(name))
+    return found[0] if found else None
+
+
+def exists(name: str) -> bool:
+    with IPRoute() as ipr:
+        return _index(ipr, name) is not None
+
+
+def mac_of(name: str) -> str:
+    with IPRoute() as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            raise OvsError(f"no interface {name}")
+        return ipr.get_links(index)[0].get("address")
+
+
+def mtu_of(name: str) -> int:
+    with IPRoute() as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            raise OvsError(f"no interface {name}")
+        return ipr.get_links(index)[0].get("mtu")
+
+
+def create_veth(host_end: str, container_end: str, *, mtu: int, container_mac: str | None) -> None:
+    """Create the pair (replacing a leftover of the same name) with both ends' MTU set and the host end up."""
+    peer = {"ifname": check_interface_name(container_end), "mtu": mtu}
+    if container_mac:
+        peer["address"] = container_mac
+    with IPRoute() as ipr:
+        stale = _index(ipr, host_end)
+        if stale is not None:
+            ipr.link("del", index=stale)
+        try:
+            ipr.link("add", ifname=check_interface_name(host_end), kind="veth", mtu=mtu, peer=peer)
+        except NetlinkError as e:
+            raise OvsError(f"cannot create veth {host_end}/{container_end}: {e}") from None
+        ipr.link("set", index=_index(ipr, host_end), state="up")
+
+
+def delete(name: str) -> None:
+    """Delete the link if it exists (a veth's peer goes with it)."""
+    with IPRoute() as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            return
+        try:
+            ipr.link("del", index=index)
+        except NetlinkError as e:
+            if e.code != errno.ENODEV:
+                raise OvsError(f"cannot delete {name}: {e}") from None
+
+
+def disable_tx_checksum(name: str) -> None:
+    """OVS's userspace datapath does not complete checksums a veth offloads: without this, ping works
+    and TCP does not."""
+    result = subprocess.run(["ethtool", "-K", check_interface_name(name), "tx", "off"], capture_output=True,
+                            text=True, timeout=10)
+    if result.returncode != 0:
+        raise OvsError(f"ethtool -K {name} tx off: {result.stderr.strip()}")
+
+
+def set_up(name: str, mtu: int | None = None) -> None:
+    with IPRoute() as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            raise OvsError(f"no interface {name}")
+        ipr.link("set", index=index, state="up", **({"mtu": mtu} if mtu else {}))
+
+
+def addresses(name: str) -> list[tuple[str, int]]:
+    with IPRoute() as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            return []
+        return [(a.get("address"), a["prefixlen"]) for a in ipr.get_addr(index=index, family=2)]
+
+
+def routes(name: str) -> list[Route]:
+    """The routes through `name` that were not made by the kernel for an address."""
+    with IPRoute() as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            return []
+        return [Route(r.get("dst"), r["dst_len"], r.get("gateway"), r.get("priority"))
+                for r in ipr.get_routes(family=2, oif=index, table=MAIN_TABLE) if r["proto"] != KERNEL_PROTO]
+
+
+def move_addresses_and_routes(source: str, target: str) -> list[str]:
+    """Move every IPv4 address and route of `source` to `target`, addresses first (routes need them).
+    Returns what was moved."""
+    moved = []
+    route_list = routes(source)
+    with IPRoute() as ipr:
+        src, dst = _index(ipr, source), _index(ipr, target)
+        if src is None or dst is None:
+            raise OvsError(f"cannot move addresses from {source} to {target}: interface missing")
+        for address, length in [(a.get("address"), a["prefixlen"]) for a in ipr.get_addr(index=src, family=2)]:
+            ipr.addr("del", index=src, address=address, prefixlen=length)
+            try:
+                ipr.addr("add", index=dst, address=address, prefixlen=length)
+            except NetlinkError as e:
+                if e.code != errno.EEXIST:
+                    raise
+            moved.append(f"address {address}/{length}")
+        for route in route_list:
+            spec = {"dst": f"{route.dst}/{route.dst_len}" if route.dst else "0.0.0.0/0", "oif": dst}
+            if route.gateway:
+                spec["gateway"] = route.gateway
+            if route.metric is not None:
+                spec["priority"] = route.metric
+            try:
+                ipr.route("add", **spec)
+            except NetlinkError as e:
+                if e.code != errno.EEXIST:
+                    raise
+            moved.append(f"route {spec['dst']}" + (f" via {route.gateway}" if route.gateway else ""))
+    return moved

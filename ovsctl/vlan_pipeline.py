@@ -1,0 +1,107 @@
+"""The vlan driver's OpenFlow pipeline on the host bridge (ovsbr0), built whole from the desired state.
+
+The uplink is a trunk port; each container is a veth with an OVSDB `tag` (its VLAN) whose traffic never
+reaches OVS's NORMAL switching: flows carry it, so that the ARP proxy and MAC NAT hold for every frame.
+NORMAL only serves the host's own untagged traffic (LOCAL <-> uplink) and ARP replies addressed to the
+host (gateway MAC learning). reg0 carries the packet's VLAN through the tables. Every flow has cookie
+0xac5 (`COOKIE`); the whole table is installed with one bundle (`openflow.replace_flows`).
+
+table 0, CLASSIFY
+  p300 in_port=<container port>            -> reg0=<its VLAN>, resubmit 10
+  p300 in_port=<uplink>,dl_vlan=<V in use> -> reg0=V, resubmit 20
+  p0                                       -> NORMAL   (the host's own untagged traffic)
+table 10, FROM CONTAINER (reg0=V)
+  p200 arp,arp_op=1                        -> resubmit 30  (ARP requests are answered here, never sent out)
+  p190 arp                                 -> drop     (a container's ARP replies/GARPs stay on the host)
+  p100 reg0=V,dl_dst=<local MAC on V>      -> output:<its port>               (same host, same VLAN)
+  p10  reg0=V                              -> mod_dl_src:<host MAC>, mod_vlan_vid:V, output:<uplink>  (MAC NAT)
+table 20, FROM UPLINK (reg0=V, frame tagged V)
+  p200 arp,arp_op=1,reg0=V,arp_tpa=<local IP on V> -> ARP reply "<IP> is at <host MAC>", IN_PORT
+  p150 arp,arp_op=2,dl_dst=<host MAC>      -> NORMAL   (answers to the host's gateway probe)
+  p100 ip,dl_vlan=V,nw_dst=<local IP on V> -> pop_vlan, mod_dl_dst:<container MAC>, output:<its port>
+  p0                                       -> drop
+table 30, ARP PROXY (requests from containers, reg0=V)
+  p100 arp,reg0=V,arp_tpa=<IP>             -> ARP reply with the container's own MAC (local), the remote
+                                              host's MAC (remote container), or the gateway's MAC
+  p0                                       -> drop
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+COOKIE = "0xac5"
+CLASSIFY, FROM_CONTAINER, FROM_UPLINK, ARP_PROXY = 0, 10, 20, 30
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalPort:
+    port: str
+    vlan: int
+    ip: str
+    mac: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ArpAnswer:
+    """An address on a VLAN and the MAC the proxy answers for it."""
+
+    vlan: int
+    ip: str
+    mac: str
+
+
+@dataclasses.dataclass(frozen=True)
+class VlanDatapath:
+    uplink: str
+    host_mac: str
+    vlans: frozenset[int]  # VLANs with a network on this host
+    local: tuple[LocalPort, ...]
+    remote: tuple[ArpAnswer, ...]  # containers on other hosts: answered with their host's MAC
+    gateways: tuple[ArpAnswer, ...]
+
+
+def _flow(table: int, priority: int, match: str, actions: str) -> str:
+    match = f",{match}" if match else ""
+    return f"cookie={COOKIE},table={table},priority={priority}{match},actions={actions}"
+
+
+def arp_reply_actions(mac: str, ip: str) -> str:
+    """Turn the ARP request in hand into the reply "<ip> is at <mac>" and send it back where it came from."""
+    return ",".join([
+        "move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[]",
+        f"set_field:{mac}->eth_src",
+        "set_field:2->arp_op",
+        "move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[]",
+        f"set_field:{mac}->arp_sha",
+        "move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[]",
+        f"set_field:{ip}->arp_spa",
+        "IN_PORT",
+    ])
+
+
+def vlan_flows(dp: VlanDatapath) -> list[str]:
+    flows = [_flow(CLASSIFY, 0, "", "NORMAL"),
+             _flow(FROM_CONTAINER, 200, "arp,arp_op=1", f"resubmit(,{ARP_PROXY})"),
+             _flow(FROM_CONTAINER, 190, "arp", "drop"),
+             _flow(FROM_UPLINK, 150, f"arp,arp_op=2,dl_dst={dp.host_mac}", "NORMAL"),
+             _flow(FROM_UPLINK, 0, "", "drop"),
+             _flow(ARP_PROXY, 0, "", "drop")]
+    for vlan in sorted(dp.vlans):
+        flows.append(_flow(CLASSIFY, 300, f"in_port={dp.uplink},dl_vlan={vlan}", f"set_field:{vlan}->reg0,resubmit(,{FROM_UPLINK})"))
+        flows.append(_flow(FROM_CONTAINER, 10, f"reg0={vlan}",
+                           f"set_field:{dp.host_mac}->eth_src,mod_vlan_vid:{vlan},output:{dp.uplink}"))
+    for p in dp.local:
+        flows.append(_flow(CLASSIFY, 300, f"in_port={p.port}", f"set_field:{p.vlan}->reg0,resubmit(,{FROM_CONTAINER})"))
+        flows.append(_flow(FROM_CONTAINER, 100, f"reg0={p.vlan},dl_dst={p.mac}", f"output:{p.port}"))
+        flows.append(_flow(FROM_UPLINK, 200, f"arp,arp_op=1,reg0={p.vlan},arp_tpa={p.ip}", arp_reply_actions(dp.host_mac, p.ip)))
+        flows.append(_flow(FROM_UPLINK, 100, f"ip,dl_vlan={p.vlan},reg0={p.vlan},nw_dst={p.ip}",
+                           f"pop_vlan,set_field:{p.mac}->eth_dst,output:{p.port}"))
+    answers = [ArpAnswer(p.vlan, p.ip, p.mac) for p in dp.local] + list(dp.remote) + list(dp.gateways)
+    seen = set()
+    for a in answers:  # a local endpoint wins over a stale remote record of the same address
+        if (a.vlan, a.ip) in seen:
+            continue
+        seen.add((a.vlan, a.ip))
+        flows.append(_flow(ARP_PROXY, 100, f"arp,reg0={a.vlan},arp_tpa={a.ip}", arp_reply_actions(a.mac, a.ip)))
+    return flows
