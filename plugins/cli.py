@@ -18,7 +18,7 @@ log = logging.getLogger("acsnet")
 
 # Plugin names dockerd knows each process by (`-d NAME`, `--ipam-driver NAME`): the socket's name.
 PLUGIN_NAMES = {"ipam": "acsnet", "vlan": "vlan", "vxlan": "vxlan", "vpc": "vpc"}
-PENDING_DRIVERS = {"vlan": 4, "vxlan": 5, "vpc": 6}
+PENDING_DRIVERS = {"vxlan": 5, "vpc": 6}
 DEFAULT_LAB_DIR = "/var/lib/acsnet/lab"
 DEFAULT_LAB_PREFIX = "acsnet-lab"
 
@@ -41,6 +41,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="config file with an [acsnet] section [env ACSNET_CONFIG; default /etc/acsnet/acsnet.conf]")
     add_options(serve, COMMON_OPTIONS + IPAM_OPTIONS)
     serve.set_defaults(run=run_serve)
+
+    setup = commands.add_parser(
+        "host-setup",
+        help="put the uplink NIC into the OVS bridge as a trunk, moving its addresses and routes (idempotent)",
+        description="Make the host layout the vlan and vxlan drivers need: the uplink becomes a trunk port of "
+        "the bridge, whose own port takes the uplink's MAC, addresses and routes.",
+    )
+    setup.add_argument("--uplink", required=True, help="the host's uplink NIC")
+    setup.add_argument("--bridge", default="ovsbr0", help="the OVS bridge to make (default ovsbr0)")
+    setup.add_argument("--datapath", choices=("system", "netdev"), default="system",
+                       help="OVS datapath: system (kernel module) or netdev (userspace)")
+    setup.add_argument("--ovsdb", default="unix:/var/run/openvswitch/db.sock", help="this host's OVSDB")
+    setup.set_defaults(run=run_host_setup)
 
     lab = commands.add_parser(
         "lab",
@@ -149,6 +162,11 @@ def run_serve(args: argparse.Namespace) -> int:
         settings["default_pool"], settings["default_pool_size"],
         settings["default_pool_v6"], settings["default_pool_size_v6"],
     )
+    if args.plugin == "vlan":
+        from ovsctl.host_setup import host_layout
+        from ovsctl.ovsdb import Ovsdb
+
+        host_layout(Ovsdb(settings["ovsdb"]), settings["bridge"])  # refuse to start on a host not set up
     opened = []
 
     def app_factory():
@@ -161,8 +179,10 @@ def run_serve(args: argparse.Namespace) -> int:
             store.register_host(settings["host_id"], name, {"host_id": settings["host_id"]})
         except AcsnetError as e:  # never exit over the store: it is retried when the session comes
             log.warning("plugin=%s liveness not registered yet: %s", name, e.message)
-        ipam = AcsnetIpam(store, settings["host_id"], supernets=supernets, timeout=settings["store_timeout"])
-        return create_app(name=name, ipam_driver=ipam)
+        if args.plugin == "ipam":
+            ipam = AcsnetIpam(store, settings["host_id"], supernets=supernets, timeout=settings["store_timeout"])
+            return create_app(name=name, ipam_driver=ipam)
+        return create_app(name=name, network_driver=build_vlan_driver(store, settings))
 
     def close_store():
         for store in opened:
@@ -170,6 +190,29 @@ def run_serve(args: argparse.Namespace) -> int:
 
     serve(name, app_factory, plugin_dir=settings["plugin_dir"], threads=settings["threads"],
           log_level=settings["log_level"], on_exit=close_store)
+    return 0
+
+
+def build_vlan_driver(store, settings):
+    from ovsctl.host_setup import host_layout
+    from ovsctl.ovsdb import Ovsdb
+    from plugins.vlan.agent import VlanAgent
+    from plugins.vlan.driver import VlanDriver
+
+    ovsdb = Ovsdb(settings["ovsdb"])
+    layout = host_layout(ovsdb, settings["bridge"])
+    agent = VlanAgent(store, ovsdb, settings["host_id"], layout.bridge, layout.uplink,
+                      userspace_datapath=layout.datapath == "netdev")
+    agent.start()
+    return VlanDriver(agent, settings["scope"])
+
+
+def run_host_setup(args: argparse.Namespace) -> int:
+    from ovsctl.host_setup import setup_host
+    from ovsctl.ovsdb import Ovsdb
+
+    done = setup_host(Ovsdb(args.ovsdb), args.uplink, args.bridge, args.datapath)
+    print("host set up: " + ("; ".join(done) if done else "nothing to do, already set up"))
     return 0
 
 

@@ -39,6 +39,7 @@ COMMON_OPTIONS = [
            "with --cluster-store)", choices=("local", "global")),
     Option("datapath", "system", "OVS datapath type: system (kernel module) or netdev (userspace)",
            choices=("system", "netdev")),
+    Option("bridge", "ovsbr0", "the OVS bridge that host-setup made (drivers)"),
     Option("store_timeout", 5.0, "seconds any store call may take before the request fails", float),
     Option("threads", 8, "request threads of the plugin process", int),
     Option("log_level", "info", "debug, info, warning or error", choices=("debug", "info", "warning", "error")),

@@ -172,7 +172,8 @@ class Lab:
                               "burst", "256kb", "latency", "50ms"])
             switch.vsctl("add-port", SWITCH_BRIDGE, port, *([f"tag={tag}"] if tag is not None else []))
             nodes[node].run(["ip", "addr", "add", address, "dev", device])
-        nodes["gw"].run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        # The router is each demo VLAN's gateway but does not route between them (forwarding stays
+        # off, as between VLANs kept apart by ACLs), so VLAN isolation is visible end to end.
 
         progress("svc: ZooKeeper")
         try:
@@ -210,7 +211,9 @@ class Lab:
     def _start_host(self, host: SimulatedHost, index: int, state: dict, progress: Progress) -> None:
         progress(f"{host.name}: Open vSwitch")
         OpenVSwitch(host).start()
-        progress(f"{host.name}: acsnet plugins (acsnet serve ipam)")
+        progress(f"{host.name}: acsnet host-setup --uplink {UPLINK} --datapath netdev")
+        host.run([sys.executable, "-m", "plugins.cli", "host-setup", "--uplink", UPLINK, "--datapath", "netdev"])
+        progress(f"{host.name}: acsnet plugins ({', '.join(f'acsnet serve {p}' for p in self.plugins())})")
         for plugin in self.plugins():
             PluginProcess.acsnet(plugin, "/run/docker/plugins", "--store", self.zookeeper_url,
                                  "--host-id", host.name, "--scope", state["scope"], "--datapath", "netdev",
@@ -221,10 +224,47 @@ class Lab:
         progress(f"{host.name}: busybox image")
         daemon.import_busybox(os.path.join(self.workdir, "busybox.tar"))
 
+    # -- failures, for the tests and the demo ----------------------------------------------------
+
+    def plugin_pids(self, host: str, plugin: str) -> list[int]:
+        """The pids of `acsnet serve <plugin>` on `host` (gunicorn's master and worker)."""
+        return [pid for pid in _pids_of(self.netns(host)) if _command_name(pid) == f"acsnet serve {plugin}"]
+
+    def kill_plugin(self, host: str, plugin: str, sig: int = signal.SIGKILL) -> None:
+        pids = self.plugin_pids(host, plugin)
+        for pid in pids:
+            _kill(pid, sig)
+        deadline = time.monotonic() + 15
+        while self.plugin_pids(host, plugin):
+            if time.monotonic() > deadline:
+                raise LabError(f"acsnet serve {plugin} on {host} did not stop")
+            time.sleep(0.05)
+
+    def start_plugin(self, host: str, plugin: str) -> None:
+        state = self.state()
+        node = self.node(host)
+        PluginProcess.acsnet(plugin, "/run/docker/plugins", "--store", self.zookeeper_url, "--host-id", host,
+                             "--scope", state["scope"], "--datapath", "netdev", log_dir=node.workdir, host=node).start(wait=60)
+
+    def power_off(self, host: str) -> None:
+        """The host dies at once: its containers and processes are killed and its uplink goes down.
+        Its namespace stays (as a dead machine stays in the rack) until 'down'."""
+        node = self.node(host)
+        for top in [d for d in self._cgroup_dirs() if os.path.basename(d) == f"{self.prefix}-{host}"]:
+            for directory, _subdirs, files in os.walk(top):
+                if "cgroup.procs" in files:
+                    with open(os.path.join(directory, "cgroup.procs")) as f:
+                        for pid in f.read().split():
+                            _kill(int(pid), signal.SIGKILL)
+        node.run(["ip", "link", "set", UPLINK, "down"])
+        for pid in _pids_of(self.netns(host)):
+            if pid != node.holder_pid:
+                _kill(pid, signal.SIGKILL)
+
     @staticmethod
     def plugins() -> list[str]:
-        """The plugins a lab host runs: the IPAM now; each driver joins when it lands."""
-        return ["ipam"]
+        """The plugins a lab host runs: the IPAM and each driver that has landed."""
+        return ["ipam", "vlan"]
 
     def docker(self, host: str, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
         return self.node(host).run(["docker", *args], check=check, timeout=timeout)

@@ -1,0 +1,72 @@
+"""`acsnet host-setup`: the host layout the OVS drivers need, made idempotently.
+
+The uplink NIC becomes a trunk port of the bridge; the bridge's own (internal) port takes the uplink's
+MAC, addresses and routes, so the host keeps its connectivity and presents one MAC on the wire. The
+bridge records its uplink in `external_ids:acsnet-uplink`, which is how the drivers find it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ovsctl import links
+from ovsctl.command import check_interface_name
+from ovsctl.ovsdb import Ovsdb
+from plugins.errors import AcsnetError
+
+UPLINK_ID = "acsnet-uplink"
+DATAPATH_ID = "acsnet-datapath"
+
+
+class HostNotSetUp(AcsnetError):
+    http_status = 503
+
+
+@dataclasses.dataclass(frozen=True)
+class HostLayout:
+    bridge: str
+    uplink: str
+    datapath: str
+
+
+def setup_host(ovsdb: Ovsdb, uplink: str, bridge: str = "ovsbr0", datapath: str = "system") -> list[str]:
+    """Make the layout; returns what was done (nothing on a host already set up)."""
+    check_interface_name(uplink)
+    check_interface_name(bridge)
+    if not links.exists(uplink):
+        raise AcsnetError(f"uplink {uplink} does not exist on this host")
+    done = []
+    mac, mtu = links.mac_of(uplink), links.mtu_of(uplink)
+    if not ovsdb.bridge_exists(bridge):
+        ovsdb.add_bridge(bridge, datapath)
+        done.append(f"bridge {bridge} ({datapath} datapath)")
+    ovsdb.set_bridge_mac(bridge, mac)
+    if uplink not in ovsdb.ports(bridge):
+        ovsdb.add_port(bridge, uplink)
+        done.append(f"uplink {uplink} is a trunk port of {bridge}")
+    ovsdb.set_bridge_external_ids(bridge, {UPLINK_ID: uplink, DATAPATH_ID: datapath})
+    if datapath == "netdev":
+        links.disable_tx_checksum(uplink)
+    _wait_for_link(bridge)
+    links.set_up(bridge, mtu=mtu)
+    done += links.move_addresses_and_routes(uplink, bridge)
+    return done
+
+
+def _wait_for_link(name: str, timeout: float = 5.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not links.exists(name):
+        if time.monotonic() > deadline:
+            raise AcsnetError(f"the bridge's internal port {name} did not appear")
+        time.sleep(0.05)
+
+
+def host_layout(ovsdb: Ovsdb, bridge: str = "ovsbr0") -> HostLayout:
+    """The layout `setup_host` made, or a clear error saying how to make it."""
+    ids = ovsdb.bridge_external_ids(bridge) if ovsdb.bridge_exists(bridge) else {}
+    if UPLINK_ID not in ids:
+        raise HostNotSetUp(f"this host is not set up for acsnet (no bridge {bridge} with an uplink): "
+                           f"run 'acsnet host-setup --uplink IFACE --bridge {bridge}' first")
+    return HostLayout(bridge, ids[UPLINK_ID], ids.get(DATAPATH_ID, "system"))

@@ -1,0 +1,48 @@
+"""The vlan driver's network options (`docker network create -d vlan -o ...`), validated."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import netaddr
+
+from plugins.errors import InvalidRequest
+from plugins.protocol import NetworkCreate
+
+VLAN_ID_KEYS = ("VlanId", "vlanid", "vlan_id")
+MTU_KEY = "com.docker.network.driver.mtu"
+GATEWAY_MAC_KEY = "gateway_mac"
+
+
+@dataclasses.dataclass(frozen=True)
+class VlanOptions:
+    vlan: int
+    mtu: int | None
+    gateway_mac: str | None
+
+
+def _integer(text, what: str, low: int, high: int) -> int:
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise InvalidRequest(f"{what} must be an integer from {low} to {high}, got {text!r}") from None
+    if not low <= value <= high:
+        raise InvalidRequest(f"{what} must be an integer from {low} to {high}, got {value}")
+    return value
+
+
+def parse_vlan_options(request: NetworkCreate) -> VlanOptions:
+    given = [k for k in VLAN_ID_KEYS if k in request.generic]
+    if not given:
+        raise InvalidRequest("the vlan driver needs a VLAN: -o VlanId=N (1-4094)")
+    if len({str(request.generic[k]) for k in given}) > 1:
+        raise InvalidRequest(f"conflicting VLAN options: {', '.join(f'{k}={request.generic[k]}' for k in given)}")
+    vlan = _integer(request.generic[given[0]], "VlanId", 1, 4094)
+    mtu = _integer(request.generic[MTU_KEY], MTU_KEY, 68, 65535) if MTU_KEY in request.generic else None
+    gateway_mac = request.generic.get(GATEWAY_MAC_KEY)
+    if gateway_mac is not None:
+        try:
+            gateway_mac = str(netaddr.EUI(gateway_mac, dialect=netaddr.mac_unix_expanded))
+        except (netaddr.AddrFormatError, ValueError, TypeError):
+            raise InvalidRequest(f"{GATEWAY_MAC_KEY} {gateway_mac!r} is not a valid MAC address") from None
+    return VlanOptions(vlan, mtu, gateway_mac)
