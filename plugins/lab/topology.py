@@ -283,7 +283,7 @@ class Lab:
         for name in netns:
             progress(f"stopping {name}")
             node = name[len(self.prefix) + 1:]
-            SimulatedHost.attach(node, name, os.path.join(self.workdir, node)).stop(grace=5)
+            SimulatedHost.attach(node, name, os.path.join(self.workdir, node)).stop(grace=1)
             removed.append(f"netns {name}")
         for pid in self._container_pids():  # any started while the nodes were stopping
             _kill(pid, signal.SIGKILL)

@@ -1,0 +1,242 @@
+"""The vlan driver end to end in the lab: real dockerd, OVS (userspace datapath), ZooKeeper, switch and
+gateway router. VLAN 217 is 198.51.100.0/24 and VLAN 218 203.0.113.0/24, gateways .1 on the router."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+
+from plugins.lab.dockerd import IMAGE
+from plugins.lab.host import REPO
+from plugins.lab.topology import SWITCH_BRIDGE, UPLINK, Lab
+
+V217 = ("198.51.100.0/24", "198.51.100.1", 217)
+V218 = ("203.0.113.0/24", "203.0.113.1", 218)
+QUICK = ("--stop-timeout", "1")
+
+
+def create_network(lab: Lab, name: str, spec, hosts=("h1", "h2")) -> None:
+    subnet, gateway, vlan = spec
+    for host in hosts:
+        lab.docker(host, "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--subnet", subnet,
+                   "--gateway", gateway, "-o", f"VlanId={vlan}", name)
+
+
+def run(lab: Lab, host: str, name: str, network: str, *extra: str) -> str:
+    lab.docker(host, "run", "-d", *QUICK, "--net", network, "--name", name, *extra, IMAGE, "sleep", "3600")
+    info = json.loads(lab.docker(host, "inspect", name).stdout)[0]
+    return info["NetworkSettings"]["Networks"][network]["IPAddress"]
+
+
+def pings(lab: Lab, host: str, container: str, address: str, wait: float = 10.0) -> bool:
+    """True once one ping gets through within `wait` seconds (a gateway's MAC may still be learned)."""
+    deadline = time.monotonic() + wait
+    while True:
+        if lab.docker(host, "exec", container, "ping", "-c", "1", "-W", "1", address, check=False).returncode == 0:
+            return True
+        if time.monotonic() > deadline:
+            return False
+
+
+def remove(lab: Lab, containers: dict[str, list[str]], networks: list[str]) -> None:
+    for host, names in containers.items():
+        if names:
+            lab.docker(host, "rm", "-f", *names, check=False)
+    for host in containers:
+        for network in networks:
+            lab.docker(host, "network", "rm", network, check=False)
+
+
+def host_mac(lab: Lab, host: str) -> str:
+    return lab.node(host).run(["cat", f"/sys/class/net/{UPLINK}/address"]).stdout.strip()
+
+
+def flows(lab: Lab, host: str) -> list[str]:
+    out = lab.node(host).run(["ovs-ofctl", "--no-stats", "--names", "dump-flows", "ovsbr0"]).stdout
+    return sorted(line.strip() for line in out.splitlines() if "cookie=0xac5" in line)
+
+
+def acsnet_ports(lab: Lab, host: str) -> list[str]:
+    out = lab.node(host).run(["ovs-vsctl", "--format=json", "--columns=name,external_ids", "list", "interface"]).stdout
+    return sorted(name for name, ids in json.loads(out)["data"] if "acsnet-endpoint" in dict(ids[1]))
+
+
+def assert_nothing_left(lab: Lab) -> None:
+    for host in ("h1", "h2"):
+        assert acsnet_ports(lab, host) == [], f"{host} keeps acsnet ports"
+        assert not [f for f in flows(lab, host) if "in_port=vh" in f], f"{host} keeps endpoint flows"
+    script = ("import sys; from plugins.store import open_store; s = open_store(sys.argv[1]); "
+              "print(sum(len(s.children(f'/acsnet/vlan/segments/{v}')) for v in s.children('/acsnet/vlan/segments')),"
+              " sum(len(s.children(f'/acsnet/vlan/hosts/{h}/endpoints')) for h in s.children('/acsnet/vlan/hosts'))); s.close()")
+    counts = lab.node("svc").run([sys.executable, "-c", script, lab.zookeeper_url]).stdout.split()
+    assert counts == ["0", "0"], f"store keeps endpoint records: {counts}"
+
+
+def test_same_vlan_across_hosts_gateway_and_isolation(lab):
+    tag = uuid.uuid4().hex[:4]
+    n217, n218 = f"v217-{tag}", f"v218-{tag}"
+    containers = {"h1": [f"a-{tag}", f"d-{tag}"], "h2": [f"b-{tag}"]}
+    try:
+        create_network(lab, n217, V217)
+        create_network(lab, n218, V218)
+        a = run(lab, "h1", f"a-{tag}", n217)
+        b = run(lab, "h2", f"b-{tag}", n217)
+        run(lab, "h1", f"d-{tag}", n218, "--cap-add", "NET_ADMIN")
+
+        assert pings(lab, "h1", f"a-{tag}", b) and pings(lab, "h2", f"b-{tag}", a), "same VLAN across hosts"
+        assert pings(lab, "h1", f"a-{tag}", V217[1]) and pings(lab, "h2", f"b-{tag}", V217[1]), "gateway of VLAN 217"
+        assert pings(lab, "h1", f"d-{tag}", V218[1]), "gateway of VLAN 218"
+        # VLAN 218 reaches nothing of VLAN 217: not routed, and not at layer 2 either.
+        assert not pings(lab, "h1", f"d-{tag}", b, wait=2)
+        lab.docker("h1", "exec", f"d-{tag}", "ip", "route", "add", V217[0], "dev", "eth0")
+        assert not pings(lab, "h1", f"d-{tag}", b, wait=2) and not pings(lab, "h1", f"d-{tag}", a, wait=2)
+
+        # TCP across hosts through the userspace datapath.
+        lab.docker("h2", "exec", "-d", f"b-{tag}", "nc", "-l", "-p", "5001", "-e", "cat")
+        time.sleep(0.3)
+        echoed = lab.docker("h1", "exec", f"a-{tag}", "sh", "-c", f"echo across-hosts | timeout 5 nc {b} 5001").stdout
+        assert echoed.strip() == "across-hosts"
+
+        # h1's ARP proxy answers for b (on h2) with h2's MAC: the flow is in h1's real table.
+        assert any(f"arp_tpa={b}" in f and host_mac(lab, "h2") in f for f in flows(lab, "h1"))
+    finally:
+        remove(lab, containers, [n217, n218])
+    assert_nothing_left(lab)
+
+
+def test_switch_sees_host_macs_only_and_no_container_arp(lab):
+    tag = uuid.uuid4().hex[:4]
+    network = f"v217-{tag}"
+    names = {h: [f"{h}-{tag}-{i}" for i in range(10)] for h in ("h1", "h2")}
+    sw = lab.node("sw")
+    router_mac = lab.node("gw").run(["cat", "/sys/class/net/gw-v217/address"]).stdout.strip()
+    known = {host_mac(lab, "h1"), host_mac(lab, "h2"), router_mac}
+    # Count, on the switch, every ARP request whose sender is not a host or the router.
+    counter = "cookie=0x7e57,priority=40,arp,arp_op=1,actions=NORMAL"
+    sw.run(["ovs-ofctl", "add-flows", SWITCH_BRIDGE, "-"], input=counter + "\n" + "\n".join(
+        f"cookie=0x7e57,priority=50,arp,arp_op=1,arp_sha={mac},actions=NORMAL" for mac in known | {
+            sw.run(["cat", "/sys/class/net/sw-svc/address"]).stdout.strip()}) + "\n")
+    try:
+        create_network(lab, network, V217)
+        addresses = {h: [run(lab, h, n, network) for n in names[h]] for h in ("h1", "h2")}
+        for h, other in (("h1", "h2"), ("h2", "h1")):
+            for name, peer in zip(names[h], addresses[other]):
+                assert pings(lab, h, name, peer), f"{name} -> {peer}"
+                assert pings(lab, h, name, V217[1]), f"{name} -> gateway"
+        fdb = sw.run(["ovs-appctl", "-t", "/run/openvswitch/ovs-vswitchd.ctl", "fdb/show", SWITCH_BRIDGE]).stdout
+        vlan_macs = {line.split()[2] for line in fdb.splitlines()[1:] if line.split()[1] == "217"}
+        assert vlan_macs and vlan_macs <= known, f"the switch learned other MACs on VLAN 217: {vlan_macs - known}"
+        stats = sw.run(["ovs-ofctl", "dump-flows", SWITCH_BRIDGE, "cookie=0x7e57/-1"]).stdout
+        (catch_all,) = [line for line in stats.splitlines() if "priority=40" in line]
+        assert "n_packets=0," in catch_all, f"the switch saw ARP requests from containers: {catch_all}"
+        assert any("n_packets=0," not in line for line in stats.splitlines() if "priority=50" in line), \
+            "the counters saw no ARP at all: the check would prove nothing"
+    finally:
+        sw.run(["ovs-ofctl", "del-flows", SWITCH_BRIDGE, "cookie=0x7e57/-1"], check=False)
+        remove(lab, names, [network])
+    assert_nothing_left(lab)
+
+
+def test_bad_options_are_refused_clearly(lab):
+    cases = [(["-o", "VlanId=0"], "VlanId must be an integer from 1 to 4094, got 0"),
+             (["-o", "VlanId=5000"], "VlanId must be an integer from 1 to 4094, got 5000"),
+             (["-o", "vlan_id=abc"], "VlanId must be an integer from 1 to 4094, got 'abc'"),
+             ([], "the vlan driver needs a VLAN: -o VlanId=N"),
+             (["-o", "VlanId=217", "-o", "com.docker.network.driver.mtu=20"], "must be an integer from 68 to 65535")]
+    for extra, message in cases:
+        result = lab.docker("h1", "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--subnet", "192.0.2.0/28",
+                            *extra, "bad", check=False)
+        assert result.returncode != 0 and message in result.stderr, (extra, result.stderr)
+    tag = uuid.uuid4().hex[:4]
+    try:
+        create_network(lab, f"ok-{tag}", V217, hosts=("h1",))
+        clash = lab.docker("h1", "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--subnet", "192.0.2.0/28",
+                           "-o", "vlanid=217", f"clash-{tag}", check=False)
+        assert clash.returncode != 0 and "VLAN 217 is already used on host h1" in clash.stderr, clash.stderr
+    finally:
+        lab.docker("h1", "network", "rm", f"ok-{tag}", check=False)
+
+
+def test_serve_vlan_refuses_a_host_that_is_not_set_up(tmp_path):
+    from plugins.lab.host import SimulatedHost
+    from plugins.lab.ovs import OpenVSwitch
+
+    host = SimulatedHost("bare", f"acsnet-b{uuid.uuid4().hex[:4]}", str(tmp_path / "bare")).start()
+    try:
+        OpenVSwitch(host).start()
+        result = host.run([sys.executable, "-m", "plugins.cli", "serve", "vlan", "--plugin-dir", str(tmp_path)], check=False)
+        assert result.returncode == 1
+        assert "run 'acsnet host-setup --uplink IFACE --bridge ovsbr0' first" in result.stderr
+        assert "Traceback" not in result.stderr
+    finally:
+        host.stop()
+
+
+@pytest.fixture
+def fresh_lab(tmp_path):
+    """A lab of its own, for tests that kill hosts or plugins."""
+    lab = Lab(str(tmp_path / "lab"), f"acsnet-f{uuid.uuid4().hex[:4]}")
+    lab.up(hosts=2)
+    yield lab
+    lab.down()
+    assert lab.leftovers() == []
+
+
+def test_plugin_sigkill_keeps_traffic_and_restart_rebuilds_nothing_twice(fresh_lab):
+    lab = fresh_lab
+    create_network(lab, "v217", V217)
+    a = run(lab, "h1", "ca", "v217")
+    b = run(lab, "h2", "cb", "v217")
+    assert pings(lab, "h1", "ca", b)
+    before = (flows(lab, "h1"), acsnet_ports(lab, "h1"))
+
+    result = {}
+
+    def ping_for_a_while():
+        result["out"] = lab.docker("h1", "exec", "ca", "ping", "-c", "60", "-i", "0.1", "-W", "1", b, check=False).stdout
+
+    pinger = threading.Thread(target=ping_for_a_while)
+    pinger.start()
+    time.sleep(1)
+    lab.kill_plugin("h1", "vlan", signal.SIGKILL)
+    time.sleep(1)
+    lab.start_plugin("h1", "vlan")
+    pinger.join()
+    received = int(result["out"].split(" packets received")[0].rsplit(",", 1)[1])
+    assert received >= 50, f"more than a second of packets lost: {result['out'][-200:]}"
+
+    after = (flows(lab, "h1"), acsnet_ports(lab, "h1"))
+    assert after == before, "the restarted plugin rebuilt the same state, no more, no less"
+    c = run(lab, "h1", "cc", "v217")  # and it serves new containers
+    assert pings(lab, "h1", "cc", a) and pings(lab, "h2", "cb", c)
+
+
+def test_pinned_ip_moves_to_another_host_and_the_gateway_follows(fresh_lab):
+    lab = fresh_lab
+    pinned = "198.51.100.110"
+    create_network(lab, "v217", V217)
+    run(lab, "h1", "app", "v217", "--ip", pinned)
+    gw = lab.node("gw")
+    gw.run(["ping", "-c", "1", "-W", "2", pinned])
+    assert host_mac(lab, "h1") in gw.run(["ip", "neigh", "show", pinned]).stdout
+
+    lab.power_off("h1")
+    # The address is h1's until its ZooKeeper session expires; then h2 may take it over.
+    deadline = time.monotonic() + 40
+    while lab.docker("h2", "run", "-d", *QUICK, "--net", "v217", "--ip", pinned, "--name", "app", IMAGE, "sleep", "3600",
+                     check=False).returncode != 0:
+        lab.docker("h2", "rm", "-f", "app", check=False)
+        assert time.monotonic() < deadline, "h2 never got the address of the dead host"
+        time.sleep(1)
+    started = time.monotonic()
+    # The router still has h1's MAC for the address; the gratuitous ARP from h2 must fix that at once.
+    while gw.run(["ping", "-c", "1", "-W", "1", pinned], check=False).returncode != 0:
+        assert time.monotonic() - started < 2.0, "the gateway did not reach the moved address within 2 s"
+    assert host_mac(lab, "h2") in gw.run(["ip", "neigh", "show", pinned]).stdout
