@@ -152,7 +152,74 @@ def ipam_scenario(lab: Lab, run: DemoRun) -> None:
     run.step("clean up", remove_everything)
 
 
-SCENARIOS = [underlay_scenario, ipam_scenario]
+def ping_from(lab: Lab, host: str, container: str, address: str, wait: float = 10.0) -> bool:
+    deadline = time.monotonic() + wait
+    while lab.docker(host, "exec", container, "ping", "-c", "1", "-W", "1", address, check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            return False
+    return True
+
+
+def vlan_scenario(lab: Lab, run: DemoRun) -> None:
+    """vlan-1.1: containers on the data center's VLANs, ARP answered by the hosts, one MAC per host."""
+    run.begin("vlan: VLAN 217 and 218 across hosts, pinned IPs, isolation")
+    hosts = lab.hosts()[:2]
+    first, last = hosts[0], hosts[-1]
+    nets = {"demo-vlan217": ("198.51.100.0/24", "198.51.100.1", 217), "demo-vlan218": ("203.0.113.0/24", "203.0.113.1", 218)}
+    pinned = "198.51.100.110"
+    containers = {first: ["demo-v217-a", "demo-v218-a"], last: ["demo-v217-b"]}
+
+    def clean():
+        for host in hosts:
+            docker(lab, host, "rm", "-f", *containers.get(host, []), check_ok=False)
+            for name in nets:
+                docker(lab, host, "network", "rm", name, check_ok=False)
+
+    clean()
+
+    def create_networks():
+        for host in hosts:
+            for name, (subnet, gateway, vlan) in nets.items():
+                docker(lab, host, "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--subnet", subnet,
+                       "--gateway", gateway, "-o", f"VlanId={vlan}", name)
+        return ", ".join(f"{n} (VLAN {v[2]}, {v[0]})" for n, v in nets.items())
+
+    def start_containers():
+        docker(lab, first, "run", "-d", "--stop-timeout", "1", "--net", "demo-vlan217", "--name", "demo-v217-a", IMAGE, "sleep", "3600")
+        docker(lab, last, "run", "-d", "--stop-timeout", "1", "--net", "demo-vlan217", "--ip", pinned, "--name", "demo-v217-b",
+               IMAGE, "sleep", "3600")
+        docker(lab, first, "run", "-d", "--stop-timeout", "1", "--net", "demo-vlan218", "--name", "demo-v218-a", IMAGE, "sleep", "3600")
+        got = container_ip(lab, last, "demo-v217-b", "demo-vlan217")
+        check(got == pinned, f"--ip {pinned} gave {got}")
+        return f"demo-v217-a on {first}, demo-v217-b on {last} with --ip {pinned}, demo-v218-a on {first}"
+
+    def across_hosts():
+        a = container_ip(lab, first, "demo-v217-a", "demo-vlan217")
+        check(ping_from(lab, first, "demo-v217-a", pinned), f"{a} on {first} cannot reach {pinned} on {last}")
+        check(ping_from(lab, last, "demo-v217-b", a), f"{pinned} on {last} cannot reach {a} on {first}")
+        return f"{a} <-> {pinned}"
+
+    def gateways():
+        check(ping_from(lab, first, "demo-v217-a", "198.51.100.1"), "VLAN 217's gateway is unreachable")
+        check(ping_from(lab, first, "demo-v218-a", "203.0.113.1"), "VLAN 218's gateway is unreachable")
+        return "198.51.100.1 and 203.0.113.1 answer (their MACs learned by the hosts)"
+
+    def isolated():
+        check(not ping_from(lab, first, "demo-v218-a", pinned, wait=2), "VLAN 218 reached VLAN 217")
+        return "VLAN 218 cannot reach VLAN 217"
+
+    def remove_everything():
+        clean()
+        return "containers and networks removed"
+
+    if run.step("VLAN networks on every host", create_networks) and run.step("containers on two hosts", start_containers):
+        run.step("same VLAN talks across hosts", across_hosts)
+        run.step("containers reach their gateways", gateways)
+        run.step("different VLANs are isolated", isolated)
+    run.step("clean up", remove_everything)
+
+
+SCENARIOS = [underlay_scenario, ipam_scenario, vlan_scenario]
 
 
 def run_demo(lab: Lab, out: Callable[[str], None] = print) -> bool:
