@@ -261,6 +261,17 @@ class Lab:
             if pid != node.holder_pid:
                 _kill(pid, signal.SIGKILL)
 
+    def power_on(self, host: str, progress: Progress = _quiet) -> None:
+        """Boot a host that `power_off` stopped: /run is empty again, the OS brings the uplink up with
+        its address, then everything starts as at 'lab up' (OVS keeps its database, as on disk)."""
+        state = self.state()
+        index = state["hosts"].index(host) + 1
+        node = self.node(host)
+        node.run(["sh", "-c", "rm -rf /run/* && mkdir -p /run/docker/plugins"])
+        node.run(["ip", "link", "set", UPLINK, "up"])
+        node.run(["ip", "addr", "replace", f"{host_address(index)}/{UNDERLAY_PREFIXLEN}", "dev", UPLINK])
+        self._start_host(node, index, state, progress)
+
     @staticmethod
     def plugins() -> list[str]:
         """The plugins a lab host runs: the IPAM and each driver that has landed."""

@@ -102,14 +102,13 @@ class VlanAgent:
                 self.ovsdb.delete_port(self.bridge, name)
                 links.delete(name)
         for endpoint in list(self.endpoints.values()):
-            if endpoint.host_port in ports:
-                continue
-            if links.exists(endpoint.host_port):
-                log.info("endpoint=%s port re-attached", endpoint.endpoint_id)
-                self._attach(endpoint)
-            else:
+            # The veth decides, not OVSDB: after a reboot OVSDB still lists ports whose veths are gone.
+            if not links.exists(endpoint.host_port):
                 log.info("endpoint=%s forgotten: its veth is gone", endpoint.endpoint_id)
                 self._forget_endpoint(endpoint)
+            elif endpoint.host_port not in ports:
+                log.info("endpoint=%s port re-attached", endpoint.endpoint_id)
+                self._attach(endpoint)
 
     # -- networks --------------------------------------------------------------------------------
 
