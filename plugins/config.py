@@ -10,6 +10,7 @@ import os
 import socket
 
 DEFAULT_CONFIG = "/etc/acsnet/acsnet.conf"
+_TYPE_NAMES = {int: "whole number", float: "number", str: "string"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +87,7 @@ def resolve(args: argparse.Namespace, options: list[Option]) -> dict[str, object
             try:
                 value = opt.type(value)
             except ValueError:
-                raise SystemExit(f"acsnet: {opt.name} must be a {opt.type.__name__}, got {value!r}") from None
+                raise SystemExit(f"acsnet: {opt.name} must be a {_TYPE_NAMES.get(opt.type, opt.type.__name__)}, got {value!r}") from None
         if opt.choices and value not in opt.choices:
             raise SystemExit(f"acsnet: {opt.name} must be one of {', '.join(opt.choices)}, got {value!r}")
         values[opt.name] = value

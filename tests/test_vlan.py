@@ -77,6 +77,7 @@ def assert_nothing_left(lab: Lab) -> None:
               " sum(len(s.children(f'/acsnet/vlan/hosts/{h}/endpoints')) for h in s.children('/acsnet/vlan/hosts'))); s.close()")
     counts = lab.node("svc").run([sys.executable, "-c", script, lab.zookeeper_url]).stdout.split()
     assert counts == ["0", "0"], f"store keeps endpoint records: {counts}"
+    assert ipam_addresses(lab) == {}, "the IPAM keeps allocations"
 
 
 def test_same_vlan_across_hosts_gateway_and_isolation(lab):
@@ -240,3 +241,57 @@ def test_pinned_ip_moves_to_another_host_and_the_gateway_follows(fresh_lab):
     while gw.run(["ping", "-c", "1", "-W", "1", pinned], check=False).returncode != 0:
         assert time.monotonic() - started < 2.0, "the gateway did not reach the moved address within 2 s"
     assert host_mac(lab, "h2") in gw.run(["ip", "neigh", "show", pinned]).stdout
+
+
+def test_host_setup_is_idempotent_and_network_options_are_honoured(lab):
+    h1 = lab.node("h1")
+    again = h1.run([sys.executable, "-m", "plugins.cli", "host-setup", "--uplink", UPLINK, "--datapath", "netdev"])
+    assert "nothing to do, already set up" in again.stdout
+    assert h1.run(["ip", "-4", "-o", "addr", "show", "ovsbr0"]).stdout.count("inet ") == 1
+    h1.run(["ping", "-c", "1", "-W", "2", "192.0.2.12"])
+
+    tag = uuid.uuid4().hex[:4]
+    router_mac = lab.node("gw").run(["cat", "/sys/class/net/gw-v217/address"]).stdout.strip()
+    try:
+        lab.docker("h1", "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--subnet", V217[0],
+                   "--gateway", V217[1], "-o", "VlanId=217", "-o", "com.docker.network.driver.mtu=1400",
+                   "-o", f"gateway_mac={router_mac}", f"opts-{tag}")
+        # A given gateway MAC is used at once: the ARP proxy already answers for the gateway with it.
+        assert any(f"arp_tpa={V217[1]}" in f and router_mac in f for f in flows(lab, "h1"))
+        run(lab, "h1", f"opts-{tag}", f"opts-{tag}", "--mac-address", "02:42:aa:bb:cc:01")
+        inside = lab.docker("h1", "exec", f"opts-{tag}", "ip", "link", "show", "eth0").stdout
+        assert "mtu 1400" in inside and "02:42:aa:bb:cc:01" in inside
+        assert pings(lab, "h1", f"opts-{tag}", V217[1])
+    finally:
+        lab.docker("h1", "rm", "-f", f"opts-{tag}", check=False)
+        lab.docker("h1", "network", "rm", f"opts-{tag}", check=False)
+
+
+def test_host_reboot_leaves_nothing_stale_and_containers_come_back(fresh_lab):
+    lab = fresh_lab
+    create_network(lab, "v217", V217)
+    pinned = "198.51.100.120"
+    run(lab, "h1", "app", "v217", "--ip", pinned)
+    b = run(lab, "h2", "peer", "v217")
+    assert pings(lab, "h2", "peer", pinned)
+    old_port = [p for p in acsnet_ports(lab, "h1")]
+    assert len(old_port) == 1
+
+    lab.power_off("h1")
+    lab.power_on("h1")
+    # The endpoint of the container that died with the host is gone from OVS, the flows and the store.
+    assert acsnet_ports(lab, "h1") == []
+    assert not [f for f in flows(lab, "h1") if "in_port=vh" in f or f"arp_tpa={pinned}" in f]
+    # dockerd kept the network (local scope, in its own store); the container starts again with its IP.
+    lab.docker("h1", "start", "app")
+    assert pings(lab, "h1", "app", b) and pings(lab, "h2", "peer", pinned)
+    assert len(acsnet_ports(lab, "h1")) == 1
+    # and no address is held twice or leaked: the gateway (one record, both hosts), app, peer.
+    assert ipam_addresses(lab) == {V217[1]: ["h1", "h2"], pinned: ["h1"], b: ["h2"]}
+
+
+def ipam_addresses(lab: Lab) -> dict[str, list[str]]:
+    script = ("import json, sys; from plugins.store import open_store; from ipam.model import POOLS; "
+              "s = open_store(sys.argv[1]); print(json.dumps({a: s.get_json(f'{POOLS}/{p}/addresses/{a}')['holders'] "
+              "for p in s.children(POOLS) for a in s.children(f'{POOLS}/{p}/addresses')})); s.close()")
+    return json.loads(lab.node("svc").run([sys.executable, "-c", script, lab.zookeeper_url]).stdout)

@@ -18,6 +18,9 @@ from plugins.lab.host import LabError, SimulatedHost
 BUSYBOX = "/bin/busybox"
 IMAGE = "acsnet/busybox:latest"
 CONTAINERD_PID = "/run/docker/containerd/containerd.pid"
+# The CLI that comes with Debian's dockerd 20.10 (a newer CLI may stand earlier on PATH and ask for
+# API features the daemon lacks).
+DOCKER_CLI = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
 
 
 def busybox_tar(path: str) -> str:
@@ -93,7 +96,7 @@ class DockerDaemon:
             self.process.wait(10)
 
     def docker(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-        return self.host.run(["docker", *args], check=check, timeout=timeout)
+        return self.host.run([DOCKER_CLI, *args], check=check, timeout=timeout)
 
     def import_busybox(self, tar_path: str) -> str:
         if self.docker("image", "inspect", IMAGE, check=False).returncode != 0:

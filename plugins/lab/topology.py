@@ -27,7 +27,7 @@ import sys
 import time
 from typing import Callable
 
-from plugins.lab.dockerd import DockerDaemon
+from plugins.lab.dockerd import DOCKER_CLI, DockerDaemon
 from plugins.lab.host import LabError, SimulatedHost, netns_exists, run
 from plugins.lab.ovs import OpenVSwitch
 from plugins.lab.plugin_process import PluginProcess
@@ -267,7 +267,13 @@ class Lab:
         state = self.state()
         index = state["hosts"].index(host) + 1
         node = self.node(host)
-        node.run(["sh", "-c", "rm -rf /run/* && mkdir -p /run/docker/plugins"])
+        # A boot starts with an empty /run: no mounts below it (dockerd's netns files) and no files.
+        mountinfo = node.run(["cat", "/proc/self/mountinfo"]).stdout.splitlines()
+        below_run = sorted({line.split()[4] for line in mountinfo if line.split()[4].startswith("/run/")}, reverse=True)
+        for point in below_run:
+            node.run(["umount", "-l", point], check=False)
+        node.run(["find", "/run", "-mindepth", "1", "-delete"])
+        node.run(["mkdir", "-p", "/run/docker/plugins"])
         node.run(["ip", "link", "set", UPLINK, "up"])
         node.run(["ip", "addr", "replace", f"{host_address(index)}/{UNDERLAY_PREFIXLEN}", "dev", UPLINK])
         self._start_host(node, index, state, progress)
@@ -278,7 +284,7 @@ class Lab:
         return ["ipam", "vlan"]
 
     def docker(self, host: str, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-        return self.node(host).run(["docker", *args], check=check, timeout=timeout)
+        return self.node(host).run([DOCKER_CLI, *args], check=check, timeout=timeout)
 
     # -- down ------------------------------------------------------------------------------------
 
