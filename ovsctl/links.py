@@ -34,20 +34,20 @@ def exists(name: str) -> bool:
         return _index(ipr, name) is not None
 
 
-def mac_of(name: str) -> str:
+def _attribute(name: str, attribute: str):
     with IPRoute() as ipr:
         index = _index(ipr, name)
         if index is None:
             raise OvsError(f"no interface {name}")
-        return ipr.get_links(index)[0].get("address")
+        return ipr.get_links(index)[0].get(attribute)
+
+
+def mac_of(name: str) -> str:
+    return _attribute(name, "address")
 
 
 def mtu_of(name: str) -> int:
-    with IPRoute() as ipr:
-        index = _index(ipr, name)
-        if index is None:
-            raise OvsError(f"no interface {name}")
-        return ipr.get_links(index)[0].get("mtu")
+    return _attribute(name, "mtu")
 
 
 def create_veth(host_end: str, container_end: str, *, mtu: int, container_mac: str | None) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -14,7 +13,6 @@ import uuid
 import pytest
 
 from plugins.lab.dockerd import IMAGE
-from plugins.lab.host import REPO
 from plugins.lab.topology import SWITCH_BRIDGE, UPLINK, Lab
 
 V217 = ("198.51.100.0/24", "198.51.100.1", 217)

@@ -13,7 +13,7 @@ import subprocess
 import tarfile
 import time
 
-from plugins.lab.host import LabError, SimulatedHost
+from plugins.lab.host import LabError, SimulatedHost, stop_process_group
 
 BUSYBOX = "/bin/busybox"
 IMAGE = "acsnet/busybox:latest"
@@ -86,14 +86,7 @@ class DockerDaemon:
 
     def stop(self, sig: int = signal.SIGTERM, wait: float = 60.0) -> None:
         """SIGTERM is a graceful shutdown (dockerd stops its containers); SIGKILL simulates a crash."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, sig)
-        try:
-            self.process.wait(wait)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
+        stop_process_group(self.process, sig, wait)
 
     def docker(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
         return self.host.run([DOCKER_CLI, *args], check=check, timeout=timeout)

@@ -27,6 +27,18 @@ def run(argv: list[str], *, timeout: float = 60, check: bool = True, **kwargs) -
     return result
 
 
+def stop_process_group(process: subprocess.Popen | None, sig: int = signal.SIGTERM, wait: float = 15.0) -> None:
+    """Signal a child started with start_new_session=True and everything in its group; KILL if it lingers."""
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, sig)
+    try:
+        process.wait(wait)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+
 def netns_exists(netns: str) -> bool:
     return os.path.exists(f"/run/netns/{netns}")
 

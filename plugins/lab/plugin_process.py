@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from plugins.lab.host import REPO, SimulatedHost
+from plugins.lab.host import REPO, SimulatedHost, stop_process_group
 from plugins.plugin_client import PluginClient
 
 
@@ -65,11 +65,4 @@ class PluginProcess:
             return f.read()
 
     def stop(self, sig: int = signal.SIGTERM, wait: float = 15.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, sig)
-        try:
-            self.process.wait(wait)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(wait)
+        stop_process_group(self.process, sig, wait)
