@@ -87,6 +87,12 @@ def test_same_vlan_across_hosts_gateway_and_isolation(lab):
         create_network(lab, n218, V218)
         a = run(lab, "h1", f"a-{tag}", n217)
         b = run(lab, "h2", f"b-{tag}", n217)
+        # The endpoint exists once docker run returned; h1 learns of it through its ZooKeeper watch and
+        # programs its ARP proxy within a fraction of a second.
+        created = time.monotonic()
+        while not any(f"arp_tpa={b}" in f for f in flows(lab, "h1")):
+            assert time.monotonic() - created < 1.0, "h1's flows did not follow h2's new endpoint within 1 s"
+        print(f"h2's new endpoint in h1's flows {time.monotonic() - created:.2f}s after docker run returned")
         run(lab, "h1", f"d-{tag}", n218, "--cap-add", "NET_ADMIN")
 
         assert pings(lab, "h1", f"a-{tag}", b) and pings(lab, "h2", f"b-{tag}", a), "same VLAN across hosts"
