@@ -11,7 +11,7 @@ import os
 import subprocess
 
 from plugins import __version__
-from plugins.config import COMMON_OPTIONS, IPAM_OPTIONS, add_options, resolve
+from plugins.config import COMMON_OPTIONS, HOST_SETUP_OPTIONS, IPAM_OPTIONS, add_options, resolve
 from plugins.errors import AcsnetError, NotImplementedYet
 
 log = logging.getLogger("acsnet")
@@ -48,12 +48,26 @@ def build_parser() -> argparse.ArgumentParser:
         description="Make the host layout the vlan and vxlan drivers need: the uplink becomes a trunk port of "
         "the bridge, whose own port takes the uplink's MAC, addresses and routes.",
     )
-    setup.add_argument("--uplink", required=True, help="the host's uplink NIC")
-    setup.add_argument("--bridge", default="ovsbr0", help="the OVS bridge to make (default ovsbr0)")
-    setup.add_argument("--datapath", choices=("system", "netdev"), default="system",
-                       help="OVS datapath: system (kernel module) or netdev (userspace)")
-    setup.add_argument("--ovsdb", default="unix:/var/run/openvswitch/db.sock", help="this host's OVSDB")
+    setup.add_argument("--config", help="config file with an [acsnet] section [env ACSNET_CONFIG; default /etc/acsnet/acsnet.conf]")
+    add_options(setup, HOST_SETUP_OPTIONS)
     setup.set_defaults(run=run_host_setup)
+
+    status = commands.add_parser("status", help="this host: plugins up, store and OVS reachable, networks, endpoints, flows")
+    inspect = commands.add_parser("inspect", help="a network's endpoints across all hosts, or one host's state")
+    inspect.add_argument("kind", choices=("network", "host"))
+    inspect.add_argument("name", help="network name or id (resolved by the local dockerd), or host id")
+    for command in (status, inspect):
+        command.add_argument("--config", help="config file with an [acsnet] section")
+        command.add_argument("--docker", default="/run/docker.sock", help="the local dockerd's socket (for names)")
+        command.add_argument("--json", action="store_true", help="machine-readable output")
+        add_options(command, COMMON_OPTIONS)
+    status.set_defaults(run=run_status)
+    inspect.set_defaults(run=run_inspect)
+
+    units = commands.add_parser("install-units", help="install the systemd units and an example /etc/acsnet/acsnet.conf")
+    units.add_argument("--dest", default="/etc/systemd/system", help="where units go (default /etc/systemd/system)")
+    units.add_argument("--config-dir", default="/etc/acsnet", help="where acsnet.conf goes if absent (default /etc/acsnet)")
+    units.set_defaults(run=run_install_units)
 
     lab = commands.add_parser(
         "lab",
@@ -170,19 +184,38 @@ def run_serve(args: argparse.Namespace) -> int:
     opened = []
 
     def app_factory():
+        from plugins.metrics import PluginMetrics
         from plugins.server import create_app
         from plugins.store import open_store
 
+        metrics = PluginMetrics(name)
         store = open_store(settings["store"], timeout=settings["store_timeout"])
+        store.observer = metrics.observe_store
+        metrics.store_connected.set_function(lambda: 1 if store.connected else 0)
         opened.append(store)
+        if settings["metrics_address"]:
+            metrics.serve_tcp(settings["metrics_address"])
         try:
             store.register_host(settings["host_id"], name, {"host_id": settings["host_id"]})
         except AcsnetError as e:  # never exit over the store: it is retried when the session comes
             log.warning("plugin=%s liveness not registered yet: %s", name, e.message)
+
+        def store_health() -> dict:
+            return {"ok": store.connected, "store": "connected" if store.connected else "disconnected",
+                    "host_id": settings["host_id"]}
+
         if args.plugin == "ipam":
             ipam = AcsnetIpam(store, settings["host_id"], supernets=supernets, timeout=settings["store_timeout"])
-            return create_app(name=name, ipam_driver=ipam)
-        return create_app(name=name, network_driver=build_vlan_driver(store, settings))
+            return create_app(name=name, ipam_driver=ipam, metrics=metrics, health=store_health)
+        driver = build_vlan_driver(store, settings, metrics)
+
+        def vlan_health() -> dict:
+            report = store_health()
+            ovsdb_ok = driver.agent.ovsdb.reachable()
+            return {**report, "ok": report["ok"] and ovsdb_ok, "ovsdb": "reachable" if ovsdb_ok else "unreachable",
+                    "bridge": driver.agent.bridge, "endpoints": len(driver.agent.endpoints)}
+
+        return create_app(name=name, network_driver=driver, metrics=metrics, health=vlan_health)
 
     def close_store():
         for store in opened:
@@ -193,7 +226,7 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_vlan_driver(store, settings):
+def build_vlan_driver(store, settings, metrics=None):
     from ovsctl.host_setup import host_layout
     from ovsctl.ovsdb import Ovsdb
     from plugins.vlan.agent import VlanAgent
@@ -202,7 +235,7 @@ def build_vlan_driver(store, settings):
     ovsdb = Ovsdb(settings["ovsdb"])
     layout = host_layout(ovsdb, settings["bridge"])
     agent = VlanAgent(store, ovsdb, settings["host_id"], layout.bridge, layout.uplink,
-                      userspace_datapath=layout.datapath == "netdev")
+                      userspace_datapath=layout.datapath == "netdev", metrics=metrics)
     agent.start()
     return VlanDriver(agent, settings["scope"])
 
@@ -211,8 +244,87 @@ def run_host_setup(args: argparse.Namespace) -> int:
     from ovsctl.host_setup import setup_host
     from ovsctl.ovsdb import Ovsdb
 
-    done = setup_host(Ovsdb(args.ovsdb), args.uplink, args.bridge, args.datapath)
+    settings = resolve(args, HOST_SETUP_OPTIONS)
+    if not settings["uplink"]:
+        raise AcsnetError("no uplink: give --uplink IFACE (or uplink = IFACE in the config file)")
+    done = setup_host(Ovsdb(settings["ovsdb"]), settings["uplink"], settings["bridge"], settings["datapath"])
     print("host set up: " + ("; ".join(done) if done else "nothing to do, already set up"))
+    return 0
+
+
+def _open_for_ops(args: argparse.Namespace):
+    from plugins.store import open_store
+
+    settings = resolve(args, COMMON_OPTIONS)
+    return settings, open_store(settings["store"], timeout=settings["store_timeout"])
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
+    lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns)]
+    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(lines)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from ovsctl.ovsdb import Ovsdb
+    from plugins.ops import host_status
+
+    settings, store = _open_for_ops(args)
+    try:
+        report = host_status(store, settings["host_id"], settings["plugin_dir"], Ovsdb(settings["ovsdb"]), settings["bridge"])
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0 if report["ok"] else 1
+    print(f"host {report['host']}: {'OK' if report['ok'] else 'DEGRADED'}")
+    store_state = "connected" if report["store"]["connected"] else "NOT connected"
+    print(f"store: {store_state}; live hosts: {', '.join(report['store'].get('live_hosts', [])) or '-'}")
+    ovs = report["ovs"]
+    print(f"ovs: {'reachable' if ovs['reachable'] else 'NOT reachable'}"
+          + (f"; bridge {ovs['bridge']} uplink {ovs['uplink']} ({ovs['datapath']}), {ovs['flows']} acsnet flows" if "bridge" in ovs else "")
+          + (f"; {ovs['error']}" if "error" in ovs else ""))
+    print(f"vlan networks: {report.get('networks', '?')}; endpoints: {report.get('endpoints', '?')}")
+    rows = [{"plugin": name, "up": "yes" if p["up"] else "NO", "healthy": "yes" if p["healthy"] else "NO"}
+            for name, p in report["plugins"].items()]
+    print(_table(rows, ["plugin", "up", "healthy"]) if rows else "no plugin sockets in " + settings["plugin_dir"])
+    return 0 if report["ok"] else 1
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    from plugins.ops import inspect_host, inspect_network
+
+    settings, store = _open_for_ops(args)
+    try:
+        if args.kind == "network":
+            report = inspect_network(store, settings["host_id"], args.name, args.docker)
+        else:
+            report = inspect_host(store, args.name)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    elif args.kind == "network":
+        print(f"network {report['network']} ({report['id'][:12]}): vlan {report['vlan']}, subnet {report['subnet']}, "
+              f"gateway {report['gateway'] or '-'} at {report['gateway_mac'] or 'unknown MAC'}, mtu {report['mtu']}")
+        print(_table(report["endpoints"], ["container", "ip", "mac", "host", "port"]))
+    else:
+        print(f"host {report['host']}: {'alive' if report['alive'] else 'GONE'} (sessions: {', '.join(report['sessions']) or '-'})")
+        print(_table([{"network": n["network_id"][:12], "vlan": n["vlan"], "subnet": n["subnet"]} for n in report["networks"]],
+                     ["network", "vlan", "subnet"]))
+        print(_table([{"endpoint": e["endpoint_id"][:12], "ip": e["ip"], "mac": e["mac"], "vlan": e["vlan"]} for e in report["endpoints"]],
+                     ["endpoint", "ip", "mac", "vlan"]))
+        print(_table(report["addresses"], ["address", "kind", "pool"]))
+    return 0
+
+
+def run_install_units(args: argparse.Namespace) -> int:
+    from plugins.units import install_units
+
+    for path in install_units(args.dest, args.config_dir):
+        print(f"installed {path}")
+    print("then: systemctl daemon-reload && systemctl enable --now acsnet-host-setup acsnet-ipam acsnet-vlan")
     return 0
 
 

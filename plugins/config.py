@@ -44,6 +44,8 @@ COMMON_OPTIONS = [
     Option("store_timeout", 5.0, "seconds any store call may take before the request fails", float),
     Option("threads", 8, "request threads of the plugin process", int),
     Option("log_level", "info", "debug, info, warning or error", choices=("debug", "info", "warning", "error")),
+    Option("metrics_address", None, "also serve Prometheus metrics on this HOST:PORT (default: only GET /metrics "
+           "on the plugin's own socket)"),
 ]
 
 IPAM_OPTIONS = [
@@ -94,3 +96,27 @@ def resolve(args: argparse.Namespace, options: list[Option]) -> dict[str, object
     if "host_id" in values and not values["host_id"]:
         values["host_id"] = socket.gethostname()
     return values
+
+
+HOST_SETUP_OPTIONS = [
+    Option("uplink", None, "the host's uplink NIC, made a trunk port of the bridge (required)"),
+    Option("bridge", "ovsbr0", "the OVS bridge to make"),
+    Option("datapath", "system", "OVS datapath: system (kernel module) or netdev (userspace)", choices=("system", "netdev")),
+    Option("ovsdb", "unix:/var/run/openvswitch/db.sock", "this host's OVSDB"),
+]
+
+
+def config_example() -> str:
+    """/etc/acsnet/acsnet.conf with every option, commented out at its default."""
+    lines = ["# acsnet configuration: every option of 'acsnet serve' and 'acsnet host-setup'.",
+             "# A command-line flag wins over an ACSNET_* environment variable, which wins over this file.",
+             "[acsnet]"]
+    seen = set()
+    for opt in COMMON_OPTIONS + IPAM_OPTIONS + HOST_SETUP_OPTIONS:
+        if opt.name in seen:
+            continue
+        seen.add(opt.name)
+        lines.append("")
+        lines.append(f"# {opt.help}" + (f" ({' | '.join(opt.choices)})" if opt.choices else ""))
+        lines.append(f"# {opt.name.replace('_', '-')} = {'' if opt.default is None else opt.default}")
+    return "\n".join(lines) + "\n"

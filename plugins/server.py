@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 from plugins import protocol
 from plugins.driver import IpamDriver, NetworkDriver
 from plugins.errors import AcsnetError, InvalidRequest
+from plugins.metrics import PluginMetrics
 
 log = logging.getLogger("acsnet.server")
 
@@ -108,8 +109,10 @@ def ipam_driver_routes(driver: IpamDriver) -> dict[str, Handler]:
     }
 
 
-def create_app(*, name: str, network_driver: NetworkDriver | None = None, ipam_driver: IpamDriver | None = None) -> Flask:
-    """The app for one plugin process; `name` is the plugin name dockerd knows it by (for logs)."""
+def create_app(*, name: str, network_driver: NetworkDriver | None = None, ipam_driver: IpamDriver | None = None,
+               metrics: PluginMetrics | None = None, health: Callable[[], dict] | None = None) -> Flask:
+    """The app for one plugin process; `name` is the plugin name dockerd knows it by (for logs).
+    `health` reports the plugin's dependencies for GET /healthz ({"ok": bool, ...})."""
     routes: dict[str, Handler] = {}
     implements = []
     if network_driver is not None:
@@ -141,14 +144,31 @@ def create_app(*, name: str, network_driver: NetworkDriver | None = None, ipam_d
             status, error = 500, f"internal error in {method}: {type(e).__name__}: {e}"
             return _reply(status, {"Err": error})
         finally:
+            elapsed = time.monotonic() - started
+            if metrics is not None and (method in routes or status != 404):
+                metrics.observe_request(method, status, elapsed)
             log.info(
                 "plugin=%s method=%s status=%d duration_ms=%.1f%s",
                 name,
                 method,
                 status,
-                (time.monotonic() - started) * 1000,
+                elapsed * 1000,
                 f" err={json.dumps(error)}" if error else "",
             )
+
+    @app.get("/metrics")
+    def metrics_page() -> Response:
+        if metrics is None:
+            return _reply(404, {"Err": "no metrics in this process"})
+        return Response(metrics.render(), mimetype="text/plain; version=0.0.4")
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        try:
+            report = health() if health is not None else {"ok": True}
+        except Exception as e:  # a health check must answer, whatever broke
+            report = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+        return _reply(200 if report.get("ok") else 503, {"plugin": name, **report})
 
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException) -> Response:

@@ -236,3 +236,33 @@ def test_network_driver_errors(fake_network):
     assert_error(c.call("NetworkDriver.DiscoverNew", {"DiscoveryType": "x"}), 400, "must be an integer")
     assert c.call("NetworkDriver.GetCapabilities")[0] == 200, "still serving after a crash in a handler"
     assert "Traceback" in fake_network.log(), "the bug's traceback goes to the log, not to dockerd"
+
+
+def http_get(socket_path: str, path: str) -> tuple[int, str]:
+    conn = UnixHTTPConnection(socket_path, 10)
+    conn.request("GET", path)
+    response = conn.getresponse()
+    return response.status, response.read().decode()
+
+
+def test_metrics_count_requests_and_health_reports_the_store(ipam, plugins):
+    c = ipam.client()
+    status, pool = c.call("IpamDriver.RequestPool", {"AddressSpace": "acsnet-local", "Pool": "192.0.2.0/24"})
+    for _ in range(3):
+        c.call("IpamDriver.RequestAddress", {"PoolID": pool["PoolID"], "Address": "", "Options": MAC})
+    c.call("IpamDriver.RequestAddress", {"PoolID": "nope", "Address": "", "Options": MAC})
+    status, text = http_get(ipam.socket_path, "/metrics")
+    assert status == 200
+    assert 'acsnet_requests_total{method="IpamDriver.RequestAddress",plugin="acsnet",status="200"} 3.0' in text
+    assert 'acsnet_requests_total{method="IpamDriver.RequestAddress",plugin="acsnet",status="404"} 1.0' in text
+    assert 'acsnet_request_errors_total{method="IpamDriver.RequestAddress",plugin="acsnet"} 1.0' in text
+    assert 'acsnet_request_seconds_count{method="IpamDriver.RequestPool",plugin="acsnet"} 1.0' in text
+    assert "acsnet_store_seconds_count" in text and "acsnet_store_connected 1.0" in text
+    status, text = http_get(ipam.socket_path, "/healthz")
+    assert status == 200 and json.loads(text) == {"plugin": "acsnet", "ok": True, "store": "connected", "host_id": "h1"}
+
+    down = plugins("ipam", "--store", f"zk://127.0.0.1:{free_port()}/x", "--store-timeout", "1",
+                   plugin_dir=str(os.path.dirname(ipam.socket_path)) + "-down")
+    status, text = http_get(down.socket_path, "/healthz")
+    assert status == 503 and json.loads(text)["store"] == "disconnected"
+    assert "acsnet_store_connected 0.0" in http_get(down.socket_path, "/metrics")[1]

@@ -19,6 +19,7 @@ import abc
 import contextlib
 import dataclasses
 import json
+import time
 from typing import Callable, Iterator, Sequence
 
 ROOT = "/acsnet"
@@ -79,6 +80,18 @@ def validate_path(path: str) -> None:
 
 class Store(abc.ABC):
     """What drivers and the IPAM may ask of a store. Paths are absolute; parents are made as needed."""
+
+    # Called with (operation, seconds) after every store call, for metrics; None when nobody listens.
+    observer: Callable[[str, float], None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        """Whether calls can succeed now (the session is up)."""
+        return True
+
+    def _observe(self, operation: str, started: float) -> None:
+        if self.observer is not None:
+            self.observer(operation, time.monotonic() - started)
 
     @abc.abstractmethod
     def create(self, path: str, value: bytes = b"", *, ephemeral: bool = False) -> bool:

@@ -96,6 +96,13 @@ class EmbeddedStore(Store):
 
     def _run(self, fn, *, write: bool = False):
         """Run `fn(db)` under the process lock; a write runs in one IMMEDIATE transaction."""
+        started = time.monotonic()
+        try:
+            return self._run_locked(fn, write)
+        finally:
+            self._observe("write" if write else "read", started)
+
+    def _run_locked(self, fn, write: bool):
         with self._lock:
             try:
                 if not write:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from typing import Callable, Sequence
 from urllib.parse import urlsplit
 
@@ -106,7 +107,12 @@ class ZooKeeperStore(Store):
                 root.close()
         self._chroot_ready.set()
 
-    def _wait(self, async_result):
+    @property
+    def connected(self) -> bool:
+        return self._client.connected and self._chroot_ready.is_set()
+
+    def _wait(self, async_result, operation: str):
+        started = time.monotonic()
         try:
             return async_result.get(timeout=self.timeout)
         except KazooTimeoutError as e:
@@ -115,6 +121,8 @@ class ZooKeeperStore(Store):
             raise
         except KazooException as e:
             raise StoreUnavailable(f"store {self.url_for_logs}: {type(e).__name__} {e}".rstrip()) from e
+        finally:
+            self._observe(operation, started)
 
     def _on_state(self, state) -> None:
         """Kazoo calls this on its own thread and it must not block: re-registration is spawned."""
@@ -143,7 +151,7 @@ class ZooKeeperStore(Store):
         validate_path(path)
         self._require_connection()
         try:
-            self._wait(self._client.create_async(path, value, ephemeral=ephemeral, makepath=True))
+            self._wait(self._client.create_async(path, value, ephemeral=ephemeral, makepath=True), 'create')
             return True
         except NodeExistsError:
             return False
@@ -151,7 +159,7 @@ class ZooKeeperStore(Store):
     def get(self, path: str) -> Versioned | None:
         self._require_connection()
         try:
-            value, stat = self._wait(self._client.get_async(path))
+            value, stat = self._wait(self._client.get_async(path), 'get')
         except NoNodeError:
             return None
         return Versioned(value or b"", stat.version)
@@ -159,7 +167,7 @@ class ZooKeeperStore(Store):
     def compare_and_set(self, path: str, value: bytes, version: int) -> bool:
         self._require_connection()
         try:
-            self._wait(self._client.set_async(path, value, version))
+            self._wait(self._client.set_async(path, value, version), 'set')
             return True
         except (BadVersionError, NoNodeError):
             return False
@@ -171,10 +179,10 @@ class ZooKeeperStore(Store):
                 return False
             for node in self.walk(path):
                 with contextlib.suppress(NoNodeError):
-                    self._wait(self._client.delete_async(node))
+                    self._wait(self._client.delete_async(node), 'delete')
             return True
         try:
-            self._wait(self._client.delete_async(path, version))
+            self._wait(self._client.delete_async(path, version), 'delete')
             return True
         except (BadVersionError, NoNodeError, NotEmptyError):
             return False
@@ -182,7 +190,7 @@ class ZooKeeperStore(Store):
     def children(self, path: str) -> list[str]:
         self._require_connection()
         try:
-            return sorted(self._wait(self._client.get_children_async(path)))
+            return sorted(self._wait(self._client.get_children_async(path), 'children'))
         except NoNodeError:
             return []
 
@@ -200,7 +208,7 @@ class ZooKeeperStore(Store):
                 transaction.check(op.path, op.version)
             else:
                 raise TypeError(f"unknown store operation {op!r}")
-        results = self._wait(transaction.commit_async())
+        results = self._wait(transaction.commit_async(), 'commit')
         failures = [r for r in results if isinstance(r, Exception)]
         if not failures:
             return True
@@ -257,7 +265,7 @@ class ZooKeeperStore(Store):
             if self.create(session, ephemeral=True):
                 return
             try:
-                stat = self._wait(self._client.exists_async(session))
+                stat = self._wait(self._client.exists_async(session), 'exists')
             except NoNodeError:
                 stat = None
             if stat is not None and stat.ephemeralOwner == self._client.client_id[0]:

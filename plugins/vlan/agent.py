@@ -20,6 +20,7 @@ from ovsctl import arp, links, openflow
 from ovsctl.ovsdb import Ovsdb
 from ovsctl.vlan_pipeline import ArpAnswer, LocalPort, VlanDatapath, vlan_flows
 from plugins.errors import AcsnetError, Conflict, NotFound
+from plugins.metrics import PluginMetrics
 from plugins.store import Create, Delete, Store, encode, join
 from plugins.vlan import model
 from plugins.vlan.model import SegmentRecord, VlanEndpoint, VlanNetwork
@@ -32,7 +33,7 @@ GATEWAY_RETRY_SECONDS = 10.0
 
 class VlanAgent:
     def __init__(self, store: Store, ovsdb: Ovsdb, host_id: str, bridge: str, uplink: str, *,
-                 userspace_datapath: bool, resync_seconds: float = 30.0):
+                 userspace_datapath: bool, resync_seconds: float = 30.0, metrics: PluginMetrics | None = None):
         self.store = store
         self.ovsdb = ovsdb
         self.host_id = host_id
@@ -54,7 +55,7 @@ class VlanAgent:
         self._stopped = threading.Event()
         self._worker: threading.Thread | None = None
         self._loaded = False
-        self.syncs = 0
+        self.metrics = metrics
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -99,15 +100,18 @@ class VlanAgent:
             owner = info["external_ids"].get(ENDPOINT_ID)
             if owner and owner not in self.endpoints:
                 log.info("port=%s endpoint=%s removed: no endpoint owns it", name, owner)
+                self._repaired()
                 self.ovsdb.delete_port(self.bridge, name)
                 links.delete(name)
         for endpoint in list(self.endpoints.values()):
             # The veth decides, not OVSDB: after a reboot OVSDB still lists ports whose veths are gone.
             if not links.exists(endpoint.host_port):
                 log.info("endpoint=%s forgotten: its veth is gone", endpoint.endpoint_id)
+                self._repaired()
                 self._forget_endpoint(endpoint)
             elif endpoint.host_port not in ports:
                 log.info("endpoint=%s port re-attached", endpoint.endpoint_id)
+                self._repaired()
                 self._attach(endpoint)
 
     # -- networks --------------------------------------------------------------------------------
@@ -272,8 +276,19 @@ class VlanAgent:
 
     def sync(self) -> None:
         with self._lock:
-            openflow.replace_flows(self.bridge, vlan_flows(self.desired_datapath()))
-            self.syncs += 1
+            flows = vlan_flows(self.desired_datapath())
+            openflow.replace_flows(self.bridge, flows)
+            if self.metrics is not None:
+                self.metrics.reconcile_runs.inc()
+                self.metrics.flows.set(len(flows))
+                self.metrics.endpoints.clear()
+                for network_id in self.networks:
+                    count = sum(1 for e in self.endpoints.values() if e.network_id == network_id)
+                    self.metrics.endpoints.labels(network_id[:12]).set(count)
+
+    def _repaired(self) -> None:
+        if self.metrics is not None:
+            self.metrics.reconcile_repairs.inc()
 
     # -- the worker ------------------------------------------------------------------------------
 

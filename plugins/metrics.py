@@ -1,0 +1,44 @@
+"""Prometheus metrics of one plugin process, served on its own socket (GET /metrics) and, when asked,
+on a TCP address. One registry per process: one plugin runs per process."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class PluginMetrics:
+    def __init__(self, plugin: str):
+        self.plugin = plugin
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("acsnet_requests", "Protocol requests, by method and HTTP status",
+                                ["plugin", "method", "status"], registry=r)
+        self.errors = Counter("acsnet_request_errors", "Protocol requests answered with an error", ["plugin", "method"], registry=r)
+        self.latency = Histogram("acsnet_request_seconds", "Time to answer a protocol request", ["plugin", "method"],
+                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.store_latency = Histogram("acsnet_store_seconds", "Time of one store call", ["operation"],
+                                       buckets=LATENCY_BUCKETS, registry=r)
+        self.store_connected = Gauge("acsnet_store_connected", "1 while the store session is up", registry=r)
+        self.endpoints = Gauge("acsnet_endpoints", "Endpoints on this host, by network", ["network"], registry=r)
+        self.flows = Gauge("acsnet_flows", "OpenFlow flows this plugin installed on its bridge", registry=r)
+        self.reconcile_runs = Counter("acsnet_reconcile_runs", "Times the datapath was reconciled with the store", registry=r)
+        self.reconcile_repairs = Counter("acsnet_reconcile_repairs",
+                                         "Ports removed, re-attached or forgotten by a reconcile", registry=r)
+
+    def observe_request(self, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(self.plugin, method, str(status)).inc()
+        self.latency.labels(self.plugin, method).observe(seconds)
+        if status != 200:
+            self.errors.labels(self.plugin, method).inc()
+
+    def observe_store(self, operation: str, seconds: float) -> None:
+        self.store_latency.labels(operation).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def serve_tcp(self, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        start_http_server(int(port), addr=host or "127.0.0.1", registry=self.registry)

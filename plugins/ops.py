@@ -1,0 +1,116 @@
+"""What `acsnet status` and `acsnet inspect` report, as plain dicts (the CLI prints them as tables or
+JSON). Sources: the store (every host's records), this host's OVS, the plugins' own /healthz, and the
+local dockerd's API for names (the CLI may call dockerd; a plugin handler never does)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ipam.model import POOLS
+from ovsctl import openflow
+from ovsctl.host_setup import host_layout
+from ovsctl.ovsdb import Ovsdb
+from plugins.errors import AcsnetError, NotFound
+from plugins.plugin_client import UnixHTTPConnection
+from plugins.store import ROOT, Store, join
+from plugins.vlan import model as vlan_model
+
+PLUGINS = ("acsnet", "vlan", "vxlan", "vpc")
+
+
+def _get(socket_path: str, path: str, timeout: float = 5.0) -> tuple[int, dict]:
+    connection = UnixHTTPConnection(socket_path, timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        connection.close()
+
+
+def plugin_health(plugin_dir: str) -> dict[str, dict]:
+    report = {}
+    for name in PLUGINS:
+        path = os.path.join(plugin_dir, f"{name}.sock")
+        if not os.path.exists(path):
+            continue
+        try:
+            status, body = _get(path, "/healthz")
+            report[name] = {"up": True, "healthy": status == 200, **body}
+        except (OSError, ValueError) as e:
+            report[name] = {"up": False, "healthy": False, "error": str(e)}
+    return report
+
+
+def host_status(store: Store, host_id: str, plugin_dir: str, ovsdb: Ovsdb, bridge: str) -> dict:
+    status = {"host": host_id, "plugins": plugin_health(plugin_dir), "store": {"connected": store.connected}}
+    try:
+        status["store"]["live_hosts"] = sorted(store.live_hosts())
+        status["networks"] = len(store.children(vlan_model.host_networks(host_id)))
+        status["endpoints"] = len(store.children(vlan_model.host_endpoints(host_id)))
+    except AcsnetError as e:
+        status["store"]["error"] = e.message
+    status["ovs"] = {"reachable": ovsdb.reachable()}
+    if status["ovs"]["reachable"]:
+        try:
+            layout = host_layout(ovsdb, bridge)
+            status["ovs"].update(bridge=layout.bridge, uplink=layout.uplink, datapath=layout.datapath,
+                                 flows=len([f for f in openflow.dump_flows(bridge) if "cookie=0xac5" in f]))
+        except AcsnetError as e:
+            status["ovs"]["error"] = e.message
+    status["ok"] = (store.connected and status["ovs"]["reachable"]
+                    and all(p["healthy"] for p in status["plugins"].values()))
+    return status
+
+
+def docker_network(docker_socket: str, name_or_id: str) -> dict | None:
+    """The local dockerd's view of a network (id, name, containers by endpoint), or None."""
+    try:
+        status, body = _get(docker_socket, f"/networks/{name_or_id}")
+    except (OSError, ValueError):
+        return None
+    return body if status == 200 else None
+
+
+def inspect_network(store: Store, host_id: str, name_or_id: str, docker_socket: str) -> dict:
+    docker = docker_network(docker_socket, name_or_id)
+    network_id = docker["Id"] if docker else name_or_id
+    data = store.get_json(join(vlan_model.host_networks(host_id), network_id))
+    if data is None:
+        raise NotFound(f"{name_or_id} is not a vlan network of host {host_id}"
+                       + ("" if docker else " (and the local dockerd does not know that name)"))
+    network = vlan_model.VlanNetwork.from_json(data)
+    names = {}
+    for container_id, info in ((docker or {}).get("Containers") or {}).items():
+        names[info.get("EndpointID", "")] = info.get("Name", container_id[:12])
+    endpoints = []
+    segment = vlan_model.segment(network.vlan)
+    for key in store.children(segment):
+        record = store.get_json(join(segment, key))
+        if not record or record["ip"] not in network.subnet:
+            continue
+        endpoints.append({"container": names.get(record["endpoint_id"], record["endpoint_id"][:12]),
+                          "ip": record["ip"], "mac": record["mac"], "host": record["host"],
+                          "port": f"vh{record['endpoint_id'][:12]}", "endpoint": record["endpoint_id"]})
+    return {"network": docker["Name"] if docker else network_id, "id": network_id, "driver": "vlan",
+            "vlan": network.vlan, "subnet": str(network.subnet.cidr), "gateway": network.gateway,
+            "gateway_mac": network.gateway_mac, "mtu": network.mtu,
+            "endpoints": sorted(endpoints, key=lambda e: (e["host"], e["ip"]))}
+
+
+def inspect_host(store: Store, host_id: str) -> dict:
+    host_path = join(ROOT, "hosts", host_id)
+    if store.get(host_path) is None:
+        raise NotFound(f"host {host_id} is not known to the store")
+    networks = [store.get_json(join(vlan_model.host_networks(host_id), n)) for n in store.children(vlan_model.host_networks(host_id))]
+    endpoints = [store.get_json(join(vlan_model.host_endpoints(host_id), e)) for e in store.children(vlan_model.host_endpoints(host_id))]
+    addresses = []
+    for pool in store.children(POOLS):
+        for address in store.children(join(POOLS, pool, "addresses")):
+            record = store.get_json(join(POOLS, pool, "addresses", address))
+            if record and host_id in record["holders"]:
+                addresses.append({"pool": pool, "address": address, "kind": record["kind"]})
+    return {"host": host_id, "alive": store.host_alive(host_id),
+            "sessions": store.children(join(host_path, "sessions")),
+            "networks": [n for n in networks if n], "endpoints": [e for e in endpoints if e], "addresses": addresses}

@@ -1,0 +1,112 @@
+"""Operations: systemd units, the documented config file, metrics, status and inspect."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import uuid
+
+from plugins.config import COMMON_OPTIONS, HOST_SETUP_OPTIONS, IPAM_OPTIONS, config_example
+from plugins.lab.dockerd import IMAGE
+from plugins.units import install_units
+
+UNITS = ["acsnet-host-setup.service", "acsnet-ipam.service", "acsnet-vlan.service", "acsnet-vpc.service", "acsnet-vxlan.service"]
+
+
+def verify(paths: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(["systemd-analyze", "verify", *paths], capture_output=True, text=True, timeout=60)
+
+
+def test_units_install_and_pass_systemd_analyze_verify(tmp_path):
+    installed = install_units(str(tmp_path / "units"), str(tmp_path / "etc"))
+    units = sorted(p for p in installed if p.endswith(".service"))
+    assert [p.rsplit("/", 1)[1] for p in units] == UNITS
+    for path in units:
+        text = open(path).read()
+        assert "@ACSNET@" not in text and "--config /etc/acsnet/acsnet.conf" in text
+        assert "Restart=always" in text or "Type=oneshot" in text
+        assert "Before=docker.service" in text and "NoNewPrivileges=yes" in text
+        result = verify([path])
+        assert result.returncode == 0, f"{path}: {result.stderr}"
+    # The check can fail: a unit with a bad setting does not verify.
+    broken = tmp_path / "units" / "acsnet-broken.service"
+    broken.write_text(open(units[1]).read().replace("Restart=always", "Restart=sometimes").replace("ExecStart=", "ExecStart=relative/"))
+    assert verify([str(broken)]).returncode != 0
+    # The config file is written once, never over an operator's.
+    conf = tmp_path / "etc" / "acsnet.conf"
+    conf.write_text("[acsnet]\nstore = zk://mine:2181/acsnet\n")
+    install_units(str(tmp_path / "units"), str(tmp_path / "etc"))
+    assert conf.read_text() == "[acsnet]\nstore = zk://mine:2181/acsnet\n"
+
+
+def test_config_example_documents_every_option():
+    text = config_example()
+    for opt in COMMON_OPTIONS + IPAM_OPTIONS + HOST_SETUP_OPTIONS:
+        assert f"# {opt.name.replace('_', '-')} = " in text, opt.name
+
+
+METRICS = """
+import sys
+from plugins.plugin_client import UnixHTTPConnection
+c = UnixHTTPConnection(sys.argv[1], 10)
+c.request("GET", "/metrics")
+print(c.getresponse().read().decode())
+"""
+
+
+def counter(text: str, name: str, **labels) -> float:
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    selector = re.escape("{" + want + "}") if labels else ""
+    match = re.search(rf"^{name}{selector} ([0-9.e+]+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_metrics_count_what_docker_runs_caused_and_inspect_shows_both_hosts(lab):
+    tag = uuid.uuid4().hex[:4]
+    network = f"ops-{tag}"
+    h1 = lab.node("h1")
+
+    def scrape(plugin: str) -> str:
+        return h1.run([sys.executable, "-c", METRICS, f"/run/docker/plugins/{plugin}.sock"]).stdout
+
+    before_vlan, before_ipam = scrape("vlan"), scrape("acsnet")
+    names = {"h1": [f"{network}-a", f"{network}-b", f"{network}-c"], "h2": [f"{network}-d"]}
+    try:
+        for host in ("h1", "h2"):
+            lab.docker(host, "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--subnet", "198.51.100.0/24",
+                       "--gateway", "198.51.100.1", "-o", "VlanId=217", network)
+            for name in names[host]:
+                lab.docker(host, "run", "-d", "--stop-timeout", "1", "--net", network, "--name", name, IMAGE, "sleep", "600")
+        after_vlan, after_ipam = scrape("vlan"), scrape("acsnet")
+        for method in ("NetworkDriver.CreateEndpoint", "NetworkDriver.Join"):
+            grew = (counter(after_vlan, "acsnet_requests_total", method=method, plugin="vlan", status="200")
+                    - counter(before_vlan, "acsnet_requests_total", method=method, plugin="vlan", status="200"))
+            assert grew == 3, f"{method}: {grew}"
+        grew = (counter(after_ipam, "acsnet_requests_total", method="IpamDriver.RequestAddress", plugin="acsnet", status="200")
+                - counter(before_ipam, "acsnet_requests_total", method="IpamDriver.RequestAddress", plugin="acsnet", status="200"))
+        assert grew == 4, "three containers and the gateway on h1"
+        assert "acsnet_store_connected 1.0" in after_vlan and "acsnet_flows " in after_vlan
+        assert counter(after_vlan, "acsnet_reconcile_runs_total") > counter(before_vlan, "acsnet_reconcile_runs_total")
+
+        report = json.loads(h1.run([sys.executable, "-m", "plugins.cli", "inspect", "network", network, "--json",
+                                    "--store", lab.zookeeper_url, "--host-id", "h1"]).stdout)
+        seen = {(e["host"], e["ip"], e["mac"]) for e in report["endpoints"]}
+        expected = set()
+        for host in ("h1", "h2"):
+            for name in names[host]:
+                info = json.loads(lab.docker(host, "inspect", name).stdout)[0]["NetworkSettings"]["Networks"][network]
+                expected.add((host, info["IPAddress"], info["MacAddress"]))
+        assert seen == expected
+        assert {e["container"] for e in report["endpoints"] if e["host"] == "h1"} == set(names["h1"])
+
+        status = h1.run([sys.executable, "-m", "plugins.cli", "status", "--json", "--store", lab.zookeeper_url,
+                         "--host-id", "h1"], check=False)
+        report = json.loads(status.stdout)
+        assert status.returncode == 0 and report["ok"] and report["endpoints"] == 3
+        assert set(report["plugins"]) == {"acsnet", "vlan"} and report["ovs"]["flows"] > 0
+    finally:
+        for host in ("h1", "h2"):
+            lab.docker(host, "rm", "-f", *names[host], check=False)
+            lab.docker(host, "network", "rm", network, check=False)
