@@ -22,7 +22,8 @@ class PluginMetrics:
                                        buckets=LATENCY_BUCKETS, registry=r)
         self.store_connected = Gauge("acsnet_store_connected", "1 while the store session is up", registry=r)
         self.endpoints = Gauge("acsnet_endpoints", "Endpoints on this host, by network", ["network"], registry=r)
-        self.flows = Gauge("acsnet_flows", "OpenFlow flows this plugin installed on its bridge", registry=r)
+        self.flows = Gauge("acsnet_flows", "OpenFlow flows this plugin installed, by network (\"shared\": the pipeline's own)",
+                           ["network"], registry=r)
         self.reconcile_runs = Counter("acsnet_reconcile_runs", "Times the datapath was reconciled with the store", registry=r)
         self.reconcile_repairs = Counter("acsnet_reconcile_repairs",
                                          "Ports removed, re-attached or forgotten by a reconcile", registry=r)

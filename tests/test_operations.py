@@ -87,7 +87,10 @@ def test_metrics_count_what_docker_runs_caused_and_inspect_shows_both_hosts(lab)
         grew = (counter(after_ipam, "acsnet_requests_total", method="IpamDriver.RequestAddress", plugin="acsnet", status="200")
                 - counter(before_ipam, "acsnet_requests_total", method="IpamDriver.RequestAddress", plugin="acsnet", status="200"))
         assert grew == 4, "three containers and the gateway on h1"
-        assert "acsnet_store_connected 1.0" in after_vlan and "acsnet_flows " in after_vlan
+        assert "acsnet_store_connected 1.0" in after_vlan
+        network_id = json.loads(lab.docker("h1", "network", "inspect", network).stdout)[0]["Id"][:12]
+        assert counter(after_vlan, "acsnet_flows", network=network_id) >= 3 * 4, "4 flows per local endpoint at least"
+        assert counter(after_vlan, "acsnet_endpoints", network=network_id) == 3
         assert counter(after_vlan, "acsnet_reconcile_runs_total") > counter(before_vlan, "acsnet_reconcile_runs_total")
 
         report = json.loads(h1.run([sys.executable, "-m", "plugins.cli", "inspect", "network", network, "--json",

@@ -279,12 +279,21 @@ class VlanAgent:
             flows = vlan_flows(self.desired_datapath())
             openflow.replace_flows(self.bridge, flows)
             if self.metrics is not None:
-                self.metrics.reconcile_runs.inc()
-                self.metrics.flows.set(len(flows))
-                self.metrics.endpoints.clear()
-                for network_id in self.networks:
-                    count = sum(1 for e in self.endpoints.values() if e.network_id == network_id)
-                    self.metrics.endpoints.labels(network_id[:12]).set(count)
+                self._report(flows)
+
+    def _report(self, flows: list[str]) -> None:
+        self.metrics.reconcile_runs.inc()
+        self.metrics.endpoints.clear()
+        self.metrics.flows.clear()
+        counted = 0
+        for network_id, network in self.networks.items():
+            endpoints = sum(1 for e in self.endpoints.values() if e.network_id == network_id)
+            self.metrics.endpoints.labels(network_id[:12]).set(endpoints)
+            marks = (f"reg0={network.vlan},", f"dl_vlan={network.vlan},", f"set_field:{network.vlan}->reg0")
+            mine = sum(1 for f in flows if any(m in f for m in marks))
+            self.metrics.flows.labels(network_id[:12]).set(mine)
+            counted += mine
+        self.metrics.flows.labels("shared").set(max(len(flows) - counted, 0))
 
     def _repaired(self) -> None:
         if self.metrics is not None:
