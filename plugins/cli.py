@@ -170,8 +170,11 @@ def run_serve(args: argparse.Namespace) -> int:
     from ipam.driver import AcsnetIpam, parse_supernets
     from plugins.store import check_store_url
 
+    from plugins.metrics import check_tcp_settings
+
     name = PLUGIN_NAMES[args.plugin]
     check_store_url(settings["store"])
+    check_tcp_settings(settings)
     supernets = parse_supernets(
         settings["default_pool"], settings["default_pool_size"],
         settings["default_pool_v6"], settings["default_pool_size_v6"],
@@ -194,7 +197,8 @@ def run_serve(args: argparse.Namespace) -> int:
         metrics.store_connected.set_function(lambda: 1 if store.connected else 0)
         opened.append(store)
         if settings["metrics_address"]:
-            metrics.serve_tcp(settings["metrics_address"])
+            metrics.serve_tcp(settings["metrics_address"], cert=settings["metrics_tls_cert"],
+                              key=settings["metrics_tls_key"], ca=settings["metrics_tls_ca"])
         try:
             store.register_host(settings["host_id"], name, {"host_id": settings["host_id"]})
         except AcsnetError as e:  # never exit over the store: it is retried when the session comes

@@ -10,7 +10,7 @@ import os
 import socket
 
 DEFAULT_CONFIG = "/etc/acsnet/acsnet.conf"
-_TYPE_NAMES = {int: "whole number", float: "number", str: "string"}
+_TYPE_NAMES = {int: "whole number", float: "number", str: "string", bool: "boolean (true/false)"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +45,11 @@ COMMON_OPTIONS = [
     Option("threads", 8, "request threads of the plugin process", int),
     Option("log_level", "info", "debug, info, warning or error", choices=("debug", "info", "warning", "error")),
     Option("metrics_address", None, "also serve Prometheus metrics on this HOST:PORT (default: only GET /metrics "
-           "on the plugin's own socket)"),
+           "on the plugin's own socket); needs TLS with client certificates, or metrics-insecure"),
+    Option("metrics_tls_cert", None, "certificate of the metrics TCP listener (PEM)"),
+    Option("metrics_tls_key", None, "its private key (PEM)"),
+    Option("metrics_tls_ca", None, "CA that client certificates must be signed by (clients must present one)"),
+    Option("metrics_insecure", False, "allow plain HTTP metrics on TCP, without TLS (explicitly insecure)", bool),
 ]
 
 IPAM_OPTIONS = [
@@ -60,7 +64,19 @@ def add_options(parser: argparse.ArgumentParser, options: list[Option]) -> None:
     """Flags default to None so that `resolve` can tell "not given" from a given default."""
     for opt in options:
         extra = f" [env {opt.env}; default {opt.default}]" if opt.default is not None else f" [env {opt.env}]"
-        parser.add_argument(opt.flag, dest=opt.name, default=None, type=opt.type, choices=opt.choices, help=opt.help + extra)
+        if opt.type is bool:
+            parser.add_argument(opt.flag, dest=opt.name, default=None, action="store_const", const=True, help=opt.help + extra)
+        else:
+            parser.add_argument(opt.flag, dest=opt.name, default=None, type=opt.type, choices=opt.choices, help=opt.help + extra)
+
+
+def _boolean(value) -> bool:
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(value)
 
 
 def read_config_file(path: str | None) -> dict[str, str]:
@@ -87,7 +103,7 @@ def resolve(args: argparse.Namespace, options: list[Option]) -> dict[str, object
             value = opt.default
         if value is not None and not isinstance(value, opt.type):
             try:
-                value = opt.type(value)
+                value = _boolean(value) if opt.type is bool else opt.type(value)
             except ValueError:
                 raise SystemExit(f"acsnet: {opt.name} must be a {_TYPE_NAMES.get(opt.type, opt.type.__name__)}, got {value!r}") from None
         if opt.choices and value not in opt.choices:

@@ -40,6 +40,26 @@ class PluginMetrics:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    def serve_tcp(self, address: str) -> None:
+    def serve_tcp(self, address: str, *, cert: str | None, key: str | None, ca: str | None) -> None:
+        """Serve metrics on TCP: with TLS and required client certificates when `ca` is given (see
+        `check_tcp_settings`), else plain HTTP (only when explicitly allowed)."""
         host, _, port = address.rpartition(":")
-        start_http_server(int(port), addr=host or "127.0.0.1", registry=self.registry)
+        tls = {"certfile": cert, "keyfile": key, "client_cafile": ca, "client_auth_required": True} if ca else {}
+        start_http_server(int(port), addr=host or "127.0.0.1", registry=self.registry, **tls)
+
+
+def check_tcp_settings(settings: dict) -> None:
+    """Anything on TCP needs TLS with client certificates, unless started explicitly insecure."""
+    if not settings.get("metrics_address"):
+        return
+    host, _, port = settings["metrics_address"].rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"metrics address {settings['metrics_address']!r} is not HOST:PORT")
+    tls = [settings.get(k) for k in ("metrics_tls_cert", "metrics_tls_key", "metrics_tls_ca")]
+    if all(tls):
+        return
+    if any(tls):
+        raise ValueError("metrics TLS needs all of --metrics-tls-cert, --metrics-tls-key and --metrics-tls-ca")
+    if not settings.get("metrics_insecure"):
+        raise ValueError("refusing plain HTTP metrics on TCP: give --metrics-tls-cert, --metrics-tls-key and "
+                         "--metrics-tls-ca (clients must present a certificate), or --metrics-insecure")
