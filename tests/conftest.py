@@ -85,3 +85,15 @@ def lab(tmp_path_factory):
     yield the_lab
     the_lab.down()
     assert the_lab.leftovers() == []
+
+
+@pytest.fixture
+def fresh_lab(tmp_path):
+    """A lab of its own, for tests that kill hosts, plugins or ZooKeeper."""
+    from plugins.lab.topology import Lab
+
+    the_lab = Lab(str(tmp_path / "lab"), f"acsnet-f{uuid.uuid4().hex[:4]}")
+    the_lab.up(hosts=2)
+    yield the_lab
+    the_lab.down()
+    assert the_lab.leftovers() == []

@@ -10,8 +10,6 @@ import threading
 import time
 import uuid
 
-import pytest
-
 from plugins.lab.dockerd import IMAGE
 from plugins.lab.topology import SWITCH_BRIDGE, UPLINK, Lab
 
@@ -182,16 +180,6 @@ def test_serve_vlan_refuses_a_host_that_is_not_set_up(tmp_path):
         assert "Traceback" not in result.stderr
     finally:
         host.stop()
-
-
-@pytest.fixture
-def fresh_lab(tmp_path):
-    """A lab of its own, for tests that kill hosts or plugins."""
-    lab = Lab(str(tmp_path / "lab"), f"acsnet-f{uuid.uuid4().hex[:4]}")
-    lab.up(hosts=2)
-    yield lab
-    lab.down()
-    assert lab.leftovers() == []
 
 
 def test_plugin_sigkill_keeps_traffic_and_restart_rebuilds_nothing_twice(fresh_lab):

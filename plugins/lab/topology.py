@@ -177,8 +177,7 @@ class Lab:
 
         progress("svc: ZooKeeper")
         try:
-            ZooKeeperServer(os.path.join(self.workdir, "svc", "zookeeper"), SERVICES_ADDRESS, ZOOKEEPER_PORT,
-                            command_prefix=nodes["svc"].command([])).start(wait=60)
+            self._zookeeper().start(wait=60)
         except ZooKeeperMissing as e:
             raise LabError(str(e)) from None
         if state["scope"] == "global":
@@ -277,6 +276,20 @@ class Lab:
         node.run(["ip", "link", "set", UPLINK, "up"])
         node.run(["ip", "addr", "replace", f"{host_address(index)}/{UNDERLAY_PREFIXLEN}", "dev", UPLINK])
         self._start_host(node, index, state, progress)
+
+    def _zookeeper(self) -> ZooKeeperServer:
+        svc = self.node("svc")
+        return ZooKeeperServer(os.path.join(self.workdir, "svc", "zookeeper"), SERVICES_ADDRESS, ZOOKEEPER_PORT,
+                               command_prefix=svc.command([]))
+
+    def stop_zookeeper(self) -> None:
+        """A ZooKeeper outage: the server dies (its data stays)."""
+        for pid in _pids_of(self.netns("svc")):
+            if _command_name(pid) == "zookeeper":
+                _kill(pid, signal.SIGKILL)
+
+    def start_zookeeper(self) -> None:
+        self._zookeeper().start(wait=60)
 
     @staticmethod
     def plugins() -> list[str]:

@@ -1,0 +1,65 @@
+"""Failures in the lab: a ZooKeeper outage must not stop running containers, must fail new requests
+fast and clearly without leaving anything half-made, and must be caught up with when it ends."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+
+from plugins.lab.dockerd import IMAGE
+from tests.test_vlan import V217, acsnet_ports, create_network, pings, run
+
+HEALTH = """
+import sys
+from plugins.plugin_client import UnixHTTPConnection
+c = UnixHTTPConnection(sys.argv[1], 5)
+c.request("GET", "/healthz")
+sys.exit(c.getresponse().status != 200)
+"""
+
+
+def healthy(lab, host: str, plugin: str) -> bool:
+    return lab.node(host).run([sys.executable, "-c", HEALTH, f"/run/docker/plugins/{plugin}.sock"], check=False).returncode == 0
+
+
+def test_zookeeper_outage(fresh_lab):
+    lab = fresh_lab
+    create_network(lab, "v217", V217)
+    a = run(lab, "h1", "ca", "v217")
+    b = run(lab, "h2", "cb", "v217")
+    assert pings(lab, "h1", "ca", b)
+    ports_before = acsnet_ports(lab, "h1")
+
+    lab.stop_zookeeper()
+    result = {}
+    pinger = threading.Thread(target=lambda: result.update(out=lab.docker(
+        "h1", "exec", "ca", "ping", "-c", "40", "-i", "0.25", "-W", "1", b, check=False).stdout))
+    pinger.start()
+
+    # A new container needs the store: it fails fast, says why, and leaves no port behind.
+    started = time.monotonic()
+    failed = lab.docker("h1", "run", "-d", "--net", "v217", "--name", "during", IMAGE, "sleep", "600", check=False)
+    took = time.monotonic() - started
+    lab.docker("h1", "rm", "-f", "during", check=False)
+    assert failed.returncode != 0 and "store" in failed.stderr and "not connected" in failed.stderr, failed.stderr
+    assert took < 15, f"failing took {took:.1f}s"
+    assert acsnet_ports(lab, "h1") == ports_before
+    assert not healthy(lab, "h1", "vlan") and not healthy(lab, "h1", "acsnet"), "health reports the store down"
+
+    time.sleep(12)  # longer than the session timeout: ZooKeeper may expire the hosts' sessions
+    lab.start_zookeeper()
+    pinger.join()
+    received = int(result["out"].split(" packets received")[0].rsplit(",", 1)[1])
+    assert received == 40, f"running containers lost traffic during the outage: {result['out'][-160:]}"
+
+    deadline = time.monotonic() + 30
+    while not all(healthy(lab, h, p) for h in ("h1", "h2") for p in ("vlan", "acsnet")):
+        assert time.monotonic() < deadline, "plugins did not reconnect"
+        time.sleep(0.5)
+    # Liveness is registered again, and the watches catch up: a container made now on h2 is known on h1.
+    script = "import sys, json; from plugins.store import open_store; s = open_store(sys.argv[1]); print(json.dumps(sorted(s.live_hosts())))"
+    assert json.loads(lab.node("svc").run([sys.executable, "-c", script, lab.zookeeper_url]).stdout) == ["h1", "h2"]
+    c = run(lab, "h2", "cc", "v217")
+    assert pings(lab, "h1", "ca", c) and pings(lab, "h2", "cc", a)
