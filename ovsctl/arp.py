@@ -4,6 +4,7 @@ that learns a gateway's MAC. Frames are built with scapy (imported only when nee
 from __future__ import annotations
 
 import logging
+import socket
 import time
 
 from ovsctl import links, openflow
@@ -12,6 +13,7 @@ from ovsctl.ovsdb import Ovsdb
 
 log = logging.getLogger(__name__)
 BROADCAST = "ff:ff:ff:ff:ff:ff"
+ETH_P_ARP = 0x0806
 
 
 def gratuitous_arp(ip: str, mac: str) -> bytes:
@@ -27,28 +29,49 @@ def announce(bridge: str, uplink: str, vlan: int, ip: str, host_mac: str, count:
         openflow.packet_out(bridge, f"mod_vlan_vid:{vlan},output:{uplink}", frame)
 
 
-def probe_mac(ovsdb: Ovsdb, bridge: str, vlan: int, ip: str, host_mac: str, timeout: float = 2.0) -> str | None:
+def probe_mac(ovsdb: Ovsdb, bridge: str, vlan: int, ip: str, host_mac: str, timeout: float = 3.0) -> str | None:
     """Ask "who has <ip>?" on the VLAN from a short-lived internal port that carries the host's MAC (the
     only MAC the switch should see from this host), and return the answer's MAC, or None.
-    The request's sender address is 0.0.0.0 (an RFC 5227 probe), so no neighbour caches anything."""
+    The request's sender address is 0.0.0.0 (an RFC 5227 probe), so no neighbour caches anything.
+    The socket is a plain AF_PACKET socket bound by name now: the port is a new device each time, and
+    scapy's interface cache would still name the previous one."""
     from scapy.layers.l2 import ARP, Ether
-    from scapy.sendrecv import srp1
 
     port = f"acsarp{vlan}"
+    request = bytes(Ether(src=host_mac, dst=BROADCAST) / ARP(op=1, hwsrc=host_mac, psrc="0.0.0.0", pdst=ip))
     ovsdb.add_port(bridge, port, tag=vlan, interface_type="internal")
     try:
         ovsdb.vsctl("set", "interface", port, f'mac="{host_mac}"')
-        deadline = time.monotonic() + 5
-        while not links.exists(port):  # the userspace datapath creates the tap asynchronously
-            if time.monotonic() > deadline:
-                raise OvsError(f"internal port {port} did not appear")
-            time.sleep(0.05)
+        _wait_for(lambda: links.exists(port), f"internal port {port} did not appear")
         links.set_up(port)
-        request = Ether(src=host_mac, dst=BROADCAST) / ARP(op=1, hwsrc=host_mac, psrc="0.0.0.0", pdst=ip)
-        for _attempt in range(2):
-            reply = srp1(request, iface=port, timeout=timeout / 2, verbose=0)
-            if reply is not None and ARP in reply and reply[ARP].psrc == ip:
-                return reply[ARP].hwsrc
+        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP)) as sock:
+            sock.bind((port, 0))
+            deadline = time.monotonic() + timeout
+            for _attempt in range(3):
+                sock.send(request)
+                resend_at = min(deadline, time.monotonic() + timeout / 3)
+                while (left := resend_at - time.monotonic()) > 0:
+                    sock.settimeout(left)
+                    try:
+                        frame = sock.recv(2048)
+                    except socket.timeout:
+                        break
+                    answer = Ether(frame)
+                    if ARP in answer and answer[ARP].op == 2 and answer[ARP].psrc == ip:
+                        return answer[ARP].hwsrc
+        return None
+    except OSError as e:
+        log.warning("ARP probe for %s on VLAN %d failed: %s", ip, vlan, e)
         return None
     finally:
         ovsdb.delete_port(bridge, port)
+        # The tap goes away asynchronously; the next probe must not find the old one.
+        _wait_for(lambda: not links.exists(port), f"internal port {port} did not go away")
+
+
+def _wait_for(condition, message: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise OvsError(message)
+        time.sleep(0.02)

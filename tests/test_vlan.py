@@ -287,3 +287,21 @@ def ipam_addresses(lab: Lab) -> dict[str, list[str]]:
               "s = open_store(sys.argv[1]); print(json.dumps({a: s.get_json(f'{POOLS}/{p}/addresses/{a}')['holders'] "
               "for p in s.children(POOLS) for a in s.children(f'{POOLS}/{p}/addresses')})); s.close()")
     return json.loads(lab.node("svc").run([sys.executable, "-c", script, lab.zookeeper_url]).stdout)
+
+
+def test_gateway_mac_is_learned_soon_after_the_gateway_comes_back(lab):
+    tag = uuid.uuid4().hex[:4]
+    gw = lab.node("gw")
+    gw.run(["ip", "link", "set", "gw-v217", "down"])
+    try:
+        create_network(lab, f"late-{tag}", V217, hosts=("h1",))
+        run(lab, "h1", f"late-{tag}", f"late-{tag}")
+        time.sleep(2)  # the first probes go unanswered
+        assert not any(f"arp_tpa={V217[1]}" in f for f in flows(lab, "h1"))
+    finally:
+        gw.run(["ip", "link", "set", "gw-v217", "up"])
+    try:
+        assert pings(lab, "h1", f"late-{tag}", V217[1], wait=8), "the gateway's MAC was not learned soon after it came back"
+    finally:
+        lab.docker("h1", "rm", "-f", f"late-{tag}", check=False)
+        lab.docker("h1", "network", "rm", f"late-{tag}", check=False)

@@ -10,7 +10,9 @@ handlers never wait on it, except for the flows of their own change.
 
 from __future__ import annotations
 
+import importlib
 import logging
+import queue
 import threading
 import time
 
@@ -28,7 +30,7 @@ from plugins.vlan.model import SegmentRecord, VlanEndpoint, VlanNetwork
 log = logging.getLogger(__name__)
 
 ENDPOINT_ID = "acsnet-endpoint"
-GATEWAY_RETRY_SECONDS = 10.0
+GATEWAY_RETRY_MAX_SECONDS = 30.0  # retries back off 1, 2, 4, ... seconds up to this
 
 
 class VlanAgent:
@@ -48,8 +50,9 @@ class VlanAgent:
         self._segments: dict[int, dict[str, SegmentRecord]] = {}
         self._segment_names: dict[int, list[str]] = {}  # latest names seen by each segment watch
         self._watched: set[int] = set()
-        self._announce: list[VlanEndpoint] = []
-        self._gateway_asked: dict[str, float] = {}  # network → when its gateway was last asked
+        self._announce: queue.SimpleQueue[VlanEndpoint] = queue.SimpleQueue()
+        self._ports: set[str] = set()  # this bridge's ports as this agent made them; checked against OVSDB by reconcile
+        self._gateway_retry: dict[str, tuple[float, int]] = {}  # network → (when to ask again, attempts)
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stopped = threading.Event()
@@ -96,6 +99,7 @@ class VlanAgent:
         """Remove ports no endpoint owns; re-attach endpoints whose veth survived; forget endpoints
         whose veth is gone (their container is gone: a reboot, or a crash while we were down)."""
         ports = self.ovsdb.ports(self.bridge)
+        self._ports = set(ports)
         for name, info in ports.items():
             owner = info["external_ids"].get(ENDPOINT_ID)
             if owner and owner not in self.endpoints:
@@ -208,6 +212,7 @@ class VlanAgent:
         self.ovsdb.add_port(self.bridge, endpoint.host_port, tag=endpoint.vlan, external_ids={
             ENDPOINT_ID: endpoint.endpoint_id, "acsnet-network": endpoint.network_id,
             "acsnet-ip": endpoint.ip, "attached-mac": endpoint.mac})
+        self._ports.add(endpoint.host_port)
 
     def remove_endpoint(self, endpoint_id: str) -> None:
         with self._lock:
@@ -219,15 +224,16 @@ class VlanAgent:
 
     def _forget_endpoint(self, endpoint: VlanEndpoint) -> None:
         self.endpoints.pop(endpoint.endpoint_id, None)
+        self._ports.discard(endpoint.host_port)
         self.ovsdb.delete_port(self.bridge, endpoint.host_port)
         links.delete(endpoint.host_port)
         self.store.delete(join(model.segment(endpoint.vlan), model.segment_key(endpoint.ip, endpoint.endpoint_id)))
         self.store.delete(join(model.host_endpoints(self.host_id), endpoint.endpoint_id))
 
     def announce(self, endpoint: VlanEndpoint) -> None:
-        """Queue a gratuitous ARP for the endpoint's address with the host's MAC (the worker sends it)."""
-        with self._lock:
-            self._announce.append(endpoint)
+        """Queue a gratuitous ARP for the endpoint's address with the host's MAC (the worker sends it).
+        Takes no lock: Join must not wait behind a sync."""
+        self._announce.put(endpoint)
         self._wake.set()
 
     # -- segments and flows ----------------------------------------------------------------------
@@ -246,8 +252,9 @@ class VlanAgent:
         self._refresh_segment(vlan)
 
     def _refresh_segment(self, vlan: int) -> bool:
-        """Bring the cached records of a segment in line with its names; True if anything changed.
-        Records are immutable, so only new names are read."""
+        """Bring the cached records of a segment in line with its names; True if a record of another
+        host changed (this host's own records do not change its flows). Records are immutable, so only
+        new names are read."""
         names = self._segment_names.get(vlan)
         if names is None:
             names = self.store.children(model.segment(vlan))
@@ -255,17 +262,16 @@ class VlanAgent:
         cache = self._segments.setdefault(vlan, {})
         changed = False
         for gone in set(cache) - set(names):
-            del cache[gone]
-            changed = True
+            changed |= cache.pop(gone).host != self.host_id
         for name in set(names) - set(cache):
             data = self.store.get_json(join(model.segment(vlan), name))
             if data:
                 cache[name] = SegmentRecord.from_json(data)
-                changed = True
+                changed |= cache[name].host != self.host_id
         return changed
 
     def desired_datapath(self) -> VlanDatapath:
-        ports = self.ovsdb.ports(self.bridge)
+        ports = self._ports
         vlans = {n.vlan for n in self.networks.values()}
         local = tuple(LocalPort(e.host_port, e.vlan, e.ip, e.mac) for e in self.endpoints.values() if e.host_port in ports)
         remote = tuple(ArpAnswer(vlan, r.ip, r.host_mac) for vlan in sorted(vlans)
@@ -301,10 +307,16 @@ class VlanAgent:
 
     # -- the worker ------------------------------------------------------------------------------
 
+    def _next_wake(self) -> float:
+        due = [when for when, _ in self._gateway_retry.values()]
+        return max(0.05, min([self.resync_seconds / 3] + [when - time.monotonic() for when in due]))
+
     def _work(self) -> None:
+        importlib.import_module("scapy.layers.l2")  # about a second to load: not inside the first probe
+
         last_full = time.monotonic()
         while not self._stopped.is_set():
-            self._wake.wait(timeout=self.resync_seconds / 3)
+            self._wake.wait(timeout=self._next_wake())
             self._wake.clear()
             try:
                 if not self._loaded:
@@ -325,8 +337,9 @@ class VlanAgent:
                 time.sleep(1)
 
     def _send_announcements(self) -> None:
-        with self._lock:
-            pending, self._announce = self._announce, []
+        pending = []
+        while not self._announce.empty():
+            pending.append(self._announce.get_nowait())
         for endpoint in pending:
             try:
                 arp.announce(self.bridge, self.uplink, endpoint.vlan, endpoint.ip, self.host_mac)
@@ -334,15 +347,21 @@ class VlanAgent:
                 log.warning("endpoint=%s gratuitous ARP not sent: %s", endpoint.endpoint_id, e.message)
 
     def _learn_gateways(self) -> None:
-        for network in [n for n in self.networks.values() if n.gateway and not n.gateway_mac]:
-            if time.monotonic() - self._gateway_asked.get(network.network_id, -1e9) < GATEWAY_RETRY_SECONDS:
+        unknown = [n for n in self.networks.values() if n.gateway and not n.gateway_mac]
+        for gone in set(self._gateway_retry) - {n.network_id for n in unknown}:
+            del self._gateway_retry[gone]
+        for network in unknown:
+            when, attempts = self._gateway_retry.get(network.network_id, (0.0, 0))
+            if time.monotonic() < when:
                 continue
-            self._gateway_asked[network.network_id] = time.monotonic()
             mac = arp.probe_mac(self.ovsdb, self.bridge, network.vlan, network.gateway, self.host_mac)
             if mac is None:
-                log.warning("network=%s gateway %s did not answer on VLAN %d; will ask again",
-                            network.network_id[:12], network.gateway, network.vlan)
+                delay = min(2.0 ** attempts, GATEWAY_RETRY_MAX_SECONDS)
+                self._gateway_retry[network.network_id] = (time.monotonic() + delay, attempts + 1)
+                log.warning("network=%s gateway %s did not answer on VLAN %d; asking again in %gs",
+                            network.network_id[:12], network.gateway, network.vlan, delay)
                 continue
+            self._gateway_retry.pop(network.network_id, None)
             mac = str(netaddr.EUI(mac, dialect=netaddr.mac_unix_expanded))
             log.info("network=%s gateway %s is at %s", network.network_id[:12], network.gateway, mac)
             learned = VlanNetwork(network.network_id, network.vlan, network.subnet, network.gateway, mac, network.mtu)
