@@ -41,6 +41,17 @@ def fetch(port: int, context: ssl.SSLContext | None) -> tuple[int, str]:
     return response.status, response.read().decode()
 
 
+def fetch_once_listening(port: int, context: ssl.SSLContext | None, wait: float = 10.0) -> tuple[int, str]:
+    """The plugin starts its listener in the worker, a moment after the socket answers."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return fetch(port, context)
+        except ConnectionRefusedError:
+            assert time.monotonic() < deadline, f"nothing listens on {port}"
+            time.sleep(0.1)
+
+
 def test_metrics_over_tls_need_a_client_certificate(plugins, embedded_url, pki):
     port = free_port()
     plugins("ipam", "--store", embedded_url, "--metrics-address", f"127.0.0.1:{port}",
@@ -48,14 +59,7 @@ def test_metrics_over_tls_need_a_client_certificate(plugins, embedded_url, pki):
             "--metrics-tls-ca", f"{pki}/ca.pem")
     client = ssl.create_default_context(cafile=f"{pki}/ca.pem")
     client.load_cert_chain(f"{pki}/client.pem", f"{pki}/client.key")
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            status, text = fetch(port, client)
-            break
-        except ConnectionRefusedError:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+    status, text = fetch_once_listening(port, client)
     assert status == 200 and "acsnet_store_connected" in text
 
     anonymous = ssl.create_default_context(cafile=f"{pki}/ca.pem")
@@ -80,12 +84,5 @@ def test_plain_tcp_metrics_are_refused_unless_insecure_is_explicit(tmp_path, ext
 def test_insecure_metrics_when_asked(plugins, embedded_url):
     port = free_port()
     plugins("ipam", "--store", embedded_url, "--metrics-address", f"127.0.0.1:{port}", "--metrics-insecure")
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            status, text = fetch(port, None)
-            break
-        except ConnectionRefusedError:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+    status, text = fetch_once_listening(port, None)
     assert status == 200 and "acsnet_requests" in text

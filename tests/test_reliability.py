@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
 
 from plugins.lab.dockerd import IMAGE
-from tests.test_vlan import V217, acsnet_ports, create_network, pings, run
+from tests.test_vlan import V217, BackgroundPing, acsnet_ports, create_network, pings, run
 
 HEALTH = """
 import sys
@@ -33,10 +32,7 @@ def test_zookeeper_outage(fresh_lab):
     ports_before = acsnet_ports(lab, "h1")
 
     lab.stop_zookeeper()
-    result = {}
-    pinger = threading.Thread(target=lambda: result.update(out=lab.docker(
-        "h1", "exec", "ca", "ping", "-c", "40", "-i", "0.25", "-W", "1", b, check=False).stdout))
-    pinger.start()
+    pinger = BackgroundPing(lab, "h1", "ca", b, count=40, interval=0.25)
 
     # A new container needs the store: it fails fast, says why, and leaves no port behind.
     started = time.monotonic()
@@ -50,9 +46,7 @@ def test_zookeeper_outage(fresh_lab):
 
     time.sleep(12)  # longer than the session timeout: ZooKeeper may expire the hosts' sessions
     lab.start_zookeeper()
-    pinger.join()
-    received = int(result["out"].split(" packets received")[0].rsplit(",", 1)[1])
-    assert received == 40, f"running containers lost traffic during the outage: {result['out'][-160:]}"
+    assert pinger.received() == 40, f"running containers lost traffic during the outage: {pinger.output[-160:]}"
 
     deadline = time.monotonic() + 30
     while not all(healthy(lab, h, p) for h in ("h1", "h2") for p in ("vlan", "acsnet")):

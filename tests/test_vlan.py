@@ -41,6 +41,20 @@ def pings(lab: Lab, host: str, container: str, address: str, wait: float = 10.0)
             return False
 
 
+class BackgroundPing:
+    """`ping -c COUNT` from a container, running while the test breaks something."""
+
+    def __init__(self, lab: Lab, host: str, container: str, address: str, *, count: int, interval: float):
+        self.output = ""
+        argv = ("exec", container, "ping", "-c", str(count), "-i", str(interval), "-W", "1", address)
+        self._thread = threading.Thread(target=lambda: setattr(self, "output", lab.docker(host, *argv, check=False).stdout))
+        self._thread.start()
+
+    def received(self) -> int:
+        self._thread.join()
+        return int(self.output.split(" packets received")[0].rsplit(",", 1)[1])
+
+
 def remove(lab: Lab, containers: dict[str, list[str]], networks: list[str]) -> None:
     for host, names in containers.items():
         if names:
@@ -190,20 +204,12 @@ def test_plugin_sigkill_keeps_traffic_and_restart_rebuilds_nothing_twice(fresh_l
     assert pings(lab, "h1", "ca", b)
     before = (flows(lab, "h1"), acsnet_ports(lab, "h1"))
 
-    result = {}
-
-    def ping_for_a_while():
-        result["out"] = lab.docker("h1", "exec", "ca", "ping", "-c", "60", "-i", "0.1", "-W", "1", b, check=False).stdout
-
-    pinger = threading.Thread(target=ping_for_a_while)
-    pinger.start()
+    pinger = BackgroundPing(lab, "h1", "ca", b, count=60, interval=0.1)
     time.sleep(1)
     lab.kill_plugin("h1", "vlan", signal.SIGKILL)
     time.sleep(1)
     lab.start_plugin("h1", "vlan")
-    pinger.join()
-    received = int(result["out"].split(" packets received")[0].rsplit(",", 1)[1])
-    assert received >= 50, f"more than a second of packets lost: {result['out'][-200:]}"
+    assert pinger.received() >= 50, f"more than a second of packets lost: {pinger.output[-200:]}"
 
     after = (flows(lab, "h1"), acsnet_ports(lab, "h1"))
     assert after == before, "the restarted plugin rebuilt the same state, no more, no less"
