@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--scope", choices=("local", "global"), default="local",
                     help="global: dockerd uses a cluster store (etcd) so networks are cluster-wide")
     up.add_argument("--link-rate", default=None, help="shape each host uplink, e.g. 1gbit (default: unshaped)")
+    up.add_argument("--zookeepers", type=int, choices=(1, 3), default=1, help="ZooKeeper servers: 1, or an ensemble of 3")
     up.set_defaults(run=run_lab_up)
     lab_commands.add_parser("down", help="remove everything the lab made (safe to run twice)").set_defaults(run=run_lab_down)
     status = lab_commands.add_parser("status", help="what is up and where the logs are")
@@ -111,7 +112,7 @@ def _progress(message: str) -> None:
 
 
 def run_lab_up(args: argparse.Namespace) -> int:
-    _lab(args).up(args.hosts, args.scope, args.link_rate, progress=_progress)
+    _lab(args).up(args.hosts, args.scope, args.link_rate, progress=_progress, zookeepers=args.zookeepers)
     return 0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import uuid
 
 from plugins.lab.dockerd import IMAGE
 from tests.test_vlan import V217, BackgroundPing, acsnet_ports, create_network, pings, run
@@ -57,3 +58,36 @@ def test_zookeeper_outage(fresh_lab):
     assert json.loads(lab.node("svc").run([sys.executable, "-c", script, lab.zookeeper_url]).stdout) == ["h1", "h2"]
     c = run(lab, "h2", "cc", "v217")
     assert pings(lab, "h1", "ca", c) and pings(lab, "h2", "cc", a)
+
+
+def test_losing_one_zookeeper_of_three_interrupts_nothing(tmp_path):
+    from plugins.lab.topology import Lab
+    from plugins.lab.zookeeper import serving_mode
+
+    lab = Lab(str(tmp_path / "lab"), f"acsnet-z{uuid.uuid4().hex[:4]}")
+    try:
+        lab.up(hosts=2, zookeepers=3)
+        assert lab.zookeeper_url.count(":2181") == 3
+        create_network(lab, "v217", V217)
+        run(lab, "h1", "ca", "v217")
+        b = run(lab, "h2", "cb", "v217")
+        svc = lab.node("svc")
+
+        def leader() -> int:
+            modes = [serving_mode(lab._zookeeper(m).host, 2181, svc.command([])) for m in range(3)]
+            return modes.index("leader")
+
+        for round_, member in enumerate((0, None)):  # a member, then whichever is leader now
+            member = leader() if member is None else member
+            pinger = BackgroundPing(lab, "h1", "ca", b, count=20, interval=0.25)
+            lab.stop_zookeeper(member)
+            name = f"during-{round_}"
+            lab.docker("h2", "run", "-d", "--stop-timeout", "1", "--net", "v217", "--name", name, IMAGE, "sleep", "600")
+            address = json.loads(lab.docker("h2", "inspect", name).stdout)[0]["NetworkSettings"]["Networks"]["v217"]["IPAddress"]
+            assert pings(lab, "h1", "ca", address), "the new container is known across hosts"
+            assert pinger.received() == 20, f"traffic interrupted: {pinger.output[-160:]}"
+            assert all(healthy(lab, h, p) for h in ("h1", "h2") for p in ("vlan", "acsnet"))
+            lab.start_zookeeper(member)
+    finally:
+        lab.down()
+    assert lab.leftovers() == []

@@ -37,6 +37,8 @@ DEFAULT_PREFIX = "acsnet-lab"
 DEFAULT_WORKDIR = "/var/lib/acsnet/lab"
 UNDERLAY_PREFIXLEN = 24
 SERVICES_ADDRESS = "192.0.2.2"
+ZOOKEEPER_ADDRESSES = ("192.0.2.2", "192.0.2.3", "192.0.2.4")  # an ensemble's members, on the services node
+QUORUM_PORT = 2888
 OUTSIDE_ADDRESS = "192.0.2.200"
 ZOOKEEPER_PORT = 2181
 ETCD_PORT = 2379
@@ -95,7 +97,8 @@ class Lab:
 
     @property
     def zookeeper_url(self) -> str:
-        return f"zk://{SERVICES_ADDRESS}:{ZOOKEEPER_PORT}/acsnet"
+        count = (self.state() or {}).get("zookeepers", 1)
+        return "zk://" + ",".join(f"{a}:{ZOOKEEPER_PORT}" for a in ZOOKEEPER_ADDRESSES[:count]) + "/acsnet"
 
     # -- up --------------------------------------------------------------------------------------
 
@@ -119,9 +122,12 @@ class Lab:
             raise LabError(f"a lab named {self.prefix} is already up ({', '.join(sorted(taken))}): "
                            "use it, or run 'acsnet lab down' first")
 
-    def up(self, hosts: int = 2, scope: str = "local", link_rate: str | None = None, progress: Progress = _quiet) -> None:
+    def up(self, hosts: int = 2, scope: str = "local", link_rate: str | None = None, progress: Progress = _quiet,
+           zookeepers: int = 1) -> None:
         if not 1 <= hosts <= 40:
             raise LabError("--hosts must be between 1 and 40")
+        if zookeepers not in (1, 3):
+            raise LabError("--zookeepers must be 1 or 3")
         if scope not in ("local", "global"):
             raise LabError("--scope must be local or global")
         self.check_prerequisites(scope)
@@ -130,7 +136,7 @@ class Lab:
             shutil.rmtree(self.workdir)
         os.makedirs(self.workdir)
         state = {"prefix": self.prefix, "hosts": host_names, "scope": scope, "link_rate": link_rate,
-                 "nodes": list(INFRASTRUCTURE) + host_names, "created": time.time()}
+                 "zookeepers": zookeepers, "nodes": list(INFRASTRUCTURE) + host_names, "created": time.time()}
         with open(self.state_path, "w") as f:
             json.dump(state, f, indent=2)
         try:
@@ -175,9 +181,15 @@ class Lab:
         # The router is each demo VLAN's gateway but does not route between them (forwarding stays
         # off, as between VLANs kept apart by ACLs), so VLAN isolation is visible end to end.
 
-        progress("svc: ZooKeeper")
+        for extra in ZOOKEEPER_ADDRESSES[1:state["zookeepers"]]:
+            nodes["svc"].run(["ip", "addr", "add", f"{extra}/{UNDERLAY_PREFIXLEN}", "dev", "svc0"])
+        progress("svc: ZooKeeper" + (f" ensemble of {state['zookeepers']}" if state["zookeepers"] > 1 else ""))
         try:
-            self._zookeeper().start(wait=60)
+            servers = [self._zookeeper(i) for i in range(state["zookeepers"])]
+            for server in servers:
+                server.start(wait=60)
+            for server in servers:
+                server.wait_ready(60)
         except ZooKeeperMissing as e:
             raise LabError(str(e)) from None
         if state["scope"] == "global":
@@ -277,19 +289,30 @@ class Lab:
         node.run(["ip", "addr", "replace", f"{host_address(index)}/{UNDERLAY_PREFIXLEN}", "dev", UPLINK])
         self._start_host(node, index, state, progress)
 
-    def _zookeeper(self) -> ZooKeeperServer:
+    def _zookeeper(self, member: int = 0) -> ZooKeeperServer:
+        """Member `member` (0-based) of the lab's ZooKeeper: standalone, or one of an ensemble."""
         svc = self.node("svc")
-        return ZooKeeperServer(os.path.join(self.workdir, "svc", "zookeeper"), SERVICES_ADDRESS, ZOOKEEPER_PORT,
-                               command_prefix=svc.command([]))
+        count = (self.state() or {}).get("zookeepers", 1)
+        peers = [(i + 1, ZOOKEEPER_ADDRESSES[i], QUORUM_PORT) for i in range(count)] if count > 1 else None
+        workdir = os.path.join(self.workdir, "svc", "zookeeper" if count == 1 else f"zookeeper{member + 1}")
+        return ZooKeeperServer(workdir, ZOOKEEPER_ADDRESSES[member], ZOOKEEPER_PORT, command_prefix=svc.command([]),
+                               peers=peers, my_id=member + 1 if peers else None)
 
-    def stop_zookeeper(self) -> None:
-        """A ZooKeeper outage: the server dies (its data stays)."""
+    def stop_zookeeper(self, member: int | None = None) -> None:
+        """A ZooKeeper outage (every member), or the loss of one member of an ensemble. Data stays."""
+        count = (self.state() or {}).get("zookeepers", 1)
+        wanted = [self._zookeeper(m).workdir for m in (range(count) if member is None else [member])]
         for pid in _pids_of(self.netns("svc")):
-            if _command_name(pid) == "zookeeper":
+            if _command_name(pid) == "zookeeper" and any(w + "/" in _cmdline(pid) for w in wanted):
                 _kill(pid, signal.SIGKILL)
 
-    def start_zookeeper(self) -> None:
-        self._zookeeper().start(wait=60)
+    def start_zookeeper(self, member: int | None = None) -> None:
+        count = (self.state() or {}).get("zookeepers", 1)
+        servers = [self._zookeeper(m) for m in (range(count) if member is None else [member])]
+        for server in servers:
+            server.start(wait=60)
+        for server in servers:
+            server.wait_ready(60)
 
     @staticmethod
     def plugins() -> list[str]:
@@ -425,6 +448,14 @@ def _pids_of(netns: str) -> list[int]:
     from plugins.lab.host import processes_in_netns
 
     return processes_in_netns(netns)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _command_name(pid: int) -> str:

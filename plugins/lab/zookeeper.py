@@ -45,6 +45,24 @@ except OSError:
 """
 
 
+SRVR = """
+import socket, sys
+with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1) as s:
+    s.sendall(b"srvr")
+    print(s.recv(4096).decode(errors="replace"))
+"""
+
+
+def serving_mode(host: str, port: int, command_prefix: list[str] | None = None) -> str | None:
+    """"leader", "follower" or "standalone" once the server serves requests, else None."""
+    argv = [*(command_prefix or []), sys.executable, "-c", SRVR, host, str(port)]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    for line in result.stdout.splitlines():
+        if line.startswith("Mode: "):
+            return line.split(": ", 1)[1].strip()
+    return None
+
+
 def ruok(host: str, port: int, command_prefix: list[str] | None = None) -> bool:
     """ZooKeeper's "are you ok", asked from where the server is reachable (inside its namespace
     when `command_prefix` enters one)."""
@@ -117,8 +135,9 @@ class ZooKeeperServer:
         return self
 
     def wait_ready(self, wait: float = 30.0) -> None:
+        """Until the server serves requests (for an ensemble member: until it has a quorum)."""
         deadline = time.monotonic() + wait
-        while not ruok(self.host, self.port, self.command_prefix):
+        while serving_mode(self.host, self.port, self.command_prefix) is None:
             if self.process.poll() is not None:
                 raise RuntimeError(f"ZooKeeper exited with {self.process.returncode}; see {self.workdir}/zookeeper.log")
             if time.monotonic() > deadline:

@@ -47,6 +47,8 @@ from plugins.store.base import (
 
 log = logging.getLogger(__name__)
 
+RECONNECT_GRACE_SECONDS = 3.0
+
 # Results of a transaction that mean "someone else changed it first", not "the store is broken".
 # ZooKeeper marks the operations after the failed one RuntimeInconsistency (before it, RolledBack).
 _CONFLICTS = (NodeExistsError, BadVersionError, NoNodeError, NotEmptyError, RolledBackError, RuntimeInconsistency)
@@ -83,6 +85,7 @@ class ZooKeeperStore(Store):
         self._registrations: list[tuple[str, str, dict]] = []
         self._registration_lock = threading.Lock()
         self._chroot_ready = threading.Event()
+        self._connected = threading.Event()
         self._client.add_listener(self._on_state)
         connected = self._client.start_async()
         if connected.wait(timeout):
@@ -109,7 +112,7 @@ class ZooKeeperStore(Store):
 
     @property
     def connected(self) -> bool:
-        return self._client.connected and self._chroot_ready.is_set()
+        return self._connected.is_set() and self._chroot_ready.is_set()
 
     def _wait(self, async_result, operation: str):
         started = time.monotonic()
@@ -126,6 +129,10 @@ class ZooKeeperStore(Store):
 
     def _on_state(self, state) -> None:
         """Kazoo calls this on its own thread and it must not block: re-registration is spawned."""
+        if state == KazooState.CONNECTED:
+            self._connected.set()
+        else:
+            self._connected.clear()
         if state == KazooState.LOST:
             self._session_lost = True
         elif state == KazooState.CONNECTED and (self._session_lost or not self._chroot_ready.is_set()):
@@ -142,7 +149,9 @@ class ZooKeeperStore(Store):
             log.exception("store=%s re-registration failed; will retry on the next session", self.url_for_logs)
 
     def _require_connection(self) -> None:
-        if not self._client.connected or not self._chroot_ready.is_set():
+        """A moment's wait covers kazoo moving to another ensemble member; an outage still fails fast."""
+        grace = min(self.timeout, RECONNECT_GRACE_SECONDS)
+        if not self._connected.wait(grace) or not self._chroot_ready.wait(grace):
             raise StoreUnavailable(f"store {self.url_for_logs} is not connected")
 
     # -- the interface ---------------------------------------------------------------------------
