@@ -64,6 +64,20 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(run=run_status)
     inspect.set_defaults(run=run_inspect)
 
+    audit = commands.add_parser("audit", help="list every inconsistency between the store, OVS and dockerd on this host")
+    gc = commands.add_parser("gc", help="repair what audit finds (a dry run unless --apply)")
+    gc.add_argument("--apply", action="store_true", help="make the repairs (default: only say what would be done)")
+    gc.add_argument("--dead-hosts", action="store_true", help="also remove segment records of hosts that are not alive")
+    for command in (audit, gc):
+        command.add_argument("--config", help="config file with an [acsnet] section")
+        command.add_argument("--docker", default="/run/docker.sock", help="the local dockerd's socket")
+        command.add_argument("--grace", type=float, default=60.0,
+                             help="seconds an unused address may be held before it counts as leaked (default 60)")
+        command.add_argument("--json", action="store_true", help="machine-readable output")
+        add_options(command, COMMON_OPTIONS)
+    audit.set_defaults(run=run_audit)
+    gc.set_defaults(run=run_gc)
+
     units = commands.add_parser("install-units", help="install the systemd units and an example /etc/acsnet/acsnet.conf")
     units.add_argument("--dest", default="/etc/systemd/system", help="where units go (default /etc/systemd/system)")
     units.add_argument("--config-dir", default="/etc/acsnet", help="where acsnet.conf goes if absent (default /etc/acsnet)")
@@ -321,6 +335,46 @@ def run_inspect(args: argparse.Namespace) -> int:
         print(_table([{"endpoint": e["endpoint_id"][:12], "ip": e["ip"], "mac": e["mac"], "vlan": e["vlan"]} for e in report["endpoints"]],
                      ["endpoint", "ip", "mac", "vlan"]))
         print(_table(report["addresses"], ["address", "kind", "pool"]))
+    return 0
+
+
+def _audit(args: argparse.Namespace):
+    from ovsctl.ovsdb import Ovsdb
+    from plugins.audit import audit
+
+    settings, store = _open_for_ops(args)
+    ovsdb = Ovsdb(settings["ovsdb"])
+    return settings, store, ovsdb, audit(store, ovsdb, settings["bridge"], settings["host_id"], args.docker, args.grace)
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    _settings, store, _ovsdb, findings = _audit(args)
+    store.close()
+    if args.json:
+        print(json.dumps([f.to_json() for f in findings], indent=2))
+    else:
+        print(_table([f.to_json() for f in findings], ["kind", "subject", "detail"]) if findings else "no inconsistency found")
+    return 1 if findings else 0
+
+
+def run_gc(args: argparse.Namespace) -> int:
+    from plugins.audit import repair
+
+    settings, store, ovsdb, findings = _audit(args)
+    try:
+        if args.apply:
+            done = repair(store, ovsdb, settings["bridge"], settings["host_id"], findings, dead_hosts=args.dead_hosts)
+        else:
+            done = [f"{f.kind} {f.subject}: would {f.repair}" for f in findings
+                    if f.kind != "dead-host-record" or args.dead_hosts]
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"applied": args.apply, "repairs": done}, indent=2))
+    else:
+        print("\n".join(done) if done else "nothing to repair")
+        if done and not args.apply:
+            print("(dry run: run again with --apply)")
     return 0
 
 

@@ -1,0 +1,139 @@
+"""`acsnet audit` and `acsnet gc`: compare the store, this host's OVS and veths and (when reachable)
+its dockerd, list every inconsistency, and repair them (gc, a dry run unless told to apply).
+
+Kinds of finding:
+- orphan-port: an OVS port made by acsnet whose endpoint the store does not know (a crash between
+  steps) -> the port and its veth are removed.
+- endpoint-without-veth: a stored endpoint of this host whose veth is gone (its container died, or
+  the host rebooted, while the plugin was away) -> its records are removed.
+- leaked-address: an endpoint address this host holds in the IPAM that no container of this host's
+  dockerd uses, allocated longer ago than the grace period (a dockerd crash skipped ReleaseAddress)
+  -> released. Needs dockerd; skipped when it cannot be reached.
+- dead-host-record: a segment record of a host that is not alive -> removed only with --dead-hosts
+  (a host that is only cut off would lose its ARP entries elsewhere until it re-creates them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+import netaddr
+
+from ipam.model import ENDPOINT, POOLS, AddressRecord
+from ovsctl import links
+from ovsctl.ovsdb import Ovsdb
+from plugins.plugin_client import UnixHTTPConnection
+from plugins.store import Delete, Store, join
+from plugins.vlan import model as vlan_model
+from plugins.vlan.agent import ENDPOINT_ID
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    kind: str
+    subject: str
+    detail: str
+    repair: str
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _docker_addresses(docker_socket: str) -> set[str] | None:
+    """Every IPv4 address dockerd's containers hold on this host, or None if dockerd cannot be asked."""
+    def get(path: str):
+        connection = UnixHTTPConnection(docker_socket, 10)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            return json.loads(response.read()) if response.status == 200 else None
+        finally:
+            connection.close()
+
+    try:
+        networks = get("/networks") or []
+        addresses = set()
+        for network in networks:
+            detail = get(f"/networks/{network['Id']}") or {}
+            for info in (detail.get("Containers") or {}).values():
+                if info.get("IPv4Address"):
+                    addresses.add(info["IPv4Address"].split("/")[0])
+        return addresses
+    except (OSError, ValueError):
+        return None
+
+
+def audit(store: Store, ovsdb: Ovsdb, bridge: str, host_id: str, docker_socket: str, grace: float) -> list[Finding]:
+    findings = []
+    endpoints_path = vlan_model.host_endpoints(host_id)
+    endpoints = {eid: store.get_json(join(endpoints_path, eid)) for eid in store.children(endpoints_path)}
+    endpoints = {eid: e for eid, e in endpoints.items() if e}
+
+    for name, info in ovsdb.ports(bridge).items():
+        owner = info["external_ids"].get(ENDPOINT_ID)
+        if owner and owner not in endpoints:
+            findings.append(Finding("orphan-port", name, f"port of endpoint {owner[:12]}, which the store does not know",
+                                    f"delete port {name} and its veth"))
+    for eid, data in endpoints.items():
+        endpoint = vlan_model.VlanEndpoint.from_json(data)
+        if not links.exists(endpoint.host_port):
+            findings.append(Finding("endpoint-without-veth", eid, f"{endpoint.ip} on VLAN {endpoint.vlan}: veth {endpoint.host_port} is gone",
+                                    "delete its endpoint and segment records"))
+
+    used = _docker_addresses(docker_socket)
+    if used is not None:
+        used |= {e["ip"] for e in endpoints.values()}
+        for pool in store.children(POOLS):
+            for address in store.children(join(POOLS, pool, "addresses")):
+                data = store.get_json(join(POOLS, pool, "addresses", address))
+                if not data:
+                    continue
+                record = AddressRecord.from_json(data)
+                if (record.kind == ENDPOINT and record.holders == (host_id,) and address not in used
+                        and time.time() - record.since > grace):
+                    findings.append(Finding("leaked-address", f"{pool}/{address}",
+                                            f"held by {host_id} since {time.ctime(record.since)}, used by no container",
+                                            "release it"))
+
+    live = store.live_hosts()
+    segments = join(vlan_model.VLAN_ROOT, "segments")
+    for vlan in store.children(segments):
+        for key in store.children(join(segments, vlan)):
+            data = store.get_json(join(segments, vlan, key))
+            if data and data["host"] not in live:
+                findings.append(Finding("dead-host-record", f"{vlan}/{key}", f"{data['ip']} on VLAN {vlan} of host {data['host']}, "
+                                        "which is not alive", "delete the record (with --dead-hosts)"))
+    return findings
+
+
+def repair(store: Store, ovsdb: Ovsdb, bridge: str, host_id: str, findings: list[Finding], *, dead_hosts: bool) -> list[str]:
+    from ipam.driver import AcsnetIpam
+    from plugins.protocol import AddressRelease
+
+    done = []
+    for f in findings:
+        if f.kind == "orphan-port":
+            ovsdb.delete_port(bridge, f.subject)
+            links.delete(f.subject)
+        elif f.kind == "endpoint-without-veth":
+            path = join(vlan_model.host_endpoints(host_id), f.subject)
+            data = store.get_json(path)
+            if data:
+                endpoint = vlan_model.VlanEndpoint.from_json(data)
+                segment_key = join(vlan_model.segment(endpoint.vlan), vlan_model.segment_key(endpoint.ip, endpoint.endpoint_id))
+                store.delete(segment_key)
+            store.delete(path)
+        elif f.kind == "leaked-address":
+            pool, address = f.subject.split("/", 1)
+            AcsnetIpam(store, host_id).release_address(AddressRelease(pool, netaddr.IPAddress(address)))
+        elif f.kind == "dead-host-record":
+            if not dead_hosts:
+                continue
+            vlan, key = f.subject.split("/", 1)
+            node = store.get(join(vlan_model.segment(int(vlan)), key))
+            if node is not None:
+                store.commit([Delete(join(vlan_model.segment(int(vlan)), key), node.version)])
+        done.append(f"{f.kind} {f.subject}: {f.repair}")
+    return done

@@ -1,0 +1,84 @@
+"""acsnet audit and gc on a lab host: each kind of inconsistency is made on purpose, found, left alone
+by a dry run, and repaired by --apply."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import uuid
+
+from tests.test_vlan import V217, create_network
+
+WRITE_RECORDS = """
+import json, sys
+from plugins.store import open_store, encode
+store = open_store(sys.argv[1])
+ghost, gone = json.loads(sys.argv[2]), json.loads(sys.argv[3])
+store.create(f"/acsnet/vlan/segments/217/{ghost['ip']}~{ghost['endpoint_id'][:12]}", encode(ghost))
+store.create(f"/acsnet/vlan/hosts/h1/endpoints/{gone['endpoint_id']}", encode(gone))
+store.create(f"/acsnet/vlan/segments/217/{gone['ip']}~{gone['endpoint_id'][:12]}",
+             encode({"host": "h1", "host_mac": "02:00:00:00:00:01", "ip": gone["ip"], "mac": gone["mac"], "endpoint_id": gone["endpoint_id"]}))
+store.close()
+"""
+
+LEAK = """
+import sys
+from plugins.plugin_client import PluginClient
+c = PluginClient("/run/docker/plugins/acsnet.sock")
+status, pool = c.call("IpamDriver.RequestPool", {"AddressSpace": "acsnet-local", "Pool": sys.argv[1]})
+status, reply = c.call("IpamDriver.RequestAddress", {"PoolID": pool["PoolID"], "Address": sys.argv[2],
+                       "Options": {"com.docker.network.endpoint.macaddress": "02:42:00:00:00:99"}})
+assert status == 200, reply
+print(pool["PoolID"])
+"""
+
+
+def acsnet(lab, *args: str, check: bool = True):
+    return lab.node("h1").run([sys.executable, "-m", "plugins.cli", *args, "--store", lab.zookeeper_url, "--host-id", "h1"],
+                              check=check)
+
+
+def test_audit_finds_each_inconsistency_and_gc_repairs_them(lab):
+    tag = uuid.uuid4().hex[:4]
+    h1 = lab.node("h1")
+    network = f"audit-{tag}"
+    create_network(lab, network, V217, hosts=("h1",))
+    lab.kill_plugin("h1", "vlan", signal.SIGKILL)
+    pool = None
+    try:
+        orphan = "vhfeedface0000"
+        h1.run(["ip", "link", "add", orphan, "type", "veth", "peer", "name", "vcfeedface0000"])
+        h1.run(["ovs-vsctl", "add-port", "ovsbr0", orphan, "--", "set", "interface", orphan,
+                "external_ids:acsnet-endpoint=feedface0000ffff"])
+        ghost = {"host": "ghost", "host_mac": "02:00:00:00:00:66", "ip": "198.51.100.66", "mac": "02:42:00:00:00:66",
+                 "endpoint_id": "66" * 32}
+        gone = {"endpoint_id": "77" * 32, "network_id": "x" * 12, "vlan": 217, "ip": "198.51.100.77", "prefixlen": 24,
+                "mac": "02:42:00:00:00:77"}
+        lab.node("svc").run([sys.executable, "-c", WRITE_RECORDS, lab.zookeeper_url, json.dumps(ghost), json.dumps(gone)])
+        pool = h1.run([sys.executable, "-c", LEAK, V217[0], "198.51.100.99"]).stdout.strip()
+
+        result = acsnet(lab, "audit", "--json", "--grace", "0", check=False)
+        found = {(f["kind"], f["subject"]) for f in json.loads(result.stdout)}
+        expected = {("orphan-port", orphan), ("endpoint-without-veth", gone["endpoint_id"]),
+                    ("leaked-address", f"{pool}/198.51.100.99"),
+                    ("dead-host-record", f"217/{ghost['ip']}~{ghost['endpoint_id'][:12]}")}
+        assert result.returncode == 1 and found == expected, found
+
+        dry = json.loads(acsnet(lab, "gc", "--json", "--grace", "0", "--dead-hosts").stdout)
+        assert not dry["applied"] and len(dry["repairs"]) == 4
+        assert {(f["kind"], f["subject"]) for f in json.loads(acsnet(lab, "audit", "--json", "--grace", "0", check=False).stdout)} == expected, \
+            "a dry run changes nothing"
+
+        applied = json.loads(acsnet(lab, "gc", "--json", "--apply", "--grace", "0", "--dead-hosts").stdout)
+        assert applied["applied"] and len(applied["repairs"]) == 4
+        after = acsnet(lab, "audit", "--json", "--grace", "0", check=False)
+        assert (after.returncode, json.loads(after.stdout)) == (0, [])
+        assert h1.run(["ip", "link", "show", orphan], check=False).returncode != 0
+    finally:
+        lab.start_plugin("h1", "vlan")
+        lab.docker("h1", "network", "rm", network, check=False)
+        release = ("from plugins.plugin_client import PluginClient; import sys; "
+                   "PluginClient('/run/docker/plugins/acsnet.sock').call('IpamDriver.ReleasePool', {'PoolID': sys.argv[1]})")
+        if pool:
+            h1.run([sys.executable, "-c", release, pool])
