@@ -81,7 +81,7 @@ def test_watches_see_changes(store):
     wait_for(lambda: values[-1] is None, what="deletion seen by the value watch")
 
 
-def test_lock_excludes_other_threads_and_times_out(store):
+def test_lock_excludes_other_threads_and_times_out(store, store_url):
     inside, overlaps = [], []
 
     def worker():
@@ -100,7 +100,7 @@ def test_lock_excludes_other_threads_and_times_out(store):
         t.join()
     assert not overlaps
 
-    other = open_store(store_url_of(store), timeout=5.0)
+    other = open_store(store_url, timeout=5.0)
     try:
         with store.lock("held", timeout=5):
             with pytest.raises(StoreUnavailable, match="lock held not taken"):
@@ -110,18 +110,6 @@ def test_lock_excludes_other_threads_and_times_out(store):
             pass
     finally:
         other.close()
-
-
-def store_url_of(store) -> str:
-    return getattr(store, "url", None) or store_url_registry[id(store)]
-
-
-store_url_registry: dict[int, str] = {}
-
-
-@pytest.fixture(autouse=True)
-def _remember_url(store, store_url):
-    store_url_registry[id(store)] = store_url
 
 
 REGISTER_AND_SLEEP = """
@@ -161,3 +149,4 @@ def test_liveness_follows_the_session(store, store_url):
     assert store.host_alive("h3")
     other.close()
     wait_for(lambda: not store.host_alive("h3"), what="h3 dead after a clean close")
+

@@ -1,0 +1,37 @@
+"""ZooKeeper sessions: what the store does when one expires."""
+
+from __future__ import annotations
+
+import time
+
+from plugins.store import open_store
+from plugins.store.base import ROOT, join
+from tests.test_store import wait_for
+
+def test_zookeeper_liveness_is_registered_again_after_a_session_expiry(zk_url):
+    """The client loses its session (kazoo's own test hook: the server still holds the old session until
+    it times out, with the old liveness node). The store registers again under the new session, and the
+    old session's expiry on the server must not take the new registration with it."""
+    from kazoo.protocol.connection import _SESSION_EXPIRED
+
+    store = open_store(zk_url)
+    try:
+        store.register_host("h9", "test", {})
+        sessions = join(ROOT, "hosts", "h9", "sessions")
+        (name,) = store.children(sessions)
+        old_session = store._client.client_id[0]
+
+        def owner():
+            try:
+                return store._client.exists(join(sessions, name)).ephemeralOwner
+            except Exception:
+                return None
+
+        assert owner() == old_session
+        store._client._call(_SESSION_EXPIRED, None)
+        wait_for(lambda: store.connected and store._client.client_id[0] != old_session, timeout=15, what="a new session")
+        wait_for(lambda: owner() == store._client.client_id[0], timeout=15, what="liveness under the new session")
+        time.sleep(12)  # past the old session's timeout on the server
+        assert store.host_alive("h9") and owner() == store._client.client_id[0]
+    finally:
+        store.close()
