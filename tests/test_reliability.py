@@ -91,3 +91,22 @@ def test_losing_one_zookeeper_of_three_interrupts_nothing(tmp_path):
     finally:
         lab.down()
     assert lab.leftovers() == []
+
+
+def test_three_hosts_churning_at_once_never_share_an_address_and_leak_nothing(tmp_path):
+    from plugins.lab.churn import churn, leftovers
+    from plugins.lab.topology import Lab
+
+    lab = Lab(str(tmp_path / "lab"), f"acsnet-c{uuid.uuid4().hex[:4]}")
+    try:
+        lab.up(hosts=3)
+        report = churn(lab, seconds=45)
+        assert report.runs >= 30 and not report.errors, report.errors[:3]
+        assert report.duplicates == [], report.duplicates[:3]
+        assert report.removals == report.runs
+        left = leftovers(lab)
+        assert left == {"addresses": {}, "segment_records": 0, "endpoint_records": 0,
+                        "ports": {"h1": [], "h2": [], "h3": []}}, left
+    finally:
+        lab.down()
+    assert lab.leftovers() == []
