@@ -29,6 +29,7 @@ from kazoo.exceptions import (
 )
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.recipe.watchers import ChildrenWatch, DataWatch
+from kazoo.security import make_digest_acl
 
 from plugins.errors import StoreUnavailable
 from plugins.store.base import (
@@ -63,6 +64,8 @@ def parse_zk_url(url: str) -> tuple[str, str, list[tuple[str, str]]]:
     auth = []
     if "@" in netloc:
         credentials, netloc = netloc.rsplit("@", 1)
+        if ":" not in credentials:
+            raise ValueError("ZooKeeper credentials must be user:password")
         auth = [("digest", credentials)]
     chroot = parts.path.rstrip("/")
     return netloc, chroot, auth
@@ -74,10 +77,14 @@ class ZooKeeperStore(Store):
         self.url_for_logs = f"zk://{hosts}{chroot}"  # never the credentials
         self.timeout = timeout
         self._chroot = chroot
+        # With credentials, every node acsnet makes (the chroot too) is readable and writable by that
+        # identity only: other ZooKeeper users can neither see nor change the network's state.
+        self._acl = [make_digest_acl(*auth[0][1].split(":", 1), all=True)] if auth else None
         self._client = KazooClient(
             hosts=hosts + chroot,
             timeout=session_timeout,
             auth_data=auth or None,
+            default_acl=self._acl,
             connection_retry={"max_tries": -1, "delay": 0.2, "backoff": 2, "max_delay": 2},
             command_retry={"max_tries": 0},
         )
@@ -104,7 +111,7 @@ class ZooKeeperStore(Store):
             root = KazooClient(hosts=",".join(f"{h}:{p}" for h, p in hosts), auth_data=self._client.auth_data or None)
             try:
                 root.start(timeout=self.timeout)
-                root.ensure_path(self._chroot)
+                root.ensure_path(self._chroot, acl=self._acl)
             finally:
                 root.stop()
                 root.close()
