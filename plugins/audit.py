@@ -6,6 +6,9 @@ Kinds of finding:
   steps) -> the port and its veth are removed.
 - endpoint-without-veth: a stored endpoint of this host whose veth is gone (its container died, or
   the host rebooted, while the plugin was away) -> its records are removed.
+- endpoint-unknown-to-docker: a stored endpoint of this host, older than the grace period, that no
+  network of this host's dockerd lists (the plugin died inside CreateEndpoint, and dockerd sends no
+  DeleteEndpoint for a create that failed) -> its port, veth and records are removed. Needs dockerd.
 - leaked-address: an endpoint address this host holds in the IPAM that no container of this host's
   dockerd uses, allocated longer ago than the grace period (a dockerd crash skipped ReleaseAddress)
   -> released. Needs dockerd; skipped when it cannot be reached.
@@ -41,8 +44,9 @@ class Finding:
         return dataclasses.asdict(self)
 
 
-def _docker_addresses(docker_socket: str) -> set[str] | None:
-    """Every IPv4 address dockerd's containers hold on this host, or None if dockerd cannot be asked."""
+def _docker_view(docker_socket: str) -> tuple[set[str], set[str]] | None:
+    """The IPv4 addresses and endpoint ids of dockerd's containers on this host, or None if dockerd
+    cannot be asked."""
     def get(path: str):
         connection = UnixHTTPConnection(docker_socket, 10)
         try:
@@ -54,13 +58,14 @@ def _docker_addresses(docker_socket: str) -> set[str] | None:
 
     try:
         networks = get("/networks") or []
-        addresses = set()
+        addresses, endpoint_ids = set(), set()
         for network in networks:
             detail = get(f"/networks/{network['Id']}") or {}
             for info in (detail.get("Containers") or {}).values():
+                endpoint_ids.add(info.get("EndpointID", ""))
                 if info.get("IPv4Address"):
                     addresses.add(info["IPv4Address"].split("/")[0])
-        return addresses
+        return addresses, endpoint_ids
     except (OSError, ValueError):
         return None
 
@@ -76,15 +81,18 @@ def audit(store: Store, ovsdb: Ovsdb, bridge: str, host_id: str, docker_socket: 
         if owner and owner not in endpoints:
             findings.append(Finding("orphan-port", name, f"port of endpoint {owner[:12]}, which the store does not know",
                                     f"delete port {name} and its veth"))
+    docker = _docker_view(docker_socket)
     for eid, data in endpoints.items():
         endpoint = vlan_model.VlanEndpoint.from_json(data)
         if not links.exists(endpoint.host_port):
             findings.append(Finding("endpoint-without-veth", eid, f"{endpoint.ip} on VLAN {endpoint.vlan}: veth {endpoint.host_port} is gone",
                                     "delete its endpoint and segment records"))
+        elif docker is not None and eid not in docker[1] and time.time() - endpoint.since > grace:
+            findings.append(Finding("endpoint-unknown-to-docker", eid, f"{endpoint.ip} on VLAN {endpoint.vlan}: no container of "
+                                    "this host's dockerd uses it", "delete its port, veth and records"))
 
-    used = _docker_addresses(docker_socket)
-    if used is not None:
-        used |= {e["ip"] for e in endpoints.values()}
+    if docker is not None:
+        used = docker[0] | {e["ip"] for eid, e in endpoints.items() if eid in docker[1]}
         for pool in store.children(POOLS):
             for address in store.children(join(POOLS, pool, "addresses")):
                 data = store.get_json(join(POOLS, pool, "addresses", address))
@@ -117,11 +125,13 @@ def repair(store: Store, ovsdb: Ovsdb, bridge: str, host_id: str, findings: list
         if f.kind == "orphan-port":
             ovsdb.delete_port(bridge, f.subject)
             links.delete(f.subject)
-        elif f.kind == "endpoint-without-veth":
+        elif f.kind in ("endpoint-without-veth", "endpoint-unknown-to-docker"):
             path = join(vlan_model.host_endpoints(host_id), f.subject)
             data = store.get_json(path)
             if data:
                 endpoint = vlan_model.VlanEndpoint.from_json(data)
+                ovsdb.delete_port(bridge, endpoint.host_port)
+                links.delete(endpoint.host_port)
                 segment_key = join(vlan_model.segment(endpoint.vlan), vlan_model.segment_key(endpoint.ip, endpoint.endpoint_id))
                 store.delete(segment_key)
             store.delete(path)

@@ -22,6 +22,15 @@ store.create(f"/acsnet/vlan/segments/217/{gone['ip']}~{gone['endpoint_id'][:12]}
 store.close()
 """
 
+CREATE_ENDPOINT = """
+import sys
+from plugins.plugin_client import PluginClient
+status, reply = PluginClient("/run/docker/plugins/vlan.sock").call("NetworkDriver.CreateEndpoint", {
+    "NetworkID": sys.argv[1], "EndpointID": sys.argv[2], "Options": None,
+    "Interface": {"Address": "198.51.100.88/24", "AddressIPv6": "", "MacAddress": "02:42:c6:33:64:58"}})
+assert status == 200, reply
+"""
+
 LEAK = """
 import sys
 from plugins.plugin_client import PluginClient
@@ -44,6 +53,11 @@ def test_audit_finds_each_inconsistency_and_gc_repairs_them(lab):
     h1 = lab.node("h1")
     network = f"audit-{tag}"
     create_network(lab, network, V217, hosts=("h1",))
+    # An endpoint dockerd never adopted (the plugin died inside CreateEndpoint): consistent in the
+    # store, the veth and OVS, known to no container.
+    network_id = json.loads(lab.docker("h1", "network", "inspect", network).stdout)[0]["Id"]
+    unadopted = "88" * 32
+    h1.run([sys.executable, "-c", CREATE_ENDPOINT, network_id, unadopted])
     lab.kill_plugin("h1", "vlan", signal.SIGKILL)
     pool = None
     try:
@@ -61,20 +75,22 @@ def test_audit_finds_each_inconsistency_and_gc_repairs_them(lab):
         result = acsnet(lab, "audit", "--json", "--grace", "0", check=False)
         found = {(f["kind"], f["subject"]) for f in json.loads(result.stdout)}
         expected = {("orphan-port", orphan), ("endpoint-without-veth", gone["endpoint_id"]),
+                    ("endpoint-unknown-to-docker", unadopted),
                     ("leaked-address", f"{pool}/198.51.100.99"),
                     ("dead-host-record", f"217/{ghost['ip']}~{ghost['endpoint_id'][:12]}")}
         assert result.returncode == 1 and found == expected, found
 
         dry = json.loads(acsnet(lab, "gc", "--json", "--grace", "0", "--dead-hosts").stdout)
-        assert not dry["applied"] and len(dry["repairs"]) == 4
+        assert not dry["applied"] and len(dry["repairs"]) == 5
         assert {(f["kind"], f["subject"]) for f in json.loads(acsnet(lab, "audit", "--json", "--grace", "0", check=False).stdout)} == expected, \
             "a dry run changes nothing"
 
         applied = json.loads(acsnet(lab, "gc", "--json", "--apply", "--grace", "0", "--dead-hosts").stdout)
-        assert applied["applied"] and len(applied["repairs"]) == 4
+        assert applied["applied"] and len(applied["repairs"]) == 5
         after = acsnet(lab, "audit", "--json", "--grace", "0", check=False)
         assert (after.returncode, json.loads(after.stdout)) == (0, [])
-        assert h1.run(["ip", "link", "show", orphan], check=False).returncode != 0
+        for port in (orphan, f"vh{unadopted[:12]}"):
+            assert h1.run(["ip", "link", "show", port], check=False).returncode != 0, port
     finally:
         lab.start_plugin("h1", "vlan")
         lab.docker("h1", "network", "rm", network, check=False)

@@ -4,6 +4,7 @@ fast and clearly without leaving anything half-made, and must be caught up with 
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 import uuid
@@ -102,6 +103,37 @@ def test_three_hosts_churning_at_once_never_share_an_address_and_leak_nothing(tm
         lab.up(hosts=3)
         report = churn(lab, seconds=45)
         assert report.runs >= 30 and not report.errors, report.errors[:3]
+        assert report.duplicates == [], report.duplicates[:3]
+        assert report.removals == report.runs
+        left = leftovers(lab)
+        assert left == {"addresses": {}, "segment_records": 0, "endpoint_records": 0,
+                        "ports": {"h1": [], "h2": [], "h3": []}}, left
+    finally:
+        lab.down()
+    assert lab.leftovers() == []
+
+
+def test_plugins_killed_at_any_point_during_churn_leave_no_duplicate_and_no_leak(tmp_path):
+    """Killing the vlan and IPAM plugins every few seconds while three hosts churn lands in the middle
+    of CreateEndpoint, Join, DeleteEndpoint and RequestAddress alike. Requests that hit a dead plugin
+    may fail (dockerd cannot reach it); nothing may be handed out twice or left behind."""
+    import itertools
+
+    from plugins.lab.churn import churn, leftovers
+    from plugins.lab.topology import Lab
+
+    lab = Lab(str(tmp_path / "lab"), f"acsnet-k{uuid.uuid4().hex[:4]}")
+    victims = itertools.cycle([("h1", "vlan"), ("h2", "ipam"), ("h3", "vlan"), ("h1", "ipam"), ("h2", "vlan"), ("h3", "ipam")])
+
+    def kill_one() -> None:
+        host, plugin = next(victims)
+        lab.kill_plugin(host, plugin, signal.SIGKILL)
+        lab.start_plugin(host, plugin)
+
+    try:
+        lab.up(hosts=3)
+        report = churn(lab, seconds=40, fault=kill_one, fault_every=4)
+        assert report.runs >= 20
         assert report.duplicates == [], report.duplicates[:3]
         assert report.removals == report.runs
         left = leftovers(lab)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import netaddr
 
 from plugins.driver import NetworkCapabilities, NetworkDriver
@@ -52,7 +54,7 @@ class VlanDriver(NetworkDriver):
             raise InvalidRequest(f"address {interface.address.ip} is outside the network's subnet {network.subnet.cidr}")
         mac = str(interface.mac).replace("-", ":").lower() if interface.mac else mac_for(interface.address.ip)
         self.agent.add_endpoint(VlanEndpoint(request.endpoint_id, request.network_id, network.vlan,
-                                             str(interface.address.ip), interface.address.prefixlen, mac))
+                                             str(interface.address.ip), interface.address.prefixlen, mac, time.time()))
         return None if interface.mac else EndpointInterface(None, None, netaddr.EUI(mac))
 
     def delete_endpoint(self, ref: EndpointRef) -> None:

@@ -61,6 +61,7 @@ class VlanEndpoint:
     ip: str
     prefixlen: int
     mac: str
+    since: float = 0.0  # when it was created (audit gives new endpoints a grace period)
 
     @property
     def host_port(self) -> str:
