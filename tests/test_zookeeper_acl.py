@@ -44,3 +44,42 @@ def test_nodes_are_readable_and_writable_only_with_the_credentials(zookeeper, pl
 def test_credentials_must_name_a_user_and_a_password():
     with pytest.raises(ValueError, match="user:password"):
         open_store("zk://justauser@127.0.0.1:2181/x")
+
+
+def test_sasl_credentials_protect_the_nodes_too(tmp_path):
+    from plugins.errors import StoreUnavailable
+    from plugins.lab.zookeeper import ZooKeeperServer
+
+    server = ZooKeeperServer(str(tmp_path / "zk"), sasl_users={"acsnet": "sasl-pw"}).start()
+    try:
+        store = open_store(f"zk://acsnet:sasl-pw@{server.address}/sasl?auth=sasl")
+        try:
+            store.register_host("h1", "test", {})
+            assert store.create("/acsnet/thing", b"value") and store.host_alive("h1")
+        finally:
+            store.close()
+        anonymous = KazooClient(hosts=server.address + "/sasl")
+        anonymous.start(timeout=10)
+        try:
+            with pytest.raises(NoAuthError):
+                anonymous.get("/acsnet/thing")
+        finally:
+            anonymous.stop()
+            anonymous.close()
+        impostor = open_store(f"zk://acsnet:wrong@{server.address}/sasl?auth=sasl", timeout=2)
+        try:
+            with pytest.raises(StoreUnavailable, match="authentication failed: check the user and password"):
+                impostor.get("/acsnet/thing")
+        finally:
+            impostor.close()
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("url, message", [
+    ("zk://127.0.0.1:2181/x?auth=sasl", "auth=sasl needs user:password@"),
+    ("zk://a:b@127.0.0.1:2181/x?auth=kerberos", "auth=digest or auth=sasl"),
+])
+def test_bad_auth_options_are_refused(url, message):
+    with pytest.raises(ValueError, match=message):
+        open_store(url)

@@ -75,7 +75,7 @@ class ZooKeeperServer:
 
     def __init__(self, workdir: str, host: str = "127.0.0.1", port: int | None = None, *, tick_ms: int = 500,
                  peers: list[tuple[str, int, int]] | None = None, my_id: int | None = None,
-                 command_prefix: list[str] | None = None):
+                 command_prefix: list[str] | None = None, sasl_users: dict[str, str] | None = None):
         if not os.path.exists("/usr/share/java/zookeeper.jar"):
             raise ZooKeeperMissing("ZooKeeper is not installed: apt-get install zookeeper")
         self.workdir = workdir
@@ -85,6 +85,7 @@ class ZooKeeperServer:
         self.peers = peers or []
         self.my_id = my_id
         self.command_prefix = command_prefix or []
+        self.sasl_users = sasl_users or {}
         self.process: subprocess.Popen | None = None
 
     @property
@@ -106,6 +107,11 @@ class ZooKeeperServer:
             # Sessions as short as 1 s let tests see a dead host's session expire quickly.
             f"minSessionTimeout={2 * self.tick_ms}",
         ]
+        if self.sasl_users:
+            lines.append("authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider")
+            users = "\n".join(f'  user_{name}="{password}"' for name, password in self.sasl_users.items())
+            with open(os.path.join(self.workdir, "jaas.conf"), "w") as f:
+                f.write(f"Server {{\n  org.apache.zookeeper.server.auth.DigestLoginModule required\n{users};\n}};\n")
         for peer_id, peer_host, quorum_port in self.peers:
             lines.append(f"server.{peer_id}={peer_host}:{quorum_port}:{quorum_port + 1}")
         if self.my_id is not None:
@@ -126,6 +132,7 @@ class ZooKeeperServer:
         log = open(os.path.join(self.workdir, "zookeeper.log"), "ab")
         self.process = subprocess.Popen(
             [*self.command_prefix, "java", "-Xmx256m", "-cp", JAVA_CLASSPATH,
+             *([f"-Djava.security.auth.login.config={self.workdir}/jaas.conf"] if self.sasl_users else []),
              f"-Dlog4j.configuration=file:{self.workdir}/log4j.properties", MAIN_CLASS, config],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )

@@ -9,15 +9,17 @@ session expires (a long outage), liveness is registered again as soon as a new s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
 import time
 from typing import Callable, Sequence
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import (
+    AuthFailedError,
     RuntimeInconsistency,
     BadVersionError,
     KazooException,
@@ -29,7 +31,7 @@ from kazoo.exceptions import (
 )
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.recipe.watchers import ChildrenWatch, DataWatch
-from kazoo.security import make_digest_acl
+from kazoo.security import make_acl, make_digest_acl
 
 from plugins.errors import StoreUnavailable
 from plugins.store.base import (
@@ -55,36 +57,71 @@ RECONNECT_GRACE_SECONDS = 3.0
 _CONFLICTS = (NodeExistsError, BadVersionError, NoNodeError, NotEmptyError, RolledBackError, RuntimeInconsistency)
 
 
-def parse_zk_url(url: str) -> tuple[str, str, list[tuple[str, str]]]:
-    """`zk://[user:password@]h1:2181,h2:2181/chroot` → (kazoo host string, chroot, auth data)."""
+@dataclasses.dataclass(frozen=True)
+class ZkTarget:
+    hosts: str  # kazoo's host string, h1:2181,h2:2181
+    chroot: str
+    username: str | None = None
+    password: str | None = None
+    sasl: bool = False  # SASL (DIGEST-MD5) rather than ZooKeeper's digest scheme
+
+    def client_options(self) -> dict:
+        if self.username is None:
+            return {}
+        if self.sasl:
+            return {"sasl_options": {"mechanism": "DIGEST-MD5", "username": self.username, "password": self.password}}
+        return {"auth_data": [("digest", f"{self.username}:{self.password}")]}
+
+    def acl(self) -> list | None:
+        """Nodes readable and writable by this identity alone (None: ZooKeeper's open default)."""
+        if self.username is None:
+            return None
+        if self.sasl:
+            return [make_acl("sasl", self.username, all=True)]
+        return [make_digest_acl(self.username, self.password, all=True)]
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, AuthFailedError):
+        return "authentication failed: check the user and password in the store URL"
+    return f"{type(error).__name__} {error}".strip()
+
+
+def parse_zk_url(url: str) -> ZkTarget:
+    """`zk://[user:password@]h1:2181,h2:2181/chroot[?auth=sasl]`."""
     parts = urlsplit(url)
     if parts.scheme != "zk" or not parts.netloc:
         raise ValueError(f"not a ZooKeeper URL: {url!r} (expected zk://host:port[,host:port]/chroot)")
-    netloc = parts.netloc
-    auth = []
+    query = parse_qs(parts.query)
+    unknown = set(query) - {"auth"}
+    if unknown or query.get("auth", ["digest"])[0] not in ("digest", "sasl"):
+        raise ValueError("the only ZooKeeper URL option is auth=digest or auth=sasl")
+    netloc, username, password = parts.netloc, None, None
     if "@" in netloc:
         credentials, netloc = netloc.rsplit("@", 1)
         if ":" not in credentials:
             raise ValueError("ZooKeeper credentials must be user:password")
-        auth = [("digest", credentials)]
-    chroot = parts.path.rstrip("/")
-    return netloc, chroot, auth
+        username, password = credentials.split(":", 1)
+    sasl = query.get("auth", ["digest"])[0] == "sasl"
+    if sasl and username is None:
+        raise ValueError("auth=sasl needs user:password@ in the ZooKeeper URL")
+    return ZkTarget(netloc, parts.path.rstrip("/"), username, password, sasl)
 
 
 class ZooKeeperStore(Store):
     def __init__(self, url: str, *, timeout: float = 5.0, session_timeout: float = 10.0):
-        hosts, chroot, auth = parse_zk_url(url)
-        self.url_for_logs = f"zk://{hosts}{chroot}"  # never the credentials
+        self._target = target = parse_zk_url(url)
+        self.url_for_logs = f"zk://{target.hosts}{target.chroot}"  # never the credentials
         self.timeout = timeout
-        self._chroot = chroot
+        self._chroot = target.chroot
         # With credentials, every node acsnet makes (the chroot too) is readable and writable by that
         # identity only: other ZooKeeper users can neither see nor change the network's state.
-        self._acl = [make_digest_acl(*auth[0][1].split(":", 1), all=True)] if auth else None
+        self._acl = target.acl()
         self._client = KazooClient(
-            hosts=hosts + chroot,
+            hosts=target.hosts + target.chroot,
             timeout=session_timeout,
-            auth_data=auth or None,
             default_acl=self._acl,
+            **target.client_options(),
             connection_retry={"max_tries": -1, "delay": 0.2, "backoff": 2, "max_delay": 2},
             command_retry={"max_tries": 0},
         )
@@ -94,10 +131,16 @@ class ZooKeeperStore(Store):
         self._chroot_ready = threading.Event()
         self._connected = threading.Event()
         self._client.add_listener(self._on_state)
+        self._problem = ""  # why the store is not connected, for the errors it raises
         connected = self._client.start_async()
         if connected.wait(timeout):
-            self._ensure_chroot()
+            try:
+                self._ensure_chroot()
+            except KazooException as e:  # never fatal: the plugin serves and says what is wrong
+                self._problem = _describe(e)
+                log.error("store=%s cannot be used: %s", self.url_for_logs, self._problem)
         else:
+            self._problem = "not reachable"
             log.warning("store=%s not reachable yet; retrying in the background", self.url_for_logs)
 
     # -- plumbing --------------------------------------------------------------------------------
@@ -107,8 +150,7 @@ class ZooKeeperStore(Store):
             return
         if self._chroot:
             # The chroot must exist before any chrooted call; make it through an unchrooted client.
-            hosts = self._client.hosts
-            root = KazooClient(hosts=",".join(f"{h}:{p}" for h, p in hosts), auth_data=self._client.auth_data or None)
+            root = KazooClient(hosts=self._target.hosts, **self._target.client_options())
             try:
                 root.start(timeout=self.timeout)
                 root.ensure_path(self._chroot, acl=self._acl)
@@ -151,7 +193,11 @@ class ZooKeeperStore(Store):
             self._ensure_chroot()
             for host_id, session_name, info in list(self._registrations):
                 self._register(host_id, session_name, info)
+            self._problem = ""
             log.info("store=%s session re-established; liveness registered again", self.url_for_logs)
+        except KazooException as e:
+            self._problem = _describe(e)
+            log.error("store=%s re-registration failed (%s); will retry on the next session", self.url_for_logs, self._problem)
         except Exception:
             log.exception("store=%s re-registration failed; will retry on the next session", self.url_for_logs)
 
@@ -159,7 +205,8 @@ class ZooKeeperStore(Store):
         """A moment's wait covers kazoo moving to another ensemble member; an outage still fails fast."""
         grace = min(self.timeout, RECONNECT_GRACE_SECONDS)
         if not self._connected.wait(grace) or not self._chroot_ready.wait(grace):
-            raise StoreUnavailable(f"store {self.url_for_logs} is not connected")
+            why = f" ({self._problem})" if self._problem else ""
+            raise StoreUnavailable(f"store {self.url_for_logs} is not connected{why}")
 
     # -- the interface ---------------------------------------------------------------------------
 
