@@ -20,6 +20,8 @@ import tempfile
 import threading
 import time
 
+import netaddr
+
 from ipam import chunks
 from ipam.model import pool_path
 from plugins.lab.plugin_process import PluginProcess
@@ -50,7 +52,7 @@ def fill_pool(store_url: str, pool_id: str, fraction: float) -> None:
     many allocations would leave them), so that the fullness runs need not make 65,000 requests."""
     store = open_store(store_url)
     try:
-        span = chunks.allocation_range(__import__("netaddr").IPNetwork(SUBNET), None)
+        span = chunks.allocation_range(netaddr.IPNetwork(SUBNET), None)
         last = span.first + int((span.last - span.first + 1) * fraction) - 1
         full = []
         for chunk in range(chunks.chunk_of(span.first), chunks.chunk_of(span.last) + 1):

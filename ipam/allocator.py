@@ -252,13 +252,3 @@ class PoolAllocator:
         if not bitmap >> bit & 1:
             after = bitmap | (1 << bit)
             self._commit([self._write_chunk(chunk, version, after), *self._summary_update(chunk, after, full, summary_version)], chunk, after)
-
-    def holders(self) -> dict[str, AddressRecord]:
-        """Every recorded address of the pool (for inspection and tests)."""
-        base = pool_path(self.pool.pool_id, "addresses")
-        out = {}
-        for name in self.store.children(base):
-            node = self.store.get(f"{base}/{name}")
-            if node is not None:
-                out[name] = AddressRecord.from_json(json.loads(node.value))
-        return out

@@ -19,7 +19,6 @@ Kinds of finding:
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 
 import netaddr
@@ -27,7 +26,7 @@ import netaddr
 from ipam.model import ENDPOINT, POOLS, AddressRecord
 from ovsctl import links
 from ovsctl.ovsdb import Ovsdb
-from plugins.plugin_client import UnixHTTPConnection
+from plugins.plugin_client import get_json
 from plugins.store import Delete, Store, join
 from plugins.vlan import model as vlan_model
 from plugins.vlan.agent import ENDPOINT_ID
@@ -48,13 +47,8 @@ def _docker_view(docker_socket: str) -> tuple[set[str], set[str]] | None:
     """The IPv4 addresses and endpoint ids of dockerd's containers on this host, or None if dockerd
     cannot be asked."""
     def get(path: str):
-        connection = UnixHTTPConnection(docker_socket, 10)
-        try:
-            connection.request("GET", path)
-            response = connection.getresponse()
-            return json.loads(response.read()) if response.status == 200 else None
-        finally:
-            connection.close()
+        status, body = get_json(docker_socket, path)
+        return body if status == 200 else None
 
     try:
         networks = get("/networks") or []

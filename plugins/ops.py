@@ -4,7 +4,6 @@ local dockerd's API for names (the CLI may call dockerd; a plugin handler never 
 
 from __future__ import annotations
 
-import json
 import os
 
 from ipam.model import POOLS
@@ -12,21 +11,11 @@ from ovsctl import openflow
 from ovsctl.host_setup import host_layout
 from ovsctl.ovsdb import Ovsdb
 from plugins.errors import AcsnetError, NotFound
-from plugins.plugin_client import UnixHTTPConnection
+from plugins.plugin_client import get_json
 from plugins.store import ROOT, Store, join
 from plugins.vlan import model as vlan_model
 
 PLUGINS = ("acsnet", "vlan", "vxlan", "vpc")
-
-
-def _get(socket_path: str, path: str, timeout: float = 5.0) -> tuple[int, dict]:
-    connection = UnixHTTPConnection(socket_path, timeout)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        return response.status, json.loads(response.read() or b"{}")
-    finally:
-        connection.close()
 
 
 def plugin_health(plugin_dir: str) -> dict[str, dict]:
@@ -36,7 +25,7 @@ def plugin_health(plugin_dir: str) -> dict[str, dict]:
         if not os.path.exists(path):
             continue
         try:
-            status, body = _get(path, "/healthz")
+            status, body = get_json(path, "/healthz", timeout=5.0)
             report[name] = {"up": True, "healthy": status == 200, **body}
         except (OSError, ValueError) as e:
             report[name] = {"up": False, "healthy": False, "error": str(e)}
@@ -67,7 +56,7 @@ def host_status(store: Store, host_id: str, plugin_dir: str, ovsdb: Ovsdb, bridg
 def docker_network(docker_socket: str, name_or_id: str) -> dict | None:
     """The local dockerd's view of a network (id, name, containers by endpoint), or None."""
     try:
-        status, body = _get(docker_socket, f"/networks/{name_or_id}")
+        status, body = get_json(docker_socket, f"/networks/{name_or_id}", timeout=5.0)
     except (OSError, ValueError):
         return None
     return body if status == 200 else None

@@ -19,6 +19,17 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock.connect(self.socket_path)
 
 
+def get_json(socket_path: str, path: str, timeout: float = 10.0) -> tuple[int, object]:
+    """GET `path` on a unix-socket HTTP server (a plugin's /healthz, dockerd's API): status and JSON body."""
+    connection = UnixHTTPConnection(socket_path, timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        connection.close()
+
+
 class PluginClient:
     """One keep-alive connection, like dockerd's; not shared between threads."""
 

@@ -28,7 +28,7 @@ import time
 from typing import Callable
 
 from plugins.lab.dockerd import DOCKER_CLI, DockerDaemon
-from plugins.lab.host import LabError, SimulatedHost, netns_exists, run
+from plugins.lab.host import LabError, SimulatedHost, netns_exists, processes_in_netns, run
 from plugins.lab.ovs import OpenVSwitch
 from plugins.lab.plugin_process import PluginProcess
 from plugins.lab.zookeeper import ZooKeeperMissing, ZooKeeperServer
@@ -239,7 +239,7 @@ class Lab:
 
     def plugin_pids(self, host: str, plugin: str) -> list[int]:
         """The pids of `acsnet serve <plugin>` on `host` (gunicorn's master and worker)."""
-        return [pid for pid in _pids_of(self.netns(host)) if _command_name(pid) == f"acsnet serve {plugin}"]
+        return [pid for pid in processes_in_netns(self.netns(host)) if _command_name(pid) == f"acsnet serve {plugin}"]
 
     def kill_plugin(self, host: str, plugin: str, sig: int = signal.SIGKILL) -> None:
         pids = self.plugin_pids(host, plugin)
@@ -268,7 +268,7 @@ class Lab:
                         for pid in f.read().split():
                             _kill(int(pid), signal.SIGKILL)
         node.run(["ip", "link", "set", UPLINK, "down"])
-        for pid in _pids_of(self.netns(host)):
+        for pid in processes_in_netns(self.netns(host)):
             if pid != node.holder_pid:
                 _kill(pid, signal.SIGKILL)
 
@@ -302,7 +302,7 @@ class Lab:
         """A ZooKeeper outage (every member), or the loss of one member of an ensemble. Data stays."""
         count = (self.state() or {}).get("zookeepers", 1)
         wanted = [self._zookeeper(m).workdir for m in (range(count) if member is None else [member])]
-        for pid in _pids_of(self.netns("svc")):
+        for pid in processes_in_netns(self.netns("svc")):
             if _command_name(pid) == "zookeeper" and any(w + "/" in _cmdline(pid) for w in wanted):
                 _kill(pid, signal.SIGKILL)
 
@@ -394,11 +394,7 @@ class Lab:
         found += [f"cgroup {d}" for d in self._cgroup_dirs()]
         for entry in os.listdir("/proc"):
             if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/cmdline", "rb") as f:
-                        cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
-                except OSError:
-                    continue
+                cmdline = _cmdline(int(entry))
                 if self.workdir in cmdline or f"{self.prefix}-" in cmdline:
                     found.append(f"process {entry}: {cmdline[:120]}")
         with open("/proc/self/mountinfo") as f:
@@ -418,7 +414,7 @@ class Lab:
             host = SimulatedHost.attach(name, self.netns(name), os.path.join(self.workdir, name))
             processes = []
             if host.running:
-                processes = sorted({_command_name(pid) for pid in _pids_of(self.netns(name))} - {"", "holder"})
+                processes = sorted({_command_name(pid) for pid in processes_in_netns(self.netns(name))} - {"", "holder"})
             nodes[name] = {"running": host.running, "netns": self.netns(name), "processes": processes,
                            "logs": os.path.join(self.workdir, name)}
         return {"up": all(n["running"] for n in nodes.values()), "workdir": self.workdir, "prefix": self.prefix,
@@ -444,27 +440,20 @@ def _kill(pid: int, sig: int) -> None:
         pass
 
 
-def _pids_of(netns: str) -> list[int]:
-    from plugins.lab.host import processes_in_netns
-
-    return processes_in_netns(netns)
+def _argv(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
 
 
 def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
+    return " ".join(_argv(pid))
 
 
 def _command_name(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")
-    except OSError:
-        return ""
-    words = [os.path.basename(a.decode(errors="replace")) for a in argv if a]
+    words = [os.path.basename(a) for a in _argv(pid)]
     if words and words[0].startswith("python") and len(words) > 2 and words[1] == "-m":
         if words[2] == "plugins.lab.holder":
             return "holder"

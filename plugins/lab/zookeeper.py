@@ -34,17 +34,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-RUOK = """
-import socket, sys
-try:
-    with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=0.5) as s:
-        s.sendall(b"ruok")
-        sys.exit(s.recv(4) != b"imok")
-except OSError:
-    sys.exit(1)
-"""
-
-
 SRVR = """
 import socket, sys
 with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1) as s:
@@ -61,13 +50,6 @@ def serving_mode(host: str, port: int, command_prefix: list[str] | None = None) 
         if line.startswith("Mode: "):
             return line.split(": ", 1)[1].strip()
     return None
-
-
-def ruok(host: str, port: int, command_prefix: list[str] | None = None) -> bool:
-    """ZooKeeper's "are you ok", asked from where the server is reachable (inside its namespace
-    when `command_prefix` enters one)."""
-    argv = [*(command_prefix or []), sys.executable, "-c", RUOK, host, str(port)]
-    return subprocess.run(argv, capture_output=True, timeout=10).returncode == 0
 
 
 class ZooKeeperServer:

@@ -91,6 +91,8 @@ class EmbeddedStore(Store):
         self._watches: list[list] = []
         self._watch_thread: threading.Thread | None = None
         self._closed = threading.Event()
+        self._thread_locks: dict[str, threading.Lock] = {}
+        self._thread_locks_guard = threading.Lock()
 
     # -- plumbing --------------------------------------------------------------------------------
 
@@ -281,14 +283,11 @@ class EmbeddedStore(Store):
         finally:
             thread_lock.release()
 
-    _thread_locks: dict = {}
-    _thread_locks_guard = threading.Lock()
-
     def _thread_lock(self, name: str) -> threading.Lock:
         """The node only excludes other processes (it is owned by this process's session); threads
         of this process are excluded by an in-process lock of the same name."""
         with self._thread_locks_guard:
-            return self._thread_locks.setdefault((id(self), name), threading.Lock())
+            return self._thread_locks.setdefault(name, threading.Lock())
 
     # -- watches ---------------------------------------------------------------------------------
 
