@@ -34,6 +34,12 @@ def exists(name: str) -> bool:
         return _index(ipr, name) is not None
 
 
+def names() -> set[str]:
+    """Every link name in this namespace, in one dump."""
+    with IPRoute() as ipr:
+        return {link.get("IFLA_IFNAME") for link in ipr.get_links()}
+
+
 def _attribute(name: str, attribute: str):
     with IPRoute() as ipr:
         index = _index(ipr, name)

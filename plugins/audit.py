@@ -28,8 +28,8 @@ from ovsctl import links
 from ovsctl.ovsdb import Ovsdb
 from plugins.plugin_client import get_json
 from plugins.store import Delete, Store, join
-from plugins.vlan import model as vlan_model
-from plugins.vlan.agent import ENDPOINT_ID
+from plugins.segments.agent import ENDPOINT_ID
+from plugins.segments.model import LAYOUTS, SegmentEndpoint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,29 +64,45 @@ def _docker_view(docker_socket: str) -> tuple[set[str], set[str]] | None:
         return None
 
 
-def audit(store: Store, ovsdb: Ovsdb, bridge: str, host_id: str, docker_socket: str, grace: float) -> list[Finding]:
+def audit(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, docker_socket: str, grace: float) -> list[Finding]:
+    """`bridges`: each segment driver's bridge on this host (driver -> bridge); subjects of endpoint
+    findings are `<driver>/<endpoint-id>`."""
     findings = []
-    endpoints_path = vlan_model.host_endpoints(host_id)
-    endpoints = {eid: store.get_json(join(endpoints_path, eid)) for eid in store.children(endpoints_path)}
-    endpoints = {eid: e for eid, e in endpoints.items() if e}
-
-    for name, info in ovsdb.ports(bridge).items():
-        owner = info["external_ids"].get(ENDPOINT_ID)
-        if owner and owner not in endpoints:
-            findings.append(Finding("orphan-port", name, f"port of endpoint {owner[:12]}, which the store does not know",
-                                    f"delete port {name} and its veth"))
     docker = _docker_view(docker_socket)
-    for eid, data in endpoints.items():
-        endpoint = vlan_model.VlanEndpoint.from_json(data)
-        if not links.exists(endpoint.host_port):
-            findings.append(Finding("endpoint-without-veth", eid, f"{endpoint.ip} on VLAN {endpoint.vlan}: veth {endpoint.host_port} is gone",
-                                    "delete its endpoint and segment records"))
-        elif docker is not None and eid not in docker[1] and time.time() - endpoint.since > grace:
-            findings.append(Finding("endpoint-unknown-to-docker", eid, f"{endpoint.ip} on VLAN {endpoint.vlan}: no container of "
-                                    "this host's dockerd uses it", "delete its port, veth and records"))
+    endpoint_addresses = set()
+    for driver, bridge in bridges.items():
+        layout = LAYOUTS[driver]
+        endpoints_path = layout.host_endpoints(host_id)
+        endpoints = {eid: store.get_json(join(endpoints_path, eid)) for eid in store.children(endpoints_path)}
+        endpoints = {eid: SegmentEndpoint.from_json(e) for eid, e in endpoints.items() if e}
+        endpoint_addresses |= {e.ip for eid, e in endpoints.items() if docker is not None and eid in docker[1]}
+
+        if ovsdb.bridge_exists(bridge):
+            for name, info in ovsdb.ports(bridge).items():
+                owner = info["external_ids"].get(ENDPOINT_ID)
+                if owner and owner not in endpoints:
+                    findings.append(Finding("orphan-port", f"{bridge}/{name}", f"port of endpoint {owner[:12]}, which the "
+                                            "store does not know", f"delete port {name} and its veth"))
+        for eid, endpoint in endpoints.items():
+            where = f"{endpoint.ip} on {driver} segment {endpoint.segment}"
+            if not links.exists(endpoint.host_port):
+                findings.append(Finding("endpoint-without-veth", f"{driver}/{eid}", f"{where}: veth {endpoint.host_port} is gone",
+                                        "delete its endpoint and segment records"))
+            elif docker is not None and eid not in docker[1] and time.time() - endpoint.since > grace:
+                findings.append(Finding("endpoint-unknown-to-docker", f"{driver}/{eid}", f"{where}: no container of "
+                                        "this host's dockerd uses it", "delete its port, veth and records"))
+
+        live = store.live_hosts()
+        for number in store.children(layout.segments):
+            for key in store.children(join(layout.segments, number)):
+                data = store.get_json(join(layout.segments, number, key))
+                if data and data["host"] not in live:
+                    findings.append(Finding("dead-host-record", f"{driver}/{number}/{key}", f"{data['ip']} on {driver} "
+                                            f"segment {number} of host {data['host']}, which is not alive",
+                                            "delete the record (with --dead-hosts)"))
 
     if docker is not None:
-        used = docker[0] | {e["ip"] for eid, e in endpoints.items() if eid in docker[1]}
+        used = docker[0] | endpoint_addresses
         for pool in store.children(POOLS):
             for address in store.children(join(POOLS, pool, "addresses")):
                 data = store.get_json(join(POOLS, pool, "addresses", address))
@@ -98,36 +114,30 @@ def audit(store: Store, ovsdb: Ovsdb, bridge: str, host_id: str, docker_socket: 
                     findings.append(Finding("leaked-address", f"{pool}/{address}",
                                             f"held by {host_id} since {time.ctime(record.since)}, used by no container",
                                             "release it"))
-
-    live = store.live_hosts()
-    segments = join(vlan_model.VLAN_ROOT, "segments")
-    for vlan in store.children(segments):
-        for key in store.children(join(segments, vlan)):
-            data = store.get_json(join(segments, vlan, key))
-            if data and data["host"] not in live:
-                findings.append(Finding("dead-host-record", f"{vlan}/{key}", f"{data['ip']} on VLAN {vlan} of host {data['host']}, "
-                                        "which is not alive", "delete the record (with --dead-hosts)"))
     return findings
 
 
-def repair(store: Store, ovsdb: Ovsdb, bridge: str, host_id: str, findings: list[Finding], *, dead_hosts: bool) -> list[str]:
+def repair(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, findings: list[Finding], *,
+           dead_hosts: bool) -> list[str]:
     from ipam.driver import AcsnetIpam
     from plugins.protocol import AddressRelease
 
     done = []
     for f in findings:
         if f.kind == "orphan-port":
-            ovsdb.delete_port(bridge, f.subject)
-            links.delete(f.subject)
+            bridge, port = f.subject.split("/", 1)
+            ovsdb.delete_port(bridge, port)
+            links.delete(port)
         elif f.kind in ("endpoint-without-veth", "endpoint-unknown-to-docker"):
-            path = join(vlan_model.host_endpoints(host_id), f.subject)
+            driver, endpoint_id = f.subject.split("/", 1)
+            layout = LAYOUTS[driver]
+            path = join(layout.host_endpoints(host_id), endpoint_id)
             data = store.get_json(path)
             if data:
-                endpoint = vlan_model.VlanEndpoint.from_json(data)
-                ovsdb.delete_port(bridge, endpoint.host_port)
+                endpoint = SegmentEndpoint.from_json(data)
+                ovsdb.delete_port(bridges[driver], endpoint.host_port)
                 links.delete(endpoint.host_port)
-                segment_key = join(vlan_model.segment(endpoint.vlan), vlan_model.segment_key(endpoint.ip, endpoint.endpoint_id))
-                store.delete(segment_key)
+                store.delete(layout.record(endpoint.segment, endpoint.ip, endpoint.endpoint_id))
             store.delete(path)
         elif f.kind == "leaked-address":
             pool, address = f.subject.split("/", 1)
@@ -135,9 +145,10 @@ def repair(store: Store, ovsdb: Ovsdb, bridge: str, host_id: str, findings: list
         elif f.kind == "dead-host-record":
             if not dead_hosts:
                 continue
-            vlan, key = f.subject.split("/", 1)
-            node = store.get(join(vlan_model.segment(int(vlan)), key))
+            driver, number, key = f.subject.split("/", 2)
+            path = join(LAYOUTS[driver].segment(int(number)), key)
+            node = store.get(path)
             if node is not None:
-                store.commit([Delete(join(vlan_model.segment(int(vlan)), key), node.version)])
+                store.commit([Delete(path, node.version)])
         done.append(f"{f.kind} {f.subject}: {f.repair}")
     return done

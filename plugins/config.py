@@ -41,6 +41,10 @@ COMMON_OPTIONS = [
     Option("datapath", "system", "OVS datapath type: system (kernel module) or netdev (userspace)",
            choices=("system", "netdev")),
     Option("bridge", "ovsbr0", "the OVS bridge that host-setup made (drivers)"),
+    Option("vxlan_bridge", "acsvx0", "the OVS bridge of vxlan endpoints and the tunnel port; the vxlan driver makes it (drivers)"),
+    Option("vtep_ip", None, "the local VXLAN tunnel endpoint address (default: the host bridge's IPv4 address) (vxlan)"),
+    Option("orphan_grace", 60.0, "seconds an endpoint may stay unjoined before the driver removes it as orphaned "
+           "by dockerd (drivers)", float),
     Option("store_timeout", 5.0, "seconds any store call may take before the request fails", float),
     Option("threads", 8, "request threads of the plugin process", int),
     Option("log_level", "info", "debug, info, warning or error", choices=("debug", "info", "warning", "error")),

@@ -13,7 +13,7 @@ from ovsctl.ovsdb import Ovsdb
 from plugins.errors import AcsnetError, NotFound
 from plugins.plugin_client import get_json
 from plugins.store import ROOT, Store, join
-from plugins.vlan import model as vlan_model
+from plugins.segments.model import LAYOUTS, SegmentNetwork
 
 PLUGINS = ("acsnet", "vlan", "vxlan", "vpc")
 
@@ -36,8 +36,8 @@ def host_status(store: Store, host_id: str, plugin_dir: str, ovsdb: Ovsdb, bridg
     status = {"host": host_id, "plugins": plugin_health(plugin_dir), "store": {"connected": store.connected}}
     try:
         status["store"]["live_hosts"] = sorted(store.live_hosts())
-        status["networks"] = len(store.children(vlan_model.host_networks(host_id)))
-        status["endpoints"] = len(store.children(vlan_model.host_endpoints(host_id)))
+        status["networks"] = sum(len(store.children(layout.host_networks(host_id))) for layout in LAYOUTS.values())
+        status["endpoints"] = sum(len(store.children(layout.host_endpoints(host_id))) for layout in LAYOUTS.values())
     except AcsnetError as e:
         status["store"]["error"] = e.message
     status["ovs"] = {"reachable": ovsdb.reachable()}
@@ -65,25 +65,28 @@ def docker_network(docker_socket: str, name_or_id: str) -> dict | None:
 def inspect_network(store: Store, host_id: str, name_or_id: str, docker_socket: str) -> dict:
     docker = docker_network(docker_socket, name_or_id)
     network_id = docker["Id"] if docker else name_or_id
-    data = store.get_json(join(vlan_model.host_networks(host_id), network_id))
-    if data is None:
-        raise NotFound(f"{name_or_id} is not a vlan network of host {host_id}"
+    for layout in LAYOUTS.values():
+        data = store.get_json(join(layout.host_networks(host_id), network_id))
+        if data is not None:
+            break
+    else:
+        raise NotFound(f"{name_or_id} is not a vlan or vxlan network of host {host_id}"
                        + ("" if docker else " (and the local dockerd does not know that name)"))
-    network = vlan_model.VlanNetwork.from_json(data)
+    network = SegmentNetwork.from_json(data)
     names = {}
     for container_id, info in ((docker or {}).get("Containers") or {}).items():
         names[info.get("EndpointID", "")] = info.get("Name", container_id[:12])
     endpoints = []
-    segment = vlan_model.segment(network.vlan)
+    segment = layout.segment(network.segment)
     for key in store.children(segment):
         record = store.get_json(join(segment, key))
         if not record or record["ip"] not in network.subnet:
             continue
         endpoints.append({"container": names.get(record["endpoint_id"], record["endpoint_id"][:12]),
                           "ip": record["ip"], "mac": record["mac"], "host": record["host"],
-                          "port": f"vh{record['endpoint_id'][:12]}", "endpoint": record["endpoint_id"]})
-    return {"network": docker["Name"] if docker else network_id, "id": network_id, "driver": "vlan",
-            "vlan": network.vlan, "subnet": str(network.subnet.cidr), "gateway": network.gateway,
+                          "vtep": record["vtep"], "port": f"vh{record['endpoint_id'][:12]}", "endpoint": record["endpoint_id"]})
+    return {"network": docker["Name"] if docker else network_id, "id": network_id, "driver": layout.driver,
+            "segment": network.segment, "subnet": str(network.subnet.cidr), "gateway": network.gateway,
             "gateway_mac": network.gateway_mac, "mtu": network.mtu,
             "endpoints": sorted(endpoints, key=lambda e: (e["host"], e["ip"]))}
 
@@ -92,8 +95,12 @@ def inspect_host(store: Store, host_id: str) -> dict:
     host_path = join(ROOT, "hosts", host_id)
     if store.get(host_path) is None:
         raise NotFound(f"host {host_id} is not known to the store")
-    networks = [store.get_json(join(vlan_model.host_networks(host_id), n)) for n in store.children(vlan_model.host_networks(host_id))]
-    endpoints = [store.get_json(join(vlan_model.host_endpoints(host_id), e)) for e in store.children(vlan_model.host_endpoints(host_id))]
+    networks, endpoints = [], []
+    for layout in LAYOUTS.values():
+        networks += [{"driver": layout.driver, **(store.get_json(join(layout.host_networks(host_id), n)) or {})}
+                     for n in store.children(layout.host_networks(host_id))]
+        endpoints += [{"driver": layout.driver, **(store.get_json(join(layout.host_endpoints(host_id), e)) or {})}
+                      for e in store.children(layout.host_endpoints(host_id))]
     addresses = []
     for pool in store.children(POOLS):
         for address in store.children(join(POOLS, pool, "addresses")):
@@ -102,4 +109,4 @@ def inspect_host(store: Store, host_id: str) -> dict:
                 addresses.append({"pool": pool, "address": address, "kind": record["kind"]})
     return {"host": host_id, "alive": store.host_alive(host_id),
             "sessions": store.children(join(host_path, "sessions")),
-            "networks": [n for n in networks if n], "endpoints": [e for e in endpoints if e], "addresses": addresses}
+            "networks": [n for n in networks if len(n) > 1], "endpoints": [e for e in endpoints if len(e) > 1], "addresses": addresses}

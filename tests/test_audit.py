@@ -18,7 +18,7 @@ ghost, gone = json.loads(sys.argv[2]), json.loads(sys.argv[3])
 store.create(f"/acsnet/vlan/segments/217/{ghost['ip']}~{ghost['endpoint_id'][:12]}", encode(ghost))
 store.create(f"/acsnet/vlan/hosts/h1/endpoints/{gone['endpoint_id']}", encode(gone))
 store.create(f"/acsnet/vlan/segments/217/{gone['ip']}~{gone['endpoint_id'][:12]}",
-             encode({"host": "h1", "host_mac": "02:00:00:00:00:01", "ip": gone["ip"], "mac": gone["mac"], "endpoint_id": gone["endpoint_id"]}))
+             encode({"host": "h1", "host_mac": "02:00:00:00:00:01", "vtep": "", "ip": gone["ip"], "mac": gone["mac"], "endpoint_id": gone["endpoint_id"]}))
 store.close()
 """
 
@@ -65,19 +65,19 @@ def test_audit_finds_each_inconsistency_and_gc_repairs_them(lab):
         h1.run(["ip", "link", "add", orphan, "type", "veth", "peer", "name", "vcfeedface0000"])
         h1.run(["ovs-vsctl", "add-port", "ovsbr0", orphan, "--", "set", "interface", orphan,
                 "external_ids:acsnet-endpoint=feedface0000ffff"])
-        ghost = {"host": "ghost", "host_mac": "02:00:00:00:00:66", "ip": "198.51.100.66", "mac": "02:42:00:00:00:66",
+        ghost = {"host": "ghost", "host_mac": "02:00:00:00:00:66", "vtep": "", "ip": "198.51.100.66", "mac": "02:42:00:00:00:66",
                  "endpoint_id": "66" * 32}
-        gone = {"endpoint_id": "77" * 32, "network_id": "x" * 12, "vlan": 217, "ip": "198.51.100.77", "prefixlen": 24,
+        gone = {"endpoint_id": "77" * 32, "network_id": "x" * 12, "segment": 217, "ip": "198.51.100.77", "prefixlen": 24,
                 "mac": "02:42:00:00:00:77"}
         lab.node("svc").run([sys.executable, "-c", WRITE_RECORDS, lab.zookeeper_url, json.dumps(ghost), json.dumps(gone)])
         pool = h1.run([sys.executable, "-c", LEAK, V217[0], "198.51.100.99"]).stdout.strip()
 
         result = acsnet(lab, "audit", "--json", "--grace", "0", check=False)
         found = {(f["kind"], f["subject"]) for f in json.loads(result.stdout)}
-        expected = {("orphan-port", orphan), ("endpoint-without-veth", gone["endpoint_id"]),
-                    ("endpoint-unknown-to-docker", unadopted),
+        expected = {("orphan-port", f"ovsbr0/{orphan}"), ("endpoint-without-veth", f"vlan/{gone['endpoint_id']}"),
+                    ("endpoint-unknown-to-docker", f"vlan/{unadopted}"),
                     ("leaked-address", f"{pool}/198.51.100.99"),
-                    ("dead-host-record", f"217/{ghost['ip']}~{ghost['endpoint_id'][:12]}")}
+                    ("dead-host-record", f"vlan/217/{ghost['ip']}~{ghost['endpoint_id'][:12]}")}
         assert result.returncode == 1 and found == expected, found
 
         dry = json.loads(acsnet(lab, "gc", "--json", "--grace", "0", "--dead-hosts").stdout)

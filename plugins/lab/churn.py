@@ -45,9 +45,11 @@ def _address(lab: Lab, host: str, name: str) -> str | None:
     return json.loads(result.stdout)[0]["NetworkSettings"]["Networks"].get(NETWORK, {}).get("IPAddress") or None
 
 
-def churn(lab: Lab, seconds: float, *, fault: Callable[[], None] | None = None, fault_every: float = 20.0) -> ChurnReport:
+def churn(lab: Lab, seconds: float, *, fault: Callable[[], None] | None = None, fault_every: float = 20.0,
+          before_removal: Callable[[], None] | None = None) -> ChurnReport:
     """Every host runs and removes containers for `seconds`; `fault`, if given, is called every
-    `fault_every` seconds while it goes on. The network is made first and removed after."""
+    `fault_every` seconds while it goes on. The network is made first and removed after, once
+    `before_removal` (if given) has run."""
     hosts = lab.hosts()
     for host in hosts:
         lab.docker(host, "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--subnet", SUBNET,
@@ -99,8 +101,12 @@ def churn(lab: Lab, seconds: float, *, fault: Callable[[], None] | None = None, 
         if fault is not None and time.monotonic() >= next_fault:
             next_fault = time.monotonic() + fault_every
             fault()
+    if before_removal is not None:
+        before_removal()
     for host in hosts:
-        lab.docker(host, "network", "rm", NETWORK, check=False)
+        result = lab.docker(host, "network", "rm", NETWORK, check=False)
+        if result.returncode != 0:
+            report.errors.append(f"{host} network rm: {result.stderr.strip()[:300]}")
     return report
 
 

@@ -21,7 +21,7 @@ class VlanOptions:
     gateway_mac: str | None
 
 
-def _integer(text, what: str, low: int, high: int) -> int:
+def integer_option(text, what: str, low: int, high: int) -> int:
     try:
         value = int(str(text).strip())
     except ValueError:
@@ -37,8 +37,8 @@ def parse_vlan_options(request: NetworkCreate) -> VlanOptions:
         raise InvalidRequest("the vlan driver needs a VLAN: -o VlanId=N (1-4094)")
     if len({str(request.generic[k]) for k in given}) > 1:
         raise InvalidRequest(f"conflicting VLAN options: {', '.join(f'{k}={request.generic[k]}' for k in given)}")
-    vlan = _integer(request.generic[given[0]], "VlanId", 1, 4094)
-    mtu = _integer(request.generic[MTU_KEY], MTU_KEY, 68, 65535) if MTU_KEY in request.generic else None
+    vlan = integer_option(request.generic[given[0]], "VlanId", 1, 4094)
+    mtu = integer_option(request.generic[MTU_KEY], MTU_KEY, 68, 65535) if MTU_KEY in request.generic else None
     gateway_mac = request.generic.get(GATEWAY_MAC_KEY)
     if gateway_mac is not None:
         try:

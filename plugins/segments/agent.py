@@ -1,0 +1,448 @@
+"""The datapath of one segment driver (vlan, vxlan) on one host: the single owner of its store watches,
+its OVS ports and the flow table of its bridge.
+
+Desired state lives in the store (this host's networks and endpoints, and every host's segment
+records); OVS is programmed from it. Reconcile is the normal path: `sync` computes the whole flow table
+from the state and installs it atomically, whether one endpoint changed, a watch fired on another
+host's change, or the plugin just restarted. A worker thread handles watch events, removes endpoints
+dockerd orphaned, does the driver's own background work and re-syncs periodically (repairing flows
+someone removed); request handlers never wait on it, except for the flows of their own change.
+
+A driver subclasses `SegmentAgent` with what differs: its flows, its port options, what its segment
+records carry, and background work of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from ovsctl import links, openflow
+from ovsctl.ovsdb import Ovsdb
+from plugins.errors import AcsnetError, Conflict, NotFound, StoreUnavailable
+from plugins.metrics import PluginMetrics
+from plugins.segments.model import Layout, SegmentEndpoint, SegmentNetwork, SegmentRecord
+from plugins.store import ROOT, Create, Delete, Store, encode, join
+
+log = logging.getLogger(__name__)
+
+ENDPOINT_ID = "acsnet-endpoint"  # OVSDB external_ids key naming the endpoint that owns a port
+ORPHAN_GRACE_SECONDS = 60.0  # dockerd joins an endpoint within moments of creating it
+ORPHAN_CHECK_SECONDS = 5.0
+
+
+class SegmentAgent:
+    segment_name = "segment"  # how users call the number: "VLAN", "VNI"
+    withdraw_dead_hosts = False  # leave out the records of hosts whose every session ended
+
+    def __init__(self, store: Store, ovsdb: Ovsdb, layout: Layout, host_id: str, bridge: str, uplink: str, *,
+                 userspace_datapath: bool, resync_seconds: float = 30.0, orphan_grace: float = ORPHAN_GRACE_SECONDS,
+                 metrics: PluginMetrics | None = None):
+        self.store = store
+        self.ovsdb = ovsdb
+        self.layout = layout
+        self.host_id = host_id
+        self.bridge = bridge
+        self.uplink = uplink
+        self.host_mac = links.mac_of(uplink)
+        self.uplink_mtu = links.mtu_of(uplink)
+        self.userspace_datapath = userspace_datapath
+        self.resync_seconds = resync_seconds
+        self.orphan_grace = orphan_grace
+        self.metrics = metrics
+        self.networks: dict[str, SegmentNetwork] = {}
+        self.endpoints: dict[str, SegmentEndpoint] = {}
+        self._segments: dict[int, dict[str, SegmentRecord]] = {}
+        self._segment_names: dict[int, list[str]] = {}  # latest names seen by each segment watch
+        self._watched: set[int] = set()
+        self._ports: set[str] = set()  # this bridge's ports as this agent made them; checked against OVSDB by reconcile
+        self._alive: dict[str, bool] = {}  # other hosts with records, as their session watches last said
+        self._alive_in_flows: frozenset[str] = frozenset()
+        self._arrived: list[tuple[int, SegmentRecord]] = []  # other hosts' records new since the last pass
+        self._idle_since: dict[str, float] = {}  # endpoint → when its container end was first seen on the host
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._loaded = False
+
+    # -- what a driver defines -------------------------------------------------------------------
+
+    def flows(self) -> list[str]:
+        """The whole flow table of the bridge for the current state (called under the lock)."""
+        raise NotImplementedError
+
+    def port_options(self, endpoint: SegmentEndpoint) -> dict:
+        """Extra OVSDB settings of an endpoint's port (the vlan driver's tag)."""
+        return {}
+
+    def record_for(self, endpoint: SegmentEndpoint) -> SegmentRecord:
+        raise NotImplementedError
+
+    def flow_marks(self, network: SegmentNetwork) -> tuple[str, ...]:
+        """Substrings that tell a network's flows apart, for the per-network flow gauge."""
+        return ()
+
+    def background(self) -> None:
+        """The driver's own work on each pass of the worker."""
+
+    def joined(self, endpoint: SegmentEndpoint) -> None:
+        """A container joined the endpoint (Join must not wait behind a sync: take no lock)."""
+
+    def records_arrived(self, records: list[tuple[int, SegmentRecord]]) -> None:
+        """Other hosts' records that appeared after the first load, once their flows are installed."""
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Read the desired state, make OVS match it, then keep it matching. If the store does not
+        answer now, the worker keeps trying: the plugin serves (and fails requests clearly) meanwhile."""
+        try:
+            self._initial_load()
+        except AcsnetError as e:
+            log.warning("%s agent could not load its state yet (%s); retrying in the background", self.layout.driver, e.message)
+        self._worker = threading.Thread(target=self._work, name=f"{self.layout.driver}-agent", daemon=True)
+        self._worker.start()
+
+    def _initial_load(self) -> None:
+        with self._lock:
+            self._load()
+            self._reconcile_ports()
+            for number in {n.segment for n in self.networks.values()}:
+                self._watch(number)
+            self.sync()
+            self._loaded = True
+
+    def _ensure_loaded(self) -> None:
+        """Requests act on the stored state, never on an empty cache: before the first load succeeded,
+        a DeleteEndpoint answered "already gone" would leak the endpoint's port and records for good."""
+        if self._loaded:
+            return
+        with self._lock:
+            if self._loaded:
+                return
+            try:
+                self._initial_load()
+            except AcsnetError as e:
+                raise StoreUnavailable(f"the {self.layout.driver} driver on host {self.host_id} has not loaded its "
+                                       f"state from the store yet ({e.message}); retry") from None
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._wake.set()
+
+    def _load(self) -> None:
+        networks, endpoints = self.layout.host_networks(self.host_id), self.layout.host_endpoints(self.host_id)
+        for nid in self.store.children(networks):
+            data = self.store.get_json(join(networks, nid))
+            if data:
+                self.networks[nid] = SegmentNetwork.from_json(data)
+        for eid in self.store.children(endpoints):
+            data = self.store.get_json(join(endpoints, eid))
+            if data:
+                self.endpoints[eid] = SegmentEndpoint.from_json(data)
+
+    def _reconcile_ports(self) -> None:
+        """Remove ports no endpoint owns; re-attach endpoints whose veth survived; forget endpoints
+        whose veth is gone (their container is gone: a reboot, or a crash while we were down)."""
+        ports = self.ovsdb.ports(self.bridge)
+        self._ports = set(ports)
+        for name, info in ports.items():
+            owner = info["external_ids"].get(ENDPOINT_ID)
+            if owner and owner not in self.endpoints:
+                log.info("port=%s endpoint=%s removed: no endpoint owns it", name, owner)
+                self._repaired()
+                self.ovsdb.delete_port(self.bridge, name)
+                links.delete(name)
+        for endpoint in list(self.endpoints.values()):
+            # The veth decides, not OVSDB: after a reboot OVSDB still lists ports whose veths are gone.
+            if not links.exists(endpoint.host_port):
+                log.info("endpoint=%s forgotten: its veth is gone", endpoint.endpoint_id)
+                self._repaired()
+                self._forget_endpoint(endpoint)
+            elif endpoint.host_port not in ports:
+                log.info("endpoint=%s port re-attached", endpoint.endpoint_id)
+                self._repaired()
+                self._attach(endpoint)
+
+    # -- networks --------------------------------------------------------------------------------
+
+    def network(self, network_id: str) -> SegmentNetwork:
+        self._ensure_loaded()
+        network = self.networks.get(network_id)
+        if network is None:
+            raise NotFound(f"network {network_id} is not known to the {self.layout.driver} driver on host {self.host_id}")
+        return network
+
+    def add_network(self, network: SegmentNetwork) -> None:
+        self._ensure_loaded()
+        with self._lock:
+            self._check_segment_free(network)
+            path = join(self.layout.host_networks(self.host_id), network.network_id)
+            if not self.store.create(path, encode(network.to_json())):
+                current = self.store.get(path)
+                self.store.compare_and_set(path, encode(network.to_json()), current.version if current else 0)
+            self.networks[network.network_id] = network
+            self._watch(network.segment)
+            self.sync()
+        self._wake.set()
+
+    def _check_segment_free(self, network: SegmentNetwork) -> None:
+        for other in self.networks.values():
+            if other.segment == network.segment and other.subnet != network.subnet and other.network_id != network.network_id:
+                raise Conflict(f"{self.segment_name} {network.segment} is already used on host {self.host_id} by network "
+                               f"{other.network_id[:12]} with subnet {other.subnet.cidr}, not {network.subnet.cidr}")
+
+    def remove_network(self, network_id: str) -> None:
+        self._ensure_loaded()
+        with self._lock:
+            for endpoint in [e for e in self.endpoints.values() if e.network_id == network_id]:
+                self.remove_endpoint(endpoint.endpoint_id)
+            self.store.delete(join(self.layout.host_networks(self.host_id), network_id))
+            self.networks.pop(network_id, None)
+            self.sync()
+
+    # -- endpoints -------------------------------------------------------------------------------
+
+    def endpoint(self, endpoint_id: str) -> SegmentEndpoint:
+        self._ensure_loaded()
+        endpoint = self.endpoints.get(endpoint_id)
+        if endpoint is None:
+            raise NotFound(f"endpoint {endpoint_id} is not known to the {self.layout.driver} driver on host {self.host_id}")
+        return endpoint
+
+    def add_endpoint(self, endpoint: SegmentEndpoint) -> None:
+        self._ensure_loaded()
+        with self._lock:
+            if endpoint.endpoint_id in self.endpoints:
+                if not links.exists(endpoint.host_port):
+                    raise Conflict(f"endpoint {endpoint.endpoint_id} exists but its veth is gone; delete it first")
+                return  # dockerd retrying: idempotent
+            self._claim_segment_address(endpoint)
+            try:
+                self._attach(endpoint, create_veth=True)
+                self.endpoints[endpoint.endpoint_id] = endpoint
+                self.sync()
+            except BaseException:
+                try:
+                    self._forget_endpoint(endpoint)  # nothing half-made stays behind
+                except AcsnetError:
+                    self._drop_port(endpoint)  # the store failed too: its records are audit's to find
+                raise
+
+    def _claim_segment_address(self, endpoint: SegmentEndpoint) -> None:
+        """Record the address on its segment for every host, in one commit with this host's record;
+        a record of the same address left by a host that is gone is removed in the same commit."""
+        segment = self.layout.segment(endpoint.segment)
+        where = f"{self.segment_name} {endpoint.segment}"
+        self.store.create(segment)
+        self.store.create(self.layout.host_endpoints(self.host_id))
+        operations = []
+        for name in self.store.children(segment):
+            if name.split("~")[0] != endpoint.ip:
+                continue
+            node = self.store.get(join(segment, name))
+            if node is None:
+                continue
+            holder = SegmentRecord.from_json(node.json())
+            stale_here = holder.host == self.host_id and holder.endpoint_id not in self.endpoints
+            if not stale_here and holder.host != self.host_id and self.store.host_alive(holder.host):
+                raise Conflict(f"address {endpoint.ip} on {where} is in use by an endpoint on host {holder.host}")
+            if not stale_here and holder.host == self.host_id:
+                raise Conflict(f"address {endpoint.ip} on {where} is in use by another endpoint on this host")
+            operations.append(Delete(join(segment, name), node.version))
+        operations += [
+            Create(self.layout.record(endpoint.segment, endpoint.ip, endpoint.endpoint_id), encode(self.record_for(endpoint).to_json())),
+            Create(join(self.layout.host_endpoints(self.host_id), endpoint.endpoint_id), encode(endpoint.to_json())),
+        ]
+        if not self.store.commit(operations):
+            raise Conflict(f"address {endpoint.ip} on {where} changed hands while it was claimed; retry")
+
+    def _attach(self, endpoint: SegmentEndpoint, create_veth: bool = False) -> None:
+        network = self.networks.get(endpoint.network_id)
+        mtu = network.mtu if network else self.uplink_mtu
+        if create_veth:
+            links.create_veth(endpoint.host_port, endpoint.container_port, mtu=mtu, container_mac=endpoint.mac)
+            if self.userspace_datapath:
+                links.disable_tx_checksum(endpoint.host_port)
+                links.disable_tx_checksum(endpoint.container_port)
+        self.ovsdb.add_port(self.bridge, endpoint.host_port, **self.port_options(endpoint), external_ids={
+            ENDPOINT_ID: endpoint.endpoint_id, "acsnet-network": endpoint.network_id,
+            "acsnet-ip": endpoint.ip, "attached-mac": endpoint.mac})
+        self._ports.add(endpoint.host_port)
+
+    def remove_endpoint(self, endpoint_id: str) -> None:
+        self._ensure_loaded()
+        with self._lock:
+            endpoint = self.endpoints.get(endpoint_id)
+            if endpoint is None:
+                return  # already gone: idempotent
+            self._forget_endpoint(endpoint)
+            self.sync()
+
+    def _forget_endpoint(self, endpoint: SegmentEndpoint) -> None:
+        """The records go first: if the store fails, the endpoint is still known here and a retried
+        DeleteEndpoint finds it (a port left by a failure after that is an orphan reconcile removes)."""
+        self.store.delete(self.layout.record(endpoint.segment, endpoint.ip, endpoint.endpoint_id))
+        self.store.delete(join(self.layout.host_endpoints(self.host_id), endpoint.endpoint_id))
+        self._drop_port(endpoint)
+
+    def _drop_port(self, endpoint: SegmentEndpoint) -> None:
+        self.endpoints.pop(endpoint.endpoint_id, None)
+        self._ports.discard(endpoint.host_port)
+        self.ovsdb.delete_port(self.bridge, endpoint.host_port)
+        links.delete(endpoint.host_port)
+
+    # -- segments and flows ----------------------------------------------------------------------
+
+    def _watch(self, number: int) -> None:
+        if number in self._watched:
+            return
+        self._watched.add(number)
+        self._segments.setdefault(number, {})
+
+        def on_change(names: list[str]) -> None:  # on the store's thread: hand over, never block
+            self._segment_names[number] = names
+            self._wake.set()
+
+        self.store.watch_children(self.layout.segment(number), on_change)
+        self._refresh_segment(number)
+
+    def _refresh_segment(self, number: int) -> bool:
+        """Bring the cached records of a segment in line with its names; True if a record of another
+        host changed (this host's own records do not change its flows). Records are immutable, so only
+        new names are read."""
+        names = self._segment_names.get(number)
+        if names is None:
+            names = self.store.children(self.layout.segment(number))
+            self._segment_names[number] = names
+        cache = self._segments.setdefault(number, {})
+        changed = False
+        for gone in set(cache) - set(names):
+            changed |= cache.pop(gone).host != self.host_id
+        for name in set(names) - set(cache):
+            data = self.store.get_json(join(self.layout.segment(number), name))
+            if data:
+                cache[name] = SegmentRecord.from_json(data)
+                changed |= cache[name].host != self.host_id
+                if cache[name].host != self.host_id:
+                    if self.withdraw_dead_hosts:
+                        self._watch_host(cache[name].host)
+                    if self._loaded:
+                        self._arrived.append((number, cache[name]))
+        return changed
+
+    def _watch_host(self, host: str) -> None:
+        """Follow whether a host is alive (any of its plugins holds a store session)."""
+        if host in self._alive:
+            return
+        self._alive[host] = True
+
+        def on_change(sessions: list[str]) -> None:  # on the store's thread
+            self._alive[host] = bool(sessions)
+            self._wake.set()
+
+        self.store.watch_children(join(ROOT, "hosts", host, "sessions"), on_change)
+
+    def _liveness_changed(self) -> bool:
+        alive = frozenset(h for h, up in self._alive.items() if up)
+        changed, self._alive_in_flows = alive != self._alive_in_flows, alive
+        return changed
+
+    def remote_records(self, number: int) -> list[SegmentRecord]:
+        """Other hosts' records on a segment, as last seen (sorted, so flows come out the same)."""
+        records = [r for r in self._segments.get(number, {}).values() if r.host != self.host_id
+                   and (not self.withdraw_dead_hosts or self._alive.get(r.host, True))]
+        return sorted(records, key=lambda r: (r.ip, r.host, r.endpoint_id))
+
+    def attached_endpoints(self) -> list[SegmentEndpoint]:
+        """This host's endpoints whose port is on the bridge."""
+        return [e for e in self.endpoints.values() if e.host_port in self._ports]
+
+    def sync(self) -> None:
+        with self._lock:
+            flows = self.flows()
+            openflow.replace_flows(self.bridge, flows)
+            if self.metrics is not None:
+                self._report(flows)
+
+    def _report(self, flows: list[str]) -> None:
+        self.metrics.reconcile_runs.inc()
+        self.metrics.endpoints.clear()
+        self.metrics.flows.clear()
+        counted = 0
+        for network_id, network in self.networks.items():
+            endpoints = sum(1 for e in self.endpoints.values() if e.network_id == network_id)
+            self.metrics.endpoints.labels(network_id[:12]).set(endpoints)
+            marks = self.flow_marks(network)
+            mine = sum(1 for f in flows if any(m in f for m in marks))
+            self.metrics.flows.labels(network_id[:12]).set(mine)
+            counted += mine
+        self.metrics.flows.labels("shared").set(max(len(flows) - counted, 0))
+
+    def _repaired(self) -> None:
+        if self.metrics is not None:
+            self.metrics.reconcile_repairs.inc()
+
+    # -- the worker ------------------------------------------------------------------------------
+
+    def next_wake(self) -> float:
+        """Seconds the worker may sleep; a driver with timed work of its own wakes it sooner."""
+        return self.resync_seconds / 3
+
+    def _work(self) -> None:
+        last_full = last_orphan_check = time.monotonic()
+        while not self._stopped.is_set():
+            self._wake.wait(timeout=max(0.05, min(self.next_wake(), ORPHAN_CHECK_SECONDS)))
+            self._wake.clear()
+            try:
+                if not self._loaded:
+                    self._initial_load()
+                with self._lock:
+                    changed = any([self._refresh_segment(number) for number in list(self._watched)])
+                    if self._liveness_changed() or changed:
+                        self.sync()
+                    arrived, self._arrived = self._arrived, []
+                if arrived:
+                    self.records_arrived(arrived)
+                self.background()
+                if time.monotonic() - last_orphan_check >= ORPHAN_CHECK_SECONDS:
+                    last_orphan_check = time.monotonic()
+                    self._sweep_orphans()
+                if time.monotonic() - last_full > self.resync_seconds:
+                    last_full = time.monotonic()
+                    with self._lock:
+                        self._reconcile_ports()
+                        self.sync()  # also repairs flows removed behind our back
+            except Exception:  # the agent must outlive a store outage or an OVS hiccup
+                log.exception("%s agent pass failed; retrying", self.layout.driver)
+                time.sleep(1)
+
+    def _sweep_orphans(self) -> None:
+        """Remove endpoints no container uses. A joined endpoint's container end lives in the
+        container's namespace; one still in the host's namespace long after creation was never joined
+        (or was left and never deleted). dockerd makes such orphans when a plugin dies inside
+        CreateEndpoint: its retry re-sends a drained, empty body, the create fails on dockerd's side,
+        dockerd releases the address, and never sends a DeleteEndpoint — while the segment record
+        would keep that address blocked on every host."""
+        present = links.names()
+        now = time.monotonic()
+        with self._lock:
+            idle = {e.endpoint_id for e in self.endpoints.values() if e.container_port in present}
+            for gone in set(self._idle_since) - idle:
+                del self._idle_since[gone]
+            orphans = []
+            for endpoint_id in idle:
+                first_seen = self._idle_since.setdefault(endpoint_id, now)
+                endpoint = self.endpoints[endpoint_id]
+                if now - first_seen >= self.orphan_grace and time.time() - endpoint.since >= self.orphan_grace:
+                    orphans.append(endpoint)
+            for endpoint in orphans:
+                log.warning("endpoint=%s ip=%s removed: no container joined it in %gs (orphaned by dockerd)",
+                            endpoint.endpoint_id, endpoint.ip, self.orphan_grace)
+                self._repaired()
+                self._idle_since.pop(endpoint.endpoint_id, None)
+                self._forget_endpoint(endpoint)
+            if orphans:
+                self.sync()

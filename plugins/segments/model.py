@@ -1,0 +1,116 @@
+"""What a layer-2 segment driver (vlan, vxlan) stores, and where.
+
+A segment is one broadcast domain named by a number: a VLAN ID for the vlan driver, a VNI for vxlan.
+Key layout (below the store root `/acsnet`, `<driver>` being `vlan` or `vxlan`):
+    <driver>/hosts/<host>/networks/<network-id>    SegmentNetwork: this host's networks (dockerd never
+                                                   replays them)
+    <driver>/hosts/<host>/endpoints/<endpoint-id>  SegmentEndpoint: this host's endpoints, the desired
+                                                   local state
+    <driver>/segments/<number>/<ip>~<endpoint-id12>
+                                                   SegmentRecord: who holds an address on a segment, for
+                                                   every host's ARP answers and (vxlan) tunnel routes;
+                                                   immutable, so a watch on the children of a segment
+                                                   sees every change as a name added or removed
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import netaddr
+
+from plugins.store import ROOT, join
+
+DRIVERS = ("vlan", "vxlan")
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """The store paths of one segment driver."""
+
+    driver: str
+
+    @property
+    def root(self) -> str:
+        return join(ROOT, self.driver)
+
+    def host_networks(self, host: str) -> str:
+        return join(self.root, "hosts", host, "networks")
+
+    def host_endpoints(self, host: str) -> str:
+        return join(self.root, "hosts", host, "endpoints")
+
+    @property
+    def segments(self) -> str:
+        return join(self.root, "segments")
+
+    def segment(self, number: int) -> str:
+        return join(self.segments, str(number))
+
+    def record(self, number: int, ip: str, endpoint_id: str) -> str:
+        return join(self.segment(number), f"{ip}~{endpoint_id[:12]}")
+
+
+LAYOUTS = {driver: Layout(driver) for driver in DRIVERS}
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentNetwork:
+    network_id: str
+    segment: int
+    subnet: netaddr.IPNetwork
+    gateway: str | None
+    gateway_mac: str | None
+    mtu: int
+
+    def to_json(self) -> dict:
+        return {"network_id": self.network_id, "segment": self.segment, "subnet": str(self.subnet.cidr),
+                "gateway": self.gateway, "gateway_mac": self.gateway_mac, "mtu": self.mtu}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "SegmentNetwork":
+        return cls(d["network_id"], d["segment"], netaddr.IPNetwork(d["subnet"]), d.get("gateway"),
+                   d.get("gateway_mac"), d["mtu"])
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentEndpoint:
+    endpoint_id: str
+    network_id: str
+    segment: int
+    ip: str
+    prefixlen: int
+    mac: str
+    since: float = 0.0  # when it was created (orphans and audit give new endpoints a grace period)
+
+    @property
+    def host_port(self) -> str:
+        return f"vh{self.endpoint_id[:12]}"
+
+    @property
+    def container_port(self) -> str:
+        return f"vc{self.endpoint_id[:12]}"
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "SegmentEndpoint":
+        return cls(**d)
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentRecord:
+    host: str
+    host_mac: str  # vlan: what the ARP proxy answers for a remote container (MAC NAT)
+    vtep: str  # vxlan: the tunnel endpoint the container sits behind ("" for vlan)
+    ip: str
+    mac: str
+    endpoint_id: str
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "SegmentRecord":
+        return cls(**d)
