@@ -31,9 +31,17 @@ class Ovsdb:
         check_interface_name(bridge)
         return bridge in self.vsctl("list-br").split()
 
-    def add_bridge(self, bridge: str, datapath: str) -> None:
+    def add_bridge(self, bridge: str, datapath: str, *, secure: bool = False) -> None:
+        """`secure`: with no flows the bridge drops everything (rather than switching it NORMALly)."""
         check_interface_name(bridge)
-        self.vsctl("--may-exist", "add-br", bridge, "--", "set", "bridge", bridge, f"datapath_type={datapath}")
+        settings = [f"datapath_type={datapath}"] + (["fail_mode=secure"] if secure else [])
+        self.vsctl("--may-exist", "add-br", bridge, "--", "set", "bridge", bridge, *settings)
+
+    def add_tunnel_port(self, bridge: str, port: str, kind: str, options: dict[str, str]) -> None:
+        """A tunnel port (kind: vxlan, geneve...) with its options, or the existing one updated to them."""
+        check_interface_name(port)
+        self.vsctl("--may-exist", "add-port", check_interface_name(bridge), port, "--", "set", "interface", port,
+                   f"type={kind}", *[f'options:{k}="{v}"' for k, v in options.items()])
 
     def bridge_external_ids(self, bridge: str) -> dict[str, str]:
         return self._map(self.vsctl("--if-exists", "get", "bridge", check_interface_name(bridge), "external_ids"))

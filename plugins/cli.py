@@ -18,7 +18,7 @@ log = logging.getLogger("acsnet")
 
 # Plugin names dockerd knows each process by (`-d NAME`, `--ipam-driver NAME`): the socket's name.
 PLUGIN_NAMES = {"ipam": "acsnet", "vlan": "vlan", "vxlan": "vxlan", "vpc": "vpc"}
-PENDING_DRIVERS = {"vxlan": 5, "vpc": 6}
+PENDING_DRIVERS = {"vpc": 6}
 DEFAULT_LAB_DIR = "/var/lib/acsnet/lab"
 DEFAULT_LAB_PREFIX = "acsnet-lab"
 
@@ -194,7 +194,7 @@ def run_serve(args: argparse.Namespace) -> int:
         settings["default_pool"], settings["default_pool_size"],
         settings["default_pool_v6"], settings["default_pool_size_v6"],
     )
-    if args.plugin == "vlan":
+    if args.plugin in ("vlan", "vxlan"):
         from ovsctl.host_setup import host_layout
         from ovsctl.ovsdb import Ovsdb
 
@@ -226,15 +226,15 @@ def run_serve(args: argparse.Namespace) -> int:
         if args.plugin == "ipam":
             ipam = AcsnetIpam(store, settings["host_id"], supernets=supernets, timeout=settings["store_timeout"])
             return create_app(name=name, ipam_driver=ipam, metrics=metrics, health=store_health)
-        driver = build_vlan_driver(store, settings, metrics)
+        driver = (build_vlan_driver if args.plugin == "vlan" else build_vxlan_driver)(store, settings, metrics)
 
-        def vlan_health() -> dict:
+        def driver_health() -> dict:
             report = store_health()
             ovsdb_ok = driver.agent.ovsdb.reachable()
             return {**report, "ok": report["ok"] and ovsdb_ok, "ovsdb": "reachable" if ovsdb_ok else "unreachable",
                     "bridge": driver.agent.bridge, "endpoints": len(driver.agent.endpoints)}
 
-        return create_app(name=name, network_driver=driver, metrics=metrics, health=vlan_health)
+        return create_app(name=name, network_driver=driver, metrics=metrics, health=driver_health)
 
     def close_store():
         for store in opened:
@@ -254,9 +254,31 @@ def build_vlan_driver(store, settings, metrics=None):
     ovsdb = Ovsdb(settings["ovsdb"])
     layout = host_layout(ovsdb, settings["bridge"])
     agent = VlanAgent(store, ovsdb, settings["host_id"], layout.bridge, layout.uplink,
-                      userspace_datapath=layout.datapath == "netdev", metrics=metrics)
+                      userspace_datapath=layout.datapath == "netdev", orphan_grace=settings["orphan_grace"],
+                      metrics=metrics)
     agent.start()
     return VlanDriver(agent, settings["scope"])
+
+
+def build_vxlan_driver(store, settings, metrics=None):
+    from ovsctl import links
+    from ovsctl.host_setup import host_layout
+    from ovsctl.ovsdb import Ovsdb
+    from plugins.vxlan.agent import VxlanAgent
+    from plugins.vxlan.driver import VxlanDriver
+
+    ovsdb = Ovsdb(settings["ovsdb"])
+    layout = host_layout(ovsdb, settings["bridge"])
+    vtep = settings["vtep_ip"]
+    if not vtep:  # the host's underlay address: host-setup moved it from the uplink to the bridge
+        found = [a for a, _ in links.addresses(layout.bridge) if ":" not in a]
+        if not found:
+            raise AcsnetError(f"bridge {layout.bridge} has no IPv4 address to be the VTEP: give --vtep-ip")
+        vtep = found[0]
+    agent = VxlanAgent(store, ovsdb, settings["host_id"], settings["vxlan_bridge"], layout.uplink, vtep=vtep,
+                       datapath=layout.datapath, orphan_grace=settings["orphan_grace"], metrics=metrics)
+    agent.start()
+    return VxlanDriver(agent, settings["scope"])
 
 
 def run_host_setup(args: argparse.Namespace) -> int:
@@ -304,7 +326,7 @@ def run_status(args: argparse.Namespace) -> int:
     print(f"ovs: {'reachable' if ovs['reachable'] else 'NOT reachable'}"
           + (f"; bridge {ovs['bridge']} uplink {ovs['uplink']} ({ovs['datapath']}), {ovs['flows']} acsnet flows" if "bridge" in ovs else "")
           + (f"; {ovs['error']}" if "error" in ovs else ""))
-    print(f"vlan networks: {report.get('networks', '?')}; endpoints: {report.get('endpoints', '?')}")
+    print(f"networks: {report.get('networks', '?')}; endpoints: {report.get('endpoints', '?')}")
     rows = [{"plugin": name, "up": "yes" if p["up"] else "NO", "healthy": "yes" if p["healthy"] else "NO"}
             for name, p in report["plugins"].items()]
     print(_table(rows, ["plugin", "up", "healthy"]) if rows else "no plugin sockets in " + settings["plugin_dir"])
@@ -325,15 +347,18 @@ def run_inspect(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     elif args.kind == "network":
-        print(f"network {report['network']} ({report['id'][:12]}): vlan {report['vlan']}, subnet {report['subnet']}, "
-              f"gateway {report['gateway'] or '-'} at {report['gateway_mac'] or 'unknown MAC'}, mtu {report['mtu']}")
-        print(_table(report["endpoints"], ["container", "ip", "mac", "host", "port"]))
+        number = "VLAN" if report["driver"] == "vlan" else "VNI"
+        print(f"network {report['network']} ({report['id'][:12]}): {report['driver']}, {number} {report['segment']}, "
+              f"subnet {report['subnet']}, gateway {report['gateway'] or '-'} at {report['gateway_mac'] or 'unknown MAC'}, "
+              f"mtu {report['mtu']}")
+        columns = ["container", "ip", "mac", "host", "port"] + (["vtep"] if report["driver"] == "vxlan" else [])
+        print(_table(report["endpoints"], columns))
     else:
         print(f"host {report['host']}: {'alive' if report['alive'] else 'GONE'} (sessions: {', '.join(report['sessions']) or '-'})")
-        print(_table([{"network": n["network_id"][:12], "vlan": n["vlan"], "subnet": n["subnet"]} for n in report["networks"]],
-                     ["network", "vlan", "subnet"]))
-        print(_table([{"endpoint": e["endpoint_id"][:12], "ip": e["ip"], "mac": e["mac"], "vlan": e["vlan"]} for e in report["endpoints"]],
-                     ["endpoint", "ip", "mac", "vlan"]))
+        print(_table([{"network": n["network_id"][:12], "driver": n["driver"], "segment": n["segment"], "subnet": n["subnet"]}
+                      for n in report["networks"]], ["network", "driver", "segment", "subnet"]))
+        print(_table([{"endpoint": e["endpoint_id"][:12], "driver": e["driver"], "ip": e["ip"], "mac": e["mac"], "segment": e["segment"]}
+                      for e in report["endpoints"]], ["endpoint", "driver", "ip", "mac", "segment"]))
         print(_table(report["addresses"], ["address", "kind", "pool"]))
     return 0
 
@@ -344,7 +369,12 @@ def _audit(args: argparse.Namespace):
 
     settings, store = _open_for_ops(args)
     ovsdb = Ovsdb(settings["ovsdb"])
-    return settings, store, ovsdb, audit(store, ovsdb, settings["bridge"], settings["host_id"], args.docker, args.grace)
+    return settings, store, ovsdb, audit(store, ovsdb, driver_bridges(settings), settings["host_id"], args.docker, args.grace)
+
+
+def driver_bridges(settings: dict) -> dict[str, str]:
+    """Each segment driver's OVS bridge on this host."""
+    return {"vlan": settings["bridge"], "vxlan": settings["vxlan_bridge"]}
 
 
 def run_audit(args: argparse.Namespace) -> int:
@@ -363,7 +393,7 @@ def run_gc(args: argparse.Namespace) -> int:
     settings, store, ovsdb, findings = _audit(args)
     try:
         if args.apply:
-            done = repair(store, ovsdb, settings["bridge"], settings["host_id"], findings, dead_hosts=args.dead_hosts)
+            done = repair(store, ovsdb, driver_bridges(settings), settings["host_id"], findings, dead_hosts=args.dead_hosts)
         else:
             done = [f"{f.kind} {f.subject}: would {f.repair}" for f in findings
                     if f.kind != "dead-host-record" or args.dead_hosts]

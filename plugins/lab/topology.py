@@ -251,11 +251,22 @@ class Lab:
                 raise LabError(f"acsnet serve {plugin} on {host} did not stop")
             time.sleep(0.05)
 
-    def start_plugin(self, host: str, plugin: str) -> None:
+    def start_plugin(self, host: str, plugin: str, *options: str) -> None:
+        """Start a plugin as `up` does; `options` are extra flags of `acsnet serve` (until it restarts)."""
         state = self.state()
         node = self.node(host)
         PluginProcess.acsnet(plugin, "/run/docker/plugins", "--store", self.zookeeper_url, "--host-id", host,
-                             "--scope", state["scope"], "--datapath", "netdev", log_dir=node.workdir, host=node).start(wait=60)
+                             "--scope", state["scope"], "--datapath", "netdev", *options,
+                             log_dir=node.workdir, host=node).start(wait=60)
+
+    def log_tail(self, host: str, lines: int = 40) -> str:
+        """The last lines of every log of a host (its plugins and dockerd), for a failing test to show."""
+        workdir = self.node(host).workdir
+        parts = []
+        for name in sorted(n for n in os.listdir(workdir) if n.endswith(".log")):
+            with open(os.path.join(workdir, name), errors="replace") as f:
+                parts.append(f"--- {host}/{name}\n" + "".join(f.readlines()[-lines:]))
+        return "\n".join(parts)
 
     def power_off(self, host: str) -> None:
         """The host dies at once: its containers and processes are killed and its uplink goes down.
@@ -317,7 +328,7 @@ class Lab:
     @staticmethod
     def plugins() -> list[str]:
         """The plugins a lab host runs: the IPAM and each driver that has landed."""
-        return ["ipam", "vlan"]
+        return ["ipam", "vlan", "vxlan"]
 
     def docker(self, host: str, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
         return self.node(host).run([DOCKER_CLI, *args], check=check, timeout=timeout)

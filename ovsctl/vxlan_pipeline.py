@@ -1,0 +1,96 @@
+"""The vxlan driver's OpenFlow pipeline on its own bridge (acsvx0), built whole from the desired state.
+
+The bridge holds the containers' veths and one flow-based VXLAN port (remote_ip=flow, key=flow): the
+remote VTEP and the VNI are set per destination by these flows, so there is no mesh of per-host tunnel
+ports. The encapsulated packets leave through the host bridge (ovsbr0), which holds the VTEP address
+(Open vSwitch's userspace tunnelling routes them there). reg1 carries the packet's VNI through the
+tables. Nothing is flooded: ARP is answered here from the known routes, and a frame to a MAC no route
+names is dropped. Every flow has cookie 0xac6; the table is installed with one bundle.
+
+table 0, CLASSIFY
+  p300 in_port=<container port>,dl_src=<its MAC> -> reg1=<its VNI>, resubmit 10
+  p300 in_port=<tunnel>,tun_id=<VNI in use>      -> reg1=VNI, resubmit 20
+  p0                                             -> drop   (spoofed source, unknown VNI)
+table 10, FROM CONTAINER (reg1=VNI)
+  p200 arp,arp_op=1                              -> resubmit 30
+  p190 arp                                       -> drop   (replies and GARPs stay on the host)
+  p100 reg1=VNI,dl_dst=<local MAC>               -> output:<its port>
+  p100 reg1=VNI,dl_dst=<remote MAC>              -> tun_id=VNI, tun_dst=<its VTEP>, output:<tunnel>
+  p0                                             -> drop   (broadcast, unknown unicast)
+table 20, FROM TUNNEL (reg1=VNI)
+  p100 reg1=VNI,dl_dst=<local MAC>               -> output:<its port>
+  p0                                             -> drop
+table 30, ARP RESPONDER (reg1=VNI)
+  p100 arp,reg1=VNI,arp_tpa=<IP>                 -> ARP reply with the owner's MAC
+  p0                                             -> drop
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ovsctl.vlan_pipeline import arp_reply_actions
+
+COOKIE = "0xac6"
+CLASSIFY, FROM_CONTAINER, FROM_TUNNEL, ARP_RESPONDER = 0, 10, 20, 30
+
+
+@dataclasses.dataclass(frozen=True)
+class VxlanPort:
+    """A local container port on a VNI."""
+
+    port: str
+    vni: int
+    ip: str
+    mac: str
+
+
+@dataclasses.dataclass(frozen=True)
+class VxlanRoute:
+    """A container on another host: its address, MAC and the VTEP it sits behind."""
+
+    vni: int
+    ip: str
+    mac: str
+    vtep: str
+
+
+@dataclasses.dataclass(frozen=True)
+class VxlanDatapath:
+    tunnel: str  # the flow-based VXLAN port
+    vnis: frozenset[int]  # VNIs with a network on this host
+    local: tuple[VxlanPort, ...]
+    remote: tuple[VxlanRoute, ...]
+
+
+def _flow(table: int, priority: int, match: str, actions: str) -> str:
+    match = f",{match}" if match else ""
+    return f"cookie={COOKIE},table={table},priority={priority}{match},actions={actions}"
+
+
+def vxlan_flows(dp: VxlanDatapath) -> list[str]:
+    flows = [_flow(CLASSIFY, 0, "", "drop"),
+             _flow(FROM_CONTAINER, 200, "arp,arp_op=1", f"resubmit(,{ARP_RESPONDER})"),
+             _flow(FROM_CONTAINER, 190, "arp", "drop"),
+             _flow(FROM_CONTAINER, 0, "", "drop"),
+             _flow(FROM_TUNNEL, 0, "", "drop"),
+             _flow(ARP_RESPONDER, 0, "", "drop")]
+    for vni in sorted(dp.vnis):
+        flows.append(_flow(CLASSIFY, 300, f"in_port={dp.tunnel},tun_id={vni}", f"set_field:{vni}->reg1,resubmit(,{FROM_TUNNEL})"))
+    answered = set()
+    for p in dp.local:
+        flows.append(_flow(CLASSIFY, 300, f"in_port={p.port},dl_src={p.mac}", f"set_field:{p.vni}->reg1,resubmit(,{FROM_CONTAINER})"))
+        flows.append(_flow(FROM_CONTAINER, 100, f"reg1={p.vni},dl_dst={p.mac}", f"output:{p.port}"))
+        flows.append(_flow(FROM_TUNNEL, 100, f"reg1={p.vni},dl_dst={p.mac}", f"output:{p.port}"))
+        flows.append(_flow(ARP_RESPONDER, 100, f"arp,reg1={p.vni},arp_tpa={p.ip}", arp_reply_actions(p.mac, p.ip)))
+        answered.add((p.vni, p.ip))
+    forwarded = {(p.vni, p.mac) for p in dp.local}
+    for r in dp.remote:
+        if (r.vni, r.mac) not in forwarded:  # a local endpoint wins over a stale remote record
+            forwarded.add((r.vni, r.mac))
+            flows.append(_flow(FROM_CONTAINER, 100, f"reg1={r.vni},dl_dst={r.mac}",
+                               f"set_field:{r.vni}->tun_id,set_field:{r.vtep}->tun_dst,output:{dp.tunnel}"))
+        if (r.vni, r.ip) not in answered:
+            answered.add((r.vni, r.ip))
+            flows.append(_flow(ARP_RESPONDER, 100, f"arp,reg1={r.vni},arp_tpa={r.ip}", arp_reply_actions(r.mac, r.ip)))
+    return flows

@@ -1,0 +1,34 @@
+"""The vxlan network driver: private layer-2 networks over any IP underlay, one VNI each, so that
+networks are isolated and their subnets may overlap."""
+
+from __future__ import annotations
+
+from plugins.protocol import NetworkCreate
+from plugins.segments.driver import SegmentDriver, single_ipv4_subnet
+from plugins.segments.model import SegmentNetwork
+from plugins.vxlan import vni as generated
+from plugins.vxlan.agent import VxlanAgent
+from plugins.vxlan.options import parse_vxlan_options
+
+
+class VxlanDriver(SegmentDriver):
+    name = "vxlan"
+    agent: VxlanAgent
+
+    def _generated_key(self, network_id: str, subnet) -> str:
+        return network_id if self.scope == "global" else f"subnet-{str(subnet.cidr).replace('/', '_')}"
+
+    def create_network(self, request: NetworkCreate) -> None:
+        options = parse_vxlan_options(request)
+        data = single_ipv4_subnet(self.name, request)
+        vni = options.vni or generated.generated_vni(self.agent.store, self._generated_key(request.network_id, data.pool))
+        gateway = str(data.gateway.ip) if data.gateway is not None else None
+        mtu = options.mtu or self.agent.default_mtu
+        self.agent.add_network(SegmentNetwork(request.network_id, vni, data.pool, gateway, None, mtu))
+
+    def delete_network(self, network_id: str) -> None:
+        network = self.agent.networks.get(network_id)
+        super().delete_network(network_id)
+        if network is not None and self.scope == "global":
+            # A global network is deleted once for the cluster: its generated VNI is free again.
+            generated.release_generated(self.agent.store, self._generated_key(network_id, network.subnet))

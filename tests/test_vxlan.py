@@ -1,0 +1,157 @@
+"""The vxlan driver end to end in the lab: real dockerd, OVS (userspace datapath, userspace VXLAN
+tunnels), ZooKeeper. Two networks share the subnet 100.64.1.0/24 on VNIs 110 and 120."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import time
+import uuid
+
+from plugins.lab.dockerd import IMAGE
+from plugins.lab.topology import Lab
+from tests.test_vlan import QUICK, pings, remove
+
+SUBNET = "100.64.1.0/24"
+VTEPS = {"h1": "192.0.2.11", "h2": "192.0.2.12", "h3": "192.0.2.13"}
+
+
+def create_vxlan(lab: Lab, name: str, vni: int, hosts=("h1", "h2"), *extra: str) -> None:
+    # Local scope: each host creates the network. The IPAM shares a local pool between networks of
+    # the same subnet and options, so networks that overlap on purpose tell it apart with an ipam-opt.
+    for host in hosts:
+        lab.docker(host, "network", "create", "-d", "vxlan", "--ipam-driver", "acsnet", "--subnet", SUBNET,
+                   "--ipam-opt", f"vni={vni}", "-o", f"VxlanId={vni}", *extra, name)
+
+
+def serve(lab: Lab, host: str, name: str, network: str, ip: str) -> None:
+    """A container whose web page is its own name, so a reply says who answered."""
+    script = f"mkdir /www && echo {name} > /www/index.html && exec httpd -f -p 80 -h /www"
+    lab.docker(host, "run", "-d", *QUICK, "--net", network, "--ip", ip, "--name", name, IMAGE, "sh", "-c", script)
+
+
+def fetch(lab: Lab, host: str, container: str, address: str) -> str:
+    result = lab.docker(host, "exec", container, "timeout", "5", "wget", "-q", "-O", "-", f"http://{address}/", check=False)
+    return result.stdout.strip()
+
+
+def tunnel_flows(lab: Lab, host: str) -> list[str]:
+    out = lab.node(host).run(["ovs-ofctl", "--no-stats", "--names", "dump-flows", "acsvx0"]).stdout
+    return [line.strip() for line in out.splitlines() if "cookie=0xac6" in line]
+
+
+def points_at(flow: str, host: str) -> bool:
+    """The flow sends to the host's VTEP (ovs-ofctl prints set_field:IP->tun_dst as a load of its hex)."""
+    vtep = VTEPS[host]
+    return f"{vtep}->tun_dst" in flow or f"load:{int(ipaddress.IPv4Address(vtep)):#x}->NXM_NX_TUN_IPV4_DST[]" in flow
+
+
+def mtu(lab: Lab, host: str, container: str) -> int:
+    return int(lab.docker(host, "exec", container, "cat", "/sys/class/net/eth0/mtu").stdout)
+
+
+def test_overlapping_networks_across_hosts_are_isolated(lab):
+    tag = uuid.uuid4().hex[:4]
+    a, b = f"vx110-{tag}", f"vx120-{tag}"
+    names = {"h1": [f"n11-{tag}", f"n22-{tag}"], "h2": [f"n12-{tag}", f"n21-{tag}", f"n13-{tag}"]}
+    try:
+        create_vxlan(lab, a, 110)
+        create_vxlan(lab, b, 120)
+        serve(lab, "h1", f"n11-{tag}", a, "100.64.1.10")
+        serve(lab, "h2", f"n12-{tag}", a, "100.64.1.11")
+        serve(lab, "h2", f"n13-{tag}", a, "100.64.1.12")
+        serve(lab, "h2", f"n21-{tag}", b, "100.64.1.10")  # same address, other network: allowed
+        serve(lab, "h1", f"n22-{tag}", b, "100.64.1.11")
+
+        # Across hosts, each network reaches its own container of an address both networks use.
+        assert pings(lab, "h1", f"n11-{tag}", "100.64.1.11")
+        assert fetch(lab, "h1", f"n11-{tag}", "100.64.1.11") == f"n12-{tag}"
+        assert fetch(lab, "h2", f"n12-{tag}", "100.64.1.10") == f"n11-{tag}"
+        assert fetch(lab, "h2", f"n21-{tag}", "100.64.1.11") == f"n22-{tag}"
+        assert fetch(lab, "h1", f"n22-{tag}", "100.64.1.10") == f"n21-{tag}"
+        # Same host, same network; and nothing of network a is reachable from network b.
+        assert fetch(lab, "h2", f"n12-{tag}", "100.64.1.12") == f"n13-{tag}"
+        assert not pings(lab, "h2", f"n21-{tag}", "100.64.1.12", wait=2)
+        assert not pings(lab, "h1", f"n22-{tag}", "100.64.1.12", wait=2)
+
+        # The inner MTU leaves room for the 50 bytes of VXLAN encapsulation on the 1500-byte underlay.
+        assert mtu(lab, "h1", f"n11-{tag}") == 1450
+        # One tunnel port; each remote MAC is sent to its VTEP by a flow; nothing is flooded.
+        ports = lab.node("h1").run(["ovs-vsctl", "list-ports", "acsvx0"]).stdout.split()
+        assert [p for p in ports if not p.startswith("vh")] == ["acsvtep"]
+        flows = tunnel_flows(lab, "h1")
+        to_h2 = [f for f in flows if points_at(f, "h2")]
+        assert len(to_h2) == 3 and all("dl_dst=02:42:" in f for f in to_h2), to_h2
+        assert not any("FLOOD" in f or "ALL" in f or "NORMAL" in f for f in flows)
+    finally:
+        remove(lab, names, [a, b])
+    for host in ("h1", "h2"):
+        assert [f for f in tunnel_flows(lab, host) if "TUN_IPV4_DST" in f or "tun_dst" in f or "output:vh" in f] == []
+
+
+def test_mtu_option_and_bad_options_are_refused_clearly(lab):
+    tag = uuid.uuid4().hex[:4]
+    network = f"vxm-{tag}"
+    try:
+        lab.docker("h1", "network", "create", "-d", "vxlan", "--ipam-driver", "acsnet", "--subnet", "100.64.2.0/24",
+                   "-o", "VxlanId=130", "-o", "com.docker.network.driver.mtu=1400", network)
+        lab.docker("h1", "run", "-d", *QUICK, "--net", network, "--name", f"m-{tag}", IMAGE, "sleep", "600")
+        assert mtu(lab, "h1", f"m-{tag}") == 1400
+        for option, message in (("VxlanId=0", "VxlanId must be an integer from 1 to 16777215"),
+                                ("VxlanId=16777216", "VxlanId must be an integer from 1 to 16777215"),
+                                ("VxlanId=abc", "VxlanId must be an integer"),
+                                ("VxlanId=12000000", "range acsnet generates VNIs from")):
+            result = lab.docker("h1", "network", "create", "-d", "vxlan", "--ipam-driver", "acsnet",
+                                "--subnet", "100.64.3.0/24", "-o", option, f"bad-{tag}", check=False)
+            assert result.returncode != 0 and message in result.stderr, (option, result.stderr)
+    finally:
+        remove(lab, {"h1": [f"m-{tag}"]}, [network])
+
+
+def test_generated_vni_is_the_same_on_every_host(lab):
+    tag = uuid.uuid4().hex[:4]
+    network = f"vxg-{tag}"
+    try:
+        for host in ("h1", "h2"):
+            lab.docker(host, "network", "create", "-d", "vxlan", "--ipam-driver", "acsnet", "--subnet", "100.64.4.0/24", network)
+        lab.docker("h1", "run", "-d", *QUICK, "--net", network, "--name", f"g1-{tag}", IMAGE, "sleep", "600")
+        lab.docker("h2", "run", "-d", *QUICK, "--net", network, "--name", f"g2-{tag}", IMAGE, "sleep", "600")
+        address = json.loads(lab.docker("h2", "inspect", f"g2-{tag}").stdout)[0]["NetworkSettings"]["Networks"][network]["IPAddress"]
+        assert pings(lab, "h1", f"g1-{tag}", address)
+        vnis = {int(m, 0) for f in tunnel_flows(lab, "h1") if "in_port=acsvtep" in f
+                for m in re.findall(r"tun_id=(0x[0-9a-f]+|\d+)", f)}
+        assert any(v >= 10_000_000 for v in vnis), vnis
+    finally:
+        remove(lab, {"h1": [f"g1-{tag}"], "h2": [f"g2-{tag}"]}, [network])
+
+
+def test_dead_host_routes_are_withdrawn_and_its_ip_comes_back_elsewhere(tmp_path):
+    lab = Lab(str(tmp_path / "lab"), f"acsnet-v{uuid.uuid4().hex[:4]}")
+    try:
+        lab.up(hosts=3)
+        create_vxlan(lab, "vx", 140, hosts=("h1", "h2", "h3"))
+        serve(lab, "h1", "app", "vx", "100.64.1.20")
+        serve(lab, "h3", "client", "vx", "100.64.1.30")
+        assert fetch(lab, "h3", "client", "100.64.1.20") == "app"
+        assert any(points_at(f, "h1") for f in tunnel_flows(lab, "h3"))
+
+        lab.power_off("h1")
+        # Once h1's ZooKeeper session expires, every host drops its routes to h1 and h2 may take the address.
+        deadline = time.monotonic() + 40
+        while any(points_at(f, "h1") for h in ("h2", "h3") for f in tunnel_flows(lab, h)):
+            assert time.monotonic() < deadline, "routes to the dead host's VTEP were kept"
+            time.sleep(0.5)
+        while lab.docker("h2", "run", "-d", *QUICK, "--net", "vx", "--ip", "100.64.1.20", "--name", "app", IMAGE,
+                         "sh", "-c", "mkdir /www && echo moved > /www/index.html && exec httpd -f -p 80 -h /www",
+                         check=False).returncode != 0:
+            lab.docker("h2", "rm", "-f", "app", check=False)
+            assert time.monotonic() < deadline, "h2 never got the address of the dead host"
+            time.sleep(1)
+        started = time.monotonic()
+        while fetch(lab, "h3", "client", "100.64.1.20") != "moved":
+            assert time.monotonic() - started < 5, "the moved container was not reachable within 5 s"
+        assert [f for f in tunnel_flows(lab, "h3") if points_at(f, "h1")] == []
+    finally:
+        lab.down()
+    assert lab.leftovers() == []
