@@ -23,6 +23,13 @@ table 20, FROM TUNNEL (reg1=VNI)
 table 30, ARP RESPONDER (reg1=VNI)
   p100 arp,reg1=VNI,arp_tpa=<IP>                 -> ARP reply with the owner's MAC
   p0                                             -> drop
+
+A network with a gateway has a router on every host with its containers (`ovsctl.router`), on port
+vg<VNI> with the gateway's address and a MAC made from the VNI (the same on every host, so a moved
+container keeps its neighbour entry):
+  table 0   p300 in_port=<router port>,dl_src=<gateway MAC> -> reg1=VNI, resubmit 10
+  table 10  p100 reg1=VNI,dl_dst=<gateway MAC>     -> output:<router port>
+  table 30  p100 arp,reg1=VNI,arp_tpa=<gateway IP> -> ARP reply with the gateway MAC
 """
 
 from __future__ import annotations
@@ -56,11 +63,29 @@ class VxlanRoute:
 
 
 @dataclasses.dataclass(frozen=True)
+class VxlanGateway:
+    """The local router of a VNI."""
+
+    vni: int
+    ip: str
+    port: str
+
+    @property
+    def mac(self) -> str:
+        return gateway_mac(self.vni)
+
+
+def gateway_mac(vni: int) -> str:
+    return "02:ac:5e:" + ":".join(f"{b:02x}" for b in vni.to_bytes(3, "big"))
+
+
+@dataclasses.dataclass(frozen=True)
 class VxlanDatapath:
     tunnel: str  # the flow-based VXLAN port
     vnis: frozenset[int]  # VNIs with a network on this host
     local: tuple[VxlanPort, ...]
     remote: tuple[VxlanRoute, ...]
+    gateways: tuple[VxlanGateway, ...] = ()
 
 
 def _flow(table: int, priority: int, match: str, actions: str) -> str:
@@ -78,6 +103,11 @@ def vxlan_flows(dp: VxlanDatapath) -> list[str]:
     for vni in sorted(dp.vnis):
         flows.append(_flow(CLASSIFY, 300, f"in_port={dp.tunnel},tun_id={vni}", f"set_field:{vni}->reg1,resubmit(,{FROM_TUNNEL})"))
     answered = set()
+    for g in dp.gateways:
+        flows.append(_flow(CLASSIFY, 300, f"in_port={g.port},dl_src={g.mac}", f"set_field:{g.vni}->reg1,resubmit(,{FROM_CONTAINER})"))
+        flows.append(_flow(FROM_CONTAINER, 100, f"reg1={g.vni},dl_dst={g.mac}", f"output:{g.port}"))
+        flows.append(_flow(ARP_RESPONDER, 100, f"arp,reg1={g.vni},arp_tpa={g.ip}", arp_reply_actions(g.mac, g.ip)))
+        answered.add((g.vni, g.ip))
     for p in dp.local:
         flows.append(_flow(CLASSIFY, 300, f"in_port={p.port},dl_src={p.mac}", f"set_field:{p.vni}->reg1,resubmit(,{FROM_CONTAINER})"))
         flows.append(_flow(FROM_CONTAINER, 100, f"reg1={p.vni},dl_dst={p.mac}", f"output:{p.port}"))

@@ -254,8 +254,8 @@ def build_vlan_driver(store, settings, metrics=None):
     ovsdb = Ovsdb(settings["ovsdb"])
     layout = host_layout(ovsdb, settings["bridge"])
     agent = VlanAgent(store, ovsdb, settings["host_id"], layout.bridge, layout.uplink,
-                      userspace_datapath=layout.datapath == "netdev", orphan_grace=settings["orphan_grace"],
-                      metrics=metrics)
+                      userspace_datapath=layout.datapath == "netdev", cluster_wide=settings["scope"] == "global",
+                      orphan_grace=settings["orphan_grace"], metrics=metrics)
     agent.start()
     return VlanDriver(agent, settings["scope"])
 
@@ -276,7 +276,8 @@ def build_vxlan_driver(store, settings, metrics=None):
             raise AcsnetError(f"bridge {layout.bridge} has no IPv4 address to be the VTEP: give --vtep-ip")
         vtep = found[0]
     agent = VxlanAgent(store, ovsdb, settings["host_id"], settings["vxlan_bridge"], layout.uplink, vtep=vtep,
-                       datapath=layout.datapath, orphan_grace=settings["orphan_grace"], metrics=metrics)
+                       datapath=layout.datapath, cluster_wide=settings["scope"] == "global",
+                       orphan_grace=settings["orphan_grace"], metrics=metrics)
     agent.start()
     return VxlanDriver(agent, settings["scope"])
 
@@ -351,7 +352,7 @@ def run_inspect(args: argparse.Namespace) -> int:
         print(f"network {report['network']} ({report['id'][:12]}): {report['driver']}, {number} {report['segment']}, "
               f"subnet {report['subnet']}, gateway {report['gateway'] or '-'} at {report['gateway_mac'] or 'unknown MAC'}, "
               f"mtu {report['mtu']}")
-        columns = ["container", "ip", "mac", "host", "port"] + (["vtep"] if report["driver"] == "vxlan" else [])
+        columns = ["container", "ip", "mac", "host", "port"] + (["vtep", "published"] if report["driver"] == "vxlan" else [])
         print(_table(report["endpoints"], columns))
     else:
         print(f"host {report['host']}: {'alive' if report['alive'] else 'GONE'} (sessions: {', '.join(report['sessions']) or '-'})")

@@ -82,9 +82,11 @@ def inspect_network(store: Store, host_id: str, name_or_id: str, docker_socket: 
         record = store.get_json(join(segment, key))
         if not record or record["ip"] not in network.subnet:
             continue
+        published = store.get_json(join(layout.root, "hosts", record["host"], "published", record["endpoint_id"])) or []
         endpoints.append({"container": names.get(record["endpoint_id"], record["endpoint_id"][:12]),
                           "ip": record["ip"], "mac": record["mac"], "host": record["host"],
-                          "vtep": record["vtep"], "port": f"vh{record['endpoint_id'][:12]}", "endpoint": record["endpoint_id"]})
+                          "vtep": record["vtep"], "port": f"vh{record['endpoint_id'][:12]}", "endpoint": record["endpoint_id"],
+                          "published": ", ".join(f"{p['host_port']}->{p['port']}" for p in published)})
     return {"network": docker["Name"] if docker else network_id, "id": network_id, "driver": layout.driver,
             "segment": network.segment, "subnet": str(network.subnet.cidr), "gateway": network.gateway,
             "gateway_mac": network.gateway_mac, "mtu": network.mtu,

@@ -14,6 +14,16 @@ import pytest
 from plugins.lab.dockerd import IMAGE
 from plugins.lab.host import REPO, LabError
 from plugins.lab.topology import Lab
+from tests.test_vlan import pings
+
+COUNT_VXLAN_NETWORKS = """
+import sys
+from plugins.store import open_store
+from plugins.segments.model import LAYOUTS
+store, layout = open_store(sys.argv[1]), LAYOUTS["vxlan"]
+print(sum(len(store.children(layout.host_networks(h))) for h in store.children(layout.root + "/hosts"))
+      + len(store.children(layout.root + "/networks")))
+"""
 
 READ_HOLDERS = """
 import json, sys
@@ -101,6 +111,25 @@ def test_global_scope_networks_are_cluster_wide(tmp_path):
             time.sleep(0.2)
         scope = lab.docker("h2", "network", "inspect", "-f", "{{.Scope}}", "cluster-net").stdout.strip()
         assert scope == "global"
+
+        # vxlan: networks created once for the cluster, with one subnet and generated VNIs, isolated.
+        for name in ("vx-a", "vx-b"):
+            lab.docker("h1", "network", "create", "-d", "vxlan", "--ipam-driver", "acsnet", "--subnet", "100.64.8.0/24", name)
+        for host, name, network, ip in (("h1", "a1", "vx-a", "100.64.8.10"), ("h2", "a2", "vx-a", "100.64.8.11"),
+                                        ("h2", "b1", "vx-b", "100.64.8.10")):
+            lab.docker(host, "run", "-d", "--stop-timeout", "1", "--net", network, "--ip", ip, "--name", name, IMAGE, "sleep", "600")
+        assert lab.docker("h2", "network", "inspect", "-f", "{{.Scope}}", "vx-a").stdout.strip() == "global"
+        assert pings(lab, "h1", "a1", "100.64.8.11") and pings(lab, "h2", "a2", "100.64.8.10")
+        assert not pings(lab, "h2", "b1", "100.64.8.11", wait=2)
+        # Removed once (from h2, though h1 created it), it leaves every host.
+        lab.docker("h1", "rm", "-f", "a1", "a2", "b1", check=False)
+        lab.docker("h2", "rm", "-f", "a1", "a2", "b1", check=False)
+        for name in ("vx-a", "vx-b"):
+            lab.docker("h2", "network", "rm", name)
+        deadline = time.monotonic() + 10
+        while lab.node("svc").run([sys.executable, "-c", COUNT_VXLAN_NETWORKS, lab.zookeeper_url]).stdout.strip() != "0":
+            assert time.monotonic() < deadline, "a host kept a vxlan network deleted on another"
+            time.sleep(0.2)
     finally:
         lab.down()
     assert lab.leftovers() == []

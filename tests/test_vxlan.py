@@ -6,10 +6,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import sys
 import time
 import uuid
 
 from plugins.lab.dockerd import IMAGE
+from plugins.lab.topology import OUTSIDE_ADDRESS as OUTSIDE
 from plugins.lab.topology import Lab
 from tests.test_vlan import QUICK, pings, remove
 
@@ -79,7 +81,7 @@ def test_overlapping_networks_across_hosts_are_isolated(lab):
         assert mtu(lab, "h1", f"n11-{tag}") == 1450
         # One tunnel port; each remote MAC is sent to its VTEP by a flow; nothing is flooded.
         ports = lab.node("h1").run(["ovs-vsctl", "list-ports", "acsvx0"]).stdout.split()
-        assert [p for p in ports if not p.startswith("vh")] == ["acsvtep"]
+        assert [p for p in ports if not p.startswith(("vh", "vg"))] == ["acsvtep"]  # vg: the routers
         flows = tunnel_flows(lab, "h1")
         to_h2 = [f for f in flows if points_at(f, "h2")]
         assert len(to_h2) == 3 and all("dl_dst=02:42:" in f for f in to_h2), to_h2
@@ -155,3 +157,51 @@ def test_dead_host_routes_are_withdrawn_and_its_ip_comes_back_elsewhere(tmp_path
     finally:
         lab.down()
     assert lab.leftovers() == []
+
+
+def outside_get(lab: Lab, url: str) -> str | None:
+    """GET from the lab's outside host (a load balancer, say); None if nothing answers."""
+    script = ("import sys, urllib.request\ntry:\n    print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().strip())\n"
+              "except OSError:\n    sys.exit(1)")
+    result = lab.node("out").run([sys.executable, "-c", script, url], check=False)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def test_published_ports_and_snat_work_for_overlapping_subnets(lab, tmp_path):
+    tag = uuid.uuid4().hex[:4]
+    a, b = f"vxp1-{tag}", f"vxp2-{tag}"
+    names = {"h1": [f"web1-{tag}", f"web2-{tag}"]}
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "marker").write_text("outside\n")
+    server = lab.node("out").popen([sys.executable, "-m", "http.server", "8000", "--directory", str(www)],
+                                   str(tmp_path / "http.log"))
+    try:
+        for name, vni in ((a, 150), (b, 151)):
+            lab.docker("h1", "network", "create", "-d", "vxlan", "--ipam-driver", "acsnet", "--subnet", "100.64.5.0/24",
+                       "--ipam-opt", f"vni={vni}", "-o", f"VxlanId={vni}", name)
+        for name, network, port in ((f"web1-{tag}", a, 8080), (f"web2-{tag}", b, 8081)):
+            script = f"mkdir /www && echo {name} > /www/index.html && exec httpd -f -p 80 -h /www"
+            lab.docker("h1", "run", "-d", *QUICK, "--net", network, "--ip", "100.64.5.10", "-p", f"{port}:80",
+                       "--name", name, IMAGE, "sh", "-c", script)
+
+        # DNAT: each published port reaches its own container, although both have the same address.
+        assert outside_get(lab, f"http://{VTEPS['h1']}:8080/") == f"web1-{tag}"
+        assert outside_get(lab, f"http://{VTEPS['h1']}:8081/") == f"web2-{tag}"
+        report = json.loads(lab.node("h1").run([sys.executable, "-m", "plugins.cli", "inspect", "network", a, "--json",
+                                                "--store", lab.zookeeper_url, "--host-id", "h1"]).stdout)
+        assert [(e["container"], e["published"]) for e in report["endpoints"]] == [(f"web1-{tag}", "8080->80")]
+        # SNAT: a container reaches what the host reaches, seen from outside as the host's address.
+        for container in names["h1"]:
+            assert lab.docker("h1", "exec", container, "timeout", "5", "wget", "-q", "-O", "-",
+                              f"http://{OUTSIDE}:8000/marker").stdout.strip() == "outside"
+        assert (tmp_path / "http.log").read_text().count(f"{VTEPS['h1']} - -") >= 2
+
+        lab.docker("h1", "rm", "-f", f"web1-{tag}")
+        assert outside_get(lab, f"http://{VTEPS['h1']}:8080/") is None, "the port stays published after docker rm"
+        assert outside_get(lab, f"http://{VTEPS['h1']}:8081/") == f"web2-{tag}"
+    finally:
+        server.kill()
+        server.wait()
+        remove(lab, names, [a, b])
+    assert lab.node("h1").run(["ip", "netns", "list"]).stdout.count("acsvx-15") == 0, "routers outlive their networks"

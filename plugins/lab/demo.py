@@ -4,6 +4,7 @@ PASS/FAIL summary. Every scenario removes what it made, so the demo can run agai
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Callable
 
@@ -219,7 +220,68 @@ def vlan_scenario(lab: Lab, run: DemoRun) -> None:
     run.step("clean up", remove_everything)
 
 
-SCENARIOS = [underlay_scenario, ipam_scenario, vlan_scenario]
+def vxlan_scenario(lab: Lab, run: DemoRun) -> None:
+    """vxlan: two networks with one subnet across hosts, isolated; a published port and SNAT."""
+    run.begin("vxlan: VNI 110 and 120 with the same subnet across hosts, -p 8080:80, SNAT")
+    hosts = lab.hosts()[:2]
+    first, last = hosts[0], hosts[-1]
+    nets = {"demo-vxlan110": 110, "demo-vxlan120": 120}
+    containers = {first: ["demo-n1-1", "demo-web"], last: ["demo-n1-2", "demo-n2-1"]}
+    web = "mkdir /www && echo demo-web > /www/index.html && exec httpd -f -p 80 -h /www"
+
+    def clean():
+        for host in hosts:
+            docker(lab, host, "rm", "-f", *containers.get(host, []), check_ok=False)
+            for name in nets:
+                docker(lab, host, "network", "rm", name, check_ok=False)
+
+    clean()
+
+    def create_networks():
+        for host in hosts:
+            for name, vni in nets.items():
+                docker(lab, host, "network", "create", "-d", "vxlan", "--ipam-driver", "acsnet", "--subnet",
+                       "100.64.1.0/24", "--ipam-opt", f"vni={vni}", "-o", f"VxlanId={vni}", name)
+        return "demo-vxlan110 and demo-vxlan120, both 100.64.1.0/24"
+
+    def start_containers():
+        for host, name, net, ip in ((first, "demo-n1-1", "demo-vxlan110", "100.64.1.10"),
+                                    (last, "demo-n1-2", "demo-vxlan110", "100.64.1.11"),
+                                    (last, "demo-n2-1", "demo-vxlan120", "100.64.1.10")):
+            docker(lab, host, "run", "-d", "--stop-timeout", "1", "--net", net, "--ip", ip, "--name", name, IMAGE, "sleep", "3600")
+        docker(lab, first, "run", "-d", "--stop-timeout", "1", "--net", "demo-vxlan110", "-p", "8080:80", "--name", "demo-web",
+               IMAGE, "sh", "-c", web)
+        return f"n1-1 (.10) on {first}, n1-2 (.11) and n2-1 (.10, other network) on {last}, demo-web -p 8080:80 on {first}"
+
+    def across_hosts():
+        check(ping_from(lab, first, "demo-n1-1", "100.64.1.11"), "n1-1 cannot reach n1-2 across hosts")
+        return "100.64.1.10 on h1 <-> 100.64.1.11 on h2 over VXLAN"
+
+    def isolated():
+        check(not ping_from(lab, last, "demo-n2-1", "100.64.1.11", wait=2), "VNI 120 reached VNI 110")
+        return "n2-1 (VNI 120) cannot reach 100.64.1.11 of VNI 110"
+
+    def published():
+        address = host_address(hosts.index(first) + 1)
+        script = f"import urllib.request; print(urllib.request.urlopen('http://{address}:8080/', timeout=5).read().decode())"
+        got = lab.node("out").run([sys.executable, "-c", script], check=False).stdout.strip()
+        check(got == "demo-web", f"http://{address}:8080/ from the outside host gave {got!r}")
+        return f"the outside host gets demo-web at http://{address}:8080/"
+
+    def snat():
+        result = docker(lab, first, "exec", "demo-n1-1", "ping", "-c", "1", "-W", "2", OUTSIDE_ADDRESS, check_ok=False)
+        check(result.returncode == 0, f"n1-1 cannot reach the outside host {OUTSIDE_ADDRESS}")
+        return f"n1-1 reaches {OUTSIDE_ADDRESS} through its host's address"
+
+    if run.step("VXLAN networks on every host", create_networks) and run.step("containers on two hosts", start_containers):
+        run.step("same network talks across hosts", across_hosts)
+        run.step("same subnet, other network: isolated", isolated)
+        run.step("a published port answers from outside", published)
+        run.step("containers reach outside (SNAT)", snat)
+    run.step("clean up", lambda: (clean(), "containers and networks removed")[1])
+
+
+SCENARIOS = [underlay_scenario, ipam_scenario, vlan_scenario, vxlan_scenario]
 
 
 def run_demo(lab: Lab, out: Callable[[str], None] = print) -> bool:

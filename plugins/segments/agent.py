@@ -37,8 +37,8 @@ class SegmentAgent:
     withdraw_dead_hosts = False  # leave out the records of hosts whose every session ended
 
     def __init__(self, store: Store, ovsdb: Ovsdb, layout: Layout, host_id: str, bridge: str, uplink: str, *,
-                 userspace_datapath: bool, resync_seconds: float = 30.0, orphan_grace: float = ORPHAN_GRACE_SECONDS,
-                 metrics: PluginMetrics | None = None):
+                 userspace_datapath: bool, cluster_wide: bool = False, resync_seconds: float = 30.0,
+                 orphan_grace: float = ORPHAN_GRACE_SECONDS, metrics: PluginMetrics | None = None):
         self.store = store
         self.ovsdb = ovsdb
         self.layout = layout
@@ -50,6 +50,10 @@ class SegmentAgent:
         self.userspace_datapath = userspace_datapath
         self.resync_seconds = resync_seconds
         self.orphan_grace = orphan_grace
+        # Global scope: dockerd sends CreateNetwork and DeleteNetwork to one host only. The network is
+        # kept cluster-wide too; other hosts adopt it at their first endpoint, and drop it when it goes.
+        self.cluster_wide = cluster_wide
+        self._cluster_names: list[str] | None = None
         self.metrics = metrics
         self.networks: dict[str, SegmentNetwork] = {}
         self.endpoints: dict[str, SegmentEndpoint] = {}
@@ -87,6 +91,15 @@ class SegmentAgent:
     def background(self) -> None:
         """The driver's own work on each pass of the worker."""
 
+    def before_sync(self) -> None:
+        """Make what the flows will name (called under the lock)."""
+
+    def after_sync(self) -> None:
+        """Remove what the flows no longer name, and program what follows them (under the lock)."""
+
+    def endpoint_forgotten(self, endpoint: SegmentEndpoint) -> None:
+        """The endpoint's records are gone (under the lock)."""
+
     def joined(self, endpoint: SegmentEndpoint) -> None:
         """A container joined the endpoint (Join must not wait behind a sync: take no lock)."""
 
@@ -111,6 +124,8 @@ class SegmentAgent:
             self._reconcile_ports()
             for number in {n.segment for n in self.networks.values()}:
                 self._watch(number)
+            if self.cluster_wide:
+                self.store.watch_children(self._cluster_networks, self._on_cluster_networks)
             self.sync()
             self._loaded = True
 
@@ -168,9 +183,31 @@ class SegmentAgent:
 
     # -- networks --------------------------------------------------------------------------------
 
+    @property
+    def _cluster_networks(self) -> str:
+        return join(self.layout.root, "networks")
+
+    def _on_cluster_networks(self, names: list[str]) -> None:  # on the store's thread
+        self._cluster_names = names
+        self._wake.set()
+
+    def _drop_networks_gone_from_cluster(self) -> None:
+        names = self._cluster_names
+        if names is None:
+            return
+        for network_id in [n for n in self.networks if n not in names]:
+            if self.store.get(join(self._cluster_networks, network_id)) is None:  # not just a late event
+                log.info("network=%s removed: deleted on another host", network_id[:12])
+                self.remove_network(network_id)
+
     def network(self, network_id: str) -> SegmentNetwork:
         self._ensure_loaded()
         network = self.networks.get(network_id)
+        if network is None and self.cluster_wide:
+            data = self.store.get_json(join(self._cluster_networks, network_id))
+            if data:
+                network = SegmentNetwork.from_json(data)
+                self.add_network(network)
         if network is None:
             raise NotFound(f"network {network_id} is not known to the {self.layout.driver} driver on host {self.host_id}")
         return network
@@ -179,10 +216,14 @@ class SegmentAgent:
         self._ensure_loaded()
         with self._lock:
             self._check_segment_free(network)
-            path = join(self.layout.host_networks(self.host_id), network.network_id)
-            if not self.store.create(path, encode(network.to_json())):
-                current = self.store.get(path)
-                self.store.compare_and_set(path, encode(network.to_json()), current.version if current else 0)
+            paths = [join(self.layout.host_networks(self.host_id), network.network_id)]
+            if self.cluster_wide:
+                self.store.create(self._cluster_networks)
+                paths.append(join(self._cluster_networks, network.network_id))
+            for path in paths:
+                if not self.store.create(path, encode(network.to_json())):
+                    current = self.store.get(path)
+                    self.store.compare_and_set(path, encode(network.to_json()), current.version if current else 0)
             self.networks[network.network_id] = network
             self._watch(network.segment)
             self.sync()
@@ -199,6 +240,8 @@ class SegmentAgent:
         with self._lock:
             for endpoint in [e for e in self.endpoints.values() if e.network_id == network_id]:
                 self.remove_endpoint(endpoint.endpoint_id)
+            if self.cluster_wide:
+                self.store.delete(join(self._cluster_networks, network_id))
             self.store.delete(join(self.layout.host_networks(self.host_id), network_id))
             self.networks.pop(network_id, None)
             self.sync()
@@ -286,6 +329,7 @@ class SegmentAgent:
         DeleteEndpoint finds it (a port left by a failure after that is an orphan reconcile removes)."""
         self.store.delete(self.layout.record(endpoint.segment, endpoint.ip, endpoint.endpoint_id))
         self.store.delete(join(self.layout.host_endpoints(self.host_id), endpoint.endpoint_id))
+        self.endpoint_forgotten(endpoint)
         self._drop_port(endpoint)
 
     def _drop_port(self, endpoint: SegmentEndpoint) -> None:
@@ -362,8 +406,10 @@ class SegmentAgent:
 
     def sync(self) -> None:
         with self._lock:
+            self.before_sync()
             flows = self.flows()
             openflow.replace_flows(self.bridge, flows)
+            self.after_sync()
             if self.metrics is not None:
                 self._report(flows)
 
@@ -401,6 +447,8 @@ class SegmentAgent:
                     self._initial_load()
                 with self._lock:
                     changed = any([self._refresh_segment(number) for number in list(self._watched)])
+                    if self.cluster_wide:
+                        self._drop_networks_gone_from_cluster()
                     if self._liveness_changed() or changed:
                         self.sync()
                     arrived, self._arrived = self._arrived, []

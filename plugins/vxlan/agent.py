@@ -5,17 +5,21 @@ no host keeps a route to a dead one."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
-from ovsctl import arp, openflow
-from ovsctl.vxlan_pipeline import VxlanDatapath, VxlanPort, VxlanRoute, vxlan_flows
-from plugins.errors import AcsnetError
+from ovsctl import arp, openflow, router
+from ovsctl.router import Publication
+from ovsctl.vxlan_pipeline import VxlanDatapath, VxlanGateway, VxlanPort, VxlanRoute, gateway_mac, vxlan_flows
+from plugins.errors import AcsnetError, InvalidRequest
 from plugins.segments.agent import SegmentAgent
 from plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork, SegmentRecord
+from plugins.store import encode, join
 
 log = logging.getLogger(__name__)
 
 TUNNEL_PORT = "acsvtep"
+EPHEMERAL_FIRST = 32768  # host ports chosen for `-p PORT` without one
 VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
 
 
@@ -28,6 +32,9 @@ class VxlanAgent(SegmentAgent):
                          userspace_datapath=datapath == "netdev", **kwargs)
         self.vtep = vtep
         self.datapath = datapath
+        self.publications: dict[str, tuple[Publication, ...]] = {}  # endpoint → its published ports
+        self._nat_applied: tuple | None = None
+        self._routers: dict[int, router.Router] = {}
 
     @property
     def default_mtu(self) -> int:
@@ -38,6 +45,7 @@ class VxlanAgent(SegmentAgent):
         self.ovsdb.add_bridge(self.bridge, self.datapath, secure=True)
         self.ovsdb.add_tunnel_port(self.bridge, TUNNEL_PORT, "vxlan",
                                    {"remote_ip": "flow", "key": "flow", "local_ip": self.vtep})
+        self._routers = router.routers()  # after a restart, the routers already made
         super().start()
 
     def record_for(self, endpoint: SegmentEndpoint) -> SegmentRecord:
@@ -51,7 +59,118 @@ class VxlanAgent(SegmentAgent):
         vnis = {n.segment for n in self.networks.values()}
         local = tuple(VxlanPort(e.host_port, e.segment, e.ip, e.mac) for e in self.attached_endpoints())
         remote = tuple(VxlanRoute(vni, r.ip, r.mac, r.vtep) for vni in sorted(vnis) for r in self.remote_records(vni))
-        return VxlanDatapath(TUNNEL_PORT, frozenset(vnis), local, remote)
+        gateways = tuple(VxlanGateway(n.segment, n.gateway, router.gateway_port(n.segment))
+                         for n in self._routed_networks().values())
+        return VxlanDatapath(TUNNEL_PORT, frozenset(vnis), local, remote, gateways)
+
+    # -- routers, SNAT and published ports -------------------------------------------------------
+
+    def _routed_networks(self) -> dict[int, SegmentNetwork]:
+        """The networks that get a router here: those with a gateway (one per VNI)."""
+        return {n.segment: n for n in sorted(self.networks.values(), key=lambda n: n.network_id) if n.gateway}
+
+    def _published_path(self, endpoint_id: str = "") -> str:
+        return join(self.layout.root, "hosts", self.host_id, "published", endpoint_id) if endpoint_id else \
+            join(self.layout.root, "hosts", self.host_id, "published")
+
+    def _load(self) -> None:
+        super()._load()
+        for eid in self.store.children(self._published_path()):
+            data = self.store.get_json(self._published_path(eid))
+            if data:
+                self.publications[eid] = tuple(Publication(**p) for p in data)
+
+    def before_sync(self) -> None:
+        for vni, network in self._routed_networks().items():
+            port = router.gateway_port(vni)
+            if port in self._ports and vni in self._routers:
+                continue
+            self._routers[vni] = router.ensure_router(vni, network.gateway, network.subnet.prefixlen, gateway_mac(vni),
+                                                      network.mtu, userspace_datapath=self.userspace_datapath)
+            self.ovsdb.add_port(self.bridge, port, external_ids={"acsnet-router": str(vni)})
+            self._ports.add(port)
+
+    def after_sync(self) -> None:
+        wanted = self._routed_networks()
+        for vni in [v for v in router.routers() if v not in wanted]:
+            self.ovsdb.delete_port(self.bridge, router.gateway_port(vni))
+            self._ports.discard(router.gateway_port(vni))
+            router.remove_router(vni)
+            self._routers.pop(vni, None)
+        self._apply_nat()
+
+    def _apply_nat(self) -> None:
+        routed = []
+        for endpoint_id, publications in sorted(self.publications.items()):
+            endpoint = self.endpoints.get(endpoint_id)
+            if endpoint is not None and endpoint.segment in self._routers:
+                routed += [(self._routers[endpoint.segment], p) for p in publications]
+        desired = (tuple(sorted(self._routers.items())), tuple(routed))
+        if desired == self._nat_applied:
+            return
+        for vni, r in self._routers.items():
+            router.apply_router_nat(r, [p for rr, p in routed if rr.vni == vni])
+        if self._routers:
+            router.apply_host_nat([self.vtep], routed)
+        else:
+            router.remove_host_nat()
+        self._nat_applied = desired
+
+    def publish(self, endpoint_id: str, portmap: list[dict]) -> list[dict]:
+        """Publish an endpoint's ports (ProgramExternalConnectivity); returns the portmap as done, with
+        the host ports chosen for those asked as 0."""
+        self._ensure_loaded()
+        with self._lock:
+            endpoint = self.endpoint(endpoint_id)
+            if endpoint.segment not in self._routed_networks():
+                raise InvalidRequest(f"network {endpoint.network_id[:12]} has no gateway: its containers cannot publish ports")
+            taken = {(p.proto, p.host_port) for eid, ps in self.publications.items() if eid != endpoint_id for p in ps}
+            publications = []
+            for entry in portmap:
+                publication = self._publication(endpoint, entry, taken)
+                taken.add((publication.proto, publication.host_port))
+                publications.append(publication)
+            path = self._published_path(endpoint_id)
+            self.store.create(self._published_path())
+            value = encode([dataclasses.asdict(p) for p in publications])
+            if not self.store.create(path, value):
+                current = self.store.get(path)
+                self.store.compare_and_set(path, value, current.version if current else 0)
+            self.publications[endpoint_id] = tuple(publications)
+            self._apply_nat()
+            return [{"Proto": p.proto, "IP": p.ip, "Port": p.port, "HostIP": "", "HostPort": p.host_port,
+                     "HostPortEnd": p.host_port} for p in publications]
+
+    @staticmethod
+    def _publication(endpoint: SegmentEndpoint, entry: dict, taken: set) -> Publication:
+        try:
+            proto, port, host_port = int(entry.get("Proto", 6)), int(entry["Port"]), int(entry.get("HostPort") or 0)
+        except (KeyError, TypeError, ValueError):
+            raise InvalidRequest(f"malformed port mapping {entry!r}") from None
+        if proto not in router.PROTOCOLS:
+            raise InvalidRequest(f"port mapping {entry!r}: protocol {proto} is not tcp (6), udp (17) or sctp (132)")
+        if not (1 <= port <= 65535 and 0 <= host_port <= 65535):
+            raise InvalidRequest(f"port mapping {entry!r}: ports must be 1-65535")
+        if host_port == 0:
+            host_port = next((p for p in range(EPHEMERAL_FIRST, 65536) if (proto, p) not in taken), 0)
+            if host_port == 0:
+                raise InvalidRequest("no host port is left to publish on")
+        elif (proto, host_port) in taken:
+            raise InvalidRequest(f"host port {host_port}/{router.PROTOCOLS[proto]} is already published by another container")
+        return Publication(proto, host_port, endpoint.ip, port)
+
+    def unpublish(self, endpoint_id: str) -> None:
+        self._ensure_loaded()
+        with self._lock:
+            if endpoint_id in self.publications:
+                self.store.delete(self._published_path(endpoint_id))
+                del self.publications[endpoint_id]
+                self._apply_nat()
+
+    def endpoint_forgotten(self, endpoint: SegmentEndpoint) -> None:
+        if endpoint.endpoint_id in self.publications:
+            self.store.delete(self._published_path(endpoint.endpoint_id))
+            del self.publications[endpoint.endpoint_id]
 
     def flows(self) -> list[str]:
         return vxlan_flows(self.desired_datapath())

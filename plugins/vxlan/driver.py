@@ -3,12 +3,15 @@ networks are isolated and their subnets may overlap."""
 
 from __future__ import annotations
 
-from plugins.protocol import NetworkCreate
+from plugins.protocol import EndpointRef, ExternalConnectivity, NetworkCreate
 from plugins.segments.driver import SegmentDriver, single_ipv4_subnet
 from plugins.segments.model import SegmentNetwork
 from plugins.vxlan import vni as generated
 from plugins.vxlan.agent import VxlanAgent
 from plugins.vxlan.options import parse_vxlan_options
+
+
+PORTMAP = "com.docker.network.portmap"
 
 
 class VxlanDriver(SegmentDriver):
@@ -32,3 +35,19 @@ class VxlanDriver(SegmentDriver):
         if network is not None and self.scope == "global":
             # A global network is deleted once for the cluster: its generated VNI is free again.
             generated.release_generated(self.agent.store, self._generated_key(network_id, network.subnet))
+
+    def program_external_connectivity(self, request: ExternalConnectivity) -> None:
+        portmap = request.options.get(PORTMAP) or []
+        if portmap:
+            self.agent.publish(request.endpoint_id, portmap)
+
+    def revoke_external_connectivity(self, ref: EndpointRef) -> None:
+        self.agent.unpublish(ref.endpoint_id)
+
+    def endpoint_info(self, ref: EndpointRef) -> dict:
+        info = super().endpoint_info(ref)
+        published = self.agent.publications.get(ref.endpoint_id)
+        if published:  # what `docker port` and `docker ps` show
+            info[PORTMAP] = [{"Proto": p.proto, "IP": p.ip, "Port": p.port, "HostIP": "0.0.0.0", "HostPort": p.host_port,
+                              "HostPortEnd": p.host_port} for p in published]
+        return info
