@@ -48,7 +48,8 @@ if ops:
     store.commit(ops)
 print("written", flush=True)
 sys.stdin.read()  # hold the hosts' sessions until told to go
-store.delete(layout.segment(vni), recursive=True)
+for name in store.children(layout.segment(vni)):  # the segment node stays: hosts watch it
+    store.delete(layout.segment(vni) + "/" + name)
 store.close()
 """
 

@@ -78,6 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
     audit.set_defaults(run=run_audit)
     gc.set_defaults(run=run_gc)
 
+    front = commands.add_parser(
+        "front", help="a Docker API endpoint in front of dockerd that turns IP labels into IPAM config",
+        description="Serve the Docker Engine API for clients (DOCKER_HOST=...), passing everything to dockerd "
+        "untouched except container creation: label com.docker.network.endpoint.ipv4address=IP (and ipv6address) "
+        "becomes the container's --ip on its network.")
+    front.add_argument("--listen", action="append", required=True,
+                       help="unix:///run/acsnet/docker.sock or tcp://ADDR:PORT (repeatable; TCP needs --tls-* or --insecure)")
+    front.add_argument("--docker", default="unix:///var/run/docker.sock", help="dockerd's socket (default %(default)s)")
+    front.add_argument("--tls-cert", help="server certificate for TCP listeners (PEM)")
+    front.add_argument("--tls-key", help="its private key (PEM)")
+    front.add_argument("--tls-ca", help="CA that client certificates must be signed by")
+    front.add_argument("--insecure", action="store_true", help="allow TCP without TLS (anyone reaching it controls dockerd)")
+    front.set_defaults(run=run_front)
+
     units = commands.add_parser("install-units", help="install the systemd units and an example /etc/acsnet/acsnet.conf")
     units.add_argument("--dest", default="/etc/systemd/system", help="where units go (default /etc/systemd/system)")
     units.add_argument("--config-dir", default="/etc/acsnet", help="where acsnet.conf goes if absent (default /etc/acsnet)")
@@ -280,6 +294,32 @@ def build_vxlan_driver(store, settings, metrics=None):
                        orphan_grace=settings["orphan_grace"], metrics=metrics)
     agent.start()
     return VxlanDriver(agent, settings["scope"])
+
+
+def run_front(args: argparse.Namespace) -> int:
+    import ssl
+    import threading
+
+    from plugins.front.proxy import Front, listen
+
+    tls = None
+    if args.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_ca:
+            tls.load_verify_locations(args.tls_ca)
+            tls.verify_mode = ssl.CERT_REQUIRED
+    for url in args.listen:
+        if url.startswith("tcp://") and tls is None and not args.insecure:
+            raise AcsnetError(f"{url}: a TCP listener needs --tls-cert/--tls-key (and --tls-ca), or --insecure")
+    front = Front(args.docker)
+    servers = [listen(url, front, tls=tls) for url in args.listen]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    log.info("acsnet front on %s for %s", ", ".join(args.listen), args.docker)
+    for server in servers[1:]:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    servers[0].serve_forever()
+    return 0
 
 
 def run_host_setup(args: argparse.Namespace) -> int:

@@ -1,0 +1,66 @@
+"""Container creation as the front rewrites it: the IP labels of the original platform become the
+container's IPAM config for its network, which stock dockerd hands to the network and IPAM plugins.
+
+    com.docker.network.endpoint.ipv4address=IP   ->  NetworkingConfig.EndpointsConfig[net].IPAMConfig.IPv4Address
+    com.docker.network.endpoint.ipv6address=IP   ->  ...IPv6Address
+
+Pure: the caller supplies the network's subnets (from dockerd) and sends the errors back as 400s.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+import netaddr
+
+from plugins.errors import InvalidRequest
+
+LABELS = {4: "com.docker.network.endpoint.ipv4address", 6: "com.docker.network.endpoint.ipv6address"}
+FIELDS = {4: "IPv4Address", 6: "IPv6Address"}
+NOT_A_NETWORK = ("", "default", "bridge", "host", "none")
+
+
+def wants_rewrite(config: dict) -> bool:
+    labels = config.get("Labels") or {}
+    return any(label in labels for label in LABELS.values())
+
+
+def rewrite_create(body: bytes, subnets_of: Callable[[str], list[str] | None]) -> bytes:
+    """The create request with the IP labels applied, or `body` itself when it carries none.
+    `subnets_of(network)` gives the network's subnets, or None if dockerd does not know it."""
+    try:
+        config = json.loads(body or b"{}")
+    except ValueError:
+        return body  # not ours to judge: dockerd answers it
+    if not isinstance(config, dict) or not wants_rewrite(config):
+        return body
+    labels = config.get("Labels") or {}
+    network = ((config.get("HostConfig") or {}).get("NetworkMode") or "")
+    if network in NOT_A_NETWORK or network.startswith("container:"):
+        raise InvalidRequest(f"label {next(l for l in LABELS.values() if l in labels)} needs a user-defined network "
+                             f"(--net NAME), not {network or 'the default network'!r}")
+    subnets = subnets_of(network)
+    if subnets is None:
+        raise InvalidRequest(f"network {network!r} not found")
+    networking = config["NetworkingConfig"] = config.get("NetworkingConfig") or {}
+    endpoints = networking["EndpointsConfig"] = networking.get("EndpointsConfig") or {}
+    settings = endpoints[network] = endpoints.get(network) or {}
+    ipam = settings["IPAMConfig"] = settings.get("IPAMConfig") or {}
+    for version, label in LABELS.items():
+        if label not in labels:
+            continue
+        text = str(labels[label]).strip()
+        try:
+            address = netaddr.IPAddress(text, version)
+        except (netaddr.AddrFormatError, ValueError, TypeError):
+            raise InvalidRequest(f"label {label}: {text!r} is not an IPv{version} address") from None
+        inside = [s for s in subnets if netaddr.IPNetwork(s).version == version]
+        if not any(address in netaddr.IPNetwork(s) for s in inside):
+            raise InvalidRequest(f"label {label}: {address} is outside network {network}'s subnet"
+                                 f"{'s' if len(inside) != 1 else ''} {', '.join(inside) or '(none of this IP version)'}")
+        given = ipam.get(FIELDS[version])
+        if given and netaddr.IPAddress(given) != address:
+            raise InvalidRequest(f"label {label}={address} and --ip{'6' if version == 6 else ''} {given} disagree")
+        ipam[FIELDS[version]] = str(address)
+    return json.dumps(config).encode()

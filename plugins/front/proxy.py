@@ -1,0 +1,205 @@
+"""`acsnet front`: a Docker Engine API endpoint in front of dockerd that passes every request and response
+through untouched, except container creation (`create.rewrite_create`).
+
+Each client connection carries one request: the front reads its head (and, for a container create,
+its body), asks dockerd to close after answering (`Connection: close`), and from then on copies bytes
+both ways until both sides are done. So streaming answers (`logs -f`, `events`, `build`) and hijacked
+connections (`attach`, `exec -ti`: `Upgrade: tcp`) pass as they are, and the Docker client simply
+opens a new connection for its next request. Nothing is buffered but the head and a create's body.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import socket
+import socketserver
+import ssl
+import threading
+import urllib.parse
+
+from plugins.errors import AcsnetError
+from plugins.front.create import rewrite_create
+from plugins.plugin_client import get_json
+
+log = logging.getLogger(__name__)
+
+HEAD_LIMIT = 64 * 1024
+BODY_LIMIT = 16 * 1024 * 1024
+CREATE = re.compile(r"^/(v[\d.]+/)?containers/create(\?|$)")
+CHUNK = 64 * 1024
+
+
+class BadRequest(Exception):
+    pass
+
+
+def _read_head(conn: socket.socket) -> tuple[bytes, bytes]:
+    """The request head (through the blank line) and whatever of the body came with it."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        if len(data) > HEAD_LIMIT:
+            raise BadRequest("request head too large")
+        chunk = conn.recv(CHUNK)
+        if not chunk:
+            raise BadRequest("connection closed inside the request head")
+        data += chunk
+    head, rest = data.split(b"\r\n\r\n", 1)
+    return head + b"\r\n\r\n", rest
+
+
+def _headers(head: bytes) -> tuple[str, str, list[tuple[str, str]]]:
+    lines = head.decode("latin-1").split("\r\n")
+    method, target, _version = lines[0].split(" ", 2)
+    headers = []
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers.append((name.strip(), value.strip()))
+    return method, target, headers
+
+
+def _with_headers(head: bytes, set_headers: dict[str, str]) -> bytes:
+    """The head with these headers replaced (or added), every other line kept byte for byte."""
+    lines = head[:-4].split(b"\r\n")
+    names = {k.lower() for k in set_headers}
+    kept = [lines[0]] + [line for line in lines[1:] if line.split(b":", 1)[0].strip().decode("latin-1").lower() not in names]
+    kept += [f"{k}: {v}".encode("latin-1") for k, v in set_headers.items()]
+    return b"\r\n".join(kept) + b"\r\n\r\n"
+
+
+def _error(conn: socket.socket, status: int, message: str) -> None:
+    body = json.dumps({"message": message}).encode()
+    reason = {400: "Bad Request", 502: "Bad Gateway"}.get(status, "Error")
+    conn.sendall(f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                 f"Connection: close\r\n\r\n".encode() + body)
+
+
+def _pipe(source: socket.socket, target: socket.socket) -> None:
+    try:
+        while True:
+            chunk = source.recv(CHUNK)
+            if not chunk:
+                break
+            target.sendall(chunk)
+    except OSError:
+        pass
+    finally:
+        try:
+            target.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+class Front:
+    def __init__(self, docker: str):
+        if not docker.startswith("unix://"):
+            raise AcsnetError(f"--docker must be a unix:// socket, not {docker!r}")
+        self.docker_socket = docker[len("unix://"):]
+
+    def _upstream(self) -> socket.socket:
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        upstream.connect(self.docker_socket)
+        return upstream
+
+    def _subnets(self, network: str) -> list[str] | None:
+        status, body = get_json(self.docker_socket, f"/networks/{urllib.parse.quote(network, safe='')}", timeout=30.0)
+        if status != 200:
+            return None
+        return [c["Subnet"] for c in ((body.get("IPAM") or {}).get("Config") or []) if c.get("Subnet")]
+
+    def handle(self, conn: socket.socket) -> None:
+        try:
+            head, early = _read_head(conn)
+            method, target, headers = _headers(head)
+        except (BadRequest, ValueError, OSError) as e:
+            try:
+                _error(conn, 400, f"acsnet front: malformed request: {e}")
+            except OSError:
+                pass
+            return
+        lower = {k.lower(): v for k, v in headers}
+        upgrade = "upgrade" in lower.get("connection", "").lower()
+        body = None
+        if method == "POST" and CREATE.match(target):
+            try:
+                length = int(lower.get("content-length", "0"))
+            except ValueError:
+                length = -1
+            if not 0 <= length <= BODY_LIMIT or "chunked" in lower.get("transfer-encoding", "").lower():
+                _error(conn, 400, "acsnet front: a container create needs a Content-Length body of at most 16 MiB")
+                return
+            body = early
+            while len(body) < length:
+                chunk = conn.recv(CHUNK)
+                if not chunk:
+                    return
+                body += chunk
+            try:
+                body = rewrite_create(body[:length], self._subnets)
+            except AcsnetError as e:
+                _error(conn, 400, e.message)
+                return
+            except OSError as e:
+                _error(conn, 502, f"acsnet front: dockerd unreachable: {e}")
+                return
+            head = _with_headers(head, {"Content-Length": str(len(body)), "Connection": "close"})
+            early = b""
+        elif not upgrade:
+            head = _with_headers(head, {"Connection": "close"})
+        try:
+            upstream = self._upstream()
+        except OSError as e:
+            _error(conn, 502, f"acsnet front: dockerd unreachable at {self.docker_socket}: {e}")
+            return
+        with upstream:
+            upstream.sendall(head + (body if body is not None else early))
+            back = threading.Thread(target=_pipe, args=(upstream, conn), daemon=True)
+            back.start()
+            _pipe(conn, upstream)
+            back.join()
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        self.server.front.handle(self.request)
+
+
+class UnixFront(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+class TcpFront(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address, handler, tls: ssl.SSLContext | None):
+        super().__init__(address, handler)
+        self.tls = tls
+
+    def get_request(self):
+        conn, address = super().get_request()
+        return (self.tls.wrap_socket(conn, server_side=True) if self.tls else conn), address
+
+
+def listen(url: str, front: Front, *, tls: ssl.SSLContext | None = None) -> socketserver.BaseServer:
+    """A server for `unix:///path` (mode 0660, like docker.sock) or `tcp://host:port`."""
+    if url.startswith("unix://"):
+        path = url[len("unix://"):]
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        if os.path.exists(path):
+            os.unlink(path)
+        old = os.umask(0o117)
+        try:
+            server = UnixFront(path, _Handler)
+        finally:
+            os.umask(old)
+    elif url.startswith("tcp://"):
+        host, _, port = url[len("tcp://"):].rpartition(":")
+        server = TcpFront((host.strip("[]") or "0.0.0.0", int(port)), _Handler, tls)
+    else:
+        raise AcsnetError(f"--listen must be unix:///path or tcp://host:port, not {url!r}")
+    server.front = front
+    return server
