@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 import uuid
 
 import netaddr
@@ -35,10 +36,13 @@ from ipam.model import (
     GLOBAL_SPACE,
     LOCAL_SPACE,
     POOLS,
+    RETAINED,
     SUBNETS,
     AddressRecord,
     Pool,
+    Retention,
     pool_path,
+    retention_path,
     subnet_key,
 )
 from plugins.driver import IpamDriver
@@ -257,6 +261,10 @@ class AcsnetIpam(IpamDriver):
         return address
 
     def _claim_endpoint(self, pool: Pool, address, current: AddressRecord, wanted: AddressRecord) -> AddressRecord:
+        if current.kind == RETAINED:
+            # Kept for an application: a pinned request takes it (the front pins its app's containers to them).
+            log.info("pool=%s address=%s retained for %s handed out again", pool.pool_id, address, current.holders[0])
+            return wanted
         if current.kind != ENDPOINT:
             raise Conflict(f"address {address} is the {current.kind} address of pool {pool.pool_id} ({pool.network.cidr})")
         holder = current.holders[0]
@@ -277,6 +285,15 @@ class AcsnetIpam(IpamDriver):
             return current
         return AddressRecord(kind, tuple(sorted(current.holders + (self.host_id,))), current.mac, current.since)
 
+    def _retained(self, pool: Pool, address) -> AddressRecord | None:
+        """What a released endpoint address becomes: kept for its application, if it has one."""
+        data = self.store.get_json(retention_path(pool.network, address))
+        if not data:
+            return None
+        retention = Retention.from_json(data)
+        log.info("pool=%s address=%s kept for application %s for %gs", pool.pool_id, address, retention.app, retention.seconds)
+        return AddressRecord(RETAINED, (retention.app,), None, time.time(), time.time() + retention.seconds)
+
     def release_address(self, request: AddressRelease) -> None:
         if self._load_pool(request.pool_id) is None:
             return  # the pool is gone, and its addresses with it: idempotent
@@ -289,9 +306,11 @@ class AcsnetIpam(IpamDriver):
             self._forget_pool(request.pool_id)
 
     def _remaining_after_release(self, pool: Pool, address, current: AddressRecord) -> AddressRecord | None:
+        if current.kind == RETAINED:
+            return current  # dockerd releasing again: the application keeps it
         if current.kind == ENDPOINT:
             if current.holders == (self.host_id,):
-                return None
+                return self._retained(pool, address)
             log.warning(
                 "pool=%s address=%s release from host %s ignored: held by host %s",
                 pool.pool_id, address, self.host_id, current.holders[0],

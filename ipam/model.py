@@ -7,6 +7,8 @@ Key layout (below the store root `/acsnet`):
     ipam/pools/<pool-id>/chunks/<n>      bitmap of offsets n*4096 .. n*4096+4095 (bytes)
     ipam/pools/<pool-id>/addresses/<ip>  AddressRecord (JSON): who holds the address
     ipam/subnets/<cidr>/<pool-id>        which pools use a subnet (auto pools must not overlap any)
+    ipam/retention/<cidr>/<ip>           Retention: the application an address is kept for when its
+                                         container goes (written by `acsnet front` for acsnet.app=NAME)
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ POOL_NAME_OPTION = "acsnet.pool"
 
 POOLS = join(ROOT, "ipam", "pools")
 SUBNETS = join(ROOT, "ipam", "subnets")
+RETENTION = join(ROOT, "ipam", "retention")
+DEFAULT_RETENTION_SECONDS = 24 * 3600
 
 
 def pool_path(pool_id: str, *rest: str) -> str:
@@ -65,19 +69,40 @@ class Pool:
         )
 
 
-ENDPOINT, GATEWAY, AUX = "endpoint", "gateway", "aux"
+ENDPOINT, GATEWAY, AUX, RETAINED = "endpoint", "gateway", "aux", "retained"
 
 
 @dataclasses.dataclass(frozen=True)
 class AddressRecord:
-    kind: str  # endpoint | gateway | aux
-    holders: tuple[str, ...]  # host ids; an endpoint address has exactly one
+    kind: str  # endpoint | gateway | aux | retained
+    holders: tuple[str, ...]  # host ids; an endpoint address has exactly one; a retained one, its application
     mac: str | None = None
     since: float = dataclasses.field(default_factory=time.time)
+    until: float | None = None  # a retained address: kept for its application until then
 
     def to_json(self) -> dict:
-        return {"kind": self.kind, "holders": list(self.holders), "mac": self.mac, "since": self.since}
+        data = {"kind": self.kind, "holders": list(self.holders), "mac": self.mac, "since": self.since}
+        return {**data, "until": self.until} if self.until is not None else data
 
     @classmethod
     def from_json(cls, data: dict) -> "AddressRecord":
-        return cls(data["kind"], tuple(data["holders"]), data.get("mac"), data.get("since", 0.0))
+        return cls(data["kind"], tuple(data["holders"]), data.get("mac"), data.get("since", 0.0), data.get("until"))
+
+
+def retention_path(network: netaddr.IPNetwork, address) -> str:
+    return join(RETENTION, subnet_key(network), str(address))
+
+
+@dataclasses.dataclass(frozen=True)
+class Retention:
+    """An address of an application's container, to keep for the application when the container goes."""
+
+    app: str
+    seconds: float = DEFAULT_RETENTION_SECONDS
+
+    def to_json(self) -> dict:
+        return {"app": self.app, "seconds": self.seconds}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Retention":
+        return cls(data["app"], float(data.get("seconds", DEFAULT_RETENTION_SECONDS)))

@@ -12,6 +12,8 @@ Kinds of finding:
 - leaked-address: an endpoint address this host holds in the IPAM that no container of this host's
   dockerd uses, allocated longer ago than the grace period (a dockerd crash skipped ReleaseAddress)
   -> released. Needs dockerd; skipped when it cannot be reached.
+- expired-retention: an address kept for an application (acsnet front's IP retention) past its
+  retention period -> released.
 - dead-host-record: a segment record of a host that is not alive -> removed only with --dead-hosts
   (a host that is only cut off would lose its ARP entries elsewhere until it re-creates them).
 """
@@ -23,6 +25,7 @@ import time
 
 import netaddr
 
+from ipam import retention
 from ipam.model import ENDPOINT, POOLS, AddressRecord
 from ovsctl import links
 from ovsctl.ovsdb import Ovsdb
@@ -101,6 +104,11 @@ def audit(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, doc
                                             f"segment {number} of host {data['host']}, which is not alive",
                                             "delete the record (with --dead-hosts)"))
 
+    for kept in retention.addresses(store):
+        if kept.until is not None and kept.until < time.time():
+            findings.append(Finding("expired-retention", f"{kept.app}/{kept.ip}", f"kept for application {kept.app} "
+                                    f"past its retention ({kept.state})", "release it"))
+
     if docker is not None:
         used = docker[0] | endpoint_addresses
         for pool in store.children(POOLS):
@@ -139,6 +147,9 @@ def repair(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, fi
                 links.delete(endpoint.host_port)
                 store.delete(layout.record(endpoint.segment, endpoint.ip, endpoint.endpoint_id))
             store.delete(path)
+        elif f.kind == "expired-retention":
+            app, ip = f.subject.rsplit("/", 1)
+            retention.release(store, app, ip, expired_only=True)
         elif f.kind == "leaked-address":
             pool, address = f.subject.split("/", 1)
             AcsnetIpam(store, host_id).release_address(AddressRelease(pool, netaddr.IPAddress(address)))

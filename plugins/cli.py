@@ -90,7 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
     front.add_argument("--tls-key", help="its private key (PEM)")
     front.add_argument("--tls-ca", help="CA that client certificates must be signed by")
     front.add_argument("--insecure", action="store_true", help="allow TCP without TLS (anyone reaching it controls dockerd)")
+    front.add_argument("--store", help="the IPAM's store URL: enables IP retention for containers labelled acsnet.app=NAME")
+    front.add_argument("--retention", type=float, default=24 * 3600,
+                       help="seconds an application's address is kept after its container goes (default 24 h)")
     front.set_defaults(run=run_front)
+
+    ip = commands.add_parser("ip", help="addresses kept for applications (IP retention of acsnet front)")
+    ip_commands = ip.add_subparsers(dest="ip_command", required=True, metavar="IP_COMMAND")
+    ip_list = ip_commands.add_parser("list", help="an application's addresses: in use, or retained until when")
+    ip_release = ip_commands.add_parser("release", help="forget an application's addresses, freeing those not in use")
+    ip_release.add_argument("--ip", help="only this address")
+    for command in (ip_list, ip_release):
+        command.add_argument("--app", required=command is ip_release, help="the application (label acsnet.app)")
+        command.add_argument("--config", help="config file with an [acsnet] section")
+        command.add_argument("--json", action="store_true", help="machine-readable output")
+        add_options(command, COMMON_OPTIONS)
+    ip_list.set_defaults(run=run_ip_list)
+    ip_release.set_defaults(run=run_ip_release)
 
     units = commands.add_parser("install-units", help="install the systemd units and an example /etc/acsnet/acsnet.conf")
     units.add_argument("--dest", default="/etc/systemd/system", help="where units go (default /etc/systemd/system)")
@@ -296,6 +312,32 @@ def build_vxlan_driver(store, settings, metrics=None):
     return VxlanDriver(agent, settings["scope"])
 
 
+def run_ip_list(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from ipam import retention
+
+    _settings, store = _open_for_ops(args)
+    try:
+        rows = [dataclasses.asdict(a) for a in retention.addresses(store, args.app)]
+    finally:
+        store.close()
+    print(json.dumps(rows, indent=2) if args.json else _table(rows, ["app", "subnet", "ip", "state"]))
+    return 0
+
+
+def run_ip_release(args: argparse.Namespace) -> int:
+    from ipam import retention
+
+    settings, store = _open_for_ops(args)
+    try:
+        done = retention.release(store, args.app, args.ip, timeout=settings["store_timeout"])
+    finally:
+        store.close()
+    print(json.dumps({"released": done}) if args.json else (f"released {', '.join(done)}" if done else "nothing to release"))
+    return 0
+
+
 def run_front(args: argparse.Namespace) -> int:
     import ssl
     import threading
@@ -312,7 +354,13 @@ def run_front(args: argparse.Namespace) -> int:
     for url in args.listen:
         if url.startswith("tcp://") and tls is None and not args.insecure:
             raise AcsnetError(f"{url}: a TCP listener needs --tls-cert/--tls-key (and --tls-ca), or --insecure")
-    front = Front(args.docker)
+    store = None
+    if args.store:
+        from plugins.store import check_store_url, open_store
+
+        check_store_url(args.store)
+        store = open_store(args.store)
+    front = Front(args.docker, store, args.retention)
     servers = [listen(url, front, tls=tls) for url in args.listen]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     log.info("acsnet front on %s for %s", ", ".join(args.listen), args.docker)

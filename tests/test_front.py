@@ -27,8 +27,8 @@ LABEL = "com.docker.network.endpoint.ipv4address"
 def front(lab, tmp_path_factory):
     node = lab.node("h1")
     log = tmp_path_factory.mktemp("front") / "front.log"
-    process = node.popen([sys.executable, "-m", "plugins.cli", "front", "--listen", FRONT, "--docker", "unix:///run/docker.sock"],
-                         str(log))
+    process = node.popen([sys.executable, "-m", "plugins.cli", "front", "--listen", FRONT, "--docker", "unix:///run/docker.sock",
+                          "--store", lab.zookeeper_url, "--retention", "3600"], str(log))
     deadline = time.monotonic() + 20
     while via_front(lab, "version", check=False).returncode != 0:
         assert process.poll() is None and time.monotonic() < deadline, log.read_text()
@@ -117,9 +117,18 @@ def test_streams_and_hijacked_connections_pass_through(lab, front):
 
         # attach: stdin to the container's process, its output back.
         via_front(lab, "run", "-d", "-i", *QUICK, "--name", reader, IMAGE, "sh", "-c", "read x; echo got-$x")
-        attached = subprocess.run(front_argv(lab, "attach", "--sig-proxy=false", reader), input="hello\n",
-                                  capture_output=True, text=True, timeout=30)
-        assert "got-hello" in attached.stdout, (attached.stdout, attached.stderr)
+        # (stdin stays open until the answer came: the CLI ends an attach whose stdin is at its end)
+        attached = subprocess.Popen(front_argv(lab, "attach", "--sig-proxy=false", reader), stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, text=True)
+        watchdog = threading.Timer(30, attached.kill)
+        watchdog.start()
+        attached.stdin.write("hello\n")
+        attached.stdin.flush()
+        answer = attached.stdout.readline()
+        watchdog.cancel()
+        attached.stdin.close()
+        attached.wait(timeout=20)
+        assert answer.strip() == "got-hello", answer
 
         via_front(lab, "rm", "-f", ticker)
         actions = []
@@ -136,3 +145,45 @@ def test_streams_and_hijacked_connections_pass_through(lab, front):
             lab.docker("h1", "ps", "-a", "--format", "{{.ID}} {{.Names}} {{.Status}}").stdout.split("\n")[0].split()[:2]
     finally:
         lab.docker("h1", "rm", "-f", ticker, reader, check=False)
+
+
+def acsnet_ip(lab, *args: str):
+    out = lab.node("h1").run([sys.executable, "-m", "plugins.cli", "ip", *args, "--json", "--store", lab.zookeeper_url]).stdout
+    return json.loads(out)
+
+
+def test_an_application_redeployed_gets_its_addresses_back(lab, front):
+    tag = uuid.uuid4().hex[:4]
+    network, app = f"fapp-{tag}", f"web-{tag}"
+    names = [f"web{i}-{tag}" for i in range(3)]
+    others = [f"other{i}-{tag}" for i in range(2)]
+    try:
+        create_network(lab, network, V217, hosts=("h1",))
+        for name in names:
+            via_front(lab, "run", "-d", *QUICK, "--net", network, "--label", f"acsnet.app={app}", "--name", name, IMAGE, "sleep", "600")
+        first = {ip_of(lab, name, network) for name in names}
+        assert len(first) == 3
+        assert {(a["ip"], a["state"]) for a in acsnet_ip(lab, "list", "--app", app)} == {(ip, "in use by h1") for ip in first}
+
+        via_front(lab, "rm", "-f", *names)
+        kept = acsnet_ip(lab, "list", "--app", app)
+        assert {a["ip"] for a in kept} == first and all(a["state"].startswith("retained until") for a in kept), kept
+        # Kept for the application: a container of no application gets none of them.
+        via_front(lab, "run", "-d", *QUICK, "--net", network, "--name", others[0], IMAGE, "sleep", "600")
+        assert ip_of(lab, others[0], network) not in first
+
+        # Redeployed, the application gets the same three addresses.
+        for name in names:
+            via_front(lab, "run", "-d", *QUICK, "--net", network, "--label", f"acsnet.app={app}", "--name", name, IMAGE, "sleep", "600")
+        assert {ip_of(lab, name, network) for name in names} == first
+
+        # Released, they are free for anyone.
+        via_front(lab, "rm", "-f", *names)
+        assert sorted(acsnet_ip(lab, "release", "--app", app)["released"]) == sorted(first)
+        assert acsnet_ip(lab, "list", "--app", app) == []
+        pinned = sorted(first)[0]
+        via_front(lab, "run", "-d", *QUICK, "--net", network, "--ip", pinned, "--name", others[1], IMAGE, "sleep", "600")
+        via_front(lab, "rm", "-f", others[1])
+        assert acsnet_ip(lab, "list", "--app", app) == [], "a container of no application left a retention behind"
+    finally:
+        remove(lab, {"h1": names + others}, [network])

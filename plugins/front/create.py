@@ -4,7 +4,11 @@ container's IPAM config for its network, which stock dockerd hands to the networ
     com.docker.network.endpoint.ipv4address=IP   ->  NetworkingConfig.EndpointsConfig[net].IPAMConfig.IPv4Address
     com.docker.network.endpoint.ipv6address=IP   ->  ...IPv6Address
 
-Pure: the caller supplies the network's subnets (from dockerd) and sends the errors back as 400s.
+A container labelled acsnet.app=NAME without an address of its own is pinned to an address retained
+for NAME, if one is (`ipam.retention`).
+
+Pure: the caller supplies the network's subnets (from dockerd) and NAME's retained addresses (from the
+store), and sends the errors back as 400s.
 """
 
 from __future__ import annotations
@@ -17,36 +21,61 @@ import netaddr
 from plugins.errors import InvalidRequest
 
 LABELS = {4: "com.docker.network.endpoint.ipv4address", 6: "com.docker.network.endpoint.ipv6address"}
+APP_LABEL = "acsnet.app"
 FIELDS = {4: "IPv4Address", 6: "IPv6Address"}
 NOT_A_NETWORK = ("", "default", "bridge", "host", "none")
 
 
-def wants_rewrite(config: dict) -> bool:
-    labels = config.get("Labels") or {}
-    return any(label in labels for label in LABELS.values())
-
-
-def rewrite_create(body: bytes, subnets_of: Callable[[str], list[str] | None]) -> bytes:
-    """The create request with the IP labels applied, or `body` itself when it carries none.
-    `subnets_of(network)` gives the network's subnets, or None if dockerd does not know it."""
-    try:
-        config = json.loads(body or b"{}")
-    except ValueError:
-        return body  # not ours to judge: dockerd answers it
-    if not isinstance(config, dict) or not wants_rewrite(config):
-        return body
-    labels = config.get("Labels") or {}
+def _network(config: dict, why: str) -> str:
     network = ((config.get("HostConfig") or {}).get("NetworkMode") or "")
     if network in NOT_A_NETWORK or network.startswith("container:"):
-        raise InvalidRequest(f"label {next(l for l in LABELS.values() if l in labels)} needs a user-defined network "
-                             f"(--net NAME), not {network or 'the default network'!r}")
-    subnets = subnets_of(network)
-    if subnets is None:
-        raise InvalidRequest(f"network {network!r} not found")
+        raise InvalidRequest(f"{why} needs a user-defined network (--net NAME), not {network or 'the default network'!r}")
+    return network
+
+
+def _ipam_config(config: dict, network: str) -> dict:
     networking = config["NetworkingConfig"] = config.get("NetworkingConfig") or {}
     endpoints = networking["EndpointsConfig"] = networking.get("EndpointsConfig") or {}
     settings = endpoints[network] = endpoints.get(network) or {}
     ipam = settings["IPAMConfig"] = settings.get("IPAMConfig") or {}
+    return ipam
+
+
+def rewrite_create(body: bytes, subnets_of: Callable[[str], list[str] | None],
+                   retained_of: Callable[[str, list[str]], list[str]] = lambda app, subnets: []) -> bytes:
+    """The create request with the IP labels applied, or `body` itself when it carries none.
+    `subnets_of(network)` gives the network's subnets, or None if dockerd does not know it;
+    `retained_of(app, subnets)` the addresses kept for an application in those subnets."""
+    try:
+        config = json.loads(body or b"{}")
+    except ValueError:
+        return body  # not ours to judge: dockerd answers it
+    if not isinstance(config, dict):
+        return body
+    labels = config.get("Labels") or {}
+    if any(label in labels for label in LABELS.values()):
+        return json.dumps(_apply_ip_labels(config, labels, subnets_of)).encode()
+    app = labels.get(APP_LABEL)
+    network = ((config.get("HostConfig") or {}).get("NetworkMode") or "")
+    if not app or network in NOT_A_NETWORK or network.startswith("container:"):
+        return body  # an application on a default network: nothing to retain
+    ipam = _ipam_config(config, network)
+    if ipam.get("IPv4Address"):
+        return body
+    subnets = subnets_of(network)
+    kept = retained_of(str(app), subnets or [])
+    if not kept:
+        return body
+    ipam["IPv4Address"] = kept[0]
+    return json.dumps(config).encode()
+
+
+def _apply_ip_labels(config: dict, labels: dict, subnets_of) -> dict:
+    network = _network(config, f"label {next(label for label in LABELS.values() if label in labels)}")
+    subnets = subnets_of(network)
+    if subnets is None:
+        raise InvalidRequest(f"network {network!r} not found")
+    ipam = _ipam_config(config, network)
     for version, label in LABELS.items():
         if label not in labels:
             continue
@@ -63,4 +92,4 @@ def rewrite_create(body: bytes, subnets_of: Callable[[str], list[str] | None]) -
         if given and netaddr.IPAddress(given) != address:
             raise InvalidRequest(f"label {label}={address} and --ip{'6' if version == 6 else ''} {given} disagree")
         ipam[FIELDS[version]] = str(address)
-    return json.dumps(config).encode()
+    return config

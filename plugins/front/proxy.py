@@ -20,15 +20,21 @@ import ssl
 import threading
 import urllib.parse
 
+import netaddr
+
+from ipam import retention
+from ipam.model import DEFAULT_RETENTION_SECONDS
 from plugins.errors import AcsnetError
-from plugins.front.create import rewrite_create
+from plugins.front.create import APP_LABEL, rewrite_create
 from plugins.plugin_client import get_json
+from plugins.store import Store
 
 log = logging.getLogger(__name__)
 
 HEAD_LIMIT = 64 * 1024
 BODY_LIMIT = 16 * 1024 * 1024
 CREATE = re.compile(r"^/(v[\d.]+/)?containers/create(\?|$)")
+START = re.compile(r"^/(v[\d.]+/)?containers/([^/?]+)/start(\?|$)")
 CHUNK = 64 * 1024
 
 
@@ -94,10 +100,28 @@ def _pipe(source: socket.socket, target: socket.socket) -> None:
 
 
 class Front:
-    def __init__(self, docker: str):
+    def __init__(self, docker: str, store: Store | None = None, retention: float = DEFAULT_RETENTION_SECONDS):
+        """`store`: where applications' addresses are kept (IP retention); without it acsnet.app is ignored."""
         if not docker.startswith("unix://"):
             raise AcsnetError(f"--docker must be a unix:// socket, not {docker!r}")
         self.docker_socket = docker[len("unix://"):]
+        self.store = store
+        self.retention = retention
+
+    def _retained(self, app: str, subnets: list[str]) -> list[str]:
+        return retention.retained(self.store, app, subnets) if self.store is not None else []
+
+    def _remember(self, container: str) -> None:
+        """After an application's container started: which addresses to keep for the application."""
+        status, info = get_json(self.docker_socket, f"/containers/{urllib.parse.quote(container, safe='')}/json", timeout=30.0)
+        app = ((info.get("Config") or {}).get("Labels") or {}).get(APP_LABEL) if status == 200 else None
+        if not app:
+            return
+        networks = ((info.get("NetworkSettings") or {}).get("Networks") or {}).values()
+        addresses = [netaddr.IPNetwork(f"{n['IPAddress']}/{n['IPPrefixLen']}") for n in networks if n.get("IPAddress")]
+        retention.remember(self.store, app, self.retention, addresses)
+        log.info("app=%s container=%s addresses=%s kept for the application", app, container[:12],
+                 ",".join(str(a.ip) for a in addresses))
 
     def _upstream(self) -> socket.socket:
         upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -138,9 +162,9 @@ class Front:
                     return
                 body += chunk
             try:
-                body = rewrite_create(body[:length], self._subnets)
+                body = rewrite_create(body[:length], self._subnets, self._retained)
             except AcsnetError as e:
-                _error(conn, 400, e.message)
+                _error(conn, 400 if e.http_status < 500 else 502, e.message)
                 return
             except OSError as e:
                 _error(conn, 502, f"acsnet front: dockerd unreachable: {e}")
@@ -154,8 +178,20 @@ class Front:
         except OSError as e:
             _error(conn, 502, f"acsnet front: dockerd unreachable at {self.docker_socket}: {e}")
             return
+        started = START.match(target) if method == "POST" and self.store is not None else None
         with upstream:
             upstream.sendall(head + (body if body is not None else early))
+            if started:  # the start's answer goes back once the application's addresses are kept
+                try:
+                    answer, rest = _read_head(upstream)
+                except (BadRequest, OSError):
+                    return
+                if answer.split(b" ", 2)[1:2] == [b"204"]:
+                    try:
+                        self._remember(urllib.parse.unquote(started.group(2)))
+                    except (OSError, AcsnetError, ValueError, KeyError) as e:
+                        log.warning("container start through the front: addresses not kept for its application: %s", e)
+                conn.sendall(answer + rest)
             back = threading.Thread(target=_pipe, args=(upstream, conn), daemon=True)
             back.start()
             _pipe(conn, upstream)

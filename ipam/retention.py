@@ -1,0 +1,105 @@
+"""IP retention per application: the addresses of an application's containers are kept for it when
+its containers go, so that a redeployed application gets them back.
+
+`acsnet front` records, when a container labelled acsnet.app=NAME starts, which addresses it has
+(`ipam/retention/<subnet>/<ip>`); when dockerd releases such an address the IPAM keeps it as
+`retained` for NAME until the retention period ends (`AcsnetIpam._retained`); the front pins NAME's next
+containers to its retained addresses. Listing, releasing and expiry are here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import netaddr
+
+from ipam.allocator import PoolAllocator
+from ipam.model import RETAINED, RETENTION, SUBNETS, AddressRecord, Pool, Retention, pool_path, retention_path, subnet_key
+from plugins.store import Store, encode, join
+
+
+@dataclasses.dataclass(frozen=True)
+class AppAddress:
+    app: str
+    subnet: str
+    ip: str
+    state: str  # "in use by <host>", "retained until <time>", "free"
+    until: float | None
+
+
+def remember(store: Store, app: str, seconds: float, addresses: list[netaddr.IPNetwork]) -> None:
+    """Record the addresses (with their prefix) of one of the application's containers."""
+    for address in addresses:
+        path = retention_path(address.cidr, address.ip)
+        value = encode(Retention(app, seconds).to_json())
+        store.create(join(RETENTION, subnet_key(address.cidr)))
+        if not store.create(path, value):
+            current = store.get(path)
+            if current is not None and current.json() != Retention(app, seconds).to_json():
+                store.compare_and_set(path, value, current.version)
+
+
+def _pools_of(store: Store, subnet_key_: str) -> list[Pool]:
+    pools = []
+    for pool_id in store.children(join(SUBNETS, subnet_key_)):
+        data = store.get_json(pool_path(pool_id))
+        if data:
+            pools.append(Pool.from_json(data))
+    return pools
+
+
+def _record(store: Store, pools: list[Pool], ip: str) -> tuple[Pool | None, AddressRecord | None]:
+    for pool in pools:
+        data = store.get_json(pool_path(pool.pool_id, "addresses", ip))
+        if data:
+            return pool, AddressRecord.from_json(data)
+    return None, None
+
+
+def addresses(store: Store, app: str | None = None) -> list[AppAddress]:
+    found = []
+    for key in store.children(RETENTION):
+        pools = _pools_of(store, key)
+        for ip in store.children(join(RETENTION, key)):
+            data = store.get_json(join(RETENTION, key, ip))
+            if not data or (app is not None and data["app"] != app):
+                continue
+            _pool, record = _record(store, pools, ip)
+            if record is None:
+                state, until = "free", None
+            elif record.kind == RETAINED:
+                state, until = f"retained until {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(record.until or 0))}", record.until
+            else:
+                state, until = f"in use by {record.holders[0]}", None
+            found.append(AppAddress(data["app"], key.replace("_", "/"), ip, state, until))
+    return sorted(found, key=lambda a: (a.app, netaddr.IPAddress(a.ip)))
+
+
+def retained(store: Store, app: str, subnets: list[str]) -> list[str]:
+    """The application's addresses in these subnets that are kept for it now (not in use, not expired)."""
+    wanted = {subnet_key(netaddr.IPNetwork(s)) for s in subnets}
+    now = time.time()
+    return [a.ip for a in addresses(store, app)
+            if subnet_key(netaddr.IPNetwork(a.subnet)) in wanted and a.until is not None and a.until > now]
+
+
+def release(store: Store, app: str, ip: str | None = None, *, expired_only: bool = False, timeout: float = 5.0) -> list[str]:
+    """Forget the application's addresses (all, one, or those past their retention) and free the ones
+    only kept for it; an address in use stays with its container. Returns the addresses forgotten."""
+    done = []
+    now = time.time()
+    for entry in addresses(store, app):
+        if ip is not None and entry.ip != ip:
+            continue
+        if expired_only and (entry.until is None or entry.until > now):
+            continue
+        key = subnet_key(netaddr.IPNetwork(entry.subnet))
+        pool, record = _record(store, _pools_of(store, key), entry.ip)
+        if pool is not None and record is not None and record.kind == RETAINED:
+            PoolAllocator(store, pool, timeout).release(
+                netaddr.IPAddress(entry.ip),
+                lambda current: None if current.kind == RETAINED and current.holders == (entry.app,) else current)
+        store.delete(join(RETENTION, key, entry.ip))
+        done.append(entry.ip)
+    return done
