@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     front.add_argument("--tls-key", help="its private key (PEM)")
     front.add_argument("--tls-ca", help="CA that client certificates must be signed by")
     front.add_argument("--insecure", action="store_true", help="allow TCP without TLS (anyone reaching it controls dockerd)")
-    front.add_argument("--store", help="the IPAM's store URL: enables IP retention for containers labelled acsnet.app=NAME")
+    front.add_argument("--config", help="config file with an [acsnet] section (its store enables IP retention)")
+    add_options(front, [o for o in COMMON_OPTIONS if o.name in ("store", "store_timeout")])
     front.add_argument("--retention", type=float, default=24 * 3600,
                        help="seconds an application's address is kept after its container goes (default 24 h)")
     front.set_defaults(run=run_front)
@@ -354,12 +355,13 @@ def run_front(args: argparse.Namespace) -> int:
     for url in args.listen:
         if url.startswith("tcp://") and tls is None and not args.insecure:
             raise AcsnetError(f"{url}: a TCP listener needs --tls-cert/--tls-key (and --tls-ca), or --insecure")
+    settings = resolve(args, [o for o in COMMON_OPTIONS if o.name in ("store", "store_timeout")])
     store = None
-    if args.store:
+    if settings["store"]:  # the IPAM's store: IP retention for containers labelled acsnet.app=NAME
         from plugins.store import check_store_url, open_store
 
-        check_store_url(args.store)
-        store = open_store(args.store)
+        check_store_url(settings["store"])
+        store = open_store(settings["store"], timeout=settings["store_timeout"])
     front = Front(args.docker, store, args.retention)
     servers = [listen(url, front, tls=tls) for url in args.listen]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

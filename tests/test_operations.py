@@ -12,7 +12,7 @@ from plugins.config import COMMON_OPTIONS, HOST_SETUP_OPTIONS, IPAM_OPTIONS, con
 from plugins.lab.dockerd import IMAGE
 from plugins.units import install_units
 
-UNITS = ["acsnet-host-setup.service", "acsnet-ipam.service", "acsnet-vlan.service", "acsnet-vpc.service", "acsnet-vxlan.service"]
+UNITS = ["acsnet-front.service", "acsnet-host-setup.service", "acsnet-ipam.service", "acsnet-vlan.service", "acsnet-vpc.service", "acsnet-vxlan.service"]
 
 
 def verify(paths: list[str]) -> subprocess.CompletedProcess:
@@ -27,7 +27,9 @@ def test_units_install_and_pass_systemd_analyze_verify(tmp_path):
         text = open(path).read()
         assert "@ACSNET@" not in text and "--config /etc/acsnet/acsnet.conf" in text
         assert "Restart=always" in text or "Type=oneshot" in text
-        assert "Before=docker.service" in text and "NoNewPrivileges=yes" in text
+        # Plugins come up before dockerd (it restores networks at start); the front talks to dockerd.
+        order = "After=docker.service" if path.endswith("acsnet-front.service") else "Before=docker.service"
+        assert order in text and "NoNewPrivileges=yes" in text
         result = verify([path])
         assert result.returncode == 0, f"{path}: {result.stderr}"
     # The check can fail: a unit with a bad setting does not verify.
