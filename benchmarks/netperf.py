@@ -3,7 +3,8 @@
 Paths measured (interleaved, so that machine drift cancels; median of repeats with min-max):
 - native: host to host over their own underlay addresses (through both hosts' OVS bridges and the switch),
 - acsnet vlan: container to container across the hosts on a VLAN network,
-- acsnet vxlan: container to container across the hosts on a VXLAN network (OVS userspace tunnels).
+- acsnet vxlan: container to container across the hosts on a VXLAN network (OVS userspace tunnels),
+- acsnet vpc: container to container across the hosts on a vpc network (host subnets, routed).
 qperf (tcp_bw, tcp_lat: the reference table's units) runs from each host inside the container's network
 namespace (`nsenter -n`), so the busybox image needs no qperf; iperf3 cross-checks bandwidth.
 
@@ -85,21 +86,28 @@ def build_paths(lab: Lab, tag: str) -> list[Path]:
                    "--gateway", "198.51.100.1", "-o", "VlanId=217", f"bench-{tag}")
         lab.docker(host, "network", "create", "-d", "vxlan", "--ipam-driver", "acsnet", "--subnet", "100.64.9.0/24",
                    "-o", "VxlanId=300", f"benchvx-{tag}")
+        lab.docker(host, "network", "create", "-d", "vpc", "--ipam-driver", "acsnet", "--subnet", "100.71.0.0/16",
+                   f"benchvpc-{tag}")
     for host, n in (("h1", 201), ("h2", 202)):
         lab.docker(host, "run", "-d", "--stop-timeout", "1", "--net", f"bench-{tag}", "--ip", f"198.51.100.{n}",
                    "--name", f"bench-{tag}", IMAGE, "sleep", "7200")
         lab.docker(host, "run", "-d", "--stop-timeout", "1", "--net", f"benchvx-{tag}", "--ip", f"100.64.9.{n}",
                    "--name", f"benchvx-{tag}", IMAGE, "sleep", "7200")
+        lab.docker(host, "run", "-d", "--stop-timeout", "1", "--net", f"benchvpc-{tag}", "--name", f"benchvpc-{tag}",
+                   IMAGE, "sleep", "7200")
+    vpc_server = json.loads(lab.docker("h2", "inspect", f"benchvpc-{tag}").stdout)[0]["NetworkSettings"]["Networks"][
+        f"benchvpc-{tag}"]["IPAddress"]
     return [
         Path("native", lab, "h1", "h2", host_address(2)),
         Path("acsnet vlan", lab, "h1", "h2", "198.51.100.202", f"bench-{tag}", f"bench-{tag}"),
         Path("acsnet vxlan", lab, "h1", "h2", "100.64.9.202", f"benchvx-{tag}", f"benchvx-{tag}"),
+        Path("acsnet vpc", lab, "h1", "h2", vpc_server, f"benchvpc-{tag}", f"benchvpc-{tag}"),
     ]
 
 
 def remove_paths(lab: Lab, tag: str) -> None:
     for host in ("h1", "h2"):
-        for prefix in ("bench", "benchvx"):
+        for prefix in ("bench", "benchvx", "benchvpc"):
             lab.docker(host, "rm", "-f", f"{prefix}-{tag}", check=False)
             lab.docker(host, "network", "rm", f"{prefix}-{tag}", check=False)
 

@@ -180,6 +180,34 @@ class PoolAllocator:
 
         return self._until_committed(attempt)
 
+    def allocate_within(self, record: AddressRecord, part: netaddr.IPNetwork) -> netaddr.IPAddress:
+        """The lowest free address of a part of the pool (a vpc host's subnet, less its first address,
+        the host's gateway, and its last), recorded as `record`. Chunks are read as they are: the
+        summary of full chunks is about the whole pool."""
+        span = chunks.OffsetRange(part.first + 2 - self.pool.network.first, part.last - 1 - self.pool.network.first)
+
+        def attempt():
+            full, summary_version = self._summary()
+            for chunk in range(chunks.chunk_of(span.first), chunks.chunk_of(span.last) + 1):
+                bitmap, version = self._chunk(chunk)
+                bit = chunks.first_free_bit(bitmap, chunks.bits_in_chunk(chunk, span))
+                if bit is None:
+                    continue
+                offset = chunk * chunks.CHUNK_BITS + bit
+                after = bitmap | (1 << bit)
+                operations = [
+                    self._write_chunk(chunk, version, after),
+                    Create(self._address_path(offset), encode(record.to_json())),
+                    *self._summary_update(chunk, after, full, summary_version),
+                ]
+                if self._commit(operations, chunk, after):
+                    return self.address_at(offset)
+                self._repair_unmarked(offset)
+                return _CONFLICT
+            raise Exhausted(f"subnet {part.cidr} of pool {self.pool.pool_id} has no free address left")
+
+        return self._until_committed(attempt)
+
     def allocate_at(self, address: netaddr.IPAddress, record: AddressRecord, claim: ClaimPolicy) -> AddressRecord:
         """Record `address` as `record`; if it already has a record, `claim` decides. Returns the
         record now stored."""

@@ -42,6 +42,8 @@ from ipam.model import (
     Pool,
     Retention,
     pool_path,
+    HOST_SUBNETS,
+    host_subnet_path,
     retention_path,
     subnet_key,
 )
@@ -86,6 +88,8 @@ class AcsnetIpam(IpamDriver):
         self._pool_locks: dict[str, threading.Lock] = {}
         self._pool_locks_guard = threading.Lock()
         self._pool_caches: dict[str, PoolCache] = {}  # used under the pool's lock only
+        self._host_subnets: dict[str, dict] = {}  # subnet key -> this host's part of it, if split per host
+        self._host_subnets_lock = threading.Lock()
 
     # -- capabilities ----------------------------------------------------------------------------
 
@@ -236,13 +240,15 @@ class AcsnetIpam(IpamDriver):
         allocator = self._allocator(request.pool_id)
         try:
             with self._pool_lock(request.pool_id):
-                address = self._request_address(allocator, request)
+                address, prefixlen = self._request_address(allocator, request)
         except NotFound:
             self._forget_pool(request.pool_id)  # removed by another host since we cached it
             raise
-        return AddressGrant(address, allocator.pool.network.prefixlen)
+        return AddressGrant(address, prefixlen)
 
-    def _request_address(self, allocator: PoolAllocator, request: AddressRequest) -> netaddr.IPAddress:
+    def _request_address(self, allocator: PoolAllocator, request: AddressRequest) -> tuple[netaddr.IPAddress, int]:
+        """The address, and the prefix length its container sees: the pool's, or (vpc) the host subnet's,
+        so that addresses of other hosts are routed through the host rather than looked up on the link."""
         if request.is_gateway:
             kind = GATEWAY
             # Without an explicit gateway every host picks the same one: the pool's first host address.
@@ -251,14 +257,40 @@ class AcsnetIpam(IpamDriver):
             kind = ENDPOINT if request.mac else AUX
             address = request.address
         record = AddressRecord(kind, (self.host_id,), request.mac)
-        if address is None:
+        own = self._host_subnet(allocator.pool) if kind == ENDPOINT else None
+        if own is not None and address is not None and (address not in own or address == own.network or address == own.broadcast
+                                                          or address == own.network + 1):
+            raise InvalidRequest(f"address {address} is not one of host {self.host_id}'s addresses in network "
+                                 f"{allocator.pool.network.cidr}: its containers take addresses of {own.cidr} "
+                                 f"(but not {own.network + 1}, the host's gateway)")
+        if address is None and own is not None:
+            address = allocator.allocate_within(record, own)
+        elif address is None:
             address = allocator.allocate_next(record)
         elif kind == ENDPOINT:
             allocator.allocate_at(address, record, lambda current: self._claim_endpoint(allocator.pool, address, current, record))
         else:
             allocator.allocate_at(address, record, lambda current: self._claim_shared(allocator.pool, address, current, kind))
         log.info("pool=%s address=%s kind=%s host=%s allocated", allocator.pool.pool_id, address, kind, self.host_id)
-        return address
+        return address, (own.prefixlen if own is not None else allocator.pool.network.prefixlen)
+
+    def _host_subnet(self, pool: Pool) -> netaddr.IPNetwork | None:
+        """This host's part of a network split per host (vpc), if the pool's network is one. Followed
+        by a watch, so that an allocation reads nothing more for it (read again only when it changes)."""
+        key = subnet_key(pool.network)
+        with self._host_subnets_lock:
+            known = self._host_subnets.get(key)
+            if known is None:
+                known = self._host_subnets[key] = {"stale": False, "subnet": None}
+
+                def on_change(hosts: list[str]) -> None:  # on the store's thread
+                    known["stale"], known["subnet"] = self.host_id in hosts, None
+
+                self.store.watch_children(join(HOST_SUBNETS, key), on_change)
+            if known["stale"]:
+                data = self.store.get_json(host_subnet_path(pool.network, self.host_id))
+                known["stale"], known["subnet"] = False, (netaddr.IPNetwork(data["subnet"]) if data else None)
+            return known["subnet"]
 
     def _claim_endpoint(self, pool: Pool, address, current: AddressRecord, wanted: AddressRecord) -> AddressRecord:
         if current.kind == RETAINED:

@@ -7,6 +7,8 @@ Key layout (below the store root `/acsnet`):
     ipam/pools/<pool-id>/chunks/<n>      bitmap of offsets n*4096 .. n*4096+4095 (bytes)
     ipam/pools/<pool-id>/addresses/<ip>  AddressRecord (JSON): who holds the address
     ipam/subnets/<cidr>/<pool-id>        which pools use a subnet (auto pools must not overlap any)
+    ipam/host-subnets/<cidr>/<host>      {"subnet": CIDR}: a network split per host (the vpc driver): this
+                                         host's endpoints get addresses of its own subnet
     ipam/retention/<cidr>/<ip>           Retention: the application an address is kept for when its
                                          container goes (written by `acsnet front` for acsnet.app=NAME)
 """
@@ -27,6 +29,7 @@ POOL_NAME_OPTION = "acsnet.pool"
 POOLS = join(ROOT, "ipam", "pools")
 SUBNETS = join(ROOT, "ipam", "subnets")
 RETENTION = join(ROOT, "ipam", "retention")
+HOST_SUBNETS = join(ROOT, "ipam", "host-subnets")
 DEFAULT_RETENTION_SECONDS = 24 * 3600
 
 
@@ -87,6 +90,10 @@ class AddressRecord:
     @classmethod
     def from_json(cls, data: dict) -> "AddressRecord":
         return cls(data["kind"], tuple(data["holders"]), data.get("mac"), data.get("since", 0.0), data.get("until"))
+
+
+def host_subnet_path(network: netaddr.IPNetwork, host: str) -> str:
+    return join(HOST_SUBNETS, subnet_key(network), host)
 
 
 def retention_path(network: netaddr.IPNetwork, address) -> str:

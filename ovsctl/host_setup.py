@@ -47,13 +47,13 @@ def setup_host(ovsdb: Ovsdb, uplink: str, bridge: str = "ovsbr0", datapath: str 
     ovsdb.set_bridge_external_ids(bridge, {UPLINK_ID: uplink, DATAPATH_ID: datapath})
     if datapath == "netdev":
         links.disable_tx_checksum(uplink)
-    _wait_for_link(bridge)
+    wait_for_link(bridge)
     links.set_up(bridge, mtu=mtu)
     done += links.move_addresses_and_routes(uplink, bridge)
     return done
 
 
-def _wait_for_link(name: str, timeout: float = 5.0) -> None:
+def wait_for_link(name: str, timeout: float = 5.0) -> None:
     import time
 
     deadline = time.monotonic() + timeout

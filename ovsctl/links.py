@@ -102,6 +102,30 @@ def set_up(name: str, mtu: int | None = None) -> None:
         ipr.link("set", index=index, state="up", **({"mtu": mtu} if mtu else {}))
 
 
+def add_address(name: str, address: str, prefixlen: int) -> None:
+    with IPRoute() as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            raise OvsError(f"no interface {name}")
+        try:
+            ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
+        except NetlinkError as e:
+            if e.code != errno.EEXIST:
+                raise OvsError(f"cannot add {address}/{prefixlen} to {name}: {e}") from None
+
+
+def delete_address(name: str, address: str, prefixlen: int) -> None:
+    with IPRoute() as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            return
+        try:
+            ipr.addr("del", index=index, address=address, prefixlen=prefixlen)
+        except NetlinkError as e:
+            if e.code != errno.EADDRNOTAVAIL:
+                raise OvsError(f"cannot remove {address}/{prefixlen} from {name}: {e}") from None
+
+
 def addresses(name: str) -> list[tuple[str, int]]:
     with IPRoute() as ipr:
         index = _index(ipr, name)

@@ -12,13 +12,12 @@ import subprocess
 
 from plugins import __version__
 from plugins.config import COMMON_OPTIONS, HOST_SETUP_OPTIONS, IPAM_OPTIONS, add_options, resolve
-from plugins.errors import AcsnetError, NotImplementedYet
+from plugins.errors import AcsnetError
 
 log = logging.getLogger("acsnet")
 
 # Plugin names dockerd knows each process by (`-d NAME`, `--ipam-driver NAME`): the socket's name.
 PLUGIN_NAMES = {"ipam": "acsnet", "vlan": "vlan", "vxlan": "vxlan", "vpc": "vpc"}
-PENDING_DRIVERS = {"vpc": 6}
 DEFAULT_LAB_DIR = "/var/lib/acsnet/lab"
 DEFAULT_LAB_PREFIX = "acsnet-lab"
 
@@ -77,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
         add_options(command, COMMON_OPTIONS)
     audit.set_defaults(run=run_audit)
     gc.set_defaults(run=run_gc)
+
+    leave = commands.add_parser(
+        "host-leave", help="this host leaves its vpc networks: routes withdrawn everywhere (stop the vpc plugin first)")
+    leave.add_argument("--config", help="config file with an [acsnet] section")
+    add_options(leave, COMMON_OPTIONS)
+    leave.set_defaults(run=run_host_leave)
 
     front = commands.add_parser(
         "front", help="a Docker API endpoint in front of dockerd that turns IP labels into IPAM config",
@@ -208,11 +213,6 @@ def run_serve(args: argparse.Namespace) -> int:
 
     settings = resolve(args, COMMON_OPTIONS + IPAM_OPTIONS)
     configure_logging(settings["log_level"])
-    if args.plugin in PENDING_DRIVERS:
-        raise NotImplementedYet(
-            f"the {args.plugin} driver is not implemented yet (issue #{PENDING_DRIVERS[args.plugin]}); "
-            "'acsnet serve ipam' is available"
-        )
     from ipam.driver import AcsnetIpam, parse_supernets
     from plugins.store import check_store_url
 
@@ -225,7 +225,7 @@ def run_serve(args: argparse.Namespace) -> int:
         settings["default_pool"], settings["default_pool_size"],
         settings["default_pool_v6"], settings["default_pool_size_v6"],
     )
-    if args.plugin in ("vlan", "vxlan"):
+    if args.plugin in ("vlan", "vxlan", "vpc"):
         from ovsctl.host_setup import host_layout
         from ovsctl.ovsdb import Ovsdb
 
@@ -257,7 +257,8 @@ def run_serve(args: argparse.Namespace) -> int:
         if args.plugin == "ipam":
             ipam = AcsnetIpam(store, settings["host_id"], supernets=supernets, timeout=settings["store_timeout"])
             return create_app(name=name, ipam_driver=ipam, metrics=metrics, health=store_health)
-        driver = (build_vlan_driver if args.plugin == "vlan" else build_vxlan_driver)(store, settings, metrics)
+        build = {"vlan": build_vlan_driver, "vxlan": build_vxlan_driver, "vpc": build_vpc_driver}[args.plugin]
+        driver = build(store, settings, metrics)
 
         def driver_health() -> dict:
             report = store_health()
@@ -291,8 +292,50 @@ def build_vlan_driver(store, settings, metrics=None):
     return VlanDriver(agent, settings["scope"])
 
 
-def build_vxlan_driver(store, settings, metrics=None):
+def underlay_address(settings: dict, layout) -> str:
+    """The host's underlay address (--vtep-ip, else the host bridge's: host-setup moved it from the uplink)."""
     from ovsctl import links
+
+    if settings["vtep_ip"]:
+        return settings["vtep_ip"]
+    found = [a for a, _ in links.addresses(layout.bridge) if ":" not in a]
+    if not found:
+        raise AcsnetError(f"bridge {layout.bridge} has no IPv4 address to be this host's underlay address: give --vtep-ip")
+    return found[0]
+
+
+def build_vpc_driver(store, settings, metrics=None):
+    from ovsctl.host_setup import host_layout
+    from ovsctl.ovsdb import Ovsdb
+    from plugins.vpc.agent import VpcAgent
+    from plugins.vpc.driver import VpcDriver
+    from plugins.vpc.routes import provider_from_settings
+
+    ovsdb = Ovsdb(settings["ovsdb"])
+    layout = host_layout(ovsdb, settings["bridge"])
+    agent = VpcAgent(store, ovsdb, settings["host_id"], settings["vpc_bridge"], layout.uplink,
+                     underlay=underlay_address(settings, layout), datapath=layout.datapath,
+                     routes=provider_from_settings(settings), cluster_wide=settings["scope"] == "global",
+                     orphan_grace=settings["orphan_grace"], metrics=metrics)
+    agent.start()
+    return VpcDriver(agent, settings["scope"])
+
+
+def run_host_leave(args: argparse.Namespace) -> int:
+    from plugins.vpc.membership import Membership
+    from plugins.vpc.routes import provider_from_settings
+
+    settings, store = _open_for_ops(args)
+    try:
+        own = Membership(store, settings["host_id"], "").leave()
+        provider_from_settings(settings).withdraw(own)
+    finally:
+        store.close()
+    print(f"left: {', '.join(f'{h.subnet} of {h.network}' for h in own)}" if own else "this host holds no vpc subnet")
+    return 0
+
+
+def build_vxlan_driver(store, settings, metrics=None):
     from ovsctl.host_setup import host_layout
     from ovsctl.ovsdb import Ovsdb
     from plugins.vxlan.agent import VxlanAgent
@@ -300,12 +343,7 @@ def build_vxlan_driver(store, settings, metrics=None):
 
     ovsdb = Ovsdb(settings["ovsdb"])
     layout = host_layout(ovsdb, settings["bridge"])
-    vtep = settings["vtep_ip"]
-    if not vtep:  # the host's underlay address: host-setup moved it from the uplink to the bridge
-        found = [a for a, _ in links.addresses(layout.bridge) if ":" not in a]
-        if not found:
-            raise AcsnetError(f"bridge {layout.bridge} has no IPv4 address to be the VTEP: give --vtep-ip")
-        vtep = found[0]
+    vtep = underlay_address(settings, layout)
     agent = VxlanAgent(store, ovsdb, settings["host_id"], settings["vxlan_bridge"], layout.uplink, vtep=vtep,
                        datapath=layout.datapath, cluster_wide=settings["scope"] == "global",
                        orphan_grace=settings["orphan_grace"], metrics=metrics)

@@ -43,6 +43,14 @@ COMMON_OPTIONS = [
     Option("bridge", "ovsbr0", "the OVS bridge that host-setup made (drivers)"),
     Option("vxlan_bridge", "acsvx0", "the OVS bridge of vxlan endpoints and the tunnel port; the vxlan driver makes it (drivers)"),
     Option("vtep_ip", None, "the local VXLAN tunnel endpoint address (default: the host bridge's IPv4 address) (vxlan)"),
+    Option("vpc_bridge", "acsvpc0", "the OVS bridge of vpc endpoints; its own port holds the host subnets' gateways (vpc)"),
+    Option("vpc_routes", "hostroutes", "how host subnets are routed: hostroutes (kernel routes to every peer) or aliyun "
+           "(VPC route entries through Alibaba Cloud's SDK) (vpc)", choices=("hostroutes", "aliyun")),
+    Option("aliyun_access_key_id", None, "Alibaba Cloud access key id (vpc, aliyun)"),
+    Option("aliyun_access_key_secret", None, "its secret (vpc, aliyun)"),
+    Option("aliyun_region", None, "the VPC's region, e.g. cn-hangzhou (vpc, aliyun)"),
+    Option("aliyun_route_table_id", None, "the VPC route table, vtb-... (vpc, aliyun)"),
+    Option("aliyun_instance_id", None, "this host's ECS instance id, the next hop of its subnets (vpc, aliyun)"),
     Option("orphan_grace", 60.0, "seconds an endpoint may stay unjoined before the driver removes it as orphaned "
            "by dockerd (drivers)", float),
     Option("store_timeout", 5.0, "seconds any store call may take before the request fails", float),

@@ -44,9 +44,3 @@ class StoreUnavailable(AcsnetError):
     """The store did not answer in time; nothing was changed by the failed request."""
 
     http_status = 503
-
-
-class NotImplementedYet(AcsnetError):
-    """A driver that has not landed yet; answered instead of a stub that pretends to work."""
-
-    http_status = 501

@@ -13,7 +13,7 @@ def test_netperf_quick_reports_every_path_with_ratios_from_one_run(tmp_path, cap
     assert netperf.main(["--quick", "--json", str(out), "--workdir", str(tmp_path / "lab")]) == 0
     report = json.loads(out.read_text())
     table = report["table"]
-    assert set(table) == {"native", "acsnet vlan", "acsnet vxlan"}
+    assert set(table) == {"native", "acsnet vlan", "acsnet vxlan", "acsnet vpc"}
     for name, row in table.items():
         assert row["bw"]["median"] > 0 and row["lat"]["median"] > 0 and row["iperf3"]["median"] > 0, name
         # Each ratio is this run's median over this run's native median.

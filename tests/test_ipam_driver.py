@@ -226,3 +226,25 @@ def test_allocation_cost_does_not_depend_on_fullness(hosts):
         request(h1, pool_id, options=mac(usable))
     summary = h1.store.get_json(pool_path(pool_id, "chunks"))
     assert summary["full"] == [0], f"the single {chunks.CHUNK_BITS}-bit chunk is recorded full"
+
+
+def test_a_network_split_per_host_gives_each_host_addresses_of_its_subnet(hosts):
+    """vpc: the host-subnet records the vpc driver writes steer the IPAM; the prefix the container
+    sees is its host subnet's, and the host's own gateway address is never handed out."""
+    from ipam.model import host_subnet_path
+    from plugins.store import encode
+
+    h1, h2 = hosts("h1"), hosts("h2")
+    pool_id = h1.request_pool(pool_request(pool="100.70.0.0/16")).pool_id
+    h2.request_pool(pool_request(pool="100.70.0.0/16"))
+    network = netaddr.IPNetwork("100.70.0.0/16")
+    for ipam, subnet in ((h1, "100.70.0.0/24"), (h2, "100.70.1.0/24")):
+        ipam.store.create(host_subnet_path(network, ipam.host_id), encode({"subnet": subnet}))
+    assert request(h1, pool_id, options={"RequestAddressType": "com.docker.network.gateway"}) == "100.70.0.1/16"
+    assert request(h1, pool_id, options=mac(1)) == "100.70.0.2/24"
+    assert request(h2, pool_id, options=mac(2)) == "100.70.1.2/24", "h2's first address after its gateway .1"
+    assert request(h2, pool_id, address="100.70.1.77", options=mac(3)) == "100.70.1.77/24"
+    for wrong in ("100.70.0.9", "100.70.1.1"):
+        with pytest.raises(InvalidRequest) as e:
+            request(h2, pool_id, address=wrong, options=mac(4))
+        assert "take addresses of 100.70.1.0/24" in e.value.message

@@ -328,7 +328,7 @@ class Lab:
     @staticmethod
     def plugins() -> list[str]:
         """The plugins a lab host runs: the IPAM and each driver that has landed."""
-        return ["ipam", "vlan", "vxlan"]
+        return ["ipam", "vlan", "vxlan", "vpc"]
 
     def docker(self, host: str, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
         return self.node(host).run([DOCKER_CLI, *args], check=check, timeout=timeout)

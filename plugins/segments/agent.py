@@ -84,6 +84,10 @@ class SegmentAgent:
     def record_for(self, endpoint: SegmentEndpoint) -> SegmentRecord:
         raise NotImplementedError
 
+    def segment_label(self, number: int) -> str:
+        """A segment as users name it in errors: "VLAN 217", "VNI 110"."""
+        return f"{self.segment_name} {number}"
+
     def flow_marks(self, network: SegmentNetwork) -> tuple[str, ...]:
         """Substrings that tell a network's flows apart, for the per-network flow gauge."""
         return ()
@@ -232,7 +236,7 @@ class SegmentAgent:
     def _check_segment_free(self, network: SegmentNetwork) -> None:
         for other in self.networks.values():
             if other.segment == network.segment and other.subnet != network.subnet and other.network_id != network.network_id:
-                raise Conflict(f"{self.segment_name} {network.segment} is already used on host {self.host_id} by network "
+                raise Conflict(f"{self.segment_label(network.segment)} is already used on host {self.host_id} by network "
                                f"{other.network_id[:12]} with subnet {other.subnet.cidr}, not {network.subnet.cidr}")
 
     def remove_network(self, network_id: str) -> None:
@@ -278,7 +282,7 @@ class SegmentAgent:
         """Record the address on its segment for every host, in one commit with this host's record;
         a record of the same address left by a host that is gone is removed in the same commit."""
         segment = self.layout.segment(endpoint.segment)
-        where = f"{self.segment_name} {endpoint.segment}"
+        where = self.segment_label(endpoint.segment)
         self.store.create(segment)
         self.store.create(self.layout.host_endpoints(self.host_id))
         operations = []

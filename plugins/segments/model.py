@@ -21,7 +21,7 @@ import netaddr
 
 from plugins.store import ROOT, join
 
-DRIVERS = ("vlan", "vxlan")
+DRIVERS = ("vlan", "vxlan", "vpc")
 
 
 @dataclasses.dataclass(frozen=True)

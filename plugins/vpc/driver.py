@@ -1,0 +1,24 @@
+"""The vpc network driver: each host owns a part of the network's range, routed to it by the VPC's
+route table (or the hosts' own routes); no second overlay. Trade-off: an address belongs to its host,
+so a container moved to another host gets a new one."""
+
+from __future__ import annotations
+
+from plugins.protocol import NetworkCreate
+from plugins.segments.driver import SegmentDriver, single_ipv4_subnet
+from plugins.segments.model import SegmentNetwork
+from plugins.vpc.agent import VpcAgent, segment_of
+from plugins.vpc.options import parse_vpc_options
+
+
+class VpcDriver(SegmentDriver):
+    name = "vpc"
+    agent: VpcAgent
+
+    def create_network(self, request: NetworkCreate) -> None:
+        data = single_ipv4_subnet(self.name, request)
+        options = parse_vpc_options(request, data.pool)
+        own = self.agent.claim_host_subnet(data.pool, options.host_subnet_size, options.max_routes)
+        mtu = options.mtu or self.agent.uplink_mtu
+        # The containers' gateway is this host's address in its subnet, not the network's gateway.
+        self.agent.add_network(SegmentNetwork(request.network_id, segment_of(data.pool), data.pool, str(own.gateway), None, mtu))

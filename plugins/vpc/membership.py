@@ -1,0 +1,119 @@
+"""Which part of each vpc network a host holds: claimed when the host joins a network (the route limit
+checked), kept while the host exists, given up by `acsnet host-leave`. Store I/O only: the agent and
+the CLI both use it."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import netaddr
+
+from ipam.model import HOST_SUBNETS, host_subnet_path, subnet_key
+from plugins.errors import Conflict, StoreUnavailable
+from plugins.store import Create, Delete, SetValue, Store, encode, join
+from plugins.vpc import model
+from plugins.vpc.model import HostSubnet
+
+log = logging.getLogger(__name__)
+
+
+class Membership:
+    def __init__(self, store: Store, host_id: str, underlay: str):
+        self.store = store
+        self.host_id = host_id
+        self.underlay = underlay
+
+    def held(self, networks) -> list[HostSubnet]:
+        """This host's subnets of these networks (all vpc networks if None), as long as it has not left."""
+        if networks is None:
+            networks = [netaddr.IPNetwork(k.replace("_", "/")) for k in self.store.children(join(model.ROOT, "networks"))]
+        found = []
+        for network in sorted({netaddr.IPNetwork(n).cidr for n in networks}):
+            data = self.store.get_json(join(model.hosts_path(network), self.host_id))
+            if data and not data.get("left_at"):
+                found.append(HostSubnet.from_json(data))
+        return found
+
+    def claim(self, network: netaddr.IPNetwork, size: int, max_routes: int) -> HostSubnet:
+        """This host's part of the network: the one it holds, or the first free one, unless the network
+        has as many host subnets (routes) as max_routes already. One commit: the host's record, its
+        claim on the subnet, the IPAM's view, and the network's claim counter (which orders hosts that
+        join at once, so the limit holds)."""
+        network = network.cidr
+        settings = {"host_subnet_size": size, "max_routes": max_routes}
+        self.store.create(join(model.ROOT, "networks"))
+        self.store.create(model.network_path(network), encode({**settings, "claims": 0}))
+        self.store.create(model.hosts_path(network))
+        self.store.create(model.claims_path(network))
+        self.store.create(join(HOST_SUBNETS, subnet_key(network)))
+        for _attempt in range(20):
+            node = self.store.get(model.network_path(network))
+            stored = node.json()
+            if (stored["host_subnet_size"], stored["max_routes"]) != (size, max_routes):
+                raise Conflict(f"network {network} exists with host_subnet_size={stored['host_subnet_size']} and "
+                               f"max_routes={stored['max_routes']}; create it with the same options on every host")
+            records = {h: self.store.get(join(model.hosts_path(network), h)) for h in self.store.children(model.hosts_path(network))}
+            mine = records.get(self.host_id)
+            if mine is not None and not mine.json().get("left_at"):
+                self._ensure_ipam_view(HostSubnet.from_json(mine.json()))
+                return HostSubnet.from_json(mine.json())
+            now = time.time()
+            operations, active = [], {}
+            for host, record in records.items():
+                if record is None:
+                    continue
+                data = record.json()
+                if host == self.host_id or (data.get("left_at") and now - data["left_at"] > model.SUBNET_GRACE_SECONDS):
+                    operations += self._release_operations(network, HostSubnet.from_json(data), record.version)
+                else:
+                    active[host] = HostSubnet.from_json(data)
+            if len(active) >= max_routes:
+                raise Conflict(f"network {network} has reached its route limit (max_routes={max_routes}): "
+                               f"{len(active)} hosts hold subnets ({', '.join(sorted(active))}); host {self.host_id} "
+                               "cannot join it")
+            taken = {h.subnet for h in active.values()}
+            previous = HostSubnet.from_json(mine.json()).subnet if mine is not None else None
+            candidates = ([previous] if previous and previous not in taken else []) + \
+                [str(s) for s in network.subnet(size) if str(s) not in taken]
+            if not candidates:
+                raise Conflict(f"network {network} has no /{size} left for host {self.host_id}")
+            mine_now = HostSubnet(self.host_id, str(network), candidates[0], self.underlay)
+            operations += [
+                SetValue(model.network_path(network), encode({**settings, "claims": stored.get("claims", 0) + 1}), node.version),
+                Create(join(model.claims_path(network), candidates[0].replace("/", "_")), encode({"host": self.host_id})),
+                Create(join(model.hosts_path(network), self.host_id), encode(mine_now.to_json())),
+                Create(host_subnet_path(network, self.host_id), encode({"subnet": candidates[0]})),
+            ]
+            if self.store.commit(operations):
+                log.info("network=%s host subnet %s claimed", network, candidates[0])
+                return mine_now
+        raise StoreUnavailable(f"network {network}: host subnet claim kept colliding with other hosts; retry")
+
+    def _release_operations(self, network, record: HostSubnet, version: int) -> list:
+        operations = [Delete(join(model.hosts_path(network), record.host), version)]
+        claim = join(model.claims_path(network), record.subnet.replace("/", "_"))
+        claimed = self.store.get(claim)
+        if claimed is not None:
+            operations.append(Delete(claim, claimed.version))
+        ipam_view = self.store.get(host_subnet_path(network, record.host))
+        if ipam_view is not None:
+            operations.append(Delete(host_subnet_path(network, record.host), ipam_view.version))
+        return operations
+
+    def _ensure_ipam_view(self, own: HostSubnet) -> None:
+        self.store.create(host_subnet_path(netaddr.IPNetwork(own.network), self.host_id), encode({"subnet": own.subnet}))
+
+    def leave(self) -> list[HostSubnet]:
+        """This host leaves every vpc network: the other hosts withdraw its routes at once, its subnets
+        are free again after the grace period. (The caller withdraws what its route provider made.)"""
+        own = self.held(None)
+        for record in own:
+            network = netaddr.IPNetwork(record.network)
+            path = join(model.hosts_path(network), self.host_id)
+            node = self.store.get(path)
+            if node is not None:
+                left = HostSubnet(**{**node.json(), "left_at": time.time()})
+                self.store.compare_and_set(path, encode(left.to_json()), node.version)
+            self.store.delete(host_subnet_path(network, self.host_id))
+        return own

@@ -1,0 +1,57 @@
+"""What the vpc driver stores besides the endpoints it shares with the segment drivers.
+
+    vpc/networks/<cidr>                          {"host_subnet_size", "max_routes", "claims": n}: one
+                                                 network (local-scope copies on each host share it)
+    vpc/networks/<cidr>/hosts/<host>             HostSubnet: a host's part of the network and where to
+                                                 route it; "left_at" once the host left (its routes go
+                                                 at once, its subnet is free again after a grace period)
+    vpc/networks/<cidr>/subnets/<host-subnet>    the host holding a host subnet (no two hosts get one)
+plus `ipam/host-subnets/<cidr>/<host>`, which tells the IPAM to give this host's containers addresses
+of its host subnet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import netaddr
+
+from ipam.model import subnet_key
+from plugins.segments.model import LAYOUTS
+from plugins.store import join
+
+ROOT = LAYOUTS["vpc"].root
+SUBNET_GRACE_SECONDS = 300.0
+
+
+def network_path(subnet: netaddr.IPNetwork) -> str:
+    return join(ROOT, "networks", subnet_key(subnet))
+
+
+def hosts_path(subnet: netaddr.IPNetwork) -> str:
+    return join(network_path(subnet), "hosts")
+
+
+def claims_path(subnet: netaddr.IPNetwork) -> str:
+    return join(network_path(subnet), "subnets")
+
+
+@dataclasses.dataclass(frozen=True)
+class HostSubnet:
+    host: str
+    network: str  # the network's CIDR
+    subnet: str  # this host's part of it
+    underlay: str  # where the other hosts route it
+    left_at: float | None = None
+
+    @property
+    def gateway(self) -> netaddr.IPAddress:
+        """The host's own address in its subnet: its containers' gateway."""
+        return netaddr.IPNetwork(self.subnet).network + 1
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "HostSubnet":
+        return cls(**data)

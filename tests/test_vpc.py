@@ -1,0 +1,87 @@
+"""The vpc driver in a 3-host lab: per-host subnets of 100.70.0.0/16 routed by the hosts' own routes
+(the hostroutes provider), no tunnel; the route limit; a host leaving."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+
+from plugins.lab.dockerd import IMAGE
+from plugins.lab.topology import Lab
+from tests.test_vlan import QUICK, pings
+
+SUBNET = "100.70.0.0/16"
+UNDERLAY = {"h1": "192.0.2.11", "h2": "192.0.2.12", "h3": "192.0.2.13"}
+
+
+def create_vpc(lab: Lab, host: str, check: bool = True):
+    return lab.docker(host, "network", "create", "-d", "vpc", "--ipam-driver", "acsnet", "--subnet", SUBNET,
+                      "-o", "host_subnet_size=24", "-o", "max_routes=2", "vpc0", check=check)
+
+
+def acsnet_routes(lab: Lab, host: str) -> dict[str, str]:
+    out = lab.node(host).run(["ip", "-4", "-j", "route", "show", "proto", "172"]).stdout
+    return {r["dst"]: r["gateway"] for r in json.loads(out or "[]")}
+
+
+def address(lab: Lab, host: str, name: str) -> str:
+    return json.loads(lab.docker(host, "inspect", name).stdout)[0]["NetworkSettings"]["Networks"]["vpc0"]["IPAddress"]
+
+
+def test_host_subnets_routed_without_a_tunnel_the_route_limit_and_a_host_leaving(tmp_path):
+    lab = Lab(str(tmp_path / "lab"), f"acsnet-p{uuid.uuid4().hex[:4]}")
+    try:
+        lab.up(hosts=3)
+        create_vpc(lab, "h1")
+        create_vpc(lab, "h2")
+        # max_routes=2 and two hosts in: a third is refused, clearly, and nothing of it is left.
+        refused = create_vpc(lab, "h3", check=False)
+        assert refused.returncode != 0 and "route limit (max_routes=2)" in refused.stderr, refused.stderr
+        assert "vpc0" not in lab.docker("h3", "network", "ls", "--format", "{{.Name}}").stdout
+
+        lab.docker("h1", "run", "-d", *QUICK, "--net", "vpc0", "--name", "c1", IMAGE, "sleep", "600")
+        lab.docker("h2", "run", "-d", *QUICK, "--net", "vpc0", "--name", "c2", IMAGE, "sleep", "600")
+        a, b = address(lab, "h1", "c1"), address(lab, "h2", "c2")
+        subnet_of = {a: a.rsplit(".", 1)[0] + ".0/24", b: b.rsplit(".", 1)[0] + ".0/24"}
+        assert subnet_of[a] != subnet_of[b], (a, b)
+        # The container sees its host's subnet and routes through the host.
+        inside = lab.docker("h1", "exec", "c1", "ip", "-4", "addr", "show", "eth0").stdout
+        assert f"{a}/24" in inside, inside
+        assert pings(lab, "h1", "c1", b) and pings(lab, "h2", "c2", a)
+
+        # Routed, not tunnelled: each host routes the peer's subnet to the peer's underlay address.
+        assert acsnet_routes(lab, "h1") == {subnet_of[b]: UNDERLAY["h2"]}
+        assert acsnet_routes(lab, "h2") == {subnet_of[a]: UNDERLAY["h1"]}
+        for host in ("h1", "h2"):
+            ports = lab.node(host).run(["ovs-vsctl", "list-ports", "acsvpc0"]).stdout.split()
+            assert ports and all(p.startswith("vh") for p in ports), ports
+            types = lab.node(host).run(["ovs-vsctl", "--columns=type", "--format=csv", "--no-headings", "list", "interface"]).stdout
+            assert "vxlan" not in types or host_has_only_the_vxlan_drivers_tunnel(lab, host)
+
+        # An address of another host's subnet is refused on this host, naming the subnet.
+        wrong = lab.docker("h1", "run", "-d", *QUICK, "--net", "vpc0", "--ip", b.rsplit(".", 1)[0] + ".77", "--name", "wrong",
+                           IMAGE, "sleep", "600", check=False)
+        assert wrong.returncode != 0 and f"take addresses of {subnet_of[a]}" in wrong.stderr, wrong.stderr
+        lab.docker("h1", "rm", "-f", "wrong", check=False)
+
+        # h2 leaves cleanly: every host withdraws its route at once.
+        lab.docker("h2", "rm", "-f", "c2")
+        lab.kill_plugin("h2", "vpc")
+        left = lab.node("h2").run([sys.executable, "-m", "plugins.cli", "host-leave", "--store", lab.zookeeper_url,
+                                   "--host-id", "h2"]).stdout
+        assert subnet_of[b] in left
+        deadline = time.monotonic() + 10
+        while acsnet_routes(lab, "h1"):
+            assert time.monotonic() < deadline, "h1 kept its route to the host that left"
+            time.sleep(0.2)
+        assert acsnet_routes(lab, "h2") == {}, "the leaving host kept its routes"
+    finally:
+        lab.down()
+    assert lab.leftovers() == []
+
+
+def host_has_only_the_vxlan_drivers_tunnel(lab: Lab, host: str) -> bool:
+    """The vxlan driver (also running in the lab) has its tunnel port on its own bridge, never on acsvpc0."""
+    return lab.node(host).run(["ovs-vsctl", "port-to-br", "acsvtep"]).stdout.strip() == "acsvx0"

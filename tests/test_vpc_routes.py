@@ -1,0 +1,51 @@
+"""The vpc route providers' requests. Alibaba Cloud cannot be reached from here: the aliyun provider is
+checked against the official SDK's request objects it hands to the client (faked: it records them)."""
+
+import pytest
+
+from plugins.errors import AcsnetError, InvalidRequest
+from plugins.vpc.model import HostSubnet
+from plugins.vpc.routes import AliyunRoutes, provider_from_settings
+
+OWN = HostSubnet("h1", "100.70.0.0/16", "100.70.3.0/24", "192.0.2.11")
+
+
+class RecordingClient:
+    """Stands in for aliyunsdkcore.client.AcsClient: keeps what would be sent."""
+
+    def __init__(self, fail_with=None):
+        self.sent = []
+        self.fail_with = fail_with
+
+    def do_action_with_exception(self, request):
+        self.sent.append((request.get_action_name(), request.get_version(), request.get_query_params()))
+        if self.fail_with:
+            raise self.fail_with
+        return b"{}"
+
+
+def test_a_host_advertises_its_subnet_once_and_withdraws_it():
+    client = RecordingClient()
+    routes = AliyunRoutes(client, "vtb-123", "i-abc")
+    routes.apply([OWN], peers=[HostSubnet("h2", "100.70.0.0/16", "100.70.4.0/24", "192.0.2.12")])
+    routes.apply([OWN], peers=[])
+    assert client.sent == [("CreateRouteEntry", "2016-04-28", {"RouteTableId": "vtb-123", "DestinationCidrBlock": "100.70.3.0/24",
+                                                               "NextHopType": "Instance", "NextHopId": "i-abc"})]
+    routes.withdraw([OWN])
+    assert client.sent[-1] == ("DeleteRouteEntry", "2016-04-28", {"RouteTableId": "vtb-123", "DestinationCidrBlock": "100.70.3.0/24",
+                                                                  "NextHopId": "i-abc"})
+
+
+def test_errors_of_the_cloud_are_named_and_duplicates_are_fine():
+    from aliyunsdkcore.acs_exception.exceptions import ServerException
+
+    AliyunRoutes(RecordingClient(ServerException("RouterEntryConflict.Duplicated", "exists")), "vtb-1", "i-1").apply([OWN], [])
+    with pytest.raises(AcsnetError) as e:
+        AliyunRoutes(RecordingClient(ServerException("Forbidden.RAM", "no permission")), "vtb-1", "i-1").apply([OWN], [])
+    assert "CreateRouteEntry 100.70.3.0/24" in e.value.message and "no permission" in e.value.message
+
+
+def test_the_provider_needs_its_settings():
+    with pytest.raises(InvalidRequest) as e:
+        provider_from_settings({"vpc_routes": "aliyun", "aliyun_region": "cn-hangzhou"})
+    assert "--aliyun-access-key-id" in e.value.message and "--aliyun-route-table-id" in e.value.message
