@@ -8,7 +8,8 @@ Paths measured (interleaved, so that machine drift cancels; median of repeats wi
 qperf (tcp_bw, tcp_lat: the reference table's units) runs from each host inside the container's network
 namespace (`nsenter -n`), so the busybox image needs no qperf; iperf3 cross-checks bandwidth.
 
-    python -m benchmarks.netperf [--link-rate 1gbit] [--repeat 3] [--quick] [--json FILE]
+    python -m benchmarks.netperf [--link-rate 1gbit] [--repeat 3] [--quick] [--out DIR] [--json FILE] [--chart PNG]
+    acsnet bench ...   (the same)
 
 The reference (ACS, gigabit hosts): native 117 MB/s, 24.5 us; vlan-1.1 117 MB/s, 28.6 us; vxlan 113 MB/s, 43 us.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import sys
@@ -26,7 +28,8 @@ import uuid
 from plugins.lab.dockerd import IMAGE
 from plugins.lab.topology import Lab, host_address
 
-REFERENCE = {"native": (117.0, 24.5), "acsnet vlan": (117.0, 28.6), "acsnet vxlan": (113.0, 43.0)}
+REFERENCE = {"native": (117.0, 24.5), "acsnet vlan": (117.0, 28.6), "acsnet vxlan": (113.0, 43.0),
+             "linux bridge": (97.0, 49.0)}  # the reference's vlan-1.0: Linux bridge and VLAN devices
 QPERF_PORT = "19765"
 
 
@@ -41,25 +44,29 @@ def _qperf_value(text: str, test: str) -> float:
 
 
 class Path:
-    """Where to run the client and server of one path: a host, optionally inside a container's netns."""
+    """Where to run the client and server of one path: a host, optionally inside a container's network
+    namespace (`container:NAME`) or a named one (`netns:NAME`)."""
 
     def __init__(self, name: str, lab: Lab, client_host: str, server_host: str, server_address: str,
-                 client_container: str | None = None, server_container: str | None = None):
+                 client_place: str | None = None, server_place: str | None = None):
         self.name, self.lab = name, lab
         self.client_host, self.server_host, self.server_address = client_host, server_host, server_address
-        self.client_container, self.server_container = client_container, server_container
+        self.client_place, self.server_place = client_place, server_place
 
-    def _prefix(self, host: str, container: str | None) -> list[str]:
-        if container is None:
+    def _prefix(self, host: str, place: str | None) -> list[str]:
+        if place is None:
             return []
-        pid = self.lab.docker(host, "inspect", "-f", "{{.State.Pid}}", container).stdout.strip()
+        kind, name = place.split(":", 1)
+        if kind == "netns":
+            return ["ip", "netns", "exec", name]
+        pid = self.lab.docker(host, "inspect", "-f", "{{.State.Pid}}", name).stdout.strip()
         return ["nsenter", "-t", pid, "-n", "--"]
 
     def measure(self, seconds: int) -> dict[str, float]:
         server = self.lab.node(self.server_host)
         client = self.lab.node(self.client_host)
-        server_prefix = self._prefix(self.server_host, self.server_container)
-        client_prefix = self._prefix(self.client_host, self.client_container)
+        server_prefix = self._prefix(self.server_host, self.server_place)
+        client_prefix = self._prefix(self.client_host, self.client_place)
         daemon = server.popen([*server_prefix, "qperf", "--listen_port", QPERF_PORT], f"{server.workdir}/qperf-server.log")
         try:
             time.sleep(0.3)
@@ -99,10 +106,55 @@ def build_paths(lab: Lab, tag: str) -> list[Path]:
         f"benchvpc-{tag}"]["IPAddress"]
     return [
         Path("native", lab, "h1", "h2", host_address(2)),
-        Path("acsnet vlan", lab, "h1", "h2", "198.51.100.202", f"bench-{tag}", f"bench-{tag}"),
-        Path("acsnet vxlan", lab, "h1", "h2", "100.64.9.202", f"benchvx-{tag}", f"benchvx-{tag}"),
-        Path("acsnet vpc", lab, "h1", "h2", vpc_server, f"benchvpc-{tag}", f"benchvpc-{tag}"),
+        *reference_paths(lab),
+        Path("acsnet vlan", lab, "h1", "h2", "198.51.100.202", f"container:bench-{tag}", f"container:bench-{tag}"),
+        Path("acsnet vxlan", lab, "h1", "h2", "100.64.9.202", f"container:benchvx-{tag}", f"container:benchvx-{tag}"),
+        Path("acsnet vpc", lab, "h1", "h2", vpc_server, f"container:benchvpc-{tag}", f"container:benchvpc-{tag}"),
     ]
+
+
+def reference_paths(lab: Lab) -> list[Path]:
+    """Paths without acsnet, made by hand on both hosts, to place its figures: a namespace on a plain
+    OVS port (switching only), one behind a Linux bridge hooked to OVS (the reference's vlan-1.0 kind
+    of path), and one on the kernel's own VXLAN device (flannel's vxlan backend, port 8472 so that OVS's
+    userspace tunnels on 4789 leave it alone)."""
+    for index, host in ((1, "h1"), (2, "h2")):
+        node, peer = lab.node(host), host_address(3 - index)
+
+        def sh(*argv: str) -> None:
+            node.run(list(argv))
+
+        def namespace_end(ns: str, outside: str, inside: str, address: str, mtu: int = 1500) -> None:
+            sh("ip", "netns", "add", ns)
+            sh("ip", "link", "add", outside, "mtu", str(mtu), "type", "veth", "peer", "name", inside, "mtu", str(mtu))
+            sh("ip", "link", "set", inside, "netns", ns)
+            sh("ip", "netns", "exec", ns, "ip", "addr", "add", address, "dev", inside)
+            sh("ip", "netns", "exec", ns, "ip", "link", "set", inside, "up")
+            sh("ip", "link", "set", outside, "up")
+            sh("ethtool", "-K", outside, "tx", "off")
+            sh("ip", "netns", "exec", ns, "ethtool", "-K", inside, "tx", "off")
+
+        namespace_end("plainovs", "povs", "povsc", f"192.0.2.{100 + index}/24")
+        sh("ovs-vsctl", "add-port", "ovsbr0", "povs")
+        sh("ip", "link", "add", "lbr0", "type", "bridge")
+        sh("ip", "link", "add", "lbrup", "type", "veth", "peer", "name", "lbrovs")
+        for link in ("lbr0", "lbrup", "lbrovs"):
+            sh("ip", "link", "set", link, "up")
+        sh("ethtool", "-K", "lbrovs", "tx", "off")
+        sh("ethtool", "-K", "lbrup", "tx", "off")
+        sh("ip", "link", "set", "lbrup", "master", "lbr0")
+        sh("ovs-vsctl", "add-port", "ovsbr0", "lbrovs")
+        namespace_end("linuxbr", "lbrh", "lbrc", f"192.0.2.{110 + index}/24")
+        sh("ip", "link", "set", "lbrh", "master", "lbr0")
+        sh("ip", "link", "add", "kvx0", "type", "vxlan", "id", "42", "dstport", "8472", "local", host_address(index),
+           "remote", peer)
+        sh("ip", "netns", "add", "kernelvx")
+        sh("ip", "link", "set", "kvx0", "netns", "kernelvx")
+        sh("ip", "netns", "exec", "kernelvx", "ip", "link", "set", "kvx0", "mtu", "1450", "up")
+        sh("ip", "netns", "exec", "kernelvx", "ip", "addr", "add", f"100.72.0.{index}/24", "dev", "kvx0")
+    return [Path("plain OVS", lab, "h1", "h2", "192.0.2.102", "netns:plainovs", "netns:plainovs"),
+            Path("linux bridge", lab, "h1", "h2", "192.0.2.112", "netns:linuxbr", "netns:linuxbr"),
+            Path("kernel vxlan", lab, "h1", "h2", "100.72.0.2", "netns:kernelvx", "netns:kernelvx")]
 
 
 def remove_paths(lab: Lab, tag: str) -> None:
@@ -137,6 +189,30 @@ def markdown(table: dict[str, dict], link_rate: str | None, repeat: int) -> str:
     return "\n".join(lines)
 
 
+def chart(table: dict[str, dict], path: str, title: str) -> None:
+    """Bandwidth and latency per path, medians with min-max bars, beside the reference's figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(table)
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for axis, key, label, ref_index in ((axes[0], "bw", "TCP bandwidth (MB/s)", 0), (axes[1], "lat", "TCP latency (us)", 1)):
+        medians = [table[n][key]["median"] for n in names]
+        spread = [[m - table[n][key]["min"] for n, m in zip(names, medians)], [table[n][key]["max"] - m for n, m in zip(names, medians)]]
+        positions = range(len(names))
+        axis.bar([p - 0.2 for p in positions], medians, 0.4, yerr=spread, capsize=3, label="this machine")
+        axis.bar([p + 0.2 for p in positions], [REFERENCE.get(n, (0, 0))[ref_index] for n in names], 0.4, label="reference (ACS)")
+        axis.set_xticks(list(positions), names, rotation=30, ha="right")
+        axis.set_title(label)
+        axis.legend()
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--link-rate", default=None, help="shape host uplinks, e.g. 1gbit (default: unshaped)")
@@ -144,10 +220,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=5, help="duration of each measurement")
     parser.add_argument("--quick", action="store_true", help="1 repeat of 1 s: checks the harness, not the datapath")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--chart", help="also draw them here (PNG)")
+    parser.add_argument("--out", help="write netperf.md, netperf.json and netperf.png into this directory")
     parser.add_argument("--workdir", default="/var/lib/acsnet/bench-lab")
     args = parser.parse_args(argv)
     if args.quick:
         args.repeat, args.seconds = 1, 1
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        args.json = args.json or os.path.join(args.out, "netperf.json")
+        args.chart = args.chart or os.path.join(args.out, "netperf.png")
     lab = Lab(args.workdir, f"acsnet-b{uuid.uuid4().hex[:4]}")
     tag = uuid.uuid4().hex[:6]
     try:
@@ -163,7 +245,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         lab.down()
     table = summarise(samples)
-    print(markdown(table, args.link_rate, args.repeat))
+    report = markdown(table, args.link_rate, args.repeat)
+    print(report)
+    if args.out:
+        with open(os.path.join(args.out, "netperf.md"), "w") as f:
+            f.write(report + "\n")
+    if args.chart:
+        chart(table, args.chart, f"acsnet netperf, link rate {args.link_rate or 'unshaped'}, median of {args.repeat}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"link_rate": args.link_rate, "repeat": args.repeat, "seconds": args.seconds,

@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     audit.set_defaults(run=run_audit)
     gc.set_defaults(run=run_gc)
 
+    bench = commands.add_parser(
+        "bench", help="the netperf table on a 2-host lab: python -m benchmarks.netperf (same options)", add_help=False)
+    bench.set_defaults(run=run_bench)  # its options are the benchmark's: see main()
+
     leave = commands.add_parser(
         "host-leave", help="this host leaves its vpc networks: routes withdrawn everywhere (stop the vpc plugin first)")
     leave.add_argument("--config", help="config file with an [acsnet] section")
@@ -321,6 +325,14 @@ def build_vpc_driver(store, settings, metrics=None):
     return VpcDriver(agent, settings["scope"])
 
 
+def run_bench(args: argparse.Namespace) -> int:
+    try:
+        from benchmarks import netperf
+    except ImportError:
+        raise AcsnetError("acsnet bench runs from a source checkout (benchmarks/ is not installed)") from None
+    return netperf.main(args.options)
+
+
 def run_host_leave(args: argparse.Namespace) -> int:
     from plugins.vpc.membership import Membership
     from plugins.vpc.routes import provider_from_settings
@@ -549,7 +561,12 @@ def run_install_units(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     from plugins.lab.host import LabError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "bench":
+        args.options = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.run(args)
     except AcsnetError as e:

@@ -1,0 +1,143 @@
+"""Control-plane figures on a 3-host lab, in one run:
+
+- `docker run --rm` time with each acsnet driver against Docker's built-in bridge driver on the same
+  host (interleaved; median and ratio to bridge),
+- each plugin's own handler time per call (p50/p99, from its Prometheus histogram),
+- IPAM allocations per second with all three hosts allocating and releasing at once on one pool.
+(Route propagation and flow programming at 100/1000/5000 endpoints: benchmarks/vxlan_scale.py.)
+
+    python -m benchmarks.controlplane [--runs 20] [--seconds 10] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+
+from plugins.lab.dockerd import IMAGE
+from plugins.lab.host import REPO
+from plugins.lab.topology import Lab
+
+NETWORKS = {  # driver -> create options
+    "bridge": ["-d", "bridge", "--subnet", "100.73.0.0/24"],
+    "vlan": ["-d", "vlan", "--ipam-driver", "acsnet", "--subnet", "198.51.100.0/24", "--gateway", "198.51.100.1", "-o", "VlanId=217"],
+    "vxlan": ["-d", "vxlan", "--ipam-driver", "acsnet", "--subnet", "100.64.30.0/24", "-o", "VxlanId=330"],
+    "vpc": ["-d", "vpc", "--ipam-driver", "acsnet", "--subnet", "100.74.0.0/16"],
+}
+PLUGIN_SOCKETS = {"acsnet": "acsnet.sock", "vlan": "vlan.sock", "vxlan": "vxlan.sock", "vpc": "vpc.sock"}
+
+SCRAPE = """
+import sys
+from plugins.plugin_client import UnixHTTPConnection
+c = UnixHTTPConnection(sys.argv[1], 10)
+c.request("GET", "/metrics")
+print(c.getresponse().read().decode())
+"""
+
+ALLOCATE = """
+import json, sys, time
+from plugins.plugin_client import PluginClient
+client = PluginClient("/run/docker/plugins/acsnet.sock", 30)
+status, pool = client.call("IpamDriver.RequestPool", {"AddressSpace": "acsnet-local", "Pool": sys.argv[1], "Options": {}})
+assert status == 200, pool
+host, deadline, n = sys.argv[2], time.monotonic() + float(sys.argv[3]), 0
+while time.monotonic() < deadline:
+    mac = f"02:42:{host[-1]}{n % 10}:{n >> 16 & 255:02x}:{n >> 8 & 255:02x}:{n & 255:02x}"
+    status, got = client.call("IpamDriver.RequestAddress", {"PoolID": pool["PoolID"], "Address": "",
+                                                           "Options": {"com.docker.network.endpoint.macaddress": mac}})
+    assert status == 200, got
+    client.call("IpamDriver.ReleaseAddress", {"PoolID": pool["PoolID"], "Address": got["Address"].split("/")[0]})
+    n += 1
+client.call("IpamDriver.ReleasePool", {"PoolID": pool["PoolID"]})
+print(n)
+"""
+
+
+def quantiles(metrics: str, plugin: str) -> dict[str, dict[str, float]]:
+    """p50/p99 per method from the cumulative buckets of acsnet_request_seconds (bucket upper bounds)."""
+    buckets: dict[str, list[tuple[float, float]]] = {}
+    for line in metrics.splitlines():
+        found = re.match(r"acsnet_request_seconds_bucket\{([^}]*)\} (\S+)$", line)
+        if not found:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', found.group(1)))
+        if labels.get("plugin") != plugin:
+            continue
+        le = float("inf") if labels["le"] == "+Inf" else float(labels["le"])
+        buckets.setdefault(labels["method"], []).append((le, float(found.group(2))))
+    result = {}
+    for method, points in buckets.items():
+        points.sort()
+        total = points[-1][1]
+        if total == 0:
+            continue
+
+        def bound(q: float) -> float:
+            return next(le for le, count in points if count >= q * total)
+
+        result[method] = {"calls": total, "p50_ms": bound(0.5) * 1000, "p99_ms": bound(0.99) * 1000}
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=10.0, help="duration of the IPAM allocation race")
+    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--workdir", default="/var/lib/acsnet/controlplane-lab")
+    args = parser.parse_args(argv)
+    lab = Lab(args.workdir, f"acsnet-c{uuid.uuid4().hex[:4]}")
+    report: dict = {}
+    try:
+        lab.up(hosts=3)
+        for driver, options in NETWORKS.items():
+            lab.docker("h1", "network", "create", *options, f"cp-{driver}")
+        times: dict[str, list[float]] = {d: [] for d in NETWORKS}
+        for n in range(args.runs):
+            order = list(NETWORKS) if n % 2 == 0 else list(reversed(NETWORKS))
+            for driver in order:
+                started = time.monotonic()
+                lab.docker("h1", "run", "--rm", "--net", f"cp-{driver}", IMAGE, "true")
+                times[driver].append(time.monotonic() - started)
+        bridge = statistics.median(times["bridge"])
+        report["docker_run"] = {d: {"median_s": statistics.median(t), "ratio_to_bridge": statistics.median(t) / bridge}
+                                for d, t in times.items()}
+        report["handlers"] = {}
+        for plugin, sock in PLUGIN_SOCKETS.items():
+            metrics = lab.node("h1").run([sys.executable, "-c", SCRAPE, f"/run/docker/plugins/{sock}"]).stdout
+            report["handlers"][plugin] = quantiles(metrics, plugin)
+        racers = [subprocess.Popen(lab.node(h).command([sys.executable, "-c", ALLOCATE, "100.75.0.0/16", h, str(args.seconds)]),
+                                   cwd=REPO, stdout=subprocess.PIPE, text=True) for h in lab.hosts()]
+        counts = [int(r.communicate(timeout=args.seconds + 120)[0].strip()) for r in racers]
+        report["ipam"] = {"hosts": len(counts), "seconds": args.seconds, "allocations": sum(counts),
+                          "per_second": sum(counts) / args.seconds, "per_host": counts}
+    finally:
+        lab.down()
+    print(f"docker run --rm on one host, {args.runs} interleaved runs (median):")
+    print("| network driver | seconds | / bridge |")
+    print("|---|---|---|")
+    for driver, row in report["docker_run"].items():
+        print(f"| {driver} | {row['median_s']:.3f} | {row['ratio_to_bridge']:.2f} |")
+    print("\nPlugin handler time per call on h1 (from acsnet_request_seconds; bucket bounds):")
+    print("| plugin | method | calls | p50 (ms) | p99 (ms) |")
+    print("|---|---|---|---|---|")
+    for plugin, methods in report["handlers"].items():
+        for method, row in sorted(methods.items()):
+            print(f"| {plugin} | {method} | {row['calls']:.0f} | {row['p50_ms']:g} | {row['p99_ms']:g} |")
+    ipam = report["ipam"]
+    print(f"\nIPAM: {ipam['allocations']} allocations (+ releases) in {ipam['seconds']:g} s by {ipam['hosts']} hosts at once "
+          f"on one pool: {ipam['per_second']:.0f} allocations/s (per host {ipam['per_host']})")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
