@@ -166,19 +166,24 @@ class PoolAllocator:
                 self._commit(self._summary_update(chunk, bitmap, full, summary_version), chunk, bitmap)
                 self.cache.forget()
                 return _CONFLICT
-            offset = chunk * chunks.CHUNK_BITS + bit
-            after = bitmap | (1 << bit)
-            operations = [
-                self._write_chunk(chunk, version, after),
-                Create(self._address_path(offset), encode(record.to_json())),
-                *self._summary_update(chunk, after, full, summary_version),
-            ]
-            if self._commit(operations, chunk, after):
-                return self.address_at(offset)
-            self._repair_unmarked(offset)
-            return _CONFLICT
+            return self._take(chunk, version, bitmap, bit, full, summary_version, record)
 
         return self._until_committed(attempt)
+
+    def _take(self, chunk: int, version: int | None, bitmap: int, bit: int, full: set[int], summary_version: int,
+              record: AddressRecord):
+        """One commit: the bit set, the address's record, the summary; the address, or _CONFLICT."""
+        offset = chunk * chunks.CHUNK_BITS + bit
+        after = bitmap | (1 << bit)
+        operations = [
+            self._write_chunk(chunk, version, after),
+            Create(self._address_path(offset), encode(record.to_json())),
+            *self._summary_update(chunk, after, full, summary_version),
+        ]
+        if self._commit(operations, chunk, after):
+            return self.address_at(offset)
+        self._repair_unmarked(offset)
+        return _CONFLICT
 
     def allocate_within(self, record: AddressRecord, part: netaddr.IPNetwork) -> netaddr.IPAddress:
         """The lowest free address of a part of the pool (a vpc host's subnet, less its first address,
@@ -191,19 +196,8 @@ class PoolAllocator:
             for chunk in range(chunks.chunk_of(span.first), chunks.chunk_of(span.last) + 1):
                 bitmap, version = self._chunk(chunk)
                 bit = chunks.first_free_bit(bitmap, chunks.bits_in_chunk(chunk, span))
-                if bit is None:
-                    continue
-                offset = chunk * chunks.CHUNK_BITS + bit
-                after = bitmap | (1 << bit)
-                operations = [
-                    self._write_chunk(chunk, version, after),
-                    Create(self._address_path(offset), encode(record.to_json())),
-                    *self._summary_update(chunk, after, full, summary_version),
-                ]
-                if self._commit(operations, chunk, after):
-                    return self.address_at(offset)
-                self._repair_unmarked(offset)
-                return _CONFLICT
+                if bit is not None:
+                    return self._take(chunk, version, bitmap, bit, full, summary_version, record)
             raise Exhausted(f"subnet {part.cidr} of pool {self.pool.pool_id} has no free address left")
 
         return self._until_committed(attempt)
