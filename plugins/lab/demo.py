@@ -161,6 +161,14 @@ def ping_from(lab: Lab, host: str, container: str, address: str, wait: float = 1
     return True
 
 
+def remove_scenario(lab: Lab, containers: dict[str, list[str]], networks: list[str]) -> None:
+    """What a scenario made (containers by host, networks on each of those hosts), if it is there."""
+    for host, names in containers.items():
+        docker(lab, host, "rm", "-f", *names, check_ok=False)
+        for name in networks:
+            docker(lab, host, "network", "rm", name, check_ok=False)
+
+
 def vlan_scenario(lab: Lab, run: DemoRun) -> None:
     """vlan-1.1: containers on the data center's VLANs, ARP answered by the hosts, one MAC per host."""
     run.begin("vlan: VLAN 217 and 218 across hosts, pinned IPs, isolation")
@@ -171,10 +179,7 @@ def vlan_scenario(lab: Lab, run: DemoRun) -> None:
     containers = {first: ["demo-v217-a", "demo-v218-a"], last: ["demo-v217-b"]}
 
     def clean():
-        for host in hosts:
-            docker(lab, host, "rm", "-f", *containers.get(host, []), check_ok=False)
-            for name in nets:
-                docker(lab, host, "network", "rm", name, check_ok=False)
+        remove_scenario(lab, containers, list(nets))
 
     clean()
 
@@ -230,10 +235,7 @@ def vxlan_scenario(lab: Lab, run: DemoRun) -> None:
     web = "mkdir /www && echo demo-web > /www/index.html && exec httpd -f -p 80 -h /www"
 
     def clean():
-        for host in hosts:
-            docker(lab, host, "rm", "-f", *containers.get(host, []), check_ok=False)
-            for name in nets:
-                docker(lab, host, "network", "rm", name, check_ok=False)
+        remove_scenario(lab, containers, list(nets))
 
     clean()
 
