@@ -31,13 +31,8 @@ class AppAddress:
 def remember(store: Store, app: str, seconds: float, addresses: list[netaddr.IPNetwork]) -> None:
     """Record the addresses (with their prefix) of one of the application's containers."""
     for address in addresses:
-        path = retention_path(address.cidr, address.ip)
-        value = encode(Retention(app, seconds).to_json())
         store.create(join(RETENTION, subnet_key(address.cidr)))
-        if not store.create(path, value):
-            current = store.get(path)
-            if current is not None and current.json() != Retention(app, seconds).to_json():
-                store.compare_and_set(path, value, current.version)
+        store.put(retention_path(address.cidr, address.ip), encode(Retention(app, seconds).to_json()))
 
 
 def _pools_of(store: Store, subnet_key_: str) -> list[Pool]:

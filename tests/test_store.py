@@ -41,6 +41,15 @@ def test_compare_and_set(store):
     assert store.compare_and_set("/absent", b"x", 0) is False
 
 
+def test_put_makes_or_replaces_and_leaves_an_equal_value_alone(store):
+    store.put("/p/q", b"one")
+    assert (store.get("/p/q").value, store.get("/p/q").version) == (b"one", 0)
+    store.put("/p/q", b"one")
+    assert store.get("/p/q").version == 0, "the same value is not written again"
+    store.put("/p/q", b"two")
+    assert (store.get("/p/q").value, store.get("/p/q").version) == (b"two", 1)
+
+
 def test_delete_and_children(store):
     for name in ("x", "y", "z"):
         store.create(f"/p/{name}/leaf", name.encode())

@@ -225,9 +225,7 @@ class SegmentAgent:
                 self.store.create(self._cluster_networks)
                 paths.append(join(self._cluster_networks, network.network_id))
             for path in paths:
-                if not self.store.create(path, encode(network.to_json())):
-                    current = self.store.get(path)
-                    self.store.compare_and_set(path, encode(network.to_json()), current.version if current else 0)
+                self.store.put(path, encode(network.to_json()))
             self.networks[network.network_id] = network
             self._watch(network.segment)
             self.sync()

@@ -149,6 +149,14 @@ class Store(abc.ABC):
 
     # Helpers built on the primitives, shared by every backend.
 
+    def put(self, path: str, value: bytes) -> None:
+        """The node holds `value`: made if absent, replaced if it holds another (the last writer wins)."""
+        if self.create(path, value):
+            return
+        current = self.get(path)
+        if current is not None and current.value != value:
+            self.compare_and_set(path, value, current.version)
+
     def get_json(self, path: str):
         node = self.get(path)
         return None if node is None else node.json()

@@ -231,10 +231,7 @@ class EmbeddedStore(Store):
         self._ensure_session()
         pid = os.getpid()
         host = join(ROOT, "hosts", host_id)
-        if not self.create(host, encode(info)):
-            current = self.get(host)
-            if current is not None:
-                self.compare_and_set(host, encode(info), current.version)
+        self.put(host, encode(info))
         self.create(join(host, "sessions", f"{session_name}-{pid}"), ephemeral=True)
 
     def _purge_dead_sessions(self) -> None:

@@ -320,10 +320,7 @@ class ZooKeeperStore(Store):
         listener after a new session, possibly at the same time."""
         with self._registration_lock:
             host = join(ROOT, "hosts", host_id)
-            if not self.create(host, encode(info)):
-                current = self.get(host)
-                if current is not None and current.json() != info:
-                    self.compare_and_set(host, encode(info), current.version)
+            self.put(host, encode(info))
             session = join(host, "sessions", f"{session_name}-{os.getpid()}")
             if self.create(session, ephemeral=True):
                 return

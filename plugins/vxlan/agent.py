@@ -116,9 +116,9 @@ class VxlanAgent(SegmentAgent):
             router.remove_host_nat()
         self._nat_applied = desired
 
-    def publish(self, endpoint_id: str, portmap: list[dict]) -> list[dict]:
-        """Publish an endpoint's ports (ProgramExternalConnectivity); returns the portmap as done, with
-        the host ports chosen for those asked as 0."""
+    def publish(self, endpoint_id: str, portmap: list[dict]) -> None:
+        """Publish an endpoint's ports (ProgramExternalConnectivity); a host port asked as 0 is chosen
+        here (EndpointOperInfo reports them)."""
         self._ensure_loaded()
         with self._lock:
             endpoint = self.endpoint(endpoint_id)
@@ -130,16 +130,10 @@ class VxlanAgent(SegmentAgent):
                 publication = self._publication(endpoint, entry, taken)
                 taken.add((publication.proto, publication.host_port))
                 publications.append(publication)
-            path = self._published_path(endpoint_id)
             self.store.create(self._published_path())
-            value = encode([dataclasses.asdict(p) for p in publications])
-            if not self.store.create(path, value):
-                current = self.store.get(path)
-                self.store.compare_and_set(path, value, current.version if current else 0)
+            self.store.put(self._published_path(endpoint_id), encode([dataclasses.asdict(p) for p in publications]))
             self.publications[endpoint_id] = tuple(publications)
             self._apply_nat()
-            return [{"Proto": p.proto, "IP": p.ip, "Port": p.port, "HostIP": "", "HostPort": p.host_port,
-                     "HostPortEnd": p.host_port} for p in publications]
 
     @staticmethod
     def _publication(endpoint: SegmentEndpoint, entry: dict, taken: set) -> Publication:
