@@ -67,8 +67,11 @@ class Ovsdb:
             args += ["--", "set", "interface", port, *settings]
         self.vsctl(*args)
 
-    def delete_port(self, bridge: str, port: str) -> None:
-        self.vsctl("--if-exists", "del-port", check_interface_name(bridge), check_interface_name(port))
+    def delete_port(self, bridge: str, port: str, *, wait: bool = True) -> None:
+        """`wait=False`: return once OVSDB has committed, not when ovs-vswitchd has let go of the port
+        (with the userspace datapath that takes 10-20 ms more)."""
+        self.vsctl(*([] if wait else ["--no-wait"]), "--if-exists", "del-port", check_interface_name(bridge),
+                   check_interface_name(port))
 
     def ports(self, bridge: str) -> dict[str, dict]:
         """Every interface of the bridge: name → {"ofport", "mac", "external_ids"}."""

@@ -234,7 +234,8 @@ def run_serve(args: argparse.Namespace) -> int:
         from ovsctl.ovsdb import Ovsdb
 
         host_layout(Ovsdb(settings["ovsdb"]), settings["bridge"])  # refuse to start on a host not set up
-    opened = []
+    opened = []  # stores of this worker
+    agents = []  # datapath agents of this worker: stopped before their store closes
 
     def app_factory():
         from plugins.metrics import PluginMetrics
@@ -263,6 +264,7 @@ def run_serve(args: argparse.Namespace) -> int:
             return create_app(name=name, ipam_driver=ipam, metrics=metrics, health=store_health)
         build = {"vlan": build_vlan_driver, "vxlan": build_vxlan_driver, "vpc": build_vpc_driver}[args.plugin]
         driver = build(store, settings, metrics)
+        agents.append(driver.agent)
 
         def driver_health() -> dict:
             report = store_health()
@@ -273,6 +275,8 @@ def run_serve(args: argparse.Namespace) -> int:
         return create_app(name=name, network_driver=driver, metrics=metrics, health=driver_health)
 
     def close_store():
+        for agent in agents:
+            agent.stop()
         for store in opened:
             store.close()
 

@@ -13,7 +13,7 @@ import time
 import netaddr
 
 from ovsctl import arp
-from ovsctl.vlan_pipeline import ArpAnswer, LocalPort, VlanDatapath, vlan_flows
+from ovsctl.vlan_pipeline import COOKIE, ArpAnswer, LocalPort, VlanDatapath, vlan_flows
 from plugins.errors import AcsnetError
 from plugins.segments.agent import SegmentAgent
 from plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork, SegmentRecord
@@ -25,6 +25,7 @@ GATEWAY_RETRY_MAX_SECONDS = 30.0  # retries back off 1, 2, 4, ... seconds up to 
 
 class VlanAgent(SegmentAgent):
     segment_name = "VLAN"
+    flow_cookie = COOKIE
 
     def __init__(self, store, ovsdb, host_id: str, bridge: str, uplink: str, **kwargs):
         super().__init__(store, ovsdb, LAYOUTS["vlan"], host_id, bridge, uplink, **kwargs)

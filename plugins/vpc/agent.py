@@ -32,6 +32,7 @@ def segment_of(subnet: netaddr.IPNetwork) -> int:
 
 class VpcAgent(SegmentAgent):
     segment_name = "vpc network"
+    flow_cookie = COOKIE
 
     def __init__(self, store, ovsdb, host_id: str, bridge: str, uplink: str, *, underlay: str, datapath: str,
                  routes: RouteProvider, **kwargs):

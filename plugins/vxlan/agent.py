@@ -10,7 +10,7 @@ import logging
 
 from ovsctl import arp, openflow, router
 from ovsctl.router import Publication
-from ovsctl.vxlan_pipeline import VxlanDatapath, VxlanGateway, VxlanPort, VxlanRoute, gateway_mac, vxlan_flows
+from ovsctl.vxlan_pipeline import COOKIE, VxlanDatapath, VxlanGateway, VxlanPort, VxlanRoute, gateway_mac, vxlan_flows
 from plugins.errors import AcsnetError, InvalidRequest
 from plugins.segments.agent import SegmentAgent
 from plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork, SegmentRecord
@@ -25,6 +25,7 @@ VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
 
 class VxlanAgent(SegmentAgent):
     segment_name = "VNI"
+    flow_cookie = COOKIE
     withdraw_dead_hosts = True
 
     def __init__(self, store, ovsdb, host_id: str, bridge: str, uplink: str, *, vtep: str, datapath: str, **kwargs):
