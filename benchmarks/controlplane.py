@@ -3,10 +3,12 @@
 - `docker run --rm` time with each acsnet driver against Docker's built-in bridge driver on the same
   host (interleaved; median and ratio to bridge),
 - each plugin's own handler time per call (p50/p99, from its Prometheus histogram),
-- IPAM allocations per second with all three hosts allocating and releasing at once on one pool.
-(Route propagation and flow programming at 100/1000/5000 endpoints: benchmarks/vxlan_scale.py.)
+- IPAM allocations per second with all three hosts allocating and releasing at once on one pool,
+- cross-host route propagation (p50/p99) and flow programming for 100/1000/5000 remote endpoints
+  (vxlan; benchmarks/vxlan_scale.py).
+`acsnet bench` runs the same after the datapath table, into the same report.
 
-    python -m benchmarks.controlplane [--runs 20] [--seconds 10] [--json FILE]
+    python -m benchmarks.controlplane [--runs 20] [--seconds 10] [--propagation-runs 50] [--json FILE]
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sys
 import time
 import uuid
 
+from benchmarks import vxlan_scale
 from plugins.lab.dockerd import IMAGE
 from plugins.lab.host import REPO
 from plugins.lab.topology import Lab
@@ -85,54 +88,85 @@ def quantiles(metrics: str, plugin: str) -> dict[str, dict[str, float]]:
     return result
 
 
+def docker_run_times(lab: Lab, runs: int) -> dict:
+    """`docker run --rm` on h1 per network driver, interleaved (the order flips every run)."""
+    tag = uuid.uuid4().hex[:6]
+    for driver, options in NETWORKS.items():
+        lab.docker("h1", "network", "create", *options, f"cp-{driver}-{tag}")
+    try:
+        times: dict[str, list[float]] = {d: [] for d in NETWORKS}
+        for n in range(runs):
+            for driver in (list(NETWORKS) if n % 2 == 0 else list(reversed(NETWORKS))):
+                started = time.monotonic()
+                lab.docker("h1", "run", "--rm", "--net", f"cp-{driver}-{tag}", IMAGE, "true")
+                times[driver].append(time.monotonic() - started)
+    finally:
+        for driver in NETWORKS:
+            lab.docker("h1", "network", "rm", f"cp-{driver}-{tag}", check=False)
+    bridge = statistics.median(times["bridge"])
+    return {d: {"median_s": statistics.median(t), "min_s": min(t), "max_s": max(t),
+                "ratio_to_bridge": statistics.median(t) / bridge} for d, t in times.items()}
+
+
+def handler_times(lab: Lab) -> dict:
+    report = {}
+    for plugin, sock in PLUGIN_SOCKETS.items():
+        metrics = lab.node("h1").run([sys.executable, "-c", SCRAPE, f"/run/docker/plugins/{sock}"]).stdout
+        report[plugin] = quantiles(metrics, plugin)
+    return report
+
+
+def ipam_rate(lab: Lab, seconds: float) -> dict:
+    """Every host allocates and releases on one shared pool at once."""
+    racers = [subprocess.Popen(lab.node(h).command([sys.executable, "-c", ALLOCATE, "100.75.0.0/16", h, str(seconds)]),
+                               cwd=REPO, stdout=subprocess.PIPE, text=True) for h in lab.hosts()]
+    counts = [int(r.communicate(timeout=seconds + 120)[0].strip()) for r in racers]
+    return {"hosts": len(counts), "seconds": seconds, "allocations": sum(counts), "per_second": sum(counts) / seconds,
+            "per_host": counts}
+
+
+def measure(lab: Lab, *, runs: int, seconds: float, propagation_runs: int, endpoints: list[int]) -> dict:
+    """Every control-plane figure on a lab of 2 or more hosts (the IPAM race uses all of them)."""
+    report = {"docker_run": docker_run_times(lab, runs), "handlers": handler_times(lab)}
+    report["ipam"] = ipam_rate(lab, seconds)
+    report["vxlan"] = vxlan_scale.measure(lab, propagation_runs, endpoints)
+    return report
+
+
+def markdown(report: dict) -> str:
+    runs = report["docker_run"]
+    lines = ["`docker run --rm` on one host, interleaved runs, median (min-max):", "",
+             "| network driver | seconds | / bridge |", "|---|---|---|"]
+    for driver, row in runs.items():
+        lines.append(f"| {driver} | {row['median_s']:.3f} ({row['min_s']:.3f}-{row['max_s']:.3f}) | {row['ratio_to_bridge']:.2f} |")
+    lines += ["", "Plugin handler time per call on h1 (from acsnet_request_seconds; bucket bounds):", "",
+              "| plugin | method | calls | p50 (ms) | p99 (ms) |", "|---|---|---|---|---|"]
+    for plugin, methods in report["handlers"].items():
+        for method, row in sorted(methods.items()):
+            lines.append(f"| {plugin} | {method} | {row['calls']:.0f} | {row['p50_ms']:g} | {row['p99_ms']:g} |")
+    ipam = report["ipam"]
+    lines += ["", f"IPAM: {ipam['allocations']} allocations (+ releases) in {ipam['seconds']:g} s by {ipam['hosts']} hosts "
+              f"at once on one pool: {ipam['per_second']:.0f} allocations/s (per host {ipam['per_host']})", ""]
+    return "\n".join(lines) + vxlan_scale.markdown(report["vxlan"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of the IPAM allocation race")
+    parser.add_argument("--propagation-runs", type=int, default=50)
+    parser.add_argument("--endpoints", default="100,1000,5000", help="remote endpoints simulated for flow programming")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--workdir", default="/var/lib/acsnet/controlplane-lab")
     args = parser.parse_args(argv)
     lab = Lab(args.workdir, f"acsnet-c{uuid.uuid4().hex[:4]}")
-    report: dict = {}
     try:
         lab.up(hosts=3)
-        for driver, options in NETWORKS.items():
-            lab.docker("h1", "network", "create", *options, f"cp-{driver}")
-        times: dict[str, list[float]] = {d: [] for d in NETWORKS}
-        for n in range(args.runs):
-            order = list(NETWORKS) if n % 2 == 0 else list(reversed(NETWORKS))
-            for driver in order:
-                started = time.monotonic()
-                lab.docker("h1", "run", "--rm", "--net", f"cp-{driver}", IMAGE, "true")
-                times[driver].append(time.monotonic() - started)
-        bridge = statistics.median(times["bridge"])
-        report["docker_run"] = {d: {"median_s": statistics.median(t), "ratio_to_bridge": statistics.median(t) / bridge}
-                                for d, t in times.items()}
-        report["handlers"] = {}
-        for plugin, sock in PLUGIN_SOCKETS.items():
-            metrics = lab.node("h1").run([sys.executable, "-c", SCRAPE, f"/run/docker/plugins/{sock}"]).stdout
-            report["handlers"][plugin] = quantiles(metrics, plugin)
-        racers = [subprocess.Popen(lab.node(h).command([sys.executable, "-c", ALLOCATE, "100.75.0.0/16", h, str(args.seconds)]),
-                                   cwd=REPO, stdout=subprocess.PIPE, text=True) for h in lab.hosts()]
-        counts = [int(r.communicate(timeout=args.seconds + 120)[0].strip()) for r in racers]
-        report["ipam"] = {"hosts": len(counts), "seconds": args.seconds, "allocations": sum(counts),
-                          "per_second": sum(counts) / args.seconds, "per_host": counts}
+        report = measure(lab, runs=args.runs, seconds=args.seconds, propagation_runs=args.propagation_runs,
+                         endpoints=[int(n) for n in args.endpoints.split(",")])
     finally:
         lab.down()
-    print(f"docker run --rm on one host, {args.runs} interleaved runs (median):")
-    print("| network driver | seconds | / bridge |")
-    print("|---|---|---|")
-    for driver, row in report["docker_run"].items():
-        print(f"| {driver} | {row['median_s']:.3f} | {row['ratio_to_bridge']:.2f} |")
-    print("\nPlugin handler time per call on h1 (from acsnet_request_seconds; bucket bounds):")
-    print("| plugin | method | calls | p50 (ms) | p99 (ms) |")
-    print("|---|---|---|---|---|")
-    for plugin, methods in report["handlers"].items():
-        for method, row in sorted(methods.items()):
-            print(f"| {plugin} | {method} | {row['calls']:.0f} | {row['p50_ms']:g} | {row['p99_ms']:g} |")
-    ipam = report["ipam"]
-    print(f"\nIPAM: {ipam['allocations']} allocations (+ releases) in {ipam['seconds']:g} s by {ipam['hosts']} hosts at once "
-          f"on one pool: {ipam['per_second']:.0f} allocations/s (per host {ipam['per_host']})")
+    print(markdown(report))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)

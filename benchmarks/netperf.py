@@ -5,10 +5,12 @@ Paths measured (interleaved, so that machine drift cancels; median of repeats wi
 - acsnet vlan: container to container across the hosts on a VLAN network,
 - acsnet vxlan: container to container across the hosts on a VXLAN network (OVS userspace tunnels),
 - acsnet vpc: container to container across the hosts on a vpc network (host subnets, routed).
+Then, in the same report, the control-plane figures of benchmarks/controlplane.py (docker run against
+the bridge driver, handler p50/p99, IPAM allocations/s on 3 hosts, route propagation, flow programming).
 qperf (tcp_bw, tcp_lat: the reference table's units) runs from each host inside the container's network
 namespace (`nsenter -n`), so the busybox image needs no qperf; iperf3 cross-checks bandwidth.
 
-    python -m benchmarks.netperf [--link-rate 1gbit] [--repeat 3] [--quick] [--out DIR] [--json FILE] [--chart PNG]
+    python -m benchmarks.netperf [--link-rate 1gbit] [--repeat 3] [--quick] [--skip-control-plane] [--out DIR] [--json FILE] [--chart PNG]
     acsnet bench ...   (the same)
 
 The reference (ACS, gigabit hosts): native 117 MB/s, 24.5 us; vlan-1.1 117 MB/s, 28.6 us; vxlan 113 MB/s, 43 us.
@@ -25,12 +27,15 @@ import sys
 import time
 import uuid
 
+from benchmarks import controlplane
 from plugins.lab.dockerd import IMAGE
 from plugins.lab.topology import Lab, host_address
 
 REFERENCE = {"native": (117.0, 24.5), "acsnet vlan": (117.0, 28.6), "acsnet vxlan": (113.0, 43.0),
              "linux bridge": (97.0, 49.0)}  # the reference's vlan-1.0: Linux bridge and VLAN devices
 QPERF_PORT = "19765"
+FULL_CONTROL_PLANE = {"runs": 20, "seconds": 10.0, "propagation_runs": 50, "endpoints": [100, 1000, 5000]}
+QUICK_CONTROL_PLANE = {"runs": 2, "seconds": 2.0, "propagation_runs": 3, "endpoints": [100]}
 
 
 def _qperf_value(text: str, test: str) -> float:
@@ -222,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--chart", help="also draw them here (PNG)")
     parser.add_argument("--out", help="write netperf.md, netperf.json and netperf.png into this directory")
+    parser.add_argument("--skip-control-plane", action="store_true",
+                        help="only the datapath table (the control-plane figures take about 5 minutes more)")
     parser.add_argument("--workdir", default="/var/lib/acsnet/bench-lab")
     args = parser.parse_args(argv)
     if args.quick:
@@ -233,8 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     lab = Lab(args.workdir, f"acsnet-b{uuid.uuid4().hex[:4]}")
     tag = uuid.uuid4().hex[:6]
     try:
-        print(f"building a 2-host lab (link rate {args.link_rate or 'unshaped'})", file=sys.stderr, flush=True)
-        lab.up(hosts=2, link_rate=args.link_rate)
+        print(f"building a 3-host lab (link rate {args.link_rate or 'unshaped'}; h3 joins the IPAM race only)",
+              file=sys.stderr, flush=True)
+        lab.up(hosts=3, link_rate=args.link_rate)
         paths = build_paths(lab, tag)
         samples: dict[str, list] = {p.name: [] for p in paths}
         for round_ in range(args.repeat):
@@ -242,10 +250,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"round {round_ + 1}/{args.repeat}: {path.name}", file=sys.stderr, flush=True)
                 samples[path.name].append(path.measure(args.seconds))
         remove_paths(lab, tag)
+        control = None
+        if not args.skip_control_plane:
+            print("control plane", file=sys.stderr, flush=True)
+            control = controlplane.measure(lab, **(QUICK_CONTROL_PLANE if args.quick else FULL_CONTROL_PLANE))
     finally:
         lab.down()
     table = summarise(samples)
     report = markdown(table, args.link_rate, args.repeat)
+    if control is not None:
+        report += "\n\n## Control plane\n\n" + controlplane.markdown(control)
     print(report)
     if args.out:
         with open(os.path.join(args.out, "netperf.md"), "w") as f:
@@ -255,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"link_rate": args.link_rate, "repeat": args.repeat, "seconds": args.seconds,
-                       "samples": samples, "table": table}, f, indent=2)
+                       "samples": samples, "table": table, "control_plane": control}, f, indent=2)
     return 0
 
 

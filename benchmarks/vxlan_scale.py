@@ -109,6 +109,43 @@ def scale(lab: Lab, sizes: list[int]) -> list[dict]:
     return rows
 
 
+def prepare(lab: Lab, tag: str) -> None:
+    """The vxlan network on h1 and h2, and the container on h2 that pings the new ones."""
+    for host in ("h1", "h2"):
+        lab.docker(host, "network", "create", "-d", "vxlan", "--ipam-driver", "acsnet", "--subnet", SUBNET,
+                   "-o", f"VxlanId={VNI}", f"scale-{tag}")
+    lab.docker("h2", "run", "-d", "--stop-timeout", "1", "--net", f"scale-{tag}", "--name", f"probe-{tag}", IMAGE, "sleep", "7200")
+
+
+def clean_up(lab: Lab, tag: str) -> None:
+    lab.docker("h2", "rm", "-f", f"probe-{tag}", check=False)
+    for host in ("h1", "h2"):
+        lab.docker(host, "network", "rm", f"scale-{tag}", check=False)
+
+
+def markdown(report: dict) -> str:
+    runs = report["runs"]
+    lines = [f"Route propagation h1 -> h2 over {runs} runs (seconds until h2's first ping reply):", "",
+             "| measured | p50 (s) | p99 (s) | max (s) |", "|---|---|---|---|"]
+    for name, row in report["propagation"].items():
+        lines.append(f"| {name} | {row['p50']:.3f} | {row['p99']:.3f} | {row['max']:.3f} |")
+    lines += ["", "Flow programming on h1 for remote endpoints written to the store:", "",
+              "| endpoints | seconds | flows | flows per endpoint |", "|---|---|---|---|"]
+    for row in report["scale"]:
+        lines.append(f"| {row['endpoints']} | {row['seconds']:.2f} | {row['flows']} | {row['flows'] / row['endpoints']:.2f} |")
+    return "\n".join(lines)
+
+
+def measure(lab: Lab, runs: int, sizes: list[int]) -> dict:
+    tag = uuid.uuid4().hex[:6]
+    prepare(lab, tag)
+    try:
+        times = propagation(lab, runs, tag)
+        return {"runs": runs, "propagation": times, "scale": scale(lab, sizes)}
+    finally:
+        clean_up(lab, tag)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=50)
@@ -117,25 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default="/var/lib/acsnet/scale-lab")
     args = parser.parse_args(argv)
     lab = Lab(args.workdir, f"acsnet-s{uuid.uuid4().hex[:4]}")
-    tag = uuid.uuid4().hex[:6]
     try:
         lab.up(hosts=2)
-        for host in ("h1", "h2"):
-            lab.docker(host, "network", "create", "-d", "vxlan", "--ipam-driver", "acsnet", "--subnet", SUBNET,
-                       "-o", f"VxlanId={VNI}", f"scale-{tag}")
-        lab.docker("h2", "run", "-d", "--stop-timeout", "1", "--net", f"scale-{tag}", "--name", f"probe-{tag}", IMAGE, "sleep", "7200")
-        report = {"propagation": propagation(lab, args.runs, tag),
-                  "scale": scale(lab, [int(n) for n in args.endpoints.split(",")])}
+        report = measure(lab, args.runs, [int(n) for n in args.endpoints.split(",")])
     finally:
         lab.down()
-    print(f"Route propagation h1 -> h2 over {args.runs} runs (seconds until h2's first ping reply):")
-    for name, row in report["propagation"].items():
-        print(f"  {name}: p50 {row['p50']:.3f}  p99 {row['p99']:.3f}  max {row['max']:.3f}")
-    print("Flow programming on h1 for remote endpoints written to the store:")
-    print("| endpoints | seconds | flows | flows per endpoint |")
-    print("|---|---|---|---|")
-    for row in report["scale"]:
-        print(f"| {row['endpoints']} | {row['seconds']:.2f} | {row['flows']} | {row['flows'] / row['endpoints']:.2f} |")
+    print(markdown(report))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)

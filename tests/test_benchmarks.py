@@ -11,7 +11,8 @@ from plugins.lab.host import REPO
 
 
 def test_netperf_quick_reports_every_path_with_ratios_from_one_run(tmp_path):
-    """`acsnet bench --quick --out DIR`: the table, its JSON and the chart from one run."""
+    """`acsnet bench --quick --out DIR`: the table, its JSON and the chart, and the control-plane
+    figures, from one run."""
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "plugins.cli", "bench", "--quick", "--out", str(out),
                              "--workdir", str(tmp_path / "lab")], cwd=REPO, capture_output=True, text=True, timeout=900)
@@ -27,3 +28,16 @@ def test_netperf_quick_reports_every_path_with_ratios_from_one_run(tmp_path):
     printed = (out / "netperf.md").read_text()
     assert all(f"| {name} |" in printed for name in table) and printed in result.stdout
     assert (out / "netperf.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The control-plane figures are in the same report, from the same lab.
+    control = report["control_plane"]
+    runs = control["docker_run"]
+    assert set(runs) == {"bridge", "vlan", "vxlan", "vpc"}
+    for driver, row in runs.items():
+        assert row["median_s"] > 0 and abs(row["ratio_to_bridge"] - row["median_s"] / runs["bridge"]["median_s"]) < 1e-9
+    for plugin, method in (("vlan", "NetworkDriver.CreateEndpoint"), ("vxlan", "NetworkDriver.DeleteEndpoint"),
+                           ("vpc", "NetworkDriver.CreateEndpoint"), ("acsnet", "IpamDriver.RequestAddress")):
+        assert control["handlers"][plugin][method]["p50_ms"] > 0, (plugin, method)
+    assert control["ipam"]["hosts"] == 3 and all(n > 0 for n in control["ipam"]["per_host"])
+    assert all(row["p50"] > 0 for row in control["vxlan"]["propagation"].values())
+    assert control["vxlan"]["scale"] == [{"endpoints": 100, "seconds": control["vxlan"]["scale"][0]["seconds"], "flows": 200}]
+    assert "## Control plane" in printed and "| vlan |" in printed and "allocations/s" in printed
