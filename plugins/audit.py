@@ -31,7 +31,7 @@ from ovsctl import links
 from ovsctl.ovsdb import Ovsdb
 from plugins.plugin_client import get_json
 from plugins.store import Delete, Store, join
-from plugins.segments.agent import ENDPOINT_ID
+from plugins.segments.agent import DRIVER_ID, ENDPOINT_ID
 from plugins.segments.model import LAYOUTS, SegmentEndpoint
 
 
@@ -73,19 +73,24 @@ def audit(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, doc
     findings = []
     docker = _docker_view(docker_socket)
     endpoint_addresses = set()
-    for driver, bridge in bridges.items():
+    known: dict[str, dict[str, SegmentEndpoint]] = {}  # driver -> this host's endpoints in the store
+    for driver in bridges:
+        endpoints_path = LAYOUTS[driver].host_endpoints(host_id)
+        stored = {eid: store.get_json(join(endpoints_path, eid)) for eid in store.children(endpoints_path)}
+        known[driver] = {eid: SegmentEndpoint.from_json(e) for eid, e in stored.items() if e}
+    for bridge in sorted(set(bridges.values())):
+        if not ovsdb.bridge_exists(bridge):
+            continue
+        sharing = [d for d, b in bridges.items() if b == bridge]  # vlan and vpc share the host bridge
+        for name, info in ovsdb.ports(bridge).items():
+            owner, driver = info["external_ids"].get(ENDPOINT_ID), info["external_ids"].get(DRIVER_ID)
+            if owner and not any(owner in known[d] for d in ([driver] if driver in sharing else sharing)):
+                findings.append(Finding("orphan-port", f"{bridge}/{name}", f"port of endpoint {owner[:12]}, which the "
+                                        "store does not know", f"delete port {name} and its veth"))
+    for driver in bridges:
         layout = LAYOUTS[driver]
-        endpoints_path = layout.host_endpoints(host_id)
-        endpoints = {eid: store.get_json(join(endpoints_path, eid)) for eid in store.children(endpoints_path)}
-        endpoints = {eid: SegmentEndpoint.from_json(e) for eid, e in endpoints.items() if e}
+        endpoints = known[driver]
         endpoint_addresses |= {e.ip for eid, e in endpoints.items() if docker is not None and eid in docker[1]}
-
-        if ovsdb.bridge_exists(bridge):
-            for name, info in ovsdb.ports(bridge).items():
-                owner = info["external_ids"].get(ENDPOINT_ID)
-                if owner and owner not in endpoints:
-                    findings.append(Finding("orphan-port", f"{bridge}/{name}", f"port of endpoint {owner[:12]}, which the "
-                                            "store does not know", f"delete port {name} and its veth"))
         for eid, endpoint in endpoints.items():
             where = f"{endpoint.ip} on {driver} segment {endpoint.segment}"
             if not links.exists(endpoint.host_port):

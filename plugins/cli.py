@@ -321,7 +321,7 @@ def build_vpc_driver(store, settings, metrics=None):
 
     ovsdb = Ovsdb(settings["ovsdb"])
     layout = host_layout(ovsdb, settings["bridge"])
-    agent = VpcAgent(store, ovsdb, settings["host_id"], settings["vpc_bridge"], layout.uplink,
+    agent = VpcAgent(store, ovsdb, settings["host_id"], settings["bridge"], layout.uplink,
                      underlay=underlay_address(settings, layout), datapath=layout.datapath,
                      routes=provider_from_settings(settings), cluster_wide=settings["scope"] == "global",
                      orphan_grace=settings["orphan_grace"], metrics=metrics)
@@ -519,7 +519,7 @@ def _audit(args: argparse.Namespace):
 
 def driver_bridges(settings: dict) -> dict[str, str]:
     """Each segment driver's OVS bridge on this host."""
-    return {"vlan": settings["bridge"], "vxlan": settings["vxlan_bridge"]}
+    return {"vlan": settings["bridge"], "vxlan": settings["vxlan_bridge"], "vpc": settings["bridge"]}
 
 
 def run_audit(args: argparse.Namespace) -> int:

@@ -43,7 +43,6 @@ COMMON_OPTIONS = [
     Option("bridge", "ovsbr0", "the OVS bridge that host-setup made (drivers)"),
     Option("vxlan_bridge", "acsvx0", "the OVS bridge of vxlan endpoints and the tunnel port; the vxlan driver makes it (drivers)"),
     Option("vtep_ip", None, "the local VXLAN tunnel endpoint address (default: the host bridge's IPv4 address) (vxlan)"),
-    Option("vpc_bridge", "acsvpc0", "the OVS bridge of vpc endpoints; its own port holds the host subnets' gateways (vpc)"),
     Option("vpc_routes", "hostroutes", "how host subnets are routed: hostroutes (kernel routes to every peer) or aliyun "
            "(VPC route entries through Alibaba Cloud's SDK) (vpc)", choices=("hostroutes", "aliyun")),
     Option("aliyun_access_key_id", None, "Alibaba Cloud access key id (vpc, aliyun)"),

@@ -1,5 +1,6 @@
 """ovsctl.openflow against a real Open vSwitch (a lab host's): the incremental flow table ends where a
-whole install would, and falls back to one when the difference is refused."""
+whole install would, falls back to one when the difference is refused or flows went missing, and never
+touches another cookie's flows."""
 
 import json
 import sys
@@ -25,10 +26,16 @@ def flow(table, priority, match, actions):
 
 def installed():
     out = subprocess.run(["ovs-ofctl", "--no-stats", "--names", "dump-flows", BRIDGE], capture_output=True, text=True, check=True).stdout
-    return sorted(line.strip() for line in out.splitlines() if "cookie=" in line)
+    return sorted(line.strip() for line in out.splitlines() if f"cookie={C}" in line)
+
+def others():
+    out = subprocess.run(["ovs-ofctl", "--no-stats", "dump-flows", BRIDGE], capture_output=True, text=True, check=True).stdout
+    return sum(1 for line in out.splitlines() if "cookie=0xbee" in line)
 
 seen = {}
 try:
+    other = "cookie=0xbee,table=0,priority=5,ip,nw_dst=198.51.100.5,actions=drop"  # another driver's
+    subprocess.run(["ovs-ofctl", "add-flow", BRIDGE, other], check=True)
     table = openflow.FlowTable(BRIDGE, C)
     base = [flow(0, 0, "ip", "drop"), flow(0, 100, f"in_port={A}", "resubmit(,10)"), flow(10, 50, "ip,nw_dst=192.0.2.9", f"output:{A}")]
     table.install(base)
@@ -44,11 +51,13 @@ try:
     ovsdb.delete_port(BRIDGE, B)
     table.install(changed[:2])
     seen["after_port_gone"] = installed()
-    # flows someone else changed are repaired by the next whole install
-    subprocess.run(["ovs-ofctl", "del-flows", BRIDGE], check=True)
-    table.forget()
+    seen["intact"] = table.check()
+    # flows someone else removed are noticed, and the next install is whole
+    subprocess.run(["ovs-ofctl", "--strict", "del-flows", BRIDGE, f"cookie={C}/-1,table=0,priority=100,in_port={A}"], check=True)
+    seen["noticed"] = not table.check()
     table.install(changed[:2])
     seen["repaired"] = installed()
+    seen["others"] = others()
 finally:
     subprocess.run(["ovs-vsctl", "--if-exists", "del-br", BRIDGE])
     for port in (A, B):
@@ -66,4 +75,5 @@ def test_incremental_changes_end_where_a_whole_install_does(lab):
     assert not any("192.0.2.9" in f for f in seen["incremental"])
     assert any("192.0.2.10" in f for f in seen["incremental"])
     assert len(seen["after_port_gone"]) == 2 and not any("acsftb" in f for f in seen["after_port_gone"])
-    assert seen["repaired"] == seen["after_port_gone"]
+    assert seen["intact"] and seen["noticed"] and seen["repaired"] == seen["after_port_gone"]
+    assert seen["others"] == 1, "another cookie's flow was touched"

@@ -54,11 +54,19 @@ def test_host_subnets_routed_without_a_tunnel_the_route_limit_and_a_host_leaving
         # Routed, not tunnelled: each host routes the peer's subnet to the peer's underlay address.
         assert acsnet_routes(lab, "h1") == {subnet_of[b]: UNDERLAY["h2"]}
         assert acsnet_routes(lab, "h2") == {subnet_of[a]: UNDERLAY["h1"]}
-        for host in ("h1", "h2"):
-            ports = lab.node(host).run(["ovs-vsctl", "list-ports", "acsvpc0"]).stdout.split()
-            assert ports and all(p.startswith("vh") for p in ports), ports
+        for host, peer_subnet in (("h1", subnet_of[b]), ("h2", subnet_of[a])):
+            # The container is a port of the host bridge, marked as the vpc driver's; no second bridge.
+            ports = lab.node(host).run(["ovs-vsctl", "--bare", "--columns=name", "find", "interface",
+                                        "external_ids:acsnet-driver=vpc"]).stdout.split()
+            assert len(ports) == 1 and ports[0].startswith("vh"), ports
+            assert lab.node(host).run(["ovs-vsctl", "port-to-br", ports[0]]).stdout.strip() == "ovsbr0"
+            assert "acsvpc0" not in lab.node(host).run(["ovs-vsctl", "list-br"]).stdout.split()
             types = lab.node(host).run(["ovs-vsctl", "--columns=type", "--format=csv", "--no-headings", "list", "interface"]).stdout
             assert "vxlan" not in types or host_has_only_the_vxlan_drivers_tunnel(lab, host)
+            # The pings went host to host through the flows (rewritten to the peer's MAC), not the kernel.
+            shortcut = lab.node(host).run(["ovs-ofctl", "dump-flows", "ovsbr0",
+                                           f"cookie=0xac7/-1,table=40,ip,nw_dst={peer_subnet}"]).stdout
+            assert "n_packets=" in shortcut and "n_packets=0," not in shortcut, shortcut
 
         # An address of another host's subnet is refused on this host, naming the subnet.
         wrong = lab.docker("h1", "run", "-d", *QUICK, "--net", "vpc0", "--ip", b.rsplit(".", 1)[0] + ".77", "--name", "wrong",
@@ -83,5 +91,5 @@ def test_host_subnets_routed_without_a_tunnel_the_route_limit_and_a_host_leaving
 
 
 def host_has_only_the_vxlan_drivers_tunnel(lab: Lab, host: str) -> bool:
-    """The vxlan driver (also running in the lab) has its tunnel port on its own bridge, never on acsvpc0."""
+    """The vxlan driver (also running in the lab) has its tunnel port on its own bridge, never on ovsbr0."""
     return lab.node(host).run(["ovs-vsctl", "port-to-br", "acsvtep"]).stdout.strip() == "acsvx0"

@@ -29,6 +29,7 @@ from plugins.store import ROOT, Create, Delete, Store, encode, join
 log = logging.getLogger(__name__)
 
 ENDPOINT_ID = "acsnet-endpoint"  # OVSDB external_ids key naming the endpoint that owns a port
+DRIVER_ID = "acsnet-driver"  # ... and the driver whose endpoint it is (vlan and vpc share the host bridge)
 ORPHAN_GRACE_SECONDS = 60.0  # dockerd joins an endpoint within moments of creating it
 ORPHAN_CHECK_SECONDS = 5.0
 
@@ -178,6 +179,8 @@ class SegmentAgent:
         self._ports = set(ports)
         for name, info in ports.items():
             owner = info["external_ids"].get(ENDPOINT_ID)
+            if info["external_ids"].get(DRIVER_ID) != self.layout.driver:
+                continue  # another driver's, on a shared bridge (or from before ports named theirs: audit's)
             if owner and owner not in self.endpoints:
                 log.info("port=%s endpoint=%s removed: no endpoint owns it", name, owner)
                 self._repaired()
@@ -336,7 +339,7 @@ class SegmentAgent:
                 links.disable_tx_checksum(endpoint.host_port)
                 links.disable_tx_checksum(endpoint.container_port)
         self.ovsdb.add_port(self.bridge, endpoint.host_port, **self.port_options(endpoint), external_ids={
-            ENDPOINT_ID: endpoint.endpoint_id, "acsnet-network": endpoint.network_id,
+            ENDPOINT_ID: endpoint.endpoint_id, DRIVER_ID: self.layout.driver, "acsnet-network": endpoint.network_id,
             "acsnet-ip": endpoint.ip, "attached-mac": endpoint.mac})
         self._ports.add(endpoint.host_port)
 
@@ -518,7 +521,8 @@ class SegmentAgent:
                     last_full = time.monotonic()
                     with self._lock:
                         self._reconcile_ports()
-                        self._flow_table.forget()  # the whole table, repairing flows changed behind our back
+                        if not self._flow_table.check():
+                            self._repaired()
                         self.sync()
             except Exception:  # the agent must outlive a store outage or an OVS hiccup
                 log.exception("%s agent pass failed; retrying", self.layout.driver)

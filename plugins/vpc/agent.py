@@ -1,9 +1,11 @@
-"""The vpc datapath of one host: containers on the vpc bridge (acsvpc0), whose own port holds the host's
-gateway address in each network's host subnet; the host routes between them and the underlay (no
-encapsulation), and a route provider makes every host subnet reachable.
+"""The vpc datapath of one host: containers on the host bridge (ovsbr0, beside the vlan driver's),
+routed by flows (`ovsctl.vpc_pipeline`); the bridge's own port holds the host's gateway address in
+each network's host subnet, and a route provider makes every host subnet reachable.
 
 Endpoints, their records, reconcile and orphans are the segment agent's; a vpc network's "segment" is
-its subnet's first address as a number, so that networks never share one."""
+its subnet's first address as a number, so that networks never share one. Which host holds which
+subnet is read from the store by the worker (woken by watches) and kept here, so that no request
+waits on those reads."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import logging
 import netaddr
 
 from ovsctl import links
-from ovsctl.host_setup import wait_for_link
+from ovsctl.vpc_pipeline import COOKIE, OwnSubnet, PeerSubnet, VpcDatapath, VpcPort, vpc_flows
 from plugins.segments.agent import SegmentAgent
 from plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork, SegmentRecord
 from plugins.store import join
@@ -22,8 +24,6 @@ from plugins.vpc.model import HostSubnet
 from plugins.vpc.routes import RouteProvider
 
 log = logging.getLogger(__name__)
-
-COOKIE = "0xac7"
 
 
 def segment_of(subnet: netaddr.IPNetwork) -> int:
@@ -41,16 +41,14 @@ class VpcAgent(SegmentAgent):
         self.underlay = underlay
         self.datapath = datapath
         self.routes = routes
-        self.membership = Membership(store, host_id, underlay)
+        self.membership = Membership(store, host_id, underlay, self.host_mac)
         self._routes_applied: tuple | None = None
         self._watched_networks: set[str] = set()
+        self._own: tuple[HostSubnet, ...] = ()  # this host's subnets of its networks, as last read
+        self._peers: tuple[HostSubnet, ...] = ()  # live peers' subnets of those networks, as last read
+        self._vpc_ranges: tuple[netaddr.IPNetwork, ...] = ()  # every vpc network: gateways left in them are ours
 
     def start(self) -> None:
-        self.ovsdb.add_bridge(self.bridge, self.datapath, secure=True)
-        wait_for_link(self.bridge)  # the bridge's own port appears a moment after the bridge
-        links.set_up(self.bridge)
-        if self.userspace_datapath:
-            links.disable_tx_checksum(self.bridge)
         with open("/proc/sys/net/ipv4/ip_forward", "w") as f:  # the host routes for its containers
             f.write("1")
         super().start()
@@ -63,47 +61,76 @@ class VpcAgent(SegmentAgent):
     def record_for(self, endpoint: SegmentEndpoint) -> SegmentRecord:
         return SegmentRecord(self.host_id, self.host_mac, "", endpoint.ip, endpoint.mac, endpoint.endpoint_id)
 
+    def port_options(self, endpoint: SegmentEndpoint) -> dict:
+        # Reserved VLAN 4095: NORMAL (the host's own traffic, the vlan driver's) never floods onto a vpc
+        # port; its traffic is the flows' alone, as a tagged vlan port's is.
+        return {"tag": 4095}
+
     def flows(self) -> list[str]:
-        return [f"cookie={COOKIE},priority=0,actions=NORMAL"]  # one host subnet per network: plain switching
+        on_link = self.routes.on_link
+        return vpc_flows(VpcDatapath(
+            self.uplink, self.host_mac,
+            tuple(OwnSubnet(h.subnet, str(h.gateway)) for h in self._own),
+            tuple(PeerSubnet(p.subnet, p.mac) for p in self._peers if on_link and p.mac),
+            tuple(VpcPort(e.host_port, e.ip, e.mac) for e in sorted(self.attached_endpoints(), key=lambda e: e.ip))))
+
+    def flow_marks(self, network: SegmentNetwork) -> tuple[str, ...]:
+        return tuple(f"nw_dst={h.subnet}" for h in self._own if h.network == str(network.subnet.cidr))
 
     def before_sync(self) -> None:
-        wanted = {(str(h.gateway), netaddr.IPNetwork(h.subnet).prefixlen) for h in self._own()}
+        """The gateway addresses on the bridge's own port: the host's, in each of its subnets. Addresses
+        of the bridge outside every vpc network (the host's own) are never touched."""
+        wanted = {(str(h.gateway), netaddr.IPNetwork(h.subnet).prefixlen) for h in self._own}
         present = set(links.addresses(self.bridge))
         for address, prefixlen in wanted - present:
             links.add_address(self.bridge, address, prefixlen)
         for address, prefixlen in present - wanted:
-            links.delete_address(self.bridge, address, prefixlen)
+            if any(netaddr.IPAddress(address) in r for r in self._vpc_ranges):
+                links.delete_address(self.bridge, address, prefixlen)
+
+    def _load(self) -> None:
+        super()._load()
+        self._read_membership()
 
     def background(self) -> None:
+        own, peers = self._own, self._peers
+        self._read_membership()
+        if (own, peers) != (self._own, self._peers):
+            self.sync()
         self._apply_routes()
 
     # -- host subnets ----------------------------------------------------------------------------
-
-    def _own(self) -> list[HostSubnet]:
-        return self.membership.held([n.subnet.cidr for n in self.networks.values()])
 
     def claim_host_subnet(self, network: netaddr.IPNetwork, size: int, max_routes: int) -> HostSubnet:
         self._ensure_loaded()
         return self.membership.claim(network, size, max_routes)
 
-    # -- routes ----------------------------------------------------------------------------------
-
-    def _peers(self) -> list[HostSubnet]:
+    def _read_membership(self) -> None:
+        """This host's subnets and the live peers' ones, of the networks this host has (store reads)."""
         live = self.store.live_hosts()
-        peers = []
-        for network in sorted({n.subnet.cidr for n in self.networks.values()}):
+        own, peers = [], []
+        networks = sorted({n.subnet.cidr for n in self.networks.values()})
+        for network in networks:
             if str(network) not in self._watched_networks:
                 self._watched_networks.add(str(network))
                 self.store.watch_children(model.hosts_path(network), lambda names: self._wake.set())
             for host in self.store.children(model.hosts_path(network)):
                 data = self.store.get_json(join(model.hosts_path(network), host))
-                if data and host != self.host_id and host in live and not data.get("left_at"):
+                if not data or data.get("left_at"):
+                    continue
+                if host == self.host_id:
+                    own.append(HostSubnet.from_json(data))
+                elif host in live:
                     peers.append(HostSubnet.from_json(data))
-        return peers
+        ranges = [netaddr.IPNetwork(k.replace("_", "/")) for k in self.store.children(join(model.ROOT, "networks"))]
+        with self._lock:
+            self._own, self._peers = tuple(own), tuple(sorted(peers, key=lambda p: (p.network, p.host)))
+            self._vpc_ranges = tuple(sorted(set(ranges) | set(networks)))
+
+    # -- routes ----------------------------------------------------------------------------------
 
     def _apply_routes(self) -> None:
-        with self._lock:
-            own, peers = self._own(), self._peers()
+        own, peers = list(self._own), list(self._peers)
         wanted = (tuple(sorted(h.subnet for h in own)), tuple(sorted((p.subnet, p.underlay) for p in peers)))
         if wanted != self._routes_applied:
             self.routes.apply(own, peers)
@@ -113,4 +140,11 @@ class VpcAgent(SegmentAgent):
 
     def add_network(self, network: SegmentNetwork) -> None:
         super().add_network(network)
+        self._read_membership()  # its host subnet (claimed just before) into the gateway and the flows
+        self.sync()
         self._wake.set()  # routes to the peers of a new network
+
+    def remove_network(self, network_id: str) -> None:
+        super().remove_network(network_id)
+        self._read_membership()
+        self.sync()

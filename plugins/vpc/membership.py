@@ -19,10 +19,11 @@ log = logging.getLogger(__name__)
 
 
 class Membership:
-    def __init__(self, store: Store, host_id: str, underlay: str):
+    def __init__(self, store: Store, host_id: str, underlay: str, mac: str | None = None):
         self.store = store
         self.host_id = host_id
         self.underlay = underlay
+        self.mac = mac
 
     def held(self, networks) -> list[HostSubnet]:
         """This host's subnets of these networks (all vpc networks if None), as long as it has not left."""
@@ -56,8 +57,14 @@ class Membership:
             records = {h: self.store.get(join(model.hosts_path(network), h)) for h in self.store.children(model.hosts_path(network))}
             mine = records.get(self.host_id)
             if mine is not None and not mine.json().get("left_at"):
-                self._ensure_ipam_view(HostSubnet.from_json(mine.json()))
-                return HostSubnet.from_json(mine.json())
+                held = HostSubnet.from_json(mine.json())
+                if (held.underlay, held.mac) != (self.underlay, self.mac):  # the host's NIC changed
+                    held = HostSubnet(**{**held.to_json(), "underlay": self.underlay, "mac": self.mac})
+                    if not self.store.compare_and_set(join(model.hosts_path(network), self.host_id),
+                                                      encode(held.to_json()), mine.version):
+                        continue
+                self._ensure_ipam_view(held)
+                return held
             now = time.time()
             operations, active = [], {}
             for host, record in records.items():
@@ -78,7 +85,7 @@ class Membership:
                 [str(s) for s in network.subnet(size) if str(s) not in taken]
             if not candidates:
                 raise Conflict(f"network {network} has no /{size} left for host {self.host_id}")
-            mine_now = HostSubnet(self.host_id, str(network), candidates[0], self.underlay)
+            mine_now = HostSubnet(self.host_id, str(network), candidates[0], self.underlay, mac=self.mac)
             operations += [
                 SetValue(model.network_path(network), encode({**settings, "claims": stored.get("claims", 0) + 1}), node.version),
                 Create(join(model.claims_path(network), candidates[0].replace("/", "_")), encode({"host": self.host_id})),

@@ -43,6 +43,7 @@ class HostSubnet:
     subnet: str  # this host's part of it
     underlay: str  # where the other hosts route it
     left_at: float | None = None
+    mac: str | None = None  # the host's underlay MAC: on-link peers send to it straight from their flows
 
     @property
     def gateway(self) -> netaddr.IPAddress:

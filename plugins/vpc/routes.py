@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 
 class RouteProvider(abc.ABC):
+    on_link = False  # peers are on this host's layer-2 network: their MAC reaches them (the datapath's shortcut)
+
     @abc.abstractmethod
     def apply(self, own: list[HostSubnet], peers: list[HostSubnet]) -> None:
         """Make the routes match: this host's subnets reachable, the peers' ones reached."""
@@ -29,6 +31,8 @@ class RouteProvider(abc.ABC):
 
 
 class HostRoutes(RouteProvider):
+    on_link = True
+
     def apply(self, own: list[HostSubnet], peers: list[HostSubnet]) -> None:
         wanted = {p.subnet: p.underlay for p in peers}
         current = kernel_routes.owned()

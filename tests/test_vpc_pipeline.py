@@ -1,0 +1,39 @@
+"""The vpc flow table as a pure function of the desired state (the lab tests install and use it)."""
+
+from ovsctl.vpc_pipeline import OwnSubnet, PeerSubnet, VpcDatapath, VpcPort, vpc_flows
+
+HOST_MAC, PEER_MAC = "02:00:00:00:00:11", "02:00:00:00:00:12"
+C1 = VpcPort("vh-c1", "100.70.1.10", "02:42:64:46:01:0a")
+DP = VpcDatapath("uplink0", HOST_MAC, (OwnSubnet("100.70.1.0/24", "100.70.1.1"),),
+                 (PeerSubnet("100.70.2.0/24", PEER_MAC),), (C1,))
+
+
+def test_peers_are_reached_straight_through_the_uplink_and_everything_else_through_the_host():
+    flows = vpc_flows(DP)
+    assert ("cookie=0xac7,table=40,priority=90,ip,nw_dst=100.70.2.0/24,actions="
+            f"set_field:{HOST_MAC}->eth_src,set_field:{PEER_MAC}->eth_dst,dec_ttl,output:uplink0") in flows
+    assert f"cookie=0xac7,table=40,priority=0,actions=set_field:{HOST_MAC}->eth_dst,output:LOCAL" in flows
+    # Only untagged frames for this host's MAC and subnet come in from the uplink: the vlan driver's
+    # tagged frames and the host's own traffic are not the vpc pipeline's.
+    assert (f"cookie=0xac7,table=0,priority=250,in_port=uplink0,ip,vlan_tci=0x0000/0x1fff,dl_dst={HOST_MAC},"
+            "nw_dst=100.70.1.0/24,actions=resubmit(,50)") in flows
+    assert not any("NORMAL" in f or "FLOOD" in f for f in flows)
+
+
+def test_a_container_sends_from_its_own_mac_only_and_arp_never_leaves_the_host():
+    flows = vpc_flows(DP)
+    assert f"cookie=0xac7,table=0,priority=400,in_port=vh-c1,dl_src={C1.mac},actions=resubmit(,40)" in flows
+    assert "cookie=0xac7,table=0,priority=399,in_port=vh-c1,actions=drop" in flows
+    answers = [f for f in flows if "table=60,priority=100" in f]
+    assert len(answers) == 2 and any(f"set_field:{HOST_MAC}->arp_sha" in f and "arp_tpa=100.70.1.1," in f for f in answers)
+
+
+def test_without_on_link_peers_the_kernel_routes_every_other_subnet():
+    flows = vpc_flows(VpcDatapath("uplink0", HOST_MAC, DP.own, (), (C1,)))
+    assert not any("uplink0" in f and "output" in f for f in flows)
+
+
+def test_the_vlan_pipelines_table_zero_priorities_are_left_alone():
+    flows = vpc_flows(DP)
+    priorities = {int(f.split("priority=")[1].split(",")[0]) for f in flows if ",table=0," in f}
+    assert priorities.isdisjoint({300, 0}), priorities
