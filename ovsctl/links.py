@@ -9,6 +9,7 @@ import errno
 from pyroute2 import IPRoute
 from pyroute2.ethtool import Ethtool
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.ifinfmsg import IFF_NOARP, IFF_UP
 
 from ovsctl.command import OvsError, check_interface_name
 
@@ -57,7 +58,8 @@ def mtu_of(name: str) -> int:
 
 
 def create_veth(host_end: str, container_end: str, *, mtu: int, container_mac: str | None) -> None:
-    """Create the pair (replacing a leftover of the same name) with both ends' MTU set and the host end up."""
+    """Create the pair (replacing a leftover of the same name) with both ends' MTU set and the host end up,
+    out of the host's ARP."""
     peer = {"ifname": check_interface_name(container_end), "mtu": mtu}
     if container_mac:
         peer["address"] = container_mac
@@ -69,7 +71,11 @@ def create_veth(host_end: str, container_end: str, *, mtu: int, container_mac: s
             ipr.link("add", ifname=check_interface_name(host_end), kind="veth", mtu=mtu, peer=peer)
         except NetlinkError as e:
             raise OvsError(f"cannot create veth {host_end}/{container_end}: {e}") from None
-        ipr.link("set", index=_index(ipr, host_end), state="up")
+        # NOARP: the host end is OVS's port only. The host's kernel sees its frames too, and without this
+        # answers a container's ARP for the host's own addresses (a vpc gateway) with this veth's MAC;
+        # the container then sends to it, and the kernel forwards each packet as OVS does (measured: ping
+        # replies duplicated tenfold, vpc bandwidth at 0.30 of native).
+        ipr.link("set", index=_index(ipr, host_end), flags=IFF_UP | IFF_NOARP, change=IFF_UP | IFF_NOARP)
 
 
 def index_of(name: str) -> int | None:
