@@ -9,6 +9,7 @@ import time
 import uuid
 
 from plugins.lab.dockerd import IMAGE
+from plugins.lab.host import REPO
 from plugins.lab.topology import Lab
 from tests.test_vlan import QUICK, pings
 
@@ -30,7 +31,7 @@ def address(lab: Lab, host: str, name: str) -> str:
     return json.loads(lab.docker(host, "inspect", name).stdout)[0]["NetworkSettings"]["Networks"]["vpc0"]["IPAddress"]
 
 
-def test_host_subnets_routed_without_a_tunnel_the_route_limit_and_a_host_leaving(tmp_path):
+def test_host_subnets_routed_without_a_tunnel_the_route_limit_a_host_leaving_and_one_dying(tmp_path):
     lab = Lab(str(tmp_path / "lab"), f"acsnet-p{uuid.uuid4().hex[:4]}")
     try:
         lab.up(hosts=3)
@@ -85,9 +86,46 @@ def test_host_subnets_routed_without_a_tunnel_the_route_limit_and_a_host_leaving
             assert time.monotonic() < deadline, "h1 kept its route to the host that left"
             time.sleep(0.2)
         assert acsnet_routes(lab, "h2") == {}, "the leaving host kept its routes"
+
+        # h2's plugin started again: h2 claims a subnet again (its own: nobody took it), routed again.
+        lab.start_plugin("h2", "vpc")
+        wait_for_routes(lab, "h1", {subnet_of[b]: UNDERLAY["h2"]}, "h2's route back on h1 after it rejoined")
+        # h2 dies: h1 withdraws its route once its sessions have ended, and marks it left in the store
+        # (its subnet is free for another host after the grace period)...
+        lab.power_off("h2")
+        wait_for_routes(lab, "h1", {}, "h1 kept its route to a dead host", timeout=60)
+        assert host_record(lab, "h2").get("left_at"), "the dead host was not marked left"
+        # ...and h2 booted again within the grace claims the same subnet: routed again, its record live.
+        lab.power_on("h2")
+        wait_for_routes(lab, "h1", {subnet_of[b]: UNDERLAY["h2"]}, "h2's route back on h1 after its reboot", timeout=60)
+        assert not host_record(lab, "h2").get("left_at")
     finally:
         lab.down()
     assert lab.leftovers() == []
+
+
+def wait_for_routes(lab: Lab, host: str, wanted: dict[str, str], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while acsnet_routes(lab, host) != wanted:
+        assert time.monotonic() < deadline, f"{what}: {acsnet_routes(lab, host)}"
+        time.sleep(0.2)
+
+
+READ_RECORD = """
+import json, sys
+from plugins.store import open_store
+from plugins.vpc import model
+import netaddr
+store = open_store(sys.argv[1], timeout=10)
+print(json.dumps(store.get_json(model.hosts_path(netaddr.IPNetwork(sys.argv[2])) + "/" + sys.argv[3])))
+store.close()
+"""
+
+
+def host_record(lab: Lab, host: str) -> dict:
+    """A host's subnet record of vpc0, read from the lab's ZooKeeper (from h1, which reaches it)."""
+    out = lab.node("h1").run([sys.executable, "-c", READ_RECORD, lab.zookeeper_url, SUBNET, host], cwd=REPO).stdout
+    return json.loads(out)
 
 
 def host_has_only_the_vxlan_drivers_tunnel(lab: Lab, host: str) -> bool:

@@ -15,6 +15,7 @@ import netaddr
 
 from ovsctl import links
 from ovsctl.vpc_pipeline import COOKIE, OwnSubnet, PeerSubnet, VpcDatapath, VpcPort, vpc_flows
+from plugins.errors import AcsnetError
 from plugins.segments.agent import SegmentAgent
 from plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork, SegmentRecord
 from plugins.store import join
@@ -114,18 +115,38 @@ class VpcAgent(SegmentAgent):
             if str(network) not in self._watched_networks:
                 self._watched_networks.add(str(network))
                 self.store.watch_children(model.hosts_path(network), lambda names: self._wake.set())
+            self.membership.mark_gone(network, live)
+            held = None
             for host in self.store.children(model.hosts_path(network)):
                 data = self.store.get_json(join(model.hosts_path(network), host))
                 if not data or data.get("left_at"):
                     continue
                 if host == self.host_id:
-                    own.append(HostSubnet.from_json(data))
+                    held = HostSubnet.from_json(data)
                 elif host in live:
                     peers.append(HostSubnet.from_json(data))
+            if held is None:
+                held = self._claim_again(network)
+            if held is not None:
+                own.append(held)
         ranges = [netaddr.IPNetwork(k.replace("_", "/")) for k in self.store.children(join(model.ROOT, "networks"))]
         with self._lock:
             self._own, self._peers = tuple(own), tuple(sorted(peers, key=lambda p: (p.network, p.host)))
             self._vpc_ranges = tuple(sorted(set(ranges) | set(networks)))
+
+    def _claim_again(self, network: netaddr.IPNetwork) -> HostSubnet | None:
+        """This host has the network but no subnet of it: it was marked gone while its sessions were
+        down (a reboot, a partition), or it left and was started again. It claims one again."""
+        settings = self.membership.settings(network)
+        if settings is None:
+            return None
+        try:
+            held = self.membership.claim(network, *settings)
+        except AcsnetError as e:
+            log.warning("network=%s this host holds no subnet of it and cannot claim one: %s", network, e.message)
+            return None
+        log.info("network=%s subnet %s claimed again", network, held.subnet)
+        return held
 
     # -- routes ----------------------------------------------------------------------------------
 

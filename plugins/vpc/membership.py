@@ -19,11 +19,13 @@ log = logging.getLogger(__name__)
 
 
 class Membership:
-    def __init__(self, store: Store, host_id: str, underlay: str, mac: str | None = None):
+    def __init__(self, store: Store, host_id: str, underlay: str, mac: str | None = None, *,
+                 grace: float = model.SUBNET_GRACE_SECONDS):
         self.store = store
         self.host_id = host_id
         self.underlay = underlay
         self.mac = mac
+        self.grace = grace  # how long the subnet of a host that left stays its own
 
     def held(self, networks) -> list[HostSubnet]:
         """This host's subnets of these networks (all vpc networks if None), as long as it has not left."""
@@ -71,7 +73,7 @@ class Membership:
                 if record is None:
                     continue
                 data = record.json()
-                if host == self.host_id or (data.get("left_at") and now - data["left_at"] > model.SUBNET_GRACE_SECONDS):
+                if host == self.host_id or (data.get("left_at") and now - data["left_at"] > self.grace):
                     operations += self._release_operations(network, HostSubnet.from_json(data), record.version)
                 else:
                     active[host] = HostSubnet.from_json(data)
@@ -96,6 +98,30 @@ class Membership:
                 log.info("network=%s host subnet %s claimed", network, candidates[0])
                 return mine_now
         raise StoreUnavailable(f"network {network}: host subnet claim kept colliding with other hosts; retry")
+
+    def mark_gone(self, network: netaddr.IPNetwork, live: set[str]) -> list[str]:
+        """Hosts of the network none of whose plugins holds a store session any more are marked left,
+        now, as `host-leave` does: their subnets are free after the grace period. (The other hosts stop
+        routing to them at once anyway: they follow liveness.) A host that comes back claims its subnet
+        again: the same one, unless another host took it after the grace."""
+        marked = []
+        for host in self.store.children(model.hosts_path(network)):
+            if host == self.host_id or host in live:
+                continue
+            path = join(model.hosts_path(network), host)
+            node = self.store.get(path)
+            if node is None or node.json().get("left_at"):
+                continue
+            gone = HostSubnet(**{**node.json(), "left_at": time.time()})
+            if self.store.compare_and_set(path, encode(gone.to_json()), node.version):
+                log.info("network=%s host=%s gone from the store: subnet %s free after %gs", network, host, gone.subnet, self.grace)
+                marked.append(host)
+        return marked
+
+    def settings(self, network: netaddr.IPNetwork) -> tuple[int, int] | None:
+        """host_subnet_size and max_routes of a network, as its first host created it."""
+        stored = self.store.get_json(model.network_path(network.cidr))
+        return (stored["host_subnet_size"], stored["max_routes"]) if stored else None
 
     def _release_operations(self, network, record: HostSubnet, version: int) -> list:
         operations = [Delete(join(model.hosts_path(network), record.host), version)]
