@@ -82,7 +82,7 @@ class VlanAgent(SegmentAgent):
             pending.append(self._announce.get_nowait())
         for endpoint in pending:
             try:
-                arp.announce(self.bridge, self.uplink, endpoint.segment, endpoint.ip, self.host_mac)
+                arp.announce(self.uplink, endpoint.segment, endpoint.ip, self.host_mac)
             except AcsnetError as e:
                 log.warning("endpoint=%s gratuitous ARP not sent: %s", endpoint.endpoint_id, e.message)
 
