@@ -3,17 +3,21 @@ routes onto the OVS bridge (host setup)."""
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import errno
+import fcntl
+import socket
+import struct
 
 from pyroute2 import IPRoute
-from pyroute2.ethtool import Ethtool
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_NOARP, IFF_UP
 
 from ovsctl.command import OvsError, check_interface_name
 
 MAIN_TABLE = 254
+SIOCETHTOOL, ETHTOOL_STXCSUM = 0x8946, 0x17  # linux/sockios.h, linux/ethtool.h
 KERNEL_PROTO = 2  # routes the kernel made for an address; they come back with the address
 
 
@@ -108,18 +112,16 @@ def delete(name: str) -> None:
 
 def disable_tx_checksum(name: str) -> None:
     """OVS's userspace datapath does not complete checksums a veth offloads: without this, ping works
-    and TCP does not. (`ethtool -K NAME tx off` through the ioctl: a fork of ethtool costs 3-5 ms.)"""
-    ethtool = Ethtool()
+    and TCP does not. It is `ethtool -K NAME tx off` as one SIOCETHTOOL ioctl (ETHTOOL_STXCSUM, which
+    the kernel maps to every TX checksum feature): 0.1 ms, where a fork of ethtool costs 3-5 ms and
+    pyroute2's Ethtool (which reads and writes the whole feature set) 3-4 ms per device."""
+    command = array.array("I", [ETHTOOL_STXCSUM, 0])  # struct ethtool_value {cmd, data}
+    request = struct.pack("16sP", check_interface_name(name).encode(), command.buffer_info()[0])  # struct ifreq
     try:
-        features = ethtool.get_features(check_interface_name(name))
-        for feature, state in features.features.items():
-            if feature.startswith("tx-checksum"):
-                state.enable = False
-        ethtool.set_features(name, features)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            fcntl.ioctl(sock, SIOCETHTOOL, request)
     except OSError as e:
         raise OvsError(f"cannot turn off TX checksum offload on {name}: {e}") from None
-    finally:
-        ethtool.close()
 
 
 def set_up(name: str, mtu: int | None = None) -> None:

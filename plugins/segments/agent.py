@@ -74,11 +74,11 @@ class SegmentAgent:
         self._worker: threading.Thread | None = None
         self._loaded = False
         self._flow_table = openflow.FlowTable(bridge, self.flow_cookie)
-        # veths of deleted endpoints, removed by the worker: the kernel takes ~20 ms to delete one
-        # (it waits for an RCU grace period), which DeleteEndpoint need not wait for
         self._made: set[str] = set()  # store nodes this process made or found
         self._unplugged: list[str] = []  # ports of forgotten endpoints, still named by installed flows
-        self._doomed_veths: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
+        # ports (and veth indexes) of deleted endpoints, removed by the worker: the kernel takes ~20 ms
+        # to delete a veth (an RCU grace period), which DeleteEndpoint need not wait for
+        self._retiring: queue.SimpleQueue[tuple[str, int | None]] = queue.SimpleQueue()
 
     # -- what a driver defines -------------------------------------------------------------------
 
@@ -159,7 +159,7 @@ class SegmentAgent:
     def stop(self) -> None:
         self._stopped.set()
         self._wake.set()
-        self._delete_doomed_veths()
+        self._retire_ports()
 
     def _load(self) -> None:
         networks, endpoints = self.layout.host_networks(self.host_id), self.layout.host_endpoints(self.host_id)
@@ -284,7 +284,7 @@ class SegmentAgent:
             except BaseException:
                 try:
                     self._forget_endpoint(endpoint)  # nothing half-made stays behind
-                    self._remove_unplugged()
+                    self._remove_unplugged(now=True)
                 except AcsnetError:
                     self._drop_port(endpoint)  # the store failed too: its records are audit's to find
                 raise
@@ -369,31 +369,40 @@ class SegmentAgent:
         self.endpoints.pop(endpoint.endpoint_id, None)
         self._ports.discard(endpoint.host_port)
         self._unplugged.append(endpoint.host_port)
-        self._remove_unplugged()
+        self._remove_unplugged(now=True)
 
-    def _remove_unplugged(self) -> None:
-        """Ports of forgotten endpoints leave OVSDB now (ovs-vswitchd lets go of them on its own time);
-        their veths go on the worker, by index, so that a veth of the same name made meanwhile by a
-        retried CreateEndpoint is never the one removed."""
+    def _remove_unplugged(self, *, now: bool = False) -> None:
+        """Ports of forgotten endpoints, which no installed flow names any more, leave OVSDB (without
+        waiting for ovs-vswitchd to let go of them) and their veths are deleted: on the worker, so that
+        DeleteEndpoint waits for neither (about 9 and 20 ms), unless `now` (a failed CreateEndpoint:
+        nothing half-made may outlive the error). Veths go by index, so that one of the same name made
+        meanwhile by a retried CreateEndpoint is never the one removed."""
         while self._unplugged:
-            port = self._unplugged[-1]
-            self.ovsdb.delete_port(self.bridge, port, wait=False)
-            self._unplugged.pop()
-            index = links.index_of(port)
-            if index is not None:
-                self._doomed_veths.put((port, index))
+            port = self._unplugged.pop()
+            retired = (port, links.index_of(port))
+            if now:
+                self._retire(*retired)
+            else:
+                self._retiring.put(retired)
                 self._wake.set()
 
-    def _delete_doomed_veths(self) -> None:
+    def _retire_ports(self) -> None:
         while True:
             try:
-                name, index = self._doomed_veths.get_nowait()
+                port, index = self._retiring.get_nowait()
             except queue.Empty:
                 return
             try:
-                links.delete_index(index)
+                self._retire(port, index)
             except AcsnetError as e:
-                log.warning("veth=%s not removed: %s", name, e.message)
+                log.warning("port=%s not removed: %s", port, e.message)
+
+    def _retire(self, port: str, index: int | None) -> None:
+        with self._lock:
+            if port not in self._ports:  # not attached again by a retried CreateEndpoint meanwhile
+                self.ovsdb.delete_port(self.bridge, port, wait=False)
+        if index is not None:
+            links.delete_index(index)
 
     # -- segments and flows ----------------------------------------------------------------------
 
@@ -501,7 +510,7 @@ class SegmentAgent:
             self._wake.wait(timeout=max(0.05, min(self.next_wake(), ORPHAN_CHECK_SECONDS)))
             self._wake.clear()
             try:
-                self._delete_doomed_veths()
+                self._retire_ports()
                 if not self._loaded:
                     self._initial_load()
                 with self._lock:
