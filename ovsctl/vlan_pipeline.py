@@ -4,9 +4,9 @@ The uplink is a trunk port; each container is a veth with an OVSDB `tag` (its VL
 reaches OVS's NORMAL switching: flows carry it, so that the ARP proxy and MAC NAT hold for every frame.
 NORMAL only serves the host's own untagged traffic (LOCAL <-> uplink) and ARP replies addressed to the
 host (gateway MAC learning). reg0 carries the packet's VLAN through the tables. Every flow has cookie
-0xac5 (`COOKIE`); the whole table is installed with one bundle (`openflow.replace_flows`).
+0xac5 (`COOKIE`), and only flows of that cookie are installed or removed (`openflow.FlowTable`).
 
-table 0, CLASSIFY
+table 0, CLASSIFY (shared with the vpc pipeline: its flows there are p400, p399 and p250)
   p300 in_port=<container port>            -> reg0=<its VLAN>, resubmit 10
   p300 in_port=<uplink>,dl_vlan=<V in use> -> reg0=V, resubmit 20
   p0                                       -> NORMAL   (the host's own untagged traffic)

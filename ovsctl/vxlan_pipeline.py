@@ -5,7 +5,7 @@ remote VTEP and the VNI are set per destination by these flows, so there is no m
 ports. The encapsulated packets leave through the host bridge (ovsbr0), which holds the VTEP address
 (Open vSwitch's userspace tunnelling routes them there). reg1 carries the packet's VNI through the
 tables. Nothing is flooded: ARP is answered here from the known routes, and a frame to a MAC no route
-names is dropped. Every flow has cookie 0xac6; the table is installed with one bundle.
+names is dropped. Every flow has cookie 0xac6 (`openflow.FlowTable` installs them).
 
 table 0, CLASSIFY
   p300 in_port=<container port>,dl_src=<its MAC> -> reg1=<its VNI>, resubmit 10
