@@ -37,6 +37,12 @@ def count_flows(bridge: str, cookie: str, timeout: float = 10.0) -> int:
     return sum(1 for line in out.splitlines() if "cookie=" in line)
 
 
+def flow(cookie: str, table: int, priority: int, match: str, actions: str) -> str:
+    """A flow written the one way acsnet writes them (each pipeline binds its cookie)."""
+    match = f",{match}" if match else ""
+    return f"cookie={cookie},table={table},priority={priority}{match},actions={actions}"
+
+
 def flow_identity(flow: str) -> str:
     """`table=T,priority=P[,match]` of a flow written as acsnet writes them."""
     head, found, _ = flow.partition(",actions=")

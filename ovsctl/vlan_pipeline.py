@@ -29,9 +29,13 @@ table 30, ARP PROXY (requests from containers, reg0=V)
 from __future__ import annotations
 
 import dataclasses
+import functools
+
+from ovsctl import openflow
 
 COOKIE = "0xac5"
 CLASSIFY, FROM_CONTAINER, FROM_UPLINK, ARP_PROXY = 0, 10, 20, 30
+_flow = functools.partial(openflow.flow, COOKIE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,9 +65,6 @@ class VlanDatapath:
     gateways: tuple[ArpAnswer, ...]
 
 
-def _flow(table: int, priority: int, match: str, actions: str) -> str:
-    match = f",{match}" if match else ""
-    return f"cookie={COOKIE},table={table},priority={priority}{match},actions={actions}"
 
 
 def arp_reply_actions(mac: str, ip: str) -> str:

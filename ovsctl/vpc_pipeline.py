@@ -37,11 +37,14 @@ table 60, ARP RESPONDER
 from __future__ import annotations
 
 import dataclasses
+import functools
 
+from ovsctl import openflow
 from ovsctl.vlan_pipeline import arp_reply_actions
 
 COOKIE = "0xac7"
 CLASSIFY, FROM_CONTAINER, TO_CONTAINER, ARP_RESPONDER = 0, 40, 50, 60
+_flow = functools.partial(openflow.flow, COOKIE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,9 +75,6 @@ class VpcDatapath:
     local: tuple[VpcPort, ...]
 
 
-def _flow(table: int, priority: int, match: str, actions: str) -> str:
-    match = f",{match}" if match else ""
-    return f"cookie={COOKIE},table={table},priority={priority}{match},actions={actions}"
 
 
 def vpc_flows(dp: VpcDatapath) -> list[str]:

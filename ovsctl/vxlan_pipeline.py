@@ -35,11 +35,14 @@ container keeps its neighbour entry):
 from __future__ import annotations
 
 import dataclasses
+import functools
 
+from ovsctl import openflow
 from ovsctl.vlan_pipeline import arp_reply_actions
 
 COOKIE = "0xac6"
 CLASSIFY, FROM_CONTAINER, FROM_TUNNEL, ARP_RESPONDER = 0, 10, 20, 30
+_flow = functools.partial(openflow.flow, COOKIE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,9 +91,6 @@ class VxlanDatapath:
     gateways: tuple[VxlanGateway, ...] = ()
 
 
-def _flow(table: int, priority: int, match: str, actions: str) -> str:
-    match = f",{match}" if match else ""
-    return f"cookie={COOKIE},table={table},priority={priority}{match},actions={actions}"
 
 
 def vxlan_flows(dp: VxlanDatapath) -> list[str]:
