@@ -80,6 +80,11 @@ def acsnet_ports(lab: Lab, host: str) -> list[str]:
 
 def assert_nothing_left(lab: Lab) -> None:
     for host in ("h1", "h2"):
+        # DeleteEndpoint answers once the flows are gone; the port and veth leave right after, on the
+        # plugin's retirer thread.
+        deadline = time.monotonic() + 5
+        while acsnet_ports(lab, host) and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert acsnet_ports(lab, host) == [], f"{host} keeps acsnet ports"
         assert not [f for f in flows(lab, host) if "in_port=vh" in f], f"{host} keeps endpoint flows"
     script = ("import sys; from plugins.store import open_store; s = open_store(sys.argv[1]); "

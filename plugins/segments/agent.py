@@ -78,7 +78,8 @@ class SegmentAgent:
         self._unplugged: list[str] = []  # ports of forgotten endpoints, still named by installed flows
         # ports (and veth indexes) of deleted endpoints, removed by the worker: the kernel takes ~20 ms
         # to delete a veth (an RCU grace period), which DeleteEndpoint need not wait for
-        self._retiring: queue.SimpleQueue[tuple[str, int | None]] = queue.SimpleQueue()
+        self._retiring: queue.SimpleQueue[tuple[str, int | None] | None] = queue.SimpleQueue()
+        self._retirer = threading.Thread(target=self._retire_forever, name=f"{layout.driver}-retirer", daemon=True)
 
     # -- what a driver defines -------------------------------------------------------------------
 
@@ -130,6 +131,7 @@ class SegmentAgent:
             log.warning("%s agent could not load its state yet (%s); retrying in the background", self.layout.driver, e.message)
         self._worker = threading.Thread(target=self._work, name=f"{self.layout.driver}-agent", daemon=True)
         self._worker.start()
+        self._retirer.start()
 
     def _initial_load(self) -> None:
         with self._lock:
@@ -159,7 +161,9 @@ class SegmentAgent:
     def stop(self) -> None:
         self._stopped.set()
         self._wake.set()
-        self._retire_ports()
+        if self._retirer.is_alive():  # what DeleteEndpoint left to it goes before the process does
+            self._retiring.put(None)
+            self._retirer.join(timeout=10)
 
     def _load(self) -> None:
         networks, endpoints = self.layout.host_networks(self.host_id), self.layout.host_endpoints(self.host_id)
@@ -284,7 +288,7 @@ class SegmentAgent:
             except BaseException:
                 try:
                     self._forget_endpoint(endpoint)  # nothing half-made stays behind
-                    self._remove_unplugged(now=True)
+                    self._remove_unplugged()
                 except AcsnetError:
                     self._drop_port(endpoint)  # the store failed too: its records are audit's to find
                 raise
@@ -350,7 +354,7 @@ class SegmentAgent:
             if endpoint is None:
                 return  # already gone: idempotent
             self._forget_endpoint(endpoint)
-            self.sync()
+            self.sync(retire_later=True)  # DeleteEndpoint waits for the flows, not the port's removal
 
     def _forget_endpoint(self, endpoint: SegmentEndpoint) -> None:
         """The records go first: if the store fails, the endpoint is still known here and a retried
@@ -369,14 +373,13 @@ class SegmentAgent:
         self.endpoints.pop(endpoint.endpoint_id, None)
         self._ports.discard(endpoint.host_port)
         self._unplugged.append(endpoint.host_port)
-        self._remove_unplugged(now=True)
+        self._remove_unplugged()
 
-    def _remove_unplugged(self, *, now: bool = False) -> None:
+    def _remove_unplugged(self, *, now: bool = True) -> None:
         """Ports of forgotten endpoints, which no installed flow names any more, leave OVSDB (without
-        waiting for ovs-vswitchd to let go of them) and their veths are deleted: on the worker, so that
-        DeleteEndpoint waits for neither (about 9 and 20 ms), unless `now` (a failed CreateEndpoint:
-        nothing half-made may outlive the error). Veths go by index, so that one of the same name made
-        meanwhile by a retried CreateEndpoint is never the one removed."""
+        waiting for ovs-vswitchd to let go of them) and their veths are deleted; by the retirer thread
+        if not `now`: DeleteEndpoint need wait for neither (about 9 and 20 ms). Veths go by index, so that
+        one of the same name made meanwhile by a retried CreateEndpoint is never the one removed."""
         while self._unplugged:
             port = self._unplugged.pop()
             retired = (port, links.index_of(port))
@@ -384,18 +387,13 @@ class SegmentAgent:
                 self._retire(*retired)
             else:
                 self._retiring.put(retired)
-                self._wake.set()
 
-    def _retire_ports(self) -> None:
-        while True:
+    def _retire_forever(self) -> None:
+        while (retired := self._retiring.get()) is not None:
             try:
-                port, index = self._retiring.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                self._retire(port, index)
-            except AcsnetError as e:
-                log.warning("port=%s not removed: %s", port, e.message)
+                self._retire(*retired)
+            except Exception:  # the thread must outlive an OVS hiccup; audit finds what is left
+                log.exception("port=%s not removed", retired[0])
 
     def _retire(self, port: str, index: int | None) -> None:
         with self._lock:
@@ -470,12 +468,14 @@ class SegmentAgent:
         """This host's endpoints whose port is on the bridge."""
         return [e for e in self.endpoints.values() if e.host_port in self._ports]
 
-    def sync(self) -> None:
+    def sync(self, *, retire_later: bool = False) -> None:
+        """Install the flows of the current state, then remove the ports of forgotten endpoints (which
+        the flows no longer name): now, or on the retirer thread if `retire_later`."""
         with self._lock:
             self.before_sync()
             flows = self.flows()
             self._flow_table.install(flows)
-            self._remove_unplugged()
+            self._remove_unplugged(now=not retire_later)
             self.after_sync()
             if self.metrics is not None:
                 self._report(flows)
@@ -510,7 +510,6 @@ class SegmentAgent:
             self._wake.wait(timeout=max(0.05, min(self.next_wake(), ORPHAN_CHECK_SECONDS)))
             self._wake.clear()
             try:
-                self._retire_ports()
                 if not self._loaded:
                     self._initial_load()
                 with self._lock:
