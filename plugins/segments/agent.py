@@ -76,8 +76,8 @@ class SegmentAgent:
         self._flow_table = openflow.FlowTable(bridge, self.flow_cookie)
         self._made: set[str] = set()  # store nodes this process made or found
         self._unplugged: list[str] = []  # ports of forgotten endpoints, still named by installed flows
-        # ports (and veth indexes) of deleted endpoints, removed by the worker: the kernel takes ~20 ms
-        # to delete a veth (an RCU grace period), which DeleteEndpoint need not wait for
+        # ports (and veth indexes) of deleted endpoints, removed by the retirer thread: the kernel takes
+        # ~20 ms to delete a veth (an RCU grace period), which DeleteEndpoint need not wait for
         self._retiring: queue.SimpleQueue[tuple[str, int | None] | None] = queue.SimpleQueue()
         self._retirer = threading.Thread(target=self._retire_forever, name=f"{layout.driver}-retirer", daemon=True)
 
@@ -365,15 +365,17 @@ class SegmentAgent:
             for path in records:
                 self.store.delete(path)
         self.endpoint_forgotten(endpoint)
-        self.endpoints.pop(endpoint.endpoint_id, None)
-        self._ports.discard(endpoint.host_port)
-        self._unplugged.append(endpoint.host_port)
+        self._unplug(endpoint)
 
     def _drop_port(self, endpoint: SegmentEndpoint) -> None:
+        self._unplug(endpoint)
+        self._remove_unplugged()
+
+    def _unplug(self, endpoint: SegmentEndpoint) -> None:
+        """The endpoint is no longer this host's; its port waits in `_unplugged` for removal."""
         self.endpoints.pop(endpoint.endpoint_id, None)
         self._ports.discard(endpoint.host_port)
         self._unplugged.append(endpoint.host_port)
-        self._remove_unplugged()
 
     def _remove_unplugged(self, *, now: bool = True) -> None:
         """Ports of forgotten endpoints, which no installed flow names any more, leave OVSDB (without
