@@ -11,10 +11,10 @@ from plugins.lab.host import REPO
 
 
 def test_netperf_quick_reports_every_path_with_ratios_from_one_run(tmp_path):
-    """`acsnet bench --quick --out DIR`: the table, its JSON and the chart, and the control-plane
-    figures, from one run."""
+    """`acsnet bench --quick --link-rate 1gbit --out DIR`: the table, its JSON and the chart, and the
+    control-plane figures, from one run, on links that really are shaped."""
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "plugins.cli", "bench", "--quick", "--out", str(out),
+    result = subprocess.run([sys.executable, "-m", "plugins.cli", "bench", "--quick", "--link-rate", "1gbit", "--out", str(out),
                              "--workdir", str(tmp_path / "lab")], cwd=REPO, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((out / "netperf.json").read_text())
@@ -25,6 +25,9 @@ def test_netperf_quick_reports_every_path_with_ratios_from_one_run(tmp_path):
         # Each ratio is this run's median over this run's native median.
         assert abs(row["bw_ratio"] - row["bw"]["median"] / table["native"]["bw"]["median"]) < 1e-9
         assert len(report["samples"][name]) == 1
+    # 1 Gbit/s is 125 MB/s: a host path faster than that would mean the links went unshaped (OVS
+    # removes a qdisc it did not make from its ports, as it once did here).
+    assert table["native"]["bw"]["median"] < 125 * 1.05, table["native"]
     printed = (out / "netperf.md").read_text()
     assert all(f"| {name} |" in printed for name in table) and printed in result.stdout
     assert (out / "netperf.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

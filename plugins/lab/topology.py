@@ -58,6 +58,14 @@ def _quiet(_message: str) -> None:
     pass
 
 
+def shape_port(node: SimulatedHost, port: str, rate: str) -> None:
+    """Limit what leaves an OVS port's device to `rate`. OVS owns the queueing of its ports and removes
+    a qdisc it did not make when it (re)configures the port; QoS type linux-noop tells it to leave the
+    device's qdisc alone."""
+    node.run(["ovs-vsctl", "set", "port", port, "qos=@q", "--", "--id=@q", "create", "qos", "type=linux-noop"])
+    node.run(["tc", "qdisc", "replace", "dev", port, "root", "tbf", "rate", rate, "burst", "256kb", "latency", "50ms"])
+
+
 class Lab:
     def __init__(self, workdir: str = DEFAULT_WORKDIR, prefix: str = DEFAULT_PREFIX):
         self.workdir = os.path.abspath(workdir)
@@ -173,10 +181,9 @@ class Lab:
                 # through OVS fails while ping works unless TX checksum offload is off.
                 host.run(["ethtool", "-K", dev, "tx", "off"])
                 host.run(["ip", "link", "set", dev, "up"])
-                if state["link_rate"] and node in state["hosts"]:
-                    host.run(["tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", state["link_rate"],
-                              "burst", "256kb", "latency", "50ms"])
             switch.vsctl("add-port", SWITCH_BRIDGE, port, *([f"tag={tag}"] if tag is not None else []))
+            if state["link_rate"] and node in state["hosts"]:
+                shape_port(nodes["sw"], port, state["link_rate"])  # the host's side: after host-setup
             nodes[node].run(["ip", "addr", "add", address, "dev", device])
         # The router is each demo VLAN's gateway but does not route between them (forwarding stays
         # off, as between VLANs kept apart by ACLs), so VLAN isolation is visible end to end.
@@ -224,6 +231,8 @@ class Lab:
         OpenVSwitch(host).start()
         progress(f"{host.name}: acsnet host-setup --uplink {UPLINK} --datapath netdev")
         host.run([sys.executable, "-m", "plugins.cli", "host-setup", "--uplink", UPLINK, "--datapath", "netdev"])
+        if state["link_rate"]:
+            shape_port(host, UPLINK, state["link_rate"])
         progress(f"{host.name}: acsnet plugins ({', '.join(f'acsnet serve {p}' for p in self.plugins())})")
         for plugin in self.plugins():
             PluginProcess.acsnet(plugin, "/run/docker/plugins", "--store", self.zookeeper_url,
