@@ -129,6 +129,13 @@ def reference_paths(lab: Lab) -> list[Path]:
         def sh(*argv: str) -> None:
             node.run(list(argv))
 
+        # As the drivers do: veths keep their offloads when the host's OVS takes whole TCP segments.
+        tso = "tcp-segmentation-offload: on" in node.run(["ethtool", "-k", "ovsbr0"]).stdout
+
+        def plain_checksums(*veth_ends: str, ns: str | None = None) -> None:
+            for end in veth_ends if not tso else ():
+                sh(*(["ip", "netns", "exec", ns] if ns else []), "ethtool", "-K", end, "tx", "off")
+
         def namespace_end(ns: str, outside: str, inside: str, address: str, mtu: int = 1500) -> None:
             sh("ip", "netns", "add", ns)
             sh("ip", "link", "add", outside, "mtu", str(mtu), "type", "veth", "peer", "name", inside, "mtu", str(mtu))
@@ -136,8 +143,8 @@ def reference_paths(lab: Lab) -> list[Path]:
             sh("ip", "netns", "exec", ns, "ip", "addr", "add", address, "dev", inside)
             sh("ip", "netns", "exec", ns, "ip", "link", "set", inside, "up")
             sh("ip", "link", "set", outside, "up")
-            sh("ethtool", "-K", outside, "tx", "off")
-            sh("ip", "netns", "exec", ns, "ethtool", "-K", inside, "tx", "off")
+            plain_checksums(outside)
+            plain_checksums(inside, ns=ns)
 
         namespace_end("plainovs", "povs", "povsc", f"192.0.2.{100 + index}/24")
         sh("ovs-vsctl", "add-port", "ovsbr0", "povs")
@@ -145,8 +152,7 @@ def reference_paths(lab: Lab) -> list[Path]:
         sh("ip", "link", "add", "lbrup", "type", "veth", "peer", "name", "lbrovs")
         for link in ("lbr0", "lbrup", "lbrovs"):
             sh("ip", "link", "set", link, "up")
-        sh("ethtool", "-K", "lbrovs", "tx", "off")
-        sh("ethtool", "-K", "lbrup", "tx", "off")
+        plain_checksums("lbrovs", "lbrup")
         sh("ip", "link", "set", "lbrup", "master", "lbr0")
         sh("ovs-vsctl", "add-port", "ovsbr0", "lbrovs")
         namespace_end("linuxbr", "lbrh", "lbrc", f"192.0.2.{110 + index}/24")
@@ -157,6 +163,10 @@ def reference_paths(lab: Lab) -> list[Path]:
         sh("ip", "link", "set", "kvx0", "netns", "kernelvx")
         sh("ip", "netns", "exec", "kernelvx", "ip", "link", "set", "kvx0", "mtu", "1450", "up")
         sh("ip", "netns", "exec", "kernelvx", "ip", "addr", "add", f"100.72.0.{index}/24", "dev", "kvx0")
+        if tso:
+            # OVS 3.1's userspace TSO reads a checksum left to do as the outer (UDP) one: the kernel's
+            # VXLAN device must finish its inner TCP checksums itself (see the README's trade-offs).
+            sh("ip", "netns", "exec", "kernelvx", "ethtool", "-K", "kvx0", "tx", "off")
     return [Path("plain OVS", lab, "h1", "h2", "192.0.2.102", "netns:plainovs", "netns:plainovs"),
             Path("linux bridge", lab, "h1", "h2", "192.0.2.112", "netns:linuxbr", "netns:linuxbr"),
             Path("kernel vxlan", lab, "h1", "h2", "100.72.0.2", "netns:kernelvx", "netns:kernelvx")]

@@ -31,14 +31,19 @@ class HostLayout:
     datapath: str
 
 
-def setup_host(ovsdb: Ovsdb, uplink: str, bridge: str = "ovsbr0", datapath: str = "system") -> list[str]:
-    """Make the layout; returns what was done (nothing on a host already set up)."""
+def setup_host(ovsdb: Ovsdb, uplink: str, bridge: str = "ovsbr0", datapath: str = "system", *,
+               userspace_tso: bool = True) -> list[str]:
+    """Make the layout; returns what was done (nothing on a host already set up). `userspace_tso`: with
+    the netdev datapath, turn on OVS's TCP segmentation offload (whether it is in effect is read from the
+    bridge's port, here and by the drivers)."""
     check_interface_name(uplink)
     check_interface_name(bridge)
     if not links.exists(uplink):
         raise AcsnetError(f"uplink {uplink} does not exist on this host")
     done = []
     mac, mtu = links.mac_of(uplink), links.mtu_of(uplink)
+    if datapath == "netdev" and userspace_tso and ovsdb.enable_userspace_tso():  # before the bridge and uplink are opened
+        done.append("userspace TCP segmentation offload on (other_config:userspace-tso-enable)")
     if not ovsdb.bridge_exists(bridge):
         ovsdb.add_bridge(bridge, datapath)
         done.append(f"bridge {bridge} ({datapath} datapath)")
@@ -48,10 +53,15 @@ def setup_host(ovsdb: Ovsdb, uplink: str, bridge: str = "ovsbr0", datapath: str 
         done.append(f"uplink {uplink} is a trunk port of {bridge}")
     ovsdb.set_bridge_external_ids(bridge, {UPLINK_ID: uplink, DATAPATH_ID: datapath})
     if datapath == "netdev":
-        links.disable_tx_checksum(uplink)
         if keep_kernel_off_uplink(uplink):
             done.append(f"frames of {uplink} go to OVS only (nftables table netdev {UPLINK_TABLE})")
     wait_for_link(bridge)
+    if datapath == "netdev" and not links.segmentation_offload(bridge):
+        # ovs-vswitchd opened the bridge before TSO was on: it and the uplink stay without it (and the
+        # drivers keep checksums in the containers) until ovs-vswitchd restarts.
+        links.disable_tx_checksum(uplink)
+        if userspace_tso:
+            done.append(f"{bridge} was opened without TCP segmentation offload: restart ovs-vswitchd to have it")
     links.set_up(bridge, mtu=mtu)
     done += links.move_addresses_and_routes(uplink, bridge)
     return done

@@ -17,7 +17,7 @@ from pyroute2.netlink.rtnl.ifinfmsg import IFF_NOARP, IFF_UP
 from ovsctl.command import OvsError, check_interface_name
 
 MAIN_TABLE = 254
-SIOCETHTOOL, ETHTOOL_STXCSUM = 0x8946, 0x17  # linux/sockios.h, linux/ethtool.h
+SIOCETHTOOL, ETHTOOL_STXCSUM, ETHTOOL_GTSO = 0x8946, 0x17, 0x1e  # linux/sockios.h, linux/ethtool.h
 KERNEL_PROTO = 2  # routes the kernel made for an address; they come back with the address
 
 
@@ -111,17 +111,31 @@ def delete(name: str) -> None:
 
 
 def disable_tx_checksum(name: str) -> None:
-    """OVS's userspace datapath does not complete checksums a veth offloads: without this, ping works
-    and TCP does not. It is `ethtool -K NAME tx off` as one SIOCETHTOOL ioctl (ETHTOOL_STXCSUM, which
-    the kernel maps to every TX checksum feature): 0.1 ms, where a fork of ethtool costs 3-5 ms and
-    pyroute2's Ethtool (which reads and writes the whole feature set) 3-4 ms per device."""
-    command = array.array("I", [ETHTOOL_STXCSUM, 0])  # struct ethtool_value {cmd, data}
-    request = struct.pack("16sP", check_interface_name(name).encode(), command.buffer_info()[0])  # struct ifreq
+    """OVS's userspace datapath without TCP segmentation offload does not complete checksums a veth
+    offloads: without this, ping works and TCP does not. It is `ethtool -K NAME tx off` as one SIOCETHTOOL
+    ioctl (ETHTOOL_STXCSUM, which the kernel maps to every TX checksum feature, TSO with them): 0.1 ms,
+    where a fork of ethtool costs 3-5 ms and pyroute2's Ethtool (which reads and writes the whole
+    feature set) 3-4 ms per device."""
+    _ethtool(name, ETHTOOL_STXCSUM, 0, "turn off TX checksum offload on")
+
+
+def segmentation_offload(name: str) -> bool:
+    """Whether the device hands TCP segmentation to its receiver (`ethtool -k NAME`'s
+    tcp-segmentation-offload). On an OVS bridge's own port with the userspace datapath this tells whether
+    ovs-vswitchd opened it with userspace TSO: its tap then takes whole segments, and otherwise keeps
+    TSO off whatever was requested."""
+    return bool(_ethtool(name, ETHTOOL_GTSO, 0, "read TCP segmentation offload of"))
+
+
+def _ethtool(name: str, command: int, data: int, what: str) -> int:
+    value = array.array("I", [command, data])  # struct ethtool_value {cmd, data}
+    request = struct.pack("16sP", check_interface_name(name).encode(), value.buffer_info()[0])  # struct ifreq
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             fcntl.ioctl(sock, SIOCETHTOOL, request)
     except OSError as e:
-        raise OvsError(f"cannot turn off TX checksum offload on {name}: {e}") from None
+        raise OvsError(f"cannot {what} {name}: {e}") from None
+    return value[1]
 
 
 def set_up(name: str, mtu: int | None = None) -> None:

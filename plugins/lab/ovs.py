@@ -21,7 +21,9 @@ class OpenVSwitch:
         self.db = os.path.join(host.workdir, "ovs", "conf.db")
         self.processes: list[subprocess.Popen] = []
 
-    def start(self, wait: float = 30.0) -> "OpenVSwitch":
+    def start(self, wait: float = 30.0, userspace_tso: bool = False) -> "OpenVSwitch":
+        """`userspace_tso`: on from the start, for a switch that nothing sets up afterwards (on a host,
+        `acsnet host-setup` turns it on)."""
         if shutil.which("ovs-vswitchd") is None or not os.path.exists(SCHEMA):
             raise LabError("Open vSwitch is not installed: apt-get install openvswitch-switch")
         logs = os.path.dirname(self.db)
@@ -34,6 +36,8 @@ class OpenVSwitch:
              f"--unixctl={RUNDIR}/ovsdb-server.ctl", f"--log-file={logs}/ovsdb-server.log"],
             os.path.join(logs, "ovsdb-server.out")))
         self._wait_for(["ovs-vsctl", "--timeout=2", "--no-wait", "init"], wait, "ovsdb-server")
+        if userspace_tso:
+            self.host.run(["ovs-vsctl", "--no-wait", "set", "Open_vSwitch", ".", "other_config:userspace-tso-enable=true"])
         self.processes.append(self.host.popen(
             ["ovs-vswitchd", f"unix:{RUNDIR}/db.sock", f"--pidfile={RUNDIR}/ovs-vswitchd.pid",
              f"--unixctl={RUNDIR}/ovs-vswitchd.ctl", f"--log-file={logs}/ovs-vswitchd.log"],

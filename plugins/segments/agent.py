@@ -38,6 +38,9 @@ class SegmentAgent:
     segment_name = "segment"  # how users call the number: "VLAN", "VNI"
     flow_cookie = "0x0"  # the cookie every flow of the driver carries
     withdraw_dead_hosts = False  # leave out the records of hosts whose every session ended
+    # Whether the driver's packets may cross OVS with TCP segmentation and checksums still to do (the
+    # userspace datapath's TSO); OVS 3.1 drops such packets at a tunnel port, so vxlan says no.
+    tso_capable = True
 
     def __init__(self, store: Store, ovsdb: Ovsdb, layout: Layout, host_id: str, bridge: str, uplink: str, *,
                  userspace_datapath: bool, cluster_wide: bool = False, resync_seconds: float = 30.0,
@@ -51,6 +54,7 @@ class SegmentAgent:
         self.host_mac = links.mac_of(uplink)
         self.uplink_mtu = links.mtu_of(uplink)
         self.userspace_datapath = userspace_datapath
+        self._veth_offloads: bool | None = None  # see veth_offloads
         self.resync_seconds = resync_seconds
         self.orphan_grace = orphan_grace
         # Global scope: dockerd sends CreateNetwork and DeleteNetwork to one host only. The network is
@@ -339,13 +343,23 @@ class SegmentAgent:
         mtu = network.mtu if network else self.uplink_mtu
         if create_veth:
             links.create_veth(endpoint.host_port, endpoint.container_port, mtu=mtu, container_mac=endpoint.mac)
-            if self.userspace_datapath:
+            if not self.veth_offloads:
                 links.disable_tx_checksum(endpoint.host_port)
                 links.disable_tx_checksum(endpoint.container_port)
         self.ovsdb.add_port(self.bridge, endpoint.host_port, **self.port_options(endpoint), external_ids={
             ENDPOINT_ID: endpoint.endpoint_id, DRIVER_ID: self.layout.driver, "acsnet-network": endpoint.network_id,
             "acsnet-ip": endpoint.ip, "attached-mac": endpoint.mac})
         self._ports.add(endpoint.host_port)
+
+    @property
+    def veth_offloads(self) -> bool:
+        """Whether container veths keep their TX checksum and segmentation offloads. The kernel datapath
+        completes them; the userspace one only with TSO on, which its bridge port shows (read once: a
+        running ovs-vswitchd cannot turn it off)."""
+        if self._veth_offloads is None:
+            self._veth_offloads = not self.userspace_datapath or (
+                self.tso_capable and links.segmentation_offload(self.bridge))
+        return self._veth_offloads
 
     def remove_endpoint(self, endpoint_id: str) -> None:
         self._ensure_loaded()

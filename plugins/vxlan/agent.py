@@ -27,6 +27,7 @@ class VxlanAgent(SegmentAgent):
     segment_name = "VNI"
     flow_cookie = COOKIE
     withdraw_dead_hosts = True
+    tso_capable = False  # its packets leave through the tunnel port
 
     def __init__(self, store, ovsdb, host_id: str, bridge: str, uplink: str, *, vtep: str, datapath: str, **kwargs):
         super().__init__(store, ovsdb, LAYOUTS["vxlan"], host_id, bridge, uplink,
