@@ -54,7 +54,6 @@ class SegmentAgent:
         self.host_mac = links.mac_of(uplink)
         self.uplink_mtu = links.mtu_of(uplink)
         self.userspace_datapath = userspace_datapath
-        self._veth_offloads: bool | None = None  # see veth_offloads
         self.resync_seconds = resync_seconds
         self.orphan_grace = orphan_grace
         # Global scope: dockerd sends CreateNetwork and DeleteNetwork to one host only. The network is
@@ -354,12 +353,9 @@ class SegmentAgent:
     @property
     def veth_offloads(self) -> bool:
         """Whether container veths keep their TX checksum and segmentation offloads. The kernel datapath
-        completes them; the userspace one only with TSO on, which its bridge port shows (read once: a
-        running ovs-vswitchd cannot turn it off)."""
-        if self._veth_offloads is None:
-            self._veth_offloads = not self.userspace_datapath or (
-                self.tso_capable and links.segmentation_offload(self.bridge))
-        return self._veth_offloads
+        completes them; the userspace one only with TSO in effect, which its bridge's port shows (read
+        each time, 0.1 ms: ovs-vswitchd may have restarted with it changed)."""
+        return not self.userspace_datapath or (self.tso_capable and links.segmentation_offload(self.bridge))
 
     def remove_endpoint(self, endpoint_id: str) -> None:
         self._ensure_loaded()
