@@ -453,6 +453,18 @@ def _table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _ovs_line(ovs: dict) -> str:
+    line = "ovs: " + ("reachable" if ovs["reachable"] else "NOT reachable")
+    if "bridge" in ovs:
+        datapath = ovs["datapath"]
+        if datapath == "netdev":
+            datapath += ", userspace TSO " + ("on" if ovs["userspace_tso"] else "OFF")
+        line += f"; bridge {ovs['bridge']} uplink {ovs['uplink']} ({datapath}), {ovs['flows']} acsnet flows"
+    if "error" in ovs:
+        line += f"; {ovs['error']}"
+    return line
+
+
 def run_status(args: argparse.Namespace) -> int:
     from ovsctl.ovsdb import Ovsdb
     from plugins.ops import host_status
@@ -469,9 +481,7 @@ def run_status(args: argparse.Namespace) -> int:
     store_state = "connected" if report["store"]["connected"] else "NOT connected"
     print(f"store: {store_state}; live hosts: {', '.join(report['store'].get('live_hosts', [])) or '-'}")
     ovs = report["ovs"]
-    print(f"ovs: {'reachable' if ovs['reachable'] else 'NOT reachable'}"
-          + (f"; bridge {ovs['bridge']} uplink {ovs['uplink']} ({ovs['datapath']}), {ovs['flows']} acsnet flows" if "bridge" in ovs else "")
-          + (f"; {ovs['error']}" if "error" in ovs else ""))
+    print(_ovs_line(ovs))
     print(f"networks: {report.get('networks', '?')}; endpoints: {report.get('endpoints', '?')}")
     rows = [{"plugin": name, "up": "yes" if p["up"] else "NO", "healthy": "yes" if p["healthy"] else "NO"}
             for name, p in report["plugins"].items()]

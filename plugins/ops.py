@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 from ipam.model import POOLS
-from ovsctl import openflow
+from ovsctl import links, openflow
 from ovsctl.host_setup import host_layout
 from ovsctl.ovsdb import Ovsdb
 from plugins.errors import AcsnetError, NotFound
@@ -45,7 +45,8 @@ def host_status(store: Store, host_id: str, plugin_dir: str, ovsdb: Ovsdb, bridg
         try:
             layout = host_layout(ovsdb, bridge)
             status["ovs"].update(bridge=layout.bridge, uplink=layout.uplink, datapath=layout.datapath,
-                                 flows=len([f for f in openflow.dump_flows(bridge) if "cookie=0xac5" in f]))
+                                 flows=len([f for f in openflow.dump_flows(bridge) if "cookie=0xac5" in f]),
+                                 userspace_tso=layout.datapath == "netdev" and links.segmentation_offload(bridge))
         except AcsnetError as e:
             status["ovs"]["error"] = e.message
     status["ok"] = (store.connected and status["ovs"]["reachable"]

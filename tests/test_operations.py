@@ -111,6 +111,7 @@ def test_metrics_count_what_docker_runs_caused_and_inspect_shows_both_hosts(lab)
         report = json.loads(status.stdout)
         assert status.returncode == 0 and report["ok"] and report["endpoints"] == 3
         assert set(report["plugins"]) == {"acsnet", "vlan", "vxlan", "vpc"} and report["ovs"]["flows"] > 0
+        assert report["ovs"]["datapath"] == "netdev" and report["ovs"]["userspace_tso"] is True
     finally:
         for host in ("h1", "h2"):
             lab.docker(host, "rm", "-f", *names[host], check=False)
