@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import statistics
 import subprocess
@@ -23,6 +22,7 @@ import time
 import uuid
 
 from benchmarks import vxlan_scale
+from benchmarks.standalone import run_on_a_lab
 from plugins.lab.dockerd import IMAGE
 from plugins.lab.host import REPO
 from plugins.lab.topology import Lab
@@ -159,18 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--workdir", default="/var/lib/acsnet/controlplane-lab")
     args = parser.parse_args(argv)
-    lab = Lab(args.workdir, f"acsnet-c{uuid.uuid4().hex[:4]}")
-    try:
-        lab.up(hosts=3)
-        report = measure(lab, runs=args.runs, seconds=args.seconds, propagation_runs=args.propagation_runs,
-                         endpoints=[int(n) for n in args.endpoints.split(",")])
-    finally:
-        lab.down()
-    print(markdown(report))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
-    return 0
+    endpoints = [int(n) for n in args.endpoints.split(",")]
+    return run_on_a_lab(args.workdir, "acsnet-c", 3, lambda lab: measure(
+        lab, runs=args.runs, seconds=args.seconds, propagation_runs=args.propagation_runs, endpoints=endpoints),
+        markdown, args.json)
 
 
 if __name__ == "__main__":

@@ -12,13 +12,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
 import time
 import uuid
 
+from benchmarks.standalone import run_on_a_lab
 from plugins.lab.dockerd import IMAGE
 from plugins.lab.host import REPO
 from plugins.lab.topology import Lab
@@ -153,17 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--workdir", default="/var/lib/acsnet/scale-lab")
     args = parser.parse_args(argv)
-    lab = Lab(args.workdir, f"acsnet-s{uuid.uuid4().hex[:4]}")
-    try:
-        lab.up(hosts=2)
-        report = measure(lab, args.runs, [int(n) for n in args.endpoints.split(",")])
-    finally:
-        lab.down()
-    print(markdown(report))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
-    return 0
+    sizes = [int(n) for n in args.endpoints.split(",")]
+    return run_on_a_lab(args.workdir, "acsnet-s", 2, lambda lab: measure(lab, args.runs, sizes), markdown, args.json)
 
 
 if __name__ == "__main__":
