@@ -16,6 +16,8 @@ Kinds of finding:
   retention period -> released.
 - dead-host-record: a segment record of a host that is not alive -> removed only with --dead-hosts
   (a host that is only cut off would lose its ARP entries elsewhere until it re-creates them).
+- dead-host-address: an endpoint address the IPAM holds for a host that is not alive -> released only
+  with --dead-hosts (a host that is only cut off keeps using it: another container could get it twice).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from plugins.plugin_client import get_json
 from plugins.store import Delete, Store, join
 from plugins.segments.agent import DRIVER_ID, ENDPOINT_ID
 from plugins.segments.model import LAYOUTS, SegmentEndpoint
+
+
+DEAD_HOST_KINDS = ("dead-host-record", "dead-host-address")  # repaired only when told the hosts are dead
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +77,7 @@ def audit(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, doc
     findings are `<driver>/<endpoint-id>`."""
     findings = []
     docker = _docker_view(docker_socket)
+    live = store.live_hosts()
     endpoint_addresses = set()
     known: dict[str, dict[str, SegmentEndpoint]] = {}  # driver -> this host's endpoints in the store
     for driver in bridges:
@@ -100,7 +106,6 @@ def audit(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, doc
                 findings.append(Finding("endpoint-unknown-to-docker", f"{driver}/{eid}", f"{where}: no container of "
                                         "this host's dockerd uses it", "delete its port, veth and records"))
 
-        live = store.live_hosts()
         for number in store.children(layout.segments):
             for key in store.children(join(layout.segments, number)):
                 data = store.get_json(join(layout.segments, number, key))
@@ -114,19 +119,24 @@ def audit(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, doc
             findings.append(Finding("expired-retention", f"{kept.app}/{kept.ip}", f"kept for application {kept.app} "
                                     f"past its retention ({kept.state})", "release it"))
 
-    if docker is not None:
-        used = docker[0] | endpoint_addresses
-        for pool in store.children(POOLS):
-            for address in store.children(join(POOLS, pool, "addresses")):
-                data = store.get_json(join(POOLS, pool, "addresses", address))
-                if not data:
-                    continue
-                record = AddressRecord.from_json(data)
-                if (record.kind == ENDPOINT and record.holders == (host_id,) and address not in used
-                        and time.time() - record.since > grace):
-                    findings.append(Finding("leaked-address", f"{pool}/{address}",
-                                            f"held by {host_id} since {time.ctime(record.since)}, used by no container",
-                                            "release it"))
+    used = docker[0] | endpoint_addresses if docker is not None else None
+    for pool in store.children(POOLS):
+        for address in store.children(join(POOLS, pool, "addresses")):
+            data = store.get_json(join(POOLS, pool, "addresses", address))
+            if not data:
+                continue
+            record = AddressRecord.from_json(data)
+            if record.kind != ENDPOINT or time.time() - record.since <= grace:
+                continue
+            holder = record.holders[0]
+            if holder == host_id and used is not None and address not in used:
+                findings.append(Finding("leaked-address", f"{pool}/{address}",
+                                        f"held by {host_id} since {time.ctime(record.since)}, used by no container",
+                                        "release it"))
+            elif holder != host_id and holder not in live:
+                findings.append(Finding("dead-host-address", f"{pool}/{address}",
+                                        f"held by host {holder}, which is not alive, since {time.ctime(record.since)}",
+                                        "release it (with --dead-hosts)"))
     return findings
 
 
@@ -158,9 +168,16 @@ def repair(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, fi
         elif f.kind == "leaked-address":
             pool, address = f.subject.split("/", 1)
             AcsnetIpam(store, host_id).release_address(AddressRelease(pool, netaddr.IPAddress(address)))
+        elif f.kind in DEAD_HOST_KINDS and not dead_hosts:
+            continue
+        elif f.kind == "dead-host-address":
+            pool, address = f.subject.split("/", 1)
+            data = store.get_json(join(POOLS, pool, "addresses", address))
+            holder = AddressRecord.from_json(data).holders[0] if data else None
+            if holder and holder not in store.live_hosts():
+                # Released as its holder would release it: an application's retained address stays its own.
+                AcsnetIpam(store, holder).release_address(AddressRelease(pool, netaddr.IPAddress(address)))
         elif f.kind == "dead-host-record":
-            if not dead_hosts:
-                continue
             driver, number, key = f.subject.split("/", 2)
             path = join(LAYOUTS[driver].segment(int(number)), key)
             node = store.get(path)

@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help="list every inconsistency between the store, OVS and dockerd on this host")
     gc = commands.add_parser("gc", help="repair what audit finds (a dry run unless --apply)")
     gc.add_argument("--apply", action="store_true", help="make the repairs (default: only say what would be done)")
-    gc.add_argument("--dead-hosts", action="store_true", help="also remove segment records of hosts that are not alive")
+    gc.add_argument("--dead-hosts", action="store_true", help="also remove segment records of hosts that are not alive, and release their addresses")
     for command in (audit, gc):
         command.add_argument("--config", help="config file with an [acsnet] section")
         command.add_argument("--docker", default="/run/docker.sock", help="the local dockerd's socket")
@@ -544,7 +544,7 @@ def run_audit(args: argparse.Namespace) -> int:
 
 
 def run_gc(args: argparse.Namespace) -> int:
-    from plugins.audit import repair
+    from plugins.audit import DEAD_HOST_KINDS, repair
 
     settings, store, ovsdb, findings = _audit(args)
     try:
@@ -552,7 +552,7 @@ def run_gc(args: argparse.Namespace) -> int:
             done = repair(store, ovsdb, driver_bridges(settings), settings["host_id"], findings, dead_hosts=args.dead_hosts)
         else:
             done = [f"{f.kind} {f.subject}: would {f.repair}" for f in findings
-                    if f.kind != "dead-host-record" or args.dead_hosts]
+                    if f.kind not in DEAD_HOST_KINDS or args.dead_hosts]
     finally:
         store.close()
     if args.json:

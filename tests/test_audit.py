@@ -43,6 +43,19 @@ print(pool["PoolID"])
 """
 
 
+GHOST_ADDRESS = """
+import sys
+import netaddr
+from ipam.driver import AcsnetIpam
+from plugins.protocol import AddressRequest
+from plugins.store import open_store
+store = open_store(sys.argv[1])
+AcsnetIpam(store, "ghost").request_address(AddressRequest(sys.argv[2], netaddr.IPAddress(sys.argv[3]),
+                                           {AddressRequest.MAC_OPTION: "02:42:00:00:00:55"}))
+store.close()
+"""
+
+
 def acsnet(lab, *args: str, check: bool = True):
     return lab.node("h1").run([sys.executable, "-m", "plugins.cli", *args, "--store", lab.zookeeper_url, "--host-id", "h1"],
                               check=check)
@@ -71,22 +84,30 @@ def test_audit_finds_each_inconsistency_and_gc_repairs_them(lab):
                 "mac": "02:42:00:00:00:77"}
         lab.node("svc").run([sys.executable, "-c", WRITE_RECORDS, lab.zookeeper_url, json.dumps(ghost), json.dumps(gone)])
         pool = h1.run([sys.executable, "-c", LEAK, V217[0], "198.51.100.99"]).stdout.strip()
+        # An address the IPAM handed to a host that has since died (it holds no store session).
+        lab.node("svc").run([sys.executable, "-c", GHOST_ADDRESS, lab.zookeeper_url, pool, "198.51.100.55"])
 
         result = acsnet(lab, "audit", "--json", "--grace", "0", check=False)
         found = {(f["kind"], f["subject"]) for f in json.loads(result.stdout)}
         expected = {("orphan-port", f"ovsbr0/{orphan}"), ("endpoint-without-veth", f"vlan/{gone['endpoint_id']}"),
                     ("endpoint-unknown-to-docker", f"vlan/{unadopted}"),
-                    ("leaked-address", f"{pool}/198.51.100.99"),
+                    ("leaked-address", f"{pool}/198.51.100.99"), ("dead-host-address", f"{pool}/198.51.100.55"),
                     ("dead-host-record", f"vlan/217/{ghost['ip']}~{ghost['endpoint_id'][:12]}")}
         assert result.returncode == 1 and found == expected, found
 
         dry = json.loads(acsnet(lab, "gc", "--json", "--grace", "0", "--dead-hosts").stdout)
-        assert not dry["applied"] and len(dry["repairs"]) == 5
+        assert not dry["applied"] and len(dry["repairs"]) == 6
         assert {(f["kind"], f["subject"]) for f in json.loads(acsnet(lab, "audit", "--json", "--grace", "0", check=False).stdout)} == expected, \
             "a dry run changes nothing"
 
+        # Without --dead-hosts, what belongs to hosts that are not alive stays.
+        partial = json.loads(acsnet(lab, "gc", "--json", "--apply", "--grace", "0").stdout)
+        assert len(partial["repairs"]) == 4 and not any("dead-host" in r for r in partial["repairs"]), partial
+        left = {(f["kind"], f["subject"]) for f in json.loads(acsnet(lab, "audit", "--json", "--grace", "0", check=False).stdout)}
+        assert left == {k for k in expected if k[0].startswith("dead-host")}, left
+
         applied = json.loads(acsnet(lab, "gc", "--json", "--apply", "--grace", "0", "--dead-hosts").stdout)
-        assert applied["applied"] and len(applied["repairs"]) == 5
+        assert applied["applied"] and len(applied["repairs"]) == 2
         after = acsnet(lab, "audit", "--json", "--grace", "0", check=False)
         assert (after.returncode, json.loads(after.stdout)) == (0, [])
         for port in (orphan, f"vh{unadopted[:12]}"):
