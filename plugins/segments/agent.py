@@ -111,6 +111,9 @@ class SegmentAgent:
     def before_sync(self) -> None:
         """Make what the flows will name (called under the lock)."""
 
+    def networks_changed(self) -> None:
+        """This host gained or lost a network; the sync follows (called under the lock)."""
+
     def after_sync(self) -> None:
         """Remove what the flows no longer name, and program what follows them (under the lock)."""
 
@@ -247,6 +250,7 @@ class SegmentAgent:
                 self.store.put(path, encode(network.to_json()))
             self.networks[network.network_id] = network
             self._watch(network.segment)
+            self.networks_changed()
             self.sync()
         self._wake.set()
 
@@ -265,6 +269,7 @@ class SegmentAgent:
                 self.store.delete(join(self._cluster_networks, network_id))
             self.store.delete(join(self.layout.host_networks(self.host_id), network_id))
             self.networks.pop(network_id, None)
+            self.networks_changed()
             self.sync()
 
     # -- endpoints -------------------------------------------------------------------------------

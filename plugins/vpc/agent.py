@@ -159,13 +159,7 @@ class VpcAgent(SegmentAgent):
             log.info("vpc routes: own %s; peers %s", ", ".join(wanted[0]) or "-",
                      ", ".join(f"{s} via {u}" for s, u in wanted[1]) or "-")
 
-    def add_network(self, network: SegmentNetwork) -> None:
-        super().add_network(network)
-        self._read_membership()  # its host subnet (claimed just before) into the gateway and the flows
-        self.sync()
-        self._wake.set()  # routes to the peers of a new network
-
-    def remove_network(self, network_id: str) -> None:
-        super().remove_network(network_id)
+    def networks_changed(self) -> None:
+        """A new network's host subnet (claimed just before) goes into the gateway and the flows, a
+        removed one's out; the worker, woken, applies the routes."""
         self._read_membership()
-        self.sync()
