@@ -65,8 +65,6 @@ class VlanDatapath:
     gateways: tuple[ArpAnswer, ...]
 
 
-
-
 def arp_reply_actions(mac: str, ip: str) -> str:
     """Turn the ARP request in hand into the reply "<ip> is at <mac>" and send it back where it came from."""
     return ",".join([

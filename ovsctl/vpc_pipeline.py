@@ -75,8 +75,6 @@ class VpcDatapath:
     local: tuple[VpcPort, ...]
 
 
-
-
 def vpc_flows(dp: VpcDatapath) -> list[str]:
     flows = [_flow(FROM_CONTAINER, 200, "arp,arp_op=1", f"resubmit(,{ARP_RESPONDER})"),
              _flow(FROM_CONTAINER, 190, "arp", "drop"),

@@ -91,8 +91,6 @@ class VxlanDatapath:
     gateways: tuple[VxlanGateway, ...] = ()
 
 
-
-
 def vxlan_flows(dp: VxlanDatapath) -> list[str]:
     flows = [_flow(CLASSIFY, 0, "", "drop"),
              _flow(FROM_CONTAINER, 200, "arp,arp_op=1", f"resubmit(,{ARP_RESPONDER})"),
