@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 from ipam.model import POOLS
-from ovsctl import links, openflow
+from ovsctl import links, openflow, vlan_pipeline, vpc_pipeline
 from ovsctl.host_setup import host_layout
 from ovsctl.ovsdb import Ovsdb
 from plugins.errors import AcsnetError, NotFound
@@ -16,6 +16,7 @@ from plugins.store import ROOT, Store, join
 from plugins.segments.model import LAYOUTS, SegmentNetwork
 
 PLUGINS = ("acsnet", "vlan", "vxlan", "vpc")
+HOST_BRIDGE_COOKIES = (vlan_pipeline.COOKIE, vpc_pipeline.COOKIE)  # the drivers sharing the host bridge
 
 
 def plugin_health(plugin_dir: str) -> dict[str, dict]:
@@ -45,7 +46,7 @@ def host_status(store: Store, host_id: str, plugin_dir: str, ovsdb: Ovsdb, bridg
         try:
             layout = host_layout(ovsdb, bridge)
             status["ovs"].update(bridge=layout.bridge, uplink=layout.uplink, datapath=layout.datapath,
-                                 flows=len([f for f in openflow.dump_flows(bridge) if "cookie=0xac5" in f]),
+                                 flows=sum(openflow.count_flows(bridge, c) for c in HOST_BRIDGE_COOKIES),
                                  userspace_tso=layout.datapath == "netdev" and links.segmentation_offload(bridge))
         except AcsnetError as e:
             status["ovs"]["error"] = e.message
