@@ -2,7 +2,7 @@
 
 - `ovsctl.ovsdb`: bridges and ports (ovs-vsctl), with acsnet's facts in `external_ids`.
 - `ovsctl.openflow`: a driver's flows on a bridge (its cookie only): the difference after a change, the
-  whole set in one bundle after a restart; dump them, and send packets (packet-out).
+  whole set in one bundle after a restart; count them, and send packets (packet-out).
 - `ovsctl.links`: veth pairs, MTU, checksum offload, moving a NIC's addresses and routes (pyroute2).
 - `ovsctl.vlan_pipeline`, `vxlan_pipeline`, `vpc_pipeline`: each driver's flow tables, documented there
   table by table; `router`, `kernel_routes`, `arp`, `host_setup`: the rest of a host's datapath.

@@ -60,10 +60,6 @@ class FlowTable:
         self.timeout = timeout
         self._installed: dict[str, str] | None = None  # identity -> flow; None: not known, install whole
 
-    def forget(self) -> None:
-        """The next install replaces the whole table (after a restart, or to repair what others changed)."""
-        self._installed = None
-
     def install(self, flows: list[str]) -> None:
         """Install `flows` as the whole table: only the difference when the installed table is known,
         else (or if the difference is refused, e.g. it names a port that is gone) the whole table."""
@@ -92,11 +88,6 @@ class FlowTable:
         log.info("bridge=%s flows of cookie %s changed behind our back; installing them whole", self.bridge, self.cookie)
         self._installed = None
         return False
-
-
-def dump_flows(bridge: str, timeout: float = 10.0) -> list[str]:
-    out = run(["ovs-ofctl", "--no-stats", "--names", "dump-flows", check_interface_name(bridge)], timeout=timeout)
-    return [line.strip() for line in out.splitlines() if line.strip() and not line.startswith(("OFPST_FLOW", "NXST_FLOW"))]
 
 
 def packet_out(bridge: str, actions: str, packet: bytes, timeout: float = 10.0) -> None:
