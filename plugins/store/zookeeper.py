@@ -22,6 +22,7 @@ from kazoo.exceptions import (
     AuthFailedError,
     RuntimeInconsistency,
     BadVersionError,
+    ConnectionLoss,
     KazooException,
     LockTimeout,
     NodeExistsError,
@@ -30,6 +31,7 @@ from kazoo.exceptions import (
     RolledBackError,
 )
 from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.protocol.states import KeeperState
 from kazoo.recipe.watchers import ChildrenWatch, DataWatch
 from kazoo.security import make_acl, make_digest_acl
 
@@ -152,7 +154,16 @@ class ZooKeeperStore(Store):
             # The chroot must exist before any chrooted call; make it through an unchrooted client.
             root = KazooClient(hosts=self._target.hosts, **self._target.client_options())
             try:
-                root.start(timeout=self.timeout)
+                # Not root.start(): its timeout is no KazooException (it escaped the callers' handling),
+                # and it hides a refused SASL login, after which kazoo stops connecting. The refusal is
+                # seen by a listener: the client's state is AUTH_FAILED only while it is reported.
+                refused = []
+                root.add_listener(lambda _state: refused.append(root.client_state == KeeperState.AUTH_FAILED))
+                root.start_async().wait(self.timeout)
+                if not root.connected:
+                    if any(refused):
+                        raise AuthFailedError()
+                    raise ConnectionLoss(f"no connection within {self.timeout:g}s")
                 root.ensure_path(self._chroot, acl=self._acl)
             finally:
                 root.stop()
