@@ -187,3 +187,76 @@ def test_an_application_redeployed_gets_its_addresses_back(lab, front):
         assert acsnet_ip(lab, "list", "--app", app) == [], "a container of no application left a retention behind"
     finally:
         remove(lab, {"h1": names + others}, [network])
+
+
+# A client that connects and then sends nothing: "raw" never starts TLS, "tls" completes the handshake
+# and sends no request. It says when it connected and when the front closed it (time.monotonic() is
+# the system's CLOCK_MONOTONIC, comparable across processes), and what the front said, if anything.
+IDLE_CLIENT = """
+import json, socket, ssl, sys, time
+mode, port, certs = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+if mode == "tls":
+    context = ssl.create_default_context(cafile=certs + "/ca.pem")
+    context.load_cert_chain(certs + "/cert.pem", certs + "/key.pem")
+    conn = context.wrap_socket(conn, server_hostname="127.0.0.1")
+conn.settimeout(None)
+print(json.dumps({"connected": time.monotonic()}), flush=True)
+said = b""
+try:
+    while chunk := conn.recv(4096):
+        said += chunk
+except OSError:
+    pass
+print(json.dumps({"closed": time.monotonic(), "said": said.decode("latin-1")}), flush=True)
+"""
+
+
+def test_an_idle_client_stalls_no_other_tls_client(lab, tmp_path):
+    from tests.test_metrics_tls import openssl
+
+    node, timeout = lab.node("h1"), 20
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    d = str(certs)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=acsnet-front-ca",
+            "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.pem")
+    for name, extra in (("server", "subjectAltName=IP:127.0.0.1"), ("cert", "extendedKeyUsage=clientAuth")):
+        key = "key" if name == "cert" else "server-key"
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{d}/{key}.pem", "-out", f"{d}/{name}.csr")
+        (certs / f"{name}.ext").write_text(extra + "\n")
+        openssl("x509", "-req", "-in", f"{d}/{name}.csr", "-CA", f"{d}/ca.pem", "-CAkey", f"{d}/ca.key", "-CAcreateserial",
+                "-days", "1", "-extfile", f"{d}/{name}.ext", "-out", f"{d}/{name}.pem")
+    port = 23760
+    log = tmp_path / "front.log"
+    process = node.popen([sys.executable, "-m", "plugins.cli", "front", "--listen", f"tcp://127.0.0.1:{port}",
+                          "--docker", "unix:///run/docker.sock", "--tls-cert", f"{d}/server.pem", "--tls-key", f"{d}/server-key.pem",
+                          "--tls-ca", f"{d}/ca.pem", "--request-timeout", str(timeout)], str(log))
+    env = {**os.environ, "DOCKER_HOST": f"tcp://127.0.0.1:{port}", "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": d}
+    idle = []
+    try:
+        deadline = time.monotonic() + 20
+        while node.run([DOCKER_CLI, "version"], check=False, env=env, timeout=30).returncode != 0:
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        for mode in ("raw", "tls"):
+            idle.append(subprocess.Popen(node.command([sys.executable, "-c", IDLE_CLIENT, mode, str(port), d]),
+                                         stdout=subprocess.PIPE, text=True))
+        connected = [json.loads(client.stdout.readline())["connected"] for client in idle]
+
+        for _ in range(20):  # each would wait for the idle clients' timeout if they held up the front
+            node.run([DOCKER_CLI, "ps"], env=env, timeout=timeout / 2)
+        served = time.monotonic()
+
+        # Both idle clients were still connected while the others were served, then cut off at the timeout;
+        # the one that sent no request head was told why.
+        ends = [json.loads(client.stdout.readline() or "{}") for client in idle]
+        for start, end in zip(connected, ends):
+            assert served < end["closed"] and timeout - 1 <= end["closed"] - start <= timeout + 30, (connected, served, ends)
+        assert ends[0]["said"] == "", ends[0]
+        assert ends[1]["said"].startswith("HTTP/1.1 408 ") and "no complete request head within 20s" in ends[1]["said"], ends[1]
+    finally:
+        for client in idle:
+            client.kill()
+        process.terminate()
+        process.wait(timeout=10)

@@ -36,6 +36,11 @@ BODY_LIMIT = 16 * 1024 * 1024
 CREATE = re.compile(r"^/(v[\d.]+/)?containers/create(\?|$)")
 START = re.compile(r"^/(v[\d.]+/)?containers/([^/?]+)/start(\?|$)")
 CHUNK = 64 * 1024
+# A client has this long to finish the TLS handshake and then to send its request head (and a create's
+# body); past it the connection is closed. Every connection has its own thread, so an idle one costs only
+# that thread until then, never another client's time. Once the request is in, answers may stream for
+# as long as they like (`logs -f`, `events`).
+REQUEST_TIMEOUT = 30.0
 
 
 class BadRequest(Exception):
@@ -78,7 +83,7 @@ def _with_headers(head: bytes, set_headers: dict[str, str]) -> bytes:
 
 def _error(conn: socket.socket, status: int, message: str) -> None:
     body = json.dumps({"message": message}).encode()
-    reason = {400: "Bad Request", 502: "Bad Gateway"}.get(status, "Error")
+    reason = {400: "Bad Request", 408: "Request Timeout", 502: "Bad Gateway"}.get(status, "Error")
     conn.sendall(f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
                  f"Connection: close\r\n\r\n".encode() + body)
 
@@ -135,9 +140,17 @@ class Front:
         return [c["Subnet"] for c in ((body.get("IPAM") or {}).get("Config") or []) if c.get("Subnet")]
 
     def handle(self, conn: socket.socket) -> None:
+        """One client connection, on its own thread: its request head (and a create's body) must
+        arrive within the connection's timeout (`REQUEST_TIMEOUT` when served by `listen`)."""
         try:
             head, early = _read_head(conn)
             method, target, headers = _headers(head)
+        except TimeoutError:
+            try:
+                _error(conn, 408, f"acsnet front: no complete request head within {conn.gettimeout():g}s")
+            except OSError:
+                pass
+            return
         except (BadRequest, ValueError, OSError) as e:
             try:
                 _error(conn, 400, f"acsnet front: malformed request: {e}")
@@ -157,7 +170,10 @@ class Front:
                 return
             body = early
             while len(body) < length:
-                chunk = conn.recv(CHUNK)
+                try:
+                    chunk = conn.recv(CHUNK)
+                except OSError:  # the timeout included: a body that does not come is dropped
+                    return
                 if not chunk:
                     return
                 body += chunk
@@ -179,6 +195,7 @@ class Front:
             _error(conn, 502, f"acsnet front: dockerd unreachable at {self.docker_socket}: {e}")
             return
         started = START.match(target) if method == "POST" and self.store is not None else None
+        conn.settimeout(None)  # the request is in: what follows may stream or idle for as long as it likes
         with upstream:
             upstream.sendall(head + (body if body is not None else early))
             if started:  # the start's answer goes back once the application's addresses are kept
@@ -199,8 +216,23 @@ class Front:
 
 
 class _Handler(socketserver.BaseRequestHandler):
+    """Runs on the connection's own thread (ThreadingMixIn): the TLS handshake happens here, not on the
+    accepting thread, so a client that connects and sends nothing delays nobody else."""
+
     def handle(self) -> None:
-        self.server.front.handle(self.request)
+        conn = self.request
+        conn.settimeout(self.server.request_timeout)
+        tls = getattr(self.server, "tls", None)
+        if tls is not None:
+            try:
+                conn = tls.wrap_socket(conn, server_side=True)
+            except (ssl.SSLError, OSError) as e:  # a timeout included
+                log.info("TLS handshake with %s failed: %s", self.client_address, e)
+                return
+        try:
+            self.server.front.handle(conn)
+        finally:
+            conn.close()
 
 
 class UnixFront(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -213,15 +245,13 @@ class TcpFront(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
     def __init__(self, address, handler, tls: ssl.SSLContext | None):
         super().__init__(address, handler)
-        self.tls = tls
-
-    def get_request(self):
-        conn, address = super().get_request()
-        return (self.tls.wrap_socket(conn, server_side=True) if self.tls else conn), address
+        self.tls = tls  # the handshake is the handler's, on the connection's thread
 
 
-def listen(url: str, front: Front, *, tls: ssl.SSLContext | None = None) -> socketserver.BaseServer:
-    """A server for `unix:///path` (mode 0660, like docker.sock) or `tcp://host:port`."""
+def listen(url: str, front: Front, *, tls: ssl.SSLContext | None = None,
+           request_timeout: float = REQUEST_TIMEOUT) -> socketserver.BaseServer:
+    """A server for `unix:///path` (mode 0660, like docker.sock) or `tcp://host:port`; a client has
+    `request_timeout` seconds for its TLS handshake and again for its request."""
     if url.startswith("unix://"):
         path = url[len("unix://"):]
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -238,4 +268,5 @@ def listen(url: str, front: Front, *, tls: ssl.SSLContext | None = None) -> sock
     else:
         raise AcsnetError(f"--listen must be unix:///path or tcp://host:port, not {url!r}")
     server.front = front
+    server.request_timeout = request_timeout
     return server
