@@ -418,7 +418,7 @@ def run_front(args: argparse.Namespace) -> int:
 
         check_store_url(settings["store"])
         store = open_store(settings["store"], timeout=settings["store_timeout"])
-    front = Front(args.docker, store, args.retention)
+    front = Front(args.docker, store, args.retention, settings["store_timeout"])
     if args.request_timeout <= 0:
         raise AcsnetError(f"--request-timeout must be positive, not {args.request_timeout:g}")
     servers = [listen(url, front, tls=tls, request_timeout=args.request_timeout) for url in args.listen]

@@ -105,13 +105,15 @@ def _pipe(source: socket.socket, target: socket.socket) -> None:
 
 
 class Front:
-    def __init__(self, docker: str, store: Store | None = None, retention: float = DEFAULT_RETENTION_SECONDS):
+    def __init__(self, docker: str, store: Store | None = None, retention: float = DEFAULT_RETENTION_SECONDS,
+                 store_timeout: float = 5.0):
         """`store`: where applications' addresses are kept (IP retention); without it acsnet.app is ignored."""
         if not docker.startswith("unix://"):
             raise AcsnetError(f"--docker must be a unix:// socket, not {docker!r}")
         self.docker_socket = docker[len("unix://"):]
         self.store = store
         self.retention = retention
+        self.store_timeout = store_timeout
 
     def _retained(self, app: str, subnets: list[str]) -> list[str]:
         return retention.retained(self.store, app, subnets) if self.store is not None else []
@@ -122,11 +124,15 @@ class Front:
         app = ((info.get("Config") or {}).get("Labels") or {}).get(APP_LABEL) if status == 200 else None
         if not app:
             return
-        networks = ((info.get("NetworkSettings") or {}).get("Networks") or {}).values()
-        addresses = [netaddr.IPNetwork(f"{n['IPAddress']}/{n['IPPrefixLen']}") for n in networks if n.get("IPAddress")]
-        retention.remember(self.store, app, self.retention, addresses)
-        log.info("app=%s container=%s addresses=%s kept for the application", app, container[:12],
-                 ",".join(str(a.ip) for a in addresses))
+        for network, settings in ((info.get("NetworkSettings") or {}).get("Networks") or {}).items():
+            if not settings.get("IPAddress"):
+                continue
+            address = netaddr.IPAddress(settings["IPAddress"])
+            if retention.remember(self.store, app, self.retention, address, settings.get("MacAddress"), self.store_timeout):
+                log.info("app=%s container=%s address=%s kept for the application", app, container[:12], address)
+            else:
+                log.warning("app=%s container=%s address=%s on %s not kept: no acsnet pool has it, or it is no longer "
+                            "this container's", app, container[:12], address, network)
 
     def _upstream(self) -> socket.socket:
         upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
