@@ -16,8 +16,9 @@ import uuid
 import pytest
 
 from plugins.lab.dockerd import IMAGE
+from plugins.lab.host import REPO
 from plugins.lab.topology import DOCKER_CLI
-from tests.test_vlan import QUICK, V217, create_network, remove
+from tests.test_vlan import QUICK, V217, V218, create_network, remove
 
 FRONT = "unix:///run/acsnet/docker.sock"
 LABEL = "com.docker.network.endpoint.ipv4address"
@@ -165,7 +166,8 @@ def test_an_application_redeployed_gets_its_addresses_back(lab, front):
         assert len(first) == 3
         assert {(a["ip"], a["state"]) for a in acsnet_ip(lab, "list", "--app", app)} == {(ip, "in use by h1") for ip in first}
 
-        via_front(lab, "rm", "-f", *names)
+        lab.docker("h1", "rm", "-f", names[0])  # removed behind the front's back: kept all the same
+        via_front(lab, "rm", "-f", *names[1:])
         kept = acsnet_ip(lab, "list", "--app", app)
         assert {a["ip"] for a in kept} == first and all(a["state"].startswith("retained until") for a in kept), kept
         # Kept for the application: a container of no application gets none of them.
@@ -260,3 +262,87 @@ def test_an_idle_client_stalls_no_other_tls_client(lab, tmp_path):
             client.kill()
         process.terminate()
         process.wait(timeout=10)
+
+
+# Compose v1 (Debian 12's docker-compose 1.29.2) and v2 (Debian 13's 2.26, fetched by .ci/fetch-trixie,
+# run standalone). v1 disconnects each created container from its network and connects it again before
+# starting it; the front must pin on that connect too.
+COMPOSE = {"v1": "/usr/bin/docker-compose",
+           "v2": os.path.join(REPO, ".cache/trixie/docker-compose/usr/libexec/docker/cli-plugins/docker-compose")}
+COMPOSE_FILE = """\
+version: "2.4"
+services:
+  pinned:
+    image: {image}
+    command: ["sleep", "600"]
+    container_name: {prefix}-pinned
+    stop_grace_period: 1s
+    labels:
+      com.docker.network.endpoint.ipv4address: "{address}"
+    networks: [ext]
+  app:
+    image: {image}
+    command: ["sleep", "600"]
+    container_name: {prefix}-app
+    stop_grace_period: 1s
+    labels:
+      acsnet.app: "{app}"
+    networks: [ext]
+networks:
+  ext:
+    external: true
+    name: {network}
+"""
+
+
+@pytest.mark.parametrize("flavour", ["v1", "v2"])
+def test_compose_keeps_the_ip_labels(lab, front, tmp_path, flavour):
+    binary = COMPOSE[flavour]
+    assert os.access(binary, os.X_OK), f"{binary} is missing: run .ci/install"
+    tag = uuid.uuid4().hex[:4]
+    network, app, prefix, other = f"fc{flavour}-{tag}", f"capp-{tag}", f"c{flavour}-{tag}", f"cother-{tag}"
+    address = {"v1": "198.51.100.77", "v2": "198.51.100.78"}[flavour]
+    (tmp_path / "docker-compose.yml").write_text(COMPOSE_FILE.format(image=IMAGE, prefix=prefix, address=address, app=app,
+                                                                     network=network))
+    env = {**os.environ, "DOCKER_HOST": FRONT}
+
+    def compose(*args: str, check: bool = True):
+        return lab.node("h1").run([binary, "-f", str(tmp_path / "docker-compose.yml"), "-p", prefix, *args],
+                                  check=check, timeout=120, env=env)
+
+    assert compose("version").returncode == 0
+    try:
+        create_network(lab, network, V217, hosts=("h1",))
+        compose("up", "-d")
+        assert ip_of(lab, f"{prefix}-pinned", network) == address
+        kept = ip_of(lab, f"{prefix}-app", network)
+
+        # Down and up again, with a container of no application started in between: the application's
+        # address was kept for it, and the label's address is pinned again.
+        compose("down", "-t", "1")
+        via_front(lab, "run", "-d", *QUICK, "--net", network, "--name", other, IMAGE, "sleep", "600")
+        assert ip_of(lab, other, network) not in (kept, address)
+        compose("up", "-d")
+        assert (ip_of(lab, f"{prefix}-pinned", network), ip_of(lab, f"{prefix}-app", network)) == (address, kept)
+    finally:
+        compose("down", "-t", "1", check=False)
+        lab.node("h1").run([sys.executable, "-m", "plugins.cli", "ip", "release", "--app", app, "--store", lab.zookeeper_url],
+                           check=False)
+        remove(lab, {"h1": [f"{prefix}-pinned", f"{prefix}-app", other]}, [network])
+
+
+def test_network_connect_of_a_labelled_container_pins_its_address(lab, front):
+    tag = uuid.uuid4().hex[:4]
+    first, second, name = f"fcon1-{tag}", f"fcon2-{tag}", f"con-{tag}"
+    try:
+        create_network(lab, first, V218, hosts=("h1",))
+        create_network(lab, second, V217, hosts=("h1",))
+        # Made through dockerd itself on another network: its label names an address of the second one.
+        lab.docker("h1", "create", *QUICK, "--net", first, "--label", f"{LABEL}=198.51.100.79", "--name", name,
+                   IMAGE, "sleep", "600")
+        via_front(lab, "network", "connect", second, name)
+        via_front(lab, "start", name)
+        assert ip_of(lab, name, second) == "198.51.100.79"
+        assert ip_of(lab, name, first).startswith("203.0.113.")  # not its label's network: left alone
+    finally:
+        remove(lab, {"h1": [name]}, [first, second])

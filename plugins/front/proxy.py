@@ -1,11 +1,13 @@
 """`acsnet front`: a Docker Engine API endpoint in front of dockerd that passes every request and response
-through untouched, except container creation (`create.rewrite_create`).
+through untouched, except container creation and network connection (`create.rewrite_create`,
+`create.rewrite_connect`).
 
-Each client connection carries one request: the front reads its head (and, for a container create,
-its body), asks dockerd to close after answering (`Connection: close`), and from then on copies bytes
-both ways until both sides are done. So streaming answers (`logs -f`, `events`, `build`) and hijacked
-connections (`attach`, `exec -ti`: `Upgrade: tcp`) pass as they are, and the Docker client simply
-opens a new connection for its next request. Nothing is buffered but the head and a create's body.
+Each client connection carries one request: the front reads its head (and, for a container create or
+a network connect, its body), asks dockerd to close after answering (`Connection: close`), and from
+then on copies bytes both ways until both sides are done. So streaming answers (`logs -f`, `events`,
+`build`) and hijacked connections (`attach`, `exec -ti`: `Upgrade: tcp`) pass as they are, and the
+Docker client simply opens a new connection for its next request. Nothing is buffered but the head and
+the body of a create or a connect.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ import socketserver
 import ssl
 import threading
 import urllib.parse
+from typing import Callable
 
 import netaddr
 
 from ipam import retention
 from ipam.model import DEFAULT_RETENTION_SECONDS
 from plugins.errors import AcsnetError
-from plugins.front.create import APP_LABEL, rewrite_create
+from plugins.front.create import APP_LABEL, rewrite_connect, rewrite_create
 from plugins.plugin_client import get_json
 from plugins.store import Store
 
@@ -35,6 +38,7 @@ HEAD_LIMIT = 64 * 1024
 BODY_LIMIT = 16 * 1024 * 1024
 CREATE = re.compile(r"^/(v[\d.]+/)?containers/create(\?|$)")
 START = re.compile(r"^/(v[\d.]+/)?containers/([^/?]+)/start(\?|$)")
+CONNECT = re.compile(r"^/(v[\d.]+/)?networks/([^/?]+)/connect(\?|$)")
 CHUNK = 64 * 1024
 # A client has this long to finish the TLS handshake and then to send its request head (and a create's
 # body); past it the connection is closed. Every connection has its own thread, so an idle one costs only
@@ -139,11 +143,29 @@ class Front:
         upstream.connect(self.docker_socket)
         return upstream
 
+    def _labels(self, container: str) -> dict | None:
+        status, body = get_json(self.docker_socket, f"/containers/{urllib.parse.quote(container, safe='')}/json", timeout=30.0)
+        return ((body.get("Config") or {}).get("Labels") or {}) if status == 200 else None
+
     def _subnets(self, network: str) -> list[str] | None:
         status, body = get_json(self.docker_socket, f"/networks/{urllib.parse.quote(network, safe='')}", timeout=30.0)
         if status != 200:
             return None
         return [c["Subnet"] for c in ((body.get("IPAM") or {}).get("Config") or []) if c.get("Subnet")]
+
+    def _rewrite_for(self, method: str, target: str) -> tuple[Callable[[bytes], bytes] | None, str]:
+        """How the request's body is rewritten (None: passed as it is), and what the request is."""
+        if method != "POST":
+            return None, ""
+        if CREATE.match(target):
+            return (lambda body: rewrite_create(body, self._subnets, self._retained)), "a container create"
+        connect = CONNECT.match(target)
+        if connect:
+            # Compose v1 disconnects a created container from its network and connects it again before
+            # starting it: the connect must carry the labels' address too, or the pin is lost.
+            network = urllib.parse.unquote(connect.group(2))
+            return (lambda body: rewrite_connect(body, network, self._labels, self._subnets, self._retained)), "a network connect"
+        return None, ""
 
     def handle(self, conn: socket.socket) -> None:
         """One client connection, on its own thread: its request head (and a create's body) must
@@ -166,13 +188,14 @@ class Front:
         lower = {k.lower(): v for k, v in headers}
         upgrade = "upgrade" in lower.get("connection", "").lower()
         body = None
-        if method == "POST" and CREATE.match(target):
+        rewrite, what = self._rewrite_for(method, target)
+        if rewrite is not None:
             try:
                 length = int(lower.get("content-length", "0"))
             except ValueError:
                 length = -1
             if not 0 <= length <= BODY_LIMIT or "chunked" in lower.get("transfer-encoding", "").lower():
-                _error(conn, 400, "acsnet front: a container create needs a Content-Length body of at most 16 MiB")
+                _error(conn, 400, f"acsnet front: {what} needs a Content-Length body of at most 16 MiB")
                 return
             body = early
             while len(body) < length:
@@ -184,7 +207,7 @@ class Front:
                     return
                 body += chunk
             try:
-                body = rewrite_create(body[:length], self._subnets, self._retained)
+                body = rewrite(body[:length])
             except AcsnetError as e:
                 _error(conn, 400 if e.http_status < 500 else 502, e.message)
                 return
