@@ -230,6 +230,38 @@ class PoolAllocator:
 
         return self._until_committed(attempt)
 
+    def record_with(self, address: netaddr.IPAddress, decide: Callable[[AddressRecord | None], AddressRecord | None],
+                    also: Callable[[], list]) -> AddressRecord | None:
+        """Commit `also()`'s operations in one with the address's record as `decide` answers for the
+        current one (None: the address is free; its answer is then allocated, bit and record). The record
+        is written even when `decide` keeps it unchanged: a release that read the store before this
+        commit then fails its version check and reads again, so it sees what `also` wrote. `decide`
+        answering None commits nothing. Returns the record stored, or None."""
+        offset = self.offset_of(address)
+        path = self._address_path(offset)
+        chunk, bit = chunks.chunk_of(offset), offset % chunks.CHUNK_BITS
+
+        def attempt():
+            existing = self.store.get(path)
+            wanted = decide(AddressRecord.from_json(existing.json()) if existing is not None else None)
+            if wanted is None:
+                return None
+            if existing is not None:
+                operations = [SetValue(path, encode(wanted.to_json()), existing.version), *also()]
+                return wanted if self.store.commit(operations) else _CONFLICT
+            full, summary_version = self._summary()
+            bitmap, version = self._chunk(chunk)
+            after = bitmap | (1 << bit)
+            operations = [
+                self._write_chunk(chunk, version, after),
+                Create(path, encode(wanted.to_json())),
+                *self._summary_update(chunk, after, full, summary_version),
+                *also(),
+            ]
+            return wanted if self._commit(operations, chunk, after) else _CONFLICT
+
+        return self._until_committed(attempt)
+
     def release(self, address: netaddr.IPAddress, release: ReleasePolicy) -> None:
         """Free `address`, or keep it with the record `release` answers. Releasing an address that
         has no record is a no-op (idempotent), though a bit left set without a record is cleared."""

@@ -2,9 +2,11 @@
 its containers go, so that a redeployed application gets them back.
 
 `acsnet front` records, when a container labelled acsnet.app=NAME starts, which addresses it has
-(`ipam/retention/<subnet>/<ip>`); when dockerd releases such an address the IPAM keeps it as
-`retained` for NAME until the retention period ends (`AcsnetIpam._retained`); the front pins NAME's next
-containers to its retained addresses. Listing, releasing and expiry are here.
+(`ipam/retention/<subnet>/<ip>`, committed with the address's record: `remember`); when dockerd releases
+such an address the IPAM keeps it as `retained` for NAME until the retention period ends
+(`AcsnetIpam._retained`); an address released before the front recorded it becomes `retained` at once.
+A retained address has its bit set like one in use, so dynamic allocation never hands it out; the front
+pins NAME's next containers to its retained addresses. Listing, releasing and expiry are here.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import time
 import netaddr
 
 from ipam.allocator import PoolAllocator
-from ipam.model import RETAINED, RETENTION, SUBNETS, AddressRecord, Pool, Retention, pool_path, retention_path, subnet_key
-from plugins.store import Store, encode, join
+from ipam.model import (ENDPOINT, RETAINED, RETENTION, SUBNETS, AddressRecord, Pool, Retention, pool_path, retention_path,
+                        subnet_key)
+from plugins.store import Create, SetValue, Store, encode, join
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,11 +31,49 @@ class AppAddress:
     until: float | None
 
 
-def remember(store: Store, app: str, seconds: float, addresses: list[netaddr.IPNetwork]) -> None:
-    """Record the addresses (with their prefix) of one of the application's containers."""
-    for address in addresses:
-        store.create(join(RETENTION, subnet_key(address.cidr)))
-        store.put(retention_path(address.cidr, address.ip), encode(Retention(app, seconds).to_json()))
+def remember(store: Store, app: str, seconds: float, address: netaddr.IPAddress, mac: str | None,
+             timeout: float = 5.0) -> bool:
+    """Record that `address` (its endpoint's MAC: `mac`) belongs to a container of `app`, so that the IPAM
+    keeps it for `app` when dockerd releases it. The record is committed with the address's own record
+    (`PoolAllocator.record_with`), so the order of this call and dockerd's release does not matter: a
+    release that already happened leaves the address free, and it is then taken as retained for `app`
+    here; a release racing this commit fails its version check and reads the record. False (nothing
+    kept) when another endpoint or application holds the address now, or no pool has it."""
+    mac = mac.lower() if mac else None
+    now = time.time()
+
+    def decide(current: AddressRecord | None) -> AddressRecord | None:
+        if current is None:  # released before this record: out of dynamic allocation from now on
+            return AddressRecord(RETAINED, (app,), None, now, now + seconds)
+        if current.kind == ENDPOINT and mac is not None and (current.mac or "").lower() == mac:
+            return current
+        if current.kind == RETAINED and current.holders == (app,):
+            return current
+        return None
+
+    for pool in _pools_holding(store, address, mac):
+        path = retention_path(pool.network, address)
+        store.create(join(RETENTION, subnet_key(pool.network)))
+
+        def retention_record() -> list:
+            value = encode(Retention(app, seconds).to_json())
+            node = store.get(path)
+            return [Create(path, value)] if node is None else [SetValue(path, value, node.version)]
+
+        return PoolAllocator(store, pool, timeout).record_with(address, decide, retention_record) is not None
+    return False
+
+
+def _pools_holding(store: Store, address: netaddr.IPAddress, mac: str | None) -> list[Pool]:
+    """The pool the address is in: the one whose record has this MAC; failing that, the only pool whose
+    network holds the address (several pools may overlap: then none, no guessing)."""
+    pools = [pool for key in store.children(SUBNETS) if address in netaddr.IPNetwork(key.replace("_", "/"))
+             for pool in _pools_of(store, key) if address in pool.network]
+    for pool in pools:
+        data = store.get_json(pool_path(pool.pool_id, "addresses", str(address)))
+        if data and mac is not None and (AddressRecord.from_json(data).mac or "").lower() == mac:
+            return [pool]
+    return pools if len(pools) == 1 else []
 
 
 def _pools_of(store: Store, subnet_key_: str) -> list[Pool]:

@@ -103,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(front, [o for o in COMMON_OPTIONS if o.name in ("store", "store_timeout")])
     front.add_argument("--retention", type=float, default=24 * 3600,
                        help="seconds an application's address is kept after its container goes (default 24 h)")
+    front.add_argument("--request-timeout", type=float, default=30.0,
+                       help="seconds a client has for its TLS handshake, and again for its request head (default %(default)s)")
     front.set_defaults(run=run_front)
 
     ip = commands.add_parser("ip", help="addresses kept for applications (IP retention of acsnet front)")
@@ -416,8 +418,10 @@ def run_front(args: argparse.Namespace) -> int:
 
         check_store_url(settings["store"])
         store = open_store(settings["store"], timeout=settings["store_timeout"])
-    front = Front(args.docker, store, args.retention)
-    servers = [listen(url, front, tls=tls) for url in args.listen]
+    front = Front(args.docker, store, args.retention, settings["store_timeout"])
+    if args.request_timeout <= 0:
+        raise AcsnetError(f"--request-timeout must be positive, not {args.request_timeout:g}")
+    servers = [listen(url, front, tls=tls, request_timeout=args.request_timeout) for url in args.listen]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     log.info("acsnet front on %s for %s", ", ".join(args.listen), args.docker)
     for server in servers[1:]:

@@ -16,8 +16,9 @@ import uuid
 import pytest
 
 from plugins.lab.dockerd import IMAGE
+from plugins.lab.host import REPO
 from plugins.lab.topology import DOCKER_CLI
-from tests.test_vlan import QUICK, V217, create_network, remove
+from tests.test_vlan import QUICK, V217, V218, create_network, remove
 
 FRONT = "unix:///run/acsnet/docker.sock"
 LABEL = "com.docker.network.endpoint.ipv4address"
@@ -165,7 +166,8 @@ def test_an_application_redeployed_gets_its_addresses_back(lab, front):
         assert len(first) == 3
         assert {(a["ip"], a["state"]) for a in acsnet_ip(lab, "list", "--app", app)} == {(ip, "in use by h1") for ip in first}
 
-        via_front(lab, "rm", "-f", *names)
+        lab.docker("h1", "rm", "-f", names[0])  # removed behind the front's back: kept all the same
+        via_front(lab, "rm", "-f", *names[1:])
         kept = acsnet_ip(lab, "list", "--app", app)
         assert {a["ip"] for a in kept} == first and all(a["state"].startswith("retained until") for a in kept), kept
         # Kept for the application: a container of no application gets none of them.
@@ -187,3 +189,160 @@ def test_an_application_redeployed_gets_its_addresses_back(lab, front):
         assert acsnet_ip(lab, "list", "--app", app) == [], "a container of no application left a retention behind"
     finally:
         remove(lab, {"h1": names + others}, [network])
+
+
+# A client that connects and then sends nothing: "raw" never starts TLS, "tls" completes the handshake
+# and sends no request. It says when it connected and when the front closed it (time.monotonic() is
+# the system's CLOCK_MONOTONIC, comparable across processes), and what the front said, if anything.
+IDLE_CLIENT = """
+import json, socket, ssl, sys, time
+mode, port, certs = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+if mode == "tls":
+    context = ssl.create_default_context(cafile=certs + "/ca.pem")
+    context.load_cert_chain(certs + "/cert.pem", certs + "/key.pem")
+    conn = context.wrap_socket(conn, server_hostname="127.0.0.1")
+conn.settimeout(None)
+print(json.dumps({"connected": time.monotonic()}), flush=True)
+said = b""
+try:
+    while chunk := conn.recv(4096):
+        said += chunk
+except OSError:
+    pass
+print(json.dumps({"closed": time.monotonic(), "said": said.decode("latin-1")}), flush=True)
+"""
+
+
+def test_an_idle_client_stalls_no_other_tls_client(lab, tmp_path):
+    from tests.test_metrics_tls import openssl
+
+    node, timeout = lab.node("h1"), 20
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    d = str(certs)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=acsnet-front-ca",
+            "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.pem")
+    for name, extra in (("server", "subjectAltName=IP:127.0.0.1"), ("cert", "extendedKeyUsage=clientAuth")):
+        key = "key" if name == "cert" else "server-key"
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{d}/{key}.pem", "-out", f"{d}/{name}.csr")
+        (certs / f"{name}.ext").write_text(extra + "\n")
+        openssl("x509", "-req", "-in", f"{d}/{name}.csr", "-CA", f"{d}/ca.pem", "-CAkey", f"{d}/ca.key", "-CAcreateserial",
+                "-days", "1", "-extfile", f"{d}/{name}.ext", "-out", f"{d}/{name}.pem")
+    port = 23760
+    log = tmp_path / "front.log"
+    process = node.popen([sys.executable, "-m", "plugins.cli", "front", "--listen", f"tcp://127.0.0.1:{port}",
+                          "--docker", "unix:///run/docker.sock", "--tls-cert", f"{d}/server.pem", "--tls-key", f"{d}/server-key.pem",
+                          "--tls-ca", f"{d}/ca.pem", "--request-timeout", str(timeout)], str(log))
+    env = {**os.environ, "DOCKER_HOST": f"tcp://127.0.0.1:{port}", "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": d}
+    idle = []
+    try:
+        deadline = time.monotonic() + 20
+        while node.run([DOCKER_CLI, "version"], check=False, env=env, timeout=30).returncode != 0:
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        for mode in ("raw", "tls"):
+            idle.append(subprocess.Popen(node.command([sys.executable, "-c", IDLE_CLIENT, mode, str(port), d]),
+                                         stdout=subprocess.PIPE, text=True))
+        connected = [json.loads(client.stdout.readline())["connected"] for client in idle]
+
+        for _ in range(20):  # each would wait for the idle clients' timeout if they held up the front
+            node.run([DOCKER_CLI, "ps"], env=env, timeout=timeout / 2)
+        served = time.monotonic()
+
+        # Both idle clients were still connected while the others were served, then cut off at the timeout;
+        # the one that sent no request head was told why.
+        ends = [json.loads(client.stdout.readline() or "{}") for client in idle]
+        for start, end in zip(connected, ends):
+            assert served < end["closed"] and timeout - 1 <= end["closed"] - start <= timeout + 30, (connected, served, ends)
+        assert ends[0]["said"] == "", ends[0]
+        assert ends[1]["said"].startswith("HTTP/1.1 408 ") and "no complete request head within 20s" in ends[1]["said"], ends[1]
+    finally:
+        for client in idle:
+            client.kill()
+        process.terminate()
+        process.wait(timeout=10)
+
+
+# Compose v1 (Debian 12's docker-compose 1.29.2) and v2 (Debian 13's 2.26, fetched by .ci/fetch-trixie,
+# run standalone). v1 disconnects each created container from its network and connects it again before
+# starting it; the front must pin on that connect too.
+COMPOSE = {"v1": "/usr/bin/docker-compose",
+           "v2": os.path.join(REPO, ".cache/trixie/docker-compose/usr/libexec/docker/cli-plugins/docker-compose")}
+COMPOSE_FILE = """\
+version: "2.4"
+services:
+  pinned:
+    image: {image}
+    command: ["sleep", "600"]
+    container_name: {prefix}-pinned
+    stop_grace_period: 1s
+    labels:
+      com.docker.network.endpoint.ipv4address: "{address}"
+    networks: [ext]
+  app:
+    image: {image}
+    command: ["sleep", "600"]
+    container_name: {prefix}-app
+    stop_grace_period: 1s
+    labels:
+      acsnet.app: "{app}"
+    networks: [ext]
+networks:
+  ext:
+    external: true
+    name: {network}
+"""
+
+
+@pytest.mark.parametrize("flavour", ["v1", "v2"])
+def test_compose_keeps_the_ip_labels(lab, front, tmp_path, flavour):
+    binary = COMPOSE[flavour]
+    assert os.access(binary, os.X_OK), f"{binary} is missing: run .ci/install"
+    tag = uuid.uuid4().hex[:4]
+    network, app, prefix, other = f"fc{flavour}-{tag}", f"capp-{tag}", f"c{flavour}-{tag}", f"cother-{tag}"
+    address = {"v1": "198.51.100.77", "v2": "198.51.100.78"}[flavour]
+    (tmp_path / "docker-compose.yml").write_text(COMPOSE_FILE.format(image=IMAGE, prefix=prefix, address=address, app=app,
+                                                                     network=network))
+    env = {**os.environ, "DOCKER_HOST": FRONT}
+
+    def compose(*args: str, check: bool = True):
+        return lab.node("h1").run([binary, "-f", str(tmp_path / "docker-compose.yml"), "-p", prefix, *args],
+                                  check=check, timeout=120, env=env)
+
+    assert compose("version").returncode == 0
+    try:
+        create_network(lab, network, V217, hosts=("h1",))
+        compose("up", "-d")
+        assert ip_of(lab, f"{prefix}-pinned", network) == address
+        kept = ip_of(lab, f"{prefix}-app", network)
+
+        # Down and up again, with a container of no application started in between: the application's
+        # address was kept for it, and the label's address is pinned again.
+        compose("down", "-t", "1")
+        via_front(lab, "run", "-d", *QUICK, "--net", network, "--name", other, IMAGE, "sleep", "600")
+        assert ip_of(lab, other, network) not in (kept, address)
+        compose("up", "-d")
+        assert (ip_of(lab, f"{prefix}-pinned", network), ip_of(lab, f"{prefix}-app", network)) == (address, kept)
+    finally:
+        compose("down", "-t", "1", check=False)
+        lab.node("h1").run([sys.executable, "-m", "plugins.cli", "ip", "release", "--app", app, "--store", lab.zookeeper_url],
+                           check=False)
+        remove(lab, {"h1": [f"{prefix}-pinned", f"{prefix}-app", other]}, [network])
+
+
+def test_network_connect_of_a_labelled_container_pins_its_address(lab, front):
+    tag = uuid.uuid4().hex[:4]
+    first, second, name = f"fcon1-{tag}", f"fcon2-{tag}", f"con-{tag}"
+    try:
+        create_network(lab, first, V218, hosts=("h1",))
+        create_network(lab, second, V217, hosts=("h1",))
+        # Made through dockerd itself on another network: its label names an address of the second one.
+        lab.docker("h1", "create", *QUICK, "--net", first, "--label", f"{LABEL}=198.51.100.79", "--name", name,
+                   IMAGE, "sleep", "600")
+        via_front(lab, "network", "connect", second, name)
+        via_front(lab, "start", name)
+        assert ip_of(lab, name, second) == "198.51.100.79"
+        assert ip_of(lab, name, first).startswith("203.0.113.")  # not its label's network: left alone
+    finally:
+        remove(lab, {"h1": [name]}, [first, second])

@@ -1,11 +1,11 @@
-"""The container-create rewrite of acsnet front, as a pure function (dockerd's network lookup faked)."""
+"""The container-create and network-connect rewrites of acsnet front, as pure functions (dockerd's lookups faked)."""
 
 import json
 
 import pytest
 
 from plugins.errors import InvalidRequest
-from plugins.front.create import rewrite_create
+from plugins.front.create import rewrite_connect, rewrite_create
 
 SUBNETS = {"v217": ["198.51.100.0/24"], "dual": ["198.51.100.0/24", "2001:db8::/64"]}
 V4, V6 = "com.docker.network.endpoint.ipv4address", "com.docker.network.endpoint.ipv6address"
@@ -53,4 +53,45 @@ def test_ip_and_label_must_agree():
     body = create({V4: "198.51.100.9"}, NetworkingConfig={"EndpointsConfig": {"v217": {"IPAMConfig": {"IPv4Address": "198.51.100.8"}}}})
     with pytest.raises(InvalidRequest) as e:
         rewrite_create(body, SUBNETS.get)
+    assert "disagree" in e.value.message
+
+
+# rewrite_connect: dockerd's container and network lookups faked by dicts.
+LABELS = {"pinned": {V4: "198.51.100.9"}, "plain": {"a": "b"}, "app": {"acsnet.app": "web"}, "bad": {V4: "nope"}}
+
+
+def connect(container, endpoint=None) -> bytes:
+    return json.dumps({"Container": container, "EndpointConfig": endpoint}).encode()
+
+
+def connected(body: bytes) -> dict:
+    return json.loads(body)["EndpointConfig"]["IPAMConfig"]
+
+
+def test_connect_of_a_labelled_container_pins_its_address():
+    assert connected(rewrite_connect(connect("pinned", {"Aliases": ["x"]}), "v217", LABELS.get, SUBNETS.get)) == \
+        {"IPv4Address": "198.51.100.9"}
+    body = rewrite_connect(connect("pinned", {"Aliases": ["x"]}), "v217", LABELS.get, SUBNETS.get)
+    assert json.loads(body)["EndpointConfig"]["Aliases"] == ["x"]
+
+
+def test_connect_leaves_what_is_not_its_own_untouched():
+    for body, network in ((connect("plain"), "v217"), (connect("unknown"), "v217"), (connect("pinned"), "nosuch"),
+                          (connect("pinned"), "other"), (b"not json", "v217"), (b'{"Container": 5}', "v217")):
+        assert rewrite_connect(body, network, LABELS.get, {**SUBNETS, "other": ["203.0.113.0/24"]}.get) is body
+
+
+def test_connect_of_an_application_takes_a_retained_address():
+    kept = lambda app, subnets: ["198.51.100.20"] if app == "web" and subnets == SUBNETS["v217"] else []  # noqa: E731
+    assert connected(rewrite_connect(connect("app"), "v217", LABELS.get, SUBNETS.get, kept)) == {"IPv4Address": "198.51.100.20"}
+    given = connect("app", {"IPAMConfig": {"IPv4Address": "198.51.100.30"}})
+    assert rewrite_connect(given, "v217", LABELS.get, SUBNETS.get, kept) is given
+
+
+def test_connect_refuses_a_bad_or_disagreeing_label():
+    with pytest.raises(InvalidRequest) as e:
+        rewrite_connect(connect("bad"), "v217", LABELS.get, SUBNETS.get)
+    assert f"label {V4}: 'nope' is not an IPv4 address" in e.value.message
+    with pytest.raises(InvalidRequest) as e:
+        rewrite_connect(connect("pinned", {"IPAMConfig": {"IPv4Address": "198.51.100.8"}}), "v217", LABELS.get, SUBNETS.get)
     assert "disagree" in e.value.message

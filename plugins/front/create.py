@@ -1,14 +1,16 @@
-"""Container creation as the front rewrites it: the IP labels of the original platform become the
-container's IPAM config for its network, which stock dockerd hands to the network and IPAM plugins.
+"""Container creation and network connection as the front rewrites them: the IP labels of the original
+platform become the container's IPAM config for its network, which stock dockerd hands to the network
+and IPAM plugins.
 
     com.docker.network.endpoint.ipv4address=IP   ->  NetworkingConfig.EndpointsConfig[net].IPAMConfig.IPv4Address
     com.docker.network.endpoint.ipv6address=IP   ->  ...IPv6Address
+    (on POST /networks/{net}/connect of a labelled container: EndpointConfig.IPAMConfig.IPv4Address)
 
 A container labelled acsnet.app=NAME without an address of its own is pinned to an address retained
 for NAME, if one is (`ipam.retention`).
 
-Pure: the caller supplies the network's subnets (from dockerd) and NAME's retained addresses (from the
-store), and sends the errors back as 400s.
+Pure: the caller supplies the network's subnets and the container's labels (from dockerd) and NAME's
+retained addresses (from the store), and sends the errors back as 400s.
 """
 
 from __future__ import annotations
@@ -79,11 +81,7 @@ def _apply_ip_labels(config: dict, labels: dict, subnets_of) -> dict:
     for version, label in LABELS.items():
         if label not in labels:
             continue
-        text = str(labels[label]).strip()
-        try:
-            address = netaddr.IPAddress(text, version)
-        except (netaddr.AddrFormatError, ValueError, TypeError):
-            raise InvalidRequest(f"label {label}: {text!r} is not an IPv{version} address") from None
+        address = _labelled_address(label, labels[label], version)
         inside = [s for s in subnets if netaddr.IPNetwork(s).version == version]
         if not any(address in netaddr.IPNetwork(s) for s in inside):
             raise InvalidRequest(f"label {label}: {address} is outside network {network}'s subnet"
@@ -93,3 +91,54 @@ def _apply_ip_labels(config: dict, labels: dict, subnets_of) -> dict:
             raise InvalidRequest(f"label {label}={address} and --ip{'6' if version == 6 else ''} {given} disagree")
         ipam[FIELDS[version]] = str(address)
     return config
+
+
+def rewrite_connect(body: bytes, network: str, labels_of: Callable[[str], dict | None],
+                    subnets_of: Callable[[str], list[str] | None],
+                    retained_of: Callable[[str, list[str]], list[str]] = lambda app, subnets: []) -> bytes:
+    """A network connect (`{"Container": ..., "EndpointConfig": ...}`) with the container's IP labels
+    applied to `network`, or `body` itself when nothing applies. An address label outside the network's
+    subnets is about another of the container's networks and is left alone here.
+    `labels_of(container)` gives the container's labels, or None if dockerd does not know it."""
+    try:
+        request = json.loads(body or b"{}")
+    except ValueError:
+        return body
+    if not isinstance(request, dict) or not isinstance(request.get("Container"), str):
+        return body
+    labels = labels_of(request["Container"])
+    if not labels:
+        return body
+    app = labels.get(APP_LABEL)
+    if not any(label in labels for label in LABELS.values()) and not app:
+        return body
+    subnets = subnets_of(network)
+    if not subnets:
+        return body  # not a network dockerd knows (it answers), or one without addresses to pin
+    endpoint = request["EndpointConfig"] = request.get("EndpointConfig") or {}
+    ipam = endpoint["IPAMConfig"] = endpoint.get("IPAMConfig") or {}
+    pinned = False
+    for version, label in LABELS.items():
+        if label not in labels:
+            continue
+        address = _labelled_address(label, labels[label], version)
+        if not any(address in netaddr.IPNetwork(s) for s in subnets if netaddr.IPNetwork(s).version == version):
+            continue
+        given = ipam.get(FIELDS[version])
+        if given and netaddr.IPAddress(given) != address:
+            raise InvalidRequest(f"label {label}={address} and the connect's IPv{version} address {given} disagree")
+        ipam[FIELDS[version]] = str(address)
+        pinned = True
+    if not pinned and app and not ipam.get("IPv4Address"):
+        kept = retained_of(str(app), subnets)
+        if kept:
+            ipam["IPv4Address"], pinned = kept[0], True
+    return json.dumps(request).encode() if pinned else body
+
+
+def _labelled_address(label: str, value, version: int) -> netaddr.IPAddress:
+    text = str(value).strip()
+    try:
+        return netaddr.IPAddress(text, version)
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        raise InvalidRequest(f"label {label}: {text!r} is not an IPv{version} address") from None

@@ -1,11 +1,13 @@
 """`acsnet front`: a Docker Engine API endpoint in front of dockerd that passes every request and response
-through untouched, except container creation (`create.rewrite_create`).
+through untouched, except container creation and network connection (`create.rewrite_create`,
+`create.rewrite_connect`).
 
-Each client connection carries one request: the front reads its head (and, for a container create,
-its body), asks dockerd to close after answering (`Connection: close`), and from then on copies bytes
-both ways until both sides are done. So streaming answers (`logs -f`, `events`, `build`) and hijacked
-connections (`attach`, `exec -ti`: `Upgrade: tcp`) pass as they are, and the Docker client simply
-opens a new connection for its next request. Nothing is buffered but the head and a create's body.
+Each client connection carries one request: the front reads its head (and, for a container create or
+a network connect, its body), asks dockerd to close after answering (`Connection: close`), and from
+then on copies bytes both ways until both sides are done. So streaming answers (`logs -f`, `events`,
+`build`) and hijacked connections (`attach`, `exec -ti`: `Upgrade: tcp`) pass as they are, and the
+Docker client simply opens a new connection for its next request. Nothing is buffered but the head and
+the body of a create or a connect.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ import socketserver
 import ssl
 import threading
 import urllib.parse
+from typing import Callable
 
 import netaddr
 
 from ipam import retention
 from ipam.model import DEFAULT_RETENTION_SECONDS
 from plugins.errors import AcsnetError
-from plugins.front.create import APP_LABEL, rewrite_create
+from plugins.front.create import APP_LABEL, rewrite_connect, rewrite_create
 from plugins.plugin_client import get_json
 from plugins.store import Store
 
@@ -35,7 +38,13 @@ HEAD_LIMIT = 64 * 1024
 BODY_LIMIT = 16 * 1024 * 1024
 CREATE = re.compile(r"^/(v[\d.]+/)?containers/create(\?|$)")
 START = re.compile(r"^/(v[\d.]+/)?containers/([^/?]+)/start(\?|$)")
+CONNECT = re.compile(r"^/(v[\d.]+/)?networks/([^/?]+)/connect(\?|$)")
 CHUNK = 64 * 1024
+# A client has this long to finish the TLS handshake and then to send its request head (and a create's
+# body); past it the connection is closed. Every connection has its own thread, so an idle one costs only
+# that thread until then, never another client's time. Once the request is in, answers may stream for
+# as long as they like (`logs -f`, `events`).
+REQUEST_TIMEOUT = 30.0
 
 
 class BadRequest(Exception):
@@ -78,7 +87,7 @@ def _with_headers(head: bytes, set_headers: dict[str, str]) -> bytes:
 
 def _error(conn: socket.socket, status: int, message: str) -> None:
     body = json.dumps({"message": message}).encode()
-    reason = {400: "Bad Request", 502: "Bad Gateway"}.get(status, "Error")
+    reason = {400: "Bad Request", 408: "Request Timeout", 502: "Bad Gateway"}.get(status, "Error")
     conn.sendall(f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
                  f"Connection: close\r\n\r\n".encode() + body)
 
@@ -100,13 +109,15 @@ def _pipe(source: socket.socket, target: socket.socket) -> None:
 
 
 class Front:
-    def __init__(self, docker: str, store: Store | None = None, retention: float = DEFAULT_RETENTION_SECONDS):
+    def __init__(self, docker: str, store: Store | None = None, retention: float = DEFAULT_RETENTION_SECONDS,
+                 store_timeout: float = 5.0):
         """`store`: where applications' addresses are kept (IP retention); without it acsnet.app is ignored."""
         if not docker.startswith("unix://"):
             raise AcsnetError(f"--docker must be a unix:// socket, not {docker!r}")
         self.docker_socket = docker[len("unix://"):]
         self.store = store
         self.retention = retention
+        self.store_timeout = store_timeout
 
     def _retained(self, app: str, subnets: list[str]) -> list[str]:
         return retention.retained(self.store, app, subnets) if self.store is not None else []
@@ -117,16 +128,24 @@ class Front:
         app = ((info.get("Config") or {}).get("Labels") or {}).get(APP_LABEL) if status == 200 else None
         if not app:
             return
-        networks = ((info.get("NetworkSettings") or {}).get("Networks") or {}).values()
-        addresses = [netaddr.IPNetwork(f"{n['IPAddress']}/{n['IPPrefixLen']}") for n in networks if n.get("IPAddress")]
-        retention.remember(self.store, app, self.retention, addresses)
-        log.info("app=%s container=%s addresses=%s kept for the application", app, container[:12],
-                 ",".join(str(a.ip) for a in addresses))
+        for network, settings in ((info.get("NetworkSettings") or {}).get("Networks") or {}).items():
+            if not settings.get("IPAddress"):
+                continue
+            address = netaddr.IPAddress(settings["IPAddress"])
+            if retention.remember(self.store, app, self.retention, address, settings.get("MacAddress"), self.store_timeout):
+                log.info("app=%s container=%s address=%s kept for the application", app, container[:12], address)
+            else:
+                log.warning("app=%s container=%s address=%s on %s not kept: no acsnet pool has it, or it is no longer "
+                            "this container's", app, container[:12], address, network)
 
     def _upstream(self) -> socket.socket:
         upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         upstream.connect(self.docker_socket)
         return upstream
+
+    def _labels(self, container: str) -> dict | None:
+        status, body = get_json(self.docker_socket, f"/containers/{urllib.parse.quote(container, safe='')}/json", timeout=30.0)
+        return ((body.get("Config") or {}).get("Labels") or {}) if status == 200 else None
 
     def _subnets(self, network: str) -> list[str] | None:
         status, body = get_json(self.docker_socket, f"/networks/{urllib.parse.quote(network, safe='')}", timeout=30.0)
@@ -134,10 +153,32 @@ class Front:
             return None
         return [c["Subnet"] for c in ((body.get("IPAM") or {}).get("Config") or []) if c.get("Subnet")]
 
+    def _rewrite_for(self, method: str, target: str) -> tuple[Callable[[bytes], bytes] | None, str]:
+        """How the request's body is rewritten (None: passed as it is), and what the request is."""
+        if method != "POST":
+            return None, ""
+        if CREATE.match(target):
+            return (lambda body: rewrite_create(body, self._subnets, self._retained)), "a container create"
+        connect = CONNECT.match(target)
+        if connect:
+            # Compose v1 disconnects a created container from its network and connects it again before
+            # starting it: the connect must carry the labels' address too, or the pin is lost.
+            network = urllib.parse.unquote(connect.group(2))
+            return (lambda body: rewrite_connect(body, network, self._labels, self._subnets, self._retained)), "a network connect"
+        return None, ""
+
     def handle(self, conn: socket.socket) -> None:
+        """One client connection, on its own thread: its request head (and a create's body) must
+        arrive within the connection's timeout (`REQUEST_TIMEOUT` when served by `listen`)."""
         try:
             head, early = _read_head(conn)
             method, target, headers = _headers(head)
+        except TimeoutError:
+            try:
+                _error(conn, 408, f"acsnet front: no complete request head within {conn.gettimeout():g}s")
+            except OSError:
+                pass
+            return
         except (BadRequest, ValueError, OSError) as e:
             try:
                 _error(conn, 400, f"acsnet front: malformed request: {e}")
@@ -147,22 +188,26 @@ class Front:
         lower = {k.lower(): v for k, v in headers}
         upgrade = "upgrade" in lower.get("connection", "").lower()
         body = None
-        if method == "POST" and CREATE.match(target):
+        rewrite, what = self._rewrite_for(method, target)
+        if rewrite is not None:
             try:
                 length = int(lower.get("content-length", "0"))
             except ValueError:
                 length = -1
             if not 0 <= length <= BODY_LIMIT or "chunked" in lower.get("transfer-encoding", "").lower():
-                _error(conn, 400, "acsnet front: a container create needs a Content-Length body of at most 16 MiB")
+                _error(conn, 400, f"acsnet front: {what} needs a Content-Length body of at most 16 MiB")
                 return
             body = early
             while len(body) < length:
-                chunk = conn.recv(CHUNK)
+                try:
+                    chunk = conn.recv(CHUNK)
+                except OSError:  # the timeout included: a body that does not come is dropped
+                    return
                 if not chunk:
                     return
                 body += chunk
             try:
-                body = rewrite_create(body[:length], self._subnets, self._retained)
+                body = rewrite(body[:length])
             except AcsnetError as e:
                 _error(conn, 400 if e.http_status < 500 else 502, e.message)
                 return
@@ -179,6 +224,7 @@ class Front:
             _error(conn, 502, f"acsnet front: dockerd unreachable at {self.docker_socket}: {e}")
             return
         started = START.match(target) if method == "POST" and self.store is not None else None
+        conn.settimeout(None)  # the request is in: what follows may stream or idle for as long as it likes
         with upstream:
             upstream.sendall(head + (body if body is not None else early))
             if started:  # the start's answer goes back once the application's addresses are kept
@@ -199,8 +245,23 @@ class Front:
 
 
 class _Handler(socketserver.BaseRequestHandler):
+    """Runs on the connection's own thread (ThreadingMixIn): the TLS handshake happens here, not on the
+    accepting thread, so a client that connects and sends nothing delays nobody else."""
+
     def handle(self) -> None:
-        self.server.front.handle(self.request)
+        conn = self.request
+        conn.settimeout(self.server.request_timeout)
+        tls = getattr(self.server, "tls", None)
+        if tls is not None:
+            try:
+                conn = tls.wrap_socket(conn, server_side=True)
+            except (ssl.SSLError, OSError) as e:  # a timeout included
+                log.info("TLS handshake with %s failed: %s", self.client_address, e)
+                return
+        try:
+            self.server.front.handle(conn)
+        finally:
+            conn.close()
 
 
 class UnixFront(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -213,15 +274,13 @@ class TcpFront(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
     def __init__(self, address, handler, tls: ssl.SSLContext | None):
         super().__init__(address, handler)
-        self.tls = tls
-
-    def get_request(self):
-        conn, address = super().get_request()
-        return (self.tls.wrap_socket(conn, server_side=True) if self.tls else conn), address
+        self.tls = tls  # the handshake is the handler's, on the connection's thread
 
 
-def listen(url: str, front: Front, *, tls: ssl.SSLContext | None = None) -> socketserver.BaseServer:
-    """A server for `unix:///path` (mode 0660, like docker.sock) or `tcp://host:port`."""
+def listen(url: str, front: Front, *, tls: ssl.SSLContext | None = None,
+           request_timeout: float = REQUEST_TIMEOUT) -> socketserver.BaseServer:
+    """A server for `unix:///path` (mode 0660, like docker.sock) or `tcp://host:port`; a client has
+    `request_timeout` seconds for its TLS handshake and again for its request."""
     if url.startswith("unix://"):
         path = url[len("unix://"):]
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -238,4 +297,5 @@ def listen(url: str, front: Front, *, tls: ssl.SSLContext | None = None) -> sock
     else:
         raise AcsnetError(f"--listen must be unix:///path or tcp://host:port, not {url!r}")
     server.front = front
+    server.request_timeout = request_timeout
     return server

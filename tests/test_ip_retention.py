@@ -1,0 +1,112 @@
+"""IP retention in the IPAM, on a real store (both backends): an address recorded for an application stays
+out of dynamic allocation whatever the order of the front's record and dockerd's release."""
+
+from __future__ import annotations
+
+import netaddr
+import pytest
+
+from ipam import retention
+from ipam.model import ENDPOINT, RETAINED, pool_path, retention_path
+from plugins.store import open_store
+from tests.test_ipam_driver import hosts, mac, pool_request, release, request  # noqa: F401 (hosts: a fixture)
+
+SUBNET = "192.0.2.0/29"  # six host addresses: .1 to .6
+
+
+def take(ipam, pool_id, address="", options=None) -> str:
+    """An address (without its prefix length) from the IPAM, as dockerd asks for one."""
+    return request(ipam, pool_id, address, options).split("/")[0]
+
+
+def mac_of(n: int) -> str:
+    return mac(n)["com.docker.network.endpoint.macaddress"]
+
+
+@pytest.fixture
+def front_store(store_url):
+    """The front's own store session (it is another process than the IPAM)."""
+    s = open_store(store_url)
+    yield s
+    s.close()
+
+
+def record(store, pool_id, address):
+    return store.get_json(pool_path(pool_id, "addresses", str(address)))
+
+
+def dynamic(ipam, pool_id, count, first_mac=100) -> list[str]:
+    return [take(ipam, pool_id, options=mac(first_mac + i)) for i in range(count)]
+
+
+def test_recorded_while_in_use_then_released(hosts, front_store):
+    h1 = hosts("h1")
+    pool = h1.request_pool(pool_request(pool=SUBNET)).pool_id
+    address = take(h1, pool, options=mac(1))
+    assert retention.remember(front_store, "web", 3600, netaddr.IPAddress(address), mac_of(1))
+    assert record(front_store, pool, address)["kind"] == ENDPOINT
+    release(h1, pool, address)
+    assert record(front_store, pool, address)["kind"] == RETAINED
+    assert address not in dynamic(h1, pool, 5)  # every other address of the pool, never this one
+    assert retention.retained(front_store, "web", [SUBNET]) == [address]
+
+
+def test_released_before_it_was_recorded(hosts, front_store):
+    """dockerd released the address (the container went at once) before the front wrote its record."""
+    h1 = hosts("h1")
+    pool = h1.request_pool(pool_request(pool=SUBNET)).pool_id
+    address = take(h1, pool, options=mac(1))
+    release(h1, pool, address)
+    assert record(front_store, pool, address) is None
+    assert retention.remember(front_store, "web", 3600, netaddr.IPAddress(address), mac_of(1))
+    assert record(front_store, pool, address)["kind"] == RETAINED
+    assert address not in dynamic(h1, pool, 5)
+    assert retention.retained(front_store, "web", [SUBNET]) == [address]
+    # Taken back by the application's next container (the front pins it), then kept again when it goes.
+    assert take(h1, pool, address, mac(2)) == address
+    release(h1, pool, address)
+    assert record(front_store, pool, address)["kind"] == RETAINED
+
+
+def test_a_record_landing_inside_a_release_is_not_lost(hosts, front_store, monkeypatch):
+    """The front's record commits after the release read that there was none and before it freed the
+    address: the release must notice and keep the address for the application."""
+    h1 = hosts("h1")
+    pool = h1.request_pool(pool_request(pool=SUBNET)).pool_id
+    address = take(h1, pool, options=mac(1))
+    read_retention = h1._retained
+    landed = []
+
+    def front_records_right_after_the_read(pool_, address_):
+        answer = read_retention(pool_, address_)
+        if not landed:
+            landed.append(retention.remember(front_store, "web", 3600, netaddr.IPAddress(address), mac_of(1)))
+        return answer
+
+    monkeypatch.setattr(h1, "_retained", front_records_right_after_the_read)
+    release(h1, pool, address)
+    assert landed == [True]
+    assert record(front_store, pool, address)["kind"] == RETAINED
+    assert address not in dynamic(h1, pool, 5)
+
+
+def test_an_address_another_container_took_is_not_recorded(hosts, front_store):
+    h1 = hosts("h1")
+    pool = h1.request_pool(pool_request(pool=SUBNET)).pool_id
+    address = take(h1, pool, options=mac(1))
+    release(h1, pool, address)
+    assert take(h1, pool, options=mac(2)) == address  # free, so the next container has it
+    assert not retention.remember(front_store, "web", 3600, netaddr.IPAddress(address), mac_of(1))
+    assert front_store.get(retention_path(netaddr.IPNetwork(SUBNET), address)) is None
+    release(h1, pool, address)
+    assert record(front_store, pool, address) is None, "the other container's address was kept for web"
+
+
+def test_an_address_retained_for_another_application_stays_with_it(hosts, front_store):
+    h1 = hosts("h1")
+    pool = h1.request_pool(pool_request(pool=SUBNET)).pool_id
+    address = take(h1, pool, options=mac(1))
+    assert retention.remember(front_store, "web", 3600, netaddr.IPAddress(address), mac_of(1))
+    release(h1, pool, address)
+    assert not retention.remember(front_store, "db", 3600, netaddr.IPAddress(address), mac_of(1))
+    assert record(front_store, pool, address)["holders"] == ["web"]
