@@ -95,3 +95,13 @@ def test_connect_refuses_a_bad_or_disagreeing_label():
     with pytest.raises(InvalidRequest) as e:
         rewrite_connect(connect("pinned", {"IPAMConfig": {"IPv4Address": "198.51.100.8"}}), "v217", LABELS.get, SUBNETS.get)
     assert "disagree" in e.value.message
+
+
+def test_an_application_label_is_refused_by_a_front_that_keeps_nothing():
+    """retained_of None: the front runs without --store, so nothing would be kept for the application."""
+    app_create = json.dumps({"Labels": {"acsnet.app": "web"}, "HostConfig": {"NetworkMode": "v217"}}).encode()
+    for rewrite in (lambda: rewrite_create(app_create, SUBNETS.get),
+                    lambda: rewrite_connect(connect("app"), "v217", LABELS.get, SUBNETS.get)):
+        with pytest.raises(InvalidRequest) as e:
+            rewrite()
+        assert "acsnet.app=web" in e.value.message and "--store" in e.value.message

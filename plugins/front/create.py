@@ -43,11 +43,23 @@ def _ipam_config(config: dict, network: str) -> dict:
     return ipam
 
 
+RetainedOf = Callable[[str, list[str]], list[str]]
+
+
+def _check_retention(labels: dict, retained_of: RetainedOf | None) -> None:
+    """A front with no store keeps nothing for an application: refuse the label rather than let the
+    user believe the address is kept (as --internal once was accepted and ignored)."""
+    if labels.get(APP_LABEL) and retained_of is None:
+        raise InvalidRequest(f"label {APP_LABEL}={labels[APP_LABEL]}: IP retention needs acsnet front to run with "
+                             f"--store (the store keeps the application's addresses)")
+
+
 def rewrite_create(body: bytes, subnets_of: Callable[[str], list[str] | None],
-                   retained_of: Callable[[str, list[str]], list[str]] = lambda app, subnets: []) -> bytes:
+                   retained_of: RetainedOf | None = None) -> bytes:
     """The create request with the IP labels applied, or `body` itself when it carries none.
     `subnets_of(network)` gives the network's subnets, or None if dockerd does not know it;
-    `retained_of(app, subnets)` the addresses kept for an application in those subnets."""
+    `retained_of(app, subnets)` the addresses kept for an application in those subnets (None: this
+    front keeps none, and an acsnet.app label is refused)."""
     try:
         config = json.loads(body or b"{}")
     except ValueError:
@@ -55,6 +67,7 @@ def rewrite_create(body: bytes, subnets_of: Callable[[str], list[str] | None],
     if not isinstance(config, dict):
         return body
     labels = config.get("Labels") or {}
+    _check_retention(labels, retained_of)
     if any(label in labels for label in LABELS.values()):
         return json.dumps(_apply_ip_labels(config, labels, subnets_of)).encode()
     app = labels.get(APP_LABEL)
@@ -95,7 +108,7 @@ def _apply_ip_labels(config: dict, labels: dict, subnets_of) -> dict:
 
 def rewrite_connect(body: bytes, network: str, labels_of: Callable[[str], dict | None],
                     subnets_of: Callable[[str], list[str] | None],
-                    retained_of: Callable[[str, list[str]], list[str]] = lambda app, subnets: []) -> bytes:
+                    retained_of: RetainedOf | None = None) -> bytes:
     """A network connect (`{"Container": ..., "EndpointConfig": ...}`) with the container's IP labels
     applied to `network`, or `body` itself when nothing applies. An address label outside the network's
     subnets is about another of the container's networks and is left alone here.
@@ -109,6 +122,7 @@ def rewrite_connect(body: bytes, network: str, labels_of: Callable[[str], dict |
     labels = labels_of(request["Container"])
     if not labels:
         return body
+    _check_retention(labels, retained_of)
     app = labels.get(APP_LABEL)
     if not any(label in labels for label in LABELS.values()) and not app:
         return body

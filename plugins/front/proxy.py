@@ -111,16 +111,18 @@ def _pipe(source: socket.socket, target: socket.socket) -> None:
 class Front:
     def __init__(self, docker: str, store: Store | None = None, retention: float = DEFAULT_RETENTION_SECONDS,
                  store_timeout: float = 5.0):
-        """`store`: where applications' addresses are kept (IP retention); without it acsnet.app is ignored."""
+        """`store`: where applications' addresses are kept (IP retention); without it a container
+        labelled acsnet.app is refused with a 400 saying so."""
         if not docker.startswith("unix://"):
             raise AcsnetError(f"--docker must be a unix:// socket, not {docker!r}")
         self.docker_socket = docker[len("unix://"):]
         self.store = store
+        self._retained_of = self._retained if store is not None else None
         self.retention = retention
         self.store_timeout = store_timeout
 
     def _retained(self, app: str, subnets: list[str]) -> list[str]:
-        return retention.retained(self.store, app, subnets) if self.store is not None else []
+        return retention.retained(self.store, app, subnets)
 
     def _remember(self, container: str) -> None:
         """After an application's container started: which addresses to keep for the application."""
@@ -158,13 +160,13 @@ class Front:
         if method != "POST":
             return None, ""
         if CREATE.match(target):
-            return (lambda body: rewrite_create(body, self._subnets, self._retained)), "a container create"
+            return (lambda body: rewrite_create(body, self._subnets, self._retained_of)), "a container create"
         connect = CONNECT.match(target)
         if connect:
             # Compose v1 disconnects a created container from its network and connects it again before
             # starting it: the connect must carry the labels' address too, or the pin is lost.
             network = urllib.parse.unquote(connect.group(2))
-            return (lambda body: rewrite_connect(body, network, self._labels, self._subnets, self._retained)), "a network connect"
+            return (lambda body: rewrite_connect(body, network, self._labels, self._subnets, self._retained_of)), "a network connect"
         return None, ""
 
     def handle(self, conn: socket.socket) -> None:
