@@ -68,8 +68,11 @@ class VxlanAgent(SegmentAgent):
     # -- routers, SNAT and published ports -------------------------------------------------------
 
     def _routed_networks(self) -> dict[int, SegmentNetwork]:
-        """The networks that get a router here: those with a gateway (one per VNI)."""
-        return {n.segment: n for n in sorted(self.networks.values(), key=lambda n: n.network_id) if n.gateway}
+        """The networks that get a router here: those with a gateway (one per VNI), unless internal: an
+        internal network's traffic has no way off it (no router, so no SNAT, no DNAT, and no gateway
+        MAC in the flows)."""
+        return {n.segment: n for n in sorted(self.networks.values(), key=lambda n: n.network_id)
+                if n.gateway and not n.internal}
 
     def _published_path(self, endpoint_id: str = "") -> str:
         return join(self.layout.root, "hosts", self.host_id, "published", endpoint_id) if endpoint_id else \
@@ -124,6 +127,8 @@ class VxlanAgent(SegmentAgent):
         self._ensure_loaded()
         with self._lock:
             endpoint = self.endpoint(endpoint_id)
+            if self.network(endpoint.network_id).internal:
+                raise InvalidRequest(f"network {endpoint.network_id[:12]} is internal (--internal): its containers cannot publish ports")
             if endpoint.segment not in self._routed_networks():
                 raise InvalidRequest(f"network {endpoint.network_id[:12]} has no gateway: its containers cannot publish ports")
             taken = {(p.proto, p.host_port) for eid, ps in self.publications.items() if eid != endpoint_id for p in ps}
