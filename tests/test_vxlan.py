@@ -272,3 +272,30 @@ def test_internal_network_reaches_its_members_only(lab, tmp_path):
         server.wait()
         remove(lab, names, [internal, routed])
 
+
+def test_a_recreated_container_is_reached_at_once_on_its_peers_host_and_on_another(lab):
+    """A container removed and made again with its address (a new MAC) on the host of a peer that
+    talked to it, then back on another host: the peer's neighbour entry follows at once, instead of
+    keeping the old MAC (whose frames match no flow) until it expires (~25 s)."""
+    tag = uuid.uuid4().hex[:4]
+    network = f"vxm-{tag}"
+    names = {"h1": [f"c1-{tag}", f"c1c-{tag}"], "h2": [f"c2-{tag}", f"c1b-{tag}"]}
+    try:
+        create_vxlan(lab, network, 170)
+        serve(lab, "h1", f"c1-{tag}", network, "100.64.1.10")
+        serve(lab, "h2", f"c2-{tag}", network, "100.64.1.11")
+        macs = set()
+        for old, (host, new) in ((f"c1-{tag}", ("h2", f"c1b-{tag}")), (f"c1b-{tag}", ("h1", f"c1c-{tag}"))):
+            old_host = "h1" if old in names["h1"] else "h2"
+            assert fetch(lab, "h2", f"c2-{tag}", "100.64.1.10") == old  # c2's neighbour entry: the old MAC
+            macs.add(json.loads(lab.docker(old_host, "inspect", old).stdout)[0]["NetworkSettings"]["Networks"][network]["MacAddress"])
+            lab.docker(old_host, "rm", "-f", old)
+            serve(lab, host, new, network, "100.64.1.10")
+            started = time.monotonic()
+            while fetch(lab, "h2", f"c2-{tag}", "100.64.1.10") != new:
+                assert time.monotonic() - started < 8, f"c2 did not reach the container recreated on {host} within 8 s"
+            print(f"recreated on {host}: reached after {time.monotonic() - started:.1f}s")
+            macs.add(json.loads(lab.docker(host, "inspect", new).stdout)[0]["NetworkSettings"]["Networks"][network]["MacAddress"])
+        assert len(macs) == 3, f"the recreated containers kept one MAC, so this test shows nothing: {macs}"
+    finally:
+        remove(lab, names, [network])
