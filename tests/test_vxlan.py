@@ -266,6 +266,9 @@ def test_internal_network_reaches_its_members_only(lab, tmp_path):
         assert "default" not in routes(lab, "h1", f"i3-{tag}")
         assert fetch(lab, "h1", f"i3-{tag}", "100.64.6.11") == f"i2-{tag}"
         assert "acsvx-160" not in lab.node("h1").run(["ip", "netns", "list"]).stdout
+        report = json.loads(lab.node("h1").run([sys.executable, "-m", "plugins.cli", "inspect", "network", internal, "--json",
+                                                "--store", lab.zookeeper_url, "--host-id", "h1"]).stdout)
+        assert report["internal"] is True
         assert (tmp_path / "http.log").read_text().count("GET /marker") == 1, "only the routed network's container got out"
     finally:
         server.kill()
