@@ -76,19 +76,18 @@ class SegmentDriver(NetworkDriver):
     def join(self, request: JoinRequest) -> JoinResult:
         endpoint = self.agent.endpoint(request.endpoint_id)
         network = self.agent.network(endpoint.network_id)
+        if network.internal and request.published_ports:
+            raise InvalidRequest(
+                f"network {network.network_id[:12]} is internal (--internal): nothing outside it reaches its "
+                f"containers, so a container publishing ports (-p/-P: {_ports_text(request.published_ports)}) "
+                "cannot join it; publish them on a network that is not internal")
+        self.agent.joined(endpoint)
         if network.internal:
-            if request.published_ports:
-                raise InvalidRequest(
-                    f"network {network.network_id[:12]} is internal (--internal): nothing outside it reaches its "
-                    f"containers, so a container publishing ports (-p/-P: {_ports_text(request.published_ports)}) "
-                    "cannot join it; publish them on a network that is not internal")
-            self.agent.joined(endpoint)
             # As Docker's bridge driver for an internal network: no gateway, so no default route off
             # the network; and no docker_gwbridge either (which dockerd adds to a container whose
             # networks give no gateway).
             return JoinResult(endpoint.container_port, "eth", static_routes=self.internal_routes(network),
                               disable_gateway_service=True)
-        self.agent.joined(endpoint)
         return JoinResult(endpoint.container_port, "eth",
                           gateway=netaddr.IPAddress(network.gateway) if network.gateway else None)
 
