@@ -15,16 +15,26 @@ shared: the vlan pipeline uses priorities 300 and 0 there, this one 400 and 250.
 
 table 0, CLASSIFY
   p400 in_port=<vpc port>,dl_src=<its MAC>          -> resubmit 40
+  p400 in_port=<internal network's port>,dl_src=<its MAC> -> reg2=<its network>, resubmit 45
   p399 in_port=<vpc port>                           -> drop   (a container sends from its own MAC only)
+  p260 in_port=<uplink>,ip,vlan_tci=0,dl_dst=<host MAC>,nw_src=<internal network>,nw_dst=<own host subnet of it>
+                                                    -> resubmit 50
   p250 in_port=<uplink>,ip,vlan_tci=0,dl_dst=<host MAC>,nw_dst=<own host subnet> -> resubmit 50
-  p250 in_port=LOCAL,ip,nw_dst=<own host subnet>    -> resubmit 50
+                                                       (drop, for a subnet of an internal network)
+  p250 in_port=LOCAL,ip,nw_dst=<own host subnet>    -> resubmit 50 (drop, for an internal network)
   p250 in_port=LOCAL,arp,arp_op=1,arp_tpa=<own host subnet> -> resubmit 60  (the kernel looking for a container)
 table 40, FROM A VPC CONTAINER
   p200 arp,arp_op=1                                 -> resubmit 60   (ARP is answered here, never sent out)
   p190 arp                                          -> drop
   p100 ip,nw_dst=<container IP of this host>        -> mod_dl_dst:<its MAC>, output:<its port>
+  p100 reg2=<its network>,ip,nw_dst=<internal network's container IP of this host> -> the same
   p90  ip,nw_dst=<peer host subnet>                 -> mod_dl_src:<host MAC>, mod_dl_dst:<peer MAC>, dec_ttl, output:<uplink>
   p0                                                -> mod_dl_dst:<host MAC>, output:LOCAL
+table 45, FROM AN INTERNAL NETWORK'S CONTAINER (reg2 = the network's first address, as a number)
+  p200 arp                                          -> resubmit 40
+  p110 ip,nw_dst=<own gateway of an internal network> -> drop  (the host is not a member)
+  p100 reg2=<network>,ip,nw_dst=<host subnet of it: own or a live peer's> -> resubmit 40
+  p0                                                -> drop   (anything off the network)
 table 50, TO A VPC CONTAINER
   p100 ip,nw_dst=<container IP of this host>        -> mod_dl_src:<host MAC>, mod_dl_dst:<its MAC>, output:<its port>
   p0                                                -> drop
@@ -32,6 +42,13 @@ table 60, ARP RESPONDER
   p100 arp,arp_tpa=<own gateway>                    -> ARP reply "<gateway> is at <host MAC>"
   p100 arp,arp_tpa=<container IP of this host>      -> ARP reply with the container's MAC
   p0                                                -> drop
+
+An internal network (`--internal`) carries traffic between its own containers only, on any host. Its
+containers route the network's range through the host (a static route, no default route), and table
+45 lets through only what goes to a host subnet of the same network; the mark in reg2 keeps other
+containers of this host off its containers in table 40 (they take the kernel's way, which drops it);
+from the uplink only the network's own addresses come in, and nothing from the host's kernel (the
+host's own traffic, or what it routes from elsewhere) reaches them.
 """
 
 from __future__ import annotations
@@ -43,7 +60,7 @@ from ovsctl import openflow
 from ovsctl.vlan_pipeline import arp_reply_actions
 
 COOKIE = "0xac7"
-CLASSIFY, FROM_CONTAINER, TO_CONTAINER, ARP_RESPONDER = 0, 40, 50, 60
+CLASSIFY, FROM_CONTAINER, FROM_INTERNAL, TO_CONTAINER, ARP_RESPONDER = 0, 40, 45, 50, 60
 _flow = functools.partial(openflow.flow, COOKIE)
 
 
@@ -52,12 +69,21 @@ class VpcPort:
     port: str
     ip: str
     mac: str
+    internal_network: int | None = None  # the mark of its network (its first address), if internal
 
 
 @dataclasses.dataclass(frozen=True)
 class OwnSubnet:
     subnet: str  # CIDR
     gateway: str
+    internal: "InternalNetwork | None" = None  # the network, if it is internal
+
+
+@dataclasses.dataclass(frozen=True)
+class InternalNetwork:
+    cidr: str
+    mark: int  # its first address as a number: what reg2 carries
+    members: tuple[str, ...]  # its host subnets: this host's and the live peers'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,19 +107,34 @@ def vpc_flows(dp: VpcDatapath) -> list[str]:
              _flow(FROM_CONTAINER, 0, "", f"set_field:{dp.host_mac}->eth_dst,output:LOCAL"),
              _flow(TO_CONTAINER, 0, "", "drop"),
              _flow(ARP_RESPONDER, 0, "", "drop")]
+    if any(own.internal for own in dp.own):
+        flows += [_flow(FROM_INTERNAL, 200, "arp", f"resubmit(,{FROM_CONTAINER})"),
+                  _flow(FROM_INTERNAL, 0, "", "drop")]
     for own in dp.own:
-        flows.append(_flow(CLASSIFY, 250, f"in_port={dp.uplink},ip,vlan_tci=0x0000/0x1fff,dl_dst={dp.host_mac},"
-                                          f"nw_dst={own.subnet}", f"resubmit(,{TO_CONTAINER})"))
-        flows.append(_flow(CLASSIFY, 250, f"in_port=LOCAL,ip,nw_dst={own.subnet}", f"resubmit(,{TO_CONTAINER})"))
+        from_uplink = f"in_port={dp.uplink},ip,vlan_tci=0x0000/0x1fff,dl_dst={dp.host_mac}"
+        inbound = f"resubmit(,{TO_CONTAINER})"
+        if own.internal:
+            flows.append(_flow(CLASSIFY, 260, f"{from_uplink},nw_src={own.internal.cidr},nw_dst={own.subnet}", inbound))
+            flows.append(_flow(FROM_INTERNAL, 110, f"ip,nw_dst={own.gateway}", "drop"))
+            flows += [_flow(FROM_INTERNAL, 100, f"reg2={own.internal.mark},ip,nw_dst={member}", f"resubmit(,{FROM_CONTAINER})")
+                      for member in own.internal.members]
+        flows.append(_flow(CLASSIFY, 250, f"{from_uplink},nw_dst={own.subnet}", "drop" if own.internal else inbound))
+        flows.append(_flow(CLASSIFY, 250, f"in_port=LOCAL,ip,nw_dst={own.subnet}", "drop" if own.internal else inbound))
         flows.append(_flow(CLASSIFY, 250, f"in_port=LOCAL,arp,arp_op=1,arp_tpa={own.subnet}", f"resubmit(,{ARP_RESPONDER})"))
         flows.append(_flow(ARP_RESPONDER, 100, f"arp,arp_tpa={own.gateway}", arp_reply_actions(dp.host_mac, own.gateway)))
     for peer in dp.peers:
         flows.append(_flow(FROM_CONTAINER, 90, f"ip,nw_dst={peer.subnet}",
                            f"set_field:{dp.host_mac}->eth_src,set_field:{peer.mac}->eth_dst,dec_ttl,output:{dp.uplink}"))
     for p in dp.local:
-        flows.append(_flow(CLASSIFY, 400, f"in_port={p.port},dl_src={p.mac}", f"resubmit(,{FROM_CONTAINER})"))
+        if p.internal_network is None:
+            flows.append(_flow(CLASSIFY, 400, f"in_port={p.port},dl_src={p.mac}", f"resubmit(,{FROM_CONTAINER})"))
+            flows.append(_flow(FROM_CONTAINER, 100, f"ip,nw_dst={p.ip}", f"set_field:{p.mac}->eth_dst,output:{p.port}"))
+        else:
+            flows.append(_flow(CLASSIFY, 400, f"in_port={p.port},dl_src={p.mac}",
+                               f"set_field:{p.internal_network}->reg2,resubmit(,{FROM_INTERNAL})"))
+            flows.append(_flow(FROM_CONTAINER, 100, f"reg2={p.internal_network},ip,nw_dst={p.ip}",
+                               f"set_field:{p.mac}->eth_dst,output:{p.port}"))
         flows.append(_flow(CLASSIFY, 399, f"in_port={p.port}", "drop"))
-        flows.append(_flow(FROM_CONTAINER, 100, f"ip,nw_dst={p.ip}", f"set_field:{p.mac}->eth_dst,output:{p.port}"))
         flows.append(_flow(TO_CONTAINER, 100, f"ip,nw_dst={p.ip}",
                            f"set_field:{dp.host_mac}->eth_src,set_field:{p.mac}->eth_dst,output:{p.port}"))
         flows.append(_flow(ARP_RESPONDER, 100, f"arp,arp_tpa={p.ip}", arp_reply_actions(p.mac, p.ip)))

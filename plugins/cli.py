@@ -510,7 +510,7 @@ def run_inspect(args: argparse.Namespace) -> int:
         number = "VLAN" if report["driver"] == "vlan" else "VNI"
         print(f"network {report['network']} ({report['id'][:12]}): {report['driver']}, {number} {report['segment']}, "
               f"subnet {report['subnet']}, gateway {report['gateway'] or '-'} at {report['gateway_mac'] or 'unknown MAC'}, "
-              f"mtu {report['mtu']}")
+              f"mtu {report['mtu']}" + (", internal" if report.get("internal") else ""))
         columns = ["container", "ip", "mac", "host", "port"] + (["vtep", "published"] if report["driver"] == "vxlan" else [])
         print(_table(report["endpoints"], columns))
     else:

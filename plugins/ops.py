@@ -91,7 +91,7 @@ def inspect_network(store: Store, host_id: str, name_or_id: str, docker_socket: 
                           "published": ", ".join(f"{p['host_port']}->{p['port']}" for p in published)})
     return {"network": docker["Name"] if docker else network_id, "id": network_id, "driver": layout.driver,
             "segment": network.segment, "subnet": str(network.subnet.cidr), "gateway": network.gateway,
-            "gateway_mac": network.gateway_mac, "mtu": network.mtu,
+            "gateway_mac": network.gateway_mac, "mtu": network.mtu, "internal": network.internal,
             "endpoints": sorted(endpoints, key=lambda e: (e["host"], e["ip"]))}
 
 

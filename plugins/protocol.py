@@ -169,6 +169,8 @@ class AddressGrant:
 
 # -- NetworkDriver requests ----------------------------------------------------------------------
 
+PORTMAP = "com.docker.network.portmap"  # the container's published ports (`-p`, `-P`), as a JSON array
+
 
 @dataclasses.dataclass(frozen=True)
 class IPAMData:
@@ -297,6 +299,14 @@ class JoinRequest:
             _field(body, "SandboxKey", str, required=False, default=""),
             _options(body),
         )
+
+    @property
+    def published_ports(self) -> list:
+        """The container's published ports. libnetwork passes the sandbox's options to every Join, and
+        they hold them whatever the network: dockerd gives them to no driver of an internal network
+        otherwise (neither in CreateEndpoint nor by ProgramExternalConnectivity)."""
+        ports = self.options.get(PORTMAP)
+        return ports if isinstance(ports, list) else []
 
 
 @dataclasses.dataclass(frozen=True)

@@ -212,11 +212,14 @@ def test_bad_options_are_refused_clearly(lab):
              (["-o", "VlanId=5000"], "VlanId must be an integer from 1 to 4094, got 5000"),
              (["-o", "vlan_id=abc"], "VlanId must be an integer from 1 to 4094, got 'abc'"),
              ([], "the vlan driver needs a VLAN: -o VlanId=N"),
-             (["-o", "VlanId=217", "-o", "com.docker.network.driver.mtu=20"], "must be an integer from 68 to 65535")]
+             (["-o", "VlanId=217", "-o", "com.docker.network.driver.mtu=20"], "must be an integer from 68 to 65535"),
+             # The VLAN's router and every system on it reach its containers: acsnet cannot keep --internal's promise.
+             (["-o", "VlanId=217", "--internal"], "the vlan driver cannot make an internal network (--internal)")]
     for extra, message in cases:
         result = lab.docker("h1", "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--subnet", "192.0.2.0/28",
                             *extra, "bad", check=False)
         assert result.returncode != 0 and message in result.stderr, (extra, result.stderr)
+    assert "bad" not in lab.docker("h1", "network", "ls", "--format", "{{.Name}}").stdout.split()
     tag = uuid.uuid4().hex[:4]
     try:
         create_network(lab, f"ok-{tag}", V217, hosts=("h1",))

@@ -10,6 +10,7 @@ import uuid
 
 from plugins.lab.dockerd import IMAGE
 from plugins.lab.host import REPO
+from plugins.lab.topology import OUTSIDE_ADDRESS as OUTSIDE
 from plugins.lab.topology import Lab
 from tests.test_vlan import QUICK, pings, transfer
 
@@ -27,8 +28,8 @@ def acsnet_routes(lab: Lab, host: str) -> dict[str, str]:
     return {r["dst"]: r["gateway"] for r in json.loads(out or "[]")}
 
 
-def address(lab: Lab, host: str, name: str) -> str:
-    return json.loads(lab.docker(host, "inspect", name).stdout)[0]["NetworkSettings"]["Networks"]["vpc0"]["IPAddress"]
+def address(lab: Lab, host: str, name: str, network: str = "vpc0") -> str:
+    return json.loads(lab.docker(host, "inspect", name).stdout)[0]["NetworkSettings"]["Networks"][network]["IPAddress"]
 
 
 def test_host_subnets_routed_without_a_tunnel_the_route_limit_a_host_leaving_and_one_dying(tmp_path):
@@ -134,3 +135,74 @@ def host_record(lab: Lab, host: str) -> dict:
 def host_has_only_the_vxlan_drivers_tunnel(lab: Lab, host: str) -> bool:
     """The vxlan driver (also running in the lab) has its tunnel port on its own bridge, never on ovsbr0."""
     return lab.node(host).run(["ovs-vsctl", "port-to-br", "acsvtep"]).stdout.strip() == "acsvx0"
+
+
+def test_internal_network_reaches_its_members_only(lab, tmp_path):
+    """--internal on vpc: containers of the network reach each other on both hosts (through the hosts'
+    routes), and nothing else reaches them or is reached from them, not even with a default route the
+    container made itself. The outside host routes both networks to h1, so that only the flows stand
+    between it and them; a network that is not internal, beside it, is reached (the test can fail)."""
+    from tests.test_vxlan import fetch, outside_get
+
+    tag = uuid.uuid4().hex[:4]
+    internal, routed = f"vpi-{tag}", f"vpo-{tag}"
+    internal_range, routed_range = "100.73.0.0/16", "100.74.0.0/16"
+    names = {"h1": [f"i1-{tag}", f"o1-{tag}", f"ip-{tag}"], "h2": [f"i2-{tag}"]}
+    out = lab.node("out")
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "marker").write_text("outside\n")
+    server = out.popen([sys.executable, "-m", "http.server", "8000", "--directory", str(www)], str(tmp_path / "http.log"))
+    outside = f"http://{OUTSIDE}:8000/marker"
+
+    def get(container: str, url: str) -> str:
+        return lab.docker("h1", "exec", container, "timeout", "5", "wget", "-q", "-O", "-", url, check=False).stdout.strip()
+
+    page = "mkdir /www && echo {} > /www/index.html && exec httpd -f -p 80 -h /www"
+    try:
+        for host in ("h1", "h2"):
+            lab.docker(host, "network", "create", "-d", "vpc", "--ipam-driver", "acsnet", "--internal",
+                       "--subnet", internal_range, internal)
+        lab.docker("h1", "network", "create", "-d", "vpc", "--ipam-driver", "acsnet", "--subnet", routed_range, routed)
+        for network in (internal_range, routed_range):
+            out.run(["ip", "route", "replace", network, "via", UNDERLAY["h1"]])
+        for host, name, network, extra in (("h1", f"i1-{tag}", internal, ("--cap-add", "NET_ADMIN")),
+                                           ("h2", f"i2-{tag}", internal, ()), ("h1", f"o1-{tag}", routed, ())):
+            lab.docker(host, "run", "-d", *QUICK, "--net", network, "--name", name, *extra, IMAGE, "sh", "-c", page.format(name))
+        i1 = address(lab, "h1", f"i1-{tag}", internal)
+        i2 = address(lab, "h2", f"i2-{tag}", internal)
+        o1 = address(lab, "h1", f"o1-{tag}", routed)
+        gateway = lab.docker("h1", "exec", f"i1-{tag}", "ip", "route").stdout
+        assert "default" not in gateway and f"{internal_range} via " in gateway, gateway
+        gateway = gateway.split(f"{internal_range} via ")[1].split()[0]
+
+        # Members reach each other across the hosts.
+        assert fetch(lab, "h1", f"i1-{tag}", i2) == f"i2-{tag}"
+        assert fetch(lab, "h2", f"i2-{tag}", i1) == f"i1-{tag}"
+        # The routed network reaches out and is reached; the internal one neither, even with a default route.
+        assert get(f"o1-{tag}", outside) == "outside"
+        assert outside_get(lab, f"http://{o1}/") == f"o1-{tag}"
+        lab.docker("h1", "exec", f"i1-{tag}", "ip", "route", "add", "default", "via", gateway)
+        assert not pings(lab, "h1", f"i1-{tag}", OUTSIDE, wait=2)
+        assert get(f"i1-{tag}", outside) == ""
+        assert outside_get(lab, f"http://{i1}/") is None
+        assert not pings(lab, "h1", f"i1-{tag}", gateway, wait=2), "the host is not a member"
+        assert lab.node("h1").run(["ping", "-c", "1", "-W", "1", i1], check=False).returncode != 0
+        # Nor the other network's container on the same host, either way.
+        assert not pings(lab, "h1", f"i1-{tag}", o1, wait=2)
+        assert not pings(lab, "h1", f"o1-{tag}", i1, wait=2)
+        assert (tmp_path / "http.log").read_text().count("GET /marker") == 1
+        # A published port is refused, naming the reason.
+        published = lab.docker("h1", "run", "-d", *QUICK, "--net", internal, "-p", "8091:80", "--name", f"ip-{tag}",
+                               IMAGE, "sleep", "600", check=False)
+        assert published.returncode != 0 and "is internal (--internal)" in published.stderr, published.stderr
+    finally:
+        server.kill()
+        server.wait()
+        for network in (internal_range, routed_range):
+            out.run(["ip", "route", "del", network], check=False)
+        for host, containers in names.items():
+            lab.docker(host, "rm", "-f", *containers, check=False)
+        for host in ("h1", "h2"):
+            for network in (internal, routed):
+                lab.docker(host, "network", "rm", network, check=False)

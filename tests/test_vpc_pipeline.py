@@ -1,6 +1,6 @@
 """The vpc flow table as a pure function of the desired state (the lab tests install and use it)."""
 
-from ovsctl.vpc_pipeline import OwnSubnet, PeerSubnet, VpcDatapath, VpcPort, vpc_flows
+from ovsctl.vpc_pipeline import InternalNetwork, OwnSubnet, PeerSubnet, VpcDatapath, VpcPort, vpc_flows
 
 HOST_MAC, PEER_MAC = "02:00:00:00:00:11", "02:00:00:00:00:12"
 C1 = VpcPort("vh-c1", "100.70.1.10", "02:42:64:46:01:0a")
@@ -37,3 +37,29 @@ def test_the_vlan_pipelines_table_zero_priorities_are_left_alone():
     flows = vpc_flows(DP)
     priorities = {int(f.split("priority=")[1].split(",")[0]) for f in flows if ",table=0," in f}
     assert priorities.isdisjoint({300, 0}), priorities
+
+
+def test_an_internal_networks_containers_reach_its_host_subnets_only():
+    network = InternalNetwork("100.70.0.0/16", 0x64460000, ("100.70.1.0/24", "100.70.2.0/24"))
+    other = VpcPort("vh-o1", "100.80.1.10", "02:42:64:50:01:0a")
+    internal_port = VpcPort("vh-c1", C1.ip, C1.mac, network.mark)
+    flows = vpc_flows(VpcDatapath("uplink0", HOST_MAC, (OwnSubnet("100.70.1.0/24", "100.70.1.1", network),
+                                                         OwnSubnet("100.80.1.0/24", "100.80.1.1")),
+                                  (PeerSubnet("100.70.2.0/24", PEER_MAC),), (internal_port, other)))
+    # Its containers are marked with their network and may only go to its host subnets, not the host.
+    assert (f"cookie=0xac7,table=0,priority=400,in_port=vh-c1,dl_src={C1.mac},"
+            f"actions=set_field:{network.mark}->reg2,resubmit(,45)") in flows
+    allowed = sorted(f.split("nw_dst=")[1].split(",")[0] for f in flows if "table=45,priority=100," in f)
+    assert allowed == ["100.70.1.0/24", "100.70.2.0/24"]
+    assert "cookie=0xac7,table=45,priority=110,ip,nw_dst=100.70.1.1,actions=drop" in flows
+    assert "cookie=0xac7,table=45,priority=0,actions=drop" in flows
+    # Only packets of its own network reach its containers: marked ones here, its own range from the uplink.
+    assert (f"cookie=0xac7,table=40,priority=100,reg2={network.mark},ip,nw_dst={C1.ip},"
+            f"actions=set_field:{C1.mac}->eth_dst,output:vh-c1") in flows
+    assert not any(f"table=40,priority=100,ip,nw_dst={C1.ip}," in f for f in flows)
+    assert (f"cookie=0xac7,table=0,priority=260,in_port=uplink0,ip,vlan_tci=0x0000/0x1fff,dl_dst={HOST_MAC},"
+            "nw_src=100.70.0.0/16,nw_dst=100.70.1.0/24,actions=resubmit(,50)") in flows
+    assert "cookie=0xac7,table=0,priority=250,in_port=LOCAL,ip,nw_dst=100.70.1.0/24,actions=drop" in flows
+    # The network beside it is untouched.
+    assert "cookie=0xac7,table=0,priority=250,in_port=LOCAL,ip,nw_dst=100.80.1.0/24,actions=resubmit(,50)" in flows
+    assert f"cookie=0xac7,table=0,priority=400,in_port=vh-o1,dl_src={other.mac},actions=resubmit(,40)" in flows

@@ -208,3 +208,97 @@ def test_published_ports_and_snat_work_for_overlapping_subnets(lab, tmp_path):
         server.wait()
         remove(lab, names, [a, b])
     assert lab.node("h1").run(["ip", "netns", "list"]).stdout.count("acsvx-15") == 0, "routers outlive their networks"
+
+
+def routes(lab: Lab, host: str, container: str) -> str:
+    return lab.docker(host, "exec", container, "ip", "route").stdout
+
+
+def test_internal_network_reaches_its_members_only(lab, tmp_path):
+    """--internal: containers on two hosts reach each other, and nothing else; published ports are
+    refused. A network that is not internal, beside it, reaches the outside host (the test can fail)."""
+    tag = uuid.uuid4().hex[:4]
+    internal, routed = f"vxi-{tag}", f"vxo-{tag}"
+    names = {"h1": [f"i1-{tag}", f"o1-{tag}", f"i3-{tag}", f"ip-{tag}"], "h2": [f"i2-{tag}"]}
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "marker").write_text("outside\n")
+    server = lab.node("out").popen([sys.executable, "-m", "http.server", "8000", "--directory", str(www)],
+                                   str(tmp_path / "http.log"))
+    outside, gateway = f"http://{OUTSIDE}:8000/marker", "100.64.6.1"
+    try:
+        for host in ("h1", "h2"):
+            lab.docker(host, "network", "create", "-d", "vxlan", "--ipam-driver", "acsnet", "--internal",
+                       "--subnet", "100.64.6.0/24", "--gateway", gateway, "-o", "VxlanId=160", internal)
+        lab.docker("h1", "network", "create", "-d", "vxlan", "--ipam-driver", "acsnet", "--subnet", "100.64.8.0/24",
+                   "-o", "VxlanId=161", routed)
+        assert json.loads(lab.docker("h1", "network", "inspect", internal).stdout)[0]["Internal"] is True
+        serve(lab, "h1", f"i1-{tag}", internal, "100.64.6.10")
+        serve(lab, "h2", f"i2-{tag}", internal, "100.64.6.11")
+        lab.docker("h1", "run", "-d", *QUICK, "--net", routed, "--name", f"o1-{tag}", IMAGE, "sleep", "600")
+
+        # Members reach each other across hosts.
+        assert fetch(lab, "h1", f"i1-{tag}", "100.64.6.11") == f"i2-{tag}"
+        assert fetch(lab, "h2", f"i2-{tag}", "100.64.6.10") == f"i1-{tag}"
+        # The network beside it reaches the outside host; the internal one has no route off its subnet...
+        assert lab.docker("h1", "exec", f"o1-{tag}", "timeout", "5", "wget", "-q", "-O", "-", outside).stdout.strip() == "outside"
+        assert "default" not in routes(lab, "h1", f"i1-{tag}"), routes(lab, "h1", f"i1-{tag}")
+        assert lab.docker("h1", "exec", f"i1-{tag}", "timeout", "5", "wget", "-q", "-O", "-", outside, check=False).returncode != 0
+        # ...nor a way off it when a container makes one itself: no router answers for the gateway.
+        lab.docker("h1", "run", "-d", *QUICK, "--cap-add", "NET_ADMIN", "--net", internal, "--name", f"i3-{tag}",
+                   IMAGE, "sleep", "600")
+        lab.docker("h1", "exec", f"i3-{tag}", "ip", "route", "add", "default", "via", gateway)
+        assert not pings(lab, "h1", f"i3-{tag}", OUTSIDE, wait=2)
+        assert lab.docker("h1", "exec", f"i3-{tag}", "timeout", "5", "wget", "-q", "-O", "-", outside, check=False).returncode != 0
+        assert "acsvx-160" not in lab.node("h1").run(["ip", "netns", "list"]).stdout, "an internal network got a router"
+        assert not any("docker_gwbridge" in line for line in lab.docker("h1", "network", "ls").stdout.splitlines())
+        # Nothing outside reaches in: a published port is refused, naming the reason.
+        published = lab.docker("h1", "run", "-d", *QUICK, "--net", internal, "-p", "8090:80", "--name", f"ip-{tag}",
+                               IMAGE, "sleep", "600", check=False)
+        assert published.returncode != 0 and "is internal (--internal)" in published.stderr, published.stderr
+        assert "8090:80" in published.stderr
+
+        # The network stays internal across a plugin restart (its options are in the store).
+        lab.kill_plugin("h1", "vxlan")
+        lab.start_plugin("h1", "vxlan")
+        lab.docker("h1", "rm", "-f", f"i3-{tag}")
+        lab.docker("h1", "run", "-d", *QUICK, "--net", internal, "--name", f"i3-{tag}", IMAGE, "sleep", "600")
+        assert "default" not in routes(lab, "h1", f"i3-{tag}")
+        assert fetch(lab, "h1", f"i3-{tag}", "100.64.6.11") == f"i2-{tag}"
+        assert "acsvx-160" not in lab.node("h1").run(["ip", "netns", "list"]).stdout
+        report = json.loads(lab.node("h1").run([sys.executable, "-m", "plugins.cli", "inspect", "network", internal, "--json",
+                                                "--store", lab.zookeeper_url, "--host-id", "h1"]).stdout)
+        assert report["internal"] is True
+        assert (tmp_path / "http.log").read_text().count("GET /marker") == 1, "only the routed network's container got out"
+    finally:
+        server.kill()
+        server.wait()
+        remove(lab, names, [internal, routed])
+
+
+def test_a_recreated_container_is_reached_at_once_on_its_peers_host_and_on_another(lab):
+    """A container removed and made again with its address (a new MAC) on the host of a peer that
+    talked to it, then back on another host: the peer's neighbour entry follows at once, instead of
+    keeping the old MAC (whose frames match no flow) until it expires (~25 s)."""
+    tag = uuid.uuid4().hex[:4]
+    network = f"vxm-{tag}"
+    names = {"h1": [f"c1-{tag}", f"c1c-{tag}"], "h2": [f"c2-{tag}", f"c1b-{tag}"]}
+    try:
+        create_vxlan(lab, network, 170)
+        serve(lab, "h1", f"c1-{tag}", network, "100.64.1.10")
+        serve(lab, "h2", f"c2-{tag}", network, "100.64.1.11")
+        macs = set()
+        for old, (host, new) in ((f"c1-{tag}", ("h2", f"c1b-{tag}")), (f"c1b-{tag}", ("h1", f"c1c-{tag}"))):
+            old_host = "h1" if old in names["h1"] else "h2"
+            assert fetch(lab, "h2", f"c2-{tag}", "100.64.1.10") == old  # c2's neighbour entry: the old MAC
+            macs.add(json.loads(lab.docker(old_host, "inspect", old).stdout)[0]["NetworkSettings"]["Networks"][network]["MacAddress"])
+            lab.docker(old_host, "rm", "-f", old)
+            serve(lab, host, new, network, "100.64.1.10")
+            started = time.monotonic()
+            while fetch(lab, "h2", f"c2-{tag}", "100.64.1.10") != new:
+                assert time.monotonic() - started < 8, f"c2 did not reach the container recreated on {host} within 8 s"
+            print(f"recreated on {host}: reached after {time.monotonic() - started:.1f}s")
+            macs.add(json.loads(lab.docker(host, "inspect", new).stdout)[0]["NetworkSettings"]["Networks"][network]["MacAddress"])
+        assert len(macs) == 3, f"the recreated containers kept one MAC, so this test shows nothing: {macs}"
+    finally:
+        remove(lab, names, [network])

@@ -1,4 +1,4 @@
-"""What the segment drivers (vlan, vxlan) share of the NetworkDriver protocol: endpoints are veths on
+"""What the segment drivers (vlan, vxlan, vpc) share of the NetworkDriver protocol: endpoints are veths on
 the driver's bridge, with the address the IPAM gave and a MAC derived from it."""
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ import netaddr
 
 from plugins.driver import NetworkCapabilities, NetworkDriver
 from plugins.errors import InvalidRequest
-from plugins.protocol import EndpointCreate, EndpointInterface, EndpointRef, JoinRequest, JoinResult, NetworkCreate
+from plugins.protocol import (EndpointCreate, EndpointInterface, EndpointRef, JoinRequest, JoinResult, NetworkCreate,
+                              StaticRoute)
 from plugins.segments.agent import SegmentAgent
-from plugins.segments.model import SegmentEndpoint
+from plugins.segments.model import SegmentEndpoint, SegmentNetwork
 
 
 def mac_for(ip: netaddr.IPAddress) -> str:
@@ -26,6 +27,15 @@ def single_ipv4_subnet(driver: str, request: NetworkCreate):
     if len(request.ipv4) != 1:
         raise InvalidRequest(f"the {driver} driver needs exactly one IPv4 subnet (--subnet), got {len(request.ipv4)}")
     return request.ipv4[0]
+
+
+def _ports_text(portmap: list) -> str:
+    described = []
+    for entry in portmap:
+        if isinstance(entry, dict):
+            host_port = entry.get("HostPort") or ""
+            described.append(f"{host_port}:{entry.get('Port')}" if host_port else str(entry.get("Port")))
+    return ", ".join(described) or "given"
 
 
 class SegmentDriver(NetworkDriver):
@@ -66,9 +76,25 @@ class SegmentDriver(NetworkDriver):
     def join(self, request: JoinRequest) -> JoinResult:
         endpoint = self.agent.endpoint(request.endpoint_id)
         network = self.agent.network(endpoint.network_id)
+        if network.internal and request.published_ports:
+            raise InvalidRequest(
+                f"network {network.network_id[:12]} is internal (--internal): nothing outside it reaches its "
+                f"containers, so a container publishing ports (-p/-P: {_ports_text(request.published_ports)}) "
+                "cannot join it; publish them on a network that is not internal")
         self.agent.joined(endpoint)
+        if network.internal:
+            # As Docker's bridge driver for an internal network: no gateway, so no default route off
+            # the network; and no docker_gwbridge either (which dockerd adds to a container whose
+            # networks give no gateway).
+            return JoinResult(endpoint.container_port, "eth", static_routes=self.internal_routes(network),
+                              disable_gateway_service=True)
         return JoinResult(endpoint.container_port, "eth",
                           gateway=netaddr.IPAddress(network.gateway) if network.gateway else None)
+
+    def internal_routes(self, network: SegmentNetwork) -> tuple[StaticRoute, ...]:
+        """What a container of an internal network routes besides its own subnet: nothing (the whole
+        network is on its link) unless the driver routes the network's parts between hosts."""
+        return ()
 
     def leave(self, ref: EndpointRef) -> None:
         """The veth comes back to the host; the port and flows stay until DeleteEndpoint."""

@@ -62,15 +62,18 @@ class SegmentNetwork:
     gateway: str | None
     gateway_mac: str | None
     mtu: int
+    # `--internal`: no traffic in or out beyond the network's own containers (no route off the
+    # network, no NAT, no published ports). Stored, as dockerd never sends CreateNetwork again.
+    internal: bool = False
 
     def to_json(self) -> dict:
         return {"network_id": self.network_id, "segment": self.segment, "subnet": str(self.subnet.cidr),
-                "gateway": self.gateway, "gateway_mac": self.gateway_mac, "mtu": self.mtu}
+                "gateway": self.gateway, "gateway_mac": self.gateway_mac, "mtu": self.mtu, "internal": self.internal}
 
     @classmethod
     def from_json(cls, d: dict) -> "SegmentNetwork":
         return cls(d["network_id"], d["segment"], netaddr.IPNetwork(d["subnet"]), d.get("gateway"),
-                   d.get("gateway_mac"), d["mtu"])
+                   d.get("gateway_mac"), d["mtu"], bool(d.get("internal", False)))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,6 +5,7 @@ MAC from the real router, and gratuitous ARPs so the data center's switches lear
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import queue
@@ -104,7 +105,7 @@ class VlanAgent(SegmentAgent):
             self._gateway_retry.pop(network.network_id, None)
             mac = str(netaddr.EUI(mac, dialect=netaddr.mac_unix_expanded))
             log.info("network=%s gateway %s is at %s", network.network_id[:12], network.gateway, mac)
-            learned = SegmentNetwork(network.network_id, network.segment, network.subnet, network.gateway, mac, network.mtu)
+            learned = dataclasses.replace(network, gateway_mac=mac)
             with self._lock:
                 if network.network_id in self.networks:
                     self.add_network(learned)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from plugins.errors import InvalidRequest
 from plugins.protocol import NetworkCreate
 from plugins.segments.driver import SegmentDriver, single_ipv4_subnet
 from plugins.segments.model import SegmentNetwork
@@ -12,6 +13,11 @@ class VlanDriver(SegmentDriver):
     name = "vlan"
 
     def create_network(self, request: NetworkCreate) -> None:
+        if request.internal:
+            raise InvalidRequest(
+                "the vlan driver cannot make an internal network (--internal): its containers are on the data "
+                "center's VLAN, whose router and other systems reach them, and acsnet controls neither; "
+                "use -d vxlan or -d vpc for an internal network")
         options = parse_vlan_options(request)
         data = single_ipv4_subnet(self.name, request)
         gateway = str(data.gateway.ip) if data.gateway is not None else None

@@ -14,7 +14,7 @@ import logging
 import netaddr
 
 from ovsctl import links
-from ovsctl.vpc_pipeline import COOKIE, OwnSubnet, PeerSubnet, VpcDatapath, VpcPort, vpc_flows
+from ovsctl.vpc_pipeline import COOKIE, InternalNetwork, OwnSubnet, PeerSubnet, VpcDatapath, VpcPort, vpc_flows
 from plugins.errors import AcsnetError
 from plugins.segments.agent import SegmentAgent
 from plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork, SegmentRecord
@@ -69,11 +69,21 @@ class VpcAgent(SegmentAgent):
 
     def flows(self) -> list[str]:
         on_link = self.routes.on_link
+        internal = {str(n.subnet.cidr) for n in self.networks.values() if n.internal}
+        marks = {n.network_id: n.segment for n in self.networks.values() if n.internal}
         return vpc_flows(VpcDatapath(
             self.uplink, self.host_mac,
-            tuple(OwnSubnet(h.subnet, str(h.gateway)) for h in self._own),
+            tuple(OwnSubnet(h.subnet, str(h.gateway), self._internal_network(h) if h.network in internal else None)
+                  for h in self._own),
             tuple(PeerSubnet(p.subnet, p.mac) for p in self._peers if on_link and p.mac),
-            tuple(VpcPort(e.host_port, e.ip, e.mac) for e in sorted(self.attached_endpoints(), key=lambda e: e.ip))))
+            tuple(VpcPort(e.host_port, e.ip, e.mac, marks.get(e.network_id))
+                  for e in sorted(self.attached_endpoints(), key=lambda e: e.ip))))
+
+    def _internal_network(self, own: HostSubnet) -> InternalNetwork:
+        """An internal network's members: its host subnets on this host and on the live peers."""
+        network = netaddr.IPNetwork(own.network)
+        members = [own.subnet] + [p.subnet for p in self._peers if p.network == own.network]
+        return InternalNetwork(str(network.cidr), segment_of(network), tuple(sorted(members)))
 
     def flow_marks(self, network: SegmentNetwork) -> tuple[str, ...]:
         return tuple(f"nw_dst={h.subnet}" for h in self._own if h.network == str(network.subnet.cidr))

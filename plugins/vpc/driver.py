@@ -4,7 +4,9 @@ so a container moved to another host gets a new one."""
 
 from __future__ import annotations
 
-from plugins.protocol import NetworkCreate
+import netaddr
+
+from plugins.protocol import NetworkCreate, StaticRoute
 from plugins.segments.driver import SegmentDriver, single_ipv4_subnet
 from plugins.segments.model import SegmentNetwork
 from plugins.vpc.agent import VpcAgent, segment_of
@@ -21,4 +23,10 @@ class VpcDriver(SegmentDriver):
         own = self.agent.claim_host_subnet(data.pool, options.host_subnet_size, options.max_routes)
         mtu = options.mtu or self.agent.uplink_mtu
         # The containers' gateway is this host's address in its subnet, not the network's gateway.
-        self.agent.add_network(SegmentNetwork(request.network_id, segment_of(data.pool), data.pool, str(own.gateway), None, mtu))
+        self.agent.add_network(SegmentNetwork(request.network_id, segment_of(data.pool), data.pool, str(own.gateway), None,
+                                              mtu, request.internal))
+
+    def internal_routes(self, network: SegmentNetwork) -> tuple[StaticRoute, ...]:
+        """A container's prefix is its host's subnet: the rest of the network (the other hosts' subnets)
+        is routed through the host, and nothing else is."""
+        return (StaticRoute(network.subnet.cidr, netaddr.IPAddress(network.gateway)),)

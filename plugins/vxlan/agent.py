@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import queue
 
 from ovsctl import arp, openflow, router
 from ovsctl.router import Publication
@@ -37,6 +38,7 @@ class VxlanAgent(SegmentAgent):
         self.publications: dict[str, tuple[Publication, ...]] = {}  # endpoint → its published ports
         self._nat_applied: tuple | None = None
         self._routers: dict[int, router.Router] = {}
+        self._joined: queue.SimpleQueue[SegmentEndpoint] = queue.SimpleQueue()  # to announce to local neighbours
 
     @property
     def default_mtu(self) -> int:
@@ -68,8 +70,11 @@ class VxlanAgent(SegmentAgent):
     # -- routers, SNAT and published ports -------------------------------------------------------
 
     def _routed_networks(self) -> dict[int, SegmentNetwork]:
-        """The networks that get a router here: those with a gateway (one per VNI)."""
-        return {n.segment: n for n in sorted(self.networks.values(), key=lambda n: n.network_id) if n.gateway}
+        """The networks that get a router here: those with a gateway (one per VNI), unless internal: an
+        internal network's traffic has no way off it (no router, so no SNAT, no DNAT, and no gateway
+        MAC in the flows)."""
+        return {n.segment: n for n in sorted(self.networks.values(), key=lambda n: n.network_id)
+                if n.gateway and not n.internal}
 
     def _published_path(self, endpoint_id: str = "") -> str:
         return join(self.layout.root, "hosts", self.host_id, "published", endpoint_id) if endpoint_id else \
@@ -124,6 +129,8 @@ class VxlanAgent(SegmentAgent):
         self._ensure_loaded()
         with self._lock:
             endpoint = self.endpoint(endpoint_id)
+            if self.network(endpoint.network_id).internal:
+                raise InvalidRequest(f"network {endpoint.network_id[:12]} is internal (--internal): its containers cannot publish ports")
             if endpoint.segment not in self._routed_networks():
                 raise InvalidRequest(f"network {endpoint.network_id[:12]} has no gateway: its containers cannot publish ports")
             taken = {(p.proto, p.host_port) for eid, ps in self.publications.items() if eid != endpoint_id for p in ps}
@@ -175,13 +182,27 @@ class VxlanAgent(SegmentAgent):
         """Tell this host's containers on the VNI where an address now is: one that moved from a dead
         host keeps its IP but not its MAC, and a neighbour entry stays REACHABLE for up to 45 s
         without asking again. A gratuitous ARP straight to their ports updates it at once."""
-        with self._lock:
-            local = self.attached_endpoints()
         for vni, record in records:
-            ports = [e.host_port for e in local if e.segment == vni]
-            if not ports:
-                continue
-            try:
-                openflow.packet_out(self.bridge, ",".join(f"output:{p}" for p in ports), arp.gratuitous_arp(record.ip, record.mac))
-            except AcsnetError as e:
-                log.warning("ip=%s vni=%d gratuitous ARP to local containers not sent: %s", record.ip, vni, e.message)
+            self._announce_locally(vni, record.ip, record.mac, record.endpoint_id)
+
+    def joined(self, endpoint: SegmentEndpoint) -> None:
+        """The same for an address that appears on this host: a container recreated here with the
+        address of one that was elsewhere (or here) has a new MAC, and frames its neighbours here
+        still send to the old one match no flow (the worker sends it: Join takes no lock)."""
+        self._joined.put(endpoint)
+        self._wake.set()
+
+    def background(self) -> None:
+        while not self._joined.empty():
+            endpoint = self._joined.get_nowait()
+            self._announce_locally(endpoint.segment, endpoint.ip, endpoint.mac, endpoint.endpoint_id)
+
+    def _announce_locally(self, vni: int, ip: str, mac: str, endpoint_id: str) -> None:
+        with self._lock:
+            ports = [e.host_port for e in self.attached_endpoints() if e.segment == vni and e.endpoint_id != endpoint_id]
+        if not ports:
+            return
+        try:
+            openflow.packet_out(self.bridge, ",".join(f"output:{p}" for p in ports), arp.gratuitous_arp(ip, mac))
+        except AcsnetError as e:
+            log.warning("ip=%s vni=%d gratuitous ARP to local containers not sent: %s", ip, vni, e.message)

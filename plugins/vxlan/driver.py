@@ -3,15 +3,12 @@ networks are isolated and their subnets may overlap."""
 
 from __future__ import annotations
 
-from plugins.protocol import EndpointRef, ExternalConnectivity, NetworkCreate
+from plugins.protocol import PORTMAP, EndpointRef, ExternalConnectivity, NetworkCreate
 from plugins.segments.driver import SegmentDriver, single_ipv4_subnet
 from plugins.segments.model import SegmentNetwork
 from plugins.vxlan import vni as generated
 from plugins.vxlan.agent import VxlanAgent
 from plugins.vxlan.options import parse_vxlan_options
-
-
-PORTMAP = "com.docker.network.portmap"
 
 
 class VxlanDriver(SegmentDriver):
@@ -27,7 +24,7 @@ class VxlanDriver(SegmentDriver):
         vni = options.vni or generated.generated_vni(self.agent.store, self._generated_key(request.network_id, data.pool))
         gateway = str(data.gateway.ip) if data.gateway is not None else None
         mtu = options.mtu or self.agent.default_mtu
-        self.agent.add_network(SegmentNetwork(request.network_id, vni, data.pool, gateway, None, mtu))
+        self.agent.add_network(SegmentNetwork(request.network_id, vni, data.pool, gateway, None, mtu, request.internal))
 
     def delete_network(self, network_id: str) -> None:
         network = self.agent.networks.get(network_id)
