@@ -1,69 +1,13 @@
-"""`acsnet lab demo`: the reference scenarios of what has landed, run on a lab, each step printed, then a
-PASS/FAIL summary. Every scenario removes what it made, so the demo can run again on the same lab."""
+"""The demo's network scenarios: the lab itself, the IPAM, and the vlan and vxlan drivers."""
 
 from __future__ import annotations
 
 import json
 import sys
-import time
-from typing import Callable
 
+from plugins.lab.demo.steps import DemoRun, check, container_ip, docker, ping_from, remove_scenario
 from plugins.lab.dockerd import IMAGE
 from plugins.lab.topology import OUTSIDE_ADDRESS, SERVICES_ADDRESS, ZOOKEEPER_PORT, Lab, host_address
-
-
-class StepFailed(AssertionError):
-    pass
-
-
-class DemoRun:
-    def __init__(self, out: Callable[[str], None] = print):
-        self.out = out
-        self.results: list[tuple[str, str, bool, str]] = []
-        self.scenario = ""
-
-    def begin(self, scenario: str) -> None:
-        self.scenario = scenario
-        self.out(f"\n== {scenario}")
-
-    def step(self, description: str, action: Callable[[], str | None]) -> bool:
-        started = time.monotonic()
-        try:
-            detail = action() or ""
-            ok = True
-        except Exception as e:  # a failed step is reported, and the demo goes on to the next one
-            detail, ok = f"{type(e).__name__}: {e}", False
-        took = time.monotonic() - started
-        self.out(f"  [{'PASS' if ok else 'FAIL'}] {description} ({took:.1f}s){': ' + detail if detail else ''}")
-        self.results.append((self.scenario, description, ok, detail))
-        return ok
-
-    def summary(self) -> bool:
-        passed = sum(1 for r in self.results if r[2])
-        failed = [r for r in self.results if not r[2]]
-        self.out("")
-        for scenario, description, _, detail in failed:
-            self.out(f"FAILED: {scenario}: {description}: {detail}")
-        verdict = "PASS" if not failed else "FAIL"
-        self.out(f"{verdict}: {passed} passed, {len(failed)} failed")
-        return not failed
-
-
-def check(condition: bool, message: str) -> None:
-    if not condition:
-        raise StepFailed(message)
-
-
-def docker(lab: Lab, host: str, *args: str, check_ok: bool = True):
-    result = lab.docker(host, *args, check=False)
-    if check_ok and result.returncode != 0:
-        raise StepFailed(f"on {host}: docker {' '.join(args)}: {result.stderr.strip()}")
-    return result
-
-
-def container_ip(lab: Lab, host: str, name: str, network: str) -> str:
-    info = json.loads(docker(lab, host, "inspect", name).stdout)[0]
-    return info["NetworkSettings"]["Networks"][network]["IPAddress"]
 
 
 def underlay_scenario(lab: Lab, run: DemoRun) -> None:
@@ -99,7 +43,7 @@ def ipam_scenario(lab: Lab, run: DemoRun) -> None:
             docker(lab, host, "rm", "-f", *names[host], f"demo-{host}-pinned", check_ok=False)
             docker(lab, host, "network", "rm", network, check_ok=False)
 
-    clean()
+    run.prepare(clean)
 
     def create_networks():
         for host in hosts:
@@ -153,22 +97,6 @@ def ipam_scenario(lab: Lab, run: DemoRun) -> None:
     run.step("clean up", remove_everything)
 
 
-def ping_from(lab: Lab, host: str, container: str, address: str, wait: float = 10.0) -> bool:
-    deadline = time.monotonic() + wait
-    while lab.docker(host, "exec", container, "ping", "-c", "1", "-W", "1", address, check=False).returncode != 0:
-        if time.monotonic() > deadline:
-            return False
-    return True
-
-
-def remove_scenario(lab: Lab, containers: dict[str, list[str]], networks: list[str]) -> None:
-    """What a scenario made (containers by host, networks on each of those hosts), if it is there."""
-    for host, names in containers.items():
-        docker(lab, host, "rm", "-f", *names, check_ok=False)
-        for name in networks:
-            docker(lab, host, "network", "rm", name, check_ok=False)
-
-
 def vlan_scenario(lab: Lab, run: DemoRun) -> None:
     """vlan-1.1: containers on the data center's VLANs, ARP answered by the hosts, one MAC per host."""
     run.begin("vlan: VLAN 217 and 218 across hosts, pinned IPs, isolation")
@@ -181,7 +109,7 @@ def vlan_scenario(lab: Lab, run: DemoRun) -> None:
     def clean():
         remove_scenario(lab, containers, list(nets))
 
-    clean()
+    run.prepare(clean)
 
     def create_networks():
         for host in hosts:
@@ -237,7 +165,7 @@ def vxlan_scenario(lab: Lab, run: DemoRun) -> None:
     def clean():
         remove_scenario(lab, containers, list(nets))
 
-    clean()
+    run.prepare(clean)
 
     def create_networks():
         for host in hosts:
@@ -282,13 +210,3 @@ def vxlan_scenario(lab: Lab, run: DemoRun) -> None:
         run.step("containers reach outside (SNAT)", snat)
     run.step("clean up", lambda: (clean(), "containers and networks removed")[1])
 
-
-SCENARIOS = [underlay_scenario, ipam_scenario, vlan_scenario, vxlan_scenario]
-
-
-def run_demo(lab: Lab, out: Callable[[str], None] = print) -> bool:
-    run = DemoRun(out)
-    out(f"acsnet lab demo on {lab.prefix} ({', '.join(lab.hosts())})")
-    for scenario in SCENARIOS:
-        scenario(lab, run)
-    return run.summary()
