@@ -1,11 +1,12 @@
-"""The demo's network scenarios: the lab itself, the IPAM, and the vlan and vxlan drivers."""
+"""The demo's network scenarios: the lab itself, the IPAM, and the vlan, vxlan and vpc drivers."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import sys
 
-from plugins.lab.demo.steps import DemoRun, check, container_ip, docker, ping_from, remove_scenario
+from plugins.lab.demo.steps import DemoRun, check, container_ip, docker, ping_from, remove_scenario, wait_for
 from plugins.lab.dockerd import IMAGE
 from plugins.lab.topology import OUTSIDE_ADDRESS, SERVICES_ADDRESS, ZOOKEEPER_PORT, Lab, host_address
 
@@ -210,3 +211,86 @@ def vxlan_scenario(lab: Lab, run: DemoRun) -> None:
         run.step("containers reach outside (SNAT)", snat)
     run.step("clean up", lambda: (clean(), "containers and networks removed")[1])
 
+
+def host_address_in(lab: Lab, host: str, subnet: str) -> ipaddress.IPv4Interface | None:
+    """The host's own address in `subnet` (on its bridge's own port), with the prefix of its slice."""
+    out = lab.node(host).run(["ip", "-4", "-j", "addr", "show", "ovsbr0"]).stdout
+    network = ipaddress.ip_network(subnet)
+    for entry in json.loads(out or "[]"):
+        for info in entry.get("addr_info", []):
+            interface = ipaddress.ip_interface(f"{info['local']}/{info['prefixlen']}")
+            if interface.ip in network:
+                return interface
+    return None
+
+
+def vpc_routes(lab: Lab, host: str) -> dict[str, str]:
+    """The routes the vpc driver put on a host (protocol 172): peer subnet -> peer's underlay address."""
+    out = lab.node(host).run(["ip", "-4", "-j", "route", "show", "proto", "172"]).stdout
+    return {route["dst"]: route.get("gateway", "") for route in json.loads(out or "[]")}
+
+
+def vpc_scenario(lab: Lab, run: DemoRun) -> None:
+    """vpc: each host owns a slice of the network and is its containers' gateway; hosts route each
+    other's slices over the underlay, without a tunnel."""
+    network, subnet = "demo-vpc", "100.80.0.0/16"
+    run.begin(f"vpc: {subnet} in a /24 per host, the host as gateway, routed host to host without a tunnel")
+    hosts = lab.hosts()[:2]
+    containers = {host: [f"demo-vpc-{host}"] for host in hosts}
+    slices: dict[str, ipaddress.IPv4Interface] = {}
+    addresses: dict[str, str] = {}
+
+    def clean():
+        remove_scenario(lab, containers, [network])
+
+    run.prepare(clean)
+
+    def create_networks():
+        for host in hosts:
+            docker(lab, host, "network", "create", "-d", "vpc", "--ipam-driver", "acsnet", "--subnet", subnet,
+                   "-o", "host_subnet_size=24", network)
+        for host in hosts:
+            wait_for(lambda: host_address_in(lab, host, subnet) is not None, 10, f"{host} has no address in {subnet}")
+            slices[host] = host_address_in(lab, host, subnet)
+        check(len({s.network for s in slices.values()}) == len(hosts), f"two hosts share a subnet: {slices}")
+        return ", ".join(f"{host} owns {s.network} and is {s.ip} in it" for host, s in slices.items())
+
+    def start_containers():
+        for host in hosts:
+            name = containers[host][0]
+            docker(lab, host, "run", "-d", "--stop-timeout", "1", "--net", network, "--name", name, IMAGE, "sleep", "3600")
+            settings = json.loads(docker(lab, host, "inspect", name).stdout)[0]["NetworkSettings"]["Networks"][network]
+            address, gateway = settings["IPAddress"], settings["Gateway"]
+            check(ipaddress.ip_address(address) in slices[host].network,
+                  f"{name} on {host} got {address}, outside its host's {slices[host].network}")
+            check(gateway == str(slices[host].ip), f"{name}'s gateway is {gateway}, not its host's {slices[host].ip}")
+            addresses[host] = address
+        return ", ".join(f"{containers[h][0]}={addresses[h]}/{slices[h].network.prefixlen} via {slices[h].ip} ({h})"
+                         for h in hosts)
+
+    def gateway_is_the_host():
+        for host in hosts:
+            check(ping_from(lab, host, containers[host][0], str(slices[host].ip)), f"{host}'s containers cannot reach it")
+        return "each container reaches its host, its gateway"
+
+    def routed_by_the_hosts():
+        wanted = {host: {str(slices[peer].network): host_address(lab.hosts().index(peer) + 1) for peer in hosts if peer != host}
+                  for host in hosts}
+        for host in hosts:
+            wait_for(lambda: vpc_routes(lab, host) == wanted[host], 10,
+                     f"{host}'s routes are {vpc_routes(lab, host)}, not {wanted[host]}")
+        return "; ".join(f"{h}: " + ", ".join(f"{dst} via {via}" for dst, via in wanted[h].items()) for h in hosts)
+
+    def across_hosts():
+        first, last = hosts
+        check(ping_from(lab, first, containers[first][0], addresses[last]), f"{addresses[first]} cannot reach {addresses[last]}")
+        check(ping_from(lab, last, containers[last][0], addresses[first]), f"{addresses[last]} cannot reach {addresses[first]}")
+        return f"{addresses[first]} on {first} <-> {addresses[last]} on {last}"
+
+    if run.step("the vpc network on every host: each host claims a subnet", create_networks) and \
+            run.step("containers take addresses of their host's subnet, the host as gateway", start_containers):
+        run.step("containers reach their gateway, the host", gateway_is_the_host)
+        if len(hosts) > 1:
+            run.step("each host routes the other's subnet to its underlay address", routed_by_the_hosts)
+            run.step("containers talk across hosts", across_hosts)
+    run.step("clean up", lambda: (clean(), "containers and networks removed")[1])
