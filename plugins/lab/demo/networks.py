@@ -28,8 +28,20 @@ def underlay_scenario(lab: Lab, run: DemoRun) -> None:
             lab.node(host).run(["ping", "-c", "1", "-W", "2", SERVICES_ADDRESS])
         return f"ZooKeeper at {SERVICES_ADDRESS}:{ZOOKEEPER_PORT}, outside host at {OUTSIDE_ADDRESS}"
 
+    def plugins_running():
+        # A demo killed in its fault scenario leaves a plugin down; every scenario after needs it.
+        started = []
+        for host in hosts:
+            for plugin in lab.plugins():
+                if not lab.plugin_pids(host, plugin):
+                    lab.start_plugin(host, plugin)
+                    started.append(f"{plugin} on {host}")
+        running = f"{', '.join(lab.plugins())} on {', '.join(hosts)}"
+        return running + (f" (started again: {', '.join(started)})" if started else "")
+
     run.step("every host reaches every other host", ping_between_hosts)
     run.step("every host reaches the services node and the outside host", reach_services)
+    run.step("every host runs its acsnet plugins", plugins_running)
 
 
 def ipam_scenario(lab: Lab, run: DemoRun) -> None:
