@@ -52,9 +52,7 @@ def ipam_scenario(lab: Lab, run: DemoRun) -> None:
     names = {host: [f"demo-{host}-{n}" for n in range(2)] for host in hosts}
 
     def clean():
-        for host in hosts:
-            docker(lab, host, "rm", "-f", *names[host], f"demo-{host}-pinned", check_ok=False)
-            docker(lab, host, "network", "rm", network, check_ok=False)
+        remove_scenario(lab, {host: [*names[host], f"demo-{host}-pinned"] for host in hosts}, [network])
 
     run.prepare(clean)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from plugins.lab.topology import Lab
@@ -92,8 +93,12 @@ def ping_from(lab: Lab, host: str, container: str, address: str, wait: float = 1
 
 
 def remove_scenario(lab: Lab, containers: dict[str, list[str]], networks: list[str]) -> None:
-    """What a scenario made (containers by host, networks on each of those hosts), if it is there."""
-    for host, names in containers.items():
-        docker(lab, host, "rm", "-f", *names, check_ok=False)
-        for name in networks:
-            docker(lab, host, "network", "rm", name, check_ok=False)
+    """What a scenario made (containers by host, networks on each of those hosts), if it is there; the
+    hosts at once (each has its own dockerd), which takes a few seconds off every scenario."""
+    def remove_from(host: str) -> None:
+        docker(lab, host, "rm", "-f", *containers[host], check_ok=False)
+        if networks:
+            docker(lab, host, "network", "rm", *networks, check_ok=False)
+
+    with ThreadPoolExecutor(max_workers=len(containers) or 1) as pool:
+        list(pool.map(remove_from, containers))
