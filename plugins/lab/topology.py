@@ -267,6 +267,40 @@ class Lab:
                              "--scope", state["scope"], "--datapath", "netdev", *options,
                              log_dir=node.workdir, host=node).start(wait=60)
 
+    # -- acsnet front, for the demo --------------------------------------------------------------
+
+    def start_front(self, host: str, listen: str, *options: str, wait: float = 30) -> None:
+        """`acsnet front --listen LISTEN` on `host`, in front of its dockerd and with the lab's store (for
+        IP retention), as a user starts it; returns once the docker CLI gets an answer through it."""
+        node = self.node(host)
+        log = os.path.join(node.workdir, f"front-{time.time_ns()}.log")
+        process = node.popen([sys.executable, "-m", "plugins.cli", "front", "--listen", listen,
+                              "--docker", "unix:///run/docker.sock", "--store", self.zookeeper_url, *options], log)
+        deadline = time.monotonic() + wait
+        through_front = {**os.environ, "DOCKER_HOST": listen}
+        while node.run([DOCKER_CLI, "version"], check=False, timeout=10, env=through_front).returncode != 0:
+            if process.poll() is not None:
+                raise LabError(f"acsnet front on {host} exited with {process.returncode}; see {log}")
+            if time.monotonic() > deadline:
+                raise LabError(f"acsnet front on {host} did not answer within {wait:g}s; see {log}")
+            time.sleep(0.2)
+
+    def front_pids(self, host: str, listen: str) -> list[int]:
+        """The pids of `acsnet front --listen LISTEN` on `host` (also one a killed demo left running)."""
+        def is_front(argv: list[str]) -> bool:
+            return argv[1:4] == ["-m", "plugins.cli", "front"] and listen in argv
+        return [pid for pid in processes_in_netns(self.netns(host)) if is_front(_argv(pid))]
+
+    def stop_front(self, host: str, listen: str) -> None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in self.front_pids(host, listen):
+                _kill(pid, sig)
+            deadline = time.monotonic() + 10
+            while self.front_pids(host, listen) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        if self.front_pids(host, listen):
+            raise LabError(f"acsnet front on {host} did not stop")
+
     def log_tail(self, host: str, lines: int = 40) -> str:
         """The last lines of every log of a host (its plugins and dockerd), for a failing test to show."""
         workdir = self.node(host).workdir

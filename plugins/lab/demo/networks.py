@@ -1,69 +1,14 @@
-"""`acsnet lab demo`: the reference scenarios of what has landed, run on a lab, each step printed, then a
-PASS/FAIL summary. Every scenario removes what it made, so the demo can run again on the same lab."""
+"""The demo's network scenarios: the lab itself, the IPAM, and the vlan, vxlan and vpc drivers."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import sys
-import time
-from typing import Callable
 
+from plugins.lab.demo.steps import DemoRun, check, container_ip, docker, ping_from, remove_scenario, wait_for
 from plugins.lab.dockerd import IMAGE
 from plugins.lab.topology import OUTSIDE_ADDRESS, SERVICES_ADDRESS, ZOOKEEPER_PORT, Lab, host_address
-
-
-class StepFailed(AssertionError):
-    pass
-
-
-class DemoRun:
-    def __init__(self, out: Callable[[str], None] = print):
-        self.out = out
-        self.results: list[tuple[str, str, bool, str]] = []
-        self.scenario = ""
-
-    def begin(self, scenario: str) -> None:
-        self.scenario = scenario
-        self.out(f"\n== {scenario}")
-
-    def step(self, description: str, action: Callable[[], str | None]) -> bool:
-        started = time.monotonic()
-        try:
-            detail = action() or ""
-            ok = True
-        except Exception as e:  # a failed step is reported, and the demo goes on to the next one
-            detail, ok = f"{type(e).__name__}: {e}", False
-        took = time.monotonic() - started
-        self.out(f"  [{'PASS' if ok else 'FAIL'}] {description} ({took:.1f}s){': ' + detail if detail else ''}")
-        self.results.append((self.scenario, description, ok, detail))
-        return ok
-
-    def summary(self) -> bool:
-        passed = sum(1 for r in self.results if r[2])
-        failed = [r for r in self.results if not r[2]]
-        self.out("")
-        for scenario, description, _, detail in failed:
-            self.out(f"FAILED: {scenario}: {description}: {detail}")
-        verdict = "PASS" if not failed else "FAIL"
-        self.out(f"{verdict}: {passed} passed, {len(failed)} failed")
-        return not failed
-
-
-def check(condition: bool, message: str) -> None:
-    if not condition:
-        raise StepFailed(message)
-
-
-def docker(lab: Lab, host: str, *args: str, check_ok: bool = True):
-    result = lab.docker(host, *args, check=False)
-    if check_ok and result.returncode != 0:
-        raise StepFailed(f"on {host}: docker {' '.join(args)}: {result.stderr.strip()}")
-    return result
-
-
-def container_ip(lab: Lab, host: str, name: str, network: str) -> str:
-    info = json.loads(docker(lab, host, "inspect", name).stdout)[0]
-    return info["NetworkSettings"]["Networks"][network]["IPAddress"]
 
 
 def underlay_scenario(lab: Lab, run: DemoRun) -> None:
@@ -83,8 +28,20 @@ def underlay_scenario(lab: Lab, run: DemoRun) -> None:
             lab.node(host).run(["ping", "-c", "1", "-W", "2", SERVICES_ADDRESS])
         return f"ZooKeeper at {SERVICES_ADDRESS}:{ZOOKEEPER_PORT}, outside host at {OUTSIDE_ADDRESS}"
 
+    def plugins_running():
+        # A demo killed in its fault scenario leaves a plugin down; every scenario after needs it.
+        started = []
+        for host in hosts:
+            for plugin in lab.plugins():
+                if not lab.plugin_pids(host, plugin):
+                    lab.start_plugin(host, plugin)
+                    started.append(f"{plugin} on {host}")
+        running = f"{', '.join(lab.plugins())} on {', '.join(hosts)}"
+        return running + (f" (started again: {', '.join(started)})" if started else "")
+
     run.step("every host reaches every other host", ping_between_hosts)
     run.step("every host reaches the services node and the outside host", reach_services)
+    run.step("every host runs its acsnet plugins", plugins_running)
 
 
 def ipam_scenario(lab: Lab, run: DemoRun) -> None:
@@ -95,11 +52,9 @@ def ipam_scenario(lab: Lab, run: DemoRun) -> None:
     names = {host: [f"demo-{host}-{n}" for n in range(2)] for host in hosts}
 
     def clean():
-        for host in hosts:
-            docker(lab, host, "rm", "-f", *names[host], f"demo-{host}-pinned", check_ok=False)
-            docker(lab, host, "network", "rm", network, check_ok=False)
+        remove_scenario(lab, {host: [*names[host], f"demo-{host}-pinned"] for host in hosts}, [network])
 
-    clean()
+    run.prepare(clean)
 
     def create_networks():
         for host in hosts:
@@ -153,22 +108,6 @@ def ipam_scenario(lab: Lab, run: DemoRun) -> None:
     run.step("clean up", remove_everything)
 
 
-def ping_from(lab: Lab, host: str, container: str, address: str, wait: float = 10.0) -> bool:
-    deadline = time.monotonic() + wait
-    while lab.docker(host, "exec", container, "ping", "-c", "1", "-W", "1", address, check=False).returncode != 0:
-        if time.monotonic() > deadline:
-            return False
-    return True
-
-
-def remove_scenario(lab: Lab, containers: dict[str, list[str]], networks: list[str]) -> None:
-    """What a scenario made (containers by host, networks on each of those hosts), if it is there."""
-    for host, names in containers.items():
-        docker(lab, host, "rm", "-f", *names, check_ok=False)
-        for name in networks:
-            docker(lab, host, "network", "rm", name, check_ok=False)
-
-
 def vlan_scenario(lab: Lab, run: DemoRun) -> None:
     """vlan-1.1: containers on the data center's VLANs, ARP answered by the hosts, one MAC per host."""
     run.begin("vlan: VLAN 217 and 218 across hosts, pinned IPs, isolation")
@@ -181,7 +120,7 @@ def vlan_scenario(lab: Lab, run: DemoRun) -> None:
     def clean():
         remove_scenario(lab, containers, list(nets))
 
-    clean()
+    run.prepare(clean)
 
     def create_networks():
         for host in hosts:
@@ -237,7 +176,7 @@ def vxlan_scenario(lab: Lab, run: DemoRun) -> None:
     def clean():
         remove_scenario(lab, containers, list(nets))
 
-    clean()
+    run.prepare(clean)
 
     def create_networks():
         for host in hosts:
@@ -283,12 +222,85 @@ def vxlan_scenario(lab: Lab, run: DemoRun) -> None:
     run.step("clean up", lambda: (clean(), "containers and networks removed")[1])
 
 
-SCENARIOS = [underlay_scenario, ipam_scenario, vlan_scenario, vxlan_scenario]
+def host_address_in(lab: Lab, host: str, subnet: str) -> ipaddress.IPv4Interface | None:
+    """The host's own address in `subnet` (on its bridge's own port), with the prefix of its slice."""
+    out = lab.node(host).run(["ip", "-4", "-j", "addr", "show", "ovsbr0"]).stdout
+    network = ipaddress.ip_network(subnet)
+    for entry in json.loads(out or "[]"):
+        for info in entry.get("addr_info", []):
+            interface = ipaddress.ip_interface(f"{info['local']}/{info['prefixlen']}")
+            if interface.ip in network:
+                return interface
+    return None
 
 
-def run_demo(lab: Lab, out: Callable[[str], None] = print) -> bool:
-    run = DemoRun(out)
-    out(f"acsnet lab demo on {lab.prefix} ({', '.join(lab.hosts())})")
-    for scenario in SCENARIOS:
-        scenario(lab, run)
-    return run.summary()
+def vpc_routes(lab: Lab, host: str) -> dict[str, str]:
+    """The routes the vpc driver put on a host (protocol 172): peer subnet -> peer's underlay address."""
+    out = lab.node(host).run(["ip", "-4", "-j", "route", "show", "proto", "172"]).stdout
+    return {route["dst"]: route.get("gateway", "") for route in json.loads(out or "[]")}
+
+
+def vpc_scenario(lab: Lab, run: DemoRun) -> None:
+    """vpc: each host owns a slice of the network and is its containers' gateway; hosts route each
+    other's slices over the underlay, without a tunnel."""
+    network, subnet = "demo-vpc", "100.80.0.0/16"
+    run.begin(f"vpc: {subnet} in a /24 per host, the host as gateway, routed host to host without a tunnel")
+    hosts = lab.hosts()[:2]
+    containers = {host: [f"demo-vpc-{host}"] for host in hosts}
+    slices: dict[str, ipaddress.IPv4Interface] = {}
+    addresses: dict[str, str] = {}
+
+    def clean():
+        remove_scenario(lab, containers, [network])
+
+    run.prepare(clean)
+
+    def create_networks():
+        for host in hosts:
+            docker(lab, host, "network", "create", "-d", "vpc", "--ipam-driver", "acsnet", "--subnet", subnet,
+                   "-o", "host_subnet_size=24", network)
+        for host in hosts:
+            wait_for(lambda: host_address_in(lab, host, subnet) is not None, 10, f"{host} has no address in {subnet}")
+            slices[host] = host_address_in(lab, host, subnet)
+        check(len({s.network for s in slices.values()}) == len(hosts), f"two hosts share a subnet: {slices}")
+        return ", ".join(f"{host} owns {s.network} and is {s.ip} in it" for host, s in slices.items())
+
+    def start_containers():
+        for host in hosts:
+            name = containers[host][0]
+            docker(lab, host, "run", "-d", "--stop-timeout", "1", "--net", network, "--name", name, IMAGE, "sleep", "3600")
+            settings = json.loads(docker(lab, host, "inspect", name).stdout)[0]["NetworkSettings"]["Networks"][network]
+            address, gateway = settings["IPAddress"], settings["Gateway"]
+            check(ipaddress.ip_address(address) in slices[host].network,
+                  f"{name} on {host} got {address}, outside its host's {slices[host].network}")
+            check(gateway == str(slices[host].ip), f"{name}'s gateway is {gateway}, not its host's {slices[host].ip}")
+            addresses[host] = address
+        return ", ".join(f"{containers[h][0]}={addresses[h]}/{slices[h].network.prefixlen} via {slices[h].ip} ({h})"
+                         for h in hosts)
+
+    def gateway_is_the_host():
+        for host in hosts:
+            check(ping_from(lab, host, containers[host][0], str(slices[host].ip)), f"{host}'s containers cannot reach it")
+        return "each container reaches its host, its gateway"
+
+    def routed_by_the_hosts():
+        wanted = {host: {str(slices[peer].network): host_address(lab.hosts().index(peer) + 1) for peer in hosts if peer != host}
+                  for host in hosts}
+        for host in hosts:
+            wait_for(lambda: vpc_routes(lab, host) == wanted[host], 10,
+                     f"{host}'s routes are {vpc_routes(lab, host)}, not {wanted[host]}")
+        return "; ".join(f"{h}: " + ", ".join(f"{dst} via {via}" for dst, via in wanted[h].items()) for h in hosts)
+
+    def across_hosts():
+        first, last = hosts
+        check(ping_from(lab, first, containers[first][0], addresses[last]), f"{addresses[first]} cannot reach {addresses[last]}")
+        check(ping_from(lab, last, containers[last][0], addresses[first]), f"{addresses[last]} cannot reach {addresses[first]}")
+        return f"{addresses[first]} on {first} <-> {addresses[last]} on {last}"
+
+    if run.step("the vpc network on every host: each host claims a subnet", create_networks) and \
+            run.step("containers take addresses of their host's subnet, the host as gateway", start_containers):
+        run.step("containers reach their gateway, the host", gateway_is_the_host)
+        if len(hosts) > 1:
+            run.step("each host routes the other's subnet to its underlay address", routed_by_the_hosts)
+            run.step("containers talk across hosts", across_hosts)
+    run.step("clean up", lambda: (clean(), "containers and networks removed")[1])
