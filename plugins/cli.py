@@ -330,6 +330,11 @@ def build_vpc_driver(store, settings, metrics=None):
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    # benchmarks/ is not installed: it is found in the checkout this acsnet runs from (an editable
+    # install's `acsnet` script does not have the checkout on sys.path).
+    checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if os.path.isfile(os.path.join(checkout, "benchmarks", "netperf.py")) and checkout not in sys.path:
+        sys.path.append(checkout)
     try:
         from benchmarks import netperf
     except ImportError:
