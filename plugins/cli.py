@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     gc.set_defaults(run=run_gc)
 
     bench = commands.add_parser(
-        "bench", help="the netperf table on a 2-host lab: python -m benchmarks.netperf (same options)", add_help=False)
+        "bench", help="the netperf table and control-plane figures on a 3-host lab: python -m benchmarks.netperf (same options)", add_help=False)
     bench.set_defaults(run=run_bench)  # its options are the benchmark's: see main()
 
     leave = commands.add_parser(
