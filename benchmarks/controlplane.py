@@ -22,6 +22,7 @@ import time
 import uuid
 
 from benchmarks import vxlan_scale
+from benchmarks.progress import Steps
 from benchmarks.standalone import run_on_a_lab
 from plugins.lab.dockerd import IMAGE
 from plugins.lab.host import REPO
@@ -88,9 +89,10 @@ def quantiles(metrics: str, plugin: str) -> dict[str, dict[str, float]]:
     return result
 
 
-def docker_run_times(lab: Lab, runs: int) -> dict:
+def docker_run_times(lab: Lab, runs: int, progress: Steps) -> dict:
     """`docker run --rm` on h1 per network driver, interleaved (the order flips every run)."""
     tag = uuid.uuid4().hex[:6]
+    progress(f"docker run --rm on h1: {runs} runs of each of {', '.join(NETWORKS)}")
     for driver, options in NETWORKS.items():
         lab.docker("h1", "network", "create", *options, f"cp-{driver}-{tag}")
     try:
@@ -116,8 +118,9 @@ def handler_times(lab: Lab) -> dict:
     return report
 
 
-def ipam_rate(lab: Lab, seconds: float) -> dict:
+def ipam_rate(lab: Lab, seconds: float, progress: Steps) -> dict:
     """Every host allocates and releases on one shared pool at once."""
+    progress(f"IPAM: {len(lab.hosts())} hosts allocating on one pool at once", estimate=seconds)
     racers = [subprocess.Popen(lab.node(h).command([sys.executable, "-c", ALLOCATE, "100.75.0.0/16", h, str(seconds)]),
                                cwd=REPO, stdout=subprocess.PIPE, text=True) for h in lab.hosts()]
     counts = [int(r.communicate(timeout=seconds + 120)[0].strip()) for r in racers]
@@ -125,11 +128,13 @@ def ipam_rate(lab: Lab, seconds: float) -> dict:
             "per_host": counts}
 
 
-def measure(lab: Lab, *, runs: int, seconds: float, propagation_runs: int, endpoints: list[int]) -> dict:
+def measure(lab: Lab, progress: Steps, *, runs: int, seconds: float, propagation_runs: int, endpoints: list[int]) -> dict:
     """Every control-plane figure on a lab of 2 or more hosts (the IPAM race uses all of them)."""
-    report = {"docker_run": docker_run_times(lab, runs), "handlers": handler_times(lab)}
-    report["ipam"] = ipam_rate(lab, seconds)
-    report["vxlan"] = vxlan_scale.measure(lab, propagation_runs, endpoints)
+    report = {"docker_run": docker_run_times(lab, runs, progress)}
+    progress("plugin handler times on h1 (their metrics)")
+    report["handlers"] = handler_times(lab)
+    report["ipam"] = ipam_rate(lab, seconds, progress)
+    report["vxlan"] = vxlan_scale.measure(lab, propagation_runs, endpoints, progress)
     return report
 
 
@@ -160,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default="/var/lib/acsnet/controlplane-lab")
     args = parser.parse_args(argv)
     endpoints = [int(n) for n in args.endpoints.split(",")]
-    return run_on_a_lab(args.workdir, "acsnet-c", 3, lambda lab: measure(
-        lab, runs=args.runs, seconds=args.seconds, propagation_runs=args.propagation_runs, endpoints=endpoints),
+    return run_on_a_lab(args.workdir, "acsnet-c", 3, lambda lab, steps: measure(
+        lab, steps, runs=args.runs, seconds=args.seconds, propagation_runs=args.propagation_runs, endpoints=endpoints),
         markdown, args.json)
 
 

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--workdir", default="/var/lib/acsnet/front-lab")
     args = parser.parse_args(argv)
-    return run_on_a_lab(args.workdir, "acsnet-f", 1, lambda lab: measure(lab, args.runs), markdown, args.json)
+    return run_on_a_lab(args.workdir, "acsnet-f", 1, lambda lab, _steps: measure(lab, args.runs), markdown, args.json)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import time
 import uuid
 
 from benchmarks import controlplane
+from benchmarks.progress import Steps
 from plugins.lab.dockerd import IMAGE
 from plugins.lab.topology import Lab, host_address
 
@@ -240,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-control-plane", action="store_true",
                         help="only the datapath table (the control-plane figures take about 5 minutes more)")
     parser.add_argument("--workdir", default="/var/lib/acsnet/bench-lab")
+    parser.add_argument("--prefix", default="acsnet-b", help="the lab's name prefix (4 random hex digits follow)")
     args = parser.parse_args(argv)
     if args.quick:
         args.repeat, args.seconds = 1, 1
@@ -247,25 +249,31 @@ def main(argv: list[str] | None = None) -> int:
         os.makedirs(args.out, exist_ok=True)
         args.json = args.json or os.path.join(args.out, "netperf.json")
         args.chart = args.chart or os.path.join(args.out, "netperf.png")
-    lab = Lab(args.workdir, f"acsnet-b{uuid.uuid4().hex[:4]}")
+    lab = Lab(args.workdir, f"{args.prefix}{uuid.uuid4().hex[:4]}")
     tag = uuid.uuid4().hex[:6]
+    steps = Steps()
     try:
-        print(f"building a 3-host lab (link rate {args.link_rate or 'unshaped'}; h3 joins the IPAM race only)",
-              file=sys.stderr, flush=True)
-        lab.up(hosts=3, link_rate=args.link_rate)
+        steps(f"building a 3-host lab in {args.workdir} (link rate {args.link_rate or 'unshaped'}; "
+              "h3 joins the IPAM race only)")
+        lab.up(hosts=3, link_rate=args.link_rate, progress=steps)
+        steps("datapath: vlan, vxlan and vpc networks and a container of each on h1 and h2; the reference paths")
         paths = build_paths(lab, tag)
         samples: dict[str, list] = {p.name: [] for p in paths}
         for round_ in range(args.repeat):
             for path in paths:
-                print(f"round {round_ + 1}/{args.repeat}: {path.name}", file=sys.stderr, flush=True)
+                # qperf's tcp_bw and tcp_lat, then iperf3: `seconds` each, and a server started for each.
+                steps(f"datapath round {round_ + 1}/{args.repeat}: {path.name}", estimate=3 * args.seconds + 2)
                 samples[path.name].append(path.measure(args.seconds))
+        steps("datapath: removing its networks and paths")
         remove_paths(lab, tag)
         control = None
         if not args.skip_control_plane:
-            print("control plane", file=sys.stderr, flush=True)
-            control = controlplane.measure(lab, **(QUICK_CONTROL_PLANE if args.quick else FULL_CONTROL_PLANE))
+            steps("control plane" + ("" if args.quick else " (about 5 minutes on 2 cores)"))
+            control = controlplane.measure(lab, steps, **(QUICK_CONTROL_PLANE if args.quick else FULL_CONTROL_PLANE))
     finally:
+        steps("removing the lab")
         lab.down()
+    steps("done")
     table = summarise(samples)
     report = markdown(table, args.link_rate, args.repeat)
     if control is not None:

@@ -7,16 +7,20 @@ import json
 import uuid
 from typing import Callable
 
+from benchmarks.progress import Steps
 from plugins.lab.topology import Lab
 
 
-def run_on_a_lab(workdir: str, prefix: str, hosts: int, measure: Callable[[Lab], dict],
+def run_on_a_lab(workdir: str, prefix: str, hosts: int, measure: Callable[[Lab, Steps], dict],
                  markdown: Callable[[dict], str], json_path: str | None) -> int:
     lab = Lab(workdir, f"{prefix}{uuid.uuid4().hex[:4]}")
+    steps = Steps()
     try:
-        lab.up(hosts=hosts)
-        report = measure(lab)
+        steps(f"building a {hosts}-host lab in {workdir}")
+        lab.up(hosts=hosts, progress=steps)
+        report = measure(lab, steps)
     finally:
+        steps("removing the lab")
         lab.down()
     print(markdown(report))
     if json_path:

@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 
+from benchmarks.progress import Steps
 from benchmarks.standalone import run_on_a_lab
 from plugins.lab.dockerd import IMAGE
 from plugins.lab.host import REPO
@@ -64,10 +65,12 @@ def flow_count(lab: Lab, host: str) -> int:
     return sum(1 for line in out.splitlines() if "cookie=0xac6" in line)
 
 
-def propagation(lab: Lab, runs: int, tag: str) -> dict:
+def propagation(lab: Lab, runs: int, tag: str, progress: Steps) -> dict:
     from_start, from_return = [], []
     pid = lab.docker("h2", "inspect", "-f", "{{.State.Pid}}", f"probe-{tag}").stdout.strip()
     for n in range(runs):
+        if n % 10 == 0:
+            progress(f"route propagation: runs {n + 1}-{min(runs, n + 10)} of {runs}")
         ip = f"100.64.17.{n % 200 + 10}"
         started = time.monotonic()
         lab.docker("h1", "run", "-d", "--stop-timeout", "1", "--net", f"scale-{tag}", "--ip", ip, "--name", f"p-{tag}-{n}",
@@ -84,9 +87,10 @@ def propagation(lab: Lab, runs: int, tag: str) -> dict:
             for name, v in (("from docker run start", from_start), ("from docker run return", from_return))}
 
 
-def scale(lab: Lab, sizes: list[int]) -> list[dict]:
+def scale(lab: Lab, sizes: list[int], progress: Steps) -> list[dict]:
     rows = []
     for count in sizes:
+        progress(f"flow programming: {count} remote endpoints written to the store")
         base = flow_count(lab, "h1")
         writer = subprocess.Popen(lab.node("svc").command([sys.executable, "-c", SIMULATE, lab.zookeeper_url, str(VNI),
                                                            str(count), "10"]),
@@ -105,7 +109,7 @@ def scale(lab: Lab, sizes: list[int]) -> list[dict]:
             writer.wait(timeout=120)
         while flow_count(lab, "h1") > base:
             time.sleep(0.1)
-        print(f"  {count} remote endpoints: {rows[-1]['seconds']:.2f} s, {rows[-1]['flows']} flows", file=sys.stderr, flush=True)
+        progress(f"flow programming: {count} remote endpoints took {rows[-1]['seconds']:.2f} s, {rows[-1]['flows']} flows")
     return rows
 
 
@@ -136,12 +140,13 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def measure(lab: Lab, runs: int, sizes: list[int]) -> dict:
+def measure(lab: Lab, runs: int, sizes: list[int], progress: Steps) -> dict:
     tag = uuid.uuid4().hex[:6]
+    progress("vxlan: a network on h1 and h2, a probe container on h2")
     prepare(lab, tag)
     try:
-        times = propagation(lab, runs, tag)
-        return {"runs": runs, "propagation": times, "scale": scale(lab, sizes)}
+        times = propagation(lab, runs, tag, progress)
+        return {"runs": runs, "propagation": times, "scale": scale(lab, sizes, progress)}
     finally:
         clean_up(lab, tag)
 
@@ -154,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default="/var/lib/acsnet/scale-lab")
     args = parser.parse_args(argv)
     sizes = [int(n) for n in args.endpoints.split(",")]
-    return run_on_a_lab(args.workdir, "acsnet-s", 2, lambda lab: measure(lab, args.runs, sizes), markdown, args.json)
+    return run_on_a_lab(args.workdir, "acsnet-s", 2, lambda lab, steps: measure(lab, args.runs, sizes, steps), markdown, args.json)
 
 
 if __name__ == "__main__":

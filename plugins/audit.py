@@ -1,5 +1,7 @@
-"""`acsnet audit` and `acsnet gc`: compare the store, this host's OVS and veths and (when reachable)
-its dockerd, list every inconsistency, and repair them (gc, a dry run unless told to apply).
+"""`acsnet audit` and `acsnet gc`: compare the store, this host's OVS and veths and its dockerd, list
+every inconsistency, and repair them (gc, a dry run unless told to apply). A dockerd that cannot be
+reached stops both before anything is compared (DockerUnreachable): an audit that silently left out
+what needs dockerd would pass for a clean one.
 
 Kinds of finding:
 - orphan-port: an OVS port made by acsnet whose endpoint the store does not know (a crash between
@@ -11,7 +13,7 @@ Kinds of finding:
   DeleteEndpoint for a create that failed) -> its port, veth and records are removed. Needs dockerd.
 - leaked-address: an endpoint address this host holds in the IPAM that no container of this host's
   dockerd uses, allocated longer ago than the grace period (a dockerd crash skipped ReleaseAddress)
-  -> released. Needs dockerd; skipped when it cannot be reached.
+  -> released. Needs dockerd.
 - expired-retention: an address kept for an application (acsnet front's IP retention) past its
   retention period -> released.
 - dead-host-record: a segment record of a host that is not alive -> removed only with --dead-hosts
@@ -31,7 +33,7 @@ from ipam import retention
 from ipam.model import ENDPOINT, POOLS, AddressRecord
 from ovsctl import links
 from ovsctl.ovsdb import Ovsdb
-from plugins.plugin_client import get_json
+from plugins.docker_api import DockerAddress
 from plugins.store import Delete, Store, join
 from plugins.segments.agent import DRIVER_ID, ENDPOINT_ID
 from plugins.segments.model import LAYOUTS, SegmentEndpoint
@@ -51,32 +53,30 @@ class Finding:
         return dataclasses.asdict(self)
 
 
-def _docker_view(docker_socket: str) -> tuple[set[str], set[str]] | None:
-    """The IPv4 addresses and endpoint ids of dockerd's containers on this host, or None if dockerd
-    cannot be asked."""
+def _docker_view(docker: DockerAddress) -> tuple[set[str], set[str]]:
+    """The IPv4 addresses and endpoint ids of dockerd's containers on this host (DockerUnreachable if
+    dockerd cannot be asked)."""
     def get(path: str):
-        status, body = get_json(docker_socket, path)
+        status, body = docker.get_json(path)
         return body if status == 200 else None
 
-    try:
-        networks = get("/networks") or []
-        addresses, endpoint_ids = set(), set()
-        for network in networks:
-            detail = get(f"/networks/{network['Id']}") or {}
-            for info in (detail.get("Containers") or {}).values():
-                endpoint_ids.add(info.get("EndpointID", ""))
-                if info.get("IPv4Address"):
-                    addresses.add(info["IPv4Address"].split("/")[0])
-        return addresses, endpoint_ids
-    except (OSError, ValueError):
-        return None
+    networks = get("/networks") or []
+    addresses, endpoint_ids = set(), set()
+    for network in networks:
+        detail = get(f"/networks/{network['Id']}") or {}
+        for info in (detail.get("Containers") or {}).values():
+            endpoint_ids.add(info.get("EndpointID", ""))
+            if info.get("IPv4Address"):
+                addresses.add(info["IPv4Address"].split("/")[0])
+    return addresses, endpoint_ids
 
 
-def audit(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, docker_socket: str, grace: float) -> list[Finding]:
+def audit(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, docker_address: DockerAddress,
+          grace: float) -> list[Finding]:
     """`bridges`: each segment driver's bridge on this host (driver -> bridge); subjects of endpoint
     findings are `<driver>/<endpoint-id>`."""
     findings = []
-    docker = _docker_view(docker_socket)
+    docker = _docker_view(docker_address)
     live = store.live_hosts()
     endpoint_addresses = set()
     known: dict[str, dict[str, SegmentEndpoint]] = {}  # driver -> this host's endpoints in the store
@@ -96,13 +96,13 @@ def audit(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, doc
     for driver in bridges:
         layout = LAYOUTS[driver]
         endpoints = known[driver]
-        endpoint_addresses |= {e.ip for eid, e in endpoints.items() if docker is not None and eid in docker[1]}
+        endpoint_addresses |= {e.ip for eid, e in endpoints.items() if eid in docker[1]}
         for eid, endpoint in endpoints.items():
             where = f"{endpoint.ip} on {driver} segment {endpoint.segment}"
             if not links.exists(endpoint.host_port):
                 findings.append(Finding("endpoint-without-veth", f"{driver}/{eid}", f"{where}: veth {endpoint.host_port} is gone",
                                         "delete its endpoint and segment records"))
-            elif docker is not None and eid not in docker[1] and time.time() - endpoint.since > grace:
+            elif eid not in docker[1] and time.time() - endpoint.since > grace:
                 findings.append(Finding("endpoint-unknown-to-docker", f"{driver}/{eid}", f"{where}: no container of "
                                         "this host's dockerd uses it", "delete its port, veth and records"))
 
@@ -119,7 +119,7 @@ def audit(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, doc
             findings.append(Finding("expired-retention", f"{kept.app}/{kept.ip}", f"kept for application {kept.app} "
                                     f"past its retention ({kept.state})", "release it"))
 
-    used = docker[0] | endpoint_addresses if docker is not None else None
+    used = docker[0] | endpoint_addresses
     for pool in store.children(POOLS):
         for address in store.children(join(POOLS, pool, "addresses")):
             data = store.get_json(join(POOLS, pool, "addresses", address))
@@ -129,7 +129,7 @@ def audit(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, doc
             if record.kind != ENDPOINT or time.time() - record.since <= grace:
                 continue
             holder = record.holders[0]
-            if holder == host_id and used is not None and address not in used:
+            if holder == host_id and address not in used:
                 findings.append(Finding("leaked-address", f"{pool}/{address}",
                                         f"held by {host_id} since {time.ctime(record.since)}, used by no container",
                                         "release it"))

@@ -22,6 +22,20 @@ DEFAULT_LAB_DIR = "/var/lib/acsnet/lab"
 DEFAULT_LAB_PREFIX = "acsnet-lab"
 
 
+def add_docker_option(command: argparse.ArgumentParser, purpose: str) -> None:
+    """--docker, one form for every command (plugins/docker_api.py)."""
+    from plugins.docker_api import DEFAULT_DOCKER, parse_docker_address
+
+    def docker_address(text: str):
+        try:
+            return parse_docker_address(text)
+        except AcsnetError as e:
+            raise argparse.ArgumentTypeError(e.message) from None
+
+    command.add_argument("--docker", type=docker_address, default=DEFAULT_DOCKER, metavar="ADDRESS",
+                         help=f"{purpose}: unix:///path, unix:/path or a path (default {DEFAULT_DOCKER})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="acsnet",
@@ -57,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("name", help="network name or id (resolved by the local dockerd), or host id")
     for command in (status, inspect):
         command.add_argument("--config", help="config file with an [acsnet] section")
-        command.add_argument("--docker", default="/run/docker.sock", help="the local dockerd's socket (for names)")
+        add_docker_option(command, "the local dockerd (network names; status says whether it answers)")
         command.add_argument("--json", action="store_true", help="machine-readable output")
         add_options(command, COMMON_OPTIONS)
     status.set_defaults(run=run_status)
@@ -69,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--dead-hosts", action="store_true", help="also remove segment records of hosts that are not alive, and release their addresses")
     for command in (audit, gc):
         command.add_argument("--config", help="config file with an [acsnet] section")
-        command.add_argument("--docker", default="/run/docker.sock", help="the local dockerd's socket")
+        add_docker_option(command, "the local dockerd (its containers' endpoints and addresses)")
         command.add_argument("--grace", type=float, default=60.0,
                              help="seconds an unused address may be held before it counts as leaked (default 60)")
         command.add_argument("--json", action="store_true", help="machine-readable output")
@@ -78,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     gc.set_defaults(run=run_gc)
 
     bench = commands.add_parser(
-        "bench", help="the netperf table on a 2-host lab: python -m benchmarks.netperf (same options)", add_help=False)
+        "bench", help="the netperf table and control-plane figures on a 3-host lab: python -m benchmarks.netperf (same options)", add_help=False)
     bench.set_defaults(run=run_bench)  # its options are the benchmark's: see main()
 
     leave = commands.add_parser(
@@ -94,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         "becomes the container's --ip on its network.")
     front.add_argument("--listen", action="append", required=True,
                        help="unix:///run/acsnet/docker.sock or tcp://ADDR:PORT (repeatable; TCP needs --tls-* or --insecure)")
-    front.add_argument("--docker", default="unix:///var/run/docker.sock", help="dockerd's socket (default %(default)s)")
+    add_docker_option(front, "the dockerd it fronts")
     front.add_argument("--tls-cert", help="server certificate for TCP listeners (PEM)")
     front.add_argument("--tls-key", help="its private key (PEM)")
     front.add_argument("--tls-ca", help="CA that client certificates must be signed by")
@@ -332,6 +346,11 @@ def build_vpc_driver(store, settings, metrics=None):
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    # benchmarks/ is not installed: it is found in the checkout this acsnet runs from (an editable
+    # install's `acsnet` script does not have the checkout on sys.path).
+    checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if os.path.isfile(os.path.join(checkout, "benchmarks", "netperf.py")) and checkout not in sys.path:
+        sys.path.append(checkout)
     try:
         from benchmarks import netperf
     except ImportError:
@@ -424,6 +443,12 @@ def run_front(args: argparse.Namespace) -> int:
     servers = [listen(url, front, tls=tls, request_timeout=args.request_timeout) for url in args.listen]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     log.info("acsnet front on %s for %s", ", ".join(args.listen), args.docker)
+    from plugins.docker_api import DockerUnreachable
+
+    try:
+        args.docker.get_json("/version", timeout=5.0)
+    except DockerUnreachable as e:  # served all the same: dockerd may be (re)starting; each request says so
+        log.warning("%s", e.message)
     for server in servers[1:]:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     servers[0].serve_forever()
@@ -475,7 +500,8 @@ def run_status(args: argparse.Namespace) -> int:
 
     settings, store = _open_for_ops(args)
     try:
-        report = host_status(store, settings["host_id"], settings["plugin_dir"], Ovsdb(settings["ovsdb"]), settings["bridge"])
+        report = host_status(store, settings["host_id"], settings["plugin_dir"], Ovsdb(settings["ovsdb"]), settings["bridge"],
+                             args.docker)
     finally:
         store.close()
     if args.json:
@@ -486,6 +512,9 @@ def run_status(args: argparse.Namespace) -> int:
     print(f"store: {store_state}; live hosts: {', '.join(report['store'].get('live_hosts', [])) or '-'}")
     ovs = report["ovs"]
     print(_ovs_line(ovs))
+    docker = report["docker"]
+    print(f"dockerd: reachable at {docker['address']} (version {docker['version']})" if docker["reachable"]
+          else f"dockerd: NOT reachable: {docker.get('error', docker['address'])}")
     print(f"networks: {report.get('networks', '?')}; endpoints: {report.get('endpoints', '?')}")
     rows = [{"plugin": name, "up": "yes" if p["up"] else "NO", "healthy": "yes" if p["healthy"] else "NO"}
             for name, p in report["plugins"].items()]

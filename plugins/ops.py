@@ -5,11 +5,13 @@ local dockerd's API for names (the CLI may call dockerd; a plugin handler never 
 from __future__ import annotations
 
 import os
+import urllib.parse
 
 from ipam.model import POOLS
 from ovsctl import links, openflow, vlan_pipeline, vpc_pipeline
 from ovsctl.host_setup import host_layout
 from ovsctl.ovsdb import Ovsdb
+from plugins.docker_api import DockerAddress, DockerUnreachable
 from plugins.errors import AcsnetError, NotFound
 from plugins.plugin_client import get_json
 from plugins.store import ROOT, Store, join
@@ -33,8 +35,21 @@ def plugin_health(plugin_dir: str) -> dict[str, dict]:
     return report
 
 
-def host_status(store: Store, host_id: str, plugin_dir: str, ovsdb: Ovsdb, bridge: str) -> dict:
-    status = {"host": host_id, "plugins": plugin_health(plugin_dir), "store": {"connected": store.connected}}
+def docker_status(docker: DockerAddress) -> dict:
+    try:
+        status, body = docker.get_json("/version", timeout=5.0)
+    except DockerUnreachable as e:
+        return {"address": docker.url, "reachable": False, "error": e.message}
+    if status != 200:
+        return {"address": docker.url, "reachable": False, "error": f"{docker.url} answered /version with HTTP {status}"}
+    return {"address": docker.url, "reachable": True, "version": body.get("Version", "?")}
+
+
+def host_status(store: Store, host_id: str, plugin_dir: str, ovsdb: Ovsdb, bridge: str, docker: DockerAddress) -> dict:
+    """`ok`: the plugins, the store and OVS; dockerd is reported beside them (the plugins serve it, and
+    run without it)."""
+    status = {"host": host_id, "plugins": plugin_health(plugin_dir), "store": {"connected": store.connected},
+              "docker": docker_status(docker)}
     try:
         status["store"]["live_hosts"] = sorted(store.live_hosts())
         status["networks"] = sum(len(store.children(layout.host_networks(host_id))) for layout in LAYOUTS.values())
@@ -55,25 +70,31 @@ def host_status(store: Store, host_id: str, plugin_dir: str, ovsdb: Ovsdb, bridg
     return status
 
 
-def docker_network(docker_socket: str, name_or_id: str) -> dict | None:
-    """The local dockerd's view of a network (id, name, containers by endpoint), or None."""
-    try:
-        status, body = get_json(docker_socket, f"/networks/{name_or_id}", timeout=5.0)
-    except (OSError, ValueError):
-        return None
+def docker_network(docker: DockerAddress, name_or_id: str) -> dict | None:
+    """The local dockerd's view of a network (id, name, containers by endpoint), or None if it has no
+    such network. DockerUnreachable if dockerd cannot be asked."""
+    status, body = docker.get_json(f"/networks/{urllib.parse.quote(name_or_id, safe='')}", timeout=5.0)
     return body if status == 200 else None
 
 
-def inspect_network(store: Store, host_id: str, name_or_id: str, docker_socket: str) -> dict:
-    docker = docker_network(docker_socket, name_or_id)
+def inspect_network(store: Store, host_id: str, name_or_id: str, docker_address: DockerAddress) -> dict:
+    """Without dockerd a network is still found by its id (endpoints then go by their ids); a name
+    needs dockerd, and an unreachable one is said so."""
+    try:
+        docker, unreachable = docker_network(docker_address, name_or_id), None
+    except DockerUnreachable as e:
+        docker, unreachable = None, e
     network_id = docker["Id"] if docker else name_or_id
     for layout in LAYOUTS.values():
         data = store.get_json(join(layout.host_networks(host_id), network_id))
         if data is not None:
             break
     else:
-        raise NotFound(f"{name_or_id} is not a vlan or vxlan network of host {host_id}"
-                       + ("" if docker else " (and the local dockerd does not know that name)"))
+        if unreachable is not None:
+            raise DockerUnreachable(f"{name_or_id} is not the id of a network of host {host_id}, and its name "
+                                    f"cannot be resolved: {unreachable.message}")
+        raise NotFound(f"{name_or_id} is not a vlan, vxlan or vpc network of host {host_id}"
+                       + ("" if docker else f" (and dockerd at {docker_address.url} does not know that name)"))
     network = SegmentNetwork.from_json(data)
     names = {}
     for container_id, info in ((docker or {}).get("Containers") or {}).items():

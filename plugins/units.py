@@ -1,4 +1,9 @@
-"""The systemd units in systemd/, installed with the path of this installation's `acsnet`."""
+"""The systemd units in systemd/, installed with the path of this installation's `acsnet`.
+
+An installed wheel has them as package data, `plugins/systemd/` (pyproject.toml maps the folder there);
+a source checkout, and an editable install of one, read them where they are kept: systemd/ beside
+plugins/ (setuptools' editable finder does not map a data-only package).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,9 @@ import sys
 
 from plugins.config import config_example
 
-UNITS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "systemd")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_PACKAGED, _CHECKOUT = os.path.join(_HERE, "systemd"), os.path.join(os.path.dirname(_HERE), "systemd")
+UNITS_DIR = _PACKAGED if os.path.isdir(_PACKAGED) else _CHECKOUT
 PLACEHOLDER = "@ACSNET@"
 
 

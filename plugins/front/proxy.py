@@ -27,9 +27,9 @@ import netaddr
 
 from ipam import retention
 from ipam.model import DEFAULT_RETENTION_SECONDS
+from plugins.docker_api import DockerAddress
 from plugins.errors import AcsnetError
 from plugins.front.create import APP_LABEL, rewrite_connect, rewrite_create
-from plugins.plugin_client import get_json
 from plugins.store import Store
 
 log = logging.getLogger(__name__)
@@ -109,13 +109,11 @@ def _pipe(source: socket.socket, target: socket.socket) -> None:
 
 
 class Front:
-    def __init__(self, docker: str, store: Store | None = None, retention: float = DEFAULT_RETENTION_SECONDS,
+    def __init__(self, docker: DockerAddress, store: Store | None = None, retention: float = DEFAULT_RETENTION_SECONDS,
                  store_timeout: float = 5.0):
         """`store`: where applications' addresses are kept (IP retention); without it a container
         labelled acsnet.app is refused with a 400 saying so."""
-        if not docker.startswith("unix://"):
-            raise AcsnetError(f"--docker must be a unix:// socket, not {docker!r}")
-        self.docker_socket = docker[len("unix://"):]
+        self.docker = docker
         self.store = store
         self._retained_of = self._retained if store is not None else None
         self.retention = retention
@@ -126,7 +124,7 @@ class Front:
 
     def _remember(self, container: str) -> None:
         """After an application's container started: which addresses to keep for the application."""
-        status, info = get_json(self.docker_socket, f"/containers/{urllib.parse.quote(container, safe='')}/json", timeout=30.0)
+        status, info = self.docker.get_json(f"/containers/{urllib.parse.quote(container, safe='')}/json", timeout=30.0)
         app = ((info.get("Config") or {}).get("Labels") or {}).get(APP_LABEL) if status == 200 else None
         if not app:
             return
@@ -142,15 +140,15 @@ class Front:
 
     def _upstream(self) -> socket.socket:
         upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        upstream.connect(self.docker_socket)
+        upstream.connect(self.docker.socket_path)
         return upstream
 
     def _labels(self, container: str) -> dict | None:
-        status, body = get_json(self.docker_socket, f"/containers/{urllib.parse.quote(container, safe='')}/json", timeout=30.0)
+        status, body = self.docker.get_json(f"/containers/{urllib.parse.quote(container, safe='')}/json", timeout=30.0)
         return ((body.get("Config") or {}).get("Labels") or {}) if status == 200 else None
 
     def _subnets(self, network: str) -> list[str] | None:
-        status, body = get_json(self.docker_socket, f"/networks/{urllib.parse.quote(network, safe='')}", timeout=30.0)
+        status, body = self.docker.get_json(f"/networks/{urllib.parse.quote(network, safe='')}", timeout=30.0)
         if status != 200:
             return None
         return [c["Subnet"] for c in ((body.get("IPAM") or {}).get("Config") or []) if c.get("Subnet")]
@@ -213,8 +211,8 @@ class Front:
             except AcsnetError as e:
                 _error(conn, 400 if e.http_status < 500 else 502, e.message)
                 return
-            except OSError as e:
-                _error(conn, 502, f"acsnet front: dockerd unreachable: {e}")
+            except OSError as e:  # a create's own connection to dockerd
+                _error(conn, 502, f"acsnet front: dockerd could not be reached at {self.docker.url}: {e}")
                 return
             head = _with_headers(head, {"Content-Length": str(len(body)), "Connection": "close"})
             early = b""
@@ -223,7 +221,7 @@ class Front:
         try:
             upstream = self._upstream()
         except OSError as e:
-            _error(conn, 502, f"acsnet front: dockerd unreachable at {self.docker_socket}: {e}")
+            _error(conn, 502, f"acsnet front: dockerd could not be reached at {self.docker.url}: {e.strerror or e}")
             return
         started = START.match(target) if method == "POST" and self.store is not None else None
         conn.settimeout(None)  # the request is in: what follows may stream or idle for as long as it likes

@@ -112,7 +112,7 @@ class Lab:
 
     def check_prerequisites(self, scope: str) -> None:
         if os.geteuid() != 0:
-            raise LabError("the lab needs root (network namespaces, OVS, dockerd): run it with sudo")
+            raise LabError("the lab needs root (network namespaces, OVS, dockerd): run it as root")
         needed = {"ip": "iproute2", "nsenter": "util-linux", "unshare": "util-linux", "ethtool": "ethtool",
                   "tc": "iproute2", "ovs-vswitchd": "openvswitch-switch", "dockerd": "docker.io",
                   "java": "zookeeper", "ping": "iputils-ping"}

@@ -1,0 +1,61 @@
+"""Where the local dockerd's Engine API is (`--docker` of every command that asks dockerd) and reading it.
+
+One form for every command: `unix:///path` (DOCKER_HOST's form), `unix:/path` or a plain path. dockerd
+over TCP is refused by name: no command here speaks TLS to dockerd, and an unauthenticated TCP socket
+is root on the host. Nothing here is called from a plugin handler (dockerd may be waiting on it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from plugins.errors import AcsnetError
+from plugins.plugin_client import get_json
+
+DEFAULT_DOCKER = "unix:///var/run/docker.sock"
+
+
+class DockerUnreachable(AcsnetError):
+    """dockerd did not answer at the address given: nothing was asked of it."""
+
+    http_status = 502
+
+
+@dataclasses.dataclass(frozen=True)
+class DockerAddress:
+    socket_path: str
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    def __str__(self) -> str:
+        return self.url
+
+    def get_json(self, path: str, timeout: float = 10.0) -> tuple[int, object]:
+        """GET `path`: status and JSON body; DockerUnreachable, naming this address, when dockerd does not
+        answer or answers with something that is not its API."""
+        try:
+            return get_json(self.socket_path, path, timeout=timeout)
+        except OSError as e:
+            raise DockerUnreachable(f"dockerd could not be reached at {self.url}: {e.strerror or e}") from None
+        except ValueError as e:  # not JSON: something else listens there
+            raise DockerUnreachable(f"{self.url} did not answer as dockerd's API ({e})") from None
+
+
+def parse_docker_address(text: str) -> DockerAddress:
+    if text.startswith("unix://"):
+        path = text[len("unix://"):]
+    elif text.startswith("unix:"):
+        path = text[len("unix:"):]
+    elif text.startswith("tcp://"):
+        raise AcsnetError(f"{text}: dockerd over TCP is not supported; give its unix socket "
+                          f"(unix:///var/run/docker.sock, or a path)")
+    elif "://" in text:
+        raise AcsnetError(f"{text} is not a unix socket; give unix:///path, unix:/path or a path")
+    else:
+        path = text
+    if not path:
+        raise AcsnetError(f"{text!r} names no socket")
+    return DockerAddress(os.path.abspath(path))
