@@ -2,28 +2,14 @@
 
 The uplink is a trunk port; each container is a veth with an OVSDB `tag` (its VLAN) whose traffic never
 reaches OVS's NORMAL switching: flows carry it, so that the ARP proxy and MAC NAT hold for every frame.
-NORMAL only serves the host's own untagged traffic (LOCAL <-> uplink) and ARP replies addressed to the
-host (gateway MAC learning). reg0 carries the packet's VLAN through the tables. Every flow has cookie
-0xac5 (`COOKIE`), and only flows of that cookie are installed or removed (`openflow.FlowTable`).
+NORMAL only serves the host's own untagged traffic (LOCAL <-> uplink) and the answer to the host's
+gateway probe. reg0 carries the packet's VLAN through the tables. Every flow has cookie 0xac5 (`COOKIE`),
+and only flows of that cookie are installed or removed (`openflow.FlowTable`): table 0 is shared with
+the vpc pipeline.
 
-table 0, CLASSIFY (shared with the vpc pipeline: its flows there are p400, p399 and p250)
-  p300 in_port=<container port>            -> reg0=<its VLAN>, resubmit 10
-  p300 in_port=<uplink>,dl_vlan=<V in use> -> reg0=V, resubmit 20
-  p0                                       -> NORMAL   (the host's own untagged traffic)
-table 10, FROM CONTAINER (reg0=V)
-  p200 arp,arp_op=1                        -> resubmit 30  (ARP requests are answered here, never sent out)
-  p190 arp                                 -> drop     (a container's ARP replies/GARPs stay on the host)
-  p100 reg0=V,dl_dst=<local MAC on V>      -> output:<its port>               (same host, same VLAN)
-  p10  reg0=V                              -> mod_dl_src:<host MAC>, mod_vlan_vid:V, output:<uplink>  (MAC NAT)
-table 20, FROM UPLINK (reg0=V, frame tagged V)
-  p200 arp,arp_op=1,reg0=V,arp_tpa=<local IP on V> -> ARP reply "<IP> is at <host MAC>", IN_PORT
-  p150 arp,arp_op=2,dl_dst=<host MAC>      -> NORMAL   (answers to the host's gateway probe)
-  p100 ip,dl_vlan=V,nw_dst=<local IP on V> -> pop_vlan, mod_dl_dst:<container MAC>, output:<its port>
-  p0                                       -> drop
-table 30, ARP PROXY (requests from containers, reg0=V)
-  p100 arp,reg0=V,arp_tpa=<IP>             -> ARP reply with the container's own MAC (local), the remote
-                                              host's MAC (remote container), or the gateway's MAC
-  p0                                       -> drop
+The tables (0 classify, 10 from a container, 20 from the uplink, 30 ARP proxy), each flow as a lab host
+dumps it, and packet walks: docs/pipeline.md, "The host bridge `ovsbr0`". tests/test_pipeline_doc.py
+fails when this code emits a kind of flow that document does not show, or stops emitting one it shows.
 """
 
 from __future__ import annotations

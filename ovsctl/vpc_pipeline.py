@@ -9,46 +9,19 @@ The kernel keeps the same routes (`<peer host subnet> via <peer underlay>`, the 
 bridge): the host's own traffic uses them, and a peer whose MAC is not known (or a route provider whose
 peers are not on the link, like a cloud VPC's route table) is reached through them.
 
+An internal network (`--internal`) carries traffic between its own containers only, on any host: its
+containers are marked (reg2 = the network's first address, as a number) and may only reach a host
+subnet of the same network; nothing from the host's kernel reaches them, and from the uplink only the
+network's own addresses.
+
 Every flow has cookie 0xac7 (`COOKIE`) and is installed with the flows of this cookie only
 (`openflow.FlowTable`): the vlan driver's flows (0xac5, tables 0-30) are never touched. Table 0 is
-shared: the vlan pipeline uses priorities 300 and 0 there, this one 400 and 250.
+shared: the vlan pipeline uses priorities 300 and 0 there, this one 400, 399, 260 and 250.
 
-table 0, CLASSIFY
-  p400 in_port=<vpc port>,dl_src=<its MAC>          -> resubmit 40
-  p400 in_port=<internal network's port>,dl_src=<its MAC> -> reg2=<its network>, resubmit 45
-  p399 in_port=<vpc port>                           -> drop   (a container sends from its own MAC only)
-  p260 in_port=<uplink>,ip,vlan_tci=0,dl_dst=<host MAC>,nw_src=<internal network>,nw_dst=<own host subnet of it>
-                                                    -> resubmit 50
-  p250 in_port=<uplink>,ip,vlan_tci=0,dl_dst=<host MAC>,nw_dst=<own host subnet> -> resubmit 50
-                                                       (drop, for a subnet of an internal network)
-  p250 in_port=LOCAL,ip,nw_dst=<own host subnet>    -> resubmit 50 (drop, for an internal network)
-  p250 in_port=LOCAL,arp,arp_op=1,arp_tpa=<own host subnet> -> resubmit 60  (the kernel looking for a container)
-table 40, FROM A VPC CONTAINER
-  p200 arp,arp_op=1                                 -> resubmit 60   (ARP is answered here, never sent out)
-  p190 arp                                          -> drop
-  p100 ip,nw_dst=<container IP of this host>        -> mod_dl_dst:<its MAC>, output:<its port>
-  p100 reg2=<its network>,ip,nw_dst=<internal network's container IP of this host> -> the same
-  p90  ip,nw_dst=<peer host subnet>                 -> mod_dl_src:<host MAC>, mod_dl_dst:<peer MAC>, dec_ttl, output:<uplink>
-  p0                                                -> mod_dl_dst:<host MAC>, output:LOCAL
-table 45, FROM AN INTERNAL NETWORK'S CONTAINER (reg2 = the network's first address, as a number)
-  p200 arp                                          -> resubmit 40
-  p110 ip,nw_dst=<own gateway of an internal network> -> drop  (the host is not a member)
-  p100 reg2=<network>,ip,nw_dst=<host subnet of it: own or a live peer's> -> resubmit 40
-  p0                                                -> drop   (anything off the network)
-table 50, TO A VPC CONTAINER
-  p100 ip,nw_dst=<container IP of this host>        -> mod_dl_src:<host MAC>, mod_dl_dst:<its MAC>, output:<its port>
-  p0                                                -> drop
-table 60, ARP RESPONDER
-  p100 arp,arp_tpa=<own gateway>                    -> ARP reply "<gateway> is at <host MAC>"
-  p100 arp,arp_tpa=<container IP of this host>      -> ARP reply with the container's MAC
-  p0                                                -> drop
-
-An internal network (`--internal`) carries traffic between its own containers only, on any host. Its
-containers route the network's range through the host (a static route, no default route), and table
-45 lets through only what goes to a host subnet of the same network; the mark in reg2 keeps other
-containers of this host off its containers in table 40 (they take the kernel's way, which drops it);
-from the uplink only the network's own addresses come in, and nothing from the host's kernel (the
-host's own traffic, or what it routes from elsewhere) reaches them.
+The tables (0 classify, 40 from a container, 45 from an internal network's container, 50 to a
+container, 60 ARP responder), each flow as a lab host dumps it, and packet walks: docs/pipeline.md,
+"The host bridge `ovsbr0`". tests/test_pipeline_doc.py fails when this code emits a kind of flow that
+document does not show, or stops emitting one it shows.
 """
 
 from __future__ import annotations

@@ -5,31 +5,14 @@ remote VTEP and the VNI are set per destination by these flows, so there is no m
 ports. The encapsulated packets leave through the host bridge (ovsbr0), which holds the VTEP address
 (Open vSwitch's userspace tunnelling routes them there). reg1 carries the packet's VNI through the
 tables. Nothing is flooded: ARP is answered here from the known routes, and a frame to a MAC no route
-names is dropped. Every flow has cookie 0xac6 (`openflow.FlowTable` installs them).
+names is dropped. A network with a gateway has a router on every host with its containers
+(`ovsctl.router`), on port vg<VNI>, with a MAC made from the VNI (the same on every host, so a moved
+container keeps its neighbour entry). Every flow has cookie 0xac6 (`openflow.FlowTable` installs them).
 
-table 0, CLASSIFY
-  p300 in_port=<container port>,dl_src=<its MAC> -> reg1=<its VNI>, resubmit 10
-  p300 in_port=<tunnel>,tun_id=<VNI in use>      -> reg1=VNI, resubmit 20
-  p0                                             -> drop   (spoofed source, unknown VNI)
-table 10, FROM CONTAINER (reg1=VNI)
-  p200 arp,arp_op=1                              -> resubmit 30
-  p190 arp                                       -> drop   (replies and GARPs stay on the host)
-  p100 reg1=VNI,dl_dst=<local MAC>               -> output:<its port>
-  p100 reg1=VNI,dl_dst=<remote MAC>              -> tun_id=VNI, tun_dst=<its VTEP>, output:<tunnel>
-  p0                                             -> drop   (broadcast, unknown unicast)
-table 20, FROM TUNNEL (reg1=VNI)
-  p100 reg1=VNI,dl_dst=<local MAC>               -> output:<its port>
-  p0                                             -> drop
-table 30, ARP RESPONDER (reg1=VNI)
-  p100 arp,reg1=VNI,arp_tpa=<IP>                 -> ARP reply with the owner's MAC
-  p0                                             -> drop
-
-A network with a gateway has a router on every host with its containers (`ovsctl.router`), on port
-vg<VNI> with the gateway's address and a MAC made from the VNI (the same on every host, so a moved
-container keeps its neighbour entry):
-  table 0   p300 in_port=<router port>,dl_src=<gateway MAC> -> reg1=VNI, resubmit 10
-  table 10  p100 reg1=VNI,dl_dst=<gateway MAC>     -> output:<router port>
-  table 30  p100 arp,reg1=VNI,arp_tpa=<gateway IP> -> ARP reply with the gateway MAC
+The tables (0 classify, 10 from a container or router, 20 from the tunnel, 30 ARP responder), each flow
+as a lab host dumps it, and packet walks: docs/pipeline.md, "The vxlan bridge `acsvx0`".
+tests/test_pipeline_doc.py fails when this code emits a kind of flow that document does not show, or
+stops emitting one it shows.
 """
 
 from __future__ import annotations
