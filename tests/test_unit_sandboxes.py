@@ -8,9 +8,9 @@ derived from the installed unit file and rebuilt with mount namespaces, read-onl
 own network namespace, an empty /run and /var/lib (a machine just booted, before dockerd), a real Open
 vSwitch. Each unit's own ExecStart then runs there — host-setup first, then the IPAM and the three
 drivers on the embedded store they share (host-setup's flags stand for /etc/acsnet/acsnet.conf) — and
-is exercised: a network, an endpoint and a join per driver, an address from the IPAM; what each
-wrote is checked from the host, outside the unit's namespace (forwarding on, the vpc gateway on the
-bridge, vxlan's router namespace usable by `ip netns exec`). Deliberately wrong sandboxes show the
+is exercised: a network, an endpoint and a join per driver, an address from the IPAM, the front's
+socket answering; what each wrote is checked from the host, outside the unit's namespace (forwarding
+on, the vpc gateway on the bridge, vxlan's router namespace usable by `ip netns exec`). Deliberately wrong sandboxes show the
 check can fail: vpc with ProtectKernelTunables=yes does not start, and vxlan in a mount namespace of
 its own makes router namespaces the host cannot see."""
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import uuid
 
 import pytest
@@ -40,6 +41,16 @@ RuntimeDirectory=docker/plugins netns
 StateDirectory=acsnet
 """
 
+FRONT_SOCKET = "/run/acsnet/docker.sock"
+PING = """
+import sys
+from plugins.plugin_client import UnixHTTPConnection
+connection = UnixHTTPConnection(sys.argv[1], 30)
+connection.request("GET", "/_ping")
+response = connection.getresponse()
+print(response.status, response.read().decode())
+"""
+
 CALL = """
 import json, sys
 from plugins.plugin_client import PluginClient
@@ -57,6 +68,7 @@ def fresh_host(tmp_path):
         host.run(["rm", "-r", "/run/docker"])
         host.run(["mount", "-t", "tmpfs", "tmpfs", "/var/lib"])
         host.run(["ip", "link", "set", "lo", "up"])
+        host.run(["sysctl", "-qw", "net.ipv4.ip_forward=0"])  # a new namespace may inherit the machine's 1
         host.run(["ip", "link", "add", UPLINK[0], "type", "veth", "peer", "name", "cable0"])  # a NIC, its cable unplugged
         host.run(["ip", "addr", "add", UPLINK[1], "dev", UPLINK[0]])
         host.run(["ip", "link", "set", UPLINK[0], "up"])
@@ -125,6 +137,16 @@ def test_each_unit_lets_its_process_do_its_work_on_a_fresh_host(fresh_host, tmp_
     for name, calls in cases.items():
         answers = call(host, name, calls)
         assert [status for status, _ in answers] == [200, 200, 200], (name, answers)
+
+    # The front: its socket in the directory systemd makes for it, answering (dockerd is not running).
+    sandbox = UnitSandbox.from_unit(unit["front"])
+    front = host.popen(sandbox.command(), str(tmp_path / "front.log"))  # host.stop() ends it
+    deadline = time.monotonic() + 30
+    while host.run(["test", "-S", FRONT_SOCKET], check=False).returncode != 0:
+        assert front.poll() is None and time.monotonic() < deadline, open(tmp_path / "front.log").read()
+        time.sleep(0.1)
+    ping = host.run([sys.executable, "-c", PING, FRONT_SOCKET], check=False)
+    assert ping.returncode == 0 and "dockerd unreachable" in ping.stdout, ping.stdout + ping.stderr
 
     # What they wrote, seen from the host rather than from inside the units.
     assert host.run(["cat", "/proc/sys/net/ipv4/ip_forward"]).stdout.strip() == "1"
