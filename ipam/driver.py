@@ -276,17 +276,30 @@ class AcsnetIpam(IpamDriver):
 
     def _host_subnet(self, pool: Pool) -> netaddr.IPNetwork | None:
         """This host's part of a network split per host (vpc), if the pool's network is one. Followed
-        by a watch, so that an allocation reads nothing more for it (read again only when it changes)."""
+        by a watch, so that an allocation reads nothing more for it (read again only when it changes).
+        A split network this host holds no part of yet is a global one created on another host: this
+        host's vpc plugin claims its part when it sees the network, moments later; the allocation waits
+        for it (an address of the whole range would be routed nowhere)."""
         key = subnet_key(pool.network)
         with self._host_subnets_lock:
             known = self._host_subnets.get(key)
             if known is None:
-                known = self._host_subnets[key] = {"stale": False, "subnet": None}
+                known = self._host_subnets[key] = {"stale": False, "subnet": None, "split": False,
+                                                   "claimed": threading.Event(), "watched": threading.Event()}
 
                 def on_change(hosts: list[str]) -> None:  # on the store's thread
-                    known["stale"], known["subnet"] = self.host_id in hosts, None
+                    known["stale"], known["subnet"], known["split"] = self.host_id in hosts, None, bool(hosts)
+                    (known["claimed"].set if self.host_id in hosts else known["claimed"].clear)()
+                    known["watched"].set()
 
                 self.store.watch_children(join(HOST_SUBNETS, key), on_change)
+        known["watched"].wait(self.timeout)  # the watch's first call: whether the network is split
+        # (Local scope: the host claims its part when dockerd creates the network on it, before any address.)
+        if pool.space == GLOBAL_SPACE and known["split"] and not known["claimed"].wait(self.timeout):
+            raise Conflict(f"host {self.host_id} holds no part of network {pool.network.cidr}, which is split per host "
+                           f"(vpc), after {self.timeout:g}s: is this host's vpc plugin running? (its log says why "
+                           "it took none, e.g. the network's route limit)")
+        with self._host_subnets_lock:
             if known["stale"]:
                 data = self.store.get_json(host_subnet_path(pool.network, self.host_id))
                 known["stale"], known["subnet"] = False, (netaddr.IPNetwork(data["subnet"]) if data else None)

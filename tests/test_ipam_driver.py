@@ -248,3 +248,30 @@ def test_a_network_split_per_host_gives_each_host_addresses_of_its_subnet(hosts)
         with pytest.raises(InvalidRequest) as e:
             request(h2, pool_id, address=wrong, options=mac(4))
         assert "take addresses of 100.70.1.0/24" in e.value.message
+
+
+def test_a_global_network_split_per_host_waits_for_this_hosts_subnet(hosts):
+    """vpc in global scope: dockerd asks a host's IPAM for an address before that host's vpc driver has
+    heard of the network. The IPAM waits for the host's subnet (claimed by its vpc plugin when the
+    network appears) rather than handing out an address of the whole range, and refuses clearly when
+    none comes."""
+    import threading
+
+    from ipam.model import host_subnet_path
+    from plugins.store import encode
+
+    h1, h2 = hosts("h1", timeout=2.0), hosts("h2", timeout=2.0)
+    network = netaddr.IPNetwork("100.70.0.0/16")
+    pool_id = h1.request_pool(pool_request(space=GLOBAL_SPACE, pool=str(network))).pool_id
+    h1.store.create(host_subnet_path(network, "h1"), encode({"subnet": "100.70.0.0/24"}))
+    with pytest.raises(Conflict) as e:
+        request(h2, pool_id, options=mac(1))
+    assert "host h2 holds no part of network 100.70.0.0/16" in e.value.message
+    assert request(h1, pool_id, options=mac(2)) == "100.70.0.2/24"
+
+    claim = threading.Timer(0.5, lambda: h2.store.create(host_subnet_path(network, "h2"), encode({"subnet": "100.70.1.0/24"})))
+    claim.start()
+    try:
+        assert request(h2, pool_id, options=mac(1)) == "100.70.1.2/24"
+    finally:
+        claim.join()

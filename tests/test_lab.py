@@ -24,7 +24,7 @@ from plugins.store import open_store
 from plugins.segments.model import LAYOUTS
 store, layout = open_store(sys.argv[1]), LAYOUTS["vxlan"]
 print(sum(len(store.children(layout.host_networks(h))) for h in store.children(layout.root + "/hosts"))
-      + len(store.children(layout.root + "/networks")))
+      + len(store.children(layout.global_networks)))
 """
 
 READ_HOLDERS = """

@@ -206,3 +206,70 @@ def test_internal_network_reaches_its_members_only(lab, tmp_path):
         for host in ("h1", "h2"):
             for network in (internal, routed):
                 lab.docker(host, "network", "rm", network, check=False)
+
+
+LEFT_IN_STORE = """
+import json, sys
+from ipam.model import POOLS
+from plugins.segments.model import LAYOUTS
+from plugins.store import open_store, join
+store, layout = open_store(sys.argv[1], timeout=10), LAYOUTS["vpc"]
+hosts = store.children(layout.hosts)
+print(json.dumps({
+    "global networks": store.children(layout.global_networks),
+    "host networks": [n for h in hosts for n in store.children(layout.host_networks(h))],
+    "endpoints": [e for h in hosts for e in store.children(layout.host_endpoints(h))],
+    "segment records": [r for s in store.children(layout.segments) for r in store.children(join(layout.segments, s))],
+    "pools": [p for p in store.children(POOLS) if (store.get_json(join(POOLS, p)) or {}).get("network") == sys.argv[2]],
+}))
+store.close()
+"""
+
+
+def test_a_global_scope_vpc_network_spans_hosts_and_leaves_nothing_when_removed(tmp_path):
+    """dockerd with a cluster store: the network is created on h1 only; h2's first container asks h2's
+    IPAM for an address before h2's vpc driver hears of the network. Both hosts' containers get their
+    own host's subnet and gateway, reach each other, and removing the network from h2 (not the host
+    that made it) leaves no route, gateway address, port or record on either."""
+    lab = Lab(str(tmp_path / "lab"), f"acsnet-v{uuid.uuid4().hex[:4]}")
+    try:
+        lab.up(hosts=2, scope="global")
+        lab.docker("h1", "network", "create", "-d", "vpc", "--ipam-driver", "acsnet", "--subnet", SUBNET,
+                   "-o", "host_subnet_size=24", "vpc0")
+        assert lab.docker("h2", "network", "inspect", "-f", "{{.Scope}}", "vpc0").stdout.strip() == "global"
+        # At once on h2 too: its IPAM waits for h2's subnet, claimed by h2's vpc plugin when it sees the network.
+        lab.docker("h1", "run", "-d", *QUICK, "--net", "vpc0", "--name", "c1", IMAGE, "sleep", "600")
+        lab.docker("h2", "run", "-d", *QUICK, "--net", "vpc0", "--name", "c2", IMAGE, "sleep", "600")
+        settings = {h: json.loads(lab.docker(h, "inspect", c).stdout)[0]["NetworkSettings"]["Networks"]["vpc0"]
+                    for h, c in (("h1", "c1"), ("h2", "c2"))}
+        subnet_of = {h: s["IPAddress"].rsplit(".", 1)[0] + ".0/24" for h, s in settings.items()}
+        assert subnet_of["h1"] != subnet_of["h2"], settings
+        for host, s in settings.items():
+            assert s["IPPrefixLen"] == 24 and s["Gateway"] == s["IPAddress"].rsplit(".", 1)[0] + ".1", (host, s)
+        a, b = settings["h1"]["IPAddress"], settings["h2"]["IPAddress"]
+        assert pings(lab, "h1", "c1", b) and pings(lab, "h2", "c2", a)
+        assert acsnet_routes(lab, "h1") == {subnet_of["h2"]: UNDERLAY["h2"]}
+        assert acsnet_routes(lab, "h2") == {subnet_of["h1"]: UNDERLAY["h1"]}
+
+        lab.docker("h1", "rm", "-f", "c1")
+        lab.docker("h2", "rm", "-f", "c2")
+        lab.docker("h2", "network", "rm", "vpc0")
+        for host in ("h1", "h2"):
+            wait_for_routes(lab, host, {}, f"{host} kept its routes of the removed network")
+            deadline = time.monotonic() + 20
+            while gateways := [addr for addr, _ in bridge_addresses(lab, host) if addr.startswith("100.70.")]:
+                assert time.monotonic() < deadline, f"{host} kept its gateway address {gateways}"
+                time.sleep(0.2)
+            ports = lab.node(host).run(["ovs-vsctl", "--bare", "--columns=name", "find", "interface",
+                                        "external_ids:acsnet-driver=vpc"]).stdout.split()
+            assert ports == [], (host, ports)
+        left = json.loads(lab.node("svc").run([sys.executable, "-c", LEFT_IN_STORE, lab.zookeeper_url, SUBNET], cwd=REPO).stdout)
+        assert left == {"global networks": [], "host networks": [], "endpoints": [], "segment records": [], "pools": []}, left
+    finally:
+        lab.down()
+    assert lab.leftovers() == []
+
+
+def bridge_addresses(lab: Lab, host: str) -> list[tuple[str, int]]:
+    out = json.loads(lab.node(host).run(["ip", "-4", "-j", "addr", "show", "ovsbr0"]).stdout)
+    return [(a["local"], a["prefixlen"]) for link in out for a in link["addr_info"]]

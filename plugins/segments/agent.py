@@ -1,4 +1,4 @@
-"""The datapath of one segment driver (vlan, vxlan) on one host: the single owner of its store watches,
+"""The datapath of one segment driver (vlan, vxlan, vpc) on one host: the single owner of its store watches,
 its OVS ports and the flow table of its bridge.
 
 Desired state lives in the store (this host's networks and endpoints, and every host's segment
@@ -41,6 +41,10 @@ class SegmentAgent:
     # Whether the driver's packets may cross OVS with TCP segmentation and checksums still to do (the
     # userspace datapath's TSO); OVS 3.1 drops such packets at a tunnel port, so vxlan says no.
     tso_capable = True
+    # Global scope: whether every host takes a network as soon as it exists, rather than at its first
+    # endpoint. vpc must: the IPAM hands out a host's first address before the driver hears of it.
+    adopt_global_networks = False
+    legacy_global_networks_worked = True  # see _move_legacy_global_networks
 
     def __init__(self, store: Store, ovsdb: Ovsdb, layout: Layout, host_id: str, bridge: str, uplink: str, *,
                  userspace_datapath: bool, cluster_wide: bool = False, resync_seconds: float = 30.0,
@@ -57,9 +61,11 @@ class SegmentAgent:
         self.resync_seconds = resync_seconds
         self.orphan_grace = orphan_grace
         # Global scope: dockerd sends CreateNetwork and DeleteNetwork to one host only. The network is
-        # kept cluster-wide too; other hosts adopt it at their first endpoint, and drop it when it goes.
+        # kept cluster-wide too; other hosts adopt it at their first endpoint (or at once: see
+        # adopt_global_networks), and drop it when it goes.
         self.cluster_wide = cluster_wide
         self._cluster_names: list[str] | None = None
+        self._not_adopted: set[str] = set()  # global networks this host could not take (vpc: route limit)
         self.metrics = metrics
         self.networks: dict[str, SegmentNetwork] = {}
         self.endpoints: dict[str, SegmentEndpoint] = {}
@@ -105,6 +111,11 @@ class SegmentAgent:
         """Substrings that tell a network's flows apart, for the per-network flow gauge."""
         return ()
 
+    def adopted(self, network: SegmentNetwork) -> SegmentNetwork:
+        """A global network created on another host, as this host keeps it (vpc: with this host's own
+        subnet's gateway)."""
+        return network
+
     def background(self) -> None:
         """The driver's own work on each pass of the worker."""
 
@@ -141,12 +152,13 @@ class SegmentAgent:
 
     def _initial_load(self) -> None:
         with self._lock:
+            self._move_legacy_global_networks()
             self._load()
             self._reconcile_ports()
             for number in {n.segment for n in self.networks.values()}:
                 self._watch(number)
             if self.cluster_wide:
-                self.store.watch_children(self._cluster_networks, self._on_cluster_networks)
+                self.store.watch_children(self.layout.global_networks, self._on_cluster_networks)
             self.sync()
             self._loaded = True
 
@@ -209,9 +221,26 @@ class SegmentAgent:
 
     # -- networks --------------------------------------------------------------------------------
 
-    @property
-    def _cluster_networks(self) -> str:
-        return join(self.layout.root, "networks")
+    def _move_legacy_global_networks(self) -> None:
+        """Global networks made before they had a key of their own sat beside the vpc driver's network
+        ranges (which broke vpc in global scope); they are moved, or every host would drop them as
+        deleted. A driver whose global networks never worked there removes what failed CreateNetworks
+        left instead (dockerd never deletes a network it failed to create)."""
+        legacy = self.layout.legacy_global_networks
+        self.store.create(self.layout.global_networks)
+        for name in self.store.children(legacy):
+            node = self.store.get(join(legacy, name))
+            if node is None or not node.value or node.json().get("network_id") != name:
+                continue  # a vpc network range, not a network record
+            if not self.legacy_global_networks_worked:
+                log.info("network=%s removed: left behind by a CreateNetwork that failed", name[:12])
+                for host in self.store.children(self.layout.hosts):  # the one that made it
+                    self.store.delete(join(self.layout.host_networks(host), name))
+                self.store.delete(join(legacy, name))
+            elif self.store.commit([Create(self.layout.global_network(name), node.value), Delete(join(legacy, name), node.version)]):
+                log.info("network=%s global record moved to %s", name[:12], self.layout.global_networks)
+            elif self.store.get(self.layout.global_network(name)) is not None:
+                self.store.delete(join(legacy, name))  # another host moved it first
 
     def _on_cluster_networks(self, names: list[str]) -> None:  # on the store's thread
         self._cluster_names = names
@@ -222,36 +251,60 @@ class SegmentAgent:
         if names is None:
             return
         for network_id in [n for n in self.networks if n not in names]:
-            if self.store.get(join(self._cluster_networks, network_id)) is None:  # not just a late event
+            if self.store.get(self.layout.global_network(network_id)) is None:  # not just a late event
                 log.info("network=%s removed: deleted on another host", network_id[:12])
                 self.remove_network(network_id)
+
+    def _adopt_networks_new_in_cluster(self) -> None:
+        for network_id in [n for n in self._cluster_names or () if n not in self.networks and n not in self._not_adopted]:
+            try:
+                self._adopt(network_id)
+            except AcsnetError as e:
+                self._not_adopted.add(network_id)  # said once; its first endpoint here tries again
+                log.warning("network=%s not taken on this host: %s", network_id[:12], e.message)
+
+    def _adopt(self, network_id: str) -> SegmentNetwork | None:
+        data = self.store.get_json(self.layout.global_network(network_id))
+        if not data:
+            return None
+        network = self.adopted(SegmentNetwork.from_json(data))
+        self.add_network(network, adopted=True)
+        log.info("network=%s taken on this host: created on another", network_id[:12])
+        return network
 
     def network(self, network_id: str) -> SegmentNetwork:
         self._ensure_loaded()
         network = self.networks.get(network_id)
         if network is None and self.cluster_wide:
-            data = self.store.get_json(join(self._cluster_networks, network_id))
-            if data:
-                network = SegmentNetwork.from_json(data)
-                self.add_network(network)
+            network = self._adopt(network_id)
         if network is None:
             raise NotFound(f"network {network_id} is not known to the {self.layout.driver} driver on host {self.host_id}")
         return network
 
-    def add_network(self, network: SegmentNetwork) -> None:
+    def add_network(self, network: SegmentNetwork, *, adopted: bool = False) -> None:
+        """This host's network; for the cluster too in global scope, unless `adopted` from it (rewriting
+        the record could bring back one just deleted on the host that made it)."""
         self._ensure_loaded()
         with self._lock:
             self._check_segment_free(network)
             paths = [join(self.layout.host_networks(self.host_id), network.network_id)]
-            if self.cluster_wide:
-                self.store.create(self._cluster_networks)
-                paths.append(join(self._cluster_networks, network.network_id))
+            if self.cluster_wide and not adopted:
+                self.store.create(self.layout.global_networks)
+                paths.append(self.layout.global_network(network.network_id))
+            previous = self.networks.get(network.network_id)
             for path in paths:
                 self.store.put(path, encode(network.to_json()))
             self.networks[network.network_id] = network
-            self._watch(network.segment)
-            self.networks_changed()
-            self.sync()
+            try:
+                self._watch(network.segment)
+                self.networks_changed()
+                self.sync()
+            except BaseException:
+                if previous is None:  # a failed CreateNetwork leaves no network behind (dockerd never deletes it)
+                    self.networks.pop(network.network_id, None)
+                    for path in paths:
+                        self.store.delete(path)
+                raise
         self._wake.set()
 
     def _check_segment_free(self, network: SegmentNetwork) -> None:
@@ -266,7 +319,7 @@ class SegmentAgent:
             for endpoint in [e for e in self.endpoints.values() if e.network_id == network_id]:
                 self.remove_endpoint(endpoint.endpoint_id)
             if self.cluster_wide:
-                self.store.delete(join(self._cluster_networks, network_id))
+                self.store.delete(self.layout.global_network(network_id))
             self.store.delete(join(self.layout.host_networks(self.host_id), network_id))
             self.networks.pop(network_id, None)
             self.networks_changed()
@@ -533,6 +586,8 @@ class SegmentAgent:
                     changed = any([self._refresh_segment(number) for number in list(self._watched)])
                     if self.cluster_wide:
                         self._drop_networks_gone_from_cluster()
+                        if self.adopt_global_networks:
+                            self._adopt_networks_new_in_cluster()
                     if self._liveness_changed() or changed:
                         self.sync()
                     arrived, self._arrived = self._arrived, []

@@ -1,9 +1,12 @@
-"""What a layer-2 segment driver (vlan, vxlan) stores, and where.
+"""What a segment driver (vlan, vxlan, vpc) stores, and where.
 
-A segment is one broadcast domain named by a number: a VLAN ID for the vlan driver, a VNI for vxlan.
-Key layout (below the store root `/acsnet`, `<driver>` being `vlan` or `vxlan`):
+A segment is one broadcast domain named by a number: a VLAN ID for the vlan driver, a VNI for vxlan,
+the subnet's first address for vpc.
+Key layout (below the store root `/acsnet`, `<driver>` being `vlan`, `vxlan` or `vpc`):
     <driver>/hosts/<host>/networks/<network-id>    SegmentNetwork: this host's networks (dockerd never
                                                    replays them)
+    <driver>/global-networks/<network-id>          SegmentNetwork: a global-scope network, for every
+                                                   host (dockerd creates and deletes it on one only)
     <driver>/hosts/<host>/endpoints/<endpoint-id>  SegmentEndpoint: this host's endpoints, the desired
                                                    local state
     <driver>/segments/<number>/<ip>~<endpoint-id12>
@@ -34,11 +37,28 @@ class Layout:
     def root(self) -> str:
         return join(ROOT, self.driver)
 
+    @property
+    def hosts(self) -> str:
+        return join(self.root, "hosts")
+
     def host_networks(self, host: str) -> str:
-        return join(self.root, "hosts", host, "networks")
+        return join(self.hosts, host, "networks")
 
     def host_endpoints(self, host: str) -> str:
-        return join(self.root, "hosts", host, "endpoints")
+        return join(self.hosts, host, "endpoints")
+
+    @property
+    def global_networks(self) -> str:
+        return join(self.root, "global-networks")
+
+    def global_network(self, network_id: str) -> str:
+        return join(self.global_networks, network_id)
+
+    @property
+    def legacy_global_networks(self) -> str:
+        """Where global networks were kept before they had a key of their own: `<driver>/networks`,
+        which the vpc driver uses for its networks' ranges (`plugins.vpc.model`)."""
+        return join(self.root, "networks")
 
     @property
     def segments(self) -> str:

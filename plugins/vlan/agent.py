@@ -60,8 +60,8 @@ class VlanAgent(SegmentAgent):
         self._announce.put(endpoint)
         self._wake.set()
 
-    def add_network(self, network: SegmentNetwork) -> None:
-        super().add_network(network)
+    def add_network(self, network: SegmentNetwork, *, adopted: bool = False) -> None:
+        super().add_network(network, adopted=adopted)
         self._wake.set()  # the worker learns the gateway's MAC if it is not given
 
     # -- background work -------------------------------------------------------------------------

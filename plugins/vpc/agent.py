@@ -9,13 +9,14 @@ waits on those reads."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import netaddr
 
 from ovsctl import links
 from ovsctl.vpc_pipeline import COOKIE, InternalNetwork, OwnSubnet, PeerSubnet, VpcDatapath, VpcPort, vpc_flows
-from plugins.errors import AcsnetError
+from plugins.errors import AcsnetError, NotFound
 from plugins.segments.agent import SegmentAgent
 from plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork, SegmentRecord
 from plugins.store import join
@@ -34,6 +35,8 @@ def segment_of(subnet: netaddr.IPNetwork) -> int:
 class VpcAgent(SegmentAgent):
     segment_name = "vpc network"
     flow_cookie = COOKIE
+    adopt_global_networks = True
+    legacy_global_networks_worked = False  # a record at the old key is one whose CreateNetwork failed
 
     def __init__(self, store, ovsdb, host_id: str, bridge: str, uplink: str, *, underlay: str, datapath: str,
                  routes: RouteProvider, **kwargs):
@@ -55,6 +58,13 @@ class VpcAgent(SegmentAgent):
         super().start()
 
     # -- the segment agent's hooks ---------------------------------------------------------------
+
+    def adopted(self, network: SegmentNetwork) -> SegmentNetwork:
+        settings = self.membership.settings(network.subnet)
+        if settings is None:
+            raise NotFound(f"vpc network {network.subnet.cidr} has no settings in the store (host_subnet_size, max_routes)")
+        own = self.membership.claim(network.subnet, *settings)
+        return dataclasses.replace(network, gateway=str(own.gateway))
 
     def segment_label(self, number: int) -> str:
         return f"vpc network {netaddr.IPAddress(number)}"
@@ -139,7 +149,7 @@ class VpcAgent(SegmentAgent):
                 held = self._claim_again(network)
             if held is not None:
                 own.append(held)
-        ranges = [netaddr.IPNetwork(k.replace("_", "/")) for k in self.store.children(join(model.ROOT, "networks"))]
+        ranges = self.membership.networks()
         with self._lock:
             self._own, self._peers = tuple(own), tuple(sorted(peers, key=lambda p: (p.network, p.host)))
             self._vpc_ranges = tuple(sorted(set(ranges) | set(networks)))

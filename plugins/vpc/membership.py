@@ -30,13 +30,17 @@ class Membership:
     def held(self, networks) -> list[HostSubnet]:
         """This host's subnets of these networks (all vpc networks if None), as long as it has not left."""
         if networks is None:
-            networks = [netaddr.IPNetwork(k.replace("_", "/")) for k in self.store.children(join(model.ROOT, "networks"))]
+            networks = self.networks()
         found = []
         for network in sorted({netaddr.IPNetwork(n).cidr for n in networks}):
             data = self.store.get_json(join(model.hosts_path(network), self.host_id))
             if data and not data.get("left_at"):
                 found.append(HostSubnet.from_json(data))
         return found
+
+    def networks(self) -> list[netaddr.IPNetwork]:
+        """The range of every vpc network any host has."""
+        return [model.network_of_key(key) for key in self.store.children(model.NETWORKS)]
 
     def claim(self, network: netaddr.IPNetwork, size: int, max_routes: int) -> HostSubnet:
         """This host's part of the network: the one it holds, or the first free one, unless the network
@@ -45,7 +49,7 @@ class Membership:
         join at once, so the limit holds)."""
         network = network.cidr
         settings = {"host_subnet_size": size, "max_routes": max_routes}
-        self.store.create(join(model.ROOT, "networks"))
+        self.store.create(model.NETWORKS)
         self.store.create(model.network_path(network), encode({**settings, "claims": 0}))
         self.store.create(model.hosts_path(network))
         self.store.create(model.claims_path(network))

@@ -1,4 +1,5 @@
-"""What the vpc driver stores besides the endpoints it shares with the segment drivers.
+"""What the vpc driver stores besides the networks and endpoints it shares with the segment drivers
+(`plugins.segments.model`: those are keyed by network id, these by the network's range).
 
     vpc/networks/<cidr>                          {"host_subnet_size", "max_routes", "claims": n}: one
                                                  network (local-scope copies on each host share it)
@@ -21,11 +22,16 @@ from plugins.segments.model import LAYOUTS
 from plugins.store import join
 
 ROOT = LAYOUTS["vpc"].root
+NETWORKS = join(ROOT, "networks")  # keyed by range: a network's id is the segment agent's (global-networks)
 SUBNET_GRACE_SECONDS = 300.0
 
 
 def network_path(subnet: netaddr.IPNetwork) -> str:
-    return join(ROOT, "networks", subnet_key(subnet))
+    return join(NETWORKS, subnet_key(subnet))
+
+
+def network_of_key(key: str) -> netaddr.IPNetwork:
+    return netaddr.IPNetwork(key.replace("_", "/"))
 
 
 def hosts_path(subnet: netaddr.IPNetwork) -> str:
