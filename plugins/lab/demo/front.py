@@ -74,11 +74,14 @@ def front_scenario(lab: Lab, run: DemoRun) -> None:
         check(got == pinned, f"the label asked for {pinned}, the container got {got}")
         return f"{labelled} has {pinned}, from its label alone"
 
-    def deploy_application():
+    def start_replicas() -> dict[str, str]:
         for name in replicas:
             via_front(lab, host, "run", "-d", "--stop-timeout", "1", "--net", network, "--label", f"{APP_LABEL}={app}",
                       "--name", name, IMAGE, "sleep", "3600")
-        given = addresses(replicas)
+        return addresses(replicas)
+
+    def deploy_application():
+        given = start_replicas()
         check(len(set(given.values())) == len(replicas), f"an address was given twice: {given}")
         kept.update(given.values())
         listed = {(a["ip"], a["state"]) for a in acsnet_ip(lab, host, "list", "--app", app)}
@@ -94,10 +97,7 @@ def front_scenario(lab: Lab, run: DemoRun) -> None:
 
     def redeployed():
         # Nothing else starts in between: this shows an application getting its own addresses back.
-        for name in replicas:
-            via_front(lab, host, "run", "-d", "--stop-timeout", "1", "--net", network, "--label", f"{APP_LABEL}={app}",
-                      "--name", name, IMAGE, "sleep", "3600")
-        given = addresses(replicas)
+        given = start_replicas()
         check(set(given.values()) == kept, f"redeployed with {sorted(given.values())}, had {sorted(kept)}")
         return ", ".join(f"{n}={a}" for n, a in given.items()) + ": the same addresses"
 
