@@ -112,12 +112,17 @@ def addresses(store: Store, app: str | None = None) -> list[AppAddress]:
     return sorted(found, key=lambda a: (a.app, netaddr.IPAddress(a.ip)))
 
 
-def retained(store: Store, app: str, subnets: list[str]) -> list[str]:
-    """The application's addresses in these subnets that are kept for it now (not in use, not expired)."""
+def retained_entries(store: Store, app: str, subnets: list[str]) -> list[AppAddress]:
+    """The application's addresses in these subnets that are kept for it now (not in use, not expired);
+    `until` tells one keeping from the next (it is set anew each time the address is released)."""
     wanted = {subnet_key(netaddr.IPNetwork(s)) for s in subnets}
     now = time.time()
-    return [a.ip for a in addresses(store, app)
+    return [a for a in addresses(store, app)
             if subnet_key(netaddr.IPNetwork(a.subnet)) in wanted and a.until is not None and a.until > now]
+
+
+def retained(store: Store, app: str, subnets: list[str]) -> list[str]:
+    return [a.ip for a in retained_entries(store, app, subnets)]
 
 
 def release(store: Store, app: str, ip: str | None = None, *, expired_only: bool = False, timeout: float = 5.0) -> list[str]:

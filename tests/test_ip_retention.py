@@ -8,6 +8,8 @@ import pytest
 
 from ipam import retention
 from ipam.model import ENDPOINT, RETAINED, pool_path, retention_path
+from plugins.docker_api import parse_docker_address
+from plugins.front.proxy import Front
 from plugins.store import open_store
 from tests.test_ipam_driver import hosts, mac, pool_request, release, request  # noqa: F401 (hosts: a fixture)
 
@@ -110,3 +112,22 @@ def test_an_address_retained_for_another_application_stays_with_it(hosts, front_
     release(h1, pool, address)
     assert not retention.remember(front_store, "db", 3600, netaddr.IPAddress(address), mac_of(1))
     assert record(front_store, pool, address)["holders"] == ["web"]
+
+
+def test_replicas_created_together_are_offered_different_kept_addresses(hosts, front_store):
+    """compose creates every replica of an application before starting any: the front must not pin two
+    of them to one kept address (the second start would fail with "address in use")."""
+    h1 = hosts("h1")
+    pool = h1.request_pool(pool_request(pool=SUBNET)).pool_id
+    kept = [take(h1, pool, options=mac(n)) for n in (1, 2)]
+    for n, address in enumerate(kept, start=1):
+        assert retention.remember(front_store, "web", 3600, netaddr.IPAddress(address), mac_of(n))
+        release(h1, pool, address)
+    front = Front(parse_docker_address("/nonexistent/docker.sock"), front_store)
+    offers = [front._retained_of("web", [SUBNET]) for _ in range(3)]
+    assert [o[0] for o in offers[:2]] == kept and offers[2] == [], offers
+    # Once the replicas started and went again, their addresses are kept anew and offered again at once.
+    for n, address in enumerate(kept, start=1):
+        assert take(h1, pool, address, mac(n)) == address
+        release(h1, pool, address)
+    assert front._retained_of("web", [SUBNET]) == kept

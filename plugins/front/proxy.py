@@ -20,6 +20,7 @@ import socket
 import socketserver
 import ssl
 import threading
+import time
 import urllib.parse
 from typing import Callable
 
@@ -33,6 +34,10 @@ from plugins.front.create import APP_LABEL, rewrite_connect, rewrite_create
 from plugins.store import Store
 
 log = logging.getLogger(__name__)
+
+# How long a kept address offered to one create is not offered to another: a create and its start are
+# seconds apart (compose creates every replica, then starts them); one whose create failed frees it then.
+OFFER_SECONDS = 60.0
 
 HEAD_LIMIT = 64 * 1024
 BODY_LIMIT = 16 * 1024 * 1024
@@ -116,11 +121,26 @@ class Front:
         self.docker = docker
         self.store = store
         self._retained_of = self._retained if store is not None else None
+        self._offered: dict[tuple[str, float], float] = {}  # (kept address, until) -> when offered
+        self._offered_lock = threading.Lock()
         self.retention = retention
         self.store_timeout = store_timeout
 
     def _retained(self, app: str, subnets: list[str]) -> list[str]:
-        return retention.retained(self.store, app, subnets)
+        """The application's kept addresses in these subnets, less those a create or connect was already
+        pinned to during this keeping. A kept address stays kept until a container *starts* with it, so
+        replicas created together (compose --scale, or up with several) would all be offered the first
+        one and every start but one would fail with "address in use"; each is offered another instead,
+        or none (a dynamic address) when all are spoken for. An offer is forgotten when the address is
+        kept anew (released again: a new `until`) or after OFFER_SECONDS (a create that failed)."""
+        kept = retention.retained_entries(self.store, app, subnets)
+        now = time.monotonic()
+        with self._offered_lock:
+            self._offered = {offer: at for offer, at in self._offered.items() if now - at < OFFER_SECONDS}
+            fresh = [a for a in kept if (a.ip, a.until) not in self._offered]
+            if fresh:
+                self._offered[(fresh[0].ip, fresh[0].until)] = now
+        return [a.ip for a in fresh]
 
     def _remember(self, container: str) -> None:
         """After an application's container started: which addresses to keep for the application."""
