@@ -110,8 +110,15 @@ def _caps(names: tuple[str, ...]) -> str:
     return ",".join(["-all"] + [f"+{n.lower().removeprefix('cap_')}" for n in names])
 
 
-def _mount(*args: str) -> None:
-    subprocess.run(["mount", *args], check=True, capture_output=True, text=True, timeout=10)
+def _mount(*args: str, pass_fds: tuple[int, ...] = ()) -> None:
+    subprocess.run(["mount", *args], check=True, capture_output=True, text=True, timeout=10, pass_fds=pass_fds)
+
+
+def _installation() -> list[str]:
+    """Where the acsnet under test runs from: its Python environment and, for an editable install, the
+    source tree (this file is <tree>/plugins/lab/unit_sandbox.py)."""
+    return [os.path.realpath(sys.prefix),
+            os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))]
 
 
 def _mount_points() -> list[tuple[str, str]]:
@@ -156,9 +163,19 @@ def apply(sandbox: UnitSandbox) -> None:
             raise FileNotFoundError(f"ReadWritePaths={path} does not exist (systemd would refuse to start the unit)")
         writable.append(os.path.realpath(path))
     if sandbox.private_tmp:
+        # A host installs acsnet under /usr, /opt or a home; a test's checkout may live under /tmp (CI
+        # clones there), which the empty /tmp would hide from the process under test. The installation
+        # is not what the unit governs, so it is mounted back where it was (held open by a descriptor
+        # while /tmp is covered).
+        hidden = [path for path in _installation() if _under(path, ("/tmp", "/var/tmp"))]
+        handles = [os.open(path, os.O_RDONLY | os.O_DIRECTORY) for path in hidden]
         for path in ("/tmp", "/var/tmp"):
             _mount("-t", "tmpfs", "-o", "mode=1777", "tmpfs", path)
             writable.append(path)
+        for path, handle in zip(hidden, handles):
+            os.makedirs(path, exist_ok=True)
+            _mount("--bind", f"/proc/self/fd/{handle}", path, pass_fds=(handle,))
+            os.close(handle)
     if sandbox.protect_system == "strict":
         for path in writable:
             _mount("--rbind", path, path)  # its own mount, left writable below
