@@ -146,7 +146,7 @@ def test_each_unit_lets_its_process_do_its_work_on_a_fresh_host(fresh_host, tmp_
         assert front.poll() is None and time.monotonic() < deadline, open(tmp_path / "front.log").read()
         time.sleep(0.1)
     ping = host.run([sys.executable, "-c", PING, FRONT_SOCKET], check=False)
-    assert ping.returncode == 0 and "dockerd unreachable" in ping.stdout, ping.stdout + ping.stderr
+    assert ping.returncode == 0 and "dockerd could not be reached" in ping.stdout, ping.stdout + ping.stderr
 
     # What they wrote, seen from the host rather than from inside the units.
     assert host.run(["cat", "/proc/sys/net/ipv4/ip_forward"]).stdout.strip() == "1"

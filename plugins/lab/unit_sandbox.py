@@ -168,13 +168,15 @@ def apply(sandbox: UnitSandbox) -> None:
         # is not what the unit governs, so it is mounted back where it was (held open by a descriptor
         # while /tmp is covered).
         hidden = [path for path in _installation() if _under(path, ("/tmp", "/var/tmp"))]
+        hidden = [path for path in hidden if not any(path != other and _under(path, (other,)) for other in hidden)]
         handles = [os.open(path, os.O_RDONLY | os.O_DIRECTORY) for path in hidden]
         for path in ("/tmp", "/var/tmp"):
             _mount("-t", "tmpfs", "-o", "mode=1777", "tmpfs", path)
             writable.append(path)
         for path, handle in zip(hidden, handles):
             os.makedirs(path, exist_ok=True)
-            _mount("--bind", f"/proc/self/fd/{handle}", path, pass_fds=(handle,))
+            # --no-canonicalize: mount(8) would resolve the descriptor to its path, now the empty /tmp.
+            _mount("--no-canonicalize", "--bind", f"/proc/self/fd/{handle}", path, pass_fds=(handle,))
             os.close(handle)
     if sandbox.protect_system == "strict":
         for path in writable:
