@@ -7,9 +7,9 @@ import logging
 import socket
 import time
 
-from ovsctl import links
-from ovsctl.command import OvsError
-from ovsctl.ovsdb import Ovsdb
+from acsnet.ovsctl import links
+from acsnet.ovsctl.command import OvsError
+from acsnet.ovsctl.ovsdb import Ovsdb
 
 log = logging.getLogger(__name__)
 BROADCAST = "ff:ff:ff:ff:ff:ff"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-from plugins.errors import AcsnetError, InvalidRequest
+from acsnet.errors import AcsnetError, InvalidRequest
 
 INTERFACE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
 DEFAULT_TIMEOUT = 10.0

@@ -10,10 +10,10 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 
-from ovsctl import links
-from ovsctl.command import check_interface_name, run
-from ovsctl.ovsdb import Ovsdb
-from plugins.errors import AcsnetError
+from acsnet.ovsctl import links
+from acsnet.ovsctl.command import check_interface_name, run
+from acsnet.ovsctl.ovsdb import Ovsdb
+from acsnet.errors import AcsnetError
 
 UPLINK_ID = "acsnet-uplink"
 DATAPATH_ID = "acsnet-datapath"

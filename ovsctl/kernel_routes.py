@@ -7,7 +7,7 @@ import netaddr
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from ovsctl.command import OvsError
+from acsnet.ovsctl.command import OvsError
 
 PROTOCOL = 172  # rtnetlink protocol of acsnet's routes (`ip route show proto 172`)
 MAIN_TABLE = 254

@@ -14,7 +14,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_NOARP, IFF_UP
 
-from ovsctl.command import OvsError, check_interface_name
+from acsnet.ovsctl.command import OvsError, check_interface_name
 
 MAIN_TABLE = 254
 SIOCETHTOOL, ETHTOOL_STXCSUM, ETHTOOL_GTSO = 0x8946, 0x17, 0x1e  # linux/sockios.h, linux/ethtool.h

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 
-from ovsctl.command import OvsError, check_interface_name, run
+from acsnet.ovsctl.command import OvsError, check_interface_name, run
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import netaddr
 from pyroute2 import IPRoute, NetNS, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
-from ovsctl.command import OvsError, run
+from acsnet.ovsctl.command import OvsError, run
 
 TRANSFER = netaddr.IPNetwork("169.254.0.0/16")
 HOST_TABLE = "acsnet_vxlan"

@@ -16,10 +16,10 @@ from typing import Any, Callable
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from plugins import protocol
-from plugins.driver import IpamDriver, NetworkDriver
-from plugins.errors import AcsnetError, InvalidRequest
-from plugins.metrics import PluginMetrics
+from acsnet.plugins import protocol
+from acsnet.plugins.driver import IpamDriver, NetworkDriver
+from acsnet.errors import AcsnetError, InvalidRequest
+from acsnet.metrics import PluginMetrics
 
 log = logging.getLogger("acsnet.server")
 

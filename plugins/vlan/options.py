@@ -6,8 +6,8 @@ import dataclasses
 
 import netaddr
 
-from plugins.errors import InvalidRequest
-from plugins.protocol import NetworkCreate
+from acsnet.errors import InvalidRequest
+from acsnet.plugins.protocol import NetworkCreate
 
 VLAN_ID_KEYS = ("VlanId", "vlanid", "vlan_id")
 MTU_KEY = "com.docker.network.driver.mtu"

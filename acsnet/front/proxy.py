@@ -25,12 +25,12 @@ from typing import Callable
 
 import netaddr
 
-from ipam import retention
-from ipam.model import DEFAULT_RETENTION_SECONDS
-from plugins.docker_api import DockerAddress
-from plugins.errors import AcsnetError
-from plugins.front.create import APP_LABEL, rewrite_connect, rewrite_create
-from plugins.store import Store
+from acsnet.ipam import retention
+from acsnet.ipam.model import DEFAULT_RETENTION_SECONDS
+from acsnet.docker_api import DockerAddress
+from acsnet.errors import AcsnetError
+from acsnet.front.create import APP_LABEL, rewrite_connect, rewrite_create
+from acsnet.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from plugins.errors import AcsnetError
-from plugins.plugin_client import get_json
+from acsnet.errors import AcsnetError
+from acsnet.plugin_client import get_json
 
 DEFAULT_DOCKER = "unix:///var/run/docker.sock"
 

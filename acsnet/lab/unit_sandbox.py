@@ -18,7 +18,7 @@ Seccomp filters (RestrictAddressFamilies=, SystemCallArchitectures=, LockPersona
 RestrictRealtime=, RestrictSUIDSGID=), ProtectKernelModules= and ProtectClock= are not reproduced:
 they forbid system calls the plugins never make, not writes they depend on.
 
-`python -m plugins.lab.unit_sandbox SPEC -- ARGV...` applies SPEC (JSON of `UnitSandbox`) in the mount
+`python -m acsnet.lab.unit_sandbox SPEC -- ARGV...` applies SPEC (JSON of `UnitSandbox`) in the mount
 namespace `command()` puts it in (if the unit has one), then executes ARGV.
 """
 
@@ -98,7 +98,7 @@ class UnitSandbox:
         if self.no_new_privileges:
             privileges.append("--no-new-privs")
         spec = json.dumps(dataclasses.asdict(self))
-        argv = [sys.executable, "-m", "plugins.lab.unit_sandbox", spec, "--", *privileges, "--", *argv]
+        argv = [sys.executable, "-m", "acsnet.lab.unit_sandbox", spec, "--", *privileges, "--", *argv]
         return ["unshare", "--mount", "--propagation", "slave", *argv] if self.mount_namespace else argv
 
 
@@ -192,7 +192,7 @@ def apply(sandbox: UnitSandbox) -> None:
 def main(argv: list[str]) -> None:
     spec, separator, *command = argv
     if separator != "--" or not command:
-        raise SystemExit("usage: python -m plugins.lab.unit_sandbox SPEC -- ARGV...")
+        raise SystemExit("usage: python -m acsnet.lab.unit_sandbox SPEC -- ARGV...")
     data = json.loads(spec)
     data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     apply(UnitSandbox(**data))
