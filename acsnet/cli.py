@@ -599,28 +599,30 @@ def run_install_units(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    from acsnet.lab.host import LabError
+def error_message(error: Exception) -> str:
+    if isinstance(error, AcsnetError):
+        return error.message
+    if isinstance(error, OSError) and error.strerror:  # a file or socket the command was pointed at
+        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    return str(error)
 
+
+def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if args.command == "bench":
         args.options = extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    # One error path: what went wrong, in a line, never a traceback. ValueError: bad option values (store
+    # URL, pools) found while starting, a usage error (2) like argparse's own.
     try:
         return args.run(args)
-    except AcsnetError as e:
-        print(f"acsnet {args.command}: {e.message}", file=sys.stderr)
-        return 1
-    except LabError as e:
-        print(f"acsnet {args.command}: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
-    except ValueError as e:  # bad option values (store URL, pools) found while starting
-        print(f"acsnet {args.command}: {e}", file=sys.stderr)
-        return 2
+    except (AcsnetError, OSError, ValueError) as e:
+        print(f"acsnet {args.command}: {error_message(e)}", file=sys.stderr)
+        return 2 if isinstance(e, ValueError) else 1
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import socket
 import time
 
 from acsnet.ovsctl import links
-from acsnet.ovsctl.command import OvsError
+from acsnet.errors import DatapathError
 from acsnet.ovsctl.ovsdb import Ovsdb
 
 log = logging.getLogger(__name__)
@@ -80,5 +80,5 @@ def _wait_for(condition, message: str, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise OvsError(message)
+            raise DatapathError(message)
         time.sleep(0.02)

@@ -11,12 +11,14 @@ import subprocess
 import sys
 import time
 
+from acsnet.errors import AcsnetError
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,14}$")  # fits a hostname and an interface-name prefix
 NETNS_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 
 
-class LabError(RuntimeError):
+class LabError(AcsnetError):
     """A lab step failed; the message says what and what to do."""
 
 
