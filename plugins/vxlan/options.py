@@ -6,7 +6,7 @@ import dataclasses
 
 from acsnet.errors import InvalidRequest
 from acsnet.plugins.protocol import NetworkCreate
-from acsnet.plugins.vlan.options import MTU_KEY, integer_option
+from acsnet.plugins.segments.options import MTU_KEY, integer_option
 
 VNI_KEYS = ("VxlanId", "vxlanid", "vxlan_id", "vni")
 VNI_MAX = 16777215
