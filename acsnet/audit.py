@@ -29,14 +29,14 @@ import time
 
 import netaddr
 
+from acsnet.docker_api import DockerAddress
 from acsnet.ipam import retention
 from acsnet.ipam.model import ENDPOINT, POOLS, AddressRecord
 from acsnet.ovsctl import links
 from acsnet.ovsctl.ovsdb import Ovsdb
-from acsnet.docker_api import DockerAddress
-from acsnet.store import Delete, Store, join
 from acsnet.plugins.segments.agent import DRIVER_ID, ENDPOINT_ID
 from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint
+from acsnet.store import Delete, Store, join
 
 
 DEAD_HOST_KINDS = ("dead-host-record", "dead-host-address")  # repaired only when told the hosts are dead

@@ -19,9 +19,9 @@ from typing import Callable
 
 import netaddr
 
+from acsnet.errors import Exhausted, InvalidRequest, NotFound, StoreUnavailable
 from acsnet.ipam import chunks
 from acsnet.ipam.model import AddressRecord, Pool, pool_path
-from acsnet.errors import Exhausted, InvalidRequest, NotFound, StoreUnavailable
 from acsnet.store import Check, Create, Delete, SetValue, Store, encode
 
 _CONFLICT = object()

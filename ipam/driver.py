@@ -47,8 +47,8 @@ from acsnet.ipam.model import (
     retention_path,
     subnet_key,
 )
-from acsnet.plugins.driver import IpamDriver
 from acsnet.errors import Conflict, Exhausted, InvalidRequest, NotFound
+from acsnet.plugins.driver import IpamDriver
 from acsnet.plugins.protocol import AddressGrant, AddressRelease, AddressRequest, PoolGrant, PoolRequest
 from acsnet.store import Create, Store, encode, join
 

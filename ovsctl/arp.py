@@ -7,8 +7,8 @@ import logging
 import socket
 import time
 
-from acsnet.ovsctl import links
 from acsnet.errors import DatapathError
+from acsnet.ovsctl import links
 from acsnet.ovsctl.ovsdb import Ovsdb
 
 log = logging.getLogger(__name__)

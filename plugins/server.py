@@ -16,11 +16,11 @@ from typing import Any, Callable
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from acsnet.errors import AcsnetError, InvalidRequest
+from acsnet.metrics import PluginMetrics
 from acsnet.plugins import protocol
 from acsnet.plugins.driver import IpamDriver, NetworkDriver
-from acsnet.errors import AcsnetError, InvalidRequest
 from acsnet.plugins.error_status import http_status
-from acsnet.metrics import PluginMetrics
 
 log = logging.getLogger("acsnet.server")
 

@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
+from acsnet.lab.plugin_process import PluginProcess
 from acsnet.lab.zookeeper import ZooKeeperServer
 from acsnet.store import open_store
-from acsnet.lab.plugin_process import PluginProcess
 
 
 @pytest.fixture(scope="session")

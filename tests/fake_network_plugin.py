@@ -11,8 +11,8 @@ import sys
 
 import netaddr
 
-from acsnet.plugins.driver import NetworkCapabilities, NetworkDriver
 from acsnet.errors import Conflict
+from acsnet.plugins.driver import NetworkCapabilities, NetworkDriver
 from acsnet.plugins.protocol import EndpointInterface, JoinResult, StaticRoute
 from acsnet.service import configure_logging, serve
 

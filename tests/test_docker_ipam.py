@@ -8,8 +8,8 @@ import json
 
 from acsnet.ipam.model import POOLS, SUBNETS
 from acsnet.lab.dockerd import IMAGE
-from acsnet.store import open_store
 from acsnet.lab.plugin_process import PluginProcess
+from acsnet.store import open_store
 
 
 def ipam_in_host(host, store_url: str) -> PluginProcess:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import netaddr
 import pytest
 
+from acsnet.errors import Conflict, Exhausted, InvalidRequest, NotFound
 from acsnet.ipam import chunks
 from acsnet.ipam.driver import AcsnetIpam, parse_supernets
 from acsnet.ipam.model import GLOBAL_SPACE, LOCAL_SPACE, SUBNETS, pool_path
-from acsnet.errors import Conflict, Exhausted, InvalidRequest, NotFound
 from acsnet.plugins.protocol import AddressRelease, AddressRequest, PoolRequest
 from acsnet.store import open_store
 

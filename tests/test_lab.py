@@ -20,8 +20,8 @@ from tests.test_vlan import pings
 
 COUNT_VXLAN_NETWORKS = """
 import sys
-from acsnet.store import open_store
 from acsnet.plugins.segments.model import LAYOUTS
+from acsnet.store import open_store
 store, layout = open_store(sys.argv[1]), LAYOUTS["vxlan"]
 print(sum(len(store.children(layout.host_networks(h))) for h in store.children(layout.root + "/hosts"))
       + len(store.children(layout.global_networks)))
@@ -29,8 +29,8 @@ print(sum(len(store.children(layout.host_networks(h))) for h in store.children(l
 
 READ_HOLDERS = """
 import json, sys
-from acsnet.store import open_store
 from acsnet.ipam.model import POOLS
+from acsnet.store import open_store
 store = open_store(sys.argv[1])
 holders = {}
 for pool in store.children(POOLS):

@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from acsnet.lab.zookeeper import free_port
-from acsnet.plugin_client import UnixHTTPConnection
 from acsnet.lab.host import REPO
 from acsnet.lab.plugin_process import PluginProcess
+from acsnet.lab.zookeeper import free_port
+from acsnet.plugin_client import UnixHTTPConnection
 
 GATEWAY = {"RequestAddressType": "com.docker.network.gateway"}
 MAC = {"com.docker.network.endpoint.macaddress": "02:42:c0:00:02:0a"}

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from acsnet.errors import StoreUnavailable
-from acsnet.store import Check, Create, Delete, SetValue, open_store
 from acsnet.lab.host import REPO
+from acsnet.store import Check, Create, Delete, SetValue, open_store
 from acsnet.store.base import ROOT, join
 
 

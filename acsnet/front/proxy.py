@@ -25,11 +25,11 @@ from typing import Callable
 
 import netaddr
 
-from acsnet.ipam import retention
-from acsnet.ipam.model import DEFAULT_RETENTION_SECONDS
 from acsnet.docker_api import DockerAddress
 from acsnet.errors import AcsnetError
 from acsnet.front.create import APP_LABEL, rewrite_connect, rewrite_create
+from acsnet.ipam import retention
+from acsnet.ipam.model import DEFAULT_RETENTION_SECONDS
 from acsnet.plugins.error_status import http_status
 from acsnet.store import Store
 

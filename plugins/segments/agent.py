@@ -19,10 +19,10 @@ import queue
 import threading
 import time
 
-from acsnet.ovsctl import links, openflow
-from acsnet.ovsctl.ovsdb import Ovsdb
 from acsnet.errors import AcsnetError, Conflict, NotFound, StoreUnavailable
 from acsnet.metrics import PluginMetrics
+from acsnet.ovsctl import links, openflow
+from acsnet.ovsctl.ovsdb import Ovsdb
 from acsnet.plugins.segments.model import Layout, SegmentEndpoint, SegmentNetwork, SegmentRecord
 from acsnet.store import ROOT, Create, Delete, Store, encode, join
 

@@ -7,8 +7,8 @@ import time
 
 import netaddr
 
-from acsnet.plugins.driver import NetworkCapabilities, NetworkDriver
 from acsnet.errors import InvalidRequest
+from acsnet.plugins.driver import NetworkCapabilities, NetworkDriver
 from acsnet.plugins.protocol import (EndpointCreate, EndpointInterface, EndpointRef, JoinRequest, JoinResult, NetworkCreate,
                               StaticRoute)
 from acsnet.plugins.segments.agent import SegmentAgent

@@ -13,9 +13,9 @@ import time
 
 import netaddr
 
+from acsnet.errors import AcsnetError
 from acsnet.ovsctl import arp
 from acsnet.ovsctl.vlan_pipeline import COOKIE, ArpAnswer, LocalPort, VlanDatapath, vlan_flows
-from acsnet.errors import AcsnetError
 from acsnet.plugins.segments.agent import SegmentAgent
 from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork, SegmentRecord
 

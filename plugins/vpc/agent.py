@@ -14,16 +14,16 @@ import logging
 
 import netaddr
 
+from acsnet.errors import AcsnetError, NotFound
 from acsnet.ovsctl import links
 from acsnet.ovsctl.vpc_pipeline import COOKIE, InternalNetwork, OwnSubnet, PeerSubnet, VpcDatapath, VpcPort, vpc_flows
-from acsnet.errors import AcsnetError, NotFound
 from acsnet.plugins.segments.agent import SegmentAgent
 from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork, SegmentRecord
-from acsnet.store import join
 from acsnet.plugins.vpc import model
 from acsnet.plugins.vpc.membership import Membership
 from acsnet.plugins.vpc.model import HostSubnet
 from acsnet.plugins.vpc.routes import RouteProvider
+from acsnet.store import join
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import abc
 import logging
 
-from acsnet.ovsctl import kernel_routes
 from acsnet.errors import AcsnetError, InvalidRequest
+from acsnet.ovsctl import kernel_routes
 from acsnet.plugins.vpc.model import HostSubnet
 
 log = logging.getLogger(__name__)

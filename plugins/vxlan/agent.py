@@ -9,10 +9,10 @@ import dataclasses
 import logging
 import queue
 
+from acsnet.errors import AcsnetError, InvalidRequest
 from acsnet.ovsctl import arp, openflow, router
 from acsnet.ovsctl.router import Publication
 from acsnet.ovsctl.vxlan_pipeline import COOKIE, VxlanDatapath, VxlanGateway, VxlanPort, VxlanRoute, gateway_mac, vxlan_flows
-from acsnet.errors import AcsnetError, InvalidRequest
 from acsnet.plugins.segments.agent import SegmentAgent
 from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork, SegmentRecord
 from acsnet.store import encode, join

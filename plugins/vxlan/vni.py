@@ -15,8 +15,8 @@ import hashlib
 
 from acsnet.errors import Exhausted
 from acsnet.plugins.segments.model import LAYOUTS
-from acsnet.store import Create, Delete, Store, encode, join
 from acsnet.plugins.vxlan.options import GENERATED_VNI_FIRST, VNI_MAX
+from acsnet.store import Create, Delete, Store, encode, join
 
 ROOT = LAYOUTS["vxlan"].root
 GENERATED, VNIS = join(ROOT, "generated"), join(ROOT, "vnis")
