@@ -8,7 +8,7 @@
   (vxlan; benchmarks/vxlan_scale.py).
 `acsnet bench` runs the same after the datapath table, into the same report.
 
-    python -m benchmarks.controlplane [--runs 20] [--seconds 10] [--propagation-runs 50] [--json FILE]
+    python -m acsnet.benchmarks.controlplane [--runs 20] [--seconds 10] [--propagation-runs 50] [--json FILE]
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import sys
 import time
 import uuid
 
-from benchmarks import vxlan_scale
-from benchmarks.progress import Steps
-from benchmarks.standalone import run_on_a_lab
-from plugins.lab.dockerd import IMAGE
-from plugins.lab.host import REPO
-from plugins.lab.topology import Lab
+from acsnet.benchmarks import vxlan_scale
+from acsnet.benchmarks.progress import Steps
+from acsnet.benchmarks.standalone import run_on_a_lab
+from acsnet.lab.dockerd import IMAGE
+from acsnet.lab.host import REPO
+from acsnet.lab.topology import Lab
 
 NETWORKS = {  # driver -> create options
     "bridge": ["-d", "bridge", "--subnet", "100.73.0.0/24"],
@@ -38,7 +38,7 @@ PLUGIN_SOCKETS = {"acsnet": "acsnet.sock", "vlan": "vlan.sock", "vxlan": "vxlan.
 
 SCRAPE = """
 import sys
-from plugins.plugin_client import UnixHTTPConnection
+from acsnet.plugin_client import UnixHTTPConnection
 c = UnixHTTPConnection(sys.argv[1], 10)
 c.request("GET", "/metrics")
 print(c.getresponse().read().decode())
@@ -46,7 +46,7 @@ print(c.getresponse().read().decode())
 
 ALLOCATE = """
 import json, sys, time
-from plugins.plugin_client import PluginClient
+from acsnet.plugin_client import PluginClient
 client = PluginClient("/run/docker/plugins/acsnet.sock", 30)
 status, pool = client.call("IpamDriver.RequestPool", {"AddressSpace": "acsnet-local", "Pool": sys.argv[1], "Options": {}})
 assert status == 200, pool

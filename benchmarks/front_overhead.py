@@ -1,7 +1,7 @@
 """acsnet front's overhead: median `docker ps` and `docker run --rm` through the front against straight to
 dockerd, interleaved in one run on a lab host (target: under 1.05x).
 
-    python -m benchmarks.front_overhead [--runs 20] [--json FILE]
+    python -m acsnet.benchmarks.front_overhead [--runs 20] [--json FILE]
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import statistics
 import sys
 import time
 
-from benchmarks.standalone import run_on_a_lab
-from plugins.lab.dockerd import IMAGE
-from plugins.lab.topology import DOCKER_CLI, Lab
+from acsnet.benchmarks.standalone import run_on_a_lab
+from acsnet.lab.dockerd import IMAGE
+from acsnet.lab.topology import DOCKER_CLI, Lab
 
 FRONT = "unix:///run/acsnet/docker.sock"
 
@@ -31,7 +31,7 @@ def measure(lab: Lab, runs: int) -> dict:
     results: dict[str, dict[str, list[float]]] = {"docker ps": {"dockerd": [], "front": []},
                                                   "docker run --rm": {"dockerd": [], "front": []}}
     node = lab.node("h1")
-    front = node.popen([sys.executable, "-m", "plugins.cli", "front", "--listen", FRONT, "--docker", "unix:///run/docker.sock"],
+    front = node.popen([sys.executable, "-m", "acsnet.cli", "front", "--listen", FRONT, "--docker", "unix:///run/docker.sock"],
                        os.path.join(node.workdir, "front.log"))
     try:
         deadline = time.monotonic() + 20

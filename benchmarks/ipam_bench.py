@@ -8,7 +8,7 @@ run:
   case for an allocator that scans), which should not grow.
 Targets: p50 under 5 ms on ZooKeeper on loopback; no growth with fullness.
 
-    python -m benchmarks.ipam_bench [--requests N] [--threads T]
+    python -m acsnet.benchmarks.ipam_bench [--requests N] [--threads T]
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ import time
 
 import netaddr
 
-from ipam import chunks
-from ipam.model import pool_path
-from plugins.lab.plugin_process import PluginProcess
-from plugins.lab.zookeeper import ZooKeeperServer
-from plugins.store import Create, SetValue, encode, open_store
+from acsnet.ipam import chunks
+from acsnet.ipam.model import pool_path
+from acsnet.lab.plugin_process import PluginProcess
+from acsnet.lab.zookeeper import ZooKeeperServer
+from acsnet.store import Create, SetValue, encode, open_store
 
 MAC_OPTION = "com.docker.network.endpoint.macaddress"
 SUBNET = "100.64.0.0/16"

@@ -10,7 +10,7 @@ the bridge driver, handler p50/p99, IPAM allocations/s on 3 hosts, route propaga
 qperf (tcp_bw, tcp_lat: the reference table's units) runs from each host inside the container's network
 namespace (`nsenter -n`), so the busybox image needs no qperf; iperf3 cross-checks bandwidth.
 
-    python -m benchmarks.netperf [--link-rate 1gbit] [--repeat 3] [--quick] [--skip-control-plane] [--out DIR] [--json FILE] [--chart PNG]
+    python -m acsnet.benchmarks.netperf [--link-rate 1gbit] [--repeat 3] [--quick] [--skip-control-plane] [--out DIR] [--json FILE] [--chart PNG]
     acsnet bench ...   (the same)
 
 The reference (ACS, gigabit hosts): native 117 MB/s, 24.5 us; vlan-1.1 117 MB/s, 28.6 us; vxlan 113 MB/s, 43 us.
@@ -27,10 +27,10 @@ import sys
 import time
 import uuid
 
-from benchmarks import controlplane
-from benchmarks.progress import Steps
-from plugins.lab.dockerd import IMAGE
-from plugins.lab.topology import Lab, host_address
+from acsnet.benchmarks import controlplane
+from acsnet.benchmarks.progress import Steps
+from acsnet.lab.dockerd import IMAGE
+from acsnet.lab.topology import Lab, host_address
 
 REFERENCE = {"native": (117.0, 24.5), "acsnet vlan": (117.0, 28.6), "acsnet vxlan": (113.0, 43.0),
              "linux bridge": (97.0, 49.0)}  # the reference's vlan-1.0: Linux bridge and VLAN devices

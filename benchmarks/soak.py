@@ -6,7 +6,7 @@ again; the IPAM plugin of a host likewise; one member of the 3-node ZooKeeper en
 started again at the next fault. Errors while a plugin is down are expected (dockerd cannot reach
 it); addresses seen twice and leaks are not.
 
-    python -m benchmarks.soak [--minutes 5] [--fault-every 20]
+    python -m acsnet.benchmarks.soak [--minutes 5] [--fault-every 20]
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import sys
 import time
 import uuid
 
-from plugins.lab.churn import churn, leftovers
-from plugins.lab.topology import Lab
+from acsnet.lab.churn import churn, leftovers
+from acsnet.lab.topology import Lab
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,8 +7,8 @@ import json
 import uuid
 from typing import Callable
 
-from benchmarks.progress import Steps
-from plugins.lab.topology import Lab
+from acsnet.benchmarks.progress import Steps
+from acsnet.lab.topology import Lab
 
 
 def run_on_a_lab(workdir: str, prefix: str, hosts: int, measure: Callable[[Lab, Steps], dict],

@@ -6,7 +6,7 @@
    registered alive by this process); the time until h1's agent has installed their flows, and the
    flow count, for each N. Flow count must grow linearly in N.
 
-    python -m benchmarks.vxlan_scale [--runs 50] [--endpoints 100,1000,5000] [--json FILE]
+    python -m acsnet.benchmarks.vxlan_scale [--runs 50] [--endpoints 100,1000,5000] [--json FILE]
 """
 
 from __future__ import annotations
@@ -18,18 +18,18 @@ import sys
 import time
 import uuid
 
-from benchmarks.progress import Steps
-from benchmarks.standalone import run_on_a_lab
-from plugins.lab.dockerd import IMAGE
-from plugins.lab.host import REPO
-from plugins.lab.topology import Lab
+from acsnet.benchmarks.progress import Steps
+from acsnet.benchmarks.standalone import run_on_a_lab
+from acsnet.lab.dockerd import IMAGE
+from acsnet.lab.host import REPO
+from acsnet.lab.topology import Lab
 
 VNI, SUBNET = 400, "100.64.16.0/20"
 
 SIMULATE = """
 import json, sys, time
-from plugins.segments.model import LAYOUTS, SegmentRecord
-from plugins.store import Create, encode, open_store
+from acsnet.plugins.segments.model import LAYOUTS, SegmentRecord
+from acsnet.store import Create, encode, open_store
 url, vni, count, hosts = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 store = open_store(url, timeout=30)
 for h in range(hosts):

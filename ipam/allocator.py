@@ -19,10 +19,10 @@ from typing import Callable
 
 import netaddr
 
-from ipam import chunks
-from ipam.model import AddressRecord, Pool, pool_path
-from plugins.errors import Exhausted, InvalidRequest, NotFound, StoreUnavailable
-from plugins.store import Check, Create, Delete, SetValue, Store, encode
+from acsnet.errors import Exhausted, InvalidRequest, NotFound, StoreUnavailable
+from acsnet.ipam import chunks
+from acsnet.ipam.model import AddressRecord, Pool, pool_path
+from acsnet.store import Check, Create, Delete, SetValue, Store, encode
 
 _CONFLICT = object()
 

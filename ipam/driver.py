@@ -27,9 +27,9 @@ import uuid
 
 import netaddr
 
-from ipam import chunks
-from ipam.allocator import PoolAllocator, PoolCache
-from ipam.model import (
+from acsnet.ipam import chunks
+from acsnet.ipam.allocator import PoolAllocator, PoolCache
+from acsnet.ipam.model import (
     AUX,
     ENDPOINT,
     GATEWAY,
@@ -47,10 +47,10 @@ from ipam.model import (
     retention_path,
     subnet_key,
 )
-from plugins.driver import IpamDriver
-from plugins.errors import Conflict, Exhausted, InvalidRequest, NotFound
-from plugins.protocol import AddressGrant, AddressRelease, AddressRequest, PoolGrant, PoolRequest
-from plugins.store import Create, Store, encode, join
+from acsnet.errors import Conflict, Exhausted, InvalidRequest, NotFound
+from acsnet.plugins.driver import IpamDriver
+from acsnet.plugins.protocol import AddressGrant, AddressRelease, AddressRequest, PoolGrant, PoolRequest
+from acsnet.store import Create, Store, encode, join
 
 log = logging.getLogger(__name__)
 

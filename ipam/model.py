@@ -20,7 +20,7 @@ import time
 
 import netaddr
 
-from plugins.store import ROOT, join
+from acsnet.store import ROOT, join
 
 LOCAL_SPACE = "acsnet-local"
 GLOBAL_SPACE = "acsnet-global"

@@ -16,10 +16,10 @@ import time
 
 import netaddr
 
-from ipam.allocator import PoolAllocator
-from ipam.model import (ENDPOINT, RETAINED, RETENTION, SUBNETS, AddressRecord, Pool, Retention, pool_path, retention_path,
+from acsnet.ipam.allocator import PoolAllocator
+from acsnet.ipam.model import (ENDPOINT, RETAINED, RETENTION, SUBNETS, AddressRecord, Pool, Retention, pool_path, retention_path,
                         subnet_key)
-from plugins.store import Create, SetValue, Store, encode, join
+from acsnet.store import Create, SetValue, Store, encode, join
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,9 +7,9 @@ import logging
 import socket
 import time
 
-from ovsctl import links
-from ovsctl.command import OvsError
-from ovsctl.ovsdb import Ovsdb
+from acsnet.errors import DatapathError
+from acsnet.ovsctl import links
+from acsnet.ovsctl.ovsdb import Ovsdb
 
 log = logging.getLogger(__name__)
 BROADCAST = "ff:ff:ff:ff:ff:ff"
@@ -80,5 +80,5 @@ def _wait_for(condition, message: str, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise OvsError(message)
+            raise DatapathError(message)
         time.sleep(0.02)

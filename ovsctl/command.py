@@ -1,20 +1,14 @@
-"""Run OVS's own tools with a timeout, turning failures into acsnet errors."""
+"""Run OVS's own tools with a timeout, turning failures into datapath errors."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 
-from plugins.errors import AcsnetError, InvalidRequest
+from acsnet.errors import DatapathError, InvalidRequest
 
 INTERFACE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
 DEFAULT_TIMEOUT = 10.0
-
-
-class OvsError(AcsnetError):
-    """Open vSwitch refused or did not answer; the message carries its own words."""
-
-    http_status = 500
 
 
 def check_interface_name(name: str) -> str:
@@ -27,9 +21,9 @@ def run(argv: list[str], *, input_text: str | None = None, timeout: float = DEFA
     try:
         result = subprocess.run(argv, input=input_text, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise OvsError(f"{argv[0]} did not answer within {timeout:g}s: {' '.join(argv[1:4])}") from None
+        raise DatapathError(f"{argv[0]} did not answer within {timeout:g}s: {' '.join(argv[1:4])}") from None
     except FileNotFoundError:
-        raise OvsError(f"{argv[0]} is not installed (apt-get install openvswitch-switch)") from None
+        raise DatapathError(f"{argv[0]} is not installed (apt-get install openvswitch-switch)") from None
     if result.returncode != 0:
-        raise OvsError(f"{argv[0]} {' '.join(argv[1:3])}: {result.stderr.strip() or result.stdout.strip()}")
+        raise DatapathError(f"{argv[0]} {' '.join(argv[1:3])}: {result.stderr.strip() or result.stdout.strip()}")
     return result.stdout

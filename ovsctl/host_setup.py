@@ -10,18 +10,14 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 
-from ovsctl import links
-from ovsctl.command import check_interface_name, run
-from ovsctl.ovsdb import Ovsdb
-from plugins.errors import AcsnetError
+from acsnet.errors import DatapathError, HostNotSetUp
+from acsnet.ovsctl import links
+from acsnet.ovsctl.command import check_interface_name, run
+from acsnet.ovsctl.ovsdb import Ovsdb
 
 UPLINK_ID = "acsnet-uplink"
 DATAPATH_ID = "acsnet-datapath"
 UPLINK_TABLE = "acsnet_uplink"  # nftables (netdev family): the uplink's frames are OVS's alone
-
-
-class HostNotSetUp(AcsnetError):
-    http_status = 503
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +35,7 @@ def setup_host(ovsdb: Ovsdb, uplink: str, bridge: str = "ovsbr0", datapath: str 
     check_interface_name(uplink)
     check_interface_name(bridge)
     if not links.exists(uplink):
-        raise AcsnetError(f"uplink {uplink} does not exist on this host")
+        raise DatapathError(f"uplink {uplink} does not exist on this host")
     done = []
     mac, mtu = links.mac_of(uplink), links.mtu_of(uplink)
     if datapath == "netdev" and userspace_tso and ovsdb.enable_userspace_tso():  # before the bridge and uplink are opened
@@ -89,7 +85,7 @@ def wait_for_link(name: str, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not links.exists(name):
         if time.monotonic() > deadline:
-            raise AcsnetError(f"the bridge's internal port {name} did not appear")
+            raise DatapathError(f"the bridge's internal port {name} did not appear")
         time.sleep(0.05)
 
 

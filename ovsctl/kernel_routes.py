@@ -7,7 +7,7 @@ import netaddr
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from ovsctl.command import OvsError
+from acsnet.errors import DatapathError
 
 PROTOCOL = 172  # rtnetlink protocol of acsnet's routes (`ip route show proto 172`)
 MAIN_TABLE = 254
@@ -28,7 +28,7 @@ def replace(destination: str, via: str) -> None:
         try:
             ipr.route("replace", dst=destination, gateway=via, proto=PROTOCOL, table=MAIN_TABLE)
         except NetlinkError as e:
-            raise OvsError(f"route {destination} via {via}: {e}") from None
+            raise DatapathError(f"route {destination} via {via}: {e}") from None
 
 
 def delete(destination: str) -> None:
@@ -37,4 +37,4 @@ def delete(destination: str) -> None:
             ipr.route("del", dst=destination, proto=PROTOCOL, table=MAIN_TABLE)
         except NetlinkError as e:
             if e.code != 3:  # ESRCH: already gone
-                raise OvsError(f"route {destination}: {e}") from None
+                raise DatapathError(f"route {destination}: {e}") from None

@@ -14,7 +14,8 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_NOARP, IFF_UP
 
-from ovsctl.command import OvsError, check_interface_name
+from acsnet.errors import DatapathError
+from acsnet.ovsctl.command import check_interface_name
 
 MAIN_TABLE = 254
 SIOCETHTOOL, ETHTOOL_STXCSUM, ETHTOOL_GTSO = 0x8946, 0x17, 0x1e  # linux/sockios.h, linux/ethtool.h
@@ -49,7 +50,7 @@ def _attribute(name: str, attribute: str):
     with IPRoute() as ipr:
         index = _index(ipr, name)
         if index is None:
-            raise OvsError(f"no interface {name}")
+            raise DatapathError(f"no interface {name}")
         return ipr.get_links(index)[0].get(attribute)
 
 
@@ -74,7 +75,7 @@ def create_veth(host_end: str, container_end: str, *, mtu: int, container_mac: s
         try:
             ipr.link("add", ifname=check_interface_name(host_end), kind="veth", mtu=mtu, peer=peer)
         except NetlinkError as e:
-            raise OvsError(f"cannot create veth {host_end}/{container_end}: {e}") from None
+            raise DatapathError(f"cannot create veth {host_end}/{container_end}: {e}") from None
         # NOARP: the host end is OVS's port only. The host's kernel sees its frames too, and without this
         # answers a container's ARP for the host's own addresses (a vpc gateway) with this veth's MAC;
         # the container then sends to it, and the kernel forwards each packet as OVS does (measured: ping
@@ -94,7 +95,7 @@ def delete_index(index: int) -> None:
             ipr.link("del", index=index)
         except NetlinkError as e:
             if e.code != errno.ENODEV:
-                raise OvsError(f"cannot delete link {index}: {e}") from None
+                raise DatapathError(f"cannot delete link {index}: {e}") from None
 
 
 def delete(name: str) -> None:
@@ -107,7 +108,7 @@ def delete(name: str) -> None:
             ipr.link("del", index=index)
         except NetlinkError as e:
             if e.code != errno.ENODEV:
-                raise OvsError(f"cannot delete {name}: {e}") from None
+                raise DatapathError(f"cannot delete {name}: {e}") from None
 
 
 def disable_tx_checksum(name: str) -> None:
@@ -134,7 +135,7 @@ def _ethtool(name: str, command: int, data: int, what: str) -> int:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             fcntl.ioctl(sock, SIOCETHTOOL, request)
     except OSError as e:
-        raise OvsError(f"cannot {what} {name}: {e}") from None
+        raise DatapathError(f"cannot {what} {name}: {e}") from None
     return value[1]
 
 
@@ -142,7 +143,7 @@ def set_up(name: str, mtu: int | None = None) -> None:
     with IPRoute() as ipr:
         index = _index(ipr, name)
         if index is None:
-            raise OvsError(f"no interface {name}")
+            raise DatapathError(f"no interface {name}")
         ipr.link("set", index=index, state="up", **({"mtu": mtu} if mtu else {}))
 
 
@@ -150,12 +151,12 @@ def add_address(name: str, address: str, prefixlen: int) -> None:
     with IPRoute() as ipr:
         index = _index(ipr, name)
         if index is None:
-            raise OvsError(f"no interface {name}")
+            raise DatapathError(f"no interface {name}")
         try:
             ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
         except NetlinkError as e:
             if e.code != errno.EEXIST:
-                raise OvsError(f"cannot add {address}/{prefixlen} to {name}: {e}") from None
+                raise DatapathError(f"cannot add {address}/{prefixlen} to {name}: {e}") from None
 
 
 def delete_address(name: str, address: str, prefixlen: int) -> None:
@@ -167,7 +168,7 @@ def delete_address(name: str, address: str, prefixlen: int) -> None:
             ipr.addr("del", index=index, address=address, prefixlen=prefixlen)
         except NetlinkError as e:
             if e.code != errno.EADDRNOTAVAIL:
-                raise OvsError(f"cannot remove {address}/{prefixlen} from {name}: {e}") from None
+                raise DatapathError(f"cannot remove {address}/{prefixlen} from {name}: {e}") from None
 
 
 def addresses(name: str) -> list[tuple[str, int]]:
@@ -196,7 +197,7 @@ def move_addresses_and_routes(source: str, target: str) -> list[str]:
     with IPRoute() as ipr:
         src, dst = _index(ipr, source), _index(ipr, target)
         if src is None or dst is None:
-            raise OvsError(f"cannot move addresses from {source} to {target}: interface missing")
+            raise DatapathError(f"cannot move addresses from {source} to {target}: interface missing")
         for address, length in [(a.get("address"), a["prefixlen"]) for a in ipr.get_addr(index=src, family=2)]:
             ipr.addr("del", index=src, address=address, prefixlen=length)
             try:

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import logging
 
-from ovsctl.command import OvsError, check_interface_name, run
+from acsnet.errors import DatapathError
+from acsnet.ovsctl.command import check_interface_name, run
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class FlowTable:
                         timeout=self.timeout)
                 self._installed = desired
                 return
-            except OvsError as e:
+            except DatapathError as e:
                 log.info("bridge=%s flow change refused (%s); installing the whole table", self.bridge, e.message)
         replace_flows(self.bridge, self.cookie, flows, timeout=self.timeout)
         self._installed = desired

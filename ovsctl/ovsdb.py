@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from ovsctl.command import check_interface_name, run
+from acsnet.ovsctl.command import check_interface_name, run
 
 EXTERNAL_PREFIX = "acsnet-"
 

@@ -22,7 +22,8 @@ import netaddr
 from pyroute2 import IPRoute, NetNS, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
-from ovsctl.command import OvsError, run
+from acsnet.errors import DatapathError
+from acsnet.ovsctl.command import run
 
 TRANSFER = netaddr.IPNetwork("169.254.0.0/16")
 HOST_TABLE = "acsnet_vxlan"
@@ -123,7 +124,7 @@ def ensure_router(vni: int, gateway: str, prefixlen: int, gateway_mac: str, mtu:
             ns.route("add", dst="0.0.0.0/0", gateway=host_address)
     except NetlinkError as e:
         remove_router(vni)
-        raise OvsError(f"cannot make the router of VNI {vni}: {e}") from None
+        raise DatapathError(f"cannot make the router of VNI {vni}: {e}") from None
     _in_namespace(name, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
     if userspace_datapath:  # see links.disable_tx_checksum
         run(["ethtool", "-K", gateway_port(vni), "tx", "off"])

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from ovsctl import openflow
+from acsnet.ovsctl import openflow
 
 COOKIE = "0xac5"
 CLASSIFY, FROM_CONTAINER, FROM_UPLINK, ARP_PROXY = 0, 10, 20, 30

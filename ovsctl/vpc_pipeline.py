@@ -29,8 +29,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from ovsctl import openflow
-from ovsctl.vlan_pipeline import arp_reply_actions
+from acsnet.ovsctl import openflow
+from acsnet.ovsctl.vlan_pipeline import arp_reply_actions
 
 COOKIE = "0xac7"
 CLASSIFY, FROM_CONTAINER, FROM_INTERNAL, TO_CONTAINER, ARP_RESPONDER = 0, 40, 45, 50, 60

@@ -6,7 +6,7 @@ ports. The encapsulated packets leave through the host bridge (ovsbr0), which ho
 (Open vSwitch's userspace tunnelling routes them there). reg1 carries the packet's VNI through the
 tables. Nothing is flooded: ARP is answered here from the known routes, and a frame to a MAC no route
 names is dropped. A network with a gateway has a router on every host with its containers
-(`ovsctl.router`), on port vg<VNI>, with a MAC made from the VNI (the same on every host, so a moved
+(`acsnet.ovsctl.router`), on port vg<VNI>, with a MAC made from the VNI (the same on every host, so a moved
 container keeps its neighbour entry). Every flow has cookie 0xac6 (`openflow.FlowTable` installs them).
 
 The tables (0 classify, 10 from a container or router, 20 from the tunnel, 30 ARP responder), each flow
@@ -20,8 +20,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from ovsctl import openflow
-from ovsctl.vlan_pipeline import arp_reply_actions
+from acsnet.ovsctl import openflow
+from acsnet.ovsctl.vlan_pipeline import arp_reply_actions
 
 COOKIE = "0xac6"
 CLASSIFY, FROM_CONTAINER, FROM_TUNNEL, ARP_RESPONDER = 0, 10, 20, 30

@@ -1,7 +1,4 @@
-"""acsnet: Docker libnetwork remote network drivers (vlan, vxlan, vpc) and IPAM on Open vSwitch and ZooKeeper.
-
-This package is the server core: the protocol server, the store, the CLI. Drivers live in
-`plugins.vlan`, `plugins.vxlan`, `plugins.vpc`; the IPAM in `ipam`; OVS control in `ovsctl`.
+"""The plugins dockerd talks to (installed as `acsnet.plugins`): the protocol edge (`protocol`, `server`,
+the `driver` interfaces) and the network drivers `vlan`, `vxlan`, `vpc` with their shared plumbing in
+`segments`. The IPAM is `acsnet.ipam`, OVS control `acsnet.ovsctl`; the rest of acsnet is in acsnet/.
 """
-
-__version__ = "0.1.0"

@@ -1,5 +1,5 @@
 """The two interfaces the protocol server serves. A driver takes and returns the typed values of
-`plugins.protocol` and raises `AcsnetError`s; it never sees HTTP or JSON."""
+`acsnet.plugins.protocol` and raises `AcsnetError`s; it never sees HTTP or JSON."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import abc
 import dataclasses
 from typing import Any
 
-from plugins.protocol import (
+from acsnet.plugins.protocol import (
     AddressGrant,
     AddressRelease,
     AddressRequest,

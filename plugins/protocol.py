@@ -14,7 +14,7 @@ from typing import Any
 
 import netaddr
 
-from plugins.errors import InvalidRequest
+from acsnet.errors import InvalidRequest
 
 # -- field readers -------------------------------------------------------------------------------
 

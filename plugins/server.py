@@ -16,10 +16,11 @@ from typing import Any, Callable
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from plugins import protocol
-from plugins.driver import IpamDriver, NetworkDriver
-from plugins.errors import AcsnetError, InvalidRequest
-from plugins.metrics import PluginMetrics
+from acsnet.errors import AcsnetError, InvalidRequest
+from acsnet.metrics import PluginMetrics
+from acsnet.plugins import protocol
+from acsnet.plugins.driver import IpamDriver, NetworkDriver
+from acsnet.plugins.error_status import http_status
 
 log = logging.getLogger("acsnet.server")
 
@@ -137,7 +138,7 @@ def create_app(*, name: str, network_driver: NetworkDriver | None = None, ipam_d
             reply = handler(_parse_body(request.get_data(cache=False)))
             return _reply(200, reply)
         except AcsnetError as e:
-            status, error = e.http_status, e.message
+            status, error = http_status(e), e.message
             return _reply(status, {"Err": error})
         except Exception as e:  # a bug must still answer JSON and leave the server serving
             log.exception("plugin=%s method=%s unexpected error", name, method)

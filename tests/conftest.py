@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from plugins.lab.zookeeper import ZooKeeperServer
-from plugins.store import open_store
-from plugins.lab.plugin_process import PluginProcess
+from acsnet.lab.plugin_process import PluginProcess
+from acsnet.lab.zookeeper import ZooKeeperServer
+from acsnet.store import open_store
 
 
 @pytest.fixture(scope="session")
@@ -62,8 +62,8 @@ def plugins(tmp_path):
 def docker_host(tmp_path):
     """A simulated host (own netns, mount and UTS namespaces) running a real dockerd 20.10, with the
     busybox image imported. Everything is removed by name and pid at the end."""
-    from plugins.lab.dockerd import DockerDaemon
-    from plugins.lab.host import SimulatedHost
+    from acsnet.lab.dockerd import DockerDaemon
+    from acsnet.lab.host import SimulatedHost
 
     host = SimulatedHost("h1", f"acsnet-test-{uuid.uuid4().hex[:8]}", str(tmp_path / "h1")).start()
     try:
@@ -78,7 +78,7 @@ def docker_host(tmp_path):
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory):
     """A 2-host lab (local scope) shared by the tests of a session; each test removes what it makes."""
-    from plugins.lab.topology import Lab
+    from acsnet.lab.topology import Lab
 
     the_lab = Lab(str(tmp_path_factory.mktemp("lab") / "lab"), f"acsnet-t{uuid.uuid4().hex[:4]}")
     the_lab.up(hosts=2, scope="local")
@@ -90,7 +90,7 @@ def lab(tmp_path_factory):
 @pytest.fixture
 def fresh_lab(tmp_path):
     """A lab of its own, for tests that kill hosts, plugins or ZooKeeper."""
-    from plugins.lab.topology import Lab
+    from acsnet.lab.topology import Lab
 
     the_lab = Lab(str(tmp_path / "lab"), f"acsnet-f{uuid.uuid4().hex[:4]}")
     the_lab.up(hosts=2)

@@ -11,10 +11,10 @@ import sys
 
 import netaddr
 
-from plugins.driver import NetworkCapabilities, NetworkDriver
-from plugins.errors import Conflict
-from plugins.protocol import EndpointInterface, JoinResult, StaticRoute
-from plugins.service import configure_logging, serve
+from acsnet.errors import Conflict
+from acsnet.plugins.driver import NetworkCapabilities, NetworkDriver
+from acsnet.plugins.protocol import EndpointInterface, JoinResult, StaticRoute
+from acsnet.service import configure_logging, serve
 
 
 class RecordingFakeNetworkDriver(NetworkDriver):
@@ -73,7 +73,7 @@ class RecordingFakeNetworkDriver(NetworkDriver):
 
 
 def main() -> None:
-    from plugins.server import create_app
+    from acsnet.plugins.server import create_app
 
     plugin_dir = sys.argv[1]
     configure_logging("info")

@@ -12,7 +12,7 @@ from tests.test_vlan import V217, create_network
 
 WRITE_RECORDS = """
 import json, sys
-from plugins.store import open_store, encode
+from acsnet.store import open_store, encode
 store = open_store(sys.argv[1])
 ghost, gone = json.loads(sys.argv[2]), json.loads(sys.argv[3])
 store.create(f"/acsnet/vlan/segments/217/{ghost['ip']}~{ghost['endpoint_id'][:12]}", encode(ghost))
@@ -24,7 +24,7 @@ store.close()
 
 CREATE_ENDPOINT = """
 import sys
-from plugins.plugin_client import PluginClient
+from acsnet.plugin_client import PluginClient
 status, reply = PluginClient("/run/docker/plugins/vlan.sock").call("NetworkDriver.CreateEndpoint", {
     "NetworkID": sys.argv[1], "EndpointID": sys.argv[2], "Options": None,
     "Interface": {"Address": "198.51.100.88/24", "AddressIPv6": "", "MacAddress": "02:42:c6:33:64:58"}})
@@ -33,7 +33,7 @@ assert status == 200, reply
 
 LEAK = """
 import sys
-from plugins.plugin_client import PluginClient
+from acsnet.plugin_client import PluginClient
 c = PluginClient("/run/docker/plugins/acsnet.sock")
 status, pool = c.call("IpamDriver.RequestPool", {"AddressSpace": "acsnet-local", "Pool": sys.argv[1]})
 status, reply = c.call("IpamDriver.RequestAddress", {"PoolID": pool["PoolID"], "Address": sys.argv[2],
@@ -46,9 +46,9 @@ print(pool["PoolID"])
 GHOST_ADDRESS = """
 import sys
 import netaddr
-from ipam.driver import AcsnetIpam
-from plugins.protocol import AddressRequest
-from plugins.store import open_store
+from acsnet.ipam.driver import AcsnetIpam
+from acsnet.plugins.protocol import AddressRequest
+from acsnet.store import open_store
 store = open_store(sys.argv[1])
 AcsnetIpam(store, "ghost").request_address(AddressRequest(sys.argv[2], netaddr.IPAddress(sys.argv[3]),
                                            {AddressRequest.MAC_OPTION: "02:42:00:00:00:55"}))
@@ -57,7 +57,7 @@ store.close()
 
 
 def acsnet(lab, *args: str, check: bool = True):
-    return lab.node("h1").run([sys.executable, "-m", "plugins.cli", *args, "--store", lab.zookeeper_url, "--host-id", "h1"],
+    return lab.node("h1").run([sys.executable, "-m", "acsnet.cli", *args, "--store", lab.zookeeper_url, "--host-id", "h1"],
                               check=check)
 
 
@@ -115,7 +115,7 @@ def test_audit_finds_each_inconsistency_and_gc_repairs_them(lab):
     finally:
         lab.start_plugin("h1", "vlan")
         lab.docker("h1", "network", "rm", network, check=False)
-        release = ("from plugins.plugin_client import PluginClient; import sys; "
+        release = ("from acsnet.plugin_client import PluginClient; import sys; "
                    "PluginClient('/run/docker/plugins/acsnet.sock').call('IpamDriver.ReleasePool', {'PoolID': sys.argv[1]})")
         if pool:
             h1.run([sys.executable, "-c", release, pool])

@@ -7,14 +7,14 @@ import json
 import subprocess
 import sys
 
-from plugins.lab.host import REPO
+from acsnet.lab.host import REPO
 
 
 def test_netperf_quick_reports_every_path_with_ratios_from_one_run(tmp_path):
     """`acsnet bench --quick --link-rate 1gbit --out DIR`: the table, its JSON and the chart, and the
     control-plane figures, from one run, on links that really are shaped."""
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "plugins.cli", "bench", "--quick", "--link-rate", "1gbit", "--out", str(out),
+    result = subprocess.run([sys.executable, "-m", "acsnet.cli", "bench", "--quick", "--link-rate", "1gbit", "--out", str(out),
                              "--workdir", str(tmp_path / "lab")], cwd=REPO, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((out / "netperf.json").read_text())

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from plugins.cli import build_parser
-from plugins.config import COMMON_OPTIONS, IPAM_OPTIONS, resolve
+from acsnet.cli import build_parser
+from acsnet.config import COMMON_OPTIONS, IPAM_OPTIONS, resolve
 
 OPTIONS = COMMON_OPTIONS + IPAM_OPTIONS
 

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tomllib
 
-from plugins.lab.host import REPO
+from acsnet.lab.host import REPO
 
 # Tests that need no ZooKeeper, dockerd or lab (the embedded store stands in for ZooKeeper where a
 # test offers both); hypothesis's long random runs are left to the main run.

@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from plugins.docker_api import parse_docker_address
-from plugins.errors import AcsnetError
-from plugins.lab.host import REPO
-from plugins.plugin_client import UnixHTTPConnection
+from acsnet.docker_api import parse_docker_address
+from acsnet.errors import AcsnetError
+from acsnet.lab.host import REPO
+from acsnet.plugin_client import UnixHTTPConnection
 
 
 @pytest.mark.parametrize("text", ["unix:///var/run/docker.sock", "unix:/var/run/docker.sock", "/var/run/docker.sock"])
@@ -33,7 +33,7 @@ def test_what_is_not_a_unix_socket_is_refused_by_name(text, message):
 
 
 def acsnet(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "plugins.cli", *argv], cwd=REPO, capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "acsnet.cli", *argv], cwd=REPO, capture_output=True, text=True, timeout=60)
 
 
 def test_commands_without_a_reachable_dockerd_say_so(tmp_path):
@@ -53,7 +53,7 @@ def test_commands_without_a_reachable_dockerd_say_so(tmp_path):
 def test_the_front_answers_502_naming_a_dockerd_it_cannot_reach(tmp_path):
     listen = tmp_path / "front.sock"
     nowhere = tmp_path / "no-dockerd.sock"
-    front = subprocess.Popen([sys.executable, "-m", "plugins.cli", "front", "--listen", f"unix://{listen}",
+    front = subprocess.Popen([sys.executable, "-m", "acsnet.cli", "front", "--listen", f"unix://{listen}",
                               "--docker", str(nowhere)], cwd=REPO, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 
-from ipam.model import POOLS, SUBNETS
-from plugins.lab.dockerd import IMAGE
-from plugins.store import open_store
-from plugins.lab.plugin_process import PluginProcess
+from acsnet.ipam.model import POOLS, SUBNETS
+from acsnet.lab.dockerd import IMAGE
+from acsnet.lab.plugin_process import PluginProcess
+from acsnet.store import open_store
 
 
 def ipam_in_host(host, store_url: str) -> PluginProcess:

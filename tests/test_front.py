@@ -15,9 +15,9 @@ import uuid
 
 import pytest
 
-from plugins.lab.dockerd import IMAGE
-from plugins.lab.host import REPO
-from plugins.lab.topology import DOCKER_CLI
+from acsnet.lab.dockerd import IMAGE
+from acsnet.lab.host import REPO
+from acsnet.lab.topology import DOCKER_CLI
 from tests.test_vlan import QUICK, V217, V218, create_network, remove
 
 FRONT = "unix:///run/acsnet/docker.sock"
@@ -28,7 +28,7 @@ LABEL = "com.docker.network.endpoint.ipv4address"
 def front(lab, tmp_path_factory):
     node = lab.node("h1")
     log = tmp_path_factory.mktemp("front") / "front.log"
-    process = node.popen([sys.executable, "-m", "plugins.cli", "front", "--listen", FRONT, "--docker", "unix:///run/docker.sock",
+    process = node.popen([sys.executable, "-m", "acsnet.cli", "front", "--listen", FRONT, "--docker", "unix:///run/docker.sock",
                           "--store", lab.zookeeper_url, "--retention", "3600"], str(log))
     deadline = time.monotonic() + 20
     while via_front(lab, "version", check=False).returncode != 0:
@@ -149,7 +149,7 @@ def test_streams_and_hijacked_connections_pass_through(lab, front):
 
 
 def acsnet_ip(lab, *args: str):
-    out = lab.node("h1").run([sys.executable, "-m", "plugins.cli", "ip", *args, "--json", "--store", lab.zookeeper_url]).stdout
+    out = lab.node("h1").run([sys.executable, "-m", "acsnet.cli", "ip", *args, "--json", "--store", lab.zookeeper_url]).stdout
     return json.loads(out)
 
 
@@ -231,7 +231,7 @@ def test_an_idle_client_stalls_no_other_tls_client(lab, tmp_path):
                 "-days", "1", "-extfile", f"{d}/{name}.ext", "-out", f"{d}/{name}.pem")
     port = 23760
     log = tmp_path / "front.log"
-    process = node.popen([sys.executable, "-m", "plugins.cli", "front", "--listen", f"tcp://127.0.0.1:{port}",
+    process = node.popen([sys.executable, "-m", "acsnet.cli", "front", "--listen", f"tcp://127.0.0.1:{port}",
                           "--docker", "unix:///run/docker.sock", "--tls-cert", f"{d}/server.pem", "--tls-key", f"{d}/server-key.pem",
                           "--tls-ca", f"{d}/ca.pem", "--request-timeout", str(timeout)], str(log))
     env = {**os.environ, "DOCKER_HOST": f"tcp://127.0.0.1:{port}", "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": d}
@@ -326,7 +326,7 @@ def test_compose_keeps_the_ip_labels(lab, front, tmp_path, flavour):
         assert (ip_of(lab, f"{prefix}-pinned", network), ip_of(lab, f"{prefix}-app", network)) == (address, kept)
     finally:
         compose("down", "-t", "1", check=False)
-        lab.node("h1").run([sys.executable, "-m", "plugins.cli", "ip", "release", "--app", app, "--store", lab.zookeeper_url],
+        lab.node("h1").run([sys.executable, "-m", "acsnet.cli", "ip", "release", "--app", app, "--store", lab.zookeeper_url],
                            check=False)
         remove(lab, {"h1": [f"{prefix}-pinned", f"{prefix}-app", other]}, [network])
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from plugins.errors import InvalidRequest
-from plugins.front.create import rewrite_connect, rewrite_create
+from acsnet.errors import InvalidRequest
+from acsnet.front.create import rewrite_connect, rewrite_create
 
 SUBNETS = {"v217": ["198.51.100.0/24"], "dual": ["198.51.100.0/24", "2001:db8::/64"]}
 V4, V6 = "com.docker.network.endpoint.ipv4address", "com.docker.network.endpoint.ipv6address"

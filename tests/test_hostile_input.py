@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plugins.lab.host import SimulatedHost
-from plugins.lab.ovs import OpenVSwitch
-from plugins.lab.plugin_process import PluginProcess
-from plugins.plugin_client import PluginClient
+from acsnet.lab.host import SimulatedHost
+from acsnet.lab.ovs import OpenVSwitch
+from acsnet.lab.plugin_process import PluginProcess
+from acsnet.plugin_client import PluginClient
 
 METHODS = ["NetworkDriver.GetCapabilities", "NetworkDriver.CreateNetwork", "NetworkDriver.DeleteNetwork",
            "NetworkDriver.CreateEndpoint", "NetworkDriver.DeleteEndpoint", "NetworkDriver.EndpointOperInfo",
@@ -40,7 +40,7 @@ def vlan_plugin(tmp_path_factory):
     try:
         OpenVSwitch(host).start()
         host.run(["ip", "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink0-peer"])
-        host.run([sys.executable, "-m", "plugins.cli", "host-setup", "--uplink", "uplink0", "--datapath", "netdev"])
+        host.run([sys.executable, "-m", "acsnet.cli", "host-setup", "--uplink", "uplink0", "--datapath", "netdev"])
         store = workdir / "store.db"
         plugin = PluginProcess.acsnet("vlan", str(workdir / "plugins"), "--store", f"file://{store}", "--host-id", "fz",
                                       log_dir=str(workdir), host=host).start(wait=60)

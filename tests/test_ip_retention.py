@@ -6,11 +6,11 @@ from __future__ import annotations
 import netaddr
 import pytest
 
-from ipam import retention
-from ipam.model import ENDPOINT, RETAINED, pool_path, retention_path
-from plugins.docker_api import parse_docker_address
-from plugins.front.proxy import Front
-from plugins.store import open_store
+from acsnet.ipam import retention
+from acsnet.ipam.model import ENDPOINT, RETAINED, pool_path, retention_path
+from acsnet.docker_api import parse_docker_address
+from acsnet.front.proxy import Front
+from acsnet.store import open_store
 from tests.test_ipam_driver import hosts, mac, pool_request, release, request  # noqa: F401 (hosts: a fixture)
 
 SUBNET = "192.0.2.0/29"  # six host addresses: .1 to .6

@@ -6,12 +6,12 @@ from __future__ import annotations
 import netaddr
 import pytest
 
-from ipam import chunks
-from ipam.driver import AcsnetIpam, parse_supernets
-from ipam.model import GLOBAL_SPACE, LOCAL_SPACE, SUBNETS, pool_path
-from plugins.errors import Conflict, Exhausted, InvalidRequest, NotFound
-from plugins.protocol import AddressRelease, AddressRequest, PoolRequest
-from plugins.store import open_store
+from acsnet.errors import Conflict, Exhausted, InvalidRequest, NotFound
+from acsnet.ipam import chunks
+from acsnet.ipam.driver import AcsnetIpam, parse_supernets
+from acsnet.ipam.model import GLOBAL_SPACE, LOCAL_SPACE, SUBNETS, pool_path
+from acsnet.plugins.protocol import AddressRelease, AddressRequest, PoolRequest
+from acsnet.store import open_store
 
 GATEWAY = {"RequestAddressType": "com.docker.network.gateway"}
 
@@ -231,8 +231,8 @@ def test_allocation_cost_does_not_depend_on_fullness(hosts):
 def test_a_network_split_per_host_gives_each_host_addresses_of_its_subnet(hosts):
     """vpc: the host-subnet records the vpc driver writes steer the IPAM; the prefix the container
     sees is its host subnet's, and the host's own gateway address is never handed out."""
-    from ipam.model import host_subnet_path
-    from plugins.store import encode
+    from acsnet.ipam.model import host_subnet_path
+    from acsnet.store import encode
 
     h1, h2 = hosts("h1"), hosts("h2")
     pool_id = h1.request_pool(pool_request(pool="100.70.0.0/16")).pool_id
@@ -257,8 +257,8 @@ def test_a_global_network_split_per_host_waits_for_this_hosts_subnet(hosts):
     none comes."""
     import threading
 
-    from ipam.model import host_subnet_path
-    from plugins.store import encode
+    from acsnet.ipam.model import host_subnet_path
+    from acsnet.store import encode
 
     h1, h2 = hosts("h1", timeout=2.0), hosts("h2", timeout=2.0)
     network = netaddr.IPNetwork("100.70.0.0/16")

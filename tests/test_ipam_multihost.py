@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from ipam import chunks
-from ipam.model import pool_path
-from plugins.store import open_store
+from acsnet.ipam import chunks
+from acsnet.ipam.model import pool_path
+from acsnet.store import open_store
 
 GATEWAY = {"RequestAddressType": "com.docker.network.gateway"}
 

@@ -12,16 +12,16 @@ import uuid
 
 import pytest
 
-from plugins.lab.demo.front import FRONT as DEMO_FRONT
-from plugins.lab.dockerd import IMAGE
-from plugins.lab.host import REPO, LabError
-from plugins.lab.topology import Lab
+from acsnet.lab.demo.front import FRONT as DEMO_FRONT
+from acsnet.lab.dockerd import IMAGE
+from acsnet.lab.host import REPO, LabError
+from acsnet.lab.topology import Lab
 from tests.test_vlan import pings
 
 COUNT_VXLAN_NETWORKS = """
 import sys
-from plugins.store import open_store
-from plugins.segments.model import LAYOUTS
+from acsnet.plugins.segments.model import LAYOUTS
+from acsnet.store import open_store
 store, layout = open_store(sys.argv[1]), LAYOUTS["vxlan"]
 print(sum(len(store.children(layout.host_networks(h))) for h in store.children(layout.root + "/hosts"))
       + len(store.children(layout.global_networks)))
@@ -29,8 +29,8 @@ print(sum(len(store.children(layout.host_networks(h))) for h in store.children(l
 
 READ_HOLDERS = """
 import json, sys
-from plugins.store import open_store
-from ipam.model import POOLS
+from acsnet.ipam.model import POOLS
+from acsnet.store import open_store
 store = open_store(sys.argv[1])
 holders = {}
 for pool in store.children(POOLS):
@@ -42,7 +42,7 @@ store.close()
 
 
 def lab_cli(lab: Lab, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "plugins.cli", "lab", "--workdir", lab.workdir, "--prefix", lab.prefix, *args],
+    return subprocess.run([sys.executable, "-m", "acsnet.cli", "lab", "--workdir", lab.workdir, "--prefix", lab.prefix, *args],
                           cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
@@ -104,7 +104,7 @@ def assert_demo_left_nothing(lab: Lab) -> None:
         assert [n for n in names + networks if n.startswith("demo-")] == [], f"left on {host}"
         assert lab.front_pids(host, DEMO_FRONT) == [], f"the demo's front still runs on {host}"
         assert all(lab.plugin_pids(host, plugin) for plugin in lab.plugins()), f"a plugin is down on {host}"
-    kept = lab.node("h1").run([sys.executable, "-m", "plugins.cli", "ip", "list", "--json", "--store", lab.zookeeper_url]).stdout
+    kept = lab.node("h1").run([sys.executable, "-m", "acsnet.cli", "ip", "list", "--json", "--store", lab.zookeeper_url]).stdout
     assert [a for a in json.loads(kept) if a["app"].startswith("demo-")] == [], kept
 
 
@@ -164,7 +164,7 @@ def test_global_scope_networks_are_cluster_wide(tmp_path):
 
 def test_down_cleans_up_after_a_killed_run(tmp_path):
     lab = Lab(str(tmp_path / "lab"), f"acsnet-k{uuid.uuid4().hex[:4]}")
-    up = subprocess.Popen([sys.executable, "-m", "plugins.cli", "lab", "--workdir", lab.workdir, "--prefix", lab.prefix, "up"],
+    up = subprocess.Popen([sys.executable, "-m", "acsnet.cli", "lab", "--workdir", lab.workdir, "--prefix", lab.prefix, "up"],
                           cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     # Kill it once it is building the hosts: namespaces, switch and ZooKeeper exist, hosts half made.
     for line in up.stderr:

@@ -8,11 +8,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from plugins.lab.host import REPO
+from acsnet.lab.host import REPO
 
 EXERCISE = r"""
-from ovsctl import links
-from ovsctl.links import Route
+from acsnet.ovsctl import links
+from acsnet.ovsctl.links import Route
 links.set_up("lo")
 links.create_veth("vhtest0", "vctest0", mtu=1400, container_mac="02:00:00:00:00:0a")
 assert links.exists("vhtest0") and links.exists("vctest0") and {"vhtest0", "vctest0"} <= links.names()
@@ -37,7 +37,7 @@ links.delete("vhtest0")
 assert not links.exists("vctest0") and not links.exists("vhtest1")
 
 # kernel_routes: acsnet's own routes (protocol 172) in this namespace's main table.
-from ovsctl import kernel_routes
+from acsnet.ovsctl import kernel_routes
 links.create_veth("vhtest2", "vctest2", mtu=1500, container_mac=None)
 links.set_up("vctest2")
 links.add_address("vctest2", "192.0.2.10", 24)
@@ -52,7 +52,7 @@ assert kernel_routes.owned() == {}
 import subprocess
 subprocess.run(["mount", "-t", "tmpfs", "acsnet-test", "/run/netns"], check=True, timeout=10)
 from pyroute2 import netns
-from ovsctl import router
+from acsnet.ovsctl import router
 made = router.ensure_router(7, "100.64.7.1", 24, "02:00:00:00:07:01", 1450, userspace_datapath=False)
 assert router.ensure_router(7, "100.64.7.1", 24, "02:00:00:00:07:01", 1450, userspace_datapath=False) == made
 assert router.routers() == {7: made} and router.namespace(7) in netns.listnetns()

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from plugins.lab.host import REPO
-from plugins.lab.zookeeper import free_port
+from acsnet.lab.host import REPO
+from acsnet.lab.zookeeper import free_port
 
 
 def openssl(*args: str) -> None:
@@ -74,7 +74,7 @@ def test_metrics_over_tls_need_a_client_certificate(plugins, embedded_url, pki):
     (["--metrics-tls-cert", "/x.pem"], "needs all of --metrics-tls-cert, --metrics-tls-key and --metrics-tls-ca"),
 ])
 def test_plain_tcp_metrics_are_refused_unless_insecure_is_explicit(tmp_path, extra, message):
-    result = subprocess.run([sys.executable, "-m", "plugins.cli", "serve", "ipam", "--plugin-dir", str(tmp_path),
+    result = subprocess.run([sys.executable, "-m", "acsnet.cli", "serve", "ipam", "--plugin-dir", str(tmp_path),
                              "--store", f"file://{tmp_path}/s.db", "--metrics-address", "127.0.0.1:9",
                              *extra], cwd=REPO, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr

@@ -1,17 +1,17 @@
-"""ovsctl.openflow against a real Open vSwitch (a lab host's): the incremental flow table ends where a
+"""acsnet.ovsctl.openflow against a real Open vSwitch (a lab host's): the incremental flow table ends where a
 whole install would, falls back to one when the difference is refused or flows went missing, and never
 touches another cookie's flows."""
 
 import json
 import sys
 
-from plugins.lab.host import REPO
+from acsnet.lab.host import REPO
 
 SCRIPT = r"""
 import json, subprocess, sys
 sys.path.insert(0, sys.argv[1])
-from ovsctl import links, openflow
-from ovsctl.ovsdb import Ovsdb
+from acsnet.ovsctl import links, openflow
+from acsnet.ovsctl.ovsdb import Ovsdb
 
 BRIDGE, A, B = "acsft0", "acsfta", "acsftb"
 C = "0xacf"

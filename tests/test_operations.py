@@ -8,10 +8,10 @@ import subprocess
 import sys
 import uuid
 
-from plugins.config import COMMON_OPTIONS, HOST_SETUP_OPTIONS, IPAM_OPTIONS, config_example
-from plugins.docker_api import parse_docker_address
-from plugins.lab.dockerd import IMAGE
-from plugins.units import install_units
+from acsnet.config import COMMON_OPTIONS, HOST_SETUP_OPTIONS, IPAM_OPTIONS, config_example
+from acsnet.docker_api import parse_docker_address
+from acsnet.lab.dockerd import IMAGE
+from acsnet.units import install_units
 
 UNITS = ["acsnet-front.service", "acsnet-host-setup.service", "acsnet-ipam.service", "acsnet-vlan.service", "acsnet-vpc.service", "acsnet-vxlan.service"]
 
@@ -52,7 +52,7 @@ def test_config_example_documents_every_option():
 
 METRICS = """
 import sys
-from plugins.plugin_client import UnixHTTPConnection
+from acsnet.plugin_client import UnixHTTPConnection
 c = UnixHTTPConnection(sys.argv[1], 10)
 c.request("GET", "/metrics")
 print(c.getresponse().read().decode())
@@ -96,7 +96,7 @@ def test_metrics_count_what_docker_runs_caused_and_inspect_shows_both_hosts(lab)
         assert counter(after_vlan, "acsnet_endpoints", network=network_id) == 3
         assert counter(after_vlan, "acsnet_reconcile_runs_total") > counter(before_vlan, "acsnet_reconcile_runs_total")
 
-        report = json.loads(h1.run([sys.executable, "-m", "plugins.cli", "inspect", "network", network, "--json",
+        report = json.loads(h1.run([sys.executable, "-m", "acsnet.cli", "inspect", "network", network, "--json",
                                     "--store", lab.zookeeper_url, "--host-id", "h1"]).stdout)
         seen = {(e["host"], e["ip"], e["mac"]) for e in report["endpoints"]}
         expected = set()
@@ -107,7 +107,7 @@ def test_metrics_count_what_docker_runs_caused_and_inspect_shows_both_hosts(lab)
         assert seen == expected
         assert {e["container"] for e in report["endpoints"] if e["host"] == "h1"} == set(names["h1"])
 
-        status = h1.run([sys.executable, "-m", "plugins.cli", "status", "--json", "--store", lab.zookeeper_url,
+        status = h1.run([sys.executable, "-m", "acsnet.cli", "status", "--json", "--store", lab.zookeeper_url,
                          "--host-id", "h1"], check=False)
         report = json.loads(status.stdout)
         assert status.returncode == 0 and report["ok"] and report["endpoints"] == 3
@@ -128,7 +128,7 @@ def test_docker_option_takes_every_form_and_an_unreachable_dockerd_is_named(lab)
     local = ["--store", lab.zookeeper_url, "--host-id", "h1"]
 
     def acsnet(*argv: str) -> subprocess.CompletedProcess:
-        return h1.run([sys.executable, "-m", "plugins.cli", *argv, *local], check=False)
+        return h1.run([sys.executable, "-m", "acsnet.cli", *argv, *local], check=False)
 
     try:
         lab.docker("h1", "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--subnet", "198.51.100.0/24",

@@ -4,25 +4,31 @@ virtual environment, outside the checkout."""
 from __future__ import annotations
 
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHIPPED = ("pyproject.toml", "README.md", "plugins", "ipam", "ovsctl", "systemd")
+SHIPPED = ("pyproject.toml", "README.md", "acsnet", "plugins", "ipam", "ovsctl", "benchmarks", "systemd")
+# The folders of the checkout and the package each becomes in an install (pyproject.toml's package-dir).
+MAPPED = {"acsnet": "acsnet", "plugins": "acsnet.plugins", "ipam": "acsnet.ipam", "ovsctl": "acsnet.ovsctl",
+          "benchmarks": "acsnet.benchmarks"}
 
 
 def source_packages() -> set[str]:
     found = set()
-    for top in ("plugins", "ipam", "ovsctl"):
+    for top, package in MAPPED.items():
         for directory, _dirs, files in os.walk(os.path.join(ROOT, top)):
             if "__init__.py" in files:
-                found.add(os.path.relpath(directory, ROOT).replace(os.sep, "."))
+                inside = os.path.relpath(directory, os.path.join(ROOT, top))
+                found.add(".".join([package, *([] if inside == "." else inside.split(os.sep))]))
     return found
 
 
-def test_install_units_from_a_non_editable_install(tmp_path):
+def test_a_non_editable_install_is_one_package_that_works(tmp_path):
     # Build from a copy holding only what the sdist would: a build in the checkout leaves build/ behind.
     source = tmp_path / "source"
     source.mkdir()
@@ -41,13 +47,22 @@ def test_install_units_from_a_non_editable_install(tmp_path):
     shipped_packages = {os.path.dirname(n).replace("/", ".") for n in names if n.endswith("/__init__.py")}
     assert source_packages() <= shipped_packages, source_packages() - shipped_packages
     units = sorted(n for n in os.listdir(os.path.join(ROOT, "systemd")) if n.endswith(".service"))
-    assert all(f"plugins/systemd/{u}" in names for u in units)
+    assert all(f"acsnet/systemd/{u}" in names for u in units)
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    # Without its dependencies: install-units needs none, and the units' lookup is what is tested.
-    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
-                   check=True, timeout=300)
+    python = str(venv / "bin" / "python")
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    before = set(os.listdir(site))
+    # Without its dependencies: what is tested is where acsnet's own files go and that they find each
+    # other (tests/test_dependency_floors.py installs the dependencies from PyPI).
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True, timeout=300)
+    # One top-level package: generic names (plugins, ipam, ovsctl) would collide with other distributions.
+    assert set(os.listdir(site)) - before == {"acsnet", "acsnet-0.1.0.dist-info"}
+    record = (pathlib.Path(site) / "acsnet-0.1.0.dist-info" / "RECORD").read_text().splitlines()
+    ours = {line.split(",")[0].split("/")[0] for line in record}
+    assert ours <= {"acsnet", "acsnet-0.1.0.dist-info", "..", "__pycache__"}, ours
     dest, etc = tmp_path / "units", tmp_path / "etc"
     result = subprocess.run([str(venv / "bin" / "acsnet"), "install-units", "--dest", str(dest), "--config-dir", str(etc)],
                             cwd=tmp_path, capture_output=True, text=True, timeout=60,
@@ -60,6 +75,18 @@ def test_install_units_from_a_non_editable_install(tmp_path):
         assert "@ACSNET@" not in text
     assert (etc / "acsnet.conf").exists()
     # The units came from the installed package, not from this checkout.
-    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import plugins.units as u; print(u.UNITS_DIR)"],
+    where = subprocess.run([python, "-c", "import acsnet.units as u; print(u.UNITS_DIR)"],
                            cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True).stdout.strip()
-    assert where.startswith(str(venv)) and where.endswith("plugins/systemd"), where
+    assert where.startswith(str(venv)) and where.endswith("acsnet/systemd"), where
+
+    # The rest of the CLI and the mapped packages, with the dependencies this test runs with lent to the
+    # fresh environment by a .pth line (a path only: the editable install's own .pth files there are not
+    # read), after its own site-packages, so every acsnet module still comes from the wheel.
+    (pathlib.Path(site) / "zz-lent-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    for argv in ([str(venv / "bin" / "acsnet"), "bench", "--help"], [str(venv / "bin" / "acsnet"), "lab", "--help"],
+                 [python, "-c", "import acsnet.plugins.vlan.driver, acsnet.ipam.driver, acsnet.ovsctl.links as l; "
+                                "print(l.__file__)"]):
+        result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+        assert result.returncode == 0, (argv, result.stderr)
+    assert result.stdout.strip() == os.path.join(site, "acsnet", "ovsctl", "links.py")

@@ -13,10 +13,10 @@ from __future__ import annotations
 import pathlib
 import re
 
-from ovsctl import openflow
-from ovsctl.vlan_pipeline import COOKIE as VLAN_COOKIE, ArpAnswer, LocalPort, VlanDatapath, vlan_flows
-from ovsctl.vpc_pipeline import COOKIE as VPC_COOKIE, InternalNetwork, OwnSubnet, PeerSubnet, VpcDatapath, VpcPort, vpc_flows
-from ovsctl.vxlan_pipeline import COOKIE as VXLAN_COOKIE, VxlanDatapath, VxlanGateway, VxlanPort, VxlanRoute, vxlan_flows
+from acsnet.ovsctl import openflow
+from acsnet.ovsctl.vlan_pipeline import COOKIE as VLAN_COOKIE, ArpAnswer, LocalPort, VlanDatapath, vlan_flows
+from acsnet.ovsctl.vpc_pipeline import COOKIE as VPC_COOKIE, InternalNetwork, OwnSubnet, PeerSubnet, VpcDatapath, VpcPort, vpc_flows
+from acsnet.ovsctl.vxlan_pipeline import COOKIE as VXLAN_COOKIE, VxlanDatapath, VxlanGateway, VxlanPort, VxlanRoute, vxlan_flows
 
 DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "pipeline.md"
 HOST_BRIDGE, VXLAN_BRIDGE = "ovsbr0", "acsvx0"

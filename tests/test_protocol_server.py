@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plugins.lab.zookeeper import free_port
-from plugins.plugin_client import UnixHTTPConnection
-from plugins.lab.host import REPO
-from plugins.lab.plugin_process import PluginProcess
+from acsnet.lab.host import REPO
+from acsnet.lab.plugin_process import PluginProcess
+from acsnet.lab.zookeeper import free_port
+from acsnet.plugin_client import UnixHTTPConnection
 
 GATEWAY = {"RequestAddressType": "com.docker.network.gateway"}
 MAC = {"com.docker.network.endpoint.macaddress": "02:42:c0:00:02:0a"}
@@ -160,7 +160,7 @@ def test_store_outage_fails_fast_with_a_clear_error(plugins):
 
 
 def test_an_unknown_store_url_is_refused_clearly(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "plugins.cli", "serve", "ipam", "--store", "redis://x"],
+    result = subprocess.run([sys.executable, "-m", "acsnet.cli", "serve", "ipam", "--store", "redis://x"],
                             cwd=REPO, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "unknown store URL" in result.stderr and "Traceback" not in result.stderr
 

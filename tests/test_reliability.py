@@ -9,12 +9,12 @@ import sys
 import time
 import uuid
 
-from plugins.lab.dockerd import IMAGE
+from acsnet.lab.dockerd import IMAGE
 from tests.test_vlan import V217, BackgroundPing, acsnet_ports, create_network, pings, run
 
 HEALTH = """
 import sys
-from plugins.plugin_client import UnixHTTPConnection
+from acsnet.plugin_client import UnixHTTPConnection
 c = UnixHTTPConnection(sys.argv[1], 5)
 c.request("GET", "/healthz")
 sys.exit(c.getresponse().status != 200)
@@ -27,7 +27,7 @@ def healthy(lab, host: str, plugin: str) -> bool:
 
 DELETE_ENDPOINT = """
 import json, sys
-from plugins.plugin_client import PluginClient
+from acsnet.plugin_client import PluginClient
 status, raw = PluginClient("/run/docker/plugins/vlan.sock", 30).call_raw(
     "NetworkDriver.DeleteEndpoint", json.dumps({"NetworkID": "n", "EndpointID": sys.argv[1]}).encode())
 print(json.dumps([status, json.loads(raw)]))
@@ -79,15 +79,15 @@ def test_zookeeper_outage(fresh_lab):
         assert time.monotonic() < deadline, "plugins did not reconnect"
         time.sleep(0.5)
     # Liveness is registered again, and the watches catch up: a container made now on h2 is known on h1.
-    script = "import sys, json; from plugins.store import open_store; s = open_store(sys.argv[1]); print(json.dumps(sorted(s.live_hosts())))"
+    script = "import sys, json; from acsnet.store import open_store; s = open_store(sys.argv[1]); print(json.dumps(sorted(s.live_hosts())))"
     assert json.loads(lab.node("svc").run([sys.executable, "-c", script, lab.zookeeper_url]).stdout) == ["h1", "h2"]
     c = run(lab, "h2", "cc", "v217")
     assert pings(lab, "h1", "ca", c) and pings(lab, "h2", "cc", a)
 
 
 def test_losing_one_zookeeper_of_three_interrupts_nothing(tmp_path):
-    from plugins.lab.topology import Lab
-    from plugins.lab.zookeeper import serving_mode
+    from acsnet.lab.topology import Lab
+    from acsnet.lab.zookeeper import serving_mode
 
     lab = Lab(str(tmp_path / "lab"), f"acsnet-z{uuid.uuid4().hex[:4]}")
     try:
@@ -119,8 +119,8 @@ def test_losing_one_zookeeper_of_three_interrupts_nothing(tmp_path):
 
 
 def test_three_hosts_churning_at_once_never_share_an_address_and_leak_nothing(tmp_path):
-    from plugins.lab.churn import churn
-    from plugins.lab.topology import Lab
+    from acsnet.lab.churn import churn
+    from acsnet.lab.topology import Lab
 
     lab = Lab(str(tmp_path / "lab"), f"acsnet-c{uuid.uuid4().hex[:4]}")
     try:
@@ -139,8 +139,8 @@ def test_plugins_killed_at_any_point_during_churn_leave_no_duplicate_and_no_leak
     may fail (dockerd cannot reach it); nothing may be handed out twice or left behind."""
     import itertools
 
-    from plugins.lab.churn import churn
-    from plugins.lab.topology import Lab
+    from acsnet.lab.churn import churn
+    from acsnet.lab.topology import Lab
 
     lab = Lab(str(tmp_path / "lab"), f"acsnet-k{uuid.uuid4().hex[:4]}")
     victims = itertools.cycle([("h1", "vlan"), ("h2", "ipam"), ("h3", "vlan"), ("h1", "ipam"), ("h2", "vlan"), ("h3", "ipam")])
@@ -157,7 +157,7 @@ def test_plugins_killed_at_any_point_during_churn_leave_no_duplicate_and_no_leak
         # dockerd never retries a delete or release that failed (a request cut by the kill comes back
         # with a drained, empty body): what it left is what `acsnet gc` is for.
         for host in lab.hosts():
-            out = lab.node(host).run([sys.executable, "-m", "plugins.cli", "gc", "--apply", "--json", "--grace", "0",
+            out = lab.node(host).run([sys.executable, "-m", "acsnet.cli", "gc", "--apply", "--json", "--grace", "0",
                                       "--store", lab.zookeeper_url, "--host-id", host]).stdout
             repairs.extend(json.loads(out)["repairs"])
 
@@ -175,7 +175,7 @@ def test_plugins_killed_at_any_point_during_churn_leave_no_duplicate_and_no_leak
 def assert_churned_cleanly(lab, report) -> None:
     """No address was seen on two containers at once; everything run was removed; nothing is left in
     the store (allocations, records) or in any host's OVS."""
-    from plugins.lab.churn import leftovers
+    from acsnet.lab.churn import leftovers
 
     assert report.duplicates == [], report.duplicates[:3]
     assert report.removals == report.runs

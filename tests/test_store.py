@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from plugins.errors import StoreUnavailable
-from plugins.store import Check, Create, Delete, SetValue, open_store
-from plugins.lab.host import REPO
-from plugins.store.base import ROOT, join
+from acsnet.errors import StoreUnavailable
+from acsnet.lab.host import REPO
+from acsnet.store import Check, Create, Delete, SetValue, open_store
+from acsnet.store.base import ROOT, join
 
 
 def wait_for(condition, timeout=5.0, what="condition"):
@@ -123,7 +123,7 @@ def test_lock_excludes_other_threads_and_times_out(store, store_url):
 
 REGISTER_AND_SLEEP = """
 import sys, time
-from plugins.store import open_store
+from acsnet.store import open_store
 store = open_store(sys.argv[1])
 store.register_host(sys.argv[2], "test", {})
 print("registered", flush=True)

@@ -4,7 +4,7 @@
 lets the process work: the vpc unit once had ProtectKernelTunables=yes while the driver writes
 /proc/sys/net/ipv4/ip_forward at start. There is no systemd as PID 1 here, so each unit's sandbox is
 derived from the installed unit file and rebuilt with mount namespaces, read-only remounts and setpriv
-(`plugins.lab.unit_sandbox` says what is reproduced and what is not), on a fresh simulated host: its
+(`acsnet.lab.unit_sandbox` says what is reproduced and what is not), on a fresh simulated host: its
 own network namespace, an empty /run and /var/lib (a machine just booted, before dockerd), a real Open
 vSwitch. Each unit's own ExecStart then runs there — host-setup first, then the IPAM and the three
 drivers on the embedded store they share (host-setup's flags stand for /etc/acsnet/acsnet.conf) — and
@@ -24,11 +24,11 @@ import uuid
 
 import pytest
 
-from plugins.lab.host import SimulatedHost
-from plugins.lab.ovs import OpenVSwitch
-from plugins.lab.plugin_process import PluginProcess
-from plugins.lab.unit_sandbox import UnitSandbox
-from plugins.units import install_units
+from acsnet.lab.host import SimulatedHost
+from acsnet.lab.ovs import OpenVSwitch
+from acsnet.lab.plugin_process import PluginProcess
+from acsnet.lab.unit_sandbox import UnitSandbox
+from acsnet.units import install_units
 
 PLUGIN_DIR = "/run/docker/plugins"
 UPLINK = ("uplink0", "192.0.2.11/24")
@@ -44,7 +44,7 @@ StateDirectory=acsnet
 FRONT_SOCKET = "/run/acsnet/docker.sock"
 PING = """
 import sys
-from plugins.plugin_client import UnixHTTPConnection
+from acsnet.plugin_client import UnixHTTPConnection
 connection = UnixHTTPConnection(sys.argv[1], 30)
 connection.request("GET", "/_ping")
 response = connection.getresponse()
@@ -53,7 +53,7 @@ print(response.status, response.read().decode())
 
 CALL = """
 import json, sys
-from plugins.plugin_client import PluginClient
+from acsnet.plugin_client import PluginClient
 client = PluginClient(sys.argv[1], 60)
 print(json.dumps([client.call(method, body) for method, body in json.loads(sys.argv[2])]))
 """

@@ -11,8 +11,8 @@ import threading
 import time
 import uuid
 
-from plugins.lab.dockerd import IMAGE
-from plugins.lab.topology import SWITCH_BRIDGE, UPLINK, Lab
+from acsnet.lab.dockerd import IMAGE
+from acsnet.lab.topology import SWITCH_BRIDGE, UPLINK, Lab
 
 V217 = ("198.51.100.0/24", "198.51.100.1", 217)
 V218 = ("203.0.113.0/24", "203.0.113.1", 218)
@@ -110,7 +110,7 @@ def assert_nothing_left(lab: Lab) -> None:
             time.sleep(0.1)
         assert acsnet_ports(lab, host) == [], f"{host} keeps acsnet ports"
         assert not [f for f in flows(lab, host) if "in_port=vh" in f], f"{host} keeps endpoint flows"
-    script = ("import sys; from plugins.store import open_store; s = open_store(sys.argv[1]); "
+    script = ("import sys; from acsnet.store import open_store; s = open_store(sys.argv[1]); "
               "print(sum(len(s.children(f'/acsnet/vlan/segments/{v}')) for v in s.children('/acsnet/vlan/segments')),"
               " sum(len(s.children(f'/acsnet/vlan/hosts/{h}/endpoints')) for h in s.children('/acsnet/vlan/hosts'))); s.close()")
     counts = lab.node("svc").run([sys.executable, "-c", script, lab.zookeeper_url]).stdout.split()
@@ -231,13 +231,13 @@ def test_bad_options_are_refused_clearly(lab):
 
 
 def test_serve_vlan_refuses_a_host_that_is_not_set_up(tmp_path):
-    from plugins.lab.host import SimulatedHost
-    from plugins.lab.ovs import OpenVSwitch
+    from acsnet.lab.host import SimulatedHost
+    from acsnet.lab.ovs import OpenVSwitch
 
     host = SimulatedHost("bare", f"acsnet-b{uuid.uuid4().hex[:4]}", str(tmp_path / "bare")).start()
     try:
         OpenVSwitch(host).start()
-        result = host.run([sys.executable, "-m", "plugins.cli", "serve", "vlan", "--plugin-dir", str(tmp_path)], check=False)
+        result = host.run([sys.executable, "-m", "acsnet.cli", "serve", "vlan", "--plugin-dir", str(tmp_path)], check=False)
         assert result.returncode == 1
         assert "run 'acsnet host-setup --uplink IFACE --bridge ovsbr0' first" in result.stderr
         assert "Traceback" not in result.stderr
@@ -249,14 +249,14 @@ def test_host_setup_without_userspace_tso_and_when_ovs_needs_a_restart_for_it(tm
     """`--no-userspace-tso`: the bridge's port has no TSO (so the drivers keep checksums in the
     containers) and the uplink no TX checksum offload. Asked for TSO afterwards, host-setup turns it on
     and says that ovs-vswitchd, which opened the bridge without it, must restart."""
-    from plugins.lab.host import SimulatedHost
-    from plugins.lab.ovs import OpenVSwitch
+    from acsnet.lab.host import SimulatedHost
+    from acsnet.lab.ovs import OpenVSwitch
 
     host = SimulatedHost("plain", f"acsnet-n{uuid.uuid4().hex[:4]}", str(tmp_path / "plain")).start()
     try:
         OpenVSwitch(host).start()
         host.run(["ip", "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink0-peer"])
-        setup = [sys.executable, "-m", "plugins.cli", "host-setup", "--uplink", "uplink0", "--datapath", "netdev"]
+        setup = [sys.executable, "-m", "acsnet.cli", "host-setup", "--uplink", "uplink0", "--datapath", "netdev"]
         first = host.run([*setup, "--no-userspace-tso"]).stdout
         assert "segmentation offload" not in first, first
         assert "tcp-segmentation-offload: off" in host.run(["ethtool", "-k", "ovsbr0"]).stdout
@@ -315,7 +315,7 @@ def test_pinned_ip_moves_to_another_host_and_the_gateway_follows(fresh_lab):
 
 def test_host_setup_is_idempotent_and_network_options_are_honoured(lab):
     h1 = lab.node("h1")
-    again = h1.run([sys.executable, "-m", "plugins.cli", "host-setup", "--uplink", UPLINK, "--datapath", "netdev"])
+    again = h1.run([sys.executable, "-m", "acsnet.cli", "host-setup", "--uplink", UPLINK, "--datapath", "netdev"])
     assert "nothing to do, already set up" in again.stdout
     # The userspace datapath with TCP segmentation offload, in effect on the bridge's own port.
     assert h1.run(["ovs-vsctl", "get", "Open_vSwitch", ".", "other_config:userspace-tso-enable"]).stdout.strip() == '"true"'
@@ -371,7 +371,7 @@ def test_host_reboot_leaves_nothing_stale_and_containers_come_back(fresh_lab):
 
 
 def ipam_addresses(lab: Lab) -> dict[str, list[str]]:
-    script = ("import json, sys; from plugins.store import open_store; from ipam.model import POOLS; "
+    script = ("import json, sys; from acsnet.store import open_store; from acsnet.ipam.model import POOLS; "
               "s = open_store(sys.argv[1]); print(json.dumps({a: s.get_json(f'{POOLS}/{p}/addresses/{a}')['holders'] "
               "for p in s.children(POOLS) for a in s.children(f'{POOLS}/{p}/addresses')})); s.close()")
     return json.loads(lab.node("svc").run([sys.executable, "-c", script, lab.zookeeper_url]).stdout)

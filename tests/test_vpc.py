@@ -8,10 +8,10 @@ import sys
 import time
 import uuid
 
-from plugins.lab.dockerd import IMAGE
-from plugins.lab.host import REPO
-from plugins.lab.topology import OUTSIDE_ADDRESS as OUTSIDE
-from plugins.lab.topology import Lab
+from acsnet.lab.dockerd import IMAGE
+from acsnet.lab.host import REPO
+from acsnet.lab.topology import OUTSIDE_ADDRESS as OUTSIDE
+from acsnet.lab.topology import Lab
 from tests.test_vlan import QUICK, pings, transfer
 
 SUBNET = "100.70.0.0/16"
@@ -82,7 +82,7 @@ def test_host_subnets_routed_without_a_tunnel_the_route_limit_a_host_leaving_and
         # h2 leaves cleanly: every host withdraws its route at once.
         lab.docker("h2", "rm", "-f", "c2")
         lab.kill_plugin("h2", "vpc")
-        left = lab.node("h2").run([sys.executable, "-m", "plugins.cli", "host-leave", "--store", lab.zookeeper_url,
+        left = lab.node("h2").run([sys.executable, "-m", "acsnet.cli", "host-leave", "--store", lab.zookeeper_url,
                                    "--host-id", "h2"]).stdout
         assert subnet_of[b] in left
         deadline = time.monotonic() + 10
@@ -117,8 +117,8 @@ def wait_for_routes(lab: Lab, host: str, wanted: dict[str, str], what: str, time
 
 READ_RECORD = """
 import json, sys
-from plugins.store import open_store
-from plugins.vpc import model
+from acsnet.plugins.vpc import model
+from acsnet.store import open_store
 import netaddr
 store = open_store(sys.argv[1], timeout=10)
 print(json.dumps(store.get_json(model.hosts_path(netaddr.IPNetwork(sys.argv[2])) + "/" + sys.argv[3])))
@@ -210,9 +210,9 @@ def test_internal_network_reaches_its_members_only(lab, tmp_path):
 
 LEFT_IN_STORE = """
 import json, sys
-from ipam.model import POOLS
-from plugins.segments.model import LAYOUTS
-from plugins.store import open_store, join
+from acsnet.ipam.model import POOLS
+from acsnet.plugins.segments.model import LAYOUTS
+from acsnet.store import open_store, join
 store, layout = open_store(sys.argv[1], timeout=10), LAYOUTS["vpc"]
 hosts = store.children(layout.hosts)
 print(json.dumps({

@@ -8,8 +8,8 @@ import time
 
 import netaddr
 
-from plugins.store import open_store
-from plugins.vpc.membership import Membership
+from acsnet.plugins.vpc.membership import Membership
+from acsnet.store import open_store
 
 NETWORK = netaddr.IPNetwork("100.71.0.0/16")
 

@@ -1,6 +1,6 @@
 """The vpc flow table as a pure function of the desired state (the lab tests install and use it)."""
 
-from ovsctl.vpc_pipeline import InternalNetwork, OwnSubnet, PeerSubnet, VpcDatapath, VpcPort, vpc_flows
+from acsnet.ovsctl.vpc_pipeline import InternalNetwork, OwnSubnet, PeerSubnet, VpcDatapath, VpcPort, vpc_flows
 
 HOST_MAC, PEER_MAC = "02:00:00:00:00:11", "02:00:00:00:00:12"
 C1 = VpcPort("vh-c1", "100.70.1.10", "02:42:64:46:01:0a")

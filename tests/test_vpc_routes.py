@@ -3,9 +3,9 @@ checked against the official SDK's request objects it hands to the client (faked
 
 import pytest
 
-from plugins.errors import AcsnetError, InvalidRequest
-from plugins.vpc.model import HostSubnet
-from plugins.vpc.routes import AliyunRoutes, provider_from_settings
+from acsnet.errors import AcsnetError, InvalidRequest
+from acsnet.plugins.vpc.model import HostSubnet
+from acsnet.plugins.vpc.routes import AliyunRoutes, provider_from_settings
 
 OWN = HostSubnet("h1", "100.70.0.0/16", "100.70.3.0/24", "192.0.2.11")
 

@@ -10,9 +10,9 @@ import sys
 import time
 import uuid
 
-from plugins.lab.dockerd import IMAGE
-from plugins.lab.topology import OUTSIDE_ADDRESS as OUTSIDE
-from plugins.lab.topology import Lab
+from acsnet.lab.dockerd import IMAGE
+from acsnet.lab.topology import OUTSIDE_ADDRESS as OUTSIDE
+from acsnet.lab.topology import Lab
 from tests.test_vlan import QUICK, pings, remove, transfer
 
 SUBNET = "100.64.1.0/24"
@@ -191,7 +191,7 @@ def test_published_ports_and_snat_work_for_overlapping_subnets(lab, tmp_path):
         # DNAT: each published port reaches its own container, although both have the same address.
         assert outside_get(lab, f"http://{VTEPS['h1']}:8080/") == f"web1-{tag}"
         assert outside_get(lab, f"http://{VTEPS['h1']}:8081/") == f"web2-{tag}"
-        report = json.loads(lab.node("h1").run([sys.executable, "-m", "plugins.cli", "inspect", "network", a, "--json",
+        report = json.loads(lab.node("h1").run([sys.executable, "-m", "acsnet.cli", "inspect", "network", a, "--json",
                                                 "--store", lab.zookeeper_url, "--host-id", "h1"]).stdout)
         assert [(e["container"], e["published"]) for e in report["endpoints"]] == [(f"web1-{tag}", "8080->80")]
         # SNAT: a container reaches what the host reaches, seen from outside as the host's address.
@@ -266,7 +266,7 @@ def test_internal_network_reaches_its_members_only(lab, tmp_path):
         assert "default" not in routes(lab, "h1", f"i3-{tag}")
         assert fetch(lab, "h1", f"i3-{tag}", "100.64.6.11") == f"i2-{tag}"
         assert "acsvx-160" not in lab.node("h1").run(["ip", "netns", "list"]).stdout
-        report = json.loads(lab.node("h1").run([sys.executable, "-m", "plugins.cli", "inspect", "network", internal, "--json",
+        report = json.loads(lab.node("h1").run([sys.executable, "-m", "acsnet.cli", "inspect", "network", internal, "--json",
                                                 "--store", lab.zookeeper_url, "--host-id", "h1"]).stdout)
         assert report["internal"] is True
         assert (tmp_path / "http.log").read_text().count("GET /marker") == 1, "only the routed network's container got out"

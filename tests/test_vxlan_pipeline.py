@@ -1,6 +1,6 @@
 """The vxlan flow table as a pure function of the desired state (no OVS here: the lab tests install it)."""
 
-from ovsctl.vxlan_pipeline import VxlanDatapath, VxlanGateway, VxlanPort, VxlanRoute, gateway_mac, vxlan_flows
+from acsnet.ovsctl.vxlan_pipeline import VxlanDatapath, VxlanGateway, VxlanPort, VxlanRoute, gateway_mac, vxlan_flows
 
 A = VxlanPort("vh-a", 110, "100.64.1.10", "02:42:00:00:00:0a")
 B_REMOTE = VxlanRoute(110, "100.64.1.11", "02:42:00:00:00:0b", "192.0.2.12")

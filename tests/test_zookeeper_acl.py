@@ -9,7 +9,7 @@ import pytest
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError
 
-from plugins.store import open_store
+from acsnet.store import open_store
 
 
 def test_nodes_are_readable_and_writable_only_with_the_credentials(zookeeper, plugins):
@@ -47,8 +47,8 @@ def test_credentials_must_name_a_user_and_a_password():
 
 
 def test_sasl_credentials_protect_the_nodes_too(tmp_path):
-    from plugins.errors import StoreUnavailable
-    from plugins.lab.zookeeper import ZooKeeperServer
+    from acsnet.errors import StoreUnavailable
+    from acsnet.lab.zookeeper import ZooKeeperServer
 
     server = ZooKeeperServer(str(tmp_path / "zk"), sasl_users={"acsnet": "sasl-pw"}).start()
     try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from plugins.store import open_store
-from plugins.store.base import ROOT, join
+from acsnet.store import open_store
+from acsnet.store.base import ROOT, join
 from tests.test_store import wait_for
 
 def test_zookeeper_liveness_is_registered_again_after_a_session_expiry(zk_url):

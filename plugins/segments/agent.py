@@ -19,12 +19,12 @@ import queue
 import threading
 import time
 
-from ovsctl import links, openflow
-from ovsctl.ovsdb import Ovsdb
-from plugins.errors import AcsnetError, Conflict, NotFound, StoreUnavailable
-from plugins.metrics import PluginMetrics
-from plugins.segments.model import Layout, SegmentEndpoint, SegmentNetwork, SegmentRecord
-from plugins.store import ROOT, Create, Delete, Store, encode, join
+from acsnet.errors import AcsnetError, Conflict, NotFound, StoreUnavailable
+from acsnet.metrics import PluginMetrics
+from acsnet.ovsctl import links, openflow
+from acsnet.ovsctl.ovsdb import Ovsdb
+from acsnet.plugins.segments.model import Layout, SegmentEndpoint, SegmentNetwork, SegmentRecord
+from acsnet.store import ROOT, Create, Delete, Store, encode, join
 
 log = logging.getLogger(__name__)
 

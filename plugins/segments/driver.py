@@ -7,12 +7,12 @@ import time
 
 import netaddr
 
-from plugins.driver import NetworkCapabilities, NetworkDriver
-from plugins.errors import InvalidRequest
-from plugins.protocol import (EndpointCreate, EndpointInterface, EndpointRef, JoinRequest, JoinResult, NetworkCreate,
+from acsnet.errors import InvalidRequest
+from acsnet.plugins.driver import NetworkCapabilities, NetworkDriver
+from acsnet.plugins.protocol import (EndpointCreate, EndpointInterface, EndpointRef, JoinRequest, JoinResult, NetworkCreate,
                               StaticRoute)
-from plugins.segments.agent import SegmentAgent
-from plugins.segments.model import SegmentEndpoint, SegmentNetwork
+from acsnet.plugins.segments.agent import SegmentAgent
+from acsnet.plugins.segments.model import SegmentEndpoint, SegmentNetwork
 
 
 def mac_for(ip: netaddr.IPAddress) -> str:

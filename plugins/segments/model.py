@@ -22,7 +22,7 @@ import dataclasses
 
 import netaddr
 
-from plugins.store import ROOT, join
+from acsnet.store import ROOT, join
 
 DRIVERS = ("vlan", "vxlan", "vpc")
 
@@ -57,7 +57,7 @@ class Layout:
     @property
     def legacy_global_networks(self) -> str:
         """Where global networks were kept before they had a key of their own: `<driver>/networks`,
-        which the vpc driver uses for its networks' ranges (`plugins.vpc.model`)."""
+        which the vpc driver uses for its networks' ranges (`acsnet.plugins.vpc.model`)."""
         return join(self.root, "networks")
 
     @property

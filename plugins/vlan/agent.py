@@ -1,5 +1,5 @@
 """The vlan datapath of one host: containers on tagged ports of the host bridge, the ARP proxy and MAC
-NAT in its flows (`ovsctl.vlan_pipeline`), and what only a VLAN needs besides: learning the gateway's
+NAT in its flows (`acsnet.ovsctl.vlan_pipeline`), and what only a VLAN needs besides: learning the gateway's
 MAC from the real router, and gratuitous ARPs so the data center's switches learn where an address went.
 """
 
@@ -13,11 +13,11 @@ import time
 
 import netaddr
 
-from ovsctl import arp
-from ovsctl.vlan_pipeline import COOKIE, ArpAnswer, LocalPort, VlanDatapath, vlan_flows
-from plugins.errors import AcsnetError
-from plugins.segments.agent import SegmentAgent
-from plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork, SegmentRecord
+from acsnet.errors import AcsnetError
+from acsnet.ovsctl import arp
+from acsnet.ovsctl.vlan_pipeline import COOKIE, ArpAnswer, LocalPort, VlanDatapath, vlan_flows
+from acsnet.plugins.segments.agent import SegmentAgent
+from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork, SegmentRecord
 
 log = logging.getLogger(__name__)
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from plugins.errors import InvalidRequest
-from plugins.protocol import NetworkCreate
-from plugins.segments.driver import SegmentDriver, single_ipv4_subnet
-from plugins.segments.model import SegmentNetwork
-from plugins.vlan.options import parse_vlan_options
+from acsnet.errors import InvalidRequest
+from acsnet.plugins.protocol import NetworkCreate
+from acsnet.plugins.segments.driver import SegmentDriver, single_ipv4_subnet
+from acsnet.plugins.segments.model import SegmentNetwork
+from acsnet.plugins.vlan.options import parse_vlan_options
 
 
 class VlanDriver(SegmentDriver):

@@ -6,11 +6,11 @@ import dataclasses
 
 import netaddr
 
-from plugins.errors import InvalidRequest
-from plugins.protocol import NetworkCreate
+from acsnet.errors import InvalidRequest
+from acsnet.plugins.protocol import NetworkCreate
+from acsnet.plugins.segments.options import MTU_KEY, integer_option
 
 VLAN_ID_KEYS = ("VlanId", "vlanid", "vlan_id")
-MTU_KEY = "com.docker.network.driver.mtu"
 GATEWAY_MAC_KEY = "gateway_mac"
 
 
@@ -19,16 +19,6 @@ class VlanOptions:
     vlan: int
     mtu: int | None
     gateway_mac: str | None
-
-
-def integer_option(text, what: str, low: int, high: int) -> int:
-    try:
-        value = int(str(text).strip())
-    except ValueError:
-        raise InvalidRequest(f"{what} must be an integer from {low} to {high}, got {text!r}") from None
-    if not low <= value <= high:
-        raise InvalidRequest(f"{what} must be an integer from {low} to {high}, got {value}")
-    return value
 
 
 def parse_vlan_options(request: NetworkCreate) -> VlanOptions:

@@ -1,5 +1,5 @@
 """The vpc datapath of one host: containers on the host bridge (ovsbr0, beside the vlan driver's),
-routed by flows (`ovsctl.vpc_pipeline`); the bridge's own port holds the host's gateway address in
+routed by flows (`acsnet.ovsctl.vpc_pipeline`); the bridge's own port holds the host's gateway address in
 each network's host subnet, and a route provider makes every host subnet reachable.
 
 Endpoints, their records, reconcile and orphans are the segment agent's; a vpc network's "segment" is
@@ -14,16 +14,16 @@ import logging
 
 import netaddr
 
-from ovsctl import links
-from ovsctl.vpc_pipeline import COOKIE, InternalNetwork, OwnSubnet, PeerSubnet, VpcDatapath, VpcPort, vpc_flows
-from plugins.errors import AcsnetError, NotFound
-from plugins.segments.agent import SegmentAgent
-from plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork, SegmentRecord
-from plugins.store import join
-from plugins.vpc import model
-from plugins.vpc.membership import Membership
-from plugins.vpc.model import HostSubnet
-from plugins.vpc.routes import RouteProvider
+from acsnet.errors import AcsnetError, NotFound
+from acsnet.ovsctl import links
+from acsnet.ovsctl.vpc_pipeline import COOKIE, InternalNetwork, OwnSubnet, PeerSubnet, VpcDatapath, VpcPort, vpc_flows
+from acsnet.plugins.segments.agent import SegmentAgent
+from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork, SegmentRecord
+from acsnet.plugins.vpc import model
+from acsnet.plugins.vpc.membership import Membership
+from acsnet.plugins.vpc.model import HostSubnet
+from acsnet.plugins.vpc.routes import RouteProvider
+from acsnet.store import join
 
 log = logging.getLogger(__name__)
 

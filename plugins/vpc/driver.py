@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import netaddr
 
-from plugins.protocol import NetworkCreate, StaticRoute
-from plugins.segments.driver import SegmentDriver, single_ipv4_subnet
-from plugins.segments.model import SegmentNetwork
-from plugins.vpc.agent import VpcAgent, segment_of
-from plugins.vpc.options import parse_vpc_options
+from acsnet.plugins.protocol import NetworkCreate, StaticRoute
+from acsnet.plugins.segments.driver import SegmentDriver, single_ipv4_subnet
+from acsnet.plugins.segments.model import SegmentNetwork
+from acsnet.plugins.vpc.agent import VpcAgent, segment_of
+from acsnet.plugins.vpc.options import parse_vpc_options
 
 
 class VpcDriver(SegmentDriver):

@@ -9,11 +9,11 @@ import time
 
 import netaddr
 
-from ipam.model import HOST_SUBNETS, host_subnet_path, subnet_key
-from plugins.errors import Conflict, StoreUnavailable
-from plugins.store import Create, Delete, SetValue, Store, encode, join
-from plugins.vpc import model
-from plugins.vpc.model import HostSubnet
+from acsnet.errors import Conflict, StoreUnavailable
+from acsnet.ipam.model import HOST_SUBNETS, host_subnet_path, subnet_key
+from acsnet.plugins.vpc import model
+from acsnet.plugins.vpc.model import HostSubnet
+from acsnet.store import Create, Delete, SetValue, Store, encode, join
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """What the vpc driver stores besides the networks and endpoints it shares with the segment drivers
-(`plugins.segments.model`: those are keyed by network id, these by the network's range).
+(`acsnet.plugins.segments.model`: those are keyed by network id, these by the network's range).
 
     vpc/networks/<cidr>                          {"host_subnet_size", "max_routes", "claims": n}: one
                                                  network (local-scope copies on each host share it)
@@ -17,9 +17,9 @@ import dataclasses
 
 import netaddr
 
-from ipam.model import subnet_key
-from plugins.segments.model import LAYOUTS
-from plugins.store import join
+from acsnet.ipam.model import subnet_key
+from acsnet.plugins.segments.model import LAYOUTS
+from acsnet.store import join
 
 ROOT = LAYOUTS["vpc"].root
 NETWORKS = join(ROOT, "networks")  # keyed by range: a network's id is the segment agent's (global-networks)

@@ -6,9 +6,9 @@ import dataclasses
 
 import netaddr
 
-from plugins.errors import InvalidRequest
-from plugins.protocol import NetworkCreate
-from plugins.vlan.options import MTU_KEY, integer_option
+from acsnet.errors import InvalidRequest
+from acsnet.plugins.protocol import NetworkCreate
+from acsnet.plugins.segments.options import MTU_KEY, integer_option
 
 DEFAULT_HOST_SUBNET_SIZE = 24
 DEFAULT_MAX_ROUTES = 50  # the route table limit the original platform started with

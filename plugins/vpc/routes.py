@@ -11,9 +11,9 @@ from __future__ import annotations
 import abc
 import logging
 
-from ovsctl import kernel_routes
-from plugins.errors import AcsnetError, InvalidRequest
-from plugins.vpc.model import HostSubnet
+from acsnet.errors import AcsnetError, InvalidRequest
+from acsnet.ovsctl import kernel_routes
+from acsnet.plugins.vpc.model import HostSubnet
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The vxlan datapath of one host: containers on the vxlan bridge (acsvx0), one flow-based VXLAN port,
-and flows (`ovsctl.vxlan_pipeline`) that send each remote MAC to the VTEP its segment record names.
+and flows (`acsnet.ovsctl.vxlan_pipeline`) that send each remote MAC to the VTEP its segment record names.
 Records of a host whose store sessions all ended are left out of the flows until it comes back, so
 no host keeps a route to a dead one."""
 
@@ -9,13 +9,13 @@ import dataclasses
 import logging
 import queue
 
-from ovsctl import arp, openflow, router
-from ovsctl.router import Publication
-from ovsctl.vxlan_pipeline import COOKIE, VxlanDatapath, VxlanGateway, VxlanPort, VxlanRoute, gateway_mac, vxlan_flows
-from plugins.errors import AcsnetError, InvalidRequest
-from plugins.segments.agent import SegmentAgent
-from plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork, SegmentRecord
-from plugins.store import encode, join
+from acsnet.errors import AcsnetError, InvalidRequest
+from acsnet.ovsctl import arp, openflow, router
+from acsnet.ovsctl.router import Publication
+from acsnet.ovsctl.vxlan_pipeline import COOKIE, VxlanDatapath, VxlanGateway, VxlanPort, VxlanRoute, gateway_mac, vxlan_flows
+from acsnet.plugins.segments.agent import SegmentAgent
+from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork, SegmentRecord
+from acsnet.store import encode, join
 
 log = logging.getLogger(__name__)
 

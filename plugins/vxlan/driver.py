@@ -3,12 +3,12 @@ networks are isolated and their subnets may overlap."""
 
 from __future__ import annotations
 
-from plugins.protocol import PORTMAP, EndpointRef, ExternalConnectivity, NetworkCreate
-from plugins.segments.driver import SegmentDriver, single_ipv4_subnet
-from plugins.segments.model import SegmentNetwork
-from plugins.vxlan import vni as generated
-from plugins.vxlan.agent import VxlanAgent
-from plugins.vxlan.options import parse_vxlan_options
+from acsnet.plugins.protocol import PORTMAP, EndpointRef, ExternalConnectivity, NetworkCreate
+from acsnet.plugins.segments.driver import SegmentDriver, single_ipv4_subnet
+from acsnet.plugins.segments.model import SegmentNetwork
+from acsnet.plugins.vxlan import vni as generated
+from acsnet.plugins.vxlan.agent import VxlanAgent
+from acsnet.plugins.vxlan.options import parse_vxlan_options
 
 
 class VxlanDriver(SegmentDriver):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from plugins.errors import InvalidRequest
-from plugins.protocol import NetworkCreate
-from plugins.vlan.options import MTU_KEY, integer_option
+from acsnet.errors import InvalidRequest
+from acsnet.plugins.protocol import NetworkCreate
+from acsnet.plugins.segments.options import MTU_KEY, integer_option
 
 VNI_KEYS = ("VxlanId", "vxlanid", "vxlan_id", "vni")
 VNI_MAX = 16777215

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import hashlib
 
-from plugins.errors import Exhausted
-from plugins.segments.model import LAYOUTS
-from plugins.store import Create, Delete, Store, encode, join
-from plugins.vxlan.options import GENERATED_VNI_FIRST, VNI_MAX
+from acsnet.errors import Exhausted
+from acsnet.plugins.segments.model import LAYOUTS
+from acsnet.plugins.vxlan.options import GENERATED_VNI_FIRST, VNI_MAX
+from acsnet.store import Create, Delete, Store, encode, join
 
 ROOT = LAYOUTS["vxlan"].root
 GENERATED, VNIS = join(ROOT, "generated"), join(ROOT, "vnis")

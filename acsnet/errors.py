@@ -1,15 +1,13 @@
 """The one exception hierarchy of acsnet.
 
-Every error a driver, the IPAM or the store raises is an `AcsnetError`; the protocol server maps it to
-a non-200 reply `{"Err": message}` in one place (dockerd reads a 200 `Err` from an IPAM call as
-success, so the status code matters as much as the body).
+Every error a driver, the IPAM, the store or the datapath raises is an `AcsnetError`, by kind: what
+went wrong, never how to say it over HTTP. The protocol edge maps each kind to a status in one table
+(`acsnet.plugins.error_status`); the CLI prints the message.
 """
 
 
 class AcsnetError(Exception):
     """Base of every error that is reported to dockerd or to a CLI user."""
-
-    http_status = 500
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -19,28 +17,30 @@ class AcsnetError(Exception):
 class InvalidRequest(AcsnetError):
     """The request is malformed or names an impossible value (bad JSON, bad CIDR, VLAN out of range)."""
 
-    http_status = 400
-
 
 class NotFound(AcsnetError):
     """The request names a pool, network or endpoint that does not exist."""
-
-    http_status = 404
 
 
 class Conflict(AcsnetError):
     """The request is well formed but collides with stored state (an address in use, a pool taken)."""
 
-    http_status = 409
-
 
 class Exhausted(AcsnetError):
     """A pool or supernet has nothing left to hand out."""
-
-    http_status = 507
 
 
 class StoreUnavailable(AcsnetError):
     """The store did not answer in time; nothing was changed by the failed request."""
 
-    http_status = 503
+
+class DatapathError(AcsnetError):
+    """Open vSwitch or the kernel refused or did not answer; the message carries their own words."""
+
+
+class HostNotSetUp(DatapathError):
+    """This host lacks the layout `acsnet host-setup` makes (the bridge, its uplink): nothing to plug into."""
+
+
+class Unreachable(AcsnetError):
+    """A service this command asks (dockerd) did not answer at the address given: nothing was asked of it."""

@@ -8,7 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-from plugins.lab.topology import Lab
+from acsnet.lab.topology import Lab
 
 
 class StepFailed(AssertionError):

@@ -7,7 +7,7 @@ and IPAM plugins.
     (on POST /networks/{net}/connect of a labelled container: EndpointConfig.IPAMConfig.IPv4Address)
 
 A container labelled acsnet.app=NAME without an address of its own is pinned to an address retained
-for NAME, if one is (`ipam.retention`).
+for NAME, if one is (`acsnet.ipam.retention`).
 
 Pure: the caller supplies the network's subnets and the container's labels (from dockerd) and NAME's
 retained addresses (from the store), and sends the errors back as 400s.
@@ -20,7 +20,7 @@ from typing import Callable
 
 import netaddr
 
-from plugins.errors import InvalidRequest
+from acsnet.errors import InvalidRequest
 
 LABELS = {4: "com.docker.network.endpoint.ipv4address", 6: "com.docker.network.endpoint.ipv6address"}
 APP_LABEL = "acsnet.app"

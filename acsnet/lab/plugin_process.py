@@ -9,8 +9,8 @@ import subprocess
 import sys
 import time
 
-from plugins.lab.host import REPO, SimulatedHost, stop_process_group
-from plugins.plugin_client import PluginClient
+from acsnet.lab.host import REPO, SimulatedHost, stop_process_group
+from acsnet.plugin_client import PluginClient
 
 
 class PluginProcess:
@@ -26,7 +26,7 @@ class PluginProcess:
     @classmethod
     def acsnet(cls, plugin: str, plugin_dir: str, *args: str, log_dir: str, host: SimulatedHost | None = None) -> "PluginProcess":
         name = "acsnet" if plugin == "ipam" else plugin
-        argv = [sys.executable, "-m", "plugins.cli", "serve", plugin, "--plugin-dir", plugin_dir, *args]
+        argv = [sys.executable, "-m", "acsnet.cli", "serve", plugin, "--plugin-dir", plugin_dir, *args]
         log = os.path.join(log_dir, f"{name}-{time.time_ns()}.log")
         return cls(argv, os.path.join(plugin_dir, f"{name}.sock"), log, host=host)
 
@@ -51,7 +51,7 @@ class PluginProcess:
                 return os.path.exists(self.socket_path) and self.client(timeout=2).call("Plugin.Activate")[0] == 200
             except OSError:
                 return False
-        probe = (f"from plugins.plugin_client import PluginClient; import sys; "
+        probe = (f"from acsnet.plugin_client import PluginClient; import sys; "
                  f"sys.exit(PluginClient({self.socket_path!r}, 2).call('Plugin.Activate')[0] != 200)")
         return self.host.run([sys.executable, "-c", probe], check=False, timeout=10).returncode == 0
 

@@ -1,7 +1,7 @@
 """Open a store from its URL: `zk://h1:2181,h2:2181/chroot` for ZooKeeper, `file:///path/db` (or a plain
 path) for the embedded single-host store."""
 
-from plugins.store.base import ROOT, Check, Create, Delete, SetValue, Store, Versioned, encode, join
+from acsnet.store.base import ROOT, Check, Create, Delete, SetValue, Store, Versioned, encode, join
 
 DEFAULT_EMBEDDED_PATH = "/var/lib/acsnet/store.db"
 
@@ -11,7 +11,7 @@ def check_store_url(url: str | None) -> tuple[str, str]:
     if not url:
         return "file", DEFAULT_EMBEDDED_PATH
     if url.startswith("zk://"):
-        from plugins.store.zookeeper import parse_zk_url
+        from acsnet.store.zookeeper import parse_zk_url
 
         parse_zk_url(url)
         return "zk", url
@@ -24,10 +24,10 @@ def check_store_url(url: str | None) -> tuple[str, str]:
 def open_store(url: str | None, *, timeout: float = 5.0) -> Store:
     kind, location = check_store_url(url)
     if kind == "zk":
-        from plugins.store.zookeeper import ZooKeeperStore
+        from acsnet.store.zookeeper import ZooKeeperStore
 
         return ZooKeeperStore(location, timeout=timeout)
-    from plugins.store.embedded import EmbeddedStore
+    from acsnet.store.embedded import EmbeddedStore
 
     return EmbeddedStore(location, timeout=timeout)
 

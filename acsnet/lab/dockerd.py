@@ -13,7 +13,7 @@ import subprocess
 import tarfile
 import time
 
-from plugins.lab.host import LabError, SimulatedHost, stop_process_group
+from acsnet.lab.host import LabError, SimulatedHost, stop_process_group
 
 BUSYBOX = "/bin/busybox"
 IMAGE = "acsnet/busybox:latest"

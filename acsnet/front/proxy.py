@@ -26,12 +26,13 @@ from typing import Callable
 
 import netaddr
 
-from ipam import retention
-from ipam.model import DEFAULT_RETENTION_SECONDS
-from plugins.docker_api import DockerAddress
-from plugins.errors import AcsnetError
-from plugins.front.create import APP_LABEL, rewrite_connect, rewrite_create
-from plugins.store import Store
+from acsnet.docker_api import DockerAddress
+from acsnet.errors import AcsnetError
+from acsnet.front.create import APP_LABEL, rewrite_connect, rewrite_create
+from acsnet.ipam import retention
+from acsnet.ipam.model import DEFAULT_RETENTION_SECONDS
+from acsnet.plugins.error_status import http_status
+from acsnet.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +230,7 @@ class Front:
             try:
                 body = rewrite(body[:length])
             except AcsnetError as e:
-                _error(conn, 400 if e.http_status < 500 else 502, e.message)
+                _error(conn, 400 if http_status(e) < 500 else 502, e.message)
                 return
             except OSError as e:  # a create's own connection to dockerd
                 _error(conn, 502, f"acsnet front: dockerd could not be reached at {self.docker.url}: {e}")

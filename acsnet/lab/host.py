@@ -1,5 +1,5 @@
 """A simulated host: a named network namespace plus a holder process for its mount and UTS namespaces
-(see `plugins.lab.holder`). Commands run inside with nsenter; everything is found again, and removed,
+(see `acsnet.lab.holder`). Commands run inside with nsenter; everything is found again, and removed,
 by the names and pids it was made with."""
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ import subprocess
 import sys
 import time
 
+from acsnet.errors import AcsnetError
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,14}$")  # fits a hostname and an interface-name prefix
 NETNS_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 
 
-class LabError(RuntimeError):
+class LabError(AcsnetError):
     """A lab step failed; the message says what and what to do."""
 
 
@@ -87,7 +89,7 @@ class SimulatedHost:
         log = open(os.path.join(self.workdir, "holder.log"), "ab")
         subprocess.Popen(
             ["nsenter", f"--net=/run/netns/{self.netns}", "unshare", "--mount", "--uts", "--propagation", "private",
-             sys.executable, "-m", "plugins.lab.holder", self.name, self._ready_file],
+             sys.executable, "-m", "acsnet.lab.holder", self.name, self._ready_file],
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
         log.close()

@@ -10,16 +10,14 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from plugins.errors import AcsnetError
-from plugins.plugin_client import get_json
+from acsnet.errors import AcsnetError, Unreachable
+from acsnet.plugin_client import get_json
 
 DEFAULT_DOCKER = "unix:///var/run/docker.sock"
 
 
-class DockerUnreachable(AcsnetError):
+class DockerUnreachable(Unreachable):
     """dockerd did not answer at the address given: nothing was asked of it."""
-
-    http_status = 502
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import time
 
-from plugins.lab.host import LabError, SimulatedHost
+from acsnet.lab.host import LabError, SimulatedHost
 
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 RUNDIR = "/run/openvswitch"

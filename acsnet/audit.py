@@ -29,14 +29,14 @@ import time
 
 import netaddr
 
-from ipam import retention
-from ipam.model import ENDPOINT, POOLS, AddressRecord
-from ovsctl import links
-from ovsctl.ovsdb import Ovsdb
-from plugins.docker_api import DockerAddress
-from plugins.store import Delete, Store, join
-from plugins.segments.agent import DRIVER_ID, ENDPOINT_ID
-from plugins.segments.model import LAYOUTS, SegmentEndpoint
+from acsnet.docker_api import DockerAddress
+from acsnet.ipam import retention
+from acsnet.ipam.model import ENDPOINT, POOLS, AddressRecord
+from acsnet.ovsctl import links
+from acsnet.ovsctl.ovsdb import Ovsdb
+from acsnet.plugins.segments.agent import DRIVER_ID, ENDPOINT_ID
+from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint
+from acsnet.store import Delete, Store, join
 
 
 DEAD_HOST_KINDS = ("dead-host-record", "dead-host-address")  # repaired only when told the hosts are dead
@@ -142,8 +142,8 @@ def audit(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, doc
 
 def repair(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, findings: list[Finding], *,
            dead_hosts: bool) -> list[str]:
-    from ipam.driver import AcsnetIpam
-    from plugins.protocol import AddressRelease
+    from acsnet.ipam.driver import AcsnetIpam
+    from acsnet.plugins.protocol import AddressRelease
 
     done = []
     for f in findings:

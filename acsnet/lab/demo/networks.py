@@ -6,9 +6,9 @@ import ipaddress
 import json
 import sys
 
-from plugins.lab.demo.steps import DemoRun, check, container_ip, docker, ping_from, remove_scenario, wait_for
-from plugins.lab.dockerd import IMAGE
-from plugins.lab.topology import OUTSIDE_ADDRESS, SERVICES_ADDRESS, ZOOKEEPER_PORT, Lab, host_address
+from acsnet.lab.demo.steps import DemoRun, check, container_ip, docker, ping_from, remove_scenario, wait_for
+from acsnet.lab.dockerd import IMAGE
+from acsnet.lab.topology import OUTSIDE_ADDRESS, SERVICES_ADDRESS, ZOOKEEPER_PORT, Lab, host_address
 
 
 def underlay_scenario(lab: Lab, run: DemoRun) -> None:

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Callable
 
-from plugins.lab.demo.fault import fault_scenario
-from plugins.lab.demo.front import front_scenario
-from plugins.lab.demo.networks import ipam_scenario, underlay_scenario, vlan_scenario, vpc_scenario, vxlan_scenario
-from plugins.lab.demo.steps import DemoRun
-from plugins.lab.topology import Lab
+from acsnet.lab.demo.fault import fault_scenario
+from acsnet.lab.demo.front import front_scenario
+from acsnet.lab.demo.networks import ipam_scenario, underlay_scenario, vlan_scenario, vpc_scenario, vxlan_scenario
+from acsnet.lab.demo.steps import DemoRun
+from acsnet.lab.topology import Lab
 
 SCENARIOS = [underlay_scenario, ipam_scenario, vlan_scenario, vxlan_scenario, vpc_scenario, front_scenario, fault_scenario]
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import re
 import signal
 
-from ovsctl.vlan_pipeline import COOKIE
-from plugins.lab.demo.steps import DemoRun, check, container_ip, docker, ping_from, remove_scenario, wait_for
-from plugins.lab.dockerd import IMAGE
-from plugins.lab.topology import Lab
+from acsnet.lab.demo.steps import DemoRun, check, container_ip, docker, ping_from, remove_scenario, wait_for
+from acsnet.lab.dockerd import IMAGE
+from acsnet.lab.topology import Lab
+from acsnet.ovsctl.vlan_pipeline import COOKIE
 
 PING_LOG = "/tmp/demo-ping.log"  # inside the sending container
 PINGS_PER_SECOND = 5

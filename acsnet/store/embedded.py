@@ -18,8 +18,8 @@ import time
 import uuid
 from typing import Callable, Sequence
 
-from plugins.errors import StoreUnavailable
-from plugins.store.base import (
+from acsnet.errors import StoreUnavailable
+from acsnet.store.base import (
     ROOT,
     Check,
     Create,

@@ -1,8 +1,8 @@
 """The systemd units in systemd/, installed with the path of this installation's `acsnet`.
 
-An installed wheel has them as package data, `plugins/systemd/` (pyproject.toml maps the folder there);
+An installed wheel has them as package data, `acsnet/systemd/` (pyproject.toml maps the folder there);
 a source checkout, and an editable install of one, read them where they are kept: systemd/ beside
-plugins/ (setuptools' editable finder does not map a data-only package).
+acsnet/ (setuptools' editable finder does not map a data-only package).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 import shutil
 import sys
 
-from plugins.config import config_example
+from acsnet.config import config_example
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _PACKAGED, _CHECKOUT = os.path.join(_HERE, "systemd"), os.path.join(os.path.dirname(_HERE), "systemd")

@@ -11,15 +11,15 @@ import threading
 import time
 from typing import Callable
 
-from plugins.lab.dockerd import IMAGE
-from plugins.lab.topology import Lab
+from acsnet.lab.dockerd import IMAGE
+from acsnet.lab.topology import Lab
 
 NETWORK, SUBNET, GATEWAY, VLAN = "churn", "198.51.100.0/24", "198.51.100.1", 217
 
 LEFTOVERS = """
 import json, sys
-from plugins.store import open_store
-from ipam.model import POOLS
+from acsnet.ipam.model import POOLS
+from acsnet.store import open_store
 s = open_store(sys.argv[1])
 addresses = {a: s.get_json(f"{POOLS}/{p}/addresses/{a}")["holders"] for p in s.children(POOLS) for a in s.children(f"{POOLS}/{p}/addresses")}
 segments = sum(len(s.children(f"/acsnet/vlan/segments/{v}")) for v in s.children("/acsnet/vlan/segments"))

@@ -1,7 +1,7 @@
 """The long-lived process that holds a simulated host's mount and UTS namespaces.
 
 Started as `nsenter --net=/run/netns/NS unshare --mount --uts --propagation private python -m
-plugins.lab.holder HOSTNAME READY_FILE`. It gives the host what dockerd and OVS expect of a machine:
+acsnet.lab.holder HOSTNAME READY_FILE`. It gives the host what dockerd and OVS expect of a machine:
 - a sysfs of its own network namespace (so /sys/class/net lists the host's own devices),
 - the same cgroup hierarchies as the real machine (dockerd needs them; a plain `ip netns exec`
   leaves /sys/fs/cgroup empty),

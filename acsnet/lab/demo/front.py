@@ -7,9 +7,9 @@ import json
 import os
 import sys
 
-from plugins.lab.demo.steps import DemoRun, StepFailed, check, docker
-from plugins.lab.dockerd import DOCKER_CLI, IMAGE
-from plugins.lab.topology import Lab
+from acsnet.lab.demo.steps import DemoRun, StepFailed, check, docker
+from acsnet.lab.dockerd import DOCKER_CLI, IMAGE
+from acsnet.lab.topology import Lab
 
 FRONT = "unix:///run/acsnet/demo-front.sock"  # the host's own /run: a front a user started stays apart
 IP_LABEL = "com.docker.network.endpoint.ipv4address"
@@ -26,7 +26,7 @@ def via_front(lab: Lab, host: str, *args: str):
 
 def acsnet_ip(lab: Lab, host: str, *args: str):
     """`acsnet ip ... --json` on `host`, against the lab's store."""
-    argv = [sys.executable, "-m", "plugins.cli", "ip", *args, "--json", "--store", lab.zookeeper_url]
+    argv = [sys.executable, "-m", "acsnet.cli", "ip", *args, "--json", "--store", lab.zookeeper_url]
     result = lab.node(host).run(argv, check=False)
     if result.returncode != 0:
         raise StepFailed(f"acsnet ip {' '.join(args)}: {result.stderr.strip()}")

@@ -35,8 +35,8 @@ from kazoo.protocol.states import KeeperState
 from kazoo.recipe.watchers import ChildrenWatch, DataWatch
 from kazoo.security import make_acl, make_digest_acl
 
-from plugins.errors import StoreUnavailable
-from plugins.store.base import (
+from acsnet.errors import StoreUnavailable
+from acsnet.store.base import (
     ROOT,
     Check,
     Create,

@@ -27,11 +27,11 @@ import sys
 import time
 from typing import Callable
 
-from plugins.lab.dockerd import DOCKER_CLI, DockerDaemon
-from plugins.lab.host import LabError, SimulatedHost, netns_exists, processes_in_netns, run
-from plugins.lab.ovs import OpenVSwitch
-from plugins.lab.plugin_process import PluginProcess
-from plugins.lab.zookeeper import ZooKeeperMissing, ZooKeeperServer
+from acsnet.lab.dockerd import DOCKER_CLI, DockerDaemon
+from acsnet.lab.host import LabError, SimulatedHost, netns_exists, processes_in_netns, run
+from acsnet.lab.ovs import OpenVSwitch
+from acsnet.lab.plugin_process import PluginProcess
+from acsnet.lab.zookeeper import ZooKeeperMissing, ZooKeeperServer
 
 DEFAULT_PREFIX = "acsnet-lab"
 DEFAULT_WORKDIR = "/var/lib/acsnet/lab"
@@ -229,7 +229,7 @@ class Lab:
         progress(f"{host.name}: Open vSwitch")
         OpenVSwitch(host).start()
         progress(f"{host.name}: acsnet host-setup --uplink {UPLINK} --datapath netdev")
-        host.run([sys.executable, "-m", "plugins.cli", "host-setup", "--uplink", UPLINK, "--datapath", "netdev"])
+        host.run([sys.executable, "-m", "acsnet.cli", "host-setup", "--uplink", UPLINK, "--datapath", "netdev"])
         if state["link_rate"]:
             shape_port(host, UPLINK, state["link_rate"])
         progress(f"{host.name}: acsnet plugins ({', '.join(f'acsnet serve {p}' for p in self.plugins())})")
@@ -274,7 +274,7 @@ class Lab:
         IP retention), as a user starts it; returns once the docker CLI gets an answer through it."""
         node = self.node(host)
         log = os.path.join(node.workdir, f"front-{time.time_ns()}.log")
-        process = node.popen([sys.executable, "-m", "plugins.cli", "front", "--listen", listen,
+        process = node.popen([sys.executable, "-m", "acsnet.cli", "front", "--listen", listen,
                               "--docker", "unix:///run/docker.sock", "--store", self.zookeeper_url, *options], log)
         deadline = time.monotonic() + wait
         through_front = {**os.environ, "DOCKER_HOST": listen}
@@ -288,7 +288,7 @@ class Lab:
     def front_pids(self, host: str, listen: str) -> list[int]:
         """The pids of `acsnet front --listen LISTEN` on `host` (also one a killed demo left running)."""
         def is_front(argv: list[str]) -> bool:
-            return argv[1:4] == ["-m", "plugins.cli", "front"] and listen in argv
+            return argv[1:4] == ["-m", "acsnet.cli", "front"] and listen in argv
         return [pid for pid in processes_in_netns(self.netns(host)) if is_front(_argv(pid))]
 
     def stop_front(self, host: str, listen: str) -> None:
@@ -508,7 +508,7 @@ def _cmdline(pid: int) -> str:
 def _command_name(pid: int) -> str:
     words = [os.path.basename(a) for a in _argv(pid)]
     if words and words[0].startswith("python") and len(words) > 2 and words[1] == "-m":
-        if words[2] == "plugins.lab.holder":
+        if words[2] == "acsnet.lab.holder":
             return "holder"
         return " ".join(["acsnet"] + words[3:5])  # e.g. "acsnet serve ipam"
     if words and words[0] == "java":

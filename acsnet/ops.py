@@ -7,15 +7,15 @@ from __future__ import annotations
 import os
 import urllib.parse
 
-from ipam.model import POOLS
-from ovsctl import links, openflow, vlan_pipeline, vpc_pipeline
-from ovsctl.host_setup import host_layout
-from ovsctl.ovsdb import Ovsdb
-from plugins.docker_api import DockerAddress, DockerUnreachable
-from plugins.errors import AcsnetError, NotFound
-from plugins.plugin_client import get_json
-from plugins.store import ROOT, Store, join
-from plugins.segments.model import LAYOUTS, SegmentNetwork
+from acsnet.docker_api import DockerAddress, DockerUnreachable
+from acsnet.errors import AcsnetError, NotFound
+from acsnet.ipam.model import POOLS
+from acsnet.ovsctl import links, openflow, vlan_pipeline, vpc_pipeline
+from acsnet.ovsctl.host_setup import host_layout
+from acsnet.ovsctl.ovsdb import Ovsdb
+from acsnet.plugin_client import get_json
+from acsnet.plugins.segments.model import LAYOUTS, SegmentNetwork
+from acsnet.store import ROOT, Store, join
 
 PLUGINS = ("acsnet", "vlan", "vxlan", "vpc")
 HOST_BRIDGE_COOKIES = (vlan_pipeline.COOKIE, vpc_pipeline.COOKIE)  # the drivers sharing the host bridge

@@ -10,9 +10,9 @@ import json
 import os
 import subprocess
 
-from plugins import __version__
-from plugins.config import COMMON_OPTIONS, HOST_SETUP_OPTIONS, IPAM_OPTIONS, add_options, resolve
-from plugins.errors import AcsnetError
+from acsnet import __version__
+from acsnet.config import COMMON_OPTIONS, HOST_SETUP_OPTIONS, IPAM_OPTIONS, add_options, resolve
+from acsnet.errors import AcsnetError
 
 log = logging.getLogger("acsnet")
 
@@ -23,8 +23,8 @@ DEFAULT_LAB_PREFIX = "acsnet-lab"
 
 
 def add_docker_option(command: argparse.ArgumentParser, purpose: str) -> None:
-    """--docker, one form for every command (plugins/docker_api.py)."""
-    from plugins.docker_api import DEFAULT_DOCKER, parse_docker_address
+    """--docker, one form for every command (acsnet/docker_api.py)."""
+    from acsnet.docker_api import DEFAULT_DOCKER, parse_docker_address
 
     def docker_address(text: str):
         try:
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     gc.set_defaults(run=run_gc)
 
     bench = commands.add_parser(
-        "bench", help="the netperf table and control-plane figures on a 3-host lab: python -m benchmarks.netperf (same options)", add_help=False)
+        "bench", help="the netperf table and control-plane figures on a 3-host lab: python -m acsnet.benchmarks.netperf (same options)", add_help=False)
     bench.set_defaults(run=run_bench)  # its options are the benchmark's: see main()
 
     leave = commands.add_parser(
@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _lab(args: argparse.Namespace):
-    from plugins.lab.topology import Lab
+    from acsnet.lab.topology import Lab
 
     return Lab(args.workdir, args.prefix)
 
@@ -218,7 +218,7 @@ def run_lab_exec(args: argparse.Namespace) -> int:
 
 
 def run_lab_demo(args: argparse.Namespace) -> int:
-    from plugins.lab.demo import run_demo
+    from acsnet.lab.demo import run_demo
 
     lab = _lab(args)
     if not lab.is_up:
@@ -229,14 +229,14 @@ def run_lab_demo(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from plugins.service import configure_logging, serve
+    from acsnet.service import configure_logging, serve
 
     settings = resolve(args, COMMON_OPTIONS + IPAM_OPTIONS)
     configure_logging(settings["log_level"])
-    from ipam.driver import AcsnetIpam, parse_supernets
-    from plugins.store import check_store_url
+    from acsnet.ipam.driver import AcsnetIpam, parse_supernets
+    from acsnet.store import check_store_url
 
-    from plugins.metrics import check_tcp_settings
+    from acsnet.metrics import check_tcp_settings
 
     name = PLUGIN_NAMES[args.plugin]
     check_store_url(settings["store"])
@@ -246,17 +246,17 @@ def run_serve(args: argparse.Namespace) -> int:
         settings["default_pool_v6"], settings["default_pool_size_v6"],
     )
     if args.plugin in ("vlan", "vxlan", "vpc"):
-        from ovsctl.host_setup import host_layout
-        from ovsctl.ovsdb import Ovsdb
+        from acsnet.ovsctl.host_setup import host_layout
+        from acsnet.ovsctl.ovsdb import Ovsdb
 
         host_layout(Ovsdb(settings["ovsdb"]), settings["bridge"])  # refuse to start on a host not set up
     opened = []  # stores of this worker
     agents = []  # datapath agents of this worker: stopped before their store closes
 
     def app_factory():
-        from plugins.metrics import PluginMetrics
-        from plugins.server import create_app
-        from plugins.store import open_store
+        from acsnet.metrics import PluginMetrics
+        from acsnet.plugins.server import create_app
+        from acsnet.store import open_store
 
         metrics = PluginMetrics(name)
         store = open_store(settings["store"], timeout=settings["store_timeout"])
@@ -302,10 +302,10 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def build_vlan_driver(store, settings, metrics=None):
-    from ovsctl.host_setup import host_layout
-    from ovsctl.ovsdb import Ovsdb
-    from plugins.vlan.agent import VlanAgent
-    from plugins.vlan.driver import VlanDriver
+    from acsnet.ovsctl.host_setup import host_layout
+    from acsnet.ovsctl.ovsdb import Ovsdb
+    from acsnet.plugins.vlan.agent import VlanAgent
+    from acsnet.plugins.vlan.driver import VlanDriver
 
     ovsdb = Ovsdb(settings["ovsdb"])
     layout = host_layout(ovsdb, settings["bridge"])
@@ -318,7 +318,7 @@ def build_vlan_driver(store, settings, metrics=None):
 
 def underlay_address(settings: dict, layout) -> str:
     """The host's underlay address (--vtep-ip, else the host bridge's: host-setup moved it from the uplink)."""
-    from ovsctl import links
+    from acsnet.ovsctl import links
 
     if settings["vtep_ip"]:
         return settings["vtep_ip"]
@@ -329,11 +329,11 @@ def underlay_address(settings: dict, layout) -> str:
 
 
 def build_vpc_driver(store, settings, metrics=None):
-    from ovsctl.host_setup import host_layout
-    from ovsctl.ovsdb import Ovsdb
-    from plugins.vpc.agent import VpcAgent
-    from plugins.vpc.driver import VpcDriver
-    from plugins.vpc.routes import provider_from_settings
+    from acsnet.ovsctl.host_setup import host_layout
+    from acsnet.ovsctl.ovsdb import Ovsdb
+    from acsnet.plugins.vpc.agent import VpcAgent
+    from acsnet.plugins.vpc.driver import VpcDriver
+    from acsnet.plugins.vpc.routes import provider_from_settings
 
     ovsdb = Ovsdb(settings["ovsdb"])
     layout = host_layout(ovsdb, settings["bridge"])
@@ -346,21 +346,14 @@ def build_vpc_driver(store, settings, metrics=None):
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    # benchmarks/ is not installed: it is found in the checkout this acsnet runs from (an editable
-    # install's `acsnet` script does not have the checkout on sys.path).
-    checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if os.path.isfile(os.path.join(checkout, "benchmarks", "netperf.py")) and checkout not in sys.path:
-        sys.path.append(checkout)
-    try:
-        from benchmarks import netperf
-    except ImportError:
-        raise AcsnetError("acsnet bench runs from a source checkout (benchmarks/ is not installed)") from None
+    from acsnet.benchmarks import netperf  # matplotlib and the lab: only when asked for
+
     return netperf.main(args.options)
 
 
 def run_host_leave(args: argparse.Namespace) -> int:
-    from plugins.vpc.membership import Membership
-    from plugins.vpc.routes import provider_from_settings
+    from acsnet.plugins.vpc.membership import Membership
+    from acsnet.plugins.vpc.routes import provider_from_settings
 
     settings, store = _open_for_ops(args)
     try:
@@ -373,10 +366,10 @@ def run_host_leave(args: argparse.Namespace) -> int:
 
 
 def build_vxlan_driver(store, settings, metrics=None):
-    from ovsctl.host_setup import host_layout
-    from ovsctl.ovsdb import Ovsdb
-    from plugins.vxlan.agent import VxlanAgent
-    from plugins.vxlan.driver import VxlanDriver
+    from acsnet.ovsctl.host_setup import host_layout
+    from acsnet.ovsctl.ovsdb import Ovsdb
+    from acsnet.plugins.vxlan.agent import VxlanAgent
+    from acsnet.plugins.vxlan.driver import VxlanDriver
 
     ovsdb = Ovsdb(settings["ovsdb"])
     layout = host_layout(ovsdb, settings["bridge"])
@@ -391,7 +384,7 @@ def build_vxlan_driver(store, settings, metrics=None):
 def run_ip_list(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from ipam import retention
+    from acsnet.ipam import retention
 
     _settings, store = _open_for_ops(args)
     try:
@@ -403,7 +396,7 @@ def run_ip_list(args: argparse.Namespace) -> int:
 
 
 def run_ip_release(args: argparse.Namespace) -> int:
-    from ipam import retention
+    from acsnet.ipam import retention
 
     settings, store = _open_for_ops(args)
     try:
@@ -418,7 +411,7 @@ def run_front(args: argparse.Namespace) -> int:
     import ssl
     import threading
 
-    from plugins.front.proxy import Front, listen
+    from acsnet.front.proxy import Front, listen
 
     tls = None
     if args.tls_cert:
@@ -433,7 +426,7 @@ def run_front(args: argparse.Namespace) -> int:
     settings = resolve(args, [o for o in COMMON_OPTIONS if o.name in ("store", "store_timeout")])
     store = None
     if settings["store"]:  # the IPAM's store: IP retention for containers labelled acsnet.app=NAME
-        from plugins.store import check_store_url, open_store
+        from acsnet.store import check_store_url, open_store
 
         check_store_url(settings["store"])
         store = open_store(settings["store"], timeout=settings["store_timeout"])
@@ -443,7 +436,7 @@ def run_front(args: argparse.Namespace) -> int:
     servers = [listen(url, front, tls=tls, request_timeout=args.request_timeout) for url in args.listen]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     log.info("acsnet front on %s for %s", ", ".join(args.listen), args.docker)
-    from plugins.docker_api import DockerUnreachable
+    from acsnet.docker_api import DockerUnreachable
 
     try:
         args.docker.get_json("/version", timeout=5.0)
@@ -456,8 +449,8 @@ def run_front(args: argparse.Namespace) -> int:
 
 
 def run_host_setup(args: argparse.Namespace) -> int:
-    from ovsctl.host_setup import setup_host
-    from ovsctl.ovsdb import Ovsdb
+    from acsnet.ovsctl.host_setup import setup_host
+    from acsnet.ovsctl.ovsdb import Ovsdb
 
     settings = resolve(args, HOST_SETUP_OPTIONS)
     if not settings["uplink"]:
@@ -469,7 +462,7 @@ def run_host_setup(args: argparse.Namespace) -> int:
 
 
 def _open_for_ops(args: argparse.Namespace):
-    from plugins.store import open_store
+    from acsnet.store import open_store
 
     settings = resolve(args, COMMON_OPTIONS)
     return settings, open_store(settings["store"], timeout=settings["store_timeout"])
@@ -495,8 +488,8 @@ def _ovs_line(ovs: dict) -> str:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from ovsctl.ovsdb import Ovsdb
-    from plugins.ops import host_status
+    from acsnet.ovsctl.ovsdb import Ovsdb
+    from acsnet.ops import host_status
 
     settings, store = _open_for_ops(args)
     try:
@@ -523,7 +516,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    from plugins.ops import inspect_host, inspect_network
+    from acsnet.ops import inspect_host, inspect_network
 
     settings, store = _open_for_ops(args)
     try:
@@ -553,8 +546,8 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace):
-    from ovsctl.ovsdb import Ovsdb
-    from plugins.audit import audit
+    from acsnet.ovsctl.ovsdb import Ovsdb
+    from acsnet.audit import audit
 
     settings, store = _open_for_ops(args)
     ovsdb = Ovsdb(settings["ovsdb"])
@@ -577,7 +570,7 @@ def run_audit(args: argparse.Namespace) -> int:
 
 
 def run_gc(args: argparse.Namespace) -> int:
-    from plugins.audit import DEAD_HOST_KINDS, repair
+    from acsnet.audit import DEAD_HOST_KINDS, repair
 
     settings, store, ovsdb, findings = _audit(args)
     try:
@@ -598,7 +591,7 @@ def run_gc(args: argparse.Namespace) -> int:
 
 
 def run_install_units(args: argparse.Namespace) -> int:
-    from plugins.units import install_units
+    from acsnet.units import install_units
 
     for path in install_units(args.dest, args.config_dir):
         print(f"installed {path}")
@@ -606,28 +599,30 @@ def run_install_units(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    from plugins.lab.host import LabError
+def error_message(error: Exception) -> str:
+    if isinstance(error, AcsnetError):
+        return error.message
+    if isinstance(error, OSError) and error.strerror:  # a file or socket the command was pointed at
+        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    return str(error)
 
+
+def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if args.command == "bench":
         args.options = extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    # One error path: what went wrong, in a line, never a traceback. ValueError: bad option values (store
+    # URL, pools) found while starting, a usage error (2) like argparse's own.
     try:
         return args.run(args)
-    except AcsnetError as e:
-        print(f"acsnet {args.command}: {e.message}", file=sys.stderr)
-        return 1
-    except LabError as e:
-        print(f"acsnet {args.command}: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
-    except ValueError as e:  # bad option values (store URL, pools) found while starting
-        print(f"acsnet {args.command}: {e}", file=sys.stderr)
-        return 2
+    except (AcsnetError, OSError, ValueError) as e:
+        print(f"acsnet {args.command}: {error_message(e)}", file=sys.stderr)
+        return 2 if isinstance(e, ValueError) else 1
 
 
 if __name__ == "__main__":

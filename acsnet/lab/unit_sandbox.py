@@ -18,7 +18,7 @@ Seccomp filters (RestrictAddressFamilies=, SystemCallArchitectures=, LockPersona
 RestrictRealtime=, RestrictSUIDSGID=), ProtectKernelModules= and ProtectClock= are not reproduced:
 they forbid system calls the plugins never make, not writes they depend on.
 
-`python -m plugins.lab.unit_sandbox SPEC -- ARGV...` applies SPEC (JSON of `UnitSandbox`) in the mount
+`python -m acsnet.lab.unit_sandbox SPEC -- ARGV...` applies SPEC (JSON of `UnitSandbox`) in the mount
 namespace `command()` puts it in (if the unit has one), then executes ARGV.
 """
 
@@ -98,7 +98,7 @@ class UnitSandbox:
         if self.no_new_privileges:
             privileges.append("--no-new-privs")
         spec = json.dumps(dataclasses.asdict(self))
-        argv = [sys.executable, "-m", "plugins.lab.unit_sandbox", spec, "--", *privileges, "--", *argv]
+        argv = [sys.executable, "-m", "acsnet.lab.unit_sandbox", spec, "--", *privileges, "--", *argv]
         return ["unshare", "--mount", "--propagation", "slave", *argv] if self.mount_namespace else argv
 
 
@@ -116,7 +116,7 @@ def _mount(*args: str, pass_fds: tuple[int, ...] = ()) -> None:
 
 def _installation() -> list[str]:
     """Where the acsnet under test runs from: its Python environment and, for an editable install, the
-    source tree (this file is <tree>/plugins/lab/unit_sandbox.py)."""
+    source tree (this file is <tree>/acsnet/lab/unit_sandbox.py)."""
     return [os.path.realpath(sys.prefix),
             os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))]
 
@@ -211,7 +211,7 @@ def apply(sandbox: UnitSandbox) -> None:
 def main(argv: list[str]) -> None:
     spec, separator, *command = argv
     if separator != "--" or not command:
-        raise SystemExit("usage: python -m plugins.lab.unit_sandbox SPEC -- ARGV...")
+        raise SystemExit("usage: python -m acsnet.lab.unit_sandbox SPEC -- ARGV...")
     data = json.loads(spec)
     data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     apply(UnitSandbox(**data))
