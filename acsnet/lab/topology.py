@@ -337,6 +337,14 @@ class Lab:
         for point in below_run:
             node.run(["umount", "-l", point], check=False)
         node.run(["find", "/run", "-mindepth", "1", "-delete"])
+        # A rebooted host has no veth of a container it ran: the kernel tears the dead containers'
+        # namespaces (and their veths) down on its own time once the last mount went, seconds under
+        # load. Booting before that would show the plugins veths a real boot never has.
+        deadline = time.monotonic() + 60
+        while (leftover := [name for name in _veths(node) if name != UPLINK]):
+            if time.monotonic() > deadline:
+                raise LabError(f"{host}: veths of the dead containers did not go within 60 s: {', '.join(leftover)}")
+            time.sleep(0.2)
         node.run(["mkdir", "-p", "/run/docker/plugins"])
         node.run(["ip", "link", "set", UPLINK, "up"])
         node.run(["ip", "addr", "replace", f"{host_address(index)}/{UNDERLAY_PREFIXLEN}", "dev", UPLINK])
@@ -484,6 +492,11 @@ def _cgroup_roots() -> list[str]:
             if right.split()[0] in ("cgroup", "cgroup2"):
                 roots.append(left.split()[4])
     return roots
+
+
+def _veths(node: SimulatedHost) -> list[str]:
+    lines = node.run(["ip", "-o", "link", "show", "type", "veth"]).stdout.splitlines()
+    return [line.split(": ", 2)[1].split("@")[0] for line in lines if ": " in line]
 
 
 def _kill(pid: int, sig: int) -> None:
