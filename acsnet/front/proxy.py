@@ -28,7 +28,7 @@ import netaddr
 
 from acsnet.docker_api import DockerAddress
 from acsnet.errors import AcsnetError
-from acsnet.front.create import APP_LABEL, rewrite_connect, rewrite_create
+from acsnet.front.create import APP_LABEL, RetainedOf, rewrite_connect, rewrite_create
 from acsnet.ipam import retention
 from acsnet.ipam.model import DEFAULT_RETENTION_SECONDS
 from acsnet.plugins.error_status import http_status
@@ -121,26 +121,36 @@ class Front:
         labelled acsnet.app is refused with a 400 saying so."""
         self.docker = docker
         self.store = store
-        self._retained_of = self._retained if store is not None else None
-        self._offered: dict[tuple[str, float], float] = {}  # (kept address, until) -> when offered
+        # (kept address, until) -> (when, to which container by name) a create or connect was pinned to it
+        self._offered: dict[tuple[str, float], tuple[float, str]] = {}
         self._offered_lock = threading.Lock()
         self.retention = retention
         self.store_timeout = store_timeout
 
-    def _retained(self, app: str, subnets: list[str]) -> list[str]:
-        """The application's kept addresses in these subnets, less those a create or connect was already
-        pinned to during this keeping. A kept address stays kept until a container *starts* with it, so
-        replicas created together (compose --scale, or up with several) would all be offered the first
-        one and every start but one would fail with "address in use"; each is offered another instead,
-        or none (a dynamic address) when all are spoken for. An offer is forgotten when the address is
-        kept anew (released again: a new `until`) or after OFFER_SECONDS (a create that failed)."""
+    def _retained_for(self, container_name: Callable[[], str]) -> RetainedOf | None:
+        """What a create or connect asks for an application's kept addresses; None without a store (the
+        label is refused then). `container_name()` names the container it is for."""
+        if self.store is None:
+            return None
+        return lambda app, subnets: self._retained(app, subnets, container_name())
+
+    def _retained(self, app: str, subnets: list[str], container: str) -> list[str]:
+        """The application's kept addresses in these subnets, less those a create or connect of another
+        container was already pinned to during this keeping. A kept address stays kept until a container
+        *starts* with it, so replicas created together (compose --scale, or up with several) would all
+        be offered the first one and every start but one would fail with "address in use"; each is
+        offered another instead, or none (a dynamic address) when all are spoken for. The same container
+        is offered its address again (compose v1 connects each container again before starting it). An
+        offer is forgotten when the address is kept anew (released again: a new `until`) or after
+        OFFER_SECONDS (a create that failed)."""
         kept = retention.retained_entries(self.store, app, subnets)
         now = time.monotonic()
         with self._offered_lock:
-            self._offered = {offer: at for offer, at in self._offered.items() if now - at < OFFER_SECONDS}
-            fresh = [a for a in kept if (a.ip, a.until) not in self._offered]
+            self._offered = {offer: (at, to) for offer, (at, to) in self._offered.items() if now - at < OFFER_SECONDS}
+            fresh = [a for a in kept if (a.ip, a.until) not in self._offered
+                     or (container and self._offered[(a.ip, a.until)][1] == container)]
             if fresh:
-                self._offered[(fresh[0].ip, fresh[0].until)] = now
+                self._offered[(fresh[0].ip, fresh[0].until)] = (now, container)
         return [a.ip for a in fresh]
 
     def _remember(self, container: str) -> None:
@@ -164,9 +174,9 @@ class Front:
         upstream.connect(self.docker.socket_path)
         return upstream
 
-    def _labels(self, container: str) -> dict | None:
+    def _inspect(self, container: str) -> dict | None:
         status, body = self.docker.get_json(f"/containers/{urllib.parse.quote(container, safe='')}/json", timeout=30.0)
-        return ((body.get("Config") or {}).get("Labels") or {}) if status == 200 else None
+        return body if status == 200 else None
 
     def _subnets(self, network: str) -> list[str] | None:
         status, body = self.docker.get_json(f"/networks/{urllib.parse.quote(network, safe='')}", timeout=30.0)
@@ -179,13 +189,24 @@ class Front:
         if method != "POST":
             return None, ""
         if CREATE.match(target):
-            return (lambda body: rewrite_create(body, self._subnets, self._retained_of)), "a container create"
+            name = urllib.parse.parse_qs(urllib.parse.urlsplit(target).query).get("name", [""])[0]
+            return (lambda body: rewrite_create(body, self._subnets, self._retained_for(lambda: name))), "a container create"
         connect = CONNECT.match(target)
         if connect:
             # Compose v1 disconnects a created container from its network and connects it again before
             # starting it: the connect must carry the labels' address too, or the pin is lost.
             network = urllib.parse.unquote(connect.group(2))
-            return (lambda body: rewrite_connect(body, network, self._labels, self._subnets, self._retained_of)), "a network connect"
+            inspected: dict = {}
+
+            def labels_of(container: str) -> dict | None:
+                info = self._inspect(container)
+                if info is None:
+                    return None
+                inspected.update(info)
+                return (info.get("Config") or {}).get("Labels") or {}
+
+            retained_of = self._retained_for(lambda: str(inspected.get("Name", "")).lstrip("/"))
+            return (lambda body: rewrite_connect(body, network, labels_of, self._subnets, retained_of)), "a network connect"
         return None, ""
 
     def handle(self, conn: socket.socket) -> None:
