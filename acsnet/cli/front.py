@@ -11,7 +11,6 @@ from acsnet.cli.common import add_config_option, add_docker_option
 from acsnet.config import COMMON_OPTIONS, add_options, options_named, resolve
 from acsnet.docker_api import DockerUnreachable
 from acsnet.errors import AcsnetError
-from acsnet.front.proxy import Front, listen
 from acsnet.store import check_store_url, open_store
 
 log = logging.getLogger("acsnet")
@@ -57,6 +56,10 @@ def server_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
 
 
 def run_front(args: argparse.Namespace) -> int:
+    # Here, not above: it needs netaddr, and the command must start without any third-party package
+    # (install-units on a bare install: tests/test_packaging.py).
+    from acsnet.front.proxy import Front, listen
+
     tls = server_tls(args)
     settings = resolve(args, FRONT_OPTIONS)
     store = None
