@@ -1,6 +1,10 @@
 """The `acsnet` command: the parser assembled from one module per command group (serve: the plugins
 and host-setup; ops: status, inspect, audit, gc, host-leave, ip; front; install-units; lab; bench),
-and one error path. The plugins themselves are composed in acsnet/composition.py."""
+and one error path. The plugins themselves are composed in acsnet/composition.py.
+
+The command modules import at their top only what needs no third-party package, so the command starts
+on a bare install (install-units) and every --help is quick; what one command needs (Flask and the
+drivers, pyroute2, netaddr) that command imports when it runs, saying so."""
 
 from __future__ import annotations
 

@@ -16,6 +16,6 @@ def add_commands(commands) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from acsnet.benchmarks import netperf  # the benchmarks and matplotlib: only when asked for
+    from acsnet.benchmarks import netperf  # the benchmarks (and matplotlib): only when asked for
 
     return netperf.main(args.options, prog=PROG)
