@@ -149,3 +149,12 @@ def config_example() -> str:
         lines.append(f"# {opt.help}" + (f" ({' | '.join(opt.choices)})" if opt.choices else ""))
         lines.append(f"# {opt.name.replace('_', '-')} = {'' if opt.default is None else opt.default}")
     return "\n".join(lines) + "\n"
+
+
+def options_named(options: list[Option], *names: str) -> list[Option]:
+    """The options of `options` called `names`, in their order: a command offers only what it reads."""
+    chosen = [o for o in options if o.name in names]
+    unknown = set(names) - {o.name for o in chosen}
+    if unknown:
+        raise KeyError(f"no such options: {', '.join(sorted(unknown))}")
+    return chosen

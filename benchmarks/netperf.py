@@ -229,8 +229,8 @@ def chart(table: dict[str, dict], path: str, title: str) -> None:
     plt.close(figure)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--link-rate", default=None, help="shape host uplinks, e.g. 1gbit (default: unshaped)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5, help="duration of each measurement")

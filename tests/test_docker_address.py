@@ -38,15 +38,16 @@ def acsnet(*argv: str) -> subprocess.CompletedProcess:
 
 def test_commands_without_a_reachable_dockerd_say_so(tmp_path):
     nowhere = f"unix://{tmp_path}/no-dockerd.sock"
-    local = ["--store", f"file://{tmp_path}/store.db", "--host-id", "h1", "--plugin-dir", str(tmp_path / "plugins"),
-             "--ovsdb", f"unix:{tmp_path}/no-ovsdb.sock"]
-    for argv in (["inspect", "network", "vlan217"], ["audit"], ["gc"]):
-        result = acsnet(*argv, "--docker", nowhere, *local)
+    store = ["--store", f"file://{tmp_path}/store.db", "--host-id", "h1"]
+    ovsdb = ["--ovsdb", f"unix:{tmp_path}/no-ovsdb.sock"]  # what status, audit and gc read besides the store
+    local = [*store, *ovsdb, "--plugin-dir", str(tmp_path / "plugins")]
+    for argv in (["inspect", "network", "vlan217", *store], ["audit", *store, *ovsdb], ["gc", *store, *ovsdb]):
+        result = acsnet(*argv, "--docker", nowhere)
         assert result.returncode == 1, (argv, result.stdout, result.stderr)
         assert f"dockerd could not be reached at {nowhere}" in result.stderr and "Traceback" not in result.stderr, result.stderr
     result = acsnet("status", "--docker", nowhere.replace("unix://", "unix:"), *local)
     assert f"dockerd: NOT reachable: dockerd could not be reached at {nowhere}" in result.stdout, result.stdout
-    result = acsnet("audit", "--docker", "tcp://127.0.0.1:2375", *local)
+    result = acsnet("audit", "--docker", "tcp://127.0.0.1:2375", *store, *ovsdb)
     assert result.returncode == 2 and "dockerd over TCP is not supported" in result.stderr and "Traceback" not in result.stderr
 
 

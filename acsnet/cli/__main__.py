@@ -1,0 +1,7 @@
+"""`python -m acsnet.cli`: how the lab and the tests run the command."""
+
+import sys
+
+from acsnet.cli import main
+
+sys.exit(main())

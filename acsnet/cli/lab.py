@@ -1,0 +1,98 @@
+"""`acsnet lab`: a multi-host lab on this machine (acsnet/lab/)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+from acsnet.errors import AcsnetError
+from acsnet.lab.demo import run_demo
+from acsnet.lab.topology import DEFAULT_PREFIX, DEFAULT_WORKDIR, Lab
+
+
+def add_commands(commands) -> None:
+    lab = commands.add_parser(
+        "lab",
+        help="a multi-host lab on this machine (root): simulated hosts, switch, ZooKeeper, dockerd",
+        description="Simulated hosts (network namespaces, each with its own OVS, dockerd and acsnet plugins) "
+        "cabled to a simulated switch, with ZooKeeper on a services node. Needs root.",
+    )
+    lab.add_argument("--workdir", default=os.environ.get("ACSNET_LAB_DIR", DEFAULT_WORKDIR),
+                     help=f"where the lab keeps its state and logs [env ACSNET_LAB_DIR; default {DEFAULT_WORKDIR}]")
+    lab.add_argument("--prefix", default=os.environ.get("ACSNET_LAB_PREFIX", DEFAULT_PREFIX),
+                     help=f"name prefix of the lab's namespaces [env ACSNET_LAB_PREFIX; default {DEFAULT_PREFIX}]")
+    lab_commands = lab.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")
+    up = lab_commands.add_parser("up", help="build the lab")
+    up.add_argument("--hosts", type=int, default=2, help="number of simulated hosts (default 2)")
+    up.add_argument("--scope", choices=("local", "global"), default="local",
+                    help="global: dockerd uses a cluster store (etcd) so networks are cluster-wide")
+    up.add_argument("--link-rate", default=None, help="shape each host uplink, e.g. 1gbit (default: unshaped)")
+    up.add_argument("--zookeepers", type=int, choices=(1, 3), default=1, help="ZooKeeper servers: 1, or an ensemble of 3")
+    up.set_defaults(run=run_lab_up)
+    lab_commands.add_parser("down", help="remove everything the lab made (safe to run twice)").set_defaults(run=run_lab_down)
+    status = lab_commands.add_parser("status", help="what is up and where the logs are")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(run=run_lab_status)
+    run_in = lab_commands.add_parser("exec", help="run a command on a lab node: acsnet lab exec h1 -- docker ps")
+    run_in.add_argument("node", help="h1, h2, ... or sw, svc, out, gw")
+    run_in.add_argument("argv", nargs=argparse.REMAINDER, help="the command, after --")
+    run_in.set_defaults(run=run_lab_exec)
+    demo = lab_commands.add_parser("demo", help="bring a lab up if none is, run the reference scenarios, print PASS/FAIL")
+    demo.add_argument("--hosts", type=int, default=2, help="hosts of a lab brought up by the demo (default 2)")
+    demo.set_defaults(run=run_lab_demo)
+
+
+def _lab(args: argparse.Namespace) -> Lab:
+    return Lab(args.workdir, args.prefix)
+
+
+def _progress(message: str) -> None:
+    print(f"  .. {message}", file=sys.stderr, flush=True)
+
+
+def run_lab_up(args: argparse.Namespace) -> int:
+    _lab(args).up(args.hosts, args.scope, args.link_rate, progress=_progress, zookeepers=args.zookeepers)
+    return 0
+
+
+def run_lab_down(args: argparse.Namespace) -> int:
+    removed = _lab(args).down(progress=_progress)
+    print("removed: " + (", ".join(removed) if removed else "nothing (no lab was up)"))
+    return 0
+
+
+def run_lab_status(args: argparse.Namespace) -> int:
+    status = _lab(args).status()
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0 if status["up"] else 1
+    if "nodes" not in status:
+        print(f"no lab (workdir {status['workdir']}); start one with 'acsnet lab up'")
+        return 1
+    print(f"lab {status['prefix']}: {'up' if status['up'] else 'DEGRADED'}, scope {status['scope']}, "
+          f"hosts {', '.join(status['hosts'])}, store {status['zookeeper']}, link rate {status['link_rate'] or 'unshaped'}")
+    for name, node in status["nodes"].items():
+        state = "running" if node["running"] else "DOWN"
+        print(f"  {name:4} {state:8} {', '.join(node['processes']) or '-'}")
+        print(f"       logs: {node['logs']}")
+    return 0 if status["up"] else 1
+
+
+def run_lab_exec(args: argparse.Namespace) -> int:
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not argv:
+        raise AcsnetError("nothing to run: acsnet lab exec NODE -- COMMAND [ARGS...]")
+    node = _lab(args).node(args.node)
+    return subprocess.run(node.command(argv)).returncode
+
+
+def run_lab_demo(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    if not lab.is_up:
+        print(f"no lab is up: bringing one up with {args.hosts} hosts", flush=True)
+        lab.down()
+        lab.up(args.hosts, "local", None, progress=_progress)
+    return 0 if run_demo(lab) else 1

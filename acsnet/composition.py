@@ -1,0 +1,130 @@
+"""The plugins' composition root: from resolved settings, the objects one `acsnet serve PLUGIN` runs
+(its store session, the datapath agent and driver or the IPAM, metrics, the Flask app) and their
+order of shutdown, handed to gunicorn by acsnet/service.py."""
+
+from __future__ import annotations
+
+import logging
+
+from acsnet.errors import AcsnetError
+from acsnet.ipam.driver import AcsnetIpam, parse_supernets
+from acsnet.metrics import PluginMetrics, check_tcp_settings
+from acsnet.ovsctl import links
+from acsnet.ovsctl.host_setup import host_layout
+from acsnet.ovsctl.ovsdb import Ovsdb
+from acsnet.plugins.server import create_app
+from acsnet.plugins.vlan.agent import VlanAgent
+from acsnet.plugins.vlan.driver import VlanDriver
+from acsnet.plugins.vpc.agent import VpcAgent
+from acsnet.plugins.vpc.driver import VpcDriver
+from acsnet.plugins.vpc.routes import provider_from_settings
+from acsnet.plugins.vxlan.agent import VxlanAgent
+from acsnet.plugins.vxlan.driver import VxlanDriver
+from acsnet.service import serve
+from acsnet.store import check_store_url, open_store
+
+log = logging.getLogger("acsnet")
+
+# Plugin names dockerd knows each process by (`-d NAME`, `--ipam-driver NAME`): the socket's name.
+PLUGIN_NAMES = {"ipam": "acsnet", "vlan": "vlan", "vxlan": "vxlan", "vpc": "vpc"}
+
+
+def run_plugin(plugin: str, settings: dict) -> None:
+    """Check what can be checked before serving, then serve `plugin` until gunicorn stops."""
+    name = PLUGIN_NAMES[plugin]
+    check_store_url(settings["store"])
+    check_tcp_settings(settings)
+    supernets = parse_supernets(
+        settings["default_pool"], settings["default_pool_size"],
+        settings["default_pool_v6"], settings["default_pool_size_v6"],
+    )
+    if plugin in DRIVER_BUILDERS:
+        host_layout(Ovsdb(settings["ovsdb"]), settings["bridge"])  # refuse to start on a host not set up
+    opened = []  # stores of this worker
+    agents = []  # datapath agents of this worker: stopped before their store closes
+
+    def app_factory():
+        metrics = PluginMetrics(name)
+        store = open_store(settings["store"], timeout=settings["store_timeout"])
+        store.observer = metrics.observe_store
+        metrics.store_connected.set_function(lambda: 1 if store.connected else 0)
+        opened.append(store)
+        if settings["metrics_address"]:
+            metrics.serve_tcp(settings["metrics_address"], cert=settings["metrics_tls_cert"],
+                              key=settings["metrics_tls_key"], ca=settings["metrics_tls_ca"])
+        try:
+            store.register_host(settings["host_id"], name, {"host_id": settings["host_id"]})
+        except AcsnetError as e:  # never exit over the store: it is retried when the session comes
+            log.warning("plugin=%s liveness not registered yet: %s", name, e.message)
+
+        def store_health() -> dict:
+            return {"ok": store.connected, "store": "connected" if store.connected else "disconnected",
+                    "host_id": settings["host_id"]}
+
+        if plugin == "ipam":
+            ipam = AcsnetIpam(store, settings["host_id"], supernets=supernets, timeout=settings["store_timeout"])
+            return create_app(name=name, ipam_driver=ipam, metrics=metrics, health=store_health)
+        driver = DRIVER_BUILDERS[plugin](store, settings, metrics)
+        agents.append(driver.agent)
+
+        def driver_health() -> dict:
+            report = store_health()
+            ovsdb_ok = driver.agent.ovsdb.reachable()
+            return {**report, "ok": report["ok"] and ovsdb_ok, "ovsdb": "reachable" if ovsdb_ok else "unreachable",
+                    "bridge": driver.agent.bridge, "endpoints": len(driver.agent.endpoints)}
+
+        return create_app(name=name, network_driver=driver, metrics=metrics, health=driver_health)
+
+    def close_store():
+        for agent in agents:
+            agent.stop()
+        for store in opened:
+            store.close()
+
+    serve(name, app_factory, plugin_dir=settings["plugin_dir"], threads=settings["threads"],
+          log_level=settings["log_level"], on_exit=close_store)
+
+
+def build_vlan_driver(store, settings, metrics=None):
+    ovsdb = Ovsdb(settings["ovsdb"])
+    layout = host_layout(ovsdb, settings["bridge"])
+    agent = VlanAgent(store, ovsdb, settings["host_id"], layout.bridge, layout.uplink,
+                      userspace_datapath=layout.datapath == "netdev", cluster_wide=settings["scope"] == "global",
+                      orphan_grace=settings["orphan_grace"], metrics=metrics)
+    agent.start()
+    return VlanDriver(agent, settings["scope"])
+
+
+def underlay_address(settings: dict, layout) -> str:
+    """The host's underlay address (--vtep-ip, else the host bridge's: host-setup moved it from the uplink)."""
+    if settings["vtep_ip"]:
+        return settings["vtep_ip"]
+    found = [a for a, _ in links.addresses(layout.bridge) if ":" not in a]
+    if not found:
+        raise AcsnetError(f"bridge {layout.bridge} has no IPv4 address to be this host's underlay address: give --vtep-ip")
+    return found[0]
+
+
+def build_vpc_driver(store, settings, metrics=None):
+    ovsdb = Ovsdb(settings["ovsdb"])
+    layout = host_layout(ovsdb, settings["bridge"])
+    agent = VpcAgent(store, ovsdb, settings["host_id"], settings["bridge"], layout.uplink,
+                     underlay=underlay_address(settings, layout), datapath=layout.datapath,
+                     routes=provider_from_settings(settings), cluster_wide=settings["scope"] == "global",
+                     orphan_grace=settings["orphan_grace"], metrics=metrics)
+    agent.start()
+    return VpcDriver(agent, settings["scope"])
+
+
+def build_vxlan_driver(store, settings, metrics=None):
+    ovsdb = Ovsdb(settings["ovsdb"])
+    layout = host_layout(ovsdb, settings["bridge"])
+    vtep = underlay_address(settings, layout)
+    agent = VxlanAgent(store, ovsdb, settings["host_id"], settings["vxlan_bridge"], layout.uplink, vtep=vtep,
+                       datapath=layout.datapath, cluster_wide=settings["scope"] == "global",
+                       orphan_grace=settings["orphan_grace"], metrics=metrics)
+    agent.start()
+    return VxlanDriver(agent, settings["scope"])
+
+
+DRIVER_BUILDERS = {"vlan": build_vlan_driver, "vxlan": build_vxlan_driver, "vpc": build_vpc_driver}

@@ -1,0 +1,192 @@
+"""Building a lab: its nodes, the switch and cabling, ZooKeeper (and etcd), then each host's OVS,
+host-setup, plugins and dockerd; and starting plugins and `acsnet front` on a running lab."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+
+from acsnet.lab.dockerd import DOCKER_CLI, DockerDaemon
+from acsnet.lab.host import LabError, SimulatedHost, run
+from acsnet.lab.layout import (
+    ETCD_PORT, INFRASTRUCTURE, OUTSIDE_ADDRESS, SERVICES_ADDRESS, SWITCH_BRIDGE, UNDERLAY_PREFIXLEN, UPLINK, VLANS,
+    ZOOKEEPER_ADDRESSES, Progress, host_address, quiet,
+)
+from acsnet.lab.ovs import OpenVSwitch
+from acsnet.lab.plugin_process import PluginProcess
+from acsnet.lab.zookeeper import ZooKeeperMissing
+
+
+def shape_port(node: SimulatedHost, port: str, rate: str) -> None:
+    """Limit what leaves an OVS port's device to `rate`. OVS owns the queueing of its ports and removes
+    a qdisc it did not make when it (re)configures the port; QoS type linux-noop tells it to leave the
+    device's qdisc alone."""
+    node.run(["ovs-vsctl", "set", "port", port, "qos=@q", "--", "--id=@q", "create", "qos", "type=linux-noop"])
+    node.run(["tc", "qdisc", "replace", "dev", port, "root", "tbf", "rate", rate, "burst", "256kb", "latency", "50ms"])
+
+
+class LabBuilding:
+    """`Lab`'s up and start_* (a mixin: the node, state and ZooKeeper lookups are `Lab`'s)."""
+
+    def check_prerequisites(self, scope: str) -> None:
+        if os.geteuid() != 0:
+            raise LabError("the lab needs root (network namespaces, OVS, dockerd): run it as root")
+        needed = {"ip": "iproute2", "nsenter": "util-linux", "unshare": "util-linux", "ethtool": "ethtool",
+                  "tc": "iproute2", "ovs-vswitchd": "openvswitch-switch", "dockerd": "docker.io",
+                  "java": "zookeeper", "ping": "iputils-ping"}
+        if scope == "global":
+            needed["etcd"] = "etcd-server"
+        missing = sorted({pkg for cmd, pkg in needed.items() if shutil.which(cmd) is None})
+        if not os.path.exists("/usr/share/java/zookeeper.jar"):
+            missing.append("zookeeper")
+        if not os.path.exists("/bin/busybox"):
+            missing.append("busybox-static")
+        if missing:
+            raise LabError(f"missing packages: apt-get install {' '.join(sorted(set(missing)))} (or run .ci/install)")
+        taken = [n for n in os.listdir("/run/netns") if n.startswith(self.prefix + "-")] if os.path.isdir("/run/netns") else []
+        if taken:
+            raise LabError(f"a lab named {self.prefix} is already up ({', '.join(sorted(taken))}): "
+                           "use it, or run 'acsnet lab down' first")
+
+    def up(self, hosts: int = 2, scope: str = "local", link_rate: str | None = None, progress: Progress = quiet,
+           zookeepers: int = 1) -> None:
+        if not 1 <= hosts <= 40:
+            raise LabError("--hosts must be between 1 and 40")
+        if zookeepers not in (1, 3):
+            raise LabError("--zookeepers must be 1 or 3")
+        if scope not in ("local", "global"):
+            raise LabError("--scope must be local or global")
+        self.check_prerequisites(scope)
+        host_names = [f"h{i}" for i in range(1, hosts + 1)]
+        if os.path.exists(self.workdir):
+            shutil.rmtree(self.workdir)
+        os.makedirs(self.workdir)
+        state = {"prefix": self.prefix, "hosts": host_names, "scope": scope, "link_rate": link_rate,
+                 "zookeepers": zookeepers, "nodes": list(INFRASTRUCTURE) + host_names, "created": time.time()}
+        with open(self.state_path, "w") as f:
+            json.dump(state, f, indent=2)
+        try:
+            self._build(state, progress)
+        except BaseException:
+            progress("lab up failed; removing what was made")
+            self.down()
+            raise
+        progress(f"lab up: {hosts} hosts, scope {scope}; try 'acsnet lab exec h1 -- docker ps'")
+
+    def _build(self, state: dict, progress: Progress) -> None:
+        nodes = {}
+        for name in state["nodes"]:
+            progress(f"node {name}: namespaces")
+            nodes[name] = SimulatedHost(name, self.netns(name), os.path.join(self.workdir, name)).start()
+
+        progress("switch: Open vSwitch")
+        switch = OpenVSwitch(nodes["sw"]).start(userspace_tso=True)
+        switch.vsctl("add-br", SWITCH_BRIDGE, "--", "set", "bridge", SWITCH_BRIDGE, "datapath_type=netdev")
+
+        # Cabling: (node, its interface, switch port, VLAN tag or None for a trunk, address/len)
+        cables = [("svc", "svc0", "sw-svc", 0, f"{SERVICES_ADDRESS}/{UNDERLAY_PREFIXLEN}"),
+                  ("out", "out0", "sw-out", 0, f"{OUTSIDE_ADDRESS}/{UNDERLAY_PREFIXLEN}")]
+        for vlan, (address, length) in VLANS.items():
+            cables.append(("gw", f"gw-v{vlan}", f"sw-gw{vlan}", vlan, f"{address}/{length}"))
+        for index, name in enumerate(state["hosts"], start=1):
+            cables.append((name, UPLINK, f"{name}-up", None, f"{host_address(index)}/{UNDERLAY_PREFIXLEN}"))
+        for node, device, port, tag, address in cables:
+            progress(f"cable: {node}/{device} to switch port {port}" + (f" (VLAN {tag})" if tag else ""))
+            run(["ip", "link", "add", "name", device, "netns", self.netns(node), "type", "veth",
+                 "peer", "name", port, "netns", self.netns("sw")])
+            for host, dev in ((nodes[node], device), (nodes["sw"], port)):
+                # Cables keep their offloads: the switch and the hosts' OVS take whole TCP segments
+                # (userspace TSO), as a gigabit NIC segments in hardware and its peer coalesces (GRO).
+                host.run(["ip", "link", "set", dev, "up"])
+            switch.vsctl("add-port", SWITCH_BRIDGE, port, *([f"tag={tag}"] if tag is not None else []))
+            if state["link_rate"] and node in state["hosts"]:
+                shape_port(nodes["sw"], port, state["link_rate"])  # the host's side: after host-setup
+            nodes[node].run(["ip", "addr", "add", address, "dev", device])
+        # The router is each demo VLAN's gateway but does not route between them (forwarding stays
+        # off, as between VLANs kept apart by ACLs), so VLAN isolation is visible end to end.
+
+        for extra in ZOOKEEPER_ADDRESSES[1:state["zookeepers"]]:
+            nodes["svc"].run(["ip", "addr", "add", f"{extra}/{UNDERLAY_PREFIXLEN}", "dev", "svc0"])
+        progress("svc: ZooKeeper" + (f" ensemble of {state['zookeepers']}" if state["zookeepers"] > 1 else ""))
+        try:
+            servers = [self._zookeeper(i) for i in range(state["zookeepers"])]
+            for server in servers:
+                server.start(wait=60)
+            for server in servers:
+                server.wait_ready(60)
+        except ZooKeeperMissing as e:
+            raise LabError(str(e)) from None
+        if state["scope"] == "global":
+            progress("svc: etcd (dockerd's cluster store)")
+            self._start_etcd(nodes["svc"])
+
+        for index, name in enumerate(state["hosts"], start=1):
+            self._start_host(nodes[name], index, state, progress)
+
+    def _start_etcd(self, svc: SimulatedHost) -> None:
+        url = f"http://{SERVICES_ADDRESS}:{ETCD_PORT}"
+        svc.popen(["etcd", "--name", "lab", "--data-dir", os.path.join(svc.workdir, "etcd"),
+                   "--listen-client-urls", url, "--advertise-client-urls", url,
+                   "--listen-peer-urls", "http://127.0.0.1:2380", "--enable-v2"],
+                  os.path.join(svc.workdir, "etcd.log"))
+        deadline = time.monotonic() + 30
+        probe = [sys.executable, "-c", f"import urllib.request; urllib.request.urlopen('{url}/version', timeout=1)"]
+        while svc.run(probe, check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise LabError(f"etcd did not come up; see {svc.workdir}/etcd.log")
+            time.sleep(0.2)
+
+    def dockerd_args(self, host: str, index: int, scope: str) -> list[str]:
+        args = [f"--cgroup-parent=/{self.prefix}-{host}"]
+        if scope == "global":
+            args += [f"--cluster-store=etcd://{SERVICES_ADDRESS}:{ETCD_PORT}",
+                     f"--cluster-advertise={host_address(index)}:2376"]
+        return args
+
+    def _start_host(self, host: SimulatedHost, index: int, state: dict, progress: Progress) -> None:
+        progress(f"{host.name}: Open vSwitch")
+        OpenVSwitch(host).start()
+        progress(f"{host.name}: acsnet host-setup --uplink {UPLINK} --datapath netdev")
+        host.run([sys.executable, "-m", "acsnet.cli", "host-setup", "--uplink", UPLINK, "--datapath", "netdev"])
+        if state["link_rate"]:
+            shape_port(host, UPLINK, state["link_rate"])
+        progress(f"{host.name}: acsnet plugins ({', '.join(f'acsnet serve {p}' for p in self.plugins())})")
+        for plugin in self.plugins():
+            PluginProcess.acsnet(plugin, "/run/docker/plugins", "--store", self.zookeeper_url,
+                                 "--host-id", host.name, "--scope", state["scope"], "--datapath", "netdev",
+                                 log_dir=host.workdir, host=host).start(wait=60)
+        progress(f"{host.name}: dockerd")
+        daemon = DockerDaemon(host, os.path.join(host.workdir, "docker"),
+                              extra_args=self.dockerd_args(host.name, index, state["scope"])).start()
+        progress(f"{host.name}: busybox image")
+        daemon.import_busybox(os.path.join(self.workdir, "busybox.tar"))
+
+
+    def start_plugin(self, host: str, plugin: str, *options: str) -> None:
+        """Start a plugin as `up` does; `options` are extra flags of `acsnet serve` (until it restarts)."""
+        state = self.state()
+        node = self.node(host)
+        PluginProcess.acsnet(plugin, "/run/docker/plugins", "--store", self.zookeeper_url, "--host-id", host,
+                             "--scope", state["scope"], "--datapath", "netdev", *options,
+                             log_dir=node.workdir, host=node).start(wait=60)
+
+    # -- acsnet front, for the demo --------------------------------------------------------------
+
+    def start_front(self, host: str, listen: str, *options: str, wait: float = 30) -> None:
+        """`acsnet front --listen LISTEN` on `host`, in front of its dockerd and with the lab's store (for
+        IP retention), as a user starts it; returns once the docker CLI gets an answer through it."""
+        node = self.node(host)
+        log = os.path.join(node.workdir, f"front-{time.time_ns()}.log")
+        process = node.popen([sys.executable, "-m", "acsnet.cli", "front", "--listen", listen,
+                              "--docker", "unix:///run/docker.sock", "--store", self.zookeeper_url, *options], log)
+        deadline = time.monotonic() + wait
+        through_front = {**os.environ, "DOCKER_HOST": listen}
+        while node.run([DOCKER_CLI, "version"], check=False, timeout=10, env=through_front).returncode != 0:
+            if process.poll() is not None:
+                raise LabError(f"acsnet front on {host} exited with {process.returncode}; see {log}")
+            if time.monotonic() > deadline:
+                raise LabError(f"acsnet front on {host} did not answer within {wait:g}s; see {log}")
+            time.sleep(0.2)

@@ -1,0 +1,46 @@
+"""Processes and cgroups of the lab's nodes, found through /proc (they may outlive the run that started them)."""
+
+from __future__ import annotations
+
+import os
+
+
+def cgroup_roots() -> list[str]:
+    """Every cgroup hierarchy mounted on this machine (v1 controllers and the v2 tree)."""
+    roots = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, right = line.split(" - ", 1)
+            if right.split()[0] in ("cgroup", "cgroup2"):
+                roots.append(left.split()[4])
+    return roots
+
+
+def kill_quietly(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def argv_of(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def cmdline_of(pid: int) -> str:
+    return " ".join(argv_of(pid))
+
+
+def command_name(pid: int) -> str:
+    words = [os.path.basename(a) for a in argv_of(pid)]
+    if words and words[0].startswith("python") and len(words) > 2 and words[1] == "-m":
+        if words[2] == "acsnet.lab.holder":
+            return "holder"
+        return " ".join(["acsnet"] + words[3:5])  # e.g. "acsnet serve ipam"
+    if words and words[0] == "java":
+        return "zookeeper"
+    return words[0] if words else ""
