@@ -27,7 +27,8 @@ import sys
 import time
 from typing import Callable
 
-from plugins.lab.dockerd import DOCKER_CLI, DockerDaemon
+from plugins.lab.dockerd import DEFAULT_ENGINE, DOCKER_CLI, ENGINES, DockerDaemon
+from plugins.lab.dockerd import engine as docker_engine
 from plugins.lab.host import LabError, SimulatedHost, netns_exists, processes_in_netns, run
 from plugins.lab.ovs import OpenVSwitch
 from plugins.lab.plugin_process import PluginProcess
@@ -110,12 +111,13 @@ class Lab:
 
     # -- up --------------------------------------------------------------------------------------
 
-    def check_prerequisites(self, scope: str) -> None:
+    def check_prerequisites(self, scope: str, engine_name: str = DEFAULT_ENGINE) -> None:
+        docker_engine(engine_name).check()
         if os.geteuid() != 0:
             raise LabError("the lab needs root (network namespaces, OVS, dockerd): run it as root")
         needed = {"ip": "iproute2", "nsenter": "util-linux", "unshare": "util-linux", "ethtool": "ethtool",
-                  "tc": "iproute2", "ovs-vswitchd": "openvswitch-switch", "dockerd": "docker.io",
-                  "java": "zookeeper", "ping": "iputils-ping"}
+                  "tc": "iproute2", "ovs-vswitchd": "openvswitch-switch", "containerd": "containerd",
+                  "runc": "runc", "docker-init": "tini", "java": "zookeeper", "ping": "iputils-ping"}
         if scope == "global":
             needed["etcd"] = "etcd-server"
         missing = sorted({pkg for cmd, pkg in needed.items() if shutil.which(cmd) is None})
@@ -131,19 +133,25 @@ class Lab:
                            "use it, or run 'acsnet lab down' first")
 
     def up(self, hosts: int = 2, scope: str = "local", link_rate: str | None = None, progress: Progress = _quiet,
-           zookeepers: int = 1) -> None:
+           zookeepers: int = 1, engine: str = DEFAULT_ENGINE) -> None:
         if not 1 <= hosts <= 40:
             raise LabError("--hosts must be between 1 and 40")
         if zookeepers not in (1, 3):
             raise LabError("--zookeepers must be 1 or 3")
         if scope not in ("local", "global"):
             raise LabError("--scope must be local or global")
-        self.check_prerequisites(scope)
+        if engine not in ENGINES:
+            raise LabError(f"--engine must be one of {', '.join(ENGINES)}")
+        if scope == "global" and engine != "20.10":
+            raise LabError(f"--scope global needs dockerd's cluster store, which Docker {engine} does not have "
+                           "(Docker 23.0 removed --cluster-store): use --engine 20.10 for global scope, "
+                           f"or --scope local with --engine {engine}")
+        self.check_prerequisites(scope, engine)
         host_names = [f"h{i}" for i in range(1, hosts + 1)]
         if os.path.exists(self.workdir):
             shutil.rmtree(self.workdir)
         os.makedirs(self.workdir)
-        state = {"prefix": self.prefix, "hosts": host_names, "scope": scope, "link_rate": link_rate,
+        state = {"prefix": self.prefix, "hosts": host_names, "scope": scope, "engine": engine, "link_rate": link_rate,
                  "zookeepers": zookeepers, "nodes": list(INFRASTRUCTURE) + host_names, "created": time.time()}
         with open(self.state_path, "w") as f:
             json.dump(state, f, indent=2)
@@ -153,7 +161,7 @@ class Lab:
             progress("lab up failed; removing what was made")
             self.down()
             raise
-        progress(f"lab up: {hosts} hosts, scope {scope}; try 'acsnet lab exec h1 -- docker ps'")
+        progress(f"lab up: {hosts} hosts, scope {scope}, Docker {engine}; try 'acsnet lab exec h1 -- docker ps'")
 
     def _build(self, state: dict, progress: Progress) -> None:
         nodes = {}
@@ -237,9 +245,10 @@ class Lab:
             PluginProcess.acsnet(plugin, "/run/docker/plugins", "--store", self.zookeeper_url,
                                  "--host-id", host.name, "--scope", state["scope"], "--datapath", "netdev",
                                  log_dir=host.workdir, host=host).start(wait=60)
-        progress(f"{host.name}: dockerd")
+        progress(f"{host.name}: dockerd {state.get('engine', DEFAULT_ENGINE)}")
         daemon = DockerDaemon(host, os.path.join(host.workdir, "docker"),
-                              extra_args=self.dockerd_args(host.name, index, state["scope"])).start()
+                              extra_args=self.dockerd_args(host.name, index, state["scope"]),
+                              engine=state.get("engine", DEFAULT_ENGINE)).start()
         progress(f"{host.name}: busybox image")
         daemon.import_busybox(os.path.join(self.workdir, "busybox.tar"))
 
@@ -278,7 +287,7 @@ class Lab:
                               "--docker", "unix:///run/docker.sock", "--store", self.zookeeper_url, *options], log)
         deadline = time.monotonic() + wait
         through_front = {**os.environ, "DOCKER_HOST": listen}
-        while node.run([DOCKER_CLI, "version"], check=False, timeout=10, env=through_front).returncode != 0:
+        while node.run([self.docker_cli, "version"], check=False, timeout=10, env=through_front).returncode != 0:
             if process.poll() is not None:
                 raise LabError(f"acsnet front on {host} exited with {process.returncode}; see {log}")
             if time.monotonic() > deadline:
@@ -372,8 +381,18 @@ class Lab:
         """The plugins a lab host runs: the IPAM and each driver that has landed."""
         return ["ipam", "vlan", "vxlan", "vpc"]
 
+    @property
+    def engine(self) -> str:
+        """The Docker Engine the lab's hosts run ("20.10" or "26"; a lab from before engines is 20.10)."""
+        return (self.state() or {}).get("engine", DEFAULT_ENGINE)
+
+    @property
+    def docker_cli(self) -> str:
+        """The docker CLI that matches the lab's dockerd (a mismatched one may ask for another API)."""
+        return ENGINES[self.engine].docker
+
     def docker(self, host: str, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-        return self.node(host).run([DOCKER_CLI, *args], check=check, timeout=timeout)
+        return self.node(host).run([self.docker_cli, *args], check=check, timeout=timeout)
 
     # -- down ------------------------------------------------------------------------------------
 
@@ -471,7 +490,8 @@ class Lab:
             nodes[name] = {"running": host.running, "netns": self.netns(name), "processes": processes,
                            "logs": os.path.join(self.workdir, name)}
         return {"up": all(n["running"] for n in nodes.values()), "workdir": self.workdir, "prefix": self.prefix,
-                "scope": state["scope"], "hosts": state["hosts"], "link_rate": state["link_rate"],
+                "scope": state["scope"], "engine": state.get("engine", DEFAULT_ENGINE), "dockerd": ENGINES[state.get("engine", DEFAULT_ENGINE)].dockerd,
+                "hosts": state["hosts"], "link_rate": state["link_rate"],
                 "zookeeper": self.zookeeper_url, "nodes": nodes}
 
 
