@@ -87,6 +87,19 @@ def lab(tmp_path_factory):
     assert the_lab.leftovers() == []
 
 
+@pytest.fixture(scope="session")
+def lab26(tmp_path_factory):
+    """A 2-host lab whose hosts run Docker 26 (Debian 13's, from .cache/trixie/), shared like `lab`.
+    A missing engine fails the tests that use it (run .ci/install): CI must not skip them."""
+    from plugins.lab.topology import Lab
+
+    the_lab = Lab(str(tmp_path_factory.mktemp("lab26") / "lab"), f"acsnet-n{uuid.uuid4().hex[:4]}")
+    the_lab.up(hosts=2, scope="local", engine="26")
+    yield the_lab
+    the_lab.down()
+    assert the_lab.leftovers() == []
+
+
 @pytest.fixture
 def fresh_lab(tmp_path):
     """A lab of its own, for tests that kill hosts, plugins or ZooKeeper."""
