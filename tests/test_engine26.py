@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import uuid
 
 import pytest
@@ -13,6 +14,20 @@ from plugins.lab.dockerd import ENGINES
 from plugins.lab.host import LabError
 from plugins.lab.topology import Lab
 from tests.test_lab import assert_demo_left_nothing, lab_cli
+
+STORED_NETWORKS = """
+import json, sys
+from ipam.model import POOLS
+from plugins.segments.model import LAYOUTS
+from plugins.store import open_store
+store = open_store(sys.argv[1])
+found = {"pools": store.children(POOLS)}
+for driver, layout in LAYOUTS.items():
+    found[driver] = store.children(layout.global_networks) + [
+        n for h in store.children(layout.hosts) for n in store.children(layout.host_networks(h))]
+print(json.dumps(found))
+store.close()
+"""
 
 
 def test_engine_26_is_unpacked_and_runs_from_the_project():
@@ -49,3 +64,28 @@ def test_global_scope_on_docker_26_is_refused_before_anything_is_made(tmp_path):
     result = lab_cli(lab, "up", "--scope", "global", "--engine", "26")
     assert result.returncode == 1 and "use --engine 20.10 for global scope" in result.stderr
     assert "Traceback" not in result.stderr and lab.leftovers() == []
+
+
+def test_a_global_scope_driver_on_docker_26_refuses_networks_saying_what_to_run(tmp_path):
+    """Docker 26 has no cluster store, yet creates a network of a global-scope driver: on the host it was
+    made on only (other hosts cannot join it; one made on each host would be split in per-network pools,
+    with the same addresses given twice). Its dockerd announces no cluster nodes, so the drivers refuse."""
+    lab = Lab(str(tmp_path / "lab"), f"acsnet-s{uuid.uuid4().hex[:4]}")
+    try:
+        lab.up(hosts=1, engine="26")
+        for plugin in ("vlan", "vxlan", "vpc"):
+            lab.kill_plugin("h1", plugin)
+            lab.start_plugin("h1", plugin, "--scope", "global")  # before dockerd first asks its capabilities
+        for driver, options in (("vlan", ["-o", "VlanId=217"]), ("vxlan", []), ("vpc", [])):
+            result = lab.docker("h1", "network", "create", "-d", driver, "--ipam-driver", "acsnet",
+                                "--subnet", "100.72.0.0/16", *options, f"g-{driver}", check=False)
+            assert result.returncode != 0, f"{driver}: a global network was made on a dockerd without a cluster"
+            assert f"acsnet serve {driver} runs with --scope global" in result.stderr, result.stderr
+            assert f"Run 'acsnet serve {driver} --scope local' on every host" in result.stderr, result.stderr
+        networks = lab.docker("h1", "network", "ls", "--format", "{{.Name}}").stdout.split()
+        assert [n for n in networks if n.startswith("g-")] == []
+        left = lab.node("svc").run([sys.executable, "-c", STORED_NETWORKS, lab.zookeeper_url]).stdout
+        assert json.loads(left) == {"pools": [], "vlan": [], "vxlan": [], "vpc": []}, "a refused network left records"
+    finally:
+        lab.down()
+    assert lab.leftovers() == []

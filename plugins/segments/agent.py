@@ -242,6 +242,21 @@ class SegmentAgent:
             elif self.store.get(self.layout.global_network(name)) is not None:
                 self.store.delete(join(legacy, name))  # another host moved it first
 
+    # -- dockerd's cluster, as it announces itself (global scope) --------------------------------
+
+    def cluster_node(self) -> str | None:
+        """The address this host's dockerd gave as its own in its node discovery, or None if it sent
+        none since it last activated the driver. Kept in the store so a restarted plugin still knows
+        (dockerd does not activate a plugin again when only the plugin restarted)."""
+        node = self.store.get(self.layout.host_cluster_node(self.host_id))
+        return None if node is None else node.value.decode(errors="replace")
+
+    def remember_cluster_node(self, address: str) -> None:
+        self.store.put(self.layout.host_cluster_node(self.host_id), address.encode())
+
+    def forget_cluster_node(self) -> None:
+        self.store.delete(self.layout.host_cluster_node(self.host_id))
+
     def _on_cluster_networks(self, names: list[str]) -> None:  # on the store's thread
         self._cluster_names = names
         self._wake.set()

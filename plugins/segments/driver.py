@@ -3,16 +3,21 @@ the driver's bridge, with the address the IPAM gave and a MAC derived from it.""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import netaddr
 
 from plugins.driver import NetworkCapabilities, NetworkDriver
-from plugins.errors import InvalidRequest
+from plugins.errors import AcsnetError, InvalidRequest
 from plugins.protocol import (EndpointCreate, EndpointInterface, EndpointRef, JoinRequest, JoinResult, NetworkCreate,
                               StaticRoute)
 from plugins.segments.agent import SegmentAgent
 from plugins.segments.model import SegmentEndpoint, SegmentNetwork
+
+
+log = logging.getLogger(__name__)
+NODE_DISCOVERY = 1  # DiscoverNew's DiscoveryType for a node of dockerd's cluster
 
 
 def mac_for(ip: netaddr.IPAddress) -> str:
@@ -44,7 +49,34 @@ class SegmentDriver(NetworkDriver):
         self.scope = scope
 
     def capabilities(self) -> NetworkCapabilities:
+        if self.scope == "global":
+            # dockerd (re)activates the driver: whether it has a cluster, its node discovery tells next.
+            try:
+                self.agent.forget_cluster_node()
+            except AcsnetError as e:  # GetCapabilities must never fail
+                log.warning("could not clear this host's cluster node: %s", e.message)
         return NetworkCapabilities(self.scope, self.scope)
+
+    def discover_new(self, discovery_type: int, data) -> None:
+        """dockerd with a cluster store announces its cluster's nodes to a global-scope driver as soon as
+        it registers the driver; acsnet learns peers from its store, but takes the announcement as the
+        sign that dockerd shares global networks with the other hosts."""
+        if self.scope == "global" and discovery_type == NODE_DISCOVERY and isinstance(data, dict):
+            self.agent.remember_cluster_node(str(data.get("Address") or "?"))
+
+    def require_cluster(self) -> None:
+        """Global scope needs a dockerd that shares networks between hosts (20.10 with --cluster-store).
+        Docker 23.0 and later have no cluster store: they still create a network of a global-scope
+        driver, but on the host it was made on only, so other hosts cannot join it and a network of the
+        same name made on each host would be split in per-network pools (duplicate addresses). Such a
+        dockerd sends no node discovery: refuse, saying what to run instead."""
+        if self.scope == "global" and self.agent.cluster_node() is None:
+            raise InvalidRequest(
+                f"acsnet serve {self.name} runs with --scope global, but this host's dockerd has announced no "
+                "cluster (no node discovery since it activated the driver): it runs without --cluster-store "
+                "(Docker 23.0 and later have none), so the network would exist on this host only. Run "
+                f"'acsnet serve {self.name} --scope local' on every host and create the network on each "
+                "(same subnet and options), or use dockerd 20.10 with --cluster-store for global scope")
 
     def delete_network(self, network_id: str) -> None:
         self.agent.remove_network(network_id)
