@@ -3,20 +3,18 @@ the driver's bridge, with the address the IPAM gave and a MAC derived from it.""
 
 from __future__ import annotations
 
-import logging
 import time
 
 import netaddr
 
 from plugins.driver import NetworkCapabilities, NetworkDriver
-from plugins.errors import AcsnetError, InvalidRequest
+from plugins.errors import InvalidRequest
 from plugins.protocol import (EndpointCreate, EndpointInterface, EndpointRef, JoinRequest, JoinResult, NetworkCreate,
                               StaticRoute)
 from plugins.segments.agent import SegmentAgent
 from plugins.segments.model import SegmentEndpoint, SegmentNetwork
 
 
-log = logging.getLogger(__name__)
 NODE_DISCOVERY = 1  # DiscoverNew's DiscoveryType for a node of dockerd's cluster
 
 
@@ -50,11 +48,7 @@ class SegmentDriver(NetworkDriver):
 
     def capabilities(self) -> NetworkCapabilities:
         if self.scope == "global":
-            # dockerd (re)activates the driver: whether it has a cluster, its node discovery tells next.
-            try:
-                self.agent.forget_cluster_node()
-            except AcsnetError as e:  # GetCapabilities must never fail
-                log.warning("could not clear this host's cluster node: %s", e.message)
+            self.agent.dockerd_activated()
         return NetworkCapabilities(self.scope, self.scope)
 
     def discover_new(self, discovery_type: int, data) -> None:
@@ -67,10 +61,10 @@ class SegmentDriver(NetworkDriver):
     def require_cluster(self) -> None:
         """Global scope needs a dockerd that shares networks between hosts (20.10 with --cluster-store).
         Docker 23.0 and later have no cluster store: they still create a network of a global-scope
-        driver, but on the host it was made on only, so other hosts cannot join it and a network of the
-        same name made on each host would be split in per-network pools (duplicate addresses). Such a
-        dockerd sends no node discovery: refuse, saying what to run instead."""
-        if self.scope == "global" and self.agent.cluster_node() is None:
+        driver, but on the host it was made on only: other hosts cannot join it, and the same network made
+        on each host gets a pool per host in the IPAM's global space, which hands out the same addresses
+        again. Such a dockerd sends no node discovery: refuse, saying what to run instead."""
+        if self.scope == "global" and not self.agent.cluster_announced():
             raise InvalidRequest(
                 f"acsnet serve {self.name} runs with --scope global, but this host's dockerd has announced no "
                 "cluster (no node discovery since it activated the driver): it runs without --cluster-store "
