@@ -221,8 +221,9 @@ def run_lab_exec(args: argparse.Namespace) -> int:
     argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     if not argv:
         raise AcsnetError("nothing to run: acsnet lab exec NODE -- COMMAND [ARGS...]")
-    node = _lab(args).node(args.node)
-    return subprocess.run(node.command(argv)).returncode
+    lab = _lab(args)
+    node = lab.node(args.node)
+    return subprocess.run(node.command(argv), env=lab.exec_env()).returncode
 
 
 def run_lab_demo(args: argparse.Namespace) -> int:

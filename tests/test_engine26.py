@@ -52,6 +52,8 @@ def test_status_shows_the_engine_and_the_cli_matches_it(lab26):
     assert "Docker 26" in text
     versions = lab26.docker("h2", "version", "--format", "{{.Client.Version}} {{.Server.Version}}").stdout.split()
     assert [v.split(".")[:2] for v in versions] == [["26", "1"], ["26", "1"]], versions
+    by_hand = lab_cli(lab26, "exec", "h2", "--", "docker", "version", "--format", "{{.Client.Version}} {{.Server.Version}}")
+    assert by_hand.stdout.split() == versions, by_hand.stdout + by_hand.stderr
     asked = lab_cli(lab26, "demo", "--engine", "20.10")
     assert asked.returncode == 1 and "runs Docker 26, not 20.10" in asked.stderr and "Traceback" not in asked.stderr
 

@@ -394,6 +394,10 @@ class Lab:
     def docker(self, host: str, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
         return self.node(host).run([self.docker_cli, *args], check=check, timeout=timeout)
 
+    def exec_env(self) -> dict:
+        """The environment of `lab exec`: `docker` on PATH is the CLI of the lab's engine."""
+        return {**os.environ, "PATH": os.path.dirname(self.docker_cli) + os.pathsep + os.environ.get("PATH", os.defpath)}
+
     # -- down ------------------------------------------------------------------------------------
 
     def down(self, progress: Progress = _quiet) -> list[str]:
