@@ -3,6 +3,7 @@ gunicorn. Nothing here stands in for ZooKeeper or the plugin server."""
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
@@ -10,6 +11,10 @@ import pytest
 from plugins.lab.zookeeper import ZooKeeperServer
 from plugins.store import open_store
 from plugins.lab.plugin_process import PluginProcess
+
+# The Docker Engine of the `lab`, `fresh_lab` and `docker_host` fixtures: CI runs the suite on 20.10,
+# then the drivers' acceptance tests again with ACSNET_TEST_ENGINE=26 (.ci/run).
+ENGINE = os.environ.get("ACSNET_TEST_ENGINE", "20.10")
 
 
 @pytest.fixture(scope="session")
@@ -60,14 +65,14 @@ def plugins(tmp_path):
 
 @pytest.fixture
 def docker_host(tmp_path):
-    """A simulated host (own netns, mount and UTS namespaces) running a real dockerd 20.10, with the
+    """A simulated host (own netns, mount and UTS namespaces) running a real dockerd (ENGINE), with the
     busybox image imported. Everything is removed by name and pid at the end."""
     from plugins.lab.dockerd import DockerDaemon
     from plugins.lab.host import SimulatedHost
 
     host = SimulatedHost("h1", f"acsnet-test-{uuid.uuid4().hex[:8]}", str(tmp_path / "h1")).start()
     try:
-        daemon = DockerDaemon(host, str(tmp_path / "h1" / "docker")).start()
+        daemon = DockerDaemon(host, str(tmp_path / "h1" / "docker"), engine=ENGINE).start()
         daemon.import_busybox(str(tmp_path / "busybox.tar"))
         yield host, daemon
         daemon.stop()
@@ -81,7 +86,7 @@ def lab(tmp_path_factory):
     from plugins.lab.topology import Lab
 
     the_lab = Lab(str(tmp_path_factory.mktemp("lab") / "lab"), f"acsnet-t{uuid.uuid4().hex[:4]}")
-    the_lab.up(hosts=2, scope="local")
+    the_lab.up(hosts=2, scope="local", engine=ENGINE)
     yield the_lab
     the_lab.down()
     assert the_lab.leftovers() == []
@@ -106,7 +111,7 @@ def fresh_lab(tmp_path):
     from plugins.lab.topology import Lab
 
     the_lab = Lab(str(tmp_path / "lab"), f"acsnet-f{uuid.uuid4().hex[:4]}")
-    the_lab.up(hosts=2)
+    the_lab.up(hosts=2, engine=ENGINE)
     yield the_lab
     the_lab.down()
     assert the_lab.leftovers() == []
