@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import time
 import uuid
 
 import pytest
@@ -26,6 +27,18 @@ for driver, layout in LAYOUTS.items():
     found[driver] = store.children(layout.global_networks) + [
         n for h in store.children(layout.hosts) for n in store.children(layout.host_networks(h))]
 print(json.dumps(found))
+store.close()
+"""
+
+CLUSTER_NODES = """
+import json, sys
+from plugins.segments.model import LAYOUTS
+from plugins.store import open_store
+store = open_store(sys.argv[1])
+if len(sys.argv) > 2:  # what a dockerd 20.10 with a cluster store left before this host ran Docker 26
+    for layout in LAYOUTS.values():
+        store.put(layout.host_cluster_node("h1"), sys.argv[2].encode())
+print(json.dumps(sorted(d for d, layout in LAYOUTS.items() if store.get(layout.host_cluster_node("h1")))))
 store.close()
 """
 
@@ -75,6 +88,9 @@ def test_a_global_scope_driver_on_docker_26_refuses_networks_saying_what_to_run(
     lab = Lab(str(tmp_path / "lab"), f"acsnet-s{uuid.uuid4().hex[:4]}")
     try:
         lab.up(hosts=1, engine="26")
+        svc = lab.node("svc")
+        stored = svc.run([sys.executable, "-c", CLUSTER_NODES, lab.zookeeper_url, "192.0.2.11"]).stdout
+        assert json.loads(stored) == ["vlan", "vpc", "vxlan"]
         for plugin in ("vlan", "vxlan", "vpc"):
             lab.kill_plugin("h1", plugin)
             lab.start_plugin("h1", plugin, "--scope", "global")  # before dockerd first asks its capabilities
@@ -86,8 +102,20 @@ def test_a_global_scope_driver_on_docker_26_refuses_networks_saying_what_to_run(
             assert f"Run 'acsnet serve {driver} --scope local' on every host" in result.stderr, result.stderr
         networks = lab.docker("h1", "network", "ls", "--format", "{{.Name}}").stdout.split()
         assert [n for n in networks if n.startswith("g-")] == []
-        left = lab.node("svc").run([sys.executable, "-c", STORED_NETWORKS, lab.zookeeper_url]).stdout
+        left = svc.run([sys.executable, "-c", STORED_NETWORKS, lab.zookeeper_url]).stdout
         assert json.loads(left) == {"pools": [], "vlan": [], "vxlan": [], "vpc": []}, "a refused network left records"
+
+        # dockerd 26 activated the drivers without announcing a cluster: what an earlier dockerd
+        # announced is forgotten, so a plugin restarted under this dockerd refuses too.
+        deadline = time.monotonic() + 30
+        while json.loads(svc.run([sys.executable, "-c", CLUSTER_NODES, lab.zookeeper_url]).stdout):
+            assert time.monotonic() < deadline, "an earlier dockerd's cluster announcement was kept"
+            time.sleep(0.2)
+        lab.kill_plugin("h1", "vlan")
+        lab.start_plugin("h1", "vlan", "--scope", "global")
+        again = lab.docker("h1", "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--subnet", "100.72.0.0/16",
+                           "-o", "VlanId=217", "g-again", check=False)
+        assert again.returncode != 0 and "acsnet serve vlan runs with --scope global" in again.stderr, again.stderr
     finally:
         lab.down()
     assert lab.leftovers() == []
