@@ -2,7 +2,7 @@
 
 Two engines: "20.10" is Debian 12's docker.io, installed on the machine; "26" is Debian 13's docker.io
 and docker-cli (26.1), which `.ci/install` unpacks under .cache/trixie/ (never into the system) and
-which run from there with Debian 12's containerd and runc. Inside a host, /run is private, so dockerd
+which run from there with Debian 12's containerd, runc and tini (docker-init). Inside a host, /run is private, so dockerd
 and the docker CLI use their default socket (/run/docker.sock) and dockerd finds the host's plugins in
 its own /run/docker/plugins.
 """
@@ -15,7 +15,6 @@ import signal
 import subprocess
 import tarfile
 import time
-
 from dataclasses import dataclass
 
 from plugins.lab.host import REPO, LabError, SimulatedHost, stop_process_group
@@ -49,9 +48,9 @@ class Engine:
         return self
 
 
+DOCKERD = "/usr/sbin/dockerd" if os.path.exists("/usr/sbin/dockerd") else shutil.which("dockerd") or "dockerd"
 ENGINES = {
-    "20.10": Engine("20.10", "/usr/sbin/dockerd" if os.path.exists("/usr/sbin/dockerd") else shutil.which("dockerd") or "dockerd", DOCKER_CLI, "/usr/sbin/docker-proxy",
-                    "apt-get install docker.io (or run .ci/install)"),
+    "20.10": Engine("20.10", DOCKERD, DOCKER_CLI, "/usr/sbin/docker-proxy", "apt-get install docker.io (or run .ci/install)"),
     # No cluster store (Docker 23.0 removed --cluster-store): networks are local scope only, or swarm.
     "26": Engine("26", os.path.join(TRIXIE, "docker.io/usr/sbin/dockerd"), os.path.join(TRIXIE, "docker-cli/usr/bin/docker"),
                  os.path.join(TRIXIE, "docker.io/usr/sbin/docker-proxy"),
