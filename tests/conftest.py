@@ -3,6 +3,7 @@ gunicorn. Nothing here stands in for ZooKeeper or the plugin server."""
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
@@ -10,6 +11,10 @@ import pytest
 from acsnet.lab.plugin_process import PluginProcess
 from acsnet.lab.zookeeper import ZooKeeperServer
 from acsnet.store import open_store
+
+# The Docker Engine of the `lab`, `fresh_lab` and `docker_host` fixtures: CI runs the suite on 20.10,
+# then the drivers' acceptance tests again with ACSNET_TEST_ENGINE=26 (.ci/run).
+ENGINE = os.environ.get("ACSNET_TEST_ENGINE", "20.10")
 
 
 @pytest.fixture(scope="session")
@@ -60,14 +65,14 @@ def plugins(tmp_path):
 
 @pytest.fixture
 def docker_host(tmp_path):
-    """A simulated host (own netns, mount and UTS namespaces) running a real dockerd 20.10, with the
+    """A simulated host (own netns, mount and UTS namespaces) running a real dockerd (ENGINE), with the
     busybox image imported. Everything is removed by name and pid at the end."""
     from acsnet.lab.dockerd import DockerDaemon
     from acsnet.lab.host import SimulatedHost
 
     host = SimulatedHost("h1", f"acsnet-test-{uuid.uuid4().hex[:8]}", str(tmp_path / "h1")).start()
     try:
-        daemon = DockerDaemon(host, str(tmp_path / "h1" / "docker")).start()
+        daemon = DockerDaemon(host, str(tmp_path / "h1" / "docker"), engine=ENGINE).start()
         daemon.import_busybox(str(tmp_path / "busybox.tar"))
         yield host, daemon
         daemon.stop()
@@ -81,7 +86,20 @@ def lab(tmp_path_factory):
     from acsnet.lab.topology import Lab
 
     the_lab = Lab(str(tmp_path_factory.mktemp("lab") / "lab"), f"acsnet-t{uuid.uuid4().hex[:4]}")
-    the_lab.up(hosts=2, scope="local")
+    the_lab.up(hosts=2, scope="local", engine=ENGINE)
+    yield the_lab
+    the_lab.down()
+    assert the_lab.leftovers() == []
+
+
+@pytest.fixture(scope="session")
+def lab26(tmp_path_factory):
+    """A 2-host lab whose hosts run Docker 26 (Debian 13's, from .cache/trixie/), shared like `lab`.
+    A missing engine fails the tests that use it (run .ci/install): CI must not skip them."""
+    from acsnet.lab.topology import Lab
+
+    the_lab = Lab(str(tmp_path_factory.mktemp("lab26") / "lab"), f"acsnet-n{uuid.uuid4().hex[:4]}")
+    the_lab.up(hosts=2, scope="local", engine="26")
     yield the_lab
     the_lab.down()
     assert the_lab.leftovers() == []
@@ -93,7 +111,7 @@ def fresh_lab(tmp_path):
     from acsnet.lab.topology import Lab
 
     the_lab = Lab(str(tmp_path / "lab"), f"acsnet-f{uuid.uuid4().hex[:4]}")
-    the_lab.up(hosts=2)
+    the_lab.up(hosts=2, engine=ENGINE)
     yield the_lab
     the_lab.down()
     assert the_lab.leftovers() == []

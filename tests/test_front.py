@@ -17,7 +17,6 @@ import pytest
 
 from acsnet.lab.dockerd import IMAGE
 from acsnet.lab.host import REPO
-from acsnet.lab.topology import DOCKER_CLI
 from tests.test_vlan import QUICK, V217, V218, create_network, remove
 
 FRONT = "unix:///run/acsnet/docker.sock"
@@ -26,6 +25,16 @@ LABEL = "com.docker.network.endpoint.ipv4address"
 
 @pytest.fixture(scope="module")
 def front(lab, tmp_path_factory):
+    yield from _front(lab, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def front26(lab26, tmp_path_factory):
+    """The front before h1's dockerd 26."""
+    yield from _front(lab26, tmp_path_factory)
+
+
+def _front(lab, tmp_path_factory):
     node = lab.node("h1")
     log = tmp_path_factory.mktemp("front") / "front.log"
     process = node.popen([sys.executable, "-m", "acsnet.cli", "front", "--listen", FRONT, "--docker", "unix:///run/docker.sock",
@@ -41,11 +50,11 @@ def front(lab, tmp_path_factory):
 
 def via_front(lab, *args: str, check: bool = True, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
     env = {**os.environ, "DOCKER_HOST": FRONT}
-    return lab.node("h1").run([DOCKER_CLI, *args], check=check, timeout=timeout, env=env, **kwargs)
+    return lab.node("h1").run([lab.docker_cli, *args], check=check, timeout=timeout, env=env, **kwargs)
 
 
 def front_argv(lab, *args: str) -> list[str]:
-    return lab.node("h1").command(["env", f"DOCKER_HOST={FRONT}", DOCKER_CLI, *args])
+    return lab.node("h1").command(["env", f"DOCKER_HOST={FRONT}", lab.docker_cli, *args])
 
 
 def ip_of(lab, container: str, network: str) -> str:
@@ -238,7 +247,7 @@ def test_an_idle_client_stalls_no_other_tls_client(lab, tmp_path):
     idle = []
     try:
         deadline = time.monotonic() + 20
-        while node.run([DOCKER_CLI, "version"], check=False, env=env, timeout=30).returncode != 0:
+        while node.run([lab.docker_cli, "version"], check=False, env=env, timeout=30).returncode != 0:
             assert process.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
         for mode in ("raw", "tls"):
@@ -247,7 +256,7 @@ def test_an_idle_client_stalls_no_other_tls_client(lab, tmp_path):
         connected = [json.loads(client.stdout.readline())["connected"] for client in idle]
 
         for _ in range(20):  # each would wait for the idle clients' timeout if they held up the front
-            node.run([DOCKER_CLI, "ps"], env=env, timeout=timeout / 2)
+            node.run([lab.docker_cli, "ps"], env=env, timeout=timeout / 2)
         served = time.monotonic()
 
         # Both idle clients were still connected while the others were served, then cut off at the timeout;
@@ -295,8 +304,13 @@ networks:
 """
 
 
+@pytest.mark.parametrize("engine", ["20.10", "26"])
 @pytest.mark.parametrize("flavour", ["v1", "v2"])
-def test_compose_keeps_the_ip_labels(lab, front, tmp_path, flavour):
+def test_compose_keeps_the_ip_labels(request, tmp_path, flavour, engine):
+    """An external acsnet network, an ipv4address label and an application's kept address, through the
+    front, with both compose versions against both engines (the 26 lab is the one of test_engine26)."""
+    lab = request.getfixturevalue("lab" if engine == "20.10" else "lab26")
+    request.getfixturevalue("front" if engine == "20.10" else "front26")
     binary = COMPOSE[flavour]
     assert os.access(binary, os.X_OK), f"{binary} is missing: run .ci/install"
     tag = uuid.uuid4().hex[:4]

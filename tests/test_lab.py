@@ -140,8 +140,13 @@ def test_global_scope_networks_are_cluster_wide(tmp_path):
         assert scope == "global"
 
         # vxlan: networks created once for the cluster, with one subnet and generated VNIs, isolated.
+        # The driver takes global networks once dockerd has announced its cluster (DiscoverNew); a
+        # plugin restarted under a running dockerd (which does not announce it again) still knows.
         for name in ("vx-a", "vx-b"):
             lab.docker("h1", "network", "create", "-d", "vxlan", "--ipam-driver", "acsnet", "--subnet", "100.64.8.0/24", name)
+            if name == "vx-a":
+                lab.kill_plugin("h1", "vxlan")
+                lab.start_plugin("h1", "vxlan")
         for host, name, network, ip in (("h1", "a1", "vx-a", "100.64.8.10"), ("h2", "a2", "vx-a", "100.64.8.11"),
                                         ("h2", "b1", "vx-b", "100.64.8.10")):
             lab.docker(host, "run", "-d", "--stop-timeout", "1", "--net", network, "--ip", ip, "--name", name, IMAGE, "sleep", "600")

@@ -31,6 +31,9 @@ def add_commands(commands) -> None:
                     help="global: dockerd uses a cluster store (etcd) so networks are cluster-wide")
     up.add_argument("--link-rate", default=None, help="shape each host uplink, e.g. 1gbit (default: unshaped)")
     up.add_argument("--zookeepers", type=int, choices=(1, 3), default=1, help="ZooKeeper servers: 1, or an ensemble of 3")
+    up.add_argument("--engine", choices=("20.10", "26"), default="20.10",
+                    help="the hosts' Docker Engine: 20.10 (Debian 12's docker.io) or 26 (Debian 13's, unpacked "
+                    "by .ci/install under .cache/trixie/; local scope only) (default 20.10)")
     up.set_defaults(run=run_lab_up)
     lab_commands.add_parser("down", help="remove everything the lab made (safe to run twice)").set_defaults(run=run_lab_down)
     status = lab_commands.add_parser("status", help="what is up and where the logs are")
@@ -42,6 +45,9 @@ def add_commands(commands) -> None:
     run_in.set_defaults(run=run_lab_exec)
     demo = lab_commands.add_parser("demo", help="bring a lab up if none is, run the reference scenarios, print PASS/FAIL")
     demo.add_argument("--hosts", type=int, default=2, help="hosts of a lab brought up by the demo (default 2)")
+    demo.add_argument("--engine", choices=("20.10", "26"), default=None,
+                      help="Docker Engine of a lab brought up by the demo (default 20.10); a lab already up "
+                      "must run this engine")
     demo.set_defaults(run=run_lab_demo)
 
 
@@ -54,7 +60,8 @@ def _progress(message: str) -> None:
 
 
 def run_lab_up(args: argparse.Namespace) -> int:
-    _lab(args).up(args.hosts, args.scope, args.link_rate, progress=_progress, zookeepers=args.zookeepers)
+    _lab(args).up(args.hosts, args.scope, args.link_rate, progress=_progress, zookeepers=args.zookeepers,
+                  engine=args.engine)
     return 0
 
 
@@ -73,6 +80,7 @@ def run_lab_status(args: argparse.Namespace) -> int:
         print(f"no lab (workdir {status['workdir']}); start one with 'acsnet lab up'")
         return 1
     print(f"lab {status['prefix']}: {'up' if status['up'] else 'DEGRADED'}, scope {status['scope']}, "
+          f"Docker {status['engine']} ({status['dockerd']}), "
           f"hosts {', '.join(status['hosts'])}, store {status['zookeeper']}, link rate {status['link_rate'] or 'unshaped'}")
     for name, node in status["nodes"].items():
         state = "running" if node["running"] else "DOWN"
@@ -85,14 +93,19 @@ def run_lab_exec(args: argparse.Namespace) -> int:
     argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     if not argv:
         raise AcsnetError("nothing to run: acsnet lab exec NODE -- COMMAND [ARGS...]")
-    node = _lab(args).node(args.node)
-    return subprocess.run(node.command(argv)).returncode
+    lab = _lab(args)
+    node = lab.node(args.node)
+    return subprocess.run(node.command(argv), env=lab.exec_env()).returncode
 
 
 def run_lab_demo(args: argparse.Namespace) -> int:
     lab = _lab(args)
     if not lab.is_up:
-        print(f"no lab is up: bringing one up with {args.hosts} hosts", flush=True)
+        engine = args.engine or "20.10"
+        print(f"no lab is up: bringing one up with {args.hosts} hosts and Docker {engine}", flush=True)
         lab.down()
-        lab.up(args.hosts, "local", None, progress=_progress)
+        lab.up(args.hosts, "local", None, progress=_progress, engine=engine)
+    elif args.engine and args.engine != lab.engine:
+        raise AcsnetError(f"the lab that is up runs Docker {lab.engine}, not {args.engine}: "
+                          f"run 'acsnet lab down' first, or the demo without --engine")
     return 0 if run_demo(lab) else 1

@@ -9,7 +9,8 @@ import shutil
 import sys
 import time
 
-from acsnet.lab.dockerd import DOCKER_CLI, DockerDaemon
+from acsnet.lab.dockerd import DEFAULT_ENGINE, ENGINES, DockerDaemon
+from acsnet.lab.dockerd import engine as docker_engine
 from acsnet.lab.host import LabError, SimulatedHost, run
 from acsnet.lab.layout import (
     ETCD_PORT, INFRASTRUCTURE, OUTSIDE_ADDRESS, SERVICES_ADDRESS, SWITCH_BRIDGE, UNDERLAY_PREFIXLEN, UPLINK, VLANS,
@@ -31,12 +32,13 @@ def shape_port(node: SimulatedHost, port: str, rate: str) -> None:
 class LabBuilding:
     """`Lab`'s up and start_* (a mixin: the node, state and ZooKeeper lookups are `Lab`'s)."""
 
-    def check_prerequisites(self, scope: str) -> None:
+    def check_prerequisites(self, scope: str, engine_name: str = DEFAULT_ENGINE) -> None:
+        docker_engine(engine_name).check()
         if os.geteuid() != 0:
             raise LabError("the lab needs root (network namespaces, OVS, dockerd): run it as root")
         needed = {"ip": "iproute2", "nsenter": "util-linux", "unshare": "util-linux", "ethtool": "ethtool",
-                  "tc": "iproute2", "ovs-vswitchd": "openvswitch-switch", "dockerd": "docker.io",
-                  "java": "zookeeper", "ping": "iputils-ping"}
+                  "tc": "iproute2", "ovs-vswitchd": "openvswitch-switch", "containerd": "containerd",
+                  "runc": "runc", "docker-init": "tini", "java": "zookeeper", "ping": "iputils-ping"}
         if scope == "global":
             needed["etcd"] = "etcd-server"
         missing = sorted({pkg for cmd, pkg in needed.items() if shutil.which(cmd) is None})
@@ -52,19 +54,25 @@ class LabBuilding:
                            "use it, or run 'acsnet lab down' first")
 
     def up(self, hosts: int = 2, scope: str = "local", link_rate: str | None = None, progress: Progress = quiet,
-           zookeepers: int = 1) -> None:
+           zookeepers: int = 1, engine: str = DEFAULT_ENGINE) -> None:
         if not 1 <= hosts <= 40:
             raise LabError("--hosts must be between 1 and 40")
         if zookeepers not in (1, 3):
             raise LabError("--zookeepers must be 1 or 3")
         if scope not in ("local", "global"):
             raise LabError("--scope must be local or global")
-        self.check_prerequisites(scope)
+        if engine not in ENGINES:
+            raise LabError(f"--engine must be one of {', '.join(ENGINES)}")
+        if scope == "global" and engine != "20.10":
+            raise LabError(f"--scope global needs dockerd's cluster store, which Docker {engine} does not have "
+                           "(Docker 23.0 removed --cluster-store): use --engine 20.10 for global scope, "
+                           f"or --scope local with --engine {engine}")
+        self.check_prerequisites(scope, engine)
         host_names = [f"h{i}" for i in range(1, hosts + 1)]
         if os.path.exists(self.workdir):
             shutil.rmtree(self.workdir)
         os.makedirs(self.workdir)
-        state = {"prefix": self.prefix, "hosts": host_names, "scope": scope, "link_rate": link_rate,
+        state = {"prefix": self.prefix, "hosts": host_names, "scope": scope, "engine": engine, "link_rate": link_rate,
                  "zookeepers": zookeepers, "nodes": list(INFRASTRUCTURE) + host_names, "created": time.time()}
         with open(self.state_path, "w") as f:
             json.dump(state, f, indent=2)
@@ -74,7 +82,7 @@ class LabBuilding:
             progress("lab up failed; removing what was made")
             self.down()
             raise
-        progress(f"lab up: {hosts} hosts, scope {scope}; try 'acsnet lab exec h1 -- docker ps'")
+        progress(f"lab up: {hosts} hosts, scope {scope}, Docker {engine}; try 'acsnet lab exec h1 -- docker ps'")
 
     def _build(self, state: dict, progress: Progress) -> None:
         nodes = {}
@@ -158,9 +166,10 @@ class LabBuilding:
             PluginProcess.acsnet(plugin, "/run/docker/plugins", "--store", self.zookeeper_url,
                                  "--host-id", host.name, "--scope", state["scope"], "--datapath", "netdev",
                                  log_dir=host.workdir, host=host).start(wait=60)
-        progress(f"{host.name}: dockerd")
+        progress(f"{host.name}: dockerd {state.get('engine', DEFAULT_ENGINE)}")
         daemon = DockerDaemon(host, os.path.join(host.workdir, "docker"),
-                              extra_args=self.dockerd_args(host.name, index, state["scope"])).start()
+                              extra_args=self.dockerd_args(host.name, index, state["scope"]),
+                              engine=state.get("engine", DEFAULT_ENGINE)).start()
         progress(f"{host.name}: busybox image")
         daemon.import_busybox(os.path.join(self.workdir, "busybox.tar"))
 
@@ -184,7 +193,7 @@ class LabBuilding:
                               "--docker", "unix:///run/docker.sock", "--store", self.zookeeper_url, *options], log)
         deadline = time.monotonic() + wait
         through_front = {**os.environ, "DOCKER_HOST": listen}
-        while node.run([DOCKER_CLI, "version"], check=False, timeout=10, env=through_front).returncode != 0:
+        while node.run([self.docker_cli, "version"], check=False, timeout=10, env=through_front).returncode != 0:
             if process.poll() is not None:
                 raise LabError(f"acsnet front on {host} exited with {process.returncode}; see {log}")
             if time.monotonic() > deadline:

@@ -1,7 +1,10 @@
-"""Run a real dockerd (Debian's docker.io, 20.10) inside a simulated host, and give it a busybox image.
+"""Run a real dockerd inside a simulated host, and give it a busybox image.
 
-Inside a host, /run is private, so dockerd and the docker CLI use their default socket
-(/run/docker.sock) and dockerd finds the host's plugins in its own /run/docker/plugins.
+Two engines: "20.10" is Debian 12's docker.io, installed on the machine; "26" is Debian 13's docker.io
+and docker-cli (26.1), which `.ci/install` unpacks under .cache/trixie/ (never into the system) and
+which run from there with Debian 12's containerd, runc and tini (docker-init). Inside a host, /run is private, so dockerd
+and the docker CLI use their default socket (/run/docker.sock) and dockerd finds the host's plugins in
+its own /run/docker/plugins.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ import signal
 import subprocess
 import tarfile
 import time
+from dataclasses import dataclass
 
-from acsnet.lab.host import LabError, SimulatedHost, stop_process_group
+from acsnet.lab.host import REPO, LabError, SimulatedHost, stop_process_group
 
 BUSYBOX = "/bin/busybox"
 IMAGE = "acsnet/busybox:latest"
@@ -21,6 +25,45 @@ CONTAINERD_PID = "/run/docker/containerd/containerd.pid"
 # The CLI that comes with Debian's dockerd 20.10 (a newer CLI may stand earlier on PATH and ask for
 # API features the daemon lacks).
 DOCKER_CLI = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
+TRIXIE = os.path.join(REPO, ".cache", "trixie")
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A Docker Engine the lab can run: its dockerd, the docker CLI that matches it, its docker-proxy."""
+
+    name: str
+    dockerd: str
+    docker: str
+    proxy: str
+    install: str  # what to do when it is missing
+
+    def missing(self) -> list[str]:
+        return [path for path in (self.dockerd, self.docker, self.proxy) if not os.access(path, os.X_OK)]
+
+    def check(self) -> "Engine":
+        missing = self.missing()
+        if missing:
+            raise LabError(f"Docker {self.name} is missing ({', '.join(missing)}): {self.install}")
+        return self
+
+
+DOCKERD = "/usr/sbin/dockerd" if os.path.exists("/usr/sbin/dockerd") else shutil.which("dockerd") or "dockerd"
+ENGINES = {
+    "20.10": Engine("20.10", DOCKERD, DOCKER_CLI, "/usr/sbin/docker-proxy", "apt-get install docker.io (or run .ci/install)"),
+    # No cluster store (Docker 23.0 removed --cluster-store): networks are local scope only, or swarm.
+    "26": Engine("26", os.path.join(TRIXIE, "docker.io/usr/sbin/dockerd"), os.path.join(TRIXIE, "docker-cli/usr/bin/docker"),
+                 os.path.join(TRIXIE, "docker.io/usr/sbin/docker-proxy"),
+                 "run .ci/install (it unpacks Debian 13's docker.io and docker-cli under .cache/trixie/)"),
+}
+DEFAULT_ENGINE = "20.10"
+
+
+def engine(name: str) -> Engine:
+    try:
+        return ENGINES[name]
+    except KeyError:
+        raise LabError(f"unknown Docker engine {name!r}: one of {', '.join(ENGINES)}") from None
 
 
 def busybox_tar(path: str) -> str:
@@ -47,7 +90,9 @@ def busybox_tar(path: str) -> str:
 
 
 class DockerDaemon:
-    def __init__(self, host: SimulatedHost, data_root: str, *, extra_args: list[str] | None = None):
+    def __init__(self, host: SimulatedHost, data_root: str, *, extra_args: list[str] | None = None,
+                 engine: str = DEFAULT_ENGINE):
+        self.engine = ENGINES[engine]
         self.host = host
         self.data_root = data_root
         self.extra_args = extra_args or []
@@ -56,7 +101,7 @@ class DockerDaemon:
 
     def argv(self) -> list[str]:
         return [
-            "dockerd",
+            self.engine.dockerd,
             "--data-root", self.data_root,
             "--exec-root", "/run/docker",
             "--host", "unix:///run/docker.sock",
@@ -65,12 +110,12 @@ class DockerDaemon:
             "--ip6tables=false",
             "--bridge=none",
             "--storage-driver", "overlay2",
+            "--userland-proxy-path", self.engine.proxy,
             *self.extra_args,
         ]
 
     def start(self, wait: float = 60.0) -> "DockerDaemon":
-        if shutil.which("dockerd") is None:
-            raise LabError("dockerd is not installed: apt-get install docker.io")
+        self.engine.check()
         # A crashed dockerd leaves containerd's pid file, and the next dockerd then waits for a
         # containerd that is not there.
         self.host.run(["rm", "-f", CONTAINERD_PID])
@@ -89,7 +134,7 @@ class DockerDaemon:
         stop_process_group(self.process, sig, wait)
 
     def docker(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-        return self.host.run([DOCKER_CLI, *args], check=check, timeout=timeout)
+        return self.host.run([self.engine.docker, *args], check=check, timeout=timeout)
 
     def import_busybox(self, tar_path: str) -> str:
         if self.docker("image", "inspect", IMAGE, check=False).returncode != 0:

@@ -26,7 +26,7 @@ import os
 import subprocess
 
 from acsnet.lab.building import LabBuilding, shape_port
-from acsnet.lab.dockerd import DOCKER_CLI
+from acsnet.lab.dockerd import DEFAULT_ENGINE, DOCKER_CLI, ENGINES
 from acsnet.lab.faults import LabFaults
 from acsnet.lab.host import LabError, SimulatedHost, netns_exists, processes_in_netns
 from acsnet.lab.layout import (
@@ -110,8 +110,22 @@ class Lab(LabBuilding, LabFaults, LabTeardown):
         """The plugins a lab host runs: the IPAM and each driver that has landed."""
         return ["ipam", "vlan", "vxlan", "vpc"]
 
+    @property
+    def engine(self) -> str:
+        """The Docker Engine the lab's hosts run ("20.10" or "26"; a lab from before engines is 20.10)."""
+        return (self.state() or {}).get("engine", DEFAULT_ENGINE)
+
+    @property
+    def docker_cli(self) -> str:
+        """The docker CLI that matches the lab's dockerd (a mismatched one may ask for another API)."""
+        return ENGINES[self.engine].docker
+
     def docker(self, host: str, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-        return self.node(host).run([DOCKER_CLI, *args], check=check, timeout=timeout)
+        return self.node(host).run([self.docker_cli, *args], check=check, timeout=timeout)
+
+    def exec_env(self) -> dict:
+        """The environment of `lab exec`: `docker` on PATH is the CLI of the lab's engine."""
+        return {**os.environ, "PATH": os.path.dirname(self.docker_cli) + os.pathsep + os.environ.get("PATH", os.defpath)}
 
     def _cgroup_dirs(self) -> list[str]:
         found = []
@@ -138,5 +152,7 @@ class Lab(LabBuilding, LabFaults, LabTeardown):
             nodes[name] = {"running": host.running, "netns": self.netns(name), "processes": processes,
                            "logs": os.path.join(self.workdir, name)}
         return {"up": all(n["running"] for n in nodes.values()), "workdir": self.workdir, "prefix": self.prefix,
-                "scope": state["scope"], "hosts": state["hosts"], "link_rate": state["link_rate"],
+                "scope": state["scope"], "engine": state.get("engine", DEFAULT_ENGINE),
+                "dockerd": ENGINES[state.get("engine", DEFAULT_ENGINE)].dockerd,
+                "hosts": state["hosts"], "link_rate": state["link_rate"],
                 "zookeeper": self.zookeeper_url, "nodes": nodes}

@@ -65,6 +65,10 @@ class SegmentAgent:
         # adopt_global_networks), and drop it when it goes.
         self.cluster_wide = cluster_wide
         self._cluster_names: list[str] | None = None
+        # Whether dockerd announced its cluster (DiscoverNew) since it activated the driver; None until
+        # it activates the driver in this process (see cluster_announced).
+        self._cluster_announced: bool | None = None
+        self._forget_cluster_node = False
         self._not_adopted: set[str] = set()  # global networks this host could not take (vpc: route limit)
         self.metrics = metrics
         self.networks: dict[str, SegmentNetwork] = {}
@@ -241,6 +245,35 @@ class SegmentAgent:
                 log.info("network=%s global record moved to %s", name[:12], self.layout.global_networks)
             elif self.store.get(self.layout.global_network(name)) is not None:
                 self.store.delete(join(legacy, name))  # another host moved it first
+
+    # -- dockerd's cluster, as it announces itself (global scope) --------------------------------
+
+    def dockerd_activated(self) -> None:
+        """dockerd asked the driver's capabilities: it (re)started, and whether it has a cluster its node
+        discovery tells next. No store call here (GetCapabilities must never fail nor wait): the
+        worker forgets what an earlier dockerd announced."""
+        self._cluster_announced = False
+        self._forget_cluster_node = True
+        self._wake.set()
+
+    def remember_cluster_node(self, address: str) -> None:
+        """dockerd announced a node of its cluster. Kept in the store too, for a plugin restarted under
+        a running dockerd (which neither asks its capabilities nor announces its nodes again)."""
+        with self._lock:
+            self._cluster_announced = True
+            self._forget_cluster_node = False
+            self.store.put(self.layout.host_cluster_node(self.host_id), address.encode())
+
+    def cluster_announced(self) -> bool:
+        """Whether this host's dockerd announced a cluster since it last activated the driver."""
+        if self._cluster_announced is None:  # not activated by dockerd since this process started
+            return self.store.get(self.layout.host_cluster_node(self.host_id)) is not None
+        return self._cluster_announced
+
+    def _forget_old_cluster_node(self) -> None:  # under the lock, on the worker
+        if self._forget_cluster_node:
+            self.store.delete(self.layout.host_cluster_node(self.host_id))
+            self._forget_cluster_node = False
 
     def _on_cluster_networks(self, names: list[str]) -> None:  # on the store's thread
         self._cluster_names = names
@@ -585,6 +618,7 @@ class SegmentAgent:
                 with self._lock:
                     changed = any([self._refresh_segment(number) for number in list(self._watched)])
                     if self.cluster_wide:
+                        self._forget_old_cluster_node()
                         self._drop_networks_gone_from_cluster()
                         if self.adopt_global_networks:
                             self._adopt_networks_new_in_cluster()

@@ -15,6 +15,9 @@ from acsnet.plugins.segments.agent import SegmentAgent
 from acsnet.plugins.segments.model import SegmentEndpoint, SegmentNetwork
 
 
+NODE_DISCOVERY = 1  # DiscoverNew's DiscoveryType for a node of dockerd's cluster
+
+
 def mac_for(ip: netaddr.IPAddress) -> str:
     """A locally administered MAC derived from the address, as Docker's own drivers make them."""
     return "02:42:" + ":".join(f"{b:02x}" for b in ip.packed)
@@ -44,7 +47,30 @@ class SegmentDriver(NetworkDriver):
         self.scope = scope
 
     def capabilities(self) -> NetworkCapabilities:
+        if self.scope == "global":
+            self.agent.dockerd_activated()
         return NetworkCapabilities(self.scope, self.scope)
+
+    def discover_new(self, discovery_type: int, data) -> None:
+        """dockerd with a cluster store announces its cluster's nodes to a global-scope driver as soon as
+        it registers the driver; acsnet learns peers from its store, but takes the announcement as the
+        sign that dockerd shares global networks with the other hosts."""
+        if self.scope == "global" and discovery_type == NODE_DISCOVERY and isinstance(data, dict):
+            self.agent.remember_cluster_node(str(data.get("Address") or "?"))
+
+    def require_cluster(self) -> None:
+        """Global scope needs a dockerd that shares networks between hosts (20.10 with --cluster-store).
+        Docker 23.0 and later have no cluster store: they still create a network of a global-scope
+        driver, but on the host it was made on only: other hosts cannot join it, and the same network made
+        on each host gets a pool per host in the IPAM's global space, which hands out the same addresses
+        again. Such a dockerd sends no node discovery: refuse, saying what to run instead."""
+        if self.scope == "global" and not self.agent.cluster_announced():
+            raise InvalidRequest(
+                f"acsnet serve {self.name} runs with --scope global, but this host's dockerd has announced no "
+                "cluster (no node discovery since it activated the driver): it runs without --cluster-store "
+                "(Docker 23.0 and later have none), so the network would exist on this host only. Run "
+                f"'acsnet serve {self.name} --scope local' on every host and create the network on each "
+                "(same subnet and options), or use dockerd 20.10 with --cluster-store for global scope")
 
     def delete_network(self, network_id: str) -> None:
         self.agent.remove_network(network_id)

@@ -47,6 +47,11 @@ class Layout:
     def host_endpoints(self, host: str) -> str:
         return join(self.hosts, host, "endpoints")
 
+    def host_cluster_node(self, host: str) -> str:
+        """Global scope: the node address the host's dockerd announced (DiscoverNew) since it last
+        activated the driver; absent when its dockerd has no cluster store."""
+        return join(self.hosts, host, "cluster-node")
+
     @property
     def global_networks(self) -> str:
         return join(self.root, "global-networks")

@@ -13,6 +13,7 @@ class VlanDriver(SegmentDriver):
     name = "vlan"
 
     def create_network(self, request: NetworkCreate) -> None:
+        self.require_cluster()
         if request.internal:
             raise InvalidRequest(
                 "the vlan driver cannot make an internal network (--internal): its containers are on the data "

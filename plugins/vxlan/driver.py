@@ -19,6 +19,7 @@ class VxlanDriver(SegmentDriver):
         return network_id if self.scope == "global" else f"subnet-{str(subnet.cidr).replace('/', '_')}"
 
     def create_network(self, request: NetworkCreate) -> None:
+        self.require_cluster()
         options = parse_vxlan_options(request)
         data = single_ipv4_subnet(self.name, request)
         vni = options.vni or generated.generated_vni(self.agent.store, self._generated_key(request.network_id, data.pool))

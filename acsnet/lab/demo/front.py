@@ -8,7 +8,7 @@ import os
 import sys
 
 from acsnet.lab.demo.steps import DemoRun, StepFailed, check, docker
-from acsnet.lab.dockerd import DOCKER_CLI, IMAGE
+from acsnet.lab.dockerd import IMAGE
 from acsnet.lab.topology import Lab
 
 FRONT = "unix:///run/acsnet/demo-front.sock"  # the host's own /run: a front a user started stays apart
@@ -18,7 +18,7 @@ APP_LABEL = "acsnet.app"
 
 def via_front(lab: Lab, host: str, *args: str):
     """The docker CLI on `host` with DOCKER_HOST pointed at the demo's front."""
-    result = lab.node(host).run([DOCKER_CLI, *args], check=False, timeout=120, env={**os.environ, "DOCKER_HOST": FRONT})
+    result = lab.node(host).run([lab.docker_cli, *args], check=False, timeout=120, env={**os.environ, "DOCKER_HOST": FRONT})
     if result.returncode != 0:
         raise StepFailed(f"on {host}, through the front: docker {' '.join(args)}: {result.stderr.strip()}")
     return result
