@@ -32,8 +32,8 @@ EXPECTED = {
                          "--request-timeout"},
     ("host-setup",): {"--config", "--uplink", "--bridge", "--datapath", "--no-userspace-tso", "--ovsdb"},
     ("install-units",): {"--dest", "--config-dir"},
-    ("lab", "up"): {"--hosts", "--scope", "--link-rate", "--zookeepers"},
-    ("lab", "demo"): {"--hosts"},
+    ("lab", "up"): {"--hosts", "--scope", "--link-rate", "--zookeepers", "--engine"},
+    ("lab", "demo"): {"--hosts", "--engine"},
     ("lab", "status"): {"--json"},
 }
 
