@@ -15,7 +15,8 @@ from acsnet.ovsctl.host_setup import host_layout
 from acsnet.ovsctl.ovsdb import Ovsdb
 from acsnet.plugin_client import get_json
 from acsnet.plugins.segments.model import LAYOUTS, SegmentNetwork
-from acsnet.store import ROOT, Store, join
+from acsnet.store import Store, join
+from acsnet.store.liveness import HostRecord, HostSessions
 
 PLUGINS = ("acsnet", "vlan", "vxlan", "vpc")
 HOST_BRIDGE_COOKIES = (vlan_pipeline.COOKIE, vpc_pipeline.COOKIE)  # the drivers sharing the host bridge
@@ -117,8 +118,7 @@ def inspect_network(store: Store, host_id: str, name_or_id: str, docker_address:
 
 
 def inspect_host(store: Store, host_id: str) -> dict:
-    host_path = join(ROOT, "hosts", host_id)
-    if store.get(host_path) is None:
+    if HostRecord.read(store, host_id) is None:
         raise NotFound(f"host {host_id} is not known to the store")
     networks, endpoints = [], []
     for layout in LAYOUTS.values():
@@ -133,5 +133,5 @@ def inspect_host(store: Store, host_id: str) -> dict:
             if record and host_id in record["holders"]:
                 addresses.append({"pool": pool, "address": address, "kind": record["kind"]})
     return {"host": host_id, "alive": store.host_alive(host_id),
-            "sessions": store.children(join(host_path, "sessions")),
+            "sessions": HostSessions.read_all(store, host_id),
             "networks": [n for n in networks if len(n) > 1], "endpoints": [e for e in endpoints if len(e) > 1], "addresses": addresses}

@@ -24,7 +24,8 @@ from acsnet.metrics import PluginMetrics
 from acsnet.ovsctl import links, openflow
 from acsnet.ovsctl.ovsdb import Ovsdb
 from acsnet.plugins.segments.model import Layout, SegmentEndpoint, SegmentNetwork, SegmentRecord
-from acsnet.store import ROOT, Create, Delete, Store, encode, join
+from acsnet.store import Create, Delete, Store, encode, join
+from acsnet.store.liveness import HostSessions
 
 log = logging.getLogger(__name__)
 
@@ -521,7 +522,7 @@ class SegmentAgent:
             self._alive[host] = bool(sessions)
             self._wake.set()
 
-        self.store.watch_children(join(ROOT, "hosts", host, "sessions"), on_change)
+        HostSessions.watch_all(self.store, host, on_change)
 
     def _liveness_changed(self) -> bool:
         alive = frozenset(h for h, up in self._alive.items() if up)

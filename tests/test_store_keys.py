@@ -1,0 +1,55 @@
+"""No code outside the state modules builds a store key: each domain's keys are spelled in one module.
+
+A grep over the source for the ways a key gets built by hand (a `join(` with a domain's path segment,
+an f-string or literal under `/acsnet/`). The state modules listed per domain are the only places
+allowed to spell those keys. This test's own patterns are checked to match, so it can fail.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SOURCES = ["acsnet", "plugins", "ipam", "ovsctl", "benchmarks", "tests"]
+
+# domain: (the modules that own its keys, patterns that build one of its keys)
+DOMAINS = {
+    "liveness": (
+        {"acsnet/store/liveness.py"},
+        [re.compile(r"""join\([^)]*["']hosts["'][^)]*["']sessions["']"""),
+         re.compile(r"""join\(\s*ROOT\s*,\s*["']hosts["']"""),
+         re.compile(r"""["']/acsnet/hosts\b""")],
+    ),
+}
+
+# Test files that write a record the old way on purpose, to show the layout written by a previous
+# version is still read.
+LAYOUT_TESTS = {"tests/test_state_liveness.py", "tests/test_store_keys.py", "tests/test_hostile_input.py"}
+
+
+def hand_built_keys(domain: str) -> list[str]:
+    owners, patterns = DOMAINS[domain]
+    found = []
+    for folder in SOURCES:
+        for path in sorted((REPO / folder).rglob("*.py")):
+            relative = str(path.relative_to(REPO))
+            if relative in owners or relative in LAYOUT_TESTS:
+                continue
+            for number, line in enumerate(path.read_text().splitlines(), start=1):
+                if any(p.search(line) for p in patterns):
+                    found.append(f"{relative}:{number}: {line.strip()}")
+    return found
+
+
+def test_no_liveness_key_is_built_outside_its_state_module():
+    assert hand_built_keys("liveness") == []
+
+
+def test_the_patterns_catch_a_hand_built_key():
+    _, patterns = DOMAINS["liveness"]
+    for line in ['store.children(join(ROOT, "hosts", host, "sessions"))',
+                 'join(host_path, "hosts", h, "sessions")',
+                 'store.get_json(f"/acsnet/hosts/{h}")']:
+        assert any(p.search(line) for p in patterns), line
+    assert not any(p.search(line) for p in patterns for line in ['HostSessions.read_all(store, host)'])
