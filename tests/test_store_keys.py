@@ -21,11 +21,22 @@ DOMAINS = {
          re.compile(r"""join\(\s*ROOT\s*,\s*["']hosts["']"""),
          re.compile(r"""["']/acsnet/hosts\b""")],
     ),
+    "ipam host-subnets": (
+        {"ipam/state.py", "ipam/model.py"},
+        [re.compile(r"\bHOST_SUBNETS\b"), re.compile(r"""["']host-subnets["']"""),
+         re.compile(r"""ipam/host-subnets/""")],
+    ),
+    # The inverse of `subnet_key` (a key's name back to a network), written once.
+    "subnet keys": (
+        {"ipam/model.py"},
+        [re.compile(r"""replace\(\s*["']_["']\s*,\s*["']/["']\s*\)""")],
+    ),
 }
 
 # Test files that write a record the old way on purpose, to show the layout written by a previous
 # version is still read.
-LAYOUT_TESTS = {"tests/test_state_liveness.py", "tests/test_store_keys.py", "tests/test_hostile_input.py"}
+LAYOUT_TESTS = {"tests/test_state_liveness.py", "tests/test_store_keys.py", "tests/test_hostile_input.py",
+                "tests/test_state_ipam.py"}
 
 
 def hand_built_keys(domain: str) -> list[str]:
@@ -46,6 +57,15 @@ def test_no_liveness_key_is_built_outside_its_state_module():
     assert hand_built_keys("liveness") == []
 
 
+def test_no_host_subnet_key_is_built_outside_the_ipam():
+    """vpc asks the IPAM for the operations of a claim; it never writes `ipam/host-subnets` itself."""
+    assert hand_built_keys("ipam host-subnets") == []
+
+
+def test_subnet_key_has_one_inverse():
+    assert hand_built_keys("subnet keys") == []
+
+
 def test_the_patterns_catch_a_hand_built_key():
     _, patterns = DOMAINS["liveness"]
     for line in ['store.children(join(ROOT, "hosts", host, "sessions"))',
@@ -53,3 +73,7 @@ def test_the_patterns_catch_a_hand_built_key():
                  'store.get_json(f"/acsnet/hosts/{h}")']:
         assert any(p.search(line) for p in patterns), line
     assert not any(p.search(line) for p in patterns for line in ['HostSessions.read_all(store, host)'])
+    _, patterns = DOMAINS["ipam host-subnets"]
+    assert any(p.search('self.store.create(join(HOST_SUBNETS, subnet_key(network)))') for p in patterns)
+    _, patterns = DOMAINS["subnet keys"]
+    assert any(p.search('netaddr.IPNetwork(key.replace("_", "/"))') for p in patterns)

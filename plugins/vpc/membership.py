@@ -10,7 +10,7 @@ import time
 import netaddr
 
 from acsnet.errors import Conflict, StoreUnavailable
-from acsnet.ipam.model import HOST_SUBNETS, host_subnet_path, subnet_key
+from acsnet.ipam.state import HostSubnetAssignment
 from acsnet.plugins.vpc import model
 from acsnet.plugins.vpc.model import HostSubnet
 from acsnet.store import Create, Delete, SetValue, Store, encode, join
@@ -53,7 +53,7 @@ class Membership:
         self.store.create(model.network_path(network), encode({**settings, "claims": 0}))
         self.store.create(model.hosts_path(network))
         self.store.create(model.claims_path(network))
-        self.store.create(join(HOST_SUBNETS, subnet_key(network)))
+        HostSubnetAssignment.prepare(self.store, network)
         for _attempt in range(20):
             node = self.store.get(model.network_path(network))
             stored = node.json()
@@ -96,8 +96,7 @@ class Membership:
                 SetValue(model.network_path(network), encode({**settings, "claims": stored.get("claims", 0) + 1}), node.version),
                 Create(join(model.claims_path(network), candidates[0].replace("/", "_")), encode({"host": self.host_id})),
                 Create(join(model.hosts_path(network), self.host_id), encode(mine_now.to_json())),
-                Create(host_subnet_path(network, self.host_id), encode({"subnet": candidates[0]})),
-            ]
+            ] + HostSubnetAssignment.claim_operations(network, self.host_id, candidates[0])
             if self.store.commit(operations):
                 log.info("network=%s host subnet %s claimed", network, candidates[0])
                 return mine_now
@@ -133,13 +132,10 @@ class Membership:
         claimed = self.store.get(claim)
         if claimed is not None:
             operations.append(Delete(claim, claimed.version))
-        ipam_view = self.store.get(host_subnet_path(network, record.host))
-        if ipam_view is not None:
-            operations.append(Delete(host_subnet_path(network, record.host), ipam_view.version))
-        return operations
+        return operations + HostSubnetAssignment.release_operations(self.store, network, record.host)
 
     def _ensure_ipam_view(self, own: HostSubnet) -> None:
-        self.store.create(host_subnet_path(netaddr.IPNetwork(own.network), self.host_id), encode({"subnet": own.subnet}))
+        HostSubnetAssignment.write(self.store, netaddr.IPNetwork(own.network), self.host_id, own.subnet)
 
     def leave(self) -> list[HostSubnet]:
         """This host leaves every vpc network: the other hosts withdraw its routes at once, its subnets
@@ -152,5 +148,5 @@ class Membership:
             if node is not None:
                 left = HostSubnet(**{**node.json(), "left_at": time.time()})
                 self.store.compare_and_set(path, encode(left.to_json()), node.version)
-            self.store.delete(host_subnet_path(network, self.host_id))
+            HostSubnetAssignment.clear(self.store, network, self.host_id)
         return own
