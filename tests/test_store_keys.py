@@ -26,6 +26,11 @@ DOMAINS = {
         [re.compile(r"\bHOST_SUBNETS\b"), re.compile(r"""["']host-subnets["']"""),
          re.compile(r"""ipam/host-subnets/""")],
     ),
+    "vpc membership": (
+        {"plugins/vpc/state.py"},
+        [re.compile(r"""["']/acsnet/vpc/networks"""), re.compile(r"""\b(hosts_path|claims_path|network_path)\("""),
+         re.compile(r"""(?<![.\w])join\(\s*NETWORKS\b""")],
+    ),
     # The inverse of `subnet_key` (a key's name back to a network), written once.
     "subnet keys": (
         {"ipam/model.py"},
@@ -36,7 +41,7 @@ DOMAINS = {
 # Test files that write a record the old way on purpose, to show the layout written by a previous
 # version is still read.
 LAYOUT_TESTS = {"tests/test_state_liveness.py", "tests/test_store_keys.py", "tests/test_hostile_input.py",
-                "tests/test_state_ipam.py"}
+                "tests/test_state_ipam.py", "tests/test_state_vpc.py"}
 
 
 def hand_built_keys(domain: str) -> list[str]:
@@ -62,6 +67,10 @@ def test_no_host_subnet_key_is_built_outside_the_ipam():
     assert hand_built_keys("ipam host-subnets") == []
 
 
+def test_no_vpc_membership_key_is_built_outside_its_state_module():
+    assert hand_built_keys("vpc membership") == []
+
+
 def test_subnet_key_has_one_inverse():
     assert hand_built_keys("subnet keys") == []
 
@@ -75,5 +84,7 @@ def test_the_patterns_catch_a_hand_built_key():
     assert not any(p.search(line) for p in patterns for line in ['HostSessions.read_all(store, host)'])
     _, patterns = DOMAINS["ipam host-subnets"]
     assert any(p.search('self.store.create(join(HOST_SUBNETS, subnet_key(network)))') for p in patterns)
+    _, patterns = DOMAINS["vpc membership"]
+    assert any(p.search('self.store.get_json(join(model.hosts_path(network), host))') for p in patterns)
     _, patterns = DOMAINS["subnet keys"]
     assert any(p.search('netaddr.IPNetwork(key.replace("_", "/"))') for p in patterns)

@@ -117,11 +117,12 @@ def wait_for_routes(lab: Lab, host: str, wanted: dict[str, str], what: str, time
 
 READ_RECORD = """
 import json, sys
-from acsnet.plugins.vpc import model
+from acsnet.plugins.vpc.state import HostSubnetRecord
 from acsnet.store import open_store
 import netaddr
 store = open_store(sys.argv[1], timeout=10)
-print(json.dumps(store.get_json(model.hosts_path(netaddr.IPNetwork(sys.argv[2])) + "/" + sys.argv[3])))
+record = HostSubnetRecord.read(store, netaddr.IPNetwork(sys.argv[2]), sys.argv[3])
+print(json.dumps(record and record.to_json()))
 store.close()
 """
 
