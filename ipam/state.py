@@ -1,4 +1,5 @@
-"""The IPAM's host-subnet records, the only module that builds their keys.
+"""The IPAM's records read or written outside the allocator: host subnets (the only module that builds
+their keys) and address records (for operator tools).
 
     ipam/host-subnets/<cidr>/<host>   {"subnet": CIDR}: a network split per host (the vpc driver); this
                                       host's endpoints get addresses of its own subnet
@@ -10,11 +11,11 @@ its record and the IPAM's view change together; it never writes these keys itsel
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
 import netaddr
 
-from acsnet.ipam.model import HOST_SUBNETS, subnet_key
+from acsnet.ipam.model import HOST_SUBNETS, POOLS, AddressRecord, Pool, pool_path, subnet_key
 from acsnet.store import Create, Delete, Store, encode, join
 from acsnet.store.base import Operation
 
@@ -67,3 +68,48 @@ class HostSubnetAssignment:
     @staticmethod
     def clear(store: Store, network: netaddr.IPNetwork, host: str) -> bool:
         return store.delete(HostSubnetAssignment.key(network, host))
+
+
+class AddressRecords:
+    """`ipam/pools/<pool-id>/addresses/<ip>`: who holds an address (read here for operator tools; the
+    allocator writes them in its own commits)."""
+
+    @staticmethod
+    def key(pool_id: str, address: str | None = None) -> str:
+        return pool_path(pool_id, "addresses") if address is None else pool_path(pool_id, "addresses", str(address))
+
+    @staticmethod
+    def pools(store: Store) -> list[str]:
+        return store.children(POOLS)
+
+    @staticmethod
+    def read(store: Store, pool_id: str, address: str) -> AddressRecord | None:
+        data = store.get_json(AddressRecords.key(pool_id, address))
+        return AddressRecord.from_json(data) if data else None
+
+    @staticmethod
+    def read_all(store: Store) -> Iterator[tuple[str, str, AddressRecord]]:
+        """(pool id, address, record) of every address held in any pool."""
+        for pool_id in AddressRecords.pools(store):
+            for address in store.children(AddressRecords.key(pool_id)):
+                record = AddressRecords.read(store, pool_id, address)
+                if record is not None:
+                    yield pool_id, address, record
+
+
+class PoolRecords:
+    """`ipam/pools/<pool-id>`: the pools (read here for operator tools and tests)."""
+
+    @staticmethod
+    def read(store: Store, pool_id: str) -> Pool | None:
+        data = store.get_json(pool_path(pool_id))
+        return Pool.from_json(data) if data else None
+
+    @staticmethod
+    def read_all(store: Store) -> dict[str, Pool]:
+        found = {}
+        for pool_id in store.children(POOLS):
+            pool = PoolRecords.read(store, pool_id)
+            if pool is not None:
+                found[pool_id] = pool
+        return found

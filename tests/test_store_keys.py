@@ -31,6 +31,19 @@ DOMAINS = {
         [re.compile(r"""["']/acsnet/vpc/networks"""), re.compile(r"""\b(hosts_path|claims_path|network_path)\("""),
          re.compile(r"""(?<![.\w])join\(\s*NETWORKS\b""")],
     ),
+    "segments": (
+        # The segment agents are the drivers' own store I/O: they ask their `Layout` for every key.
+        {"plugins/segments/model.py", "plugins/segments/state.py", "plugins/segments/agent.py",
+         "plugins/vxlan/agent.py", "plugins/vpc/state.py"},
+        [re.compile(r"""["']/acsnet/(vlan|vxlan|vpc)/(hosts|segments|global-networks)"""),
+         re.compile(r"""(?<![.\w])join\([^)]*\b(layout|segment|legacy|networks|endpoints)\b"""),
+         re.compile(r"""(?<![.\w])join\([^)]*["'](published|endpoints|networks|segments)["']"""),
+         re.compile(r"""store\.(get|get_json|children|create|delete|put|watch_children|watch_value)\(\s*\w*\.?layout\.""")],
+    ),
+    "ipam addresses": (
+        {"ipam/model.py", "ipam/state.py", "ipam/driver.py", "ipam/allocator.py", "ipam/chunks.py", "ipam/retention.py"},
+        [re.compile(r"""\bPOOLS\b"""), re.compile(r"""["']/acsnet/ipam""")],
+    ),
     # The inverse of `subnet_key` (a key's name back to a network), written once.
     "subnet keys": (
         {"ipam/model.py"},
@@ -41,7 +54,8 @@ DOMAINS = {
 # Test files that write a record the old way on purpose, to show the layout written by a previous
 # version is still read.
 LAYOUT_TESTS = {"tests/test_state_liveness.py", "tests/test_store_keys.py", "tests/test_hostile_input.py",
-                "tests/test_state_ipam.py", "tests/test_state_vpc.py"}
+                "tests/test_state_ipam.py", "tests/test_state_vpc.py",
+                "tests/test_state_segments.py"}
 
 
 def hand_built_keys(domain: str) -> list[str]:
@@ -71,6 +85,15 @@ def test_no_vpc_membership_key_is_built_outside_its_state_module():
     assert hand_built_keys("vpc membership") == []
 
 
+def test_no_segment_key_is_built_outside_the_layout():
+    """`Layout` (plugins/segments/model.py) builds them; everyone else asks it or segments/state.py."""
+    assert hand_built_keys("segments") == []
+
+
+def test_no_ipam_key_is_built_outside_the_ipam():
+    assert hand_built_keys("ipam addresses") == []
+
+
 def test_subnet_key_has_one_inverse():
     assert hand_built_keys("subnet keys") == []
 
@@ -86,5 +109,12 @@ def test_the_patterns_catch_a_hand_built_key():
     assert any(p.search('self.store.create(join(HOST_SUBNETS, subnet_key(network)))') for p in patterns)
     _, patterns = DOMAINS["vpc membership"]
     assert any(p.search('self.store.get_json(join(model.hosts_path(network), host))') for p in patterns)
+    _, patterns = DOMAINS["segments"]
+    for line in ['store.get_json(join(layout.host_networks(host_id), n))', 'join(segment, name)',
+                 'store.children(f"/acsnet/vlan/hosts/{h}/endpoints")',
+                 'join(self.layout.root, "hosts", self.host_id, "published", endpoint_id)']:
+        assert any(p.search(line) for p in patterns), line
+    _, patterns = DOMAINS["ipam addresses"]
+    assert any(p.search('store.children(join(POOLS, pool, "addresses"))') for p in patterns)
     _, patterns = DOMAINS["subnet keys"]
     assert any(p.search('netaddr.IPNetwork(key.replace("_", "/"))') for p in patterns)
