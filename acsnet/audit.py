@@ -31,12 +31,14 @@ import netaddr
 
 from acsnet.docker_api import DockerAddress
 from acsnet.ipam import retention
-from acsnet.ipam.model import ENDPOINT, POOLS, AddressRecord
+from acsnet.ipam.model import ENDPOINT
+from acsnet.ipam.state import AddressRecords
 from acsnet.ovsctl import links
 from acsnet.ovsctl.ovsdb import Ovsdb
 from acsnet.plugins.segments.agent import DRIVER_ID, ENDPOINT_ID
+from acsnet.plugins.segments import state as segment_state
 from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint
-from acsnet.store import Delete, Store, join
+from acsnet.store import Store
 
 
 DEAD_HOST_KINDS = ("dead-host-record", "dead-host-address")  # repaired only when told the hosts are dead
@@ -81,9 +83,7 @@ def audit(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, doc
     endpoint_addresses = set()
     known: dict[str, dict[str, SegmentEndpoint]] = {}  # driver -> this host's endpoints in the store
     for driver in bridges:
-        endpoints_path = LAYOUTS[driver].host_endpoints(host_id)
-        stored = {eid: store.get_json(join(endpoints_path, eid)) for eid in store.children(endpoints_path)}
-        known[driver] = {eid: SegmentEndpoint.from_json(e) for eid, e in stored.items() if e}
+        known[driver] = segment_state.read_host_endpoints(store, LAYOUTS[driver], host_id)
     for bridge in sorted(set(bridges.values())):
         if not ovsdb.bridge_exists(bridge):
             continue
@@ -106,12 +106,11 @@ def audit(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, doc
                 findings.append(Finding("endpoint-unknown-to-docker", f"{driver}/{eid}", f"{where}: no container of "
                                         "this host's dockerd uses it", "delete its port, veth and records"))
 
-        for number in store.children(layout.segments):
-            for key in store.children(join(layout.segments, number)):
-                data = store.get_json(join(layout.segments, number, key))
-                if data and data["host"] not in live:
-                    findings.append(Finding("dead-host-record", f"{driver}/{number}/{key}", f"{data['ip']} on {driver} "
-                                            f"segment {number} of host {data['host']}, which is not alive",
+        for number in segment_state.segment_numbers(store, layout):
+            for key, record in segment_state.read_segment_records(store, layout, number).items():
+                if record.host not in live:
+                    findings.append(Finding("dead-host-record", f"{driver}/{number}/{key}", f"{record.ip} on {driver} "
+                                            f"segment {number} of host {record.host}, which is not alive",
                                             "delete the record (with --dead-hosts)"))
 
     for kept in retention.addresses(store):
@@ -120,23 +119,18 @@ def audit(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, doc
                                     f"past its retention ({kept.state})", "release it"))
 
     used = docker[0] | endpoint_addresses
-    for pool in store.children(POOLS):
-        for address in store.children(join(POOLS, pool, "addresses")):
-            data = store.get_json(join(POOLS, pool, "addresses", address))
-            if not data:
-                continue
-            record = AddressRecord.from_json(data)
-            if record.kind != ENDPOINT or time.time() - record.since <= grace:
-                continue
-            holder = record.holders[0]
-            if holder == host_id and address not in used:
-                findings.append(Finding("leaked-address", f"{pool}/{address}",
-                                        f"held by {host_id} since {time.ctime(record.since)}, used by no container",
-                                        "release it"))
-            elif holder != host_id and holder not in live:
-                findings.append(Finding("dead-host-address", f"{pool}/{address}",
-                                        f"held by host {holder}, which is not alive, since {time.ctime(record.since)}",
-                                        "release it (with --dead-hosts)"))
+    for pool, address, record in AddressRecords.read_all(store):
+        if record.kind != ENDPOINT or time.time() - record.since <= grace:
+            continue
+        holder = record.holders[0]
+        if holder == host_id and address not in used:
+            findings.append(Finding("leaked-address", f"{pool}/{address}",
+                                    f"held by {host_id} since {time.ctime(record.since)}, used by no container",
+                                    "release it"))
+        elif holder != host_id and holder not in live:
+            findings.append(Finding("dead-host-address", f"{pool}/{address}",
+                                    f"held by host {holder}, which is not alive, since {time.ctime(record.since)}",
+                                    "release it (with --dead-hosts)"))
     return findings
 
 
@@ -154,14 +148,12 @@ def repair(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, fi
         elif f.kind in ("endpoint-without-veth", "endpoint-unknown-to-docker"):
             driver, endpoint_id = f.subject.split("/", 1)
             layout = LAYOUTS[driver]
-            path = join(layout.host_endpoints(host_id), endpoint_id)
-            data = store.get_json(path)
-            if data:
-                endpoint = SegmentEndpoint.from_json(data)
+            endpoint = segment_state.read_host_endpoint(store, layout, host_id, endpoint_id)
+            if endpoint is not None:
                 ovsdb.delete_port(bridges[driver], endpoint.host_port)
                 links.delete(endpoint.host_port)
-                store.delete(layout.record(endpoint.segment, endpoint.ip, endpoint.endpoint_id))
-            store.delete(path)
+                segment_state.clear_endpoint_record(store, layout, endpoint)
+            segment_state.clear_host_endpoint(store, layout, host_id, endpoint_id)
         elif f.kind == "expired-retention":
             app, ip = f.subject.rsplit("/", 1)
             retention.release(store, app, ip, expired_only=True)
@@ -172,16 +164,13 @@ def repair(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, fi
             continue
         elif f.kind == "dead-host-address":
             pool, address = f.subject.split("/", 1)
-            data = store.get_json(join(POOLS, pool, "addresses", address))
-            holder = AddressRecord.from_json(data).holders[0] if data else None
+            held = AddressRecords.read(store, pool, address)
+            holder = held.holders[0] if held else None
             if holder and holder not in store.live_hosts():
                 # Released as its holder would release it: an application's retained address stays its own.
                 AcsnetIpam(store, holder).release_address(AddressRelease(pool, netaddr.IPAddress(address)))
         elif f.kind == "dead-host-record":
             driver, number, key = f.subject.split("/", 2)
-            path = join(LAYOUTS[driver].segment(int(number)), key)
-            node = store.get(path)
-            if node is not None:
-                store.commit([Delete(path, node.version)])
+            segment_state.clear_segment_record(store, LAYOUTS[driver], number, key)
         done.append(f"{f.kind} {f.subject}: {f.repair}")
     return done

@@ -9,13 +9,15 @@ import urllib.parse
 
 from acsnet.docker_api import DockerAddress, DockerUnreachable
 from acsnet.errors import AcsnetError, NotFound
-from acsnet.ipam.model import POOLS
+from acsnet.ipam.state import AddressRecords
 from acsnet.ovsctl import links, openflow, vlan_pipeline, vpc_pipeline
 from acsnet.ovsctl.host_setup import host_layout
 from acsnet.ovsctl.ovsdb import Ovsdb
 from acsnet.plugin_client import get_json
-from acsnet.plugins.segments.model import LAYOUTS, SegmentNetwork
-from acsnet.store import ROOT, Store, join
+from acsnet.plugins.segments import state as segment_state
+from acsnet.plugins.segments.model import LAYOUTS
+from acsnet.store import Store
+from acsnet.store.liveness import HostRecord, HostSessions
 
 PLUGINS = ("acsnet", "vlan", "vxlan", "vpc")
 HOST_BRIDGE_COOKIES = (vlan_pipeline.COOKIE, vpc_pipeline.COOKIE)  # the drivers sharing the host bridge
@@ -52,8 +54,8 @@ def host_status(store: Store, host_id: str, plugin_dir: str, ovsdb: Ovsdb, bridg
               "docker": docker_status(docker)}
     try:
         status["store"]["live_hosts"] = sorted(store.live_hosts())
-        status["networks"] = sum(len(store.children(layout.host_networks(host_id))) for layout in LAYOUTS.values())
-        status["endpoints"] = sum(len(store.children(layout.host_endpoints(host_id))) for layout in LAYOUTS.values())
+        status["networks"] = sum(len(segment_state.host_network_ids(store, layout, host_id)) for layout in LAYOUTS.values())
+        status["endpoints"] = sum(len(segment_state.host_endpoint_ids(store, layout, host_id)) for layout in LAYOUTS.values())
     except AcsnetError as e:
         status["store"]["error"] = e.message
     status["ovs"] = {"reachable": ovsdb.reachable()}
@@ -86,8 +88,8 @@ def inspect_network(store: Store, host_id: str, name_or_id: str, docker_address:
         docker, unreachable = None, e
     network_id = docker["Id"] if docker else name_or_id
     for layout in LAYOUTS.values():
-        data = store.get_json(join(layout.host_networks(host_id), network_id))
-        if data is not None:
+        network = segment_state.read_host_network(store, layout, host_id, network_id)
+        if network is not None:
             break
     else:
         if unreachable is not None:
@@ -95,17 +97,15 @@ def inspect_network(store: Store, host_id: str, name_or_id: str, docker_address:
                                     f"cannot be resolved: {unreachable.message}")
         raise NotFound(f"{name_or_id} is not a vlan, vxlan or vpc network of host {host_id}"
                        + ("" if docker else f" (and dockerd at {docker_address.url} does not know that name)"))
-    network = SegmentNetwork.from_json(data)
     names = {}
     for container_id, info in ((docker or {}).get("Containers") or {}).items():
         names[info.get("EndpointID", "")] = info.get("Name", container_id[:12])
     endpoints = []
-    segment = layout.segment(network.segment)
-    for key in store.children(segment):
-        record = store.get_json(join(segment, key))
-        if not record or record["ip"] not in network.subnet:
+    for found in segment_state.read_segment_records(store, layout, network.segment).values():
+        record = found.to_json()
+        if record["ip"] not in network.subnet:
             continue
-        published = store.get_json(join(layout.root, "hosts", record["host"], "published", record["endpoint_id"])) or []
+        published = segment_state.read_published(store, layout, record["host"], record["endpoint_id"])
         endpoints.append({"container": names.get(record["endpoint_id"], record["endpoint_id"][:12]),
                           "ip": record["ip"], "mac": record["mac"], "host": record["host"],
                           "vtep": record["vtep"], "port": f"vh{record['endpoint_id'][:12]}", "endpoint": record["endpoint_id"],
@@ -117,21 +117,18 @@ def inspect_network(store: Store, host_id: str, name_or_id: str, docker_address:
 
 
 def inspect_host(store: Store, host_id: str) -> dict:
-    host_path = join(ROOT, "hosts", host_id)
-    if store.get(host_path) is None:
+    if HostRecord.read(store, host_id) is None:
         raise NotFound(f"host {host_id} is not known to the store")
     networks, endpoints = [], []
     for layout in LAYOUTS.values():
-        networks += [{"driver": layout.driver, **(store.get_json(join(layout.host_networks(host_id), n)) or {})}
-                     for n in store.children(layout.host_networks(host_id))]
-        endpoints += [{"driver": layout.driver, **(store.get_json(join(layout.host_endpoints(host_id), e)) or {})}
-                      for e in store.children(layout.host_endpoints(host_id))]
+        networks += [{"driver": layout.driver, **n.to_json()}
+                     for n in segment_state.read_host_networks(store, layout, host_id).values()]
+        endpoints += [{"driver": layout.driver, **e.to_json()}
+                      for e in segment_state.read_host_endpoints(store, layout, host_id).values()]
     addresses = []
-    for pool in store.children(POOLS):
-        for address in store.children(join(POOLS, pool, "addresses")):
-            record = store.get_json(join(POOLS, pool, "addresses", address))
-            if record and host_id in record["holders"]:
-                addresses.append({"pool": pool, "address": address, "kind": record["kind"]})
+    for pool, address, record in AddressRecords.read_all(store):
+        if host_id in record.holders:
+            addresses.append({"pool": pool, "address": address, "kind": record.kind})
     return {"host": host_id, "alive": store.host_alive(host_id),
-            "sessions": store.children(join(host_path, "sessions")),
+            "sessions": HostSessions.read_all(store, host_id),
             "networks": [n for n in networks if len(n) > 1], "endpoints": [e for e in endpoints if len(e) > 1], "addresses": addresses}

@@ -28,29 +28,29 @@ VNI, SUBNET = 400, "100.64.16.0/20"
 
 SIMULATE = """
 import json, sys, time
+from acsnet.plugins.segments import state
 from acsnet.plugins.segments.model import LAYOUTS, SegmentRecord
-from acsnet.store import Create, encode, open_store
+from acsnet.store import open_store
 url, vni, count, hosts = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 store = open_store(url, timeout=30)
 for h in range(hosts):
     store.register_host(f"sim{h}", "sim", {"host_id": f"sim{h}"})
 layout = LAYOUTS["vxlan"]
-store.create(layout.segment(vni))
+state.prepare_segment(store, layout, vni)
 ops = []
 for i in range(count):
     ip = f"100.65.{i // 250}.{i % 250 + 1}"
     eid = f"{i:064x}"
     record = SegmentRecord(f"sim{i % hosts}", "02:00:00:00:00:01", f"198.51.100.{i % hosts + 1}", ip,
                            f"02:43:{i >> 24 & 255:02x}:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}", eid)
-    ops.append(Create(layout.record(vni, ip, eid), encode(record.to_json())))
+    ops.append(state.segment_record_operation(layout, vni, record))
     if len(ops) == 200:
         store.commit(ops); ops = []
 if ops:
     store.commit(ops)
 print("written", flush=True)
 sys.stdin.read()  # hold the hosts' sessions until told to go
-for name in store.children(layout.segment(vni)):  # the segment node stays: hosts watch it
-    store.delete(layout.segment(vni) + "/" + name)
+state.clear_segment_records(store, layout, vni)  # the segment node stays: hosts watch it
 store.close()
 """
 

@@ -42,11 +42,11 @@ from acsnet.ipam.model import (
     Pool,
     Retention,
     pool_path,
-    HOST_SUBNETS,
-    host_subnet_path,
+    network_of_key,
     retention_path,
     subnet_key,
 )
+from acsnet.ipam.state import HostSubnetAssignment
 from acsnet.errors import Conflict, Exhausted, InvalidRequest, NotFound
 from acsnet.plugins.driver import IpamDriver
 from acsnet.plugins.protocol import AddressGrant, AddressRelease, AddressRequest, PoolGrant, PoolRequest
@@ -151,7 +151,7 @@ class AcsnetIpam(IpamDriver):
         supernet, size = self._supernets[version]
         used = sorted(
             (n.first, n.last)
-            for n in (netaddr.IPNetwork(key.replace("_", "/")) for key in self.store.children(SUBNETS))
+            for n in (network_of_key(key) for key in self.store.children(SUBNETS))
             if n.version == version
         )
         block = 1 << ((32 if version == 4 else 128) - size)
@@ -292,7 +292,7 @@ class AcsnetIpam(IpamDriver):
                     (known["claimed"].set if self.host_id in hosts else known["claimed"].clear)()
                     known["watched"].set()
 
-                self.store.watch_children(join(HOST_SUBNETS, key), on_change)
+                HostSubnetAssignment.watch_all(self.store, pool.network, on_change)
         known["watched"].wait(self.timeout)  # the watch's first call: whether the network is split
         # (Local scope: the host claims its part when dockerd creates the network on it, before any address.)
         if pool.space == GLOBAL_SPACE and known["split"] and not known["claimed"].wait(self.timeout):
@@ -301,8 +301,7 @@ class AcsnetIpam(IpamDriver):
                            "it took none, e.g. the network's route limit)")
         with self._host_subnets_lock:
             if known["stale"]:
-                data = self.store.get_json(host_subnet_path(pool.network, self.host_id))
-                known["stale"], known["subnet"] = False, (netaddr.IPNetwork(data["subnet"]) if data else None)
+                known["stale"], known["subnet"] = False, HostSubnetAssignment.read(self.store, pool.network, self.host_id)
             return known["subnet"]
 
     def _claim_endpoint(self, pool: Pool, address, current: AddressRecord, wanted: AddressRecord) -> AddressRecord:

@@ -38,7 +38,13 @@ def pool_path(pool_id: str, *rest: str) -> str:
 
 
 def subnet_key(network: netaddr.IPNetwork) -> str:
+    """A network as a store key's name: `/` is a path separator there."""
     return str(network.cidr).replace("/", "_")
+
+
+def network_of_key(key: str) -> netaddr.IPNetwork:
+    """The inverse of `subnet_key`."""
+    return netaddr.IPNetwork(key.replace("_", "/"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,10 +96,6 @@ class AddressRecord:
     @classmethod
     def from_json(cls, data: dict) -> "AddressRecord":
         return cls(data["kind"], tuple(data["holders"]), data.get("mac"), data.get("since", 0.0), data.get("until"))
-
-
-def host_subnet_path(network: netaddr.IPNetwork, host: str) -> str:
-    return join(HOST_SUBNETS, subnet_key(network), host)
 
 
 def retention_path(network: netaddr.IPNetwork, address) -> str:

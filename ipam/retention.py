@@ -17,8 +17,8 @@ import time
 import netaddr
 
 from acsnet.ipam.allocator import PoolAllocator
-from acsnet.ipam.model import (ENDPOINT, RETAINED, RETENTION, SUBNETS, AddressRecord, Pool, Retention, pool_path, retention_path,
-                        subnet_key)
+from acsnet.ipam.model import (ENDPOINT, RETAINED, RETENTION, SUBNETS, AddressRecord, Pool, Retention, network_of_key,
+                        pool_path, retention_path, subnet_key)
 from acsnet.store import Create, SetValue, Store, encode, join
 
 
@@ -67,7 +67,7 @@ def remember(store: Store, app: str, seconds: float, address: netaddr.IPAddress,
 def _pools_holding(store: Store, address: netaddr.IPAddress, mac: str | None) -> list[Pool]:
     """The pool the address is in: the one whose record has this MAC; failing that, the only pool whose
     network holds the address (several pools may overlap: then none, no guessing)."""
-    pools = [pool for key in store.children(SUBNETS) if address in netaddr.IPNetwork(key.replace("_", "/"))
+    pools = [pool for key in store.children(SUBNETS) if address in network_of_key(key)
              for pool in _pools_of(store, key) if address in pool.network]
     for pool in pools:
         data = store.get_json(pool_path(pool.pool_id, "addresses", str(address)))
@@ -108,7 +108,7 @@ def addresses(store: Store, app: str | None = None) -> list[AppAddress]:
                 state, until = f"retained until {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(record.until or 0))}", record.until
             else:
                 state, until = f"in use by {record.holders[0]}", None
-            found.append(AppAddress(data["app"], key.replace("_", "/"), ip, state, until))
+            found.append(AppAddress(data["app"], str(network_of_key(key)), ip, state, until))
     return sorted(found, key=lambda a: (a.app, netaddr.IPAddress(a.ip)))
 
 

@@ -12,13 +12,14 @@ from tests.test_vlan import V217, create_network
 
 WRITE_RECORDS = """
 import json, sys
-from acsnet.store import open_store, encode
-store = open_store(sys.argv[1])
+from acsnet.plugins.segments import state
+from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentRecord
+from acsnet.store import open_store
+store, vlan = open_store(sys.argv[1]), LAYOUTS["vlan"]
 ghost, gone = json.loads(sys.argv[2]), json.loads(sys.argv[3])
-store.create(f"/acsnet/vlan/segments/217/{ghost['ip']}~{ghost['endpoint_id'][:12]}", encode(ghost))
-store.create(f"/acsnet/vlan/hosts/h1/endpoints/{gone['endpoint_id']}", encode(gone))
-store.create(f"/acsnet/vlan/segments/217/{gone['ip']}~{gone['endpoint_id'][:12]}",
-             encode({"host": "h1", "host_mac": "02:00:00:00:00:01", "vtep": "", "ip": gone["ip"], "mac": gone["mac"], "endpoint_id": gone["endpoint_id"]}))
+state.write_segment_record(store, vlan, 217, SegmentRecord(**ghost))
+state.write_host_endpoint(store, vlan, "h1", SegmentEndpoint.from_json(gone))
+state.write_segment_record(store, vlan, 217, SegmentRecord("h1", "02:00:00:00:00:01", "", gone["ip"], gone["mac"], gone["endpoint_id"]))
 store.close()
 """
 

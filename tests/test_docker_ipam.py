@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 
-from acsnet.ipam.model import POOLS, SUBNETS
+from acsnet.ipam.model import SUBNETS
+from acsnet.ipam.state import AddressRecords, PoolRecords
 from acsnet.lab.dockerd import IMAGE
 from acsnet.lab.plugin_process import PluginProcess
 from acsnet.store import open_store
@@ -23,7 +24,7 @@ QUICK_STOP = ("--stop-timeout", "1")
 
 
 def addresses(store, pool_id):
-    return sorted(store.children(f"{POOLS}/{pool_id}/addresses"))
+    return sorted(address for pool, address, _ in AddressRecords.read_all(store) if pool == pool_id)
 
 
 def container_ip(daemon, name, network):
@@ -41,7 +42,7 @@ def test_bridge_network_with_acsnet_ipam_across_restarts(docker_host, tmp_path):
                       "--gateway", "192.0.2.254", "--ip-range", "192.0.2.128/25", "n1")
         network = json.loads(daemon.docker("network", "inspect", "n1").stdout)[0]
         assert network["IPAM"]["Config"][0]["Subnet"] == "192.0.2.0/24"
-        (pool_id,) = store.children(POOLS)
+        (pool_id,) = PoolRecords.read_all(store)
         assert addresses(store, pool_id) == ["192.0.2.254"]
 
         ipam.stop()
@@ -73,14 +74,14 @@ def test_bridge_network_with_acsnet_ipam_across_restarts(docker_host, tmp_path):
         daemon.docker("rm", "-f", "pinned", "auto")
         assert addresses(store, pool_id) == ["192.0.2.254"]
         daemon.docker("network", "rm", "n1")
-        assert store.children(POOLS) == [] and store.children(SUBNETS) == [], "nothing is left behind"
+        assert PoolRecords.read_all(store) == {} and store.children(SUBNETS) == [], "nothing is left behind"
 
         # Without --subnet the pool is carved from the default supernet.
         daemon.docker("network", "create", "-d", "bridge", "--ipam-driver", "acsnet", "auto-net")
         network = json.loads(daemon.docker("network", "inspect", "auto-net").stdout)[0]
         assert network["IPAM"]["Config"][0]["Subnet"] == "100.64.0.0/24"
         daemon.docker("network", "rm", "auto-net")
-        assert store.children(POOLS) == []
+        assert PoolRecords.read_all(store) == {}
     finally:
         store.close()
         ipam.stop()

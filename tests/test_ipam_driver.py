@@ -231,15 +231,14 @@ def test_allocation_cost_does_not_depend_on_fullness(hosts):
 def test_a_network_split_per_host_gives_each_host_addresses_of_its_subnet(hosts):
     """vpc: the host-subnet records the vpc driver writes steer the IPAM; the prefix the container
     sees is its host subnet's, and the host's own gateway address is never handed out."""
-    from acsnet.ipam.model import host_subnet_path
-    from acsnet.store import encode
+    from acsnet.ipam.state import HostSubnetAssignment
 
     h1, h2 = hosts("h1"), hosts("h2")
     pool_id = h1.request_pool(pool_request(pool="100.70.0.0/16")).pool_id
     h2.request_pool(pool_request(pool="100.70.0.0/16"))
     network = netaddr.IPNetwork("100.70.0.0/16")
     for ipam, subnet in ((h1, "100.70.0.0/24"), (h2, "100.70.1.0/24")):
-        ipam.store.create(host_subnet_path(network, ipam.host_id), encode({"subnet": subnet}))
+        HostSubnetAssignment.write(ipam.store, network, ipam.host_id, subnet)
     assert request(h1, pool_id, options={"RequestAddressType": "com.docker.network.gateway"}) == "100.70.0.1/16"
     assert request(h1, pool_id, options=mac(1)) == "100.70.0.2/24"
     assert request(h2, pool_id, options=mac(2)) == "100.70.1.2/24", "h2's first address after its gateway .1"
@@ -257,19 +256,18 @@ def test_a_global_network_split_per_host_waits_for_this_hosts_subnet(hosts):
     none comes."""
     import threading
 
-    from acsnet.ipam.model import host_subnet_path
-    from acsnet.store import encode
+    from acsnet.ipam.state import HostSubnetAssignment
 
     h1, h2 = hosts("h1", timeout=2.0), hosts("h2", timeout=2.0)
     network = netaddr.IPNetwork("100.70.0.0/16")
     pool_id = h1.request_pool(pool_request(space=GLOBAL_SPACE, pool=str(network))).pool_id
-    h1.store.create(host_subnet_path(network, "h1"), encode({"subnet": "100.70.0.0/24"}))
+    HostSubnetAssignment.write(h1.store, network, "h1", "100.70.0.0/24")
     with pytest.raises(Conflict) as e:
         request(h2, pool_id, options=mac(1))
     assert "host h2 holds no part of network 100.70.0.0/16" in e.value.message
     assert request(h1, pool_id, options=mac(2)) == "100.70.0.2/24"
 
-    claim = threading.Timer(0.5, lambda: h2.store.create(host_subnet_path(network, "h2"), encode({"subnet": "100.70.1.0/24"})))
+    claim = threading.Timer(0.5, lambda: HostSubnetAssignment.write(h2.store, network, "h2", "100.70.1.0/24"))
     claim.start()
     try:
         assert request(h2, pool_id, options=mac(1)) == "100.70.1.2/24"

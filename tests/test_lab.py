@@ -20,22 +20,20 @@ from tests.test_vlan import pings
 
 COUNT_VXLAN_NETWORKS = """
 import sys
+from acsnet.plugins.segments import state
 from acsnet.plugins.segments.model import LAYOUTS
 from acsnet.store import open_store
 store, layout = open_store(sys.argv[1]), LAYOUTS["vxlan"]
-print(sum(len(store.children(layout.host_networks(h))) for h in store.children(layout.root + "/hosts"))
-      + len(store.children(layout.global_networks)))
+print(sum(len(state.host_network_ids(store, layout, h)) for h in state.hosts(store, layout))
+      + len(state.global_network_ids(store, layout)))
 """
 
 READ_HOLDERS = """
 import json, sys
-from acsnet.ipam.model import POOLS
+from acsnet.ipam.state import AddressRecords
 from acsnet.store import open_store
 store = open_store(sys.argv[1])
-holders = {}
-for pool in store.children(POOLS):
-    for address in store.children(f"{POOLS}/{pool}/addresses"):
-        holders[address] = store.get_json(f"{POOLS}/{pool}/addresses/{address}")["holders"]
+holders = {address: list(record.holders) for _, address, record in AddressRecords.read_all(store)}
 print(json.dumps(holders))
 store.close()
 """

@@ -12,7 +12,7 @@ import pytest
 from acsnet.errors import StoreUnavailable
 from acsnet.lab.host import REPO
 from acsnet.store import Check, Create, Delete, SetValue, open_store
-from acsnet.store.base import ROOT, join
+from acsnet.store.liveness import HostRecord
 
 
 def wait_for(condition, timeout=5.0, what="condition"):
@@ -135,7 +135,7 @@ def test_liveness_follows_the_session(store, store_url):
     assert store.live_hosts() == set()
     store.register_host("h1", "test", {"host_id": "h1"})
     assert store.host_alive("h1") and store.live_hosts() == {"h1"}
-    assert store.get_json(join(ROOT, "hosts", "h1")) == {"host_id": "h1"}
+    assert HostRecord.read(store, "h1") == {"host_id": "h1"}
 
     # Another process registers h2 and is killed: h2 stops being alive once its session is gone.
     child = subprocess.Popen([sys.executable, "-c", REGISTER_AND_SLEEP, store_url, "h2"], cwd=REPO,

@@ -110,9 +110,10 @@ def assert_nothing_left(lab: Lab) -> None:
             time.sleep(0.1)
         assert acsnet_ports(lab, host) == [], f"{host} keeps acsnet ports"
         assert not [f for f in flows(lab, host) if "in_port=vh" in f], f"{host} keeps endpoint flows"
-    script = ("import sys; from acsnet.store import open_store; s = open_store(sys.argv[1]); "
-              "print(sum(len(s.children(f'/acsnet/vlan/segments/{v}')) for v in s.children('/acsnet/vlan/segments')),"
-              " sum(len(s.children(f'/acsnet/vlan/hosts/{h}/endpoints')) for h in s.children('/acsnet/vlan/hosts'))); s.close()")
+    script = ("import sys; from acsnet.store import open_store; from acsnet.plugins.segments import state; "
+              "from acsnet.plugins.segments.model import LAYOUTS; s, v = open_store(sys.argv[1]), LAYOUTS['vlan']; "
+              "print(sum(len(state.read_segment_records(s, v, n)) for n in state.segment_numbers(s, v)),"
+              " sum(len(state.read_host_endpoints(s, v, h)) for h in state.hosts(s, v))); s.close()")
     counts = lab.node("svc").run([sys.executable, "-c", script, lab.zookeeper_url]).stdout.split()
     assert counts == ["0", "0"], f"store keeps endpoint records: {counts}"
     assert ipam_addresses(lab) == {}, "the IPAM keeps allocations"
@@ -371,9 +372,9 @@ def test_host_reboot_leaves_nothing_stale_and_containers_come_back(fresh_lab):
 
 
 def ipam_addresses(lab: Lab) -> dict[str, list[str]]:
-    script = ("import json, sys; from acsnet.store import open_store; from acsnet.ipam.model import POOLS; "
-              "s = open_store(sys.argv[1]); print(json.dumps({a: s.get_json(f'{POOLS}/{p}/addresses/{a}')['holders'] "
-              "for p in s.children(POOLS) for a in s.children(f'{POOLS}/{p}/addresses')})); s.close()")
+    script = ("import json, sys; from acsnet.store import open_store; from acsnet.ipam.state import AddressRecords; "
+              "s = open_store(sys.argv[1]); print(json.dumps({a: list(r.holders) for _, a, r in AddressRecords.read_all(s)})); "
+              "s.close()")
     return json.loads(lab.node("svc").run([sys.executable, "-c", script, lab.zookeeper_url]).stdout)
 
 

@@ -117,11 +117,12 @@ def wait_for_routes(lab: Lab, host: str, wanted: dict[str, str], what: str, time
 
 READ_RECORD = """
 import json, sys
-from acsnet.plugins.vpc import model
+from acsnet.plugins.vpc.state import HostSubnetRecord
 from acsnet.store import open_store
 import netaddr
 store = open_store(sys.argv[1], timeout=10)
-print(json.dumps(store.get_json(model.hosts_path(netaddr.IPNetwork(sys.argv[2])) + "/" + sys.argv[3])))
+record = HostSubnetRecord.read(store, netaddr.IPNetwork(sys.argv[2]), sys.argv[3])
+print(json.dumps(record and record.to_json()))
 store.close()
 """
 
@@ -210,17 +211,18 @@ def test_internal_network_reaches_its_members_only(lab, tmp_path):
 
 LEFT_IN_STORE = """
 import json, sys
-from acsnet.ipam.model import POOLS
+from acsnet.ipam.state import PoolRecords
+from acsnet.plugins.segments import state
 from acsnet.plugins.segments.model import LAYOUTS
-from acsnet.store import open_store, join
+from acsnet.store import open_store
 store, layout = open_store(sys.argv[1], timeout=10), LAYOUTS["vpc"]
-hosts = store.children(layout.hosts)
+hosts = state.hosts(store, layout)
 print(json.dumps({
-    "global networks": store.children(layout.global_networks),
-    "host networks": [n for h in hosts for n in store.children(layout.host_networks(h))],
-    "endpoints": [e for h in hosts for e in store.children(layout.host_endpoints(h))],
-    "segment records": [r for s in store.children(layout.segments) for r in store.children(join(layout.segments, s))],
-    "pools": [p for p in store.children(POOLS) if (store.get_json(join(POOLS, p)) or {}).get("network") == sys.argv[2]],
+    "global networks": state.global_network_ids(store, layout),
+    "host networks": [n for h in hosts for n in state.read_host_networks(store, layout, h)],
+    "endpoints": [e for h in hosts for e in state.read_host_endpoints(store, layout, h)],
+    "segment records": [r for s in state.segment_numbers(store, layout) for r in state.read_segment_records(store, layout, s)],
+    "pools": [p for p, pool in PoolRecords.read_all(store).items() if str(pool.network.cidr) == sys.argv[2]],
 }))
 store.close()
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from acsnet.store import open_store
-from acsnet.store.base import ROOT, join
+from acsnet.store.liveness import HostSessions
 from tests.test_store import wait_for
 
 def test_zookeeper_liveness_is_registered_again_after_a_session_expiry(zk_url):
@@ -17,13 +17,12 @@ def test_zookeeper_liveness_is_registered_again_after_a_session_expiry(zk_url):
     store = open_store(zk_url)
     try:
         store.register_host("h9", "test", {})
-        sessions = join(ROOT, "hosts", "h9", "sessions")
-        (name,) = store.children(sessions)
+        (name,) = HostSessions.read_all(store, "h9")
         old_session = store._client.client_id[0]
 
         def owner():
             try:
-                return store._client.exists(join(sessions, name)).ephemeralOwner
+                return store._client.exists(HostSessions.key("h9", name)).ephemeralOwner
             except Exception:
                 return None
 

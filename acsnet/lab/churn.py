@@ -18,12 +18,14 @@ NETWORK, SUBNET, GATEWAY, VLAN = "churn", "198.51.100.0/24", "198.51.100.1", 217
 
 LEFTOVERS = """
 import json, sys
-from acsnet.ipam.model import POOLS
+from acsnet.ipam.state import AddressRecords
+from acsnet.plugins.segments import state
+from acsnet.plugins.segments.model import LAYOUTS
 from acsnet.store import open_store
-s = open_store(sys.argv[1])
-addresses = {a: s.get_json(f"{POOLS}/{p}/addresses/{a}")["holders"] for p in s.children(POOLS) for a in s.children(f"{POOLS}/{p}/addresses")}
-segments = sum(len(s.children(f"/acsnet/vlan/segments/{v}")) for v in s.children("/acsnet/vlan/segments"))
-endpoints = sum(len(s.children(f"/acsnet/vlan/hosts/{h}/endpoints")) for h in s.children("/acsnet/vlan/hosts"))
+s, vlan = open_store(sys.argv[1]), LAYOUTS["vlan"]
+addresses = {a: list(record.holders) for _, a, record in AddressRecords.read_all(s)}
+segments = sum(len(state.read_segment_records(s, vlan, n)) for n in state.segment_numbers(s, vlan))
+endpoints = sum(len(state.read_host_endpoints(s, vlan, h)) for h in state.hosts(s, vlan))
 print(json.dumps({"addresses": addresses, "segment_records": segments, "endpoint_records": endpoints}))
 s.close()
 """

@@ -141,7 +141,9 @@ class Store(abc.ABC):
         """Hosts with at least one live session."""
 
     def host_alive(self, host_id: str) -> bool:
-        return bool(self.children(join(ROOT, "hosts", host_id, "sessions")))
+        from acsnet.store import liveness  # liveness builds on this interface
+
+        return liveness.host_alive(self, host_id)
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -28,10 +28,11 @@ from acsnet.store.base import (
     SetValue,
     Store,
     Versioned,
-    encode,
     join,
     validate_path,
 )
+from acsnet.store import liveness
+from acsnet.store.liveness import HostRecord, HostSessions
 
 log = logging.getLogger(__name__)
 
@@ -230,9 +231,8 @@ class EmbeddedStore(Store):
     def register_host(self, host_id: str, session_name: str, info: dict) -> None:
         self._ensure_session()
         pid = os.getpid()
-        host = join(ROOT, "hosts", host_id)
-        self.put(host, encode(info))
-        self.create(join(host, "sessions", f"{session_name}-{pid}"), ephemeral=True)
+        HostRecord.write(self, host_id, info)
+        HostSessions.write(self, host_id, HostSessions.name(session_name, pid))
 
     def _purge_dead_sessions(self) -> None:
         boot = _boot_id()
@@ -250,8 +250,7 @@ class EmbeddedStore(Store):
 
     def live_hosts(self) -> set[str]:
         self._purge_dead_sessions()
-        hosts_path = join(ROOT, "hosts")
-        return {h for h in self.children(hosts_path) if self.children(join(hosts_path, h, "sessions"))}
+        return liveness.live_hosts(self)
 
     def host_alive(self, host_id: str) -> bool:
         self._purge_dead_sessions()

@@ -45,10 +45,11 @@ from acsnet.store.base import (
     SetValue,
     Store,
     Versioned,
-    encode,
     join,
     validate_path,
 )
+from acsnet.store import liveness
+from acsnet.store.liveness import HostRecord, HostSessions
 
 log = logging.getLogger(__name__)
 
@@ -330,11 +331,11 @@ class ZooKeeperStore(Store):
         """Idempotent, and serialised: it runs from `register_host` and again from the connection
         listener after a new session, possibly at the same time."""
         with self._registration_lock:
-            host = join(ROOT, "hosts", host_id)
-            self.put(host, encode(info))
-            session = join(host, "sessions", f"{session_name}-{os.getpid()}")
-            if self.create(session, ephemeral=True):
+            HostRecord.write(self, host_id, info)
+            name = HostSessions.name(session_name, os.getpid())
+            if HostSessions.write(self, host_id, name):
                 return
+            session = HostSessions.key(host_id, name)
             try:
                 stat = self._wait(self._client.exists_async(session), 'exists')
             except NoNodeError:
@@ -342,12 +343,11 @@ class ZooKeeperStore(Store):
             if stat is not None and stat.ephemeralOwner == self._client.client_id[0]:
                 return  # ours already
             # Left by this process's previous, expired session and not yet reaped: replace it.
-            self.delete(session)
-            self.create(session, ephemeral=True)
+            HostSessions.clear(self, host_id, name)
+            HostSessions.write(self, host_id, name)
 
     def live_hosts(self) -> set[str]:
-        hosts_path = join(ROOT, "hosts")
-        return {h for h in self.children(hosts_path) if self.children(join(hosts_path, h, "sessions"))}
+        return liveness.live_hosts(self)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -23,8 +23,10 @@ from acsnet.errors import AcsnetError, Conflict, NotFound, StoreUnavailable
 from acsnet.metrics import PluginMetrics
 from acsnet.ovsctl import links, openflow
 from acsnet.ovsctl.ovsdb import Ovsdb
+from acsnet.plugins.segments import state
 from acsnet.plugins.segments.model import Layout, SegmentEndpoint, SegmentNetwork, SegmentRecord
-from acsnet.store import ROOT, Create, Delete, Store, encode, join
+from acsnet.store import Create, Delete, Store, encode
+from acsnet.store.liveness import HostSessions
 
 log = logging.getLogger(__name__)
 
@@ -188,15 +190,8 @@ class SegmentAgent:
             self._retirer.join(timeout=10)
 
     def _load(self) -> None:
-        networks, endpoints = self.layout.host_networks(self.host_id), self.layout.host_endpoints(self.host_id)
-        for nid in self.store.children(networks):
-            data = self.store.get_json(join(networks, nid))
-            if data:
-                self.networks[nid] = SegmentNetwork.from_json(data)
-        for eid in self.store.children(endpoints):
-            data = self.store.get_json(join(endpoints, eid))
-            if data:
-                self.endpoints[eid] = SegmentEndpoint.from_json(data)
+        self.networks.update(state.read_host_networks(self.store, self.layout, self.host_id))
+        self.endpoints.update(state.read_host_endpoints(self.store, self.layout, self.host_id))
 
     def _reconcile_ports(self) -> None:
         """Remove ports no endpoint owns; re-attach endpoints whose veth survived; forget endpoints
@@ -233,18 +228,18 @@ class SegmentAgent:
         legacy = self.layout.legacy_global_networks
         self.store.create(self.layout.global_networks)
         for name in self.store.children(legacy):
-            node = self.store.get(join(legacy, name))
+            node = self.store.get(self.layout.legacy_global_network(name))
             if node is None or not node.value or node.json().get("network_id") != name:
                 continue  # a vpc network range, not a network record
             if not self.legacy_global_networks_worked:
                 log.info("network=%s removed: left behind by a CreateNetwork that failed", name[:12])
                 for host in self.store.children(self.layout.hosts):  # the one that made it
-                    self.store.delete(join(self.layout.host_networks(host), name))
-                self.store.delete(join(legacy, name))
-            elif self.store.commit([Create(self.layout.global_network(name), node.value), Delete(join(legacy, name), node.version)]):
+                    self.store.delete(self.layout.host_network(host, name))
+                self.store.delete(self.layout.legacy_global_network(name))
+            elif self.store.commit([Create(self.layout.global_network(name), node.value), Delete(self.layout.legacy_global_network(name), node.version)]):
                 log.info("network=%s global record moved to %s", name[:12], self.layout.global_networks)
             elif self.store.get(self.layout.global_network(name)) is not None:
-                self.store.delete(join(legacy, name))  # another host moved it first
+                self.store.delete(self.layout.legacy_global_network(name))  # another host moved it first
 
     # -- dockerd's cluster, as it announces itself (global scope) --------------------------------
 
@@ -320,7 +315,7 @@ class SegmentAgent:
         self._ensure_loaded()
         with self._lock:
             self._check_segment_free(network)
-            paths = [join(self.layout.host_networks(self.host_id), network.network_id)]
+            paths = [self.layout.host_network(self.host_id, network.network_id)]
             if self.cluster_wide and not adopted:
                 self.store.create(self.layout.global_networks)
                 paths.append(self.layout.global_network(network.network_id))
@@ -353,7 +348,7 @@ class SegmentAgent:
                 self.remove_endpoint(endpoint.endpoint_id)
             if self.cluster_wide:
                 self.store.delete(self.layout.global_network(network_id))
-            self.store.delete(join(self.layout.host_networks(self.host_id), network_id))
+            self.store.delete(self.layout.host_network(self.host_id, network_id))
             self.networks.pop(network_id, None)
             self.networks_changed()
             self.sync()
@@ -405,7 +400,7 @@ class SegmentAgent:
         for name in self.store.children(segment):
             if name.split("~")[0] != endpoint.ip:
                 continue
-            node = self.store.get(join(segment, name))
+            node = self.store.get(self.layout.record_key(endpoint.segment, name))
             if node is None:
                 continue
             holder = SegmentRecord.from_json(node.json())
@@ -414,10 +409,10 @@ class SegmentAgent:
                 raise Conflict(f"address {endpoint.ip} on {where} is in use by an endpoint on host {holder.host}")
             if not stale_here and holder.host == self.host_id:
                 raise Conflict(f"address {endpoint.ip} on {where} is in use by another endpoint on this host")
-            operations.append(Delete(join(segment, name), node.version))
+            operations.append(Delete(self.layout.record_key(endpoint.segment, name), node.version))
         return operations + [
             Create(self.layout.record(endpoint.segment, endpoint.ip, endpoint.endpoint_id), encode(self.record_for(endpoint).to_json())),
-            Create(join(self.layout.host_endpoints(self.host_id), endpoint.endpoint_id), encode(endpoint.to_json())),
+            Create(self.layout.host_endpoint(self.host_id, endpoint.endpoint_id), encode(endpoint.to_json())),
         ]
 
     def _make(self, *paths: str) -> None:
@@ -461,7 +456,7 @@ class SegmentAgent:
         """The records go first: if the store fails, the endpoint is still known here and a retried
         DeleteEndpoint finds it. Its port goes after the next sync has removed the flows that name it."""
         records = [self.layout.record(endpoint.segment, endpoint.ip, endpoint.endpoint_id),
-                   join(self.layout.host_endpoints(self.host_id), endpoint.endpoint_id)]
+                   self.layout.host_endpoint(self.host_id, endpoint.endpoint_id)]
         if not self.store.commit([Delete(path) for path in records]):  # one was gone already
             for path in records:
                 self.store.delete(path)
@@ -533,7 +528,7 @@ class SegmentAgent:
         for gone in set(cache) - set(names):
             changed |= cache.pop(gone).host != self.host_id
         for name in set(names) - set(cache):
-            data = self.store.get_json(join(self.layout.segment(number), name))
+            data = self.store.get_json(self.layout.record_key(number, name))
             if data:
                 cache[name] = SegmentRecord.from_json(data)
                 changed |= cache[name].host != self.host_id
@@ -554,7 +549,7 @@ class SegmentAgent:
             self._alive[host] = bool(sessions)
             self._wake.set()
 
-        self.store.watch_children(join(ROOT, "hosts", host, "sessions"), on_change)
+        HostSessions.watch_all(self.store, host, on_change)
 
     def _liveness_changed(self) -> bool:
         alive = frozenset(h for h, up in self._alive.items() if up)

@@ -14,6 +14,10 @@ Key layout (below the store root `/acsnet`, `<driver>` being `vlan`, `vxlan` or 
                                                    every host's ARP answers and (vxlan) tunnel routes;
                                                    immutable, so a watch on the children of a segment
                                                    sees every change as a name added or removed
+    <driver>/hosts/<host>/published/<endpoint-id>  an endpoint's published ports (vxlan)
+
+`Layout` is the only place that builds these keys; `acsnet.plugins.segments.state` reads and writes the
+records for code outside the drivers (ops, audit, tests).
 """
 
 from __future__ import annotations
@@ -44,6 +48,9 @@ class Layout:
     def host_networks(self, host: str) -> str:
         return join(self.hosts, host, "networks")
 
+    def host_network(self, host: str, network_id: str) -> str:
+        return join(self.host_networks(host), network_id)
+
     def host_endpoints(self, host: str) -> str:
         return join(self.hosts, host, "endpoints")
 
@@ -51,6 +58,14 @@ class Layout:
         """Global scope: the node address the host's dockerd announced (DiscoverNew) since it last
         activated the driver; absent when its dockerd has no cluster store."""
         return join(self.hosts, host, "cluster-node")
+
+    def host_endpoint(self, host: str, endpoint_id: str) -> str:
+        return join(self.host_endpoints(host), endpoint_id)
+
+    def published(self, host: str, endpoint_id: str | None = None) -> str:
+        """`<driver>/hosts/<host>/published/<endpoint-id>`: an endpoint's published ports (vxlan)."""
+        published = join(self.hosts, host, "published")
+        return published if endpoint_id is None else join(published, endpoint_id)
 
     @property
     def global_networks(self) -> str:
@@ -65,15 +80,22 @@ class Layout:
         which the vpc driver uses for its networks' ranges (`acsnet.plugins.vpc.model`)."""
         return join(self.root, "networks")
 
+    def legacy_global_network(self, name: str) -> str:
+        return join(self.legacy_global_networks, name)
+
     @property
     def segments(self) -> str:
         return join(self.root, "segments")
 
-    def segment(self, number: int) -> str:
+    def segment(self, number: int | str) -> str:
         return join(self.segments, str(number))
 
     def record(self, number: int, ip: str, endpoint_id: str) -> str:
-        return join(self.segment(number), f"{ip}~{endpoint_id[:12]}")
+        return self.record_key(number, f"{ip}~{endpoint_id[:12]}")
+
+    def record_key(self, number: int | str, name: str) -> str:
+        """A segment record by its name as listed (`<ip>~<endpoint-id12>`)."""
+        return join(self.segment(number), name)
 
 
 LAYOUTS = {driver: Layout(driver) for driver in DRIVERS}

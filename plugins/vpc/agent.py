@@ -19,11 +19,10 @@ from acsnet.ovsctl import links
 from acsnet.ovsctl.vpc_pipeline import COOKIE, InternalNetwork, OwnSubnet, PeerSubnet, VpcDatapath, VpcPort, vpc_flows
 from acsnet.plugins.segments.agent import SegmentAgent
 from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork, SegmentRecord
-from acsnet.plugins.vpc import model
 from acsnet.plugins.vpc.membership import Membership
 from acsnet.plugins.vpc.model import HostSubnet
 from acsnet.plugins.vpc.routes import RouteProvider
-from acsnet.store import join
+from acsnet.plugins.vpc.state import HostSubnetRecord
 
 log = logging.getLogger(__name__)
 
@@ -134,17 +133,16 @@ class VpcAgent(SegmentAgent):
         for network in networks:
             if str(network) not in self._watched_networks:
                 self._watched_networks.add(str(network))
-                self.store.watch_children(model.hosts_path(network), lambda names: self._wake.set())
+                HostSubnetRecord.watch_all(self.store, network, lambda names: self._wake.set())
             self.membership.mark_gone(network, live)
             held = None
-            for host in self.store.children(model.hosts_path(network)):
-                data = self.store.get_json(join(model.hosts_path(network), host))
-                if not data or data.get("left_at"):
+            for host, record in HostSubnetRecord.read_all(self.store, network).items():
+                if record.left_at:
                     continue
                 if host == self.host_id:
-                    held = HostSubnet.from_json(data)
+                    held = record
                 elif host in live:
-                    peers.append(HostSubnet.from_json(data))
+                    peers.append(record)
             if held is None:
                 held = self._claim_again(network)
             if held is not None:

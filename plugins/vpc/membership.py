@@ -10,10 +10,11 @@ import time
 import netaddr
 
 from acsnet.errors import Conflict, StoreUnavailable
-from acsnet.ipam.model import HOST_SUBNETS, host_subnet_path, subnet_key
+from acsnet.ipam.state import HostSubnetAssignment
 from acsnet.plugins.vpc import model
 from acsnet.plugins.vpc.model import HostSubnet
-from acsnet.store import Create, Delete, SetValue, Store, encode, join
+from acsnet.plugins.vpc.state import HostSubnetRecord, SubnetClaim, VpcNetworkSettings
+from acsnet.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +34,14 @@ class Membership:
             networks = self.networks()
         found = []
         for network in sorted({netaddr.IPNetwork(n).cidr for n in networks}):
-            data = self.store.get_json(join(model.hosts_path(network), self.host_id))
-            if data and not data.get("left_at"):
-                found.append(HostSubnet.from_json(data))
+            record = HostSubnetRecord.read(self.store, network, self.host_id)
+            if record is not None and not record.left_at:
+                found.append(record)
         return found
 
     def networks(self) -> list[netaddr.IPNetwork]:
         """The range of every vpc network any host has."""
-        return [model.network_of_key(key) for key in self.store.children(model.NETWORKS)]
+        return VpcNetworkSettings.read_all(self.store)
 
     def claim(self, network: netaddr.IPNetwork, size: int, max_routes: int) -> HostSubnet:
         """This host's part of the network: the one it holds, or the first free one, unless the network
@@ -49,25 +50,21 @@ class Membership:
         join at once, so the limit holds)."""
         network = network.cidr
         settings = {"host_subnet_size": size, "max_routes": max_routes}
-        self.store.create(model.NETWORKS)
-        self.store.create(model.network_path(network), encode({**settings, "claims": 0}))
-        self.store.create(model.hosts_path(network))
-        self.store.create(model.claims_path(network))
-        self.store.create(join(HOST_SUBNETS, subnet_key(network)))
+        VpcNetworkSettings.write(self.store, network, {**settings, "claims": 0})
+        HostSubnetAssignment.prepare(self.store, network)
         for _attempt in range(20):
-            node = self.store.get(model.network_path(network))
+            node = VpcNetworkSettings.read_versioned(self.store, network)
             stored = node.json()
             if (stored["host_subnet_size"], stored["max_routes"]) != (size, max_routes):
                 raise Conflict(f"network {network} exists with host_subnet_size={stored['host_subnet_size']} and "
                                f"max_routes={stored['max_routes']}; create it with the same options on every host")
-            records = {h: self.store.get(join(model.hosts_path(network), h)) for h in self.store.children(model.hosts_path(network))}
+            records = {h: HostSubnetRecord.read_versioned(self.store, network, h) for h in HostSubnetRecord.hosts(self.store, network)}
             mine = records.get(self.host_id)
             if mine is not None and not mine.json().get("left_at"):
                 held = HostSubnet.from_json(mine.json())
                 if (held.underlay, held.mac) != (self.underlay, self.mac):  # the host's NIC changed
                     held = HostSubnet(**{**held.to_json(), "underlay": self.underlay, "mac": self.mac})
-                    if not self.store.compare_and_set(join(model.hosts_path(network), self.host_id),
-                                                      encode(held.to_json()), mine.version):
+                    if not HostSubnetRecord.replace(self.store, held, mine.version):
                         continue
                 self._ensure_ipam_view(held)
                 return held
@@ -93,11 +90,10 @@ class Membership:
                 raise Conflict(f"network {network} has no /{size} left for host {self.host_id}")
             mine_now = HostSubnet(self.host_id, str(network), candidates[0], self.underlay, mac=self.mac)
             operations += [
-                SetValue(model.network_path(network), encode({**settings, "claims": stored.get("claims", 0) + 1}), node.version),
-                Create(join(model.claims_path(network), candidates[0].replace("/", "_")), encode({"host": self.host_id})),
-                Create(join(model.hosts_path(network), self.host_id), encode(mine_now.to_json())),
-                Create(host_subnet_path(network, self.host_id), encode({"subnet": candidates[0]})),
-            ]
+                VpcNetworkSettings.replace_operation(network, {**settings, "claims": stored.get("claims", 0) + 1}, node.version),
+                SubnetClaim.create_operation(network, candidates[0], self.host_id),
+                HostSubnetRecord.create_operation(mine_now),
+            ] + HostSubnetAssignment.claim_operations(network, self.host_id, candidates[0])
             if self.store.commit(operations):
                 log.info("network=%s host subnet %s claimed", network, candidates[0])
                 return mine_now
@@ -109,37 +105,29 @@ class Membership:
         routing to them at once anyway: they follow liveness.) A host that comes back claims its subnet
         again: the same one, unless another host took it after the grace."""
         marked = []
-        for host in self.store.children(model.hosts_path(network)):
+        for host in HostSubnetRecord.hosts(self.store, network):
             if host == self.host_id or host in live:
                 continue
-            path = join(model.hosts_path(network), host)
-            node = self.store.get(path)
+            node = HostSubnetRecord.read_versioned(self.store, network, host)
             if node is None or node.json().get("left_at"):
                 continue
             gone = HostSubnet(**{**node.json(), "left_at": time.time()})
-            if self.store.compare_and_set(path, encode(gone.to_json()), node.version):
+            if HostSubnetRecord.replace(self.store, gone, node.version):
                 log.info("network=%s host=%s gone from the store: subnet %s free after %gs", network, host, gone.subnet, self.grace)
                 marked.append(host)
         return marked
 
     def settings(self, network: netaddr.IPNetwork) -> tuple[int, int] | None:
         """host_subnet_size and max_routes of a network, as its first host created it."""
-        stored = self.store.get_json(model.network_path(network.cidr))
+        stored = VpcNetworkSettings.read(self.store, network.cidr)
         return (stored["host_subnet_size"], stored["max_routes"]) if stored else None
 
     def _release_operations(self, network, record: HostSubnet, version: int) -> list:
-        operations = [Delete(join(model.hosts_path(network), record.host), version)]
-        claim = join(model.claims_path(network), record.subnet.replace("/", "_"))
-        claimed = self.store.get(claim)
-        if claimed is not None:
-            operations.append(Delete(claim, claimed.version))
-        ipam_view = self.store.get(host_subnet_path(network, record.host))
-        if ipam_view is not None:
-            operations.append(Delete(host_subnet_path(network, record.host), ipam_view.version))
-        return operations
+        return [HostSubnetRecord.delete_operation(network, record.host, version)] + \
+            SubnetClaim.release_operations(self.store, network, record.subnet) + HostSubnetAssignment.release_operations(self.store, network, record.host)
 
     def _ensure_ipam_view(self, own: HostSubnet) -> None:
-        self.store.create(host_subnet_path(netaddr.IPNetwork(own.network), self.host_id), encode({"subnet": own.subnet}))
+        HostSubnetAssignment.write(self.store, netaddr.IPNetwork(own.network), self.host_id, own.subnet)
 
     def leave(self) -> list[HostSubnet]:
         """This host leaves every vpc network: the other hosts withdraw its routes at once, its subnets
@@ -147,10 +135,9 @@ class Membership:
         own = self.held(None)
         for record in own:
             network = netaddr.IPNetwork(record.network)
-            path = join(model.hosts_path(network), self.host_id)
-            node = self.store.get(path)
+            node = HostSubnetRecord.read_versioned(self.store, network, self.host_id)
             if node is not None:
                 left = HostSubnet(**{**node.json(), "left_at": time.time()})
-                self.store.compare_and_set(path, encode(left.to_json()), node.version)
-            self.store.delete(host_subnet_path(network, self.host_id))
+                HostSubnetRecord.replace(self.store, left, node.version)
+            HostSubnetAssignment.clear(self.store, network, self.host_id)
         return own

@@ -7,8 +7,9 @@
                                                  route it; "left_at" once the host left (its routes go
                                                  at once, its subnet is free again after a grace period)
     vpc/networks/<cidr>/subnets/<host-subnet>    the host holding a host subnet (no two hosts get one)
-plus `ipam/host-subnets/<cidr>/<host>`, which tells the IPAM to give this host's containers addresses
-of its host subnet.
+plus the IPAM's host-subnet record (`acsnet.ipam.state.HostSubnetAssignment`), which tells the IPAM to
+give this host's containers addresses of its host subnet: the IPAM builds its operations, a claim commits
+them with the records above. The keys are built in `acsnet.plugins.vpc.state` only.
 """
 
 from __future__ import annotations
@@ -17,29 +18,7 @@ import dataclasses
 
 import netaddr
 
-from acsnet.ipam.model import subnet_key
-from acsnet.plugins.segments.model import LAYOUTS
-from acsnet.store import join
-
-ROOT = LAYOUTS["vpc"].root
-NETWORKS = join(ROOT, "networks")  # keyed by range: a network's id is the segment agent's (global-networks)
 SUBNET_GRACE_SECONDS = 300.0
-
-
-def network_path(subnet: netaddr.IPNetwork) -> str:
-    return join(NETWORKS, subnet_key(subnet))
-
-
-def network_of_key(key: str) -> netaddr.IPNetwork:
-    return netaddr.IPNetwork(key.replace("_", "/"))
-
-
-def hosts_path(subnet: netaddr.IPNetwork) -> str:
-    return join(network_path(subnet), "hosts")
-
-
-def claims_path(subnet: netaddr.IPNetwork) -> str:
-    return join(network_path(subnet), "subnets")
 
 
 @dataclasses.dataclass(frozen=True)

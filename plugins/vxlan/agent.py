@@ -15,7 +15,7 @@ from acsnet.ovsctl.router import Publication
 from acsnet.ovsctl.vxlan_pipeline import COOKIE, VxlanDatapath, VxlanGateway, VxlanPort, VxlanRoute, gateway_mac, vxlan_flows
 from acsnet.plugins.segments.agent import SegmentAgent
 from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork, SegmentRecord
-from acsnet.store import encode, join
+from acsnet.store import encode
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,7 @@ class VxlanAgent(SegmentAgent):
                 if n.gateway and not n.internal}
 
     def _published_path(self, endpoint_id: str = "") -> str:
-        return join(self.layout.root, "hosts", self.host_id, "published", endpoint_id) if endpoint_id else \
-            join(self.layout.root, "hosts", self.host_id, "published")
+        return self.layout.published(self.host_id, endpoint_id or None)
 
     def _load(self) -> None:
         super()._load()
