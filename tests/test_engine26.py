@@ -18,27 +18,29 @@ from tests.test_lab import assert_demo_left_nothing, lab_cli
 
 STORED_NETWORKS = """
 import json, sys
-from acsnet.ipam.model import POOLS
+from acsnet.ipam.state import PoolRecords
+from acsnet.plugins.segments import state
 from acsnet.plugins.segments.model import LAYOUTS
 from acsnet.store import open_store
 store = open_store(sys.argv[1])
-found = {"pools": store.children(POOLS)}
+found = {"pools": sorted(PoolRecords.read_all(store))}
 for driver, layout in LAYOUTS.items():
-    found[driver] = store.children(layout.global_networks) + [
-        n for h in store.children(layout.hosts) for n in store.children(layout.host_networks(h))]
+    found[driver] = state.global_network_ids(store, layout) + [
+        n for h in state.hosts(store, layout) for n in state.host_network_ids(store, layout, h)]
 print(json.dumps(found))
 store.close()
 """
 
 CLUSTER_NODES = """
 import json, sys
+from acsnet.plugins.segments import state
 from acsnet.plugins.segments.model import LAYOUTS
 from acsnet.store import open_store
 store = open_store(sys.argv[1])
 if len(sys.argv) > 2:  # what a dockerd 20.10 with a cluster store left before this host ran Docker 26
     for layout in LAYOUTS.values():
-        store.put(layout.host_cluster_node("h1"), sys.argv[2].encode())
-print(json.dumps(sorted(d for d, layout in LAYOUTS.items() if store.get(layout.host_cluster_node("h1")))))
+        state.write_cluster_node(store, layout, "h1", sys.argv[2])
+print(json.dumps(sorted(d for d, layout in LAYOUTS.items() if state.read_cluster_node(store, layout, "h1"))))
 store.close()
 """
 

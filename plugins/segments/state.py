@@ -122,3 +122,13 @@ def clear_segment_records(store: Store, layout: Layout, number: int | str) -> No
 
 def read_published(store: Store, layout: Layout, host: str, endpoint_id: str) -> list[dict]:
     return store.get_json(layout.published(host, endpoint_id)) or []
+
+
+def read_cluster_node(store: Store, layout: Layout, host: str) -> str | None:
+    """Global scope: the node address `host`'s dockerd announced (DiscoverNew), if it did."""
+    data = store.get(layout.host_cluster_node(host))
+    return data.decode() if data is not None else None
+
+
+def write_cluster_node(store: Store, layout: Layout, host: str, address: str) -> None:
+    store.put(layout.host_cluster_node(host), address.encode())
