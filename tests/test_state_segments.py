@@ -55,3 +55,14 @@ def test_the_layout_written_by_the_previous_version_is_read(embedded_url):
         assert found.vtep == "192.0.2.12" and netaddr.IPAddress(found.ip) in netaddr.IPNetwork("203.0.113.0/24")
     finally:
         store.close()
+
+
+def test_cluster_node_announcement_read_and_write(embedded_url):
+    store = open_store(embedded_url)
+    try:
+        assert state.read_cluster_node(store, VLAN, "h1") is None
+        state.write_cluster_node(store, VLAN, "h1", "192.0.2.11")
+        assert state.read_cluster_node(store, VLAN, "h1") == "192.0.2.11"
+        assert state.read_cluster_node(store, LAYOUTS["vxlan"], "h1") is None
+    finally:
+        store.close()

@@ -127,7 +127,7 @@ def read_published(store: Store, layout: Layout, host: str, endpoint_id: str) ->
 def read_cluster_node(store: Store, layout: Layout, host: str) -> str | None:
     """Global scope: the node address `host`'s dockerd announced (DiscoverNew), if it did."""
     data = store.get(layout.host_cluster_node(host))
-    return data.decode() if data is not None else None
+    return data.value.decode() if data is not None else None
 
 
 def write_cluster_node(store: Store, layout: Layout, host: str, address: str) -> None:
