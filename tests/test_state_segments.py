@@ -64,5 +64,7 @@ def test_cluster_node_announcement_read_and_write(embedded_url):
         state.write_cluster_node(store, VLAN, "h1", "192.0.2.11")
         assert state.read_cluster_node(store, VLAN, "h1") == "192.0.2.11"
         assert state.read_cluster_node(store, LAYOUTS["vxlan"], "h1") is None
+        state.clear_cluster_node(store, VLAN, "h1")
+        assert state.read_cluster_node(store, VLAN, "h1") is None
     finally:
         store.close()

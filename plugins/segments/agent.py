@@ -257,17 +257,17 @@ class SegmentAgent:
         with self._lock:
             self._cluster_announced = True
             self._forget_cluster_node = False
-            self.store.put(self.layout.host_cluster_node(self.host_id), address.encode())
+            state.write_cluster_node(self.store, self.layout, self.host_id, address)
 
     def cluster_announced(self) -> bool:
         """Whether this host's dockerd announced a cluster since it last activated the driver."""
         if self._cluster_announced is None:  # not activated by dockerd since this process started
-            return self.store.get(self.layout.host_cluster_node(self.host_id)) is not None
+            return state.read_cluster_node(self.store, self.layout, self.host_id) is not None
         return self._cluster_announced
 
     def _forget_old_cluster_node(self) -> None:  # under the lock, on the worker
         if self._forget_cluster_node:
-            self.store.delete(self.layout.host_cluster_node(self.host_id))
+            state.clear_cluster_node(self.store, self.layout, self.host_id)
             self._forget_cluster_node = False
 
     def _on_cluster_networks(self, names: list[str]) -> None:  # on the store's thread

@@ -132,3 +132,7 @@ def read_cluster_node(store: Store, layout: Layout, host: str) -> str | None:
 
 def write_cluster_node(store: Store, layout: Layout, host: str, address: str) -> None:
     store.put(layout.host_cluster_node(host), address.encode())
+
+
+def clear_cluster_node(store: Store, layout: Layout, host: str) -> None:
+    store.delete(layout.host_cluster_node(host))
