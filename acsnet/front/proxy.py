@@ -155,8 +155,8 @@ class Front:
 
     def _remember(self, container: str) -> None:
         """After an application's container started: which addresses to keep for the application."""
-        status, info = self.docker.get_json(f"/containers/{urllib.parse.quote(container, safe='')}/json", timeout=30.0)
-        app = ((info.get("Config") or {}).get("Labels") or {}).get(APP_LABEL) if status == 200 else None
+        info = self._inspect(container)
+        app = ((info.get("Config") or {}).get("Labels") or {}).get(APP_LABEL) if info is not None else None
         if not app:
             return
         for network, settings in ((info.get("NetworkSettings") or {}).get("Networks") or {}).items():
