@@ -2,9 +2,11 @@
 
 One parser per request, run by the server before any driver code: a driver receives only well-formed
 values (netaddr networks and addresses, dicts that are dicts), and every malformed field becomes an
-`InvalidRequest` naming the field. Replies are dataclasses the server turns into JSON. Field names and
-shapes follow what dockerd 20.10 really sends (shared/PROTOCOL.md): nil maps arrive as `null`, the
-gateway and aux addresses of CreateNetwork are CIDRs with the pool's mask.
+`InvalidRequest` naming the field. The options every driver reads the same way (the MTU, published
+and exposed ports) become typed values here too, through `acsnet.plugins.options`. Replies are
+dataclasses the server turns into JSON. Field names and shapes follow what dockerd 20.10 really sends
+(shared/PROTOCOL.md): nil maps arrive as `null`, the gateway and aux addresses of CreateNetwork are
+CIDRs with the pool's mask.
 """
 
 from __future__ import annotations
