@@ -5,6 +5,8 @@ Keys come from the driver's `Layout` (`acsnet.plugins.segments.model`), the one 
     host endpoints    <driver>/hosts/<host>/endpoints/<endpoint-id>    SegmentEndpoint
     segment records   <driver>/segments/<number>/<ip>~<endpoint-id12>  SegmentRecord
     published ports   <driver>/hosts/<host>/published/<endpoint-id>    [{"port", "host_port", ...}]
+    global networks   <driver>/global-networks/<network-id>            SegmentNetwork
+    cluster node      <driver>/hosts/<host>/cluster-node               the address dockerd announced
 """
 
 from __future__ import annotations

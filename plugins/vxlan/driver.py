@@ -3,7 +3,8 @@ networks are isolated and their subnets may overlap."""
 
 from __future__ import annotations
 
-from acsnet.plugins.protocol import PORTMAP, EndpointRef, ExternalConnectivity, NetworkCreate
+from acsnet.plugins.options import PORTMAP
+from acsnet.plugins.protocol import EndpointRef, ExternalConnectivity, NetworkCreate
 from acsnet.plugins.segments.driver import SegmentDriver, single_ipv4_subnet
 from acsnet.plugins.segments.model import SegmentNetwork
 from acsnet.plugins.vxlan import vni as generated
@@ -24,7 +25,7 @@ class VxlanDriver(SegmentDriver):
         data = single_ipv4_subnet(self.name, request)
         vni = options.vni or generated.generated_vni(self.agent.store, self._generated_key(request.network_id, data.pool))
         gateway = str(data.gateway.ip) if data.gateway is not None else None
-        mtu = options.mtu or self.agent.default_mtu
+        mtu = request.mtu or self.agent.default_mtu
         self.agent.add_network(SegmentNetwork(request.network_id, vni, data.pool, gateway, None, mtu, request.internal))
 
     def delete_network(self, network_id: str) -> None:
@@ -35,9 +36,9 @@ class VxlanDriver(SegmentDriver):
             generated.release_generated(self.agent.store, self._generated_key(network_id, network.subnet))
 
     def program_external_connectivity(self, request: ExternalConnectivity) -> None:
-        portmap = request.options.get(PORTMAP) or []
-        if portmap:
-            self.agent.publish(request.endpoint_id, portmap)
+        if request.port_bindings:
+            # The edge has parsed and checked the bindings; the agent still takes libnetwork's JSON form.
+            self.agent.publish(request.endpoint_id, [binding.to_json() for binding in request.port_bindings])
 
     def revoke_external_connectivity(self, ref: EndpointRef) -> None:
         self.agent.unpublish(ref.endpoint_id)
