@@ -15,7 +15,9 @@ from typing import Callable, Iterator
 
 import netaddr
 
-from acsnet.ipam.model import HOST_SUBNETS, POOLS, AddressRecord, Pool, pool_path, subnet_key
+from acsnet.ipam import chunks
+from acsnet.ipam.model import (HOST_SUBNETS, POOLS, RETENTION, AddressRecord, Pool, Retention, network_of_key, pool_path,
+                               retention_path, subnet_key)
 from acsnet.store import Create, Delete, Store, encode, join
 from acsnet.store.base import Operation
 
@@ -88,6 +90,16 @@ class AddressRecords:
         return AddressRecord.from_json(data) if data else None
 
     @staticmethod
+    def read_many(store: Store, pool_id: str, addresses: list[str]) -> dict[str, AddressRecord]:
+        """The records of these addresses of a pool (those that have one): a page of a listing."""
+        found = {}
+        for address in addresses:
+            record = AddressRecords.read(store, pool_id, address)
+            if record is not None:
+                found[address] = record
+        return found
+
+    @staticmethod
     def read_all(store: Store) -> Iterator[tuple[str, str, AddressRecord]]:
         """(pool id, address, record) of every address held in any pool."""
         for pool_id in AddressRecords.pools(store):
@@ -99,6 +111,16 @@ class AddressRecords:
 
 class PoolRecords:
     """`ipam/pools/<pool-id>`: the pools (read here for operator tools and tests)."""
+
+    @staticmethod
+    def watch_all(store: Store, callback: Callable[[list[str]], None]) -> None:
+        """Call `callback` with every pool id now and after every pool made or removed."""
+        store.watch_children(POOLS, callback)
+
+    @staticmethod
+    def hosts(store: Store, pool_id: str) -> list[str]:
+        """The hosts holding a reference to a shared local pool."""
+        return store.children(pool_path(pool_id, "hosts"))
 
     @staticmethod
     def read(store: Store, pool_id: str) -> Pool | None:
@@ -113,3 +135,52 @@ class PoolRecords:
             if pool is not None:
                 found[pool_id] = pool
         return found
+
+
+class PoolChunks:
+    """`ipam/pools/<pool-id>/chunks` (the summary: chunks with no free address in range) and
+    `.../chunks/<n>` (bitmaps): how full a pool is, without reading its addresses."""
+
+    @staticmethod
+    def read_summary(store: Store, pool_id: str) -> set[int] | None:
+        data = store.get_json(pool_path(pool_id, "chunks"))
+        return None if data is None else set(data.get("full", []))
+
+    @staticmethod
+    def numbers(store: Store, pool_id: str) -> list[int]:
+        """The chunks that have a bitmap (one is made when its first address is taken)."""
+        return sorted(int(n) for n in store.children(pool_path(pool_id, "chunks")) if n.isdigit())
+
+    @staticmethod
+    def read_bitmap(store: Store, pool_id: str, chunk: int) -> int:
+        node = store.get(pool_path(pool_id, "chunks", str(chunk)))
+        return chunks.decode(node.value if node else None)
+
+    @staticmethod
+    def watch_numbers(store: Store, pool_id: str, callback: Callable[[list[int]], None]) -> None:
+        store.watch_children(pool_path(pool_id, "chunks"),
+                             lambda names: callback(sorted(int(n) for n in names if n.isdigit())))
+
+    @staticmethod
+    def watch_bitmap(store: Store, pool_id: str, chunk: int, callback: Callable[[int | None], None]) -> None:
+        """`callback` gets the bitmap now and after every change (None once the chunk is gone)."""
+        store.watch_value(pool_path(pool_id, "chunks", str(chunk)),
+                          lambda node: callback(None if node is None else chunks.decode(node.value)))
+
+
+class RetentionRecords:
+    """`ipam/retention/<cidr>/<ip>`: the application each address is kept for (read for operator tools;
+    `acsnet.ipam.retention` writes them)."""
+
+    @staticmethod
+    def read(store: Store, network: netaddr.IPNetwork, ip: str) -> Retention | None:
+        data = store.get_json(retention_path(network, ip))
+        return Retention.from_json(data) if data else None
+
+    @staticmethod
+    def read_all(store: Store) -> Iterator[tuple[netaddr.IPNetwork, str, Retention]]:
+        for key in store.children(RETENTION):
+            for ip in store.children(join(RETENTION, key)):
+                data = store.get_json(join(RETENTION, key, ip))
+                if data:
+                    yield network_of_key(key), ip, Retention.from_json(data)
