@@ -31,10 +31,6 @@ class NetworkUse:
     subnet: str
     host: str
 
-    def label(self) -> str:
-        number = {"vlan": "VLAN", "vxlan": "VNI", "vpc": "range"}[self.driver]
-        return f"{self.driver} {self.network_id[:12]} ({number} {self.segment})"
-
 
 @dataclasses.dataclass(frozen=True)
 class PoolUsage:
@@ -114,12 +110,19 @@ def network_uses(store: Store) -> list[NetworkUse]:
 
 
 def networks_of(pool: Pool, uses: list[NetworkUse]) -> list[str]:
-    """The networks whose subnet is the pool's, each with the hosts it is on."""
-    hosts: dict[NetworkUse, list[str]] = {}
+    """The networks whose subnet is the pool's, one line per driver and segment with the hosts it is on
+    (a local-scope network is one network per host, each with its own id)."""
+    grouped: dict[tuple[str, int], list[NetworkUse]] = {}
     for use in uses:
         if use.subnet == str(pool.network.cidr):
-            hosts.setdefault(dataclasses.replace(use, host=""), []).append(use.host)
-    return [f"{use.label()} on {', '.join(sorted(on))}" for use, on in sorted(hosts.items(), key=lambda i: i[0].label())]
+            grouped.setdefault((use.driver, use.segment), []).append(use)
+    lines = []
+    for (driver, segment), found in sorted(grouped.items(), key=lambda i: (i[0][0], str(i[0][1]))):
+        number = {"vlan": "VLAN", "vxlan": "VNI", "vpc": "range"}[driver]
+        ids = sorted({u.network_id[:12] for u in found})
+        lines.append(f"{driver} {number} {segment} on {', '.join(sorted({u.host for u in found}))} "
+                     f"(network{'s' if len(ids) > 1 else ''} {', '.join(ids)})")
+    return lines
 
 
 def pool_usages(store: Store, used_of: Callable[[Pool], int] | None = None,

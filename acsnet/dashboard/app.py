@@ -32,7 +32,8 @@ def create_dashboard_app(live: LiveStore, problems: queries.ProblemScanner) -> F
     def guarded(render):
         """A fragment, or what stopped it: the store (200, the page shows it) or bad input (400)."""
         try:
-            return render(), 200
+            shown = render()
+            return shown if isinstance(shown, tuple) else (shown, 200)
         except InvalidRequest as e:
             return render_template_string('<div class="error">{{ m }}</div>', m=e.message), 400
         except AcsnetError as e:
@@ -57,9 +58,7 @@ def create_dashboard_app(live: LiveStore, problems: queries.ProblemScanner) -> F
         if not query:
             return ""
         answer = queries.search(live, query)
-        if not answer.ok:
-            raise InvalidRequest(answer.message)
-        return render_template_string(page.SEARCH, answer=answer, rows=answer.rows)
+        return render_template_string(page.SEARCH, answer=answer, rows=answer.rows), 200 if answer.ok else 400
 
     def addresses() -> str:
         pool_id = request.args.get("pool", "")
