@@ -27,7 +27,7 @@ from acsnet.lab.zookeeper import free_port
 from acsnet.plugins.protocol import AddressRelease, AddressRequest, PoolRequest
 from acsnet.pools import pool_usages
 from acsnet.store import open_store
-from tests.test_metrics_tls import pki  # noqa: F401  (the fixture)
+from tests import test_metrics_tls
 
 MAC_OPTION = "com.docker.network.endpoint.macaddress"
 
@@ -212,7 +212,13 @@ def test_a_tcp_listener_needs_tls_with_client_certificates_or_insecure(tmp_path,
         assert result.returncode in (1, 2) and says in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
-def test_dashboard_over_tls_needs_a_client_certificate(tmp_path, embedded_url, pki):  # noqa: F811
+@pytest.fixture
+def pki(tmp_path):
+    """A CA, a server and a client certificate, as the metrics listener's tests make them."""
+    return test_metrics_tls.pki.__wrapped__(tmp_path)
+
+
+def test_dashboard_over_tls_needs_a_client_certificate(tmp_path, embedded_url, pki):
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "acsnet.cli", "dashboard", "--store", embedded_url,
                                 "--listen", f"tcp://127.0.0.1:{port}", "--tls-cert", f"{pki}/server.pem",

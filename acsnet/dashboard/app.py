@@ -48,7 +48,7 @@ def create_dashboard_app(live: LiveStore, problems: queries.ProblemScanner) -> F
                                       pools=pool_count, now=time.strftime("%H:%M:%S"))
 
     def pools() -> str:
-        return render_template_string(page.POOLS, rows=queries.pools(live))
+        return render_template_string(page.POOL_TABLE, rows=queries.pools(live))
 
     def hosts() -> str:
         return render_template_string(page.HOSTS, **queries.hosts(live, _int("hosts_page"), bool(request.args.get("dead"))))

@@ -118,7 +118,7 @@ The page shows what it last read and follows the store again by itself when it i
 
 UNAVAILABLE = """<div class="error store-unavailable">Cannot read the store now: {{ message }}</div>"""
 
-POOLS = """<div class="legend"><span style="background:#1e88e5"></span>in use<span style="background:#fb8c00"></span>retained
+POOL_TABLE = """<div class="legend"><span style="background:#1e88e5"></span>in use<span style="background:#fb8c00"></span>retained
 <span style="background:#c8e6c9"></span>free &middot; sort by the column names</div>
 <table id="pools-table"><thead><tr><th><button data-sort="subnet">subnet</button></th><th><button data-sort="space">space</button></th>
 <th>range</th><th>usage</th><th><button data-sort="size">size</button></th><th><button data-sort="used">used</button></th>

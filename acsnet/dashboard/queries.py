@@ -270,6 +270,7 @@ class ProblemScanner:
     def _run(self) -> None:
         seen = self.live.version
         while not self.live._stopped.is_set():
+            began = time.monotonic()
             try:
                 live = self.live.store.live_hosts()  # read afresh (the embedded store purges dead sessions here)
                 found = store_findings(self.live.store, live, GRACE_SECONDS, list(LAYOUTS))
@@ -280,8 +281,15 @@ class ProblemScanner:
             except Exception as e:  # the scan must go on after a bug; the page shows what it was
                 self.error = f"{type(e).__name__}: {e}"
             self.live._bump("problems")
-            deadline = time.monotonic() + SCAN_EVERY_SECONDS
-            while (left := deadline - time.monotonic()) > 0 and not self.live._stopped.is_set():
-                seen, changed = self.live.wait_change(seen, left)
-                if any(w.startswith("host:") or w == "store" for w in changed):
-                    break  # a host died or came back, or the store did: scan again now
+            # A scan reads every address record: at most a tenth of the time goes to scanning, however
+            # big the store and however often hosts come and go.
+            took = time.monotonic() - began
+            earliest, deadline = began + 10 * took, began + max(SCAN_EVERY_SECONDS, 10 * took)
+            hurry = False
+            while not self.live._stopped.is_set():
+                now = time.monotonic()
+                if now >= deadline or (hurry and now >= earliest):
+                    break
+                seen, changed = self.live.wait_change(seen, (earliest if hurry else deadline) - now)
+                # A host died or came back, or the store did: scan again as soon as allowed.
+                hurry = hurry or any(w.startswith("host:") or w == "store" for w in changed)
