@@ -56,6 +56,8 @@ class LiveStore:
         self.died: dict[str, float] = {}  # host -> when this process saw its last session end
         self.networks: dict[tuple[str, str], dict[str, SegmentNetwork]] = {}  # (driver, host) -> networks
         self.endpoints: dict[tuple[str, str], dict[str, SegmentEndpoint]] = {}  # (driver, host) -> endpoints
+        self._by_ip: dict[str, set[tuple[str, str, str]]] = {}  # ip -> (driver, host, endpoint id)
+        self._by_mac: dict[str, set[tuple[str, str, str]]] = {}
         self._watched: set[tuple] = set()
         self._pending: set[tuple] = set()  # registrations that failed, retried by the keeper
         self._work = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="dashboard-store")
@@ -165,7 +167,15 @@ class LiveStore:
                         if endpoint is not None:
                             now[endpoint_id] = endpoint
                 with self._lock:
+                    before = self.endpoints.get((driver, host), {})
                     self.endpoints[(driver, host)] = now
+                    for endpoint_id, endpoint in before.items():
+                        if endpoint_id not in now:
+                            self._by_ip.get(endpoint.ip, set()).discard((driver, host, endpoint_id))
+                            self._by_mac.get(endpoint.mac.lower(), set()).discard((driver, host, endpoint_id))
+                    for endpoint_id, endpoint in now.items():
+                        self._by_ip.setdefault(endpoint.ip, set()).add((driver, host, endpoint_id))
+                        self._by_mac.setdefault(endpoint.mac.lower(), set()).add((driver, host, endpoint_id))
                 self._bump(f"endpoints:{host}")
         except AcsnetError as e:  # the store went away mid-read: read again once it is back
             self._set_problem(e.message)
@@ -261,14 +271,32 @@ class LiveStore:
         with self._lock:
             return sorted(self.sessions)
 
-    def indexed_endpoints(self) -> list[IndexedEndpoint]:
+    def endpoints_with_id(self, prefix: str, limit: int) -> list[IndexedEndpoint]:
         with self._lock:
-            return [IndexedEndpoint(driver, host, e) for (driver, host), found in self.endpoints.items() for e in found.values()]
+            found = (IndexedEndpoint(driver, host, e) for (driver, host), endpoints in self.endpoints.items()
+                     for endpoint_id, e in endpoints.items() if endpoint_id.startswith(prefix))
+            return [e for _, e in zip(range(limit), found)]
+
+    def _indexed(self, keys: set[tuple[str, str, str]]) -> list[IndexedEndpoint]:
+        found = []
+        for driver, host, endpoint_id in sorted(keys):
+            endpoint = self.endpoints.get((driver, host), {}).get(endpoint_id)
+            if endpoint is not None:
+                found.append(IndexedEndpoint(driver, host, endpoint))
+        return found
+
+    def endpoints_at(self, ip: str) -> list[IndexedEndpoint]:
+        with self._lock:
+            return self._indexed(set(self._by_ip.get(ip, ())))
+
+    def endpoints_with_mac(self, mac: str) -> list[IndexedEndpoint]:
+        with self._lock:
+            return self._indexed(set(self._by_mac.get(mac.lower(), ())))
 
     def host_networks(self, host: str) -> list[tuple[str, SegmentNetwork]]:
         with self._lock:
-            return [(driver, n) for (driver, h), found in self.networks.items() if h == host for n in found.values()]
+            return [(driver, n) for driver in LAYOUTS for n in self.networks.get((driver, host), {}).values()]
 
     def endpoint_count(self, host: str) -> dict[str, int]:
         with self._lock:
-            return {driver: len(found) for (driver, h), found in self.endpoints.items() if h == host and found}
+            return {driver: len(self.endpoints[(driver, host)]) for driver in LAYOUTS if self.endpoints.get((driver, host))}

@@ -148,7 +148,7 @@ ADDRESSES = """<h2>Addresses of {{ subnet }} <span class="muted">({{ total }} ta
 
 SEARCH = """{% if not answer.ok %}<div class="error" id="search-error">{{ answer.message }}</div>
 {% elif not answer.rows %}<div class="muted" id="search-empty">{{ answer.message }}</div>
-{% else %}<div class="muted">{{ answer.rows|length }} found, read as {{ answer.kind }}</div>""" + ADDRESS_ROWS + "{% endif %}"
+{% else %}<div class="muted">{{ answer.rows|length }} found, read as {{ answer.kind }}{% if answer.message %} ({{ answer.message }}){% endif %}</div>""" + ADDRESS_ROWS + "{% endif %}"
 
 HOSTS = """<div class="muted">{{ total }} hosts{% if pages > 1 %}, page {{ page }} of {{ pages }}{% endif %}</div>
 <nav>{% if page > 1 %}<a href="?hosts_page={{ page - 1 }}" data-hosts-page="{{ page - 1 }}">previous</a>{% endif %}

@@ -23,6 +23,7 @@ from acsnet.pools import NetworkUse, pool_usages, used_in_range
 from acsnet.store.liveness import HostSessions
 
 PAGE_SIZE = 50
+MAX_ROWS = 100  # of a search answer
 MAC = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$")
 HEX_ID = re.compile(r"^[0-9a-f]{6,64}$")
 APP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -112,16 +113,8 @@ def addresses(live: LiveStore, pool_id: str, page: int) -> dict:
             break
     ips = [str(netaddr.IPAddress(pool.network.first + o, pool.network.version)) for o in offsets]
     records = AddressRecords.read_many(live.store, pool_id, ips)
-    by_ip = endpoints_by_ip(live)
-    rows = [address_row(live, pool, ip, records.get(ip), by_ip.get(ip, [])) for ip in ips]
+    rows = [address_row(live, pool, ip, records.get(ip), live.endpoints_at(ip)) for ip in ips]
     return {"pool": pool_id, "subnet": str(pool.network.cidr), "addresses": rows, "page": page, "pages": pages, "total": total}
-
-
-def endpoints_by_ip(live: LiveStore) -> dict[str, list]:
-    found: dict[str, list] = {}
-    for indexed in live.indexed_endpoints():
-        found.setdefault(indexed.endpoint.ip, []).append(indexed)
-    return found
 
 
 def address_row(live: LiveStore, pool: Pool, ip: str, record, indexed: list) -> dict:
@@ -176,13 +169,14 @@ def search(live: LiveStore, query: str) -> SearchAnswer:
     lowered = text.lower()
     if MAC.match(lowered):
         mac = lowered.replace("-", ":")
-        rows = [_endpoint_row(live, e) for e in live.indexed_endpoints() if e.endpoint.mac.lower() == mac]
+        rows = [_endpoint_row(live, e) for e in live.endpoints_with_mac(mac)]
         return SearchAnswer(query, "mac", rows, "" if rows else f"no endpoint of a vlan, vxlan or vpc network has MAC {mac}")
     rows = []
     if HEX_ID.match(lowered):
-        rows = [_endpoint_row(live, e) for e in live.indexed_endpoints() if e.endpoint.endpoint_id.startswith(lowered)]
+        rows = [_endpoint_row(live, e) for e in live.endpoints_with_id(lowered, MAX_ROWS + 1)]
         if rows:
-            return SearchAnswer(query, "endpoint id", rows, "")
+            more = f"the first {MAX_ROWS}: give more of the id" if len(rows) > MAX_ROWS else ""
+            return SearchAnswer(query, "endpoint id", rows[:MAX_ROWS], more)
     if APP_NAME.match(text):
         rows = _search_app(live, text)
         if rows:
@@ -200,11 +194,10 @@ def _search_ip(live: LiveStore, text: str, address: netaddr.IPAddress) -> Search
         holding = [p for p in live.pools.values() if address.version == p.network.version and address in p.network]
     if not holding:
         return SearchAnswer(text, "ip", [], f"{address} is in no pool of the IPAM")
-    by_ip = endpoints_by_ip(live)
     rows = []
     for pool in sorted(holding, key=lambda p: p.pool_id):
         record = AddressRecords.read(live.store, pool.pool_id, str(address))
-        rows.append(address_row(live, pool, str(address), record, by_ip.get(str(address), [])))
+        rows.append(address_row(live, pool, str(address), record, live.endpoints_at(str(address))))
     message = "" if any(r["kind"] != "free" for r in rows) else f"{address} is free in {', '.join(r['subnet'] for r in rows)}"
     return SearchAnswer(text, "ip", [r for r in rows if r["kind"] != "free"] or rows, message)
 
@@ -227,16 +220,14 @@ def _endpoint_row(live: LiveStore, indexed) -> dict:
 def _search_app(live: LiveStore, app: str) -> list[dict]:
     with live._lock:
         pools_ = list(live.pools.values())
-    by_ip = None
     rows = []
     for network, ip, kept in RetentionRecords.read_all(live.store):
         if kept.app != app:
             continue
-        by_ip = endpoints_by_ip(live) if by_ip is None else by_ip
         for pool in pools_:
             if pool.network.cidr == network.cidr:
                 record = AddressRecords.read(live.store, pool.pool_id, ip)
-                row = address_row(live, pool, ip, record, by_ip.get(ip, []))
+                row = address_row(live, pool, ip, record, live.endpoints_at(ip))
                 if record is None:
                     row["retained"] = f"recorded for application {app}; free now"
                 rows.append(row)
