@@ -109,6 +109,13 @@ def network_uses(store: Store) -> list[NetworkUse]:
     return found
 
 
+SHOWN = 8  # hosts and network ids named per line; the rest are counted
+
+
+def _some(names: list[str]) -> str:
+    return ", ".join(names[:SHOWN]) + (f" and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
+
+
 def networks_of(pool: Pool, uses: list[NetworkUse]) -> list[str]:
     """The networks whose subnet is the pool's, one line per driver and segment with the hosts it is on
     (a local-scope network is one network per host, each with its own id)."""
@@ -120,8 +127,8 @@ def networks_of(pool: Pool, uses: list[NetworkUse]) -> list[str]:
     for (driver, segment), found in sorted(grouped.items(), key=lambda i: (i[0][0], str(i[0][1]))):
         number = {"vlan": "VLAN", "vxlan": "VNI", "vpc": "range"}[driver]
         ids = sorted({u.network_id[:12] for u in found})
-        lines.append(f"{driver} {number} {segment} on {', '.join(sorted({u.host for u in found}))} "
-                     f"(network{'s' if len(ids) > 1 else ''} {', '.join(ids)})")
+        lines.append(f"{driver} {number} {segment} on {_some(sorted({u.host for u in found}))} "
+                     f"(network{'s' if len(ids) > 1 else ''} {_some(ids)})")
     return lines
 
 

@@ -30,6 +30,7 @@ from acsnet.store.liveness import HostRecord, HostSessions
 
 log = logging.getLogger("acsnet.dashboard")
 
+ID_PREFIX = 6  # hex digits of an endpoint id a search needs at least (queries.HEX_ID)
 KEEPER_SECONDS = 0.5  # how often the store's connection is looked at, and failed registrations retried
 
 
@@ -58,6 +59,7 @@ class LiveStore:
         self.endpoints: dict[tuple[str, str], dict[str, SegmentEndpoint]] = {}  # (driver, host) -> endpoints
         self._by_ip: dict[str, set[tuple[str, str, str]]] = {}  # ip -> (driver, host, endpoint id)
         self._by_mac: dict[str, set[tuple[str, str, str]]] = {}
+        self._by_id: dict[str, set[tuple[str, str, str]]] = {}  # the first ID_PREFIX hex digits of the id -> ...
         self._watched: set[tuple] = set()
         self._pending: set[tuple] = set()  # registrations that failed, retried by the keeper
         self._work = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="dashboard-store")
@@ -173,9 +175,11 @@ class LiveStore:
                         if endpoint_id not in now:
                             self._by_ip.get(endpoint.ip, set()).discard((driver, host, endpoint_id))
                             self._by_mac.get(endpoint.mac.lower(), set()).discard((driver, host, endpoint_id))
+                            self._by_id.get(endpoint_id[:ID_PREFIX], set()).discard((driver, host, endpoint_id))
                     for endpoint_id, endpoint in now.items():
                         self._by_ip.setdefault(endpoint.ip, set()).add((driver, host, endpoint_id))
                         self._by_mac.setdefault(endpoint.mac.lower(), set()).add((driver, host, endpoint_id))
+                        self._by_id.setdefault(endpoint_id[:ID_PREFIX], set()).add((driver, host, endpoint_id))
                 self._bump(f"endpoints:{host}")
         except AcsnetError as e:  # the store went away mid-read: read again once it is back
             self._set_problem(e.message)
@@ -272,10 +276,10 @@ class LiveStore:
             return sorted(self.sessions)
 
     def endpoints_with_id(self, prefix: str, limit: int) -> list[IndexedEndpoint]:
+        """Endpoints whose id starts with `prefix` (at least ID_PREFIX hex digits), at most `limit`."""
         with self._lock:
-            found = (IndexedEndpoint(driver, host, e) for (driver, host), endpoints in self.endpoints.items()
-                     for endpoint_id, e in endpoints.items() if endpoint_id.startswith(prefix))
-            return [e for _, e in zip(range(limit), found)]
+            keys = sorted(k for k in self._by_id.get(prefix[:ID_PREFIX], ()) if k[2].startswith(prefix))
+            return self._indexed(set(keys[:limit]))
 
     def _indexed(self, keys: set[tuple[str, str, str]]) -> list[IndexedEndpoint]:
         found = []

@@ -12,7 +12,7 @@ import time
 import netaddr
 
 from acsnet.audit import store_findings
-from acsnet.dashboard.live import LiveStore
+from acsnet.dashboard.live import ID_PREFIX, LiveStore
 from acsnet.errors import AcsnetError, InvalidRequest
 from acsnet.ipam import chunks
 from acsnet.ipam.model import RETAINED, Pool
@@ -25,7 +25,7 @@ from acsnet.store.liveness import HostSessions
 PAGE_SIZE = 50
 MAX_ROWS = 100  # of a search answer
 MAC = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$")
-HEX_ID = re.compile(r"^[0-9a-f]{6,64}$")
+HEX_ID = re.compile(r"^[0-9a-f]{%d,64}$" % ID_PREFIX)
 APP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 SEARCH_HELP = ("an IP address (10.0.5.7), a MAC (02:42:0a:00:05:07), an endpoint id or its first 6+ hex digits, "
                "or an application name (the acsnet.app label)")
