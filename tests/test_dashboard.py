@@ -196,6 +196,8 @@ def test_dashboard_starts_without_its_store_and_follows_it_when_it_comes(tmp_pat
         status, html = until(lambda: (r := get(path, "/")) and 'id="store-down"' in r[1] and r)
         assert status == 200 and "not reachable" in html
         assert get(path, "/healthz")[0] == 503
+        status, fragment = get(path, "/fragment/pools")
+        assert status == 503 and "Cannot read the store now" in fragment
         time.sleep(1)
         assert process.poll() is None
     finally:

@@ -158,11 +158,17 @@ def test_dashboard_in_chromium_follows_a_lab(fresh_lab, tmp_path):
         # The store down: the page says so, the process stays; back, the page follows it again.
         lab.stop_zookeeper()
         wait_for(driver, lambda d: js(d, "return !!document.getElementById('store-down');"), 30, "the store-down message", shots)
+        # What the page showed stays, greyed, rather than an error in its place.
+        wait_for(driver, lambda d: js(d, "return document.getElementById('pools').classList.contains('stale');"), 10,
+                 "the pools greyed as stale", shots)
+        assert (pool_row(driver, SUBNET) or {}).get("used") == "4"
         driver.save_screenshot(os.path.join(shots, "6-store-down.png"))
         time.sleep(2)
         assert dashboard.poll() is None, "the dashboard exited while the store was down"
         lab.start_zookeeper()
         wait_for(driver, lambda d: js(d, "return !!document.getElementById('store-up');"), 60, "the store back on the page", shots)
+        wait_for(driver, lambda d: not js(d, "return document.getElementById('pools').classList.contains('stale');"), 10,
+                 "the pools current again", shots)
         lab.docker("h1", "run", "-d", "--stop-timeout", "1", "--net", network, "--name", "c4", IMAGE, "sleep", "600")
         wait_for(driver, lambda d: (pool_row(d, SUBNET) or {}).get("used") == "5", 10, "a container started after the outage", shots)
         assert js(driver, "return window.notReloaded === true;"), "the page was reloaded"

@@ -12,7 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from acsnet.dashboard import page, queries
 from acsnet.dashboard.live import LiveStore
-from acsnet.errors import AcsnetError, InvalidRequest
+from acsnet.errors import AcsnetError, InvalidRequest, StoreUnavailable
 
 KEEPALIVE_SECONDS = 15.0
 
@@ -29,15 +29,20 @@ def _int(name: str, default: int = 1) -> int:
 def create_dashboard_app(live: LiveStore, problems: queries.ProblemScanner) -> Flask:
     app = Flask("acsnet.dashboard")
 
+    def need_store() -> None:
+        """A store known to be away is not asked: each call would wait for it a moment before failing."""
+        if not live.store.connected:
+            raise StoreUnavailable(f"the store {live.store_name} is not connected")
+
     def guarded(render):
-        """A fragment, or what stopped it: the store (200, the page shows it) or bad input (400)."""
+        """A fragment, or what stopped it: the store (503: the page keeps what it showed) or bad input (400)."""
         try:
             shown = render()
             return shown if isinstance(shown, tuple) else (shown, 200)
         except InvalidRequest as e:
             return render_template_string('<div class="error">{{ m }}</div>', m=e.message), 400
         except AcsnetError as e:
-            return render_template_string(page.UNAVAILABLE, message=e.message), 200
+            return render_template_string(page.UNAVAILABLE, message=e.message), 503
 
     def status() -> str:
         with live._lock:
@@ -48,15 +53,18 @@ def create_dashboard_app(live: LiveStore, problems: queries.ProblemScanner) -> F
                                       pools=pool_count, now=time.strftime("%H:%M:%S"))
 
     def pools() -> str:
+        need_store()
         return render_template_string(page.POOL_TABLE, rows=queries.pools(live))
 
     def hosts() -> str:
+        need_store()
         return render_template_string(page.HOSTS, **queries.hosts(live, _int("hosts_page"), bool(request.args.get("dead"))))
 
     def search() -> str:
         query = request.args.get("q", "")
         if not query:
             return ""
+        need_store()
         answer = queries.search(live, query)
         return render_template_string(page.SEARCH, answer=answer, rows=answer.rows), 200 if answer.ok else 400
 
@@ -64,6 +72,7 @@ def create_dashboard_app(live: LiveStore, problems: queries.ProblemScanner) -> F
         pool_id = request.args.get("pool", "")
         if not pool_id:
             return ""
+        need_store()
         found = queries.addresses(live, pool_id, _int("page"))
         return render_template_string(page.ADDRESSES, **found, rows=found["addresses"])
 
@@ -88,6 +97,8 @@ def create_dashboard_app(live: LiveStore, problems: queries.ProblemScanner) -> F
 
     @app.get("/api/search")
     def api_search():
+        if not live.store.connected:
+            return jsonify({"Err": f"the store {live.store_name} is not connected"}), 503
         try:
             answer = queries.search(live, request.args.get("q", ""))
         except AcsnetError as e:
@@ -98,6 +109,8 @@ def create_dashboard_app(live: LiveStore, problems: queries.ProblemScanner) -> F
 
     @app.get("/api/pools")
     def api_pools():
+        if not live.store.connected:
+            return jsonify({"Err": f"the store {live.store_name} is not connected"}), 503
         try:
             return jsonify(queries.pools(live))
         except AcsnetError as e:

@@ -17,7 +17,7 @@ th button { font: inherit; font-weight: bold; background: none; border: 0; curso
 .banner { padding: 8px 12px; margin: 8px 0; border-radius: 4px; }
 .banner.down { background: #ffebee; border: 1px solid #c62828; } .banner.up { background: #e8f5e9; border: 1px solid #2e7d32; }
 .error { color: #c62828; font-weight: bold; } code { background: #f4f4f4; padding: 1px 4px; }
-.muted { color: #777; } nav a { margin-right: .8em; } input[type=search] { width: 28em; }
+.stale { opacity: .55; } .muted { color: #777; } nav a { margin-right: .8em; } input[type=search] { width: 28em; }
 """
 
 SCRIPT = """
@@ -35,9 +35,14 @@ SCRIPT = """
   function load(name) {
     var box = document.getElementById(name);
     if (!box || (name === "search" && !state.q) || (name === "addresses" && !state.pool)) return Promise.resolve();
-    return fetch(url(name), {cache: "no-store"}).then(function (r) { return r.text(); }).then(function (html) {
-      box.innerHTML = html;
-      if (name === "pools") sortPools();
+    return fetch(url(name), {cache: "no-store"}).then(function (r) {
+      return r.text().then(function (html) {
+        // The store unreachable (503): keep what was shown, greyed, until it answers again.
+        var stale = r.status === 503 && box.innerHTML.trim() !== "";
+        box.classList.toggle("stale", stale);
+        if (!stale) box.innerHTML = html;
+        if (name === "pools") sortPools();
+      });
     }).catch(function () {});
   }
   function refresh() {
