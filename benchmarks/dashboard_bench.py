@@ -1,6 +1,8 @@
-"""The dashboard at scale: `python -m acsnet.benchmarks.dashboard_bench [--hosts 1000] [--addresses 100000]`.
+"""The dashboard at scale: `python -m acsnet.benchmarks.dashboard_bench [--hosts 1000] [--addresses 100000]
+[--store embedded|zookeeper]`.
 
-Fills an embedded store (on tmpfs: the fill is not what is measured) through the IPAM and the segment
+Fills a store (embedded, or a ZooKeeper server of its own on loopback; either on tmpfs: the fill is not
+what is measured) through the IPAM and the segment
 state modules: `--addresses` endpoint addresses in one pool, spread over `--hosts` live hosts, each with
 a vlan network and its endpoints. Then runs `acsnet dashboard` on a unix socket, as an operator would,
 waits until its watches hold every endpoint, and times each kind of request through the socket (median
@@ -30,6 +32,7 @@ from acsnet.benchmarks.progress import Steps
 from acsnet.ipam.driver import AcsnetIpam
 from acsnet.ipam.state import AddressRecords
 from acsnet.lab.host import REPO
+from acsnet.lab.zookeeper import ZooKeeperServer
 from acsnet.plugins.protocol import AddressRequest, PoolRequest
 from acsnet.plugins.segments import state as segment_state
 from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork
@@ -104,9 +107,15 @@ def timed(path: str, url: str, repeat: int) -> dict:
             "p99_ms": round(seconds[min(len(seconds) - 1, int(len(seconds) * 0.99))] * 1000, 2), "bytes": len(body)}
 
 
-def measure(hosts: int, addresses: int, repeat: int, steps: Steps) -> dict:
+def measure(hosts: int, addresses: int, repeat: int, kind: str, steps: Steps) -> dict:
     directory = tempfile.mkdtemp(prefix="acsnet-dashboard-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
-    url = f"file://{directory}/store.db"
+    zookeeper = None
+    if kind == "zookeeper":
+        steps("starting ZooKeeper on loopback (data on tmpfs)")
+        zookeeper = ZooKeeperServer(os.path.join(directory, "zk")).start()
+        url = f"zk://{zookeeper.address}/bench"
+    else:
+        url = f"file://{directory}/store.db"
     store = open_store(url, timeout=30)
     dashboard = None
     try:
@@ -163,7 +172,7 @@ def measure(hosts: int, addresses: int, repeat: int, steps: Steps) -> dict:
             steps(f"timing {name} ({repeat} requests)")
             results[name] = timed(socket_path, path, repeat)
             results[name]["of_whole_read"] = round(results[name]["p50_ms"] / whole_read_ms, 4)
-        return {"hosts": hosts, "addresses": addresses, "records_read": count, "store": "embedded (tmpfs)",
+        return {"hosts": hosts, "addresses": addresses, "records_read": count, "store": f"{kind} (tmpfs)",
                 "fill_seconds": round(fill_seconds, 1), "whole_store_read_ms": whole_read_ms,
                 "dashboard_ready_seconds": round(ready, 1), "first_scan_seconds": round(first_scan, 1), "requests": results,
                 "date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count()}
@@ -172,6 +181,8 @@ def measure(hosts: int, addresses: int, repeat: int, steps: Steps) -> dict:
             dashboard.terminate()
             dashboard.wait(30)
         store.close()
+        if zookeeper is not None:
+            zookeeper.stop()
         shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -192,18 +203,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hosts", type=int, default=1000)
     parser.add_argument("--addresses", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--store", choices=("embedded", "zookeeper"), default="embedded")
     parser.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results"),
                         help="directory for dashboard.json and dashboard.md ('' for none)")
     args = parser.parse_args(argv)
     if args.hosts < 1 or args.addresses < args.hosts:
         parser.error("need at least one host, and at least as many addresses as hosts")
-    report = measure(args.hosts, args.addresses, args.repeat, Steps())
+    report = measure(args.hosts, args.addresses, args.repeat, args.store, Steps())
     text = markdown(report)
     print(text)
     if args.out:
-        with open(os.path.join(args.out, "dashboard.json"), "w") as f:
+        name = "dashboard" if args.store == "embedded" else f"dashboard-{args.store}"
+        with open(os.path.join(args.out, f"{name}.json"), "w") as f:
             json.dump(report, f, indent=2)
-        with open(os.path.join(args.out, "dashboard.md"), "w") as f:
+        with open(os.path.join(args.out, f"{name}.md"), "w") as f:
             f.write(text + "\n")
     return 0
 

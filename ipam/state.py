@@ -90,16 +90,6 @@ class AddressRecords:
         return AddressRecord.from_json(data) if data else None
 
     @staticmethod
-    def read_many(store: Store, pool_id: str, addresses: list[str]) -> dict[str, AddressRecord]:
-        """The records of these addresses of a pool (those that have one): a page of a listing."""
-        found = {}
-        for address in addresses:
-            record = AddressRecords.read(store, pool_id, address)
-            if record is not None:
-                found[address] = record
-        return found
-
-    @staticmethod
     def read_all(store: Store) -> Iterator[tuple[str, str, AddressRecord]]:
         """(pool id, address, record) of every address held in any pool."""
         for pool_id in AddressRecords.pools(store):
@@ -171,6 +161,11 @@ class PoolChunks:
 class RetentionRecords:
     """`ipam/retention/<cidr>/<ip>`: the application each address is kept for (read for operator tools;
     `acsnet.ipam.retention` writes them)."""
+
+    @staticmethod
+    def addresses(store: Store, network: netaddr.IPNetwork) -> list[str]:
+        """The addresses of a subnet kept for an application (in use or not)."""
+        return store.children(join(RETENTION, subnet_key(network)))
 
     @staticmethod
     def read(store: Store, network: netaddr.IPNetwork, ip: str) -> Retention | None:

@@ -19,6 +19,7 @@ import dataclasses
 import logging
 import threading
 import time
+from typing import Callable, TypeVar
 
 from acsnet.errors import AcsnetError
 from acsnet.ipam.model import Pool
@@ -30,6 +31,7 @@ from acsnet.store.liveness import HostRecord, HostSessions
 
 log = logging.getLogger("acsnet.dashboard")
 
+T, R = TypeVar("T"), TypeVar("R")
 ID_PREFIX = 6  # hex digits of an endpoint id a search needs at least (queries.HEX_ID)
 KEEPER_SECONDS = 0.5  # how often the store's connection is looked at, and failed registrations retried
 
@@ -63,6 +65,8 @@ class LiveStore:
         self._watched: set[tuple] = set()
         self._pending: set[tuple] = set()  # registrations that failed, retried by the keeper
         self._work = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="dashboard-store")
+        # Reads of one page's rows, sent together: ZooKeeper answers them pipelined on the one session.
+        self._readers = concurrent.futures.ThreadPoolExecutor(16, thread_name_prefix="dashboard-read")
         self._stopped = threading.Event()
 
     # -- changes -------------------------------------------------------------------------------
@@ -94,6 +98,7 @@ class LiveStore:
         with self._changed:
             self._changed.notify_all()
         self._work.shutdown(wait=False, cancel_futures=True)
+        self._readers.shutdown(wait=False, cancel_futures=True)
 
     def _register(self, what: tuple) -> None:
         """Set up one watch, once; on a store error, leave it to the keeper to retry."""
@@ -270,6 +275,10 @@ class LiveStore:
                 self._set_problem(None)
 
     # -- reads for the pages -------------------------------------------------------------------
+
+    def in_parallel(self, read: Callable[[T], R], items: list[T]) -> list[R]:
+        """`read` of each item, in order; the first error raised is raised here."""
+        return list(self._readers.map(read, items))
 
     def host_names(self) -> list[str]:
         with self._lock:

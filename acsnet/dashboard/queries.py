@@ -62,8 +62,7 @@ def hosts(live: LiveStore, page: int, only_dead: bool = False) -> dict:
         names = [h for h in names if not sessions[h]]
     shown, paging = page_of(names, page)
     vpc_networks = VpcNetworkSettings.read_all(live.store) if shown else []
-    rows = []
-    for host in shown:
+    def row(host: str) -> dict:
         alive = bool(sessions[host])
         if alive:
             since = HostSessions.alive_since(live.store, host, sessions[host])
@@ -78,9 +77,11 @@ def hosts(live: LiveStore, page: int, only_dead: bool = False) -> dict:
             if record is not None:
                 subnets.append(f"{record.subnet} of {record.network}" + (" (left)" if record.left_at else ""))
         networks = live.host_networks(host)
-        rows.append({"host": host, "alive": alive, "state": state, "sessions": sessions[host],
-                     "networks": sorted(f"{driver} {n.network_id[:12]} {n.subnet.cidr}" for driver, n in networks),
-                     "endpoints": live.endpoint_count(host), "vpc_subnets": subnets})
+        return {"host": host, "alive": alive, "state": state, "sessions": sessions[host],
+                "networks": sorted(f"{driver} {n.network_id[:12]} {n.subnet.cidr}" for driver, n in networks),
+                "endpoints": live.endpoint_count(host), "vpc_subnets": subnets}
+
+    rows = live.in_parallel(row, shown)
     alive_count = sum(1 for h in sessions if sessions[h])
     return {"hosts": rows, "alive": alive_count, "dead": len(sessions) - alive_count, **paging}
 
@@ -112,12 +113,13 @@ def addresses(live: LiveStore, pool_id: str, page: int) -> dict:
         if len(offsets) >= PAGE_SIZE:
             break
     ips = [str(netaddr.IPAddress(pool.network.first + o, pool.network.version)) for o in offsets]
-    records = AddressRecords.read_many(live.store, pool_id, ips)
-    rows = [address_row(live, pool, ip, records.get(ip), live.endpoints_at(ip)) for ip in ips]
+    kept = set(RetentionRecords.addresses(live.store, pool.network))  # an application's addresses: few
+    rows = live.in_parallel(lambda ip: address_row(live, pool, ip, AddressRecords.read(live.store, pool_id, ip),
+                                                   live.endpoints_at(ip), ip in kept), ips)
     return {"pool": pool_id, "subnet": str(pool.network.cidr), "addresses": rows, "page": page, "pages": pages, "total": total}
 
 
-def address_row(live: LiveStore, pool: Pool, ip: str, record, indexed: list) -> dict:
+def address_row(live: LiveStore, pool: Pool, ip: str, record, indexed: list, maybe_kept: bool = True) -> dict:
     """Who holds `ip`: its IPAM record, the endpoint on that host with the record's MAC, retention."""
     row = {"ip": ip, "pool": pool.pool_id, "subnet": str(pool.network.cidr), "kind": "free", "holder": "", "host_state": "",
            "mac": "", "since": "", "network": "", "endpoint": "", "retained": ""}
@@ -135,7 +137,7 @@ def address_row(live: LiveStore, pool: Pool, ip: str, record, indexed: list) -> 
                             if d == entry.driver and n.network_id == entry.endpoint.network_id), None)
             row["network"] = f"{entry.driver} {entry.endpoint.network_id[:12]}" + (f" ({network.subnet.cidr})" if network else "")
             row["endpoint"] = entry.endpoint.endpoint_id
-    kept = RetentionRecords.read(live.store, pool.network, ip)
+    kept = RetentionRecords.read(live.store, pool.network, ip) if maybe_kept else None
     if kept is not None:
         row["retained"] = f"in use; kept for application {kept.app} when its container goes"
     return row
