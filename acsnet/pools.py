@@ -125,9 +125,9 @@ def networks_of(pool: Pool, uses: list[NetworkUse]) -> list[str]:
             grouped.setdefault((use.driver, use.segment), []).append(use)
     lines = []
     for (driver, segment), found in sorted(grouped.items(), key=lambda i: (i[0][0], str(i[0][1]))):
-        number = {"vlan": "VLAN", "vxlan": "VNI", "vpc": "range"}[driver]
+        number = {"vlan": f" VLAN {segment}", "vxlan": f" VNI {segment}"}.get(driver, "")  # vpc's is its range
         ids = sorted({u.network_id[:12] for u in found})
-        lines.append(f"{driver} {number} {segment} on {_some(sorted({u.host for u in found}))} "
+        lines.append(f"{driver}{number} on {_some(sorted({u.host for u in found}))} "
                      f"(network{'s' if len(ids) > 1 else ''} {_some(ids)})")
     return lines
 
