@@ -14,6 +14,7 @@ Writes benchmarks/results/dashboard.json and .md (`--out`).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import http.client
 import json
 import os
@@ -66,7 +67,7 @@ def fill(store, hosts: int, addresses: int, steps: Steps) -> dict:
         mac = mac_of(n + 1)
         grant = ipams[host].request_address(AddressRequest(pool_id, None, {MAC_OPTION: mac}))
         ip = str(grant.address)
-        endpoint_id = f"{n:012x}".ljust(64, "e")
+        endpoint_id = hashlib.sha256(f"endpoint {n}".encode()).hexdigest()  # as random as dockerd's
         segment_state.write_host_endpoint(store, layout, host, SegmentEndpoint(
             endpoint_id, f"net-{host}".ljust(64, "0"), VLAN, ip, grant.prefixlen, mac, time.time()))
         last = {"ip": ip, "mac": mac, "endpoint": endpoint_id, "host": host}
