@@ -126,8 +126,14 @@ def start_dashboard(tmp_path, store_url: str, *extra: str) -> tuple[subprocess.P
 
 
 def stop(process: subprocess.Popen) -> None:
+    """gunicorn's master stops its worker and exits; a TERM that came before its handlers (a slow start)
+    may be lost, so it is killed after a while (its worker exits when it sees its parent gone)."""
     process.send_signal(signal.SIGTERM)
-    process.wait(60)
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
 
 
 def until(check, timeout: float = 30.0):
