@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Callable
 
 import netaddr
 
@@ -94,7 +95,6 @@ def audit(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, doc
                 findings.append(Finding("orphan-port", f"{bridge}/{name}", f"port of endpoint {owner[:12]}, which the "
                                         "store does not know", f"delete port {name} and its veth"))
     for driver in bridges:
-        layout = LAYOUTS[driver]
         endpoints = known[driver]
         endpoint_addresses |= {e.ip for eid, e in endpoints.items() if eid in docker[1]}
         for eid, endpoint in endpoints.items():
@@ -106,6 +106,18 @@ def audit(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, doc
                 findings.append(Finding("endpoint-unknown-to-docker", f"{driver}/{eid}", f"{where}: no container of "
                                         "this host's dockerd uses it", "delete its port, veth and records"))
 
+    used = docker[0] | endpoint_addresses
+    return findings + store_findings(store, live, grace, list(bridges), host_id, lambda address: address not in used)
+
+
+def store_findings(store: Store, live: set[str], grace: float, drivers: list[str], host_id: str | None = None,
+                   unused: Callable[[str], bool] | None = None) -> list[Finding]:
+    """What the store alone shows (any host, or the dashboard, can see it): records and addresses of
+    hosts that are not alive, and retention past its time. With `host_id`, that host's own endpoint
+    addresses older than `grace` for which `unused` says no container uses them are leaked-address."""
+    findings = []
+    for driver in drivers:
+        layout = LAYOUTS[driver]
         for number in segment_state.segment_numbers(store, layout):
             for key, record in segment_state.read_segment_records(store, layout, number).items():
                 if record.host not in live:
@@ -118,16 +130,16 @@ def audit(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, doc
             findings.append(Finding("expired-retention", f"{kept.app}/{kept.ip}", f"kept for application {kept.app} "
                                     f"past its retention ({kept.state})", "release it"))
 
-    used = docker[0] | endpoint_addresses
     for pool, address, record in AddressRecords.read_all(store):
         if record.kind != ENDPOINT or time.time() - record.since <= grace:
             continue
         holder = record.holders[0]
-        if holder == host_id and address not in used:
-            findings.append(Finding("leaked-address", f"{pool}/{address}",
-                                    f"held by {host_id} since {time.ctime(record.since)}, used by no container",
-                                    "release it"))
-        elif holder != host_id and holder not in live:
+        if holder == host_id:
+            if unused is not None and unused(address):
+                findings.append(Finding("leaked-address", f"{pool}/{address}",
+                                        f"held by {host_id} since {time.ctime(record.since)}, used by no container",
+                                        "release it"))
+        elif holder not in live:
             findings.append(Finding("dead-host-address", f"{pool}/{address}",
                                     f"held by host {holder}, which is not alive, since {time.ctime(record.since)}",
                                     "release it (with --dead-hosts)"))

@@ -67,6 +67,11 @@ class PoolRecords:
         return store.children(_POOLS)
 
     @staticmethod
+    def watch_all(store: Store, callback: Callable[[list[str]], None]) -> None:
+        """Call `callback` with every pool id now and after every pool made or removed."""
+        store.watch_children(_POOLS, callback)
+
+    @staticmethod
     def read_all(store: Store) -> dict[str, Pool]:
         found = {}
         for pool_id in PoolRecords.ids(store):
@@ -164,6 +169,22 @@ class ChunkBitmaps:
         """The bitmap and its version (None: the node does not exist yet, all free)."""
         node = store.get(ChunkBitmaps.key(pool_id, chunk))
         return (chunks.decode(node.value), node.version) if node else (0, None)
+
+    @staticmethod
+    def numbers(store: Store, pool_id: str) -> list[int]:
+        """The chunks that have a bitmap (one is made when its first address is taken)."""
+        return sorted(int(n) for n in store.children(ChunkSummary.key(pool_id)) if n.isdigit())
+
+    @staticmethod
+    def watch_numbers(store: Store, pool_id: str, callback: Callable[[list[int]], None]) -> None:
+        store.watch_children(ChunkSummary.key(pool_id),
+                             lambda names: callback(sorted(int(n) for n in names if n.isdigit())))
+
+    @staticmethod
+    def watch(store: Store, pool_id: str, chunk: int, callback: Callable[[int | None], None]) -> None:
+        """`callback` gets the bitmap now and after every change (None once the chunk is gone)."""
+        store.watch_value(ChunkBitmaps.key(pool_id, chunk),
+                          lambda node: callback(None if node is None else chunks.decode(node.value)))
 
     @staticmethod
     def write_operation(pool_id: str, chunk: int, bitmap: int, version: int | None) -> Create | SetValue:
@@ -274,6 +295,11 @@ class Retentions:
     def read(store: Store, network: netaddr.IPNetwork, address) -> Retention | None:
         data = store.get_json(Retentions.key(network, address))
         return Retention.from_json(data) if data else None
+
+    @staticmethod
+    def addresses(store: Store, network: netaddr.IPNetwork) -> list[str]:
+        """The addresses of a subnet kept for an application (in use or not)."""
+        return store.children(Retentions.key(network))
 
     @staticmethod
     def read_all(store: Store) -> Iterator[tuple[netaddr.IPNetwork, str, Retention]]:

@@ -44,3 +44,17 @@ def test_netperf_quick_reports_every_path_with_ratios_from_one_run(tmp_path):
     assert all(row["p50"] > 0 for row in control["vxlan"]["propagation"].values())
     assert control["vxlan"]["scale"] == [{"endpoints": 100, "seconds": control["vxlan"]["scale"][0]["seconds"], "flows": 200}]
     assert "## Control plane" in printed and "| vlan |" in printed and "allocations/s" in printed
+
+
+def test_dashboard_bench_reduced_times_every_request_beside_a_whole_store_read(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "acsnet.benchmarks.dashboard_bench", "--hosts", "5", "--addresses", "300",
+                             "--repeat", "3", "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "dashboard.json").read_text())
+    assert (report["hosts"], report["addresses"], report["records_read"]) == (5, 300, 300)
+    assert report["whole_store_read_ms"] > 0 and report["dashboard_ready_seconds"] >= 0
+    for name, row in report["requests"].items():
+        assert 0 < row["p50_ms"] <= row["p99_ms"] and row["bytes"] > 0, name
+        assert abs(row["of_whole_read"] - row["p50_ms"] / report["whole_store_read_ms"]) < 1e-3, name
+    printed = (tmp_path / "dashboard.md").read_text()
+    assert all(f"| {name} |" in printed for name in report["requests"]) and printed in result.stdout

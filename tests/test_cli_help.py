@@ -30,6 +30,8 @@ EXPECTED = {
     ("ip", "release"): STORE | {"--app", "--ip", "--json"},
     ("front",): STORE | {"--listen", "--docker", "--tls-cert", "--tls-key", "--tls-ca", "--insecure", "--retention",
                          "--request-timeout"},
+    ("pools",): STORE | {"--json"},
+    ("dashboard",): STORE | {"--listen", "--tls-cert", "--tls-key", "--tls-ca", "--insecure", "--threads", "--log-level"},
     ("host-setup",): {"--config", "--uplink", "--bridge", "--datapath", "--no-userspace-tso", "--ovsdb"},
     ("install-units",): {"--dest", "--config-dir"},
     ("lab", "up"): {"--hosts", "--scope", "--link-rate", "--zookeepers", "--engine"},

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import ssl
 import threading
 
-from acsnet.cli.common import add_config_option, add_docker_option
+from acsnet.cli.common import add_config_option, add_docker_option, add_tls_options, listener_tls
 from acsnet.config import COMMON_OPTIONS, add_options, options_named, resolve
 from acsnet.docker_api import DockerUnreachable
 from acsnet.errors import AcsnetError
@@ -27,10 +26,7 @@ def add_commands(commands) -> None:
     front.add_argument("--listen", action="append", required=True,
                        help="unix:///run/acsnet/docker.sock or tcp://ADDR:PORT (repeatable; TCP needs --tls-* or --insecure)")
     add_docker_option(front, "the dockerd it fronts")
-    front.add_argument("--tls-cert", help="server certificate for TCP listeners (PEM)")
-    front.add_argument("--tls-key", help="its private key (PEM)")
-    front.add_argument("--tls-ca", help="CA that client certificates must be signed by")
-    front.add_argument("--insecure", action="store_true", help="allow TCP without TLS (anyone reaching it controls dockerd)")
+    add_tls_options(front, "allow TCP without TLS (anyone reaching it controls dockerd)")
     add_config_option(front, " (its store enables IP retention)")
     add_options(front, FRONT_OPTIONS)
     front.add_argument("--retention", type=float, default=24 * 3600,
@@ -40,27 +36,12 @@ def add_commands(commands) -> None:
     front.set_defaults(run=run_front)
 
 
-def server_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
-    """The TLS of TCP listeners from --tls-*, or None; refuses a TCP listener without it unless --insecure."""
-    tls = None
-    if args.tls_cert:
-        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        tls.load_cert_chain(args.tls_cert, args.tls_key)
-        if args.tls_ca:
-            tls.load_verify_locations(args.tls_ca)
-            tls.verify_mode = ssl.CERT_REQUIRED
-    for url in args.listen:
-        if url.startswith("tcp://") and tls is None and not args.insecure:
-            raise AcsnetError(f"{url}: a TCP listener needs --tls-cert/--tls-key (and --tls-ca), or --insecure")
-    return tls
-
-
 def run_front(args: argparse.Namespace) -> int:
     # Here, not above: it needs netaddr, and the command must start without any third-party package
     # (install-units on a bare install: tests/test_packaging.py).
     from acsnet.front.proxy import Front, listen
 
-    tls = server_tls(args)
+    tls = listener_tls(args, args.listen, client_certificates=False)
     settings = resolve(args, FRONT_OPTIONS)
     store = None
     if settings["store"]:  # the IPAM's store: IP retention for containers labelled acsnet.app=NAME

@@ -9,6 +9,7 @@ A host is alive while it has at least one session. The store backends write thes
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 from acsnet.store.base import ROOT, Store, encode, join
@@ -70,8 +71,19 @@ class HostSessions:
 
     @staticmethod
     def write(store: Store, host_id: str, session: str) -> bool:
-        """Make the session's ephemeral node; True if this call made it."""
-        return store.create(HostSessions.key(host_id, session), ephemeral=True)
+        """Make the session's ephemeral node, holding when it began; True if this call made it."""
+        return store.create(HostSessions.key(host_id, session), encode({"since": time.time()}), ephemeral=True)
+
+    @staticmethod
+    def alive_since(store: Store, host_id: str, sessions: list[str]) -> float | None:
+        """When the oldest of these live sessions began (None: none says, as those of older versions)."""
+        began = []
+        for session in sessions:
+            node = store.get(HostSessions.key(host_id, session))
+            data = node.json() if node is not None and node.value else None
+            if isinstance(data, dict) and isinstance(data.get("since"), (int, float)):
+                began.append(float(data["since"]))
+        return min(began) if began else None
 
     @staticmethod
     def clear(store: Store, host_id: str, session: str) -> bool:

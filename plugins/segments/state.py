@@ -48,6 +48,18 @@ def hosts(store: Store, layout: Layout) -> list[str]:
     return store.children(layout.hosts)
 
 
+def watch_hosts(store: Store, layout: Layout, callback: Callable[[list[str]], None]) -> None:
+    store.watch_children(layout.hosts, callback)
+
+
+def watch_host_networks(store: Store, layout: Layout, host: str, callback: Callable[[list[str]], None]) -> None:
+    store.watch_children(layout.host_networks(host), callback)
+
+
+def watch_host_endpoints(store: Store, layout: Layout, host: str, callback: Callable[[list[str]], None]) -> None:
+    store.watch_children(layout.host_endpoints(host), callback)
+
+
 def read_host_endpoint(store: Store, layout: Layout, host: str, endpoint_id: str) -> SegmentEndpoint | None:
     data = store.get_json(layout.host_endpoint(host, endpoint_id))
     return SegmentEndpoint.from_json(data) if data else None

@@ -1,0 +1,264 @@
+"""`acsnet pools` and the dashboard's process on real stores (embedded and ZooKeeper): counts from the
+chunk bitmaps agree with the address records, pages of addresses, search answers and bad input, and
+the access rules of its TCP listener. The browser's view of a lab is tests/test_dashboard_browser.py."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.parse
+
+import netaddr
+import pytest
+
+from acsnet.ipam import retention
+from acsnet.ipam.driver import AcsnetIpam
+from acsnet.ipam.model import RETAINED
+from acsnet.ipam.state import AddressRecords
+from acsnet.lab.host import REPO
+from acsnet.lab.zookeeper import free_port
+from acsnet.plugins.protocol import AddressRelease, AddressRequest, PoolRequest
+from acsnet.pools import pool_usages
+from acsnet.store import open_store
+from tests import test_metrics_tls
+
+MAC_OPTION = "com.docker.network.endpoint.macaddress"
+
+
+def fill(store, subnet: str, count: int, ip_range: str | None = None, host: str = "h1") -> str:
+    """A pool with a gateway and `count` endpoint addresses, through the IPAM itself."""
+    ipam = AcsnetIpam(store, host)
+    pool_id = ipam.request_pool(PoolRequest("acsnet-local", netaddr.IPNetwork(subnet),
+                                            netaddr.IPNetwork(ip_range) if ip_range else None, {}, False)).pool_id
+    ipam.request_address(AddressRequest(pool_id, None, {"RequestAddressType": "com.docker.network.gateway"}))
+    for n in range(count):
+        ipam.request_address(AddressRequest(pool_id, None, {MAC_OPTION: f"02:42:00:00:{n // 256:02x}:{n % 256:02x}"}))
+    return pool_id
+
+
+def test_pool_counts_from_bitmaps_agree_with_the_address_records(store):
+    pool_id = fill(store, "10.40.0.0/16", 250, ip_range="10.40.1.0/24")
+    ipam = AcsnetIpam(store, "h1")
+    # An address kept for an application when its container goes (IP retention), one released.
+    kept = str(next(a for _, a, r in AddressRecords.read_all(store) if r.kind == "endpoint"))
+    record = AddressRecords.read(store, pool_id, kept)
+    assert retention.remember(store, "web", 600, netaddr.IPAddress(kept), record.mac)
+    ipam.release_address(AddressRelease(pool_id, netaddr.IPAddress(kept)))
+    ipam.release_address(AddressRelease(pool_id, netaddr.IPAddress("10.40.1.200")))
+    ipam.request_address(AddressRequest(pool_id, netaddr.IPAddress("10.40.7.7"), {MAC_OPTION: "02:42:00:00:77:77"}))
+
+    [usage] = pool_usages(store)
+    records = {a: r for p, a, r in AddressRecords.read_all(store) if p == pool_id}
+    in_range = {a: r for a, r in records.items() if netaddr.IPAddress(a) in netaddr.IPNetwork("10.40.1.0/24")}
+    # The range is a /24 of a /16: all 256 of its addresses can be handed out; the gateway (the subnet's first
+    # address) and 10.40.7.7 (pinned) are outside it, and not counted.
+    assert usage.size == 256 and usage.used == len(in_range) > 240 and len(records) == len(in_range) + 2
+    assert usage.retained == sum(1 for r in in_range.values() if r.kind == RETAINED) == 1
+    assert (usage.free, usage.in_use, usage.range, usage.subnet) == (256 - usage.used, usage.used - 1, "10.40.1.0/24", "10.40.0.0/16")
+
+
+def test_acsnet_pools_json_and_table(embedded_url):
+    store = open_store(embedded_url)
+    try:
+        fill(store, "10.42.0.0/24", 10)
+    finally:
+        store.close()
+    result = subprocess.run([sys.executable, "-m", "acsnet.cli", "pools", "--json", "--store", embedded_url], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    [pool] = json.loads(result.stdout)
+    assert (pool["subnet"], pool["size"], pool["used"], pool["free"], pool["retained"], pool["hosts"]) == \
+        ("10.42.0.0/24", 254, 11, 243, 0, ["h1"])
+    table = subprocess.run([sys.executable, "-m", "acsnet.cli", "pools", "--store", embedded_url], cwd=REPO,
+                           capture_output=True, text=True, timeout=60)
+    assert table.returncode == 0 and "10.42.0.0/24" in table.stdout and "4.3" in table.stdout, table.stdout
+
+
+def test_acsnet_pools_with_a_bad_store_url_says_so():
+    result = subprocess.run([sys.executable, "-m", "acsnet.cli", "pools", "--store", "http://nowhere"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "unknown store URL" in result.stderr and "Traceback" not in result.stderr
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str):
+        super().__init__("dashboard", timeout=10)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(10)
+        self.sock.connect(self.path)
+
+
+def get(path: str, url: str) -> tuple[int, str]:
+    connection = UnixHTTPConnection(path)
+    try:
+        connection.request("GET", url)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+def start_dashboard(tmp_path, store_url: str, *extra: str) -> tuple[subprocess.Popen, str]:
+    path = str(tmp_path / "dash.sock")
+    process = subprocess.Popen([sys.executable, "-m", "acsnet.cli", "dashboard", "--store", store_url,
+                                "--listen", f"unix://{path}", *extra], cwd=REPO,
+                               stdout=open(tmp_path / "dashboard.log", "ab"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120  # a loaded machine (CI shares its cores) starts gunicorn slowly
+    while True:
+        try:
+            if get(path, "/healthz")[0] in (200, 503):
+                return process, path
+        except OSError:
+            pass
+        assert process.poll() is None, (tmp_path / "dashboard.log").read_text()
+        assert time.monotonic() < deadline, "the dashboard did not answer"
+        time.sleep(0.1)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """gunicorn's master stops its worker and exits; a TERM that came before its handlers (a slow start)
+    may be lost, so it is killed after a while (its worker exits when it sees its parent gone)."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
+def until(check, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, "not in time"
+        time.sleep(0.05)
+    return value
+
+
+def test_dashboard_pages_search_and_bad_input(tmp_path, store_url):
+    store = open_store(store_url)
+    try:
+        pool_id = fill(store, "10.43.0.0/24", 120)
+        store.register_host("h1", "test", {"host_id": "h1"})
+        process, path = start_dashboard(tmp_path, store_url)
+        try:
+            status, html = until(lambda: (r := get(path, "/")) and 'data-used="121"' in r[1] and r)
+            assert status == 200 and 'data-subnet="10.43.0.0/24"' in html and "<script>" in html
+            assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html  # nothing fetched
+
+            # Pages of taken addresses: 121 in pages of 50, each address once.
+            seen = []
+            for page in (1, 2, 3):
+                status, fragment = get(path, f"/fragment/addresses?pool={pool_id}&page={page}")
+                assert status == 200
+                seen += [line.split('data-ip="')[1].split('"')[0] for line in fragment.split("\n") if 'class="address"' in line]
+            assert seen == [f"10.43.0.{n}" for n in range(1, 122)]  # the gateway, then the endpoints, in order
+
+            status, body = get(path, "/api/search?q=10.43.0.7")
+            [row] = json.loads(body)["rows"]
+            assert status == 200 and row["holder"] == "h1" and row["host_state"] == "alive" and row["kind"] == "endpoint"
+            status, body = get(path, "/api/search?q=10.43.0.250")
+            assert status == 200 and "is free in 10.43.0.0/24" in json.loads(body)["message"]
+            status, body = get(path, "/api/search?q=192.0.2.99")
+            assert status == 200 and "in no pool" in json.loads(body)["message"]
+            for bad, says in (("10.43.0.300", "not a valid IP address"), ("<script>x", "not understood"),
+                              ("a b", "not understood"), ("x" * 300, "not understood")):
+                status, body = get(path, "/api/search?" + urllib.parse.urlencode({"q": bad}))
+                assert status == 400 and says in json.loads(body)["Err"], (bad, body)
+                status, fragment = get(path, "/fragment/search?" + urllib.parse.urlencode({"q": bad}))
+                assert status == 400 and says in fragment and "<script>x" not in fragment
+            status, body = get(path, "/api/search?q=web")
+            assert status == 200 and "no address is kept for an application called 'web'" in json.loads(body)["message"]
+            assert get(path, "/fragment/hosts?hosts_page=x")[0] == 400
+            assert get(path, "/fragment/addresses?pool=nope")[0] == 400
+            assert get(path, "/fragment/nothing")[0] == 404
+            assert json.loads(get(path, "/nowhere")[1])["Err"]
+
+            # Live: one more address shows on the next read of the pools, pushed by the watch.
+            AcsnetIpam(store, "h1").request_address(AddressRequest(pool_id, None, {MAC_OPTION: "02:42:00:00:99:99"}))
+            until(lambda: 'data-used="122"' in get(path, "/fragment/pools")[1])
+            assert process.poll() is None
+        finally:
+            stop(process)
+    finally:
+        store.close()
+
+
+@pytest.mark.zookeeper
+def test_dashboard_starts_without_its_store_and_follows_it_when_it_comes(tmp_path):
+    """Nothing listens on the store's port: the page says the store is down, the process stays."""
+    port = free_port()
+    process, path = start_dashboard(tmp_path, f"zk://127.0.0.1:{port}/acsnet")
+    try:
+        status, html = until(lambda: (r := get(path, "/")) and 'id="store-down"' in r[1] and r)
+        assert status == 200 and "not reachable" in html
+        assert get(path, "/healthz")[0] == 503
+        status, fragment = get(path, "/fragment/pools")
+        assert status == 503 and "Cannot read the store now" in fragment
+        time.sleep(1)
+        assert process.poll() is None
+    finally:
+        stop(process)
+
+
+def test_a_tcp_listener_needs_tls_with_client_certificates_or_insecure(tmp_path, embedded_url):
+    for extra, says in (([], "needs --tls-cert, --tls-key and --tls-ca, or --insecure"),
+                        (["--tls-cert", "/x.pem", "--tls-key", "/x.key"], "requires client certificates: give --tls-ca"),
+                        (["--listen", "nowhere"], "is not unix:///PATH, tcp://HOST:PORT or HOST:PORT")):
+        listen = [] if "--listen" in extra else ["--listen", f"127.0.0.1:{free_port()}"]
+        result = subprocess.run([sys.executable, "-m", "acsnet.cli", "dashboard", "--store", embedded_url, *listen, *extra],
+                                cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert result.returncode in (1, 2) and says in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+@pytest.fixture
+def pki(tmp_path):
+    """A CA, a server and a client certificate, as the metrics listener's tests make them."""
+    return test_metrics_tls.pki.__wrapped__(tmp_path)
+
+
+def test_dashboard_over_tls_needs_a_client_certificate(tmp_path, embedded_url, pki):
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "acsnet.cli", "dashboard", "--store", embedded_url,
+                                "--listen", f"tcp://127.0.0.1:{port}", "--tls-cert", f"{pki}/server.pem",
+                                "--tls-key", f"{pki}/server.key", "--tls-ca", f"{pki}/ca.pem"], cwd=REPO,
+                               stdout=open(tmp_path / "dashboard.log", "ab"), stderr=subprocess.STDOUT)
+    try:
+        client = ssl.create_default_context(cafile=f"{pki}/ca.pem")
+        client.load_cert_chain(f"{pki}/client.pem", f"{pki}/client.key")
+
+        def fetch(context):
+            connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=5)
+            connection.request("GET", "/healthz")
+            return connection.getresponse().status
+
+        status = until(lambda: _quietly(fetch, client), 120)
+        assert status == 200
+        with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
+            fetch(ssl.create_default_context(cafile=f"{pki}/ca.pem"))
+    finally:
+        stop(process)
+
+
+def _quietly(fetch, context):
+    try:
+        return fetch(context)
+    except (ConnectionRefusedError, ConnectionResetError):
+        return None
+
+
+def test_no_dashboard_socket_left_world_writable(tmp_path, embedded_url):
+    process, path = start_dashboard(tmp_path, embedded_url)
+    try:
+        assert os.stat(path).st_mode & 0o777 == 0o660
+    finally:
+        stop(process)
