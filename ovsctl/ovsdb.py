@@ -181,7 +181,9 @@ class Ovsdb:
 
         def change(c: Change) -> None:
             bridge_row, row = c.find("Bridge", bridge), c.find("Port", port)
-            if bridge_row is not None and row is not None and row in bridge_row.ports:
+            if bridge_row is not None and row is not None:
+                # Not checked against the bridge's ports (a read of every one): the port of another
+                # bridge fails the commit, as it is still referred to there.
                 c.remove_from(bridge_row, "ports", row)
                 row.delete()  # with its interfaces, which only it referred to
 

@@ -24,6 +24,7 @@ from typing import Callable
 import ovs.jsonrpc
 import ovs.poller
 import ovs.stream
+from ovs.db import custom_index
 from ovs.db import idl as ovs_idl
 
 from acsnet.errors import DatapathError
@@ -39,6 +40,7 @@ COLUMNS = {
     "Port": ["name", "interfaces", "tag", "external_ids"],
     "Interface": ["name", "type", "options", "external_ids", "ofport", "mac_in_use", "mac"],
 }
+NAMED = ("Bridge", "Port", "Interface")  # looked up by name through an index: a scan of 2,000 rows costs ~25 ms
 RECONNECT_BACKOFF_MS = (1000, 2000)  # python-ovs's floor; its default ceiling (8 s) is long for a restart
 SCHEMA_RETRY_SECONDS = 0.5
 
@@ -89,6 +91,8 @@ class OvsdbConnection:
         for table, columns in COLUMNS.items():
             helper.register_columns(table, columns)
         idl = ovs_idl.Idl(self.remote, helper)
+        for table in NAMED:
+            idl.index_create(table, "name").add_column("name")
         session = getattr(idl, "_session", None)  # python-ovs has no public setter for it
         if session is not None and hasattr(session, "reconnect"):
             session.reconnect.set_backoff(*RECONNECT_BACKOFF_MS)
@@ -173,7 +177,7 @@ class OvsdbConnection:
                 seqno = idl.change_seqno
                 txn = ovs_idl.Transaction(idl)
                 try:
-                    built = Change(idl.tables, txn)
+                    built = Change(idl, txn)
                     change(built)
                 except BaseException:
                     txn.abort()
@@ -221,13 +225,15 @@ class Change:
     """A transaction being composed: writes only what differs, so a change that finds everything in
     place is no transaction at all."""
 
-    def __init__(self, tables: Tables, txn: ovs_idl.Transaction):
-        self.tables = tables
+    def __init__(self, idl: ovs_idl.Idl, txn: ovs_idl.Transaction):
+        self.idl = idl
+        self.tables = idl.tables
         self.txn = txn
         self.changed = False
 
     def find(self, table: str, name: str):
-        return next((row for row in self.tables[table].rows.values() if row.name == name), None)
+        """The row of a Bridge, Port or Interface by its name, or None."""
+        return next(iter(self.idl.index_equal(table, "name", _entry(self.tables[table])(name=name))), None)
 
     def insert(self, table: str):
         self.changed = True
@@ -252,6 +258,15 @@ class Change:
     def remove_from(self, row, column: str, member) -> None:
         row.delvalue(column, member)
         self.changed = True
+
+
+def _entry(table):
+    """The stand-in row an index is searched with (python-ovs's Row cannot be made outside a transaction)."""
+    entry = getattr(table, "_acsnet_index_entry", None)
+    if entry is None:
+        entry = custom_index.IndexEntryClass(table)
+        table._acsnet_index_entry = entry
+    return entry
 
 
 def _current(row, column: str, unset):
