@@ -204,16 +204,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default="/var/lib/acsnet/controlplane-lab")
     args = parser.parse_args(argv)
     endpoints = [int(n) for n in args.endpoints.split(",")]
-    report_markdown = markdown
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         args.json = args.json or os.path.join(args.out, "controlplane.json")
 
-        def report_markdown(report: dict) -> str:
-            text = markdown(report)
+    def report_markdown(report: dict) -> str:
+        text = markdown(report)
+        if args.out:
             with open(os.path.join(args.out, "controlplane.md"), "w") as f:
                 f.write(text + "\n")
-            return text
+        return text
 
     return run_on_a_lab(args.workdir, "acsnet-c", 3, lambda lab, steps: measure(
         lab, steps, runs=args.runs, seconds=args.seconds, propagation_runs=args.propagation_runs, endpoints=endpoints,
