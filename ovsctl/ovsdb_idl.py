@@ -79,8 +79,8 @@ class OvsdbConnection:
         with self._lock:
             if self._idl is not None:
                 self._idl.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        # The wake pipe is close()'s to close, once this thread is gone: closed here, close()'s own
+        # write to it could land on a descriptor the process has reused meanwhile.
 
     def _open(self) -> bool:
         try:
@@ -119,11 +119,17 @@ class OvsdbConnection:
             os.write(self._wake_w, b"x")
         except BlockingIOError:  # the pipe is full: the thread wakes anyway
             pass
+        except OSError:
+            if not self._closed:  # closed meanwhile: nothing to wake
+                raise
 
     def close(self) -> None:
         self._closed = True
         self._wake()
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():  # else it still polls the pipe: leave it open
+            os.close(self._wake_r)
+            os.close(self._wake_w)
 
     # -- for request threads ---------------------------------------------------------------------
 
