@@ -202,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--out", help="write controlplane.md and controlplane.json into this directory")
     parser.add_argument("--workdir", default="/var/lib/acsnet/controlplane-lab")
+    parser.add_argument("--prefix", default="acsnet-c", help="the lab's name prefix (4 random hex digits follow)")
     args = parser.parse_args(argv)
     endpoints = [int(n) for n in args.endpoints.split(",")]
     if args.out:
@@ -215,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                 f.write(text + "\n")
         return text
 
-    return run_on_a_lab(args.workdir, "acsnet-c", 3, lambda lab, steps: measure(
+    return run_on_a_lab(args.workdir, args.prefix, 3, lambda lab, steps: measure(
         lab, steps, runs=args.runs, seconds=args.seconds, propagation_runs=args.propagation_runs, endpoints=endpoints,
         ovsdb_port_counts=[int(n) for n in args.ovsdb_ports.split(",")]),
         report_markdown, args.json)
