@@ -4,11 +4,13 @@ own tools do, so that what a port belongs to can be read back from OVSDB after a
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from acsnet.errors import DatapathError
 from acsnet.ovsctl.command import check_interface_name
-from acsnet.ovsctl.ovsdb_idl import Change, OvsdbConnection, Tables, connection, forget_connection
+
+if TYPE_CHECKING:  # python-ovs is imported at first use: commands that never touch OVSDB (install-units) run without it
+    from acsnet.ovsctl.ovsdb_idl import Change, OvsdbConnection, Tables
 
 EXTERNAL_PREFIX = "acsnet-"
 
@@ -21,10 +23,14 @@ class Ovsdb:
 
     @property
     def _connection(self) -> OvsdbConnection:
+        from acsnet.ovsctl.ovsdb_idl import connection
+
         return connection(self.db)
 
     def close(self) -> None:
         """Drop this process's connection (a process about to fork workers that make their own)."""
+        from acsnet.ovsctl.ovsdb_idl import forget_connection
+
         forget_connection(self.db)
 
     def __enter__(self) -> "Ovsdb":
