@@ -24,7 +24,6 @@ from typing import Callable
 import ovs.jsonrpc
 import ovs.poller
 import ovs.stream
-from ovs.db import custom_index
 from ovs.db import idl as ovs_idl
 
 from acsnet.errors import DatapathError
@@ -40,7 +39,6 @@ COLUMNS = {
     "Port": ["name", "interfaces", "tag", "external_ids"],
     "Interface": ["name", "type", "options", "external_ids", "ofport", "mac_in_use", "mac"],
 }
-NAMED = ("Bridge", "Port", "Interface")  # looked up by name through an index: a scan of 2,000 rows costs ~25 ms
 RECONNECT_BACKOFF_MS = (1000, 2000)  # python-ovs's floor; its default ceiling (8 s) is long for a restart
 SCHEMA_RETRY_SECONDS = 0.5
 
@@ -91,8 +89,6 @@ class OvsdbConnection:
         for table, columns in COLUMNS.items():
             helper.register_columns(table, columns)
         idl = ovs_idl.Idl(self.remote, helper)
-        for table in NAMED:
-            idl.index_create(table, "name").add_column("name")
         session = getattr(idl, "_session", None)  # python-ovs has no public setter for it
         if session is not None and hasattr(session, "reconnect"):
             session.reconnect.set_backoff(*RECONNECT_BACKOFF_MS)
@@ -238,8 +234,17 @@ class Change:
         self.changed = False
 
     def find(self, table: str, name: str):
-        """The row of a Bridge, Port or Interface by its name, or None."""
-        return next(iter(self.idl.index_equal(table, "name", _entry(self.tables[table])(name=name))), None)
+        """The row of a Bridge, Port or Interface by its name, or None: through an index on the name
+        (a scan of 2,000 ports, each name decoded from its datum, took ~25 ms)."""
+        rows = self.tables[table].rows
+        index = rows.indexes.get("name")
+        if index is None:  # first use, or python-ovs 3.0 made the table's rows anew (indexes lost) on a reconnect
+            index = rows.index_create("name")
+            index.add_column("name")
+            for row in rows.values():
+                index.add(row)
+        entry = rows.IndexEntry(name=name)
+        return next(iter(index.irange(entry, entry)), None)
 
     def insert(self, table: str):
         self.changed = True
@@ -264,15 +269,6 @@ class Change:
     def remove_from(self, row, column: str, member) -> None:
         row.delvalue(column, member)
         self.changed = True
-
-
-def _entry(table):
-    """The stand-in row an index is searched with (python-ovs's Row cannot be made outside a transaction)."""
-    entry = getattr(table, "_acsnet_index_entry", None)
-    if entry is None:
-        entry = custom_index.IndexEntryClass(table)
-        table._acsnet_index_entry = entry
-    return entry
 
 
 def _current(row, column: str, unset):

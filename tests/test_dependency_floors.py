@@ -20,7 +20,9 @@ from acsnet.lab.host import REPO
 FAST_TESTS = ["tests/test_config.py", "tests/test_front_create.py", "tests/test_metrics_tls.py",
               "tests/test_links_netlink.py", "tests/test_protocol_server.py", "tests/test_ipam_driver.py",
               "tests/test_ovsdb_idl.py"]
-DESELECT = "not zookeeper and not random_bodies and not fullness"
+# A plugin process in a simulated host imports acsnet from the main environment (nsenter leaves the
+# checkout's directory), so test_ovsdb_idl.py's IDL test runs here and its plugin test does not.
+DESELECT = "not zookeeper and not random_bodies and not fullness and not forks_no_ovs_vsctl"
 
 
 def floors() -> list[str]:
