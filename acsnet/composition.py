@@ -39,7 +39,8 @@ def run_plugin(plugin: str, settings: dict) -> None:
         settings["default_pool_v6"], settings["default_pool_size_v6"],
     )
     if plugin in DRIVER_BUILDERS:
-        host_layout(Ovsdb(settings["ovsdb"]), settings["bridge"])  # refuse to start on a host not set up
+        with Ovsdb(settings["ovsdb"]) as ovsdb:  # closed before gunicorn forks: the worker makes its own
+            host_layout(ovsdb, settings["bridge"])  # refuse to start on a host not set up
     opened = []  # stores of this worker
     agents = []  # datapath agents of this worker: stopped before their store closes
 
@@ -69,7 +70,7 @@ def run_plugin(plugin: str, settings: dict) -> None:
 
         def driver_health() -> dict:
             report = store_health()
-            ovsdb_ok = driver.agent.ovsdb.reachable()
+            ovsdb_ok = driver.agent.ovsdb.reachable()  # the persistent connection's state: no fork, no round trip
             return {**report, "ok": report["ok"] and ovsdb_ok, "ovsdb": "reachable" if ovsdb_ok else "unreachable",
                     "bridge": driver.agent.bridge, "endpoints": len(driver.agent.endpoints)}
 

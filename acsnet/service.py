@@ -1,7 +1,8 @@
 """Run one plugin under gunicorn, bound to `<plugin-dir>/<name>.sock`.
 
 One worker with threads: the worker owns the plugin's single store session, its liveness and (for
-drivers) its watches; several workers would each open their own. The socket is created 0660 (root
+drivers) its watches and its OVSDB connection (acsnet.ovsctl.ovsdb_idl), all made after the fork, in
+the app factory; several workers would each open their own. The socket is created 0660 (root
 only, as dockerd runs as root) and nothing listens on TCP.
 """
 

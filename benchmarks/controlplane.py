@@ -5,15 +5,21 @@
 - each plugin's own handler time per call (p50/p99, from its Prometheus histogram),
 - IPAM allocations per second with all three hosts allocating and releasing at once on one pool,
 - cross-host route propagation (p50/p99) and flow programming for 100/1000/5000 remote endpoints
-  (vxlan; benchmarks/vxlan_scale.py).
+  (vxlan; benchmarks/vxlan_scale.py),
+- CreateEndpoint time per driver during the `docker run`s, exact (from each plugin's request log),
+- add-port time against the ports already on a host, ovs-vsctl against the plugins' persistent IDL
+  (benchmarks/ovsdb_ports.py, on a private ovsdb-server).
 `acsnet bench` runs the same after the datapath table, into the same report.
 
-    python -m acsnet.benchmarks.controlplane [--runs 20] [--seconds 10] [--propagation-runs 50] [--json FILE]
+    python -m acsnet.benchmarks.controlplane [--runs 20] [--seconds 10] [--propagation-runs 50]
+        [--ovsdb-ports 0,500,1000,2000] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
+import os
 import re
 import statistics
 import subprocess
@@ -21,7 +27,7 @@ import sys
 import time
 import uuid
 
-from acsnet.benchmarks import vxlan_scale
+from acsnet.benchmarks import ovsdb_ports, vxlan_scale
 from acsnet.benchmarks.progress import Steps
 from acsnet.benchmarks.standalone import run_on_a_lab
 from acsnet.lab.dockerd import IMAGE
@@ -35,6 +41,8 @@ NETWORKS = {  # driver -> create options
     "vpc": ["-d", "vpc", "--ipam-driver", "acsnet", "--subnet", "100.74.0.0/16"],
 }
 PLUGIN_SOCKETS = {"acsnet": "acsnet.sock", "vlan": "vlan.sock", "vxlan": "vxlan.sock", "vpc": "vpc.sock"}
+REQUEST_LINE = re.compile(r"plugin=(\S+) method=NetworkDriver\.CreateEndpoint status=200 duration_ms=([0-9.]+)")
+OVSDB_PORTS_SAMPLES = 20
 
 SCRAPE = """
 import sys
@@ -89,12 +97,33 @@ def quantiles(metrics: str, plugin: str) -> dict[str, dict[str, float]]:
     return result
 
 
+def plugin_logs(lab: Lab, host: str) -> dict[str, int]:
+    """The plugins' log files on a host (PluginProcess writes `<name>-<ns>.log` in its workdir), with their sizes."""
+    return {path: os.path.getsize(path) for path in glob.glob(os.path.join(lab.node(host).workdir, "*-*.log"))}
+
+
+def create_endpoint_times(since: dict[str, int], now: dict[str, int]) -> dict:
+    """CreateEndpoint durations per driver logged after `since`, to the tenth of a millisecond (the
+    Prometheus histogram only says which bucket: 25 or 50 ms)."""
+    durations: dict[str, list[float]] = {}
+    for path, size in now.items():
+        with open(path, errors="replace") as f:
+            f.seek(since.get(path, 0))
+            for line in f.read(size - since.get(path, 0)).splitlines():
+                found = REQUEST_LINE.search(line)
+                if found:
+                    durations.setdefault(found.group(1), []).append(float(found.group(2)))
+    return {driver: {"calls": len(d), "p50_ms": statistics.median(d), "max_ms": max(d)} for driver, d in sorted(durations.items())}
+
+
 def docker_run_times(lab: Lab, runs: int, progress: Steps) -> dict:
-    """`docker run --rm` on h1 per network driver, interleaved (the order flips every run)."""
+    """`docker run --rm` on h1 per network driver, interleaved (the order flips every run), and the
+    drivers' CreateEndpoint times during those runs."""
     tag = uuid.uuid4().hex[:6]
     progress(f"docker run --rm on h1: {runs} runs of each of {', '.join(NETWORKS)}")
     for driver, options in NETWORKS.items():
         lab.docker("h1", "network", "create", *options, f"cp-{driver}-{tag}")
+    logs_before = plugin_logs(lab, "h1")
     try:
         times: dict[str, list[float]] = {d: [] for d in NETWORKS}
         for n in range(runs):
@@ -105,9 +134,11 @@ def docker_run_times(lab: Lab, runs: int, progress: Steps) -> dict:
     finally:
         for driver in NETWORKS:
             lab.docker("h1", "network", "rm", f"cp-{driver}-{tag}", check=False)
+    endpoints = create_endpoint_times(logs_before, plugin_logs(lab, "h1"))
     bridge = statistics.median(times["bridge"])
     return {d: {"median_s": statistics.median(t), "min_s": min(t), "max_s": max(t),
-                "ratio_to_bridge": statistics.median(t) / bridge} for d, t in times.items()}
+                "ratio_to_bridge": statistics.median(t) / bridge,
+                **({"create_endpoint": endpoints[d]} if d in endpoints else {})} for d, t in times.items()}
 
 
 def handler_times(lab: Lab) -> dict:
@@ -128,22 +159,28 @@ def ipam_rate(lab: Lab, seconds: float, progress: Steps) -> dict:
             "per_host": counts}
 
 
-def measure(lab: Lab, progress: Steps, *, runs: int, seconds: float, propagation_runs: int, endpoints: list[int]) -> dict:
+def measure(lab: Lab, progress: Steps, *, runs: int, seconds: float, propagation_runs: int, endpoints: list[int],
+            ovsdb_port_counts: list[int] = (0, 500, 1000, 2000)) -> dict:
     """Every control-plane figure on a lab of 2 or more hosts (the IPAM race uses all of them)."""
     report = {"docker_run": docker_run_times(lab, runs, progress)}
     progress("plugin handler times on h1 (their metrics)")
     report["handlers"] = handler_times(lab)
     report["ipam"] = ipam_rate(lab, seconds, progress)
     report["vxlan"] = vxlan_scale.measure(lab, propagation_runs, endpoints, progress)
+    report["ovsdb_ports"] = ovsdb_ports.measure(list(ovsdb_port_counts), OVSDB_PORTS_SAMPLES, progress)
     return report
 
 
 def markdown(report: dict) -> str:
     runs = report["docker_run"]
-    lines = ["`docker run --rm` on one host, interleaved runs, median (min-max):", "",
-             "| network driver | seconds | / bridge |", "|---|---|---|"]
+    lines = ["`docker run --rm` on one host, interleaved runs, median (min-max), and the driver's CreateEndpoint",
+             "during them (its request log; targets: at most 1.00x bridge, CreateEndpoint p50 under 20 ms):", "",
+             "| network driver | seconds | / bridge | CreateEndpoint p50 (ms) | max (ms) |", "|---|---|---|---|---|"]
     for driver, row in runs.items():
-        lines.append(f"| {driver} | {row['median_s']:.3f} ({row['min_s']:.3f}-{row['max_s']:.3f}) | {row['ratio_to_bridge']:.2f} |")
+        endpoint = row.get("create_endpoint")
+        times = f"{endpoint['p50_ms']:.1f} | {endpoint['max_ms']:.1f}" if endpoint else "- | -"
+        lines.append(f"| {driver} | {row['median_s']:.3f} ({row['min_s']:.3f}-{row['max_s']:.3f}) | "
+                     f"{row['ratio_to_bridge']:.2f} | {times} |")
     lines += ["", "Plugin handler time per call on h1 (from acsnet_request_seconds; bucket bounds):", "",
               "| plugin | method | calls | p50 (ms) | p99 (ms) |", "|---|---|---|---|---|"]
     for plugin, methods in report["handlers"].items():
@@ -152,7 +189,7 @@ def markdown(report: dict) -> str:
     ipam = report["ipam"]
     lines += ["", f"IPAM: {ipam['allocations']} allocations (+ releases) in {ipam['seconds']:g} s by {ipam['hosts']} hosts "
               f"at once on one pool: {ipam['per_second']:.0f} allocations/s (per host {ipam['per_host']})", ""]
-    return "\n".join(lines) + vxlan_scale.markdown(report["vxlan"])
+    return "\n".join(lines) + vxlan_scale.markdown(report["vxlan"]) + "\n\n" + ovsdb_ports.markdown(report["ovsdb_ports"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,13 +198,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of the IPAM allocation race")
     parser.add_argument("--propagation-runs", type=int, default=50)
     parser.add_argument("--endpoints", default="100,1000,5000", help="remote endpoints simulated for flow programming")
+    parser.add_argument("--ovsdb-ports", default="0,500,1000,2000", help="ports on the bridge at each add-port row")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--out", help="write controlplane.md and controlplane.json into this directory")
     parser.add_argument("--workdir", default="/var/lib/acsnet/controlplane-lab")
+    parser.add_argument("--prefix", default="acsnet-c", help="the lab's name prefix (4 random hex digits follow)")
     args = parser.parse_args(argv)
     endpoints = [int(n) for n in args.endpoints.split(",")]
-    return run_on_a_lab(args.workdir, "acsnet-c", 3, lambda lab, steps: measure(
-        lab, steps, runs=args.runs, seconds=args.seconds, propagation_runs=args.propagation_runs, endpoints=endpoints),
-        markdown, args.json)
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        args.json = args.json or os.path.join(args.out, "controlplane.json")
+
+    def report_markdown(report: dict) -> str:
+        text = markdown(report)
+        if args.out:
+            with open(os.path.join(args.out, "controlplane.md"), "w") as f:
+                f.write(text + "\n")
+        return text
+
+    return run_on_a_lab(args.workdir, args.prefix, 3, lambda lab, steps: measure(
+        lab, steps, runs=args.runs, seconds=args.seconds, propagation_runs=args.propagation_runs, endpoints=endpoints,
+        ovsdb_port_counts=[int(n) for n in args.ovsdb_ports.split(",")]),
+        report_markdown, args.json)
 
 
 if __name__ == "__main__":

@@ -46,9 +46,8 @@ def probe_mac(ovsdb: Ovsdb, bridge: str, vlan: int, ip: str, host_mac: str, time
 
     port = f"acsarp{vlan}"
     request = bytes(Ether(src=host_mac, dst=BROADCAST) / ARP(op=1, hwsrc=host_mac, psrc="0.0.0.0", pdst=ip))
-    ovsdb.add_port(bridge, port, tag=vlan, interface_type="internal")
+    ovsdb.add_port(bridge, port, tag=vlan, interface_type="internal", mac=host_mac)
     try:
-        ovsdb.vsctl("set", "interface", port, f'mac="{host_mac}"')
         _wait_for(lambda: links.exists(port), f"internal port {port} did not appear")
         links.set_up(port)
         with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP)) as sock:

@@ -1,14 +1,18 @@
 """Linux links through netlink (pyroute2): veth pairs for endpoints, and moving a NIC's addresses and
-routes onto the OVS bridge (host setup)."""
+routes onto the OVS bridge (host setup); a named network namespace entered without a fork."""
 
 from __future__ import annotations
 
 import array
+import ctypes
 import dataclasses
 import errno
 import fcntl
+import os
 import socket
 import struct
+import threading
+from typing import Callable, TypeVar
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -20,6 +24,10 @@ from acsnet.ovsctl.command import check_interface_name
 MAIN_TABLE = 254
 SIOCETHTOOL, ETHTOOL_STXCSUM, ETHTOOL_GTSO = 0x8946, 0x17, 0x1e  # linux/sockios.h, linux/ethtool.h
 KERNEL_PROTO = 2  # routes the kernel made for an address; they come back with the address
+CLONE_NEWNET = 0x40000000  # linux/sched.h
+NETNS_DIR = "/run/netns"  # where `ip netns` and pyroute2 keep named namespaces
+_libc = ctypes.CDLL(None, use_errno=True)
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +145,42 @@ def _ethtool(name: str, command: int, data: int, what: str) -> int:
     except OSError as e:
         raise DatapathError(f"cannot {what} {name}: {e}") from None
     return value[1]
+
+
+def in_namespace(name: str, action: Callable[[], T]) -> T:
+    """`action()` inside the named network namespace, on a thread of its own that enters it (setns
+    changes only the calling thread's namespace, and this one ends with the thread): sockets it opens,
+    ioctls and /proc/sys/net are the namespace's. `ip netns exec ... CMD` forks twice for the same."""
+    outcome: list = []
+
+    def inside() -> None:
+        try:
+            fd = os.open(os.path.join(NETNS_DIR, check_interface_name(name)), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if _libc.setns(fd, CLONE_NEWNET) != 0:
+                    code = ctypes.get_errno()
+                    raise DatapathError(f"cannot enter network namespace {name}: {os.strerror(code)}")
+            finally:
+                os.close(fd)
+            outcome.append((True, action()))
+        except FileNotFoundError:
+            outcome.append((False, DatapathError(f"network namespace {name} does not exist")))
+        except BaseException as e:  # handed to the caller's thread
+            outcome.append((False, e))
+
+    thread = threading.Thread(target=inside, name=f"netns-{name}", daemon=True)
+    thread.start()
+    thread.join()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
+
+
+def enable_ipv4_forwarding() -> None:
+    """net.ipv4.ip_forward=1 in the caller's network namespace (a write to /proc/sys, not a sysctl fork)."""
+    with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+        f.write("1")
 
 
 def set_up(name: str, mtu: int | None = None) -> None:

@@ -10,19 +10,26 @@ address and MAC everywhere, answered locally). The router has two links:
 Outbound (SNAT): the router masquerades to its transfer address and routes to the host, which
 masquerades the transfer range to its own address. Inbound (DNAT, `-p HOSTPORT:PORT`): the host
 sends HOSTPORT to the router's transfer address, the router to the container's address and port.
-Rules are nftables tables rebuilt whole from the desired state (`nft -f`, atomic like a bundle).
+Rules are nftables tables written from the desired state (`nft -f`, atomic like a bundle), and only
+where they differ from what this process last wrote: `-p` on one network rewrites that network's
+router table and its own chain of the host's table (`published_<vni>`), not every router's table and
+the host's whole one. Setting a router up forks nothing: netlink, /proc/sys and an ethtool ioctl, in
+the namespace through `links.in_namespace`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
+import threading
 
 import netaddr
 from pyroute2 import IPRoute, NetNS, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
 from acsnet.errors import DatapathError
+from acsnet.ovsctl import links
 from acsnet.ovsctl.command import run
 
 TRANSFER = netaddr.IPNetwork("169.254.0.0/16")
@@ -87,10 +94,6 @@ def routers() -> dict[int, Router]:
     return found
 
 
-def _in_namespace(name: str, argv: list[str], input_text: str | None = None) -> str:
-    return run(["ip", "netns", "exec", name, *argv], input_text=input_text, timeout=15)
-
-
 def ensure_router(vni: int, gateway: str, prefixlen: int, gateway_mac: str, mtu: int, *, userspace_datapath: bool) -> Router:
     """Make the router of a network, or leave the one there (idempotent); returns its transfer addresses."""
     existing = routers()
@@ -125,11 +128,23 @@ def ensure_router(vni: int, gateway: str, prefixlen: int, gateway_mac: str, mtu:
     except NetlinkError as e:
         remove_router(vni)
         raise DatapathError(f"cannot make the router of VNI {vni}: {e}") from None
-    _in_namespace(name, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
     if userspace_datapath:  # see links.disable_tx_checksum
-        run(["ethtool", "-K", gateway_port(vni), "tx", "off"])
-        _in_namespace(name, ["ethtool", "-K", GATEWAY_LINK, "tx", "off"])
+        links.disable_tx_checksum(gateway_port(vni))
+    try:
+        links.in_namespace(name, lambda: _configure_inside(userspace_datapath))
+    except (OSError, DatapathError) as e:
+        remove_router(vni)
+        raise DatapathError(f"cannot make the router of VNI {vni}: {e}") from None
+    _applied.forget_router(vni)  # a new namespace has no table yet
     return Router(vni, host_address, router_address)
+
+
+def _configure_inside(userspace_datapath: bool) -> None:
+    """In the router's namespace: it forwards, and its gateway end, like the bridge end, leaves no
+    checksum for the userspace datapath to finish."""
+    links.enable_ipv4_forwarding()
+    if userspace_datapath:
+        links.disable_tx_checksum(GATEWAY_LINK)
 
 
 def remove_router(vni: int) -> None:
@@ -140,41 +155,121 @@ def remove_router(vni: int) -> None:
                 ipr.link("del", index=found[0])
     if namespace(vni) in netns.listnetns():
         netns.remove(namespace(vni))
+    _applied.forget_router(vni)
+
+
+class _AppliedNat:
+    """What this process last wrote to each nftables table, per network namespace (the caller's, by
+    its inode: a host's and a test's processes each have their own), so that only a difference is
+    written. Forgotten when a router's namespace is made or removed; a restarted plugin starts empty
+    and writes everything once."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.routers: dict[tuple[int, int], tuple[Router, tuple[str, ...]]] = {}
+        self.hosts: dict[int, tuple[tuple[str, ...], dict[int, tuple[str, ...]]]] = {}
+
+    def forget_router(self, vni: int) -> None:
+        with self.lock:
+            self.routers.pop((_namespace_id(), vni), None)
+
+
+_applied = _AppliedNat()
+
+
+def _namespace_id() -> int:
+    return os.stat("/proc/thread-self/ns/net").st_ino
 
 
 def apply_router_nat(router: Router, publications: list[Publication]) -> None:
-    rules = [f"{p.protocol} dport {p.host_port} dnat to {p.ip}:{p.port}" for p in publications]
-    _in_namespace(namespace(router.vni), ["nft", "-f", "-"], input_text=_table(ROUTER_TABLE, {
-        "prerouting": ("type nat hook prerouting priority dstnat", [f'iifname "{UPLINK_LINK}" {r}' for r in rules]),
-        "postrouting": ("type nat hook postrouting priority srcnat", [f'oifname "{UPLINK_LINK}" masquerade']),
-    }))
+    """The router's table: published ports to their containers, and masquerade to the host. Written
+    only if it differs from what this process last wrote there."""
+    rules = tuple(f"{p.protocol} dport {p.host_port} dnat to {p.ip}:{p.port}" for p in publications)
+    key = (_namespace_id(), router.vni)
+    with _applied.lock:
+        if _applied.routers.get(key) == (router, rules):
+            return
+        script = _table(ROUTER_TABLE, {
+            "prerouting": ("type nat hook prerouting priority dstnat", [f'iifname "{UPLINK_LINK}" {r}' for r in rules]),
+            "postrouting": ("type nat hook postrouting priority srcnat", [f'oifname "{UPLINK_LINK}" masquerade']),
+        })
+        # nft forked from a thread inside the namespace: one fork, where `ip netns exec` made two
+        links.in_namespace(namespace(router.vni), lambda: run(["nft", "-f", "-"], input_text=script, timeout=15))
+        _applied.routers[key] = (router, rules)
+
+
+def published_chain(vni: int) -> str:
+    """The host table's chain of one network's published ports (prerouting and output jump to it)."""
+    return f"published_{vni}"
 
 
 def apply_host_nat(host_addresses: list[str], routed: list[tuple[Router, Publication]]) -> None:
     """The host's table: published ports to their routers (from outside and from the host itself),
-    and the transfer range masqueraded to the host's own address on the way out."""
-    dnat = [f"ip daddr {{ {', '.join(host_addresses)} }} {p.protocol} dport {p.host_port} dnat to {r.router_address}"
-            for r, p in routed] if host_addresses else []
-    script = _table(HOST_TABLE, {
-        "prerouting": ("type nat hook prerouting priority dstnat", dnat),
-        "output": ("type nat hook output priority -100", dnat),
-        "postrouting": ("type nat hook postrouting priority srcnat",
-                        [f'ip saddr {TRANSFER.cidr} oifname != "vr*" masquerade']),
+    one chain per network, and the transfer range masqueraded to the host's own address on the way
+    out. What this process wrote before is changed chain by chain: a network whose ports did not
+    change is not rewritten."""
+    addresses = tuple(host_addresses)
+    chains: dict[int, tuple[str, ...]] = {}
+    for r, p in routed:
+        rule = f"ip daddr {{ {', '.join(addresses)} }} {p.protocol} dport {p.host_port} dnat to {r.router_address}"
+        chains.setdefault(r.vni, ())
+        if addresses:
+            chains[r.vni] += (rule,)
+    key = _namespace_id()
+    with _applied.lock:
+        last = _applied.hosts.get(key)
+        if last is None or last[0] != addresses:
+            script, written = _host_table(chains), chains
+        else:
+            script, written = _host_chain_changes(last[1], chains), dict(last[1])
+            written.update({vni: chains.get(vni, ()) for vni in set(last[1]) | set(chains)})
+        if script:
+            run(["nft", "-f", "-"], input_text=script, timeout=15)
+        _applied.hosts[key] = (addresses, written)
+    links.enable_ipv4_forwarding()  # routers reach the world through the host
+
+
+def _host_table(chains: dict[int, tuple[str, ...]]) -> str:
+    jumps = [f"jump {published_chain(vni)}" for vni in sorted(chains)]
+    return _table(HOST_TABLE, {
+        "prerouting": ("type nat hook prerouting priority dstnat", jumps),
+        "output": ("type nat hook output priority -100", jumps),
+        "postrouting": ("type nat hook postrouting priority srcnat", [f'ip saddr {TRANSFER.cidr} oifname != "vr*" masquerade']),
+        **{published_chain(vni): (None, list(rules)) for vni, rules in sorted(chains.items())},
     })
-    run(["nft", "-f", "-"], input_text=script, timeout=15)
-    with open("/proc/sys/net/ipv4/ip_forward", "w") as f:  # routers reach the world through the host
-        f.write("1")
+
+
+def _host_chain_changes(written: dict[int, tuple[str, ...]], chains: dict[int, tuple[str, ...]]) -> str:
+    """An nft script (one transaction) that brings the host's chains from `written` to `chains`: a
+    new network's chain is added with its jumps; a chain whose rules differ is flushed and refilled; a
+    network without published ports keeps an empty chain."""
+    lines = []
+    for vni in sorted(set(chains) - set(written)):
+        chain = published_chain(vni)
+        lines += [f"add chain ip {HOST_TABLE} {chain}", f"add rule ip {HOST_TABLE} prerouting jump {chain}",
+                  f"add rule ip {HOST_TABLE} output jump {chain}"]
+    for vni in sorted(set(chains) | set(written)):
+        wanted = chains.get(vni, ())
+        if written.get(vni) == wanted:
+            continue
+        chain = published_chain(vni)
+        lines.append(f"flush chain ip {HOST_TABLE} {chain}")
+        lines += [f"add rule ip {HOST_TABLE} {chain} {rule}" for rule in wanted]
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 def remove_host_nat() -> None:
     subprocess.run(["nft", "delete", "table", "ip", HOST_TABLE], capture_output=True, timeout=15)
+    with _applied.lock:
+        _applied.hosts.pop(_namespace_id(), None)
 
 
-def _table(name: str, chains: dict[str, tuple[str, list[str]]]) -> str:
+def _table(name: str, chains: dict[str, tuple[str | None, list[str]]]) -> str:
     """An nft script that replaces table `name` whole: declared (so the delete cannot fail), deleted,
     and made again, in one transaction."""
     lines = [f"table ip {name} {{}}", f"delete table ip {name}", f"table ip {name} {{"]
-    for chain, (hook, rules) in chains.items():
-        lines += [f"  chain {chain} {{", f"    {hook}; policy accept;", *[f"    {r}" for r in rules], "  }"]
+    for chain, (hook, rules) in chains.items():  # hook None: a regular chain, jumped to
+        head = [f"    {hook}; policy accept;"] if hook else []
+        lines += [f"  chain {chain} {{", *head, *[f"    {r}" for r in rules], "  }"]
     lines.append("}")
     return "\n".join(lines) + "\n"

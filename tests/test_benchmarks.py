@@ -44,6 +44,29 @@ def test_netperf_quick_reports_every_path_with_ratios_from_one_run(tmp_path):
     assert all(row["p50"] > 0 for row in control["vxlan"]["propagation"].values())
     assert control["vxlan"]["scale"] == [{"endpoints": 100, "seconds": control["vxlan"]["scale"][0]["seconds"], "flows": 200}]
     assert "## Control plane" in printed and "| vlan |" in printed and "allocations/s" in printed
+    # CreateEndpoint of each driver during those runs, exact, from the plugins' request logs
+    for driver in ("vlan", "vxlan", "vpc"):
+        assert runs[driver]["create_endpoint"]["calls"] >= 2 and runs[driver]["create_endpoint"]["p50_ms"] > 0, runs[driver]
+    assert "create_endpoint" not in runs["bridge"]
+    # add-port against ports on a host, both ways, in the same report
+    assert [row["ports"] for row in control["ovsdb_ports"]] == [0, 50]
+    assert all(row["ovs_vsctl_ms"] > 0 and row["idl_ms"] > 0 for row in control["ovsdb_ports"])
+    assert "add-port time vs ports on a host" in printed and "| 50 |" in printed
+
+
+def test_ovsdb_ports_measures_add_port_both_ways_at_each_size(tmp_path):
+    """`python -m acsnet.benchmarks.ovsdb_ports` on its own private ovsdb-server: a row per size, both
+    ways, and nothing left behind (no ovsdb-server of its own running after it)."""
+    out = tmp_path / "ports.json"
+    result = subprocess.run([sys.executable, "-m", "acsnet.benchmarks.ovsdb_ports", "--sizes", "0,100", "--samples", "3",
+                             "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    assert [row["ports"] for row in rows] == [0, 100] and all(row["samples"] == 3 for row in rows)
+    assert all(row["ovs_vsctl_ms"] > 0 and row["idl_ms"] > 0 for row in rows)
+    assert "| 100 |" in result.stdout and "persistent IDL" in result.stdout
+    leftover = subprocess.run(["pgrep", "-f", "acsnet-ovsdb-bench-"], capture_output=True, text=True).stdout
+    assert leftover == "", leftover
 
 
 def test_dashboard_bench_reduced_times_every_request_beside_a_whole_store_read(tmp_path):

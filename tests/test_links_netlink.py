@@ -70,3 +70,80 @@ def test_links_routes_and_routers_on_netlink_in_a_namespace_of_its_own():
     result = subprocess.run(["unshare", "--net", "--mount", "--", sys.executable, "-c", EXERCISE], cwd=REPO,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+ROUTERS = r"""
+import os, shutil, subprocess, tempfile
+subprocess.run(["mount", "-t", "tmpfs", "acsnet-test", "/run/netns"], check=True, timeout=10)
+from acsnet.ovsctl import router
+from acsnet.ovsctl.router import Publication
+
+real = {tool: shutil.which(tool) for tool in ("ip", "ethtool", "sysctl", "nft")}
+shims = tempfile.mkdtemp()
+log = os.path.join(shims, "forks.log")
+for tool, path in real.items():  # each logs its invocation (and an nft script: its text) and runs the real one
+    with open(os.path.join(shims, tool), "w") as f:
+        f.write(f'#!/bin/sh\necho "{tool} $*" >> {log}\n'
+                f'if [ "$1" = "-f" ] && [ "$2" = "-" ]; then cat > {shims}/script.nft; cat {shims}/script.nft >> {log}; '
+                f'exec {path} -f {shims}/script.nft; fi\nexec {path} "$@"\n')
+    os.chmod(os.path.join(shims, tool), 0o755)
+os.environ["PATH"] = shims + ":" + os.environ["PATH"]
+
+def forks():
+    lines = open(log).read().splitlines() if os.path.exists(log) else []
+    open(log, "w").close()
+    return lines
+
+def inside(vni, *argv):
+    return subprocess.run([real["ip"], "netns", "exec", router.namespace(vni), *argv], capture_output=True, text=True,
+                          check=True, timeout=10).stdout
+
+def host_table():
+    return subprocess.run([real["nft"], "list", "table", "ip", router.HOST_TABLE], capture_output=True, text=True,
+                          check=True, timeout=10).stdout
+
+# Setting routers up forks nothing, and what it sets is the router namespace's, not the caller's.
+a = router.ensure_router(7, "100.64.7.1", 24, "02:00:00:00:07:01", 1450, userspace_datapath=True)
+b = router.ensure_router(8, "100.64.8.1", 24, "02:00:00:00:08:01", 1450, userspace_datapath=True)
+assert forks() == []
+assert inside(7, "cat", "/proc/sys/net/ipv4/ip_forward").strip() == "1"
+assert open("/proc/sys/net/ipv4/ip_forward").read().strip() == "0", "forwarding went on in the caller's namespace"
+assert "tx-checksumming: off" in inside(7, real["ethtool"], "-k", router.GATEWAY_LINK)
+assert "tx-checksumming: off" in subprocess.run([real["ethtool"], "-k", router.gateway_port(7)], capture_output=True,
+                                                text=True, check=True).stdout
+
+web, dns, other = Publication(6, 8080, "100.64.7.10", 80), Publication(17, 5353, "100.64.7.11", 53), Publication(6, 8081, "100.64.8.10", 80)
+router.apply_router_nat(a, [web])
+router.apply_router_nat(b, [other])
+router.apply_host_nat(["192.0.2.11"], [(a, web), (b, other)])
+assert [line for line in forks() if line.startswith("nft")] == ["nft -f -"] * 3
+
+# -p on network 7: its router's table and its chain of the host's, nothing of network 8's.
+router.apply_router_nat(a, [web, dns])
+router.apply_router_nat(b, [other])
+router.apply_host_nat(["192.0.2.11"], [(a, web), (a, dns), (b, other)])
+written = forks()
+assert [line for line in written if line.startswith("nft")] == ["nft -f -"] * 2, written
+assert "published_7" in "\n".join(written) and "published_8" not in "\n".join(written), written
+assert "udp dport 5353 dnat to 100.64.7.11:53" in inside(7, real["nft"], "list", "table", "ip", router.ROUTER_TABLE)
+incremental = host_table()
+assert "udp dport 5353 dnat to 169.254.0.2" in incremental and "tcp dport 8081 dnat to 169.254.0.6" in incremental, incremental
+router._applied.hosts.clear()  # as after a restart: the table is written whole, and reads the same
+router.apply_host_nat(["192.0.2.11"], [(a, web), (a, dns), (b, other)])
+assert host_table() == incremental, (host_table(), incremental)
+
+# the last port of network 8 unpublished: its chain is emptied, the rest stays
+router.apply_router_nat(b, [])
+router.apply_host_nat(["192.0.2.11"], [(a, web), (a, dns)])
+assert "8081" not in host_table() and "8080" in host_table()
+router.remove_host_nat()
+router.remove_router(7)
+router.remove_router(8)
+print("ok")
+"""
+
+
+def test_routers_fork_nothing_to_set_up_and_one_networks_ports_rewrite_only_its_rules():
+    result = subprocess.run(["unshare", "--net", "--mount", "--", sys.executable, "-c", ROUTERS], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
