@@ -32,8 +32,8 @@ EXPECTED = {
                          "--request-timeout"},
     ("host-setup",): {"--config", "--uplink", "--bridge", "--datapath", "--no-userspace-tso", "--ovsdb"},
     ("install-units",): {"--dest", "--config-dir"},
-    ("lab", "up"): {"--hosts", "--scope", "--link-rate", "--zookeepers", "--engine"},
-    ("lab", "demo"): {"--hosts", "--engine"},
+    ("lab", "up"): {"--hosts", "--scope", "--link-rate", "--zookeepers", "--engine", "--host-os"},
+    ("lab", "demo"): {"--hosts", "--engine", "--host-os"},
     ("lab", "status"): {"--json"},
 }
 
