@@ -9,8 +9,11 @@ Then, in the same report, the control-plane figures of benchmarks/controlplane.p
 the bridge driver, handler p50/p99, IPAM allocations/s on 3 hosts, route propagation, flow programming).
 qperf (tcp_bw, tcp_lat: the reference table's units) runs from each host inside the container's network
 namespace (`nsenter -n`), so the busybox image needs no qperf; iperf3 cross-checks bandwidth.
+`--host-os machine,debian13` measures a lab of each host OS in the same run, rounds interleaved across
+them: this machine's OVS 3.1 beside Debian 13's OVS 3.5 (`acsnet lab up --host-os debian13`), each row
+named after its switch and each ratio over its own lab's native.
 
-    python -m acsnet.benchmarks.netperf [--link-rate 1gbit] [--repeat 3] [--quick] [--skip-control-plane] [--out DIR] [--json FILE] [--chart PNG]
+    python -m acsnet.benchmarks.netperf [--link-rate 1gbit] [--repeat 3] [--quick] [--skip-control-plane] [--host-os machine,debian13] [--out DIR] [--json FILE] [--chart PNG]
     acsnet bench ...   (the same)
 
 The reference (ACS, gigabit hosts): native 117 MB/s, 24.5 us; vlan-1.1 117 MB/s, 28.6 us; vxlan 113 MB/s, 43 us.
@@ -30,6 +33,7 @@ import uuid
 from acsnet.benchmarks import controlplane
 from acsnet.benchmarks.progress import Steps
 from acsnet.lab.dockerd import IMAGE
+from acsnet.lab.host import DEFAULT_HOST_OS, HOST_OSES
 from acsnet.lab.topology import Lab, host_address
 
 REFERENCE = {"native": (117.0, 24.5), "acsnet vlan": (117.0, 28.6), "acsnet vxlan": (113.0, 43.0),
@@ -54,8 +58,8 @@ class Path:
     namespace (`container:NAME`) or a named one (`netns:NAME`)."""
 
     def __init__(self, name: str, lab: Lab, client_host: str, server_host: str, server_address: str,
-                 client_place: str | None = None, server_place: str | None = None):
-        self.name, self.lab = name, lab
+                 client_place: str | None = None, server_place: str | None = None, native: str = "native"):
+        self.name, self.lab, self.native = name, lab, native  # native: the row its ratios are over
         self.client_host, self.server_host, self.server_address = client_host, server_host, server_address
         self.client_place, self.server_place = client_place, server_place
 
@@ -180,24 +184,28 @@ def remove_paths(lab: Lab, tag: str) -> None:
             lab.docker(host, "network", "rm", f"{prefix}-{tag}", check=False)
 
 
-def summarise(samples: dict[str, list[dict[str, float]]]) -> dict[str, dict]:
+def summarise(samples: dict[str, list[dict[str, float]]], natives: dict[str, str] | None = None) -> dict[str, dict]:
+    """Median, min and max per row; ratios over the row's native (`natives`: row to its native row,
+    "native" when not given)."""
     table = {}
     for name, runs in samples.items():
         table[name] = {key: {"median": statistics.median(r[key] for r in runs), "min": min(r[key] for r in runs),
                              "max": max(r[key] for r in runs)} for key in ("bw", "lat", "iperf3")}
-    native = table["native"]
     for name, row in table.items():
+        native = table[(natives or {}).get(name, "native")]
         row["bw_ratio"] = row["bw"]["median"] / native["bw"]["median"]
         row["lat_ratio"] = row["lat"]["median"] / native["lat"]["median"]
     return table
 
 
-def markdown(table: dict[str, dict], link_rate: str | None, repeat: int) -> str:
-    lines = [f"Two lab hosts, link rate {link_rate or 'unshaped'}, {repeat} interleaved repeats, median (min-max).", "",
+def markdown(table: dict[str, dict], link_rate: str | None, repeat: int, switches: list[str] | None = None) -> str:
+    labs = (f" on each of {len(switches)} labs ({', '.join(switches)}), rounds interleaved across them, each "
+            "ratio over its own lab's native" if switches and len(switches) > 1 else "")
+    lines = [f"Two lab hosts{labs}, link rate {link_rate or 'unshaped'}, {repeat} interleaved repeats, median (min-max).", "",
              "| path | TCP BW (MB/s) | BW / native | TCP lat (us) | lat / native | iperf3 (MB/s) | reference BW | reference lat |",
              "|---|---|---|---|---|---|---|---|"]
     for name, row in table.items():
-        ref_bw, ref_lat = REFERENCE.get(name, ("-", "-"))
+        ref_bw, ref_lat = REFERENCE.get(name.split(" [")[0], ("-", "-"))
         bw, lat = row["bw"], row["lat"]
         lines.append(f"| {name} | {bw['median']:.1f} ({bw['min']:.1f}-{bw['max']:.1f}) | {row['bw_ratio']:.2f} "
                      f"| {lat['median']:.1f} ({lat['min']:.1f}-{lat['max']:.1f}) | {row['lat_ratio']:.2f} "
@@ -213,13 +221,14 @@ def chart(table: dict[str, dict], path: str, title: str) -> None:
     import matplotlib.pyplot as plt
 
     names = list(table)
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    figure, axes = plt.subplots(1, 2, figsize=(12 if len(names) < 10 else 18, 4.5 if len(names) < 10 else 6))
     for axis, key, label, ref_index in ((axes[0], "bw", "TCP bandwidth (MB/s)", 0), (axes[1], "lat", "TCP latency (us)", 1)):
         medians = [table[n][key]["median"] for n in names]
         spread = [[m - table[n][key]["min"] for n, m in zip(names, medians)], [table[n][key]["max"] - m for n, m in zip(names, medians)]]
         positions = range(len(names))
         axis.bar([p - 0.2 for p in positions], medians, 0.4, yerr=spread, capsize=3, label="this machine")
-        axis.bar([p + 0.2 for p in positions], [REFERENCE.get(n, (0, 0))[ref_index] for n in names], 0.4, label="reference (ACS)")
+        axis.bar([p + 0.2 for p in positions], [REFERENCE.get(n.split(" [")[0], (0, 0))[ref_index] for n in names], 0.4,
+                 label="reference (ACS)")
         axis.set_xticks(list(positions), names, rotation=30, ha="right")
         axis.set_title(label)
         axis.legend()
@@ -240,24 +249,39 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--out", help="write netperf.md, netperf.json and netperf.png into this directory")
     parser.add_argument("--skip-control-plane", action="store_true",
                         help="only the datapath table (the control-plane figures take about 5 minutes more)")
+    parser.add_argument("--host-os", default=DEFAULT_HOST_OS,
+                        help="the hosts' OS, or several comma-separated to measure a lab of each in one run: "
+                        f"{', '.join(HOST_OSES)} (debian13: OVS 3.5, Docker 26) (default {DEFAULT_HOST_OS})")
     parser.add_argument("--workdir", default="/var/lib/acsnet/bench-lab")
     parser.add_argument("--prefix", default="acsnet-b", help="the lab's name prefix (4 random hex digits follow)")
     args = parser.parse_args(argv)
+    host_oses = [name.strip() for name in args.host_os.split(",") if name.strip()]
+    unknown = [name for name in host_oses if name not in HOST_OSES]
+    if unknown or not host_oses or len(set(host_oses)) != len(host_oses):
+        parser.error(f"--host-os: one or more of {', '.join(HOST_OSES)}, each once (got {args.host_os!r})")
     if args.quick:
         args.repeat, args.seconds = 1, 1
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         args.json = args.json or os.path.join(args.out, "netperf.json")
         args.chart = args.chart or os.path.join(args.out, "netperf.png")
-    lab = Lab(args.workdir, f"{args.prefix}{uuid.uuid4().hex[:4]}")
+    # One lab per host OS; the first runs 3 hosts (h3 joins the control plane's IPAM race only).
+    labs = {name: Lab(args.workdir if len(host_oses) == 1 else os.path.join(args.workdir, name),
+                      f"{args.prefix}{uuid.uuid4().hex[:4]}") for name in host_oses}
     tag = uuid.uuid4().hex[:6]
     steps = Steps()
+    switches: dict[str, str] = {}
     try:
-        steps(f"building a 3-host lab in {args.workdir} (link rate {args.link_rate or 'unshaped'}; "
-              "h3 joins the IPAM race only)")
-        lab.up(hosts=3, link_rate=args.link_rate, progress=steps)
-        steps("datapath: vlan, vxlan and vpc networks and a container of each on h1 and h2; the reference paths")
-        paths = build_paths(lab, tag)
+        paths: list[Path] = []
+        for index, (name, lab) in enumerate(labs.items()):
+            hosts = 3 if index == 0 else 2
+            engine = HOST_OSES[name].engines[0]
+            steps(f"building a {hosts}-host lab ({name}, Docker {engine}) in {lab.workdir} (link rate "
+                  f"{args.link_rate or 'unshaped'}" + ("; h3 joins the IPAM race only)" if hosts == 3 else ")"))
+            lab.up(hosts=hosts, link_rate=args.link_rate, progress=steps, engine=engine, host_os=name)
+            switches[name] = f"OVS {ovs_version(lab)}" + (f", {name}" if len(host_oses) > 1 else "")
+            steps(f"datapath ({name}): vlan, vxlan and vpc networks and a container of each on h1 and h2; the reference paths")
+            paths += label_paths(build_paths(lab, tag), switches[name] if len(host_oses) > 1 else None)
         samples: dict[str, list] = {p.name: [] for p in paths}
         for round_ in range(args.repeat):
             for path in paths:
@@ -265,17 +289,20 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                 steps(f"datapath round {round_ + 1}/{args.repeat}: {path.name}", estimate=3 * args.seconds + 2)
                 samples[path.name].append(path.measure(args.seconds))
         steps("datapath: removing its networks and paths")
-        remove_paths(lab, tag)
+        for lab in labs.values():
+            remove_paths(lab, tag)
         control = None
         if not args.skip_control_plane:
-            steps("control plane" + ("" if args.quick else " (about 5 minutes on 2 cores)"))
-            control = controlplane.measure(lab, steps, **(QUICK_CONTROL_PLANE if args.quick else FULL_CONTROL_PLANE))
+            first = host_oses[0]
+            steps(f"control plane ({first})" + ("" if args.quick else " (about 5 minutes on 2 cores)"))
+            control = controlplane.measure(labs[first], steps, **(QUICK_CONTROL_PLANE if args.quick else FULL_CONTROL_PLANE))
     finally:
-        steps("removing the lab")
-        lab.down()
+        for lab in labs.values():
+            steps(f"removing the lab {lab.prefix}")
+            lab.down()
     steps("done")
-    table = summarise(samples)
-    report = markdown(table, args.link_rate, args.repeat)
+    table = summarise(samples, {p.name: p.native for p in paths})
+    report = markdown(table, args.link_rate, args.repeat, list(switches.values()))
     if control is not None:
         report += "\n\n## Control plane\n\n" + controlplane.markdown(control)
     print(report)
@@ -287,8 +314,23 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"link_rate": args.link_rate, "repeat": args.repeat, "seconds": args.seconds,
-                       "samples": samples, "table": table, "control_plane": control}, f, indent=2)
+                       "host_os": host_oses, "switches": switches, "samples": samples, "table": table,
+                       "control_plane": control}, f, indent=2)
     return 0
+
+
+def ovs_version(lab: Lab) -> str:
+    """The version of the Open vSwitch running on the lab's h1 (3.1 on this machine, 3.5 on Debian 13)."""
+    out = lab.node("h1").run(["ovs-appctl", "-t", "/run/openvswitch/ovs-vswitchd.ctl", "version"]).stdout
+    return re.search(r"\(Open vSwitch\) (\d+\.\d+)", out).group(1)
+
+
+def label_paths(paths: list[Path], label: str | None) -> list[Path]:
+    """With more than one lab, each row says which (its switch): "acsnet vxlan [OVS 3.5, debian13]"."""
+    if label is not None:
+        for path in paths:
+            path.name, path.native = f"{path.name} [{label}]", f"native [{label}]"
+    return paths
 
 
 if __name__ == "__main__":

@@ -12,9 +12,13 @@ from acsnet.lab.plugin_process import PluginProcess
 from acsnet.lab.zookeeper import ZooKeeperServer
 from acsnet.store import open_store
 
-# The Docker Engine of the `lab`, `fresh_lab` and `docker_host` fixtures: CI runs the suite on 20.10,
-# then the drivers' acceptance tests again with ACSNET_TEST_ENGINE=26 (.ci/run).
+# The Docker Engine of the `lab`, `fresh_lab` and `docker_host` fixtures and of the tests that build a
+# lab of their own (`lab.up(..., **LAB_OPTIONS)`): CI runs the suite on 20.10, then the drivers'
+# acceptance tests again with ACSNET_TEST_ENGINE=26 (.ci/run). ACSNET_TEST_HOST_OS=debian13 (with
+# ACSNET_TEST_ENGINE=26) runs the labs' hosts from a Debian 13 root filesystem (OVS 3.5).
 ENGINE = os.environ.get("ACSNET_TEST_ENGINE", "20.10")
+HOST_OS = os.environ.get("ACSNET_TEST_HOST_OS", "machine")
+LAB_OPTIONS = {"engine": ENGINE, "host_os": HOST_OS}
 
 
 @pytest.fixture(scope="session")
@@ -65,12 +69,12 @@ def plugins(tmp_path):
 
 @pytest.fixture
 def docker_host(tmp_path):
-    """A simulated host (own netns, mount and UTS namespaces) running a real dockerd (ENGINE), with the
+    """A simulated host (own netns, mount and UTS namespaces; HOST_OS) running a real dockerd (ENGINE), with the
     busybox image imported. Everything is removed by name and pid at the end."""
     from acsnet.lab.dockerd import DockerDaemon
-    from acsnet.lab.host import SimulatedHost
+    from acsnet.lab.host import HOST_OSES, SimulatedHost
 
-    host = SimulatedHost("h1", f"acsnet-test-{uuid.uuid4().hex[:8]}", str(tmp_path / "h1")).start()
+    host = SimulatedHost("h1", f"acsnet-test-{uuid.uuid4().hex[:8]}", str(tmp_path / "h1"), HOST_OSES[HOST_OS].root()).start()
     try:
         daemon = DockerDaemon(host, str(tmp_path / "h1" / "docker"), engine=ENGINE).start()
         daemon.import_busybox(str(tmp_path / "busybox.tar"))
@@ -86,7 +90,7 @@ def lab(tmp_path_factory):
     from acsnet.lab.topology import Lab
 
     the_lab = Lab(str(tmp_path_factory.mktemp("lab") / "lab"), f"acsnet-t{uuid.uuid4().hex[:4]}")
-    the_lab.up(hosts=2, scope="local", engine=ENGINE)
+    the_lab.up(hosts=2, scope="local", **LAB_OPTIONS)
     yield the_lab
     the_lab.down()
     assert the_lab.leftovers() == []
@@ -111,7 +115,7 @@ def fresh_lab(tmp_path):
     from acsnet.lab.topology import Lab
 
     the_lab = Lab(str(tmp_path / "lab"), f"acsnet-f{uuid.uuid4().hex[:4]}")
-    the_lab.up(hosts=2, engine=ENGINE)
+    the_lab.up(hosts=2, **LAB_OPTIONS)
     yield the_lab
     the_lab.down()
     assert the_lab.leftovers() == []

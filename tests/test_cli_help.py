@@ -34,8 +34,8 @@ EXPECTED = {
     ("dashboard",): STORE | {"--listen", "--tls-cert", "--tls-key", "--tls-ca", "--insecure", "--threads", "--log-level"},
     ("host-setup",): {"--config", "--uplink", "--bridge", "--datapath", "--no-userspace-tso", "--ovsdb"},
     ("install-units",): {"--dest", "--config-dir"},
-    ("lab", "up"): {"--hosts", "--scope", "--link-rate", "--zookeepers", "--engine"},
-    ("lab", "demo"): {"--hosts", "--engine"},
+    ("lab", "up"): {"--hosts", "--scope", "--link-rate", "--zookeepers", "--engine", "--host-os"},
+    ("lab", "demo"): {"--hosts", "--engine", "--host-os"},
     ("lab", "status"): {"--json"},
 }
 

@@ -10,6 +10,7 @@ import time
 import uuid
 
 from acsnet.lab.dockerd import IMAGE
+from tests.conftest import LAB_OPTIONS
 from tests.test_vlan import V217, BackgroundPing, acsnet_ports, create_network, pings, run
 
 HEALTH = """
@@ -91,7 +92,7 @@ def test_losing_one_zookeeper_of_three_interrupts_nothing(tmp_path):
 
     lab = Lab(str(tmp_path / "lab"), f"acsnet-z{uuid.uuid4().hex[:4]}")
     try:
-        lab.up(hosts=2, zookeepers=3)
+        lab.up(hosts=2, zookeepers=3, **LAB_OPTIONS)
         assert lab.zookeeper_url.count(":2181") == 3
         create_network(lab, "v217", V217)
         run(lab, "h1", "ca", "v217")
@@ -124,7 +125,7 @@ def test_three_hosts_churning_at_once_never_share_an_address_and_leak_nothing(tm
 
     lab = Lab(str(tmp_path / "lab"), f"acsnet-c{uuid.uuid4().hex[:4]}")
     try:
-        lab.up(hosts=3)
+        lab.up(hosts=3, **LAB_OPTIONS)
         report = churn(lab, seconds=45)
         assert report.runs >= 30 and not report.errors, report.errors[:3]
         assert_churned_cleanly(lab, report)
@@ -162,7 +163,7 @@ def test_plugins_killed_at_any_point_during_churn_leave_no_duplicate_and_no_leak
             repairs.extend(json.loads(out)["repairs"])
 
     try:
-        lab.up(hosts=3)
+        lab.up(hosts=3, **LAB_OPTIONS)
         report = churn(lab, seconds=40, fault=kill_one, fault_every=4, before_removal=collect_garbage)
         assert report.runs >= 20
         assert len(repairs) <= len(kills), f"more repairs than requests cut: {repairs}"

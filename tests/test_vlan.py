@@ -394,3 +394,34 @@ def test_gateway_mac_is_learned_soon_after_the_gateway_comes_back(lab):
     finally:
         lab.docker("h1", "rm", "-f", f"late-{tag}", check=False)
         lab.docker("h1", "network", "rm", f"late-{tag}", check=False)
+
+
+def test_a_global_scope_vlan_network_made_on_one_host_spans_both(tmp_path):
+    """dockerd 20.10 with a cluster store (the lab's --scope global): `docker network create` on h1 only;
+    h2 sees the network as global and runs containers on it, which reach h1's across the switch and the
+    VLAN's gateway, with addresses from the one pool. Removed from h2, it leaves nothing on either host."""
+    lab = Lab(str(tmp_path / "lab"), f"acsnet-l{uuid.uuid4().hex[:4]}")
+    try:
+        lab.up(hosts=2, scope="global")
+        create_network(lab, "gv217", V217, hosts=("h1",))
+        deadline = time.monotonic() + 10
+        while "gv217" not in lab.docker("h2", "network", "ls", "--format", "{{.Name}}").stdout.split():
+            assert time.monotonic() < deadline, "the network created on h1 never appeared on h2"
+            time.sleep(0.2)
+        for host in ("h1", "h2"):
+            info = json.loads(lab.docker(host, "network", "inspect", "gv217").stdout)[0]
+            assert (info["Scope"], info["Driver"], info["Options"]) == ("global", "vlan", {"VlanId": "217"}), info
+        a = run(lab, "h1", "ga", "gv217")
+        b = run(lab, "h2", "gb", "gv217")
+        assert a != b and a.startswith("198.51.100.") and b.startswith("198.51.100."), (a, b)
+        assert pings(lab, "h1", "ga", b) and pings(lab, "h2", "gb", a)
+        assert pings(lab, "h2", "gb", V217[1]), "h2's container does not reach the VLAN's gateway"
+        lab.docker("h1", "rm", "-f", "ga")
+        lab.docker("h2", "rm", "-f", "gb")
+        lab.docker("h2", "network", "rm", "gv217")
+        for host in ("h1", "h2"):
+            assert "gv217" not in lab.docker(host, "network", "ls", "--format", "{{.Name}}").stdout.split()
+        assert_nothing_left(lab)
+    finally:
+        lab.down()
+    assert lab.leftovers() == []

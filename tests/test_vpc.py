@@ -12,6 +12,7 @@ from acsnet.lab.dockerd import IMAGE
 from acsnet.lab.host import REPO
 from acsnet.lab.topology import OUTSIDE_ADDRESS as OUTSIDE
 from acsnet.lab.topology import Lab
+from tests.conftest import LAB_OPTIONS
 from tests.test_vlan import QUICK, pings, transfer
 
 SUBNET = "100.70.0.0/16"
@@ -35,7 +36,7 @@ def address(lab: Lab, host: str, name: str, network: str = "vpc0") -> str:
 def test_host_subnets_routed_without_a_tunnel_the_route_limit_a_host_leaving_and_one_dying(tmp_path):
     lab = Lab(str(tmp_path / "lab"), f"acsnet-p{uuid.uuid4().hex[:4]}")
     try:
-        lab.up(hosts=3)
+        lab.up(hosts=3, **LAB_OPTIONS)
         create_vpc(lab, "h1")
         create_vpc(lab, "h2")
         # max_routes=2 and two hosts in: a third is refused, clearly, and nothing of it is left.

@@ -13,6 +13,7 @@ import uuid
 from acsnet.lab.dockerd import IMAGE
 from acsnet.lab.topology import OUTSIDE_ADDRESS as OUTSIDE
 from acsnet.lab.topology import Lab
+from tests.conftest import LAB_OPTIONS
 from tests.test_vlan import QUICK, pings, remove, transfer
 
 SUBNET = "100.64.1.0/24"
@@ -134,7 +135,7 @@ def test_generated_vni_is_the_same_on_every_host(lab):
 def test_dead_host_routes_are_withdrawn_and_its_ip_comes_back_elsewhere(tmp_path):
     lab = Lab(str(tmp_path / "lab"), f"acsnet-v{uuid.uuid4().hex[:4]}")
     try:
-        lab.up(hosts=3)
+        lab.up(hosts=3, **LAB_OPTIONS)
         create_vxlan(lab, "vx", 140, hosts=("h1", "h2", "h3"))
         serve(lab, "h1", "app", "vx", "100.64.1.20")
         serve(lab, "h3", "client", "vx", "100.64.1.30")

@@ -10,6 +10,7 @@ import sys
 
 from acsnet.errors import AcsnetError
 from acsnet.lab.demo import run_demo
+from acsnet.lab.host import DEFAULT_HOST_OS, HOST_OSES
 from acsnet.lab.topology import DEFAULT_PREFIX, DEFAULT_WORKDIR, Lab
 
 
@@ -34,6 +35,10 @@ def add_commands(commands) -> None:
     up.add_argument("--engine", choices=("20.10", "26"), default="20.10",
                     help="the hosts' Docker Engine: 20.10 (Debian 12's docker.io) or 26 (Debian 13's, unpacked "
                     "by .ci/install under .cache/trixie/; local scope only) (default 20.10)")
+    up.add_argument("--host-os", choices=tuple(HOST_OSES), default=DEFAULT_HOST_OS,
+                    help="what each host runs dockerd, containerd, runc and Open vSwitch from: machine (this "
+                    "machine's own programs) or debian13 (a Debian 13 root filesystem, debootstrap'd once into "
+                    ".cache/rootfs: dockerd 26.1, OVS 3.5; needs --engine 26) (default machine)")
     up.set_defaults(run=run_lab_up)
     lab_commands.add_parser("down", help="remove everything the lab made (safe to run twice)").set_defaults(run=run_lab_down)
     status = lab_commands.add_parser("status", help="what is up and where the logs are")
@@ -48,6 +53,8 @@ def add_commands(commands) -> None:
     demo.add_argument("--engine", choices=("20.10", "26"), default=None,
                       help="Docker Engine of a lab brought up by the demo (default 20.10); a lab already up "
                       "must run this engine")
+    demo.add_argument("--host-os", choices=tuple(HOST_OSES), default=None,
+                      help="host OS of a lab brought up by the demo (default machine); a lab already up must run it")
     demo.set_defaults(run=run_lab_demo)
 
 
@@ -61,7 +68,7 @@ def _progress(message: str) -> None:
 
 def run_lab_up(args: argparse.Namespace) -> int:
     _lab(args).up(args.hosts, args.scope, args.link_rate, progress=_progress, zookeepers=args.zookeepers,
-                  engine=args.engine)
+                  engine=args.engine, host_os=args.host_os)
     return 0
 
 
@@ -80,7 +87,7 @@ def run_lab_status(args: argparse.Namespace) -> int:
         print(f"no lab (workdir {status['workdir']}); start one with 'acsnet lab up'")
         return 1
     print(f"lab {status['prefix']}: {'up' if status['up'] else 'DEGRADED'}, scope {status['scope']}, "
-          f"Docker {status['engine']} ({status['dockerd']}), "
+          f"Docker {status['engine']} ({status['dockerd']}), hosts' OS {status['host_os']}, "
           f"hosts {', '.join(status['hosts'])}, store {status['zookeeper']}, link rate {status['link_rate'] or 'unshaped'}")
     for name, node in status["nodes"].items():
         state = "running" if node["running"] else "DOWN"
@@ -95,17 +102,22 @@ def run_lab_exec(args: argparse.Namespace) -> int:
         raise AcsnetError("nothing to run: acsnet lab exec NODE -- COMMAND [ARGS...]")
     lab = _lab(args)
     node = lab.node(args.node)
-    return subprocess.run(node.command(argv), env=lab.exec_env()).returncode
+    # A host with its own OS (--host-os debian13) runs the command from it, as logging into it would.
+    return subprocess.run(node.command_in_os(argv), env=lab.exec_env()).returncode
 
 
 def run_lab_demo(args: argparse.Namespace) -> int:
     lab = _lab(args)
     if not lab.is_up:
         engine = args.engine or "20.10"
-        print(f"no lab is up: bringing one up with {args.hosts} hosts and Docker {engine}", flush=True)
+        host_os = args.host_os or DEFAULT_HOST_OS
+        print(f"no lab is up: bringing one up with {args.hosts} hosts ({host_os}) and Docker {engine}", flush=True)
         lab.down()
-        lab.up(args.hosts, "local", None, progress=_progress, engine=engine)
+        lab.up(args.hosts, "local", None, progress=_progress, engine=engine, host_os=host_os)
     elif args.engine and args.engine != lab.engine:
         raise AcsnetError(f"the lab that is up runs Docker {lab.engine}, not {args.engine}: "
                           f"run 'acsnet lab down' first, or the demo without --engine")
+    elif args.host_os and args.host_os != lab.host_os:
+        raise AcsnetError(f"the lab that is up runs its hosts from {lab.host_os}, not {args.host_os}: "
+                          f"run 'acsnet lab down' first, or the demo without --host-os")
     return 0 if run_demo(lab) else 1

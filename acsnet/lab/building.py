@@ -11,7 +11,7 @@ import time
 
 from acsnet.lab.dockerd import DEFAULT_ENGINE, ENGINES, DockerDaemon
 from acsnet.lab.dockerd import engine as docker_engine
-from acsnet.lab.host import LabError, SimulatedHost, run
+from acsnet.lab.host import DEFAULT_HOST_OS, HOST_OSES, LabError, SimulatedHost, run
 from acsnet.lab.layout import (
     ETCD_PORT, INFRASTRUCTURE, OUTSIDE_ADDRESS, SERVICES_ADDRESS, SWITCH_BRIDGE, UNDERLAY_PREFIXLEN, UPLINK, VLANS,
     ZOOKEEPER_ADDRESSES, Progress, host_address, quiet,
@@ -54,7 +54,7 @@ class LabBuilding:
                            "use it, or run 'acsnet lab down' first")
 
     def up(self, hosts: int = 2, scope: str = "local", link_rate: str | None = None, progress: Progress = quiet,
-           zookeepers: int = 1, engine: str = DEFAULT_ENGINE) -> None:
+           zookeepers: int = 1, engine: str = DEFAULT_ENGINE, host_os: str = DEFAULT_HOST_OS) -> None:
         if not 1 <= hosts <= 40:
             raise LabError("--hosts must be between 1 and 40")
         if zookeepers not in (1, 3):
@@ -67,12 +67,21 @@ class LabBuilding:
             raise LabError(f"--scope global needs dockerd's cluster store, which Docker {engine} does not have "
                            "(Docker 23.0 removed --cluster-store): use --engine 20.10 for global scope, "
                            f"or --scope local with --engine {engine}")
+        if host_os not in HOST_OSES:
+            raise LabError(f"--host-os must be one of {', '.join(HOST_OSES)}")
+        if engine not in HOST_OSES[host_os].engines:
+            raise LabError(f"--host-os {host_os} runs Docker {' or '.join(HOST_OSES[host_os].engines)} "
+                           f"(its own docker.io), not {engine}: add --engine {HOST_OSES[host_os].engines[0]}")
         self.check_prerequisites(scope, engine)
+        if HOST_OSES[host_os].suite:
+            progress(f"hosts' OS: {HOST_OSES[host_os].description} (debootstrap'd once, then cached)")
+        os_root = HOST_OSES[host_os].root()
         host_names = [f"h{i}" for i in range(1, hosts + 1)]
         if os.path.exists(self.workdir):
             shutil.rmtree(self.workdir)
         os.makedirs(self.workdir)
-        state = {"prefix": self.prefix, "hosts": host_names, "scope": scope, "engine": engine, "link_rate": link_rate,
+        state = {"prefix": self.prefix, "hosts": host_names, "scope": scope, "engine": engine, "host_os": host_os,
+                 "os_root": os_root, "link_rate": link_rate,
                  "zookeepers": zookeepers, "nodes": list(INFRASTRUCTURE) + host_names, "created": time.time()}
         with open(self.state_path, "w") as f:
             json.dump(state, f, indent=2)
@@ -82,13 +91,14 @@ class LabBuilding:
             progress("lab up failed; removing what was made")
             self.down()
             raise
-        progress(f"lab up: {hosts} hosts, scope {scope}, Docker {engine}; try 'acsnet lab exec h1 -- docker ps'")
+        progress(f"lab up: {hosts} hosts ({host_os}), scope {scope}, Docker {engine}; try 'acsnet lab exec h1 -- docker ps'")
 
     def _build(self, state: dict, progress: Progress) -> None:
         nodes = {}
         for name in state["nodes"]:
-            progress(f"node {name}: namespaces")
-            nodes[name] = SimulatedHost(name, self.netns(name), os.path.join(self.workdir, name)).start()
+            os_root = state["os_root"] if name in state["hosts"] else None  # the infrastructure runs this machine's
+            progress(f"node {name}: namespaces" + (f", its own root from {os_root}" if os_root else ""))
+            nodes[name] = SimulatedHost(name, self.netns(name), os.path.join(self.workdir, name), os_root).start()
 
         progress("switch: Open vSwitch")
         switch = OpenVSwitch(nodes["sw"]).start(userspace_tso=True)
@@ -155,7 +165,7 @@ class LabBuilding:
         return args
 
     def _start_host(self, host: SimulatedHost, index: int, state: dict, progress: Progress) -> None:
-        progress(f"{host.name}: Open vSwitch")
+        progress(f"{host.name}: Open vSwitch" + (f" ({state['host_os']})" if host.os_root else ""))
         OpenVSwitch(host).start()
         progress(f"{host.name}: acsnet host-setup --uplink {UPLINK} --datapath netdev")
         host.run([sys.executable, "-m", "acsnet.cli", "host-setup", "--uplink", UPLINK, "--datapath", "netdev"])

@@ -2,7 +2,9 @@
 
 Two engines: "20.10" is Debian 12's docker.io, installed on the machine; "26" is Debian 13's docker.io
 and docker-cli (26.1), which `.ci/install` unpacks under .cache/trixie/ (never into the system) and
-which run from there with Debian 12's containerd, runc and tini (docker-init). Inside a host, /run is private, so dockerd
+which run from there with Debian 12's containerd, runc and tini (docker-init). On a host that runs
+from a Debian 13 root filesystem (`--host-os debian13`), dockerd 26 and everything it starts are that
+root's own (`OS_ENGINE`), as Debian 13 installs them. Inside a host, /run is private, so dockerd
 and the docker CLI use their default socket (/run/docker.sock) and dockerd finds the host's plugins in
 its own /run/docker/plugins.
 """
@@ -38,11 +40,12 @@ class Engine:
     proxy: str
     install: str  # what to do when it is missing
 
-    def missing(self) -> list[str]:
-        return [path for path in (self.dockerd, self.docker, self.proxy) if not os.access(path, os.X_OK)]
+    def missing(self, root: str = "") -> list[str]:
+        """Its programs that are not there (in the root filesystem `root`, else on this machine)."""
+        return [path for path in (self.dockerd, self.docker, self.proxy) if not os.access(root + path, os.X_OK)]
 
-    def check(self) -> "Engine":
-        missing = self.missing()
+    def check(self, root: str = "") -> "Engine":
+        missing = self.missing(root)
         if missing:
             raise LabError(f"Docker {self.name} is missing ({', '.join(missing)}): {self.install}")
         return self
@@ -57,6 +60,9 @@ ENGINES = {
                  "run .ci/install (it unpacks Debian 13's docker.io and docker-cli under .cache/trixie/)"),
 }
 DEFAULT_ENGINE = "20.10"
+# Docker as Debian installs it, in a host's own root filesystem (Debian 13's docker.io is 26.1).
+OS_ENGINE = Engine("26", "/usr/sbin/dockerd", "/usr/bin/docker", "/usr/sbin/docker-proxy",
+                   "the host's root filesystem lacks docker.io or docker-cli: delete it under .cache/rootfs to rebuild it")
 
 
 def engine(name: str) -> Engine:
@@ -92,7 +98,8 @@ def busybox_tar(path: str) -> str:
 class DockerDaemon:
     def __init__(self, host: SimulatedHost, data_root: str, *, extra_args: list[str] | None = None,
                  engine: str = DEFAULT_ENGINE):
-        self.engine = ENGINES[engine]
+        # A host with its own OS runs that OS's Docker (the lab checks that it is `engine`).
+        self.engine = OS_ENGINE if host.os_root else ENGINES[engine]
         self.host = host
         self.data_root = data_root
         self.extra_args = extra_args or []
@@ -115,11 +122,11 @@ class DockerDaemon:
         ]
 
     def start(self, wait: float = 60.0) -> "DockerDaemon":
-        self.engine.check()
+        self.engine.check(self.host.os_root or "")
         # A crashed dockerd leaves containerd's pid file, and the next dockerd then waits for a
         # containerd that is not there.
         self.host.run(["rm", "-f", CONTAINERD_PID])
-        self.process = self.host.popen(self.argv(), self.log_path)
+        self.process = self.host.popen_in_os(self.argv(), self.log_path)
         deadline = time.monotonic() + wait
         while self.docker("version", check=False, timeout=10).returncode != 0:
             if self.process.poll() is not None:
@@ -134,9 +141,11 @@ class DockerDaemon:
         stop_process_group(self.process, sig, wait)
 
     def docker(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-        return self.host.run([self.engine.docker, *args], check=check, timeout=timeout)
+        return self.host.run_in_os([self.engine.docker, *args], check=check, timeout=timeout)
 
     def import_busybox(self, tar_path: str) -> str:
         if self.docker("image", "inspect", IMAGE, check=False).returncode != 0:
-            self.docker("import", "--change", 'CMD ["/bin/sh"]', busybox_tar(tar_path), IMAGE)
+            with open(busybox_tar(tar_path), "rb") as tar:  # on stdin: the tar need not be inside the host's root
+                self.host.run_in_os([self.engine.docker, "import", "--change", 'CMD ["/bin/sh"]', "-", IMAGE],
+                                    stdin=tar, timeout=120)
         return IMAGE

@@ -26,9 +26,9 @@ import os
 import subprocess
 
 from acsnet.lab.building import LabBuilding, shape_port
-from acsnet.lab.dockerd import DEFAULT_ENGINE, DOCKER_CLI, ENGINES
+from acsnet.lab.dockerd import DEFAULT_ENGINE, DOCKER_CLI, ENGINES, OS_ENGINE
 from acsnet.lab.faults import LabFaults
-from acsnet.lab.host import LabError, SimulatedHost, netns_exists, processes_in_netns
+from acsnet.lab.host import DEFAULT_HOST_OS, LabError, SimulatedHost, netns_exists, processes_in_netns
 from acsnet.lab.layout import (
     DEFAULT_PREFIX, DEFAULT_WORKDIR, ETCD_PORT, INFRASTRUCTURE, OUTSIDE_ADDRESS, QUORUM_PORT, SERVICES_ADDRESS,
     SWITCH_BRIDGE, UNDERLAY_PREFIXLEN, UPLINK, VLANS, ZOOKEEPER_ADDRESSES, ZOOKEEPER_PORT, Progress, host_address,
@@ -116,8 +116,14 @@ class Lab(LabBuilding, LabFaults, LabTeardown):
         return (self.state() or {}).get("engine", DEFAULT_ENGINE)
 
     @property
+    def host_os(self) -> str:
+        """What the lab's hosts run from ("machine", or "debian13": a Debian 13 root filesystem)."""
+        return (self.state() or {}).get("host_os", DEFAULT_HOST_OS)
+
+    @property
     def docker_cli(self) -> str:
-        """The docker CLI that matches the lab's dockerd (a mismatched one may ask for another API)."""
+        """The docker CLI that matches the lab's dockerd (a mismatched one may ask for another API), on this
+        machine (a Debian 13 host's own CLI runs only inside its root: `run_in_os`)."""
         return ENGINES[self.engine].docker
 
     def docker(self, host: str, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -153,6 +159,8 @@ class Lab(LabBuilding, LabFaults, LabTeardown):
                            "logs": os.path.join(self.workdir, name)}
         return {"up": all(n["running"] for n in nodes.values()), "workdir": self.workdir, "prefix": self.prefix,
                 "scope": state["scope"], "engine": state.get("engine", DEFAULT_ENGINE),
-                "dockerd": ENGINES[state.get("engine", DEFAULT_ENGINE)].dockerd,
+                "host_os": state.get("host_os", DEFAULT_HOST_OS),
+                "dockerd": (state["os_root"] + OS_ENGINE.dockerd if state.get("os_root")
+                            else ENGINES[state.get("engine", DEFAULT_ENGINE)].dockerd),
                 "hosts": state["hosts"], "link_rate": state["link_rate"],
                 "zookeeper": self.zookeeper_url, "nodes": nodes}

@@ -9,8 +9,8 @@ import dataclasses
 import logging
 import queue
 
-from acsnet.errors import AcsnetError, InvalidRequest
-from acsnet.ovsctl import arp, openflow, router
+from acsnet.errors import AcsnetError, DatapathError, InvalidRequest
+from acsnet.ovsctl import arp, openflow, router, vswitchd
 from acsnet.ovsctl.router import Publication
 from acsnet.ovsctl.vxlan_pipeline import COOKIE, VxlanDatapath, VxlanGateway, VxlanPort, VxlanRoute, gateway_mac, vxlan_flows
 from acsnet.plugins.segments.agent import SegmentAgent
@@ -28,7 +28,7 @@ class VxlanAgent(SegmentAgent):
     segment_name = "VNI"
     flow_cookie = COOKIE
     withdraw_dead_hosts = True
-    tso_capable = False  # its packets leave through the tunnel port
+    _tunnel_tso: bool | None = None  # what the running ovs-vswitchd said, once asked
 
     def __init__(self, store, ovsdb, host_id: str, bridge: str, uplink: str, *, vtep: str, datapath: str, **kwargs):
         super().__init__(store, ovsdb, LAYOUTS["vxlan"], host_id, bridge, uplink,
@@ -39,6 +39,18 @@ class VxlanAgent(SegmentAgent):
         self._nat_applied: tuple | None = None
         self._routers: dict[int, router.Router] = {}
         self._joined: queue.SimpleQueue[SegmentEndpoint] = queue.SimpleQueue()  # to announce to local neighbours
+
+    @property
+    def tso_capable(self) -> bool:
+        """Its packets leave through the tunnel port: OVS 3.1 drops a TSO packet there, OVS 3.5 segments
+        it in software (`ovsctl.vswitchd`). Asked of the running daemon once; not known means no."""
+        if self._tunnel_tso is None:
+            try:
+                self._tunnel_tso = vswitchd.segments_tunneled_tso()
+            except DatapathError as e:
+                log.warning("cannot tell whether ovs-vswitchd segments tunneled TSO packets (%s): offloads off", e)
+                return False
+        return self._tunnel_tso
 
     @property
     def default_mtu(self) -> int:

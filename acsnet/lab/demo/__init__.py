@@ -17,7 +17,7 @@ SCENARIOS = [underlay_scenario, ipam_scenario, vlan_scenario, vxlan_scenario, vp
 
 def run_demo(lab: Lab, out: Callable[[str], None] = print) -> bool:
     run = DemoRun(out)
-    out(f"acsnet lab demo on {lab.prefix} ({', '.join(lab.hosts())}), Docker {lab.engine}")
+    out(f"acsnet lab demo on {lab.prefix} ({', '.join(lab.hosts())}), Docker {lab.engine}" + (f", hosts from {lab.host_os}" if lab.host_os != "machine" else ""))
     for scenario in SCENARIOS:
         try:
             scenario(lab, run)
