@@ -35,7 +35,7 @@ from acsnet.ipam.model import ENDPOINT
 from acsnet.ipam.state import AddressRecords
 from acsnet.ovsctl import links
 from acsnet.ovsctl.ovsdb import Ovsdb
-from acsnet.plugins.segments.agent import DRIVER_ID, ENDPOINT_ID
+from acsnet.plugins.segments.ports import DRIVER_ID, ENDPOINT_ID
 from acsnet.plugins.segments import state as segment_state
 from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint
 from acsnet.store import Store
