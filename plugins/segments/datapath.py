@@ -80,6 +80,10 @@ class Datapath(abc.ABC):
         """Where a network's addresses are, as users name it in errors: "VLAN 217", "VNI 110"."""
         return f"{self.segment_name} {network.segment}"
 
+    def place_of(self, endpoint: SegmentEndpoint) -> dict:
+        """Where the endpoint is, for EndpointOperInfo (`docker network inspect --verbose`): {"vni": 110}."""
+        return {self.segment_name.lower(): endpoint.segment}
+
     @abc.abstractmethod
     def record_for(self, endpoint: SegmentEndpoint) -> SegmentRecord:
         """What other hosts learn of this host's endpoint (its segment record)."""

@@ -77,6 +77,11 @@ class VpcOvsDatapath(Datapath):
     def describe(self, network: SegmentNetwork) -> str:
         return f"vpc network {network.subnet.cidr}"
 
+    def place_of(self, endpoint: SegmentEndpoint) -> dict:
+        """The host subnet the endpoint's address is in (a vpc network has no segment)."""
+        held = [h.subnet for h in self._own if netaddr.IPAddress(endpoint.ip) in netaddr.IPNetwork(h.subnet)]
+        return {"host subnet": held[0] if held else None}
+
     def record_for(self, endpoint: SegmentEndpoint) -> SegmentRecord:
         return SegmentRecord(self.host_id, self.host_mac, "", endpoint.ip, endpoint.mac, endpoint.endpoint_id)
 
