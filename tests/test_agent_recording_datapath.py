@@ -11,6 +11,7 @@ import time
 import netaddr
 import pytest
 
+from acsnet.errors import Conflict
 from acsnet.plugins.segments import state
 from acsnet.plugins.segments.agent import SegmentAgent
 from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork
@@ -108,7 +109,7 @@ def test_an_address_held_on_a_live_host_is_refused_on_another(cluster):
     add_network(h2)
     h1.add_endpoint(endpoint(5))
     taken = endpoint(5)
-    with pytest.raises(Exception, match="in use by an endpoint on host h1"):
+    with pytest.raises(Conflict, match="in use by an endpoint on host h1"):
         h2.add_endpoint(SegmentEndpoint("ff" * 32, NETWORK_ID, VNI, taken.ip, 24, "02:42:0a:2a:00:ff", time.time()))
     assert "ff" * 32 not in h2.endpoints and not any(p.startswith("vhffff") for p in cluster.switches["h2"].ports)
 
@@ -198,3 +199,18 @@ def test_the_recorded_table_can_be_a_drivers_real_flows(embedded_url):
         wait_for(lambda: not any("10.42.0.1" in f for f in cluster.switches["h2"].flows), what="h2's flows to it gone")
     finally:
         cluster.close()
+
+
+def test_a_global_network_is_taken_at_its_first_endpoint_elsewhere_and_dropped_when_deleted(cluster):
+    h1, h2 = cluster.start("h1", cluster_wide=True), cluster.start("h2", cluster_wide=True)
+    add_network(h1)  # dockerd sends CreateNetwork of a global network to one host only
+    assert NETWORK_ID not in h2.networks
+    assert h2.network(NETWORK_ID).segment == VNI  # its first endpoint there asks for it
+    h2.add_endpoint(endpoint(7))
+    wait_for(lambda: any(f.startswith("remote segment=4242 ip=10.42.0.7") for f in cluster.switches["h1"].flows),
+             what="h2's endpoint on h1")
+
+    h2.remove_endpoint(endpoint(7).endpoint_id)
+    h1.remove_network(NETWORK_ID)  # ... and DeleteNetwork to one host only
+    wait_for(lambda: NETWORK_ID not in h2.networks, what="h2 dropping the deleted network")
+    assert state.read_host_networks(cluster.stores["h2"], LAYOUTS["vxlan"], "h2") == {}

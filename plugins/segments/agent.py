@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 
 from acsnet.errors import AcsnetError, Conflict, NotFound, StoreUnavailable
 from acsnet.metrics import PluginMetrics
@@ -26,14 +25,12 @@ from acsnet.plugins.segments import state
 from acsnet.plugins.segments.cluster import ClusterScope
 from acsnet.plugins.segments.datapath import Datapath, HostView
 from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork
-from acsnet.plugins.segments.ports import EndpointPorts
+from acsnet.plugins.segments.ports import ORPHAN_GRACE_SECONDS, EndpointPorts, OrphanSweep
 from acsnet.plugins.segments.watch import RemoteRecords
 from acsnet.plugins.segments.worker import Worker
 from acsnet.store import Store
 
 log = logging.getLogger(__name__)
-
-ORPHAN_GRACE_SECONDS = 60.0  # dockerd joins an endpoint within moments of creating it
 
 
 class SegmentAgent:
@@ -44,7 +41,6 @@ class SegmentAgent:
         self.datapath = datapath
         self.layout = LAYOUTS[datapath.driver]
         self.host_id = host_id
-        self.orphan_grace = orphan_grace
         self.metrics = metrics
         self.networks: dict[str, SegmentNetwork] = {}
         self.endpoints: dict[str, SegmentEndpoint] = {}
@@ -56,9 +52,8 @@ class SegmentAgent:
                                     wake=self.wake)
         # Global scope: see acsnet.plugins.segments.cluster.
         self.cluster = ClusterScope(store, self.layout, host_id, self.wake) if cluster_wide else None
-        self._not_adopted: set[str] = set()  # global networks this host could not take (vpc: route limit)
         self._joined: queue.SimpleQueue[SegmentEndpoint] = queue.SimpleQueue()  # for the datapath to announce
-        self._idle_since: dict[str, float] = {}  # endpoint → when its container end was first seen on the host
+        self.orphans = OrphanSweep(orphan_grace)
         self._loaded = False
         self._made: set[str] = set()  # segments whose store node this process made or found
 
@@ -153,21 +148,19 @@ class SegmentAgent:
     def cluster_announced(self) -> bool:
         return self.cluster is not None and self.cluster.announced()
 
-    def _drop_networks_gone_from_cluster(self) -> None:
-        names = self.cluster.network_ids
-        if names is None:
+    def _follow_cluster(self) -> None:
+        """Drop the networks deleted on another host; take those new in the cluster if the datapath
+        takes every global network at once."""
+        for network_id in self.cluster.gone(list(self.networks)):
+            log.info("network=%s removed: deleted on another host", network_id[:12])
+            self.remove_network(network_id)
+        if not self.datapath.adopt_global_networks:
             return
-        for network_id in [n for n in self.networks if n not in names]:
-            if not state.global_network_exists(self.store, self.layout, network_id):  # not just a late event
-                log.info("network=%s removed: deleted on another host", network_id[:12])
-                self.remove_network(network_id)
-
-    def _adopt_networks_new_in_cluster(self) -> None:
-        for network_id in [n for n in self.cluster.network_ids or () if n not in self.networks and n not in self._not_adopted]:
+        for network_id in self.cluster.new(self.networks):
             try:
                 self._adopt(network_id)
             except AcsnetError as e:
-                self._not_adopted.add(network_id)  # said once; its first endpoint here tries again
+                self.cluster.not_adopted.add(network_id)  # said once; its first endpoint here tries again
                 log.warning("network=%s not taken on this host: %s", network_id[:12], e.message)
 
     def _adopt(self, network_id: str) -> SegmentNetwork | None:
@@ -366,9 +359,7 @@ class SegmentAgent:
             changed = self.remote.refresh_all(collect_arrivals=self._loaded)
             if self.cluster is not None:
                 self.cluster.forget_old_node()
-                self._drop_networks_gone_from_cluster()
-                if self.datapath.adopt_global_networks:
-                    self._adopt_networks_new_in_cluster()
+                self._follow_cluster()
             if self.remote.liveness_changed() or changed:
                 self.sync()
             arrived = self.remote.take_arrived()
@@ -388,29 +379,14 @@ class SegmentAgent:
             self.sync()
 
     def sweep_orphans(self) -> None:
-        """Remove endpoints no container uses. A joined endpoint's container end lives in the
-        container's namespace; one still in the host's namespace long after creation was never joined
-        (or was left and never deleted). dockerd makes such orphans when a plugin dies inside
-        CreateEndpoint: its retry re-sends a drained, empty body, the create fails on dockerd's side,
-        dockerd releases the address, and never sends a DeleteEndpoint — while the segment record
-        would keep that address blocked on every host."""
+        """Remove endpoints no container uses (`ports.OrphanSweep` says which and why)."""
         present = self.datapath.bridge.host_links()
-        now = time.monotonic()
         with self._lock:
-            idle = {e.endpoint_id for e in self.endpoints.values() if e.container_port in present}
-            for gone in set(self._idle_since) - idle:
-                del self._idle_since[gone]
-            orphans = []
-            for endpoint_id in idle:
-                first_seen = self._idle_since.setdefault(endpoint_id, now)
-                endpoint = self.endpoints[endpoint_id]
-                if now - first_seen >= self.orphan_grace and time.time() - endpoint.since >= self.orphan_grace:
-                    orphans.append(endpoint)
+            orphans = self.orphans.find(self.endpoints.values(), present)
             for endpoint in orphans:
                 log.warning("endpoint=%s ip=%s removed: no container joined it in %gs (orphaned by dockerd)",
-                            endpoint.endpoint_id, endpoint.ip, self.orphan_grace)
+                            endpoint.endpoint_id, endpoint.ip, self.orphans.grace)
                 self._repaired()
-                self._idle_since.pop(endpoint.endpoint_id, None)
                 self._forget_endpoint(endpoint)
             if orphans:
                 self.sync()

@@ -24,6 +24,7 @@ class ClusterScope:
         # it activates the driver in this process (see announced).
         self._announced: bool | None = None
         self._forget_node = False
+        self.not_adopted: set[str] = set()  # networks this host could not take (vpc: route limit); said once
 
     def watch_networks(self) -> None:
         state.watch_global_networks(self.store, self.layout, self._on_networks)
@@ -57,3 +58,15 @@ class ClusterScope:
         if self._forget_node:
             state.clear_cluster_node(self.store, self.layout, self.host_id)
             self._forget_node = False
+
+    def gone(self, network_ids) -> list[str]:
+        """Of this host's networks, those deleted on another host (checked in the store: not just a late
+        event)."""
+        if self.network_ids is None:
+            return []
+        return [n for n in network_ids if n not in self.network_ids
+                and not state.global_network_exists(self.store, self.layout, n)]
+
+    def new(self, network_ids) -> list[str]:
+        """The cluster's networks this host does not have yet (and has not failed to take)."""
+        return [n for n in self.network_ids or () if n not in network_ids and n not in self.not_adopted]

@@ -8,6 +8,8 @@ import dataclasses
 import logging
 import queue
 import threading
+import time
+from typing import Iterable
 
 from acsnet.plugins.segments.bridge import Bridge
 from acsnet.plugins.segments.model import SegmentEndpoint
@@ -16,6 +18,7 @@ log = logging.getLogger(__name__)
 
 ENDPOINT_ID = "acsnet-endpoint"  # OVSDB external_ids key naming the endpoint that owns a port
 DRIVER_ID = "acsnet-driver"  # ... and the driver whose endpoint it is (vlan and vpc share the host bridge)
+ORPHAN_GRACE_SECONDS = 60.0  # dockerd joins an endpoint within moments of creating it
 
 
 @dataclasses.dataclass
@@ -108,3 +111,31 @@ class EndpointPorts:
                 self.bridge.detach(port)
         if index is not None:
             self.bridge.delete_veth(index)
+
+
+class OrphanSweep:
+    """Endpoints no container uses. A joined endpoint's container end lives in the container's
+    namespace; one still in the host's namespace long after creation was never joined (or was left and
+    never deleted). dockerd makes such orphans when a plugin dies inside CreateEndpoint: its retry
+    re-sends a drained, empty body, the create fails on dockerd's side, dockerd releases the address,
+    and never sends a DeleteEndpoint — while the segment record would keep that address blocked on
+    every host."""
+
+    def __init__(self, grace: float = ORPHAN_GRACE_SECONDS):
+        self.grace = grace
+        self._idle_since: dict[str, float] = {}  # endpoint → when its container end was first seen on the host
+
+    def find(self, endpoints: Iterable[SegmentEndpoint], host_links: set[str]) -> list[SegmentEndpoint]:
+        """Those whose container end has been in the host's namespace for `grace`, and which are older
+        than that; each is returned once."""
+        now = time.monotonic()
+        idle = {e.endpoint_id: e for e in endpoints if e.container_port in host_links}
+        for gone in set(self._idle_since) - set(idle):
+            del self._idle_since[gone]
+        orphans = []
+        for endpoint_id, endpoint in idle.items():
+            first_seen = self._idle_since.setdefault(endpoint_id, now)
+            if now - first_seen >= self.grace and time.time() - endpoint.since >= self.grace:
+                orphans.append(endpoint)
+                del self._idle_since[endpoint_id]
+        return orphans
