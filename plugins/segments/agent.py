@@ -55,7 +55,7 @@ class SegmentAgent:
         self._joined: queue.SimpleQueue[SegmentEndpoint] = queue.SimpleQueue()  # for the datapath to announce
         self.orphans = OrphanSweep(orphan_grace)
         self._loaded = False
-        self._made: set[str] = set()  # segments whose store node this process made or found
+        self._made: set[int] = set()  # segments whose store node this process made or found
 
     @property
     def bridge(self) -> str:
