@@ -23,10 +23,10 @@ import time
 import netaddr
 
 from acsnet.ipam import chunks
-from acsnet.ipam.model import pool_path
+from acsnet.ipam.state import ChunkBitmaps, ChunkSummary
 from acsnet.lab.plugin_process import PluginProcess
 from acsnet.lab.zookeeper import ZooKeeperServer
-from acsnet.store import Create, SetValue, encode, open_store
+from acsnet.store import open_store
 
 MAC_OPTION = "com.docker.network.endpoint.macaddress"
 SUBNET = "100.64.0.0/16"
@@ -58,14 +58,12 @@ def fill_pool(store_url: str, pool_id: str, fraction: float) -> None:
         for chunk in range(chunks.chunk_of(span.first), chunks.chunk_of(span.last) + 1):
             bits = chunks.bits_in_chunk(chunk, chunks.OffsetRange(span.first, last))
             bitmap = 0 if bits.empty else ((1 << (bits.last + 1)) - 1) & ~((1 << bits.first) - 1)
-            path = pool_path(pool_id, "chunks", str(chunk))
-            node = store.get(path)
-            op = Create(path, chunks.encode(bitmap)) if node is None else SetValue(path, chunks.encode(bitmap), node.version)
-            assert store.commit([op])
+            _old, version = ChunkBitmaps.read(store, pool_id, chunk)
+            assert store.commit([ChunkBitmaps.write_operation(pool_id, chunk, bitmap, version)])
             if chunks.first_free_bit(bitmap, chunks.bits_in_chunk(chunk, span)) is None:
                 full.append(chunk)
-        summary = store.get(pool_path(pool_id, "chunks"))
-        assert store.compare_and_set(pool_path(pool_id, "chunks"), encode({"full": full}), summary.version)
+        _old, version = ChunkSummary.read(store, pool_id)
+        assert store.commit([ChunkSummary.write_operation(pool_id, set(full), version)])
     finally:
         store.close()
 

@@ -21,8 +21,9 @@ import netaddr
 
 from acsnet.errors import Exhausted, InvalidRequest, NotFound, StoreUnavailable
 from acsnet.ipam import chunks
-from acsnet.ipam.model import AddressRecord, Pool, pool_path
-from acsnet.store import Check, Create, Delete, SetValue, Store, encode
+from acsnet.ipam.model import AddressRecord, Pool
+from acsnet.ipam.state import AddressRecords, ChunkBitmaps, ChunkSummary
+from acsnet.store import Create, Store
 
 _CONFLICT = object()
 
@@ -57,7 +58,7 @@ class PoolAllocator:
         self.cache = cache or PoolCache()
         self.span = chunks.allocation_range(pool.network, pool.sub_pool)
         self._reserved = chunks.reserved_offsets(pool.network)
-        self._summary_path = pool_path(pool.pool_id, "chunks")
+        self._summary_path = ChunkSummary.key(pool.pool_id)
 
     # -- addressing ------------------------------------------------------------------------------
 
@@ -74,34 +75,28 @@ class PoolAllocator:
     def address_at(self, offset: int) -> netaddr.IPAddress:
         return netaddr.IPAddress(self.pool.network.first + offset, self.pool.network.version)
 
-    def _address_path(self, offset: int) -> str:
-        return pool_path(self.pool.pool_id, "addresses", str(self.address_at(offset)))
-
     def _chunk_path(self, chunk: int) -> str:
-        return pool_path(self.pool.pool_id, "chunks", str(chunk))
+        return ChunkBitmaps.key(self.pool.pool_id, chunk)
 
     # -- reads -----------------------------------------------------------------------------------
 
     def _summary(self, fresh: bool = False) -> tuple[set[int], int]:
         if self.cache.summary is None or fresh:
-            node = self.store.get(self._summary_path)
-            if node is None:
+            summary = ChunkSummary.read(self.store, self.pool.pool_id)
+            if summary is None:
                 raise NotFound(f"pool {self.pool.pool_id} does not exist (released?)")
-            self.cache.summary = (set(node.json()["full"]), node.version)
+            self.cache.summary = summary
         full, version = self.cache.summary
         return set(full), version
 
     def _chunk(self, chunk: int) -> tuple[int, int | None]:
         """The chunk's bitmap and version (None: the node does not exist yet, all free)."""
         if chunk not in self.cache.chunks:
-            node = self.store.get(self._chunk_path(chunk))
-            self.cache.chunks[chunk] = (chunks.decode(node.value), node.version) if node else (0, None)
+            self.cache.chunks[chunk] = ChunkBitmaps.read(self.store, self.pool.pool_id, chunk)
         return self.cache.chunks[chunk]
 
     def _write_chunk(self, chunk: int, version: int | None, bitmap: int):
-        if version is None:
-            return Create(self._chunk_path(chunk), chunks.encode(bitmap))
-        return SetValue(self._chunk_path(chunk), chunks.encode(bitmap), version)
+        return ChunkBitmaps.write_operation(self.pool.pool_id, chunk, bitmap, version)
 
     def _summary_update(self, chunk: int, bitmap_after: int, full: set[int], version: int) -> list:
         """The summary write needed when `chunk` changes between full and not full in range."""
@@ -110,7 +105,7 @@ class PoolAllocator:
         if not in_range or now_full == (chunk in full):
             return []
         changed = full | {chunk} if now_full else full - {chunk}
-        return [SetValue(self._summary_path, encode({"full": sorted(changed)}), version)]
+        return [ChunkSummary.write_operation(self.pool.pool_id, changed, version)]
 
     def _commit(self, operations: list, chunk: int, bitmap_after: int) -> bool:
         """Commit; on success remember what was written, on a conflict forget what was cached."""
@@ -126,8 +121,7 @@ class PoolAllocator:
         return True
 
     def record(self, address: netaddr.IPAddress) -> AddressRecord | None:
-        node = self.store.get(self._address_path(self.offset_of(address)))
-        return None if node is None else AddressRecord.from_json(node.json())
+        return AddressRecords.read(self.store, self.pool.pool_id, str(self.address_at(self.offset_of(address))))
 
     # -- the retry loop --------------------------------------------------------------------------
 
@@ -177,7 +171,7 @@ class PoolAllocator:
         after = bitmap | (1 << bit)
         operations = [
             self._write_chunk(chunk, version, after),
-            Create(self._address_path(offset), encode(record.to_json())),
+            AddressRecords.create_operation(self.pool.pool_id, self.address_at(offset), record),
             *self._summary_update(chunk, after, full, summary_version),
         ]
         if self._commit(operations, chunk, after):
@@ -206,24 +200,24 @@ class PoolAllocator:
         """Record `address` as `record`; if it already has a record, `claim` decides. Returns the
         record now stored."""
         offset = self.offset_of(address)
-        path = self._address_path(offset)
+        pool_id, address = self.pool.pool_id, self.address_at(offset)
         chunk, bit = chunks.chunk_of(offset), offset % chunks.CHUNK_BITS
 
         def attempt():
-            existing = self.store.get(path)
+            existing = AddressRecords.read_versioned(self.store, pool_id, str(address))
             if existing is not None:
-                current = AddressRecord.from_json(existing.json())
+                current, record_version = existing
                 wanted = claim(current)
                 if wanted == current:
                     return current
-                ok = self.store.compare_and_set(path, encode(wanted.to_json()), existing.version)
+                ok = AddressRecords.replace(self.store, pool_id, address, wanted, record_version)
                 return wanted if ok else _CONFLICT
             full, summary_version = self._summary()
             bitmap, version = self._chunk(chunk)
             after = bitmap | (1 << bit)
             operations = [
                 self._write_chunk(chunk, version, after),
-                Create(path, encode(record.to_json())),
+                AddressRecords.create_operation(pool_id, address, record),
                 *self._summary_update(chunk, after, full, summary_version),
             ]
             return record if self._commit(operations, chunk, after) else _CONFLICT
@@ -238,23 +232,23 @@ class PoolAllocator:
         commit then fails its version check and reads again, so it sees what `also` wrote. `decide`
         answering None commits nothing. Returns the record stored, or None."""
         offset = self.offset_of(address)
-        path = self._address_path(offset)
+        pool_id, address = self.pool.pool_id, self.address_at(offset)
         chunk, bit = chunks.chunk_of(offset), offset % chunks.CHUNK_BITS
 
         def attempt():
-            existing = self.store.get(path)
-            wanted = decide(AddressRecord.from_json(existing.json()) if existing is not None else None)
+            existing = AddressRecords.read_versioned(self.store, pool_id, str(address))
+            wanted = decide(existing[0] if existing is not None else None)
             if wanted is None:
                 return None
             if existing is not None:
-                operations = [SetValue(path, encode(wanted.to_json()), existing.version), *also()]
+                operations = [AddressRecords.write_operation(pool_id, address, wanted, existing[1]), *also()]
                 return wanted if self.store.commit(operations) else _CONFLICT
             full, summary_version = self._summary()
             bitmap, version = self._chunk(chunk)
             after = bitmap | (1 << bit)
             operations = [
                 self._write_chunk(chunk, version, after),
-                Create(path, encode(wanted.to_json())),
+                AddressRecords.create_operation(pool_id, address, wanted),
                 *self._summary_update(chunk, after, full, summary_version),
                 *also(),
             ]
@@ -266,19 +260,19 @@ class PoolAllocator:
         """Free `address`, or keep it with the record `release` answers. Releasing an address that
         has no record is a no-op (idempotent), though a bit left set without a record is cleared."""
         offset = self.offset_of(address)
-        path = self._address_path(offset)
+        pool_id, address = self.pool.pool_id, self.address_at(offset)
         chunk, bit = chunks.chunk_of(offset), offset % chunks.CHUNK_BITS
 
         def attempt():
-            existing = self.store.get(path)
+            existing = AddressRecords.read_versioned(self.store, pool_id, str(address))
             remaining = None
             if existing is not None:
-                current = AddressRecord.from_json(existing.json())
+                current, record_version = existing
                 remaining = release(current)
                 if remaining == current:
                     return None
                 if remaining is not None:
-                    ok = self.store.compare_and_set(path, encode(remaining.to_json()), existing.version)
+                    ok = AddressRecords.replace(self.store, pool_id, address, remaining, record_version)
                     return None if ok else _CONFLICT
             full, summary_version = self._summary()
             bitmap, version = self._chunk(chunk)
@@ -286,11 +280,11 @@ class PoolAllocator:
             if after == bitmap:
                 if existing is None:
                     return None
-                operations = [Check(self._chunk_path(chunk), version)] if version is not None else []
+                operations = [ChunkBitmaps.check_operation(pool_id, chunk, version)] if version is not None else []
             else:
                 operations = [self._write_chunk(chunk, version, after), *self._summary_update(chunk, after, full, summary_version)]
             if existing is not None:
-                operations.append(Delete(path, existing.version))
+                operations.append(AddressRecords.delete_operation(pool_id, address, existing[1]))
             return None if self._commit(operations, chunk, after) else _CONFLICT
 
         self._until_committed(attempt)
@@ -298,7 +292,7 @@ class PoolAllocator:
     def _repair_unmarked(self, offset: int) -> None:
         """An address record whose bit is clear (left by hand or by an older version) would make
         every allocation of that offset fail; mark its bit so allocation moves past it."""
-        if self.store.get(self._address_path(offset)) is None:
+        if AddressRecords.read_versioned(self.store, self.pool.pool_id, str(self.address_at(offset))) is None:
             return
         chunk, bit = chunks.chunk_of(offset), offset % chunks.CHUNK_BITS
         full, summary_version = self._summary(fresh=True)

@@ -29,28 +29,12 @@ import netaddr
 
 from acsnet.ipam import chunks
 from acsnet.ipam.allocator import PoolAllocator, PoolCache
-from acsnet.ipam.model import (
-    AUX,
-    ENDPOINT,
-    GATEWAY,
-    GLOBAL_SPACE,
-    LOCAL_SPACE,
-    POOLS,
-    RETAINED,
-    SUBNETS,
-    AddressRecord,
-    Pool,
-    Retention,
-    pool_path,
-    network_of_key,
-    retention_path,
-    subnet_key,
-)
-from acsnet.ipam.state import HostSubnetAssignment
+from acsnet.ipam.model import AUX, ENDPOINT, GATEWAY, GLOBAL_SPACE, LOCAL_SPACE, RETAINED, AddressRecord, Pool
+from acsnet.ipam.state import HostSubnetAssignment, PoolHostReferences, PoolRecords, Retentions, SubnetPools, subnet_key
 from acsnet.errors import Conflict, Exhausted, InvalidRequest, NotFound
 from acsnet.plugins.driver import IpamDriver
 from acsnet.plugins.protocol import AddressGrant, AddressRelease, AddressRequest, PoolGrant, PoolRequest
-from acsnet.store import Create, Store, encode, join
+from acsnet.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +72,7 @@ class AcsnetIpam(IpamDriver):
         self._pool_locks: dict[str, threading.Lock] = {}
         self._pool_locks_guard = threading.Lock()
         self._pool_caches: dict[str, PoolCache] = {}  # used under the pool's lock only
-        self._host_subnets: dict[str, dict] = {}  # subnet key -> this host's part of it, if split per host
+        self._host_subnets: dict[str, dict] = {}  # subnet (CIDR) -> this host's part of it, if split per host
         self._host_subnets_lock = threading.Lock()
 
     # -- capabilities ----------------------------------------------------------------------------
@@ -113,7 +97,7 @@ class AcsnetIpam(IpamDriver):
                 pool = Pool(self._new_pool_id(request.address_space, network), request.address_space, network, None, request.options, False)
             elif request.address_space == LOCAL_SPACE:
                 pool = Pool(self._shared_pool_id(request), LOCAL_SPACE, request.pool, request.sub_pool, request.options, True)
-                if self.store.get(pool_path(pool.pool_id)) is not None:
+                if PoolRecords.exists(self.store, pool.pool_id):
                     self._add_host_reference(pool.pool_id)
                     return PoolGrant(pool.pool_id, pool.network)
             else:
@@ -151,7 +135,7 @@ class AcsnetIpam(IpamDriver):
         supernet, size = self._supernets[version]
         used = sorted(
             (n.first, n.last)
-            for n in (network_of_key(key) for key in self.store.children(SUBNETS))
+            for n in SubnetPools.networks(self.store)
             if n.version == version
         )
         block = 1 << ((32 if version == 4 else 128) - size)
@@ -167,57 +151,41 @@ class AcsnetIpam(IpamDriver):
         return netaddr.IPNetwork(f"{netaddr.IPAddress(candidate, version)}/{size}")
 
     def _create_pool(self, pool: Pool) -> None:
-        claims = join(SUBNETS, subnet_key(pool.network))
-        self.store.create(POOLS)
-        self.store.create(claims)
-        created = self.store.commit(
-            [
-                Create(pool_path(pool.pool_id), encode(pool.to_json())),
-                Create(pool_path(pool.pool_id, "hosts")),
-                Create(pool_path(pool.pool_id, "chunks"), encode({"full": []})),
-                Create(pool_path(pool.pool_id, "addresses")),
-                Create(join(claims, pool.pool_id)),
-            ]
-        )
-        if not created:
+        PoolRecords.prepare(self.store, pool)
+        if not self.store.commit(PoolRecords.create_operations(pool)):
             raise Conflict(f"pool {pool.pool_id} could not be created: it exists already")
         self._pools[pool.pool_id] = pool
 
     def _delete_pool(self, pool: Pool) -> None:
         self._forget_pool(pool.pool_id)
-        self.store.delete(pool_path(pool.pool_id), recursive=True)
-        claims = join(SUBNETS, subnet_key(pool.network))
-        self.store.delete(join(claims, pool.pool_id))
-        self.store.delete(claims)  # only succeeds once no other pool claims the subnet
+        PoolRecords.delete(self.store, pool)
         log.info("pool=%s network=%s released", pool.pool_id, pool.network.cidr)
 
     def _add_host_reference(self, pool_id: str) -> None:
-        path = pool_path(pool_id, "hosts", self.host_id)
-        node = self.store.get(path)
-        if node is None:
-            self.store.create(path, encode({"refs": 1}))
+        held = PoolHostReferences.read(self.store, pool_id, self.host_id)
+        if held is None:
+            PoolHostReferences.write(self.store, pool_id, self.host_id, 1, None)
         else:
-            self.store.compare_and_set(path, encode({"refs": node.json()["refs"] + 1}), node.version)
+            PoolHostReferences.write(self.store, pool_id, self.host_id, held[0] + 1, held[1])
 
     def _drop_host_reference(self, pool_id: str) -> bool:
         """Drop one of this host's references; True if any host still references the pool."""
-        path = pool_path(pool_id, "hosts", self.host_id)
-        node = self.store.get(path)
-        if node is not None:
-            refs = node.json()["refs"] - 1
-            if refs > 0:
-                self.store.compare_and_set(path, encode({"refs": refs}), node.version)
+        held = PoolHostReferences.read(self.store, pool_id, self.host_id)
+        if held is not None:
+            refs, version = held
+            if refs > 1:
+                PoolHostReferences.write(self.store, pool_id, self.host_id, refs - 1, version)
             else:
-                self.store.delete(path)
-        return bool(self.store.children(pool_path(pool_id, "hosts")))
+                PoolHostReferences.clear(self.store, pool_id, self.host_id)
+        return bool(PoolHostReferences.hosts(self.store, pool_id))
 
     def _load_pool(self, pool_id: str) -> Pool | None:
         pool = self._pools.get(pool_id)
         if pool is None:
-            data = self.store.get_json(pool_path(pool_id)) if "/" not in pool_id else None
-            if data is None:
+            pool = PoolRecords.read(self.store, pool_id)
+            if pool is None:
                 return None
-            pool = self._pools[pool_id] = Pool.from_json(data)
+            self._pools[pool_id] = pool
         return pool
 
     def _forget_pool(self, pool_id: str) -> None:
@@ -280,7 +248,7 @@ class AcsnetIpam(IpamDriver):
         A split network this host holds no part of yet is a global one created on another host: this
         host's vpc plugin claims its part when it sees the network, moments later; the allocation waits
         for it (an address of the whole range would be routed nowhere)."""
-        key = subnet_key(pool.network)
+        key = str(pool.network.cidr)
         with self._host_subnets_lock:
             known = self._host_subnets.get(key)
             if known is None:
@@ -331,10 +299,9 @@ class AcsnetIpam(IpamDriver):
 
     def _retained(self, pool: Pool, address) -> AddressRecord | None:
         """What a released endpoint address becomes: kept for its application, if it has one."""
-        data = self.store.get_json(retention_path(pool.network, address))
-        if not data:
+        retention = Retentions.read(self.store, pool.network, address)
+        if retention is None:
             return None
-        retention = Retention.from_json(data)
         log.info("pool=%s address=%s kept for application %s for %gs", pool.pool_id, address, retention.app, retention.seconds)
         return AddressRecord(RETAINED, (retention.app,), None, time.time(), time.time() + retention.seconds)
 

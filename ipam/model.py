@@ -1,16 +1,6 @@
-"""What the IPAM stores: pools and address records, and where in the store they live.
+"""What the IPAM stores: pools, address records and retentions, as typed values.
 
-Key layout (below the store root `/acsnet`):
-    ipam/pools/<pool-id>                 Pool (JSON)
-    ipam/pools/<pool-id>/hosts/<host>    {"refs": n}: hosts sharing a local-space pool
-    ipam/pools/<pool-id>/chunks          {"full": [chunk, ...]}: chunks with no free address in range
-    ipam/pools/<pool-id>/chunks/<n>      bitmap of offsets n*4096 .. n*4096+4095 (bytes)
-    ipam/pools/<pool-id>/addresses/<ip>  AddressRecord (JSON): who holds the address
-    ipam/subnets/<cidr>/<pool-id>        which pools use a subnet (auto pools must not overlap any)
-    ipam/host-subnets/<cidr>/<host>      {"subnet": CIDR}: a network split per host (the vpc driver): this
-                                         host's endpoints get addresses of its own subnet
-    ipam/retention/<cidr>/<ip>           Retention: the application an address is kept for when its
-                                         container goes (written by `acsnet front` for acsnet.app=NAME)
+Where each lives in the store, and every read and write of them, is `acsnet.ipam.state`'s.
 """
 
 from __future__ import annotations
@@ -20,31 +10,11 @@ import time
 
 import netaddr
 
-from acsnet.store import ROOT, join
-
 LOCAL_SPACE = "acsnet-local"
 GLOBAL_SPACE = "acsnet-global"
 POOL_NAME_OPTION = "acsnet.pool"
 
-POOLS = join(ROOT, "ipam", "pools")
-SUBNETS = join(ROOT, "ipam", "subnets")
-RETENTION = join(ROOT, "ipam", "retention")
-HOST_SUBNETS = join(ROOT, "ipam", "host-subnets")
 DEFAULT_RETENTION_SECONDS = 24 * 3600
-
-
-def pool_path(pool_id: str, *rest: str) -> str:
-    return join(POOLS, pool_id, *rest)
-
-
-def subnet_key(network: netaddr.IPNetwork) -> str:
-    """A network as a store key's name: `/` is a path separator there."""
-    return str(network.cidr).replace("/", "_")
-
-
-def network_of_key(key: str) -> netaddr.IPNetwork:
-    """The inverse of `subnet_key`."""
-    return netaddr.IPNetwork(key.replace("_", "/"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,10 +66,6 @@ class AddressRecord:
     @classmethod
     def from_json(cls, data: dict) -> "AddressRecord":
         return cls(data["kind"], tuple(data["holders"]), data.get("mac"), data.get("since", 0.0), data.get("until"))
-
-
-def retention_path(network: netaddr.IPNetwork, address) -> str:
-    return join(RETENTION, subnet_key(network), str(address))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,9 +17,9 @@ import time
 import netaddr
 
 from acsnet.ipam.allocator import PoolAllocator
-from acsnet.ipam.model import (ENDPOINT, RETAINED, RETENTION, SUBNETS, AddressRecord, Pool, Retention, network_of_key,
-                        pool_path, retention_path, subnet_key)
-from acsnet.store import Create, SetValue, Store, encode, join
+from acsnet.ipam.model import ENDPOINT, RETAINED, AddressRecord, Pool, Retention
+from acsnet.ipam.state import AddressRecords, Retentions, SubnetPools
+from acsnet.store import Store
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,13 +52,10 @@ def remember(store: Store, app: str, seconds: float, address: netaddr.IPAddress,
         return None
 
     for pool in _pools_holding(store, address, mac):
-        path = retention_path(pool.network, address)
-        store.create(join(RETENTION, subnet_key(pool.network)))
+        Retentions.prepare(store, pool.network)
 
-        def retention_record() -> list:
-            value = encode(Retention(app, seconds).to_json())
-            node = store.get(path)
-            return [Create(path, value)] if node is None else [SetValue(path, value, node.version)]
+        def retention_record(network=pool.network) -> list:
+            return Retentions.write_operations(store, network, address, Retention(app, seconds))
 
         return PoolAllocator(store, pool, timeout).record_with(address, decide, retention_record) is not None
     return False
@@ -67,58 +64,49 @@ def remember(store: Store, app: str, seconds: float, address: netaddr.IPAddress,
 def _pools_holding(store: Store, address: netaddr.IPAddress, mac: str | None) -> list[Pool]:
     """The pool the address is in: the one whose record has this MAC; failing that, the only pool whose
     network holds the address (several pools may overlap: then none, no guessing)."""
-    pools = [pool for key in store.children(SUBNETS) if address in network_of_key(key)
-             for pool in _pools_of(store, key) if address in pool.network]
+    pools = [pool for network in SubnetPools.networks(store) if address in network
+             for pool in SubnetPools.pools(store, network) if address in pool.network]
     for pool in pools:
-        data = store.get_json(pool_path(pool.pool_id, "addresses", str(address)))
-        if data and mac is not None and (AddressRecord.from_json(data).mac or "").lower() == mac:
+        record = AddressRecords.read(store, pool.pool_id, str(address))
+        if record is not None and mac is not None and (record.mac or "").lower() == mac:
             return [pool]
     return pools if len(pools) == 1 else []
 
 
-def _pools_of(store: Store, subnet_key_: str) -> list[Pool]:
-    pools = []
-    for pool_id in store.children(join(SUBNETS, subnet_key_)):
-        data = store.get_json(pool_path(pool_id))
-        if data:
-            pools.append(Pool.from_json(data))
-    return pools
-
-
 def _record(store: Store, pools: list[Pool], ip: str) -> tuple[Pool | None, AddressRecord | None]:
     for pool in pools:
-        data = store.get_json(pool_path(pool.pool_id, "addresses", ip))
-        if data:
-            return pool, AddressRecord.from_json(data)
+        record = AddressRecords.read(store, pool.pool_id, ip)
+        if record is not None:
+            return pool, record
     return None, None
 
 
 def addresses(store: Store, app: str | None = None) -> list[AppAddress]:
     found = []
-    for key in store.children(RETENTION):
-        pools = _pools_of(store, key)
-        for ip in store.children(join(RETENTION, key)):
-            data = store.get_json(join(RETENTION, key, ip))
-            if not data or (app is not None and data["app"] != app):
-                continue
-            _pool, record = _record(store, pools, ip)
-            if record is None:
-                state, until = "free", None
-            elif record.kind == RETAINED:
-                state, until = f"retained until {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(record.until or 0))}", record.until
-            else:
-                state, until = f"in use by {record.holders[0]}", None
-            found.append(AppAddress(data["app"], str(network_of_key(key)), ip, state, until))
+    pools: dict[netaddr.IPNetwork, list[Pool]] = {}
+    for network, ip, retention in Retentions.read_all(store):
+        if app is not None and retention.app != app:
+            continue
+        if network not in pools:
+            pools[network] = SubnetPools.pools(store, network)
+        _pool, record = _record(store, pools[network], ip)
+        if record is None:
+            state, until = "free", None
+        elif record.kind == RETAINED:
+            state, until = f"retained until {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(record.until or 0))}", record.until
+        else:
+            state, until = f"in use by {record.holders[0]}", None
+        found.append(AppAddress(retention.app, str(network.cidr), ip, state, until))
     return sorted(found, key=lambda a: (a.app, netaddr.IPAddress(a.ip)))
 
 
 def retained_entries(store: Store, app: str, subnets: list[str]) -> list[AppAddress]:
     """The application's addresses in these subnets that are kept for it now (not in use, not expired);
     `until` tells one keeping from the next (it is set anew each time the address is released)."""
-    wanted = {subnet_key(netaddr.IPNetwork(s)) for s in subnets}
+    wanted = {netaddr.IPNetwork(s).cidr for s in subnets}
     now = time.time()
     return [a for a in addresses(store, app)
-            if subnet_key(netaddr.IPNetwork(a.subnet)) in wanted and a.until is not None and a.until > now]
+            if netaddr.IPNetwork(a.subnet) in wanted and a.until is not None and a.until > now]
 
 
 def retained(store: Store, app: str, subnets: list[str]) -> list[str]:
@@ -135,12 +123,12 @@ def release(store: Store, app: str, ip: str | None = None, *, expired_only: bool
             continue
         if expired_only and (entry.until is None or entry.until > now):
             continue
-        key = subnet_key(netaddr.IPNetwork(entry.subnet))
-        pool, record = _record(store, _pools_of(store, key), entry.ip)
+        network = netaddr.IPNetwork(entry.subnet)
+        pool, record = _record(store, SubnetPools.pools(store, network), entry.ip)
         if pool is not None and record is not None and record.kind == RETAINED:
             PoolAllocator(store, pool, timeout).release(
                 netaddr.IPAddress(entry.ip),
                 lambda current: None if current.kind == RETAINED and current.holders == (entry.app,) else current)
-        store.delete(join(RETENTION, key, entry.ip))
+        Retentions.clear(store, network, entry.ip)
         done.append(entry.ip)
     return done

@@ -18,6 +18,7 @@ import dataclasses
 import functools
 
 from acsnet.ovsctl import openflow
+from acsnet.ovsctl.neighbour import arp_reply_actions
 
 COOKIE = "0xac5"
 CLASSIFY, FROM_CONTAINER, FROM_UPLINK, ARP_PROXY = 0, 10, 20, 30
@@ -49,20 +50,6 @@ class VlanDatapath:
     local: tuple[LocalPort, ...]
     remote: tuple[ArpAnswer, ...]  # containers on other hosts: answered with their host's MAC
     gateways: tuple[ArpAnswer, ...]
-
-
-def arp_reply_actions(mac: str, ip: str) -> str:
-    """Turn the ARP request in hand into the reply "<ip> is at <mac>" and send it back where it came from."""
-    return ",".join([
-        "move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[]",
-        f"set_field:{mac}->eth_src",
-        "set_field:2->arp_op",
-        "move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[]",
-        f"set_field:{mac}->arp_sha",
-        "move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[]",
-        f"set_field:{ip}->arp_spa",
-        "IN_PORT",
-    ])
 
 
 def vlan_flows(dp: VlanDatapath) -> list[str]:

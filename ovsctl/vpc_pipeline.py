@@ -30,7 +30,7 @@ import dataclasses
 import functools
 
 from acsnet.ovsctl import openflow
-from acsnet.ovsctl.vlan_pipeline import arp_reply_actions
+from acsnet.ovsctl.neighbour import arp_reply_actions
 
 COOKIE = "0xac7"
 CLASSIFY, FROM_CONTAINER, FROM_INTERNAL, TO_CONTAINER, ARP_RESPONDER = 0, 40, 45, 50, 60

@@ -21,7 +21,7 @@ import dataclasses
 import functools
 
 from acsnet.ovsctl import openflow
-from acsnet.ovsctl.vlan_pipeline import arp_reply_actions
+from acsnet.ovsctl.neighbour import arp_reply_actions
 
 COOKIE = "0xac6"
 CLASSIFY, FROM_CONTAINER, FROM_TUNNEL, ARP_RESPONDER = 0, 10, 20, 30

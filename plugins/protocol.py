@@ -2,9 +2,11 @@
 
 One parser per request, run by the server before any driver code: a driver receives only well-formed
 values (netaddr networks and addresses, dicts that are dicts), and every malformed field becomes an
-`InvalidRequest` naming the field. Replies are dataclasses the server turns into JSON. Field names and
-shapes follow what dockerd 20.10 really sends (shared/PROTOCOL.md): nil maps arrive as `null`, the
-gateway and aux addresses of CreateNetwork are CIDRs with the pool's mask.
+`InvalidRequest` naming the field. The options every driver reads the same way (the MTU, published
+and exposed ports) become typed values here too, through `acsnet.plugins.options`. Replies are
+dataclasses the server turns into JSON. Field names and shapes follow what dockerd 20.10 really sends
+(shared/PROTOCOL.md): nil maps arrive as `null`, the gateway and aux addresses of CreateNetwork are
+CIDRs with the pool's mask.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import netaddr
 
 from acsnet.errors import InvalidRequest
+from acsnet.plugins.options import ExposedPort, PortBinding, parse_exposed_ports, parse_mtu, parse_port_bindings
 
 # -- field readers -------------------------------------------------------------------------------
 
@@ -169,9 +172,6 @@ class AddressGrant:
 
 # -- NetworkDriver requests ----------------------------------------------------------------------
 
-PORTMAP = "com.docker.network.portmap"  # the container's published ports (`-p`, `-P`), as a JSON array
-
-
 @dataclasses.dataclass(frozen=True)
 class IPAMData:
     address_space: str
@@ -205,6 +205,7 @@ class NetworkCreate:
     generic: dict[str, Any]  # the `-o k=v` driver options (values are strings from the CLI)
     ipv4: list[IPAMData]
     ipv6: list[IPAMData]
+    mtu: int | None = None  # -o com.docker.network.driver.mtu (None: the driver's default)
 
     GENERIC = "com.docker.network.generic"
     INTERNAL = "com.docker.network.internal"
@@ -219,7 +220,8 @@ class NetworkCreate:
         generic = options.get(cls.GENERIC) or {}
         if not isinstance(generic, dict):
             raise InvalidRequest(f"option {cls.GENERIC!r} must be a JSON object")
-        return cls(_identifier(body, "NetworkID"), options, generic, _ipam_data(body, "IPv4Data"), _ipam_data(body, "IPv6Data"))
+        return cls(_identifier(body, "NetworkID"), options, generic, _ipam_data(body, "IPv4Data"), _ipam_data(body, "IPv6Data"),
+                   parse_mtu(generic))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -290,34 +292,36 @@ class JoinRequest:
     endpoint_id: str
     sandbox_key: str
     options: dict[str, Any]
+    # The container's published ports. libnetwork passes the sandbox's options to every Join, and they
+    # hold them whatever the network: dockerd gives them to no driver of an internal network otherwise
+    # (neither in CreateEndpoint nor by ProgramExternalConnectivity).
+    port_bindings: tuple[PortBinding, ...] = ()
 
     @classmethod
     def from_json(cls, body: dict) -> "JoinRequest":
+        options = _options(body)
         return cls(
             _identifier(body, "NetworkID"),
             _identifier(body, "EndpointID"),
             _field(body, "SandboxKey", str, required=False, default=""),
-            _options(body),
+            options,
+            parse_port_bindings(options),
         )
-
-    @property
-    def published_ports(self) -> list:
-        """The container's published ports. libnetwork passes the sandbox's options to every Join, and
-        they hold them whatever the network: dockerd gives them to no driver of an internal network
-        otherwise (neither in CreateEndpoint nor by ProgramExternalConnectivity)."""
-        ports = self.options.get(PORTMAP)
-        return ports if isinstance(ports, list) else []
 
 
 @dataclasses.dataclass(frozen=True)
 class ExternalConnectivity:
     network_id: str
     endpoint_id: str
-    options: dict[str, Any]  # com.docker.network.portmap and .endpoint.exposedports live here
+    options: dict[str, Any]
+    port_bindings: tuple[PortBinding, ...] = ()  # com.docker.network.portmap (`-p`, `-P`)
+    exposed_ports: tuple[ExposedPort, ...] = ()  # com.docker.network.endpoint.exposedports
 
     @classmethod
     def from_json(cls, body: dict) -> "ExternalConnectivity":
-        return cls(_identifier(body, "NetworkID"), _identifier(body, "EndpointID"), _options(body))
+        options = _options(body)
+        return cls(_identifier(body, "NetworkID"), _identifier(body, "EndpointID"), options,
+                   parse_port_bindings(options), parse_exposed_ports(options))
 
 
 def parse_network_id(body: dict) -> str:

@@ -5,6 +5,7 @@ PLUGIN_DIR/calls.jsonl so the test can see what the driver received as typed val
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -36,7 +37,7 @@ class RecordingFakeNetworkDriver(NetworkDriver):
         if request.network_id == "crash":
             raise RuntimeError("simulated bug")
         self._record("create_network", network_id=request.network_id, generic=request.generic,
-                     internal=request.internal, ipv4=[(str(d.pool), str(d.gateway), {k: str(v) for k, v in d.aux_addresses.items()}) for d in request.ipv4])
+                     mtu=request.mtu, internal=request.internal, ipv4=[(str(d.pool), str(d.gateway), {k: str(v) for k, v in d.aux_addresses.items()}) for d in request.ipv4])
 
     def delete_network(self, network_id):
         self._record("delete_network", network_id=network_id)
@@ -55,7 +56,8 @@ class RecordingFakeNetworkDriver(NetworkDriver):
         return {"id": ref.endpoint_id}
 
     def join(self, request):
-        self._record("join", endpoint_id=request.endpoint_id, sandbox_key=request.sandbox_key)
+        self._record("join", endpoint_id=request.endpoint_id, sandbox_key=request.sandbox_key,
+                     port_bindings=[str(b) for b in request.port_bindings])
         return JoinResult(
             "veth-c1234", "eth", netaddr.IPAddress("10.0.5.254"),
             static_routes=(StaticRoute(netaddr.IPNetwork("192.0.2.0/24"), netaddr.IPAddress("10.0.5.1")),
@@ -66,7 +68,9 @@ class RecordingFakeNetworkDriver(NetworkDriver):
         self._record("leave", endpoint_id=ref.endpoint_id)
 
     def program_external_connectivity(self, request):
-        self._record("program_external_connectivity", endpoint_id=request.endpoint_id, options=request.options)
+        self._record("program_external_connectivity", endpoint_id=request.endpoint_id,
+                     port_bindings=[dataclasses.astuple(b) for b in request.port_bindings],
+                     exposed_ports=[dataclasses.astuple(p) for p in request.exposed_ports])
 
     def revoke_external_connectivity(self, ref):
         self._record("revoke_external_connectivity", endpoint_id=ref.endpoint_id)

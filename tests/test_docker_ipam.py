@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import json
 
-from acsnet.ipam.model import SUBNETS
-from acsnet.ipam.state import AddressRecords, PoolRecords
+from acsnet.ipam.state import AddressRecords, PoolRecords, SubnetPools
 from acsnet.lab.dockerd import IMAGE
 from acsnet.lab.plugin_process import PluginProcess
 from acsnet.store import open_store
@@ -74,7 +73,7 @@ def test_bridge_network_with_acsnet_ipam_across_restarts(docker_host, tmp_path):
         daemon.docker("rm", "-f", "pinned", "auto")
         assert addresses(store, pool_id) == ["192.0.2.254"]
         daemon.docker("network", "rm", "n1")
-        assert PoolRecords.read_all(store) == {} and store.children(SUBNETS) == [], "nothing is left behind"
+        assert PoolRecords.read_all(store) == {} and SubnetPools.networks(store) == [], "nothing is left behind"
 
         # Without --subnet the pool is carved from the default supernet.
         daemon.docker("network", "create", "-d", "bridge", "--ipam-driver", "acsnet", "auto-net")

@@ -7,7 +7,8 @@ import netaddr
 import pytest
 
 from acsnet.ipam import retention
-from acsnet.ipam.model import ENDPOINT, RETAINED, pool_path, retention_path
+from acsnet.ipam.model import ENDPOINT, RETAINED
+from acsnet.ipam.state import AddressRecords, Retentions
 from acsnet.docker_api import parse_docker_address
 from acsnet.front.proxy import Front
 from acsnet.store import open_store
@@ -34,7 +35,8 @@ def front_store(store_url):
 
 
 def record(store, pool_id, address):
-    return store.get_json(pool_path(pool_id, "addresses", str(address)))
+    found = AddressRecords.read(store, pool_id, str(address))
+    return None if found is None else found.to_json()
 
 
 def dynamic(ipam, pool_id, count, first_mac=100) -> list[str]:
@@ -99,7 +101,7 @@ def test_an_address_another_container_took_is_not_recorded(hosts, front_store):
     release(h1, pool, address)
     assert take(h1, pool, options=mac(2)) == address  # free, so the next container has it
     assert not retention.remember(front_store, "web", 3600, netaddr.IPAddress(address), mac_of(1))
-    assert front_store.get(retention_path(netaddr.IPNetwork(SUBNET), address)) is None
+    assert Retentions.read(front_store, netaddr.IPNetwork(SUBNET), address) is None
     release(h1, pool, address)
     assert record(front_store, pool, address) is None, "the other container's address was kept for web"
 

@@ -9,7 +9,8 @@ import pytest
 from acsnet.errors import Conflict, Exhausted, InvalidRequest, NotFound
 from acsnet.ipam import chunks
 from acsnet.ipam.driver import AcsnetIpam, parse_supernets
-from acsnet.ipam.model import GLOBAL_SPACE, LOCAL_SPACE, SUBNETS, pool_path
+from acsnet.ipam.model import GLOBAL_SPACE, LOCAL_SPACE
+from acsnet.ipam.state import ChunkSummary, PoolRecords, SubnetPools
 from acsnet.plugins.protocol import AddressRelease, AddressRequest, PoolRequest
 from acsnet.store import open_store
 
@@ -70,8 +71,8 @@ def test_gateway_endpoint_and_release_cycle(hosts):
         release(h1, pool_id, address)
     h1.release_pool(pool_id)
     h1.release_pool(pool_id)  # idempotent
-    assert h1.store.get(pool_path(pool_id)) is None, "nothing of the pool is left"
-    assert h1.store.children(SUBNETS) == []
+    assert not PoolRecords.exists(h1.store, pool_id), "nothing of the pool is left"
+    assert SubnetPools.networks(h1.store) == []
     with pytest.raises(NotFound, match=f"pool {pool_id} does not exist"):
         request(h1, pool_id, options=mac(4))
 
@@ -96,7 +97,7 @@ def test_local_space_pool_is_shared_and_reference_counted(hosts):
     for address in ("198.51.100.254", "198.51.100.10", a.split("/")[0]):
         release(h1, p1, address)
     h1.release_pool(p1)
-    assert h2.store.get(pool_path(p1)) is not None
+    assert PoolRecords.exists(h2.store, p1)
     record = h2._allocator(p1).record(netaddr.IPAddress("198.51.100.254"))
     assert record.holders == ("h2",)
     with pytest.raises(Conflict, match="gateway"):
@@ -105,7 +106,7 @@ def test_local_space_pool_is_shared_and_reference_counted(hosts):
     for address in ("198.51.100.254", "198.51.100.10", b.split("/")[0]):
         release(h2, p1, address)
     h2.release_pool(p1)
-    assert h2.store.get(pool_path(p1)) is None
+    assert not PoolRecords.exists(h2.store, p1)
 
 
 def test_global_space_allows_overlapping_pools(hosts):
@@ -120,7 +121,7 @@ def test_global_space_allows_overlapping_pools(hosts):
     release(h2, a, "192.0.2.1")
     assert h1._allocator(a).record(netaddr.IPAddress("192.0.2.1")) is None
     h2.release_pool(a)
-    assert h1.store.get(pool_path(a)) is None and h1.store.get(pool_path(b)) is not None
+    assert not PoolRecords.exists(h1.store, a) and PoolRecords.exists(h1.store, b)
 
 
 def test_carved_pools_never_overlap_and_are_never_handed_out_twice(hosts):
@@ -224,8 +225,8 @@ def test_allocation_cost_does_not_depend_on_fullness(hosts):
     assert set(per_allocation[1:]) == {0}, "warm allocations read nothing, at 0% as at 100% full"
     with pytest.raises(Exhausted):
         request(h1, pool_id, options=mac(usable))
-    summary = h1.store.get_json(pool_path(pool_id, "chunks"))
-    assert summary["full"] == [0], f"the single {chunks.CHUNK_BITS}-bit chunk is recorded full"
+    full, _version = ChunkSummary.read(h1.store, pool_id)
+    assert full == {0}, f"the single {chunks.CHUNK_BITS}-bit chunk is recorded full"
 
 
 def test_a_network_split_per_host_gives_each_host_addresses_of_its_subnet(hosts):

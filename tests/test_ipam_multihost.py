@@ -9,8 +9,7 @@ import time
 
 import pytest
 
-from acsnet.ipam import chunks
-from acsnet.ipam.model import pool_path
+from acsnet.ipam.state import AddressRecords, ChunkBitmaps, PoolRecords
 from acsnet.store import open_store
 
 GATEWAY = {"RequestAddressType": "com.docker.network.gateway"}
@@ -66,11 +65,11 @@ def test_three_hosts_allocate_from_one_pool_at_once(three_hosts, zk_url):
     # The store agrees with what was handed out, holder by holder, and the bitmap matches the records.
     store = open_store(zk_url)
     try:
-        records = {name: store.get_json(pool_path(pool_id, "addresses", name)) for name in store.children(pool_path(pool_id, "addresses"))}
+        records = AddressRecords.read_pool(store, pool_id)
         assert set(records) == set(everything) | {"100.64.0.1"}
         for host, addresses in granted.items():
-            assert all(records[a]["holders"] == [host] for a in addresses)
-        bitmap = chunks.decode(store.get(pool_path(pool_id, "chunks", "0")).value)
+            assert all(records[a].holders == (host,) for a in addresses)
+        bitmap, _version = ChunkBitmaps.read(store, pool_id, 0)
         assert bin(bitmap).count("1") == len(records)
 
         # Every host releases its own addresses, then the network: nothing is left behind.
@@ -87,7 +86,7 @@ def test_three_hosts_allocate_from_one_pool_at_once(three_hosts, zk_url):
         for host in three_hosts:
             assert host.client().call("IpamDriver.ReleaseAddress", {"PoolID": pool_id, "Address": "100.64.0.1"}) == (200, {})
             assert host.client().call("IpamDriver.ReleasePool", {"PoolID": pool_id}) == (200, {})
-        assert store.get(pool_path(pool_id)) is None, "the pool and all its records are gone"
+        assert not PoolRecords.exists(store, pool_id), "the pool and all its records are gone"
     finally:
         store.close()
 

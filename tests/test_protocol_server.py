@@ -197,8 +197,10 @@ def test_network_driver_endpoints(fake_network):
                          {"Destination": "198.51.100.0/24", "RouteType": 1, "NextHop": ""}],
         "DisableGatewayService": False})
     portmap = [{"Proto": 6, "IP": "", "Port": 80, "HostIP": "", "HostPort": 8080, "HostPortEnd": 8080}]
-    assert c.call("NetworkDriver.ProgramExternalConnectivity", {"NetworkID": "n1", "EndpointID": "e1",
-                                                                "Options": {"com.docker.network.portmap": portmap}}) == (200, {})
+    assert c.call("NetworkDriver.ProgramExternalConnectivity", {
+        "NetworkID": "n1", "EndpointID": "e1",
+        "Options": {"com.docker.network.portmap": portmap,
+                    "com.docker.network.endpoint.exposedports": [{"Proto": 6, "Port": 80}]}}) == (200, {})
     assert c.call("NetworkDriver.RevokeExternalConnectivity", {"NetworkID": "n1", "EndpointID": "e1"}) == (200, {})
     assert c.call("NetworkDriver.Leave", {"NetworkID": "n1", "EndpointID": "e1"}) == (200, {})
     assert c.call("NetworkDriver.DeleteEndpoint", {"NetworkID": "n1", "EndpointID": "e1"}) == (200, {})
@@ -213,9 +215,11 @@ def test_network_driver_endpoints(fake_network):
         "create_network", "create_endpoint", "create_endpoint", "join", "program_external_connectivity",
         "revoke_external_connectivity", "leave", "delete_endpoint", "delete_network"]
     assert calls[0] == {"method": "create_network", "network_id": "n1",
-                        "generic": {"VlanId": "217", "com.docker.network.driver.mtu": "1400"}, "internal": False,
+                        "generic": {"VlanId": "217", "com.docker.network.driver.mtu": "1400"}, "mtu": 1400, "internal": False,
                         "ipv4": [["10.0.5.0/24", "10.0.5.254/24", {"h1": "10.0.5.10/24"}]]}
-    assert calls[4]["options"]["com.docker.network.portmap"] == portmap
+    assert calls[3]["port_bindings"] == []
+    assert calls[4] == {"method": "program_external_connectivity", "endpoint_id": "e1",
+                        "port_bindings": [[6, 80, None, 8080]], "exposed_ports": [[6, 80]]}
 
 
 def test_network_driver_errors(fake_network):
@@ -232,6 +236,36 @@ def test_network_driver_errors(fake_network):
     assert_error(c.call("NetworkDriver.DiscoverNew", {"DiscoveryType": "x"}), 400, "must be an integer")
     assert c.call("NetworkDriver.GetCapabilities")[0] == 200, "still serving after a crash in a handler"
     assert "Traceback" in fake_network.log(), "the bug's traceback goes to the log, not to dockerd"
+
+
+def test_bad_mtu_and_port_bindings_are_refused_at_the_edge(fake_network):
+    """The MTU and the port bindings are parsed before the driver runs: a bad one is a 400 naming the
+    option and the value, and the driver is never called."""
+    c = fake_network.client()
+    generic = CREATE_NETWORK["Options"]["com.docker.network.generic"]
+    for mtu, shown in [("20", "20"), ("jumbo", "'jumbo'"), ("70000", "70000"), ("", "''")]:
+        body = {**CREATE_NETWORK, "Options": {"com.docker.network.generic": {**generic, "com.docker.network.driver.mtu": mtu}}}
+        assert_error(c.call("NetworkDriver.CreateNetwork", body), 400,
+                     f"com.docker.network.driver.mtu must be an integer from 68 to 65535, got {shown}")
+    good = {"Proto": 6, "IP": "", "Port": 80, "HostIP": "", "HostPort": 8080, "HostPortEnd": 8080}
+    for portmap, fragment in [
+            ({"Port": 80}, "option 'com.docker.network.portmap' must be a JSON array"),
+            (["80:8080"], "each entry of option 'com.docker.network.portmap' must be a JSON object"),
+            ([{**good, "Port": 0}], "Port must be an integer from 1 to 65535, got 0"),
+            ([{**good, "Port": "80"}], "Port must be an integer from 1 to 65535, got '80'"),
+            ([{**good, "HostPort": 70000}], "HostPort must be an integer from 0 to 65535, got 70000"),
+            ([{**good, "Proto": 1}], "protocol 1 is not tcp (6), udp (17) or sctp (132)"),
+            ([{**good, "Proto": True}], "Proto must be an integer"),
+            ([{**good, "HostIP": "10.0.0.300"}], "HostIP '10.0.0.300' is not an IP address")]:
+        for method, extra in [("NetworkDriver.ProgramExternalConnectivity", {}), ("NetworkDriver.Join", {"SandboxKey": "/x"})]:
+            reply = c.call(method, {"NetworkID": "n1", "EndpointID": "e1", **extra,
+                                    "Options": {"com.docker.network.portmap": portmap}})
+            assert_error(reply, 400, fragment)
+    assert_error(c.call("NetworkDriver.ProgramExternalConnectivity", {
+        "NetworkID": "n1", "EndpointID": "e1", "Options": {"com.docker.network.endpoint.exposedports": [{"Proto": 6, "Port": -1}]}}),
+        400, "com.docker.network.endpoint.exposedports entry")
+    assert not os.path.exists(os.path.join(os.path.dirname(fake_network.socket_path), "calls.jsonl")), \
+        "no refused request reached the driver"
 
 
 def http_get(socket_path: str, path: str) -> tuple[int, str]:

@@ -6,8 +6,7 @@ import threading
 
 import netaddr
 
-from acsnet.ipam.model import network_of_key, subnet_key
-from acsnet.ipam.state import HostSubnetAssignment
+from acsnet.ipam.state import HostSubnetAssignment, network_of_key, subnet_key
 from acsnet.store import open_store
 
 NETWORK = netaddr.IPNetwork("100.70.0.0/16")

@@ -21,11 +21,6 @@ DOMAINS = {
          re.compile(r"""join\(\s*ROOT\s*,\s*["']hosts["']"""),
          re.compile(r"""["']/acsnet/hosts\b""")],
     ),
-    "ipam host-subnets": (
-        {"ipam/state.py", "ipam/model.py"},
-        [re.compile(r"\bHOST_SUBNETS\b"), re.compile(r"""["']host-subnets["']"""),
-         re.compile(r"""ipam/host-subnets/""")],
-    ),
     "vpc membership": (
         {"plugins/vpc/state.py"},
         [re.compile(r"""["']/acsnet/vpc/networks"""), re.compile(r"""\b(hosts_path|claims_path|network_path)\("""),
@@ -39,22 +34,27 @@ DOMAINS = {
          re.compile(r"""(?<![.\w])join\([^)]*["'](published|endpoints|networks|segments)["']"""),
          re.compile(r"""store\.(get|get_json|children|create|delete|put|watch_children|watch_value)\(\s*\w*\.?layout\.""")],
     ),
-    "ipam addresses": (
-        {"ipam/model.py", "ipam/state.py", "ipam/driver.py", "ipam/allocator.py", "ipam/chunks.py", "ipam/retention.py"},
-        [re.compile(r"""\bPOOLS\b"""), re.compile(r"""["']/acsnet/ipam""")],
+    # The IPAM's whole keyspace (pools, their hosts, chunks and addresses, subnets, retention, host
+    # subnets): vpc asks it for the operations of a host-subnet claim; it never writes these keys itself.
+    "ipam": (
+        {"ipam/state.py"},
+        [re.compile(r"""(?<![.\w])join\(\s*_?(POOLS|SUBNETS|RETENTION|HOST_SUBNETS)\b"""),
+         re.compile(r"""\(\s*_?(POOLS|SUBNETS|RETENTION|HOST_SUBNETS)\s*\)"""),
+         re.compile(r"""import\b.*\b_?(POOLS|SUBNETS|RETENTION|HOST_SUBNETS)\b"""),
+         re.compile(r"""["']/acsnet/ipam\b"""), re.compile(r"""\b(pool_path|retention_path)\("""),
+         re.compile(r"""(?<![.\w])join\([^)]*["'](ipam|pools|subnets|retention|host-subnets|chunks|addresses)["']""")],
     ),
     # The inverse of `subnet_key` (a key's name back to a network), written once.
     "subnet keys": (
-        {"ipam/model.py"},
+        {"ipam/state.py"},
         [re.compile(r"""replace\(\s*["']_["']\s*,\s*["']/["']\s*\)""")],
     ),
 }
 
 # Test files that write a record the old way on purpose, to show the layout written by a previous
 # version is still read.
-LAYOUT_TESTS = {"tests/test_state_liveness.py", "tests/test_store_keys.py", "tests/test_hostile_input.py",
-                "tests/test_state_ipam.py", "tests/test_state_vpc.py",
-                "tests/test_state_segments.py"}
+LAYOUT_TESTS = {"tests/test_state_liveness.py", "tests/test_state_ipam.py", "tests/test_state_vpc.py",
+                "tests/test_state_segments.py", "tests/test_store_keys.py"}
 
 
 def hand_built_keys(domain: str) -> list[str]:
@@ -75,11 +75,6 @@ def test_no_liveness_key_is_built_outside_its_state_module():
     assert hand_built_keys("liveness") == []
 
 
-def test_no_host_subnet_key_is_built_outside_the_ipam():
-    """vpc asks the IPAM for the operations of a claim; it never writes `ipam/host-subnets` itself."""
-    assert hand_built_keys("ipam host-subnets") == []
-
-
 def test_no_vpc_membership_key_is_built_outside_its_state_module():
     assert hand_built_keys("vpc membership") == []
 
@@ -89,8 +84,10 @@ def test_no_segment_key_is_built_outside_the_layout():
     assert hand_built_keys("segments") == []
 
 
-def test_no_ipam_key_is_built_outside_the_ipam():
-    assert hand_built_keys("ipam addresses") == []
+def test_no_ipam_key_is_built_outside_its_state_module():
+    """Not the allocator, the driver or retention either: they ask `ipam/state.py`'s records. vpc asks
+    it for the operations of a host-subnet claim; it never writes `ipam/host-subnets` itself."""
+    assert hand_built_keys("ipam") == []
 
 
 def test_subnet_key_has_one_inverse():
@@ -104,8 +101,6 @@ def test_the_patterns_catch_a_hand_built_key():
                  'store.get_json(f"/acsnet/hosts/{h}")']:
         assert any(p.search(line) for p in patterns), line
     assert not any(p.search(line) for p in patterns for line in ['HostSessions.read_all(store, host)'])
-    _, patterns = DOMAINS["ipam host-subnets"]
-    assert any(p.search('self.store.create(join(HOST_SUBNETS, subnet_key(network)))') for p in patterns)
     _, patterns = DOMAINS["vpc membership"]
     assert any(p.search('self.store.get_json(join(model.hosts_path(network), host))') for p in patterns)
     _, patterns = DOMAINS["segments"]
@@ -113,7 +108,13 @@ def test_the_patterns_catch_a_hand_built_key():
                  'store.children(f"/acsnet/vlan/hosts/{h}/endpoints")',
                  'join(self.layout.root, "hosts", self.host_id, "published", endpoint_id)']:
         assert any(p.search(line) for p in patterns), line
-    _, patterns = DOMAINS["ipam addresses"]
-    assert any(p.search('store.children(join(POOLS, pool, "addresses"))') for p in patterns)
+    _, patterns = DOMAINS["ipam"]
+    for line in ['self.store.create(join(HOST_SUBNETS, subnet_key(network)))', 'store.children(join(POOLS, pool, "addresses"))',
+                 'pool_path(pool_id, "chunks", str(chunk))', 'store.get(f"/acsnet/ipam/pools/{pool_id}")',
+                 'join(root, "ipam", "retention", key)', 'join(pool_key, "chunks")', 'store.children(RETENTION)',
+                 'from acsnet.ipam.model import SUBNETS']:
+        assert any(p.search(line) for p in patterns), line
+    assert not any(p.search(line) for p in patterns for line in ['ChunkBitmaps.read(store, pool_id, 0)', 'SUBNETS.get',
+                                                                 'os.path.join(_HERE, "ipam")'])
     _, patterns = DOMAINS["subnet keys"]
     assert any(p.search('netaddr.IPNetwork(key.replace("_", "/"))') for p in patterns)

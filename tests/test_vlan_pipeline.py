@@ -1,7 +1,8 @@
 """The vlan flow table as a pure function of the desired state (no OVS here: the lab tests install it;
 docs/pipeline.md shows it dumped from a lab host)."""
 
-from acsnet.ovsctl.vlan_pipeline import ArpAnswer, LocalPort, VlanDatapath, arp_reply_actions, vlan_flows
+from acsnet.ovsctl.neighbour import arp_reply_actions
+from acsnet.ovsctl.vlan_pipeline import ArpAnswer, LocalPort, VlanDatapath, vlan_flows
 
 HOST_MAC, PEER_MAC, GATEWAY_MAC = "02:00:00:00:00:11", "02:00:00:00:00:12", "02:00:00:00:00:01"
 A = LocalPort("vh-a", 217, "198.51.100.10", "02:42:00:00:00:0a")

@@ -28,7 +28,7 @@ def add_commands(commands) -> None:
     setup = commands.add_parser(
         "host-setup",
         help="put the uplink NIC into the OVS bridge as a trunk, moving its addresses and routes (idempotent)",
-        description="Make the host layout the vlan and vxlan drivers need: the uplink becomes a trunk port of "
+        description="Make the host layout every driver (vlan, vxlan, vpc) needs: the uplink becomes a trunk port of "
         "the bridge, whose own port takes the uplink's MAC, addresses and routes.",
     )
     add_config_option(setup)

@@ -32,15 +32,6 @@ def single_ipv4_subnet(driver: str, request: NetworkCreate):
     return request.ipv4[0]
 
 
-def _ports_text(portmap: list) -> str:
-    described = []
-    for entry in portmap:
-        if isinstance(entry, dict):
-            host_port = entry.get("HostPort") or ""
-            described.append(f"{host_port}:{entry.get('Port')}" if host_port else str(entry.get("Port")))
-    return ", ".join(described) or "given"
-
-
 class SegmentDriver(NetworkDriver):
     def __init__(self, agent: SegmentAgent, scope: str = "local"):
         self.agent = agent
@@ -102,10 +93,10 @@ class SegmentDriver(NetworkDriver):
     def join(self, request: JoinRequest) -> JoinResult:
         endpoint = self.agent.endpoint(request.endpoint_id)
         network = self.agent.network(endpoint.network_id)
-        if network.internal and request.published_ports:
+        if network.internal and request.port_bindings:
             raise InvalidRequest(
                 f"network {network.network_id[:12]} is internal (--internal): nothing outside it reaches its "
-                f"containers, so a container publishing ports (-p/-P: {_ports_text(request.published_ports)}) "
+                f"containers, so a container publishing ports (-p/-P: {', '.join(map(str, request.port_bindings))}) "
                 "cannot join it; publish them on a network that is not internal")
         self.agent.joined(endpoint)
         if network.internal:

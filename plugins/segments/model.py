@@ -16,6 +16,13 @@ Key layout (below the store root `/acsnet`, `<driver>` being `vlan`, `vxlan` or 
                                                    immutable, so a watch on the children of a segment
                                                    sees every change as a name added or removed
     <driver>/hosts/<host>/published/<endpoint-id>  an endpoint's published ports (vxlan)
+    <driver>/hosts/<host>/cluster-node             global scope: the node address the host's dockerd
+                                                   announced (DiscoverNew) since it activated the driver
+    <driver>/networks/<network-id>                 SegmentNetwork, read only: where global networks
+                                                   were kept before `global-networks`, beside vpc's
+                                                   ranges (`vpc/networks/<cidr>`, acsnet.plugins.vpc.state);
+                                                   a plugin moves them at start (vpc deletes its own:
+                                                   failed creates left them)
 
 `Layout` is the only place that builds these keys; `acsnet.plugins.segments.state` reads and writes the
 records for code outside the drivers (ops, audit, tests).

@@ -7,6 +7,7 @@ place that builds them; nothing else joins a store path of these records.
     segment records   <driver>/segments/<number>/<ip>~<endpoint-id12>  SegmentRecord
     published ports   <driver>/hosts/<host>/published/<endpoint-id>    [{"port", "host_port", ...}]
     global networks   <driver>/global-networks/<network-id>            SegmentNetwork (global scope)
+    cluster node      <driver>/hosts/<host>/cluster-node               the address dockerd announced
 
 Writes that must happen together (an endpoint's record on its segment and on its host) are offered as
 operations for the caller's one commit.

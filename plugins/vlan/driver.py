@@ -22,5 +22,5 @@ class VlanDriver(SegmentDriver):
         options = parse_vlan_options(request)
         data = single_ipv4_subnet(self.name, request)
         gateway = str(data.gateway.ip) if data.gateway is not None else None
-        mtu = options.mtu or self.agent.uplink_mtu
+        mtu = request.mtu or self.agent.uplink_mtu
         self.agent.add_network(SegmentNetwork(request.network_id, options.vlan, data.pool, gateway, options.gateway_mac, mtu))

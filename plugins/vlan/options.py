@@ -8,7 +8,7 @@ import netaddr
 
 from acsnet.errors import InvalidRequest
 from acsnet.plugins.protocol import NetworkCreate
-from acsnet.plugins.segments.options import MTU_KEY, integer_option
+from acsnet.plugins.options import integer_option
 
 VLAN_ID_KEYS = ("VlanId", "vlanid", "vlan_id")
 GATEWAY_MAC_KEY = "gateway_mac"
@@ -17,7 +17,6 @@ GATEWAY_MAC_KEY = "gateway_mac"
 @dataclasses.dataclass(frozen=True)
 class VlanOptions:
     vlan: int
-    mtu: int | None
     gateway_mac: str | None
 
 
@@ -28,11 +27,10 @@ def parse_vlan_options(request: NetworkCreate) -> VlanOptions:
     if len({str(request.generic[k]) for k in given}) > 1:
         raise InvalidRequest(f"conflicting VLAN options: {', '.join(f'{k}={request.generic[k]}' for k in given)}")
     vlan = integer_option(request.generic[given[0]], "VlanId", 1, 4094)
-    mtu = integer_option(request.generic[MTU_KEY], MTU_KEY, 68, 65535) if MTU_KEY in request.generic else None
     gateway_mac = request.generic.get(GATEWAY_MAC_KEY)
     if gateway_mac is not None:
         try:
             gateway_mac = str(netaddr.EUI(gateway_mac, dialect=netaddr.mac_unix_expanded))
         except (netaddr.AddrFormatError, ValueError, TypeError):
             raise InvalidRequest(f"{GATEWAY_MAC_KEY} {gateway_mac!r} is not a valid MAC address") from None
-    return VlanOptions(vlan, mtu, gateway_mac)
+    return VlanOptions(vlan, gateway_mac)

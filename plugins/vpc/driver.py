@@ -26,7 +26,7 @@ class VpcDriver(SegmentDriver):
         data = single_ipv4_subnet(self.name, request)
         options = parse_vpc_options(request, data.pool)
         own = self.datapath.claim_host_subnet(data.pool, options.host_subnet_size, options.max_routes)
-        mtu = options.mtu or self.agent.uplink_mtu
+        mtu = request.mtu or self.agent.uplink_mtu
         # The containers' gateway is this host's address in its subnet, not the network's gateway.
         self.agent.add_network(SegmentNetwork(request.network_id, record_group(data.pool), data.pool, str(own.gateway), None,
                                               mtu, request.internal))

@@ -8,7 +8,7 @@ import netaddr
 
 from acsnet.errors import InvalidRequest
 from acsnet.plugins.protocol import NetworkCreate
-from acsnet.plugins.segments.options import MTU_KEY, integer_option
+from acsnet.plugins.options import integer_option
 
 DEFAULT_HOST_SUBNET_SIZE = 24
 DEFAULT_MAX_ROUTES = 50  # the route table limit the original platform started with
@@ -18,7 +18,6 @@ DEFAULT_MAX_ROUTES = 50  # the route table limit the original platform started w
 class VpcOptions:
     host_subnet_size: int
     max_routes: int
-    mtu: int | None
 
 
 def parse_vpc_options(request: NetworkCreate, subnet: netaddr.IPNetwork) -> VpcOptions:
@@ -28,5 +27,4 @@ def parse_vpc_options(request: NetworkCreate, subnet: netaddr.IPNetwork) -> VpcO
         raise InvalidRequest(f"host_subnet_size /{size} must be smaller than the network's /{subnet.prefixlen} "
                              f"(each host gets a part of {subnet.cidr})")
     max_routes = integer_option(options.get("max_routes", DEFAULT_MAX_ROUTES), "max_routes", 1, 100000)
-    mtu = integer_option(options[MTU_KEY], MTU_KEY, 68, 65535) if MTU_KEY in options else None
-    return VpcOptions(size, max_routes, mtu)
+    return VpcOptions(size, max_routes)

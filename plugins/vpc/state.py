@@ -14,7 +14,7 @@ from typing import Callable
 
 import netaddr
 
-from acsnet.ipam.model import network_of_key, subnet_key
+from acsnet.ipam.state import network_of_key, subnet_key
 from acsnet.plugins.segments.model import LAYOUTS
 from acsnet.plugins.vpc.model import HostSubnet
 from acsnet.store import Create, Delete, SetValue, Store, Versioned, encode, join

@@ -3,7 +3,8 @@ networks are isolated and their subnets may overlap."""
 
 from __future__ import annotations
 
-from acsnet.plugins.protocol import PORTMAP, EndpointRef, ExternalConnectivity, NetworkCreate
+from acsnet.plugins.options import PORTMAP
+from acsnet.plugins.protocol import EndpointRef, ExternalConnectivity, NetworkCreate
 from acsnet.plugins.segments.driver import SegmentDriver, single_ipv4_subnet
 from acsnet.plugins.segments.model import SegmentNetwork
 from acsnet.plugins.vxlan import vni as generated
@@ -27,7 +28,7 @@ class VxlanDriver(SegmentDriver):
         data = single_ipv4_subnet(self.name, request)
         vni = options.vni or generated.generated_vni(self.agent.store, self._generated_key(request.network_id, data.pool))
         gateway = str(data.gateway.ip) if data.gateway is not None else None
-        mtu = options.mtu or self.datapath.default_mtu
+        mtu = request.mtu or self.datapath.default_mtu
         self.agent.add_network(SegmentNetwork(request.network_id, vni, data.pool, gateway, None, mtu, request.internal))
 
     def delete_network(self, network_id: str) -> None:
@@ -38,9 +39,9 @@ class VxlanDriver(SegmentDriver):
             generated.release_generated(self.agent.store, self._generated_key(network_id, network.subnet))
 
     def program_external_connectivity(self, request: ExternalConnectivity) -> None:
-        portmap = request.options.get(PORTMAP) or []
-        if portmap:
-            self.datapath.publish(request.endpoint_id, portmap)
+        if request.port_bindings:
+            # The edge has parsed and checked the bindings; the datapath still takes libnetwork's JSON form.
+            self.datapath.publish(request.endpoint_id, [binding.to_json() for binding in request.port_bindings])
 
     def revoke_external_connectivity(self, ref: EndpointRef) -> None:
         self.datapath.unpublish(ref.endpoint_id)

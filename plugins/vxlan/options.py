@@ -6,7 +6,7 @@ import dataclasses
 
 from acsnet.errors import InvalidRequest
 from acsnet.plugins.protocol import NetworkCreate
-from acsnet.plugins.segments.options import MTU_KEY, integer_option
+from acsnet.plugins.options import integer_option
 
 VNI_KEYS = ("VxlanId", "vxlanid", "vxlan_id", "vni")
 VNI_MAX = 16777215
@@ -16,7 +16,6 @@ GENERATED_VNI_FIRST = 10_000_000  # VNIs from here up are handed out when none i
 @dataclasses.dataclass(frozen=True)
 class VxlanOptions:
     vni: int | None  # None: generate one
-    mtu: int | None
 
 
 def parse_vxlan_options(request: NetworkCreate) -> VxlanOptions:
@@ -27,5 +26,4 @@ def parse_vxlan_options(request: NetworkCreate) -> VxlanOptions:
     if vni is not None and vni >= GENERATED_VNI_FIRST:
         raise InvalidRequest(f"VxlanId {vni} is in the range acsnet generates VNIs from "
                              f"({GENERATED_VNI_FIRST}-{VNI_MAX}); choose one below {GENERATED_VNI_FIRST}")
-    mtu = integer_option(request.generic[MTU_KEY], MTU_KEY, 68, 65535) if MTU_KEY in request.generic else None
-    return VxlanOptions(vni, mtu)
+    return VxlanOptions(vni)
