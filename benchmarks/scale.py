@@ -31,6 +31,7 @@ import multiprocessing
 import os
 import queue
 import random
+import signal
 import sys
 import tempfile
 import threading
@@ -111,6 +112,13 @@ def expected_tables(layout: Layout, current: dict[tuple[int, int], int]) -> dict
     return expected
 
 
+def summed(checks: list[dict]) -> dict:
+    """The host processes' table checks as one: counts added up, a few examples of what is wrong."""
+    total = {k: sum(c[k] for c in checks) for k in ("missing", "stale", "unconverged_hosts")}
+    samples = [s for c in checks for s in c["samples"]][:3]
+    return {**total, **({"samples": samples} if samples else {})}
+
+
 def run_size(ensemble: Ensemble, sustained: dict, layout: Layout, args, started: float) -> dict:
     hosts = layout.hosts
     url = ensemble.url(f"/scale-{hosts}-{os.getpid()}")
@@ -132,7 +140,7 @@ def run_size(ensemble: Ensemble, sustained: dict, layout: Layout, args, started:
         result["load_requests"] = after_load["requests"] - before_load["requests"]
         current: dict[tuple[int, int], int] = {}
         checks = on_all(clients, "check", expected_tables(layout, current), args.settle)
-        result["loaded_check"] = {k: sum(c[k] for c in checks) for k in checks[0]}
+        result["loaded_check"] = summed(checks)
         say(started, f"{hosts} hosts: loaded in {result['load_s']:.1f}s, tables {result['loaded_check']}; churning")
 
         # -- steady churn ----------------------------------------------------------------------
@@ -161,7 +169,7 @@ def run_size(ensemble: Ensemble, sustained: dict, layout: Layout, args, started:
         zk_after = ensemble.stats()
         counters_after = on_all(clients, "counters")
         checks = on_all(clients, "check", expected_tables(layout, current), args.settle)
-        result["check"] = {k: sum(c[k] for c in checks) for k in checks[0]}
+        result["check"] = summed(checks)
         arrivals: dict[str, list] = {}
         for answer in on_all(clients, "arrivals"):
             for endpoint_id, seen in answer.items():
@@ -255,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         args.ipam_hosts, args.ipam_per_host = min(args.ipam_hosts, 20), min(args.ipam_per_host, 2)
     sizes = [int(s) for s in args.sizes.split(",")]
     started = time.monotonic()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the ensemble stops on the way out
     workdir = args.workdir or tempfile.mkdtemp(prefix="acsnet-scale-")
     ensemble = Ensemble(workdir).start()
     try:

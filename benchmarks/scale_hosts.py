@@ -220,13 +220,19 @@ class HostProcess:
         deadline = time.monotonic() + timeout
         while True:
             missing = stale = unconverged = 0
+            samples = []
             for index in self.indexes:
                 segments = {self.layout.network(k).segment for k in self.layout.host_networks(index)}
                 want = {(vni, mac) for vni in segments for (vni, mac, owner) in expected.get(vni, ()) if owner != index}
                 m, s = table_mismatches(self.switches[index].flows, want, segments)
                 missing, stale, unconverged = missing + m, stale + s, unconverged + bool(m or s)
+                if (m or s) and len(samples) < 3:
+                    actual = {(vni, mac) for vni, mac in remote_macs(self.switches[index].flows) if vni in segments}
+                    cached = {(vni, r.mac) for vni in segments for r in self.agents[index].remote.records(vni)}
+                    samples.append({"host": self.layout.host_name(index), "missing": sorted(want - actual)[:3],
+                                    "stale": sorted(actual - want)[:3], "missing_from_agent_cache": len(want - cached)})
             if not unconverged or time.monotonic() > deadline:
-                return {"missing": missing, "stale": stale, "unconverged_hosts": unconverged}
+                return {"missing": missing, "stale": stale, "unconverged_hosts": unconverged, "samples": samples}
             time.sleep(0.5)
 
     def stop(self) -> None:

@@ -44,7 +44,8 @@ def one_line(row: dict) -> str:
             f"ZK {fmt(row['zk_requests_per_s'])} req/s ({fmt(row['zk_load_fraction'])} of capacity), "
             f"{row['zk_watches']} watches, {row['zk_znodes']} znodes, {fmt(row['memory_per_host_mb'])} MB and "
             f"{fmt(row['cpu_per_host_ms_per_s'])} ms/s CPU per host, {fmt(row['flows_computed_per_event'])} flows "
-            f"computed per event for {fmt(row['flows_changed_per_event'])} changed; tables {row['check']}")
+            f"computed per event for {fmt(row['flows_changed_per_event'])} changed; {row['unpropagated']} records "
+            f"never reached an interested host; tables {row['check']}")
 
 
 def growth(rows: list[dict], key: str) -> tuple[float | None, float | None]:
@@ -83,7 +84,7 @@ def failed_checks(report: dict) -> list[str]:
     failed = []
     for row in report["rows"]:
         for phase in ("loaded_check", "check"):
-            if any(row[phase].values()):
+            if any(row[phase][k] for k in ("missing", "stale", "unconverged_hosts")):
                 failed.append(f"{row['hosts']} hosts: tables not converged ({phase}: {row[phase]})")
         if row["unpropagated"]:
             failed.append(f"{row['hosts']} hosts: {row['unpropagated']} records never reached every interested host")
