@@ -100,12 +100,16 @@ def _load_client(hosts: str, kind: str, index: int, seconds: float, batch: int, 
     clients = [KazooClient(hosts=hosts, timeout=10) for _ in range(4)]
     for client in clients:
         client.start(timeout=30)
-    own = f"{LOAD_ROOT}/{kind}-{index}"
-    clients[0].ensure_path(own)
-    nodes = [f"{own}/n{i}" for i in range(batch)]
-    for node in nodes:
-        if not clients[0].exists(node):
-            clients[0].create(node, b"x" * 100)
+    # Each session reads and writes nodes it made itself: another member may not have applied another
+    # session's create yet (ZooKeeper orders one session's operations, not several sessions').
+    nodes = {}
+    for c, client in enumerate(clients):
+        own = f"{LOAD_ROOT}/{kind}-{index}-{c}"
+        client.ensure_path(own)
+        nodes[client] = [f"{own}/n{i}" for i in range(batch)]
+        for node in nodes[client]:
+            if not client.exists(node):
+                client.create(node, b"x" * 100)
     hot = [f"{LOAD_ROOT}/hot/n{i}" for i in range(16)]
     done = 0
     notified = [0]
@@ -130,7 +134,7 @@ def _load_client(hosts: str, kind: str, index: int, seconds: float, batch: int, 
         while time.monotonic() < deadline:
             pending = []
             for client in clients:
-                for node in nodes:
+                for node in nodes[client]:
                     pending.append(client.get_async(node) if kind == "reads" else client.set_async(node, b"z" * 100))
             for result in pending:
                 result.get(timeout=30)

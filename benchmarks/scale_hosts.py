@@ -22,7 +22,8 @@ from acsnet.plugins.segments import state
 from acsnet.plugins.segments.agent import SegmentAgent
 from acsnet.plugins.segments.datapath import HostView
 from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork, SegmentRecord
-from acsnet.plugins.segments.recording import RecordedSwitch, RecordingDatapath
+from acsnet.plugins.segments.ports import DRIVER_ID, ENDPOINT_ID
+from acsnet.plugins.segments.recording import RecordedSwitch, RecordingBridge, RecordingDatapath
 from acsnet.plugins.vxlan.agent import vxlan_table
 from acsnet.store.zookeeper import ZooKeeperStore
 
@@ -164,6 +165,7 @@ class HostProcess:
                     state.write_host_network(store, LAYOUT, host, self.layout.network(k))
                 state.prepare_host_endpoints(store, LAYOUT, host)
                 operations = []
+                network_mtu = self.layout.network(0).mtu
                 for slot in range(self.layout.endpoints_per_host):
                     endpoint = self.layout.endpoint(index, slot)
                     self.endpoints[index][slot] = endpoint
@@ -171,7 +173,12 @@ class HostProcess:
                                            endpoint.mac, endpoint.endpoint_id)
                     operations += [state.segment_record_operation(LAYOUT, endpoint.segment, record),
                                    state.host_endpoint_operation(LAYOUT, host, endpoint)]
-                    self.switches[index].links[endpoint.host_port] = len(self.switches[index].links) + 100
+                    # its port and veth, as the agent attached them when the endpoint was made; the
+                    # container joined (its end left the host's namespace)
+                    RecordingBridge("sim", self.switches[index]).plug(
+                        endpoint, mtu=network_mtu, options={}, create_veth=True,
+                        external_ids={ENDPOINT_ID: endpoint.endpoint_id, DRIVER_ID: DRIVER})
+                    self.switches[index].take_container_end(endpoint)
                 for start in range(0, len(operations), 200):
                     assert store.commit(operations[start:start + 200]), f"populating {host} failed"
         finally:
