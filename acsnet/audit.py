@@ -35,9 +35,10 @@ from acsnet.ipam.model import ENDPOINT
 from acsnet.ipam.state import AddressRecords
 from acsnet.ovsctl import links
 from acsnet.ovsctl.ovsdb import Ovsdb
-from acsnet.plugins.segments.agent import DRIVER_ID, ENDPOINT_ID
+from acsnet.plugins.segments.ports import DRIVER_ID, ENDPOINT_ID
 from acsnet.plugins.segments import state as segment_state
 from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint
+from acsnet.plugins.vpc.state import VpcNetworkSettings
 from acsnet.store import Store
 
 
@@ -73,6 +74,15 @@ def _docker_view(docker: DockerAddress) -> tuple[set[str], set[str]]:
     return addresses, endpoint_ids
 
 
+def _where(driver: str, segment: int | str, ip: str, vpc_networks: list[netaddr.IPNetwork]) -> str:
+    """A record's place as users know it: "vlan segment 217"; for vpc its network's range (a vpc network
+    is its hosts' subnets, not a segment: the number only keys its records)."""
+    if driver != "vpc":
+        return f"{driver} segment {segment}"
+    network = next((n for n in vpc_networks if netaddr.IPAddress(ip) in n), None)
+    return f"vpc network {network.cidr}" if network is not None else "a vpc network no longer stored"
+
+
 def audit(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, docker_address: DockerAddress,
           grace: float) -> list[Finding]:
     """`bridges`: each segment driver's bridge on this host (driver -> bridge); subjects of endpoint
@@ -82,6 +92,7 @@ def audit(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, doc
     live = store.live_hosts()
     endpoint_addresses = set()
     known: dict[str, dict[str, SegmentEndpoint]] = {}  # driver -> this host's endpoints in the store
+    vpc_networks = VpcNetworkSettings.read_all(store) if "vpc" in bridges else []
     for driver in bridges:
         known[driver] = segment_state.read_host_endpoints(store, LAYOUTS[driver], host_id)
     for bridge in sorted(set(bridges.values())):
@@ -98,7 +109,7 @@ def audit(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, doc
         endpoints = known[driver]
         endpoint_addresses |= {e.ip for eid, e in endpoints.items() if eid in docker[1]}
         for eid, endpoint in endpoints.items():
-            where = f"{endpoint.ip} on {driver} segment {endpoint.segment}"
+            where = f"{endpoint.ip} on {_where(driver, endpoint.segment, endpoint.ip, vpc_networks)}"
             if not links.exists(endpoint.host_port):
                 findings.append(Finding("endpoint-without-veth", f"{driver}/{eid}", f"{where}: veth {endpoint.host_port} is gone",
                                         "delete its endpoint and segment records"))
@@ -109,8 +120,8 @@ def audit(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, doc
         for number in segment_state.segment_numbers(store, layout):
             for key, record in segment_state.read_segment_records(store, layout, number).items():
                 if record.host not in live:
-                    findings.append(Finding("dead-host-record", f"{driver}/{number}/{key}", f"{record.ip} on {driver} "
-                                            f"segment {number} of host {record.host}, which is not alive",
+                    findings.append(Finding("dead-host-record", f"{driver}/{number}/{key}", f"{record.ip} on "
+                                            f"{_where(driver, number, record.ip, vpc_networks)} of host {record.host}, which is not alive",
                                             "delete the record (with --dead-hosts)"))
 
     for kept in retention.addresses(store):

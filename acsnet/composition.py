@@ -12,13 +12,14 @@ from acsnet.metrics import PluginMetrics, check_tcp_settings
 from acsnet.ovsctl import links
 from acsnet.ovsctl.host_setup import host_layout
 from acsnet.ovsctl.ovsdb import Ovsdb
+from acsnet.plugins.segments.agent import SegmentAgent
 from acsnet.plugins.server import create_app
-from acsnet.plugins.vlan.agent import VlanAgent
+from acsnet.plugins.vlan.agent import VlanOvsDatapath
 from acsnet.plugins.vlan.driver import VlanDriver
-from acsnet.plugins.vpc.agent import VpcAgent
+from acsnet.plugins.vpc.agent import VpcOvsDatapath
 from acsnet.plugins.vpc.driver import VpcDriver
 from acsnet.plugins.vpc.routes import provider_from_settings
-from acsnet.plugins.vxlan.agent import VxlanAgent
+from acsnet.plugins.vxlan.agent import VxlanOvsDatapath
 from acsnet.plugins.vxlan.driver import VxlanDriver
 from acsnet.service import serve
 from acsnet.store import check_store_url, open_store
@@ -69,7 +70,7 @@ def run_plugin(plugin: str, settings: dict) -> None:
 
         def driver_health() -> dict:
             report = store_health()
-            ovsdb_ok = driver.agent.ovsdb.reachable()
+            ovsdb_ok = driver.agent.datapath.bridge.reachable()
             return {**report, "ok": report["ok"] and ovsdb_ok, "ovsdb": "reachable" if ovsdb_ok else "unreachable",
                     "bridge": driver.agent.bridge, "endpoints": len(driver.agent.endpoints)}
 
@@ -85,13 +86,19 @@ def run_plugin(plugin: str, settings: dict) -> None:
           log_level=settings["log_level"], on_exit=close_store)
 
 
+def segment_agent(store, datapath, settings, metrics=None) -> SegmentAgent:
+    """The one agent class, with the driver's datapath in it, started."""
+    agent = SegmentAgent(store, datapath, settings["host_id"], cluster_wide=settings["scope"] == "global",
+                         orphan_grace=settings["orphan_grace"], metrics=metrics)
+    agent.start()
+    return agent
+
+
 def build_vlan_driver(store, settings, metrics=None):
     ovsdb = Ovsdb(settings["ovsdb"])
     layout = host_layout(ovsdb, settings["bridge"])
-    agent = VlanAgent(store, ovsdb, settings["host_id"], layout.bridge, layout.uplink,
-                      userspace_datapath=layout.datapath == "netdev", cluster_wide=settings["scope"] == "global",
-                      orphan_grace=settings["orphan_grace"], metrics=metrics)
-    agent.start()
+    datapath = VlanOvsDatapath(ovsdb, layout.bridge, layout.uplink, userspace_datapath=layout.datapath == "netdev")
+    agent = segment_agent(store, datapath, settings, metrics)
     return VlanDriver(agent, settings["scope"])
 
 
@@ -108,11 +115,10 @@ def underlay_address(settings: dict, layout) -> str:
 def build_vpc_driver(store, settings, metrics=None):
     ovsdb = Ovsdb(settings["ovsdb"])
     layout = host_layout(ovsdb, settings["bridge"])
-    agent = VpcAgent(store, ovsdb, settings["host_id"], settings["bridge"], layout.uplink,
-                     underlay=underlay_address(settings, layout), datapath=layout.datapath,
-                     routes=provider_from_settings(settings), cluster_wide=settings["scope"] == "global",
-                     orphan_grace=settings["orphan_grace"], metrics=metrics)
-    agent.start()
+    datapath = VpcOvsDatapath(store, ovsdb, settings["host_id"], settings["bridge"], layout.uplink,
+                              underlay=underlay_address(settings, layout), datapath=layout.datapath,
+                              routes=provider_from_settings(settings))
+    agent = segment_agent(store, datapath, settings, metrics)
     return VpcDriver(agent, settings["scope"])
 
 
@@ -120,10 +126,8 @@ def build_vxlan_driver(store, settings, metrics=None):
     ovsdb = Ovsdb(settings["ovsdb"])
     layout = host_layout(ovsdb, settings["bridge"])
     vtep = underlay_address(settings, layout)
-    agent = VxlanAgent(store, ovsdb, settings["host_id"], settings["vxlan_bridge"], layout.uplink, vtep=vtep,
-                       datapath=layout.datapath, cluster_wide=settings["scope"] == "global",
-                       orphan_grace=settings["orphan_grace"], metrics=metrics)
-    agent.start()
+    datapath = VxlanOvsDatapath(ovsdb, settings["vxlan_bridge"], layout.uplink, vtep=vtep, datapath=layout.datapath)
+    agent = segment_agent(store, datapath, settings, metrics)
     return VxlanDriver(agent, settings["scope"])
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import urllib.parse
 
+import netaddr
+
 from acsnet.docker_api import DockerAddress, DockerUnreachable
 from acsnet.errors import AcsnetError, NotFound
 from acsnet.ipam.state import AddressRecords
@@ -15,7 +17,8 @@ from acsnet.ovsctl.host_setup import host_layout
 from acsnet.ovsctl.ovsdb import Ovsdb
 from acsnet.plugin_client import get_json
 from acsnet.plugins.segments import state as segment_state
-from acsnet.plugins.segments.model import LAYOUTS
+from acsnet.plugins.segments.model import LAYOUTS, SegmentNetwork
+from acsnet.plugins.vpc.state import HostSubnetRecord, VpcNetworkSettings
 from acsnet.store import Store
 from acsnet.store.liveness import HostRecord, HostSessions
 
@@ -56,6 +59,7 @@ def host_status(store: Store, host_id: str, plugin_dir: str, ovsdb: Ovsdb, bridg
         status["store"]["live_hosts"] = sorted(store.live_hosts())
         status["networks"] = sum(len(segment_state.host_network_ids(store, layout, host_id)) for layout in LAYOUTS.values())
         status["endpoints"] = sum(len(segment_state.host_endpoint_ids(store, layout, host_id)) for layout in LAYOUTS.values())
+        status["host_subnets"] = held_host_subnets(store, host_id)
     except AcsnetError as e:
         status["store"]["error"] = e.message
     status["ovs"] = {"reachable": ovsdb.reachable()}
@@ -70,6 +74,24 @@ def host_status(store: Store, host_id: str, plugin_dir: str, ovsdb: Ovsdb, bridg
     status["ok"] = (store.connected and status["ovs"]["reachable"]
                     and all(p["healthy"] for p in status["plugins"].values()))
     return status
+
+
+def held_host_subnets(store: Store, host_id: str) -> list[dict]:
+    """The host subnets this host holds, one per vpc network it is in (a vpc network is not one segment:
+    each host routes its own part of it)."""
+    held = []
+    for network in VpcNetworkSettings.read_all(store):
+        record = HostSubnetRecord.read(store, network, host_id)
+        if record is not None and not record.left_at:
+            held.append({"network": record.network, "subnet": record.subnet, "host": record.host})
+    return held
+
+
+def host_subnets_of(store: Store, network: SegmentNetwork) -> list[dict]:
+    """A vpc network's host subnets: which host holds which part, where it is routed, and whether the
+    host left (its subnet stays its own for a grace period)."""
+    return [{"subnet": r.subnet, "host": r.host, "underlay": r.underlay, "left": bool(r.left_at)}
+            for r in sorted(HostSubnetRecord.read_all(store, network.subnet.cidr).values(), key=lambda r: netaddr.IPNetwork(r.subnet))]
 
 
 def docker_network(docker: DockerAddress, name_or_id: str) -> dict | None:
@@ -110,21 +132,33 @@ def inspect_network(store: Store, host_id: str, name_or_id: str, docker_address:
                           "ip": record["ip"], "mac": record["mac"], "host": record["host"],
                           "vtep": record["vtep"], "port": f"vh{record['endpoint_id'][:12]}", "endpoint": record["endpoint_id"],
                           "published": ", ".join(f"{p['host_port']}->{p['port']}" for p in published)})
-    return {"network": docker["Name"] if docker else network_id, "id": network_id, "driver": layout.driver,
-            "segment": network.segment, "subnet": str(network.subnet.cidr), "gateway": network.gateway,
-            "gateway_mac": network.gateway_mac, "mtu": network.mtu, "internal": network.internal,
-            "endpoints": sorted(endpoints, key=lambda e: (e["host"], e["ip"]))}
+    report = {"network": docker["Name"] if docker else network_id, "id": network_id, "driver": layout.driver,
+              "segment": network.segment, "subnet": str(network.subnet.cidr), "gateway": network.gateway,
+              "gateway_mac": network.gateway_mac, "mtu": network.mtu, "internal": network.internal,
+              "endpoints": sorted(endpoints, key=lambda e: (e["host"], e["ip"]))}
+    if layout.driver == "vpc":  # no segment: its host subnets, and the gateway is this host's in its own
+        report["segment"] = None
+        report["host_subnets"] = host_subnets_of(store, network)
+    return report
 
 
 def inspect_host(store: Store, host_id: str) -> dict:
     if HostRecord.read(store, host_id) is None:
         raise NotFound(f"host {host_id} is not known to the store")
     networks, endpoints = [], []
+    held = {h["network"]: h["subnet"] for h in held_host_subnets(store, host_id)}
     for layout in LAYOUTS.values():
         networks += [{"driver": layout.driver, **n.to_json()}
                      for n in segment_state.read_host_networks(store, layout, host_id).values()]
         endpoints += [{"driver": layout.driver, **e.to_json()}
                       for e in segment_state.read_host_endpoints(store, layout, host_id).values()]
+    for network in networks:
+        if network["driver"] == "vpc":  # a vpc network is this host's subnet of it, not a segment
+            network["segment"], network["host_subnet"] = None, held.get(network.get("subnet"))
+    for endpoint in endpoints:
+        if endpoint["driver"] == "vpc" and "ip" in endpoint:
+            endpoint["segment"] = None
+            endpoint["host_subnet"] = next((s for s in held.values() if netaddr.IPAddress(endpoint["ip"]) in netaddr.IPNetwork(s)), None)
     addresses = []
     for pool, address, record in AddressRecords.read_all(store):
         if host_id in record.holders:

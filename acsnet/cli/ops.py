@@ -102,10 +102,19 @@ def run_status(args: argparse.Namespace) -> int:
     print(f"dockerd: reachable at {docker['address']} (version {docker['version']})" if docker["reachable"]
           else f"dockerd: NOT reachable: {docker.get('error', docker['address'])}")
     print(f"networks: {report.get('networks', '?')}; endpoints: {report.get('endpoints', '?')}")
+    for held in report.get("host_subnets", []):
+        print(f"vpc network {held['network']}: host subnet {held['subnet']} on {held['host']}")
     rows = [{"plugin": name, "up": "yes" if p["up"] else "NO", "healthy": "yes" if p["healthy"] else "NO"}
             for name, p in report["plugins"].items()]
     print(table(rows, ["plugin", "up", "healthy"]) if rows else "no plugin sockets in " + settings["plugin_dir"])
     return 0 if report["ok"] else 1
+
+
+def _segment_text(record: dict) -> str:
+    """Where a network or endpoint of the host is: its VLAN or VNI; for vpc, the host's subnet."""
+    if record["driver"] == "vpc":
+        return f"host subnet {record.get('host_subnet') or '-'}"
+    return str(record["segment"])
 
 
 def run_inspect(args: argparse.Namespace) -> int:
@@ -121,6 +130,13 @@ def run_inspect(args: argparse.Namespace) -> int:
         store.close()
     if args.json:
         print(json.dumps(report, indent=2))
+    elif args.kind == "network" and report["driver"] == "vpc":
+        # A vpc network is not one segment: each host routes its own subnet of it.
+        print(f"network {report['network']} ({report['id'][:12]}): vpc, subnet {report['subnet']}, "
+              f"gateway {report['gateway'] or '-'} on this host, mtu {report['mtu']}" + (", internal" if report.get("internal") else ""))
+        for held in report["host_subnets"]:
+            print(f"host subnet {held['subnet']} on {held['host']} (via {held['underlay']})" + (", left" if held["left"] else ""))
+        print(table(report["endpoints"], ["container", "ip", "mac", "host", "port"]))
     elif args.kind == "network":
         number = "VLAN" if report["driver"] == "vlan" else "VNI"
         print(f"network {report['network']} ({report['id'][:12]}): {report['driver']}, {number} {report['segment']}, "
@@ -130,9 +146,9 @@ def run_inspect(args: argparse.Namespace) -> int:
         print(table(report["endpoints"], columns))
     else:
         print(f"host {report['host']}: {'alive' if report['alive'] else 'GONE'} (sessions: {', '.join(report['sessions']) or '-'})")
-        print(table([{"network": n["network_id"][:12], "driver": n["driver"], "segment": n["segment"], "subnet": n["subnet"]}
+        print(table([{"network": n["network_id"][:12], "driver": n["driver"], "segment": _segment_text(n), "subnet": n["subnet"]}
                       for n in report["networks"]], ["network", "driver", "segment", "subnet"]))
-        print(table([{"endpoint": e["endpoint_id"][:12], "driver": e["driver"], "ip": e["ip"], "mac": e["mac"], "segment": e["segment"]}
+        print(table([{"endpoint": e["endpoint_id"][:12], "driver": e["driver"], "ip": e["ip"], "mac": e["mac"], "segment": _segment_text(e)}
                       for e in report["endpoints"]], ["endpoint", "driver", "ip", "mac", "segment"]))
         print(table(report["addresses"], ["address", "kind", "pool"]))
     return 0

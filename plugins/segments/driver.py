@@ -87,7 +87,7 @@ class SegmentDriver(NetworkDriver):
         endpoint = self.agent.endpoints.get(ref.endpoint_id)
         if endpoint is None:
             return {}
-        return {self.agent.segment_name.lower(): endpoint.segment, "port": endpoint.host_port, "mac": endpoint.mac,
+        return {**self.agent.datapath.place_of(endpoint), "port": endpoint.host_port, "mac": endpoint.mac,
                 "host": self.agent.host_id}
 
     def join(self, request: JoinRequest) -> JoinResult:

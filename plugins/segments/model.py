@@ -1,7 +1,8 @@
 """What a segment driver (vlan, vxlan, vpc) stores, and where.
 
-A segment is one broadcast domain named by a number: a VLAN ID for the vlan driver, a VNI for vxlan,
-the subnet's first address for vpc.
+A segment is one broadcast domain named by a number: a VLAN ID for the vlan driver, a VNI for vxlan.
+A vpc network is no segment (each host routes its own host subnet of it: `acsnet.plugins.vpc.model`);
+its address records are kept under the number `acsnet.plugins.vpc.model.record_group` gives.
 Key layout (below the store root `/acsnet`, `<driver>` being `vlan`, `vxlan` or `vpc`):
     <driver>/hosts/<host>/networks/<network-id>    SegmentNetwork: this host's networks (dockerd never
                                                    replays them)

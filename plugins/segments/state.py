@@ -1,20 +1,27 @@
-"""The segment drivers' records, read and written for code outside the drivers (ops, audit, tests).
-Keys come from the driver's `Layout` (`acsnet.plugins.segments.model`), the one place that builds them.
+"""The segment drivers' records, read and written by the segment agent and by code outside the drivers
+(ops, audit, tests). Keys come from the driver's `Layout` (`acsnet.plugins.segments.model`), the one
+place that builds them; nothing else joins a store path of these records.
 
     host networks     <driver>/hosts/<host>/networks/<network-id>      SegmentNetwork
     host endpoints    <driver>/hosts/<host>/endpoints/<endpoint-id>    SegmentEndpoint
     segment records   <driver>/segments/<number>/<ip>~<endpoint-id12>  SegmentRecord
     published ports   <driver>/hosts/<host>/published/<endpoint-id>    [{"port", "host_port", ...}]
-    global networks   <driver>/global-networks/<network-id>            SegmentNetwork
+    global networks   <driver>/global-networks/<network-id>            SegmentNetwork (global scope)
     cluster node      <driver>/hosts/<host>/cluster-node               the address dockerd announced
+
+Writes that must happen together (an endpoint's record on its segment and on its host) are offered as
+operations for the caller's one commit.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Callable
 
 from acsnet.plugins.segments.model import Layout, SegmentEndpoint, SegmentNetwork, SegmentRecord
-from acsnet.store import Create, Delete, Store, encode
+from acsnet.store import Create, Delete, Store, Versioned, encode
+
+log = logging.getLogger(__name__)
 
 
 def host_network_ids(store: Store, layout: Layout, host: str) -> list[str]:
@@ -138,3 +145,108 @@ def write_cluster_node(store: Store, layout: Layout, host: str, address: str) ->
 
 def clear_cluster_node(store: Store, layout: Layout, host: str) -> None:
     store.delete(layout.host_cluster_node(host))
+
+
+def clear_host_network(store: Store, layout: Layout, host: str, network_id: str) -> bool:
+    return store.delete(layout.host_network(host, network_id))
+
+
+def prepare_host_endpoints(store: Store, layout: Layout, host: str) -> None:
+    """Make the parent of the host's endpoint records, which a `Create` in a commit needs."""
+    store.create(layout.host_endpoints(host))
+
+
+def host_endpoint_operation(layout: Layout, host: str, endpoint: SegmentEndpoint) -> Create:
+    return Create(layout.host_endpoint(host, endpoint.endpoint_id), encode(endpoint.to_json()))
+
+
+def segment_record_names(store: Store, layout: Layout, number: int | str) -> list[str]:
+    """A segment's record names (`<ip>~<endpoint-id12>`): immutable records, so the names say it all."""
+    return store.children(layout.segment(number))
+
+
+def read_segment_record(store: Store, layout: Layout, number: int | str, name: str) -> SegmentRecord | None:
+    data = store.get_json(layout.record_key(number, name))
+    return SegmentRecord.from_json(data) if data else None
+
+
+def read_address_holders(store: Store, layout: Layout, number: int, ip: str) -> list[tuple[SegmentRecord, Delete]]:
+    """The records of `ip` on the segment, each with the operation that deletes it as read now."""
+    found = []
+    for name in segment_record_names(store, layout, number):
+        if name.split("~")[0] != ip:
+            continue
+        node = store.get(layout.record_key(number, name))
+        if node is not None:
+            found.append((SegmentRecord.from_json(node.json()), Delete(layout.record_key(number, name), node.version)))
+    return found
+
+
+def endpoint_clear_operations(layout: Layout, host: str, endpoint: SegmentEndpoint) -> list[Delete]:
+    """An endpoint's two records (on its segment and on its host), for one commit."""
+    return [Delete(layout.record(endpoint.segment, endpoint.ip, endpoint.endpoint_id)),
+            Delete(layout.host_endpoint(host, endpoint.endpoint_id))]
+
+
+def clear_endpoint_records(store: Store, layout: Layout, host: str, endpoint: SegmentEndpoint) -> None:
+    """Both of an endpoint's records: in one commit, or one by one if one was gone already."""
+    operations = endpoint_clear_operations(layout, host, endpoint)
+    if not store.commit(operations):
+        for operation in operations:
+            store.delete(operation.path)
+
+
+def watch_global_networks(store: Store, layout: Layout, callback: Callable[[list[str]], None]) -> None:
+    store.watch_children(layout.global_networks, callback)
+
+
+def read_global_network(store: Store, layout: Layout, network_id: str) -> SegmentNetwork | None:
+    data = store.get_json(layout.global_network(network_id))
+    return SegmentNetwork.from_json(data) if data else None
+
+
+def global_network_exists(store: Store, layout: Layout, network_id: str) -> bool:
+    return store.get(layout.global_network(network_id)) is not None
+
+
+def write_global_network(store: Store, layout: Layout, network: SegmentNetwork) -> None:
+    store.create(layout.global_networks)
+    store.put(layout.global_network(network.network_id), encode(network.to_json()))
+
+
+def clear_global_network(store: Store, layout: Layout, network_id: str) -> bool:
+    return store.delete(layout.global_network(network_id))
+
+
+def move_legacy_global_networks(store: Store, layout: Layout, *, worked: bool) -> None:
+    """Global networks made before they had a key of their own sat beside the vpc driver's network
+    ranges (which broke vpc in global scope); they are moved, or every host would drop them as
+    deleted. A driver whose global networks never worked there (`worked` False) removes what failed
+    CreateNetworks left instead (dockerd never deletes a network it failed to create)."""
+    store.create(layout.global_networks)
+    for name in store.children(layout.legacy_global_networks):
+        node: Versioned | None = store.get(layout.legacy_global_network(name))
+        if node is None or not node.value or node.json().get("network_id") != name:
+            continue  # a vpc network range, not a network record
+        if not worked:
+            log.info("network=%s removed: left behind by a CreateNetwork that failed", name[:12])
+            for host in store.children(layout.hosts):  # the one that made it
+                store.delete(layout.host_network(host, name))
+            store.delete(layout.legacy_global_network(name))
+        elif store.commit([Create(layout.global_network(name), node.value), Delete(layout.legacy_global_network(name), node.version)]):
+            log.info("network=%s global record moved to %s", name[:12], layout.global_networks)
+        elif store.get(layout.global_network(name)) is not None:
+            store.delete(layout.legacy_global_network(name))  # another host moved it first
+
+
+def published_endpoint_ids(store: Store, layout: Layout, host: str) -> list[str]:
+    return store.children(layout.published(host))
+
+
+def write_published(store: Store, layout: Layout, host: str, endpoint_id: str, publications: list[dict]) -> None:
+    store.create(layout.published(host))
+    store.put(layout.published(host, endpoint_id), encode(publications))
+
+
+def clear_published(store: Store, layout: Layout, host: str, endpoint_id: str) -> bool:
+    return store.delete(layout.published(host, endpoint_id))

@@ -2,10 +2,11 @@
 routed by flows (`acsnet.ovsctl.vpc_pipeline`); the bridge's own port holds the host's gateway address in
 each network's host subnet, and a route provider makes every host subnet reachable.
 
-Endpoints, their records, reconcile and orphans are the segment agent's; a vpc network's "segment" is
-its subnet's first address as a number, so that networks never share one. Which host holds which
-subnet is read from the store by the worker (woken by watches) and kept here, so that no request
-waits on those reads."""
+A vpc network is not one segment spread over hosts: each host holds a host subnet of it
+(`acsnet.plugins.vpc.model.HostSubnet`), and peers route to each other's. Endpoints, their records,
+reconcile and orphans are the segment agent's, which keeps a network's address records under the
+number `record_group` gives. Which host holds which subnet is read from the store by the worker (woken
+by watches) and kept here, so that no request waits on those reads."""
 
 from __future__ import annotations
 
@@ -16,57 +17,70 @@ import netaddr
 
 from acsnet.errors import AcsnetError, NotFound
 from acsnet.ovsctl import links
+from acsnet.ovsctl.ovsdb import Ovsdb
 from acsnet.ovsctl.vpc_pipeline import COOKIE, InternalNetwork, OwnSubnet, PeerSubnet, VpcDatapath, VpcPort, vpc_flows
-from acsnet.plugins.segments.agent import SegmentAgent
-from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork, SegmentRecord
+from acsnet.plugins.segments.bridge import OvsBridge
+from acsnet.plugins.segments.datapath import Datapath, HostView
+from acsnet.plugins.segments.model import SegmentEndpoint, SegmentNetwork, SegmentRecord
 from acsnet.plugins.vpc.membership import Membership
-from acsnet.plugins.vpc.model import HostSubnet
+from acsnet.plugins.vpc.model import HostSubnet, internal_mark
 from acsnet.plugins.vpc.routes import RouteProvider
 from acsnet.plugins.vpc.state import HostSubnetRecord
 
 log = logging.getLogger(__name__)
 
 
-def segment_of(subnet: netaddr.IPNetwork) -> int:
-    return int(subnet.network)
-
-
-class VpcAgent(SegmentAgent):
+class VpcOvsDatapath(Datapath):
+    driver = "vpc"
     segment_name = "vpc network"
-    flow_cookie = COOKIE
     adopt_global_networks = True
     legacy_global_networks_worked = False  # a record at the old key is one whose CreateNetwork failed
 
-    def __init__(self, store, ovsdb, host_id: str, bridge: str, uplink: str, *, underlay: str, datapath: str,
-                 routes: RouteProvider, **kwargs):
-        super().__init__(store, ovsdb, LAYOUTS["vpc"], host_id, bridge, uplink,
-                         userspace_datapath=datapath == "netdev", **kwargs)
+    def __init__(self, store, ovsdb: Ovsdb, host_id: str, bridge: str, uplink: str, *, underlay: str, datapath: str,
+                 routes: RouteProvider):
+        self.store = store
+        self.host_id = host_id
+        self.bridge = OvsBridge(ovsdb, bridge, COOKIE, userspace_datapath=datapath == "netdev")
+        self.host_mac = links.mac_of(uplink)
+        self.uplink = uplink
+        self.uplink_mtu = links.mtu_of(uplink)
         self.underlay = underlay
         self.datapath = datapath
         self.routes = routes
         self.membership = Membership(store, host_id, underlay, self.host_mac)
+        self.agent = None
         self._routes_applied: tuple | None = None
         self._watched_networks: set[str] = set()
+        self._read_for: frozenset | None = None  # the networks whose host subnets were last read
         self._own: tuple[HostSubnet, ...] = ()  # this host's subnets of its networks, as last read
         self._peers: tuple[HostSubnet, ...] = ()  # live peers' subnets of those networks, as last read
         self._vpc_ranges: tuple[netaddr.IPNetwork, ...] = ()  # every vpc network: gateways left in them are ours
 
-    def start(self) -> None:
+    def start(self, agent) -> None:
+        self.agent = agent
         with open("/proc/sys/net/ipv4/ip_forward", "w") as f:  # the host routes for its containers
             f.write("1")
-        super().start()
 
-    # -- the segment agent's hooks ---------------------------------------------------------------
+    def host_subnets(self) -> tuple[HostSubnet, ...]:
+        """This host's subnets of its networks, as last read."""
+        return self._own
 
-    def adopted(self, network: SegmentNetwork) -> SegmentNetwork:
+    # -- what the segment agent asks -------------------------------------------------------------
+
+    def adopt(self, network: SegmentNetwork) -> SegmentNetwork:
         settings = self.membership.settings(network.subnet)
         if settings is None:
             raise NotFound(f"vpc network {network.subnet.cidr} has no settings in the store (host_subnet_size, max_routes)")
         own = self.membership.claim(network.subnet, *settings)
         return dataclasses.replace(network, gateway=str(own.gateway))
 
-    def segment_label(self, number: int) -> str:
-        return f"vpc network {netaddr.IPAddress(number)}"
+    def describe(self, network: SegmentNetwork) -> str:
+        return f"vpc network {network.subnet.cidr}"
+
+    def place_of(self, endpoint: SegmentEndpoint) -> dict:
+        """The host subnet the endpoint's address is in (a vpc network has no segment)."""
+        held = [h.subnet for h in self._own if netaddr.IPAddress(endpoint.ip) in netaddr.IPNetwork(h.subnet)]
+        return {"host subnet": held[0] if held else None}
 
     def record_for(self, endpoint: SegmentEndpoint) -> SegmentRecord:
         return SegmentRecord(self.host_id, self.host_mac, "", endpoint.ip, endpoint.mac, endpoint.endpoint_id)
@@ -76,64 +90,70 @@ class VpcAgent(SegmentAgent):
         # port; its traffic is the flows' alone, as a tagged vlan port's is.
         return {"tag": 4095}
 
-    def flows(self) -> list[str]:
+    def program(self, view: HostView) -> list[str]:
+        """A new network's host subnet (claimed just before) goes into the gateway and the flows, a
+        removed one's out; the worker, woken, applies the routes."""
+        if frozenset(n.subnet.cidr for n in view.networks) != self._read_for:
+            self._read_membership(view)
+        self._set_gateway_addresses()
+        flows = self._flows(view)
+        self.bridge.install_flows(flows)
+        return flows
+
+    def _flows(self, view: HostView) -> list[str]:
         on_link = self.routes.on_link
-        internal = {str(n.subnet.cidr) for n in self.networks.values() if n.internal}
-        marks = {n.network_id: n.segment for n in self.networks.values() if n.internal}
+        internal = {str(n.subnet.cidr) for n in view.networks if n.internal}
+        marks = {n.network_id: internal_mark(n.subnet) for n in view.networks if n.internal}
         return vpc_flows(VpcDatapath(
             self.uplink, self.host_mac,
             tuple(OwnSubnet(h.subnet, str(h.gateway), self._internal_network(h) if h.network in internal else None)
                   for h in self._own),
             tuple(PeerSubnet(p.subnet, p.mac) for p in self._peers if on_link and p.mac),
             tuple(VpcPort(e.host_port, e.ip, e.mac, marks.get(e.network_id))
-                  for e in sorted(self.attached_endpoints(), key=lambda e: e.ip))))
+                  for e in sorted(view.endpoints, key=lambda e: e.ip))))
 
     def _internal_network(self, own: HostSubnet) -> InternalNetwork:
         """An internal network's members: its host subnets on this host and on the live peers."""
         network = netaddr.IPNetwork(own.network)
         members = [own.subnet] + [p.subnet for p in self._peers if p.network == own.network]
-        return InternalNetwork(str(network.cidr), segment_of(network), tuple(sorted(members)))
+        return InternalNetwork(str(network.cidr), internal_mark(network), tuple(sorted(members)))
 
     def flow_marks(self, network: SegmentNetwork) -> tuple[str, ...]:
         return tuple(f"nw_dst={h.subnet}" for h in self._own if h.network == str(network.subnet.cidr))
 
-    def before_sync(self) -> None:
+    def _set_gateway_addresses(self) -> None:
         """The gateway addresses on the bridge's own port: the host's, in each of its subnets. Addresses
         of the bridge outside every vpc network (the host's own) are never touched."""
         wanted = {(str(h.gateway), netaddr.IPNetwork(h.subnet).prefixlen) for h in self._own}
-        present = set(links.addresses(self.bridge))
+        present = set(links.addresses(self.bridge.name))
         for address, prefixlen in wanted - present:
-            links.add_address(self.bridge, address, prefixlen)
+            links.add_address(self.bridge.name, address, prefixlen)
         for address, prefixlen in present - wanted:
             if any(netaddr.IPAddress(address) in r for r in self._vpc_ranges):
-                links.delete_address(self.bridge, address, prefixlen)
+                links.delete_address(self.bridge.name, address, prefixlen)
 
-    def _load(self) -> None:
-        super()._load()
-        self._read_membership()
-
-    def background(self) -> None:
+    def background(self, view: HostView) -> None:
         own, peers = self._own, self._peers
-        self._read_membership()
+        self._read_membership(view)
         if (own, peers) != (self._own, self._peers):
-            self.sync()
+            self.agent.sync()
         self._apply_routes()
 
     # -- host subnets ----------------------------------------------------------------------------
 
     def claim_host_subnet(self, network: netaddr.IPNetwork, size: int, max_routes: int) -> HostSubnet:
-        self._ensure_loaded()
+        self.agent.ensure_loaded()
         return self.membership.claim(network, size, max_routes)
 
-    def _read_membership(self) -> None:
+    def _read_membership(self, view: HostView) -> None:
         """This host's subnets and the live peers' ones, of the networks this host has (store reads)."""
         live = self.store.live_hosts()
         own, peers = [], []
-        networks = sorted({n.subnet.cidr for n in self.networks.values()})
+        networks = sorted({n.subnet.cidr for n in view.networks})
         for network in networks:
             if str(network) not in self._watched_networks:
                 self._watched_networks.add(str(network))
-                HostSubnetRecord.watch_all(self.store, network, lambda names: self._wake.set())
+                HostSubnetRecord.watch_all(self.store, network, lambda names: self.agent.wake())
             self.membership.mark_gone(network, live)
             held = None
             for host, record in HostSubnetRecord.read_all(self.store, network).items():
@@ -148,9 +168,10 @@ class VpcAgent(SegmentAgent):
             if held is not None:
                 own.append(held)
         ranges = self.membership.networks()
-        with self._lock:
+        with self.agent.lock:
             self._own, self._peers = tuple(own), tuple(sorted(peers, key=lambda p: (p.network, p.host)))
             self._vpc_ranges = tuple(sorted(set(ranges) | set(networks)))
+            self._read_for = frozenset(networks)
 
     def _claim_again(self, network: netaddr.IPNetwork) -> HostSubnet | None:
         """This host has the network but no subnet of it: it was marked gone while its sessions were
@@ -176,8 +197,3 @@ class VpcAgent(SegmentAgent):
             self._routes_applied = wanted
             log.info("vpc routes: own %s; peers %s", ", ".join(wanted[0]) or "-",
                      ", ".join(f"{s} via {u}" for s, u in wanted[1]) or "-")
-
-    def networks_changed(self) -> None:
-        """A new network's host subnet (claimed just before) goes into the gateway and the flows, a
-        removed one's out; the worker, woken, applies the routes."""
-        self._read_membership()

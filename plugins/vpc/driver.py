@@ -9,22 +9,26 @@ import netaddr
 from acsnet.plugins.protocol import NetworkCreate, StaticRoute
 from acsnet.plugins.segments.driver import SegmentDriver, single_ipv4_subnet
 from acsnet.plugins.segments.model import SegmentNetwork
-from acsnet.plugins.vpc.agent import VpcAgent, segment_of
+from acsnet.plugins.vpc.agent import VpcOvsDatapath
+from acsnet.plugins.vpc.model import record_group
 from acsnet.plugins.vpc.options import parse_vpc_options
 
 
 class VpcDriver(SegmentDriver):
     name = "vpc"
-    agent: VpcAgent
+
+    @property
+    def datapath(self) -> VpcOvsDatapath:
+        return self.agent.datapath
 
     def create_network(self, request: NetworkCreate) -> None:
         self.require_cluster()
         data = single_ipv4_subnet(self.name, request)
         options = parse_vpc_options(request, data.pool)
-        own = self.agent.claim_host_subnet(data.pool, options.host_subnet_size, options.max_routes)
+        own = self.datapath.claim_host_subnet(data.pool, options.host_subnet_size, options.max_routes)
         mtu = request.mtu or self.agent.uplink_mtu
         # The containers' gateway is this host's address in its subnet, not the network's gateway.
-        self.agent.add_network(SegmentNetwork(request.network_id, segment_of(data.pool), data.pool, str(own.gateway), None,
+        self.agent.add_network(SegmentNetwork(request.network_id, record_group(data.pool), data.pool, str(own.gateway), None,
                                               mtu, request.internal))
 
     def internal_routes(self, network: SegmentNetwork) -> tuple[StaticRoute, ...]:

@@ -21,6 +21,19 @@ import netaddr
 SUBNET_GRACE_SECONDS = 300.0
 
 
+def record_group(network: netaddr.IPNetwork) -> int:
+    """The number the segment agent keeps a vpc network's address records under
+    (`vpc/segments/<number>`): its first address, so that networks never share one. Not a segment: a
+    vpc network is its host subnets; this number is a key, as stored by every version so far."""
+    return int(network.network)
+
+
+def internal_mark(network: netaddr.IPNetwork) -> int:
+    """What reg2 carries for an internal network's containers (`acsnet.ovsctl.vpc_pipeline`): its first
+    address as a number."""
+    return int(network.network)
+
+
 @dataclasses.dataclass(frozen=True)
 class HostSubnet:
     host: str

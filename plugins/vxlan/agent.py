@@ -1,21 +1,23 @@
 """The vxlan datapath of one host: containers on the vxlan bridge (acsvx0), one flow-based VXLAN port,
 and flows (`acsnet.ovsctl.vxlan_pipeline`) that send each remote MAC to the VTEP its segment record names.
 Records of a host whose store sessions all ended are left out of the flows until it comes back, so
-no host keeps a route to a dead one."""
+no host keeps a route to a dead one. Networks with a gateway get a router (a namespace with SNAT and
+the endpoints' published ports). The segment agent drives it through the `Datapath` interface."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import queue
 
 from acsnet.errors import AcsnetError, InvalidRequest
-from acsnet.ovsctl import arp, openflow, router
+from acsnet.ovsctl import arp, links, openflow, router
+from acsnet.ovsctl.ovsdb import Ovsdb
 from acsnet.ovsctl.router import Publication
 from acsnet.ovsctl.vxlan_pipeline import COOKIE, VxlanDatapath, VxlanGateway, VxlanPort, VxlanRoute, gateway_mac, vxlan_flows
-from acsnet.plugins.segments.agent import SegmentAgent
-from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork, SegmentRecord
-from acsnet.store import encode
+from acsnet.plugins.segments import state
+from acsnet.plugins.segments.bridge import OvsBridge
+from acsnet.plugins.segments.datapath import Datapath, HostView
+from acsnet.plugins.segments.model import SegmentEndpoint, SegmentNetwork, SegmentRecord
 
 log = logging.getLogger(__name__)
 
@@ -24,91 +26,100 @@ EPHEMERAL_FIRST = 32768  # host ports chosen for `-p PORT` without one
 VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
 
 
-class VxlanAgent(SegmentAgent):
-    segment_name = "VNI"
-    flow_cookie = COOKIE
-    withdraw_dead_hosts = True
-    tso_capable = False  # its packets leave through the tunnel port
+def routed_networks(view: HostView) -> dict[int, SegmentNetwork]:
+    """The networks that get a router here: those with a gateway (one per VNI), unless internal: an
+    internal network's traffic has no way off it (no router, so no SNAT, no DNAT, and no gateway
+    MAC in the flows)."""
+    return {n.segment: n for n in sorted(view.networks, key=lambda n: n.network_id) if n.gateway and not n.internal}
 
-    def __init__(self, store, ovsdb, host_id: str, bridge: str, uplink: str, *, vtep: str, datapath: str, **kwargs):
-        super().__init__(store, ovsdb, LAYOUTS["vxlan"], host_id, bridge, uplink,
-                         userspace_datapath=datapath == "netdev", **kwargs)
+
+def vxlan_table(view: HostView) -> list[str]:
+    """The vxlan bridge's flows for `view`."""
+    local = tuple(VxlanPort(e.host_port, e.segment, e.ip, e.mac) for e in view.endpoints)
+    remote = tuple(VxlanRoute(vni, r.ip, r.mac, r.vtep) for vni in view.segments() for r in view.remote_records(vni))
+    gateways = tuple(VxlanGateway(n.segment, n.gateway, router.gateway_port(n.segment)) for n in routed_networks(view).values())
+    return vxlan_flows(VxlanDatapath(TUNNEL_PORT, frozenset(view.segments()), local, remote, gateways))
+
+
+class VxlanOvsDatapath(Datapath):
+    driver = "vxlan"
+    segment_name = "VNI"
+    withdraw_dead_hosts = True
+
+    def __init__(self, ovsdb: Ovsdb, bridge: str, uplink: str, *, vtep: str, datapath: str):
+        self.ovsdb = ovsdb
+        # tso_capable False: its packets leave through the tunnel port
+        self.bridge = OvsBridge(ovsdb, bridge, COOKIE, userspace_datapath=datapath == "netdev", tso_capable=False)
         self.vtep = vtep
         self.datapath = datapath
+        self.host_mac = links.mac_of(uplink)
+        self.uplink_mtu = links.mtu_of(uplink)
+        self.agent = None
         self.publications: dict[str, tuple[Publication, ...]] = {}  # endpoint → its published ports
         self._nat_applied: tuple | None = None
         self._routers: dict[int, router.Router] = {}
-        self._joined: queue.SimpleQueue[SegmentEndpoint] = queue.SimpleQueue()  # to announce to local neighbours
 
     @property
     def default_mtu(self) -> int:
         return self.uplink_mtu - VXLAN_OVERHEAD
 
-    def start(self) -> None:
+    def start(self, agent) -> None:
         """The bridge and its tunnel port first (idempotent): the flows need them."""
-        self.ovsdb.add_bridge(self.bridge, self.datapath, secure=True)
-        self.ovsdb.add_tunnel_port(self.bridge, TUNNEL_PORT, "vxlan",
+        self.agent = agent
+        self.ovsdb.add_bridge(self.bridge.name, self.datapath, secure=True)
+        self.ovsdb.add_tunnel_port(self.bridge.name, TUNNEL_PORT, "vxlan",
                                    {"remote_ip": "flow", "key": "flow", "local_ip": self.vtep})
         self._routers = router.routers()  # after a restart, the routers already made
-        super().start()
+
+    def load(self) -> None:
+        for eid in state.published_endpoint_ids(self.agent.store, self.agent.layout, self.agent.host_id):
+            found = state.read_published(self.agent.store, self.agent.layout, self.agent.host_id, eid)
+            if found:
+                self.publications[eid] = tuple(Publication(**p) for p in found)
 
     def record_for(self, endpoint: SegmentEndpoint) -> SegmentRecord:
-        return SegmentRecord(self.host_id, self.host_mac, self.vtep, endpoint.ip, endpoint.mac, endpoint.endpoint_id)
+        return SegmentRecord(self.agent.host_id, self.host_mac, self.vtep, endpoint.ip, endpoint.mac, endpoint.endpoint_id)
+
+    def port_options(self, endpoint: SegmentEndpoint) -> dict:
+        return {}
 
     def flow_marks(self, network: SegmentNetwork) -> tuple[str, ...]:
         v = network.segment
         return (f"reg1={v},", f"tun_id={v},", f"set_field:{v}->reg1")
 
-    def desired_datapath(self) -> VxlanDatapath:
-        vnis = {n.segment for n in self.networks.values()}
-        local = tuple(VxlanPort(e.host_port, e.segment, e.ip, e.mac) for e in self.attached_endpoints())
-        remote = tuple(VxlanRoute(vni, r.ip, r.mac, r.vtep) for vni in sorted(vnis) for r in self.remote_records(vni))
-        gateways = tuple(VxlanGateway(n.segment, n.gateway, router.gateway_port(n.segment))
-                         for n in self._routed_networks().values())
-        return VxlanDatapath(TUNNEL_PORT, frozenset(vnis), local, remote, gateways)
+    def program(self, view: HostView) -> list[str]:
+        self._make_routers(view)
+        flows = vxlan_table(view)
+        self.bridge.install_flows(flows)
+        self._remove_routers(view)
+        self._apply_nat()
+        return flows
 
     # -- routers, SNAT and published ports -------------------------------------------------------
 
-    def _routed_networks(self) -> dict[int, SegmentNetwork]:
-        """The networks that get a router here: those with a gateway (one per VNI), unless internal: an
-        internal network's traffic has no way off it (no router, so no SNAT, no DNAT, and no gateway
-        MAC in the flows)."""
-        return {n.segment: n for n in sorted(self.networks.values(), key=lambda n: n.network_id)
-                if n.gateway and not n.internal}
-
-    def _published_path(self, endpoint_id: str = "") -> str:
-        return self.layout.published(self.host_id, endpoint_id or None)
-
-    def _load(self) -> None:
-        super()._load()
-        for eid in self.store.children(self._published_path()):
-            data = self.store.get_json(self._published_path(eid))
-            if data:
-                self.publications[eid] = tuple(Publication(**p) for p in data)
-
-    def before_sync(self) -> None:
-        for vni, network in self._routed_networks().items():
+    def _make_routers(self, view: HostView) -> None:
+        ports = self.agent.ports.attached  # router ports too: a full reconcile finds one gone, and it is made again
+        for vni, network in routed_networks(view).items():
             port = router.gateway_port(vni)
-            if port in self._ports and vni in self._routers:
+            if port in ports and vni in self._routers:
                 continue
             self._routers[vni] = router.ensure_router(vni, network.gateway, network.subnet.prefixlen, gateway_mac(vni),
-                                                      network.mtu, userspace_datapath=self.userspace_datapath)
-            self.ovsdb.add_port(self.bridge, port, external_ids={"acsnet-router": str(vni)})
-            self._ports.add(port)
+                                                      network.mtu, userspace_datapath=self.bridge.userspace_datapath)
+            self.ovsdb.add_port(self.bridge.name, port, external_ids={"acsnet-router": str(vni)})
+            ports.add(port)
 
-    def after_sync(self) -> None:
-        wanted = self._routed_networks()
+    def _remove_routers(self, view: HostView) -> None:
+        wanted = routed_networks(view)
         for vni in [v for v in router.routers() if v not in wanted]:
-            self.ovsdb.delete_port(self.bridge, router.gateway_port(vni))
-            self._ports.discard(router.gateway_port(vni))
+            self.ovsdb.delete_port(self.bridge.name, router.gateway_port(vni))
+            self.agent.ports.attached.discard(router.gateway_port(vni))
             router.remove_router(vni)
             self._routers.pop(vni, None)
-        self._apply_nat()
 
     def _apply_nat(self) -> None:
         routed = []
         for endpoint_id, publications in sorted(self.publications.items()):
-            endpoint = self.endpoints.get(endpoint_id)
+            endpoint = self.agent.endpoints.get(endpoint_id)
             if endpoint is not None and endpoint.segment in self._routers:
                 routed += [(self._routers[endpoint.segment], p) for p in publications]
         desired = (tuple(sorted(self._routers.items())), tuple(routed))
@@ -125,12 +136,12 @@ class VxlanAgent(SegmentAgent):
     def publish(self, endpoint_id: str, portmap: list[dict]) -> None:
         """Publish an endpoint's ports (ProgramExternalConnectivity); a host port asked as 0 is chosen
         here (EndpointOperInfo reports them)."""
-        self._ensure_loaded()
-        with self._lock:
-            endpoint = self.endpoint(endpoint_id)
-            if self.network(endpoint.network_id).internal:
+        agent = self.agent
+        with agent.lock:
+            endpoint = agent.endpoint(endpoint_id)
+            if agent.network(endpoint.network_id).internal:
                 raise InvalidRequest(f"network {endpoint.network_id[:12]} is internal (--internal): its containers cannot publish ports")
-            if endpoint.segment not in self._routed_networks():
+            if endpoint.segment not in routed_networks(agent.view()):
                 raise InvalidRequest(f"network {endpoint.network_id[:12]} has no gateway: its containers cannot publish ports")
             taken = {(p.proto, p.host_port) for eid, ps in self.publications.items() if eid != endpoint_id for p in ps}
             publications = []
@@ -138,8 +149,8 @@ class VxlanAgent(SegmentAgent):
                 publication = self._publication(endpoint, entry, taken)
                 taken.add((publication.proto, publication.host_port))
                 publications.append(publication)
-            self.store.create(self._published_path())
-            self.store.put(self._published_path(endpoint_id), encode([dataclasses.asdict(p) for p in publications]))
+            state.write_published(agent.store, agent.layout, agent.host_id, endpoint_id,
+                                  [dataclasses.asdict(p) for p in publications])
             self.publications[endpoint_id] = tuple(publications)
             self._apply_nat()
 
@@ -162,46 +173,36 @@ class VxlanAgent(SegmentAgent):
         return Publication(proto, host_port, endpoint.ip, port)
 
     def unpublish(self, endpoint_id: str) -> None:
-        self._ensure_loaded()
-        with self._lock:
+        agent = self.agent
+        agent.endpoint(endpoint_id)  # the state loaded (a request never acts on an empty cache)
+        with agent.lock:
             if endpoint_id in self.publications:
-                self.store.delete(self._published_path(endpoint_id))
+                state.clear_published(agent.store, agent.layout, agent.host_id, endpoint_id)
                 del self.publications[endpoint_id]
                 self._apply_nat()
 
-    def endpoint_forgotten(self, endpoint: SegmentEndpoint) -> None:
+    def endpoint_removed(self, endpoint: SegmentEndpoint) -> None:
         if endpoint.endpoint_id in self.publications:
-            self.store.delete(self._published_path(endpoint.endpoint_id))
+            state.clear_published(self.agent.store, self.agent.layout, self.agent.host_id, endpoint.endpoint_id)
             del self.publications[endpoint.endpoint_id]
 
-    def flows(self) -> list[str]:
-        return vxlan_flows(self.desired_datapath())
-
-    def records_arrived(self, records: list[tuple[int, SegmentRecord]]) -> None:
+    def announce(self, view: HostView, joined: list[SegmentEndpoint], arrived: list[tuple[int, SegmentRecord]]) -> None:
         """Tell this host's containers on the VNI where an address now is: one that moved from a dead
         host keeps its IP but not its MAC, and a neighbour entry stays REACHABLE for up to 45 s
-        without asking again. A gratuitous ARP straight to their ports updates it at once."""
-        for vni, record in records:
-            self._announce_locally(vni, record.ip, record.mac, record.endpoint_id)
+        without asking again. A gratuitous ARP straight to their ports updates it at once. The same for
+        an address that appears on this host: a container recreated here with the address of one that
+        was elsewhere (or here) has a new MAC, and frames its neighbours here still send to the old one
+        match no flow."""
+        for vni, record in arrived:
+            self._announce_locally(view, vni, record.ip, record.mac, record.endpoint_id)
+        for endpoint in joined:
+            self._announce_locally(view, endpoint.segment, endpoint.ip, endpoint.mac, endpoint.endpoint_id)
 
-    def joined(self, endpoint: SegmentEndpoint) -> None:
-        """The same for an address that appears on this host: a container recreated here with the
-        address of one that was elsewhere (or here) has a new MAC, and frames its neighbours here
-        still send to the old one match no flow (the worker sends it: Join takes no lock)."""
-        self._joined.put(endpoint)
-        self._wake.set()
-
-    def background(self) -> None:
-        while not self._joined.empty():
-            endpoint = self._joined.get_nowait()
-            self._announce_locally(endpoint.segment, endpoint.ip, endpoint.mac, endpoint.endpoint_id)
-
-    def _announce_locally(self, vni: int, ip: str, mac: str, endpoint_id: str) -> None:
-        with self._lock:
-            ports = [e.host_port for e in self.attached_endpoints() if e.segment == vni and e.endpoint_id != endpoint_id]
+    def _announce_locally(self, view: HostView, vni: int, ip: str, mac: str, endpoint_id: str) -> None:
+        ports = [e.host_port for e in view.endpoints if e.segment == vni and e.endpoint_id != endpoint_id]
         if not ports:
             return
         try:
-            openflow.packet_out(self.bridge, ",".join(f"output:{p}" for p in ports), arp.gratuitous_arp(ip, mac))
+            openflow.packet_out(self.bridge.name, ",".join(f"output:{p}" for p in ports), arp.gratuitous_arp(ip, mac))
         except AcsnetError as e:
             log.warning("ip=%s vni=%d gratuitous ARP to local containers not sent: %s", ip, vni, e.message)

@@ -8,13 +8,16 @@ from acsnet.plugins.protocol import EndpointRef, ExternalConnectivity, NetworkCr
 from acsnet.plugins.segments.driver import SegmentDriver, single_ipv4_subnet
 from acsnet.plugins.segments.model import SegmentNetwork
 from acsnet.plugins.vxlan import vni as generated
-from acsnet.plugins.vxlan.agent import VxlanAgent
+from acsnet.plugins.vxlan.agent import VxlanOvsDatapath
 from acsnet.plugins.vxlan.options import parse_vxlan_options
 
 
 class VxlanDriver(SegmentDriver):
     name = "vxlan"
-    agent: VxlanAgent
+
+    @property
+    def datapath(self) -> VxlanOvsDatapath:
+        return self.agent.datapath
 
     def _generated_key(self, network_id: str, subnet) -> str:
         return network_id if self.scope == "global" else f"subnet-{str(subnet.cidr).replace('/', '_')}"
@@ -25,7 +28,7 @@ class VxlanDriver(SegmentDriver):
         data = single_ipv4_subnet(self.name, request)
         vni = options.vni or generated.generated_vni(self.agent.store, self._generated_key(request.network_id, data.pool))
         gateway = str(data.gateway.ip) if data.gateway is not None else None
-        mtu = request.mtu or self.agent.default_mtu
+        mtu = request.mtu or self.datapath.default_mtu
         self.agent.add_network(SegmentNetwork(request.network_id, vni, data.pool, gateway, None, mtu, request.internal))
 
     def delete_network(self, network_id: str) -> None:
@@ -37,15 +40,15 @@ class VxlanDriver(SegmentDriver):
 
     def program_external_connectivity(self, request: ExternalConnectivity) -> None:
         if request.port_bindings:
-            # The edge has parsed and checked the bindings; the agent still takes libnetwork's JSON form.
-            self.agent.publish(request.endpoint_id, [binding.to_json() for binding in request.port_bindings])
+            # The edge has parsed and checked the bindings; the datapath still takes libnetwork's JSON form.
+            self.datapath.publish(request.endpoint_id, [binding.to_json() for binding in request.port_bindings])
 
     def revoke_external_connectivity(self, ref: EndpointRef) -> None:
-        self.agent.unpublish(ref.endpoint_id)
+        self.datapath.unpublish(ref.endpoint_id)
 
     def endpoint_info(self, ref: EndpointRef) -> dict:
         info = super().endpoint_info(ref)
-        published = self.agent.publications.get(ref.endpoint_id)
+        published = self.datapath.publications.get(ref.endpoint_id)
         if published:  # what `docker port` and `docker ps` show
             info[PORTMAP] = [{"Proto": p.proto, "IP": p.ip, "Port": p.port, "HostIP": "0.0.0.0", "HostPort": p.host_port,
                               "HostPortEnd": p.host_port} for p in published]

@@ -1,0 +1,109 @@
+"""The OVS I/O every segment driver shares on its bridge: endpoint ports and their veths, and the flow
+table of the driver's cookie. `Bridge` is the interface the agent's port lifecycle and sync call;
+`OvsBridge` does it on Open vSwitch and the kernel; `acsnet.plugins.segments.recording` records it in
+memory instead (standing in for OVS)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from acsnet.ovsctl import links, openflow
+from acsnet.ovsctl.ovsdb import Ovsdb
+from acsnet.plugins.segments.model import SegmentEndpoint
+
+
+class Bridge(Protocol):
+    name: str
+
+    def reachable(self) -> bool:
+        """Whether the switch answers (the plugin's /healthz)."""
+
+    def ports(self) -> dict[str, dict[str, str]]:
+        """The bridge's ports, each with its OVSDB external_ids."""
+
+    def veth_exists(self, port: str) -> bool:
+        """Whether the host end of an endpoint's veth exists (OVSDB may list ports whose veth is gone)."""
+
+    def plug(self, endpoint: SegmentEndpoint, *, mtu: int, options: dict, external_ids: dict, create_veth: bool) -> None:
+        """Put the endpoint's port on the bridge, making its veth first if `create_veth`."""
+
+    def remove_port(self, port: str) -> None:
+        """Take a port off the bridge and delete its veth, now."""
+
+    def port_index(self, port: str) -> int | None:
+        """The veth's index, by which `delete_veth` deletes it later (never one of the same name made meanwhile)."""
+
+    def detach(self, port: str) -> None:
+        """Take a port whose flows are gone off the bridge, without waiting for the switch to let go of it."""
+
+    def delete_veth(self, index: int) -> None:
+        """Delete a veth by its index."""
+
+    def host_links(self) -> set[str]:
+        """Names of the links in the host's namespace (a container end still there was never joined)."""
+
+    def install_flows(self, flows: list[str]) -> None:
+        """Install `flows` as the whole flow table of the driver's cookie."""
+
+    def flows_intact(self) -> bool:
+        """False if the switch lost flows since the last install (the next install is then whole)."""
+
+
+class OvsBridge:
+    """A driver's bridge on Open vSwitch: ports through OVSDB, veths through netlink, flows through
+    ovs-ofctl (only the difference to what this process installed last)."""
+
+    def __init__(self, ovsdb: Ovsdb, name: str, cookie: str, *, userspace_datapath: bool, tso_capable: bool = True):
+        self.ovsdb = ovsdb
+        self.name = name
+        self.userspace_datapath = userspace_datapath
+        # Whether the driver's packets may cross OVS with TCP segmentation and checksums still to do (the
+        # userspace datapath's TSO); OVS 3.1 drops such packets at a tunnel port, so vxlan says no.
+        self.tso_capable = tso_capable
+        self._flow_table = openflow.FlowTable(name, cookie)
+
+    @property
+    def veth_offloads(self) -> bool:
+        """Whether container veths keep their TX checksum and segmentation offloads. The kernel datapath
+        completes them; the userspace one only with TSO in effect, which its bridge's port shows (read
+        each time, 0.1 ms: ovs-vswitchd may have restarted with it changed)."""
+        return not self.userspace_datapath or (self.tso_capable and links.segmentation_offload(self.name))
+
+    def reachable(self) -> bool:
+        return self.ovsdb.reachable()
+
+    def ports(self) -> dict[str, dict[str, str]]:
+        return {name: info["external_ids"] for name, info in self.ovsdb.ports(self.name).items()}
+
+    def veth_exists(self, port: str) -> bool:
+        return links.exists(port)
+
+    def plug(self, endpoint: SegmentEndpoint, *, mtu: int, options: dict, external_ids: dict, create_veth: bool) -> None:
+        if create_veth:
+            links.create_veth(endpoint.host_port, endpoint.container_port, mtu=mtu, container_mac=endpoint.mac)
+            if not self.veth_offloads:
+                links.disable_tx_checksum(endpoint.host_port)
+                links.disable_tx_checksum(endpoint.container_port)
+        self.ovsdb.add_port(self.name, endpoint.host_port, **options, external_ids=external_ids)
+
+    def remove_port(self, port: str) -> None:
+        self.ovsdb.delete_port(self.name, port)
+        links.delete(port)
+
+    def port_index(self, port: str) -> int | None:
+        return links.index_of(port)
+
+    def detach(self, port: str) -> None:
+        self.ovsdb.delete_port(self.name, port, wait=False)
+
+    def delete_veth(self, index: int) -> None:
+        links.delete_index(index)
+
+    def host_links(self) -> set[str]:
+        return links.names()
+
+    def install_flows(self, flows: list[str]) -> None:
+        self._flow_table.install(flows)
+
+    def flows_intact(self) -> bool:
+        return self._flow_table.check()

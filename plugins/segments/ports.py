@@ -1,0 +1,141 @@
+"""The lifecycle of endpoint ports on a driver's bridge: attached, unplugged (still named by installed
+flows), retired (taken off the bridge and their veth deleted, by a thread of its own), and checked
+against what OVSDB and the kernel hold after a restart."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import threading
+import time
+from typing import Iterable
+
+from acsnet.plugins.segments.bridge import Bridge
+from acsnet.plugins.segments.model import SegmentEndpoint
+
+log = logging.getLogger(__name__)
+
+ENDPOINT_ID = "acsnet-endpoint"  # OVSDB external_ids key naming the endpoint that owns a port
+DRIVER_ID = "acsnet-driver"  # ... and the driver whose endpoint it is (vlan and vpc share the host bridge)
+ORPHAN_GRACE_SECONDS = 60.0  # dockerd joins an endpoint within moments of creating it
+
+
+@dataclasses.dataclass
+class PortSurvey:
+    """What the bridge and the kernel hold against this host's endpoints."""
+
+    removed: list[str]  # ports no endpoint owns, removed
+    veth_gone: list[SegmentEndpoint]  # endpoints whose veth is gone (their container is gone)
+    detached: list[SegmentEndpoint]  # endpoints whose veth survived but whose port is not on the bridge
+
+
+class EndpointPorts:
+    """This driver's endpoint ports on its bridge. `lock` is the agent's: a port is retired only if no
+    retried CreateEndpoint attached one of the same name meanwhile."""
+
+    def __init__(self, bridge: Bridge, driver: str, lock: threading.RLock):
+        self.bridge = bridge
+        self.driver = driver
+        self._lock = lock
+        self.attached: set[str] = set()  # this bridge's ports as this agent made them; checked by `survey`
+        self._unplugged: list[str] = []  # ports of forgotten endpoints, still named by installed flows
+        # ports (and veth indexes) of deleted endpoints, removed by the retirer thread: the kernel takes
+        # ~20 ms to delete a veth (an RCU grace period), which DeleteEndpoint need not wait for
+        self._retiring: queue.SimpleQueue[tuple[str, int | None] | None] = queue.SimpleQueue()
+        self._retirer = threading.Thread(target=self._retire_forever, name=f"{driver}-retirer", daemon=True)
+
+    def start(self) -> None:
+        self._retirer.start()
+
+    def stop(self) -> None:
+        if self._retirer.is_alive():  # what DeleteEndpoint left to it goes before the process does
+            self._retiring.put(None)
+            self._retirer.join(timeout=10)
+
+    def survey(self, endpoints: dict[str, SegmentEndpoint]) -> PortSurvey:
+        """Remove ports no endpoint owns; say which endpoints lost their veth and which lost their port."""
+        ports = self.bridge.ports()
+        self.attached = set(ports)
+        survey = PortSurvey([], [], [])
+        for name, external_ids in ports.items():
+            owner = external_ids.get(ENDPOINT_ID)
+            if external_ids.get(DRIVER_ID) != self.driver:
+                continue  # another driver's, on a shared bridge (or from before ports named theirs: audit's)
+            if owner and owner not in endpoints:
+                log.info("port=%s endpoint=%s removed: no endpoint owns it", name, owner)
+                self.bridge.remove_port(name)
+                survey.removed.append(name)
+        for endpoint in list(endpoints.values()):
+            # The veth decides, not OVSDB: after a reboot OVSDB still lists ports whose veths are gone.
+            if not self.bridge.veth_exists(endpoint.host_port):
+                survey.veth_gone.append(endpoint)
+            elif endpoint.host_port not in ports:
+                survey.detached.append(endpoint)
+        return survey
+
+    def attach(self, endpoint: SegmentEndpoint, *, mtu: int, options: dict, create_veth: bool = False) -> None:
+        self.bridge.plug(endpoint, mtu=mtu, options=options, create_veth=create_veth, external_ids={
+            ENDPOINT_ID: endpoint.endpoint_id, DRIVER_ID: self.driver, "acsnet-network": endpoint.network_id,
+            "acsnet-ip": endpoint.ip, "attached-mac": endpoint.mac})
+        self.attached.add(endpoint.host_port)
+
+    def unplug(self, endpoint: SegmentEndpoint) -> None:
+        """The endpoint is no longer this host's; its port waits for `remove_unplugged`."""
+        self.attached.discard(endpoint.host_port)
+        self._unplugged.append(endpoint.host_port)
+
+    def remove_unplugged(self, *, now: bool = True) -> None:
+        """Ports of forgotten endpoints, which no installed flow names any more, leave OVSDB (without
+        waiting for ovs-vswitchd to let go of them) and their veths are deleted; by the retirer thread
+        if not `now`: DeleteEndpoint need wait for neither (about 9 and 20 ms). Veths go by index, so that
+        one of the same name made meanwhile by a retried CreateEndpoint is never the one removed."""
+        while self._unplugged:
+            port = self._unplugged.pop()
+            retired = (port, self.bridge.port_index(port))
+            if now:
+                self._retire(*retired)
+            else:
+                self._retiring.put(retired)
+
+    def _retire_forever(self) -> None:
+        while (retired := self._retiring.get()) is not None:
+            try:
+                self._retire(*retired)
+            except Exception:  # the thread must outlive an OVS hiccup; audit finds what is left
+                log.exception("port=%s not removed", retired[0])
+
+    def _retire(self, port: str, index: int | None) -> None:
+        with self._lock:
+            if port not in self.attached:  # not attached again by a retried CreateEndpoint meanwhile
+                self.bridge.detach(port)
+        if index is not None:
+            self.bridge.delete_veth(index)
+
+
+class OrphanSweep:
+    """Endpoints no container uses. A joined endpoint's container end lives in the container's
+    namespace; one still in the host's namespace long after creation was never joined (or was left and
+    never deleted). dockerd makes such orphans when a plugin dies inside CreateEndpoint: its retry
+    re-sends a drained, empty body, the create fails on dockerd's side, dockerd releases the address,
+    and never sends a DeleteEndpoint — while the segment record would keep that address blocked on
+    every host."""
+
+    def __init__(self, grace: float = ORPHAN_GRACE_SECONDS):
+        self.grace = grace
+        self._idle_since: dict[str, float] = {}  # endpoint → when its container end was first seen on the host
+
+    def find(self, endpoints: Iterable[SegmentEndpoint], host_links: set[str]) -> list[SegmentEndpoint]:
+        """Those whose container end has been in the host's namespace for `grace`, and which are older
+        than that; each is returned once."""
+        now = time.monotonic()
+        idle = {e.endpoint_id: e for e in endpoints if e.container_port in host_links}
+        for gone in set(self._idle_since) - set(idle):
+            del self._idle_since[gone]
+        orphans = []
+        for endpoint_id, endpoint in idle.items():
+            first_seen = self._idle_since.setdefault(endpoint_id, now)
+            if now - first_seen >= self.grace and time.time() - endpoint.since >= self.grace:
+                orphans.append(endpoint)
+                del self._idle_since[endpoint_id]
+        return orphans

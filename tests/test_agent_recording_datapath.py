@@ -1,0 +1,216 @@
+"""The segment agent with a fake datapath: the real agent on the real embedded store (one SQLite file,
+its watches and sessions), with `RecordingDatapath` standing in for OVS and the kernel. Each host is
+an agent with its own store session in this process; what its datapath was told to program is read
+from its `RecordedSwitch`. Seconds, not minutes: the lab tests (test_vlan, test_vxlan, test_vpc,
+test_reliability) show the same on real switches."""
+
+from __future__ import annotations
+
+import time
+
+import netaddr
+import pytest
+
+from acsnet.errors import Conflict
+from acsnet.plugins.segments import state
+from acsnet.plugins.segments.agent import SegmentAgent
+from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork
+from acsnet.plugins.segments.ports import DRIVER_ID, ENDPOINT_ID
+from acsnet.plugins.segments.recording import RecordedSwitch, RecordingDatapath
+from acsnet.plugins.vxlan.agent import vxlan_table
+from acsnet.store import open_store
+
+VNI = 4242
+SUBNET = netaddr.IPNetwork("10.42.0.0/24")
+NETWORK_ID = "n" * 64
+
+
+def wait_for(condition, timeout: float = 5.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{what} not met within {timeout}s")
+
+
+def endpoint(number: int, *, since: float | None = None) -> SegmentEndpoint:
+    return SegmentEndpoint(f"{number:02d}" * 32, NETWORK_ID, VNI, f"10.42.0.{number}", 24, f"02:42:0a:2a:00:{number:02x}",
+                           time.time() if since is None else since)
+
+
+class Cluster:
+    """Hosts, each an agent with its own store session and its recorded switch (which outlives the agent)."""
+
+    def __init__(self, url: str, driver: str = "vxlan", **datapath_options):
+        self.url = url
+        self.driver = driver
+        self.datapath_options = datapath_options
+        self.switches: dict[str, RecordedSwitch] = {}
+        self.agents: dict[str, SegmentAgent] = {}
+        self.stores = {}
+
+    def start(self, host: str, **agent_options) -> SegmentAgent:
+        store = open_store(self.url, timeout=5.0)
+        store.register_host(host, self.driver, {"host_id": host})
+        switch = self.switches.setdefault(host, RecordedSwitch())
+        datapath = RecordingDatapath(self.driver, switch, vtep=f"192.0.2.{len(self.switches)}",
+                                     host_mac=f"02:00:00:00:01:{len(self.switches):02x}", **self.datapath_options)
+        agent = SegmentAgent(store, datapath, host, **{"resync_seconds": 30.0, **agent_options})
+        agent.start()
+        self.agents[host], self.stores[host] = agent, store
+        return agent
+
+    def stop(self, host: str) -> None:
+        """The plugin exits: its agent stops and its store session ends (the host is dead until restarted)."""
+        self.agents.pop(host).stop()
+        self.stores.pop(host).close()
+
+    def close(self) -> None:
+        for host in list(self.agents):
+            self.stop(host)
+
+
+@pytest.fixture
+def cluster(embedded_url):
+    made = Cluster(embedded_url)
+    yield made
+    made.close()
+
+
+def add_network(agent: SegmentAgent) -> None:
+    agent.add_network(SegmentNetwork(NETWORK_ID, VNI, SUBNET, None, None, 1450))
+
+
+def test_an_endpoint_added_on_one_host_shows_in_another_hosts_recorded_table_and_goes_with_it(cluster):
+    h1, h2 = cluster.start("h1"), cluster.start("h2")
+    add_network(h1)
+    add_network(h2)
+    first = endpoint(1)
+    h1.add_endpoint(first)
+    assert f"local segment={VNI} ip=10.42.0.1 mac={first.mac} port={first.host_port}" in cluster.switches["h1"].flows
+    assert cluster.switches["h1"].ports[first.host_port][ENDPOINT_ID] == first.endpoint_id
+    assert cluster.switches["h1"].ports[first.host_port][DRIVER_ID] == "vxlan"
+    remote = f"remote segment={VNI} ip=10.42.0.1 mac={first.mac} host=h1 vtep=192.0.2.1"
+    wait_for(lambda: remote in cluster.switches["h2"].flows, what="h1's endpoint in h2's table")
+    wait_for(lambda: "10.42.0.1" in cluster.switches["h2"].announced, what="h2 told of the new address")
+
+    h1.remove_endpoint(first.endpoint_id)
+    assert not any("10.42.0.1" in f for f in cluster.switches["h1"].flows)
+    wait_for(lambda: remote not in cluster.switches["h2"].flows, what="h1's endpoint gone from h2's table")
+    wait_for(lambda: first.host_port not in cluster.switches["h1"].ports, what="the port retired")
+    wait_for(lambda: first.host_port not in cluster.switches["h1"].links, what="the veth deleted")
+    assert state.read_host_endpoints(cluster.stores["h1"], LAYOUTS["vxlan"], "h1") == {}
+
+
+def test_an_address_held_on_a_live_host_is_refused_on_another(cluster):
+    h1, h2 = cluster.start("h1"), cluster.start("h2")
+    add_network(h1)
+    add_network(h2)
+    h1.add_endpoint(endpoint(5))
+    taken = endpoint(5)
+    with pytest.raises(Conflict, match="in use by an endpoint on host h1"):
+        h2.add_endpoint(SegmentEndpoint("ff" * 32, NETWORK_ID, VNI, taken.ip, 24, "02:42:0a:2a:00:ff", time.time()))
+    assert "ff" * 32 not in h2.endpoints and not any(p.startswith("vhffff") for p in cluster.switches["h2"].ports)
+
+
+def test_a_dead_hosts_routes_are_withdrawn_and_come_back_with_it(cluster):
+    h1, h2 = cluster.start("h1"), cluster.start("h2")
+    add_network(h1)
+    add_network(h2)
+    h1.add_endpoint(endpoint(1))
+    remote = "remote segment=4242 ip=10.42.0.1"
+    wait_for(lambda: any(f.startswith(remote) for f in cluster.switches["h2"].flows), what="h1's route on h2")
+
+    cluster.stop("h1")  # every session of h1 ends: it is dead
+    wait_for(lambda: not any(f.startswith(remote) for f in cluster.switches["h2"].flows), what="h1's route withdrawn")
+
+    cluster.start("h1")  # its records stayed: back with its session
+    wait_for(lambda: any(f.startswith(remote) for f in cluster.switches["h2"].flows), what="h1's route back")
+
+
+def test_a_restarted_plugin_installs_exactly_the_same(cluster):
+    h1, h2 = cluster.start("h1"), cluster.start("h2")
+    add_network(h1)
+    add_network(h2)
+    for n in (1, 2):
+        h1.add_endpoint(endpoint(n))
+    h2.add_endpoint(endpoint(3))
+    wait_for(lambda: len([f for f in cluster.switches["h1"].flows if f.startswith("remote")]) == 1, what="h2's endpoint on h1")
+    flows, ports = list(cluster.switches["h1"].flows), cluster.switches["h1"].ports.copy()
+
+    cluster.stop("h1")
+    restarted = cluster.start("h1")
+    assert cluster.switches["h1"].flows == flows
+    assert cluster.switches["h1"].ports == ports
+    assert set(restarted.endpoints) == {endpoint(1).endpoint_id, endpoint(2).endpoint_id}
+
+
+def test_a_restart_forgets_endpoints_whose_veth_is_gone_and_removes_ports_nobody_owns(cluster):
+    h1 = cluster.start("h1")
+    add_network(h1)
+    kept, lost = endpoint(1), endpoint(2)
+    h1.add_endpoint(kept)
+    h1.add_endpoint(lost)
+    cluster.stop("h1")
+    switch = cluster.switches["h1"]
+    switch.lose_veth(lost)  # its container died while the plugin was down
+    switch.ports["vhstranger000"] = {ENDPOINT_ID: "77" * 32, DRIVER_ID: "vxlan"}  # a crash between steps
+    switch.ports["vhothers00000"] = {ENDPOINT_ID: "88" * 32, DRIVER_ID: "vlan"}  # another driver's, on a shared bridge
+
+    h1 = cluster.start("h1")
+    assert set(h1.endpoints) == {kept.endpoint_id}
+    assert lost.host_port not in switch.ports and "vhstranger000" not in switch.ports
+    assert "vhothers00000" in switch.ports
+    assert not any(lost.ip in f for f in switch.flows)
+    layout = LAYOUTS["vxlan"]
+    assert set(state.read_host_endpoints(cluster.stores["h1"], layout, "h1")) == {kept.endpoint_id}
+    assert [r.ip for r in state.read_segment_records(cluster.stores["h1"], layout, VNI).values()] == [kept.ip]
+
+
+def test_the_orphan_sweep_removes_an_endpoint_no_container_joined(cluster):
+    h1 = cluster.start("h1", orphan_grace=0.2)
+    add_network(h1)
+    joined, orphan = endpoint(1, since=time.time() - 10), endpoint(2, since=time.time() - 10)
+    h1.add_endpoint(joined)
+    h1.add_endpoint(orphan)
+    cluster.switches["h1"].take_container_end(joined)
+    h1.sweep_orphans()  # first seen idle now
+    time.sleep(0.25)
+    h1.sweep_orphans()
+    assert set(h1.endpoints) == {joined.endpoint_id}
+    assert not any(orphan.ip in f for f in cluster.switches["h1"].flows)
+    assert [r.ip for r in state.read_segment_records(cluster.stores["h1"], LAYOUTS["vxlan"], VNI).values()] == [joined.ip]
+
+
+def test_the_recorded_table_can_be_a_drivers_real_flows(embedded_url):
+    cluster = Cluster(embedded_url, table=vxlan_table)
+    try:
+        h1, h2 = cluster.start("h1"), cluster.start("h2")
+        add_network(h1)
+        add_network(h2)
+        h1.add_endpoint(endpoint(1))
+        # h2 sends h1's container's MAC through the tunnel to h1's VTEP, and answers ARP for its address
+        tunnel = (f"cookie=0xac6,table=10,priority=100,reg1={VNI},dl_dst={endpoint(1).mac},"
+                  f"actions=set_field:{VNI}->tun_id,set_field:192.0.2.1->tun_dst,output:acsvtep")
+        wait_for(lambda: tunnel in cluster.switches["h2"].flows, what="h2's tunnel flow to h1")
+        assert any("arp_tpa=10.42.0.1," in f for f in cluster.switches["h2"].flows)
+        h1.remove_endpoint(endpoint(1).endpoint_id)
+        wait_for(lambda: not any("10.42.0.1" in f for f in cluster.switches["h2"].flows), what="h2's flows to it gone")
+    finally:
+        cluster.close()
+
+
+def test_a_global_network_is_taken_at_its_first_endpoint_elsewhere_and_dropped_when_deleted(cluster):
+    h1, h2 = cluster.start("h1", cluster_wide=True), cluster.start("h2", cluster_wide=True)
+    add_network(h1)  # dockerd sends CreateNetwork of a global network to one host only
+    assert NETWORK_ID not in h2.networks
+    assert h2.network(NETWORK_ID).segment == VNI  # its first endpoint there asks for it
+    h2.add_endpoint(endpoint(7))
+    wait_for(lambda: any(f.startswith("remote segment=4242 ip=10.42.0.7") for f in cluster.switches["h1"].flows),
+             what="h2's endpoint on h1")
+
+    h2.remove_endpoint(endpoint(7).endpoint_id)
+    h1.remove_network(NETWORK_ID)  # ... and DeleteNetwork to one host only
+    wait_for(lambda: NETWORK_ID not in h2.networks, what="h2 dropping the deleted network")
+    assert state.read_host_networks(cluster.stores["h2"], LAYOUTS["vxlan"], "h2") == {}
