@@ -81,3 +81,69 @@ def test_dashboard_bench_reduced_times_every_request_beside_a_whole_store_read(t
         assert abs(row["of_whole_read"] - row["p50_ms"] / report["whole_store_read_ms"]) < 1e-3, name
     printed = (tmp_path / "dashboard.md").read_text()
     assert all(f"| {name} |" in printed for name in report["requests"]) and printed in result.stdout
+
+
+def test_scale_quick_converges_every_simulated_table_and_hands_out_no_address_twice(tmp_path):
+    """`python -m acsnet.benchmarks.scale --quick`: simulated hosts (the real vxlan agent and store, one
+    ZooKeeper session each, RecordingDatapath standing in for OVS) on a real ensemble of three, churned;
+    every figure of every size from one run, every table converged, the IPAM's contention run clean."""
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "acsnet.benchmarks.scale", "--quick", "--out", str(out),
+                             "--workdir", str(tmp_path / "zk")], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    report = json.loads((out / "scale.json").read_text())
+    assert [row["hosts"] for row in report["rows"]] == [3, 6] and report["checks_failed"] == []
+    for row in report["rows"]:
+        assert row["loaded_check"] == row["check"] == {"missing": 0, "stale": 0, "unconverged_hosts": 0}  # no samples either
+        assert row["events"] == 10 and row["propagated"] == row["events"] and row["unpropagated"] == 0
+        assert 0 < row["propagation_p50_s"] <= row["propagation_p99_s"]
+        assert row["zk_requests_per_s"] > 0 and row["zk_watches"] > 0 and row["zk_znodes"] > row["endpoints"] * 2
+        assert 0 < row["zk_load_fraction"] and row["memory_per_host_mb"] > 0 and row["cpu_per_host_ms_per_s"] > 0
+        assert row["flows_computed_per_event"] >= row["flows_changed_per_event"] > 0
+    sustained = report["sustained"]
+    assert sustained["reads_per_s"] > 0 and sustained["writes_per_s"] > 0 and sustained["notifications_per_s"] > 0
+    ipam = report["ipam"]["contention"]
+    assert ipam["allocations"] == ipam["hosts"] * ipam["per_host"] == ipam["stored"] and ipam["stored_matches"]
+    assert ipam["duplicates"] == [] and report["ipam"]["by_fullness"]["0.99"]["allocations"] == 20
+    assert report["limit"]["figure"] in ("propagation_p99_s", "memory_per_host_mb", "recomputed_over_changed", "zk_load_fraction")
+    printed = (out / "scale.md").read_text()
+    assert printed in result.stdout and "Limits growth" in printed and "RecordingDatapath" in printed
+    for figure in ("propagation-p99-s", "zk-load-fraction", "memory-per-host-mb", "recomputed-over-changed", "zk-watches"):
+        assert (out / f"scale-{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "scale.csv").read_text().splitlines()[0].startswith("hosts,endpoints,")
+
+
+def test_scale_checks_fail_on_a_missing_or_stale_flow_and_on_an_address_handed_out_twice():
+    """The scale run's checks can fail: a host's table (the vxlan driver's real flows) missing an
+    endpoint, or holding one that is gone; an address handed out twice; and the report says so."""
+    import netaddr
+
+    from acsnet.benchmarks import scale_report
+    from acsnet.benchmarks.scale_hosts import Layout, table_mismatches
+    from acsnet.benchmarks.scale_ipam import duplicates
+    from acsnet.plugins.segments.datapath import HostView
+    from acsnet.plugins.segments.model import SegmentRecord
+    from acsnet.plugins.vxlan.agent import vxlan_table
+
+    layout = Layout(hosts=3, endpoints_per_host=2, networks=1, networks_per_host=1)
+    network = layout.network(0)
+    remote = [layout.endpoint(1, 0), layout.endpoint(2, 0)]
+    records = tuple(SegmentRecord(layout.host_name(i + 1), layout.host_mac(i + 1), layout.vtep(i + 1), e.ip, e.mac, e.endpoint_id)
+                    for i, e in enumerate(remote))
+    flows = vxlan_table(HostView("sim0000", (network,), (layout.endpoint(0, 0),), ((network.segment, records),)))
+    both = {(network.segment, e.mac) for e in remote}
+    assert table_mismatches(flows, both, {network.segment}) == (0, 0)
+    assert table_mismatches(flows, both | {(network.segment, "02:99:00:00:00:01")}, {network.segment}) == (1, 0)
+    assert table_mismatches(flows, {(network.segment, remote[0].mac)}, {network.segment}) == (0, 1)
+    assert netaddr.IPAddress(remote[0].ip) in network.subnet
+
+    assert duplicates(["10.0.0.2", "10.0.0.3", "10.0.0.2"]) == ["10.0.0.2"] and duplicates(["10.0.0.2"]) == []
+    clean = {"missing": 0, "stale": 0, "unconverged_hosts": 0}
+    ipam_run = {"duplicates": [], "error_count": 0, "errors": []}
+    report = {"rows": [{"hosts": 3, "loaded_check": clean, "check": clean, "unpropagated": 0, "error_count": 0, "errors": []}],
+              "ipam": {"contention": {**ipam_run, "stored_matches": True}, "by_fullness": {0.0: ipam_run, 0.99: ipam_run}}}
+    assert scale_report.failed_checks(report) == []
+    report["rows"][0]["check"] = {"missing": 1, "stale": 0, "unconverged_hosts": 1}
+    report["ipam"]["by_fullness"][0.99] = {**ipam_run, "duplicates": ["100.64.255.9"]}
+    failed = scale_report.failed_checks(report)
+    assert len(failed) == 2 and "not converged" in failed[0] and "100.64.255.9" in failed[1]

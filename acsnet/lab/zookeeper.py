@@ -57,7 +57,8 @@ class ZooKeeperServer:
 
     def __init__(self, workdir: str, host: str = "127.0.0.1", port: int | None = None, *, tick_ms: int = 500,
                  peers: list[tuple[str, int, int]] | None = None, my_id: int | None = None,
-                 command_prefix: list[str] | None = None, sasl_users: dict[str, str] | None = None):
+                 command_prefix: list[str] | None = None, sasl_users: dict[str, str] | None = None,
+                 heap_mb: int = 256, settings: dict[str, str] | None = None):
         if not os.path.exists("/usr/share/java/zookeeper.jar"):
             raise ZooKeeperMissing("ZooKeeper is not installed: apt-get install zookeeper")
         self.workdir = workdir
@@ -68,6 +69,8 @@ class ZooKeeperServer:
         self.my_id = my_id
         self.command_prefix = command_prefix or []
         self.sasl_users = sasl_users or {}
+        self.heap_mb = heap_mb
+        self.settings = settings or {}  # more zoo.cfg lines (the scale benchmark's maxClientCnxns)
         self.process: subprocess.Popen | None = None
 
     @property
@@ -85,9 +88,11 @@ class ZooKeeperServer:
             f"clientPort={self.port}",
             f"clientPortAddress={self.host}",
             "admin.enableServer=false",
-            "4lw.commands.whitelist=ruok,srvr,mntr",
+            # mntr and wchs: the scale benchmark reads requests, znodes and watches from them.
+            "4lw.commands.whitelist=ruok,srvr,mntr,wchs",
             # Sessions as short as 1 s let tests see a dead host's session expire quickly.
             f"minSessionTimeout={2 * self.tick_ms}",
+            *(f"{key}={value}" for key, value in self.settings.items()),
         ]
         if self.sasl_users:
             lines.append("authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider")
@@ -113,7 +118,7 @@ class ZooKeeperServer:
         config = self._write_config()
         log = open(os.path.join(self.workdir, "zookeeper.log"), "ab")
         self.process = subprocess.Popen(
-            [*self.command_prefix, "java", "-Xmx256m", "-cp", JAVA_CLASSPATH,
+            [*self.command_prefix, "java", f"-Xmx{self.heap_mb}m", "-cp", JAVA_CLASSPATH,
              *([f"-Djava.security.auth.login.config={self.workdir}/jaas.conf"] if self.sasl_users else []),
              f"-Dlog4j.configuration=file:{self.workdir}/log4j.properties", MAIN_CLASS, config],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,

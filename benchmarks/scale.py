@@ -1,0 +1,310 @@
+"""Shown at scale, by simulation: N hosts' vxlan agents against a real ZooKeeper ensemble of three.
+
+Each simulated host is the real segment agent (`SegmentAgent`) and the real ZooKeeper store, with its
+own session; its datapath is `RecordingDatapath` — a stand-in for Open vSwitch that keeps the host's
+flow table (the vxlan driver's real flows) in memory. The hosts run in a handful of processes (this
+machine has 2 cores). Every network exists on every host (local scope, as Docker 26 makes them); each
+host has its endpoints in a few of them. The run:
+
+1. measures what the ensemble sustains on this machine (pipelined reads, writes, watch notifications);
+2. per size: writes the cluster's state, starts every host's agent (its first load), checks every
+   table; then replaces containers at a steady rate across the hosts (an endpoint deleted, a new one
+   made on the same address) and measures propagation (from a record's commit to the moment every
+   host with endpoints on that network has it in its table), ZooKeeper's requests, watches and znodes
+   (`mntr`) and their share of what it sustains, each host's CPU time and memory, the flows computed
+   per event; then checks every table again (exactly the other hosts' endpoints: none missing, none stale);
+3. the IPAM under contention: many hosts allocating from one /16 at once, and a 99% full /16 against
+   an empty one (`benchmarks/scale_ipam.py`).
+
+    python -m acsnet.benchmarks.scale [--sizes 10,100,300,1000] [--quick] [--out benchmarks/results]
+
+A size whose first load the previous size projects past `--budget` seconds, or past this machine's
+free memory, is not run; the report says so and why. Writes scale.md, scale.csv, scale.json and a
+chart per figure (scale-<figure>.png) to `--out`, and names the figure that limits growth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import queue
+import random
+import signal
+import sys
+import tempfile
+import threading
+import time
+
+from acsnet.benchmarks import scale_ipam, scale_report
+from acsnet.benchmarks.scale_ensemble import Ensemble, capacity, load_fraction
+from acsnet.benchmarks.scale_hosts import Layout, serve
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
+
+
+def say(started: float, text: str) -> None:
+    print(f"[{time.monotonic() - started:7.1f}s] {text}", file=sys.stderr, flush=True)
+
+
+class HostProcessClient:
+    """The orchestrator's end of one host process: commands answered in order, replacements as they finish."""
+
+    def __init__(self, context, url: str, layout: Layout, indexes: list[int]):
+        self.indexes = indexes
+        self.connection, child = context.Pipe()
+        self.process = context.Process(target=serve, args=(url, layout, indexes, child), daemon=True)
+        self.process.start()
+        self.answers: queue.Queue = queue.Queue()
+        self.replaced: queue.Queue = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.ready = self.answers.get(timeout=120)[1]
+
+    def _read(self) -> None:
+        try:
+            while True:
+                message = self.connection.recv()
+                (self.replaced if message[0].startswith("replace") else self.answers).put(message)
+        except (EOFError, OSError):
+            self.answers.put(("error", "the host process ended"))
+
+    def send(self, name: str, *args) -> None:
+        self.connection.send((name, args))
+
+    def answer(self, timeout: float):
+        name, value = self.answers.get(timeout=timeout)
+        if name == "error":
+            raise RuntimeError(value)
+        return value
+
+    def call(self, name: str, *args, timeout: float = 3600):
+        self.send(name, *args)
+        return self.answer(timeout)
+
+    def stop(self) -> None:
+        try:
+            self.call("stop", timeout=120)
+        except (RuntimeError, queue.Empty, OSError):
+            pass
+        self.process.join(30)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+def on_all(clients: list[HostProcessClient], name: str, *args, timeout: float = 3600) -> list:
+    for client in clients:
+        client.send(name, *args)
+    return [client.answer(timeout) for client in clients]
+
+
+def expected_tables(layout: Layout, current: dict[tuple[int, int], int]) -> dict[int, set]:
+    """VNI -> (VNI, MAC, host) of every endpoint there is, given each slot's current generation."""
+    expected: dict[int, set] = {}
+    for index in range(layout.hosts):
+        for slot in range(layout.endpoints_per_host):
+            endpoint = layout.endpoint(index, slot, current.get((index, slot), 0))
+            expected.setdefault(endpoint.segment, set()).add((endpoint.segment, endpoint.mac, index))
+    return expected
+
+
+def summed(checks: list[dict]) -> dict:
+    """The host processes' table checks as one: counts added up, a few examples of what is wrong."""
+    total = {k: sum(c[k] for c in checks) for k in ("missing", "stale", "unconverged_hosts")}
+    samples = [s for c in checks for s in c["samples"]][:3]
+    return {**total, **({"samples": samples} if samples else {})}
+
+
+def run_size(ensemble: Ensemble, sustained: dict, layout: Layout, args, started: float) -> dict:
+    hosts = layout.hosts
+    url = ensemble.url(f"/scale-{hosts}-{os.getpid()}")
+    context = multiprocessing.get_context("spawn")
+    count = max(1, min(args.processes, hosts))
+    say(started, f"{hosts} hosts: starting {count} host processes")
+    clients = [HostProcessClient(context, url, layout, list(range(hosts))[p::count]) for p in range(count)]
+    result: dict = {"hosts": hosts, "endpoints": hosts * layout.endpoints_per_host, "processes": count}
+    try:
+        t = time.monotonic()
+        on_all(clients, "populate")
+        result["populate_s"] = time.monotonic() - t
+        before_load = ensemble.stats()
+        say(started, f"{hosts} hosts: state written ({result['populate_s']:.1f}s); starting the agents")
+        t = time.monotonic()
+        loaded = on_all(clients, "start_agents", timeout=args.budget * 3)
+        result["load_s"] = time.monotonic() - t
+        after_load = ensemble.stats()
+        result["load_requests"] = after_load["requests"] - before_load["requests"]
+        current: dict[tuple[int, int], int] = {}
+        checks = on_all(clients, "check", expected_tables(layout, current), args.settle)
+        result["loaded_check"] = summed(checks)
+        say(started, f"{hosts} hosts: loaded in {result['load_s']:.1f}s, tables {result['loaded_check']}; churning")
+
+        # -- steady churn ----------------------------------------------------------------------
+        chooser = random.Random(hosts)
+        events = int(args.rate * args.seconds)
+        slots = chooser.sample([(i, s) for i in range(hosts) for s in range(layout.endpoints_per_host)],
+                               min(events, hosts * layout.endpoints_per_host))
+        owner = {i: clients[i % count] for i in range(hosts)}
+        counters_before = on_all(clients, "counters")
+        zk_before = ensemble.stats()
+        t0 = time.monotonic()
+        for n, (index, slot) in enumerate(slots):
+            time.sleep(max(0.0, t0 + n / args.rate - time.monotonic()))
+            current[(index, slot)] = 1
+            owner[index].send("replace", index, slot, 1)
+        commits: dict[str, tuple[int, float]] = {}
+        errors = []
+        for client in clients:
+            for _ in range(sum(1 for i, _s in slots if i % count == clients.index(client))):
+                name, value = client.replaced.get(timeout=args.budget)
+                if name == "replaced":
+                    commits[value[0]] = value[1]
+                else:
+                    errors.append(value)
+        churn_s = time.monotonic() - t0
+        zk_after = ensemble.stats()
+        counters_after = on_all(clients, "counters")
+        checks = on_all(clients, "check", expected_tables(layout, current), args.settle)
+        result["check"] = summed(checks)
+        arrivals: dict[str, list] = {}
+        for answer in on_all(clients, "arrivals"):
+            for endpoint_id, seen in answer.items():
+                arrivals.setdefault(endpoint_id, []).extend(seen)
+
+        # -- figures ---------------------------------------------------------------------------
+        interested = {k: [i for i in range(hosts) if k in layout.host_networks(i)] for k in range(layout.networks)}
+        delays, unpropagated = [], 0
+        for index, slot in slots:
+            endpoint = layout.endpoint(index, slot, 1)
+            if endpoint.endpoint_id not in commits:
+                continue
+            k = [k for k in range(layout.networks) if layout.network(k).segment == endpoint.segment][0]
+            want = {layout.host_name(i) for i in interested[k] if i != index}
+            seen = {host: when for host, when in arrivals.get(endpoint.endpoint_id, ())}
+            if not want <= set(seen):
+                unpropagated += 1
+                continue
+            if want:
+                delays.append(max(seen[h] for h in want) - commits[endpoint.endpoint_id])
+        interested_hosts = sum(len(interested[k]) - 1 for k in range(layout.networks)) / layout.networks
+        flows = sum(c["flows"] for c in counters_after) - sum(c["flows"] for c in counters_before)
+        programs = sum(c["programs"] for c in counters_after) - sum(c["programs"] for c in counters_before)
+        per_process_hosts = [len(c.indexes) for c in clients]
+        memory = [(after["rss"] - client.ready["rss"]) / n for after, client, n in zip(counters_after, clients, per_process_hosts)]
+        cpu = [(after["cpu_s"] - before["cpu_s"]) / n / churn_s
+               for after, before, n in zip(counters_after, counters_before, per_process_hosts)]
+        load_cpu = [(l["cpu_s"] - client.ready["cpu_s"]) / n for l, client, n in zip(loaded, clients, per_process_hosts)]
+        zk = {k: zk_after[k] - zk_before[k] for k in ("requests", "writes", "notifications")}
+        reads_per_s = max(zk["requests"] - zk["writes"], 0) / churn_s
+        result.update({
+            "events": len(slots), "events_per_s": len(slots) / churn_s, "errors": errors[:5], "error_count": len(errors),
+            "propagation_p50_s": percentile(delays, 0.5), "propagation_p99_s": percentile(delays, 0.99),
+            "propagated": len(delays), "unpropagated": unpropagated, "interested_hosts_per_event": interested_hosts,
+            "zk_requests_per_s": zk["requests"] / churn_s, "zk_writes_per_s": zk["writes"] / churn_s,
+            "zk_notifications_per_s": zk["notifications"] / churn_s, "zk_watches": zk_after["watches"],
+            "zk_znodes": zk_after["znodes"], "zk_connections": zk_after["connections"],
+            "zk_load_fraction": load_fraction(reads_per_s, zk["writes"] / churn_s, zk["notifications"] / churn_s, sustained),
+            "memory_per_host_mb": sum(memory) / len(memory) / 1e6,
+            "cpu_per_host_ms_per_s": sum(cpu) / len(cpu) * 1000,
+            "load_cpu_per_host_s": sum(load_cpu) / len(load_cpu),
+            "machine_busy": sum((a["cpu_s"] - b["cpu_s"]) for a, b in zip(counters_after, counters_before)) / churn_s / (os.cpu_count() or 1),
+            "flows_computed_per_event": flows / max(len(slots), 1), "programs_per_event": programs / max(len(slots), 1),
+            # a replacement changes, on each host with endpoints on that network, the old endpoint's two
+            # flows (its MAC to its VTEP, its ARP answer) for the new one's two
+            "flows_changed_per_event": 4 * interested_hosts,
+        })
+        result["recomputed_over_changed"] = result["flows_computed_per_event"] / max(result["flows_changed_per_event"], 1)
+        say(started, f"{hosts} hosts: {scale_report.one_line(result)}")
+        return result
+    finally:
+        for client in clients:
+            client.stop()
+
+
+def projected(previous: dict, hosts: int) -> dict:
+    """What a larger size will take, from the last one run: a host's first load reads every record of
+    its networks (grows with hosts), for every host (again): quadratic; memory per host linear in hosts."""
+    ratio = hosts / previous["hosts"]
+    return {"load_s": previous["load_s"] * ratio ** 2,
+            "memory_gb": previous["memory_per_host_mb"] * ratio * hosts / 1000}
+
+
+def available_memory_gb() -> float:
+    with open("/proc/meminfo") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    return int(fields["MemAvailable"].split()[0]) / 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10,100,300,1000", help="numbers of hosts, comma-separated")
+    parser.add_argument("--endpoints", type=int, default=100, help="endpoints per host")
+    parser.add_argument("--networks", type=int, default=10)
+    parser.add_argument("--networks-per-host", type=int, default=2, help="networks a host has endpoints in")
+    parser.add_argument("--processes", type=int, default=4, help="processes the simulated hosts run in")
+    parser.add_argument("--rate", type=float, default=10.0, help="container replacements per second, across the hosts")
+    parser.add_argument("--seconds", type=float, default=30.0, help="how long the churn lasts at each size")
+    parser.add_argument("--settle", type=float, default=120.0, help="seconds every table may take to converge")
+    parser.add_argument("--budget", type=float, default=900.0, help="seconds a size's first load may be projected to take")
+    parser.add_argument("--ipam-hosts", type=int, default=1000)
+    parser.add_argument("--ipam-per-host", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and short phases (what the test runs)")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    parser.add_argument("--workdir", help="where the ensemble keeps its data (default: a temporary directory)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes = args.sizes if "--sizes" in (argv or sys.argv) else "3,6"
+        args.endpoints, args.networks, args.networks_per_host = min(args.endpoints, 6), min(args.networks, 3), min(args.networks_per_host, 2)
+        args.rate, args.seconds, args.settle, args.processes = 5.0, 2.0, 30.0, 2
+        args.ipam_hosts, args.ipam_per_host = min(args.ipam_hosts, 20), min(args.ipam_per_host, 2)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    started = time.monotonic()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the ensemble stops on the way out
+    workdir = args.workdir or tempfile.mkdtemp(prefix="acsnet-scale-")
+    ensemble = Ensemble(workdir).start()
+    try:
+        say(started, "ensemble of 3 up; measuring what it sustains")
+        sustained = capacity(ensemble, processes=1 if args.quick else 4, seconds=1.0 if args.quick else 8.0)
+        say(started, f"sustained: {sustained['reads_per_s']:.0f} reads/s, {sustained['writes_per_s']:.0f} writes/s, "
+                     f"{sustained['notifications_per_s']:.0f} notifications/s")
+        rows, skipped = [], []
+        for hosts in sizes:
+            layout = Layout(hosts, args.endpoints, args.networks, min(args.networks_per_host, args.networks))
+            if rows:
+                guess = projected(rows[-1], hosts)
+                reasons = []
+                if guess["load_s"] > args.budget:
+                    reasons.append(f"first load projected {guess['load_s']:.0f}s > budget {args.budget:.0f}s")
+                if guess["memory_gb"] > 0.7 * available_memory_gb():
+                    reasons.append(f"memory projected {guess['memory_gb']:.1f} GB > 70% of {available_memory_gb():.1f} GB free")
+                if reasons:
+                    skipped.append({"hosts": hosts, "why": "; ".join(reasons), **guess})
+                    say(started, f"{hosts} hosts: not run ({skipped[-1]['why']})")
+                    continue
+            rows.append(run_size(ensemble, sustained, layout, args, started))
+        say(started, f"IPAM: {args.ipam_hosts} hosts allocating from one /16 at once")
+        ipam = scale_ipam.run(ensemble.url("/scale-ipam"), hosts=args.ipam_hosts, per_host=args.ipam_per_host,
+                              fullness_hosts=min(args.ipam_hosts, 200), processes=2 if args.quick else 4)
+    finally:
+        ensemble.stop()
+    report = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "sustained": sustained, "rows": rows,
+              "skipped": skipped, "ipam": ipam,
+              "layout": {"endpoints_per_host": args.endpoints, "networks": args.networks,
+                         "networks_per_host": args.networks_per_host, "rate": args.rate, "seconds": args.seconds,
+                         "processes": args.processes}}
+    report["limit"] = scale_report.limiting_figure(rows)
+    report["checks_failed"] = scale_report.failed_checks(report)
+    os.makedirs(args.out, exist_ok=True)
+    text = scale_report.write(report, args.out)
+    print(text)
+    with open(os.path.join(args.out, "scale.json"), "w") as f:
+        json.dump(report, f, indent=1, default=str)
+    return 1 if report["checks_failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

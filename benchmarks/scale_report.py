@@ -1,0 +1,173 @@
+"""The scale benchmark's report: its table (markdown, CSV), a chart per figure against hosts, the
+checks that fail the run, and the figure that limits growth."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+
+# figure key: (label, unit, goal at 1,000 hosts or None, what the goal says)
+FIGURES = {
+    "propagation_p99_s": ("propagation p99", "s", 1.0, "under 1 s"),
+    "propagation_p50_s": ("propagation p50", "s", None, ""),
+    "memory_per_host_mb": ("agent memory per host", "MB", 100.0, "under 100 MB"),
+    "cpu_per_host_ms_per_s": ("agent CPU per host", "ms/s", None, ""),
+    "recomputed_over_changed": ("flows computed / flows changed, per event", "x", 2.0,
+                                "work proportional to what changed (at most 2x)"),
+    "zk_load_fraction": ("ZooKeeper load / what it sustains", "", 0.5, "below half"),
+    "zk_requests_per_s": ("ZooKeeper requests", "/s", None, ""),
+    "zk_watches": ("ZooKeeper watches", "", None, ""),
+    "zk_znodes": ("ZooKeeper znodes", "", None, ""),
+}
+GOAL_HOSTS = 1000
+
+COLUMNS = ["hosts", "endpoints", "load_s", "propagation_p50_s", "propagation_p99_s", "zk_requests_per_s", "zk_writes_per_s",
+           "zk_notifications_per_s", "zk_load_fraction", "zk_watches", "zk_znodes", "memory_per_host_mb",
+           "cpu_per_host_ms_per_s", "flows_computed_per_event", "flows_changed_per_event", "recomputed_over_changed",
+           "events_per_s", "machine_busy"]
+HEADERS = ["hosts", "endpoints", "first load (s)", "prop. p50 (s)", "prop. p99 (s)", "ZK req/s", "ZK writes/s",
+           "ZK notif./s", "ZK load", "ZK watches", "ZK znodes", "mem/host (MB)", "CPU/host (ms/s)",
+           "flows computed/event", "flows changed/event", "computed/changed", "events/s", "machine busy"]
+
+
+def fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:.0f}"
+    return str(value)
+
+
+def one_line(row: dict) -> str:
+    return (f"propagation p50/p99 {fmt(row['propagation_p50_s'])}/{fmt(row['propagation_p99_s'])} s, "
+            f"ZK {fmt(row['zk_requests_per_s'])} req/s ({fmt(row['zk_load_fraction'])} of capacity), "
+            f"{row['zk_watches']} watches, {row['zk_znodes']} znodes, {fmt(row['memory_per_host_mb'])} MB and "
+            f"{fmt(row['cpu_per_host_ms_per_s'])} ms/s CPU per host, {fmt(row['flows_computed_per_event'])} flows "
+            f"computed per event for {fmt(row['flows_changed_per_event'])} changed; {row['unpropagated']} records "
+            f"never reached an interested host; tables {row['check']}")
+
+
+def growth(rows: list[dict], key: str) -> tuple[float | None, float | None]:
+    """(exponent of the figure's growth with hosts between the last two sizes, its value projected at
+    1,000 hosts by that exponent)."""
+    points = [(r["hosts"], r[key]) for r in rows if r.get(key)]
+    if not points:
+        return None, None
+    if len(points) == 1:
+        return None, points[-1][1]
+    (h1, v1), (h2, v2) = points[-2], points[-1]
+    slope = math.log(v2 / v1) / math.log(h2 / h1) if v1 > 0 and v2 > 0 and h2 != h1 else 0.0
+    return slope, v2 * (GOAL_HOSTS / h2) ** slope
+
+
+def limiting_figure(rows: list[dict]) -> dict | None:
+    """The goal figure furthest past (or closest to) its goal at 1,000 hosts, as the sizes run project it."""
+    worst = None
+    for key, (label, unit, goal, says) in FIGURES.items():
+        if goal is None:
+            continue
+        slope, at_goal = growth(rows, key)
+        if at_goal is None:
+            continue
+        candidate = {"figure": key, "label": label, "goal": says, "largest_run": rows[-1]["hosts"],
+                     "at_largest": rows[-1][key], "growth_exponent": slope, "projected_at_1000": at_goal,
+                     "over_goal": at_goal / goal}
+        if worst is None or candidate["over_goal"] > worst["over_goal"]:
+            worst = candidate
+    return worst
+
+
+def failed_checks(report: dict) -> list[str]:
+    """Everything that makes the run fail: a table not converged, a record that never reached a host
+    with endpoints on its network, an error, an address handed out twice."""
+    failed = []
+    for row in report["rows"]:
+        for phase in ("loaded_check", "check"):
+            if any(row[phase][k] for k in ("missing", "stale", "unconverged_hosts")):
+                failed.append(f"{row['hosts']} hosts: tables not converged ({phase}: {row[phase]})")
+        if row["unpropagated"]:
+            failed.append(f"{row['hosts']} hosts: {row['unpropagated']} records never reached every interested host")
+        if row["error_count"]:
+            failed.append(f"{row['hosts']} hosts: {row['error_count']} replacements failed: {row['errors'][:2]}")
+    ipam = report["ipam"]
+    for name, result in [("contention", ipam["contention"])] + [(f"{f:.0%} full", r) for f, r in ipam["by_fullness"].items()]:
+        if result["duplicates"]:
+            failed.append(f"IPAM {name}: addresses handed out twice: {result['duplicates'][:5]}")
+        if result["error_count"]:
+            failed.append(f"IPAM {name}: {result['error_count']} allocations failed: {result['errors'][:2]}")
+    if not ipam["contention"]["stored_matches"]:
+        failed.append("IPAM contention: the store's address records differ from the addresses handed out")
+    return failed
+
+
+def chart(rows: list[dict], key: str, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    label, unit, goal, says = FIGURES[key]
+    points = [(r["hosts"], r[key]) for r in rows if r.get(key) is not None]
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    if points:
+        ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label="measured")
+    if goal is not None:
+        ax.axhline(goal, color="red", linestyle="--", label=f"goal at {GOAL_HOSTS:,} hosts: {says}")
+    ax.set_xscale("log")
+    ax.set_xlabel("simulated hosts")
+    ax.set_ylabel(f"{label} ({unit})" if unit else label)
+    ax.set_title(label)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def write(report: dict, out: str) -> str:
+    """Write scale.md, scale.csv and the charts to `out`; answer the markdown."""
+    rows = report["rows"]
+    with open(os.path.join(out, "scale.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(COLUMNS)
+        for row in rows:
+            writer.writerow([row.get(c) for c in COLUMNS])
+    for key in FIGURES:
+        chart(rows, key, os.path.join(out, f"scale-{key.replace('_', '-')}.png"))
+    s = report["sustained"]
+    layout = report["layout"]
+    lines = [f"# Scale, by simulation ({report['when']})", "",
+             f"Simulated hosts: the real vxlan agent and ZooKeeper store, one session per host, with "
+             f"`RecordingDatapath` standing in for OVS (each host's flow table in memory), in "
+             f"{layout['processes']} processes on this machine; a ZooKeeper ensemble of three on loopback. "
+             f"{layout['endpoints_per_host']} endpoints per host in {layout['networks_per_host']} of {layout['networks']} "
+             f"networks (every network on every host); {layout['rate']:g} container replacements/s for {layout['seconds']:g} s.",
+             "", f"The ensemble sustains here: {s['reads_per_s']:.0f} reads/s, {s['writes_per_s']:.0f} writes/s, "
+             f"{s['notifications_per_s']:.0f} watch notifications/s (each alone, {s['processes']} client processes).", "",
+             "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    for row in rows:
+        lines.append("| " + " | ".join(fmt(row.get(c)) for c in COLUMNS) + " |")
+    for skip in report["skipped"]:
+        lines.append(f"| {skip['hosts']} | not run: {skip['why']} |" + " |" * (len(HEADERS) - 2))
+    limit = report["limit"]
+    if limit:
+        lines += ["", f"**Limits growth: {limit['label']}** — {fmt(limit['at_largest'])} at {limit['largest_run']} hosts, "
+                      f"growing as hosts^{fmt(limit['growth_exponent'])}; projected at {GOAL_HOSTS:,} hosts: "
+                      f"{fmt(limit['projected_at_1000'])} (goal: {limit['goal']}; {fmt(limit['over_goal'])}x the goal)."]
+    ipam = report["ipam"]
+    c = ipam["contention"]
+    empty, full = ipam["by_fullness"][0.0], ipam["by_fullness"][0.99]
+    lines += ["", "IPAM, one /16 pool, hosts allocating at once (each the real IPAM driver with its own session):", "",
+              "| run | hosts | allocations | allocations/s | p50 (ms) | p99 (ms) | duplicates |", "|---|---|---|---|---|---|---|",
+              f"| empty pool | {c['hosts']} | {c['allocations']} | {c['per_s']:.0f} | {c['p50_ms']:.1f} | {c['p99_ms']:.1f} | {len(c['duplicates'])} |",
+              f"| empty /16 | {empty['hosts']} | {empty['allocations']} | {empty['per_s']:.0f} | {empty['p50_ms']:.1f} | {empty['p99_ms']:.1f} | {len(empty['duplicates'])} |",
+              f"| 99% full /16 | {full['hosts']} | {full['allocations']} | {full['per_s']:.0f} | {full['p50_ms']:.1f} | {full['p99_ms']:.1f} | {len(full['duplicates'])} |",
+              "", f"99% full over empty, p50: {ipam['full_over_empty_p50']:.2f}x."]
+    failed = report["checks_failed"]
+    lines += ["", "Checks: " + ("all passed (every table converged, every record reached every host with endpoints "
+                                "on its network, no address twice)" if not failed else "FAILED: " + "; ".join(failed))]
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(out, "scale.md"), "w") as f:
+        f.write(text)
+    return text
