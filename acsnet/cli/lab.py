@@ -34,6 +34,11 @@ def add_commands(commands) -> None:
     up.add_argument("--engine", choices=("20.10", "26"), default="20.10",
                     help="the hosts' Docker Engine: 20.10 (Debian 12's docker.io) or 26 (Debian 13's, unpacked "
                     "by .ci/install under .cache/trixie/; local scope only) (default 20.10)")
+    up.add_argument("--plugins", choices=("processes", "managed"), default="processes",
+                    help="how the hosts run acsnet: 'acsnet serve' processes (plugins vlan, vxlan, vpc, acsnet), or "
+                    "Docker managed plugins made by 'acsnet plugin build' (acsnet/vlan, ..., acsnet/ipam) (default processes)")
+    up.add_argument("--swarm", action="store_true",
+                    help="make the hosts a swarm: h1 its manager, the others workers (needs --plugins managed)")
     up.set_defaults(run=run_lab_up)
     lab_commands.add_parser("down", help="remove everything the lab made (safe to run twice)").set_defaults(run=run_lab_down)
     status = lab_commands.add_parser("status", help="what is up and where the logs are")
@@ -61,7 +66,7 @@ def _progress(message: str) -> None:
 
 def run_lab_up(args: argparse.Namespace) -> int:
     _lab(args).up(args.hosts, args.scope, args.link_rate, progress=_progress, zookeepers=args.zookeepers,
-                  engine=args.engine)
+                  engine=args.engine, plugins=args.plugins, swarm=args.swarm)
     return 0
 
 

@@ -14,7 +14,7 @@ import logging
 
 import netaddr
 
-from acsnet.errors import AcsnetError, NotFound
+from acsnet.errors import AcsnetError, HostNotSetUp, NotFound
 from acsnet.ovsctl import links
 from acsnet.ovsctl.vpc_pipeline import COOKIE, InternalNetwork, OwnSubnet, PeerSubnet, VpcDatapath, VpcPort, vpc_flows
 from acsnet.plugins.segments.agent import SegmentAgent
@@ -25,6 +25,8 @@ from acsnet.plugins.vpc.routes import RouteProvider
 from acsnet.plugins.vpc.state import HostSubnetRecord
 
 log = logging.getLogger(__name__)
+
+FORWARDING = "/proc/sys/net/ipv4/ip_forward"
 
 
 def segment_of(subnet: netaddr.IPNetwork) -> int:
@@ -52,9 +54,25 @@ class VpcAgent(SegmentAgent):
         self._vpc_ranges: tuple[netaddr.IPNetwork, ...] = ()  # every vpc network: gateways left in them are ours
 
     def start(self) -> None:
-        with open("/proc/sys/net/ipv4/ip_forward", "w") as f:  # the host routes for its containers
-            f.write("1")
+        if not self.forwarding():
+            try:
+                with open(FORWARDING, "w") as f:  # the host routes for its containers
+                    f.write("1")
+            except OSError as e:  # a managed plugin: Docker mounts /proc/sys read-only in it
+                log.error("IPv4 forwarding is off on this host and cannot be turned on here (%s): vpc networks "
+                          "are refused until the host turns it on", e.strerror or e)
         super().start()
+
+    @staticmethod
+    def forwarding() -> bool:
+        with open(FORWARDING) as f:
+            return f.read().strip() == "1"
+
+    def require_forwarding(self) -> None:
+        if not self.forwarding():
+            raise HostNotSetUp("IPv4 forwarding is off on this host, and the vpc driver routes for its containers; "
+                               "this plugin cannot turn it on (a managed plugin's /proc/sys is read-only): run "
+                               "'sysctl -w net.ipv4.ip_forward=1' on the host, or 'acsnet plugin install --host-setup'")
 
     # -- the segment agent's hooks ---------------------------------------------------------------
 

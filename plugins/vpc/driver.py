@@ -19,6 +19,7 @@ class VpcDriver(SegmentDriver):
 
     def create_network(self, request: NetworkCreate) -> None:
         self.require_cluster()
+        self.agent.require_forwarding()
         data = single_ipv4_subnet(self.name, request)
         options = parse_vpc_options(request, data.pool)
         own = self.agent.claim_host_subnet(data.pool, options.host_subnet_size, options.max_routes)
