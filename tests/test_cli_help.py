@@ -32,8 +32,11 @@ EXPECTED = {
                          "--request-timeout"},
     ("host-setup",): {"--config", "--uplink", "--bridge", "--datapath", "--no-userspace-tso", "--ovsdb"},
     ("install-units",): {"--dest", "--config-dir"},
-    ("lab", "up"): {"--hosts", "--scope", "--link-rate", "--zookeepers", "--engine"},
-    ("lab", "demo"): {"--hosts", "--engine"},
+    ("lab", "up"): {"--hosts", "--scope", "--link-rate", "--zookeepers", "--engine", "--plugins", "--swarm"},
+    ("lab", "demo"): {"--hosts", "--engine", "--swarm"},
+    ("plugin", "build"): {"--out"},
+    ("plugin", "install"): {"--docker", "--from", "--set", "--only", "--host-setup", "--config", "--uplink", "--bridge",
+                            "--datapath", "--no-userspace-tso", "--ovsdb"},
     ("lab", "status"): {"--json"},
 }
 

@@ -53,6 +53,9 @@ def add_commands(commands) -> None:
     demo.add_argument("--engine", choices=("20.10", "26"), default=None,
                       help="Docker Engine of a lab brought up by the demo (default 20.10); a lab already up "
                       "must run this engine")
+    demo.add_argument("--swarm", action="store_true",
+                      help="the swarm scenario: a lab brought up by the demo runs the managed plugins in a swarm "
+                      "(as 'lab up --plugins managed --swarm'); a lab already up must be one")
     demo.set_defaults(run=run_lab_demo)
 
 
@@ -107,10 +110,14 @@ def run_lab_demo(args: argparse.Namespace) -> int:
     lab = _lab(args)
     if not lab.is_up:
         engine = args.engine or "20.10"
-        print(f"no lab is up: bringing one up with {args.hosts} hosts and Docker {engine}", flush=True)
+        print(f"no lab is up: bringing one up with {args.hosts} hosts and Docker {engine}"
+              + (", managed plugins in a swarm" if args.swarm else ""), flush=True)
         lab.down()
-        lab.up(args.hosts, "local", None, progress=_progress, engine=engine)
+        lab.up(args.hosts, "local", None, progress=_progress, engine=engine,
+               plugins="managed" if args.swarm else "processes", swarm=args.swarm)
     elif args.engine and args.engine != lab.engine:
         raise AcsnetError(f"the lab that is up runs Docker {lab.engine}, not {args.engine}: "
                           f"run 'acsnet lab down' first, or the demo without --engine")
+    elif args.swarm and not (lab.state() or {}).get("swarm"):
+        raise AcsnetError("the lab that is up is no swarm: run 'acsnet lab down' first, or the demo without --swarm")
     return 0 if run_demo(lab) else 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from acsnet.cli.common import add_docker_option
+from acsnet.cli.common import add_config_option, add_docker_option
 from acsnet.config import HOST_SETUP_OPTIONS, add_options, resolve
 from acsnet.errors import AcsnetError
 
@@ -37,7 +37,8 @@ def add_commands(commands) -> None:
     install.add_argument("--host-setup", action="store_true",
                          help="first run 'acsnet host-setup' on this host (needs --uplink) and turn IPv4 forwarding "
                          "on (the vpc driver routes; a plugin cannot change /proc/sys)")
-    add_options(install, [o for o in HOST_SETUP_OPTIONS])
+    add_config_option(install, " (host setup's options)")
+    add_options(install, HOST_SETUP_OPTIONS)
     install.set_defaults(run=run_plugin_install)
 
 

@@ -207,7 +207,10 @@ class LabBuilding:
                               extra_args=self.dockerd_args(host.name, index, state["scope"]),
                               engine=state.get("engine", DEFAULT_ENGINE)).start()
         progress(f"{host.name}: acsnet plugin install --host-setup (managed plugins acsnet/ipam, vlan, vxlan, vpc)")
-        self.install_managed_plugins(host.name)
+        # In a swarm the drivers are global scope: the manager allocates each swarm network (its pool,
+        # gateway, every task's address, AllocateNetwork), and every node creates it with that; a
+        # local-scope driver's swarm network is made on each node without its subnet or options.
+        self.install_managed_plugins(host.name, *(["ACSNET_SCOPE=global"] if state.get("swarm") else []))
         if state["link_rate"]:
             shape_port(host, UPLINK, state["link_rate"])
         progress(f"{host.name}: busybox image")
