@@ -102,7 +102,7 @@ def _is_shared_mount_point(path: str) -> bool:
 
 
 class PluginInstaller:
-    def __init__(self, docker: DockerAddress, build_dir: str, *, enable_timeout: int = 60):
+    def __init__(self, docker: DockerAddress, build_dir: str, *, enable_timeout: int = 180):
         self.docker = docker
         self.build_dir = build_dir
         self.enable_timeout = enable_timeout

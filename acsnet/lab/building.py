@@ -222,7 +222,14 @@ class LabBuilding:
         pairs = [f"ACSNET_STORE={self.zookeeper_url}", "ACSNET_DATAPATH=netdev", *settings]
         self.node(host).run([sys.executable, "-m", "acsnet.cli", "plugin", "install", "--docker", "unix:///run/docker.sock",
                              "--from", self.managed_plugins_dir, "--host-setup", "--uplink", UPLINK, "--datapath", "netdev",
-                             *[f"--set={pair}" for pair in pairs]], timeout=600)
+                             *[f"--set={pair}" for pair in pairs]], timeout=900)
+        # runc puts a plugin in a cgroup named by its id below its caller's (no cgroup parent applies to
+        # plugins): `down` removes those by the ids kept here.
+        ids = self.docker(host, "plugin", "ls", "--no-trunc", "--quiet").stdout.split()
+        state = self.state()
+        state["plugin_ids"] = sorted(set(state.get("plugin_ids", [])) | set(ids))
+        with open(self.state_path, "w") as f:
+            json.dump(state, f, indent=2)
 
     def _form_swarm(self, hosts: list[str], progress: Progress) -> None:
         """The first host initialises a swarm on its underlay address and is its manager; the others join
