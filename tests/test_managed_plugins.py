@@ -126,7 +126,7 @@ def test_a_plugin_whose_store_is_unreachable_still_activates(managed_lab):
         for reference in references:
             lab.docker(host, "plugin", "disable", reference)
             lab.docker(host, "plugin", "set", reference, f"ACSNET_STORE={nowhere}", "ACSNET_STORE_TIMEOUT=2")
-            lab.docker(host, "plugin", "enable", reference)
+            lab.docker(host, "plugin", "enable", "--timeout", "300", reference, timeout=400)
         refused = lab.docker(host, "network", "create", "-d", VLAN, "--ipam-driver", IPAM, "--subnet", "100.84.0.0/24",
                              "-o", "VlanId=218", f"mnone-{tag}", check=False)
         assert refused.returncode != 0 and "192.0.2.99:2181" in refused.stderr, refused.stderr
@@ -137,7 +137,7 @@ def test_a_plugin_whose_store_is_unreachable_still_activates(managed_lab):
         for reference in references:
             lab.docker(host, "plugin", "disable", reference, check=False)
             lab.docker(host, "plugin", "set", reference, f"ACSNET_STORE={lab.zookeeper_url}", "ACSNET_STORE_TIMEOUT=5")
-            lab.docker(host, "plugin", "enable", reference)
+            lab.docker(host, "plugin", "enable", "--timeout", "300", reference, timeout=400)
     lab.docker(host, "network", "create", "-d", VLAN, "--ipam-driver", IPAM, "--subnet", "100.84.0.0/24",
                "-o", "VlanId=218", f"mback-{tag}")
     lab.docker(host, "network", "rm", f"mback-{tag}")
