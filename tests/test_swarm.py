@@ -6,6 +6,7 @@ nothing is left on any node: no address, pool, record, OVS port or flow."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 import uuid
@@ -15,6 +16,7 @@ import pytest
 from acsnet.lab.dockerd import IMAGE
 from acsnet.lab.topology import Lab
 from acsnet.managed_plugins import PLUGINS
+from tests.test_lab import lab_cli
 
 VXLAN, VLAN, VPC, IPAM = (PLUGINS[p].reference for p in ("vxlan", "vlan", "vpc", "ipam"))
 MANAGER = "h1"
@@ -79,7 +81,7 @@ def pings(lab: Lab, host: str, container: str, address: str) -> bool:
     return lab.docker(host, "exec", container, "ping", "-c", "2", "-W", "2", address, check=False).returncode == 0
 
 
-def assert_nothing_left(lab: Lab, network: str) -> None:
+def assert_nothing_left(lab: Lab, network: str, prefix: str = "100.80.0.") -> None:
     deadline = time.monotonic() + 60
     while True:  # workers remove the network once their last task is gone
         left = [h for h in lab.hosts() if network in lab.docker(h, "network", "ls", "--format", "{{.Name}}").stdout.split()]
@@ -94,7 +96,7 @@ def assert_nothing_left(lab: Lab, network: str) -> None:
         ports += node.run(["ovs-vsctl", "list-ports", "acsvx0"], check=False).stdout.split()
         assert [p for p in ports if p.startswith("vh")] == [], f"endpoint ports left on {host}: {ports}"
         flows = node.run(["ovs-ofctl", "--no-stats", "dump-flows", "acsvx0"], check=False).stdout
-        assert "100.80.0." not in flows, f"flows of the removed network left on {host}:\n{flows}"
+        assert prefix not in flows, f"flows of the removed network left on {host}:\n{flows}"
 
 
 def test_a_service_on_a_vxlan_network_spans_the_swarm_and_leaves_nothing(swarm):
@@ -184,4 +186,12 @@ def test_vip_mode_resolves_to_a_vip_that_docker_cannot_serve_without_ipvs(swarm)
         deadline = time.monotonic() + 60
         while lab.docker(MANAGER, "network", "rm", network, check=False).returncode != 0 and time.monotonic() < deadline:
             time.sleep(1)
-    assert_nothing_left(lab, network)
+    assert_nothing_left(lab, network, "100.85.0.")
+
+
+def test_the_demo_runs_its_swarm_scenario_on_a_swarm_lab(swarm):
+    result = lab_cli(swarm, "demo", "--engine", "26", "--swarm")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.findall(r"^== (\w+):", result.stdout, re.M) == ["lab", "swarm"], result.stdout
+    assert "FAIL" not in result.stdout and "PASS:" in result.stdout
+    assert_nothing_left(swarm, "demo-web", "100.86.0.")

@@ -11,7 +11,7 @@ from acsnet.lab.dockerd import IMAGE
 from acsnet.lab.topology import Lab
 from acsnet.managed_plugins import PLUGINS
 
-NETWORK, SERVICE, SUBNET = "demo-web", "demo-web", "100.80.0.0/24"
+NETWORK, SERVICE, SUBNET = "demo-web", "demo-web", "100.86.0.0/24"
 
 
 def _tasks(lab: Lab) -> dict[str, tuple[str, str]]:
@@ -45,9 +45,9 @@ def swarm_scenario(lab: Lab, run: DemoRun) -> None:
 
     def create_network():
         docker(lab, manager, "network", "create", "-d", PLUGINS["vxlan"].reference, "--ipam-driver",
-               PLUGINS["ipam"].reference, "--scope", "swarm", "--attachable", "--subnet", SUBNET, "-o", "VxlanId=800",
+               PLUGINS["ipam"].reference, "--scope", "swarm", "--attachable", "--subnet", SUBNET, "-o", "VxlanId=860",
                NETWORK)
-        return f"docker network create -d {PLUGINS['vxlan'].reference} --scope swarm --subnet {SUBNET} -o VxlanId=800"
+        return f"docker network create -d {PLUGINS['vxlan'].reference} --scope swarm --subnet {SUBNET} -o VxlanId=860"
 
     def create_service():
         docker(lab, manager, "service", "create", "--detach", "--name", SERVICE, "--network", NETWORK, "--replicas",
