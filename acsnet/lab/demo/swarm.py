@@ -70,8 +70,12 @@ def swarm_scenario(lab: Lab, run: DemoRun) -> None:
 
     def remove():
         clean()
-        left = [h for h in lab.hosts() if NETWORK in docker(lab, h, "network", "ls", "--format", "{{.Name}}").stdout.split()]
-        check(not left, f"the network is left on {left}")
+
+        def left() -> list[str]:
+            return [h for h in lab.hosts() if NETWORK in docker(lab, h, "network", "ls", "--format", "{{.Name}}").stdout.split()]
+
+        # The manager forgets the network at once; each node removes it when its last task is gone.
+        wait_for(lambda: not left(), 60, "the network removed on every node")
         return "service and network removed on every node"
 
     if run.step("a swarm-scope vxlan network, validated and allocated by the manager", create_network):
