@@ -6,7 +6,6 @@ nothing is left on any node: no address, pool, record, OVS port or flow."""
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 import uuid
@@ -16,7 +15,6 @@ import pytest
 from acsnet.lab.dockerd import IMAGE
 from acsnet.lab.topology import Lab
 from acsnet.managed_plugins import PLUGINS
-from tests.test_lab import lab_cli
 
 VXLAN, VLAN, VPC, IPAM = (PLUGINS[p].reference for p in ("vxlan", "vlan", "vpc", "ipam"))
 MANAGER = "h1"
@@ -188,10 +186,3 @@ def test_vip_mode_resolves_to_a_vip_that_docker_cannot_serve_without_ipvs(swarm)
             time.sleep(1)
     assert_nothing_left(lab, network, "100.85.0.")
 
-
-def test_the_demo_runs_its_swarm_scenario_on_a_swarm_lab(swarm):
-    result = lab_cli(swarm, "demo", "--engine", "26", "--swarm")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert re.findall(r"^== (\w+):", result.stdout, re.M) == ["lab", "swarm"], result.stdout
-    assert "FAIL" not in result.stdout and "PASS:" in result.stdout
-    assert_nothing_left(swarm, "demo-web", "100.86.0.")
