@@ -8,10 +8,11 @@ is root on the host. Nothing here is called from a plugin handler (dockerd may b
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 from acsnet.errors import AcsnetError, Unreachable
-from acsnet.plugin_client import get_json
+from acsnet.plugin_client import get_json, request_json
 
 DEFAULT_DOCKER = "unix:///var/run/docker.sock"
 
@@ -39,6 +40,22 @@ class DockerAddress:
         except OSError as e:
             raise DockerUnreachable(f"dockerd could not be reached at {self.url}: {e.strerror or e}") from None
         except ValueError as e:  # not JSON: something else listens there
+            raise DockerUnreachable(f"{self.url} did not answer as dockerd's API ({e})") from None
+
+    def request(self, method: str, path: str, *, body=None, content_type: str | None = None,
+                timeout: float = 60.0) -> tuple[int, object]:
+        """Any other call (POST, DELETE): status and JSON body; DockerUnreachable as for get_json. A JSON
+        `body` (a dict or list) is encoded; bytes or a file go as they are, with `content_type`."""
+        headers = {}
+        if isinstance(body, (dict, list)):
+            body, content_type = json.dumps(body).encode(), "application/json"
+        if content_type:
+            headers["Content-Type"] = content_type
+        try:
+            return request_json(self.socket_path, method, path, body, headers, timeout=timeout)
+        except OSError as e:
+            raise DockerUnreachable(f"dockerd could not be reached at {self.url}: {e.strerror or e}") from None
+        except ValueError as e:
             raise DockerUnreachable(f"{self.url} did not answer as dockerd's API ({e})") from None
 
 

@@ -21,9 +21,16 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 
 def get_json(socket_path: str, path: str, timeout: float = 10.0) -> tuple[int, object]:
     """GET `path` on a unix-socket HTTP server (a plugin's /healthz, dockerd's API): status and JSON body."""
+    return request_json(socket_path, "GET", path, timeout=timeout)
+
+
+def request_json(socket_path: str, method: str, path: str, body=None, headers: dict | None = None,
+                 timeout: float = 10.0) -> tuple[int, object]:
+    """One request on a unix-socket HTTP server: status and JSON body. `body` may be bytes or a file
+    (sent chunked: a plugin's root filesystem as a tar stream)."""
     connection = UnixHTTPConnection(socket_path, timeout)
     try:
-        connection.request("GET", path)
+        connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()
         return response.status, json.loads(response.read() or b"{}")
     finally:

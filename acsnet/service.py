@@ -24,6 +24,7 @@ LOG_FORMAT = "ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
 def configure_logging(level: str) -> None:
     logging.basicConfig(stream=sys.stderr, level=level.upper(), format=LOG_FORMAT, force=True)
     logging.getLogger("kazoo").setLevel(logging.WARNING)
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)  # its debug lines are every netlink message
 
 
 class PluginApplication(BaseApplication):

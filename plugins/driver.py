@@ -17,6 +17,7 @@ from acsnet.plugins.protocol import (
     ExternalConnectivity,
     JoinRequest,
     JoinResult,
+    NetworkAllocate,
     NetworkCreate,
     PoolGrant,
     PoolRequest,
@@ -75,12 +76,14 @@ class NetworkDriver(abc.ABC):
     def discover_delete(self, discovery_type: int, data: Any) -> None:
         """See `discover_new`."""
 
-    def allocate_network(self, network_id: str, options: dict) -> dict[str, str]:
-        """Swarm-manager network allocation; acsnet keeps no per-network swarm state."""
-        return {}
+    def allocate_network(self, request: NetworkAllocate) -> dict[str, str]:
+        """A swarm manager allocates a swarm-scope network before any node creates it: what is returned
+        becomes the network's driver options (`-o`) on every node. A driver refuses bad options here,
+        so that `docker network create` fails, not every task later."""
+        return dict(request.options)
 
     def free_network(self, network_id: str) -> None:
-        """See `allocate_network`."""
+        """The swarm manager removed the network (after every node deleted it): free what allocate_network took."""
 
 
 class IpamDriver(abc.ABC):

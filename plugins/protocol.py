@@ -225,6 +225,30 @@ class NetworkCreate:
 
 
 @dataclasses.dataclass(frozen=True)
+class NetworkAllocate:
+    """AllocateNetwork, sent by a swarm manager once per swarm-scope network of a global-scope driver,
+    before any node creates it. Unlike CreateNetwork, its Options are the `-o` pairs themselves (not
+    under com.docker.network.generic), and IPv4Data carries no AddressSpace (observed on Docker 26.1)."""
+
+    network_id: str
+    options: dict[str, str]
+    ipv4: list[IPAMData]
+    ipv6: list[IPAMData]
+
+    @classmethod
+    def from_json(cls, body: dict) -> "NetworkAllocate":
+        options = _options(body)
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in options.items()):
+            raise InvalidRequest("field 'Options' must map strings to strings")
+        return cls(_identifier(body, "NetworkID"), options, _ipam_data(body, "IPv4Data"), _ipam_data(body, "IPv6Data"))
+
+    def as_create(self) -> "NetworkCreate":
+        """The CreateNetwork the nodes will get, for the drivers' own option parsers."""
+        return NetworkCreate(self.network_id, {NetworkCreate.GENERIC: dict(self.options)}, dict(self.options),
+                             self.ipv4, self.ipv6)
+
+
+@dataclasses.dataclass(frozen=True)
 class EndpointInterface:
     address: netaddr.IPNetwork | None
     address_ipv6: netaddr.IPNetwork | None

@@ -63,10 +63,7 @@ def network_driver_routes(driver: NetworkDriver) -> dict[str, Handler]:
         return handler
 
     def allocate_network(body):
-        options = body.get("Options") or {}
-        if not isinstance(options, dict):
-            raise InvalidRequest("field 'Options' must be a JSON object")
-        return {"Options": driver.allocate_network(P.parse_network_id(body), options)}
+        return {"Options": driver.allocate_network(P.NetworkAllocate.from_json(body))}
 
     def done(_result: Any) -> dict:
         return {}
@@ -135,7 +132,12 @@ def create_app(*, name: str, network_driver: NetworkDriver | None = None, ipam_d
             if handler is None:
                 status, error = 404, f"plugin {name} does not implement {method}"
                 return _reply(status, {"Err": error})
-            reply = handler(_parse_body(request.get_data(cache=False)))
+            raw = request.get_data(cache=False)
+            if log.isEnabledFor(logging.DEBUG):  # what dockerd really sends (the README's protocol notes)
+                log.debug("plugin=%s method=%s body=%s", name, method, raw.decode(errors="replace"))
+            reply = handler(_parse_body(raw))
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("plugin=%s method=%s reply=%s", name, method, json.dumps(reply))
             return _reply(200, reply)
         except AcsnetError as e:
             status, error = http_status(e), e.message

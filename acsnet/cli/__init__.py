@@ -12,10 +12,10 @@ import argparse
 import sys
 
 from acsnet import __version__
-from acsnet.cli import bench, dashboard, front, lab, ops, serve, units
+from acsnet.cli import bench, dashboard, front, lab, ops, plugin, serve, units
 from acsnet.errors import AcsnetError
 
-COMMAND_GROUPS = (serve, ops, dashboard, bench, front, units, lab)
+COMMAND_GROUPS = (serve, ops, dashboard, bench, front, units, plugin, lab)
 
 
 def build_parser() -> argparse.ArgumentParser:

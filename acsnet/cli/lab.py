@@ -39,6 +39,11 @@ def add_commands(commands) -> None:
                     help="what each host runs dockerd, containerd, runc and Open vSwitch from: machine (this "
                     "machine's own programs) or debian13 (a Debian 13 root filesystem, debootstrap'd once into "
                     ".cache/rootfs: dockerd 26.1, OVS 3.5; needs --engine 26) (default machine)")
+    up.add_argument("--plugins", choices=("processes", "managed"), default="processes",
+                    help="how the hosts run acsnet: 'acsnet serve' processes (plugins vlan, vxlan, vpc, acsnet), or "
+                    "Docker managed plugins made by 'acsnet plugin build' (acsnet/vlan, ..., acsnet/ipam) (default processes)")
+    up.add_argument("--swarm", action="store_true",
+                    help="make the hosts a swarm: h1 its manager, the others workers (needs --plugins managed)")
     up.set_defaults(run=run_lab_up)
     lab_commands.add_parser("down", help="remove everything the lab made (safe to run twice)").set_defaults(run=run_lab_down)
     status = lab_commands.add_parser("status", help="what is up and where the logs are")
@@ -55,6 +60,9 @@ def add_commands(commands) -> None:
                       "must run this engine")
     demo.add_argument("--host-os", choices=tuple(HOST_OSES), default=None,
                       help="host OS of a lab brought up by the demo (default machine); a lab already up must run it")
+    demo.add_argument("--swarm", action="store_true",
+                      help="the swarm scenario: a lab brought up by the demo runs the managed plugins in a swarm "
+                      "(as 'lab up --plugins managed --swarm'); a lab already up must be one")
     demo.set_defaults(run=run_lab_demo)
 
 
@@ -68,7 +76,7 @@ def _progress(message: str) -> None:
 
 def run_lab_up(args: argparse.Namespace) -> int:
     _lab(args).up(args.hosts, args.scope, args.link_rate, progress=_progress, zookeepers=args.zookeepers,
-                  engine=args.engine, host_os=args.host_os)
+                  engine=args.engine, host_os=args.host_os, plugins=args.plugins, swarm=args.swarm)
     return 0
 
 
@@ -111,13 +119,17 @@ def run_lab_demo(args: argparse.Namespace) -> int:
     if not lab.is_up:
         engine = args.engine or "20.10"
         host_os = args.host_os or DEFAULT_HOST_OS
-        print(f"no lab is up: bringing one up with {args.hosts} hosts ({host_os}) and Docker {engine}", flush=True)
+        print(f"no lab is up: bringing one up with {args.hosts} hosts ({host_os}) and Docker {engine}"
+              + (", managed plugins in a swarm" if args.swarm else ""), flush=True)
         lab.down()
-        lab.up(args.hosts, "local", None, progress=_progress, engine=engine, host_os=host_os)
+        lab.up(args.hosts, "local", None, progress=_progress, engine=engine, host_os=host_os,
+               plugins="managed" if args.swarm else "processes", swarm=args.swarm)
     elif args.engine and args.engine != lab.engine:
         raise AcsnetError(f"the lab that is up runs Docker {lab.engine}, not {args.engine}: "
                           f"run 'acsnet lab down' first, or the demo without --engine")
     elif args.host_os and args.host_os != lab.host_os:
         raise AcsnetError(f"the lab that is up runs its hosts from {lab.host_os}, not {args.host_os}: "
                           f"run 'acsnet lab down' first, or the demo without --host-os")
+    elif args.swarm and not (lab.state() or {}).get("swarm"):
+        raise AcsnetError("the lab that is up is no swarm: run 'acsnet lab down' first, or the demo without --swarm")
     return 0 if run_demo(lab) else 1

@@ -19,6 +19,9 @@ from acsnet.lab.layout import (
 from acsnet.lab.ovs import OpenVSwitch
 from acsnet.lab.plugin_process import PluginProcess
 from acsnet.lab.zookeeper import ZooKeeperMissing
+from acsnet.managed_plugins import build as build_managed_plugins
+
+PLUGIN_KINDS = ("processes", "managed")  # `acsnet serve` processes, or Docker managed plugins
 
 
 def shape_port(node: SimulatedHost, port: str, rate: str) -> None:
@@ -54,7 +57,8 @@ class LabBuilding:
                            "use it, or run 'acsnet lab down' first")
 
     def up(self, hosts: int = 2, scope: str = "local", link_rate: str | None = None, progress: Progress = quiet,
-           zookeepers: int = 1, engine: str = DEFAULT_ENGINE, host_os: str = DEFAULT_HOST_OS) -> None:
+           zookeepers: int = 1, engine: str = DEFAULT_ENGINE, host_os: str = DEFAULT_HOST_OS,
+           plugins: str = "processes", swarm: bool = False) -> None:
         if not 1 <= hosts <= 40:
             raise LabError("--hosts must be between 1 and 40")
         if zookeepers not in (1, 3):
@@ -72,6 +76,16 @@ class LabBuilding:
         if engine not in HOST_OSES[host_os].engines:
             raise LabError(f"--host-os {host_os} runs Docker {' or '.join(HOST_OSES[host_os].engines)} "
                            f"(its own docker.io), not {engine}: add --engine {HOST_OSES[host_os].engines[0]}")
+        if plugins not in PLUGIN_KINDS:
+            raise LabError(f"--plugins must be one of {', '.join(PLUGIN_KINDS)}")
+        if swarm and plugins != "managed":
+            raise LabError("--swarm needs --plugins managed: swarm mode refuses plugins that are not managed "
+                           "(legacy plugin ... is not supported in swarm mode)")
+        if swarm and scope != "local":
+            raise LabError("--swarm makes its own cluster: leave --scope at local")
+        if plugins == "managed" and host_os != DEFAULT_HOST_OS:
+            raise LabError(f"--plugins managed runs on --host-os {DEFAULT_HOST_OS} only so far (managed plugins on "
+                           f"{host_os} hosts are not tested yet)")
         self.check_prerequisites(scope, engine)
         if HOST_OSES[host_os].suite:
             progress(f"hosts' OS: {HOST_OSES[host_os].description} (debootstrap'd once, then cached)")
@@ -82,7 +96,8 @@ class LabBuilding:
         os.makedirs(self.workdir)
         state = {"prefix": self.prefix, "hosts": host_names, "scope": scope, "engine": engine, "host_os": host_os,
                  "os_root": os_root, "link_rate": link_rate,
-                 "zookeepers": zookeepers, "nodes": list(INFRASTRUCTURE) + host_names, "created": time.time()}
+                 "zookeepers": zookeepers, "nodes": list(INFRASTRUCTURE) + host_names, "created": time.time(),
+                 "plugins": plugins, "swarm": swarm}
         with open(self.state_path, "w") as f:
             json.dump(state, f, indent=2)
         try:
@@ -91,7 +106,8 @@ class LabBuilding:
             progress("lab up failed; removing what was made")
             self.down()
             raise
-        progress(f"lab up: {hosts} hosts ({host_os}), scope {scope}, Docker {engine}; try 'acsnet lab exec h1 -- docker ps'")
+        progress(f"lab up: {hosts} hosts ({host_os}), scope {scope}, Docker {engine}, {plugins} plugins"
+                 + (f", a swarm managed by {host_names[0]}" if swarm else "") + "; try 'acsnet lab exec h1 -- docker ps'")
 
     def _build(self, state: dict, progress: Progress) -> None:
         nodes = {}
@@ -141,8 +157,13 @@ class LabBuilding:
             progress("svc: etcd (dockerd's cluster store)")
             self._start_etcd(nodes["svc"])
 
+        if state.get("plugins") == "managed":
+            progress("the managed plugins: acsnet plugin build")
+            build_managed_plugins(self.managed_plugins_dir, progress=progress)
         for index, name in enumerate(state["hosts"], start=1):
             self._start_host(nodes[name], index, state, progress)
+        if state.get("swarm"):
+            self._form_swarm(state["hosts"], progress)
 
     def _start_etcd(self, svc: SimulatedHost) -> None:
         url = f"http://{SERVICES_ADDRESS}:{ETCD_PORT}"
@@ -167,6 +188,9 @@ class LabBuilding:
     def _start_host(self, host: SimulatedHost, index: int, state: dict, progress: Progress) -> None:
         progress(f"{host.name}: Open vSwitch" + (f" ({state['host_os']})" if host.os_root else ""))
         OpenVSwitch(host).start()
+        if state.get("plugins") == "managed":
+            self._start_managed_host(host, index, state, progress)
+            return
         progress(f"{host.name}: acsnet host-setup --uplink {UPLINK} --datapath netdev")
         host.run([sys.executable, "-m", "acsnet.cli", "host-setup", "--uplink", UPLINK, "--datapath", "netdev"])
         if state["link_rate"]:
@@ -182,6 +206,56 @@ class LabBuilding:
                               engine=state.get("engine", DEFAULT_ENGINE)).start()
         progress(f"{host.name}: busybox image")
         daemon.import_busybox(os.path.join(self.workdir, "busybox.tar"))
+
+    # -- managed plugins and swarm mode ----------------------------------------------------------
+
+    @property
+    def managed_plugins_dir(self) -> str:
+        return os.path.join(self.workdir, "plugins")
+
+    def _start_managed_host(self, host: SimulatedHost, index: int, state: dict, progress: Progress) -> None:
+        """dockerd first (it runs managed plugins), then the plugins as a user installs them, host setup
+        included (`acsnet plugin install --host-setup`)."""
+        progress(f"{host.name}: dockerd {state.get('engine', DEFAULT_ENGINE)}")
+        daemon = DockerDaemon(host, os.path.join(host.workdir, "docker"),
+                              extra_args=self.dockerd_args(host.name, index, state["scope"]),
+                              engine=state.get("engine", DEFAULT_ENGINE)).start()
+        progress(f"{host.name}: acsnet plugin install --host-setup (managed plugins acsnet/ipam, vlan, vxlan, vpc)")
+        # In a swarm the drivers are global scope: the manager allocates each swarm network (its pool,
+        # gateway, every task's address, AllocateNetwork), and every node creates it with that; a
+        # local-scope driver's swarm network is made on each node without its subnet or options.
+        self.install_managed_plugins(host.name, *(["ACSNET_SCOPE=global"] if state.get("swarm") else []))
+        if state["link_rate"]:
+            shape_port(host, UPLINK, state["link_rate"])
+        progress(f"{host.name}: busybox image")
+        daemon.import_busybox(os.path.join(self.workdir, "busybox.tar"))
+
+    def install_managed_plugins(self, host: str, *settings: str) -> None:
+        """`acsnet plugin install` on `host`, with the lab's store and datapath; `settings` are more
+        KEY=VALUE pairs."""
+        pairs = [f"ACSNET_STORE={self.zookeeper_url}", "ACSNET_DATAPATH=netdev", *settings]
+        self.node(host).run([sys.executable, "-m", "acsnet.cli", "plugin", "install", "--docker", "unix:///run/docker.sock",
+                             "--from", self.managed_plugins_dir, "--host-setup", "--uplink", UPLINK, "--datapath", "netdev",
+                             *[f"--set={pair}" for pair in pairs]], timeout=900)
+        # runc puts a plugin in a cgroup named by its id below its caller's (no cgroup parent applies to
+        # plugins): `down` removes those by the ids kept here.
+        ids = self.docker(host, "plugin", "ls", "--no-trunc", "--quiet").stdout.split()
+        state = self.state()
+        state["plugin_ids"] = sorted(set(state.get("plugin_ids", [])) | set(ids))
+        with open(self.state_path, "w") as f:
+            json.dump(state, f, indent=2)
+
+    def _form_swarm(self, hosts: list[str], progress: Progress) -> None:
+        """The first host initialises a swarm on its underlay address and is its manager; the others join
+        it as workers."""
+        manager = hosts[0]
+        progress(f"{manager}: docker swarm init (manager)")
+        self.docker(manager, "swarm", "init", "--advertise-addr", host_address(1))
+        token = self.docker(manager, "swarm", "join-token", "-q", "worker").stdout.strip()
+        for index, host in enumerate(hosts[1:], start=2):
+            progress(f"{host}: docker swarm join (worker)")
+            self.docker(host, "swarm", "join", "--advertise-addr", host_address(index), "--token", token,
+                        f"{host_address(1)}:2377")
 
 
     def start_plugin(self, host: str, plugin: str, *options: str) -> None:

@@ -10,7 +10,7 @@ import time
 
 from acsnet.lab.host import LabError, SimulatedHost
 from acsnet.lab.layout import Progress, quiet
-from acsnet.lab.processes import cmdline_of, kill_quietly
+from acsnet.lab.processes import cgroup_roots, cmdline_of, kill_quietly
 
 
 class LabTeardown:
@@ -33,6 +33,7 @@ class LabTeardown:
         for pid in self._container_pids():  # any started while the nodes were stopping
             kill_quietly(pid, signal.SIGKILL)
         removed += self._remove_cgroups()
+        removed += self._remove_plugin_cgroups()
         if os.path.exists(self.workdir):
             for attempt in range(20):
                 try:
@@ -67,6 +68,31 @@ class LabTeardown:
                     except OSError:
                         time.sleep(0.1)  # killed tasks leave the cgroup an instant later
             removed.append(f"cgroup {top}")
+        return removed
+
+    def _plugin_cgroups(self) -> list[str]:
+        """Cgroups of the managed plugins the lab installed (named by their ids, below dockerd's cgroup)."""
+        ids = set((self.state() or {}).get("plugin_ids", []))
+        found = []
+        for root in cgroup_roots() if ids else []:
+            for directory, subdirs, _files in os.walk(root):
+                if directory.count("/") - root.count("/") >= 4:
+                    subdirs.clear()
+                found += [os.path.join(directory, d) for d in subdirs if d in ids]
+        return found
+
+    def _remove_plugin_cgroups(self) -> list[str]:
+        removed = []
+        for directory in self._plugin_cgroups():
+            for attempt in range(20):
+                try:
+                    os.rmdir(directory)
+                    removed.append(f"cgroup {directory}")
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.1)
         return removed
 
     def leftovers(self) -> list[str]:

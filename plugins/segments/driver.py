@@ -9,13 +9,16 @@ import netaddr
 
 from acsnet.errors import InvalidRequest
 from acsnet.plugins.driver import NetworkCapabilities, NetworkDriver
-from acsnet.plugins.protocol import (EndpointCreate, EndpointInterface, EndpointRef, JoinRequest, JoinResult, NetworkCreate,
-                              StaticRoute)
+from acsnet.plugins.protocol import (EndpointCreate, EndpointInterface, EndpointRef, JoinRequest, JoinResult, NetworkAllocate,
+                              NetworkCreate, StaticRoute)
 from acsnet.plugins.segments.agent import SegmentAgent
 from acsnet.plugins.segments.model import SegmentEndpoint, SegmentNetwork
 
 
 NODE_DISCOVERY = 1  # DiscoverNew's DiscoveryType for a node of dockerd's cluster
+# Added by allocate_network to the options of a network a swarm manager allocated; every node then
+# creates the network with them. The swarm is the cluster that shares it (see require_cluster).
+SWARM_ALLOCATED = "acsnet.swarm"
 
 
 def mac_for(ip: netaddr.IPAddress) -> str:
@@ -49,12 +52,24 @@ class SegmentDriver(NetworkDriver):
         if self.scope == "global" and discovery_type == NODE_DISCOVERY and isinstance(data, dict):
             self.agent.remember_cluster_node(str(data.get("Address") or "?"))
 
-    def require_cluster(self) -> None:
+    def allocate_network(self, request: NetworkAllocate) -> dict[str, str]:
+        """Validate the options where `docker network create --scope swarm` still waits for the answer;
+        the options returned are the ones every node's CreateNetwork gets."""
+        single_ipv4_subnet(self.name, request.as_create())
+        return {**self.allocated_options(request), SWARM_ALLOCATED: "true"}
+
+    def allocated_options(self, request: NetworkAllocate) -> dict[str, str]:
+        """The driver's options of a swarm network, validated (and completed: a generated VNI)."""
+        return dict(request.options)
+
+    def require_cluster(self, request: NetworkCreate | None = None) -> None:
         """Global scope needs a dockerd that shares networks between hosts (20.10 with --cluster-store).
         Docker 23.0 and later have no cluster store: they still create a network of a global-scope
         driver, but on the host it was made on only: other hosts cannot join it, and the same network made
         on each host gets a pool per host in the IPAM's global space, which hands out the same addresses
         again. Such a dockerd sends no node discovery: refuse, saying what to run instead."""
+        if request is not None and request.generic.get(SWARM_ALLOCATED) == "true":
+            return  # a swarm manager allocated it: every node of the swarm creates it
         if self.scope == "global" and not self.agent.cluster_announced():
             raise InvalidRequest(
                 f"acsnet serve {self.name} runs with --scope global, but this host's dockerd has announced no "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from acsnet.errors import InvalidRequest
-from acsnet.plugins.protocol import NetworkCreate
+from acsnet.plugins.protocol import NetworkAllocate, NetworkCreate
 from acsnet.plugins.segments.driver import SegmentDriver, single_ipv4_subnet
 from acsnet.plugins.segments.model import SegmentNetwork
 from acsnet.plugins.vlan.options import parse_vlan_options
@@ -13,7 +13,7 @@ class VlanDriver(SegmentDriver):
     name = "vlan"
 
     def create_network(self, request: NetworkCreate) -> None:
-        self.require_cluster()
+        self.require_cluster(request)
         if request.internal:
             raise InvalidRequest(
                 "the vlan driver cannot make an internal network (--internal): its containers are on the data "
@@ -24,3 +24,7 @@ class VlanDriver(SegmentDriver):
         gateway = str(data.gateway.ip) if data.gateway is not None else None
         mtu = request.mtu or self.agent.uplink_mtu
         self.agent.add_network(SegmentNetwork(request.network_id, options.vlan, data.pool, gateway, options.gateway_mac, mtu))
+
+    def allocated_options(self, request: NetworkAllocate) -> dict[str, str]:
+        parse_vlan_options(request.as_create())  # a bad or missing VlanId fails `docker network create`
+        return dict(request.options)

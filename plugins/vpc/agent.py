@@ -15,7 +15,7 @@ import logging
 
 import netaddr
 
-from acsnet.errors import AcsnetError, NotFound
+from acsnet.errors import AcsnetError, HostNotSetUp, NotFound
 from acsnet.ovsctl import links
 from acsnet.ovsctl.ovsdb import Ovsdb
 from acsnet.ovsctl.vpc_pipeline import COOKIE, InternalNetwork, OwnSubnet, PeerSubnet, VpcDatapath, VpcPort, vpc_flows
@@ -28,6 +28,8 @@ from acsnet.plugins.vpc.routes import RouteProvider
 from acsnet.plugins.vpc.state import HostSubnetRecord
 
 log = logging.getLogger(__name__)
+
+FORWARDING = "/proc/sys/net/ipv4/ip_forward"
 
 
 class VpcOvsDatapath(Datapath):
@@ -58,8 +60,24 @@ class VpcOvsDatapath(Datapath):
 
     def start(self, agent) -> None:
         self.agent = agent
-        with open("/proc/sys/net/ipv4/ip_forward", "w") as f:  # the host routes for its containers
-            f.write("1")
+        if not self.forwarding():
+            try:
+                with open(FORWARDING, "w") as f:  # the host routes for its containers
+                    f.write("1")
+            except OSError as e:  # a managed plugin: Docker mounts /proc/sys read-only in it
+                log.error("IPv4 forwarding is off on this host and cannot be turned on here (%s): vpc networks "
+                          "are refused until the host turns it on", e.strerror or e)
+
+    @staticmethod
+    def forwarding() -> bool:
+        with open(FORWARDING) as f:
+            return f.read().strip() == "1"
+
+    def require_forwarding(self) -> None:
+        if not self.forwarding():
+            raise HostNotSetUp("IPv4 forwarding is off on this host, and the vpc driver routes for its containers; "
+                               "this plugin cannot turn it on (a managed plugin's /proc/sys is read-only): run "
+                               "'sysctl -w net.ipv4.ip_forward=1' on the host, or 'acsnet plugin install --host-setup'")
 
     def host_subnets(self) -> tuple[HostSubnet, ...]:
         """This host's subnets of its networks, as last read."""

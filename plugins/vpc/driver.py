@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import netaddr
 
-from acsnet.plugins.protocol import NetworkCreate, StaticRoute
+from acsnet.plugins.protocol import NetworkAllocate, NetworkCreate, StaticRoute
 from acsnet.plugins.segments.driver import SegmentDriver, single_ipv4_subnet
 from acsnet.plugins.segments.model import SegmentNetwork
 from acsnet.plugins.vpc.agent import VpcOvsDatapath
@@ -22,7 +22,8 @@ class VpcDriver(SegmentDriver):
         return self.agent.datapath
 
     def create_network(self, request: NetworkCreate) -> None:
-        self.require_cluster()
+        self.require_cluster(request)
+        self.datapath.require_forwarding()
         data = single_ipv4_subnet(self.name, request)
         options = parse_vpc_options(request, data.pool)
         own = self.datapath.claim_host_subnet(data.pool, options.host_subnet_size, options.max_routes)
@@ -35,3 +36,7 @@ class VpcDriver(SegmentDriver):
         """A container's prefix is its host's subnet: the rest of the network (the other hosts' subnets)
         is routed through the host, and nothing else is."""
         return (StaticRoute(network.subnet.cidr, netaddr.IPAddress(network.gateway)),)
+
+    def allocated_options(self, request: NetworkAllocate) -> dict[str, str]:
+        parse_vpc_options(request.as_create(), request.ipv4[0].pool)
+        return dict(request.options)

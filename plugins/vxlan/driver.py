@@ -3,13 +3,18 @@ networks are isolated and their subnets may overlap."""
 
 from __future__ import annotations
 
+from acsnet.errors import InvalidRequest
 from acsnet.plugins.options import PORTMAP
-from acsnet.plugins.protocol import EndpointRef, ExternalConnectivity, NetworkCreate
+from acsnet.plugins.protocol import EndpointRef, ExternalConnectivity, NetworkAllocate, NetworkCreate
 from acsnet.plugins.segments.driver import SegmentDriver, single_ipv4_subnet
 from acsnet.plugins.segments.model import SegmentNetwork
 from acsnet.plugins.vxlan import vni as generated
 from acsnet.plugins.vxlan.agent import VxlanOvsDatapath
-from acsnet.plugins.vxlan.options import parse_vxlan_options
+from acsnet.plugins.vxlan.options import VNI_KEYS, parse_vxlan_options
+
+# The VNI a swarm manager generated for a network without VxlanId, among the options every node gets
+# (generated VNIs are refused as VxlanId, which users give).
+SWARM_VNI = "acsnet.vni"
 
 
 class VxlanDriver(SegmentDriver):
@@ -23,10 +28,16 @@ class VxlanDriver(SegmentDriver):
         return network_id if self.scope == "global" else f"subnet-{str(subnet.cidr).replace('/', '_')}"
 
     def create_network(self, request: NetworkCreate) -> None:
-        self.require_cluster()
+        self.require_cluster(request)
         options = parse_vxlan_options(request)
         data = single_ipv4_subnet(self.name, request)
-        vni = options.vni or generated.generated_vni(self.agent.store, self._generated_key(request.network_id, data.pool))
+        swarm_vni = request.generic.get(SWARM_VNI)
+        if options.vni is None and swarm_vni is not None:
+            if not str(swarm_vni).isdigit():
+                raise InvalidRequest(f"option {SWARM_VNI} {swarm_vni!r} is not a VNI")
+            vni = int(swarm_vni)
+        else:
+            vni = options.vni or generated.generated_vni(self.agent.store, self._generated_key(request.network_id, data.pool))
         gateway = str(data.gateway.ip) if data.gateway is not None else None
         mtu = request.mtu or self.datapath.default_mtu
         self.agent.add_network(SegmentNetwork(request.network_id, vni, data.pool, gateway, None, mtu, request.internal))
@@ -37,6 +48,18 @@ class VxlanDriver(SegmentDriver):
         if network is not None and self.scope == "global":
             # A global network is deleted once for the cluster: its generated VNI is free again.
             generated.release_generated(self.agent.store, self._generated_key(network_id, network.subnet))
+
+    def allocated_options(self, request: NetworkAllocate) -> dict[str, str]:
+        """One VNI for the swarm network, decided here once: the one given, or one generated for the
+        network's id (kept until FreeNetwork)."""
+        options = parse_vxlan_options(request.as_create())
+        if options.vni is not None:
+            return dict(request.options)
+        kept = {k: v for k, v in request.options.items() if k not in VNI_KEYS}
+        return {**kept, SWARM_VNI: str(generated.generated_vni(self.agent.store, request.network_id))}
+
+    def free_network(self, network_id: str) -> None:
+        generated.release_generated(self.agent.store, network_id)
 
     def program_external_connectivity(self, request: ExternalConnectivity) -> None:
         if request.port_bindings:

@@ -1,0 +1,143 @@
+"""acsnet as Docker managed plugins (`acsnet plugin build`, `acsnet plugin install`) on a lab whose hosts
+run them instead of `acsnet serve` processes: real dockerd (20.10, or 26 with ACSNET_TEST_ENGINE=26, as
+.ci/run does), OVS and ZooKeeper. One lab for the module; each test removes what it makes."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from acsnet.cli import main
+from acsnet.config import COMMON_OPTIONS, IPAM_OPTIONS
+from acsnet.lab.dockerd import IMAGE
+from acsnet.lab.topology import Lab
+from acsnet.managed_plugins import PLUGINS, config_json
+from tests.conftest import ENGINE
+
+VXLAN, VLAN, VPC, IPAM = (PLUGINS[p].reference for p in ("vxlan", "vlan", "vpc", "ipam"))
+QUICK = ["--stop-timeout", "1"]
+
+
+@pytest.fixture(scope="module")
+def managed_lab(tmp_path_factory):
+    lab = Lab(str(tmp_path_factory.mktemp("managed") / "lab"), f"acsnet-m{uuid.uuid4().hex[:4]}")
+    lab.up(hosts=2, engine=ENGINE, plugins="managed")
+    yield lab
+    lab.down()
+    assert lab.leftovers() == []
+
+
+def inspect_plugin(lab: Lab, host: str, reference: str) -> dict:
+    return json.loads(lab.docker(host, "plugin", "inspect", reference).stdout)[0]
+
+
+def address_of(lab: Lab, host: str, container: str, network: str) -> str:
+    info = json.loads(lab.docker(host, "inspect", container).stdout)[0]
+    return info["NetworkSettings"]["Networks"][network]["IPAddress"]
+
+
+def pings(lab: Lab, host: str, container: str, address: str) -> bool:
+    return lab.docker(host, "exec", container, "ping", "-c", "2", "-W", "2", address, check=False).returncode == 0
+
+
+def test_every_option_is_a_settable_variable_and_capabilities_are_few():
+    """Without a lab: what config.json declares."""
+    every = {o.env for o in COMMON_OPTIONS + IPAM_OPTIONS} - {"ACSNET_PLUGIN_DIR"}
+    for spec in PLUGINS.values():
+        config = config_json(spec)
+        settable = {e["Name"] for e in config["Env"] if e["Settable"] == ["value"]}
+        assert settable == every, spec.name
+        assert config["Network"]["Type"] == "host"
+        assert config["Interface"]["Socket"] == spec.socket
+    capabilities = {p: config_json(spec)["Linux"]["Capabilities"] for p, spec in PLUGINS.items()}
+    assert capabilities == {"ipam": [], "vlan": ["CAP_NET_ADMIN"], "vxlan": ["CAP_NET_ADMIN", "CAP_SYS_ADMIN"],
+                            "vpc": ["CAP_NET_ADMIN"]}
+    drivers_mounts = {p: [m["Name"] for m in config_json(spec)["Mounts"]] for p, spec in PLUGINS.items()}
+    assert all("ovs-run" in drivers_mounts[p] for p in ("vlan", "vxlan", "vpc")) and "netns" in drivers_mounts["vxlan"]
+
+
+def test_install_refuses_bad_settings_before_asking_dockerd(capsys, tmp_path):
+    assert main(["plugin", "install", "--docker", str(tmp_path / "none.sock"), "--set", "ACSNET_NOPE=1"]) == 1
+    err = capsys.readouterr().err
+    assert "--set ACSNET_NOPE: no acsnet plugin has that setting" in err and "ACSNET_STORE" in err
+    assert main(["plugin", "install", "--docker", str(tmp_path / "none.sock"), "--set", "novalue"]) == 1
+    assert "give KEY=VALUE" in capsys.readouterr().err
+    assert main(["plugin", "install", "--docker", str(tmp_path / "none.sock"), "--only", "ipam,dns"]) == 1
+    assert "choose among ipam, vlan, vxlan, vpc" in capsys.readouterr().err
+
+
+def test_the_plugins_are_enabled_as_configured(managed_lab):
+    lab = managed_lab
+    for host in lab.hosts():
+        for plugin, spec in PLUGINS.items():
+            info = inspect_plugin(lab, host, spec.reference)
+            assert info["Enabled"], f"{spec.reference} on {host}"
+            assert info["Config"]["Interface"]["Types"] == [spec.interface]
+            assert sorted(info["Config"]["Linux"]["Capabilities"]) == sorted(spec.capabilities)
+            assert f"ACSNET_STORE={lab.zookeeper_url}" in info["Settings"]["Env"]
+        # The plugins are `acsnet serve` in the host's network namespace, not processes the lab started.
+        serving = lab.node(host).run(["ps", "-eo", "args"]).stdout
+        assert serving.count("-m acsnet.cli serve") >= 4, serving
+
+
+def test_networks_of_each_driver_carry_traffic_across_hosts(managed_lab):
+    lab = managed_lab
+    tag = uuid.uuid4().hex[:4]
+    networks = {  # name: (driver, subnet, options)
+        f"mvx-{tag}": (VXLAN, "100.82.0.0/24", ["-o", "VxlanId=820"]),
+        f"mvl-{tag}": (VLAN, "198.51.100.0/24", ["--gateway", "198.51.100.1", "-o", "VlanId=217"]),
+        f"mvp-{tag}": (VPC, "100.83.0.0/16", []),
+    }
+    containers = {host: [f"m{host}-{n}-{tag}" for n in range(len(networks))] for host in lab.hosts()}
+    try:
+        for host in lab.hosts():  # local scope: the network on each host, one pool in the IPAM
+            for name, (driver, subnet, options) in networks.items():
+                lab.docker(host, "network", "create", "-d", driver, "--ipam-driver", IPAM, "--subnet", subnet,
+                           *options, name)
+            for container, name in zip(containers[host], networks):
+                lab.docker(host, "run", "-d", *QUICK, "--net", name, "--name", container, IMAGE, "sleep", "600")
+        for index, name in enumerate(networks):
+            a, b = containers["h1"][index], containers["h2"][index]
+            address_a, address_b = address_of(lab, "h1", a, name), address_of(lab, "h2", b, name)
+            assert address_a != address_b
+            assert pings(lab, "h1", a, address_b), f"{name}: h1 does not reach {address_b} on h2\n{lab.log_tail('h1')}"
+            assert pings(lab, "h2", b, address_a), f"{name}: h2 does not reach {address_a} on h1"
+        assert pings(lab, "h1", containers["h1"][1], "198.51.100.1"), "the VLAN's gateway"
+    finally:
+        for host in lab.hosts():
+            lab.docker(host, "rm", "-f", *containers[host], check=False)
+            lab.docker(host, "network", "rm", *networks, check=False)
+    for host in lab.hosts():
+        ports = lab.node(host).run(["ovs-vsctl", "list-ports", "ovsbr0"]).stdout.split()
+        ports += lab.node(host).run(["ovs-vsctl", "list-ports", "acsvx0"], check=False).stdout.split()
+        assert [p for p in ports if p.startswith("vh")] == [], f"endpoint ports left on {host}: {ports}"
+
+
+def test_a_plugin_whose_store_is_unreachable_still_activates(managed_lab):
+    """`docker plugin set` reconfigures a plugin (disabled); with a store it cannot reach it still answers
+    Activate and GetCapabilities (one failure there disables a driver in dockerd), and refuses networks
+    with an error naming the store. Set back, it serves again."""
+    lab, host, tag = managed_lab, "h2", uuid.uuid4().hex[:4]
+    nowhere = "zk://192.0.2.99:2181/acsnet"
+    references = (VLAN, IPAM)
+    try:
+        for reference in references:
+            lab.docker(host, "plugin", "disable", reference)
+            lab.docker(host, "plugin", "set", reference, f"ACSNET_STORE={nowhere}", "ACSNET_STORE_TIMEOUT=2")
+            lab.docker(host, "plugin", "enable", "--timeout", "300", reference, timeout=400)
+        refused = lab.docker(host, "network", "create", "-d", VLAN, "--ipam-driver", IPAM, "--subnet", "100.84.0.0/24",
+                             "-o", "VlanId=218", f"mnone-{tag}", check=False)
+        assert refused.returncode != 0 and "192.0.2.99:2181" in refused.stderr, refused.stderr
+        assert all(inspect_plugin(lab, host, r)["Enabled"] for r in references)
+        plugins = lab.docker(host, "plugin", "ls", "--format", "{{.Name}} {{.Enabled}}").stdout
+        assert f"{VLAN} true" in plugins and f"{IPAM} true" in plugins
+    finally:
+        for reference in references:
+            lab.docker(host, "plugin", "disable", reference, check=False)
+            lab.docker(host, "plugin", "set", reference, f"ACSNET_STORE={lab.zookeeper_url}", "ACSNET_STORE_TIMEOUT=5")
+            lab.docker(host, "plugin", "enable", "--timeout", "300", reference, timeout=400)
+    lab.docker(host, "network", "create", "-d", VLAN, "--ipam-driver", IPAM, "--subnet", "100.84.0.0/24",
+               "-o", "VlanId=218", f"mback-{tag}")
+    lab.docker(host, "network", "rm", f"mback-{tag}")
