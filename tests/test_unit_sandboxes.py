@@ -11,7 +11,7 @@ drivers on the embedded store they share (host-setup's flags stand for /etc/acsn
 is exercised: a network, an endpoint and a join per driver, an address from the IPAM, the front's
 socket answering; what each wrote is checked from the host, outside the unit's namespace (forwarding
 on, the vpc gateway on the bridge, vxlan's router namespace usable by `ip netns exec`). Deliberately wrong sandboxes show the
-check can fail: vpc with ProtectKernelTunables=yes does not start, and vxlan in a mount namespace of
+check can fail: vpc with ProtectKernelTunables=yes cannot turn forwarding on and refuses its networks, and vxlan in a mount namespace of
 its own makes router namespaces the host cannot see."""
 
 from __future__ import annotations
@@ -165,11 +165,16 @@ def test_a_wrong_sandbox_is_caught(fresh_host, tmp_path):
     sandbox = UnitSandbox.from_unit(unit["host-setup"])
     host.run(sandbox.command([*sandbox.exec_start, *HOST_SETUP]), timeout=120)
 
-    # vpc with read-only kernel tunables: forwarding cannot be turned on, the driver does not start.
+    # vpc with read-only kernel tunables: forwarding cannot be turned on. The driver still starts (dockerd
+    # disables a plugin that fails to activate until it restarts; a managed plugin's /proc/sys is always
+    # read-only) and refuses vpc networks, saying what to do; forwarding stays off.
     tunables = unit["vpc"].replace("ProtectKernelTunables=no", "ProtectKernelTunables=yes")
     assert "ProtectKernelTunables=yes" in tunables
-    with pytest.raises(RuntimeError, match="ip_forward"):
-        start(host, processes, tmp_path, tunables, "vpc")
+    start(host, processes, tmp_path, tunables, "vpc")
+    create = network_calls("e" * 64, "f" * 64, "100.70.0.0/16", "100.70.0.2/24", "100.70.0.1/16", {"host_subnet_size": "24"})[:1]
+    [(status, body)] = call(host, "vpc", create)
+    assert status != 200 and "IPv4 forwarding is off" in body["Err"] and "net.ipv4.ip_forward=1" in body["Err"], body
+    assert host.run(["cat", "/proc/sys/net/ipv4/ip_forward"]).stdout.strip() == "0"
 
     # vxlan in a mount namespace of its own: its router namespace is a mount the host never sees.
     mounts = unit["vxlan"].replace("[Service]\n", "[Service]\n" + OWN_MOUNT_NAMESPACE)
