@@ -30,7 +30,7 @@ import netaddr
 
 from acsnet.ipam import chunks
 from acsnet.ipam.model import AddressRecord, Pool, Retention
-from acsnet.store import Check, Create, Delete, SetValue, Store, encode, join
+from acsnet.store import Check, Create, Delete, SetValue, Store, encode, join, read_each
 from acsnet.store import ROOT
 from acsnet.store.base import Operation, Versioned
 
@@ -73,12 +73,7 @@ class PoolRecords:
 
     @staticmethod
     def read_all(store: Store) -> dict[str, Pool]:
-        found = {}
-        for pool_id in PoolRecords.ids(store):
-            pool = PoolRecords.read(store, pool_id)
-            if pool is not None:
-                found[pool_id] = pool
-        return found
+        return read_each(PoolRecords.ids(store), lambda pool_id: PoolRecords.read(store, pool_id))
 
     @staticmethod
     def exists(store: Store, pool_id: str) -> bool:
@@ -228,12 +223,7 @@ class AddressRecords:
     @staticmethod
     def read_pool(store: Store, pool_id: str) -> dict[str, AddressRecord]:
         """Every address held in one pool, by address."""
-        found = {}
-        for address in AddressRecords.addresses(store, pool_id):
-            record = AddressRecords.read(store, pool_id, address)
-            if record is not None:
-                found[address] = record
-        return found
+        return read_each(AddressRecords.addresses(store, pool_id), lambda address: AddressRecords.read(store, pool_id, address))
 
     @staticmethod
     def read_all(store: Store) -> Iterator[tuple[str, str, AddressRecord]]:

@@ -69,6 +69,17 @@ def encode(obj) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
+def read_each(names, read) -> dict:
+    """`read(name)` of each listed child, by name, leaving out the ones gone between the listing and the
+    read (a record removed meanwhile is no record, not an error): how every state module reads all."""
+    found = {}
+    for name in names:
+        value = read(name)
+        if value is not None:
+            found[name] = value
+    return found
+
+
 def join(*parts: str) -> str:
     return "/".join([parts[0].rstrip("/")] + [p.strip("/") for p in parts[1:]])
 

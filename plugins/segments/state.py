@@ -19,7 +19,7 @@ import logging
 from typing import Callable
 
 from acsnet.plugins.segments.model import Layout, SegmentEndpoint, SegmentNetwork, SegmentRecord
-from acsnet.store import Create, Delete, Store, Versioned, encode
+from acsnet.store import Create, Delete, Store, Versioned, encode, read_each
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +38,8 @@ def read_host_network(store: Store, layout: Layout, host: str, network_id: str) 
 
 
 def read_host_networks(store: Store, layout: Layout, host: str) -> dict[str, SegmentNetwork]:
-    found = {}
-    for network_id in host_network_ids(store, layout, host):
-        network = read_host_network(store, layout, host, network_id)
-        if network is not None:
-            found[network_id] = network
-    return found
+    return read_each(host_network_ids(store, layout, host),
+                     lambda network_id: read_host_network(store, layout, host, network_id))
 
 
 def write_host_network(store: Store, layout: Layout, host: str, network: SegmentNetwork) -> None:
@@ -73,12 +69,8 @@ def read_host_endpoint(store: Store, layout: Layout, host: str, endpoint_id: str
 
 
 def read_host_endpoints(store: Store, layout: Layout, host: str) -> dict[str, SegmentEndpoint]:
-    found = {}
-    for endpoint_id in host_endpoint_ids(store, layout, host):
-        endpoint = read_host_endpoint(store, layout, host, endpoint_id)
-        if endpoint is not None:
-            found[endpoint_id] = endpoint
-    return found
+    return read_each(host_endpoint_ids(store, layout, host),
+                     lambda endpoint_id: read_host_endpoint(store, layout, host, endpoint_id))
 
 
 def write_host_endpoint(store: Store, layout: Layout, host: str, endpoint: SegmentEndpoint) -> None:
@@ -95,12 +87,11 @@ def segment_numbers(store: Store, layout: Layout) -> list[str]:
 
 def read_segment_records(store: Store, layout: Layout, number: int | str) -> dict[str, SegmentRecord]:
     """A segment's records by name (`<ip>~<endpoint-id12>`)."""
-    found = {}
-    for name in store.children(layout.segment(number)):
+    def read(name: str) -> SegmentRecord | None:
         data = store.get_json(layout.record_key(number, name))
-        if data:
-            found[name] = SegmentRecord.from_json(data)
-    return found
+        return SegmentRecord.from_json(data) if data else None
+
+    return read_each(store.children(layout.segment(number)), read)
 
 
 def watch_segment(store: Store, layout: Layout, number: int | str, callback: Callable[[list[str]], None]) -> None:

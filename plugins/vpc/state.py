@@ -17,7 +17,7 @@ import netaddr
 from acsnet.ipam.state import network_of_key, subnet_key
 from acsnet.plugins.segments.model import LAYOUTS
 from acsnet.plugins.vpc.model import HostSubnet
-from acsnet.store import Create, Delete, SetValue, Store, Versioned, encode, join
+from acsnet.store import Create, Delete, SetValue, Store, Versioned, encode, join, read_each
 
 NETWORKS = join(LAYOUTS["vpc"].root, "networks")  # keyed by range: a network's id is the segment agent's
 
@@ -83,12 +83,7 @@ class HostSubnetRecord:
     @staticmethod
     def read_all(store: Store, network: netaddr.IPNetwork) -> dict[str, HostSubnet]:
         """Every host's record of the network, those that left included."""
-        found = {}
-        for host in HostSubnetRecord.hosts(store, network):
-            record = HostSubnetRecord.read(store, network, host)
-            if record is not None:
-                found[host] = record
-        return found
+        return read_each(HostSubnetRecord.hosts(store, network), lambda host: HostSubnetRecord.read(store, network, host))
 
     @staticmethod
     def watch_all(store: Store, network: netaddr.IPNetwork, callback: Callable[[list[str]], None]) -> None:
