@@ -7,7 +7,8 @@ import argparse
 import sys
 
 from acsnet.cli.common import add_config_option, add_docker_option
-from acsnet.config import HOST_SETUP_OPTIONS, add_options, resolve
+from acsnet.cli.serve import set_up_host
+from acsnet.config import HOST_SETUP_OPTIONS, add_options
 from acsnet.errors import AcsnetError
 
 NAMES = ("ipam", "vlan", "vxlan", "vpc")
@@ -79,14 +80,7 @@ def run_plugin_install(args: argparse.Namespace) -> int:
 
 def host_setup(args: argparse.Namespace) -> None:
     """What a plugin cannot do to its host: the uplink into the bridge, and forwarding."""
-    from acsnet.ovsctl.host_setup import setup_host
-    from acsnet.ovsctl.ovsdb import Ovsdb
-
-    settings = resolve(args, HOST_SETUP_OPTIONS)
-    if not settings["uplink"]:
-        raise AcsnetError("--host-setup needs --uplink IFACE (or uplink = IFACE in the config file)")
-    done = setup_host(Ovsdb(settings["ovsdb"]), settings["uplink"], settings["bridge"], settings["datapath"],
-                      userspace_tso=not settings["no_userspace_tso"])
+    done = set_up_host(args)
     with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
         f.write("1")
     _progress("host set up: " + ("; ".join(done) if done else "already set up") + "; IPv4 forwarding on")

@@ -48,13 +48,18 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_host_setup(args: argparse.Namespace) -> int:
-    from acsnet.ovsctl.host_setup import setup_host  # pyroute2: half a second, for this command only
+def set_up_host(args: argparse.Namespace) -> list[str]:
+    """The host setup the options ask for (`host-setup`, and `plugin install --host-setup`); what it did."""
+    from acsnet.ovsctl.host_setup import setup_host  # pyroute2: half a second, for these commands only
 
     settings = resolve(args, HOST_SETUP_OPTIONS)
     if not settings["uplink"]:
         raise AcsnetError("no uplink: give --uplink IFACE (or uplink = IFACE in the config file)")
-    done = setup_host(Ovsdb(settings["ovsdb"]), settings["uplink"], settings["bridge"], settings["datapath"],
+    return setup_host(Ovsdb(settings["ovsdb"]), settings["uplink"], settings["bridge"], settings["datapath"],
                       userspace_tso=not settings["no_userspace_tso"])
+
+
+def run_host_setup(args: argparse.Namespace) -> int:
+    done = set_up_host(args)
     print("host set up: " + ("; ".join(done) if done else "nothing to do, already set up"))
     return 0
