@@ -177,7 +177,7 @@ def test_dashboard_pages_search_and_bad_input(tmp_path, store_url):
                 status, fragment = get(path, "/fragment/search?" + urllib.parse.urlencode({"q": bad}))
                 assert status == 400 and says in fragment and "<script>x" not in fragment
             status, body = get(path, "/api/search?q=web")
-            assert status == 200 and "no address is kept for an application called 'web'" in json.loads(body)["message"]
+            assert status == 200 and "not found: no container on a vlan, vxlan or vpc network is called 'web'" in json.loads(body)["message"]
             assert get(path, "/fragment/hosts?hosts_page=x")[0] == 400
             assert get(path, "/fragment/addresses?pool=nope")[0] == 400
             assert get(path, "/fragment/nothing")[0] == 404
@@ -262,3 +262,68 @@ def test_no_dashboard_socket_left_world_writable(tmp_path, embedded_url):
         assert os.stat(path).st_mode & 0o777 == 0o660
     finally:
         stop(process)
+
+
+@pytest.mark.docker
+@pytest.mark.zookeeper
+def test_dashboard_finds_a_lab_container_by_name_and_by_id(lab, tmp_path):
+    """dockerd sends the plugins no container name or id: h1's vlan driver asks h1's dockerd in the
+    background and writes them into the endpoint record; the dashboard on the lab's ZooKeeper finds the
+    container by its name, its id and a 12-digit prefix of it, and forgets it when it is removed."""
+    import uuid
+
+    from acsnet.lab.dockerd import IMAGE
+
+    network, name = f"dn{uuid.uuid4().hex[:6]}", f"dash-{uuid.uuid4().hex[:6]}"
+    socket_path = str(tmp_path / "dashboard.sock")
+    dashboard = lab.node("svc").popen([sys.executable, "-m", "acsnet.cli", "dashboard", "--store", lab.zookeeper_url,
+                                       "--listen", f"unix://{socket_path}"], str(tmp_path / "dashboard.log"))
+    try:
+        lab.docker("h1", "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--subnet", "198.18.41.0/24",
+                   "--gateway", "198.18.41.1", "-o", "VlanId=241", network)
+        lab.docker("h1", "run", "-d", "--stop-timeout", "1", "--net", network, "--name", name, IMAGE, "sleep", "600")
+        started = time.monotonic()
+        info = json.loads(lab.docker("h1", "inspect", name).stdout)[0]
+        container_id, settings = info["Id"], info["NetworkSettings"]["Networks"][network]
+
+        def found(query: str) -> dict | None:
+            try:
+                status, body = get(socket_path, "/api/search?" + urllib.parse.urlencode({"q": query}))
+            except OSError:  # the dashboard not listening yet
+                return None
+            answer = json.loads(body) if status == 200 else {}
+            return answer if answer.get("rows") else None
+
+        by_name = until(lambda: found(name), 60)
+        print(f"found by name {time.monotonic() - started:.2f}s after docker run returned")
+        [row] = by_name["rows"]
+        assert by_name["kind"] == "container"
+        assert (row["ip"], row["holder"], row["host_state"], row["endpoint"], row["container"], row["container_id"]) == \
+            (settings["IPAddress"], "h1", "alive", settings["EndpointID"], name, container_id)
+        assert row["network"].startswith("vlan ")
+        for query in (container_id, container_id[:12], "/" + name):
+            answer = found(query)
+            assert answer is not None and [r["ip"] for r in answer["rows"]] == [settings["IPAddress"]], query
+            assert answer["kind"] == ("container" if query.startswith("/") else "container id"), answer
+        # The page shows the container's name beside its address.
+        status, fragment = get(socket_path, "/fragment/search?" + urllib.parse.urlencode({"q": name}))
+        assert status == 200 and f'data-container-id="{container_id}"' in fragment and f">{name}" in fragment
+
+        status, body = get(socket_path, "/api/search?q=no-such-container")
+        assert status == 200 and not json.loads(body)["rows"]
+        assert json.loads(body)["message"].startswith("not found: no container on a vlan, vxlan or vpc network is called "
+                                                      "'no-such-container'")
+        status, fragment = get(socket_path, "/fragment/search?q=no-such-container")
+        assert status == 200 and 'id="search-empty"' in fragment and "not found" in fragment
+
+        # Gone from dockerd, gone from the index.
+        lab.docker("h1", "rm", "-f", name)
+        until(lambda: found(name) is None, 30)
+        status, body = get(socket_path, "/api/search?" + urllib.parse.urlencode({"q": container_id[:12]}))
+        assert status == 200 and "not found: no endpoint or container id starts with" in json.loads(body)["message"]
+        assert dashboard.poll() is None
+    finally:
+        lab.docker("h1", "rm", "-f", name, check=False)
+        lab.docker("h1", "network", "rm", network, check=False)
+        dashboard.terminate()
+        dashboard.wait(15)

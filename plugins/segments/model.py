@@ -16,6 +16,9 @@ Key layout (below the store root `/acsnet`, `<driver>` being `vlan`, `vxlan` or 
                                                    immutable, so a watch on the children of a segment
                                                    sees every change as a name added or removed
     <driver>/hosts/<host>/published/<endpoint-id>  an endpoint's published ports (vxlan)
+    <driver>/hosts/<host>/container-names          NamesChanged: which endpoint records the host's
+                                                   container namer changed last, and how many times
+                                                   it has (one value watch per host tells readers)
     <driver>/hosts/<host>/cluster-node             global scope: the node address the host's dockerd
                                                    announced (DiscoverNew) since it activated the driver
     <driver>/networks/<network-id>                 SegmentNetwork, read only: where global networks
@@ -69,6 +72,10 @@ class Layout:
 
     def host_endpoint(self, host: str, endpoint_id: str) -> str:
         return join(self.host_endpoints(host), endpoint_id)
+
+    def host_container_names(self, host: str) -> str:
+        """`<driver>/hosts/<host>/container-names`: the host's `NamesChanged`."""
+        return join(self.hosts, host, "container-names")
 
     def published(self, host: str, endpoint_id: str | None = None) -> str:
         """`<driver>/hosts/<host>/published/<endpoint-id>`: an endpoint's published ports (vxlan)."""
@@ -140,6 +147,11 @@ class SegmentEndpoint:
     prefixlen: int
     mac: str
     since: float = 0.0  # when it was created (orphans and audit give new endpoints a grace period)
+    # The container on the endpoint, as the host's dockerd names it: dockerd sends neither to a plugin,
+    # so the host's container namer (`acsnet.plugins.segments.containers`) fills them in after the
+    # container started ("" until then, and for containers dockerd does not list).
+    container_id: str = ""
+    container_name: str = ""
 
     @property
     def host_port(self) -> str:
@@ -154,7 +166,31 @@ class SegmentEndpoint:
 
     @classmethod
     def from_json(cls, d: dict) -> "SegmentEndpoint":
-        return cls(**d)
+        # Fields a newer version added are left out, so a host may run an older version for a while.
+        return cls(**{k: v for k, v in d.items() if k in _ENDPOINT_FIELDS})
+
+    def named(self, container_id: str, container_name: str) -> "SegmentEndpoint":
+        return dataclasses.replace(self, container_id=container_id, container_name=container_name)
+
+
+_ENDPOINT_FIELDS = {f.name for f in dataclasses.fields(SegmentEndpoint)}
+
+
+@dataclasses.dataclass(frozen=True)
+class NamesChanged:
+    """What a host's container namer changed last: `count` grows by one per pass that changed endpoint
+    records, `endpoint_ids` are that pass's. A reader that saw `count - 1` reads just those records; one
+    that missed a pass (watches collapse changes) reads the host's records again."""
+
+    count: int
+    endpoint_ids: tuple[str, ...]
+
+    def to_json(self) -> dict:
+        return {"count": self.count, "endpoint_ids": list(self.endpoint_ids)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "NamesChanged":
+        return cls(int(d["count"]), tuple(d["endpoint_ids"]))
 
 
 @dataclasses.dataclass(frozen=True)
