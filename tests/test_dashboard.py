@@ -193,6 +193,71 @@ def test_dashboard_pages_search_and_bad_input(tmp_path, store_url):
         store.close()
 
 
+def test_live_index_follows_container_names_written_after_the_endpoint(store):
+    """The dashboard's index on a real store: names the host's namer writes after the endpoint exists,
+    one announced pass, two passes of which the watch saw only the second (every record read again), a
+    rename (the old name leaves the index); a name is never written into an endpoint deleted meanwhile."""
+    from acsnet.dashboard.live import LiveStore
+    from acsnet.plugins.segments import state
+    from acsnet.plugins.segments.model import LAYOUTS, NamesChanged, SegmentEndpoint
+
+    layout, host = LAYOUTS["vlan"], "h1"
+    endpoints = [SegmentEndpoint(f"{n:x}" * 64, "n" * 64, 10, f"10.44.0.{n}", 24, f"02:42:0a:2c:00:0{n}", time.time())
+                 for n in (2, 3, 4)]
+    state.prepare_host_endpoints(store, layout, host)
+    for endpoint in endpoints:
+        state.write_host_endpoint(store, layout, host, endpoint)
+    live = LiveStore(store, "test").start()
+    try:
+        until(lambda: all(live.endpoints_at(e.ip) for e in endpoints))
+        first, second, third = (e.endpoint_id for e in endpoints)
+
+        def name(endpoint_id: str, container: str) -> None:
+            assert state.name_host_endpoint(store, layout, host, endpoint_id, container + "c" * 60, container)
+
+        def named(container: str) -> list[str]:
+            return [e.endpoint.endpoint_id for e in live.endpoints_named(container)]
+
+        name(first, "web0")
+        state.write_names_changed(store, layout, host, NamesChanged(1, (first,)))
+        until(lambda: named("web0") == [first])
+        assert [e.endpoint.ip for e in live.endpoints_of_container("web0ccc", 10)] == ["10.44.0.2"]
+        assert named("WEB0") == [first]  # whatever the case, when no name matches exactly
+
+        name(second, "web1")
+        name(third, "web2")
+        state.write_names_changed(store, layout, host, NamesChanged(3, (third,)))  # the pass that wrote web1 unseen
+        until(lambda: named("web1") == [second] and named("web2") == [third])
+
+        name(first, "web9")
+        state.write_names_changed(store, layout, host, NamesChanged(4, (first,)))
+        until(lambda: named("web9") == [first])
+        assert named("web0") == [] and live.endpoints_of_container("web0ccc", 10) == []
+
+        state.clear_host_endpoint(store, layout, host, third)
+        assert not state.name_host_endpoint(store, layout, host, third, "f" * 64, "late")
+        assert state.read_host_endpoint(store, layout, host, third) is None
+        until(lambda: named("web2") == [])
+    finally:
+        live.stop()
+
+
+def test_containers_listed_by_dockerd_give_each_endpoint_its_container():
+    from acsnet.plugins.segments.containers import endpoint_containers
+    from acsnet.plugins.segments.model import SegmentEndpoint
+
+    listed = [{"Id": "c1", "Names": ["/db/web-alias", "/web"],
+               "NetworkSettings": {"Networks": {"a": {"EndpointID": "e1"}, "b": {"EndpointID": "e2"}, "none": {"EndpointID": ""}}}},
+              {"Id": "c2", "Names": ["/solo"], "NetworkSettings": {"Networks": {"a": None}}},
+              {"Id": "c3", "Names": [], "NetworkSettings": None}]
+    assert endpoint_containers(listed) == {"e1": ("c1", "web"), "e2": ("c1", "web")}
+    assert endpoint_containers({"message": "not a list"}) == {}
+    # A record written by an older version (no container fields) and one by a newer (more fields) both read.
+    old = {"endpoint_id": "e", "network_id": "n", "segment": 1, "ip": "10.0.0.2", "prefixlen": 24, "mac": "02:42:0a:00:00:02"}
+    assert SegmentEndpoint.from_json(old).container_name == ""
+    assert SegmentEndpoint.from_json({**old, "container_name": "x", "added_later": 1}).container_name == "x"
+
+
 @pytest.mark.zookeeper
 def test_dashboard_starts_without_its_store_and_follows_it_when_it_comes(tmp_path):
     """Nothing listens on the store's port: the page says the store is down, the process stays."""
