@@ -242,6 +242,25 @@ def test_live_index_follows_container_names_written_after_the_endpoint(store):
         live.stop()
 
 
+def test_the_container_namer_waits_out_a_dockerd_that_does_not_answer(store, tmp_path):
+    """No dockerd at the socket (down, or a managed plugin without docker.sock): a pass changes nothing,
+    raises nothing, and says to look again soon while a new endpoint has no name."""
+    from acsnet.docker_api import parse_docker_address
+    from acsnet.plugins.segments import state
+    from acsnet.plugins.segments.containers import ContainerNamer
+    from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint
+
+    layout = LAYOUTS["vxlan"]
+    endpoint = SegmentEndpoint("e" * 64, "n" * 64, 5001, "10.45.0.2", 24, "02:42:0a:2d:00:02", time.time())
+    state.prepare_host_endpoints(store, layout, "h1")
+    state.write_host_endpoint(store, layout, "h1", endpoint)
+    namer = ContainerNamer(store, layout, "h1", parse_docker_address(str(tmp_path / "no-docker.sock")), lambda: [endpoint])
+    assert namer.name_pass() is True
+    assert state.read_host_endpoint(store, layout, "h1", endpoint.endpoint_id) == endpoint
+    assert state.read_names_changed(store, layout, "h1") is None
+    assert ContainerNamer(store, layout, "h1", namer.docker, lambda: []).name_pass() is False  # nothing to name: dockerd not asked
+
+
 def test_containers_listed_by_dockerd_give_each_endpoint_its_container():
     from acsnet.plugins.segments.containers import endpoint_containers
     from acsnet.plugins.segments.model import SegmentEndpoint
