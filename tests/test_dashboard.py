@@ -411,3 +411,54 @@ def test_dashboard_finds_a_lab_container_by_name_and_by_id(lab, tmp_path):
         lab.docker("h1", "network", "rm", network, check=False)
         dashboard.terminate()
         dashboard.wait(15)
+
+
+@pytest.mark.docker
+@pytest.mark.zookeeper
+def test_the_front_names_what_it_starts_when_the_driver_cannot_ask_dockerd(lab, tmp_path):
+    """h1's vlan driver given a dockerd socket that does not exist (as a managed plugin has none): a
+    container started on dockerd directly stays nameless, one started through `acsnet front` is found by
+    its name and id at once: the front wrote them into its endpoint's record after the start."""
+    import uuid
+
+    from acsnet.lab.dockerd import IMAGE
+
+    network, suffix = f"df{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:6]
+    front = f"unix:///run/acsnet/db-front-{suffix}.sock"
+    socket_path = str(tmp_path / "dashboard.sock")
+    dashboard = lab.node("svc").popen([sys.executable, "-m", "acsnet.cli", "dashboard", "--store", lab.zookeeper_url,
+                                       "--listen", f"unix://{socket_path}"], str(tmp_path / "dashboard.log"))
+    lab.kill_plugin("h1", "vlan", signal.SIGTERM)
+    lab.start_plugin("h1", "vlan", "--docker", "unix:///run/acsnet/no-dockerd.sock")
+    try:
+        lab.start_front("h1", front, "--host-id", "h1")
+        lab.docker("h1", "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--subnet", "198.18.42.0/24",
+                   "--gateway", "198.18.42.1", "-o", "VlanId=242", network)
+        lab.docker("h1", "run", "-d", "--stop-timeout", "1", "--net", network, "--name", f"direct-{suffix}", IMAGE, "sleep", "600")
+        lab.node("h1").run([lab.docker_cli, "run", "-d", "--stop-timeout", "1", "--net", network, "--name", f"fronted-{suffix}",
+                            IMAGE, "sleep", "600"], env={**os.environ, "DOCKER_HOST": front})
+        fronted = json.loads(lab.docker("h1", "inspect", f"fronted-{suffix}").stdout)[0]
+
+        def rows(query: str) -> list:
+            try:
+                status, body = get(socket_path, "/api/search?" + urllib.parse.urlencode({"q": query}))
+            except OSError:
+                return []
+            return json.loads(body).get("rows", []) if status == 200 else []
+
+        [row] = until(lambda: rows(f"fronted-{suffix}"), 60)
+        assert (row["ip"], row["container_id"], row["endpoint"]) == (
+            fronted["NetworkSettings"]["Networks"][network]["IPAddress"], fronted["Id"],
+            fronted["NetworkSettings"]["Networks"][network]["EndpointID"])
+        assert [r["ip"] for r in rows(fronted["Id"][:12])] == [row["ip"]]
+        time.sleep(2)  # the driver would have named it by now (it asks every 0.5 s), had it reached dockerd
+        assert rows(f"direct-{suffix}") == []
+    finally:
+        lab.stop_front("h1", front)
+        for name in (f"direct-{suffix}", f"fronted-{suffix}"):
+            lab.docker("h1", "rm", "-f", name, check=False)
+        lab.docker("h1", "network", "rm", network, check=False)
+        lab.kill_plugin("h1", "vlan", signal.SIGTERM)
+        lab.start_plugin("h1", "vlan")
+        dashboard.terminate()
+        dashboard.wait(15)

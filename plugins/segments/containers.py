@@ -23,7 +23,7 @@ from typing import Callable
 from acsnet.docker_api import DockerAddress, DockerUnreachable
 from acsnet.errors import AcsnetError
 from acsnet.plugins.segments import state
-from acsnet.plugins.segments.model import Layout, NamesChanged, SegmentEndpoint
+from acsnet.plugins.segments.model import Layout, SegmentEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,6 @@ class ContainerNamer:
         self.docker = docker
         self._endpoints = endpoints  # this host's endpoints as the agent holds them
         self.written: dict[str, tuple[str, str]] = {}  # endpoint id -> what its record says, as far as known
-        self.count: int | None = None  # the host's NamesChanged.count, once read
         self._woken = threading.Event()
         self._stopped = threading.Event()
         self._said: str | None = None  # the last problem logged (said once, not every pass)
@@ -122,11 +121,8 @@ class ContainerNamer:
                     changed.append(endpoint.endpoint_id)
             if changed:
                 self._unannounced = changed
-                if self.count is None:
-                    last = state.read_names_changed(self.store, self.layout, self.host_id)
-                    self.count = last.count if last else 0
-                state.write_names_changed(self.store, self.layout, self.host_id, NamesChanged(self.count + 1, tuple(changed)))
-                self.count, self._unannounced = self.count + 1, []
+                state.announce_names_changed(self.store, self.layout, self.host_id, changed)
+                self._unannounced = []
                 log.debug("containers named: %s", ", ".join(changed))
         except AcsnetError as e:
             self._say(e.message)

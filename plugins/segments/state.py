@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
+from acsnet.errors import Conflict
 from acsnet.plugins.segments.model import Layout, NamesChanged, SegmentEndpoint, SegmentNetwork, SegmentRecord
 from acsnet.store import Create, Delete, Store, Versioned, encode, read_each
 
@@ -99,6 +100,22 @@ def read_names_changed(store: Store, layout: Layout, host: str) -> NamesChanged 
 
 def write_names_changed(store: Store, layout: Layout, host: str, changed: NamesChanged) -> None:
     store.put(layout.host_container_names(host), encode(changed.to_json()))
+
+
+def announce_names_changed(store: Store, layout: Layout, host: str, endpoint_ids: list[str]) -> int:
+    """Tell the host's watchers these endpoint records were named: the count one more than the last,
+    by compare-and-set (the host's driver and `acsnet front` both announce). The count written."""
+    path = layout.host_container_names(host)
+    for _ in range(20):
+        node = store.get(path)
+        try:
+            count = NamesChanged.from_json(node.json()).count + 1 if node is not None and node.value else 1
+        except (ValueError, KeyError, TypeError):
+            count = 1  # unreadable: start over (a watcher then reads the host's records again)
+        value = encode(NamesChanged(count, tuple(endpoint_ids)).to_json())
+        if store.create(path, value) if node is None else store.compare_and_set(path, value, node.version):
+            return count
+    raise Conflict(f"{path} changed 20 times while it was announced")
 
 
 def watch_names_changed(store: Store, layout: Layout, host: str, callback: Callable[[NamesChanged | None], None]) -> None:
