@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from acsnet.errors import InvalidRequest
 from acsnet.plugins.protocol import NetworkAllocate, NetworkCreate
-from acsnet.plugins.segments.driver import SegmentDriver, single_ipv4_subnet
+from acsnet.plugins.segments.driver import SegmentDriver
 from acsnet.plugins.segments.model import SegmentNetwork
 from acsnet.plugins.vlan.options import parse_vlan_options
 
@@ -20,7 +20,7 @@ class VlanDriver(SegmentDriver):
                 "center's VLAN, whose router and other systems reach them, and acsnet controls neither; "
                 "use -d vxlan or -d vpc for an internal network")
         options = parse_vlan_options(request)
-        data = single_ipv4_subnet(self.name, request)
+        data = self.subnets(request).ipv4
         gateway = str(data.gateway.ip) if data.gateway is not None else None
         mtu = request.mtu or self.agent.uplink_mtu
         self.agent.add_network(SegmentNetwork(request.network_id, options.vlan, data.pool, gateway, options.gateway_mac, mtu))

@@ -35,9 +35,10 @@ def routed_networks(view: HostView) -> dict[int, SegmentNetwork]:
 
 def vxlan_table(view: HostView) -> list[str]:
     """The vxlan bridge's flows for `view`."""
-    local = tuple(VxlanPort(e.host_port, e.segment, e.ip, e.mac) for e in view.endpoints)
-    remote = tuple(VxlanRoute(vni, r.ip, r.mac, r.vtep) for vni in view.segments() for r in view.remote_records(vni))
-    gateways = tuple(VxlanGateway(n.segment, n.gateway, router.gateway_port(n.segment)) for n in routed_networks(view).values())
+    local = tuple(VxlanPort(e.host_port, e.segment, e.ip, e.mac, e.ip6) for e in view.endpoints)
+    remote = tuple(VxlanRoute(vni, r.ip, r.mac, r.vtep, r.ip6) for vni in view.segments() for r in view.remote_records(vni))
+    gateways = tuple(VxlanGateway(n.segment, n.gateway, router.gateway_port(n.segment), n.gateway6 or "")
+                     for n in routed_networks(view).values())
     return vxlan_flows(VxlanDatapath(TUNNEL_PORT, frozenset(view.segments()), local, remote, gateways))
 
 
@@ -95,7 +96,8 @@ class VxlanOvsDatapath(Datapath):
                 self.publications[eid] = tuple(Publication(**p) for p in found)
 
     def record_for(self, endpoint: SegmentEndpoint) -> SegmentRecord:
-        return SegmentRecord(self.agent.host_id, self.host_mac, self.vtep, endpoint.ip, endpoint.mac, endpoint.endpoint_id)
+        return SegmentRecord(self.agent.host_id, self.host_mac, self.vtep, endpoint.ip, endpoint.mac, endpoint.endpoint_id,
+                             endpoint.ip6)
 
     def port_options(self, endpoint: SegmentEndpoint) -> dict:
         return {}
@@ -120,8 +122,10 @@ class VxlanOvsDatapath(Datapath):
             port = router.gateway_port(vni)
             if port in ports and vni in self._routers:
                 continue
-            self._routers[vni] = router.ensure_router(vni, network.gateway, network.subnet.prefixlen, gateway_mac(vni),
-                                                      network.mtu, userspace_datapath=self.bridge.userspace_datapath)
+            self._routers[vni] = router.ensure_router(
+                vni, network.gateway, network.subnet.prefixlen, gateway_mac(vni), network.mtu,
+                userspace_datapath=self.bridge.userspace_datapath, gateway6=network.gateway6,
+                prefixlen6=network.subnet6.prefixlen if network.subnet6 is not None else 64)
             self.ovsdb.add_port(self.bridge.name, port, external_ids={"acsnet-router": str(vni)})
             ports.add(port)
 

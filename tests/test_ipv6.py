@@ -1,0 +1,166 @@
+"""IPv6 dual-stack end to end in the lab (real dockerd, OVS with its userspace VXLAN tunnels over the
+IPv4 underlay, ZooKeeper): vxlan networks carry one IPv4 and one IPv6 subnet, containers on two hosts
+reach each other by their `--ip6`, neighbour solicitations are answered by flows from the records,
+overlapping IPv6 subnets stay isolated by VNI; and what is refused, is refused clearly with nothing
+stored. The addresses are 2001:db8::/32 (documentation)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+import uuid
+
+from acsnet.lab.dockerd import IMAGE
+from acsnet.lab.topology import Lab
+from tests.test_vlan import QUICK, remove
+from tests.test_vxlan import tunnel_flows
+
+SUBNET, SUBNET6 = "100.64.6.0/24", "2001:db8:6::/64"
+GATEWAY6 = "2001:db8:6::1"
+
+
+def create_dual_stack(lab: Lab, name: str, vni: int, hosts=("h1", "h2"), *extra: str) -> None:
+    for host in hosts:
+        lab.docker(host, "network", "create", "-d", "vxlan", "--ipam-driver", "acsnet", "--ipv6",
+                   "--subnet", SUBNET, "--subnet", SUBNET6, "--ipam-opt", f"vni={vni}", "-o", f"VxlanId={vni}",
+                   *extra, name)
+
+
+def serve(lab: Lab, host: str, name: str, network: str, ip: str, ip6: str) -> None:
+    """A container whose web page is its own name, so a reply says who answered."""
+    script = f"mkdir /www && echo {name} > /www/index.html && exec httpd -f -p 80 -h /www"
+    lab.docker(host, "run", "-d", *QUICK, "--net", network, "--ip", ip, "--ip6", ip6, "--name", name, IMAGE,
+               "sh", "-c", script)
+
+
+def pings6(lab: Lab, host: str, container: str, address: str, wait: float = 10.0) -> bool:
+    deadline = time.monotonic() + wait
+    while True:
+        if lab.docker(host, "exec", container, "ping", "-6", "-c", "1", "-W", "1", address, check=False).returncode == 0:
+            return True
+        if time.monotonic() > deadline:
+            return False
+
+
+def fetch6(lab: Lab, host: str, container: str, address: str) -> str:
+    result = lab.docker(host, "exec", container, "timeout", "5", "wget", "-q", "-O", "-", f"http://[{address}]/", check=False)
+    return result.stdout.strip()
+
+
+def neighbour(lab: Lab, host: str, container: str, address: str) -> str:
+    return lab.docker(host, "exec", container, "ip", "-6", "neigh", "show", address).stdout.strip()
+
+
+def mac_of(lab: Lab, host: str, container: str) -> str:
+    return lab.docker(host, "exec", container, "cat", "/sys/class/net/eth0/address").stdout.strip()
+
+
+def packets(lab: Lab, host: str, match: str) -> int:
+    """The packets the vxlan bridge's flows of `match` (e.g. "table=40") counted, summed."""
+    out = lab.node(host).run(["ovs-ofctl", "dump-flows", "acsvx0", f"cookie=0xac6/-1,{match}"]).stdout
+    return sum(int(n) for n in re.findall(r"n_packets=(\d+)", out))
+
+
+def test_dual_stack_containers_reach_each_other_by_ipv6_across_hosts_and_networks_stay_isolated(lab):
+    tag = uuid.uuid4().hex[:4]
+    a, b = f"v6a-{tag}", f"v6b-{tag}"
+    names = {"h1": [f"a1-{tag}", f"b2-{tag}"], "h2": [f"a2-{tag}", f"a3-{tag}", f"b1-{tag}"]}
+    try:
+        create_dual_stack(lab, a, 160)
+        create_dual_stack(lab, b, 170)  # the same subnets on another VNI: allowed, isolated
+        serve(lab, "h1", f"a1-{tag}", a, "100.64.6.10", "2001:db8:6::10")
+        serve(lab, "h2", f"a2-{tag}", a, "100.64.6.11", "2001:db8:6::11")
+        serve(lab, "h2", f"a3-{tag}", a, "100.64.6.12", "2001:db8:6::12")
+        serve(lab, "h2", f"b1-{tag}", b, "100.64.6.10", "2001:db8:6::10")
+        serve(lab, "h1", f"b2-{tag}", b, "100.64.6.11", "2001:db8:6::11")
+        inspected = json.loads(lab.docker("h1", "inspect", f"a1-{tag}").stdout)[0]["NetworkSettings"]["Networks"][a]
+        assert inspected["GlobalIPv6Address"] == "2001:db8:6::10" and inspected["IPv6Gateway"] == GATEWAY6, inspected
+
+        # Across hosts by IPv6, each network reaching its own container of an address both use.
+        assert pings6(lab, "h1", f"a1-{tag}", "2001:db8:6::11")
+        assert fetch6(lab, "h1", f"a1-{tag}", "2001:db8:6::11") == f"a2-{tag}"
+        assert fetch6(lab, "h2", f"a2-{tag}", "2001:db8:6::10") == f"a1-{tag}"
+        assert fetch6(lab, "h2", f"b1-{tag}", "2001:db8:6::11") == f"b2-{tag}"
+        assert fetch6(lab, "h1", f"b2-{tag}", "2001:db8:6::10") == f"b1-{tag}"
+        assert fetch6(lab, "h2", f"a2-{tag}", "2001:db8:6::12") == f"a3-{tag}"  # same host
+        assert not pings6(lab, "h1", f"b2-{tag}", "2001:db8:6::12", wait=2)  # network a's only
+        # IPv4 still works beside it.
+        assert lab.docker("h1", "exec", f"a1-{tag}", "ping", "-c", "1", "-W", "2", "100.64.6.11", check=False).returncode == 0
+        # The gateway (the network's router on this host) answers IPv6, and is known as a router.
+        assert pings6(lab, "h1", f"a1-{tag}", GATEWAY6)
+        assert "router" in neighbour(lab, "h1", f"a1-{tag}", GATEWAY6)
+
+        # The neighbour entries hold the MACs the records name, and the flows gave them: the
+        # solicitations went to the responder (table 40) and answers were finished (table 45).
+        assert f"lladdr {mac_of(lab, 'h2', f'a2-{tag}')}" in neighbour(lab, "h1", f"a1-{tag}", "2001:db8:6::11")
+        assert f"lladdr {mac_of(lab, 'h1', f'b2-{tag}')}" in neighbour(lab, "h2", f"b1-{tag}", "2001:db8:6::11")
+        assert packets(lab, "h1", "table=40,icmp6,icmp_type=135,nd_target=2001:db8:6::11") > 0
+        assert packets(lab, "h1", "table=45") > 0
+        # None flooded: no flow outputs to more than one port, and a solicitation for an address no
+        # record names is dropped unanswered.
+        flows = tunnel_flows(lab, "h1")
+        assert not any("FLOOD" in f or "ALL" in f or "NORMAL" in f for f in flows)
+        answered = [f for f in flows if "table=40" in f and "nd_target=" in f]
+        assert len(answered) == (3 + 1) + (2 + 1), answered  # per VNI: its containers and the gateway
+        assert not pings6(lab, "h1", f"a1-{tag}", "2001:db8:6::99", wait=1)
+        assert "lladdr" not in neighbour(lab, "h1", f"a1-{tag}", "2001:db8:6::99")
+    finally:
+        remove(lab, names, [a, b])
+    for host in ("h1", "h2"):
+        assert [f for f in tunnel_flows(lab, host) if "nd_target=" in f] == []
+
+
+def test_an_ip6_pin_held_on_another_host_is_refused_and_free_again_after(lab):
+    """--ip6 pins an address as --ip does: one holder in the cluster; free again once its container is gone."""
+    tag = uuid.uuid4().hex[:4]
+    network = f"v6p-{tag}"
+    names = {"h1": [f"p1-{tag}"], "h2": [f"p2-{tag}", f"p3-{tag}"]}
+    try:
+        create_dual_stack(lab, network, 180)
+        lab.docker("h1", "run", "-d", *QUICK, "--net", network, "--ip6", "2001:db8:6::20", "--name", f"p1-{tag}",
+                   IMAGE, "sleep", "600")
+        taken = lab.docker("h2", "run", "-d", *QUICK, "--net", network, "--ip6", "2001:db8:6::20", "--name",
+                           f"p2-{tag}", IMAGE, "sleep", "600", check=False)
+        assert taken.returncode != 0 and "2001:db8:6::20 is in use by an endpoint on host" in taken.stderr, taken.stderr
+        lab.docker("h2", "rm", "-f", f"p2-{tag}", check=False)
+        lab.docker("h1", "rm", "-f", f"p1-{tag}")
+        lab.docker("h2", "run", "-d", *QUICK, "--net", network, "--ip6", "2001:db8:6::20", "--name", f"p3-{tag}",
+                   IMAGE, "sleep", "600")
+        assert "2001:db8:6::20" in lab.docker("h2", "exec", f"p3-{tag}", "ip", "-6", "addr", "show", "eth0").stdout
+    finally:
+        remove(lab, names, [network])
+
+
+# What the store holds that a refused `docker network create` could have left: h1's vlan and vxlan
+# networks, and the IPAM's pools.
+STORED = ("import sys, json; from acsnet.store import open_store; from acsnet.plugins.segments import state; "
+          "from acsnet.plugins.segments.model import LAYOUTS; from acsnet.ipam.state import PoolRecords; "
+          "s = open_store(sys.argv[1]); print(json.dumps([[state.host_network_ids(s, LAYOUTS[d], 'h1') "
+          "for d in ('vlan', 'vxlan')], sorted(PoolRecords.ids(s))])); s.close()")
+
+
+def test_what_is_refused_is_refused_clearly_and_nothing_is_stored(lab):
+    tag = uuid.uuid4().hex[:4]
+
+    def stored() -> list:
+        return json.loads(lab.node("svc").run([sys.executable, "-c", STORED, lab.zookeeper_url]).stdout)
+
+    before = stored()
+    cases = [
+        (["-d", "vxlan", "--ipv6", "--subnet", "100.64.7.0/24", "--subnet", "2001:db8:7::/64", "--subnet", "2001:db8:8::/64",
+          "-o", "VxlanId=190"], "takes one IPv6 subnet per network, got 2: 2001:db8:7::/64, 2001:db8:8::/64"),
+        (["-d", "vlan", "--ipv6", "--subnet", "100.64.7.0/24", "--subnet", "2001:db8:7::/64", "-o", "VlanId=190"],
+         "the vlan driver does not support IPv6 networks yet (the vxlan driver does)"),
+        (["-d", "vxlan", "--ipv6", "--subnet", "100.64.7.0/24", "--subnet", "fe80::/64", "-o", "VxlanId=190"],
+         "IPv6 subnet fe80::/64 is link-local or multicast"),
+    ]
+    try:
+        for argv, message in cases:
+            result = lab.docker("h1", "network", "create", "--ipam-driver", "acsnet", *argv, f"bad-{tag}", check=False)
+            assert result.returncode != 0 and message in result.stderr, (argv, result.stderr)
+            assert lab.docker("h1", "network", "ls", "-q", "--filter", f"name=bad-{tag}").stdout.strip() == ""
+        assert stored() == before
+    finally:
+        lab.docker("h1", "network", "rm", f"bad-{tag}", check=False)
