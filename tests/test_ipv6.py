@@ -6,14 +6,22 @@ stored. The addresses are 2001:db8::/32 (documentation)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sys
 import time
 import uuid
 
+import netaddr
+import pytest
+
+from acsnet.errors import InvalidRequest
 from acsnet.lab.dockerd import IMAGE
 from acsnet.lab.topology import Lab
+from acsnet.plugins.protocol import NetworkCreate
+from acsnet.plugins.segments.driver import network_subnets
+from acsnet.plugins.segments.model import SegmentEndpoint, SegmentNetwork, SegmentRecord
 from tests.test_vlan import QUICK, remove
 from tests.test_vxlan import tunnel_flows
 
@@ -164,3 +172,52 @@ def test_what_is_refused_is_refused_clearly_and_nothing_is_stored(lab):
         assert stored() == before
     finally:
         lab.docker("h1", "network", "rm", f"bad-{tag}", check=False)
+
+
+# -- the driver's validation and the records, as pure functions (no lab) --------------------------
+
+def network_create(ipv4: list[dict], ipv6: list[dict]) -> NetworkCreate:
+    return NetworkCreate.from_json({"NetworkID": "n" * 64, "Options": {}, "IPv4Data": ipv4, "IPv6Data": ipv6})
+
+
+V4 = {"AddressSpace": "acsnet-local", "Pool": "100.64.6.0/24", "Gateway": "100.64.6.1/24"}
+
+
+def test_a_dual_stack_network_gives_both_pools_and_gateways():
+    subnets = network_subnets("vxlan", network_create([V4], [{"Pool": "2001:db8:6::/64", "Gateway": "2001:db8:6::1/64"}]),
+                              dual_stack=True)
+    assert (subnets.gateway, str(subnets.subnet6), subnets.gateway6) == ("100.64.6.1", "2001:db8:6::/64", "2001:db8:6::1")
+    ipv4_only = network_subnets("vxlan", network_create([V4], []), dual_stack=True)
+    assert (ipv4_only.subnet6, ipv4_only.gateway6) == (None, None)
+
+
+def test_bad_ipv6_subnets_are_refused_naming_the_problem():
+    cases = [
+        ([V4], [{"Pool": "2001:db8:6::/64", "Gateway": "2001:db8:7::1/64"}], True,
+         "IPv6 gateway 2001:db8:7::1 is outside its subnet 2001:db8:6::/64"),
+        ([V4], [{"Pool": "2001:db8:6::/64"}, {"Pool": "2001:db8:7::/64"}], True,
+         "takes one IPv6 subnet per network, got 2: 2001:db8:6::/64, 2001:db8:7::/64"),
+        ([V4], [{"Pool": "2001:db8:6::/127"}], True, "IPv6 subnet 2001:db8:6::/127 is too small: its prefix may be at most /126"),
+        ([V4], [{"Pool": "ff05::/64"}], True, "IPv6 subnet ff05::/64 is link-local or multicast"),
+        ([V4], [{"Pool": "100.64.7.0/24"}], True, "IPv6 subnet 100.64.7.0/24 is not an IPv6 network"),
+        ([], [{"Pool": "2001:db8:6::/64"}], True, "needs exactly one IPv4 subnet (--subnet), got 0 (IPv6-only networks are not supported"),
+        ([V4], [{"Pool": "2001:db8:6::/64"}], False, "the vlan driver does not support IPv6 networks yet (the vxlan driver does)"),
+    ]
+    for ipv4, ipv6, dual_stack, message in cases:
+        with pytest.raises(InvalidRequest) as refused:
+            network_subnets("vxlan" if dual_stack else "vlan", network_create(ipv4, ipv6), dual_stack=dual_stack)
+        assert message in refused.value.message, (ipv6, refused.value.message)
+
+
+def test_records_carry_ip6_only_when_set_so_older_plugins_still_read_ipv4_only_ones():
+    record = SegmentRecord("h1", "02:00:00:00:00:11", "192.0.2.11", "100.64.6.10", "02:42:64:40:06:0a", "e" * 64)
+    assert "ip6" not in record.to_json() and SegmentRecord.from_json(record.to_json()) == record
+    dual = dataclasses.replace(record, ip6="2001:db8:6::10")
+    assert SegmentRecord.from_json(dual.to_json()) == dual
+    endpoint = SegmentEndpoint("e" * 64, "n" * 64, 160, "100.64.6.10", 24, "02:42:64:40:06:0a", 1.0)
+    assert "ip6" not in endpoint.to_json()
+    assert SegmentEndpoint.from_json(dataclasses.replace(endpoint, ip6="2001:db8:6::10").to_json()).ip6 == "2001:db8:6::10"
+    network = SegmentNetwork("n" * 64, 160, netaddr.IPNetwork("100.64.6.0/24"), "100.64.6.1", None, 1450)
+    assert "subnet6" not in network.to_json() and SegmentNetwork.from_json(network.to_json()) == network
+    dual_network = dataclasses.replace(network, subnet6=netaddr.IPNetwork("2001:db8:6::/64"), gateway6="2001:db8:6::1")
+    assert SegmentNetwork.from_json(dual_network.to_json()) == dual_network
