@@ -141,6 +141,36 @@ def test_an_ip6_pin_held_on_another_host_is_refused_and_free_again_after(lab):
         remove(lab, names, [network])
 
 
+def test_a_recreated_container_is_reached_by_its_ip6_at_once_on_its_peers_host_and_on_another(lab):
+    """As tests/test_vxlan.py's IPv4 twin: a container made again with its addresses (a new MAC) is
+    announced to its peers by an unsolicited neighbour advertisement, so their IPv6 neighbour entry
+    follows at once rather than keeping the old MAC (whose frames match no flow) until it expires."""
+    tag = uuid.uuid4().hex[:4]
+    network = f"v6m-{tag}"
+    names = {"h1": [f"c1-{tag}", f"c1c-{tag}"], "h2": [f"c2-{tag}", f"c1b-{tag}"]}
+    try:
+        create_dual_stack(lab, network, 200)
+        serve(lab, "h1", f"c1-{tag}", network, "100.64.6.30", "2001:db8:6::30")
+        serve(lab, "h2", f"c2-{tag}", network, "100.64.6.31", "2001:db8:6::31")
+        macs, took = set(), []
+        for old, (host, new) in ((f"c1-{tag}", ("h2", f"c1b-{tag}")), (f"c1b-{tag}", ("h1", f"c1c-{tag}"))):
+            old_host = "h1" if old in names["h1"] else "h2"
+            assert fetch6(lab, "h2", f"c2-{tag}", "2001:db8:6::30") == old  # c2's neighbour entry: the old MAC
+            macs.add(mac_of(lab, old_host, old))
+            lab.docker(old_host, "rm", "-f", old)
+            serve(lab, host, new, network, "100.64.6.30", "2001:db8:6::30")
+            started = time.monotonic()
+            while fetch6(lab, "h2", f"c2-{tag}", "2001:db8:6::30") != new:
+                assert time.monotonic() - started < 8, f"c2 did not reach the container recreated on {host} within 8 s"
+            took.append(time.monotonic() - started)
+            macs.add(mac_of(lab, host, new))
+        assert len(macs) == 3, f"the recreated containers kept one MAC, so this test shows nothing: {macs}"
+        # Without the advertisement the old entry stays REACHABLE, then STALE, DELAY and PROBE: about 5 s at best.
+        assert max(took) < 2, f"reached after {took} s"
+    finally:
+        remove(lab, names, [network])
+
+
 # What the store holds that a refused `docker network create` could have left: h1's vlan and vxlan
 # networks, and the IPAM's pools.
 STORED = ("import sys, json; from acsnet.store import open_store; from acsnet.plugins.segments import state; "

@@ -10,7 +10,7 @@ import dataclasses
 import logging
 
 from acsnet.errors import AcsnetError, DatapathError, InvalidRequest
-from acsnet.ovsctl import arp, links, openflow, router, vswitchd
+from acsnet.ovsctl import arp, links, neighbour, openflow, router, vswitchd
 from acsnet.ovsctl.ovsdb import Ovsdb
 from acsnet.ovsctl.router import Publication
 from acsnet.ovsctl.vxlan_pipeline import COOKIE, VxlanDatapath, VxlanGateway, VxlanPort, VxlanRoute, gateway_mac, vxlan_flows
@@ -208,22 +208,25 @@ class VxlanOvsDatapath(Datapath):
             del self.publications[endpoint.endpoint_id]
 
     def announce(self, view: HostView, joined: list[SegmentEndpoint], arrived: list[tuple[int, SegmentRecord]]) -> None:
-        """Tell this host's containers on the VNI where an address now is: one that moved from a dead
+        """Tell this host's containers on the VNI where an address (and its IPv6 twin) now is: one that moved from a dead
         host keeps its IP but not its MAC, and a neighbour entry stays REACHABLE for up to 45 s
         without asking again. A gratuitous ARP straight to their ports updates it at once. The same for
         an address that appears on this host: a container recreated here with the address of one that
         was elsewhere (or here) has a new MAC, and frames its neighbours here still send to the old one
         match no flow."""
         for vni, record in arrived:
-            self._announce_locally(view, vni, record.ip, record.mac, record.endpoint_id)
+            self._announce_locally(view, vni, record.ip, record.ip6, record.mac, record.endpoint_id)
         for endpoint in joined:
-            self._announce_locally(view, endpoint.segment, endpoint.ip, endpoint.mac, endpoint.endpoint_id)
+            self._announce_locally(view, endpoint.segment, endpoint.ip, endpoint.ip6, endpoint.mac, endpoint.endpoint_id)
 
-    def _announce_locally(self, view: HostView, vni: int, ip: str, mac: str, endpoint_id: str) -> None:
+    def _announce_locally(self, view: HostView, vni: int, ip: str, ip6: str, mac: str, endpoint_id: str) -> None:
+        """A gratuitous ARP, and for a dual-stack endpoint an unsolicited neighbour advertisement."""
         ports = [e.host_port for e in view.endpoints if e.segment == vni and e.endpoint_id != endpoint_id]
         if not ports:
             return
-        try:
-            openflow.packet_out(self.bridge.name, ",".join(f"output:{p}" for p in ports), arp.gratuitous_arp(ip, mac))
-        except AcsnetError as e:
-            log.warning("ip=%s vni=%d gratuitous ARP to local containers not sent: %s", ip, vni, e.message)
+        frames = [arp.gratuitous_arp(ip, mac)] + ([neighbour.unsolicited_advert(ip6, mac)] if ip6 else [])
+        for frame in frames:
+            try:
+                openflow.packet_out(self.bridge.name, ",".join(f"output:{p}" for p in ports), frame)
+            except AcsnetError as e:
+                log.warning("ip=%s ip6=%s vni=%d announcement to local containers not sent: %s", ip, ip6, vni, e.message)
