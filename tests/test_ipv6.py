@@ -171,6 +171,31 @@ def test_a_recreated_container_is_reached_by_its_ip6_at_once_on_its_peers_host_a
         remove(lab, names, [network])
 
 
+def test_publishing_on_an_ipv6_host_address_is_refused_clearly_and_the_router_holds_the_ipv6_gateway(lab):
+    """The router namespace of a dual-stack network holds its IPv6 gateway; ports are published on the
+    host's IPv4 address, so `-p` on an IPv6 host address is refused, naming what the host lacks, where it
+    was silently published on the IPv4 address before. The lab's hosts have no global IPv6 address."""
+    tag = uuid.uuid4().hex[:4]
+    network = f"v6r-{tag}"
+    names = {"h1": [f"r1-{tag}", f"r2-{tag}", f"r3-{tag}", f"r4-{tag}"]}
+    try:
+        create_dual_stack(lab, network, 210, ("h1",))
+        lab.docker("h1", "run", "-d", *QUICK, "--net", network, "--name", f"r1-{tag}", IMAGE, "sleep", "600")
+        inside = lab.node("h1").run(["ip", "netns", "exec", "acsvx-210", "ip", "-6", "addr", "show", "gw0"]).stdout
+        assert f"{GATEWAY6}/64" in inside, inside
+        for mapping, message in ((["-p", "[::]:8086:80"], "-p [::]:8086:80: host h1 has no global IPv6 address to publish on; "
+                                                          "publish on its IPv4 address instead (-p 8086:80)"),
+                                 (["-p", "[2001:db8:99::5]:8087:80"], "-p [2001:db8:99::5]:8087:80: host h1 has no IPv6 address 2001:db8:99::5")):
+            name = f"r2-{tag}" if "8086:80" in mapping[1] else f"r3-{tag}"
+            result = lab.docker("h1", "run", "-d", *QUICK, "--net", network, *mapping, "--name", name, IMAGE, "sleep", "600",
+                                check=False)
+            assert result.returncode != 0 and message in result.stderr, result.stderr
+        # IPv4 publishing is as it was.
+        lab.docker("h1", "run", "-d", *QUICK, "--net", network, "-p", "8088:80", "--name", f"r4-{tag}", IMAGE, "sleep", "600")
+    finally:
+        remove(lab, names, [network])
+
+
 # What the store holds that a refused `docker network create` could have left: h1's vlan and vxlan
 # networks, and the IPAM's pools.
 STORED = ("import sys, json; from acsnet.store import open_store; from acsnet.plugins.segments import state; "

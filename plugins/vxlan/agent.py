@@ -7,6 +7,7 @@ the endpoints' published ports). The segment agent drives it through the `Datapa
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 
 from acsnet.errors import AcsnetError, DatapathError, InvalidRequest
@@ -164,6 +165,7 @@ class VxlanOvsDatapath(Datapath):
                 raise InvalidRequest(f"network {endpoint.network_id[:12]} is internal (--internal): its containers cannot publish ports")
             if endpoint.segment not in routed_networks(agent.view()):
                 raise InvalidRequest(f"network {endpoint.network_id[:12]} has no gateway: its containers cannot publish ports")
+            self._refuse_ipv6_host_addresses(portmap)
             taken = {(p.proto, p.host_port) for eid, ps in self.publications.items() if eid != endpoint_id for p in ps}
             publications = []
             for entry in portmap:
@@ -174,6 +176,30 @@ class VxlanOvsDatapath(Datapath):
                                   [dataclasses.asdict(p) for p in publications])
             self.publications[endpoint_id] = tuple(publications)
             self._apply_nat()
+
+    def _refuse_ipv6_host_addresses(self, portmap: list[dict]) -> None:
+        """Ports are published on the host's IPv4 address (the VTEP) only. A binding to an IPv6 host
+        address (`-p [::]:8080:80`, `-p [2001:db8::5]:8080:80`) would otherwise be published on the IPv4
+        one, silently: refused, saying whether the host has such an address at all."""
+        for entry in portmap:
+            try:
+                host_ip = ipaddress.ip_address(str(entry.get("HostIP") or "0.0.0.0"))
+            except ValueError:
+                raise InvalidRequest(f"port mapping {entry!r}: HostIP is not an IP address") from None
+            if host_ip.version != 6:
+                continue
+            text = str(host_ip)
+            host_port, port = entry.get("HostPort") or "", entry.get("Port")
+            mapping = f"-p [{text}]:{host_port}:{port}" if host_port else f"-p [{text}]::{port}"
+            ipv4_mapping = f"-p {host_port}:{port}" if host_port else f"-p {port}"
+            present = links.global_ipv6_addresses()
+            if host_ip.is_unspecified and not present:
+                raise InvalidRequest(f"{mapping}: host {self.agent.host_id} has no global IPv6 address to publish on; "
+                                     f"publish on its IPv4 address instead ({ipv4_mapping})")
+            if not host_ip.is_unspecified and text not in present:
+                raise InvalidRequest(f"{mapping}: host {self.agent.host_id} has no IPv6 address {text}")
+            raise InvalidRequest(f"{mapping}: the vxlan driver publishes ports on the host's IPv4 address ({self.vtep}) "
+                                 "only, not on IPv6 ones yet")
 
     @staticmethod
     def _publication(endpoint: SegmentEndpoint, entry: dict, taken: set) -> Publication:
