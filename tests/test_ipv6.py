@@ -196,6 +196,28 @@ def test_publishing_on_an_ipv6_host_address_is_refused_clearly_and_the_router_ho
         remove(lab, names, [network])
 
 
+def test_a_global_dual_stack_network_is_made_once_and_keeps_its_ipv6_across_a_plugin_restart(tmp_path):
+    """Global scope (dockerd 20.10 with a cluster store): the network is created on h1 only; h2 takes it
+    from the store with its IPv6 subnet and gateway, and a restarted plugin reads them back."""
+    lab = Lab(str(tmp_path / "lab"), f"acsnet-6{uuid.uuid4().hex[:4]}")
+    try:
+        lab.up(hosts=2, scope="global")  # 20.10: Docker 23.0 and later have no cluster store
+        lab.docker("h1", "network", "create", "-d", "vxlan", "--ipam-driver", "acsnet", "--ipv6", "--subnet", SUBNET,
+                   "--subnet", SUBNET6, "-o", "VxlanId=220", "g6")
+        serve(lab, "h1", "g1", "g6", "100.64.6.40", "2001:db8:6::40")
+        serve(lab, "h2", "g2", "g6", "100.64.6.41", "2001:db8:6::41")
+        assert fetch6(lab, "h1", "g1", "2001:db8:6::41") == "g2" and fetch6(lab, "h2", "g2", "2001:db8:6::40") == "g1"
+        assert pings6(lab, "h2", "g2", GATEWAY6)  # h2's router, made from the network h1 stored
+        lab.kill_plugin("h1", "vxlan")
+        lab.start_plugin("h1", "vxlan")
+        serve(lab, "h1", "g3", "g6", "100.64.6.42", "2001:db8:6::42")  # a new endpoint: the network as stored
+        assert fetch6(lab, "h2", "g2", "2001:db8:6::42") == "g3"
+        assert pings6(lab, "h1", "g3", GATEWAY6)
+    finally:
+        lab.down()
+    assert lab.leftovers() == []
+
+
 # What the store holds that a refused `docker network create` could have left: h1's vlan and vxlan
 # networks, and the IPAM's pools.
 STORED = ("import sys, json; from acsnet.store import open_store; from acsnet.plugins.segments import state; "
