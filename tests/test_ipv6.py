@@ -18,7 +18,7 @@ import pytest
 
 from acsnet.errors import InvalidRequest
 from acsnet.lab.dockerd import IMAGE
-from acsnet.lab.topology import Lab
+from acsnet.lab.topology import SWITCH_BRIDGE, UPLINK, Lab
 from acsnet.plugins.protocol import NetworkCreate
 from acsnet.plugins.segments.driver import network_subnets
 from acsnet.plugins.segments.model import SegmentEndpoint, SegmentNetwork, SegmentRecord
@@ -65,10 +65,15 @@ def mac_of(lab: Lab, host: str, container: str) -> str:
     return lab.docker(host, "exec", container, "cat", "/sys/class/net/eth0/address").stdout.strip()
 
 
+def packets_on(lab: Lab, host: str, bridge: str, match: str) -> int:
+    """The packets the bridge's flows of `match` counted, summed."""
+    out = lab.node(host).run(["ovs-ofctl", "dump-flows", bridge, match]).stdout
+    return sum(int(n) for n in re.findall(r"n_packets=(\d+)", out))
+
+
 def packets(lab: Lab, host: str, match: str) -> int:
     """The packets the vxlan bridge's flows of `match` (e.g. "table=40") counted, summed."""
-    out = lab.node(host).run(["ovs-ofctl", "dump-flows", "acsvx0", f"cookie=0xac6/-1,{match}"]).stdout
-    return sum(int(n) for n in re.findall(r"n_packets=(\d+)", out))
+    return packets_on(lab, host, "acsvx0", f"cookie=0xac6/-1,{match}")
 
 
 def test_dual_stack_containers_reach_each_other_by_ipv6_across_hosts_and_networks_stay_isolated(lab):
@@ -218,12 +223,66 @@ def test_a_global_dual_stack_network_is_made_once_and_keeps_its_ipv6_across_a_pl
     assert lab.leftovers() == []
 
 
-# What the store holds that a refused `docker network create` could have left: h1's vlan and vxlan
+def test_vlan_dual_stack_answers_neighbours_by_flows_and_the_switch_sees_host_macs_only(lab):
+    """A dual-stack VLAN: containers on two hosts reach each other and the VLAN's router by IPv6;
+    solicitations from containers are answered by flows and never reach the switch; the switch learns
+    only the hosts' and the router's MACs; and the router's neighbour entries for containers hold their
+    hosts' MACs (the advertisements leave with the host's MAC in their option). The lab's router gets
+    the VLAN's IPv6 gateway address for the test."""
+    tag = uuid.uuid4().hex[:4]
+    network = f"v217-{tag}"
+    names = {"h1": [f"w1-{tag}", f"w3-{tag}"], "h2": [f"w2-{tag}"]}
+    gw, sw = lab.node("gw"), lab.node("sw")
+    router_mac = gw.run(["cat", "/sys/class/net/gw-v217/address"]).stdout.strip()
+    host_macs = {h: lab.node(h).run(["cat", f"/sys/class/net/{UPLINK}/address"]).stdout.strip() for h in ("h1", "h2")}
+    known = set(host_macs.values()) | {router_mac}
+    counter = "cookie=0x7e56,priority=40,icmp6,icmp_type=135,actions=NORMAL"
+    sw.run(["ovs-ofctl", "add-flows", SWITCH_BRIDGE, "-"], input=counter + "\n" + "\n".join(
+        f"cookie=0x7e56,priority=50,icmp6,icmp_type=135,dl_src={mac},actions=NORMAL" for mac in known) + "\n")
+    gw.run(["ip", "-6", "addr", "add", "2001:db8:217::1/64", "dev", "gw-v217", "nodad"])
+    try:
+        for host in ("h1", "h2"):
+            lab.docker(host, "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--ipv6",
+                       "--subnet", "198.51.100.0/24", "--gateway", "198.51.100.1",
+                       "--subnet", "2001:db8:217::/64", "--gateway", "2001:db8:217::1", "-o", "VlanId=217", network)
+        for host, name, ip, ip6 in (("h1", f"w1-{tag}", "198.51.100.110", "2001:db8:217::110"),
+                                    ("h2", f"w2-{tag}", "198.51.100.111", "2001:db8:217::111"),
+                                    ("h1", f"w3-{tag}", "198.51.100.112", "2001:db8:217::112")):
+            serve(lab, host, name, network, ip, ip6)
+        assert fetch6(lab, "h1", f"w1-{tag}", "2001:db8:217::111") == f"w2-{tag}"
+        assert fetch6(lab, "h2", f"w2-{tag}", "2001:db8:217::110") == f"w1-{tag}"
+        assert fetch6(lab, "h1", f"w1-{tag}", "2001:db8:217::112") == f"w3-{tag}"  # same host
+        assert pings6(lab, "h1", f"w1-{tag}", "2001:db8:217::1") and pings6(lab, "h2", f"w2-{tag}", "2001:db8:217::1")
+        assert f"lladdr {router_mac} router" in neighbour(lab, "h1", f"w1-{tag}", "2001:db8:217::1")
+        # MAC NAT for IPv6: a container on the other host is at that host's MAC; the router has the
+        # hosts' MACs for the containers (from the advertisements' option, not just their source).
+        assert f"lladdr {host_macs['h2']}" in neighbour(lab, "h1", f"w1-{tag}", "2001:db8:217::111")
+        assert gw.run(["ping", "-6", "-c", "1", "-W", "2", "2001:db8:217::112"], check=False).returncode == 0
+        router_neighbours = gw.run(["ip", "-6", "neigh", "show", "dev", "gw-v217"]).stdout
+        for ip6, host in (("2001:db8:217::110", "h1"), ("2001:db8:217::111", "h2"), ("2001:db8:217::112", "h1")):
+            entry = [line for line in router_neighbours.splitlines() if line.startswith(ip6 + " ")]
+            assert entry and host_macs[host] in entry[0], (ip6, router_neighbours)
+        fdb = sw.run(["ovs-appctl", "-t", "/run/openvswitch/ovs-vswitchd.ctl", "fdb/show", SWITCH_BRIDGE]).stdout
+        vlan_macs = {line.split()[2] for line in fdb.splitlines()[1:] if line.split()[1] == "217"}
+        assert vlan_macs and vlan_macs <= known, f"the switch learned other MACs on VLAN 217: {vlan_macs - known}"
+        stats = sw.run(["ovs-ofctl", "dump-flows", SWITCH_BRIDGE, "cookie=0x7e56/-1"]).stdout
+        (catch_all,) = [line for line in stats.splitlines() if "priority=40" in line]
+        assert "n_packets=0," in catch_all, f"the switch saw neighbour solicitations from containers: {catch_all}"
+        assert any("n_packets=0," not in line for line in stats.splitlines() if "priority=50" in line), \
+            "the counters saw no solicitation at all: the check would prove nothing"
+        assert packets_on(lab, "h1", "ovsbr0", "cookie=0xac5/-1,table=35,icmp6,icmp_type=135,nd_target=2001:db8:217::111") > 0
+    finally:
+        gw.run(["ip", "-6", "addr", "del", "2001:db8:217::1/64", "dev", "gw-v217"], check=False)
+        sw.run(["ovs-ofctl", "del-flows", SWITCH_BRIDGE, "cookie=0x7e56/-1"], check=False)
+        remove(lab, names, [network])
+
+
+# What the store holds that a refused `docker network create` could have left: h1's vpc and vxlan
 # networks, and the IPAM's pools.
 STORED = ("import sys, json; from acsnet.store import open_store; from acsnet.plugins.segments import state; "
           "from acsnet.plugins.segments.model import LAYOUTS; from acsnet.ipam.state import PoolRecords; "
           "s = open_store(sys.argv[1]); print(json.dumps([[state.host_network_ids(s, LAYOUTS[d], 'h1') "
-          "for d in ('vlan', 'vxlan')], sorted(PoolRecords.ids(s))])); s.close()")
+          "for d in ('vpc', 'vxlan')], sorted(PoolRecords.ids(s))])); s.close()")
 
 
 def test_what_is_refused_is_refused_clearly_and_nothing_is_stored(lab):
@@ -236,8 +295,8 @@ def test_what_is_refused_is_refused_clearly_and_nothing_is_stored(lab):
     cases = [
         (["-d", "vxlan", "--ipv6", "--subnet", "100.64.7.0/24", "--subnet", "2001:db8:7::/64", "--subnet", "2001:db8:8::/64",
           "-o", "VxlanId=190"], "takes one IPv6 subnet per network, got 2: 2001:db8:7::/64, 2001:db8:8::/64"),
-        (["-d", "vlan", "--ipv6", "--subnet", "100.64.7.0/24", "--subnet", "2001:db8:7::/64", "-o", "VlanId=190"],
-         "the vlan driver does not support IPv6 networks yet (the vxlan driver does)"),
+        (["-d", "vpc", "--ipv6", "--subnet", "100.64.7.0/24", "--subnet", "2001:db8:7::/64"],
+         "the vpc driver does not support IPv6 networks yet (vxlan and vlan networks can be dual-stack)"),
         (["-d", "vxlan", "--ipv6", "--subnet", "100.64.7.0/24", "--subnet", "fe80::/64", "-o", "VxlanId=190"],
          "IPv6 subnet fe80::/64 is link-local or multicast"),
     ]
@@ -278,11 +337,11 @@ def test_bad_ipv6_subnets_are_refused_naming_the_problem():
         ([V4], [{"Pool": "ff05::/64"}], True, "IPv6 subnet ff05::/64 is link-local or multicast"),
         ([V4], [{"Pool": "100.64.7.0/24"}], True, "IPv6 subnet 100.64.7.0/24 is not an IPv6 network"),
         ([], [{"Pool": "2001:db8:6::/64"}], True, "needs exactly one IPv4 subnet (--subnet), got 0 (IPv6-only networks are not supported"),
-        ([V4], [{"Pool": "2001:db8:6::/64"}], False, "the vlan driver does not support IPv6 networks yet (the vxlan driver does)"),
+        ([V4], [{"Pool": "2001:db8:6::/64"}], False, "the vpc driver does not support IPv6 networks yet (vxlan and vlan networks"),
     ]
     for ipv4, ipv6, dual_stack, message in cases:
         with pytest.raises(InvalidRequest) as refused:
-            network_subnets("vxlan" if dual_stack else "vlan", network_create(ipv4, ipv6), dual_stack=dual_stack)
+            network_subnets("vxlan" if dual_stack else "vpc", network_create(ipv4, ipv6), dual_stack=dual_stack)
         assert message in refused.value.message, (ipv6, refused.value.message)
 
 

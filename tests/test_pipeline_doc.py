@@ -36,7 +36,11 @@ def vlan_states() -> list[VlanDatapath]:
     remote = ArpAnswer(217, "198.51.100.12", PEER_MAC)
     stale = ArpAnswer(217, a.ip, PEER_MAC)  # a local endpoint's address, still recorded on another host
     gateway = ArpAnswer(217, "198.51.100.1", "02:00:00:00:00:01")
+    dual_stack = (LocalPort("vh-a", 217, "198.51.100.10", "02:42:00:00:00:0a", "2001:db8:217::10"),
+                  ArpAnswer(217, "198.51.100.12", PEER_MAC, "2001:db8:217::12"),
+                  ArpAnswer(217, "198.51.100.1", "02:00:00:00:00:01", "2001:db8:217::1"))
     return [VlanDatapath("uplink0", HOST_MAC, frozenset(), (), (), ()),
+            VlanDatapath("uplink0", HOST_MAC, frozenset({217}), dual_stack[:1], dual_stack[1:2], dual_stack[2:]),
             VlanDatapath("uplink0", HOST_MAC, frozenset({217, 218}), (a, b, other_vlan), (remote, stale), ()),  # gateway not learned
             VlanDatapath("uplink0", HOST_MAC, frozenset({217, 218}), (a, b, other_vlan), (remote, stale), (gateway,))]
 
