@@ -220,10 +220,14 @@ class SegmentAgent:
         self.wake()
 
     def _check_segment_free(self, network: SegmentNetwork) -> None:
+        def subnets(n: SegmentNetwork) -> str:
+            return " and ".join(str(s.cidr) for s in (n.subnet, n.subnet6) if s is not None)
+
         for other in self.networks.values():
-            if other.segment == network.segment and other.subnet != network.subnet and other.network_id != network.network_id:
+            if other.segment == network.segment and other.network_id != network.network_id and (
+                    other.subnet != network.subnet or other.subnet6 != network.subnet6):
                 raise Conflict(f"{self.datapath.describe(network)} is already used on host {self.host_id} by network "
-                               f"{other.network_id[:12]} with subnet {other.subnet.cidr}, not {network.subnet.cidr}")
+                               f"{other.network_id[:12]} with subnet {subnets(other)}, not {subnets(network)}")
 
     def remove_network(self, network_id: str) -> None:
         self.ensure_loaded()

@@ -127,15 +127,22 @@ class SegmentNetwork:
     # `--internal`: no traffic in or out beyond the network's own containers (no route off the
     # network, no NAT, no published ports). Stored, as dockerd never sends CreateNetwork again.
     internal: bool = False
+    # A dual-stack network's IPv6 subnet and gateway (`--ipv6`); None on an IPv4-only network.
+    subnet6: netaddr.IPNetwork | None = None
+    gateway6: str | None = None
 
     def to_json(self) -> dict:
-        return {"network_id": self.network_id, "segment": self.segment, "subnet": str(self.subnet.cidr),
-                "gateway": self.gateway, "gateway_mac": self.gateway_mac, "mtu": self.mtu, "internal": self.internal}
+        d = {"network_id": self.network_id, "segment": self.segment, "subnet": str(self.subnet.cidr),
+             "gateway": self.gateway, "gateway_mac": self.gateway_mac, "mtu": self.mtu, "internal": self.internal}
+        if self.subnet6 is not None:  # only then: a record an older plugin can still read otherwise
+            d.update(subnet6=str(self.subnet6.cidr), gateway6=self.gateway6)
+        return d
 
     @classmethod
     def from_json(cls, d: dict) -> "SegmentNetwork":
         return cls(d["network_id"], d["segment"], netaddr.IPNetwork(d["subnet"]), d.get("gateway"),
-                   d.get("gateway_mac"), d["mtu"], bool(d.get("internal", False)))
+                   d.get("gateway_mac"), d["mtu"], bool(d.get("internal", False)),
+                   netaddr.IPNetwork(d["subnet6"]) if d.get("subnet6") else None, d.get("gateway6"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +159,7 @@ class SegmentEndpoint:
     # container started ("" until then, and for containers dockerd does not list).
     container_id: str = ""
     container_name: str = ""
+    ip6: str = ""  # its IPv6 address on a dual-stack network ("" on an IPv4-only one)
 
     @property
     def host_port(self) -> str:
@@ -162,7 +170,12 @@ class SegmentEndpoint:
         return f"vc{self.endpoint_id[:12]}"
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        # Unnamed endpoints are written as before names existed, for the same reason as `_without_empty_ip6`.
+        d = _without_empty_ip6(dataclasses.asdict(self))
+        for field in ("container_id", "container_name"):
+            if not d[field]:
+                del d[field]
+        return d
 
     @classmethod
     def from_json(cls, d: dict) -> "SegmentEndpoint":
@@ -201,10 +214,21 @@ class SegmentRecord:
     ip: str
     mac: str
     endpoint_id: str
+    # The endpoint's IPv6 address on a dual-stack network, answered in neighbour solicitations. The
+    # record stays named by its IPv4 address: the IPAM holds each IPv6 address once per pool.
+    ip6: str = ""
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        return _without_empty_ip6(dataclasses.asdict(self))
 
     @classmethod
     def from_json(cls, d: dict) -> "SegmentRecord":
         return cls(**d)
+
+
+def _without_empty_ip6(d: dict) -> dict:
+    """An IPv4-only endpoint's record as before dual-stack: plugins of the version before read
+    records with `cls(**d)`, and a field they do not know would fail them during an upgrade."""
+    if not d.get("ip6"):
+        d.pop("ip6", None)
+    return d
