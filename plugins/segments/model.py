@@ -120,15 +120,20 @@ class SegmentNetwork:
     # `--internal`: no traffic in or out beyond the network's own containers (no route off the
     # network, no NAT, no published ports). Stored, as dockerd never sends CreateNetwork again.
     internal: bool = False
+    # A swarm manager allocated it (AllocateNetwork): every node creates and deletes its own copy, as its
+    # tasks come and go, so it is no cluster-wide record, and what the manager allocated for it (a
+    # generated VNI) is freed by FreeNetwork only, not by a node deleting its copy.
+    swarm: bool = False
 
     def to_json(self) -> dict:
         return {"network_id": self.network_id, "segment": self.segment, "subnet": str(self.subnet.cidr),
-                "gateway": self.gateway, "gateway_mac": self.gateway_mac, "mtu": self.mtu, "internal": self.internal}
+                "gateway": self.gateway, "gateway_mac": self.gateway_mac, "mtu": self.mtu, "internal": self.internal,
+                "swarm": self.swarm}
 
     @classmethod
     def from_json(cls, d: dict) -> "SegmentNetwork":
         return cls(d["network_id"], d["segment"], netaddr.IPNetwork(d["subnet"]), d.get("gateway"),
-                   d.get("gateway_mac"), d["mtu"], bool(d.get("internal", False)))
+                   d.get("gateway_mac"), d["mtu"], bool(d.get("internal", False)), bool(d.get("swarm", False)))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from acsnet.errors import InvalidRequest
 from acsnet.plugins.protocol import NetworkAllocate, NetworkCreate
-from acsnet.plugins.segments.driver import SegmentDriver, single_ipv4_subnet
+from acsnet.plugins.segments.driver import SegmentDriver, single_ipv4_subnet, swarm_allocated
 from acsnet.plugins.segments.model import SegmentNetwork
 from acsnet.plugins.vlan.options import parse_vlan_options
 
@@ -23,7 +23,8 @@ class VlanDriver(SegmentDriver):
         data = single_ipv4_subnet(self.name, request)
         gateway = str(data.gateway.ip) if data.gateway is not None else None
         mtu = request.mtu or self.agent.uplink_mtu
-        self.agent.add_network(SegmentNetwork(request.network_id, options.vlan, data.pool, gateway, options.gateway_mac, mtu))
+        self.agent.add_network(SegmentNetwork(request.network_id, options.vlan, data.pool, gateway, options.gateway_mac, mtu,
+                                              swarm=swarm_allocated(request)))
 
     def allocated_options(self, request: NetworkAllocate) -> dict[str, str]:
         parse_vlan_options(request.as_create())  # a bad or missing VlanId fails `docker network create`

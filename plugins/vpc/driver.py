@@ -7,7 +7,7 @@ from __future__ import annotations
 import netaddr
 
 from acsnet.plugins.protocol import NetworkAllocate, NetworkCreate, StaticRoute
-from acsnet.plugins.segments.driver import SegmentDriver, single_ipv4_subnet
+from acsnet.plugins.segments.driver import SegmentDriver, single_ipv4_subnet, swarm_allocated
 from acsnet.plugins.segments.model import SegmentNetwork
 from acsnet.plugins.vpc.agent import VpcOvsDatapath
 from acsnet.plugins.vpc.model import record_group
@@ -30,7 +30,7 @@ class VpcDriver(SegmentDriver):
         mtu = request.mtu or self.agent.uplink_mtu
         # The containers' gateway is this host's address in its subnet, not the network's gateway.
         self.agent.add_network(SegmentNetwork(request.network_id, record_group(data.pool), data.pool, str(own.gateway), None,
-                                              mtu, request.internal))
+                                              mtu, request.internal, swarm=swarm_allocated(request)))
 
     def internal_routes(self, network: SegmentNetwork) -> tuple[StaticRoute, ...]:
         """A container's prefix is its host's subnet: the rest of the network (the other hosts' subnets)
