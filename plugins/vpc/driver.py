@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import netaddr
 
+from acsnet.errors import InvalidRequest
 from acsnet.plugins.protocol import NetworkAllocate, NetworkCreate, StaticRoute
 from acsnet.plugins.segments.driver import SegmentDriver, single_ipv4_subnet, swarm_allocated
 from acsnet.plugins.segments.model import SegmentNetwork
@@ -38,5 +39,10 @@ class VpcDriver(SegmentDriver):
         return (StaticRoute(network.subnet.cidr, netaddr.IPAddress(network.gateway)),)
 
     def allocated_options(self, request: NetworkAllocate) -> dict[str, str]:
-        parse_vpc_options(request.as_create(), request.ipv4[0].pool)
-        return dict(request.options)
+        """A swarm network cannot be vpc: the manager takes every task's address (and an attachable
+        container's) before the task has a node, so all come from the manager's host subnet, and every
+        other node's IPAM refuses them (seen: "address 100.70.0.3 is not one of host h2's addresses")."""
+        raise InvalidRequest(
+            "the vpc driver cannot make a swarm network: the swarm manager picks every task's address "
+            "before the task has a node, and a vpc address belongs to one host's subnet; use -d acsnet/vxlan "
+            "or acsnet/vlan for swarm services, vpc for containers each host runs")
