@@ -214,3 +214,23 @@ def test_a_global_network_is_taken_at_its_first_endpoint_elsewhere_and_dropped_w
     h1.remove_network(NETWORK_ID)  # ... and DeleteNetwork to one host only
     wait_for(lambda: NETWORK_ID not in h2.networks, what="h2 dropping the deleted network")
     assert state.read_host_networks(cluster.stores["h2"], LAYOUTS["vxlan"], "h2") == {}
+
+
+def test_a_swarm_network_is_each_hosts_own_copy_and_one_host_deleting_it_leaves_the_others(cluster):
+    """Every swarm node creates its copy of a swarm network and deletes it when its last task leaves:
+    the others keep theirs (and their endpoints), and no cluster-wide record is made or cleared."""
+    h1, h2 = cluster.start("h1", cluster_wide=True), cluster.start("h2", cluster_wide=True)
+    for agent in (h1, h2):
+        agent.add_network(SegmentNetwork(NETWORK_ID, VNI, SUBNET, None, None, 1450, swarm=True))
+    assert state.read_global_network(cluster.stores["h1"], LAYOUTS["vxlan"], NETWORK_ID) is None
+    first = endpoint(1)
+    h1.add_endpoint(first)
+    remote = f"remote segment={VNI} ip=10.42.0.1 mac={first.mac} host=h1 vtep=192.0.2.1"
+    wait_for(lambda: remote in cluster.switches["h2"].flows, what="h1's endpoint in h2's table")
+
+    h2.remove_network(NETWORK_ID)  # its last task left
+    h1.wake()
+    time.sleep(0.5)
+    assert NETWORK_ID in h1.networks and first.endpoint_id in h1.endpoints
+    assert f"local segment={VNI} ip=10.42.0.1 mac={first.mac} port={first.host_port}" in cluster.switches["h1"].flows
+    assert state.read_host_networks(cluster.stores["h1"], LAYOUTS["vxlan"], "h1")[NETWORK_ID].swarm

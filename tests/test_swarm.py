@@ -6,6 +6,7 @@ nothing is left on any node: no address, pool, record, OVS port or flow."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 import uuid
@@ -15,6 +16,7 @@ import pytest
 from acsnet.lab.dockerd import IMAGE
 from acsnet.lab.topology import Lab
 from acsnet.managed_plugins import PLUGINS
+from tests.test_lab import lab_cli
 
 VXLAN, VLAN, VPC, IPAM = (PLUGINS[p].reference for p in ("vxlan", "vlan", "vpc", "ipam"))
 MANAGER = "h1"
@@ -24,11 +26,13 @@ import json, sys
 from acsnet.ipam.state import PoolRecords
 from acsnet.plugins.segments import state
 from acsnet.plugins.segments.model import LAYOUTS
+from acsnet.plugins.vxlan.vni import generated_vnis
 from acsnet.store import open_store
 store = open_store(sys.argv[1])
-found = {"pools": sorted(PoolRecords.read_all(store))}
+found = {"pools": sorted(PoolRecords.read_all(store)), "vnis": generated_vnis(store)}
+wanted = sys.argv[2].split(",")
 for driver, layout in LAYOUTS.items():
-    hosts = state.hosts(store, layout)
+    hosts = [h for h in state.hosts(store, layout) if h in wanted]
     found[driver] = sorted(state.global_network_ids(store, layout)
                            + [n for h in hosts for n in state.host_network_ids(store, layout, h)]
                            + [e for h in hosts for e in state.host_endpoint_ids(store, layout, h)])
@@ -46,14 +50,17 @@ def swarm(tmp_path_factory):
     assert lab.leftovers() == []
 
 
-def stored(lab: Lab) -> dict:
-    return json.loads(lab.node("svc").run([sys.executable, "-c", STORED, lab.zookeeper_url]).stdout)
+def stored(lab: Lab, hosts: list[str] | None = None) -> dict:
+    """What the store holds: pools, generated VNIs, and each driver's networks, endpoints and segment
+    records (those of `hosts`, all by default)."""
+    hosts = hosts or lab.hosts()
+    return json.loads(lab.node("svc").run([sys.executable, "-c", STORED, lab.zookeeper_url, ",".join(hosts)]).stdout)
 
 
-def tasks(lab: Lab, service: str) -> dict[str, tuple[str, str]]:
-    """Running tasks of `service`: container name -> (node, address on the service's network)."""
+def tasks(lab: Lab, service: str, hosts: list[str] | None = None) -> dict[str, tuple[str, str]]:
+    """Running tasks of `service` on `hosts` (all): container name -> (node, address on the service's network)."""
     found = {}
-    for host in lab.hosts():
+    for host in hosts or lab.hosts():
         names = lab.docker(host, "ps", "--filter", f"label=com.docker.swarm.service.name={service}",
                            "--format", "{{.Names}}").stdout.split()
         for name in names:
@@ -63,10 +70,11 @@ def tasks(lab: Lab, service: str) -> dict[str, tuple[str, str]]:
     return found
 
 
-def wait_for_tasks(lab: Lab, service: str, count: int, timeout: float = 120) -> dict[str, tuple[str, str]]:
+def wait_for_tasks(lab: Lab, service: str, count: int, timeout: float = 120,
+                   hosts: list[str] | None = None) -> dict[str, tuple[str, str]]:
     deadline = time.monotonic() + timeout
     while True:
-        running = tasks(lab, service)
+        running = tasks(lab, service, hosts)
         if len(running) == count and all(address for _, address in running.values()):
             return running
         if time.monotonic() > deadline:
@@ -75,26 +83,53 @@ def wait_for_tasks(lab: Lab, service: str, count: int, timeout: float = 120) -> 
         time.sleep(1)
 
 
+def service(lab: Lab, name: str, network: str, *args: str) -> None:
+    lab.docker(MANAGER, "service", "create", "--detach", "--name", name, "--network", network, "--endpoint-mode", "dnsrr",
+               *args, IMAGE, "httpd", "-f", "-p", "80", timeout=180)
+
+
+def remove(lab: Lab, services: list[str], networks: list[str]) -> None:
+    for name in services:
+        lab.docker(MANAGER, "service", "rm", name, check=False)
+    deadline = time.monotonic() + 60
+    for network in networks:
+        while lab.docker(MANAGER, "network", "rm", network, check=False).returncode != 0 and time.monotonic() < deadline:
+            time.sleep(1)  # until the tasks' endpoints are gone
+
+
+def network_gone_from(lab: Lab, host: str, network: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while network in lab.docker(host, "network", "ls", "--format", "{{.Name}}").stdout.split():
+        assert time.monotonic() < deadline, f"{host} kept its copy of {network}"
+        time.sleep(1)
+
+
 def pings(lab: Lab, host: str, container: str, address: str) -> bool:
     return lab.docker(host, "exec", container, "ping", "-c", "2", "-W", "2", address, check=False).returncode == 0
 
 
-def assert_nothing_left(lab: Lab, network: str, prefix: str = "100.80.0.") -> None:
+def assert_nothing_left(lab: Lab, network: str, prefix: str = "100.80.0.", hosts: list[str] | None = None,
+                        pool_may_stay=lambda pool_id: False) -> None:
+    """Nothing of the network on `hosts` (all), nor stored for them, nor any pool (but those `pool_may_stay`
+    says) or generated VNI."""
+    hosts = hosts or lab.hosts()
     deadline = time.monotonic() + 60
     while True:  # workers remove the network once their last task is gone
-        left = [h for h in lab.hosts() if network in lab.docker(h, "network", "ls", "--format", "{{.Name}}").stdout.split()]
-        records = stored(lab)
-        if not left and records == {"pools": [], "vlan": [], "vxlan": [], "vpc": []}:
+        left = [h for h in hosts if network in lab.docker(h, "network", "ls", "--format", "{{.Name}}").stdout.split()]
+        records = stored(lab, hosts)
+        records["pools"] = [pool for pool in records["pools"] if not pool_may_stay(pool)]
+        if not left and records == {"pools": [], "vnis": {}, "vlan": [], "vxlan": [], "vpc": []}:
             break
         assert time.monotonic() < deadline, f"left: network on {left}; stored {records}"
         time.sleep(1)
-    for host in lab.hosts():
+    for host in hosts:
         node = lab.node(host)
         ports = node.run(["ovs-vsctl", "list-ports", "ovsbr0"]).stdout.split()
         ports += node.run(["ovs-vsctl", "list-ports", "acsvx0"], check=False).stdout.split()
         assert [p for p in ports if p.startswith("vh")] == [], f"endpoint ports left on {host}: {ports}"
-        flows = node.run(["ovs-ofctl", "--no-stats", "dump-flows", "acsvx0"], check=False).stdout
-        assert prefix not in flows, f"flows of the removed network left on {host}:\n{flows}"
+        for bridge in ("ovsbr0", "acsvx0"):
+            flows = node.run(["ovs-ofctl", "--no-stats", "dump-flows", bridge], check=False).stdout
+            assert prefix not in flows, f"flows of the removed network left on {host}'s {bridge}:\n{flows}"
 
 
 def test_a_service_on_a_vxlan_network_spans_the_swarm_and_leaves_nothing(swarm):
@@ -134,14 +169,19 @@ def test_a_service_on_a_vxlan_network_spans_the_swarm_and_leaves_nothing(swarm):
     assert_nothing_left(lab, network)
 
 
-def test_bad_options_are_refused_by_the_manager_allocation(swarm):
+@pytest.mark.parametrize("driver, options, reason", [
+    (VLAN, ["-o", "VlanId=5000"], "VlanId must be an integer from 1 to 4094, got 5000"),
+    # The manager takes every task's address before the task has a node: from its own host subnet.
+    (VPC, [], "the vpc driver cannot make a swarm network: the swarm manager picks every task's address"),
+], ids=["vlan-VlanId", "vpc"])
+def test_bad_options_are_refused_by_the_manager_allocation(swarm, driver, options, reason):
     """Docker 26 allocates a swarm network after `docker network create` returned: the driver's refusal
     leaves the network unallocated (no driver, its tasks never start) with the reason in the manager's
     log, and nothing in the IPAM."""
     lab, name = swarm, f"bad-{uuid.uuid4().hex[:4]}"
     try:
-        lab.docker(MANAGER, "network", "create", "-d", VLAN, "--ipam-driver", IPAM, "--scope", "swarm",
-                   "--subnet", "198.51.100.0/24", "-o", "VlanId=5000", name)
+        lab.docker(MANAGER, "network", "create", "-d", driver, "--ipam-driver", IPAM, "--scope", "swarm",
+                   "--subnet", "198.51.100.0/24", *options, name)
         network_id = lab.docker(MANAGER, "network", "inspect", name, "--format", "{{.Id}}").stdout.strip()
         expected = f"Failed allocation for network {network_id}"
         deadline = time.monotonic() + 60
@@ -151,7 +191,7 @@ def test_bad_options_are_refused_by_the_manager_allocation(swarm):
             if refusals or time.monotonic() > deadline:
                 break
             time.sleep(1)
-        assert refusals and "VlanId must be an integer from 1 to 4094, got 5000" in refusals[-1], refusals
+        assert refusals and reason in refusals[-1], refusals
         assert lab.docker(MANAGER, "network", "inspect", name, "--format", "{{.Driver}}").stdout.strip() == ""
         assert stored(lab)["pools"] == [], "a refused network kept its pool"
     finally:
@@ -186,3 +226,169 @@ def test_vip_mode_resolves_to_a_vip_that_docker_cannot_serve_without_ipvs(swarm)
             time.sleep(1)
     assert_nothing_left(lab, network, "100.85.0.")
 
+
+
+def test_a_generated_vni_is_the_swarm_networks_until_it_is_removed_not_until_a_worker_drops_its_copy(swarm):
+    """A worker deletes its copy of a swarm network when its last task leaves; the network goes on on the
+    other nodes, with its VNI (generated by the manager's AllocateNetwork) still held, until `docker
+    network rm` (FreeNetwork) frees it."""
+    lab, tag = swarm, uuid.uuid4().hex[:4]
+    network, other, keep, leave = f"gen-{tag}", f"gen2-{tag}", f"keep-{tag}", f"leave-{tag}"
+    try:
+        lab.docker(MANAGER, "network", "create", "-d", VXLAN, "--ipam-driver", IPAM, "--scope", "swarm",
+                   "--subnet", "100.81.0.0/24", network)
+        network_id = lab.docker(MANAGER, "network", "inspect", network, "--format", "{{.Id}}").stdout.strip()
+        service(lab, keep, network, "--mode", "global", "--constraint", "node.hostname!=h2")
+        service(lab, leave, network, "--constraint", "node.hostname==h2")
+        kept = {node: (name, address) for name, (node, address) in wait_for_tasks(lab, keep, 2).items()}
+        (leaving, (_, leaving_address)), = wait_for_tasks(lab, leave, 1).items()
+        vni = stored(lab)["vnis"][network_id]
+        assert pings(lab, "h1", kept["h1"][0], leaving_address)
+
+        lab.docker(MANAGER, "service", "rm", leave)
+        network_gone_from(lab, "h2", network)  # its last task left: h2 deleted its copy
+        time.sleep(3)  # what the other nodes' plugins would do with that, done
+        assert stored(lab)["vnis"].get(network_id) == vni, "the VNI was freed while the network is in use"
+        assert pings(lab, "h1", kept["h1"][0], kept["h3"][1]), f"h1's task lost h3's\n{lab.log_tail('h1')}"
+        assert pings(lab, "h3", kept["h3"][0], kept["h1"][1])
+
+        lab.docker(MANAGER, "network", "create", "-d", VXLAN, "--ipam-driver", IPAM, "--scope", "swarm",
+                   "--subnet", "100.82.0.0/24", other)
+        other_id = lab.docker(MANAGER, "network", "inspect", other, "--format", "{{.Id}}").stdout.strip()
+        deadline = time.monotonic() + 60
+        while other_id not in (vnis := stored(lab)["vnis"]):  # Docker 26 allocates after create returned
+            assert time.monotonic() < deadline, f"no VNI generated for {other}: {vnis}"
+            time.sleep(1)
+        assert vnis[other_id] != vni and vnis[network_id] == vni, vnis
+
+        remove(lab, [keep], [network])
+        assert network_id not in stored(lab)["vnis"], "network rm (FreeNetwork) left the VNI held"
+    finally:
+        remove(lab, [keep, leave], [network, other])
+    assert_nothing_left(lab, network, "100.81.0.")
+
+
+def test_a_service_on_a_vlan_network_spans_the_swarm_reaches_the_vlans_router_and_leaves_nothing(swarm):
+    lab, tag = swarm, uuid.uuid4().hex[:4]
+    network, name = f"v217-{tag}", f"v217-{tag}"
+    try:
+        lab.docker(MANAGER, "network", "create", "-d", VLAN, "--ipam-driver", IPAM, "--scope", "swarm", "--attachable",
+                   "--subnet", "198.51.100.0/24", "--gateway", "198.51.100.1", "-o", "VlanId=217", network)
+        service(lab, name, network, "--mode", "global")
+        running = wait_for_tasks(lab, name, 3)
+        addresses = [address for _, address in running.values()]
+        assert len(set(addresses)) == 3 and all(a.startswith("198.51.100.") for a in addresses), running
+        by_node = {node: (task, address) for task, (node, address) in running.items()}
+        assert set(by_node) == set(lab.hosts()), running
+        for host, peer in zip(lab.hosts(), lab.hosts()[1:] + lab.hosts()[:1]):
+            assert pings(lab, host, by_node[host][0], by_node[peer][1]), f"{host} does not reach {peer}\n{lab.log_tail(host)}"
+            assert pings(lab, host, by_node[host][0], "198.51.100.1"), f"{host}'s task does not reach VLAN 217's router"
+    finally:
+        remove(lab, [name], [network])
+    assert_nothing_left(lab, network, "198.51.100.")
+
+
+def test_the_demos_swarm_scenario_passes_and_leaves_nothing(swarm):
+    result = lab_cli(swarm, "demo", "--engine", "26", "--swarm", timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "a swarm of managed plugins" in result.stdout and "FAIL" not in result.stdout, result.stdout
+    assert re.findall(r"^== (\w+):", result.stdout, re.M) == ["lab", "swarm"], result.stdout
+    assert_nothing_left(swarm, "demo-web", "100.86.0.")
+
+
+HELD = """
+import json, sys
+from acsnet.ipam.state import AddressRecords
+from acsnet.store import open_store
+store = open_store(sys.argv[1])
+held = {}
+for pool_id, address, record in AddressRecords.read_all(store):
+    if address.startswith(sys.argv[2]):
+        held.setdefault(pool_id.split("-")[0], {})[address] = list(record.holders)
+print(json.dumps(held))
+store.close()
+"""
+
+
+def held(lab: Lab, prefix: str) -> dict[str, dict[str, list[str]]]:
+    """The IPAM's address records starting with `prefix`: pool kind (global, local) -> address -> holders."""
+    return json.loads(lab.node("svc").run([sys.executable, "-c", HELD, lab.zookeeper_url, prefix]).stdout)
+
+
+def test_a_drained_nodes_tasks_answer_on_their_new_node_and_a_killed_workers_are_rescheduled(swarm):
+    """Last in the module: h3 stays dead. A drained node's tasks stop there and start on the others with
+    new addresses from the IPAM; a worker powered off: its tasks start elsewhere; its addresses come back
+    once the swarm forgets the node (`docker node rm --force`: until then its tasks' state is unknown to
+    the manager, which keeps their addresses) and `acsnet gc --dead-hosts` releases what the dead host's
+    plugin held."""
+    lab, tag = swarm, uuid.uuid4().hex[:4]
+    network, name, subnet = f"move-{tag}", f"move-{tag}", "100.84.0.0/24"
+    live = ["h1", "h2"]
+    try:
+        lab.docker(MANAGER, "network", "create", "-d", VXLAN, "--ipam-driver", IPAM, "--scope", "swarm",
+                   "--subnet", subnet, network)
+        service(lab, name, network, "--replicas", "6", "--stop-grace-period", "1s")
+        running = wait_for_tasks(lab, name, 6)
+        assert {node for node, _ in running.values()} == set(lab.hosts()), running
+
+        lab.docker(MANAGER, "node", "update", "--availability", "drain", "h2")
+        deadline = time.monotonic() + 120
+        while True:
+            moved = tasks(lab, name)
+            if len(moved) == 6 and "h2" not in {node for node, _ in moved.values()}:
+                break
+            assert time.monotonic() < deadline, f"h2's tasks did not move: {moved}"
+            time.sleep(1)
+        assert len({address for _, address in moved.values()}) == 6, moved
+        new = {task: where for task, where in moved.items() if task not in running}
+        on_h2 = [task for task, (node, _) in running.items() if node == "h2"]
+        assert {node for node, _ in new.values()} <= {"h1", "h3"} and len(new) == len(on_h2), (running, moved)
+        on_h1 = next(task for task, (node, _) in moved.items() if node == "h1")
+        on_h3 = next(task for task, (node, _) in moved.items() if node == "h3")
+        for task, (node, address) in new.items():
+            asker = on_h3 if node == "h1" else on_h1
+            assert pings(lab, "h3" if node == "h1" else "h1", asker, address), f"{task} on {node} does not answer"
+        network_gone_from(lab, "h2", network)
+        lab.docker(MANAGER, "node", "update", "--availability", "active", "h2")
+
+        before = tasks(lab, name)
+        on_h3 = {task: address for task, (node, address) in before.items() if node == "h3"}
+        assert on_h3, before
+        lab.power_off("h3")
+        deadline = time.monotonic() + 120
+        while True:  # the manager marks h3 down after missed heartbeats, then starts its tasks elsewhere
+            after = tasks(lab, name, live)
+            if len(after) == 6:
+                break
+            assert time.monotonic() < deadline, f"h3's tasks were not rescheduled: {after}"
+            time.sleep(2)
+        addresses = {address for _, address in after.values()}
+        assert len(addresses) == 6 and not addresses & set(on_h3.values()), (on_h3, after)
+        by_node = {node: (task, address) for task, (node, address) in after.items()}
+        assert pings(lab, "h1", by_node["h1"][0], by_node["h2"][1]) and pings(lab, "h2", by_node["h2"][0], by_node["h1"][1])
+        dead = set(on_h3.values())
+        records = held(lab, "100.84.0.")  # the manager has h3's tasks as Running still: it keeps their addresses
+        assert dead <= set(records["global"]) and dead <= set(records["local"]), records
+
+        lab.docker(MANAGER, "node", "rm", "--force", "h3")  # the swarm forgets it: its tasks are orphaned
+        deadline = time.monotonic() + 60
+        while dead & set((records := held(lab, "100.84.0."))["global"]):
+            assert time.monotonic() < deadline, f"the manager kept h3's task addresses: {records}"
+            time.sleep(1)
+        # --grace 0: the task that moved onto h3 at the drain holds an address younger than gc's default grace.
+        collected = lab.node("h1").run([sys.executable, "-m", "acsnet.cli", "gc", "--dead-hosts", "--apply", "--grace", "0",
+                                        "--host-id", "h1", "--docker", "unix:///run/docker.sock", "--store", lab.zookeeper_url])
+        assert all("dead-host-address local-100.84.0.0_24-" in collected.stdout and f"/{address}:" in collected.stdout
+                   for address in dead), collected.stdout
+        records = held(lab, "100.84.0.")
+        assert not dead & set(records["local"]), records
+        running = {address for _, address in after.values()}
+        assert set(records["global"]) - {"100.84.0.1"} == running, records
+        assert set(records["local"]) - {"100.84.0.1"} == running, (records, collected.stdout)
+    finally:
+        lab.docker(MANAGER, "service", "rm", name, check=False)
+        deadline = time.monotonic() + 60
+        while lab.docker(MANAGER, "network", "rm", network, check=False).returncode != 0 and time.monotonic() < deadline:
+            time.sleep(1)
+    # What stays: the nodes' shared local pool, still referenced by dead h3 (gc drops no pool reference yet).
+    assert_nothing_left(lab, network, "100.84.0.", hosts=live, pool_may_stay=lambda pool: pool.startswith("local-100.84.0.0_24-"))

@@ -163,7 +163,7 @@ class SegmentAgent:
     def _follow_cluster(self) -> None:
         """Drop the networks deleted on another host; take those new in the cluster if the datapath
         takes every global network at once."""
-        for network_id in self.cluster.gone(list(self.networks)):
+        for network_id in self.cluster.gone([n.network_id for n in self.networks.values() if not n.swarm]):
             log.info("network=%s removed: deleted on another host", network_id[:12])
             self.remove_network(network_id)
         if not self.datapath.adopt_global_networks:
@@ -201,7 +201,7 @@ class SegmentAgent:
         self.ensure_loaded()
         with self._lock:
             self._check_segment_free(network)
-            cluster_record = self.cluster is not None and not adopted
+            cluster_record = self.cluster is not None and not adopted and not network.swarm
             previous = self.networks.get(network.network_id)
             state.write_host_network(self.store, self.layout, self.host_id, network)
             if cluster_record:
@@ -234,7 +234,8 @@ class SegmentAgent:
         with self._lock:
             for endpoint in [e for e in self.endpoints.values() if e.network_id == network_id]:
                 self.remove_endpoint(endpoint.endpoint_id)
-            if self.cluster is not None:
+            network = self.networks.get(network_id)
+            if self.cluster is not None and not (network is not None and network.swarm):
                 state.clear_global_network(self.store, self.layout, network_id)
             state.clear_host_network(self.store, self.layout, self.host_id, network_id)
             self.networks.pop(network_id, None)

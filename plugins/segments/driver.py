@@ -25,6 +25,11 @@ MULTICAST_V6 = netaddr.IPNetwork("ff00::/8")
 MAX_IPV6_PREFIXLEN = 126
 
 
+def swarm_allocated(request: NetworkCreate) -> bool:
+    """Whether a swarm manager allocated the network (see SegmentNetwork.swarm)."""
+    return request.generic.get(SWARM_ALLOCATED) == "true"
+
+
 def mac_for(ip: netaddr.IPAddress) -> str:
     """A locally administered MAC derived from the address, as Docker's own drivers make them."""
     return "02:42:" + ":".join(f"{b:02x}" for b in ip.packed)
@@ -121,7 +126,7 @@ class SegmentDriver(NetworkDriver):
         driver, but on the host it was made on only: other hosts cannot join it, and the same network made
         on each host gets a pool per host in the IPAM's global space, which hands out the same addresses
         again. Such a dockerd sends no node discovery: refuse, saying what to run instead."""
-        if request is not None and request.generic.get(SWARM_ALLOCATED) == "true":
+        if request is not None and swarm_allocated(request):
             return  # a swarm manager allocated it: every node of the swarm creates it
         if self.scope == "global" and not self.agent.cluster_announced():
             raise InvalidRequest(

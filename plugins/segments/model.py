@@ -130,10 +130,15 @@ class SegmentNetwork:
     # A dual-stack network's IPv6 subnet and gateway (`--ipv6`); None on an IPv4-only network.
     subnet6: netaddr.IPNetwork | None = None
     gateway6: str | None = None
+    # A swarm manager allocated it (AllocateNetwork): every node creates and deletes its own copy, as its
+    # tasks come and go, so it is no cluster-wide record, and what the manager allocated for it (a
+    # generated VNI) is freed by FreeNetwork only, not by a node deleting its copy.
+    swarm: bool = False
 
     def to_json(self) -> dict:
         d = {"network_id": self.network_id, "segment": self.segment, "subnet": str(self.subnet.cidr),
-             "gateway": self.gateway, "gateway_mac": self.gateway_mac, "mtu": self.mtu, "internal": self.internal}
+             "gateway": self.gateway, "gateway_mac": self.gateway_mac, "mtu": self.mtu, "internal": self.internal,
+             "swarm": self.swarm}
         if self.subnet6 is not None:  # only then: a record an older plugin can still read otherwise
             d.update(subnet6=str(self.subnet6.cidr), gateway6=self.gateway6)
         return d
@@ -142,7 +147,8 @@ class SegmentNetwork:
     def from_json(cls, d: dict) -> "SegmentNetwork":
         return cls(d["network_id"], d["segment"], netaddr.IPNetwork(d["subnet"]), d.get("gateway"),
                    d.get("gateway_mac"), d["mtu"], bool(d.get("internal", False)),
-                   netaddr.IPNetwork(d["subnet6"]) if d.get("subnet6") else None, d.get("gateway6"))
+                   netaddr.IPNetwork(d["subnet6"]) if d.get("subnet6") else None, d.get("gateway6"),
+                   bool(d.get("swarm", False)))
 
 
 @dataclasses.dataclass(frozen=True)

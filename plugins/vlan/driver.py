@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from acsnet.errors import InvalidRequest
 from acsnet.plugins.protocol import NetworkAllocate, NetworkCreate
-from acsnet.plugins.segments.driver import SegmentDriver
+from acsnet.plugins.segments.driver import SegmentDriver, swarm_allocated
 from acsnet.plugins.segments.model import SegmentNetwork
 from acsnet.plugins.vlan.options import parse_vlan_options
 
@@ -24,7 +24,8 @@ class VlanDriver(SegmentDriver):
         subnets = self.subnets(request)
         mtu = request.mtu or self.agent.uplink_mtu
         self.agent.add_network(SegmentNetwork(request.network_id, options.vlan, subnets.ipv4.pool, subnets.gateway,
-                                              options.gateway_mac, mtu, False, subnets.subnet6, subnets.gateway6))
+                                              options.gateway_mac, mtu, False, subnets.subnet6, subnets.gateway6,
+                                              swarm=swarm_allocated(request)))
 
     def allocated_options(self, request: NetworkAllocate) -> dict[str, str]:
         parse_vlan_options(request.as_create())  # a bad or missing VlanId fails `docker network create`

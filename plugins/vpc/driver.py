@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import netaddr
 
+from acsnet.errors import InvalidRequest
 from acsnet.plugins.protocol import NetworkAllocate, NetworkCreate, StaticRoute
-from acsnet.plugins.segments.driver import SegmentDriver
+from acsnet.plugins.segments.driver import SegmentDriver, swarm_allocated
 from acsnet.plugins.segments.model import SegmentNetwork
 from acsnet.plugins.vpc.agent import VpcOvsDatapath
 from acsnet.plugins.vpc.model import record_group
@@ -30,7 +31,7 @@ class VpcDriver(SegmentDriver):
         mtu = request.mtu or self.agent.uplink_mtu
         # The containers' gateway is this host's address in its subnet, not the network's gateway.
         self.agent.add_network(SegmentNetwork(request.network_id, record_group(data.pool), data.pool, str(own.gateway), None,
-                                              mtu, request.internal))
+                                              mtu, request.internal, swarm=swarm_allocated(request)))
 
     def internal_routes(self, network: SegmentNetwork) -> tuple[StaticRoute, ...]:
         """A container's prefix is its host's subnet: the rest of the network (the other hosts' subnets)
@@ -38,5 +39,10 @@ class VpcDriver(SegmentDriver):
         return (StaticRoute(network.subnet.cidr, netaddr.IPAddress(network.gateway)),)
 
     def allocated_options(self, request: NetworkAllocate) -> dict[str, str]:
-        parse_vpc_options(request.as_create(), request.ipv4[0].pool)
-        return dict(request.options)
+        """A swarm network cannot be vpc: the manager takes every task's address (and an attachable
+        container's) before the task has a node, so all come from the manager's host subnet, and every
+        other node's IPAM refuses them (seen: "address 100.70.0.3 is not one of host h2's addresses")."""
+        raise InvalidRequest(
+            "the vpc driver cannot make a swarm network: the swarm manager picks every task's address "
+            "before the task has a node, and a vpc address belongs to one host's subnet; use -d acsnet/vxlan "
+            "or acsnet/vlan for swarm services, vpc for containers each host runs")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from acsnet.errors import InvalidRequest
 from acsnet.plugins.options import PORTMAP
 from acsnet.plugins.protocol import EndpointRef, ExternalConnectivity, NetworkAllocate, NetworkCreate
-from acsnet.plugins.segments.driver import SegmentDriver
+from acsnet.plugins.segments.driver import SegmentDriver, swarm_allocated
 from acsnet.plugins.segments.model import SegmentNetwork
 from acsnet.plugins.vxlan import vni as generated
 from acsnet.plugins.vxlan.agent import VxlanOvsDatapath
@@ -42,13 +42,14 @@ class VxlanDriver(SegmentDriver):
             vni = options.vni or generated.generated_vni(self.agent.store, self._generated_key(request.network_id, data.pool))
         mtu = request.mtu or self.datapath.default_mtu
         self.agent.add_network(SegmentNetwork(request.network_id, vni, data.pool, subnets.gateway, None, mtu, request.internal,
-                                              subnets.subnet6, subnets.gateway6))
+                                              subnets.subnet6, subnets.gateway6, swarm=swarm_allocated(request)))
 
     def delete_network(self, network_id: str) -> None:
         network = self.agent.networks.get(network_id)
         super().delete_network(network_id)
-        if network is not None and self.scope == "global":
-            # A global network is deleted once for the cluster: its generated VNI is free again.
+        if network is not None and self.scope == "global" and not network.swarm:
+            # A global network is deleted once for the cluster: its generated VNI is free again. (Each
+            # node deletes its copy of a swarm network when its last task leaves; FreeNetwork frees its VNI.)
             generated.release_generated(self.agent.store, self._generated_key(network_id, network.subnet))
 
     def allocated_options(self, request: NetworkAllocate) -> dict[str, str]:

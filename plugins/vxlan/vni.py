@@ -16,7 +16,7 @@ import hashlib
 from acsnet.errors import Exhausted
 from acsnet.plugins.segments.model import LAYOUTS
 from acsnet.plugins.vxlan.options import GENERATED_VNI_FIRST, VNI_MAX
-from acsnet.store import Create, Delete, Store, encode, join
+from acsnet.store import Create, Delete, Store, encode, join, read_each
 
 ROOT = LAYOUTS["vxlan"].root
 GENERATED, VNIS = join(ROOT, "generated"), join(ROOT, "vnis")
@@ -37,6 +37,12 @@ def generated_vni(store: Store, key: str) -> int:
                          Create(join(GENERATED, key), encode({"vni": vni}))]):
             return vni
     raise Exhausted("no VNI is left to generate; give -o VxlanId=N")
+
+
+def generated_vnis(store: Store) -> dict[str, int]:
+    """Every generated VNI held, by its key (ops, tests)."""
+    found = read_each(store.children(GENERATED), lambda key: store.get_json(join(GENERATED, key)))
+    return {key: int(record["vni"]) for key, record in found.items()}
 
 
 def release_generated(store: Store, key: str) -> None:
