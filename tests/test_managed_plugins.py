@@ -5,6 +5,7 @@ run them instead of `acsnet serve` processes: real dockerd (20.10, or 26 with AC
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 
 import pytest
@@ -82,9 +83,9 @@ def test_the_plugins_are_enabled_as_configured(managed_lab):
         assert serving.count("-m acsnet.cli serve") >= 4, serving
 
 
-def test_networks_of_each_driver_carry_traffic_across_hosts(managed_lab):
-    lab = managed_lab
-    tag = uuid.uuid4().hex[:4]
+def assert_networks_of_each_driver_carry_traffic(lab: Lab, tag: str) -> None:
+    """A vxlan, a vlan and a vpc network on every host (local scope: one pool in the IPAM), a container on
+    each per host, pinging across hosts; removed, they leave no endpoint port behind."""
     networks = {  # name: (driver, subnet, options)
         f"mvx-{tag}": (VXLAN, "100.82.0.0/24", ["-o", "VxlanId=820"]),
         f"mvl-{tag}": (VLAN, "198.51.100.0/24", ["--gateway", "198.51.100.1", "-o", "VlanId=217"]),
@@ -92,7 +93,7 @@ def test_networks_of_each_driver_carry_traffic_across_hosts(managed_lab):
     }
     containers = {host: [f"m{host}-{n}-{tag}" for n in range(len(networks))] for host in lab.hosts()}
     try:
-        for host in lab.hosts():  # local scope: the network on each host, one pool in the IPAM
+        for host in lab.hosts():
             for name, (driver, subnet, options) in networks.items():
                 lab.docker(host, "network", "create", "-d", driver, "--ipam-driver", IPAM, "--subnet", subnet,
                            *options, name)
@@ -115,13 +116,52 @@ def test_networks_of_each_driver_carry_traffic_across_hosts(managed_lab):
         assert [p for p in ports if p.startswith("vh")] == [], f"endpoint ports left on {host}: {ports}"
 
 
+def test_networks_of_each_driver_carry_traffic_across_hosts(managed_lab):
+    assert_networks_of_each_driver_carry_traffic(managed_lab, uuid.uuid4().hex[:4])
+
+
+def pools_in_store(lab: Lab) -> list[str]:
+    listed = lab.node("h1").run([sys.executable, "-m", "acsnet.cli", "pools", "--json", "--store", lab.zookeeper_url])
+    return [pool["subnet"] for pool in json.loads(listed.stdout)]
+
+
+def test_plugin_commands_take_the_untagged_names_networks_need_the_tag(managed_lab):
+    """dockerd's plugin store completes a plugin name without a tag (`acsnet/vxlan` is `acsnet/vxlan:latest`),
+    so `docker plugin inspect`, `disable`, `set` and `enable` take the names as the issue writes them. A
+    network's driver and IPAM driver are another matter: libnetwork registers a managed plugin's driver
+    under the plugin's full name and looks `-d` and `--ipam-driver` up as given, so dockerd refuses the
+    untagged names before either plugin is asked anything. Shown on 20.10 and 26 alike."""
+    lab, host, tag = managed_lab, "h1", uuid.uuid4().hex[:4]
+    for untagged, spec in ((p.name, p) for p in PLUGINS.values()):
+        assert inspect_plugin(lab, host, untagged)["Name"] == spec.reference == f"{untagged}:latest"
+    lab.docker(host, "plugin", "disable", "acsnet/vxlan")
+    lab.docker(host, "plugin", "set", "acsnet/vxlan", "ACSNET_STORE_TIMEOUT=6")
+    lab.docker(host, "plugin", "enable", "--timeout", "300", "acsnet/vxlan", timeout=400)
+    assert "ACSNET_STORE_TIMEOUT=6" in inspect_plugin(lab, host, "acsnet/vxlan")["Settings"]["Env"]
+
+    subnet = "100.85.0.0/24"
+    driver = lab.docker(host, "network", "create", "-d", "acsnet/vxlan", "--ipam-driver", IPAM, "--subnet", subnet,
+                        "-o", "VxlanId=850", f"mnotag-{tag}", check=False)
+    assert driver.returncode != 0 and "could not resolve driver acsnet/vxlan in registry" in driver.stderr, driver.stderr
+    ipam = lab.docker(host, "network", "create", "-d", VXLAN, "--ipam-driver", "acsnet/ipam", "--subnet", subnet,
+                      "-o", "VxlanId=850", f"mnotag-{tag}", check=False)
+    assert ipam.returncode != 0 and 'invalid ipam driver: "acsnet/ipam"' in ipam.stderr, ipam.stderr
+    assert f"mnotag-{tag}" not in lab.docker(host, "network", "ls", "--format", "{{.Name}}").stdout.split()
+    assert subnet not in pools_in_store(lab), "a refused network left its pool in the IPAM"
+    # The same, tagged, is made.
+    lab.docker(host, "network", "create", "-d", VXLAN, "--ipam-driver", IPAM, "--subnet", subnet, "-o", "VxlanId=850",
+               f"mnotag-{tag}")
+    assert subnet in pools_in_store(lab)
+    lab.docker(host, "network", "rm", f"mnotag-{tag}")
+
+
 def test_a_plugin_whose_store_is_unreachable_still_activates(managed_lab):
     """`docker plugin set` reconfigures a plugin (disabled); with a store it cannot reach it still answers
     Activate and GetCapabilities (one failure there disables a driver in dockerd), and refuses networks
     with an error naming the store. Set back, it serves again."""
     lab, host, tag = managed_lab, "h2", uuid.uuid4().hex[:4]
     nowhere = "zk://192.0.2.99:2181/acsnet"
-    references = (VLAN, IPAM)
+    references = ("acsnet/vlan", "acsnet/ipam")  # `docker plugin` commands take the untagged names
     try:
         for reference in references:
             lab.docker(host, "plugin", "disable", reference)
@@ -132,7 +172,7 @@ def test_a_plugin_whose_store_is_unreachable_still_activates(managed_lab):
         assert refused.returncode != 0 and "192.0.2.99:2181" in refused.stderr, refused.stderr
         assert all(inspect_plugin(lab, host, r)["Enabled"] for r in references)
         plugins = lab.docker(host, "plugin", "ls", "--format", "{{.Name}} {{.Enabled}}").stdout
-        assert f"{VLAN} true" in plugins and f"{IPAM} true" in plugins
+        assert f"{VLAN} true" in plugins and f"{IPAM} true" in plugins  # `plugin ls` shows the full names
     finally:
         for reference in references:
             lab.docker(host, "plugin", "disable", reference, check=False)
