@@ -97,11 +97,19 @@ def vxlan_flows(dp: VxlanDatapath) -> list[str]:
         answered.add((p.vni, p.ip))
     forwarded = {(p.vni, p.mac) for p in dp.local}
     for r in dp.remote:
+        forward, answer = vxlan_route_flows(dp.tunnel, r)
         if (r.vni, r.mac) not in forwarded:  # a local endpoint wins over a stale remote record
             forwarded.add((r.vni, r.mac))
-            flows.append(_flow(FROM_CONTAINER, 100, f"reg1={r.vni},dl_dst={r.mac}",
-                               f"set_field:{r.vni}->tun_id,set_field:{r.vtep}->tun_dst,output:{dp.tunnel}"))
+            flows.append(forward)
         if (r.vni, r.ip) not in answered:
             answered.add((r.vni, r.ip))
-            flows.append(_flow(ARP_RESPONDER, 100, f"arp,reg1={r.vni},arp_tpa={r.ip}", arp_reply_actions(r.mac, r.ip)))
+            flows.append(answer)
     return flows
+
+
+def vxlan_route_flows(tunnel: str, r: VxlanRoute) -> list[str]:
+    """A remote container's flows: its MAC through the tunnel to its VTEP, and the answer to ARP for its
+    address (where a local endpoint or router has the same MAC or address, theirs win)."""
+    return [_flow(FROM_CONTAINER, 100, f"reg1={r.vni},dl_dst={r.mac}",
+                  f"set_field:{r.vni}->tun_id,set_field:{r.vtep}->tun_dst,output:{tunnel}"),
+            _flow(ARP_RESPONDER, 100, f"arp,reg1={r.vni},arp_tpa={r.ip}", arp_reply_actions(r.mac, r.ip))]

@@ -2,10 +2,11 @@
 watches, its endpoints' ports and the flow table of its bridge. What the driver's datapath needs is
 its `Datapath` object's (`acsnet.plugins.segments.datapath`); the agent is the same for every driver.
 
-Desired state lives in the store (this host's networks and endpoints, and every host's segment
-records); OVS is programmed from it. Reconcile is the normal path: `sync` hands the whole state to the
-datapath, which installs it atomically, whether one endpoint changed, a watch fired on another host's
-change, or the plugin just restarted. A worker thread (`worker`) handles watch events, removes endpoints
+Desired state lives in the store (this host's networks and endpoints, and the segment records of
+every host on the segments this host has endpoints in); OVS is programmed from it. Reconcile is the
+normal path: `sync` hands the whole state to the datapath, which installs it atomically, whether one
+endpoint changed or the plugin just restarted. Another host's record that came or went changes only
+its own flows (`Datapath.program_change`), where the datapath can; else it is a sync too. A worker thread (`worker`) handles watch events, removes endpoints
 dockerd orphaned, runs the datapath's own work and re-syncs periodically (repairing flows someone
 removed); request handlers never wait on it, except for the flows of their own change.
 
@@ -98,7 +99,7 @@ class SegmentAgent:
             self.endpoints.update(state.read_host_endpoints(self.store, self.layout, self.host_id))
             self.datapath.load()
             self._reconcile_ports()
-            for number in {n.segment for n in self.networks.values()}:
+            for number in {e.segment for e in self.endpoints.values()}:
                 self.remote.watch(number, collect_arrivals=False)
             if self.cluster is not None:
                 self.cluster.watch_networks()
@@ -196,7 +197,6 @@ class SegmentAgent:
                 state.write_global_network(self.store, self.layout, network)
             self.networks[network.network_id] = network
             try:
-                self.remote.watch(network.segment, collect_arrivals=self._loaded)
                 self.sync()
             except BaseException:
                 if previous is None:  # a failed CreateNetwork leaves no network behind (dockerd never deletes it)
@@ -244,6 +244,9 @@ class SegmentAgent:
             try:
                 self._attach(endpoint, create_veth=True)
                 self.endpoints[endpoint.endpoint_id] = endpoint
+                # the segment's first endpoint here: the other hosts' records on it, read now, are in
+                # the flows this request waits for
+                self.remote.watch(endpoint.segment, collect_arrivals=False)
                 self.sync()
             except BaseException:
                 try:
@@ -313,6 +316,8 @@ class SegmentAgent:
         self.datapath.endpoint_removed(endpoint)
         self.endpoints.pop(endpoint.endpoint_id, None)
         self.ports.unplug(endpoint)
+        if not any(e.segment == endpoint.segment for e in self.endpoints.values()):
+            self.remote.unwatch(endpoint.segment)  # no container here needs the segment's other hosts
 
     # -- the state, as the datapath is programmed from it ----------------------------------------
 
@@ -327,6 +332,7 @@ class SegmentAgent:
         """Program the datapath with the current state, then remove the ports of forgotten endpoints
         (which the flows no longer name): now, or on the retirer thread if `retire_later`."""
         with self._lock:
+            self.remote.take_change()  # in the view
             flows = self.datapath.program(self.view())
             self.ports.remove_unplugged(now=not retire_later)
             if self.metrics is not None:
@@ -360,7 +366,9 @@ class SegmentAgent:
             if self.cluster is not None:
                 self.cluster.forget_old_node()
                 self._follow_cluster()
-            if self.remote.liveness_changed() or changed:
+            if self.remote.liveness_changed():
+                self.sync()
+            elif changed and not self.datapath.program_change(self.remote.take_change()):
                 self.sync()
             arrived = self.remote.take_arrived()
             view = self.view()

@@ -13,11 +13,13 @@ from acsnet.errors import AcsnetError, DatapathError, InvalidRequest
 from acsnet.ovsctl import arp, links, openflow, router, vswitchd
 from acsnet.ovsctl.ovsdb import Ovsdb
 from acsnet.ovsctl.router import Publication
-from acsnet.ovsctl.vxlan_pipeline import COOKIE, VxlanDatapath, VxlanGateway, VxlanPort, VxlanRoute, gateway_mac, vxlan_flows
+from acsnet.ovsctl.vxlan_pipeline import (COOKIE, VxlanDatapath, VxlanGateway, VxlanPort, VxlanRoute, gateway_mac, vxlan_flows,
+                                          vxlan_route_flows)
 from acsnet.plugins.segments import state
 from acsnet.plugins.segments.bridge import OvsBridge
-from acsnet.plugins.segments.datapath import Datapath, HostView
+from acsnet.plugins.segments.datapath import Datapath, HostView, RemoteChange
 from acsnet.plugins.segments.model import SegmentEndpoint, SegmentNetwork, SegmentRecord
+from acsnet.plugins.segments.record_flows import RecordFlows
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,11 @@ def vxlan_table(view: HostView) -> list[str]:
     remote = tuple(VxlanRoute(vni, r.ip, r.mac, r.vtep) for vni in view.segments() for r in view.remote_records(vni))
     gateways = tuple(VxlanGateway(n.segment, n.gateway, router.gateway_port(n.segment)) for n in routed_networks(view).values())
     return vxlan_flows(VxlanDatapath(TUNNEL_PORT, frozenset(view.segments()), local, remote, gateways))
+
+
+def vxlan_record_flows(vni: int, record: SegmentRecord) -> list[str]:
+    """The flows of another host's record (`vxlan_table`'s, one record at a time)."""
+    return vxlan_route_flows(TUNNEL_PORT, VxlanRoute(vni, record.ip, record.mac, record.vtep))
 
 
 class TunnelBridge(OvsBridge):
@@ -75,6 +82,7 @@ class VxlanOvsDatapath(Datapath):
         self.publications: dict[str, tuple[Publication, ...]] = {}  # endpoint → its published ports
         self._nat_applied: tuple | None = None
         self._routers: dict[int, router.Router] = {}
+        self._table = RecordFlows(vxlan_table, vxlan_record_flows)
 
     @property
     def default_mtu(self) -> int:
@@ -106,11 +114,19 @@ class VxlanOvsDatapath(Datapath):
 
     def program(self, view: HostView) -> list[str]:
         self._make_routers(view)
-        flows = vxlan_table(view)
+        flows = self._table.whole(view)
         self.bridge.install_flows(flows)
         self._remove_routers(view)
         self._apply_nat()
         return flows
+
+    def program_change(self, change: RemoteChange) -> bool:
+        """Only the changed records' flows, through one `ovs-ofctl add-flows` (routers and NAT follow this
+        host's own networks and endpoints, which other hosts' records do not change)."""
+        if not self._table.programmed:
+            return False
+        upserts, deletes = self._table.change(change)
+        return self.bridge.change_flows(upserts, deletes)
 
     # -- routers, SNAT and published ports -------------------------------------------------------
 
