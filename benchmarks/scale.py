@@ -16,7 +16,12 @@ host has its endpoints in a few of them. The run:
 3. the IPAM under contention: many hosts allocating from one /16 at once, and a 99% full /16 against
    an empty one (`benchmarks/scale_ipam.py`).
 
-    python -m acsnet.benchmarks.scale [--sizes 10,100,300,1000] [--quick] [--out benchmarks/results]
+With `--before REF`, the sizes of `--before-sizes` and the IPAM's contention run also run the code of
+git ref REF (`benchmarks/scale_before.py`), against the same ensemble in the same run: the report sets
+before and after side by side.
+
+    python -m acsnet.benchmarks.scale [--sizes 10,100,300,1000] [--before main --before-sizes 10,30] [--quick]
+        [--out benchmarks/results]
 
 A size whose first load the previous size projects past `--budget` seconds, or past this machine's
 free memory, is not run; the report says so and why. Writes scale.md, scale.csv, scale.json and a
@@ -37,7 +42,7 @@ import tempfile
 import threading
 import time
 
-from acsnet.benchmarks import scale_ipam, scale_report
+from acsnet.benchmarks import scale_before, scale_ipam, scale_report
 from acsnet.benchmarks.scale_ensemble import Ensemble, capacity, load_fraction
 from acsnet.benchmarks.scale_hosts import Layout, serve
 
@@ -54,10 +59,11 @@ def say(started: float, text: str) -> None:
 class HostProcessClient:
     """The orchestrator's end of one host process: commands answered in order, replacements as they finish."""
 
-    def __init__(self, context, url: str, layout: Layout, indexes: list[int]):
+    def __init__(self, context, url: str, layout: Layout, indexes: list[int], tree: str | None = None):
         self.indexes = indexes
         self.connection, child = context.Pipe()
-        self.process = context.Process(target=serve, args=(url, layout, indexes, child), daemon=True)
+        self.process = context.Process(target=scale_before.run_from, daemon=True,
+                                       args=(tree, serve.__module__, serve.__name__, url, layout, indexes, child))
         self.process.start()
         self.answers: queue.Queue = queue.Queue()
         self.replaced: queue.Queue = queue.Queue()
@@ -119,14 +125,16 @@ def summed(checks: list[dict]) -> dict:
     return {**total, **({"samples": samples} if samples else {})}
 
 
-def run_size(ensemble: Ensemble, sustained: dict, layout: Layout, args, started: float) -> dict:
+def run_size(ensemble: Ensemble, sustained: dict, layout: Layout, args, started: float, tree: str | None = None) -> dict:
+    """One size: with this checkout's code, or with that of `tree` (a "before")."""
     hosts = layout.hosts
-    url = ensemble.url(f"/scale-{hosts}-{os.getpid()}")
+    design = "before" if tree else "after"
+    url = ensemble.url(f"/scale-{hosts}-{design}-{os.getpid()}")
     context = multiprocessing.get_context("spawn")
     count = max(1, min(args.processes, hosts))
-    say(started, f"{hosts} hosts: starting {count} host processes")
-    clients = [HostProcessClient(context, url, layout, list(range(hosts))[p::count]) for p in range(count)]
-    result: dict = {"hosts": hosts, "endpoints": hosts * layout.endpoints_per_host, "processes": count}
+    say(started, f"{hosts} hosts ({design}): starting {count} host processes")
+    clients = [HostProcessClient(context, url, layout, list(range(hosts))[p::count], tree) for p in range(count)]
+    result: dict = {"hosts": hosts, "design": design, "endpoints": hosts * layout.endpoints_per_host, "processes": count}
     try:
         t = time.monotonic()
         on_all(clients, "populate")

@@ -19,19 +19,20 @@ LOCAL = (SegmentEndpoint("e1" * 32, "a" * 64, 100, "10.1.0.5", 24, "02:00:00:00:
          SegmentEndpoint("e2" * 32, "b" * 64, 200, "10.2.0.6", 24, "02:00:00:00:00:06", 0.0))
 
 
-def view_of(records: dict) -> HostView:
+def view_of(records: dict, local=LOCAL) -> HostView:
     remote = tuple((vni, tuple(sorted((r for (v, _), r in records.items() if v == vni), key=lambda r: (r.ip, r.host, r.endpoint_id))))
                    for vni in (100, 200))
-    return HostView("h0", NETWORKS, LOCAL, remote)
+    return HostView("h0", NETWORKS, tuple(local), remote)
 
 
 def table(flows: list[str]) -> list[str]:
     return sorted(flows)
 
 
-def test_records_changed_one_by_one_leave_exactly_the_whole_table():
+def test_records_and_local_endpoints_changed_one_by_one_leave_exactly_the_whole_table():
     chooser = random.Random(7)
     records: dict = {}
+    local = list(LOCAL)
     flows = RecordFlows(vxlan_table, vxlan_record_flows)
     applied = {f: None for f in flows.whole(view_of(records))}
     for step in range(400):
@@ -42,20 +43,29 @@ def test_records_changed_one_by_one_leave_exactly_the_whole_table():
         mac = f"02:00:00:00:00:{chooser.choice((5, 6, 7, 8)):02x}"
         host = chooser.choice(("h1", "h2"))
         present = [k for k in records if k[0] == vni]
-        if present and chooser.random() < 0.45:
+        view = None
+        if chooser.random() < 0.15:  # this host's own endpoint comes or goes: its own flows change
+            if len(local) > 1 and chooser.random() < 0.5:
+                local.pop(chooser.randrange(len(local)))
+            elif not any(e.segment == vni and (e.ip == ip or e.mac == mac) for e in local):  # the agent refuses those
+                local.append(SegmentEndpoint(f"{step:012x}" + "c" * 52, NETWORKS[vni // 200].network_id, vni, ip, 24, mac, 0.0))
+            view = view_of({}, local)
+            change = RemoteChange()
+        elif present and chooser.random() < 0.45:
             key = chooser.choice(present)
             change = RemoteChange(removed=((vni, records.pop(key)),))
         else:
             record = SegmentRecord(host, "02:aa:00:00:00:01", f"192.0.2.{1 + (host == 'h2')}", ip, mac, f"{step:064x}")
             records[(vni, record.endpoint_id)] = record
             change = RemoteChange(added=((vni, record),))
-        upserts, deletes = flows.change(change)
-        assert flows.computed == 2 * len(change.added), "only the added record's flows are computed"
+        upserts, deletes = flows.change(change, view)
+        own = len(vxlan_table(view)) if view is not None else 0
+        assert flows.computed == own + 2 * len(change.added), "only the host's own and the added record's flows are computed"
         by_identity = {f.partition(",actions=")[0].split(",", 1)[1]: f for f in applied}
         for key in deletes:
             by_identity.pop(key)
         for f in upserts:
             by_identity[f.partition(",actions=")[0].split(",", 1)[1]] = f
         applied = {f: None for f in by_identity.values()}
-        whole = vxlan_table(view_of(records))
+        whole = vxlan_table(view_of(records, local))
         assert table(list(applied)) == table(flows.flows()) == table(whole), f"step {step}"

@@ -5,8 +5,9 @@ its `Datapath` object's (`acsnet.plugins.segments.datapath`); the agent is the s
 Desired state lives in the store (this host's networks and endpoints, and the segment records of
 every host on the segments this host has endpoints in); OVS is programmed from it. Reconcile is the
 normal path: `sync` hands the whole state to the datapath, which installs it atomically, whether one
-endpoint changed or the plugin just restarted. Another host's record that came or went changes only
-its own flows (`Datapath.program_change`), where the datapath can; else it is a sync too. A worker thread (`worker`) handles watch events, removes endpoints
+endpoint changed or the plugin just restarted. Where the datapath can (`Datapath.program_change`), an
+endpoint of this host changes only the flows of this host's own state, and another host's record that
+came or went only its own: work in proportion to the change, not to every endpoint of the segments. A worker thread (`worker`) handles watch events, removes endpoints
 dockerd orphaned, runs the datapath's own work and re-syncs periodically (repairing flows someone
 removed); request handlers never wait on it, except for the flows of their own change.
 
@@ -247,7 +248,7 @@ class SegmentAgent:
                 # the segment's first endpoint here: the other hosts' records on it, read now, are in
                 # the flows this request waits for
                 self.remote.watch(endpoint.segment, collect_arrivals=False)
-                self.sync()
+                self.sync(whole=False)
             except BaseException:
                 try:
                     self._forget_endpoint(endpoint)  # nothing half-made stays behind
@@ -307,7 +308,7 @@ class SegmentAgent:
             if endpoint is None:
                 return  # already gone: idempotent
             self._forget_endpoint(endpoint)
-            self.sync(retire_later=True)  # DeleteEndpoint waits for the flows, not the port's removal
+            self.sync(retire_later=True, whole=False)  # DeleteEndpoint waits for the flows, not the port's removal
 
     def _forget_endpoint(self, endpoint: SegmentEndpoint) -> None:
         """The records go first: if the store fails, the endpoint is still known here and a retried
@@ -321,22 +322,24 @@ class SegmentAgent:
 
     # -- the state, as the datapath is programmed from it ----------------------------------------
 
-    def view(self) -> HostView:
-        """The state as it stands (under the lock)."""
+    def view(self, *, remote: bool = True) -> HostView:
+        """The state as it stands (under the lock); without other hosts' records unless `remote`."""
         networks = tuple(sorted(self.networks.values(), key=lambda n: n.network_id))
         attached = tuple(e for e in self.endpoints.values() if e.host_port in self.ports.attached)
-        segments = sorted({n.segment for n in networks})
+        segments = sorted({n.segment for n in networks}) if remote else []
         return HostView(self.host_id, networks, attached, tuple((s, self.remote.records(s)) for s in segments))
 
-    def sync(self, *, retire_later: bool = False) -> None:
-        """Program the datapath with the current state, then remove the ports of forgotten endpoints
-        (which the flows no longer name): now, or on the retirer thread if `retire_later`."""
+    def sync(self, *, retire_later: bool = False, whole: bool = True) -> None:
+        """Program the datapath with the current state (only what changed since, unless `whole`), then
+        remove the ports of forgotten endpoints (which the flows no longer name): now, or on the
+        retirer thread if `retire_later`."""
         with self._lock:
-            self.remote.take_change()  # in the view
-            flows = self.datapath.program(self.view())
+            change = self.remote.take_change()  # a whole program has it in its view
+            if whole or not self.datapath.program_change(change, self.view(remote=False)):
+                flows = self.datapath.program(self.view())
+                if self.metrics is not None:
+                    self._report(flows)
             self.ports.remove_unplugged(now=not retire_later)
-            if self.metrics is not None:
-                self._report(flows)
 
     def _report(self, flows: list[str]) -> None:
         self.metrics.reconcile_runs.inc()

@@ -106,10 +106,11 @@ class Datapath(abc.ABC):
         """Make the host match `view`: what the flows will name first, then the whole flow table
         (through `bridge.install_flows`), then remove what the flows no longer name. Returns the flows."""
 
-    def program_change(self, change: RemoteChange) -> bool:
-        """Change only the flows of the other hosts' records in `change`, the host otherwise as last
-        programmed (work in proportion to what changed, not to every endpoint); False if this datapath
-        programs only whole views (the agent then calls `program`)."""
+    def program_change(self, change: RemoteChange, view: HostView | None = None) -> bool:
+        """Change only the flows of the other hosts' records in `change` and, if `view` is given (this
+        host's own state now, its `remote` empty), of what this host changed: work in proportion to what
+        changed, not to every endpoint. False if this datapath programs only whole views, or could not
+        now (the agent then calls `program`)."""
         return False
 
     def flow_marks(self, network: SegmentNetwork) -> tuple[str, ...]:

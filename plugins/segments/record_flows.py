@@ -1,6 +1,7 @@
 """A host's flow table kept in two parts, so that another host's record that came or went changes only
-its own flows: the flows of what this host has (networks, endpoints, routers), computed whole on each
-`program`, and one group of flows per other host's record, computed once, when the record arrives.
+its own flows: the flows of what this host has (networks, endpoints, routers), computed again when the
+host's own state changes (in proportion to it: no other host's record is in it), and one group of
+flows per other host's record, computed once, when the record arrives.
 
 Where a record's flow has the identity (table, priority, match) of one of the host's own flows, or of
 another record's, the order the pipelines themselves follow decides, as in the whole table: the host's
@@ -48,14 +49,24 @@ class RecordFlows:
         return list(self._own.values()) + [claims[min(claims)] for identity, claims in self._claims.items()
                                            if identity not in self._own]
 
-    def change(self, change: RemoteChange) -> tuple[list[str], list[str]]:
-        """Apply `change`: the flows to add or replace, and the identities of the flows to delete."""
+    def change(self, change: RemoteChange, view: HostView | None = None) -> tuple[list[str], list[str]]:
+        """Apply `change`, and the host's own state in `view` if it changed too: the flows to add or
+        replace, and the identities of the flows to delete."""
         self.computed = 0
+        own = None
+        if view is not None:
+            computed = self._own_flows(dataclasses.replace(view, remote=()))
+            self.computed += len(computed)
+            own = {flow_identity(f): f for f in computed}
         added = [(segment, record, self._flows_of(segment, record)) for segment, record in change.added
                  if (segment, _rank(record)) not in self._by_record]
         touched = {i for segment, record in change.removed for i in self._by_record.get((segment, _rank(record)), ())}
         touched |= {flow_identity(f) for _segment, _record, flows in added for f in flows}
+        if own is not None:
+            touched |= (own.keys() ^ self._own.keys()) | {i for i, f in own.items() if self._own.get(i, f) != f}
         before = {i: self._winner(i) for i in touched}
+        if own is not None:
+            self._own = own
         for segment, record in change.removed:
             self._unclaim(segment, record)
         for segment, record, flows in added:

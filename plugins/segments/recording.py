@@ -175,10 +175,10 @@ class RecordingDatapath(Datapath):
         self.bridge.install_flows(flows)
         return flows
 
-    def program_change(self, change: RemoteChange) -> bool:
+    def program_change(self, change: RemoteChange, view: HostView | None = None) -> bool:
         if self.record_flows is None or not self.record_flows.programmed:
             return False
-        return self.bridge.change_flows(*self.record_flows.change(change))
+        return self.bridge.change_flows(*self.record_flows.change(change, view))
 
     def announce(self, view: HostView, joined: list[SegmentEndpoint], arrived: list[tuple[int, SegmentRecord]]) -> None:
         with self.switch.lock:

@@ -120,13 +120,20 @@ class VxlanOvsDatapath(Datapath):
         self._apply_nat()
         return flows
 
-    def program_change(self, change: RemoteChange) -> bool:
-        """Only the changed records' flows, through one `ovs-ofctl add-flows` (routers and NAT follow this
-        host's own networks and endpoints, which other hosts' records do not change)."""
+    def program_change(self, change: RemoteChange, view: HostView | None = None) -> bool:
+        """Only the changed flows, through one `ovs-ofctl add-flows`; routers and NAT follow this host's
+        own networks and endpoints (`view`), which other hosts' records do not change."""
         if not self._table.programmed:
             return False
-        upserts, deletes = self._table.change(change)
-        return self.bridge.change_flows(upserts, deletes)
+        if view is not None:
+            self._make_routers(view)
+        upserts, deletes = self._table.change(change, view)
+        if not self.bridge.change_flows(upserts, deletes):
+            return False
+        if view is not None:
+            self._remove_routers(view)
+            self._apply_nat()
+        return True
 
     # -- routers, SNAT and published ports -------------------------------------------------------
 
