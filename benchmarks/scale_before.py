@@ -26,14 +26,18 @@ def export(ref: str, into: str) -> tuple[str, str]:
     return tree, commit
 
 
+def _maps_this_checkout(finder) -> bool:
+    kind = finder if isinstance(finder, type) else type(finder)  # setuptools installs its finder class itself
+    return kind.__module__.startswith("__editable__") or kind.__name__ == "_CheckoutFolders"
+
+
 def run_from(tree: str | None, module: str, function: str, *args) -> None:
     """In a new process: `module.function(*args)`, from the code of `tree` (None: this checkout's)."""
     if tree is not None:
         for name in [n for n in sys.modules if n == "acsnet" or n.startswith("acsnet.")]:
             del sys.modules[name]
         # the editable install's finder and this checkout's would map acsnet's folders here
-        sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__module__.startswith("__editable__")
-                            and type(f).__name__ != "_CheckoutFolders"]
+        sys.meta_path[:] = [f for f in sys.meta_path if not _maps_this_checkout(f)]
         sys.path.insert(0, tree)
         importlib.invalidate_caches()
     target = importlib.import_module(module)

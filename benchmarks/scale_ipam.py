@@ -78,7 +78,7 @@ def contend(url: str, pool_id: str, *, hosts: int, per_host: int, processes: int
     results = context.Queue()
     names = [f"ipam-host-{i:04d}" for i in range(hosts)]
     # Every host has its session before the clock starts: connecting 1,000 sessions is not allocating.
-    start_at = time.time() + 10 + hosts * 0.01
+    start_at = time.time() + 2 + hosts * 0.02
     workers = [context.Process(target=run_from, args=(tree, __name__, "_hosts_process", url, pool_id, names[p::processes],
                                                       per_host, start_at, results))
                for p in range(processes)]
