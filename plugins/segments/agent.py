@@ -335,20 +335,25 @@ class SegmentAgent:
         retirer thread if `retire_later`."""
         with self._lock:
             change = self.remote.take_change()  # a whole program has it in its view
+            flows = None
             if whole or not self.datapath.program_change(change, self.view(remote=False)):
                 flows = self.datapath.program(self.view())
-                if self.metrics is not None:
-                    self._report(flows)
+            if self.metrics is not None:
+                self._report(flows)
             self.ports.remove_unplugged(now=not retire_later)
 
-    def _report(self, flows: list[str]) -> None:
+    def _report(self, flows: list[str] | None) -> None:
+        """The gauges; the flows' only with a whole table (`flows`), which a change does not compute."""
         self.metrics.reconcile_runs.inc()
         self.metrics.endpoints.clear()
+        for network_id in self.networks:
+            endpoints = sum(1 for e in self.endpoints.values() if e.network_id == network_id)
+            self.metrics.endpoints.labels(network_id[:12]).set(endpoints)
+        if flows is None:
+            return
         self.metrics.flows.clear()
         counted = 0
         for network_id, network in self.networks.items():
-            endpoints = sum(1 for e in self.endpoints.values() if e.network_id == network_id)
-            self.metrics.endpoints.labels(network_id[:12]).set(endpoints)
             marks = self.datapath.flow_marks(network)
             mine = sum(1 for f in flows if any(m in f for m in marks))
             self.metrics.flows.labels(network_id[:12]).set(mine)
@@ -383,11 +388,14 @@ class SegmentAgent:
         self.datapath.background(view)
 
     def reconcile(self) -> None:
+        """The periodic check: ports, and the flows whole if the switch lost some; else this host's own
+        flows again (other hosts' records did not change unseen: each came with its watch event)."""
         with self._lock:
             self._reconcile_ports()
-            if not self.datapath.bridge.flows_intact():
+            intact = self.datapath.bridge.flows_intact()
+            if not intact:
                 self._repaired()
-            self.sync()
+            self.sync(whole=not intact)
 
     def sweep_orphans(self) -> None:
         """Remove endpoints no container uses (`ports.OrphanSweep` says which and why)."""
