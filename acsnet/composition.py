@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 
+from acsnet.docker_api import parse_docker_address
 from acsnet.errors import AcsnetError
 from acsnet.ipam.driver import AcsnetIpam, parse_supernets
 from acsnet.metrics import PluginMetrics, check_tcp_settings
@@ -90,7 +91,8 @@ def run_plugin(plugin: str, settings: dict) -> None:
 def segment_agent(store, datapath, settings, metrics=None) -> SegmentAgent:
     """The one agent class, with the driver's datapath in it, started."""
     agent = SegmentAgent(store, datapath, settings["host_id"], cluster_wide=settings["scope"] == "global",
-                         orphan_grace=settings["orphan_grace"], metrics=metrics)
+                         orphan_grace=settings["orphan_grace"], metrics=metrics,
+                         docker=parse_docker_address(settings["docker"]) if settings.get("docker") else None)
     agent.start()
     return agent
 

@@ -50,6 +50,9 @@ COMMON_OPTIONS = [
     Option("aliyun_region", None, "the VPC's region, e.g. cn-hangzhou (vpc, aliyun)"),
     Option("aliyun_route_table_id", None, "the VPC route table, vtb-... (vpc, aliyun)"),
     Option("aliyun_instance_id", None, "this host's ECS instance id, the next hop of its subnets (vpc, aliyun)"),
+    Option("docker", "unix:///var/run/docker.sock", "the local dockerd's API socket: the drivers ask it, in the "
+           "background and never while dockerd waits on them, which containers their endpoints belong to "
+           "(names for the dashboard's search) (drivers)"),
     Option("orphan_grace", 60.0, "seconds an endpoint may stay unjoined before the driver removes it as orphaned "
            "by dockerd (drivers)", float),
     Option("store_timeout", 5.0, "seconds any store call may take before the request fails", float),

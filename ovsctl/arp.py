@@ -28,7 +28,12 @@ def announce(uplink: str, vlan: int, ip: str, host_mac: str, count: int = 2) -> 
     """Gratuitous ARP for <ip> with the host's MAC, tagged with the VLAN, sent straight out of the uplink
     through a packet socket: a packet-out through the bridge costs an ovs-ofctl fork per frame (about
     10 ms each, on the worker, while the container it announces is starting)."""
-    untagged = gratuitous_arp(ip, host_mac)
+    announce_frame(uplink, vlan, gratuitous_arp(ip, host_mac), count)
+
+
+def announce_frame(uplink: str, vlan: int, untagged: bytes, count: int = 2) -> None:
+    """Send an announcement frame (a gratuitous ARP, an unsolicited neighbour advertisement) tagged with
+    the VLAN straight out of the uplink."""
     frame = untagged[:12] + ETH_P_8021Q.to_bytes(2, "big") + (vlan & 0xFFF).to_bytes(2, "big") + untagged[12:]
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
         sock.bind((uplink, 0))

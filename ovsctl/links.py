@@ -223,6 +223,12 @@ def addresses(name: str) -> list[tuple[str, int]]:
         return [(a.get("address"), a["prefixlen"]) for a in ipr.get_addr(index=index, family=2)]
 
 
+def global_ipv6_addresses() -> set[str]:
+    """The namespace's IPv6 addresses of global scope (not link-local, not loopback), on any link."""
+    with IPRoute() as ipr:
+        return {a.get("IFA_ADDRESS") for a in ipr.get_addr(family=10) if a["scope"] == 0}
+
+
 def routes(name: str) -> list[Route]:
     """The routes through `name` that were not made by the kernel for an address."""
     with IPRoute() as ipr:

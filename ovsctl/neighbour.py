@@ -14,7 +14,10 @@ back. Open vSwitch recomputes the ICMPv6 checksum for every field set (tested on
 table: tests/test_neighbour_flows.py).
 
 A solicitation from the unspecified address (`::`) is duplicate address detection: answering it would
-tell the container its own address is taken. `nd_solicitation_match` leaves it out.
+tell the container its own address is taken. `nd_dad_probe_match` lets pipelines drop it.
+
+`unsolicited_advert` is the one NDP frame the host sends itself (as a packet-out), the twin of
+`acsnet.ovsctl.arp.gratuitous_arp`: an address that appears with a new MAC.
 """
 
 from __future__ import annotations
@@ -76,3 +79,16 @@ def nd_advert_finish_match() -> str:
 def nd_advert_finish_actions() -> str:
     """Second step: the option carries the answer's MAC (already the Ethernet source); back to the asker."""
     return "move:NXM_OF_ETH_SRC[]->NXM_NX_ND_TLL[],IN_PORT"
+
+
+ALL_NODES, ALL_NODES_MAC = "ff02::1", "33:33:00:00:00:01"
+
+
+def unsolicited_advert(ip6: str, mac: str) -> bytes:
+    """"<ip6> is at <mac>" to all nodes, override set: neighbours with an entry for <ip6> take the new MAC
+    at once (RFC 4861 7.2.6), where they would keep the old one until reachability confirmation fails."""
+    from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6
+    from scapy.layers.l2 import Ether
+
+    return bytes(Ether(src=mac, dst=ALL_NODES_MAC) / IPv6(src=ip6, dst=ALL_NODES, hlim=255)
+                 / ICMPv6ND_NA(tgt=ip6, R=0, S=0, O=1) / ICMPv6NDOptDstLLAddr(lladdr=mac))

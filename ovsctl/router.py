@@ -37,6 +37,7 @@ HOST_TABLE = "acsnet_vxlan"
 ROUTER_TABLE = "acsnet_router"
 GATEWAY_LINK, UPLINK_LINK = "gw0", "up0"
 PROTOCOLS = {6: "tcp", 17: "udp", 132: "sctp"}
+IFA_F_NODAD = 0x02  # linux/if_addr.h
 
 
 def namespace(vni: int) -> str:
@@ -94,8 +95,11 @@ def routers() -> dict[int, Router]:
     return found
 
 
-def ensure_router(vni: int, gateway: str, prefixlen: int, gateway_mac: str, mtu: int, *, userspace_datapath: bool) -> Router:
-    """Make the router of a network, or leave the one there (idempotent); returns its transfer addresses."""
+def ensure_router(vni: int, gateway: str, prefixlen: int, gateway_mac: str, mtu: int, *, userspace_datapath: bool,
+                  gateway6: str | None = None, prefixlen6: int = 64) -> Router:
+    """Make the router of a network, or leave the one there (idempotent); returns its transfer addresses.
+    A dual-stack network's router holds its IPv6 gateway too (`gateway6`), so that containers reach it;
+    it routes no IPv6 beyond the network yet."""
     existing = routers()
     name = namespace(vni)
     if vni in existing and name in netns.listnetns():
@@ -119,6 +123,9 @@ def ensure_router(vni: int, gateway: str, prefixlen: int, gateway_mac: str, mtu:
             gw = ns.link_lookup(ifname=f"vgp{vni}")[0]
             ns.link("set", index=gw, ifname=GATEWAY_LINK, address=gateway_mac)
             ns.addr("add", index=gw, address=gateway, prefixlen=prefixlen)
+            if gateway6:
+                # No duplicate address detection: the flows drop its probe, and the IPAM holds the address once.
+                ns.addr("add", index=gw, address=gateway6, prefixlen=prefixlen6, flags=IFA_F_NODAD)
             ns.link("set", index=gw, state="up")
             up = ns.link_lookup(ifname=f"vrp{vni}")[0]
             ns.link("set", index=up, ifname=UPLINK_LINK)

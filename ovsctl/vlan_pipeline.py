@@ -7,8 +7,14 @@ gateway probe. reg0 carries the packet's VLAN through the tables. Every flow has
 and only flows of that cookie are installed or removed (`openflow.FlowTable`): table 0 is shared with
 the vpc pipeline.
 
-The tables (0 classify, 10 from a container, 20 from the uplink, 30 ARP proxy), each flow as a lab host
-dumps it, and packet walks: docs/pipeline.md, "The host bridge `ovsbr0`". tests/test_pipeline_doc.py
+IPv6 (a dual-stack network) gets the same: neighbour solicitations from containers are answered by
+flows (35, finished in 36: `acsnet.ovsctl.neighbour`), those from the VLAN for a local container with
+the host's MAC, and IPv6 to a local container's address is rewritten to its MAC. Container NDP that
+would carry a container's MAC in a link-layer option (router solicitations, advertisements, redirects)
+never leaves the host: dropped, so no option needs rewriting.
+
+The tables (0 classify, 10 from a container, 20 from the uplink, 30 ARP proxy, 35 and 36 neighbour
+advertisement), each flow as a lab host dumps it, and packet walks: docs/pipeline.md, "The host bridge `ovsbr0`". tests/test_pipeline_doc.py
 fails when this code emits a kind of flow that document does not show, or stops emitting one it shows.
 """
 
@@ -18,10 +24,15 @@ import dataclasses
 import functools
 
 from acsnet.ovsctl import openflow
-from acsnet.ovsctl.neighbour import arp_reply_actions
+from acsnet.ovsctl.neighbour import (ICMPV6_NA, ICMPV6_NS, arp_reply_actions, nd_advert_actions, nd_advert_finish_actions,
+                                     nd_advert_finish_match, nd_dad_probe_match, nd_solicitation_match)
 
 COOKIE = "0xac5"
-CLASSIFY, FROM_CONTAINER, FROM_UPLINK, ARP_PROXY = 0, 10, 20, 30
+CLASSIFY, FROM_CONTAINER, FROM_UPLINK, ARP_PROXY, ND_PROXY, ND_FINISH = 0, 10, 20, 30, 35, 36
+# NDP a container may send but that must not leave the host: each carries the sender's MAC in a
+# link-layer option (router solicitation and advertisement, neighbour advertisement, redirect).
+ICMPV6_RS, ICMPV6_RA, ICMPV6_REDIRECT = 133, 134, 137
+CONTAINER_NDP_DROPPED = (ICMPV6_RS, ICMPV6_RA, ICMPV6_NA, ICMPV6_REDIRECT)
 _flow = functools.partial(openflow.flow, COOKIE)
 
 
@@ -31,6 +42,7 @@ class LocalPort:
     vlan: int
     ip: str
     mac: str
+    ip6: str = ""  # "" on an IPv4-only network
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +52,7 @@ class ArpAnswer:
     vlan: int
     ip: str
     mac: str
+    ip6: str = ""  # its IPv6 twin (answered to neighbour solicitations with the same MAC), if any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +71,13 @@ def vlan_flows(dp: VlanDatapath) -> list[str]:
              _flow(FROM_CONTAINER, 190, "arp", "drop"),
              _flow(FROM_UPLINK, 150, f"arp,arp_op=2,dl_dst={dp.host_mac}", "NORMAL"),
              _flow(FROM_UPLINK, 0, "", "drop"),
-             _flow(ARP_PROXY, 0, "", "drop")]
+             _flow(ARP_PROXY, 0, "", "drop"),
+             _flow(FROM_CONTAINER, 210, nd_dad_probe_match(), "drop"),
+             _flow(FROM_CONTAINER, 200, f"icmp6,icmp_type={ICMPV6_NS}", f"resubmit(,{ND_PROXY})"),
+             *[_flow(FROM_CONTAINER, 190, f"icmp6,icmp_type={t}", "drop") for t in CONTAINER_NDP_DROPPED],
+             _flow(FROM_UPLINK, 210, nd_dad_probe_match(), "drop"),
+             _flow(ND_PROXY, 0, "", "drop"),
+             _flow(ND_FINISH, 100, nd_advert_finish_match(), nd_advert_finish_actions())]
     for vlan in sorted(dp.vlans):
         flows.append(_flow(CLASSIFY, 300, f"in_port={dp.uplink},dl_vlan={vlan}", f"set_field:{vlan}->reg0,resubmit(,{FROM_UPLINK})"))
         flows.append(_flow(FROM_CONTAINER, 10, f"reg0={vlan}",
@@ -69,11 +88,20 @@ def vlan_flows(dp: VlanDatapath) -> list[str]:
         flows.append(_flow(FROM_UPLINK, 200, f"arp,arp_op=1,reg0={p.vlan},arp_tpa={p.ip}", arp_reply_actions(dp.host_mac, p.ip)))
         flows.append(_flow(FROM_UPLINK, 100, f"ip,dl_vlan={p.vlan},reg0={p.vlan},nw_dst={p.ip}",
                            f"pop_vlan,set_field:{p.mac}->eth_dst,output:{p.port}"))
-    answers = [ArpAnswer(p.vlan, p.ip, p.mac) for p in dp.local] + list(dp.remote) + list(dp.gateways)
-    seen = set()
+        if p.ip6:
+            flows.append(_flow(FROM_UPLINK, 200, f"{nd_solicitation_match(p.ip6)},reg0={p.vlan}",
+                               nd_advert_actions(dp.host_mac, p.ip6, ND_FINISH)))
+            flows.append(_flow(FROM_UPLINK, 100, f"ipv6,dl_vlan={p.vlan},reg0={p.vlan},ipv6_dst={p.ip6}",
+                               f"pop_vlan,set_field:{p.mac}->eth_dst,output:{p.port}"))
+    gateways = {(g.vlan, g.ip6) for g in dp.gateways if g.ip6}
+    answers = [ArpAnswer(p.vlan, p.ip, p.mac, p.ip6) for p in dp.local] + list(dp.remote) + list(dp.gateways)
+    seen, seen6 = set(), set()
     for a in answers:  # a local endpoint wins over a stale remote record of the same address
-        if (a.vlan, a.ip) in seen:
-            continue
-        seen.add((a.vlan, a.ip))
-        flows.append(_flow(ARP_PROXY, 100, f"arp,reg0={a.vlan},arp_tpa={a.ip}", arp_reply_actions(a.mac, a.ip)))
+        if (a.vlan, a.ip) not in seen:
+            seen.add((a.vlan, a.ip))
+            flows.append(_flow(ARP_PROXY, 100, f"arp,reg0={a.vlan},arp_tpa={a.ip}", arp_reply_actions(a.mac, a.ip)))
+        if a.ip6 and (a.vlan, a.ip6) not in seen6:
+            seen6.add((a.vlan, a.ip6))
+            flows.append(_flow(ND_PROXY, 100, f"{nd_solicitation_match(a.ip6)},reg0={a.vlan}",
+                               nd_advert_actions(a.mac, a.ip6, ND_FINISH, router=(a.vlan, a.ip6) in gateways)))
     return flows

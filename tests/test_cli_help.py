@@ -28,7 +28,7 @@ EXPECTED = {
     ("host-leave",): STORE | {"--host-id", "--vpc-routes"} | ALIYUN,
     ("ip", "list"): STORE | {"--app", "--json"},
     ("ip", "release"): STORE | {"--app", "--ip", "--json"},
-    ("front",): STORE | {"--listen", "--docker", "--tls-cert", "--tls-key", "--tls-ca", "--insecure", "--retention",
+    ("front",): STORE | {"--listen", "--docker", "--tls-cert", "--tls-key", "--tls-ca", "--insecure", "--retention", "--host-id",
                          "--request-timeout"},
     ("pools",): STORE | {"--json"},
     ("dashboard",): STORE | {"--listen", "--tls-cert", "--tls-key", "--tls-ca", "--insecure", "--threads", "--log-level"},

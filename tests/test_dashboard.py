@@ -177,7 +177,7 @@ def test_dashboard_pages_search_and_bad_input(tmp_path, store_url):
                 status, fragment = get(path, "/fragment/search?" + urllib.parse.urlencode({"q": bad}))
                 assert status == 400 and says in fragment and "<script>x" not in fragment
             status, body = get(path, "/api/search?q=web")
-            assert status == 200 and "no address is kept for an application called 'web'" in json.loads(body)["message"]
+            assert status == 200 and "not found: no container on a vlan, vxlan or vpc network is called 'web'" in json.loads(body)["message"]
             assert get(path, "/fragment/hosts?hosts_page=x")[0] == 400
             assert get(path, "/fragment/addresses?pool=nope")[0] == 400
             assert get(path, "/fragment/nothing")[0] == 404
@@ -191,6 +191,90 @@ def test_dashboard_pages_search_and_bad_input(tmp_path, store_url):
             stop(process)
     finally:
         store.close()
+
+
+def test_live_index_follows_container_names_written_after_the_endpoint(store):
+    """The dashboard's index on a real store: names the host's namer writes after the endpoint exists,
+    one announced pass, two passes of which the watch saw only the second (every record read again), a
+    rename (the old name leaves the index); a name is never written into an endpoint deleted meanwhile."""
+    from acsnet.dashboard.live import LiveStore
+    from acsnet.plugins.segments import state
+    from acsnet.plugins.segments.model import LAYOUTS, NamesChanged, SegmentEndpoint
+
+    layout, host = LAYOUTS["vlan"], "h1"
+    endpoints = [SegmentEndpoint(f"{n:x}" * 64, "n" * 64, 10, f"10.44.0.{n}", 24, f"02:42:0a:2c:00:0{n}", time.time())
+                 for n in (2, 3, 4)]
+    state.prepare_host_endpoints(store, layout, host)
+    for endpoint in endpoints:
+        state.write_host_endpoint(store, layout, host, endpoint)
+    live = LiveStore(store, "test").start()
+    try:
+        until(lambda: all(live.endpoints_at(e.ip) for e in endpoints))
+        first, second, third = (e.endpoint_id for e in endpoints)
+
+        def name(endpoint_id: str, container: str) -> None:
+            assert state.name_host_endpoint(store, layout, host, endpoint_id, container + "c" * 60, container)
+
+        def named(container: str) -> list[str]:
+            return [e.endpoint.endpoint_id for e in live.endpoints_named(container)]
+
+        name(first, "web0")
+        state.write_names_changed(store, layout, host, NamesChanged(1, (first,)))
+        until(lambda: named("web0") == [first])
+        assert [e.endpoint.ip for e in live.endpoints_of_container("web0ccc", 10)] == ["10.44.0.2"]
+        assert named("WEB0") == [first]  # whatever the case, when no name matches exactly
+
+        name(second, "web1")
+        name(third, "web2")
+        state.write_names_changed(store, layout, host, NamesChanged(3, (third,)))  # the pass that wrote web1 unseen
+        until(lambda: named("web1") == [second] and named("web2") == [third])
+
+        name(first, "web9")
+        state.write_names_changed(store, layout, host, NamesChanged(4, (first,)))
+        until(lambda: named("web9") == [first])
+        assert named("web0") == [] and live.endpoints_of_container("web0ccc", 10) == []
+
+        state.clear_host_endpoint(store, layout, host, third)
+        assert not state.name_host_endpoint(store, layout, host, third, "f" * 64, "late")
+        assert state.read_host_endpoint(store, layout, host, third) is None
+        until(lambda: named("web2") == [])
+    finally:
+        live.stop()
+
+
+def test_the_container_namer_waits_out_a_dockerd_that_does_not_answer(store, tmp_path):
+    """No dockerd at the socket (down, or a managed plugin without docker.sock): a pass changes nothing,
+    raises nothing, and says to look again soon while a new endpoint has no name."""
+    from acsnet.docker_api import parse_docker_address
+    from acsnet.plugins.segments import state
+    from acsnet.plugins.segments.containers import ContainerNamer
+    from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint
+
+    layout = LAYOUTS["vxlan"]
+    endpoint = SegmentEndpoint("e" * 64, "n" * 64, 5001, "10.45.0.2", 24, "02:42:0a:2d:00:02", time.time())
+    state.prepare_host_endpoints(store, layout, "h1")
+    state.write_host_endpoint(store, layout, "h1", endpoint)
+    namer = ContainerNamer(store, layout, "h1", parse_docker_address(str(tmp_path / "no-docker.sock")), lambda: [endpoint])
+    assert namer.name_pass() is True
+    assert state.read_host_endpoint(store, layout, "h1", endpoint.endpoint_id) == endpoint
+    assert state.read_names_changed(store, layout, "h1") is None
+    assert ContainerNamer(store, layout, "h1", namer.docker, lambda: []).name_pass() is False  # nothing to name: dockerd not asked
+
+
+def test_containers_listed_by_dockerd_give_each_endpoint_its_container():
+    from acsnet.plugins.segments.containers import endpoint_containers
+    from acsnet.plugins.segments.model import SegmentEndpoint
+
+    listed = [{"Id": "c1", "Names": ["/db/web-alias", "/web"],
+               "NetworkSettings": {"Networks": {"a": {"EndpointID": "e1"}, "b": {"EndpointID": "e2"}, "none": {"EndpointID": ""}}}},
+              {"Id": "c2", "Names": ["/solo"], "NetworkSettings": {"Networks": {"a": None}}},
+              {"Id": "c3", "Names": [], "NetworkSettings": None}]
+    assert endpoint_containers(listed) == {"e1": ("c1", "web"), "e2": ("c1", "web")}
+    assert endpoint_containers({"message": "not a list"}) == {}
+    # A record written by an older version (no container fields) and one by a newer (more fields) both read.
+    old = {"endpoint_id": "e", "network_id": "n", "segment": 1, "ip": "10.0.0.2", "prefixlen": 24, "mac": "02:42:0a:00:00:02"}
+    assert SegmentEndpoint.from_json(old).container_name == ""
+    assert SegmentEndpoint.from_json({**old, "container_name": "x", "added_later": 1}).container_name == "x"
 
 
 @pytest.mark.zookeeper
@@ -262,3 +346,119 @@ def test_no_dashboard_socket_left_world_writable(tmp_path, embedded_url):
         assert os.stat(path).st_mode & 0o777 == 0o660
     finally:
         stop(process)
+
+
+@pytest.mark.docker
+@pytest.mark.zookeeper
+def test_dashboard_finds_a_lab_container_by_name_and_by_id(lab, tmp_path):
+    """dockerd sends the plugins no container name or id: h1's vlan driver asks h1's dockerd in the
+    background and writes them into the endpoint record; the dashboard on the lab's ZooKeeper finds the
+    container by its name, its id and a 12-digit prefix of it, and forgets it when it is removed."""
+    import uuid
+
+    from acsnet.lab.dockerd import IMAGE
+
+    network, name = f"dn{uuid.uuid4().hex[:6]}", f"dash-{uuid.uuid4().hex[:6]}"
+    socket_path = str(tmp_path / "dashboard.sock")
+    dashboard = lab.node("svc").popen([sys.executable, "-m", "acsnet.cli", "dashboard", "--store", lab.zookeeper_url,
+                                       "--listen", f"unix://{socket_path}"], str(tmp_path / "dashboard.log"))
+    try:
+        lab.docker("h1", "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--subnet", "198.18.41.0/24",
+                   "--gateway", "198.18.41.1", "-o", "VlanId=241", network)
+        lab.docker("h1", "run", "-d", "--stop-timeout", "1", "--net", network, "--name", name, IMAGE, "sleep", "600")
+        started = time.monotonic()
+        info = json.loads(lab.docker("h1", "inspect", name).stdout)[0]
+        container_id, settings = info["Id"], info["NetworkSettings"]["Networks"][network]
+
+        def found(query: str) -> dict | None:
+            try:
+                status, body = get(socket_path, "/api/search?" + urllib.parse.urlencode({"q": query}))
+            except OSError:  # the dashboard not listening yet
+                return None
+            answer = json.loads(body) if status == 200 else {}
+            return answer if answer.get("rows") else None
+
+        by_name = until(lambda: found(name), 60)
+        print(f"found by name {time.monotonic() - started:.2f}s after docker run returned")
+        [row] = by_name["rows"]
+        assert by_name["kind"] == "container"
+        assert (row["ip"], row["holder"], row["host_state"], row["endpoint"], row["container"], row["container_id"]) == \
+            (settings["IPAddress"], "h1", "alive", settings["EndpointID"], name, container_id)
+        assert row["network"].startswith("vlan ")
+        for query in (container_id, container_id[:12], "/" + name):
+            answer = found(query)
+            assert answer is not None and [r["ip"] for r in answer["rows"]] == [settings["IPAddress"]], query
+            assert answer["kind"] == ("container" if query.startswith("/") else "container id"), answer
+        # The page shows the container's name beside its address.
+        status, fragment = get(socket_path, "/fragment/search?" + urllib.parse.urlencode({"q": name}))
+        assert status == 200 and f'data-container-id="{container_id}"' in fragment and f">{name}" in fragment
+
+        status, body = get(socket_path, "/api/search?q=no-such-container")
+        assert status == 200 and not json.loads(body)["rows"]
+        assert json.loads(body)["message"].startswith("not found: no container on a vlan, vxlan or vpc network is called "
+                                                      "'no-such-container'")
+        status, fragment = get(socket_path, "/fragment/search?q=no-such-container")
+        assert status == 200 and 'id="search-empty"' in fragment and "not found" in fragment
+
+        # Gone from dockerd, gone from the index.
+        lab.docker("h1", "rm", "-f", name)
+        until(lambda: found(name) is None, 30)
+        status, body = get(socket_path, "/api/search?" + urllib.parse.urlencode({"q": container_id[:12]}))
+        assert status == 200 and "not found: no endpoint or container id starts with" in json.loads(body)["message"]
+        assert dashboard.poll() is None
+    finally:
+        lab.docker("h1", "rm", "-f", name, check=False)
+        lab.docker("h1", "network", "rm", network, check=False)
+        dashboard.terminate()
+        dashboard.wait(15)
+
+
+@pytest.mark.docker
+@pytest.mark.zookeeper
+def test_the_front_names_what_it_starts_when_the_driver_cannot_ask_dockerd(lab, tmp_path):
+    """h1's vlan driver given a dockerd socket that does not exist (as a managed plugin has none): a
+    container started on dockerd directly stays nameless, one started through `acsnet front` is found by
+    its name and id at once: the front wrote them into its endpoint's record after the start."""
+    import uuid
+
+    from acsnet.lab.dockerd import IMAGE
+
+    network, suffix = f"df{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:6]
+    front = f"unix:///run/acsnet/db-front-{suffix}.sock"
+    socket_path = str(tmp_path / "dashboard.sock")
+    dashboard = lab.node("svc").popen([sys.executable, "-m", "acsnet.cli", "dashboard", "--store", lab.zookeeper_url,
+                                       "--listen", f"unix://{socket_path}"], str(tmp_path / "dashboard.log"))
+    lab.kill_plugin("h1", "vlan", signal.SIGTERM)
+    lab.start_plugin("h1", "vlan", "--docker", "unix:///run/acsnet/no-dockerd.sock")
+    try:
+        lab.start_front("h1", front, "--host-id", "h1")
+        lab.docker("h1", "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--subnet", "198.18.42.0/24",
+                   "--gateway", "198.18.42.1", "-o", "VlanId=242", network)
+        lab.docker("h1", "run", "-d", "--stop-timeout", "1", "--net", network, "--name", f"direct-{suffix}", IMAGE, "sleep", "600")
+        lab.node("h1").run([lab.docker_cli, "run", "-d", "--stop-timeout", "1", "--net", network, "--name", f"fronted-{suffix}",
+                            IMAGE, "sleep", "600"], env={**os.environ, "DOCKER_HOST": front})
+        fronted = json.loads(lab.docker("h1", "inspect", f"fronted-{suffix}").stdout)[0]
+
+        def rows(query: str) -> list:
+            try:
+                status, body = get(socket_path, "/api/search?" + urllib.parse.urlencode({"q": query}))
+            except OSError:
+                return []
+            return json.loads(body).get("rows", []) if status == 200 else []
+
+        [row] = until(lambda: rows(f"fronted-{suffix}"), 60)
+        assert (row["ip"], row["container_id"], row["endpoint"]) == (
+            fronted["NetworkSettings"]["Networks"][network]["IPAddress"], fronted["Id"],
+            fronted["NetworkSettings"]["Networks"][network]["EndpointID"])
+        assert [r["ip"] for r in rows(fronted["Id"][:12])] == [row["ip"]]
+        time.sleep(2)  # the driver would have named it by now (it asks every 0.5 s), had it reached dockerd
+        assert rows(f"direct-{suffix}") == []
+    finally:
+        lab.stop_front("h1", front)
+        for name in (f"direct-{suffix}", f"fronted-{suffix}"):
+            lab.docker("h1", "rm", "-f", name, check=False)
+        lab.docker("h1", "network", "rm", network, check=False)
+        lab.kill_plugin("h1", "vlan", signal.SIGTERM)
+        lab.start_plugin("h1", "vlan")
+        dashboard.terminate()
+        dashboard.wait(15)

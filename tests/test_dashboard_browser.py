@@ -1,5 +1,6 @@
 """The dashboard in a real browser (headless Chromium) against a lab's ZooKeeper: the pools with the right
-counts, a container found by IP and by application name, a container started during the test shown
+counts, a container found by IP, by its name and id (from its host's dockerd, through the driver) and by
+application name, an unknown name answered "not found", a container started during the test shown
 without a reload, a powered-off host marked dead, and ZooKeeper stopped and started again: the page
 says so, the process stays, the page recovers. Screenshots go to the test's tmp dir."""
 
@@ -56,7 +57,8 @@ def search(driver, text: str) -> None:
 def search_rows(driver) -> list[dict]:
     return js(driver, """return Array.prototype.map.call(document.querySelectorAll('#search tr.address'), function (r) {
         var c = r.cells; return {ip: c[0].innerText, kind: c[1].innerText, holder: c[2].innerText, host: c[3].innerText,
-        mac: c[4].innerText, network: c[6].innerText, endpoint: c[7].title, retained: c[8].innerText}; });""")
+        mac: c[4].innerText, network: c[6].innerText, endpoint: c[7].title, retained: c[8].innerText,
+        container: c[10].innerText, container_id: c[10].dataset.containerId}; });""")
 
 
 def container_network(lab, host: str, name: str, network: str, env: dict | None = None) -> dict:
@@ -90,6 +92,7 @@ def test_dashboard_in_chromium_follows_a_lab(fresh_lab, tmp_path):
         lab.docker("h2", "run", "-d", "--stop-timeout", "1", "--net", network, "--name", "c2", IMAGE, "sleep", "600")
         web1 = container_network(lab, "h1", "web1", network)
         c2 = container_network(lab, "h2", "c2", network)
+        c2_id = json.loads(lab.node("h2").run([lab.docker_cli, "inspect", "c2"]).stdout)[0]["Id"]
 
         deadline = time.monotonic() + 30
         while not os.path.exists(socket_path):
@@ -116,6 +119,21 @@ def test_dashboard_in_chromium_follows_a_lab(fresh_lab, tmp_path):
         assert rows[0]["network"].startswith("vxlan ") and rows[0]["mac"] == c2["MacAddress"]
         driver.save_screenshot(os.path.join(shots, "2-search-ip.png"))
 
+        # Search by container name and by id: c2 was started on h2's dockerd directly (no front); h2's
+        # vxlan driver asked its dockerd which container the endpoint is, and the dashboard indexed it.
+        search(driver, "c2")
+        rows = wait_for(driver, lambda d: (r := search_rows(d)) and r[0]["ip"] == c2["IPAddress"] and r, 10, "c2 by name", shots)
+        assert [(r["holder"], r["endpoint"], r["container_id"]) for r in rows] == [("h2", c2["EndpointID"], c2_id)]
+        assert rows[0]["container"].startswith("c2") and c2_id[:12] in rows[0]["container"]
+        driver.save_screenshot(os.path.join(shots, "2-search-name.png"))
+        search(driver, c2_id[:12])
+        rows = wait_for(driver, lambda d: (r := search_rows(d)) and r[0]["container_id"] == c2_id and r, 10, "c2 by id", shots)
+        assert [r["ip"] for r in rows] == [c2["IPAddress"]]
+        search(driver, "no-such-container")
+        empty = wait_for(driver, lambda d: js(d, "var e = document.getElementById('search-empty'); return e && e.innerText;"), 10,
+                         "an answer for an unknown name", shots)
+        assert empty.startswith("not found: no container") and "'no-such-container'" in empty
+
         # Search by name: the application web1 belongs to (its acsnet.app label, through the front).
         search(driver, app)
         rows = wait_for(driver, lambda d: (r := search_rows(d)) and r[0]["ip"] == web1["IPAddress"] and r, 10, f"{app}'s address", shots)
@@ -129,7 +147,7 @@ def test_dashboard_in_chromium_follows_a_lab(fresh_lab, tmp_path):
         search(driver, "203.0.113.99")
         empty = wait_for(driver, lambda d: js(d, "var e = document.getElementById('search-empty'); return e && e.innerText;"), 10, "an answer")
         assert "in no pool" in empty
-        search(driver, c2["IPAddress"])
+        search(driver, "c2")
         wait_for(driver, lambda d: search_rows(d), 10, "the search answer again")
 
         # Live: a container started on h2 appears within a second of `docker run` returning, no reload.

@@ -36,7 +36,11 @@ def vlan_states() -> list[VlanDatapath]:
     remote = ArpAnswer(217, "198.51.100.12", PEER_MAC)
     stale = ArpAnswer(217, a.ip, PEER_MAC)  # a local endpoint's address, still recorded on another host
     gateway = ArpAnswer(217, "198.51.100.1", "02:00:00:00:00:01")
+    dual_stack = (LocalPort("vh-a", 217, "198.51.100.10", "02:42:00:00:00:0a", "2001:db8:217::10"),
+                  ArpAnswer(217, "198.51.100.12", PEER_MAC, "2001:db8:217::12"),
+                  ArpAnswer(217, "198.51.100.1", "02:00:00:00:00:01", "2001:db8:217::1"))
     return [VlanDatapath("uplink0", HOST_MAC, frozenset(), (), (), ()),
+            VlanDatapath("uplink0", HOST_MAC, frozenset({217}), dual_stack[:1], dual_stack[1:2], dual_stack[2:]),
             VlanDatapath("uplink0", HOST_MAC, frozenset({217, 218}), (a, b, other_vlan), (remote, stale), ()),  # gateway not learned
             VlanDatapath("uplink0", HOST_MAC, frozenset({217, 218}), (a, b, other_vlan), (remote, stale), (gateway,))]
 
@@ -48,9 +52,13 @@ def vxlan_states() -> list[VxlanDatapath]:
     remote_internal = VxlanRoute(120, "100.64.2.11", "02:42:00:00:02:0b", "192.0.2.12")
     stale = VxlanRoute(110, a.ip, a.mac, "192.0.2.99")
     gateway = VxlanGateway(110, "100.64.1.1", "vg110")  # a published port changes no flow: it is nftables'
+    dual_stack = (VxlanPort("vh-a", 110, "100.64.1.10", "02:42:00:00:01:0a", "2001:db8:110::10"),
+                  VxlanRoute(110, "100.64.1.12", "02:42:00:00:01:0c", "192.0.2.12", "2001:db8:110::12"),
+                  VxlanGateway(110, "100.64.1.1", "vg110", "2001:db8:110::1"))
     return [VxlanDatapath("acsvtep", frozenset(), (), ()),
             VxlanDatapath("acsvtep", frozenset({120}), (internal,), (remote_internal,)),  # --internal: no gateway
-            VxlanDatapath("acsvtep", frozenset({110, 120}), (a, internal), (remote, remote_internal, stale), (gateway,))]
+            VxlanDatapath("acsvtep", frozenset({110, 120}), (a, internal), (remote, remote_internal, stale), (gateway,)),
+            VxlanDatapath("acsvtep", frozenset({110}), dual_stack[:1], dual_stack[1:2], dual_stack[2:])]
 
 
 def vpc_states() -> list[VpcDatapath]:

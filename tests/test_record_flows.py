@@ -41,26 +41,29 @@ def test_records_and_local_endpoints_changed_one_by_one_leave_exactly_the_whole_
         # router's: the IPAM reserves a network's gateway address)
         ip = f"10.{vni // 100}.0.{chooser.choice((5, 6, 7, 8))}"
         mac = f"02:00:00:00:00:{chooser.choice((5, 6, 7, 8)):02x}"
+        ip6 = chooser.choice(("", f"fd00:{vni}::5", f"fd00:{vni}::7"))  # dual-stack or not
         host = chooser.choice(("h1", "h2"))
         present = [k for k in records if k[0] == vni]
         view = None
         if chooser.random() < 0.15:  # this host's own endpoint comes or goes: its own flows change
             if len(local) > 1 and chooser.random() < 0.5:
                 local.pop(chooser.randrange(len(local)))
-            elif not any(e.segment == vni and (e.ip == ip or e.mac == mac) for e in local):  # the agent refuses those
-                local.append(SegmentEndpoint(f"{step:012x}" + "c" * 52, NETWORKS[vni // 200].network_id, vni, ip, 24, mac, 0.0))
+            elif not any(e.segment == vni and (e.ip == ip or e.mac == mac or (ip6 and e.ip6 == ip6)) for e in local):
+                local.append(SegmentEndpoint(f"{step:012x}" + "c" * 52, NETWORKS[vni // 200].network_id, vni, ip, 24, mac, 0.0,
+                                             ip6=ip6))  # (the agent refuses an address or MAC held here twice)
             view = view_of({}, local)
             change = RemoteChange()
         elif present and chooser.random() < 0.45:
             key = chooser.choice(present)
             change = RemoteChange(removed=((vni, records.pop(key)),))
         else:
-            record = SegmentRecord(host, "02:aa:00:00:00:01", f"192.0.2.{1 + (host == 'h2')}", ip, mac, f"{step:064x}")
+            record = SegmentRecord(host, "02:aa:00:00:00:01", f"192.0.2.{1 + (host == 'h2')}", ip, mac, f"{step:064x}", ip6)
             records[(vni, record.endpoint_id)] = record
             change = RemoteChange(added=((vni, record),))
         upserts, deletes = flows.change(change, view)
         own = len(vxlan_table(view)) if view is not None else 0
-        assert flows.computed == own + 2 * len(change.added), "only the host's own and the added record's flows are computed"
+        added = sum(2 + bool(r.ip6) for _vni, r in change.added)
+        assert flows.computed == own + added, "only the host's own and the added record's flows are computed"
         by_identity = {f.partition(",actions=")[0].split(",", 1)[1]: f for f in applied}
         for key in deletes:
             by_identity.pop(key)

@@ -14,7 +14,7 @@ from acsnet.store import check_store_url, open_store
 
 log = logging.getLogger("acsnet")
 
-FRONT_OPTIONS = options_named(COMMON_OPTIONS, "store", "store_timeout")
+FRONT_OPTIONS = options_named(COMMON_OPTIONS, "store", "store_timeout", "host_id")
 
 
 def add_commands(commands) -> None:
@@ -47,7 +47,7 @@ def run_front(args: argparse.Namespace) -> int:
     if settings["store"]:  # the IPAM's store: IP retention for containers labelled acsnet.app=NAME
         check_store_url(settings["store"])
         store = open_store(settings["store"], timeout=settings["store_timeout"])
-    front = Front(args.docker, store, args.retention, settings["store_timeout"])
+    front = Front(args.docker, store, args.retention, settings["store_timeout"], settings["host_id"])
     if args.request_timeout <= 0:
         raise AcsnetError(f"--request-timeout must be positive, not {args.request_timeout:g}")
     servers = [listen(url, front, tls=tls, request_timeout=args.request_timeout) for url in args.listen]

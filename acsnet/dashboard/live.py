@@ -2,8 +2,13 @@
 
 Read all, then watch (as an agent starts): pools and their chunk bitmaps (how full each is), hosts and
 their sessions (alive or dead), and each host's networks and endpoints of every segment driver (the
-index that answers a search by MAC or endpoint id, and the endpoint counts). A page request then reads
-the store only for the rows it shows. Every change bumps `version` and wakes the pages' event streams.
+index that answers a search by MAC, endpoint id, container id or container name, and the endpoint
+counts). A page request then reads the store only for the rows it shows. Every change bumps `version`
+and wakes the pages' event streams.
+
+Containers' names reach endpoint records after the endpoint was made (a host's driver asks its dockerd,
+`acsnet.plugins.segments.containers`): a value watch per host on its `NamesChanged`, set before the
+host's endpoints are first read, says which records to read again.
 
 Watch callbacks only update what they carry; anything that needs a store read (a new host's watches,
 new endpoints' records) goes to a small pool of worker threads, so no store call runs on the store
@@ -25,14 +30,14 @@ from acsnet.errors import AcsnetError
 from acsnet.ipam.model import Pool
 from acsnet.ipam.state import ChunkBitmaps, PoolRecords
 from acsnet.plugins.segments import state as segment_state
-from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork
+from acsnet.plugins.segments.model import LAYOUTS, NamesChanged, SegmentEndpoint, SegmentNetwork
 from acsnet.store import Store
 from acsnet.store.liveness import HostRecord, HostSessions
 
 log = logging.getLogger("acsnet.dashboard")
 
 T, R = TypeVar("T"), TypeVar("R")
-ID_PREFIX = 6  # hex digits of an endpoint id a search needs at least (queries.HEX_ID)
+ID_PREFIX = 6  # hex digits of an endpoint or container id a search needs at least (queries.HEX_ID)
 KEEPER_SECONDS = 0.5  # how often the store's connection is looked at, and failed registrations retried
 
 
@@ -62,6 +67,10 @@ class LiveStore:
         self._by_ip: dict[str, set[tuple[str, str, str]]] = {}  # ip -> (driver, host, endpoint id)
         self._by_mac: dict[str, set[tuple[str, str, str]]] = {}
         self._by_id: dict[str, set[tuple[str, str, str]]] = {}  # the first ID_PREFIX hex digits of the id -> ...
+        self._by_container: dict[str, set[tuple[str, str, str]]] = {}  # ... of the container's id -> ...
+        self._by_name: dict[str, set[tuple[str, str, str]]] = {}  # the container's name, lowercased -> ...
+        self._names_seen: dict[tuple[str, str], int] = {}  # (driver, host) -> the NamesChanged.count read
+        self._host_locks: dict[tuple[str, str], threading.Lock] = collections.defaultdict(threading.Lock)
         self._watched: set[tuple] = set()
         self._pending: set[tuple] = set()  # registrations that failed, retried by the keeper
         self._work = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="dashboard-store")
@@ -127,6 +136,11 @@ class LiveStore:
                 segment_state.watch_host_networks(store, LAYOUTS[what[1]], what[2],
                                                   lambda ids, d=what[1], h=what[2]: self._later(("read-networks", d, h)))
             elif kind == "endpoints":
+                # The names' watch first: its first value is the baseline, and any record named after
+                # it is announced by a later one; any named before is read below as it is.
+                if (what[1], what[2]) not in self._names_seen:
+                    segment_state.watch_names_changed(store, LAYOUTS[what[1]], what[2],
+                                                      lambda changed, d=what[1], h=what[2]: self._on_names(d, h, changed))
                 segment_state.watch_host_endpoints(store, LAYOUTS[what[1]], what[2],
                                                    lambda ids, d=what[1], h=what[2]: self._later(("read-endpoints", d, h, tuple(ids))))
         except AcsnetError as e:
@@ -163,29 +177,14 @@ class LiveStore:
                 with self._lock:
                     self.networks[(driver, host)] = found
                 self._bump(f"networks:{host}")
-            elif job[0] == "read-endpoints":
+            elif job[0] == "read-endpoints":  # the host's endpoint ids changed
                 _, driver, host, ids = job
+                self._read_endpoints(driver, host, ids, set())
+            elif job[0] == "reread-endpoints":  # records named: these, or (None) every one of the host's
+                _, driver, host, named = job
                 with self._lock:
-                    known = dict(self.endpoints.get((driver, host), {}))
-                now = {i: known[i] for i in ids if i in known}
-                for endpoint_id in ids:
-                    if endpoint_id not in now:
-                        endpoint = segment_state.read_host_endpoint(self.store, LAYOUTS[driver], host, endpoint_id)
-                        if endpoint is not None:
-                            now[endpoint_id] = endpoint
-                with self._lock:
-                    before = self.endpoints.get((driver, host), {})
-                    self.endpoints[(driver, host)] = now
-                    for endpoint_id, endpoint in before.items():
-                        if endpoint_id not in now:
-                            self._by_ip.get(endpoint.ip, set()).discard((driver, host, endpoint_id))
-                            self._by_mac.get(endpoint.mac.lower(), set()).discard((driver, host, endpoint_id))
-                            self._by_id.get(endpoint_id[:ID_PREFIX], set()).discard((driver, host, endpoint_id))
-                    for endpoint_id, endpoint in now.items():
-                        self._by_ip.setdefault(endpoint.ip, set()).add((driver, host, endpoint_id))
-                        self._by_mac.setdefault(endpoint.mac.lower(), set()).add((driver, host, endpoint_id))
-                        self._by_id.setdefault(endpoint_id[:ID_PREFIX], set()).add((driver, host, endpoint_id))
-                self._bump(f"endpoints:{host}")
+                    ids = list(self.endpoints.get((driver, host), {}))
+                self._read_endpoints(driver, host, ids, set(ids if named is None else named))
         except AcsnetError as e:  # the store went away mid-read: read again once it is back
             self._set_problem(e.message)
             with self._lock:
@@ -193,7 +192,61 @@ class LiveStore:
         except Exception:
             log.exception("dashboard: %s failed", job[0])
 
+    def _read_endpoints(self, driver: str, host: str, ids, fresh: set[str]) -> None:
+        """The host's endpoints are now `ids`: read those not held yet, and those in `fresh` again. One
+        job at a time per host, so a slower one never puts back what a newer one changed."""
+        with self._host_locks[(driver, host)]:
+            with self._lock:
+                known = dict(self.endpoints.get((driver, host), {}))
+            now = {i: known[i] for i in ids if i in known and i not in fresh}
+            for endpoint_id in ids:
+                if endpoint_id not in now:
+                    endpoint = segment_state.read_host_endpoint(self.store, LAYOUTS[driver], host, endpoint_id)
+                    if endpoint is not None:
+                        now[endpoint_id] = endpoint
+            with self._lock:
+                before = self.endpoints.get((driver, host), {})
+                self.endpoints[(driver, host)] = now
+                for endpoint_id, endpoint in before.items():
+                    if now.get(endpoint_id) != endpoint:
+                        self._unindex((driver, host, endpoint_id), endpoint)
+                for endpoint_id, endpoint in now.items():
+                    if before.get(endpoint_id) != endpoint:
+                        self._index((driver, host, endpoint_id), endpoint)
+        self._bump(f"endpoints:{host}")
+
+    def _indexes(self, endpoint: SegmentEndpoint) -> list[tuple[dict, str]]:
+        found = [(self._by_ip, endpoint.ip), (self._by_mac, endpoint.mac.lower()), (self._by_id, endpoint.endpoint_id[:ID_PREFIX])]
+        if endpoint.container_id:
+            found.append((self._by_container, endpoint.container_id[:ID_PREFIX]))
+        if endpoint.container_name:
+            found.append((self._by_name, endpoint.container_name.lower()))
+        return found
+
+    def _index(self, key: tuple[str, str, str], endpoint: SegmentEndpoint) -> None:
+        for index, value in self._indexes(endpoint):
+            index.setdefault(value, set()).add(key)
+
+    def _unindex(self, key: tuple[str, str, str], endpoint: SegmentEndpoint) -> None:
+        for index, value in self._indexes(endpoint):
+            keys = index.get(value)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del index[value]
+
     # -- watch callbacks (on the store client's thread: no store calls here) --------------------
+
+    def _on_names(self, driver: str, host: str, changed: NamesChanged | None) -> None:
+        """The host's container namer changed records: read again the ones it names, or every one of
+        the host's if a change was missed (watches collapse changes) or the count started over."""
+        count = changed.count if changed is not None else 0
+        with self._lock:
+            last = self._names_seen.get((driver, host))
+            self._names_seen[(driver, host)] = count
+        if last is None or changed is None or count == last:
+            return  # the baseline (the host's records are read after it), or nothing to read
+        self._later(("reread-endpoints", driver, host, changed.endpoint_ids if count == last + 1 else None))
 
     def _on_pools(self, pool_ids: list[str]) -> None:
         with self._lock:
@@ -297,6 +350,20 @@ class LiveStore:
             if endpoint is not None:
                 found.append(IndexedEndpoint(driver, host, endpoint))
         return found
+
+    def endpoints_of_container(self, prefix: str, limit: int) -> list[IndexedEndpoint]:
+        """Endpoints whose container's id starts with `prefix` (at least ID_PREFIX hex digits)."""
+        with self._lock:
+            keys = sorted(k for k in self._by_container.get(prefix[:ID_PREFIX], ())
+                          if self.endpoints.get(k[:2], {}).get(k[2]) and self.endpoints[k[:2]][k[2]].container_id.startswith(prefix))
+            return self._indexed(set(keys[:limit]))
+
+    def endpoints_named(self, name: str) -> list[IndexedEndpoint]:
+        """Endpoints of containers called `name`: exactly, else whatever its case (docker's names are
+        case-sensitive; a query often is not)."""
+        with self._lock:
+            found = self._indexed(set(self._by_name.get(name.lower(), ())))
+        return [e for e in found if e.endpoint.container_name == name] or found
 
     def endpoints_at(self, ip: str) -> list[IndexedEndpoint]:
         with self._lock:

@@ -101,7 +101,7 @@ PAGE = """<!doctype html>
 <div id="status">{{ status|safe }}</div>
 <h2>Search</h2>
 <form id="search-form" method="get" action="">
-  <input type="search" id="q" name="q" value="{{ q }}" placeholder="IP, MAC, endpoint id or application name" autocomplete="off">
+  <input type="search" id="q" name="q" value="{{ q }}" placeholder="IP, MAC, container name or id, endpoint id, application name" autocomplete="off">
   <button type="submit">Find</button>
 </form>
 <div id="search">{{ search|safe }}</div>
@@ -141,10 +141,12 @@ POOL_TABLE = """<div class="legend"><span style="background:#1e88e5"></span>in u
 {% else %}<tr><td colspan="11" class="muted">no pool</td></tr>{% endfor %}</tbody></table>"""
 
 ADDRESS_ROWS = """<table class="address-rows"><thead><tr><th>ip</th><th>kind</th><th>holder</th><th>host</th><th>mac</th><th>since</th>
-<th>network</th><th>endpoint</th><th>retained</th><th>pool</th></tr></thead><tbody>
+<th>network</th><th>endpoint</th><th>retained</th><th>pool</th><th>container</th></tr></thead><tbody>
 {% for a in rows %}<tr class="address" data-ip="{{ a.ip }}"><td>{{ a.ip }}</td><td>{{ a.kind }}</td><td>{{ a.holder }}</td>
 <td class="{{ a.host_state }}">{{ a.host_state }}</td><td>{{ a.mac }}</td><td>{{ a.since }}</td><td>{{ a.network }}</td>
-<td title="{{ a.endpoint }}">{{ a.endpoint[:12] }}</td><td>{{ a.retained }}</td><td>{{ a.subnet }}</td></tr>{% endfor %}</tbody></table>"""
+<td title="{{ a.endpoint }}">{{ a.endpoint[:12] }}</td><td>{{ a.retained }}</td><td>{{ a.subnet }}</td>
+<td class="container" title="{{ a.container_id }}" data-container-id="{{ a.container_id }}">{{ a.container }}{% if a.container_id %}
+<span class="muted">{{ a.container_id[:12] }}</span>{% endif %}</td></tr>{% endfor %}</tbody></table>"""
 
 ADDRESSES = """<h2>Addresses of {{ subnet }} <span class="muted">({{ total }} taken; page {{ page }} of {{ pages }})</span></h2>
 <nav>{% if page > 1 %}<a href="?pool={{ pool }}&page={{ page - 1 }}" data-pool="{{ pool }}" data-page="{{ page - 1 }}">previous</a>{% endif %}

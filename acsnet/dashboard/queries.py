@@ -27,8 +27,10 @@ MAX_ROWS = 100  # of a search answer
 MAC = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$")
 HEX_ID = re.compile(r"^[0-9a-f]{%d,64}$" % ID_PREFIX)
 APP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-SEARCH_HELP = ("an IP address (10.0.5.7), a MAC (02:42:0a:00:05:07), an endpoint id or its first 6+ hex digits, "
-               "or an application name (the acsnet.app label)")
+SEARCH_HELP = ("an IP address (10.0.5.7), a MAC (02:42:0a:00:05:07), a container or endpoint id or its first 6+ hex "
+               "digits, a container name, or an application name (the acsnet.app label)")
+NAMES_FROM = ("a container's name and id reach the dashboard a moment after it starts, from its host's dockerd "
+              "through the host's acsnet driver")
 
 
 def when(seconds: float | None) -> str:
@@ -122,7 +124,7 @@ def addresses(live: LiveStore, pool_id: str, page: int) -> dict:
 def address_row(live: LiveStore, pool: Pool, ip: str, record, indexed: list, maybe_kept: bool = True) -> dict:
     """Who holds `ip`: its IPAM record, the endpoint on that host with the record's MAC, retention."""
     row = {"ip": ip, "pool": pool.pool_id, "subnet": str(pool.network.cidr), "kind": "free", "holder": "", "host_state": "",
-           "mac": "", "since": "", "network": "", "endpoint": "", "retained": ""}
+           "mac": "", "since": "", "network": "", "endpoint": "", "container": "", "container_id": "", "retained": ""}
     if record is None:
         return row
     row.update(kind=record.kind, holder=", ".join(record.holders), mac=record.mac or "", since=when(record.since))
@@ -137,6 +139,7 @@ def address_row(live: LiveStore, pool: Pool, ip: str, record, indexed: list, may
                             if d == entry.driver and n.network_id == entry.endpoint.network_id), None)
             row["network"] = f"{entry.driver} {entry.endpoint.network_id[:12]}" + (f" ({network.subnet.cidr})" if network else "")
             row["endpoint"] = entry.endpoint.endpoint_id
+            row.update(container=entry.endpoint.container_name, container_id=entry.endpoint.container_id)
     kept = Retentions.read(live.store, pool.network, ip) if maybe_kept else None
     if kept is not None:
         row["retained"] = f"in use; kept for application {kept.app} when its container goes"
@@ -153,8 +156,9 @@ class SearchAnswer:
 
 
 def search(live: LiveStore, query: str) -> SearchAnswer:
-    """An IP, a MAC, an endpoint id (or prefix) or an application name -> who holds what. A query that
-    is none of them is answered with what it may be (ok False: the page shows it as an error)."""
+    """An IP, a MAC, an endpoint or container id (or prefix), a container name or an application name ->
+    who holds what. A query that is none of them is answered with what it may be (ok False: the page
+    shows it as an error). Every lookup but the application's is in `LiveStore`'s indexes."""
     text = query.strip()
     if not text:
         return SearchAnswer(query, "", [], f"type {SEARCH_HELP}", ok=False)
@@ -175,19 +179,24 @@ def search(live: LiveStore, query: str) -> SearchAnswer:
         return SearchAnswer(query, "mac", rows, "" if rows else f"no endpoint of a vlan, vxlan or vpc network has MAC {mac}")
     rows = []
     if HEX_ID.match(lowered):
-        rows = [_endpoint_row(live, e) for e in live.endpoints_with_id(lowered, MAX_ROWS + 1)]
-        if rows:
-            more = f"the first {MAX_ROWS}: give more of the id" if len(rows) > MAX_ROWS else ""
-            return SearchAnswer(query, "endpoint id", rows[:MAX_ROWS], more)
-    if APP_NAME.match(text):
-        rows = _search_app(live, text)
-        if rows:
-            return SearchAnswer(query, "application", rows, "")
+        for kind, found in (("endpoint id", live.endpoints_with_id), ("container id", live.endpoints_of_container)):
+            rows = [_endpoint_row(live, e) for e in found(lowered, MAX_ROWS + 1)]
+            if rows:
+                more = f"the first {MAX_ROWS}: give more of the id" if len(rows) > MAX_ROWS else ""
+                return SearchAnswer(query, kind, rows[:MAX_ROWS], more)
+    name = text[1:] if text.startswith("/") else text  # docker's own spelling of a name
+    if APP_NAME.match(name):
+        rows = [_endpoint_row(live, e) for e in live.endpoints_named(name)[:MAX_ROWS]]
+        shown = {r["ip"] for r in rows}
+        kept = [r for r in _search_app(live, name) if r["ip"] not in shown] if name == text else []
+        if rows or kept:
+            kind = " and ".join(k for k, found in (("container", rows), ("application", kept)) if found)
+            return SearchAnswer(query, kind, rows + kept, "")
         if HEX_ID.match(lowered):
-            return SearchAnswer(query, "endpoint id", [], f"no endpoint id starts with {lowered} and no application is "
-                                "called so (container ids never reach the network plugins: search the container's "
-                                "endpoint id, from docker inspect, or its IP)")
-        return SearchAnswer(query, "application", [], f"no address is kept for an application called {text!r}")
+            return SearchAnswer(query, "id", [], f"not found: no endpoint or container id starts with {lowered}, and no "
+                                f"container or application is called so ({NAMES_FROM})")
+        return SearchAnswer(query, "name", [], f"not found: no container on a vlan, vxlan or vpc network is called {name!r} "
+                            f"and no address is kept for an application called so ({NAMES_FROM})")
     return SearchAnswer(query, "", [], f"not understood: {text!r} is not {SEARCH_HELP}", ok=False)
 
 
@@ -216,7 +225,8 @@ def _endpoint_row(live: LiveStore, indexed) -> dict:
         alive = bool(live.sessions.get(indexed.host))
     return {"ip": endpoint.ip, "pool": "", "subnet": "", "kind": "endpoint", "holder": indexed.host,
             "host_state": "alive" if alive else "dead", "mac": endpoint.mac, "since": when(endpoint.since),
-            "network": f"{indexed.driver} {endpoint.network_id[:12]}", "endpoint": endpoint.endpoint_id, "retained": ""}
+            "network": f"{indexed.driver} {endpoint.network_id[:12]}", "endpoint": endpoint.endpoint_id,
+            "container": endpoint.container_name, "container_id": endpoint.container_id, "retained": ""}
 
 
 def _search_app(live: LiveStore, app: str) -> list[dict]:

@@ -32,6 +32,8 @@ from acsnet.front.create import APP_LABEL, RetainedOf, rewrite_connect, rewrite_
 from acsnet.ipam import retention
 from acsnet.ipam.model import DEFAULT_RETENTION_SECONDS
 from acsnet.plugins.error_status import http_status
+from acsnet.plugins.segments import state as segment_state
+from acsnet.plugins.segments.model import LAYOUTS
 from acsnet.store import Store
 
 log = logging.getLogger(__name__)
@@ -116,11 +118,14 @@ def _pipe(source: socket.socket, target: socket.socket) -> None:
 
 class Front:
     def __init__(self, docker: DockerAddress, store: Store | None = None, retention: float = DEFAULT_RETENTION_SECONDS,
-                 store_timeout: float = 5.0):
+                 store_timeout: float = 5.0, host_id: str | None = None):
         """`store`: where applications' addresses are kept (IP retention); without it a container
-        labelled acsnet.app is refused with a 400 saying so."""
+        labelled acsnet.app is refused with a 400 saying so. `host_id`: this host's name in the store,
+        as its drivers have it: a container started through the front has its name and id written into
+        its endpoints' records at once (the drivers find them too, a moment later, if they reach dockerd)."""
         self.docker = docker
         self.store = store
+        self.host_id = host_id
         # (kept address, until) -> (when, to which container by name) a create or connect was pinned to it
         self._offered: dict[tuple[str, float], tuple[float, str]] = {}
         self._offered_lock = threading.Lock()
@@ -154,8 +159,11 @@ class Front:
         return [a.ip for a in fresh]
 
     def _remember(self, container: str) -> None:
-        """After an application's container started: which addresses to keep for the application."""
+        """After a container started: its endpoints' records name it; for an application's, which
+        addresses to keep for the application."""
         info = self._inspect(container)
+        if info is not None and self.host_id:
+            self._name_endpoints(info)
         app = ((info.get("Config") or {}).get("Labels") or {}).get(APP_LABEL) if info is not None else None
         if not app:
             return
@@ -168,6 +176,25 @@ class Front:
             else:
                 log.warning("app=%s container=%s address=%s on %s not kept: no acsnet pool has it, or it is no longer "
                             "this container's", app, container[:12], address, network)
+
+    def _name_endpoints(self, info: dict) -> None:
+        """Write the container's id and name into the records of its endpoints on acsnet segment
+        networks (vlan, vxlan, vpc; `acsnet/vxlan:latest` as a managed plugin), as the host's driver
+        would: the front already has them, and a managed plugin has no docker.sock to ask."""
+        name = str(info.get("Name", "")).lstrip("/")
+        named: dict[str, list[str]] = {}
+        for network, settings in ((info.get("NetworkSettings") or {}).get("Networks") or {}).items():
+            endpoint_id = (settings or {}).get("EndpointID")
+            if not endpoint_id or not info.get("Id"):
+                continue
+            status, body = self.docker.get_json(f"/networks/{urllib.parse.quote(network, safe='')}", timeout=30.0)
+            driver = str(body.get("Driver", "")) if status == 200 and isinstance(body, dict) else ""
+            driver = driver.split(":")[0].removeprefix("acsnet/")
+            if driver in LAYOUTS and segment_state.name_host_endpoint(self.store, LAYOUTS[driver], self.host_id, endpoint_id,
+                                                                      info["Id"], name):
+                named.setdefault(driver, []).append(endpoint_id)
+        for driver, endpoint_ids in named.items():
+            segment_state.announce_names_changed(self.store, LAYOUTS[driver], self.host_id, endpoint_ids)
 
     def _upstream(self) -> socket.socket:
         upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -278,7 +305,8 @@ class Front:
                     try:
                         self._remember(urllib.parse.unquote(started.group(2)))
                     except (OSError, AcsnetError, ValueError, KeyError) as e:
-                        log.warning("container start through the front: addresses not kept for its application: %s", e)
+                        log.warning("container start through the front: its name not recorded, or addresses not kept "
+                                    "for its application: %s", e)
                 conn.sendall(answer + rest)
             back = threading.Thread(target=_pipe, args=(upstream, conn), daemon=True)
             back.start()

@@ -12,7 +12,8 @@ dockerd orphaned, runs the datapath's own work and re-syncs periodically (repair
 removed); request handlers never wait on it, except for the flows of their own change.
 
 Its parts, each in its own module: the records it reads and writes (`state`), its endpoint ports
-(`ports`), other hosts' records and liveness (`watch`), global scope (`cluster`), and the loop (`worker`).
+(`ports`), other hosts' records and liveness (`watch`), global scope (`cluster`), the loop (`worker`),
+and the names of its endpoints' containers, asked of the local dockerd off the request path (`containers`).
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import logging
 import queue
 import threading
 
+from acsnet.docker_api import DockerAddress
 from acsnet.errors import AcsnetError, Conflict, NotFound, StoreUnavailable
 from acsnet.metrics import PluginMetrics
 from acsnet.plugins.segments import state
 from acsnet.plugins.segments.cluster import ClusterScope
+from acsnet.plugins.segments.containers import ContainerNamer
 from acsnet.plugins.segments.datapath import Datapath, HostView
 from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork
 from acsnet.plugins.segments.ports import ORPHAN_GRACE_SECONDS, EndpointPorts, OrphanSweep
@@ -38,7 +41,7 @@ log = logging.getLogger(__name__)
 class SegmentAgent:
     def __init__(self, store: Store, datapath: Datapath, host_id: str, *, cluster_wide: bool = False,
                  resync_seconds: float = 30.0, orphan_grace: float = ORPHAN_GRACE_SECONDS,
-                 metrics: PluginMetrics | None = None):
+                 metrics: PluginMetrics | None = None, docker: DockerAddress | None = None):
         self.store = store
         self.datapath = datapath
         self.layout = LAYOUTS[datapath.driver]
@@ -58,6 +61,7 @@ class SegmentAgent:
         self.orphans = OrphanSweep(orphan_grace)
         self._loaded = False
         self._made: set[int] = set()  # segments whose store node this process made or found
+        self.namer = ContainerNamer(store, self.layout, host_id, docker, self._endpoint_list) if docker else None
 
     @property
     def bridge(self) -> str:
@@ -88,10 +92,18 @@ class SegmentAgent:
             log.warning("%s agent could not load its state yet (%s); retrying in the background", self.layout.driver, e.message)
         self.worker.start()
         self.ports.start()
+        if self.namer is not None:
+            self.namer.start()
 
     def stop(self) -> None:
         self.worker.stop()
         self.ports.stop()
+        if self.namer is not None:
+            self.namer.stop()
+
+    def _endpoint_list(self) -> list[SegmentEndpoint]:
+        with self._lock:
+            return list(self.endpoints.values())
 
     def _initial_load(self) -> None:
         with self._lock:
@@ -209,10 +221,14 @@ class SegmentAgent:
         self.wake()
 
     def _check_segment_free(self, network: SegmentNetwork) -> None:
+        def subnets(n: SegmentNetwork) -> str:
+            return " and ".join(str(s.cidr) for s in (n.subnet, n.subnet6) if s is not None)
+
         for other in self.networks.values():
-            if other.segment == network.segment and other.subnet != network.subnet and other.network_id != network.network_id:
+            if other.segment == network.segment and other.network_id != network.network_id and (
+                    other.subnet != network.subnet or other.subnet6 != network.subnet6):
                 raise Conflict(f"{self.datapath.describe(network)} is already used on host {self.host_id} by network "
-                               f"{other.network_id[:12]} with subnet {other.subnet.cidr}, not {network.subnet.cidr}")
+                               f"{other.network_id[:12]} with subnet {subnets(other)}, not {subnets(network)}")
 
     def remove_network(self, network_id: str) -> None:
         self.ensure_loaded()
@@ -264,6 +280,8 @@ class SegmentAgent:
         not wait behind a sync: no lock taken)."""
         self._joined.put(endpoint)
         self.wake()
+        if self.namer is not None:
+            self.namer.wake()
 
     def _claim_segment_address(self, endpoint: SegmentEndpoint) -> None:
         """Record the address on its segment for every host, in one commit with this host's record;

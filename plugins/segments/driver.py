@@ -3,14 +3,15 @@ the driver's bridge, with the address the IPAM gave and a MAC derived from it.""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import netaddr
 
 from acsnet.errors import InvalidRequest
 from acsnet.plugins.driver import NetworkCapabilities, NetworkDriver
-from acsnet.plugins.protocol import (EndpointCreate, EndpointInterface, EndpointRef, JoinRequest, JoinResult, NetworkAllocate,
-                              NetworkCreate, StaticRoute)
+from acsnet.plugins.protocol import (EndpointCreate, EndpointInterface, EndpointRef, IPAMData, JoinRequest, JoinResult,
+                                     NetworkAllocate, NetworkCreate, StaticRoute)
 from acsnet.plugins.segments.agent import SegmentAgent
 from acsnet.plugins.segments.model import SegmentEndpoint, SegmentNetwork
 
@@ -19,6 +20,9 @@ NODE_DISCOVERY = 1  # DiscoverNew's DiscoveryType for a node of dockerd's cluste
 # Added by allocate_network to the options of a network a swarm manager allocated; every node then
 # creates the network with them. The swarm is the cluster that shares it (see require_cluster).
 SWARM_ALLOCATED = "acsnet.swarm"
+LINK_LOCAL_V6 = netaddr.IPNetwork("fe80::/10")  # every link has its own: never a network's subnet
+MULTICAST_V6 = netaddr.IPNetwork("ff00::/8")
+MAX_IPV6_PREFIXLEN = 126
 
 
 def mac_for(ip: netaddr.IPAddress) -> str:
@@ -26,16 +30,61 @@ def mac_for(ip: netaddr.IPAddress) -> str:
     return "02:42:" + ":".join(f"{b:02x}" for b in ip.packed)
 
 
-def single_ipv4_subnet(driver: str, request: NetworkCreate):
-    """The one IPv4 pool of a network (these drivers carry no IPv6 yet)."""
-    if request.ipv6:
-        raise InvalidRequest(f"the {driver} driver does not support IPv6 networks yet")
+@dataclasses.dataclass(frozen=True)
+class NetworkSubnets:
+    """A network's pools as dockerd's IPAM gave them: one IPv4 pool, and an IPv6 one if dual-stack."""
+
+    ipv4: IPAMData
+    ipv6: IPAMData | None = None
+
+    @property
+    def gateway(self) -> str | None:
+        return str(self.ipv4.gateway.ip) if self.ipv4.gateway is not None else None
+
+    @property
+    def gateway6(self) -> str | None:
+        return str(self.ipv6.gateway.ip) if self.ipv6 is not None and self.ipv6.gateway is not None else None
+
+    @property
+    def subnet6(self) -> netaddr.IPNetwork | None:
+        return self.ipv6.pool if self.ipv6 is not None else None
+
+
+def network_subnets(driver: str, request: NetworkCreate, *, dual_stack: bool) -> NetworkSubnets:
+    """The network's one IPv4 pool and, where the driver carries IPv6 (`dual_stack`), its IPv6 pool
+    if it has one; anything else is refused before anything is stored."""
+    if request.ipv6 and not dual_stack:
+        raise InvalidRequest(f"the {driver} driver does not support IPv6 networks yet (vxlan and vlan networks can be dual-stack)")
     if len(request.ipv4) != 1:
-        raise InvalidRequest(f"the {driver} driver needs exactly one IPv4 subnet (--subnet), got {len(request.ipv4)}")
-    return request.ipv4[0]
+        what = " (IPv6-only networks are not supported: give one IPv4 --subnet too)" if not request.ipv4 and request.ipv6 else ""
+        raise InvalidRequest(f"the {driver} driver needs exactly one IPv4 subnet (--subnet), got {len(request.ipv4)}{what}")
+    if len(request.ipv6) > 1:
+        raise InvalidRequest(f"the {driver} driver takes one IPv6 subnet per network, got {len(request.ipv6)}: "
+                             + ", ".join(str(d.pool.cidr) for d in request.ipv6))
+    ipv6 = request.ipv6[0] if request.ipv6 else None
+    if ipv6 is not None:
+        _check_ipv6_pool(ipv6)
+    return NetworkSubnets(request.ipv4[0], ipv6)
+
+
+def _check_ipv6_pool(data: IPAMData) -> None:
+    pool = data.pool
+    if pool.version != 6:
+        raise InvalidRequest(f"IPv6 subnet {pool.cidr} is not an IPv6 network")
+    if pool in LINK_LOCAL_V6 or pool in MULTICAST_V6:
+        raise InvalidRequest(f"IPv6 subnet {pool.cidr} is link-local or multicast: give a global or unique local "
+                             "prefix (e.g. fd00::/8)")
+    if pool.prefixlen > MAX_IPV6_PREFIXLEN:
+        # Flows answer neighbour solicitations per address, so any length would route; but an IPv6 link
+        # of fewer than 4 addresses leaves no room for a gateway and containers.
+        raise InvalidRequest(f"IPv6 subnet {pool.cidr} is too small: its prefix may be at most /{MAX_IPV6_PREFIXLEN}")
+    if data.gateway is not None and data.gateway.ip not in pool:
+        raise InvalidRequest(f"IPv6 gateway {data.gateway.ip} is outside its subnet {pool.cidr}")
 
 
 class SegmentDriver(NetworkDriver):
+    dual_stack = False  # whether the driver carries a network's IPv6 subnet beside its IPv4 one
+
     def __init__(self, agent: SegmentAgent, scope: str = "local"):
         self.agent = agent
         self.scope = scope
@@ -55,8 +104,12 @@ class SegmentDriver(NetworkDriver):
     def allocate_network(self, request: NetworkAllocate) -> dict[str, str]:
         """Validate the options where `docker network create --scope swarm` still waits for the answer;
         the options returned are the ones every node's CreateNetwork gets."""
-        single_ipv4_subnet(self.name, request.as_create())
+        self.subnets(request.as_create())
         return {**self.allocated_options(request), SWARM_ALLOCATED: "true"}
+
+    def subnets(self, request: NetworkCreate) -> NetworkSubnets:
+        """The network's pools, validated for this driver (`network_subnets`)."""
+        return network_subnets(self.name, request, dual_stack=self.dual_stack)
 
     def allocated_options(self, request: NetworkAllocate) -> dict[str, str]:
         """The driver's options of a swarm network, validated (and completed: a generated VNI)."""
@@ -84,15 +137,20 @@ class SegmentDriver(NetworkDriver):
     def create_endpoint(self, request: EndpointCreate) -> EndpointInterface | None:
         network = self.agent.network(request.network_id)
         interface = request.interface
-        if interface.address_ipv6 is not None:
-            raise InvalidRequest(f"the {self.name} driver does not support IPv6 addresses yet")
         if interface.address is None:
             raise InvalidRequest("the endpoint has no IPv4 address: create the network with an IPAM (e.g. --ipam-driver acsnet)")
         if interface.address.ip not in network.subnet:
             raise InvalidRequest(f"address {interface.address.ip} is outside the network's subnet {network.subnet.cidr}")
+        ip6 = interface.address_ipv6.ip if interface.address_ipv6 is not None else None
+        if ip6 is not None and network.subnet6 is None:
+            raise InvalidRequest(f"IPv6 address {ip6} given, but network {network.network_id[:12]} has no IPv6 subnet "
+                                 f"(the {self.name} driver does not support IPv6 there)")
+        if ip6 is not None and ip6 not in network.subnet6:
+            raise InvalidRequest(f"IPv6 address {ip6} is outside the network's IPv6 subnet {network.subnet6.cidr}")
         mac = str(interface.mac).replace("-", ":").lower() if interface.mac else mac_for(interface.address.ip)
         self.agent.add_endpoint(SegmentEndpoint(request.endpoint_id, request.network_id, network.segment,
-                                                str(interface.address.ip), interface.address.prefixlen, mac, time.time()))
+                                                str(interface.address.ip), interface.address.prefixlen, mac, time.time(),
+                                                str(ip6) if ip6 is not None else ""))
         return None if interface.mac else EndpointInterface(None, None, netaddr.EUI(mac))
 
     def delete_endpoint(self, ref: EndpointRef) -> None:
@@ -121,7 +179,8 @@ class SegmentDriver(NetworkDriver):
             return JoinResult(endpoint.container_port, "eth", static_routes=self.internal_routes(network),
                               disable_gateway_service=True)
         return JoinResult(endpoint.container_port, "eth",
-                          gateway=netaddr.IPAddress(network.gateway) if network.gateway else None)
+                          gateway=netaddr.IPAddress(network.gateway) if network.gateway else None,
+                          gateway_ipv6=netaddr.IPAddress(network.gateway6) if network.gateway6 and endpoint.ip6 else None)
 
     def internal_routes(self, network: SegmentNetwork) -> tuple[StaticRoute, ...]:
         """What a container of an internal network routes besides its own subnet: nothing (the whole

@@ -16,6 +16,9 @@ Key layout (below the store root `/acsnet`, `<driver>` being `vlan`, `vxlan` or 
                                                    immutable, so a watch on the children of a segment
                                                    sees every change as a name added or removed
     <driver>/hosts/<host>/published/<endpoint-id>  an endpoint's published ports (vxlan)
+    <driver>/hosts/<host>/container-names          NamesChanged: which endpoint records the host's
+                                                   container namer changed last, and how many times
+                                                   it has (one value watch per host tells readers)
     <driver>/hosts/<host>/cluster-node             global scope: the node address the host's dockerd
                                                    announced (DiscoverNew) since it activated the driver
     <driver>/networks/<network-id>                 SegmentNetwork, read only: where global networks
@@ -70,6 +73,10 @@ class Layout:
     def host_endpoint(self, host: str, endpoint_id: str) -> str:
         return join(self.host_endpoints(host), endpoint_id)
 
+    def host_container_names(self, host: str) -> str:
+        """`<driver>/hosts/<host>/container-names`: the host's `NamesChanged`."""
+        return join(self.hosts, host, "container-names")
+
     def published(self, host: str, endpoint_id: str | None = None) -> str:
         """`<driver>/hosts/<host>/published/<endpoint-id>`: an endpoint's published ports (vxlan)."""
         published = join(self.hosts, host, "published")
@@ -120,15 +127,22 @@ class SegmentNetwork:
     # `--internal`: no traffic in or out beyond the network's own containers (no route off the
     # network, no NAT, no published ports). Stored, as dockerd never sends CreateNetwork again.
     internal: bool = False
+    # A dual-stack network's IPv6 subnet and gateway (`--ipv6`); None on an IPv4-only network.
+    subnet6: netaddr.IPNetwork | None = None
+    gateway6: str | None = None
 
     def to_json(self) -> dict:
-        return {"network_id": self.network_id, "segment": self.segment, "subnet": str(self.subnet.cidr),
-                "gateway": self.gateway, "gateway_mac": self.gateway_mac, "mtu": self.mtu, "internal": self.internal}
+        d = {"network_id": self.network_id, "segment": self.segment, "subnet": str(self.subnet.cidr),
+             "gateway": self.gateway, "gateway_mac": self.gateway_mac, "mtu": self.mtu, "internal": self.internal}
+        if self.subnet6 is not None:  # only then: a record an older plugin can still read otherwise
+            d.update(subnet6=str(self.subnet6.cidr), gateway6=self.gateway6)
+        return d
 
     @classmethod
     def from_json(cls, d: dict) -> "SegmentNetwork":
         return cls(d["network_id"], d["segment"], netaddr.IPNetwork(d["subnet"]), d.get("gateway"),
-                   d.get("gateway_mac"), d["mtu"], bool(d.get("internal", False)))
+                   d.get("gateway_mac"), d["mtu"], bool(d.get("internal", False)),
+                   netaddr.IPNetwork(d["subnet6"]) if d.get("subnet6") else None, d.get("gateway6"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,6 +154,12 @@ class SegmentEndpoint:
     prefixlen: int
     mac: str
     since: float = 0.0  # when it was created (orphans and audit give new endpoints a grace period)
+    # The container on the endpoint, as the host's dockerd names it: dockerd sends neither to a plugin,
+    # so the host's container namer (`acsnet.plugins.segments.containers`) fills them in after the
+    # container started ("" until then, and for containers dockerd does not list).
+    container_id: str = ""
+    container_name: str = ""
+    ip6: str = ""  # its IPv6 address on a dual-stack network ("" on an IPv4-only one)
 
     @property
     def host_port(self) -> str:
@@ -150,11 +170,40 @@ class SegmentEndpoint:
         return f"vc{self.endpoint_id[:12]}"
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        # Unnamed endpoints are written as before names existed, for the same reason as `_without_empty_ip6`.
+        d = _without_empty_ip6(dataclasses.asdict(self))
+        for field in ("container_id", "container_name"):
+            if not d[field]:
+                del d[field]
+        return d
 
     @classmethod
     def from_json(cls, d: dict) -> "SegmentEndpoint":
-        return cls(**d)
+        # Fields a newer version added are left out, so a host may run an older version for a while.
+        return cls(**{k: v for k, v in d.items() if k in _ENDPOINT_FIELDS})
+
+    def named(self, container_id: str, container_name: str) -> "SegmentEndpoint":
+        return dataclasses.replace(self, container_id=container_id, container_name=container_name)
+
+
+_ENDPOINT_FIELDS = {f.name for f in dataclasses.fields(SegmentEndpoint)}
+
+
+@dataclasses.dataclass(frozen=True)
+class NamesChanged:
+    """What a host's container namer changed last: `count` grows by one per pass that changed endpoint
+    records, `endpoint_ids` are that pass's. A reader that saw `count - 1` reads just those records; one
+    that missed a pass (watches collapse changes) reads the host's records again."""
+
+    count: int
+    endpoint_ids: tuple[str, ...]
+
+    def to_json(self) -> dict:
+        return {"count": self.count, "endpoint_ids": list(self.endpoint_ids)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "NamesChanged":
+        return cls(int(d["count"]), tuple(d["endpoint_ids"]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,10 +214,21 @@ class SegmentRecord:
     ip: str
     mac: str
     endpoint_id: str
+    # The endpoint's IPv6 address on a dual-stack network, answered in neighbour solicitations. The
+    # record stays named by its IPv4 address: the IPAM holds each IPv6 address once per pool.
+    ip6: str = ""
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        return _without_empty_ip6(dataclasses.asdict(self))
 
     @classmethod
     def from_json(cls, d: dict) -> "SegmentRecord":
         return cls(**d)
+
+
+def _without_empty_ip6(d: dict) -> dict:
+    """An IPv4-only endpoint's record as before dual-stack: plugins of the version before read
+    records with `cls(**d)`, and a field they do not know would fail them during an upgrade."""
+    if not d.get("ip6"):
+        d.pop("ip6", None)
+    return d

@@ -8,6 +8,7 @@ place that builds them; nothing else joins a store path of these records.
     published ports   <driver>/hosts/<host>/published/<endpoint-id>    [{"port", "host_port", ...}]
     global networks   <driver>/global-networks/<network-id>            SegmentNetwork (global scope)
     cluster node      <driver>/hosts/<host>/cluster-node               the address dockerd announced
+    names changed     <driver>/hosts/<host>/container-names            NamesChanged (the container namer's)
 
 Writes that must happen together (an endpoint's record on its segment and on its host) are offered as
 operations for the caller's one commit.
@@ -18,7 +19,8 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from acsnet.plugins.segments.model import Layout, SegmentEndpoint, SegmentNetwork, SegmentRecord
+from acsnet.errors import Conflict
+from acsnet.plugins.segments.model import Layout, NamesChanged, SegmentEndpoint, SegmentNetwork, SegmentRecord
 from acsnet.store import Create, Delete, Store, Versioned, encode, read_each
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,56 @@ def read_host_endpoints(store: Store, layout: Layout, host: str) -> dict[str, Se
 
 def write_host_endpoint(store: Store, layout: Layout, host: str, endpoint: SegmentEndpoint) -> None:
     store.put(layout.host_endpoint(host, endpoint.endpoint_id), encode(endpoint.to_json()))
+
+
+def name_host_endpoint(store: Store, layout: Layout, host: str, endpoint_id: str, container_id: str,
+                       container_name: str) -> bool:
+    """Write the container's id and name into the endpoint's record, only as read now: an endpoint
+    DeleteEndpoint removed meanwhile is not brought back. False if it is gone or changed meanwhile."""
+    node = store.get(layout.host_endpoint(host, endpoint_id))
+    if node is None or not node.value:
+        return False
+    endpoint = SegmentEndpoint.from_json(node.json())
+    if (endpoint.container_id, endpoint.container_name) == (container_id, container_name):
+        return True
+    return store.compare_and_set(layout.host_endpoint(host, endpoint_id),
+                                 encode(endpoint.named(container_id, container_name).to_json()), node.version)
+
+
+def read_names_changed(store: Store, layout: Layout, host: str) -> NamesChanged | None:
+    data = store.get_json(layout.host_container_names(host))
+    return NamesChanged.from_json(data) if data else None
+
+
+def write_names_changed(store: Store, layout: Layout, host: str, changed: NamesChanged) -> None:
+    store.put(layout.host_container_names(host), encode(changed.to_json()))
+
+
+def announce_names_changed(store: Store, layout: Layout, host: str, endpoint_ids: list[str]) -> int:
+    """Tell the host's watchers these endpoint records were named: the count one more than the last,
+    by compare-and-set (the host's driver and `acsnet front` both announce). The count written."""
+    path = layout.host_container_names(host)
+    for _ in range(20):
+        node = store.get(path)
+        try:
+            count = NamesChanged.from_json(node.json()).count + 1 if node is not None and node.value else 1
+        except (ValueError, KeyError, TypeError):
+            count = 1  # unreadable: start over (a watcher then reads the host's records again)
+        value = encode(NamesChanged(count, tuple(endpoint_ids)).to_json())
+        if store.create(path, value) if node is None else store.compare_and_set(path, value, node.version):
+            return count
+    raise Conflict(f"{path} changed 20 times while it was announced")
+
+
+def watch_names_changed(store: Store, layout: Layout, host: str, callback: Callable[[NamesChanged | None], None]) -> None:
+    """One value watch per host: called with the host's `NamesChanged` now and after each change."""
+    def on_value(node) -> None:
+        try:
+            callback(NamesChanged.from_json(node.json()) if node is not None and node.value else None)
+        except (ValueError, KeyError, TypeError):
+            callback(None)  # not ours to judge here: read as "every record again"
+
+    store.watch_value(layout.host_container_names(host), on_value)
 
 
 def clear_host_endpoint(store: Store, layout: Layout, host: str, endpoint_id: str) -> bool:

@@ -14,7 +14,7 @@ import time
 import netaddr
 
 from acsnet.errors import AcsnetError
-from acsnet.ovsctl import arp, links
+from acsnet.ovsctl import arp, links, neighbour
 from acsnet.ovsctl.ovsdb import Ovsdb
 from acsnet.ovsctl.vlan_pipeline import COOKIE, ArpAnswer, LocalPort, VlanDatapath, vlan_flows
 from acsnet.plugins.segments.bridge import OvsBridge
@@ -28,9 +28,12 @@ GATEWAY_RETRY_MAX_SECONDS = 30.0  # retries back off 1, 2, 4, ... seconds up to 
 
 def vlan_table(view: HostView, uplink: str, host_mac: str) -> list[str]:
     """The host bridge's vlan flows for `view`."""
-    local = tuple(LocalPort(e.host_port, e.segment, e.ip, e.mac) for e in view.endpoints)
-    remote = tuple(ArpAnswer(vlan, r.ip, r.host_mac) for vlan in view.segments() for r in view.remote_records(vlan))
-    gateways = tuple(ArpAnswer(n.segment, n.gateway, n.gateway_mac) for n in view.networks if n.gateway and n.gateway_mac)
+    local = tuple(LocalPort(e.host_port, e.segment, e.ip, e.mac, e.ip6) for e in view.endpoints)
+    remote = tuple(ArpAnswer(vlan, r.ip, r.host_mac, r.ip6) for vlan in view.segments() for r in view.remote_records(vlan))
+    # A VLAN's router answers both families from one MAC (the one learned for its IPv4 gateway): the
+    # IPv6 gateway is answered with it, and not before it is known.
+    gateways = tuple(ArpAnswer(n.segment, n.gateway, n.gateway_mac, n.gateway6 or "")
+                     for n in view.networks if n.gateway and n.gateway_mac)
     return vlan_flows(VlanDatapath(uplink, host_mac, frozenset(view.segments()), local, remote, gateways))
 
 
@@ -55,7 +58,7 @@ class VlanOvsDatapath(Datapath):
         return {"tag": endpoint.segment}
 
     def record_for(self, endpoint: SegmentEndpoint) -> SegmentRecord:
-        return SegmentRecord(self.agent.host_id, self.host_mac, "", endpoint.ip, endpoint.mac, endpoint.endpoint_id)
+        return SegmentRecord(self.agent.host_id, self.host_mac, "", endpoint.ip, endpoint.mac, endpoint.endpoint_id, endpoint.ip6)
 
     def flow_marks(self, network: SegmentNetwork) -> tuple[str, ...]:
         v = network.segment
@@ -69,14 +72,17 @@ class VlanOvsDatapath(Datapath):
     # -- background work -------------------------------------------------------------------------
 
     def announce(self, view: HostView, joined: list[SegmentEndpoint], arrived: list[tuple[int, SegmentRecord]]) -> None:
-        """A gratuitous ARP for each joined endpoint's address with the host's MAC, so that the data
-        center's switches learn where it is now."""
+        """A gratuitous ARP for each joined endpoint's address with the host's MAC, and an unsolicited
+        neighbour advertisement for its IPv6 address, so that the data center's switches and routers
+        learn where it is now."""
         self._load_scapy()
         for endpoint in joined:
             try:
                 arp.announce(self.uplink, endpoint.segment, endpoint.ip, self.host_mac)
+                if endpoint.ip6:
+                    arp.announce_frame(self.uplink, endpoint.segment, neighbour.unsolicited_advert(endpoint.ip6, self.host_mac))
             except AcsnetError as e:
-                log.warning("endpoint=%s gratuitous ARP not sent: %s", endpoint.endpoint_id, e.message)
+                log.warning("endpoint=%s gratuitous ARP or neighbour advertisement not sent: %s", endpoint.endpoint_id, e.message)
 
     def next_wake(self) -> float | None:
         due = [when - time.monotonic() for when, _ in self._gateway_retry.values()]

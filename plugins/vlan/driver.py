@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from acsnet.errors import InvalidRequest
 from acsnet.plugins.protocol import NetworkAllocate, NetworkCreate
-from acsnet.plugins.segments.driver import SegmentDriver, single_ipv4_subnet
+from acsnet.plugins.segments.driver import SegmentDriver
 from acsnet.plugins.segments.model import SegmentNetwork
 from acsnet.plugins.vlan.options import parse_vlan_options
 
 
 class VlanDriver(SegmentDriver):
     name = "vlan"
+    dual_stack = True
 
     def create_network(self, request: NetworkCreate) -> None:
         self.require_cluster(request)
@@ -20,10 +21,10 @@ class VlanDriver(SegmentDriver):
                 "center's VLAN, whose router and other systems reach them, and acsnet controls neither; "
                 "use -d vxlan or -d vpc for an internal network")
         options = parse_vlan_options(request)
-        data = single_ipv4_subnet(self.name, request)
-        gateway = str(data.gateway.ip) if data.gateway is not None else None
+        subnets = self.subnets(request)
         mtu = request.mtu or self.agent.uplink_mtu
-        self.agent.add_network(SegmentNetwork(request.network_id, options.vlan, data.pool, gateway, options.gateway_mac, mtu))
+        self.agent.add_network(SegmentNetwork(request.network_id, options.vlan, subnets.ipv4.pool, subnets.gateway,
+                                              options.gateway_mac, mtu, False, subnets.subnet6, subnets.gateway6))
 
     def allocated_options(self, request: NetworkAllocate) -> dict[str, str]:
         parse_vlan_options(request.as_create())  # a bad or missing VlanId fails `docker network create`

@@ -7,7 +7,7 @@ from __future__ import annotations
 import netaddr
 
 from acsnet.plugins.protocol import NetworkAllocate, NetworkCreate, StaticRoute
-from acsnet.plugins.segments.driver import SegmentDriver, single_ipv4_subnet
+from acsnet.plugins.segments.driver import SegmentDriver
 from acsnet.plugins.segments.model import SegmentNetwork
 from acsnet.plugins.vpc.agent import VpcOvsDatapath
 from acsnet.plugins.vpc.model import record_group
@@ -24,7 +24,7 @@ class VpcDriver(SegmentDriver):
     def create_network(self, request: NetworkCreate) -> None:
         self.require_cluster(request)
         self.datapath.require_forwarding()
-        data = single_ipv4_subnet(self.name, request)
+        data = self.subnets(request).ipv4
         options = parse_vpc_options(request, data.pool)
         own = self.datapath.claim_host_subnet(data.pool, options.host_subnet_size, options.max_routes)
         mtu = request.mtu or self.agent.uplink_mtu

@@ -7,10 +7,11 @@ the endpoints' published ports). The segment agent drives it through the `Datapa
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 
 from acsnet.errors import AcsnetError, DatapathError, InvalidRequest
-from acsnet.ovsctl import arp, links, openflow, router, vswitchd
+from acsnet.ovsctl import arp, links, neighbour, openflow, router, vswitchd
 from acsnet.ovsctl.ovsdb import Ovsdb
 from acsnet.ovsctl.router import Publication
 from acsnet.ovsctl.vxlan_pipeline import (COOKIE, VxlanDatapath, VxlanGateway, VxlanPort, VxlanRoute, gateway_mac, vxlan_flows,
@@ -37,15 +38,16 @@ def routed_networks(view: HostView) -> dict[int, SegmentNetwork]:
 
 def vxlan_table(view: HostView) -> list[str]:
     """The vxlan bridge's flows for `view`."""
-    local = tuple(VxlanPort(e.host_port, e.segment, e.ip, e.mac) for e in view.endpoints)
-    remote = tuple(VxlanRoute(vni, r.ip, r.mac, r.vtep) for vni in view.segments() for r in view.remote_records(vni))
-    gateways = tuple(VxlanGateway(n.segment, n.gateway, router.gateway_port(n.segment)) for n in routed_networks(view).values())
+    local = tuple(VxlanPort(e.host_port, e.segment, e.ip, e.mac, e.ip6) for e in view.endpoints)
+    remote = tuple(VxlanRoute(vni, r.ip, r.mac, r.vtep, r.ip6) for vni in view.segments() for r in view.remote_records(vni))
+    gateways = tuple(VxlanGateway(n.segment, n.gateway, router.gateway_port(n.segment), n.gateway6 or "")
+                     for n in routed_networks(view).values())
     return vxlan_flows(VxlanDatapath(TUNNEL_PORT, frozenset(view.segments()), local, remote, gateways))
 
 
 def vxlan_record_flows(vni: int, record: SegmentRecord) -> list[str]:
     """The flows of another host's record (`vxlan_table`'s, one record at a time)."""
-    return vxlan_route_flows(TUNNEL_PORT, VxlanRoute(vni, record.ip, record.mac, record.vtep))
+    return vxlan_route_flows(TUNNEL_PORT, VxlanRoute(vni, record.ip, record.mac, record.vtep, record.ip6))
 
 
 class TunnelBridge(OvsBridge):
@@ -103,7 +105,8 @@ class VxlanOvsDatapath(Datapath):
                 self.publications[eid] = tuple(Publication(**p) for p in found)
 
     def record_for(self, endpoint: SegmentEndpoint) -> SegmentRecord:
-        return SegmentRecord(self.agent.host_id, self.host_mac, self.vtep, endpoint.ip, endpoint.mac, endpoint.endpoint_id)
+        return SegmentRecord(self.agent.host_id, self.host_mac, self.vtep, endpoint.ip, endpoint.mac, endpoint.endpoint_id,
+                             endpoint.ip6)
 
     def port_options(self, endpoint: SegmentEndpoint) -> dict:
         return {}
@@ -143,8 +146,10 @@ class VxlanOvsDatapath(Datapath):
             port = router.gateway_port(vni)
             if port in ports and vni in self._routers:
                 continue
-            self._routers[vni] = router.ensure_router(vni, network.gateway, network.subnet.prefixlen, gateway_mac(vni),
-                                                      network.mtu, userspace_datapath=self.bridge.userspace_datapath)
+            self._routers[vni] = router.ensure_router(
+                vni, network.gateway, network.subnet.prefixlen, gateway_mac(vni), network.mtu,
+                userspace_datapath=self.bridge.userspace_datapath, gateway6=network.gateway6,
+                prefixlen6=network.subnet6.prefixlen if network.subnet6 is not None else 64)
             self.ovsdb.add_port(self.bridge.name, port, external_ids={"acsnet-router": str(vni)})
             ports.add(port)
 
@@ -183,6 +188,7 @@ class VxlanOvsDatapath(Datapath):
                 raise InvalidRequest(f"network {endpoint.network_id[:12]} is internal (--internal): its containers cannot publish ports")
             if endpoint.segment not in routed_networks(agent.view()):
                 raise InvalidRequest(f"network {endpoint.network_id[:12]} has no gateway: its containers cannot publish ports")
+            self._refuse_ipv6_host_addresses(portmap)
             taken = {(p.proto, p.host_port) for eid, ps in self.publications.items() if eid != endpoint_id for p in ps}
             publications = []
             for entry in portmap:
@@ -193,6 +199,30 @@ class VxlanOvsDatapath(Datapath):
                                   [dataclasses.asdict(p) for p in publications])
             self.publications[endpoint_id] = tuple(publications)
             self._apply_nat()
+
+    def _refuse_ipv6_host_addresses(self, portmap: list[dict]) -> None:
+        """Ports are published on the host's IPv4 address (the VTEP) only. A binding to an IPv6 host
+        address (`-p [::]:8080:80`, `-p [2001:db8::5]:8080:80`) would otherwise be published on the IPv4
+        one, silently: refused, saying whether the host has such an address at all."""
+        for entry in portmap:
+            try:
+                host_ip = ipaddress.ip_address(str(entry.get("HostIP") or "0.0.0.0"))
+            except ValueError:
+                raise InvalidRequest(f"port mapping {entry!r}: HostIP is not an IP address") from None
+            if host_ip.version != 6:
+                continue
+            text = str(host_ip)
+            host_port, port = entry.get("HostPort") or "", entry.get("Port")
+            mapping = f"-p [{text}]:{host_port}:{port}" if host_port else f"-p [{text}]::{port}"
+            ipv4_mapping = f"-p {host_port}:{port}" if host_port else f"-p {port}"
+            present = links.global_ipv6_addresses()
+            if host_ip.is_unspecified and not present:
+                raise InvalidRequest(f"{mapping}: host {self.agent.host_id} has no global IPv6 address to publish on; "
+                                     f"publish on its IPv4 address instead ({ipv4_mapping})")
+            if not host_ip.is_unspecified and text not in present:
+                raise InvalidRequest(f"{mapping}: host {self.agent.host_id} has no IPv6 address {text}")
+            raise InvalidRequest(f"{mapping}: the vxlan driver publishes ports on the host's IPv4 address ({self.vtep}) "
+                                 "only, not on IPv6 ones yet")
 
     @staticmethod
     def _publication(endpoint: SegmentEndpoint, entry: dict, taken: set) -> Publication:
@@ -227,22 +257,25 @@ class VxlanOvsDatapath(Datapath):
             del self.publications[endpoint.endpoint_id]
 
     def announce(self, view: HostView, joined: list[SegmentEndpoint], arrived: list[tuple[int, SegmentRecord]]) -> None:
-        """Tell this host's containers on the VNI where an address now is: one that moved from a dead
+        """Tell this host's containers on the VNI where an address (and its IPv6 twin) now is: one that moved from a dead
         host keeps its IP but not its MAC, and a neighbour entry stays REACHABLE for up to 45 s
         without asking again. A gratuitous ARP straight to their ports updates it at once. The same for
         an address that appears on this host: a container recreated here with the address of one that
         was elsewhere (or here) has a new MAC, and frames its neighbours here still send to the old one
         match no flow."""
         for vni, record in arrived:
-            self._announce_locally(view, vni, record.ip, record.mac, record.endpoint_id)
+            self._announce_locally(view, vni, record.ip, record.ip6, record.mac, record.endpoint_id)
         for endpoint in joined:
-            self._announce_locally(view, endpoint.segment, endpoint.ip, endpoint.mac, endpoint.endpoint_id)
+            self._announce_locally(view, endpoint.segment, endpoint.ip, endpoint.ip6, endpoint.mac, endpoint.endpoint_id)
 
-    def _announce_locally(self, view: HostView, vni: int, ip: str, mac: str, endpoint_id: str) -> None:
+    def _announce_locally(self, view: HostView, vni: int, ip: str, ip6: str, mac: str, endpoint_id: str) -> None:
+        """A gratuitous ARP, and for a dual-stack endpoint an unsolicited neighbour advertisement."""
         ports = [e.host_port for e in view.endpoints if e.segment == vni and e.endpoint_id != endpoint_id]
         if not ports:
             return
-        try:
-            openflow.packet_out(self.bridge.name, ",".join(f"output:{p}" for p in ports), arp.gratuitous_arp(ip, mac))
-        except AcsnetError as e:
-            log.warning("ip=%s vni=%d gratuitous ARP to local containers not sent: %s", ip, vni, e.message)
+        frames = [arp.gratuitous_arp(ip, mac)] + ([neighbour.unsolicited_advert(ip6, mac)] if ip6 else [])
+        for frame in frames:
+            try:
+                openflow.packet_out(self.bridge.name, ",".join(f"output:{p}" for p in ports), frame)
+            except AcsnetError as e:
+                log.warning("ip=%s ip6=%s vni=%d announcement to local containers not sent: %s", ip, ip6, vni, e.message)

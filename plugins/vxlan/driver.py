@@ -6,7 +6,7 @@ from __future__ import annotations
 from acsnet.errors import InvalidRequest
 from acsnet.plugins.options import PORTMAP
 from acsnet.plugins.protocol import EndpointRef, ExternalConnectivity, NetworkAllocate, NetworkCreate
-from acsnet.plugins.segments.driver import SegmentDriver, single_ipv4_subnet
+from acsnet.plugins.segments.driver import SegmentDriver
 from acsnet.plugins.segments.model import SegmentNetwork
 from acsnet.plugins.vxlan import vni as generated
 from acsnet.plugins.vxlan.agent import VxlanOvsDatapath
@@ -19,6 +19,7 @@ SWARM_VNI = "acsnet.vni"
 
 class VxlanDriver(SegmentDriver):
     name = "vxlan"
+    dual_stack = True
 
     @property
     def datapath(self) -> VxlanOvsDatapath:
@@ -30,7 +31,8 @@ class VxlanDriver(SegmentDriver):
     def create_network(self, request: NetworkCreate) -> None:
         self.require_cluster(request)
         options = parse_vxlan_options(request)
-        data = single_ipv4_subnet(self.name, request)
+        subnets = self.subnets(request)
+        data = subnets.ipv4
         swarm_vni = request.generic.get(SWARM_VNI)
         if options.vni is None and swarm_vni is not None:
             if not str(swarm_vni).isdigit():
@@ -38,9 +40,9 @@ class VxlanDriver(SegmentDriver):
             vni = int(swarm_vni)
         else:
             vni = options.vni or generated.generated_vni(self.agent.store, self._generated_key(request.network_id, data.pool))
-        gateway = str(data.gateway.ip) if data.gateway is not None else None
         mtu = request.mtu or self.datapath.default_mtu
-        self.agent.add_network(SegmentNetwork(request.network_id, vni, data.pool, gateway, None, mtu, request.internal))
+        self.agent.add_network(SegmentNetwork(request.network_id, vni, data.pool, subnets.gateway, None, mtu, request.internal,
+                                              subnets.subnet6, subnets.gateway6))
 
     def delete_network(self, network_id: str) -> None:
         network = self.agent.networks.get(network_id)
