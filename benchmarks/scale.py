@@ -320,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                          "processes": args.processes}}
     report["limit"] = scale_report.limiting_figure(rows)
     report["checks_failed"] = scale_report.failed_checks(report)
+    report["before_failures"] = scale_report.before_failures(report)
     os.makedirs(args.out, exist_ok=True)
     text = scale_report.write(report, args.out)
     print(text)

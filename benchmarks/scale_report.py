@@ -84,8 +84,18 @@ def limiting_figure(rows: list[dict]) -> dict | None:
 def failed_checks(report: dict) -> list[str]:
     """Everything that makes the run fail: a table not converged, a record that never reached a host
     with endpoints on its network, an error, an address handed out twice."""
+    return _failures(report["rows"], report["ipam"]["contention"], report["ipam"]["by_fullness"])
+
+
+def before_failures(report: dict) -> list[str]:
+    """What went wrong with the 'before' code: a finding of the comparison, not a failed check."""
+    ipam = report["ipam"]
+    return _failures(report.get("before_rows") or [], ipam.get("contention_before"), {})
+
+
+def _failures(rows: list[dict], contention: dict | None, by_fullness: dict) -> list[str]:
     failed = []
-    for row in report.get("before_rows", []) + report["rows"]:
+    for row in rows:
         for phase in ("loaded_check", "check"):
             if any(row[phase][k] for k in ("missing", "stale", "unconverged_hosts")):
                 failed.append(f"{row['hosts']} hosts ({row.get('design', 'after')}): tables not converged ({phase}: {row[phase]})")
@@ -93,14 +103,13 @@ def failed_checks(report: dict) -> list[str]:
             failed.append(f"{row['hosts']} hosts: {row['unpropagated']} records never reached every interested host")
         if row["error_count"]:
             failed.append(f"{row['hosts']} hosts: {row['error_count']} replacements failed: {row['errors'][:2]}")
-    ipam = report["ipam"]
-    earlier = [("contention before", ipam["contention_before"])] if ipam.get("contention_before") else []
-    for name, result in [("contention", ipam["contention"])] + earlier + [(f"{f:.0%} full", r) for f, r in ipam["by_fullness"].items()]:
+    runs = [("contention", contention)] if contention else []
+    for name, result in runs + [(f"{float(f):.0%} full", r) for f, r in by_fullness.items()]:
         if result["duplicates"]:
             failed.append(f"IPAM {name}: addresses handed out twice: {result['duplicates'][:5]}")
         if result["error_count"]:
             failed.append(f"IPAM {name}: {result['error_count']} allocations failed: {result['errors'][:2]}")
-    if not ipam["contention"]["stored_matches"]:
+    if contention and contention.get("stored_matches") is False:
         failed.append("IPAM contention: the store's address records differ from the addresses handed out")
     return failed
 
@@ -200,7 +209,8 @@ def write(report: dict, out: str) -> str:
                       f"{fmt(limit['projected_at_1000'])} (goal: {limit['goal']}; {fmt(limit['over_goal'])}x the goal)."]
     ipam = report["ipam"]
     c = ipam["contention"]
-    empty, full = ipam["by_fullness"][0.0], ipam["by_fullness"][0.99]
+    fullness = {float(f): r for f, r in ipam["by_fullness"].items()}  # (keys are strings once read from JSON)
+    empty, full = fullness[0.0], fullness[0.99]
     lines += ["", "IPAM, one /16 pool, hosts allocating at once (each the real IPAM driver with its own session):", "",
               "| run | hosts | allocations | allocations/s | p50 (ms) | p99 (ms) | duplicates |", "|---|---|---|---|---|---|---|",
               f"| empty pool | {c['hosts']} | {c['allocations']} | {c['per_s']:.0f} | {c['p50_ms']:.1f} | {c['p99_ms']:.1f} | {len(c['duplicates'])} |",
@@ -213,6 +223,8 @@ def write(report: dict, out: str) -> str:
     failed = report["checks_failed"]
     lines += ["", "Checks: " + ("all passed (every table converged, every record reached every host with endpoints "
                                 "on its network, no address twice)" if not failed else "FAILED: " + "; ".join(failed))]
+    if report.get("before_failures"):
+        lines += ["", "Before's own failures (findings of the comparison, not failed checks): " + "; ".join(report["before_failures"])]
     text = "\n".join(lines) + "\n"
     with open(os.path.join(out, "scale.md"), "w") as f:
         f.write(text)
