@@ -165,7 +165,8 @@ class RecordingDatapath(Datapath):
         self.host_id = agent.host_id
 
     def record_for(self, endpoint: SegmentEndpoint) -> SegmentRecord:
-        return SegmentRecord(self.host_id, self.host_mac, self.vtep, endpoint.ip, endpoint.mac, endpoint.endpoint_id)
+        return SegmentRecord(self.host_id, self.host_mac, self.vtep, endpoint.ip, endpoint.mac, endpoint.endpoint_id,
+                             endpoint.ip6)
 
     def port_options(self, endpoint: SegmentEndpoint) -> dict:
         return {"tag": endpoint.segment} if self.driver == "vlan" else {}
