@@ -16,7 +16,12 @@ host has its endpoints in a few of them. The run:
 3. the IPAM under contention: many hosts allocating from one /16 at once, and a 99% full /16 against
    an empty one (`benchmarks/scale_ipam.py`).
 
-    python -m acsnet.benchmarks.scale [--sizes 10,100,300,1000] [--quick] [--out benchmarks/results]
+With `--before REF`, the sizes of `--before-sizes` and the IPAM's contention run also run the code of
+git ref REF (`benchmarks/scale_before.py`), against the same ensemble in the same run: the report sets
+before and after side by side.
+
+    python -m acsnet.benchmarks.scale [--sizes 10,100,300,1000] [--before main --before-sizes 10,30] [--quick]
+        [--out benchmarks/results]
 
 A size whose first load the previous size projects past `--budget` seconds, or past this machine's
 free memory, is not run; the report says so and why. Writes scale.md, scale.csv, scale.json and a
@@ -37,7 +42,7 @@ import tempfile
 import threading
 import time
 
-from acsnet.benchmarks import scale_ipam, scale_report
+from acsnet.benchmarks import scale_before, scale_ipam, scale_report
 from acsnet.benchmarks.scale_ensemble import Ensemble, capacity, load_fraction
 from acsnet.benchmarks.scale_hosts import Layout, serve
 
@@ -54,10 +59,11 @@ def say(started: float, text: str) -> None:
 class HostProcessClient:
     """The orchestrator's end of one host process: commands answered in order, replacements as they finish."""
 
-    def __init__(self, context, url: str, layout: Layout, indexes: list[int]):
+    def __init__(self, context, url: str, layout: Layout, indexes: list[int], tree: str | None = None):
         self.indexes = indexes
         self.connection, child = context.Pipe()
-        self.process = context.Process(target=serve, args=(url, layout, indexes, child), daemon=True)
+        self.process = context.Process(target=scale_before.run_from, daemon=True,
+                                       args=(tree, serve.__module__, serve.__name__, url, layout, indexes, child))
         self.process.start()
         self.answers: queue.Queue = queue.Queue()
         self.replaced: queue.Queue = queue.Queue()
@@ -119,14 +125,16 @@ def summed(checks: list[dict]) -> dict:
     return {**total, **({"samples": samples} if samples else {})}
 
 
-def run_size(ensemble: Ensemble, sustained: dict, layout: Layout, args, started: float) -> dict:
+def run_size(ensemble: Ensemble, sustained: dict, layout: Layout, args, started: float, tree: str | None = None) -> dict:
+    """One size: with this checkout's code, or with that of `tree` (a "before")."""
     hosts = layout.hosts
-    url = ensemble.url(f"/scale-{hosts}-{os.getpid()}")
+    design = "before" if tree else "after"
+    url = ensemble.url(f"/scale-{hosts}-{design}-{os.getpid()}")
     context = multiprocessing.get_context("spawn")
     count = max(1, min(args.processes, hosts))
-    say(started, f"{hosts} hosts: starting {count} host processes")
-    clients = [HostProcessClient(context, url, layout, list(range(hosts))[p::count]) for p in range(count)]
-    result: dict = {"hosts": hosts, "endpoints": hosts * layout.endpoints_per_host, "processes": count}
+    say(started, f"{hosts} hosts ({design}): starting {count} host processes")
+    clients = [HostProcessClient(context, url, layout, list(range(hosts))[p::count], tree) for p in range(count)]
+    result: dict = {"hosts": hosts, "design": design, "endpoints": hosts * layout.endpoints_per_host, "processes": count}
     try:
         t = time.monotonic()
         on_all(clients, "populate")
@@ -211,11 +219,13 @@ def run_size(ensemble: Ensemble, sustained: dict, layout: Layout, args, started:
             "memory_per_host_mb": sum(memory) / len(memory) / 1e6,
             "cpu_per_host_ms_per_s": sum(cpu) / len(cpu) * 1000,
             "load_cpu_per_host_s": sum(load_cpu) / len(load_cpu),
+            "load_average_1m": os.getloadavg()[0],
             "machine_busy": sum((a["cpu_s"] - b["cpu_s"]) for a, b in zip(counters_after, counters_before)) / churn_s / (os.cpu_count() or 1),
             "flows_computed_per_event": flows / max(len(slots), 1), "programs_per_event": programs / max(len(slots), 1),
             # a replacement changes, on each host with endpoints on that network, the old endpoint's two
-            # flows (its MAC to its VTEP, its ARP answer) for the new one's two
-            "flows_changed_per_event": 4 * interested_hosts,
+            # flows (its MAC to its VTEP, its ARP answer) for the new one's two; on its own host its four
+            # (its port's classifier, its two outputs, its ARP answer) for the new one's four
+            "flows_changed_per_event": 4 * interested_hosts + 8,
         })
         result["recomputed_over_changed"] = result["flows_computed_per_event"] / max(result["flows_changed_per_event"], 1)
         say(started, f"{hosts} hosts: {scale_report.one_line(result)}")
@@ -250,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="how long the churn lasts at each size")
     parser.add_argument("--settle", type=float, default=120.0, help="seconds every table may take to converge")
     parser.add_argument("--budget", type=float, default=900.0, help="seconds a size's first load may be projected to take")
+    parser.add_argument("--before", help="git ref whose code runs the 'before' of each comparison (e.g. main)")
+    parser.add_argument("--before-sizes", default="10,30", help="numbers of hosts the 'before' runs, comma-separated")
     parser.add_argument("--ipam-hosts", type=int, default=1000)
     parser.add_argument("--ipam-per-host", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="tiny sizes and short phases (what the test runs)")
@@ -262,16 +274,25 @@ def main(argv: list[str] | None = None) -> int:
         args.rate, args.seconds, args.settle, args.processes = 5.0, 2.0, 30.0, 2
         args.ipam_hosts, args.ipam_per_host = min(args.ipam_hosts, 20), min(args.ipam_per_host, 2)
     sizes = [int(s) for s in args.sizes.split(",")]
+    before_sizes = [int(s) for s in args.before_sizes.split(",")] if args.before else []
     started = time.monotonic()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the ensemble stops on the way out
     workdir = args.workdir or tempfile.mkdtemp(prefix="acsnet-scale-")
+    tree, before_commit = scale_before.export(args.before, workdir) if args.before else (None, None)
     ensemble = Ensemble(workdir).start()
     try:
         say(started, "ensemble of 3 up; measuring what it sustains")
         sustained = capacity(ensemble, processes=1 if args.quick else 4, seconds=1.0 if args.quick else 8.0)
         say(started, f"sustained: {sustained['reads_per_s']:.0f} reads/s, {sustained['writes_per_s']:.0f} writes/s, "
                      f"{sustained['notifications_per_s']:.0f} notifications/s")
-        rows, skipped = [], []
+        rows, skipped, before_rows = [], [], []
+        for hosts in before_sizes:
+            layout = Layout(hosts, args.endpoints, args.networks, min(args.networks_per_host, args.networks))
+            if before_rows and projected(before_rows[-1], hosts)["load_s"] > args.budget:
+                skipped.append({"hosts": hosts, "design": "before", "why": f"first load projected "
+                                f"{projected(before_rows[-1], hosts)['load_s']:.0f}s > budget {args.budget:.0f}s"})
+                continue
+            before_rows.append(run_size(ensemble, sustained, layout, args, started, tree))
         for hosts in sizes:
             layout = Layout(hosts, args.endpoints, args.networks, min(args.networks_per_host, args.networks))
             if rows:
@@ -282,22 +303,24 @@ def main(argv: list[str] | None = None) -> int:
                 if guess["memory_gb"] > 0.7 * available_memory_gb():
                     reasons.append(f"memory projected {guess['memory_gb']:.1f} GB > 70% of {available_memory_gb():.1f} GB free")
                 if reasons:
-                    skipped.append({"hosts": hosts, "why": "; ".join(reasons), **guess})
+                    skipped.append({"hosts": hosts, "design": "after", "why": "; ".join(reasons), **guess})
                     say(started, f"{hosts} hosts: not run ({skipped[-1]['why']})")
                     continue
             rows.append(run_size(ensemble, sustained, layout, args, started))
         say(started, f"IPAM: {args.ipam_hosts} hosts allocating from one /16 at once")
         ipam = scale_ipam.run(ensemble.url("/scale-ipam"), hosts=args.ipam_hosts, per_host=args.ipam_per_host,
-                              fullness_hosts=min(args.ipam_hosts, 200), processes=2 if args.quick else 4)
+                              fullness_hosts=min(args.ipam_hosts, 200), processes=2 if args.quick else 4, before=tree)
     finally:
         ensemble.stop()
     report = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "sustained": sustained, "rows": rows,
-              "skipped": skipped, "ipam": ipam,
+              "before_rows": before_rows, "before": {"ref": args.before, "commit": before_commit} if args.before else None,
+              "skipped": skipped, "ipam": ipam, "load_average": os.getloadavg(), "cpus": os.cpu_count(),
               "layout": {"endpoints_per_host": args.endpoints, "networks": args.networks,
                          "networks_per_host": args.networks_per_host, "rate": args.rate, "seconds": args.seconds,
                          "processes": args.processes}}
     report["limit"] = scale_report.limiting_figure(rows)
     report["checks_failed"] = scale_report.failed_checks(report)
+    report["before_failures"] = scale_report.before_failures(report)
     os.makedirs(args.out, exist_ok=True)
     text = scale_report.write(report, args.out)
     print(text)

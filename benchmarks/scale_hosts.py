@@ -24,7 +24,7 @@ from acsnet.plugins.segments.datapath import HostView
 from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork, SegmentRecord
 from acsnet.plugins.segments.ports import DRIVER_ID, ENDPOINT_ID
 from acsnet.plugins.segments.recording import RecordedSwitch, RecordingBridge, RecordingDatapath
-from acsnet.plugins.vxlan.agent import vxlan_table
+from acsnet.plugins.vxlan.agent import vxlan_record_flows, vxlan_table
 from acsnet.store.zookeeper import ZooKeeperStore
 
 DRIVER = "vxlan"
@@ -107,13 +107,22 @@ class Tally:
 
 
 class SimulatedDatapath(RecordingDatapath):
-    """The recording stand-in for OVS with the vxlan driver's real flow table, counting the flows each
-    program computes and noting when another host's record reached this host's table (the agent
-    announces a record that arrived once its flows are installed)."""
+    """The recording stand-in for OVS with the vxlan driver's real flow table (changed record by record,
+    as the vxlan driver does on OVS), counting the flows each program or change computes and noting
+    when another host's record reached this host's table (the agent announces a record that arrived
+    once its flows are installed)."""
 
     def __init__(self, tally: Tally, switch: RecordedSwitch, *, host_mac: str, vtep: str):
-        super().__init__(DRIVER, switch, host_mac=host_mac, vtep=vtep, table=vxlan_table)
+        super().__init__(DRIVER, switch, host_mac=host_mac, vtep=vtep, table=vxlan_table, record_flows=vxlan_record_flows)
         self.tally = tally
+
+    def program_change(self, change, view=None) -> bool:
+        done = super().program_change(change, view)
+        if done:
+            with self.tally.lock:
+                self.tally.programs += 1
+                self.tally.flows += self.record_flows.computed
+        return done
 
     def program(self, view: HostView) -> list[str]:
         flows = super().program(view)

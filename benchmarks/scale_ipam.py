@@ -15,6 +15,7 @@ import time
 import netaddr
 
 from acsnet.benchmarks.ipam_bench import fill_pool
+from acsnet.benchmarks.scale_before import run_from
 from acsnet.ipam.driver import AcsnetIpam
 from acsnet.ipam.state import AddressRecords
 from acsnet.plugins.protocol import AddressRequest, PoolRequest
@@ -70,14 +71,16 @@ def _hosts_process(url: str, pool_id: str, hosts: list[str], per_host: int, star
     results.put((granted, errors, finished))
 
 
-def contend(url: str, pool_id: str, *, hosts: int, per_host: int, processes: int) -> dict:
-    """`hosts` hosts in `processes` processes allocate `per_host` addresses each from one pool at once."""
+def contend(url: str, pool_id: str, *, hosts: int, per_host: int, processes: int, tree: str | None = None) -> dict:
+    """`hosts` hosts in `processes` processes allocate `per_host` addresses each from one pool at once
+    (with the IPAM of the checkout `tree`, if given: see scale_before)."""
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     names = [f"ipam-host-{i:04d}" for i in range(hosts)]
     # Every host has its session before the clock starts: connecting 1,000 sessions is not allocating.
-    start_at = time.time() + 10 + hosts * 0.01
-    workers = [context.Process(target=_hosts_process, args=(url, pool_id, names[p::processes], per_host, start_at, results))
+    start_at = time.time() + 2 + hosts * 0.02
+    workers = [context.Process(target=run_from, args=(tree, __name__, "_hosts_process", url, pool_id, names[p::processes],
+                                                      per_host, start_at, results))
                for p in range(processes)]
     for worker in workers:
         worker.start()
@@ -113,8 +116,13 @@ def stored_addresses(url: str, pool_id: str) -> list[str]:
         store.close()
 
 
-def run(url: str, *, hosts: int, per_host: int, fullness_hosts: int, processes: int) -> dict:
-    """The contention run on an empty /16, then the same smaller run on an empty and a 99% full /16."""
+def run(url: str, *, hosts: int, per_host: int, fullness_hosts: int, processes: int, before: str | None = None) -> dict:
+    """The contention run on an empty /16 (and with the IPAM of the checkout `before`, if given), then the
+    same smaller run on an empty and a 99% full /16."""
+    earlier = None
+    if before is not None:
+        earlier = contend(url, new_pool(url), hosts=hosts, per_host=per_host, processes=processes, tree=before)
+        earlier.pop("addresses")
     pool_id = new_pool(url)
     at_scale = contend(url, pool_id, hosts=hosts, per_host=per_host, processes=processes)
     # What the store holds agrees: one record per address handed out, none twice.
@@ -129,5 +137,5 @@ def run(url: str, *, hosts: int, per_host: int, fullness_hosts: int, processes: 
         result = contend(url, pool, hosts=fullness_hosts, per_host=1, processes=processes)
         result.pop("addresses")
         by_fullness[fraction] = result
-    return {"contention": at_scale, "by_fullness": by_fullness,
+    return {"contention": at_scale, "contention_before": earlier, "by_fullness": by_fullness,
             "full_over_empty_p50": by_fullness[0.99]["p50_ms"] / max(by_fullness[0.0]["p50_ms"], 1e-9)}

@@ -25,10 +25,13 @@ GOAL_HOSTS = 1000
 COLUMNS = ["hosts", "endpoints", "load_s", "propagation_p50_s", "propagation_p99_s", "zk_requests_per_s", "zk_writes_per_s",
            "zk_notifications_per_s", "zk_load_fraction", "zk_watches", "zk_znodes", "memory_per_host_mb",
            "cpu_per_host_ms_per_s", "flows_computed_per_event", "flows_changed_per_event", "recomputed_over_changed",
-           "events_per_s", "machine_busy"]
+           "events_per_s", "machine_busy", "load_average_1m"]
 HEADERS = ["hosts", "endpoints", "first load (s)", "prop. p50 (s)", "prop. p99 (s)", "ZK req/s", "ZK writes/s",
            "ZK notif./s", "ZK load", "ZK watches", "ZK znodes", "mem/host (MB)", "CPU/host (ms/s)",
-           "flows computed/event", "flows changed/event", "computed/changed", "events/s", "machine busy"]
+           "flows computed/event", "flows changed/event", "computed/changed", "events/s", "machine busy", "load avg (1 min)"]
+# before/after side by side: the figures the designs differ in
+COMPARED = ["load_s", "propagation_p50_s", "propagation_p99_s", "zk_requests_per_s", "zk_watches", "memory_per_host_mb",
+            "cpu_per_host_ms_per_s", "flows_computed_per_event", "recomputed_over_changed"]
 
 
 def fmt(value) -> str:
@@ -81,27 +84,37 @@ def limiting_figure(rows: list[dict]) -> dict | None:
 def failed_checks(report: dict) -> list[str]:
     """Everything that makes the run fail: a table not converged, a record that never reached a host
     with endpoints on its network, an error, an address handed out twice."""
+    return _failures(report["rows"], report["ipam"]["contention"], report["ipam"]["by_fullness"])
+
+
+def before_failures(report: dict) -> list[str]:
+    """What went wrong with the 'before' code: a finding of the comparison, not a failed check."""
+    ipam = report["ipam"]
+    return _failures(report.get("before_rows") or [], ipam.get("contention_before"), {})
+
+
+def _failures(rows: list[dict], contention: dict | None, by_fullness: dict) -> list[str]:
     failed = []
-    for row in report["rows"]:
+    for row in rows:
         for phase in ("loaded_check", "check"):
             if any(row[phase][k] for k in ("missing", "stale", "unconverged_hosts")):
-                failed.append(f"{row['hosts']} hosts: tables not converged ({phase}: {row[phase]})")
+                failed.append(f"{row['hosts']} hosts ({row.get('design', 'after')}): tables not converged ({phase}: {row[phase]})")
         if row["unpropagated"]:
             failed.append(f"{row['hosts']} hosts: {row['unpropagated']} records never reached every interested host")
         if row["error_count"]:
             failed.append(f"{row['hosts']} hosts: {row['error_count']} replacements failed: {row['errors'][:2]}")
-    ipam = report["ipam"]
-    for name, result in [("contention", ipam["contention"])] + [(f"{f:.0%} full", r) for f, r in ipam["by_fullness"].items()]:
+    runs = [("contention", contention)] if contention else []
+    for name, result in runs + [(f"{float(f):.0%} full", r) for f, r in by_fullness.items()]:
         if result["duplicates"]:
             failed.append(f"IPAM {name}: addresses handed out twice: {result['duplicates'][:5]}")
         if result["error_count"]:
             failed.append(f"IPAM {name}: {result['error_count']} allocations failed: {result['errors'][:2]}")
-    if not ipam["contention"]["stored_matches"]:
+    if contention and contention.get("stored_matches") is False:
         failed.append("IPAM contention: the store's address records differ from the addresses handed out")
     return failed
 
 
-def chart(rows: list[dict], key: str, path: str) -> None:
+def chart(rows: list[dict], key: str, path: str, before: list[dict] = ()) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -111,7 +124,10 @@ def chart(rows: list[dict], key: str, path: str) -> None:
     points = [(r["hosts"], r[key]) for r in rows if r.get(key) is not None]
     fig, ax = plt.subplots(figsize=(5, 3.4))
     if points:
-        ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label="measured")
+        ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label="after (measured)" if before else "measured")
+    earlier = [(r["hosts"], r[key]) for r in before if r.get(key) is not None]
+    if earlier:
+        ax.plot([p[0] for p in earlier], [p[1] for p in earlier], "s--", color="gray", label="before (measured)")
     if goal is not None:
         ax.axhline(goal, color="red", linestyle="--", label=f"goal at {GOAL_HOSTS:,} hosts: {says}")
     ax.set_xscale("log")
@@ -125,6 +141,14 @@ def chart(rows: list[dict], key: str, path: str) -> None:
     plt.close(fig)
 
 
+def machine_line(report: dict, rows: list[dict]) -> str:
+    loads = [r["load_average_1m"] for r in rows if r.get("load_average_1m") is not None]
+    busiest = f"{max(loads):.1f}" if loads else "-"
+    return (f"The machine was loaded: {report.get('cpus', '?')} cores shared with other work (load average up to "
+            f"{busiest} during the sizes' churn; the 'machine busy' column is this benchmark's own share). Times "
+            f"here are upper bounds for a quiet machine.")
+
+
 def write(report: dict, out: str) -> str:
     """Write scale.md, scale.csv and the charts to `out`; answer the markdown."""
     rows = report["rows"]
@@ -133,8 +157,9 @@ def write(report: dict, out: str) -> str:
         writer.writerow(COLUMNS)
         for row in rows:
             writer.writerow([row.get(c) for c in COLUMNS])
+    before_rows = report.get("before_rows") or []
     for key in FIGURES:
-        chart(rows, key, os.path.join(out, f"scale-{key.replace('_', '-')}.png"))
+        chart(rows, key, os.path.join(out, f"scale-{key.replace('_', '-')}.png"), before_rows)
     s = report["sustained"]
     layout = report["layout"]
     lines = [f"# Scale, by simulation ({report['when']})", "",
@@ -145,11 +170,38 @@ def write(report: dict, out: str) -> str:
              f"networks (every network on every host); {layout['rate']:g} container replacements/s for {layout['seconds']:g} s.",
              "", f"The ensemble sustains here: {s['reads_per_s']:.0f} reads/s, {s['writes_per_s']:.0f} writes/s, "
              f"{s['notifications_per_s']:.0f} watch notifications/s (each alone, {s['processes']} client processes).", "",
-             "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+             machine_line(report, rows + before_rows), ""]
+    before = report.get("before")
+    if before_rows:
+        lines += [f"Before is git ref `{before['ref']}` (commit {before['commit'][:12]}): every host watches every segment "
+                  f"and recomputes its whole flow table on each event, reading records one by one; after is this "
+                  f"tree: a host watches the segments it has endpoints in, reads a burst of records in one batch "
+                  f"and changes only the flows of what changed. Both ran in this run, on the same ensemble.", "",
+                  "| hosts | figure | before | after | after/before |", "|---|---|---|---|---|"]
+        after_by_hosts = {r["hosts"]: r for r in rows}
+        for old in before_rows:
+            new = after_by_hosts.get(old["hosts"])
+            if new is None:
+                continue
+            for key in COMPARED:
+                a, b = old.get(key), new.get(key)
+                ratio = fmt(b / a) if a and b is not None else "-"
+                lines.append(f"| {old['hosts']} | {HEADERS[COLUMNS.index(key)]} | {fmt(a)} | {fmt(b)} | {ratio} |")
+        lines += [""]
+    lines += [("After (this tree):" if before_rows else "Every size:"), "",
+              "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     for row in rows:
         lines.append("| " + " | ".join(fmt(row.get(c)) for c in COLUMNS) + " |")
     for skip in report["skipped"]:
-        lines.append(f"| {skip['hosts']} | not run: {skip['why']} |" + " |" * (len(HEADERS) - 2))
+        if skip.get("design", "after") == "after":
+            lines.append(f"| {skip['hosts']} | not run: {skip['why']} |" + " |" * (len(HEADERS) - 2))
+    if before_rows:
+        lines += ["", f"Before (`{before['ref']}`):", "", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+        for row in before_rows:
+            lines.append("| " + " | ".join(fmt(row.get(c)) for c in COLUMNS) + " |")
+        for skip in report["skipped"]:
+            if skip.get("design") == "before":
+                lines.append(f"| {skip['hosts']} | not run: {skip['why']} |" + " |" * (len(HEADERS) - 2))
     limit = report["limit"]
     if limit:
         lines += ["", f"**Limits growth: {limit['label']}** — {fmt(limit['at_largest'])} at {limit['largest_run']} hosts, "
@@ -157,16 +209,22 @@ def write(report: dict, out: str) -> str:
                       f"{fmt(limit['projected_at_1000'])} (goal: {limit['goal']}; {fmt(limit['over_goal'])}x the goal)."]
     ipam = report["ipam"]
     c = ipam["contention"]
-    empty, full = ipam["by_fullness"][0.0], ipam["by_fullness"][0.99]
+    fullness = {float(f): r for f, r in ipam["by_fullness"].items()}  # (keys are strings once read from JSON)
+    empty, full = fullness[0.0], fullness[0.99]
     lines += ["", "IPAM, one /16 pool, hosts allocating at once (each the real IPAM driver with its own session):", "",
               "| run | hosts | allocations | allocations/s | p50 (ms) | p99 (ms) | duplicates |", "|---|---|---|---|---|---|---|",
               f"| empty pool | {c['hosts']} | {c['allocations']} | {c['per_s']:.0f} | {c['p50_ms']:.1f} | {c['p99_ms']:.1f} | {len(c['duplicates'])} |",
+              *([f"| empty pool, before (`{before['ref']}`: every host retries on the lowest chunk) | {b['hosts']} | "
+                 f"{b['allocations']} | {b['per_s']:.0f} | {b['p50_ms']:.1f} | {b['p99_ms']:.1f} | {len(b['duplicates'])} |"]
+                if (b := ipam.get("contention_before")) else []),
               f"| empty /16 | {empty['hosts']} | {empty['allocations']} | {empty['per_s']:.0f} | {empty['p50_ms']:.1f} | {empty['p99_ms']:.1f} | {len(empty['duplicates'])} |",
               f"| 99% full /16 | {full['hosts']} | {full['allocations']} | {full['per_s']:.0f} | {full['p50_ms']:.1f} | {full['p99_ms']:.1f} | {len(full['duplicates'])} |",
               "", f"99% full over empty, p50: {ipam['full_over_empty_p50']:.2f}x."]
     failed = report["checks_failed"]
     lines += ["", "Checks: " + ("all passed (every table converged, every record reached every host with endpoints "
                                 "on its network, no address twice)" if not failed else "FAILED: " + "; ".join(failed))]
+    if report.get("before_failures"):
+        lines += ["", "Before's own failures (findings of the comparison, not failed checks): " + "; ".join(report["before_failures"])]
     text = "\n".join(lines) + "\n"
     with open(os.path.join(out, "scale.md"), "w") as f:
         f.write(text)

@@ -4,7 +4,10 @@ An allocation is one atomic store commit that sets the address's bit in its chun
 its address record, so a crash can never leave one without the other, and two hosts racing for the
 same address cannot both win: the loser's commit fails its version check and it tries again. The
 summary of full chunks changes only when a chunk fills or stops being full, so racing allocations
-rarely touch the same node. No lock is taken on this path.
+rarely touch the same node. A host that loses a race for a chunk moves to another open one, picked at
+random, and stays there until it fills: hosts allocating at once spread over the pool's chunks instead
+of all retrying on its lowest (one host alone always takes the lowest free address). No lock is taken
+on this path.
 
 Policy (may this host take an address that has a record? what does releasing leave behind?) is not
 decided here: callers pass a function that sees the existing record and answers.
@@ -38,6 +41,7 @@ class PoolCache:
     def __init__(self):
         self.summary: tuple[set[int], int] | None = None
         self.chunks: dict[int, tuple[int, int | None]] = {}  # chunk -> (bitmap, version; None if absent)
+        self.home: int | None = None  # the chunk this host moved to after losing a race (kept by `forget`)
 
     def forget(self) -> None:
         self.summary = None
@@ -143,11 +147,13 @@ class PoolAllocator:
     # -- operations ------------------------------------------------------------------------------
 
     def allocate_next(self, record: AddressRecord) -> netaddr.IPAddress:
-        """The lowest free address of the allocation range, recorded as `record`."""
+        """The lowest free address of the allocation range (of this host's chunk once it lost a race: see
+        above), recorded as `record`."""
 
         def attempt():
             full, summary_version = self._summary()
-            chunk = chunks.first_open_chunk(self.span, full)
+            chunk = self.cache.home if self.cache.home is not None and self.cache.home not in full else \
+                chunks.first_open_chunk(self.span, full)
             if chunk is None:
                 # A cached summary may be behind another host's releases: believe only a fresh one.
                 full, summary_version = self._summary(fresh=True)
@@ -159,8 +165,12 @@ class PoolAllocator:
             if bit is None:  # the summary was behind: record the chunk as full and look again
                 self._commit(self._summary_update(chunk, bitmap, full, summary_version), chunk, bitmap)
                 self.cache.forget()
+                self.cache.home = None
                 return _CONFLICT
-            return self._take(chunk, version, bitmap, bit, full, summary_version, record)
+            taken = self._take(chunk, version, bitmap, bit, full, summary_version, record)
+            if taken is _CONFLICT:
+                self._move_home(chunk, full)
+            return taken
 
         return self._until_committed(attempt)
 
@@ -178,6 +188,12 @@ class PoolAllocator:
             return self.address_at(offset)
         self._repair_unmarked(offset)
         return _CONFLICT
+
+    def _move_home(self, lost: int, full: set[int]) -> None:
+        """Another host won `lost`: take the next addresses from another open chunk of the range."""
+        others = [c for c in range(chunks.chunk_of(self.span.first), chunks.chunk_of(self.span.last) + 1)
+                  if c != lost and c not in full]
+        self.cache.home = random.choice(others) if others else None
 
     def allocate_within(self, record: AddressRecord, part: netaddr.IPNetwork) -> netaddr.IPAddress:
         """The lowest free address of a part of the pool (a vpc host's subnet, less its first address,

@@ -80,6 +80,27 @@ class FlowTable:
         replace_flows(self.bridge, self.cookie, flows, timeout=self.timeout)
         self._installed = desired
 
+    def change(self, flows: list[str], deleted: list[str]) -> bool:
+        """Add or replace `flows` and delete the flows of the identities `deleted`, the rest of the table
+        as installed: one `add-flows`. False, nothing done, if the installed table is not known or the
+        change is refused (the next `install` is then whole)."""
+        installed, self._installed = self._installed, None
+        if installed is None:
+            return False
+        changes = flows + [f"delete_strict cookie={self.cookie}/-1,{key}" for key in deleted]
+        try:
+            if changes:
+                run(["ovs-ofctl", "add-flows", self.bridge, "-"], input_text="\n".join(changes) + "\n", timeout=self.timeout)
+        except DatapathError as e:
+            log.info("bridge=%s flow change refused (%s); the next install is whole", self.bridge, e.message)
+            return False
+        for flow in flows:
+            installed[flow_identity(flow)] = flow
+        for key in deleted:
+            installed.pop(key, None)
+        self._installed = installed
+        return True
+
     def check(self) -> bool:
         """False if the switch no longer holds as many flows of the cookie as were installed (someone
         removed some, or ovs-vswitchd restarted empty): the next install is then whole. A flow changed

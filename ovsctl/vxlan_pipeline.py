@@ -114,16 +114,28 @@ def vxlan_flows(dp: VxlanDatapath) -> list[str]:
             answered.add((p.vni, p.ip6))
     forwarded = {(p.vni, p.mac) for p in dp.local}
     for r in dp.remote:
+        forward, answer, *solicited = vxlan_route_flows(dp.tunnel, r)
         if (r.vni, r.mac) not in forwarded:  # a local endpoint wins over a stale remote record
             forwarded.add((r.vni, r.mac))
-            flows.append(_flow(FROM_CONTAINER, 100, f"reg1={r.vni},dl_dst={r.mac}",
-                               f"set_field:{r.vni}->tun_id,set_field:{r.vtep}->tun_dst,output:{dp.tunnel}"))
+            flows.append(forward)
         if (r.vni, r.ip) not in answered:
             answered.add((r.vni, r.ip))
-            flows.append(_flow(ARP_RESPONDER, 100, f"arp,reg1={r.vni},arp_tpa={r.ip}", arp_reply_actions(r.mac, r.ip)))
-        if r.ip6 and (r.vni, r.ip6) not in answered:
+            flows.append(answer)
+        if solicited and (r.vni, r.ip6) not in answered:
             answered.add((r.vni, r.ip6))
-            flows.append(_nd_answer(r.vni, r.ip6, r.mac))
+            flows.append(solicited[0])
+    return flows
+
+
+def vxlan_route_flows(tunnel: str, r: VxlanRoute) -> list[str]:
+    """A remote container's flows: its MAC through the tunnel to its VTEP, the answer to ARP for its
+    address and, on a dual-stack network, to a solicitation for its IPv6 address (where a local
+    endpoint or router has the same MAC or address, theirs win)."""
+    flows = [_flow(FROM_CONTAINER, 100, f"reg1={r.vni},dl_dst={r.mac}",
+                   f"set_field:{r.vni}->tun_id,set_field:{r.vtep}->tun_dst,output:{tunnel}"),
+             _flow(ARP_RESPONDER, 100, f"arp,reg1={r.vni},arp_tpa={r.ip}", arp_reply_actions(r.mac, r.ip))]
+    if r.ip6:
+        flows.append(_nd_answer(r.vni, r.ip6, r.mac))
     return flows
 
 

@@ -17,7 +17,7 @@ from acsnet.plugins.segments.agent import SegmentAgent
 from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork
 from acsnet.plugins.segments.ports import DRIVER_ID, ENDPOINT_ID
 from acsnet.plugins.segments.recording import RecordedSwitch, RecordingDatapath
-from acsnet.plugins.vxlan.agent import vxlan_table
+from acsnet.plugins.vxlan.agent import vxlan_record_flows, vxlan_table
 from acsnet.store import open_store
 
 VNI = 4242
@@ -86,6 +86,7 @@ def test_an_endpoint_added_on_one_host_shows_in_another_hosts_recorded_table_and
     h1, h2 = cluster.start("h1"), cluster.start("h2")
     add_network(h1)
     add_network(h2)
+    h2.add_endpoint(endpoint(9))  # h2 follows the segment from its first endpoint on it
     first = endpoint(1)
     h1.add_endpoint(first)
     assert f"local segment={VNI} ip=10.42.0.1 mac={first.mac} port={first.host_port}" in cluster.switches["h1"].flows
@@ -118,6 +119,7 @@ def test_a_dead_hosts_routes_are_withdrawn_and_come_back_with_it(cluster):
     h1, h2 = cluster.start("h1"), cluster.start("h2")
     add_network(h1)
     add_network(h2)
+    h2.add_endpoint(endpoint(9))
     h1.add_endpoint(endpoint(1))
     remote = "remote segment=4242 ip=10.42.0.1"
     wait_for(lambda: any(f.startswith(remote) for f in cluster.switches["h2"].flows), what="h1's route on h2")
@@ -189,6 +191,7 @@ def test_the_recorded_table_can_be_a_drivers_real_flows(embedded_url):
         h1, h2 = cluster.start("h1"), cluster.start("h2")
         add_network(h1)
         add_network(h2)
+        h2.add_endpoint(endpoint(9))
         h1.add_endpoint(endpoint(1))
         # h2 sends h1's container's MAC through the tunnel to h1's VTEP, and answers ARP for its address
         tunnel = (f"cookie=0xac6,table=10,priority=100,reg1={VNI},dl_dst={endpoint(1).mac},"
@@ -206,6 +209,7 @@ def test_a_global_network_is_taken_at_its_first_endpoint_elsewhere_and_dropped_w
     add_network(h1)  # dockerd sends CreateNetwork of a global network to one host only
     assert NETWORK_ID not in h2.networks
     assert h2.network(NETWORK_ID).segment == VNI  # its first endpoint there asks for it
+    h1.add_endpoint(endpoint(8))
     h2.add_endpoint(endpoint(7))
     wait_for(lambda: any(f.startswith("remote segment=4242 ip=10.42.0.7") for f in cluster.switches["h1"].flows),
              what="h2's endpoint on h1")
@@ -225,12 +229,67 @@ def test_a_swarm_network_is_each_hosts_own_copy_and_one_host_deleting_it_leaves_
     assert state.read_global_network(cluster.stores["h1"], LAYOUTS["vxlan"], NETWORK_ID) is None
     first = endpoint(1)
     h1.add_endpoint(first)
+    h2.add_endpoint(endpoint(2))  # a host hears of a segment's records once it has an endpoint there
     remote = f"remote segment={VNI} ip=10.42.0.1 mac={first.mac} host=h1 vtep=192.0.2.1"
     wait_for(lambda: remote in cluster.switches["h2"].flows, what="h1's endpoint in h2's table")
 
-    h2.remove_network(NETWORK_ID)  # its last task left
+    h2.remove_endpoint(endpoint(2).endpoint_id)  # its last task left
+    h2.remove_network(NETWORK_ID)
     h1.wake()
     time.sleep(0.5)
     assert NETWORK_ID in h1.networks and first.endpoint_id in h1.endpoints
     assert f"local segment={VNI} ip=10.42.0.1 mac={first.mac} port={first.host_port}" in cluster.switches["h1"].flows
     assert state.read_host_networks(cluster.stores["h1"], LAYOUTS["vxlan"], "h1")[NETWORK_ID].swarm
+
+
+def remote_lines(switch: RecordedSwitch) -> list[str]:
+    return [f for f in switch.flows if f.startswith("remote")]
+
+
+def test_a_host_without_endpoints_on_a_segment_hears_nothing_of_it_and_catches_up_at_its_first(cluster):
+    h1, h2 = cluster.start("h1"), cluster.start("h2")
+    add_network(h1)
+    add_network(h2)  # the network exists on h2, but no container of h2 is on it
+    installs = cluster.switches["h2"].installs
+    h1.add_endpoint(endpoint(1))
+    h1.add_endpoint(endpoint(2))
+    time.sleep(1.0)  # several of the embedded store's watch polls
+    assert h2.remote.watched == set() and remote_lines(cluster.switches["h2"]) == []
+    assert cluster.switches["h2"].installs == installs and cluster.switches["h2"].changes == 0, "h2 was told"
+
+    h2.add_endpoint(endpoint(3))  # its first endpoint there: the records already there are in its flows at once
+    assert remote_lines(cluster.switches["h2"]) == [f"remote segment={VNI} ip=10.42.0.{n} mac={endpoint(n).mac} host=h1 "
+                                                    f"vtep=192.0.2.1" for n in (1, 2)]
+    h1.add_endpoint(endpoint(4))
+    wait_for(lambda: len(remote_lines(cluster.switches["h2"])) == 3, what="h1's next endpoint on h2")
+
+    h2.remove_endpoint(endpoint(3).endpoint_id)  # its last: the segment's flows and watch go
+    assert h2.remote.watched == set() and remote_lines(cluster.switches["h2"]) == []
+    installs = cluster.switches["h2"].installs
+    h1.add_endpoint(endpoint(5))
+    time.sleep(1.0)
+    assert cluster.switches["h2"].installs == installs and remote_lines(cluster.switches["h2"]) == []
+
+
+def test_an_endpoint_here_or_on_another_host_changes_only_its_own_flows_and_the_table_stays_the_whole_one(embedded_url):
+    cluster = Cluster(embedded_url, table=vxlan_table, record_flows=vxlan_record_flows)
+    try:
+        h1, h2 = cluster.start("h1"), cluster.start("h2")
+        add_network(h1)
+        add_network(h2)
+        h2.add_endpoint(endpoint(9))
+        switch = cluster.switches["h2"]
+        installs = switch.installs
+        for n in (1, 2, 3):
+            h1.add_endpoint(endpoint(n))
+        h1.remove_endpoint(endpoint(2).endpoint_id)
+        h2.add_endpoint(endpoint(8))  # h2's own second endpoint: its own flows change, not the whole table
+        wanted = {f"arp_tpa=10.42.0.{n}," for n in (1, 3)}
+        wait_for(lambda: {w for w in wanted for f in switch.flows if w in f} == wanted
+                 and not any("arp_tpa=10.42.0.2," in f for f in switch.flows), what="h1's endpoints on h2")
+        h2.reconcile()  # the periodic check, the flows intact: this host's own flows again, not every record's
+        assert switch.installs == installs and switch.changes >= 2, "each endpoint changed its flows, not the whole table"
+        with h2.lock:
+            assert sorted(switch.flows) == sorted(vxlan_table(h2.view()))
+    finally:
+        cluster.close()

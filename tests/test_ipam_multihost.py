@@ -113,3 +113,32 @@ def test_pinned_address_taken_over_only_when_the_holder_is_gone(plugins, zk_url,
         assert status == 409, reply
         time.sleep(0.25)
     assert (status, reply) == (200, {"Address": "192.0.2.110/24", "Data": {}})
+
+
+def test_a_host_that_loses_a_race_for_a_chunk_moves_to_another_and_one_alone_takes_the_lowest(zk_url):
+    """Two hosts (the real IPAM driver, each its own session) on one /16 (16 chunks of 4,096): the one
+    whose cached chunk moved on under it takes its next addresses from another open chunk; the other,
+    alone on the lowest chunk, keeps taking the lowest free address. No address twice."""
+    import netaddr
+
+    from acsnet.ipam.driver import AcsnetIpam
+    from acsnet.plugins.protocol import AddressRequest, PoolRequest
+
+    stores = [open_store(zk_url, timeout=10.0) for _ in range(2)]
+    try:
+        h1, h2 = (AcsnetIpam(store, host, timeout=10.0) for store, host in zip(stores, ("h1", "h2")))
+        pool_id = h1.request_pool(PoolRequest("acsnet-global", netaddr.IPNetwork("100.64.0.0/16"), None, {}, False)).pool_id
+
+        def take(driver, n: int) -> netaddr.IPAddress:
+            mac = f"02:42:00:00:{n // 256:02x}:{n % 256:02x}"
+            return driver.request_address(AddressRequest(pool_id, None, {AddressRequest.MAC_OPTION: mac})).address
+
+        assert str(take(h1, 1)) == "100.64.0.1"  # alone: the lowest
+        assert str(take(h2, 2)) == "100.64.0.2"
+        moved = take(h1, 3)  # h1's cached chunk 0 changed under it: its commit lost, and it moved
+        assert int(moved) - int(netaddr.IPAddress("100.64.0.0")) >= 4096, f"{moved} is still in the contested chunk"
+        assert int(take(h1, 4)) == int(moved) + 1, "it stays in the chunk it moved to"
+        assert str(take(h2, 5)) == "100.64.0.3", "the other host keeps the lowest free address"
+    finally:
+        for store in stores:
+            store.close()

@@ -32,6 +32,15 @@ def test_create_if_absent_and_versions(store):
     assert store.get("/missing") is None
 
 
+def test_get_many_reads_each_path_in_order_and_none_for_an_absent_one(store):
+    store.create("/t/many/a", b"1")
+    store.create("/t/many/b", b"2")
+    store.compare_and_set("/t/many/b", b"3", 0)
+    found = store.get_many(["/t/many/b", "/t/many/gone", "/t/many/a"])
+    assert [(v.value, v.version) if v else None for v in found] == [(b"3", 1), None, (b"1", 0)]
+    assert store.get_many([]) == []
+
+
 def test_compare_and_set(store):
     store.create("/k", b"v0")
     assert store.compare_and_set("/k", b"v1", 0) is True

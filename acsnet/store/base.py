@@ -112,6 +112,11 @@ class Store(abc.ABC):
     def get(self, path: str) -> Versioned | None:
         """The node's value and version, or None if it does not exist."""
 
+    def get_many(self, paths: Sequence[str]) -> list[Versioned | None]:
+        """`get` of each path, in order: a store that can sends them as one batch (a burst of watch
+        events is read in one round trip, not one per record)."""
+        return [self.get(path) for path in paths]
+
     @abc.abstractmethod
     def compare_and_set(self, path: str, value: bytes, version: int) -> bool:
         """Replace the value if the node still has `version`. False if it moved on or is gone."""

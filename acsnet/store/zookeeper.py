@@ -239,6 +239,20 @@ class ZooKeeperStore(Store):
             return None
         return Versioned(value or b"", stat.version)
 
+    def get_many(self, paths: Sequence[str]) -> list[Versioned | None]:
+        """Every read sent before the first answer is awaited: kazoo pipelines them on the session."""
+        self._require_connection()
+        pending = [self._client.get_async(path) for path in paths]
+        found: list[Versioned | None] = []
+        for async_result in pending:
+            try:
+                value, stat = self._wait(async_result, 'get')
+            except NoNodeError:
+                found.append(None)
+                continue
+            found.append(Versioned(value or b"", stat.version))
+        return found
+
     def compare_and_set(self, path: str, value: bytes, version: int) -> bool:
         self._require_connection()
         try:

@@ -2,10 +2,12 @@
 watches, its endpoints' ports and the flow table of its bridge. What the driver's datapath needs is
 its `Datapath` object's (`acsnet.plugins.segments.datapath`); the agent is the same for every driver.
 
-Desired state lives in the store (this host's networks and endpoints, and every host's segment
-records); OVS is programmed from it. Reconcile is the normal path: `sync` hands the whole state to the
-datapath, which installs it atomically, whether one endpoint changed, a watch fired on another host's
-change, or the plugin just restarted. A worker thread (`worker`) handles watch events, removes endpoints
+Desired state lives in the store (this host's networks and endpoints, and the segment records of
+every host on the segments this host has endpoints in); OVS is programmed from it. Reconcile is the
+normal path: `sync` hands the whole state to the datapath, which installs it atomically, whether one
+endpoint changed or the plugin just restarted. Where the datapath can (`Datapath.program_change`), an
+endpoint of this host changes only the flows of this host's own state, and another host's record that
+came or went only its own: work in proportion to the change, not to every endpoint of the segments. A worker thread (`worker`) handles watch events, removes endpoints
 dockerd orphaned, runs the datapath's own work and re-syncs periodically (repairing flows someone
 removed); request handlers never wait on it, except for the flows of their own change.
 
@@ -110,7 +112,7 @@ class SegmentAgent:
             self.endpoints.update(state.read_host_endpoints(self.store, self.layout, self.host_id))
             self.datapath.load()
             self._reconcile_ports()
-            for number in {n.segment for n in self.networks.values()}:
+            for number in {e.segment for e in self.endpoints.values()}:
                 self.remote.watch(number, collect_arrivals=False)
             if self.cluster is not None:
                 self.cluster.watch_networks()
@@ -208,7 +210,6 @@ class SegmentAgent:
                 state.write_global_network(self.store, self.layout, network)
             self.networks[network.network_id] = network
             try:
-                self.remote.watch(network.segment, collect_arrivals=self._loaded)
                 self.sync()
             except BaseException:
                 if previous is None:  # a failed CreateNetwork leaves no network behind (dockerd never deletes it)
@@ -261,7 +262,10 @@ class SegmentAgent:
             try:
                 self._attach(endpoint, create_veth=True)
                 self.endpoints[endpoint.endpoint_id] = endpoint
-                self.sync()
+                # the segment's first endpoint here: the other hosts' records on it, read now, are in
+                # the flows this request waits for
+                self.remote.watch(endpoint.segment, collect_arrivals=False)
+                self.sync(whole=False)
             except BaseException:
                 try:
                     self._forget_endpoint(endpoint)  # nothing half-made stays behind
@@ -323,7 +327,7 @@ class SegmentAgent:
             if endpoint is None:
                 return  # already gone: idempotent
             self._forget_endpoint(endpoint)
-            self.sync(retire_later=True)  # DeleteEndpoint waits for the flows, not the port's removal
+            self.sync(retire_later=True, whole=False)  # DeleteEndpoint waits for the flows, not the port's removal
 
     def _forget_endpoint(self, endpoint: SegmentEndpoint) -> None:
         """The records go first: if the store fails, the endpoint is still known here and a retried
@@ -332,33 +336,43 @@ class SegmentAgent:
         self.datapath.endpoint_removed(endpoint)
         self.endpoints.pop(endpoint.endpoint_id, None)
         self.ports.unplug(endpoint)
+        if not any(e.segment == endpoint.segment for e in self.endpoints.values()):
+            self.remote.unwatch(endpoint.segment)  # no container here needs the segment's other hosts
 
     # -- the state, as the datapath is programmed from it ----------------------------------------
 
-    def view(self) -> HostView:
-        """The state as it stands (under the lock)."""
+    def view(self, *, remote: bool = True) -> HostView:
+        """The state as it stands (under the lock); without other hosts' records unless `remote`."""
         networks = tuple(sorted(self.networks.values(), key=lambda n: n.network_id))
         attached = tuple(e for e in self.endpoints.values() if e.host_port in self.ports.attached)
-        segments = sorted({n.segment for n in networks})
+        segments = sorted({n.segment for n in networks}) if remote else []
         return HostView(self.host_id, networks, attached, tuple((s, self.remote.records(s)) for s in segments))
 
-    def sync(self, *, retire_later: bool = False) -> None:
-        """Program the datapath with the current state, then remove the ports of forgotten endpoints
-        (which the flows no longer name): now, or on the retirer thread if `retire_later`."""
+    def sync(self, *, retire_later: bool = False, whole: bool = True) -> None:
+        """Program the datapath with the current state (only what changed since, unless `whole`), then
+        remove the ports of forgotten endpoints (which the flows no longer name): now, or on the
+        retirer thread if `retire_later`."""
         with self._lock:
-            flows = self.datapath.program(self.view())
-            self.ports.remove_unplugged(now=not retire_later)
+            change = self.remote.take_change()  # a whole program has it in its view
+            flows = None
+            if whole or not self.datapath.program_change(change, self.view(remote=False)):
+                flows = self.datapath.program(self.view())
             if self.metrics is not None:
                 self._report(flows)
+            self.ports.remove_unplugged(now=not retire_later)
 
-    def _report(self, flows: list[str]) -> None:
+    def _report(self, flows: list[str] | None) -> None:
+        """The gauges; the flows' only with a whole table (`flows`), which a change does not compute."""
         self.metrics.reconcile_runs.inc()
         self.metrics.endpoints.clear()
+        for network_id in self.networks:
+            endpoints = sum(1 for e in self.endpoints.values() if e.network_id == network_id)
+            self.metrics.endpoints.labels(network_id[:12]).set(endpoints)
+        if flows is None:
+            return
         self.metrics.flows.clear()
         counted = 0
         for network_id, network in self.networks.items():
-            endpoints = sum(1 for e in self.endpoints.values() if e.network_id == network_id)
-            self.metrics.endpoints.labels(network_id[:12]).set(endpoints)
             marks = self.datapath.flow_marks(network)
             mine = sum(1 for f in flows if any(m in f for m in marks))
             self.metrics.flows.labels(network_id[:12]).set(mine)
@@ -379,7 +393,9 @@ class SegmentAgent:
             if self.cluster is not None:
                 self.cluster.forget_old_node()
                 self._follow_cluster()
-            if self.remote.liveness_changed() or changed:
+            if self.remote.liveness_changed():
+                self.sync()
+            elif changed and not self.datapath.program_change(self.remote.take_change()):
                 self.sync()
             arrived = self.remote.take_arrived()
             view = self.view()
@@ -391,11 +407,14 @@ class SegmentAgent:
         self.datapath.background(view)
 
     def reconcile(self) -> None:
+        """The periodic check: ports, and the flows whole if the switch lost some; else this host's own
+        flows again (other hosts' records did not change unseen: each came with its watch event)."""
         with self._lock:
             self._reconcile_ports()
-            if not self.datapath.bridge.flows_intact():
+            intact = self.datapath.bridge.flows_intact()
+            if not intact:
                 self._repaired()
-            self.sync()
+            self.sync(whole=not intact)
 
     def sweep_orphans(self) -> None:
         """Remove endpoints no container uses (`ports.OrphanSweep` says which and why)."""

@@ -45,6 +45,10 @@ class Bridge(Protocol):
     def install_flows(self, flows: list[str]) -> None:
         """Install `flows` as the whole flow table of the driver's cookie."""
 
+    def change_flows(self, flows: list[str], deleted: list[str]) -> bool:
+        """Add or replace `flows` and delete the flows of the identities `deleted` (`table=T,priority=P,match`),
+        the rest of the table as last installed; False, nothing done, if that table is not known."""
+
     def flows_intact(self) -> bool:
         """False if the switch lost flows since the last install (the next install is then whole)."""
 
@@ -108,6 +112,9 @@ class OvsBridge:
 
     def install_flows(self, flows: list[str]) -> None:
         self._flow_table.install(flows)
+
+    def change_flows(self, flows: list[str], deleted: list[str]) -> bool:
+        return self._flow_table.change(flows, deleted)
 
     def flows_intact(self) -> bool:
         return self._flow_table.check()

@@ -43,6 +43,15 @@ class HostView:
         return dict(self.remote).get(segment, ())
 
 
+@dataclasses.dataclass(frozen=True)
+class RemoteChange:
+    """Other hosts' records that came and went on the watched segments since the datapath was last
+    programmed, as (segment, record); only records the flows take (a dead host's are left out)."""
+
+    added: tuple[tuple[int, SegmentRecord], ...] = ()
+    removed: tuple[tuple[int, SegmentRecord], ...] = ()
+
+
 class Datapath(abc.ABC):
     """One driver's datapath on one host. Everything but `record_for`, `port_options` and `program`
     has a default: a driver defines only what differs.
@@ -96,6 +105,13 @@ class Datapath(abc.ABC):
     def program(self, view: HostView) -> list[str]:
         """Make the host match `view`: what the flows will name first, then the whole flow table
         (through `bridge.install_flows`), then remove what the flows no longer name. Returns the flows."""
+
+    def program_change(self, change: RemoteChange, view: HostView | None = None) -> bool:
+        """Change only the flows of the other hosts' records in `change` and, if `view` is given (this
+        host's own state now, its `remote` empty), of what this host changed: work in proportion to what
+        changed, not to every endpoint. False if this datapath programs only whole views, or could not
+        now (the agent then calls `program`)."""
+        return False
 
     def flow_marks(self, network: SegmentNetwork) -> tuple[str, ...]:
         """Substrings that tell a network's flows apart, for the per-network flow gauge."""

@@ -155,7 +155,7 @@ class SegmentDriver(NetworkDriver):
         mac = str(interface.mac).replace("-", ":").lower() if interface.mac else mac_for(interface.address.ip)
         self.agent.add_endpoint(SegmentEndpoint(request.endpoint_id, request.network_id, network.segment,
                                                 str(interface.address.ip), interface.address.prefixlen, mac, time.time(),
-                                                str(ip6) if ip6 is not None else ""))
+                                                ip6=str(ip6) if ip6 is not None else ""))
         return None if interface.mac else EndpointInterface(None, None, netaddr.EUI(mac))
 
     def delete_endpoint(self, ref: EndpointRef) -> None:

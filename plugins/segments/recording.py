@@ -6,7 +6,9 @@ agents in one process; never for a plugin that serves dockerd. `RecordedSwitch` 
 and kernel would keep across a plugin restart: give a restarted agent's `RecordingDatapath` the same one.
 
 The flow table is, by default, one line per fact the datapath was handed (easy to read and to assert
-on); give `table` (e.g. `acsnet.plugins.vxlan.agent.vxlan_table`) to record a driver's real flows.
+on); give `table` (e.g. `acsnet.plugins.vxlan.agent.vxlan_table`) to record a driver's real flows, and
+`record_flows` (`vxlan_record_flows`) to have another host's record change only its own flows, as the
+vxlan driver does on OVS.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import dataclasses
 import threading
 from typing import Callable
 
-from acsnet.plugins.segments.datapath import Datapath, HostView
+from acsnet.ovsctl.openflow import flow_identity
+from acsnet.plugins.segments.datapath import Datapath, HostView, RemoteChange
 from acsnet.plugins.segments.model import SegmentEndpoint, SegmentRecord
+from acsnet.plugins.segments.record_flows import RecordFlows
 
 
 def fact_table(view: HostView) -> list[str]:
@@ -36,11 +40,18 @@ class RecordedSwitch:
     ports: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)  # port -> external_ids
     options: dict[str, dict] = dataclasses.field(default_factory=dict)  # port -> its OVSDB settings
     links: dict[str, int] = dataclasses.field(default_factory=dict)  # link name in the host's namespace -> index
-    flows: list[str] = dataclasses.field(default_factory=list)  # the flow table, as last installed
+    table: dict[str, str] = dataclasses.field(default_factory=dict)  # the flow table by identity (a fact line: itself)
     installs: int = 0
+    changes: int = 0  # changes of some flows only (`change_flows`)
     announced: list[str] = dataclasses.field(default_factory=list)  # addresses announced (gratuitous ARPs)
     _next_index: int = 100
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    @property
+    def flows(self) -> list[str]:
+        """The flow table, as installed and changed since."""
+        with self.lock:
+            return list(self.table.values())
 
     def take_container_end(self, endpoint: SegmentEndpoint) -> None:
         """What dockerd does at Join: the container end leaves the host's namespace."""
@@ -52,6 +63,10 @@ class RecordedSwitch:
         with self.lock:
             self.links.pop(endpoint.host_port, None)
             self.links.pop(endpoint.container_port, None)
+
+
+def _identity(flow: str) -> str:
+    return flow_identity(flow) if flow.startswith("cookie=") else flow
 
 
 class RecordingBridge:
@@ -110,8 +125,17 @@ class RecordingBridge:
 
     def install_flows(self, flows: list[str]) -> None:
         with self.switch.lock:
-            self.switch.flows = list(flows)
+            self.switch.table = {_identity(f): f for f in flows}
             self.switch.installs += 1
+
+    def change_flows(self, flows: list[str], deleted: list[str]) -> bool:
+        with self.switch.lock:
+            for flow in flows:
+                self.switch.table[_identity(flow)] = flow
+            for key in deleted:
+                self.switch.table.pop(key, None)
+            self.switch.changes += 1
+        return True
 
     def flows_intact(self) -> bool:
         return True
@@ -124,7 +148,8 @@ class RecordingDatapath(Datapath):
 
     def __init__(self, driver: str, switch: RecordedSwitch | None = None, *, host_mac: str = "02:00:00:00:00:01",
                  vtep: str = "", uplink_mtu: int = 1500, withdraw_dead_hosts: bool | None = None,
-                 table: Callable[[HostView], list[str]] = fact_table):
+                 table: Callable[[HostView], list[str]] = fact_table,
+                 record_flows: Callable[[int, SegmentRecord], list[str]] | None = None):
         self.driver = driver
         self.switch = switch if switch is not None else RecordedSwitch()
         self.bridge = RecordingBridge(f"rec-{driver}", self.switch)
@@ -133,21 +158,28 @@ class RecordingDatapath(Datapath):
         self.uplink_mtu = uplink_mtu
         self.withdraw_dead_hosts = driver == "vxlan" if withdraw_dead_hosts is None else withdraw_dead_hosts
         self.table = table
+        self.record_flows = RecordFlows(table, record_flows) if record_flows is not None else None
         self.host_id = ""
 
     def start(self, agent) -> None:
         self.host_id = agent.host_id
 
     def record_for(self, endpoint: SegmentEndpoint) -> SegmentRecord:
-        return SegmentRecord(self.host_id, self.host_mac, self.vtep, endpoint.ip, endpoint.mac, endpoint.endpoint_id)
+        return SegmentRecord(self.host_id, self.host_mac, self.vtep, endpoint.ip, endpoint.mac, endpoint.endpoint_id,
+                             endpoint.ip6)
 
     def port_options(self, endpoint: SegmentEndpoint) -> dict:
         return {"tag": endpoint.segment} if self.driver == "vlan" else {}
 
     def program(self, view: HostView) -> list[str]:
-        flows = self.table(view)
+        flows = self.table(view) if self.record_flows is None else self.record_flows.whole(view)
         self.bridge.install_flows(flows)
         return flows
+
+    def program_change(self, change: RemoteChange, view: HostView | None = None) -> bool:
+        if self.record_flows is None or not self.record_flows.programmed:
+            return False
+        return self.bridge.change_flows(*self.record_flows.change(change, view))
 
     def announce(self, view: HostView, joined: list[SegmentEndpoint], arrived: list[tuple[int, SegmentRecord]]) -> None:
         with self.switch.lock:

@@ -1,14 +1,18 @@
 """Other hosts' segment records as this host last saw them, and whether those hosts are alive.
 
-Watches run on the store's thread: they only note the names they were given and wake the worker, which
-brings the cache in line (`refresh`) under the agent's lock. Records are immutable, so only new names
-are read."""
+Only the segments this host has endpoints in are watched (the agent says which, `watch`/`unwatch`): a
+host with no container on a network needs none of its flows, and hears nothing of it. Watches run on the
+store's thread: they only note the names they were given and wake the worker, which brings the cache in
+line (`refresh`) under the agent's lock. Records are immutable, so only new names are read: all of a
+burst's in one batch. What came and went since the datapath was last programmed is kept (`take_change`),
+so an event changes only the flows of the records it names."""
 
 from __future__ import annotations
 
 from typing import Callable
 
 from acsnet.plugins.segments import state
+from acsnet.plugins.segments.datapath import RemoteChange
 from acsnet.plugins.segments.model import Layout, SegmentRecord
 from acsnet.store import Store
 from acsnet.store.liveness import HostSessions
@@ -28,19 +32,38 @@ class RemoteRecords:
         self._alive: dict[str, bool] = {}  # other hosts with records, as their session watches last said
         self._alive_in_flows: frozenset[str] = frozenset()
         self._arrived: list[tuple[int, SegmentRecord]] = []  # other hosts' records new since the first load
+        self._added: list[tuple[int, SegmentRecord]] = []  # since the datapath was last programmed
+        self._removed: list[tuple[int, SegmentRecord]] = []
+        self._generation: dict[int, int] = {}  # a dropped watch's callbacks are told apart from a newer one's
 
     def watch(self, number: int, *, collect_arrivals: bool) -> None:
+        """Follow a segment (this host's first endpoint on it): its records now, then its changes."""
         if number in self.watched:
             return
         self.watched.add(number)
         self._segments.setdefault(number, {})
+        generation = self._generation[number] = self._generation.get(number, 0) + 1
 
-        def on_change(names: list[str]) -> None:  # on the store's thread: hand over, never block
+        def on_change(names: list[str]) -> bool:  # on the store's thread: hand over, never block
+            if self._generation.get(number) != generation:
+                return False  # dropped (a store that can stops calling)
             self._names[number] = names
             self._wake()
+            return True
 
         state.watch_segment(self.store, self.layout, number, on_change)
         self.refresh(number, collect_arrivals=collect_arrivals)
+
+    def unwatch(self, number: int) -> None:
+        """Stop following a segment (this host's last endpoint on it is gone): its records leave the cache."""
+        if number not in self.watched:
+            return
+        self.watched.discard(number)
+        self._generation[number] = self._generation.get(number, 0) + 1
+        self._names.pop(number, None)
+        for record in self._segments.pop(number, {}).values():
+            if record.host != self.host_id and self._in_flows(record):
+                self._removed.append((number, record))
 
     def refresh(self, number: int, *, collect_arrivals: bool) -> bool:
         """Bring the cached records of a segment in line with its names; True if a record of another
@@ -52,16 +75,20 @@ class RemoteRecords:
         cache = self._segments.setdefault(number, {})
         changed = False
         for gone in set(cache) - set(names):
-            changed |= cache.pop(gone).host != self.host_id
-        for name in set(names) - set(cache):
-            record = state.read_segment_record(self.store, self.layout, number, name)
-            if record is None:
-                continue
+            record = cache.pop(gone)
+            if record.host != self.host_id:
+                changed = True
+                if self._in_flows(record):
+                    self._removed.append((number, record))
+        new = sorted(set(names) - set(cache))
+        for name, record in state.read_segment_records_named(self.store, self.layout, number, new).items():
             cache[name] = record
             if record.host != self.host_id:
                 changed = True
                 if self.withdraw_dead_hosts:
                     self._watch_host(record.host)
+                if self._in_flows(record):
+                    self._added.append((number, record))
                 if collect_arrivals:
                     self._arrived.append((number, record))
         return changed
@@ -80,17 +107,27 @@ class RemoteRecords:
             self._wake()
 
         HostSessions.watch_all(self.store, host, on_change)
+        if self._alive[host]:  # alive as first seen: its records go in with the change, not a whole sync
+            self._alive_in_flows = self._alive_in_flows | {host}
 
     def liveness_changed(self) -> bool:
         alive = frozenset(h for h, up in self._alive.items() if up)
         changed, self._alive_in_flows = alive != self._alive_in_flows, alive
         return changed
 
+    def _in_flows(self, record: SegmentRecord) -> bool:
+        return not self.withdraw_dead_hosts or self._alive.get(record.host, True)
+
     def records(self, number: int) -> tuple[SegmentRecord, ...]:
         """Other hosts' records on a segment, as last seen (sorted, so flows come out the same)."""
-        records = [r for r in self._segments.get(number, {}).values() if r.host != self.host_id
-                   and (not self.withdraw_dead_hosts or self._alive.get(r.host, True))]
+        records = [r for r in self._segments.get(number, {}).values() if r.host != self.host_id and self._in_flows(r)]
         return tuple(sorted(records, key=lambda r: (r.ip, r.host, r.endpoint_id)))
+
+    def take_change(self) -> RemoteChange:
+        """What came and went since the last call (the datapath is programmed with it, or whole)."""
+        change = RemoteChange(tuple(self._added), tuple(self._removed))
+        self._added, self._removed = [], []
+        return change
 
     def take_arrived(self) -> list[tuple[int, SegmentRecord]]:
         arrived, self._arrived = self._arrived, []

@@ -14,11 +14,13 @@ from acsnet.errors import AcsnetError, DatapathError, InvalidRequest
 from acsnet.ovsctl import arp, links, neighbour, openflow, router, vswitchd
 from acsnet.ovsctl.ovsdb import Ovsdb
 from acsnet.ovsctl.router import Publication
-from acsnet.ovsctl.vxlan_pipeline import COOKIE, VxlanDatapath, VxlanGateway, VxlanPort, VxlanRoute, gateway_mac, vxlan_flows
+from acsnet.ovsctl.vxlan_pipeline import (COOKIE, VxlanDatapath, VxlanGateway, VxlanPort, VxlanRoute, gateway_mac, vxlan_flows,
+                                          vxlan_route_flows)
 from acsnet.plugins.segments import state
 from acsnet.plugins.segments.bridge import OvsBridge
-from acsnet.plugins.segments.datapath import Datapath, HostView
+from acsnet.plugins.segments.datapath import Datapath, HostView, RemoteChange
 from acsnet.plugins.segments.model import SegmentEndpoint, SegmentNetwork, SegmentRecord
+from acsnet.plugins.segments.record_flows import RecordFlows
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,11 @@ def vxlan_table(view: HostView) -> list[str]:
     gateways = tuple(VxlanGateway(n.segment, n.gateway, router.gateway_port(n.segment), n.gateway6 or "")
                      for n in routed_networks(view).values())
     return vxlan_flows(VxlanDatapath(TUNNEL_PORT, frozenset(view.segments()), local, remote, gateways))
+
+
+def vxlan_record_flows(vni: int, record: SegmentRecord) -> list[str]:
+    """The flows of another host's record (`vxlan_table`'s, one record at a time)."""
+    return vxlan_route_flows(TUNNEL_PORT, VxlanRoute(vni, record.ip, record.mac, record.vtep, record.ip6))
 
 
 class TunnelBridge(OvsBridge):
@@ -77,6 +84,7 @@ class VxlanOvsDatapath(Datapath):
         self.publications: dict[str, tuple[Publication, ...]] = {}  # endpoint → its published ports
         self._nat_applied: tuple | None = None
         self._routers: dict[int, router.Router] = {}
+        self._table = RecordFlows(vxlan_table, vxlan_record_flows)
 
     @property
     def default_mtu(self) -> int:
@@ -109,11 +117,26 @@ class VxlanOvsDatapath(Datapath):
 
     def program(self, view: HostView) -> list[str]:
         self._make_routers(view)
-        flows = vxlan_table(view)
+        flows = self._table.whole(view)
         self.bridge.install_flows(flows)
         self._remove_routers(view)
         self._apply_nat()
         return flows
+
+    def program_change(self, change: RemoteChange, view: HostView | None = None) -> bool:
+        """Only the changed flows, through one `ovs-ofctl add-flows`; routers and NAT follow this host's
+        own networks and endpoints (`view`), which other hosts' records do not change."""
+        if not self._table.programmed:
+            return False
+        if view is not None:
+            self._make_routers(view)
+        upserts, deletes = self._table.change(change, view)
+        if not self.bridge.change_flows(upserts, deletes):
+            return False
+        if view is not None:
+            self._remove_routers(view)
+            self._apply_nat()
+        return True
 
     # -- routers, SNAT and published ports -------------------------------------------------------
 
