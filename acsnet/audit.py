@@ -20,6 +20,11 @@ Kinds of finding:
   (a host that is only cut off would lose its ARP entries elsewhere until it re-creates them).
 - dead-host-address: an endpoint address the IPAM holds for a host that is not alive -> released only
   with --dead-hosts (a host that is only cut off keeps using it: another container could get it twice).
+- dead-host-pool-reference: a shared pool a host that is not alive still references (its dockerd
+  will never send ReleasePool, so the pool would outlive its network) -> the reference is dropped,
+  and the pool with the last one, only with --dead-hosts.
+- dead-host-endpoint: an endpoint a host that is not alive still lists under its own keys -> removed
+  only with --dead-hosts (a host that comes back removes its stale endpoints itself).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import netaddr
 from acsnet.docker_api import DockerAddress
 from acsnet.ipam import retention
 from acsnet.ipam.model import ENDPOINT
-from acsnet.ipam.state import AddressRecords
+from acsnet.ipam.state import AddressRecords, PoolHostReferences, PoolRecords
 from acsnet.ovsctl import links
 from acsnet.ovsctl.ovsdb import Ovsdb
 from acsnet.plugins.segments.ports import DRIVER_ID, ENDPOINT_ID
@@ -43,7 +48,7 @@ from acsnet.plugins.vpc.state import VpcNetworkSettings
 from acsnet.store import Store
 
 
-DEAD_HOST_KINDS = ("dead-host-record", "dead-host-address")  # repaired only when told the hosts are dead
+DEAD_HOST_KINDS = ("dead-host-record", "dead-host-address", "dead-host-pool-reference", "dead-host-endpoint")  # repaired only when told the hosts are dead
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +141,12 @@ def store_findings(store: Store, live: set[str], grace: float, drivers: list[str
                     findings.append(Finding("dead-host-record", f"{driver}/{number}/{key}", f"{record.ip} on "
                                             f"{_where(driver, number, record.ip, vpc_networks)} of host {record.host}, which is not alive",
                                             "delete the record (with --dead-hosts)"))
+        for host in segment_state.hosts(store, layout):
+            if host in live:
+                continue
+            for endpoint_id in segment_state.host_endpoint_ids(store, layout, host):
+                findings.append(Finding("dead-host-endpoint", f"{driver}/{host}/{endpoint_id}",
+                                        f"endpoint of host {host}, which is not alive", "delete it (with --dead-hosts)"))
 
     for kept in retention.addresses(store):
         if kept.until is not None and kept.until < time.time():
@@ -155,6 +166,13 @@ def store_findings(store: Store, live: set[str], grace: float, drivers: list[str
             findings.append(Finding("dead-host-address", f"{pool}/{address}",
                                     f"held by host {holder}, which is not alive, since {time.ctime(record.since)}",
                                     "release it (with --dead-hosts)"))
+
+    for pool_id in PoolRecords.ids(store):
+        for host in PoolHostReferences.hosts(store, pool_id):
+            if host not in live:
+                findings.append(Finding("dead-host-pool-reference", f"{pool_id}/{host}",
+                                        f"shared pool still referenced by host {host}, which is not alive",
+                                        "drop the reference, and the pool with the last one (with --dead-hosts)"))
     return findings
 
 
@@ -193,6 +211,14 @@ def repair(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, fi
             if holder and holder not in store.live_hosts():
                 # Released as its holder would release it: an application's retained address stays its own.
                 AcsnetIpam(store, holder).release_address(AddressRelease(pool, netaddr.IPAddress(address)))
+        elif f.kind == "dead-host-pool-reference":
+            pool_id, host = f.subject.rsplit("/", 1)
+            if host not in store.live_hosts():
+                AcsnetIpam(store, host).forget_dead_host(pool_id)
+        elif f.kind == "dead-host-endpoint":
+            driver, host, endpoint_id = f.subject.split("/", 2)
+            if host not in store.live_hosts():
+                segment_state.clear_host_endpoint(store, LAYOUTS[driver], host, endpoint_id)
         elif f.kind == "dead-host-record":
             driver, number, key = f.subject.split("/", 2)
             segment_state.clear_segment_record(store, LAYOUTS[driver], number, key)

@@ -117,6 +117,18 @@ class AcsnetIpam(IpamDriver):
                 return  # other hosts still use it
             self._delete_pool(pool)
 
+    def forget_dead_host(self, pool_id: str) -> None:
+        """Drop every reference this host holds on a shared pool, as `acsnet gc --dead-hosts` does for a
+        host that died with its networks (its dockerd will never send ReleasePool); the pool goes with
+        the last reference, as in release_pool."""
+        with self.store.lock(POOL_LIFECYCLE_LOCK, self.timeout):
+            pool = self._load_pool(pool_id)
+            if pool is None or not pool.shared:
+                return
+            PoolHostReferences.clear(self.store, pool_id, self.host_id)
+            if not PoolHostReferences.hosts(self.store, pool_id):
+                self._delete_pool(pool)
+
     @staticmethod
     def _shared_pool_id(request: PoolRequest) -> str:
         key = json.dumps(

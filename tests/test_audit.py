@@ -18,6 +18,7 @@ from acsnet.store import open_store
 store, vlan = open_store(sys.argv[1]), LAYOUTS["vlan"]
 ghost, gone = json.loads(sys.argv[2]), json.loads(sys.argv[3])
 state.write_segment_record(store, vlan, 217, SegmentRecord(**ghost))
+state.write_host_endpoint(store, vlan, "ghost", SegmentEndpoint("66" * 32, "x" * 12, 217, ghost["ip"], 24, ghost["mac"]))
 state.write_host_endpoint(store, vlan, "h1", SegmentEndpoint.from_json(gone))
 state.write_segment_record(store, vlan, 217, SegmentRecord("h1", "02:00:00:00:00:01", "", gone["ip"], gone["mac"], gone["endpoint_id"]))
 store.close()
@@ -48,10 +49,13 @@ GHOST_ADDRESS = """
 import sys
 import netaddr
 from acsnet.ipam.driver import AcsnetIpam
-from acsnet.plugins.protocol import AddressRequest
+from acsnet.plugins.protocol import AddressRequest, PoolRequest
 from acsnet.store import open_store
 store = open_store(sys.argv[1])
-AcsnetIpam(store, "ghost").request_address(AddressRequest(sys.argv[2], netaddr.IPAddress(sys.argv[3]),
+ghost = AcsnetIpam(store, "ghost")
+# It had joined the shared pool too (its dockerd made the network), and will never send ReleasePool.
+assert ghost.request_pool(PoolRequest("acsnet-local", netaddr.IPNetwork(sys.argv[4]), None, {}, False)).pool_id == sys.argv[2]
+ghost.request_address(AddressRequest(sys.argv[2], netaddr.IPAddress(sys.argv[3]),
                                            {AddressRequest.MAC_OPTION: "02:42:00:00:00:55"}))
 store.close()
 """
@@ -86,18 +90,19 @@ def test_audit_finds_each_inconsistency_and_gc_repairs_them(lab):
         lab.node("svc").run([sys.executable, "-c", WRITE_RECORDS, lab.zookeeper_url, json.dumps(ghost), json.dumps(gone)])
         pool = h1.run([sys.executable, "-c", LEAK, V217[0], "198.51.100.99"]).stdout.strip()
         # An address the IPAM handed to a host that has since died (it holds no store session).
-        lab.node("svc").run([sys.executable, "-c", GHOST_ADDRESS, lab.zookeeper_url, pool, "198.51.100.55"])
+        lab.node("svc").run([sys.executable, "-c", GHOST_ADDRESS, lab.zookeeper_url, pool, "198.51.100.55", V217[0]])
 
         result = acsnet(lab, "audit", "--json", "--grace", "0", check=False)
         found = {(f["kind"], f["subject"]) for f in json.loads(result.stdout)}
         expected = {("orphan-port", f"ovsbr0/{orphan}"), ("endpoint-without-veth", f"vlan/{gone['endpoint_id']}"),
                     ("endpoint-unknown-to-docker", f"vlan/{unadopted}"),
                     ("leaked-address", f"{pool}/198.51.100.99"), ("dead-host-address", f"{pool}/198.51.100.55"),
-                    ("dead-host-record", f"vlan/217/{ghost['ip']}~{ghost['endpoint_id'][:12]}")}
+                    ("dead-host-record", f"vlan/217/{ghost['ip']}~{ghost['endpoint_id'][:12]}"),
+                    ("dead-host-endpoint", f"vlan/ghost/{ghost['endpoint_id']}"), ("dead-host-pool-reference", f"{pool}/ghost")}
         assert result.returncode == 1 and found == expected, found
 
         dry = json.loads(acsnet(lab, "gc", "--json", "--grace", "0", "--dead-hosts").stdout)
-        assert not dry["applied"] and len(dry["repairs"]) == 6
+        assert not dry["applied"] and len(dry["repairs"]) == 8
         assert {(f["kind"], f["subject"]) for f in json.loads(acsnet(lab, "audit", "--json", "--grace", "0", check=False).stdout)} == expected, \
             "a dry run changes nothing"
 
@@ -108,7 +113,7 @@ def test_audit_finds_each_inconsistency_and_gc_repairs_them(lab):
         assert left == {k for k in expected if k[0].startswith("dead-host")}, left
 
         applied = json.loads(acsnet(lab, "gc", "--json", "--apply", "--grace", "0", "--dead-hosts").stdout)
-        assert applied["applied"] and len(applied["repairs"]) == 2
+        assert applied["applied"] and len(applied["repairs"]) == 4
         after = acsnet(lab, "audit", "--json", "--grace", "0", check=False)
         assert (after.returncode, json.loads(after.stdout)) == (0, [])
         for port in (orphan, f"vh{unadopted[:12]}"):

@@ -390,5 +390,8 @@ def test_a_drained_nodes_tasks_answer_on_their_new_node_and_a_killed_workers_are
         deadline = time.monotonic() + 60
         while lab.docker(MANAGER, "network", "rm", network, check=False).returncode != 0 and time.monotonic() < deadline:
             time.sleep(1)
-    # What stays: the nodes' shared local pool, still referenced by dead h3 (gc drops no pool reference yet).
-    assert_nothing_left(lab, network, "100.84.0.", hosts=live, pool_may_stay=lambda pool: pool.startswith("local-100.84.0.0_24-"))
+    # Dead h3 still references the nodes' shared local pool (its dockerd never sends ReleasePool): gc drops it.
+    collected = lab.node("h1").run([sys.executable, "-m", "acsnet.cli", "gc", "--dead-hosts", "--apply", "--grace", "0",
+                                    "--host-id", "h1", "--docker", "unix:///run/docker.sock", "--store", lab.zookeeper_url])
+    assert "dead-host-pool-reference local-100.84.0.0_24-" in collected.stdout, collected.stdout
+    assert_nothing_left(lab, network, "100.84.0.", hosts=live)

@@ -38,7 +38,7 @@ def add_commands(commands) -> None:
     audit = commands.add_parser("audit", help="list every inconsistency between the store, OVS and dockerd on this host")
     gc = commands.add_parser("gc", help="repair what audit finds (a dry run unless --apply)")
     gc.add_argument("--apply", action="store_true", help="make the repairs (default: only say what would be done)")
-    gc.add_argument("--dead-hosts", action="store_true", help="also remove segment records of hosts that are not alive, and release their addresses")
+    gc.add_argument("--dead-hosts", action="store_true", help="also remove the records and endpoints of hosts that are not alive, release their addresses and drop their pool references")
     for command in (audit, gc):
         add_config_option(command)
         add_docker_option(command, "the local dockerd (its containers' endpoints and addresses)")
