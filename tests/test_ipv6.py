@@ -22,6 +22,7 @@ from acsnet.lab.topology import SWITCH_BRIDGE, UPLINK, Lab
 from acsnet.plugins.protocol import NetworkCreate
 from acsnet.plugins.segments.driver import network_subnets
 from acsnet.plugins.segments.model import SegmentEndpoint, SegmentNetwork, SegmentRecord
+from acsnet.plugins.vpc.options import parse_vpc_options
 from tests.test_vlan import QUICK, remove
 from tests.test_vxlan import tunnel_flows
 
@@ -357,3 +358,36 @@ def test_records_carry_ip6_only_when_set_so_older_plugins_still_read_ipv4_only_o
     assert "subnet6" not in network.to_json() and SegmentNetwork.from_json(network.to_json()) == network
     dual_network = dataclasses.replace(network, subnet6=netaddr.IPNetwork("2001:db8:6::/64"), gateway6="2001:db8:6::1")
     assert SegmentNetwork.from_json(dual_network.to_json()) == dual_network
+
+
+def vpc_options(generic: dict, subnet6: str | None):
+    request = NetworkCreate.from_json({"NetworkID": "n" * 64, "Options": {"com.docker.network.generic": generic},
+                                       "IPv4Data": [V4]})
+    return parse_vpc_options(request, netaddr.IPNetwork("100.64.0.0/16"), netaddr.IPNetwork(subnet6) if subnet6 else None)
+
+
+def test_a_vpc_hosts_ipv6_slice_is_a_80_of_a_64_by_default_or_the_next_boundary_with_room_for_the_route_limit():
+    assert vpc_options({}, "2001:db8:6::/64").host_subnet_size_v6 == 80
+    assert vpc_options({}, "2001:db8:6::/80").host_subnet_size_v6 == 96
+    assert vpc_options({}, "2001:db8:6::/112").host_subnet_size_v6 == 120
+    assert vpc_options({"max_routes": "300"}, "2001:db8:6::/90").host_subnet_size_v6 == 112  # /96 holds 64 hosts only
+    assert vpc_options({"host_subnet_size_v6": "72", "max_routes": "256"}, "2001:db8:6::/64").host_subnet_size_v6 == 72
+    assert vpc_options({}, None).host_subnet_size_v6 is None  # IPv4 only, as before
+
+
+def test_bad_vpc_ipv6_slices_are_refused_naming_the_problem():
+    cases = [
+        ({"host_subnet_size_v6": "64"}, "2001:db8:6::/64", "host_subnet_size_v6 /64 must be smaller than the network's /64"),
+        ({"host_subnet_size_v6": "56"}, "2001:db8:6::/64", "host_subnet_size_v6 /56 must be smaller than the network's /64"),
+        ({"host_subnet_size_v6": "127"}, "2001:db8:6::/64", "host_subnet_size_v6 must be an integer from 1 to 126, got 127"),
+        ({"host_subnet_size_v6": "/80"}, "2001:db8:6::/64", "host_subnet_size_v6 must be an integer from 1 to 126, got '/80'"),
+        ({"host_subnet_size_v6": "68"}, "2001:db8:6::/64",
+         "host_subnet_size_v6 /68 leaves room for 16 hosts in 2001:db8:6::/64, fewer than max_routes=50 (the route limit counts hosts"),
+        ({"max_routes": "1000"}, "2001:db8:6::/118", "IPv6 subnet 2001:db8:6::/118 has no room for max_routes=1000 host slices"),
+        ({"host_subnet_size_v6": "80"}, None, "host_subnet_size_v6 is for dual-stack networks (--ipv6 with an IPv6 --subnet); "
+                                              "network 100.64.0.0/16 has no IPv6 subnet"),
+    ]
+    for generic, subnet6, message in cases:
+        with pytest.raises(InvalidRequest) as refused:
+            vpc_options(generic, subnet6)
+        assert message in refused.value.message, (generic, refused.value.message)

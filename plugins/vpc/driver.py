@@ -25,8 +25,9 @@ class VpcDriver(SegmentDriver):
     def create_network(self, request: NetworkCreate) -> None:
         self.require_cluster(request)
         self.datapath.require_forwarding()
-        data = self.subnets(request).ipv4
-        options = parse_vpc_options(request, data.pool)
+        subnets = self.subnets(request)
+        data = subnets.ipv4
+        options = parse_vpc_options(request, data.pool, subnets.subnet6)
         own = self.datapath.claim_host_subnet(data.pool, options.host_subnet_size, options.max_routes)
         mtu = request.mtu or self.agent.uplink_mtu
         # The containers' gateway is this host's address in its subnet, not the network's gateway.
