@@ -114,15 +114,18 @@ def scale(lab: Lab, sizes: list[int], progress: Steps) -> list[dict]:
 
 
 def prepare(lab: Lab, tag: str) -> None:
-    """The vxlan network on h1 and h2, and the container on h2 that pings the new ones."""
+    """The vxlan network on h1 and h2, the container on h2 that pings the new ones, and one on h1: a
+    host programs a segment's remote endpoints only while it has an endpoint there itself."""
     for host in ("h1", "h2"):
         lab.docker(host, "network", "create", "-d", "vxlan", "--ipam-driver", "acsnet", "--subnet", SUBNET,
                    "-o", f"VxlanId={VNI}", f"scale-{tag}")
-    lab.docker("h2", "run", "-d", "--stop-timeout", "1", "--net", f"scale-{tag}", "--name", f"probe-{tag}", IMAGE, "sleep", "7200")
+    for host, name in (("h2", f"probe-{tag}"), ("h1", f"anchor-{tag}")):
+        lab.docker(host, "run", "-d", "--stop-timeout", "1", "--net", f"scale-{tag}", "--name", name, IMAGE, "sleep", "7200")
 
 
 def clean_up(lab: Lab, tag: str) -> None:
     lab.docker("h2", "rm", "-f", f"probe-{tag}", check=False)
+    lab.docker("h1", "rm", "-f", f"anchor-{tag}", check=False)
     for host in ("h1", "h2"):
         lab.docker(host, "network", "rm", f"scale-{tag}", check=False)
 
