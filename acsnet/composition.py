@@ -5,6 +5,7 @@ order of shutdown, handed to gunicorn by acsnet/service.py."""
 from __future__ import annotations
 
 import logging
+import socket
 
 from acsnet.docker_api import parse_docker_address
 from acsnet.errors import AcsnetError
@@ -14,6 +15,7 @@ from acsnet.ovsctl import links
 from acsnet.ovsctl.host_setup import host_layout
 from acsnet.ovsctl.ovsdb import Ovsdb
 from acsnet.plugins.segments.agent import SegmentAgent
+from acsnet.plugin_socket import PLUGIN_NAMES
 from acsnet.plugins.server import create_app
 from acsnet.plugins.vlan.agent import VlanOvsDatapath
 from acsnet.plugins.vlan.driver import VlanDriver
@@ -23,18 +25,15 @@ from acsnet.plugins.vpc.routes import provider_from_settings
 from acsnet.plugins.vxlan.agent import VxlanOvsDatapath
 from acsnet.plugins.vxlan.driver import VxlanDriver
 from acsnet.service import serve
-from acsnet.store import check_store_url, open_store
+from acsnet.store import open_store
 
 log = logging.getLogger("acsnet")
 
-# Plugin names dockerd knows each process by (`-d NAME`, `--ipam-driver NAME`): the socket's name.
-PLUGIN_NAMES = {"ipam": "acsnet", "vlan": "vlan", "vxlan": "vxlan", "vpc": "vpc"}
 
-
-def run_plugin(plugin: str, settings: dict) -> None:
-    """Check what can be checked before serving, then serve `plugin` until gunicorn stops."""
+def run_plugin(plugin: str, settings: dict, listener: socket.socket) -> None:
+    """Check what can be checked before serving, then serve `plugin` on `listener` (already listening,
+    acsnet/plugin_socket.py) until gunicorn stops."""
     name = PLUGIN_NAMES[plugin]
-    check_store_url(settings["store"])
     check_tcp_settings(settings)
     supernets = parse_supernets(
         settings["default_pool"], settings["default_pool_size"],
@@ -84,7 +83,7 @@ def run_plugin(plugin: str, settings: dict) -> None:
         for store in opened:
             store.close()
 
-    serve(name, app_factory, plugin_dir=settings["plugin_dir"], threads=settings["threads"],
+    serve(name, app_factory, listener=listener, threads=settings["threads"],
           log_level=settings["log_level"], on_exit=close_store)
 
 

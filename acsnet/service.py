@@ -1,22 +1,22 @@
-"""Run one plugin under gunicorn, bound to `<plugin-dir>/<name>.sock`.
+"""Run one plugin under gunicorn, on the socket acsnet/plugin_socket.py already listens on.
 
 One worker with threads: the worker owns the plugin's single store session, its liveness and (for
 drivers) its watches and its OVSDB connection (acsnet.ovsctl.ovsdb_idl), all made after the fork, in
-the app factory; several workers would each open their own. The socket is created 0660 (root
-only, as dockerd runs as root) and nothing listens on TCP.
+the app factory; several workers would each open their own. The socket is 0660 (root only, as
+dockerd runs as root) and nothing listens on TCP.
 """
 
 from __future__ import annotations
 
 import logging
-import os
+import socket
 import sys
 from typing import Callable
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-SOCKET_UMASK = 0o117  # socket mode 0660
+from acsnet.plugin_socket import BACKLOG
 
 LOG_FORMAT = "ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
 
@@ -47,17 +47,14 @@ class PluginApplication(BaseApplication):
         return self._app_factory()
 
 
-def socket_path(plugin_dir: str, name: str) -> str:
-    return os.path.join(plugin_dir, f"{name}.sock")
-
-
-def serve(name: str, app_factory: Callable[[], Flask], *, plugin_dir: str, threads: int, log_level: str,
+def serve(name: str, app_factory: Callable[[], Flask], *, listener: socket.socket, threads: int, log_level: str,
           on_exit: Callable[[], None]) -> None:
-    os.makedirs(plugin_dir, mode=0o755, exist_ok=True)
-    path = socket_path(plugin_dir, name)
+    """Serve on `listener` (acsnet.plugin_socket.listen), which gunicorn takes over: it closes the socket
+    and removes its file when it stops."""
+    path = listener.getsockname()
     settings = {
-        "bind": [f"unix:{path}"],
-        "umask": SOCKET_UMASK,
+        "bind": [f"fd://{listener.detach()}"],
+        "backlog": BACKLOG,
         "workers": 1,
         "worker_class": "gthread",
         "threads": threads,

@@ -15,6 +15,7 @@ import netaddr
 from acsnet.errors import Conflict
 from acsnet.plugins.driver import NetworkCapabilities, NetworkDriver
 from acsnet.plugins.protocol import EndpointInterface, JoinResult, StaticRoute
+from acsnet.plugin_socket import listen
 from acsnet.service import configure_logging, serve
 
 
@@ -82,8 +83,8 @@ def main() -> None:
     plugin_dir = sys.argv[1]
     configure_logging("info")
     driver = RecordingFakeNetworkDriver(os.path.join(plugin_dir, "calls.jsonl"))
-    serve("fake", lambda: create_app(name="fake", network_driver=driver), plugin_dir=plugin_dir, threads=4,
-          log_level="info", on_exit=lambda: None)
+    serve("fake", lambda: create_app(name="fake", network_driver=driver), listener=listen(plugin_dir, "fake"),
+          threads=4, log_level="info", on_exit=lambda: None)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import uuid
 
 from acsnet import rootfs
 from acsnet.lab.host import HOST_OSES, processes_in_netns
 from acsnet.lab.topology import Lab
 from tests.test_lab import assert_demo_left_nothing, lab_cli
+from tests.test_managed_plugins import assert_networks_of_each_driver_carry_traffic, inspect_plugin
 from tests.test_vlan import run, transfer
 
 DAEMONS = ("dockerd", "containerd", "ovs-vswitchd", "ovsdb-server")
@@ -82,6 +84,52 @@ def test_demo_passes_on_debian13_hosts_running_debian13s_docker_and_ovs(tmp_path
         sent, received, packet_size = transfer(lab, ("h1", "tso-a", a), ("h2", "tso-b"))
         assert sent == received, "the transfer over vxlan was cut or corrupted"
         assert packet_size > 1514, f"OVS took {packet_size:.0f}-byte packets from the vxlan container: no TSO"
+    finally:
+        lab.down()
+    assert lab.leftovers() == []
+
+
+def serving(lab: Lab, host: str, plugin: str) -> int:
+    """The pid of `acsnet serve PLUGIN` on `host`."""
+    for pid in processes_in_netns(lab.netns(host)):
+        try:
+            with open(f"/proc/{pid}/cmdline") as f:
+                argv = f.read().split("\0")
+        except OSError:
+            continue
+        if "serve" in argv[:-1] and argv[argv.index("serve") + 1] == plugin:
+            return pid
+    raise AssertionError(f"no 'acsnet serve {plugin}' runs on {host}")
+
+
+def run_here(argv: list[str]) -> str:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"{argv}: {result.stderr}"
+    return result.stdout
+
+
+def test_managed_plugins_on_debian13_hosts_carry_each_drivers_networks(tmp_path):
+    """`acsnet lab up --engine 26 --host-os debian13 --plugins managed`: Debian 13's dockerd runs the managed
+    plugins (their Debian 12 root, with OVS 3.1's clients) and mounts them the host's OVS run folder, where
+    Debian 13's OVS 3.5 answers; a vxlan, a vlan and a vpc network cross the two hosts."""
+    lab = Lab(str(tmp_path / "lab"), f"acsnet-g{uuid.uuid4().hex[:4]}")
+    try:
+        lab.up(hosts=2, engine="26", host_os="debian13", plugins="managed")
+        for host in lab.hosts():
+            assert "Docker version 26.1.5" in lab.node(host).run_in_os(["dockerd", "--version"]).stdout
+            assert all(inspect_plugin(lab, host, name)["Enabled"] for name in ("acsnet/ipam", "acsnet/vlan",
+                                                                                "acsnet/vxlan", "acsnet/vpc"))
+            # The vlan plugin runs from its own Debian 12 root, and its ovs-vsctl (3.1) reaches the host's
+            # ovsdb-server, Debian 13's (3.5), through the mounted run folder.
+            pid = serving(lab, host, "vlan")
+            with open(f"/proc/{pid}/root/etc/debian_version") as f:
+                assert f.read().startswith("12."), "the plugin does not run from its own root"
+            with open(f"/proc/{daemons_of(lab, host)['ovsdb-server']}/root/etc/debian_version") as f:
+                assert f.read().startswith("13.")
+            in_plugin = ["nsenter", "-t", str(pid), "-m", "-n", "--", "ovs-vsctl"]
+            assert "3.1." in run_here(in_plugin + ["--version"]), "not the plugin's own ovs-vsctl"
+            assert "ovsbr0" in run_here(in_plugin + ["list-br"]).split()
+        assert_networks_of_each_driver_carry_traffic(lab, uuid.uuid4().hex[:4])
     finally:
         lab.down()
     assert lab.leftovers() == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -14,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from acsnet.lab.host import REPO
+from acsnet.lab.host import REPO, stop_process_group
 from acsnet.lab.plugin_process import PluginProcess
 from acsnet.lab.zookeeper import free_port
-from acsnet.plugin_client import UnixHTTPConnection
+from acsnet.plugin_client import PluginClient, UnixHTTPConnection
 
 GATEWAY = {"RequestAddressType": "com.docker.network.gateway"}
 MAC = {"com.docker.network.endpoint.macaddress": "02:42:c0:00:02:0a"}
@@ -157,6 +158,58 @@ def test_store_outage_fails_fast_with_a_clear_error(plugins):
     assert_error(c.call("IpamDriver.RequestPool", {"AddressSpace": "acsnet-local", "Pool": "192.0.2.0/24"}),
                  503, "is not connected")
     assert time.monotonic() - started < 3
+
+
+# dockerd's window for a plugin's socket after starting it (moby's pluginPostStart: 0.5 s, then a dial
+# every 3 s, four tries): ~12.5 s, after which a managed plugin is disabled. The socket must exist long
+# before that, however slow the imports, the host checks and the store are.
+DOCKERD_SOCKET_WINDOW = 12.5
+
+
+def test_the_socket_listens_at_once_and_activate_waits_for_the_plugin_not_the_store(tmp_path):
+    """A real `acsnet serve ipam` with an unreachable store (nothing listens on its port, and the worker
+    waits the whole --store-timeout for it): the socket accepts a connection well within dockerd's window,
+    and Plugin.Activate sent at once waits in the backlog and is answered without the store."""
+    dead = f"zk://127.0.0.1:{free_port()}/acsnet"
+    path = str(tmp_path / "plugins" / "acsnet.sock")
+    started = time.monotonic()
+    process = subprocess.Popen([sys.executable, "-m", "acsnet.cli", "serve", "ipam", "--plugin-dir",
+                                str(tmp_path / "plugins"), "--store", dead, "--store-timeout", "4"],
+                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "wb"),
+                               stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        while True:
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(path)
+                break
+            except OSError:
+                assert process.poll() is None, (tmp_path / "serve.log").read_text()
+                assert time.monotonic() - started < DOCKERD_SOCKET_WINDOW, "no socket in dockerd's window"
+                time.sleep(0.01)
+            finally:
+                probe.close()
+        listening = time.monotonic() - started
+        # The first call, made now as dockerd makes it, is answered once the worker is up.
+        reply = PluginClient(path, 30).call("Plugin.Activate")
+        answered = time.monotonic() - started
+        print(f"\nsocket accepting after {listening:.2f} s, Activate answered after {answered:.2f} s "
+              f"(dockerd waits ~{DOCKERD_SOCKET_WINDOW} s for the socket)")
+        assert reply == (200, {"Implements": ["IpamDriver"]})
+        assert PluginClient(path, 30).call("IpamDriver.GetCapabilities")[0] == 200
+        assert listening < 3, f"socket took {listening:.2f} s (window {DOCKERD_SOCKET_WINDOW} s)"
+        assert answered > listening + 1, "the worker waits for the store: Activate was held in the backlog"
+    finally:
+        stop_process_group(process)
+    assert not os.path.exists(path), "gunicorn removes the socket it was handed when it stops"
+
+
+def test_a_second_plugin_on_a_served_socket_is_refused_and_leaves_it_alone(ipam, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "acsnet.cli", "serve", "ipam", "--plugin-dir",
+                             os.path.dirname(ipam.socket_path), "--store", f"file://{tmp_path}/other.db"],
+                            cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1 and "already serves" in result.stderr and "Traceback" not in result.stderr
+    assert ipam.client().call("Plugin.Activate")[0] == 200
 
 
 def test_an_unknown_store_url_is_refused_clearly(tmp_path):

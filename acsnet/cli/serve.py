@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 
+from acsnet import plugin_socket
 from acsnet.config import COMMON_OPTIONS, HOST_SETUP_OPTIONS, IPAM_OPTIONS, add_options, resolve
 from acsnet.cli.common import add_config_option
 from acsnet.errors import AcsnetError
 from acsnet.ovsctl.ovsdb import Ovsdb
+from acsnet.store import check_store_url
 
 PLUGINS = ("ipam", "vlan", "vxlan", "vpc")
 
@@ -37,14 +39,23 @@ def add_commands(commands) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    # Imported here, not above: the plugins bring Flask, gunicorn and every driver, which the other
-    # commands (and each --help) would otherwise load too.
-    from acsnet.composition import run_plugin
-    from acsnet.service import configure_logging
-
     settings = resolve(args, COMMON_OPTIONS + IPAM_OPTIONS)
-    configure_logging(settings["log_level"])
-    run_plugin(args.plugin, settings)
+    check_store_url(settings["store"])  # a mistyped option is refused before the socket is touched
+    # The socket first: dockerd waits only ~12.5 s for it (acsnet/plugin_socket.py); what follows,
+    # imports and checks included, runs while dockerd's first calls wait in its backlog.
+    listener = plugin_socket.listen(settings["plugin_dir"], plugin_socket.PLUGIN_NAMES[args.plugin])
+    path = listener.getsockname()
+    try:
+        # Imported here, not above: the plugins bring Flask, gunicorn and every driver, which the other
+        # commands (and each --help) would otherwise load too.
+        from acsnet.composition import run_plugin
+        from acsnet.service import configure_logging
+
+        configure_logging(settings["log_level"])
+        run_plugin(args.plugin, settings, listener)
+    finally:
+        if listener.fileno() != -1:  # not handed to gunicorn: the checks before serving refused to start
+            plugin_socket.close(listener, path)
     return 0
 
 

@@ -7,7 +7,8 @@ import logging
 import os
 import ssl
 
-from acsnet.service import SOCKET_UMASK, PluginApplication
+from acsnet.plugin_socket import SOCKET_UMASK
+from acsnet.service import PluginApplication
 from acsnet.store import check_store_url, open_store
 
 log = logging.getLogger("acsnet.dashboard")

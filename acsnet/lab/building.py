@@ -19,6 +19,7 @@ from acsnet.lab.layout import (
 from acsnet.lab.ovs import OpenVSwitch
 from acsnet.lab.plugin_process import PluginProcess
 from acsnet.lab.zookeeper import ZooKeeperMissing
+from acsnet.managed_plugins import PLUGINS
 from acsnet.managed_plugins import build as build_managed_plugins
 
 PLUGIN_KINDS = ("processes", "managed")  # `acsnet serve` processes, or Docker managed plugins
@@ -83,9 +84,6 @@ class LabBuilding:
                            "(legacy plugin ... is not supported in swarm mode)")
         if swarm and scope != "local":
             raise LabError("--swarm makes its own cluster: leave --scope at local")
-        if plugins == "managed" and host_os != DEFAULT_HOST_OS:
-            raise LabError(f"--plugins managed runs on --host-os {DEFAULT_HOST_OS} only so far (managed plugins on "
-                           f"{host_os} hosts are not tested yet)")
         self.check_prerequisites(scope, engine)
         if HOST_OSES[host_os].suite:
             progress(f"hosts' OS: {HOST_OSES[host_os].description} (debootstrap'd once, then cached)")
@@ -220,6 +218,12 @@ class LabBuilding:
         daemon = DockerDaemon(host, os.path.join(host.workdir, "docker"),
                               extra_args=self.dockerd_args(host.name, index, state["scope"]),
                               engine=state.get("engine", DEFAULT_ENGINE)).start()
+        if host.os_root:
+            # dockerd runs the plugins from the host's OS and bind-mounts their sources from there, while
+            # `acsnet plugin install` runs from this machine's root (which makes them on a real host, where
+            # the two are one): the folders the host's OS lacks are made there first. /run is both's.
+            sources = sorted({m.source for spec in PLUGINS.values() for m in spec.mounts})
+            host.run_in_os(["mkdir", "-p", *sources])
         progress(f"{host.name}: acsnet plugin install --host-setup (managed plugins acsnet/ipam, vlan, vxlan, vpc)")
         # In a swarm the drivers are global scope: the manager allocates each swarm network (its pool,
         # gateway, every task's address, AllocateNetwork), and every node creates it with that; a
