@@ -24,7 +24,7 @@ from acsnet.plugins.segments.driver import network_subnets
 from acsnet.plugins.segments.model import SegmentEndpoint, SegmentNetwork, SegmentRecord
 from acsnet.plugins.vpc.options import parse_vpc_options
 from tests.test_vlan import QUICK, remove
-from tests.test_vxlan import tunnel_flows
+from tests.test_vxlan import VTEPS, outside_get, tunnel_flows
 
 SUBNET, SUBNET6 = "100.64.6.0/24", "2001:db8:6::/64"
 GATEWAY6 = "2001:db8:6::1"
@@ -173,31 +173,6 @@ def test_a_recreated_container_is_reached_by_its_ip6_at_once_on_its_peers_host_a
         assert len(macs) == 3, f"the recreated containers kept one MAC, so this test shows nothing: {macs}"
         # Without the advertisement the old entry stays REACHABLE, then STALE, DELAY and PROBE: about 5 s at best.
         assert max(took) < 2, f"reached after {took} s"
-    finally:
-        remove(lab, names, [network])
-
-
-def test_publishing_on_an_ipv6_host_address_is_refused_clearly_and_the_router_holds_the_ipv6_gateway(lab):
-    """The router namespace of a dual-stack network holds its IPv6 gateway; ports are published on the
-    host's IPv4 address, so `-p` on an IPv6 host address is refused, naming what the host lacks, where it
-    was silently published on the IPv4 address before. The lab's hosts have no global IPv6 address."""
-    tag = uuid.uuid4().hex[:4]
-    network = f"v6r-{tag}"
-    names = {"h1": [f"r1-{tag}", f"r2-{tag}", f"r3-{tag}", f"r4-{tag}"]}
-    try:
-        create_dual_stack(lab, network, 210, ("h1",))
-        lab.docker("h1", "run", "-d", *QUICK, "--net", network, "--name", f"r1-{tag}", IMAGE, "sleep", "600")
-        inside = lab.node("h1").run(["ip", "netns", "exec", "acsvx-210", "ip", "-6", "addr", "show", "gw0"]).stdout
-        assert f"{GATEWAY6}/64" in inside, inside
-        for mapping, message in ((["-p", "[::]:8086:80"], "-p [::]:8086:80: host h1 has no global IPv6 address to publish on; "
-                                                          "publish on its IPv4 address instead (-p 8086:80)"),
-                                 (["-p", "[2001:db8:99::5]:8087:80"], "-p [2001:db8:99::5]:8087:80: host h1 has no IPv6 address 2001:db8:99::5")):
-            name = f"r2-{tag}" if "8086:80" in mapping[1] else f"r3-{tag}"
-            result = lab.docker("h1", "run", "-d", *QUICK, "--net", network, *mapping, "--name", name, IMAGE, "sleep", "600",
-                                check=False)
-            assert result.returncode != 0 and message in result.stderr, result.stderr
-        # IPv4 publishing is as it was.
-        lab.docker("h1", "run", "-d", *QUICK, "--net", network, "-p", "8088:80", "--name", f"r4-{tag}", IMAGE, "sleep", "600")
     finally:
         remove(lab, names, [network])
 
@@ -391,3 +366,83 @@ def test_bad_vpc_ipv6_slices_are_refused_naming_the_problem():
         with pytest.raises(InvalidRequest) as refused:
             vpc_options(generic, subnet6)
         assert message in refused.value.message, (generic, refused.value.message)
+
+
+# An IPv6 link between h1 and the lab's outside host, made by the tests that need the host to have a
+# global IPv6 address (on its bridge's own port, where host-setup put its IPv4 address).
+HOST6, OUTSIDE6 = "2001:db8:c0::11", "2001:db8:c0::200"
+
+
+def test_ipv6_snat_and_published_ports_go_through_the_hosts_ipv6_address_and_what_it_lacks_is_refused(lab, tmp_path):
+    """A dual-stack network's router holds its IPv6 gateway and routes IPv6 to the host: containers
+    reach an IPv6 host outside, seen there as the host's IPv6 address; `-p [::]:...`, `-p
+    [HOST_IPV6]:...` and `-p PORT` (both families) reach the container from outside by IPv6. Where the
+    host has no such address, or the network no IPv6 subnet, `-p` is refused naming what is missing.
+    And an IPv4 host address is honoured: `-p 127.0.0.1:...` is reached from the host only."""
+    tag = uuid.uuid4().hex[:4]
+    network, ipv4_only = f"v6n-{tag}", f"v4n-{tag}"
+    names = {"h1": [f"n{i}-{tag}" for i in range(1, 8)]}
+    h1, out = lab.node("h1"), lab.node("out")
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "marker").write_text("outside\n")
+    server = out.popen([sys.executable, "-m", "http.server", "8000", "--bind", "::", "--directory", str(www)],
+                       str(tmp_path / "http.log"))
+
+    def refused(name: str, net: str, mapping: str, message: str) -> None:
+        result = lab.docker("h1", "run", "-d", *QUICK, "--net", net, "-p", mapping, "--name", name, IMAGE, "sleep", "600",
+                            check=False)
+        assert result.returncode != 0 and message in result.stderr, (mapping, result.stderr)
+
+    try:
+        create_dual_stack(lab, network, 210, ("h1",))
+        lab.docker("h1", "network", "create", "-d", "vxlan", "--ipam-driver", "acsnet", "--subnet", "100.64.9.0/24",
+                   "-o", "VxlanId=211", ipv4_only)
+        serve(lab, "h1", f"n1-{tag}", network, "100.64.6.50", "2001:db8:6::50")
+        inside = h1.run(["ip", "netns", "exec", "acsvx-210", "ip", "-6", "addr", "show", "gw0"]).stdout
+        assert f"{GATEWAY6}/64" in inside, inside
+        # The host has no global IPv6 address yet: refused, saying so, and nothing published elsewhere.
+        refused(f"n2-{tag}", network, "[::]:8086:80", "-p [::]:8086:80: host h1 has no global IPv6 address to publish on; "
+                                                      "publish on its IPv4 address instead (-p 8086:80)")
+        refused(f"n3-{tag}", network, f"[{HOST6}]:8087:80", f"-p [{HOST6}]:8087:80: host h1 has no IPv6 address {HOST6}")
+        refused(f"n4-{tag}", network, "10.9.9.9:8088:80", "-p 10.9.9.9:8088:80: host h1 has no IPv4 address 10.9.9.9")
+        assert not pings6(lab, "h1", f"n1-{tag}", OUTSIDE6, wait=1)
+
+        h1.run(["ip", "-6", "addr", "add", f"{HOST6}/64", "dev", "ovsbr0", "nodad"])
+        out.run(["ip", "-6", "addr", "add", f"{OUTSIDE6}/64", "dev", "out0", "nodad"])
+        refused(f"n5-{tag}", ipv4_only, f"[{HOST6}]:8089:80", "has no IPv6 subnet, so its container has no IPv6 address to publish")
+        lab.docker("h1", "rm", "-f", f"n2-{tag}", f"n3-{tag}", f"n4-{tag}", f"n5-{tag}", check=False)
+        script = "mkdir /www && echo {0} > /www/index.html && exec httpd -f -p 80 -h /www"
+        lab.docker("h1", "run", "-d", *QUICK, "--net", network, "-p", "[::]:8080:80", "-p", f"[{HOST6}]:8081:80",
+                   "--name", f"n2-{tag}", IMAGE, "sh", "-c", script.format(f"n2-{tag}"))
+        lab.docker("h1", "run", "-d", *QUICK, "--net", network, "-p", "8082:80", "-p", "127.0.0.1:8084:80",
+                   "--name", f"n3-{tag}", IMAGE, "sh", "-c", script.format(f"n3-{tag}"))
+
+        # SNAT: the container reaches the outside host by IPv6, which sees the host's IPv6 address.
+        assert pings6(lab, "h1", f"n1-{tag}", OUTSIDE6)
+        assert lab.docker("h1", "exec", f"n1-{tag}", "timeout", "5", "wget", "-q", "-O", "-",
+                          f"http://[{OUTSIDE6}]:8000/marker").stdout.strip() == "outside"
+        assert f"{HOST6} - -" in (tmp_path / "http.log").read_text(), (tmp_path / "http.log").read_text()
+        # DNAT: from outside by IPv6 on each binding; -p PORT on both families; 127.0.0.1 only from the host.
+        for port, name in ((8080, f"n2-{tag}"), (8081, f"n2-{tag}"), (8082, f"n3-{tag}")):
+            assert outside_get(lab, f"http://[{HOST6}]:{port}/") == name, port
+        assert outside_get(lab, f"http://{VTEPS['h1']}:8082/") == f"n3-{tag}"
+        assert outside_get(lab, f"http://{VTEPS['h1']}:8084/") is None, "-p 127.0.0.1:8084:80 was published on the VTEP"
+        assert h1.run(["timeout", "5", "wget", "-q", "-O", "-", "http://127.0.0.1:8084/"]).stdout.strip() == f"n3-{tag}"
+        assert outside_get(lab, f"http://[{HOST6}]:8084/") is None
+
+        # A restarted plugin finds the router dual-stack and the ports as published.
+        lab.kill_plugin("h1", "vxlan")
+        lab.start_plugin("h1", "vxlan")
+        lab.docker("h1", "run", "-d", *QUICK, "--net", network, "-p", "[::]:8083:80", "--name", f"n4-{tag}", IMAGE, "sh", "-c",
+                   script.format(f"n4-{tag}"))
+        assert outside_get(lab, f"http://[{HOST6}]:8083/") == f"n4-{tag}"
+        assert outside_get(lab, f"http://[{HOST6}]:8080/") == f"n2-{tag}"
+        lab.docker("h1", "rm", "-f", f"n2-{tag}")
+        assert outside_get(lab, f"http://[{HOST6}]:8080/") is None, "the port stays published after docker rm"
+    finally:
+        server.kill()
+        server.wait()
+        h1.run(["ip", "-6", "addr", "del", f"{HOST6}/64", "dev", "ovsbr0"], check=False)
+        out.run(["ip", "-6", "addr", "del", f"{OUTSIDE6}/64", "dev", "out0"], check=False)
+        remove(lab, names, [network, ipv4_only])
