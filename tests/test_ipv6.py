@@ -446,3 +446,56 @@ def test_ipv6_snat_and_published_ports_go_through_the_hosts_ipv6_address_and_wha
         h1.run(["ip", "-6", "addr", "del", f"{HOST6}/64", "dev", "ovsbr0"], check=False)
         out.run(["ip", "-6", "addr", "del", f"{OUTSIDE6}/64", "dev", "out0"], check=False)
         remove(lab, names, [network, ipv4_only])
+
+
+def test_an_ip6_pin_of_a_dead_host_is_taken_over_on_another_and_reached_within_a_second(tmp_path):
+    """As `--ip` does (tests/test_vxlan.py, tests/test_vlan.py): once a powered-off host's ZooKeeper
+    session ends, another host may run a container with its `--ip6`; on vxlan a container on a third
+    host reaches it within a second (the unsolicited advertisement to local containers), on vlan the
+    VLAN's router does (the one sent on the uplink with the new host's MAC)."""
+    from tests.conftest import LAB_OPTIONS
+    from tests.test_vxlan import points_at
+
+    lab = Lab(str(tmp_path / "lab"), f"acsnet-6{uuid.uuid4().hex[:4]}")
+    pinned6, vlan_pinned6 = "2001:db8:6::60", "2001:db8:217::160"
+    gw = None
+    try:
+        lab.up(hosts=3, **LAB_OPTIONS)
+        gw = lab.node("gw")
+        gw.run(["ip", "-6", "addr", "add", "2001:db8:217::1/64", "dev", "gw-v217", "nodad"])
+        create_dual_stack(lab, "vx6", 230, ("h1", "h2", "h3"))
+        for host in ("h1", "h2"):
+            lab.docker(host, "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--ipv6",
+                       "--subnet", "198.51.100.0/24", "--gateway", "198.51.100.1",
+                       "--subnet", "2001:db8:217::/64", "--gateway", "2001:db8:217::1", "-o", "VlanId=217", "vl6")
+        serve(lab, "h1", "app", "vx6", "100.64.6.60", pinned6)
+        serve(lab, "h3", "client", "vx6", "100.64.6.61", "2001:db8:6::61")
+        serve(lab, "h1", "vapp", "vl6", "198.51.100.160", vlan_pinned6)
+        assert fetch6(lab, "h3", "client", pinned6) == "app"  # the client's neighbour entry: h1's container's MAC
+        assert gw.run(["ping", "-6", "-c", "1", "-W", "2", vlan_pinned6], check=False).returncode == 0
+        host_macs = {h: lab.node(h).run(["cat", f"/sys/class/net/{UPLINK}/address"]).stdout.strip() for h in ("h1", "h2")}
+        assert host_macs["h1"] in gw.run(["ip", "-6", "neigh", "show", vlan_pinned6]).stdout
+
+        lab.power_off("h1")
+        deadline = time.monotonic() + 40
+        for name, network, ip, ip6 in (("app", "vx6", "100.64.6.60", pinned6), ("vapp", "vl6", "198.51.100.160", vlan_pinned6)):
+            while True:
+                script = f"mkdir /www && echo moved-{name} > /www/index.html && exec httpd -f -p 80 -h /www"
+                if lab.docker("h2", "run", "-d", *QUICK, "--net", network, "--ip", ip, "--ip6", ip6, "--name", name, IMAGE,
+                              "sh", "-c", script, check=False).returncode == 0:
+                    break
+                lab.docker("h2", "rm", "-f", name, check=False)
+                assert time.monotonic() < deadline, f"h2 never got {ip6} of the dead host"
+                time.sleep(1)
+            started = time.monotonic()
+            if network == "vx6":
+                while fetch6(lab, "h3", "client", pinned6) != "moved-app":
+                    assert time.monotonic() - started < 1, "the container that took the --ip6 over was not reached within 1 s"
+            else:
+                while gw.run(["ping", "-6", "-c", "1", "-W", "1", vlan_pinned6], check=False).returncode != 0:
+                    assert time.monotonic() - started < 1, "the VLAN's router did not reach the moved --ip6 within 1 s"
+                assert host_macs["h2"] in gw.run(["ip", "-6", "neigh", "show", vlan_pinned6]).stdout
+        assert [f for f in tunnel_flows(lab, "h3") if points_at(f, "h1")] == []
+    finally:
+        lab.down()
+    assert lab.leftovers() == []
