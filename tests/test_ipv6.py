@@ -499,3 +499,78 @@ def test_an_ip6_pin_of_a_dead_host_is_taken_over_on_another_and_reached_within_a
     finally:
         lab.down()
     assert lab.leftovers() == []
+
+
+# A router advertisement from the lab's router (gw), as radvd would send it: the router's MAC in its
+# option, its link-local address the next hop, and the prefix on-link only (no SLAAC address).
+ROUTER_ADVERT = """import sys
+from scapy.all import Ether, IPv6, ICMPv6ND_RA, ICMPv6NDOptSrcLLAddr, ICMPv6NDOptPrefixInfo, sendp
+iface, mac, ll, prefix = sys.argv[1:5]
+sendp(Ether(src=mac, dst="33:33:00:00:00:01") / IPv6(src=ll, dst="ff02::1", hlim=255) / ICMPv6ND_RA(routerlifetime=1800)
+      / ICMPv6NDOptSrcLLAddr(lladdr=mac) / ICMPv6NDOptPrefixInfo(prefix=prefix, prefixlen=64, L=1, A=0), iface=iface, verbose=False)
+"""
+
+
+def test_vlan_router_advertisements_reach_containers_only_where_the_network_accepts_them(lab):
+    """`-o ipv6_ra=accept` (VLAN 217): the VLAN router's advertisement reaches the container, which
+    takes its route via the router's link-local address and reaches it (a solicitation for it answered
+    by a flow with the router's MAC). Without it (VLAN 218), the same advertisement is dropped and the
+    container's only IPv6 router is Docker's static gateway. Bad values are refused."""
+    tag = uuid.uuid4().hex[:4]
+    accepting, dropping = f"ra-{tag}", f"nora-{tag}"
+    names = {"h1": [f"ra1-{tag}", f"ra2-{tag}"]}
+    gw, h1 = lab.node("gw"), lab.node("h1")
+    routers = {}
+    for vlan, device in ((217, "gw-v217"), (218, "gw-v218")):
+        mac = gw.run(["cat", f"/sys/class/net/{device}/address"]).stdout.strip()
+        link_local = gw.run(["ip", "-6", "-o", "addr", "show", "dev", device, "scope", "link"]).stdout.split()[3].split("/")[0]
+        routers[vlan] = (device, mac, link_local)
+        gw.run(["ip", "-6", "addr", "add", f"2001:db8:{vlan}::1/64", "dev", device, "nodad"])
+    try:
+        for bad, message in ((["-o", "ipv6_ra=maybe"], "ipv6_ra must be accept or drop, got 'maybe'"),):
+            result = lab.docker("h1", "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--ipv6", "--subnet",
+                                "198.51.100.0/24", "--subnet", "2001:db8:217::/64", "-o", "VlanId=217", *bad, f"bad-{tag}", check=False)
+            assert result.returncode != 0 and message in result.stderr, result.stderr
+        result = lab.docker("h1", "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--subnet", "198.51.100.0/24",
+                            "-o", "VlanId=217", "-o", "ipv6_ra=accept", f"bad-{tag}", check=False)
+        assert result.returncode != 0 and "ipv6_ra=accept is for dual-stack networks" in result.stderr, result.stderr
+        for network, vlan, v4, extra in ((accepting, 217, "198.51.100", ["-o", "ipv6_ra=accept"]), (dropping, 218, "203.0.113", [])):
+            lab.docker("h1", "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--ipv6", "--subnet", f"{v4}.0/24",
+                       "--gateway", f"{v4}.1", "--subnet", f"2001:db8:{vlan}::/64", "--gateway", f"2001:db8:{vlan}::1",
+                       "-o", f"VlanId={vlan}", *extra, network)
+        for name, network, ip, ip6 in ((f"ra1-{tag}", accepting, "198.51.100.130", "2001:db8:217::130"),
+                                       (f"ra2-{tag}", dropping, "203.0.113.130", "2001:db8:218::130")):
+            lab.docker("h1", "run", "-d", *QUICK, "--cap-add", "NET_ADMIN", "--net", network, "--ip", ip, "--ip6", ip6,
+                       "--name", name, IMAGE, "sleep", "600")
+        deadline = time.monotonic() + 20  # the accepting flow waits for the router's MAC, learned by ARP
+        while f"dl_src={routers[217][1]}" not in h1.run(["ovs-ofctl", "dump-flows", "ovsbr0", "table=20,icmp6,icmp_type=134"]).stdout:
+            assert time.monotonic() < deadline, "no flow lets VLAN 217's advertisements in"
+            time.sleep(0.2)
+        for vlan in (217, 218):
+            device, mac, link_local = routers[vlan]
+            gw.run([sys.executable, "-c", ROUTER_ADVERT, device, mac, link_local, f"2001:db8:{vlan}::"])
+
+        def ipv6_routes(name: str) -> str:
+            return lab.docker("h1", "exec", name, "ip", "-6", "route").stdout
+
+        deadline = time.monotonic() + 5
+        while f"default via {routers[217][2]}" not in ipv6_routes(f"ra1-{tag}"):
+            assert time.monotonic() < deadline, f"the advertisement did not reach the accepting network: {ipv6_routes(f'ra1-{tag}')}"
+            time.sleep(0.2)
+        assert "default via 2001:db8:217::1" in ipv6_routes(f"ra1-{tag}")  # Docker's static one stays
+        # The router's link-local address is reached; a solicitation for it is answered by a flow.
+        lab.docker("h1", "exec", f"ra1-{tag}", "ip", "-6", "neigh", "flush", "dev", "eth0")
+        assert lab.docker("h1", "exec", f"ra1-{tag}", "ping", "-6", "-c", "1", "-W", "2", "-I", "2001:db8:217::130",
+                          f"{routers[217][2]}%eth0", check=False).returncode == 0
+        assert f"lladdr {routers[217][1]} router" in neighbour(lab, "h1", f"ra1-{tag}", routers[217][2])
+        assert packets_on(lab, "h1", "ovsbr0", "cookie=0xac5/-1,table=35,icmp6,icmp_type=135,nd_target=fe80::/10") > 0
+        # Dropped where not asked for: Docker's static gateway is the only router.
+        time.sleep(1)
+        routes = ipv6_routes(f"ra2-{tag}")
+        assert "fe80::" not in "".join(line for line in routes.splitlines() if line.startswith("default")), routes
+        assert "default via 2001:db8:218::1" in routes, routes
+        assert pings6(lab, "h1", f"ra2-{tag}", "2001:db8:218::1")
+    finally:
+        for vlan, (device, _, _) in routers.items():
+            gw.run(["ip", "-6", "addr", "del", f"2001:db8:{vlan}::1/64", "dev", device], check=False)
+        remove(lab, names, [accepting, dropping, f"bad-{tag}"])

@@ -41,6 +41,8 @@ def vlan_states() -> list[VlanDatapath]:
                   ArpAnswer(217, "198.51.100.1", "02:00:00:00:00:01", "2001:db8:217::1"))
     return [VlanDatapath("uplink0", HOST_MAC, frozenset(), (), (), ()),
             VlanDatapath("uplink0", HOST_MAC, frozenset({217}), dual_stack[:1], dual_stack[1:2], dual_stack[2:]),
+            VlanDatapath("uplink0", HOST_MAC, frozenset({217}), dual_stack[:1], dual_stack[1:2], dual_stack[2:],
+                         accept_ra=frozenset({217})),  # -o ipv6_ra=accept
             VlanDatapath("uplink0", HOST_MAC, frozenset({217, 218}), (a, b, other_vlan), (remote, stale), ()),  # gateway not learned
             VlanDatapath("uplink0", HOST_MAC, frozenset({217, 218}), (a, b, other_vlan), (remote, stale), (gateway,))]
 

@@ -134,6 +134,8 @@ class SegmentNetwork:
     # tasks come and go, so it is no cluster-wide record, and what the manager allocated for it (a
     # generated VNI) is freed by FreeNetwork only, not by a node deleting its copy.
     swarm: bool = False
+    # vlan `-o ipv6_ra=accept`: the VLAN router's advertisements are let through to the containers.
+    accept_ra: bool = False
 
     def to_json(self) -> dict:
         d = {"network_id": self.network_id, "segment": self.segment, "subnet": str(self.subnet.cidr),
@@ -141,6 +143,8 @@ class SegmentNetwork:
              "swarm": self.swarm}
         if self.subnet6 is not None:  # only then: a record an older plugin can still read otherwise
             d.update(subnet6=str(self.subnet6.cidr), gateway6=self.gateway6)
+        if self.accept_ra:
+            d.update(accept_ra=True)
         return d
 
     @classmethod
@@ -148,7 +152,7 @@ class SegmentNetwork:
         return cls(d["network_id"], d["segment"], netaddr.IPNetwork(d["subnet"]), d.get("gateway"),
                    d.get("gateway_mac"), d["mtu"], bool(d.get("internal", False)),
                    netaddr.IPNetwork(d["subnet6"]) if d.get("subnet6") else None, d.get("gateway6"),
-                   bool(d.get("swarm", False)))
+                   bool(d.get("swarm", False)), bool(d.get("accept_ra", False)))
 
 
 @dataclasses.dataclass(frozen=True)
