@@ -574,3 +574,49 @@ def test_vlan_router_advertisements_reach_containers_only_where_the_network_acce
         for vlan, (device, _, _) in routers.items():
             gw.run(["ip", "-6", "addr", "del", f"2001:db8:{vlan}::1/64", "dev", device], check=False)
         remove(lab, names, [accepting, dropping, f"bad-{tag}"])
+
+
+def test_vlan_neighbour_advertisements_seen_at_the_switch_carry_only_host_macs(lab):
+    """MAC NAT for IPv6 from the switch's side: every neighbour advertisement on VLAN 217 (the hosts'
+    unsolicited ones for joined containers, their answers to the router's solicitations) has a host's
+    MAC as its source and in its target link-layer option, or is the router's own; and the switch's MAC
+    table for the VLAN holds one MAC per host and the router's, however many containers there are."""
+    tag = uuid.uuid4().hex[:4]
+    network = f"na-{tag}"
+    names = {"h1": [f"na1-{tag}", f"na3-{tag}"], "h2": [f"na2-{tag}", f"na4-{tag}"]}
+    gw, sw = lab.node("gw"), lab.node("sw")
+    router_mac = gw.run(["cat", "/sys/class/net/gw-v217/address"]).stdout.strip()
+    host_macs = {h: lab.node(h).run(["cat", f"/sys/class/net/{UPLINK}/address"]).stdout.strip() for h in ("h1", "h2")}
+    counters = ["cookie=0x7e57,priority=40,icmp6,icmp_type=136,actions=NORMAL"]
+    counters += [f"cookie=0x7e57,priority=50,icmp6,icmp_type=136,dl_src={m},nd_tll={m},actions=NORMAL"
+                 for m in [*host_macs.values(), router_mac]]
+    counters.append(f"cookie=0x7e57,priority=50,icmp6,icmp_type=136,dl_src={router_mac},nd_tll=00:00:00:00:00:00,actions=NORMAL")
+    sw.run(["ovs-ofctl", "add-flows", SWITCH_BRIDGE, "-"], input="\n".join(counters) + "\n")
+    gw.run(["ip", "-6", "addr", "add", "2001:db8:217::1/64", "dev", "gw-v217", "nodad"])
+    try:
+        for host in ("h1", "h2"):
+            lab.docker(host, "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--ipv6",
+                       "--subnet", "198.51.100.0/24", "--gateway", "198.51.100.1",
+                       "--subnet", "2001:db8:217::/64", "--gateway", "2001:db8:217::1", "-o", "VlanId=217", network)
+        addresses = {}
+        for i, (host, name) in enumerate([(h, n) for h, ns in names.items() for n in ns]):
+            addresses[name] = f"2001:db8:217::{0x170 + i:x}"
+            serve(lab, host, name, network, f"198.51.100.{170 + i}", addresses[name])
+        gw.run(["ip", "-6", "neigh", "flush", "dev", "gw-v217"])  # so that the router asks for each
+        for name, address in addresses.items():
+            assert gw.run(["ping", "-6", "-c", "1", "-W", "2", address], check=False).returncode == 0, name
+        assert pings6(lab, "h1", f"na1-{tag}", "2001:db8:217::1") and pings6(lab, "h2", f"na2-{tag}", "2001:db8:217::1")
+
+        stats = sw.run(["ovs-ofctl", "dump-flows", SWITCH_BRIDGE, "cookie=0x7e57/-1"]).stdout
+        (catch_all,) = [line for line in stats.splitlines() if "priority=40" in line]
+        assert "n_packets=0," in catch_all, f"the switch saw an advertisement naming another MAC: {catch_all}\n{stats}"
+        for host, mac in host_macs.items():
+            (seen,) = [line for line in stats.splitlines() if f"dl_src={mac}" in line]
+            assert "n_packets=0," not in seen, f"the switch saw no advertisement from {host}: the check would prove nothing"
+        fdb = sw.run(["ovs-appctl", "-t", "/run/openvswitch/ovs-vswitchd.ctl", "fdb/show", SWITCH_BRIDGE]).stdout
+        vlan_macs = {line.split()[2] for line in fdb.splitlines()[1:] if line.split()[1] == "217"}
+        assert vlan_macs == set(host_macs.values()) | {router_mac}, vlan_macs
+    finally:
+        gw.run(["ip", "-6", "addr", "del", "2001:db8:217::1/64", "dev", "gw-v217"], check=False)
+        sw.run(["ovs-ofctl", "del-flows", SWITCH_BRIDGE, "cookie=0x7e57/-1"], check=False)
+        remove(lab, names, [network])
