@@ -149,6 +149,7 @@ def ensure_router(vni: int, gateway: str, prefixlen: int, gateway_mac: str, mtu:
     existing = routers()
     name = namespace(vni)
     if vni in existing and name in netns.listnetns() and existing[vni].ipv6 == bool(gateway6):
+        links.enable_route_localnet(transfer_link(vni))  # one made by a plugin from before -p 127.0.0.1 was honoured
         return existing[vni]
     remove_router(vni)  # a half-made one from a crash
     taken = {int((netaddr.IPAddress(r.host_address).value - TRANSFER.first) // 4) for r in existing.values() if r.vni != vni}
@@ -270,15 +271,16 @@ def published_chain(vni: int) -> str:
 
 
 def apply_host_nat(host_addresses: list[str], routed: list[tuple[Router, Publication]],
-                   host_addresses6: list[str] | tuple[str, ...] = ()) -> None:
+                   host_addresses6: list[str] | tuple[str, ...] = (), *, ipv6: bool = False) -> None:
     """The host's tables (`ip`, and `ip6` once a router is dual-stack): published ports to their
     routers (from outside and from the host itself), one chain per network, and the transfer range
     masqueraded to the host's own address on the way out. `host_addresses` (and `host_addresses6`)
-    are where a port published without a host address goes. What this process wrote before is changed
+    are where a port published without a host address goes; `ipv6`: a router is dual-stack, so the
+    `ip6` table masquerades, with or without published ports. What this process wrote before is changed
     chain by chain: a network whose ports did not change is not rewritten. One `nft` for both."""
     key = _namespace_id()
     families = [("ip", tuple(host_addresses), [(r, p) for r, p in routed if p.ipv4])]
-    if any(r.ipv6 for r, _ in routed) or (key, "ip6") in _applied.hosts:
+    if ipv6 or any(r.ipv6 for r, _ in routed) or (key, "ip6") in _applied.hosts:
         families.append(("ip6", tuple(host_addresses6), [(r, p) for r, p in routed if p.ipv6 and r.ipv6]))
     script, written_now = "", {}
     with _applied.lock:

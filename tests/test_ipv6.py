@@ -411,6 +411,12 @@ def test_ipv6_snat_and_published_ports_go_through_the_hosts_ipv6_address_and_wha
         h1.run(["ip", "-6", "addr", "add", f"{HOST6}/64", "dev", "ovsbr0", "nodad"])
         out.run(["ip", "-6", "addr", "add", f"{OUTSIDE6}/64", "dev", "out0", "nodad"])
         refused(f"n5-{tag}", ipv4_only, f"[{HOST6}]:8089:80", "has no IPv6 subnet, so its container has no IPv6 address to publish")
+        # SNAT, with no port published yet: the container reaches the outside host by IPv6, which
+        # sees the host's IPv6 address.
+        assert pings6(lab, "h1", f"n1-{tag}", OUTSIDE6)
+        assert lab.docker("h1", "exec", f"n1-{tag}", "timeout", "5", "wget", "-q", "-O", "-",
+                          f"http://[{OUTSIDE6}]:8000/marker").stdout.strip() == "outside"
+        assert f"{HOST6} - -" in (tmp_path / "http.log").read_text(), (tmp_path / "http.log").read_text()
         lab.docker("h1", "rm", "-f", f"n2-{tag}", f"n3-{tag}", f"n4-{tag}", f"n5-{tag}", check=False)
         script = "mkdir /www && echo {0} > /www/index.html && exec httpd -f -p 80 -h /www"
         lab.docker("h1", "run", "-d", *QUICK, "--net", network, "-p", "[::]:8080:80", "-p", f"[{HOST6}]:8081:80",
@@ -418,11 +424,6 @@ def test_ipv6_snat_and_published_ports_go_through_the_hosts_ipv6_address_and_wha
         lab.docker("h1", "run", "-d", *QUICK, "--net", network, "-p", "8082:80", "-p", "127.0.0.1:8084:80",
                    "--name", f"n3-{tag}", IMAGE, "sh", "-c", script.format(f"n3-{tag}"))
 
-        # SNAT: the container reaches the outside host by IPv6, which sees the host's IPv6 address.
-        assert pings6(lab, "h1", f"n1-{tag}", OUTSIDE6)
-        assert lab.docker("h1", "exec", f"n1-{tag}", "timeout", "5", "wget", "-q", "-O", "-",
-                          f"http://[{OUTSIDE6}]:8000/marker").stdout.strip() == "outside"
-        assert f"{HOST6} - -" in (tmp_path / "http.log").read_text(), (tmp_path / "http.log").read_text()
         # DNAT: from outside by IPv6 on each binding; -p PORT on both families; 127.0.0.1 only from the host.
         for port, name in ((8080, f"n2-{tag}"), (8081, f"n2-{tag}"), (8082, f"n3-{tag}")):
             assert outside_get(lab, f"http://[{HOST6}]:{port}/") == name, port

@@ -174,7 +174,8 @@ class VxlanOvsDatapath(Datapath):
             router.apply_router_nat(r, [p for rr, p in routed if rr.vni == vni])
         if self._routers:
             wants6 = any(p.ipv6 and p.host_ip in ("", "::") for _, p in routed)
-            router.apply_host_nat([self.vtep], routed, router.host_ipv6_addresses() if wants6 else ())
+            router.apply_host_nat([self.vtep], routed, router.host_ipv6_addresses() if wants6 else (),
+                                  ipv6=any(r.ipv6 for r in self._routers.values()))
         else:
             router.remove_host_nat()
         self._nat_applied = desired
