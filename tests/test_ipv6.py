@@ -431,6 +431,13 @@ def test_ipv6_snat_and_published_ports_go_through_the_hosts_ipv6_address_and_wha
         assert outside_get(lab, f"http://{VTEPS['h1']}:8084/") is None, "-p 127.0.0.1:8084:80 was published on the VTEP"
         assert h1.run(["timeout", "5", "wget", "-q", "-O", "-", "http://127.0.0.1:8084/"]).stdout.strip() == f"n3-{tag}"
         assert outside_get(lab, f"http://[{HOST6}]:8084/") is None
+        # One port on both families as two bindings (as newer dockerds may send -p PORT) is one
+        # publication; the same port again, on an address it covers, is another container's.
+        lab.docker("h1", "run", "-d", *QUICK, "--net", network, "-p", "0.0.0.0:8085:80", "-p", "[::]:8085:80",
+                   "--name", f"n5-{tag}", IMAGE, "sh", "-c", script.format(f"n5-{tag}"))
+        assert outside_get(lab, f"http://[{HOST6}]:8085/") == f"n5-{tag}"
+        assert outside_get(lab, f"http://{VTEPS['h1']}:8085/") == f"n5-{tag}"
+        refused(f"n6-{tag}", network, f"[{HOST6}]:8082:80", "host port 8082/tcp is already published by another container")
 
         # A restarted plugin finds the router dual-stack and the ports as published.
         lab.kill_plugin("h1", "vxlan")

@@ -36,6 +36,16 @@ def routed_networks(view: HostView) -> dict[int, SegmentNetwork]:
     return {n.segment: n for n in sorted(view.networks, key=lambda n: n.network_id) if n.gateway and not n.internal}
 
 
+def _same_host_addresses(a: str, b: str) -> bool:
+    """Whether bindings on host addresses `a` and `b` ("" for none given) meet: of one family, with one
+    of them on all its addresses or both on the same. So `-p 0.0.0.0:80:80` and `-p [::]:80:80` (as
+    newer dockerds may send `-p 80:80`) are two halves of one publication, not a conflict."""
+    families = {ip: ({4, 6} if ip == "" else {6} if ":" in ip else {4}) for ip in (a, b)}
+    if not families[a] & families[b]:
+        return False
+    return a in ("", "0.0.0.0", "::") or b in ("", "0.0.0.0", "::") or a == b
+
+
 def vxlan_table(view: HostView) -> list[str]:
     """The vxlan bridge's flows for `view`."""
     local = tuple(VxlanPort(e.host_port, e.segment, e.ip, e.mac, e.ip6) for e in view.endpoints)
@@ -190,11 +200,11 @@ class VxlanOvsDatapath(Datapath):
                 raise InvalidRequest(f"network {endpoint.network_id[:12]} is internal (--internal): its containers cannot publish ports")
             if endpoint.segment not in routed_networks(agent.view()):
                 raise InvalidRequest(f"network {endpoint.network_id[:12]} has no gateway: its containers cannot publish ports")
-            taken = {(p.proto, p.host_port) for eid, ps in self.publications.items() if eid != endpoint_id for p in ps}
+            taken = [p for eid, ps in self.publications.items() if eid != endpoint_id for p in ps]
             publications = []
             for entry in portmap:
                 publication = self._publication(endpoint, entry, taken)
-                taken.add((publication.proto, publication.host_port))
+                taken.append(publication)
                 publications.append(publication)
             state.write_published(agent.store, agent.layout, agent.host_id, endpoint_id,
                                   [dataclasses.asdict(p) for p in publications])
@@ -232,7 +242,7 @@ class VxlanOvsDatapath(Datapath):
             raise InvalidRequest(f"{mapping}: host {self.agent.host_id} has no IPv6 address {text}")
         return text
 
-    def _publication(self, endpoint: SegmentEndpoint, entry: dict, taken: set) -> Publication:
+    def _publication(self, endpoint: SegmentEndpoint, entry: dict, taken: list[Publication]) -> Publication:
         try:
             proto, port, host_port = int(entry.get("Proto", 6)), int(entry["Port"]), int(entry.get("HostPort") or 0)
         except (KeyError, TypeError, ValueError):
@@ -243,10 +253,11 @@ class VxlanOvsDatapath(Datapath):
             raise InvalidRequest(f"port mapping {entry!r}: ports must be 1-65535")
         host_ip = self._host_ip(endpoint, entry)
         if host_port == 0:
-            host_port = next((p for p in range(EPHEMERAL_FIRST, 65536) if (proto, p) not in taken), 0)
+            used = {(p.proto, p.host_port) for p in taken}
+            host_port = next((p for p in range(EPHEMERAL_FIRST, 65536) if (proto, p) not in used), 0)
             if host_port == 0:
                 raise InvalidRequest("no host port is left to publish on")
-        elif (proto, host_port) in taken:
+        elif any(p.proto == proto and p.host_port == host_port and _same_host_addresses(p.host_ip, host_ip) for p in taken):
             raise InvalidRequest(f"host port {host_port}/{router.PROTOCOLS[proto]} is already published by another container")
         return Publication(proto, host_port, endpoint.ip, port, host_ip, endpoint.ip6)
 
