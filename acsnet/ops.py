@@ -101,6 +101,12 @@ def docker_network(docker: DockerAddress, name_or_id: str) -> dict | None:
     return body if status == 200 else None
 
 
+def _host_address(published: dict) -> str:
+    """The host address a port was published on, as `-p` wrote it ("" where none was given)."""
+    host_ip = published.get("host_ip") or ""
+    return f"[{host_ip}]:" if ":" in host_ip else f"{host_ip}:" if host_ip else ""
+
+
 def inspect_network(store: Store, host_id: str, name_or_id: str, docker_address: DockerAddress) -> dict:
     """Without dockerd a network is still found by its id (endpoints then go by their ids); a name
     needs dockerd, and an unreachable one is said so."""
@@ -131,7 +137,7 @@ def inspect_network(store: Store, host_id: str, name_or_id: str, docker_address:
         endpoints.append({"container": names.get(record["endpoint_id"], record["endpoint_id"][:12]),
                           "ip": record["ip"], "mac": record["mac"], "host": record["host"],
                           "vtep": record["vtep"], "port": f"vh{record['endpoint_id'][:12]}", "endpoint": record["endpoint_id"],
-                          "published": ", ".join(f"{p['host_port']}->{p['port']}" for p in published)})
+                          "published": ", ".join(f"{_host_address(p)}{p['host_port']}->{p['port']}" for p in published)})
     report = {"network": docker["Name"] if docker else network_id, "id": network_id, "driver": layout.driver,
               "segment": network.segment, "subnet": str(network.subnet.cidr), "gateway": network.gateway,
               "gateway_mac": network.gateway_mac, "mtu": network.mtu, "internal": network.internal,

@@ -424,6 +424,11 @@ def test_ipv6_snat_and_published_ports_go_through_the_hosts_ipv6_address_and_wha
         lab.docker("h1", "run", "-d", *QUICK, "--net", network, "-p", "8082:80", "-p", "127.0.0.1:8084:80",
                    "--name", f"n3-{tag}", IMAGE, "sh", "-c", script.format(f"n3-{tag}"))
 
+        report = json.loads(h1.run([sys.executable, "-m", "acsnet.cli", "inspect", "network", network, "--json",
+                                    "--store", lab.zookeeper_url, "--host-id", "h1"]).stdout)
+        published = {e["container"]: set(e["published"].split(", ")) for e in report["endpoints"]}
+        assert published[f"n2-{tag}"] == {"[::]:8080->80", f"[{HOST6}]:8081->80"}, published
+        assert published[f"n3-{tag}"] == {"8082->80", "127.0.0.1:8084->80"}, published
         # DNAT: from outside by IPv6 on each binding; -p PORT on both families; 127.0.0.1 only from the host.
         for port, name in ((8080, f"n2-{tag}"), (8081, f"n2-{tag}"), (8082, f"n3-{tag}")):
             assert outside_get(lab, f"http://[{HOST6}]:{port}/") == name, port
