@@ -522,3 +522,27 @@ def test_vpc_dual_stack_refusals_are_clear_and_nothing_is_stored(lab):
         assert stored() == before
     finally:
         lab.docker("h1", "network", "rm", f"bad6-{tag}", check=False)
+
+
+def test_a_global_dual_stack_vpc_network_gives_each_host_its_ipv6_slice(tmp_path):
+    """Global scope (dockerd 20.10 with a cluster store): made once on h1; h2's IPAM is asked for both
+    addresses of its first container before h2's vpc plugin has claimed its slices, waits for the claim
+    (one commit for both families), and gives addresses of h2's slices; the gateways are each host's."""
+    lab = Lab(str(tmp_path / "lab"), f"acsnet-7{uuid.uuid4().hex[:4]}")
+    try:
+        lab.up(hosts=2, scope="global")  # 20.10: Docker 23.0 and later have no cluster store
+        create_vpc_dual_stack(lab, "g6", host="h1")
+        for host, name in (("h1", "g1"), ("h2", "g2")):
+            lab.docker(host, "run", "-d", *QUICK, "--net", "g6", "--name", name, IMAGE, "sleep", "600")
+        records = vpc_records(lab, VPC_SUBNET)
+        endpoints = {h: endpoint_of(lab, h, c, "g6") for h, c in (("h1", "g1"), ("h2", "g2"))}
+        for host, endpoint in endpoints.items():
+            slice6 = netaddr.IPNetwork(records[host]["subnet6"])
+            assert netaddr.IPAddress(endpoint["GlobalIPv6Address"]) in slice6, (host, endpoint, records)
+            assert endpoint["IPv6Gateway"] == str(slice6.network + 1), (host, endpoint)
+        assert pings6(lab, "h1", "g1", endpoints["h2"]["GlobalIPv6Address"])
+        assert pings6(lab, "h2", "g2", endpoints["h1"]["GlobalIPv6Address"])
+        assert pings6(lab, "h2", "g2", endpoints["h2"]["IPv6Gateway"])
+    finally:
+        lab.down()
+    assert lab.leftovers() == []
