@@ -336,7 +336,6 @@ def test_bad_ipv6_subnets_are_refused_naming_the_problem():
         ([V4], [{"Pool": "ff05::/64"}], True, "IPv6 subnet ff05::/64 is link-local or multicast"),
         ([V4], [{"Pool": "100.64.7.0/24"}], True, "IPv6 subnet 100.64.7.0/24 is not an IPv6 network"),
         ([], [{"Pool": "2001:db8:6::/64"}], True, "needs exactly one IPv4 subnet (--subnet), got 0 (IPv6-only networks are not supported"),
-        ([V4], [{"Pool": "2001:db8:6::/64"}], False, "the vpc driver does not support IPv6 networks yet (vxlan and vlan networks"),
     ]
     for ipv4, ipv6, dual_stack, message in cases:
         with pytest.raises(InvalidRequest) as refused:
@@ -546,3 +545,14 @@ def test_a_global_dual_stack_vpc_network_gives_each_host_its_ipv6_slice(tmp_path
     finally:
         lab.down()
     assert lab.leftovers() == []
+
+
+def test_the_vpc_driver_takes_a_dual_stack_networks_pools_and_a_driver_without_ipv6_still_refuses_them():
+    from acsnet.plugins.vpc.driver import VpcDriver
+
+    request = network_create([V4], [{"Pool": "fd00:83::/64", "Gateway": "fd00:83::1/64"}])
+    subnets = network_subnets("vpc", request, dual_stack=VpcDriver.dual_stack)
+    assert (str(subnets.ipv4.pool), str(subnets.subnet6)) == ("100.64.6.0/24", "fd00:83::/64")
+    with pytest.raises(InvalidRequest) as refused:
+        network_subnets("example", request, dual_stack=False)
+    assert "the example driver does not support IPv6 networks yet" in refused.value.message
