@@ -478,6 +478,12 @@ def test_vpc_dual_stack_routes_each_hosts_ipv6_slice_and_containers_reach_each_o
         assert {(netaddr.IPNetwork(r["dst"]), r.get("gateway")) for r in json.loads(routes)} >= {(slices["h2"], gateway6["h2"])}, routes
         assert lab.node("h1").run(["ping", "-6", "-c", "1", "-W", "2", ip6[c2]], check=False).returncode == 0
         assert lab.node("h2").run(["cat", "/proc/sys/net/ipv6/conf/all/forwarding"]).stdout.strip() == "1"
+
+        # A restarted plugin installs its whole table again from the store's records, slices included.
+        lab.kill_plugin("h1", "vpc")
+        lab.start_plugin("h1", "vpc")
+        assert pings6(lab, "h1", c1, ip6[c2]) and pings6(lab, "h2", c2, ip6[c3])
+        assert packets_on(lab, "h1", "ovsbr0", f"cookie=0xac7/-1,table=40,ipv6,ipv6_dst={slices['h2']}") > 0
     finally:
         remove(lab, names, [network])
     # Gone with the network: the gateways and the IPv6 flows at once, the routes moments later (the
