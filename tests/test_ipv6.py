@@ -416,6 +416,17 @@ def vpc_records(lab: Lab, network: str) -> dict:
     return json.loads(lab.node("svc").run([sys.executable, "-c", VPC_RECORDS, lab.zookeeper_url, network]).stdout)
 
 
+def counted(lab: Lab, host: str, match: str, wait: float = 5.0) -> bool:
+    """Whether `ovsbr0`'s flows of `match` counted a packet, within `wait`: OVS adds its datapath flows'
+    counts to them every half second or so, not at once."""
+    deadline = time.monotonic() + wait
+    while packets_on(lab, host, "ovsbr0", match) == 0:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def endpoint_of(lab: Lab, host: str, container: str, network: str) -> dict:
     return json.loads(lab.docker(host, "inspect", container).stdout)[0]["NetworkSettings"]["Networks"][network]
 
@@ -469,8 +480,8 @@ def test_vpc_dual_stack_routes_each_hosts_ipv6_slice_and_containers_reach_each_o
         # MAC, not through the kernel, and the gateway's solicitations were answered by flows, with the
         # host's MAC as a router's.
         for host, peer in (("h1", "h2"), ("h2", "h1")):
-            assert packets_on(lab, host, "ovsbr0", f"cookie=0xac7/-1,table=40,ipv6,ipv6_dst={slices[peer]}") > 0
-        assert packets_on(lab, "h1", "ovsbr0", f"cookie=0xac7/-1,table=65,icmp6,icmp_type=135,nd_target={gateway6['h1']}") > 0
+            assert counted(lab, host, f"cookie=0xac7/-1,table=40,ipv6,ipv6_dst={slices[peer]}")
+        assert counted(lab, "h1", f"cookie=0xac7/-1,table=65,icmp6,icmp_type=135,nd_target={gateway6['h1']}")
         entry = neighbour(lab, "h1", c1, gateway6["h1"])
         assert f"lladdr {host_mac(lab, 'h1')}" in entry and "router" in entry, entry
         # The hosts route each other's slice too (hostroutes), so a host reaches the other's containers.
@@ -480,10 +491,17 @@ def test_vpc_dual_stack_routes_each_hosts_ipv6_slice_and_containers_reach_each_o
         assert lab.node("h2").run(["cat", "/proc/sys/net/ipv6/conf/all/forwarding"]).stdout.strip() == "1"
 
         # A restarted plugin installs its whole table again from the store's records, slices included.
+        # (Its first pass installs the flows of its own slice; the peers' follow once it has read them, and
+        # until then their traffic takes the kernel's routes.)
         lab.kill_plugin("h1", "vpc")
         lab.start_plugin("h1", "vpc")
+        to_peer = f"cookie=0xac7/-1,table=40,ipv6,ipv6_dst={slices['h2']}"
+        deadline = time.monotonic() + 20
+        while "n_packets=0," not in lab.node("h1").run(["ovs-ofctl", "dump-flows", "ovsbr0", to_peer]).stdout:
+            assert time.monotonic() < deadline, "h1's restarted plugin installed no flow to h2's slice"
+            time.sleep(0.2)
         assert pings6(lab, "h1", c1, ip6[c2]) and pings6(lab, "h2", c2, ip6[c3])
-        assert packets_on(lab, "h1", "ovsbr0", f"cookie=0xac7/-1,table=40,ipv6,ipv6_dst={slices['h2']}") > 0
+        assert counted(lab, "h1", to_peer)
     finally:
         remove(lab, names, [network])
     # Gone with the network: the gateways and the IPv6 flows at once, the routes moments later (the
