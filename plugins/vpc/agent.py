@@ -1,6 +1,7 @@
 """The vpc datapath of one host: containers on the host bridge (ovsbr0, beside the vlan driver's),
 routed by flows (`acsnet.ovsctl.vpc_pipeline`); the bridge's own port holds the host's gateway address in
-each network's host subnet, and a route provider makes every host subnet reachable.
+each network's host subnet (and, on a dual-stack network, in its IPv6 slice), and a route provider makes
+every host subnet and slice reachable.
 
 A vpc network is not one segment spread over hosts: each host holds a host subnet of it
 (`acsnet.plugins.vpc.model.HostSubnet`), and peers route to each other's. Endpoints, their records,
