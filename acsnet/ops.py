@@ -90,7 +90,8 @@ def held_host_subnets(store: Store, host_id: str) -> list[dict]:
 def host_subnets_of(store: Store, network: SegmentNetwork) -> list[dict]:
     """A vpc network's host subnets: which host holds which part, where it is routed, and whether the
     host left (its subnet stays its own for a grace period)."""
-    return [{"subnet": r.subnet, "host": r.host, "underlay": r.underlay, "left": bool(r.left_at)}
+    return [{"subnet": r.subnet, "host": r.host, "underlay": r.underlay, "left": bool(r.left_at),
+             **({"subnet6": r.subnet6} if r.subnet6 else {})}  # a dual-stack network's IPv6 slice
             for r in sorted(HostSubnetRecord.read_all(store, network.subnet.cidr).values(), key=lambda r: netaddr.IPNetwork(r.subnet))]
 
 

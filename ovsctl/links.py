@@ -243,12 +243,16 @@ def delete_address(name: str, address: str, prefixlen: int) -> None:
                 raise DatapathError(f"cannot remove {address}/{prefixlen} from {name}: {e}") from None
 
 
-def addresses(name: str) -> list[tuple[str, int]]:
+def addresses(name: str, *, ipv6: bool = False) -> list[tuple[str, int]]:
+    """The link's IPv4 addresses, and with `ipv6` its IPv6 ones of global scope too (never link-local)."""
     with IPRoute() as ipr:
         index = _index(ipr, name)
         if index is None:
             return []
-        return [(a.get("address"), a["prefixlen"]) for a in ipr.get_addr(index=index, family=2)]
+        found = [(a.get("address"), a["prefixlen"]) for a in ipr.get_addr(index=index, family=2)]
+        if ipv6:
+            found += [(a.get("address"), a["prefixlen"]) for a in ipr.get_addr(index=index, family=10) if a["scope"] == 0]
+        return found
 
 
 def ipv4_addresses() -> set[str]:

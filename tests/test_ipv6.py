@@ -23,7 +23,7 @@ from acsnet.plugins.protocol import NetworkCreate
 from acsnet.plugins.segments.driver import network_subnets
 from acsnet.plugins.segments.model import SegmentEndpoint, SegmentNetwork, SegmentRecord
 from acsnet.plugins.vpc.options import parse_vpc_options
-from tests.test_vlan import QUICK, assert_switch_saw_only_hosts, remove
+from tests.test_vlan import QUICK, assert_switch_saw_only_hosts, host_mac, remove
 from tests.test_vxlan import VTEPS, outside_get, tunnel_flows
 
 SUBNET, SUBNET6 = "100.64.6.0/24", "2001:db8:6::/64"
@@ -264,8 +264,6 @@ def test_what_is_refused_is_refused_clearly_and_nothing_is_stored(lab):
     cases = [
         (["-d", "vxlan", "--ipv6", "--subnet", "100.64.7.0/24", "--subnet", "2001:db8:7::/64", "--subnet", "2001:db8:8::/64",
           "-o", "VxlanId=190"], "takes one IPv6 subnet per network, got 2: 2001:db8:7::/64, 2001:db8:8::/64"),
-        (["-d", "vpc", "--ipv6", "--subnet", "100.64.7.0/24", "--subnet", "2001:db8:7::/64"],
-         "the vpc driver does not support IPv6 networks yet (vxlan and vlan networks can be dual-stack)"),
         (["-d", "vxlan", "--ipv6", "--subnet", "100.64.7.0/24", "--subnet", "fe80::/64", "-o", "VxlanId=190"],
          "IPv6 subnet fe80::/64 is link-local or multicast"),
     ]
@@ -306,7 +304,6 @@ def test_bad_ipv6_subnets_are_refused_naming_the_problem():
         ([V4], [{"Pool": "ff05::/64"}], True, "IPv6 subnet ff05::/64 is link-local or multicast"),
         ([V4], [{"Pool": "100.64.7.0/24"}], True, "IPv6 subnet 100.64.7.0/24 is not an IPv6 network"),
         ([], [{"Pool": "2001:db8:6::/64"}], True, "needs exactly one IPv4 subnet (--subnet), got 0 (IPv6-only networks are not supported"),
-        ([V4], [{"Pool": "2001:db8:6::/64"}], False, "the vpc driver does not support IPv6 networks yet (vxlan and vlan networks"),
     ]
     for ipv4, ipv6, dual_stack, message in cases:
         with pytest.raises(InvalidRequest) as refused:
@@ -623,3 +620,195 @@ def test_vlan_neighbour_advertisements_seen_at_the_switch_carry_only_host_macs(l
         gw.run(["ip", "-6", "addr", "del", "2001:db8:217::1/64", "dev", "gw-v217"], check=False)
         sw.run(["ovs-ofctl", "del-flows", SWITCH_BRIDGE, "cookie=0x7e57/-1"], check=False)
         remove(lab, names, [network])
+
+
+# -- the vpc driver, dual-stack: an IPv6 slice per host, routed as its IPv4 subnet -----------------
+
+VPC_SUBNET, VPC_SUBNET6 = "100.83.0.0/16", "fd00:83::/64"
+
+# Each host's record of a vpc network, and what a refused `docker network create` could have left:
+# vpc networks' settings, h1's vpc networks and the IPAM's pools.
+VPC_RECORDS = ("import sys, json, netaddr; from acsnet.store import open_store; "
+               "from acsnet.plugins.vpc.state import HostSubnetRecord; s = open_store(sys.argv[1]); "
+               "print(json.dumps({h: r.to_json() for h, r in HostSubnetRecord.read_all(s, netaddr.IPNetwork(sys.argv[2])).items()})); "
+               "s.close()")
+VPC_STORED = ("import sys, json; from acsnet.store import open_store; from acsnet.plugins.segments import state; "
+              "from acsnet.plugins.segments.model import LAYOUTS; from acsnet.ipam.state import PoolRecords; "
+              "from acsnet.plugins.vpc.state import VpcNetworkSettings; s = open_store(sys.argv[1]); "
+              "print(json.dumps([sorted(map(str, VpcNetworkSettings.read_all(s))), state.host_network_ids(s, LAYOUTS['vpc'], 'h1'), "
+              "sorted(PoolRecords.ids(s))])); s.close()")
+
+
+def create_vpc_dual_stack(lab: Lab, name: str, *extra: str, host: str = "h1", check: bool = True):
+    return lab.docker(host, "network", "create", "-d", "vpc", "--ipam-driver", "acsnet", "--ipv6", "--subnet", VPC_SUBNET,
+                      "--subnet", VPC_SUBNET6, "-o", "host_subnet_size=24", *extra, name, check=check)
+
+
+def vpc_records(lab: Lab, network: str) -> dict:
+    return json.loads(lab.node("svc").run([sys.executable, "-c", VPC_RECORDS, lab.zookeeper_url, network]).stdout)
+
+
+def counted(lab: Lab, host: str, match: str, wait: float = 5.0) -> bool:
+    """Whether `ovsbr0`'s flows of `match` counted a packet, within `wait`: OVS adds its datapath flows'
+    counts to them every half second or so, not at once."""
+    deadline = time.monotonic() + wait
+    while packets_on(lab, host, "ovsbr0", match) == 0:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def endpoint_of(lab: Lab, host: str, container: str, network: str) -> dict:
+    return json.loads(lab.docker(host, "inspect", container).stdout)[0]["NetworkSettings"]["Networks"][network]
+
+
+def test_vpc_dual_stack_routes_each_hosts_ipv6_slice_and_containers_reach_each_other_across_hosts(lab):
+    tag = uuid.uuid4().hex[:4]
+    network = f"vpc6-{tag}"
+    names = {"h1": [f"c1-{tag}", f"c3-{tag}", f"out-{tag}"], "h2": [f"c2-{tag}"]}
+    try:
+        create_vpc_dual_stack(lab, network, host="h1")
+        create_vpc_dual_stack(lab, network, host="h2")
+        records = vpc_records(lab, VPC_SUBNET)
+        slices = {h: netaddr.IPNetwork(records[h]["subnet6"]) for h in ("h1", "h2")}
+        # A /80 of the /64 each (the default), different, beside the hosts' IPv4 subnets.
+        assert {records[h]["network6"] for h in slices} == {VPC_SUBNET6}, records
+        assert slices["h1"] != slices["h2"] and all(s.prefixlen == 80 and s in netaddr.IPNetwork(VPC_SUBNET6)
+                                                   for s in slices.values()), slices
+        gateway6 = {h: str(s.network + 1) for h, s in slices.items()}
+
+        for host, name in (("h1", f"c1-{tag}"), ("h2", f"c2-{tag}")):
+            lab.docker(host, "run", "-d", *QUICK, "--net", network, "--name", name, IMAGE, "sleep", "600")
+        # Pinned inside h1's slice: taken; pinned in h2's slice on h1: refused, naming h1's slice.
+        pinned = str(slices["h1"].network + 0x77)
+        lab.docker("h1", "run", "-d", *QUICK, "--net", network, "--ip6", pinned, "--name", f"c3-{tag}", IMAGE, "sleep", "600")
+        outside = str(slices["h2"].network + 0x77)
+        refused = lab.docker("h1", "run", "-d", *QUICK, "--net", network, "--ip6", outside, "--name", f"out-{tag}", IMAGE,
+                             "sleep", "600", check=False)
+        assert refused.returncode != 0 and (f"address {outside} is not one of host h1's addresses in network {VPC_SUBNET6}: "
+                                            f"its containers take addresses of {slices['h1']}") in refused.stderr, refused.stderr
+
+        # Each container's IPv6 address is its host's slice's, with the slice's prefix, and its IPv6
+        # gateway is its host's address there.
+        ip6, ip4 = {}, {}
+        for host, name in (("h1", f"c1-{tag}"), ("h2", f"c2-{tag}"), ("h1", f"c3-{tag}")):
+            endpoint = endpoint_of(lab, host, name, network)
+            ip6[name], ip4[name] = endpoint["GlobalIPv6Address"], endpoint["IPAddress"]
+            assert netaddr.IPAddress(ip6[name]) in slices[host], (name, endpoint)
+            assert endpoint["GlobalIPv6PrefixLen"] == 80 and endpoint["IPv6Gateway"] == gateway6[host], endpoint
+            assert netaddr.IPAddress(ip4[name]) in netaddr.IPNetwork(records[host]["subnet"]), (name, endpoint)
+        assert ip6[f"c3-{tag}"] == pinned
+
+        c1, c2, c3 = f"c1-{tag}", f"c2-{tag}", f"c3-{tag}"
+        # By IPv6 across hosts, both ways, on one host, and to the host's gateway; by IPv4 too.
+        assert pings6(lab, "h1", c1, ip6[c2]) and pings6(lab, "h2", c2, ip6[c1])
+        assert pings6(lab, "h1", c1, ip6[c3]) and pings6(lab, "h2", c2, ip6[c3])
+        assert pings6(lab, "h1", c1, gateway6["h1"])
+        for host, name, peer in (("h1", c1, c2), ("h2", c2, c1)):
+            assert lab.docker(host, "exec", name, "ping", "-c", "1", "-W", "2", ip4[peer], check=False).returncode == 0
+
+        # The hosts' flows carried it: h1's container traffic for h2's slice went out rewritten to h2's
+        # MAC, not through the kernel, and the gateway's solicitations were answered by flows, with the
+        # host's MAC as a router's.
+        for host, peer in (("h1", "h2"), ("h2", "h1")):
+            assert counted(lab, host, f"cookie=0xac7/-1,table=40,ipv6,ipv6_dst={slices[peer]}")
+        assert counted(lab, "h1", f"cookie=0xac7/-1,table=65,icmp6,icmp_type=135,nd_target={gateway6['h1']}")
+        entry = neighbour(lab, "h1", c1, gateway6["h1"])
+        assert f"lladdr {host_mac(lab, 'h1')}" in entry and "router" in entry, entry
+        # The hosts route each other's slice too (hostroutes), so a host reaches the other's containers.
+        routes = lab.node("h1").run(["ip", "-6", "-j", "route", "show", "proto", "172"]).stdout
+        assert {(netaddr.IPNetwork(r["dst"]), r.get("gateway")) for r in json.loads(routes)} >= {(slices["h2"], gateway6["h2"])}, routes
+        assert lab.node("h1").run(["ping", "-6", "-c", "1", "-W", "2", ip6[c2]], check=False).returncode == 0
+        assert lab.node("h2").run(["cat", "/proc/sys/net/ipv6/conf/all/forwarding"]).stdout.strip() == "1"
+
+        # A restarted plugin installs its whole table again from the store's records, slices included.
+        # (Its first pass installs the flows of its own slice; the peers' follow once it has read them, and
+        # until then their traffic takes the kernel's routes.)
+        lab.kill_plugin("h1", "vpc")
+        lab.start_plugin("h1", "vpc")
+        to_peer = f"cookie=0xac7/-1,table=40,ipv6,ipv6_dst={slices['h2']}"
+        deadline = time.monotonic() + 20
+        while "n_packets=0," not in lab.node("h1").run(["ovs-ofctl", "dump-flows", "ovsbr0", to_peer]).stdout:
+            assert time.monotonic() < deadline, "h1's restarted plugin installed no flow to h2's slice"
+            time.sleep(0.2)
+        assert pings6(lab, "h1", c1, ip6[c2]) and pings6(lab, "h2", c2, ip6[c3])
+        assert counted(lab, "h1", to_peer)
+    finally:
+        remove(lab, names, [network])
+    # Gone with the network: the gateways and the IPv6 flows at once, the routes moments later (the
+    # worker withdraws them, as IPv4's).
+    prefix = VPC_SUBNET6.split("::")[0]
+    for host in ("h1", "h2"):
+        assert prefix not in lab.node(host).run(["ip", "-6", "addr", "show", "dev", "ovsbr0"]).stdout
+        assert prefix not in lab.node(host).run(["ovs-ofctl", "dump-flows", "ovsbr0", "cookie=0xac7/-1"]).stdout
+        deadline = time.monotonic() + 20
+        while prefix in lab.node(host).run(["ip", "-6", "route", "show", "proto", "172"]).stdout:
+            assert time.monotonic() < deadline, f"{host} still routes a slice of {VPC_SUBNET6}"
+            time.sleep(0.2)
+
+
+def test_vpc_dual_stack_refusals_are_clear_and_nothing_is_stored(lab):
+    tag = uuid.uuid4().hex[:4]
+
+    def stored() -> list:
+        return json.loads(lab.node("svc").run([sys.executable, "-c", VPC_STORED, lab.zookeeper_url]).stdout)
+
+    before = stored()
+    v4 = ["--subnet", "100.84.0.0/16"]
+    cases = [
+        (["--ipv6", *v4, "--subnet", "fd00:84::/64", "-o", "host_subnet_size_v6=64"],
+         "host_subnet_size_v6 /64 must be smaller than the network's /64"),
+        (["--ipv6", *v4, "--subnet", "fd00:84::/64", "-o", "host_subnet_size_v6=68"],
+         "host_subnet_size_v6 /68 leaves room for 16 hosts in fd00:84::/64, fewer than max_routes=50"),
+        (["--ipv6", *v4, "--subnet", "fd00:84::/118", "-o", "max_routes=1000"],
+         "IPv6 subnet fd00:84::/118 has no room for max_routes=1000 host slices"),
+        (["--ipv6", *v4, "--subnet", "fe80::/64"], "IPv6 subnet fe80::/64 is link-local or multicast"),
+        (["--ipv6", *v4, "--subnet", "fd00:84::/64", "--subnet", "fd00:85::/64"],
+         "takes one IPv6 subnet per network, got 2: fd00:84::/64, fd00:85::/64"),
+        (["--ipv6", "--internal", *v4, "--subnet", "fd00:84::/64"], "internal networks (--internal) are IPv4 only for now"),
+        ([*v4, "-o", "host_subnet_size_v6=80"], "host_subnet_size_v6 is for dual-stack networks"),
+    ]
+    try:
+        for argv, message in cases:
+            result = lab.docker("h1", "network", "create", "-d", "vpc", "--ipam-driver", "acsnet", *argv, f"bad6-{tag}", check=False)
+            assert result.returncode != 0 and message in result.stderr, (argv, result.stderr)
+            assert lab.docker("h1", "network", "ls", "-q", "--filter", f"name=bad6-{tag}").stdout.strip() == ""
+        assert stored() == before
+    finally:
+        lab.docker("h1", "network", "rm", f"bad6-{tag}", check=False)
+
+
+def test_a_global_dual_stack_vpc_network_gives_each_host_its_ipv6_slice(tmp_path):
+    """Global scope (dockerd 20.10 with a cluster store): made once on h1; h2's IPAM is asked for both
+    addresses of its first container before h2's vpc plugin has claimed its slices, waits for the claim
+    (one commit for both families), and gives addresses of h2's slices; the gateways are each host's."""
+    lab = Lab(str(tmp_path / "lab"), f"acsnet-7{uuid.uuid4().hex[:4]}")
+    try:
+        lab.up(hosts=2, scope="global")  # 20.10: Docker 23.0 and later have no cluster store
+        create_vpc_dual_stack(lab, "g6", host="h1")
+        for host, name in (("h1", "g1"), ("h2", "g2")):
+            lab.docker(host, "run", "-d", *QUICK, "--net", "g6", "--name", name, IMAGE, "sleep", "600")
+        records = vpc_records(lab, VPC_SUBNET)
+        endpoints = {h: endpoint_of(lab, h, c, "g6") for h, c in (("h1", "g1"), ("h2", "g2"))}
+        for host, endpoint in endpoints.items():
+            slice6 = netaddr.IPNetwork(records[host]["subnet6"])
+            assert netaddr.IPAddress(endpoint["GlobalIPv6Address"]) in slice6, (host, endpoint, records)
+            assert endpoint["IPv6Gateway"] == str(slice6.network + 1), (host, endpoint)
+        assert pings6(lab, "h1", "g1", endpoints["h2"]["GlobalIPv6Address"])
+        assert pings6(lab, "h2", "g2", endpoints["h1"]["GlobalIPv6Address"])
+        assert pings6(lab, "h2", "g2", endpoints["h2"]["IPv6Gateway"])
+    finally:
+        lab.down()
+    assert lab.leftovers() == []
+
+
+def test_the_vpc_driver_takes_a_dual_stack_networks_pools_and_a_driver_without_ipv6_still_refuses_them():
+    from acsnet.plugins.vpc.driver import VpcDriver
+
+    request = network_create([V4], [{"Pool": "fd00:83::/64", "Gateway": "fd00:83::1/64"}])
+    subnets = network_subnets("vpc", request, dual_stack=VpcDriver.dual_stack)
+    assert (str(subnets.ipv4.pool), str(subnets.subnet6)) == ("100.64.6.0/24", "fd00:83::/64")
+    with pytest.raises(InvalidRequest) as refused:
+        network_subnets("example", request, dual_stack=False)
+    assert "the example driver does not support IPv6 networks yet" in refused.value.message
