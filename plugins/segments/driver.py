@@ -65,7 +65,7 @@ def network_subnets(driver: str, request: NetworkCreate, *, dual_stack: bool) ->
         raise InvalidRequest(f"the {driver} driver needs exactly one IPv4 subnet (--subnet), got {len(request.ipv4)}{what}")
     if len(request.ipv6) > 1:
         raise InvalidRequest(f"the {driver} driver takes one IPv6 subnet per network, got {len(request.ipv6)}: "
-                             + ", ".join(str(d.pool.cidr) for d in request.ipv6))
+                             + ", ".join(map(str, sorted(d.pool.cidr for d in request.ipv6))))  # dockerd's order varies
     ipv6 = request.ipv6[0] if request.ipv6 else None
     if ipv6 is not None:
         _check_ipv6_pool(ipv6)
