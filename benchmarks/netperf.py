@@ -4,7 +4,10 @@ Paths measured (interleaved, so that machine drift cancels; median of repeats wi
 - native: host to host over their own underlay addresses (through both hosts' OVS bridges and the switch),
 - acsnet vlan: container to container across the hosts on a VLAN network,
 - acsnet vxlan: container to container across the hosts on a VXLAN network (OVS userspace tunnels),
-- acsnet vpc: container to container across the hosts on a vpc network (host subnets, routed).
+- acsnet vpc: container to container across the hosts on a vpc network (host subnets, routed),
+- docker macvlan and docker overlay: what a user would pick instead, Docker's own drivers on the same
+  hosts (the peers of vlan and vxlan; how the lab hosts them is in benchmarks/peers.py), and beside
+  them, the ratio of each acsnet driver's figures to its peer's.
 Then, in the same report, the control-plane figures of benchmarks/controlplane.py (docker run against
 the bridge driver, handler p50/p99, IPAM allocations/s on 3 hosts, route propagation, flow programming).
 qperf (tcp_bw, tcp_lat: the reference table's units) runs from each host inside the container's network
@@ -30,7 +33,7 @@ import sys
 import time
 import uuid
 
-from acsnet.benchmarks import controlplane
+from acsnet.benchmarks import controlplane, peers
 from acsnet.benchmarks.progress import Steps
 from acsnet.lab.dockerd import IMAGE
 from acsnet.lab.host import DEFAULT_HOST_OS, HOST_OSES
@@ -120,7 +123,24 @@ def build_paths(lab: Lab, tag: str) -> list[Path]:
         Path("acsnet vlan", lab, "h1", "h2", "198.51.100.202", f"container:bench-{tag}", f"container:bench-{tag}"),
         Path("acsnet vxlan", lab, "h1", "h2", "100.64.9.202", f"container:benchvx-{tag}", f"container:benchvx-{tag}"),
         Path("acsnet vpc", lab, "h1", "h2", vpc_server, f"container:benchvpc-{tag}", f"container:benchvpc-{tag}"),
+        *peer_paths(lab, tag),
     ]
+
+
+def peer_paths(lab: Lab, tag: str) -> list[Path]:
+    """Docker's own macvlan and overlay, container to container from h1 to h2 (benchmarks/peers.py)."""
+    peers.ensure_swarm(lab)
+    lab.docker("h1", "network", "create", *peers.macvlan_options("192.0.2.224/28"), f"benchmv-{tag}")
+    lab.docker("h2", "network", "create", *peers.macvlan_options("192.0.2.224/28"), f"benchmv-{tag}")
+    lab.docker("h1", "network", "create", *peers.overlay_options("100.77.0.0/24"), f"benchov-{tag}")
+    for host, n in (("h1", 231), ("h2", 232)):
+        lab.docker(host, "run", "-d", "--stop-timeout", "1", "--net", f"benchmv-{tag}", "--ip", f"192.0.2.{n}",
+                   "--name", f"benchmv-{tag}", IMAGE, "sleep", "7200")
+        lab.docker(host, "run", "-d", "--stop-timeout", "1", "--net", f"benchov-{tag}", "--ip", f"100.77.0.{n}",
+                   "--name", f"benchov-{tag}", IMAGE, "sleep", "7200")
+        peers.overlay_checksums_in_kernel(lab, host, f"benchov-{tag}")
+    return [Path("docker macvlan", lab, "h1", "h2", "192.0.2.232", f"container:benchmv-{tag}", f"container:benchmv-{tag}"),
+            Path("docker overlay", lab, "h1", "h2", "100.77.0.232", f"container:benchov-{tag}", f"container:benchov-{tag}")]
 
 
 def reference_paths(lab: Lab) -> list[Path]:
@@ -179,9 +199,9 @@ def reference_paths(lab: Lab) -> list[Path]:
 
 def remove_paths(lab: Lab, tag: str) -> None:
     for host in ("h1", "h2"):
-        for prefix in ("bench", "benchvx", "benchvpc"):
+        for prefix in ("bench", "benchvx", "benchvpc", "benchmv", "benchov"):
             lab.docker(host, "rm", "-f", f"{prefix}-{tag}", check=False)
-            lab.docker(host, "network", "rm", f"{prefix}-{tag}", check=False)
+            lab.docker(host, "network", "rm", f"{prefix}-{tag}", check=False)  # overlay: h1's (the manager's) does
 
 
 def summarise(samples: dict[str, list[dict[str, float]]], natives: dict[str, str] | None = None) -> dict[str, dict]:
@@ -196,6 +216,42 @@ def summarise(samples: dict[str, list[dict[str, float]]], natives: dict[str, str
         row["bw_ratio"] = row["bw"]["median"] / native["bw"]["median"]
         row["lat_ratio"] = row["lat"]["median"] / native["lat"]["median"]
     return table
+
+
+PEERS = {"acsnet vlan": "docker macvlan", "acsnet vxlan": "docker overlay"}  # acsnet's row -> what a user would pick instead
+
+
+def peer_comparison(table: dict[str, dict]) -> list[dict]:
+    """Each acsnet row beside its peer's in the same lab: bandwidth acsnet / peer and latency peer /
+    acsnet (above 1: acsnet ahead), by medians, and whether the two rows' min-max ranges overlap."""
+    rows = []
+    for name, row in table.items():
+        base = name.split(" [")[0]
+        peer = PEERS.get(base, "") + name[len(base):]
+        if base not in PEERS or peer not in table:
+            continue
+        other = table[peer]
+
+        def overlap(key: str) -> bool:
+            return row[key]["min"] <= other[key]["max"] and other[key]["min"] <= row[key]["max"]
+
+        bw = row["bw"]["median"] / other["bw"]["median"]
+        lat = other["lat"]["median"] / row["lat"]["median"]
+        rows.append({"acsnet": name, "peer": peer, "bw_over_peer": bw, "peer_lat_over_acsnet": lat,
+                     "bw_ahead": "acsnet" if bw > 1 else "peer" if bw < 1 else "even", "bw_ranges_overlap": overlap("bw"),
+                     "lat_ahead": "acsnet" if lat > 1 else "peer" if lat < 1 else "even", "lat_ranges_overlap": overlap("lat")})
+    return rows
+
+
+def peers_markdown(comparison: list[dict]) -> str:
+    lines = ["acsnet against Docker's own drivers, same lab and run (above 1: acsnet ahead; by medians, and "
+             "whether the min-max ranges overlap):", "",
+             "| acsnet | peer | BW acsnet / peer | ahead in BW | lat peer / acsnet | ahead in latency |", "|---|---|---|---|---|---|"]
+    for row in comparison:
+        lines.append(f"| {row['acsnet']} | {row['peer']} | {row['bw_over_peer']:.2f} | {row['bw_ahead']}"
+                     f"{' (ranges overlap)' if row['bw_ranges_overlap'] else ''} | {row['peer_lat_over_acsnet']:.2f} | "
+                     f"{row['lat_ahead']}{' (ranges overlap)' if row['lat_ranges_overlap'] else ''} |")
+    return "\n".join(lines)
 
 
 def markdown(table: dict[str, dict], link_rate: str | None, repeat: int, switches: list[str] | None = None) -> str:
@@ -280,7 +336,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                   f"{args.link_rate or 'unshaped'}" + ("; h3 joins the IPAM race only)" if hosts == 3 else ")"))
             lab.up(hosts=hosts, link_rate=args.link_rate, progress=steps, engine=engine, host_os=name)
             switches[name] = f"OVS {ovs_version(lab)}" + (f", {name}" if len(host_oses) > 1 else "")
-            steps(f"datapath ({name}): vlan, vxlan and vpc networks and a container of each on h1 and h2; the reference paths")
+            steps(f"datapath ({name}): vlan, vxlan and vpc networks and a container of each on h1 and h2; the reference "
+                  "paths; Docker's macvlan and overlay (h1 and h2 in a swarm)")
             paths += label_paths(build_paths(lab, tag), switches[name] if len(host_oses) > 1 else None)
         samples: dict[str, list] = {p.name: [] for p in paths}
         for round_ in range(args.repeat):
@@ -302,7 +359,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             lab.down()
     steps("done")
     table = summarise(samples, {p.name: p.native for p in paths})
-    report = markdown(table, args.link_rate, args.repeat, list(switches.values()))
+    comparison = peer_comparison(table)
+    report = markdown(table, args.link_rate, args.repeat, list(switches.values())) + "\n\n" + peers_markdown(comparison)
     if control is not None:
         report += "\n\n## Control plane\n\n" + controlplane.markdown(control)
     print(report)
@@ -314,7 +372,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"link_rate": args.link_rate, "repeat": args.repeat, "seconds": args.seconds,
-                       "host_os": host_oses, "switches": switches, "samples": samples, "table": table,
+                       "host_os": host_oses, "switches": switches, "samples": samples, "table": table, "peers": comparison,
                        "control_plane": control}, f, indent=2)
     return 0
 
