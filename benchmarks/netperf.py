@@ -146,7 +146,7 @@ def ipv6_paths(lab: Lab, tag: str) -> list[Path]:
                    "--ip6", f"2001:db8:218::{n}", "--name", f"bench6-{tag}", IMAGE, "sleep", "7200")
         lab.docker(host, "run", "-d", "--stop-timeout", "1", "--net", f"benchvx6-{tag}", "--ip", f"100.64.10.{n}",
                    "--ip6", f"2001:db8:a::{n}", "--name", f"benchvx6-{tag}", IMAGE, "sleep", "7200")
-    return [Path("native IPv6", lab, "h1", "h2", f"{NATIVE6_PREFIX}12"),
+    return [Path("native IPv6", lab, "h1", "h2", f"{NATIVE6_PREFIX}12", native="native IPv6"),
             Path("acsnet vlan IPv6", lab, "h1", "h2", "2001:db8:218::202", f"container:bench6-{tag}", f"container:bench6-{tag}",
                  native="native IPv6"),
             Path("acsnet vxlan IPv6", lab, "h1", "h2", "2001:db8:a::202", f"container:benchvx6-{tag}",
