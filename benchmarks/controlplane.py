@@ -1,7 +1,8 @@
 """Control-plane figures on a 3-host lab, in one run:
 
 - `docker run --rm` time with each acsnet driver against Docker's built-in bridge driver on the same
-  host (interleaved; median and ratio to bridge),
+  host (interleaved; median and ratio to bridge), and with Docker's macvlan and overlay, the peers of
+  vlan and vxlan (benchmarks/peers.py: h1 and h2 form a swarm for overlay),
 - each plugin's own handler time per call (p50/p99, from its Prometheus histogram),
 - IPAM allocations per second with all three hosts allocating and releasing at once on one pool,
 - cross-host route propagation (p50/p99) and flow programming for 100/1000/5000 remote endpoints
@@ -27,7 +28,7 @@ import sys
 import time
 import uuid
 
-from acsnet.benchmarks import ovsdb_ports, vxlan_scale
+from acsnet.benchmarks import ovsdb_ports, peers, vxlan_scale
 from acsnet.benchmarks.progress import Steps
 from acsnet.benchmarks.standalone import run_on_a_lab
 from acsnet.lab.dockerd import IMAGE
@@ -39,7 +40,10 @@ NETWORKS = {  # driver -> create options
     "vlan": ["-d", "vlan", "--ipam-driver", "acsnet", "--subnet", "198.51.100.0/24", "--gateway", "198.51.100.1", "-o", "VlanId=217"],
     "vxlan": ["-d", "vxlan", "--ipam-driver", "acsnet", "--subnet", "100.64.30.0/24", "-o", "VxlanId=330"],
     "vpc": ["-d", "vpc", "--ipam-driver", "acsnet", "--subnet", "100.74.0.0/16"],
+    "macvlan": peers.macvlan_options("192.0.2.240/28"),
+    "overlay": peers.overlay_options("100.78.0.0/24"),
 }
+PEERS = {"vlan": "macvlan", "vxlan": "overlay"}  # acsnet's driver -> Docker's own that a user would pick instead
 PLUGIN_SOCKETS = {"acsnet": "acsnet.sock", "vlan": "vlan.sock", "vxlan": "vxlan.sock", "vpc": "vpc.sock"}
 REQUEST_LINE = re.compile(r"plugin=(\S+) method=NetworkDriver\.CreateEndpoint status=200 duration_ms=([0-9.]+)")
 OVSDB_PORTS_SAMPLES = 20
@@ -121,6 +125,7 @@ def docker_run_times(lab: Lab, runs: int, progress: Steps) -> dict:
     drivers' CreateEndpoint times during those runs."""
     tag = uuid.uuid4().hex[:6]
     progress(f"docker run --rm on h1: {runs} runs of each of {', '.join(NETWORKS)}")
+    peers.ensure_swarm(lab)
     for driver, options in NETWORKS.items():
         lab.docker("h1", "network", "create", *options, f"cp-{driver}-{tag}")
     logs_before = plugin_logs(lab, "h1")
@@ -138,6 +143,7 @@ def docker_run_times(lab: Lab, runs: int, progress: Steps) -> dict:
     bridge = statistics.median(times["bridge"])
     return {d: {"median_s": statistics.median(t), "min_s": min(t), "max_s": max(t),
                 "ratio_to_bridge": statistics.median(t) / bridge,
+                **({"ratio_to_peer": statistics.median(t) / statistics.median(times[PEERS[d]])} if d in PEERS else {}),
                 **({"create_endpoint": endpoints[d]} if d in endpoints else {})} for d, t in times.items()}
 
 
@@ -181,6 +187,10 @@ def markdown(report: dict) -> str:
         times = f"{endpoint['p50_ms']:.1f} | {endpoint['max_ms']:.1f}" if endpoint else "- | -"
         lines.append(f"| {driver} | {row['median_s']:.3f} ({row['min_s']:.3f}-{row['max_s']:.3f}) | "
                      f"{row['ratio_to_bridge']:.2f} | {times} |")
+    beside = [f"{driver} / {PEERS[driver]} {row['ratio_to_peer']:.2f} ({'acsnet' if row['ratio_to_peer'] < 1 else 'Docker'}"
+              f"'s {driver if row['ratio_to_peer'] < 1 else PEERS[driver]} faster)" for driver, row in runs.items() if "ratio_to_peer" in row]
+    if beside:
+        lines += ["", "Against Docker's own drivers (medians; below 1: acsnet's faster): " + ", ".join(beside) + "."]
     lines += ["", "Plugin handler time per call on h1 (from acsnet_request_seconds; bucket bounds):", "",
               "| plugin | method | calls | p50 (ms) | p99 (ms) |", "|---|---|---|---|---|"]
     for plugin, methods in report["handlers"].items():

@@ -4,7 +4,12 @@ Paths measured (interleaved, so that machine drift cancels; median of repeats wi
 - native: host to host over their own underlay addresses (through both hosts' OVS bridges and the switch),
 - acsnet vlan: container to container across the hosts on a VLAN network,
 - acsnet vxlan: container to container across the hosts on a VXLAN network (OVS userspace tunnels),
-- acsnet vpc: container to container across the hosts on a vpc network (host subnets, routed).
+- acsnet vpc: container to container across the hosts on a vpc network (host subnets, routed),
+- docker macvlan and docker overlay: what a user would pick instead, Docker's own drivers on the same
+  hosts (the peers of vlan and vxlan; how the lab hosts them is in benchmarks/peers.py), and beside
+  them, the ratio of each acsnet driver's figures to its peer's,
+- IPv6: native host to host (a documentation address beside each host's IPv4 one), and acsnet vlan
+  and vxlan container to container on dual-stack networks, each ratio over native IPv6.
 Then, in the same report, the control-plane figures of benchmarks/controlplane.py (docker run against
 the bridge driver, handler p50/p99, IPAM allocations/s on 3 hosts, route propagation, flow programming).
 qperf (tcp_bw, tcp_lat: the reference table's units) runs from each host inside the container's network
@@ -30,7 +35,7 @@ import sys
 import time
 import uuid
 
-from acsnet.benchmarks import controlplane
+from acsnet.benchmarks import controlplane, peers
 from acsnet.benchmarks.progress import Steps
 from acsnet.lab.dockerd import IMAGE
 from acsnet.lab.host import DEFAULT_HOST_OS, HOST_OSES
@@ -39,6 +44,7 @@ from acsnet.lab.topology import Lab, host_address
 REFERENCE = {"native": (117.0, 24.5), "acsnet vlan": (117.0, 28.6), "acsnet vxlan": (113.0, 43.0),
              "linux bridge": (97.0, 49.0)}  # the reference's vlan-1.0: Linux bridge and VLAN devices
 QPERF_PORT = "19765"
+NATIVE6_PREFIX = "2001:db8:ff::"  # each host's IPv6 address on its bridge port, for the native IPv6 row: ::11, ::12
 FULL_CONTROL_PLANE = {"runs": 20, "seconds": 10.0, "propagation_runs": 50, "endpoints": [100, 1000, 5000]}
 QUICK_CONTROL_PLANE = {"runs": 2, "seconds": 2.0, "propagation_runs": 3, "endpoints": [100], "ovsdb_port_counts": [0, 50]}
 
@@ -120,7 +126,47 @@ def build_paths(lab: Lab, tag: str) -> list[Path]:
         Path("acsnet vlan", lab, "h1", "h2", "198.51.100.202", f"container:bench-{tag}", f"container:bench-{tag}"),
         Path("acsnet vxlan", lab, "h1", "h2", "100.64.9.202", f"container:benchvx-{tag}", f"container:benchvx-{tag}"),
         Path("acsnet vpc", lab, "h1", "h2", vpc_server, f"container:benchvpc-{tag}", f"container:benchvpc-{tag}"),
+        *peer_paths(lab, tag),
+        *ipv6_paths(lab, tag),
     ]
+
+
+def ipv6_paths(lab: Lab, tag: str) -> list[Path]:
+    """IPv6 TCP: host to host over the bridges' own ports, and container to container on dual-stack
+    vlan (VLAN 218) and vxlan networks made as tests/test_ipv6.py makes them."""
+    for index, host in ((1, "h1"), (2, "h2")):
+        lab.node(host).run(["ip", "addr", "add", f"{NATIVE6_PREFIX}{10 + index}/64", "dev", "ovsbr0", "nodad"])
+        lab.docker(host, "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--ipv6", "--subnet", "203.0.113.0/24",
+                   "--gateway", "203.0.113.1", "--subnet", "2001:db8:218::/64", "--gateway", "2001:db8:218::1",
+                   "-o", "VlanId=218", f"bench6-{tag}")
+        lab.docker(host, "network", "create", "-d", "vxlan", "--ipam-driver", "acsnet", "--ipv6", "--subnet", "100.64.10.0/24",
+                   "--subnet", "2001:db8:a::/64", "-o", "VxlanId=301", f"benchvx6-{tag}")
+    for host, n in (("h1", 201), ("h2", 202)):
+        lab.docker(host, "run", "-d", "--stop-timeout", "1", "--net", f"bench6-{tag}", "--ip", f"203.0.113.{n}",
+                   "--ip6", f"2001:db8:218::{n}", "--name", f"bench6-{tag}", IMAGE, "sleep", "7200")
+        lab.docker(host, "run", "-d", "--stop-timeout", "1", "--net", f"benchvx6-{tag}", "--ip", f"100.64.10.{n}",
+                   "--ip6", f"2001:db8:a::{n}", "--name", f"benchvx6-{tag}", IMAGE, "sleep", "7200")
+    return [Path("native IPv6", lab, "h1", "h2", f"{NATIVE6_PREFIX}12", native="native IPv6"),
+            Path("acsnet vlan IPv6", lab, "h1", "h2", "2001:db8:218::202", f"container:bench6-{tag}", f"container:bench6-{tag}",
+                 native="native IPv6"),
+            Path("acsnet vxlan IPv6", lab, "h1", "h2", "2001:db8:a::202", f"container:benchvx6-{tag}",
+                 f"container:benchvx6-{tag}", native="native IPv6")]
+
+
+def peer_paths(lab: Lab, tag: str) -> list[Path]:
+    """Docker's own macvlan and overlay, container to container from h1 to h2 (benchmarks/peers.py)."""
+    peers.ensure_swarm(lab)
+    lab.docker("h1", "network", "create", *peers.macvlan_options("192.0.2.224/28"), f"benchmv-{tag}")
+    lab.docker("h2", "network", "create", *peers.macvlan_options("192.0.2.224/28"), f"benchmv-{tag}")
+    lab.docker("h1", "network", "create", *peers.overlay_options("100.77.0.0/24"), f"benchov-{tag}")
+    for host, n in (("h1", 231), ("h2", 232)):
+        lab.docker(host, "run", "-d", "--stop-timeout", "1", "--net", f"benchmv-{tag}", "--ip", f"192.0.2.{n}",
+                   "--name", f"benchmv-{tag}", IMAGE, "sleep", "7200")
+        lab.docker(host, "run", "-d", "--stop-timeout", "1", "--net", f"benchov-{tag}", "--ip", f"100.77.0.{n}",
+                   "--name", f"benchov-{tag}", IMAGE, "sleep", "7200")
+        peers.overlay_checksums_in_kernel(lab, host, f"benchov-{tag}")
+    return [Path("docker macvlan", lab, "h1", "h2", "192.0.2.232", f"container:benchmv-{tag}", f"container:benchmv-{tag}"),
+            Path("docker overlay", lab, "h1", "h2", "100.77.0.232", f"container:benchov-{tag}", f"container:benchov-{tag}")]
 
 
 def reference_paths(lab: Lab) -> list[Path]:
@@ -179,9 +225,10 @@ def reference_paths(lab: Lab) -> list[Path]:
 
 def remove_paths(lab: Lab, tag: str) -> None:
     for host in ("h1", "h2"):
-        for prefix in ("bench", "benchvx", "benchvpc"):
+        lab.node(host).run(["ip", "addr", "del", f"{NATIVE6_PREFIX}{10 + int(host[1:])}/64", "dev", "ovsbr0"], check=False)
+        for prefix in ("bench", "benchvx", "benchvpc", "benchmv", "benchov", "bench6", "benchvx6"):
             lab.docker(host, "rm", "-f", f"{prefix}-{tag}", check=False)
-            lab.docker(host, "network", "rm", f"{prefix}-{tag}", check=False)
+            lab.docker(host, "network", "rm", f"{prefix}-{tag}", check=False)  # overlay: h1's (the manager's) does
 
 
 def summarise(samples: dict[str, list[dict[str, float]]], natives: dict[str, str] | None = None) -> dict[str, dict]:
@@ -198,10 +245,47 @@ def summarise(samples: dict[str, list[dict[str, float]]], natives: dict[str, str
     return table
 
 
+PEERS = {"acsnet vlan": "docker macvlan", "acsnet vxlan": "docker overlay"}  # acsnet's row -> what a user would pick instead
+
+
+def peer_comparison(table: dict[str, dict]) -> list[dict]:
+    """Each acsnet row beside its peer's in the same lab: bandwidth acsnet / peer and latency peer /
+    acsnet (above 1: acsnet ahead), by medians, and whether the two rows' min-max ranges overlap."""
+    rows = []
+    for name, row in table.items():
+        base = name.split(" [")[0]
+        peer = PEERS.get(base, "") + name[len(base):]
+        if base not in PEERS or peer not in table:
+            continue
+        other = table[peer]
+
+        def overlap(key: str) -> bool:
+            return row[key]["min"] <= other[key]["max"] and other[key]["min"] <= row[key]["max"]
+
+        bw = row["bw"]["median"] / other["bw"]["median"]
+        lat = other["lat"]["median"] / row["lat"]["median"]
+        rows.append({"acsnet": name, "peer": peer, "bw_over_peer": bw, "peer_lat_over_acsnet": lat,
+                     "bw_ahead": "acsnet" if bw > 1 else "peer" if bw < 1 else "even", "bw_ranges_overlap": overlap("bw"),
+                     "lat_ahead": "acsnet" if lat > 1 else "peer" if lat < 1 else "even", "lat_ranges_overlap": overlap("lat")})
+    return rows
+
+
+def peers_markdown(comparison: list[dict]) -> str:
+    lines = ["acsnet against Docker's own drivers, same lab and run (above 1: acsnet ahead; by medians, and "
+             "whether the min-max ranges overlap):", "",
+             "| acsnet | peer | BW acsnet / peer | ahead in BW | lat peer / acsnet | ahead in latency |", "|---|---|---|---|---|---|"]
+    for row in comparison:
+        lines.append(f"| {row['acsnet']} | {row['peer']} | {row['bw_over_peer']:.2f} | {row['bw_ahead']}"
+                     f"{' (ranges overlap)' if row['bw_ranges_overlap'] else ''} | {row['peer_lat_over_acsnet']:.2f} | "
+                     f"{row['lat_ahead']}{' (ranges overlap)' if row['lat_ranges_overlap'] else ''} |")
+    return "\n".join(lines)
+
+
 def markdown(table: dict[str, dict], link_rate: str | None, repeat: int, switches: list[str] | None = None) -> str:
     labs = (f" on each of {len(switches)} labs ({', '.join(switches)}), rounds interleaved across them, each "
             "ratio over its own lab's native" if switches and len(switches) > 1 else "")
-    lines = [f"Two lab hosts{labs}, link rate {link_rate or 'unshaped'}, {repeat} interleaved repeats, median (min-max).", "",
+    lines = [f"Two lab hosts{labs}, link rate {link_rate or 'unshaped'}, {repeat} interleaved repeats, median (min-max); "
+             "the IPv6 rows' ratios are over native IPv6.", "",
              "| path | TCP BW (MB/s) | BW / native | TCP lat (us) | lat / native | iperf3 (MB/s) | reference BW | reference lat |",
              "|---|---|---|---|---|---|---|---|"]
     for name, row in table.items():
@@ -280,7 +364,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                   f"{args.link_rate or 'unshaped'}" + ("; h3 joins the IPAM race only)" if hosts == 3 else ")"))
             lab.up(hosts=hosts, link_rate=args.link_rate, progress=steps, engine=engine, host_os=name)
             switches[name] = f"OVS {ovs_version(lab)}" + (f", {name}" if len(host_oses) > 1 else "")
-            steps(f"datapath ({name}): vlan, vxlan and vpc networks and a container of each on h1 and h2; the reference paths")
+            steps(f"datapath ({name}): vlan, vxlan and vpc networks and a container of each on h1 and h2; the reference "
+                  "paths; Docker's macvlan and overlay (h1 and h2 in a swarm); dual-stack vlan and vxlan for IPv6")
             paths += label_paths(build_paths(lab, tag), switches[name] if len(host_oses) > 1 else None)
         samples: dict[str, list] = {p.name: [] for p in paths}
         for round_ in range(args.repeat):
@@ -302,7 +387,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             lab.down()
     steps("done")
     table = summarise(samples, {p.name: p.native for p in paths})
-    report = markdown(table, args.link_rate, args.repeat, list(switches.values()))
+    comparison = peer_comparison(table)
+    report = markdown(table, args.link_rate, args.repeat, list(switches.values())) + "\n\n" + peers_markdown(comparison)
     if control is not None:
         report += "\n\n## Control plane\n\n" + controlplane.markdown(control)
     print(report)
@@ -314,7 +400,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"link_rate": args.link_rate, "repeat": args.repeat, "seconds": args.seconds,
-                       "host_os": host_oses, "switches": switches, "samples": samples, "table": table,
+                       "host_os": host_oses, "switches": switches, "samples": samples, "table": table, "peers": comparison,
                        "control_plane": control}, f, indent=2)
     return 0
 
@@ -329,7 +415,7 @@ def label_paths(paths: list[Path], label: str | None) -> list[Path]:
     """With more than one lab, each row says which (its switch): "acsnet vxlan [OVS 3.5, debian13]"."""
     if label is not None:
         for path in paths:
-            path.name, path.native = f"{path.name} [{label}]", f"native [{label}]"
+            path.name, path.native = f"{path.name} [{label}]", f"{path.native} [{label}]"
     return paths
 
 

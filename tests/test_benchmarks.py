@@ -12,18 +12,23 @@ from acsnet.lab.host import REPO
 
 def test_netperf_quick_reports_every_path_with_ratios_from_one_run(tmp_path):
     """`acsnet bench --quick --link-rate 1gbit --out DIR`: the table, its JSON and the chart, and the
-    control-plane figures, from one run, on links that really are shaped."""
+    control-plane figures, from one run, on links that really are shaped; Docker's macvlan and overlay
+    (the peers) measured on the same lab, each beside its acsnet driver, and IPv6 rows (native, vlan and
+    vxlan dual-stack); the peers' and IPv6 rows cost this test about 35 s more."""
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "acsnet.cli", "bench", "--quick", "--link-rate", "1gbit", "--out", str(out),
                              "--workdir", str(tmp_path / "lab")], cwd=REPO, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((out / "netperf.json").read_text())
     table = report["table"]
-    assert set(table) == {"native", "plain OVS", "linux bridge", "kernel vxlan", "acsnet vlan", "acsnet vxlan", "acsnet vpc"}
+    assert set(table) == {"native", "plain OVS", "linux bridge", "kernel vxlan", "acsnet vlan", "acsnet vxlan", "acsnet vpc",
+                          "docker macvlan", "docker overlay", "native IPv6", "acsnet vlan IPv6", "acsnet vxlan IPv6"}
     for name, row in table.items():
         assert row["bw"]["median"] > 0 and row["lat"]["median"] > 0 and row["iperf3"]["median"] > 0, name
-        # Each ratio is this run's median over this run's native median.
-        assert abs(row["bw_ratio"] - row["bw"]["median"] / table["native"]["bw"]["median"]) < 1e-9
+        # Each ratio is this run's median over this run's native median (of its IP version).
+        native = table["native IPv6" if name.endswith("IPv6") else "native"]
+        assert abs(row["bw_ratio"] - row["bw"]["median"] / native["bw"]["median"]) < 1e-9
+        assert abs(row["lat_ratio"] - row["lat"]["median"] / native["lat"]["median"]) < 1e-9
         assert len(report["samples"][name]) == 1
     # 1 Gbit/s is 125 MB/s: a host path faster than that would mean the links went unshaped (OVS
     # removes a qdisc it did not make from its ports, as it once did here).
@@ -31,12 +36,21 @@ def test_netperf_quick_reports_every_path_with_ratios_from_one_run(tmp_path):
     printed = (out / "netperf.md").read_text()
     assert all(f"| {name} |" in printed for name in table) and printed in result.stdout
     assert (out / "netperf.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Each acsnet driver beside its peer, from the same run's medians, and the report says which is ahead.
+    assert [(row["acsnet"], row["peer"]) for row in report["peers"]] == [("acsnet vlan", "docker macvlan"),
+                                                                        ("acsnet vxlan", "docker overlay")]
+    for row in report["peers"]:
+        assert abs(row["bw_over_peer"] - table[row["acsnet"]]["bw"]["median"] / table[row["peer"]]["bw"]["median"]) < 1e-9
+        assert f"| {row['acsnet']} | {row['peer']} | {row['bw_over_peer']:.2f} | {row['bw_ahead']}" in printed
     # The control-plane figures are in the same report, from the same lab.
     control = report["control_plane"]
     runs = control["docker_run"]
-    assert set(runs) == {"bridge", "vlan", "vxlan", "vpc"}
+    assert set(runs) == {"bridge", "vlan", "vxlan", "vpc", "macvlan", "overlay"}
     for driver, row in runs.items():
         assert row["median_s"] > 0 and abs(row["ratio_to_bridge"] - row["median_s"] / runs["bridge"]["median_s"]) < 1e-9
+    for driver, peer in (("vlan", "macvlan"), ("vxlan", "overlay")):
+        assert abs(runs[driver]["ratio_to_peer"] - runs[driver]["median_s"] / runs[peer]["median_s"]) < 1e-9
+        assert f"{driver} / {peer} {runs[driver]['ratio_to_peer']:.2f}" in printed
     for plugin, method in (("vlan", "NetworkDriver.CreateEndpoint"), ("vxlan", "NetworkDriver.DeleteEndpoint"),
                            ("vpc", "NetworkDriver.CreateEndpoint"), ("acsnet", "IpamDriver.RequestAddress")):
         assert control["handlers"][plugin][method]["p50_ms"] > 0, (plugin, method)
@@ -52,6 +66,25 @@ def test_netperf_quick_reports_every_path_with_ratios_from_one_run(tmp_path):
     assert [row["ports"] for row in control["ovsdb_ports"]] == [0, 50]
     assert all(row["ovs_vsctl_ms"] > 0 and row["idl_ms"] > 0 for row in control["ovsdb_ports"])
     assert "add-port time vs ports on a host" in printed and "| 50 |" in printed
+
+
+def test_peer_comparison_pairs_each_acsnet_row_with_its_peer_of_the_same_lab():
+    """Pure arithmetic, no lab: the comparison pairs vlan with macvlan and vxlan with overlay within
+    each lab (rows labelled by their switch), and says who is ahead and whether the ranges overlap."""
+    from acsnet.benchmarks.netperf import peer_comparison
+
+    def row(bw: tuple[float, float, float], lat: tuple[float, float, float]) -> dict:
+        return {"bw": dict(zip(("min", "median", "max"), bw)), "lat": dict(zip(("min", "median", "max"), lat))}
+
+    table = {"acsnet vlan": row((100, 110, 119), (200, 250, 300)), "docker macvlan": row((90, 100, 105), (150, 200, 210)),
+             "acsnet vxlan [OVS 3.5, debian13]": row((50, 60, 70), (300, 300, 300)),
+             "docker overlay [OVS 3.5, debian13]": row((20, 30, 40), (400, 600, 700)),
+             "acsnet vxlan": row((1, 1, 1), (1, 1, 1))}  # its peer's row is missing: no comparison
+    vlan, vxlan = peer_comparison(table)
+    assert (vlan["peer"], vlan["bw_ahead"], vlan["lat_ahead"]) == ("docker macvlan", "acsnet", "peer")
+    assert vlan["bw_over_peer"] == 1.1 and vlan["peer_lat_over_acsnet"] == 0.8 and vlan["bw_ranges_overlap"]
+    assert vxlan["peer"] == "docker overlay [OVS 3.5, debian13]" and vxlan["bw_over_peer"] == 2.0
+    assert vxlan["peer_lat_over_acsnet"] == 2.0 and not vxlan["bw_ranges_overlap"] and not vxlan["lat_ranges_overlap"]
 
 
 def test_ovsdb_ports_measures_add_port_both_ways_at_each_size(tmp_path):
