@@ -5,8 +5,8 @@ Address spaces:
   overlapping-subnet case). Gateway and aux addresses belong to the pool, whichever host frees them.
 - `acsnet-local`: the same (subnet, ip-range, ipam options) asked for by several hosts is one shared
   pool, because under local scope one logical network is created on each host. Each host holds a
-  reference; gateway and aux addresses record every host that asked for them and are freed when the
-  last one releases them. `--ipam-opt acsnet.pool=NAME` separates two pools of one subnet.
+  reference; gateway and aux addresses record every request of every host (a host asking twice is
+  listed twice) and are freed when the last one is released. `--ipam-opt acsnet.pool=NAME` separates two pools of one subnet.
 Without a subnet, a pool is carved from a supernet (default 100.64.0.0/10, /24 each) so that it
 overlaps no pool in either space.
 
@@ -305,8 +305,11 @@ class AcsnetIpam(IpamDriver):
         if current.kind != kind:
             holder = f" on host {current.holders[0]}" if current.kind == ENDPOINT else ""
             raise Conflict(f"address {address} is in use as an {current.kind} address{holder}, cannot be the {kind} address")
-        if not pool.shared or self.host_id in current.holders:
+        if not pool.shared:
             return current
+        # Counted per request, as the host's pool references are: a second network of the same subnet on
+        # this host (or its refused create, which dockerd undoes with a release) must not free the gateway
+        # the first network still uses.
         return AddressRecord(kind, tuple(sorted(current.holders + (self.host_id,))), current.mac, current.since)
 
     def _retained(self, pool: Pool, address) -> AddressRecord | None:
@@ -341,5 +344,9 @@ class AcsnetIpam(IpamDriver):
             return current
         if not pool.shared:
             return None
-        remaining = tuple(h for h in current.holders if h != self.host_id)
+        if self.host_id not in current.holders:
+            return current
+        remaining = list(current.holders)
+        remaining.remove(self.host_id)  # one of this host's requests
+        remaining = tuple(remaining)
         return AddressRecord(current.kind, remaining, current.mac, current.since) if remaining else None

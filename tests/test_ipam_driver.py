@@ -109,6 +109,22 @@ def test_local_space_pool_is_shared_and_reference_counted(hosts):
     assert not PoolRecords.exists(h2.store, p1)
 
 
+def test_a_hosts_second_request_of_a_shared_gateway_is_counted_so_undoing_it_keeps_the_first(hosts):
+    # A second network of the same subnet on one host, refused by its driver: dockerd releases the
+    # gateway and the pool it had asked for again, and the first network must keep both.
+    h1 = hosts("h1")
+    first = h1.request_pool(pool_request(pool="198.51.100.0/24")).pool_id
+    gateway = request(h1, first, options=GATEWAY)
+    second = h1.request_pool(pool_request(pool="198.51.100.0/24")).pool_id
+    assert second == first and request(h1, second, options=GATEWAY) == gateway
+    release(h1, second, gateway.split("/")[0])
+    h1.release_pool(second)
+    assert h1._allocator(first).record(netaddr.IPAddress(gateway.split("/")[0])).kind == "gateway"
+    assert request(h1, first, options=mac(1)) != gateway, "the first network's gateway was handed to a container"
+    release(h1, first, gateway.split("/")[0])
+    assert h1._allocator(first).record(netaddr.IPAddress(gateway.split("/")[0])) is None
+
+
 def test_global_space_allows_overlapping_pools(hosts):
     h1, h2 = hosts("h1"), hosts("h2")
     a = h1.request_pool(pool_request(GLOBAL_SPACE, "192.0.2.0/24")).pool_id

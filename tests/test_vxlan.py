@@ -111,8 +111,17 @@ def test_mtu_option_and_bad_options_are_refused_clearly(lab):
             result = lab.docker("h1", "network", "create", "-d", "vxlan", "--ipam-driver", "acsnet",
                                 "--subnet", "100.64.3.0/24", "-o", option, f"bad-{tag}", check=False)
             assert result.returncode != 0 and message in result.stderr, (option, result.stderr)
+        # Refused on the subnet of a network in use: dockerd undoes its pool and gateway requests,
+        # and the network keeps its own (the next container got the gateway's address before).
+        result = lab.docker("h1", "network", "create", "-d", "vxlan", "--ipam-driver", "acsnet",
+                            "--subnet", "100.64.2.0/24", "-o", "VxlanId=0", f"bad-{tag}", check=False)
+        assert result.returncode != 0 and "VxlanId must be an integer" in result.stderr, result.stderr
+        lab.docker("h1", "run", "-d", *QUICK, "--net", network, "--name", f"n-{tag}", IMAGE, "sleep", "600")
+        address = lab.docker("h1", "inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{network}").IPAddress}}}}', f"n-{tag}").stdout.strip()
+        assert address not in ("", "100.64.2.1"), address
+        assert pings(lab, "h1", f"n-{tag}", "100.64.2.1")
     finally:
-        remove(lab, {"h1": [f"m-{tag}"]}, [network])
+        remove(lab, {"h1": [f"m-{tag}", f"n-{tag}"]}, [network])
 
 
 def test_generated_vni_is_the_same_on_every_host(lab):

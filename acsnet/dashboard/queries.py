@@ -127,7 +127,7 @@ def address_row(live: LiveStore, pool: Pool, ip: str, record, indexed: list, may
            "mac": "", "since": "", "network": "", "endpoint": "", "container": "", "container_id": "", "retained": ""}
     if record is None:
         return row
-    row.update(kind=record.kind, holder=", ".join(record.holders), mac=record.mac or "", since=when(record.since))
+    row.update(kind=record.kind, holder=", ".join(dict.fromkeys(record.holders)), mac=record.mac or "", since=when(record.since))
     if record.kind == RETAINED:
         row["retained"] = f"kept for application {record.holders[0]} until {when(record.until)}"
         return row
