@@ -128,7 +128,10 @@ class VpcOvsDatapath(Datapath):
         removed one's out; the worker, woken, applies the routes."""
         if frozenset(n.subnet.cidr for n in view.networks if not n.swarm) != self._read_for:
             self._read_membership(view)
-        self._swarm_own, self._swarm_peers = self._swarm_addresses(view)
+        swarm = self._swarm_addresses(view)
+        if swarm != (self._swarm_own, self._swarm_peers):
+            self.agent.wake()  # the worker applies the routes (a network removed wakes it no other way)
+        self._swarm_own, self._swarm_peers = swarm
         self._set_gateway_addresses(view)
         flows = self._flows(view)
         self.bridge.install_flows(flows)
