@@ -64,14 +64,28 @@ class VpcDriver(SegmentDriver):
                                               request.mtu or self.agent.uplink_mtu, swarm=True, max_routes=max_routes))
 
     def create_endpoint(self, request: EndpointCreate) -> EndpointInterface | None:
+        """A swarm network's endpoint past its route limit is refused. Counted before (the usual refusal)
+        and after its record is stored: nodes adding endpoints at once may both pass the first count, and
+        each one that then finds more records than the limit takes its endpoint back, so the limit is
+        never exceeded (at worst both are refused, and swarm starts their tasks again)."""
         network = self.agent.network(request.network_id)
-        if network.swarm and request.endpoint_id not in self.agent.endpoints:
-            routed = self.datapath.swarm_routes(network)
-            if routed >= network.max_routes:
-                raise Exhausted(f"swarm vpc network {network.subnet.cidr} has reached its route limit (max_routes="
-                                f"{network.max_routes}): {routed} of its addresses are routed to their nodes, each by a "
-                                "route of its own; create the network with a higher -o max_routes, or scale down")
-        return super().create_endpoint(request)
+        if not network.swarm or request.endpoint_id in self.agent.endpoints:
+            return super().create_endpoint(request)
+        self._check_route_limit(network, self.datapath.swarm_routes(network) + 1)
+        interface = super().create_endpoint(request)
+        try:
+            self._check_route_limit(network, self.datapath.swarm_routes(network))
+        except Exhausted:
+            self.agent.remove_endpoint(request.endpoint_id)
+            raise
+        return interface
+
+    @staticmethod
+    def _check_route_limit(network: SegmentNetwork, routes: int) -> None:
+        if routes > network.max_routes:
+            raise Exhausted(f"swarm vpc network {network.subnet.cidr} has reached its route limit (max_routes="
+                            f"{network.max_routes}): {routes - 1} of its addresses are routed to their nodes, each by a "
+                            "route of its own; create the network with a higher -o max_routes, or scale down")
 
     def allocated_options(self, request: NetworkAllocate) -> dict[str, str]:
         """A swarm vpc network: IPv4, and max_routes its only option (validated here, where `docker network
