@@ -91,8 +91,15 @@ class VpcDriver(SegmentDriver):
         """A swarm vpc network: IPv4, and max_routes its only option (validated here, where `docker network
         create` fails on it)."""
         create = request.as_create()
-        if self.subnets(create).ipv6 is not None:
+        subnets = self.subnets(create)
+        if subnets.ipv6 is not None:
             raise InvalidRequest("a swarm vpc network is IPv4-only for now: give no IPv6 subnet")
         parse_swarm_vpc_options(create)
+        pool = subnets.ipv4.pool.cidr
+        if self.datapath.membership.settings(pool) is not None:
+            # Its hosts' IPAM would give their containers addresses of their host subnets only, and
+            # refuse the manager's.
+            raise InvalidRequest(f"range {pool} is a vpc network's already, split into host subnets (local or global "
+                                 "scope, kept until its hosts leave): give the swarm network a range of its own")
         return dict(request.options)
 
