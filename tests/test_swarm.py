@@ -342,6 +342,9 @@ def test_a_service_on_a_vpc_network_spans_the_swarm_each_address_routed_to_its_n
         assert len(set(addresses)) == 6 and all(a.startswith(prefix) for a in addresses), running
         assert {node for node, _ in running.values()} == set(lab.hosts()), f"not on every node: {running}"
         by_node = {node: (task, address) for task, (node, address) in running.items()}
+        for host, (task, _) in by_node.items():  # the whole range on the link, the manager's gateway on every node
+            attached = next(iter(json.loads(lab.docker(host, "inspect", task).stdout)[0]["NetworkSettings"]["Networks"].values()))
+            assert (attached["IPPrefixLen"], attached["Gateway"]) == (24, "100.87.0.1"), attached
         for host, peer in zip(lab.hosts(), lab.hosts()[1:] + lab.hosts()[:1]):
             assert pings(lab, host, by_node[host][0], by_node[peer][1]), f"{host} does not reach {peer}\n{lab.log_tail(host)}"
         deadline = time.monotonic() + 30
