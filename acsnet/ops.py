@@ -90,7 +90,8 @@ def held_host_subnets(store: Store, host_id: str) -> list[dict]:
 def host_subnets_of(store: Store, network: SegmentNetwork) -> list[dict]:
     """A vpc network's host subnets: which host holds which part, where it is routed, and whether the
     host left (its subnet stays its own for a grace period)."""
-    return [{"subnet": r.subnet, "host": r.host, "underlay": r.underlay, "left": bool(r.left_at)}
+    return [{"subnet": r.subnet, "host": r.host, "underlay": r.underlay, "left": bool(r.left_at),
+             **({"subnet6": r.subnet6} if r.subnet6 else {})}  # a dual-stack network's IPv6 slice
             for r in sorted(HostSubnetRecord.read_all(store, network.subnet.cidr).values(), key=lambda r: netaddr.IPNetwork(r.subnet))]
 
 
@@ -99,6 +100,12 @@ def docker_network(docker: DockerAddress, name_or_id: str) -> dict | None:
     such network. DockerUnreachable if dockerd cannot be asked."""
     status, body = docker.get_json(f"/networks/{urllib.parse.quote(name_or_id, safe='')}", timeout=5.0)
     return body if status == 200 else None
+
+
+def _host_address(published: dict) -> str:
+    """The host address a port was published on, as `-p` wrote it ("" where none was given)."""
+    host_ip = published.get("host_ip") or ""
+    return f"[{host_ip}]:" if ":" in host_ip else f"{host_ip}:" if host_ip else ""
 
 
 def inspect_network(store: Store, host_id: str, name_or_id: str, docker_address: DockerAddress) -> dict:
@@ -131,7 +138,7 @@ def inspect_network(store: Store, host_id: str, name_or_id: str, docker_address:
         endpoints.append({"container": names.get(record["endpoint_id"], record["endpoint_id"][:12]),
                           "ip": record["ip"], "mac": record["mac"], "host": record["host"],
                           "vtep": record["vtep"], "port": f"vh{record['endpoint_id'][:12]}", "endpoint": record["endpoint_id"],
-                          "published": ", ".join(f"{p['host_port']}->{p['port']}" for p in published)})
+                          "published": ", ".join(f"{_host_address(p)}{p['host_port']}->{p['port']}" for p in published)})
     report = {"network": docker["Name"] if docker else network_id, "id": network_id, "driver": layout.driver,
               "segment": network.segment, "subnet": str(network.subnet.cidr), "gateway": network.gateway,
               "gateway_mac": network.gateway_mac, "mtu": network.mtu, "internal": network.internal,

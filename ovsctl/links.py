@@ -183,6 +183,34 @@ def enable_ipv4_forwarding() -> None:
         f.write("1")
 
 
+def enable_route_localnet(name: str) -> None:
+    """Let packets from 127.0.0.0/8 be routed out of link `name` (net.ipv4.conf.NAME.route_localnet)."""
+    with open(f"/proc/sys/net/ipv4/conf/{check_interface_name(name)}/route_localnet", "w") as f:
+        f.write("1")
+
+
+def enable_ipv6_forwarding() -> None:
+    """IPv6 forwarding on in the caller's network namespace. A host that forwards ignores router
+    advertisements where accept_ra is 1, and would lose the default route it learned from them: such
+    interfaces are set to 2 (accept them while forwarding) first, as they were meant to accept them
+    (interfaces made later keep the default: a router's links need no advertisements)."""
+    with open("/proc/sys/net/ipv6/conf/all/forwarding") as f:
+        if f.read().strip() == "1":
+            return
+    for name in sorted(set(os.listdir("/proc/sys/net/ipv6/conf")) - {"all", "default"}):
+        path = f"/proc/sys/net/ipv6/conf/{name}/accept_ra"
+        try:
+            with open(path) as f:
+                if f.read().strip() != "1":
+                    continue
+            with open(path, "w") as f:
+                f.write("2")
+        except OSError:  # an interface gone meanwhile
+            continue
+    with open("/proc/sys/net/ipv6/conf/all/forwarding", "w") as f:
+        f.write("1")
+
+
 def set_up(name: str, mtu: int | None = None) -> None:
     with IPRoute() as ipr:
         index = _index(ipr, name)
@@ -215,12 +243,22 @@ def delete_address(name: str, address: str, prefixlen: int) -> None:
                 raise DatapathError(f"cannot remove {address}/{prefixlen} from {name}: {e}") from None
 
 
-def addresses(name: str) -> list[tuple[str, int]]:
+def addresses(name: str, *, ipv6: bool = False) -> list[tuple[str, int]]:
+    """The link's IPv4 addresses, and with `ipv6` its IPv6 ones of global scope too (never link-local)."""
     with IPRoute() as ipr:
         index = _index(ipr, name)
         if index is None:
             return []
-        return [(a.get("address"), a["prefixlen"]) for a in ipr.get_addr(index=index, family=2)]
+        found = [(a.get("address"), a["prefixlen"]) for a in ipr.get_addr(index=index, family=2)]
+        if ipv6:
+            found += [(a.get("address"), a["prefixlen"]) for a in ipr.get_addr(index=index, family=10) if a["scope"] == 0]
+        return found
+
+
+def ipv4_addresses() -> set[str]:
+    """The namespace's IPv4 addresses, on any link."""
+    with IPRoute() as ipr:
+        return {a.get("IFA_ADDRESS") for a in ipr.get_addr(family=2)}
 
 
 def global_ipv6_addresses() -> set[str]:

@@ -55,15 +55,18 @@ def nd_dad_probe_match() -> str:
     return f"icmp6,icmp_type={ICMPV6_NS},ipv6_src=::"
 
 
-def nd_advert_actions(mac: str, ip6: str, finish_table: int, *, router: bool = False) -> str:
+def nd_advert_actions(mac: str, ip6: str | None, finish_table: int, *, router: bool = False) -> str:
     """Turn the neighbour solicitation in hand into the advertisement "<ip6> is at <mac>" (first step:
-    the second is `nd_advert_finish_flow` in `finish_table`)."""
+    the second is `nd_advert_finish_flow` in `finish_table`). `ip6` None: whatever address was asked
+    for (a flow matching a range of targets)."""
     flags = NA_SOLICITED | NA_OVERRIDE | (NA_ROUTER if router else 0)
+    source = ("move:NXM_NX_ND_TARGET[]->NXM_NX_IPV6_SRC[]" if ip6 is None
+              else f"set_field:{ipaddress.IPv6Address(ip6).compressed}->ipv6_src")
     return ",".join([
         "move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[]",
         f"set_field:{mac}->eth_src",
         "move:NXM_NX_IPV6_SRC[]->NXM_NX_IPV6_DST[]",
-        f"set_field:{ipaddress.IPv6Address(ip6).compressed}->ipv6_src",
+        source,
         f"set_field:{ICMPV6_NA}->icmpv6_type",
         "set_field:0->icmpv6_code",
         f"set_field:{flags:#x}->nd_reserved",

@@ -11,7 +11,11 @@ IPv6 (a dual-stack network) gets the same: neighbour solicitations from containe
 flows (35, finished in 36: `acsnet.ovsctl.neighbour`), those from the VLAN for a local container with
 the host's MAC, and IPv6 to a local container's address is rewritten to its MAC. Container NDP that
 would carry a container's MAC in a link-layer option (router solicitations, advertisements, redirects)
-never leaves the host: dropped, so no option needs rewriting.
+never leaves the host: dropped, so no option needs rewriting. Router advertisements from the VLAN are
+dropped too (containers keep Docker's static gateway), except on a VLAN whose network asks for them
+(`-o ipv6_ra=accept`): there those from the router's MAC (the gateway's, once learned) go to the
+VLAN's containers, and a solicitation for a link-local address (the router's, which the advertisements
+name as the next hop) is answered with the router's MAC.
 
 The tables (0 classify, 10 from a container, 20 from the uplink, 30 ARP proxy, 35 and 36 neighbour
 advertisement), each flow as a lab host dumps it, and packet walks: docs/pipeline.md, "The host bridge `ovsbr0`". tests/test_pipeline_doc.py
@@ -32,6 +36,7 @@ CLASSIFY, FROM_CONTAINER, FROM_UPLINK, ARP_PROXY, ND_PROXY, ND_FINISH = 0, 10, 2
 # NDP a container may send but that must not leave the host: each carries the sender's MAC in a
 # link-layer option (router solicitation and advertisement, neighbour advertisement, redirect).
 ICMPV6_RS, ICMPV6_RA, ICMPV6_REDIRECT = 133, 134, 137
+LINK_LOCAL6 = "fe80::/10"
 CONTAINER_NDP_DROPPED = (ICMPV6_RS, ICMPV6_RA, ICMPV6_NA, ICMPV6_REDIRECT)
 _flow = functools.partial(openflow.flow, COOKIE)
 
@@ -63,6 +68,7 @@ class VlanDatapath:
     local: tuple[LocalPort, ...]
     remote: tuple[ArpAnswer, ...]  # containers on other hosts: answered with their host's MAC
     gateways: tuple[ArpAnswer, ...]
+    accept_ra: frozenset[int] = frozenset()  # VLANs whose network takes its router's advertisements
 
 
 def vlan_flows(dp: VlanDatapath) -> list[str]:
@@ -93,6 +99,13 @@ def vlan_flows(dp: VlanDatapath) -> list[str]:
                                nd_advert_actions(dp.host_mac, p.ip6, ND_FINISH)))
             flows.append(_flow(FROM_UPLINK, 100, f"ipv6,dl_vlan={p.vlan},reg0={p.vlan},ipv6_dst={p.ip6}",
                                f"pop_vlan,set_field:{p.mac}->eth_dst,output:{p.port}"))
+    for g in dp.gateways:
+        ports = [p.port for p in dp.local if p.vlan == g.vlan]
+        if g.vlan in dp.accept_ra and g.ip6 and ports:
+            flows.append(_flow(FROM_UPLINK, 200, f"icmp6,icmp_type={ICMPV6_RA},dl_vlan={g.vlan},reg0={g.vlan},dl_src={g.mac}",
+                               "pop_vlan," + ",".join(f"output:{p}" for p in ports)))
+            flows.append(_flow(ND_PROXY, 90, f"icmp6,icmp_type={ICMPV6_NS},nd_target={LINK_LOCAL6},reg0={g.vlan}",
+                               nd_advert_actions(g.mac, None, ND_FINISH, router=True)))
     gateways = {(g.vlan, g.ip6) for g in dp.gateways if g.ip6}
     answers = [ArpAnswer(p.vlan, p.ip, p.mac, p.ip6) for p in dp.local] + list(dp.remote) + list(dp.gateways)
     seen, seen6 = set(), set()

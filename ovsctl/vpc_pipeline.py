@@ -9,6 +9,15 @@ The kernel keeps the same routes (`<peer host subnet> via <peer underlay>`, the 
 bridge): the host's own traffic uses them, and a peer whose MAC is not known (or a route provider whose
 peers are not on the link, like a cloud VPC's route table) is reached through them.
 
+A dual-stack network's IPv6 takes the same ways, by `ipv6_dst` where IPv4 goes by `nw_dst`: each host
+holds an IPv6 slice of the network's prefix beside its IPv4 subnet, with its IPv6 gateway address on the
+bridge. Neighbour solicitations (NS), from containers and from the host's kernel for its slice, are
+answered here as ARP is (table 65, finished in 66: `acsnet.ovsctl.neighbour`): the gateway with the
+host's MAC (as a router), a container with its own; duplicate address detection probes are dropped
+unanswered (the IPAM holds each address once, and the host's own probe for its gateway address must not
+meet the answer the containers get). A peer's slice is off the containers' link, so they never solicit
+its addresses.
+
 An internal network (`--internal`) carries traffic between its own containers only, on any host: its
 containers are marked (reg2 = the network's first address, as a number) and may only reach a host
 subnet of the same network; nothing from the host's kernel reaches them, and from the uplink only the
@@ -16,10 +25,10 @@ network's own addresses.
 
 Every flow has cookie 0xac7 (`COOKIE`) and is installed with the flows of this cookie only
 (`openflow.FlowTable`): the vlan driver's flows (0xac5, tables 0-30) are never touched. Table 0 is
-shared: the vlan pipeline uses priorities 300 and 0 there, this one 400, 399, 260 and 250.
+shared: the vlan pipeline uses priorities 300 and 0 there, this one 400, 399, 260, 255 and 250.
 
 The tables (0 classify, 40 from a container, 45 from an internal network's container, 50 to a
-container, 60 ARP responder), each flow as a lab host dumps it, and packet walks: docs/pipeline.md,
+container, 60 ARP responder, 65 and 66 neighbour advertisement), each flow as a lab host dumps it, and packet walks: docs/pipeline.md,
 "The host bridge `ovsbr0`". tests/test_pipeline_doc.py fails when this code emits a kind of flow that
 document does not show, or stops emitting one it shows.
 """
@@ -28,12 +37,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import ipaddress
 
 from acsnet.ovsctl import openflow
-from acsnet.ovsctl.neighbour import arp_reply_actions
+from acsnet.ovsctl.neighbour import (ICMPV6_NS, arp_reply_actions, nd_advert_actions, nd_advert_finish_actions,
+                                     nd_advert_finish_match, nd_dad_probe_match, nd_solicitation_match)
 
 COOKIE = "0xac7"
-CLASSIFY, FROM_CONTAINER, FROM_INTERNAL, TO_CONTAINER, ARP_RESPONDER = 0, 40, 45, 50, 60
+CLASSIFY, FROM_CONTAINER, FROM_INTERNAL, TO_CONTAINER, ARP_RESPONDER, ND_RESPONDER, ND_FINISH = 0, 40, 45, 50, 60, 65, 66
 _flow = functools.partial(openflow.flow, COOKIE)
 
 
@@ -43,6 +54,7 @@ class VpcPort:
     ip: str
     mac: str
     internal_network: int | None = None  # the mark of its network (its first address), if internal
+    ip6: str = ""  # its IPv6 address on a dual-stack network
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +62,8 @@ class OwnSubnet:
     subnet: str  # CIDR
     gateway: str
     internal: "InternalNetwork | None" = None  # the network, if it is internal
+    subnet6: str = ""  # a dual-stack network's IPv6 slice of this host ("" if IPv4 only)
+    gateway6: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +77,7 @@ class InternalNetwork:
 class PeerSubnet:
     subnet: str  # CIDR
     mac: str  # the peer host's underlay MAC
+    subnet6: str = ""  # its IPv6 slice, on a dual-stack network
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +98,11 @@ def vpc_flows(dp: VpcDatapath) -> list[str]:
              _flow(FROM_CONTAINER, 0, "", f"set_field:{dp.host_mac}->eth_dst,output:LOCAL"),
              _flow(TO_CONTAINER, 0, "", "drop"),
              _flow(ARP_RESPONDER, 0, "", "drop")]
+    if any(own.subnet6 for own in dp.own):
+        flows += [_flow(FROM_CONTAINER, 200, f"icmp6,icmp_type={ICMPV6_NS}", f"resubmit(,{ND_RESPONDER})"),
+                  _flow(ND_RESPONDER, 110, nd_dad_probe_match(), "drop"),
+                  _flow(ND_RESPONDER, 0, "", "drop"),
+                  _flow(ND_FINISH, 100, nd_advert_finish_match(), nd_advert_finish_actions())]
     if any(own.internal for own in dp.own):
         flows += [_flow(FROM_INTERNAL, 200, "arp", f"resubmit(,{FROM_CONTAINER})"),
                   _flow(FROM_INTERNAL, 0, "", "drop")]
@@ -98,9 +118,13 @@ def vpc_flows(dp: VpcDatapath) -> list[str]:
         flows.append(_flow(CLASSIFY, 250, f"in_port=LOCAL,ip,nw_dst={own.subnet}", "drop" if own.internal else inbound))
         flows.append(_flow(CLASSIFY, 250, f"in_port=LOCAL,arp,arp_op=1,arp_tpa={own.subnet}", f"resubmit(,{ARP_RESPONDER})"))
         flows.append(_flow(ARP_RESPONDER, 100, f"arp,arp_tpa={own.gateway}", arp_reply_actions(dp.host_mac, own.gateway)))
+        if own.subnet6:
+            flows += _own_slice_flows(dp, own)
     for peer in dp.peers:
-        flows.append(_flow(FROM_CONTAINER, 90, f"ip,nw_dst={peer.subnet}",
-                           f"set_field:{dp.host_mac}->eth_src,set_field:{peer.mac}->eth_dst,dec_ttl,output:{dp.uplink}"))
+        to_peer = f"set_field:{dp.host_mac}->eth_src,set_field:{peer.mac}->eth_dst,dec_ttl,output:{dp.uplink}"
+        flows.append(_flow(FROM_CONTAINER, 90, f"ip,nw_dst={peer.subnet}", to_peer))
+        if peer.subnet6:
+            flows.append(_flow(FROM_CONTAINER, 90, f"ipv6,ipv6_dst={_v6(peer.subnet6)}", to_peer))
     for p in dp.local:
         if p.internal_network is None:
             flows.append(_flow(CLASSIFY, 400, f"in_port={p.port},dl_src={p.mac}", f"resubmit(,{FROM_CONTAINER})"))
@@ -114,8 +138,35 @@ def vpc_flows(dp: VpcDatapath) -> list[str]:
         flows.append(_flow(TO_CONTAINER, 100, f"ip,nw_dst={p.ip}",
                            f"set_field:{dp.host_mac}->eth_src,set_field:{p.mac}->eth_dst,output:{p.port}"))
         flows.append(_flow(ARP_RESPONDER, 100, f"arp,arp_tpa={p.ip}", arp_reply_actions(p.mac, p.ip)))
+        if p.ip6:  # (an internal network is IPv4 only: the driver refuses --internal with --ipv6)
+            ip6 = _v6(p.ip6)
+            flows.append(_flow(FROM_CONTAINER, 100, f"ipv6,ipv6_dst={ip6}", f"set_field:{p.mac}->eth_dst,output:{p.port}"))
+            flows.append(_flow(TO_CONTAINER, 100, f"ipv6,ipv6_dst={ip6}",
+                               f"set_field:{dp.host_mac}->eth_src,set_field:{p.mac}->eth_dst,output:{p.port}"))
+            flows.append(_flow(ND_RESPONDER, 100, nd_solicitation_match(ip6), nd_advert_actions(p.mac, ip6, ND_FINISH)))
     local = {p.ip for p in dp.local}
     for ip in dp.routed:
         if ip not in local:  # a stale record of an address that is now this host's: its port answers
             flows.append(_flow(ARP_RESPONDER, 100, f"arp,arp_tpa={ip}", arp_reply_actions(dp.host_mac, ip)))
     return flows
+
+
+def _own_slice_flows(dp: VpcDatapath, own: OwnSubnet) -> list[str]:
+    """This host's IPv6 slice: in from the uplink and from the host to table 50 (where its gateway
+    address goes to the host's own port: a peer's kernel answering the host), and the host's kernel's
+    solicitations for it answered here; the gateway answered to containers with the host's MAC."""
+    slice6, gateway6 = _v6(own.subnet6), _v6(own.gateway6)
+    inbound = f"resubmit(,{TO_CONTAINER})"
+    return [
+        _flow(CLASSIFY, 250, f"in_port={dp.uplink},ipv6,vlan_tci=0x0000/0x1fff,dl_dst={dp.host_mac},ipv6_dst={slice6}", inbound),
+        _flow(CLASSIFY, 250, f"in_port=LOCAL,ipv6,ipv6_dst={slice6}", inbound),
+        # Above the line before: a unicast solicitation from the host matches both.
+        _flow(CLASSIFY, 255, f"in_port=LOCAL,icmp6,icmp_type={ICMPV6_NS},nd_target={slice6}", f"resubmit(,{ND_RESPONDER})"),
+        _flow(TO_CONTAINER, 100, f"ipv6,ipv6_dst={gateway6}", "LOCAL"),
+        _flow(ND_RESPONDER, 100, nd_solicitation_match(gateway6), nd_advert_actions(dp.host_mac, gateway6, ND_FINISH, router=True)),
+    ]
+
+
+def _v6(text: str) -> str:
+    """An IPv6 address or prefix as OVS prints it (compressed), so that flows compare equal to dumps."""
+    return str(ipaddress.IPv6Network(text, strict=False)) if "/" in text else ipaddress.IPv6Address(text).compressed

@@ -62,3 +62,22 @@ def test_inspect_and_status_print_a_vpc_network_as_its_host_subnets(embedded_url
         assert h2.subnet not in status.stdout
     finally:
         store.close()
+
+
+def test_inspect_shows_a_dual_stack_vpc_networks_ipv6_slices(embedded_url):
+    network6, network_id = netaddr.IPNetwork("fd00:64::/64"), "d" * 64
+    store = open_store(embedded_url)
+    try:
+        store.register_host("h1", "vpc", {"host_id": "h1"})
+        network4 = netaddr.IPNetwork("100.65.0.0/16")
+        h1 = Membership(store, "h1", "10.0.0.1").claim(network4, 24, 8, network6, 80)
+        network = SegmentNetwork(network_id, record_group(network4), network4, str(h1.gateway), None, 1500,
+                                 subnet6=network6, gateway6=str(h1.gateway6))
+        state.write_host_network(store, LAYOUTS["vpc"], "h1", network)
+    finally:
+        store.close()
+    shown = acsnet(embedded_url, "inspect", "network", network_id, "--docker", NOWHERE)
+    assert shown.returncode == 0, shown.stderr
+    assert f"host subnet {h1.subnet} and {h1.subnet6} on h1 (via 10.0.0.1)" in shown.stdout, shown.stdout
+    report = json.loads(acsnet(embedded_url, "inspect", "network", network_id, "--json", "--docker", NOWHERE).stdout)
+    assert [h["subnet6"] for h in report["host_subnets"]] == ["fd00:64::/80"]

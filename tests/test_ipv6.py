@@ -23,8 +23,8 @@ from acsnet.plugins.protocol import NetworkCreate
 from acsnet.plugins.segments.driver import network_subnets
 from acsnet.plugins.segments.model import SegmentEndpoint, SegmentNetwork, SegmentRecord
 from acsnet.plugins.vpc.options import parse_vpc_options
-from tests.test_vlan import QUICK, remove
-from tests.test_vxlan import tunnel_flows
+from tests.test_vlan import QUICK, assert_switch_saw_only_hosts, host_mac, remove
+from tests.test_vxlan import VTEPS, outside_get, tunnel_flows
 
 SUBNET, SUBNET6 = "100.64.6.0/24", "2001:db8:6::/64"
 GATEWAY6 = "2001:db8:6::1"
@@ -177,31 +177,6 @@ def test_a_recreated_container_is_reached_by_its_ip6_at_once_on_its_peers_host_a
         remove(lab, names, [network])
 
 
-def test_publishing_on_an_ipv6_host_address_is_refused_clearly_and_the_router_holds_the_ipv6_gateway(lab):
-    """The router namespace of a dual-stack network holds its IPv6 gateway; ports are published on the
-    host's IPv4 address, so `-p` on an IPv6 host address is refused, naming what the host lacks, where it
-    was silently published on the IPv4 address before. The lab's hosts have no global IPv6 address."""
-    tag = uuid.uuid4().hex[:4]
-    network = f"v6r-{tag}"
-    names = {"h1": [f"r1-{tag}", f"r2-{tag}", f"r3-{tag}", f"r4-{tag}"]}
-    try:
-        create_dual_stack(lab, network, 210, ("h1",))
-        lab.docker("h1", "run", "-d", *QUICK, "--net", network, "--name", f"r1-{tag}", IMAGE, "sleep", "600")
-        inside = lab.node("h1").run(["ip", "netns", "exec", "acsvx-210", "ip", "-6", "addr", "show", "gw0"]).stdout
-        assert f"{GATEWAY6}/64" in inside, inside
-        for mapping, message in ((["-p", "[::]:8086:80"], "-p [::]:8086:80: host h1 has no global IPv6 address to publish on; "
-                                                          "publish on its IPv4 address instead (-p 8086:80)"),
-                                 (["-p", "[2001:db8:99::5]:8087:80"], "-p [2001:db8:99::5]:8087:80: host h1 has no IPv6 address 2001:db8:99::5")):
-            name = f"r2-{tag}" if "8086:80" in mapping[1] else f"r3-{tag}"
-            result = lab.docker("h1", "run", "-d", *QUICK, "--net", network, *mapping, "--name", name, IMAGE, "sleep", "600",
-                                check=False)
-            assert result.returncode != 0 and message in result.stderr, result.stderr
-        # IPv4 publishing is as it was.
-        lab.docker("h1", "run", "-d", *QUICK, "--net", network, "-p", "8088:80", "--name", f"r4-{tag}", IMAGE, "sleep", "600")
-    finally:
-        remove(lab, names, [network])
-
-
 def test_a_global_dual_stack_network_is_made_once_and_keeps_its_ipv6_across_a_plugin_restart(tmp_path):
     """Global scope (dockerd 20.10 with a cluster store): the network is created on h1 only; h2 takes it
     from the store with its IPv6 subnet and gateway, and a restarted plugin reads them back."""
@@ -263,14 +238,7 @@ def test_vlan_dual_stack_answers_neighbours_by_flows_and_the_switch_sees_host_ma
         for ip6, host in (("2001:db8:217::110", "h1"), ("2001:db8:217::111", "h2"), ("2001:db8:217::112", "h1")):
             entry = [line for line in router_neighbours.splitlines() if line.startswith(ip6 + " ")]
             assert entry and host_macs[host] in entry[0], (ip6, router_neighbours)
-        fdb = sw.run(["ovs-appctl", "-t", "/run/openvswitch/ovs-vswitchd.ctl", "fdb/show", SWITCH_BRIDGE]).stdout
-        vlan_macs = {line.split()[2] for line in fdb.splitlines()[1:] if line.split()[1] == "217"}
-        assert vlan_macs and vlan_macs <= known, f"the switch learned other MACs on VLAN 217: {vlan_macs - known}"
-        stats = sw.run(["ovs-ofctl", "dump-flows", SWITCH_BRIDGE, "cookie=0x7e56/-1"]).stdout
-        (catch_all,) = [line for line in stats.splitlines() if "priority=40" in line]
-        assert "n_packets=0," in catch_all, f"the switch saw neighbour solicitations from containers: {catch_all}"
-        assert any("n_packets=0," not in line for line in stats.splitlines() if "priority=50" in line), \
-            "the counters saw no solicitation at all: the check would prove nothing"
+        assert_switch_saw_only_hosts(sw, known, "0x7e56", "neighbour solicitations")
         assert packets_on(lab, "h1", "ovsbr0", "cookie=0xac5/-1,table=35,icmp6,icmp_type=135,nd_target=2001:db8:217::111") > 0
     finally:
         gw.run(["ip", "-6", "addr", "del", "2001:db8:217::1/64", "dev", "gw-v217"], check=False)
@@ -296,8 +264,6 @@ def test_what_is_refused_is_refused_clearly_and_nothing_is_stored(lab):
     cases = [
         (["-d", "vxlan", "--ipv6", "--subnet", "100.64.7.0/24", "--subnet", "2001:db8:7::/64", "--subnet", "2001:db8:8::/64",
           "-o", "VxlanId=190"], "takes one IPv6 subnet per network, got 2: 2001:db8:7::/64, 2001:db8:8::/64"),
-        (["-d", "vpc", "--ipv6", "--subnet", "100.64.7.0/24", "--subnet", "2001:db8:7::/64"],
-         "the vpc driver does not support IPv6 networks yet (vxlan and vlan networks can be dual-stack)"),
         (["-d", "vxlan", "--ipv6", "--subnet", "100.64.7.0/24", "--subnet", "fe80::/64", "-o", "VxlanId=190"],
          "IPv6 subnet fe80::/64 is link-local or multicast"),
     ]
@@ -338,7 +304,6 @@ def test_bad_ipv6_subnets_are_refused_naming_the_problem():
         ([V4], [{"Pool": "ff05::/64"}], True, "IPv6 subnet ff05::/64 is link-local or multicast"),
         ([V4], [{"Pool": "100.64.7.0/24"}], True, "IPv6 subnet 100.64.7.0/24 is not an IPv6 network"),
         ([], [{"Pool": "2001:db8:6::/64"}], True, "needs exactly one IPv4 subnet (--subnet), got 0 (IPv6-only networks are not supported"),
-        ([V4], [{"Pool": "2001:db8:6::/64"}], False, "the vpc driver does not support IPv6 networks yet (vxlan and vlan networks"),
     ]
     for ipv4, ipv6, dual_stack, message in cases:
         with pytest.raises(InvalidRequest) as refused:
@@ -391,3 +356,459 @@ def test_bad_vpc_ipv6_slices_are_refused_naming_the_problem():
         with pytest.raises(InvalidRequest) as refused:
             vpc_options(generic, subnet6)
         assert message in refused.value.message, (generic, refused.value.message)
+
+
+# An IPv6 link between h1 and the lab's outside host, made by the tests that need the host to have a
+# global IPv6 address (on its bridge's own port, where host-setup put its IPv4 address).
+HOST6, OUTSIDE6 = "2001:db8:c0::11", "2001:db8:c0::200"
+
+
+def test_ipv6_snat_and_published_ports_go_through_the_hosts_ipv6_address_and_what_it_lacks_is_refused(lab, tmp_path):
+    """A dual-stack network's router holds its IPv6 gateway and routes IPv6 to the host: containers
+    reach an IPv6 host outside, seen there as the host's IPv6 address; `-p [::]:...`, `-p
+    [HOST_IPV6]:...` and `-p PORT` (both families) reach the container from outside by IPv6. Where the
+    host has no such address, or the network no IPv6 subnet, `-p` is refused naming what is missing.
+    And an IPv4 host address is honoured: `-p 127.0.0.1:...` is reached from the host only."""
+    tag = uuid.uuid4().hex[:4]
+    network, ipv4_only = f"v6n-{tag}", f"v4n-{tag}"
+    names = {"h1": [f"n{i}-{tag}" for i in range(1, 8)]}
+    h1, out = lab.node("h1"), lab.node("out")
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "marker").write_text("outside\n")
+    server = out.popen([sys.executable, "-m", "http.server", "8000", "--bind", "::", "--directory", str(www)],
+                       str(tmp_path / "http.log"))
+
+    def refused(name: str, net: str, mapping: str, message: str) -> None:
+        result = lab.docker("h1", "run", "-d", *QUICK, "--net", net, "-p", mapping, "--name", name, IMAGE, "sleep", "600",
+                            check=False)
+        assert result.returncode != 0 and message in result.stderr, (mapping, result.stderr)
+
+    try:
+        create_dual_stack(lab, network, 210, ("h1",))
+        lab.docker("h1", "network", "create", "-d", "vxlan", "--ipam-driver", "acsnet", "--subnet", "100.64.9.0/24",
+                   "-o", "VxlanId=211", ipv4_only)
+        serve(lab, "h1", f"n1-{tag}", network, "100.64.6.50", "2001:db8:6::50")
+        inside = h1.run(["ip", "netns", "exec", "acsvx-210", "ip", "-6", "addr", "show", "gw0"]).stdout
+        assert f"{GATEWAY6}/64" in inside, inside
+        # The host has no global IPv6 address yet: refused, saying so, and nothing published elsewhere.
+        refused(f"n2-{tag}", network, "[::]:8086:80", "-p [::]:8086:80: host h1 has no global IPv6 address to publish on; "
+                                                      "publish on its IPv4 address instead (-p 8086:80)")
+        refused(f"n3-{tag}", network, f"[{HOST6}]:8087:80", f"-p [{HOST6}]:8087:80: host h1 has no IPv6 address {HOST6}")
+        refused(f"n4-{tag}", network, "10.9.9.9:8088:80", "-p 10.9.9.9:8088:80: host h1 has no IPv4 address 10.9.9.9")
+        assert not pings6(lab, "h1", f"n1-{tag}", OUTSIDE6, wait=1)
+
+        h1.run(["ip", "-6", "addr", "add", f"{HOST6}/64", "dev", "ovsbr0", "nodad"])
+        out.run(["ip", "-6", "addr", "add", f"{OUTSIDE6}/64", "dev", "out0", "nodad"])
+        refused(f"n5-{tag}", ipv4_only, f"[{HOST6}]:8089:80", "has no IPv6 subnet, so its container has no IPv6 address to publish")
+        # SNAT, with no port published yet: the container reaches the outside host by IPv6, which
+        # sees the host's IPv6 address.
+        assert pings6(lab, "h1", f"n1-{tag}", OUTSIDE6)
+        assert lab.docker("h1", "exec", f"n1-{tag}", "timeout", "5", "wget", "-q", "-O", "-",
+                          f"http://[{OUTSIDE6}]:8000/marker").stdout.strip() == "outside"
+        assert f"{HOST6} - -" in (tmp_path / "http.log").read_text(), (tmp_path / "http.log").read_text()
+        lab.docker("h1", "rm", "-f", f"n2-{tag}", f"n3-{tag}", f"n4-{tag}", f"n5-{tag}", check=False)
+        script = "mkdir /www && echo {0} > /www/index.html && exec httpd -f -p 80 -h /www"
+        lab.docker("h1", "run", "-d", *QUICK, "--net", network, "-p", "[::]:8080:80", "-p", f"[{HOST6}]:8081:80",
+                   "--name", f"n2-{tag}", IMAGE, "sh", "-c", script.format(f"n2-{tag}"))
+        lab.docker("h1", "run", "-d", *QUICK, "--net", network, "-p", "8082:80", "-p", "127.0.0.1:8084:80",
+                   "--name", f"n3-{tag}", IMAGE, "sh", "-c", script.format(f"n3-{tag}"))
+
+        report = json.loads(h1.run([sys.executable, "-m", "acsnet.cli", "inspect", "network", network, "--json",
+                                    "--store", lab.zookeeper_url, "--host-id", "h1"]).stdout)
+        published = {e["container"]: set(e["published"].split(", ")) for e in report["endpoints"]}
+        assert published[f"n2-{tag}"] == {"[::]:8080->80", f"[{HOST6}]:8081->80"}, published
+        assert published[f"n3-{tag}"] == {"8082->80", "127.0.0.1:8084->80"}, published
+        # DNAT: from outside by IPv6 on each binding; -p PORT on both families; 127.0.0.1 only from the host.
+        for port, name in ((8080, f"n2-{tag}"), (8081, f"n2-{tag}"), (8082, f"n3-{tag}")):
+            assert outside_get(lab, f"http://[{HOST6}]:{port}/") == name, port
+        assert outside_get(lab, f"http://{VTEPS['h1']}:8082/") == f"n3-{tag}"
+        assert outside_get(lab, f"http://{VTEPS['h1']}:8084/") is None, "-p 127.0.0.1:8084:80 was published on the VTEP"
+        assert h1.run(["timeout", "5", "wget", "-q", "-O", "-", "http://127.0.0.1:8084/"]).stdout.strip() == f"n3-{tag}"
+        assert outside_get(lab, f"http://[{HOST6}]:8084/") is None
+        # One port on both families as two bindings (as newer dockerds may send -p PORT) is one
+        # publication; the same port again, on an address it covers, is another container's.
+        lab.docker("h1", "run", "-d", *QUICK, "--net", network, "-p", "0.0.0.0:8085:80", "-p", "[::]:8085:80",
+                   "--name", f"n5-{tag}", IMAGE, "sh", "-c", script.format(f"n5-{tag}"))
+        assert outside_get(lab, f"http://[{HOST6}]:8085/") == f"n5-{tag}"
+        assert outside_get(lab, f"http://{VTEPS['h1']}:8085/") == f"n5-{tag}"
+        refused(f"n6-{tag}", network, f"[{HOST6}]:8082:80", "host port 8082/tcp is already published by another container")
+
+        # A restarted plugin finds the router dual-stack and the ports as published.
+        lab.kill_plugin("h1", "vxlan")
+        lab.start_plugin("h1", "vxlan")
+        lab.docker("h1", "run", "-d", *QUICK, "--net", network, "-p", "[::]:8083:80", "--name", f"n4-{tag}", IMAGE, "sh", "-c",
+                   script.format(f"n4-{tag}"))
+        assert outside_get(lab, f"http://[{HOST6}]:8083/") == f"n4-{tag}"
+        assert outside_get(lab, f"http://[{HOST6}]:8080/") == f"n2-{tag}"
+        lab.docker("h1", "rm", "-f", f"n2-{tag}")
+        assert outside_get(lab, f"http://[{HOST6}]:8080/") is None, "the port stays published after docker rm"
+    finally:
+        server.kill()
+        server.wait()
+        h1.run(["ip", "-6", "addr", "del", f"{HOST6}/64", "dev", "ovsbr0"], check=False)
+        out.run(["ip", "-6", "addr", "del", f"{OUTSIDE6}/64", "dev", "out0"], check=False)
+        remove(lab, names, [network, ipv4_only])
+
+
+def test_an_ip6_pin_of_a_dead_host_is_taken_over_on_another_and_reached_within_a_second(tmp_path):
+    """As `--ip` does (tests/test_vxlan.py, tests/test_vlan.py): once a powered-off host's ZooKeeper
+    session ends, another host may run a container with its `--ip6`; on vxlan a container on a third
+    host reaches it within a second (the unsolicited advertisement to local containers), on vlan the
+    VLAN's router does (the one sent on the uplink with the new host's MAC)."""
+    from tests.conftest import LAB_OPTIONS
+    from tests.test_vxlan import points_at
+
+    lab = Lab(str(tmp_path / "lab"), f"acsnet-6{uuid.uuid4().hex[:4]}")
+    pinned6, vlan_pinned6 = "2001:db8:6::60", "2001:db8:217::160"
+    gw = None
+    try:
+        lab.up(hosts=3, **LAB_OPTIONS)
+        gw = lab.node("gw")
+        gw.run(["ip", "-6", "addr", "add", "2001:db8:217::1/64", "dev", "gw-v217", "nodad"])
+        create_dual_stack(lab, "vx6", 230, ("h1", "h2", "h3"))
+        for host in ("h1", "h2"):
+            lab.docker(host, "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--ipv6",
+                       "--subnet", "198.51.100.0/24", "--gateway", "198.51.100.1",
+                       "--subnet", "2001:db8:217::/64", "--gateway", "2001:db8:217::1", "-o", "VlanId=217", "vl6")
+        serve(lab, "h1", "app", "vx6", "100.64.6.60", pinned6)
+        serve(lab, "h3", "client", "vx6", "100.64.6.61", "2001:db8:6::61")
+        serve(lab, "h1", "vapp", "vl6", "198.51.100.160", vlan_pinned6)
+        assert fetch6(lab, "h3", "client", pinned6) == "app"  # the client's neighbour entry: h1's container's MAC
+        assert gw.run(["ping", "-6", "-c", "1", "-W", "2", vlan_pinned6], check=False).returncode == 0
+        host_macs = {h: lab.node(h).run(["cat", f"/sys/class/net/{UPLINK}/address"]).stdout.strip() for h in ("h1", "h2")}
+        assert host_macs["h1"] in gw.run(["ip", "-6", "neigh", "show", vlan_pinned6]).stdout
+
+        lab.power_off("h1")
+        deadline = time.monotonic() + 40
+        for name, network, ip, ip6 in (("app", "vx6", "100.64.6.60", pinned6), ("vapp", "vl6", "198.51.100.160", vlan_pinned6)):
+            while True:
+                script = f"mkdir /www && echo moved-{name} > /www/index.html && exec httpd -f -p 80 -h /www"
+                if lab.docker("h2", "run", "-d", *QUICK, "--net", network, "--ip", ip, "--ip6", ip6, "--name", name, IMAGE,
+                              "sh", "-c", script, check=False).returncode == 0:
+                    break
+                lab.docker("h2", "rm", "-f", name, check=False)
+                assert time.monotonic() < deadline, f"h2 never got {ip6} of the dead host"
+                time.sleep(1)
+            started = time.monotonic()
+            if network == "vx6":
+                while fetch6(lab, "h3", "client", pinned6) != "moved-app":
+                    assert time.monotonic() - started < 1, "the container that took the --ip6 over was not reached within 1 s"
+            else:
+                while gw.run(["ping", "-6", "-c", "1", "-W", "1", vlan_pinned6], check=False).returncode != 0:
+                    assert time.monotonic() - started < 1, "the VLAN's router did not reach the moved --ip6 within 1 s"
+                assert host_macs["h2"] in gw.run(["ip", "-6", "neigh", "show", vlan_pinned6]).stdout
+        assert [f for f in tunnel_flows(lab, "h3") if points_at(f, "h1")] == []
+    finally:
+        lab.down()
+    assert lab.leftovers() == []
+
+
+# A router advertisement from the lab's router (gw), as radvd would send it: the router's MAC in its
+# option, its link-local address the next hop, and the prefix on-link only (no SLAAC address).
+ROUTER_ADVERT = """import sys
+from scapy.all import Ether, IPv6, ICMPv6ND_RA, ICMPv6NDOptSrcLLAddr, ICMPv6NDOptPrefixInfo, sendp
+iface, mac, ll, prefix = sys.argv[1:5]
+sendp(Ether(src=mac, dst="33:33:00:00:00:01") / IPv6(src=ll, dst="ff02::1", hlim=255) / ICMPv6ND_RA(routerlifetime=1800)
+      / ICMPv6NDOptSrcLLAddr(lladdr=mac) / ICMPv6NDOptPrefixInfo(prefix=prefix, prefixlen=64, L=1, A=0), iface=iface, verbose=False)
+"""
+
+
+def test_vlan_router_advertisements_reach_containers_only_where_the_network_accepts_them(lab):
+    """`-o ipv6_ra=accept` (VLAN 217): the VLAN router's advertisement reaches the container, which
+    takes its route via the router's link-local address and reaches it (a solicitation for it answered
+    by a flow with the router's MAC). Without it (VLAN 218), the same advertisement is dropped and the
+    container's only IPv6 router is Docker's static gateway. Bad values are refused."""
+    tag = uuid.uuid4().hex[:4]
+    accepting, dropping = f"ra-{tag}", f"nora-{tag}"
+    names = {"h1": [f"ra1-{tag}", f"ra2-{tag}"]}
+    gw, h1 = lab.node("gw"), lab.node("h1")
+    routers = {}
+    for vlan, device in ((217, "gw-v217"), (218, "gw-v218")):
+        mac = gw.run(["cat", f"/sys/class/net/{device}/address"]).stdout.strip()
+        link_local = gw.run(["ip", "-6", "-o", "addr", "show", "dev", device, "scope", "link"]).stdout.split()[3].split("/")[0]
+        routers[vlan] = (device, mac, link_local)
+        gw.run(["ip", "-6", "addr", "add", f"2001:db8:{vlan}::1/64", "dev", device, "nodad"])
+    try:
+        for bad, message in ((["-o", "ipv6_ra=maybe"], "ipv6_ra must be accept or drop, got 'maybe'"),):
+            result = lab.docker("h1", "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--ipv6", "--subnet",
+                                "198.51.100.0/24", "--subnet", "2001:db8:217::/64", "-o", "VlanId=217", *bad, f"bad-{tag}", check=False)
+            assert result.returncode != 0 and message in result.stderr, result.stderr
+        result = lab.docker("h1", "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--subnet", "198.51.100.0/24",
+                            "-o", "VlanId=217", "-o", "ipv6_ra=accept", f"bad-{tag}", check=False)
+        assert result.returncode != 0 and "ipv6_ra=accept is for dual-stack networks" in result.stderr, result.stderr
+        for network, vlan, v4, extra in ((accepting, 217, "198.51.100", ["-o", "ipv6_ra=accept"]), (dropping, 218, "203.0.113", [])):
+            lab.docker("h1", "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--ipv6", "--subnet", f"{v4}.0/24",
+                       "--gateway", f"{v4}.1", "--subnet", f"2001:db8:{vlan}::/64", "--gateway", f"2001:db8:{vlan}::1",
+                       "-o", f"VlanId={vlan}", *extra, network)
+        for name, network, ip, ip6 in ((f"ra1-{tag}", accepting, "198.51.100.130", "2001:db8:217::130"),
+                                       (f"ra2-{tag}", dropping, "203.0.113.130", "2001:db8:218::130")):
+            lab.docker("h1", "run", "-d", *QUICK, "--cap-add", "NET_ADMIN", "--net", network, "--ip", ip, "--ip6", ip6,
+                       "--name", name, IMAGE, "sleep", "600")
+        deadline = time.monotonic() + 20  # the accepting flow waits for the router's MAC, learned by ARP
+        while f"dl_src={routers[217][1]}" not in h1.run(["ovs-ofctl", "dump-flows", "ovsbr0", "table=20,icmp6,icmp_type=134"]).stdout:
+            assert time.monotonic() < deadline, "no flow lets VLAN 217's advertisements in"
+            time.sleep(0.2)
+        for vlan in (217, 218):
+            device, mac, link_local = routers[vlan]
+            gw.run([sys.executable, "-c", ROUTER_ADVERT, device, mac, link_local, f"2001:db8:{vlan}::"])
+
+        def ipv6_routes(name: str) -> str:
+            return lab.docker("h1", "exec", name, "ip", "-6", "route").stdout
+
+        deadline = time.monotonic() + 5
+        while f"default via {routers[217][2]}" not in ipv6_routes(f"ra1-{tag}"):
+            assert time.monotonic() < deadline, f"the advertisement did not reach the accepting network: {ipv6_routes(f'ra1-{tag}')}"
+            time.sleep(0.2)
+        assert "default via 2001:db8:217::1" in ipv6_routes(f"ra1-{tag}")  # Docker's static one stays
+        # The router's link-local address is reached; a solicitation for it is answered by a flow.
+        lab.docker("h1", "exec", f"ra1-{tag}", "ip", "-6", "neigh", "flush", "dev", "eth0")
+        assert lab.docker("h1", "exec", f"ra1-{tag}", "ping", "-6", "-c", "1", "-W", "2", "-I", "2001:db8:217::130",
+                          f"{routers[217][2]}%eth0", check=False).returncode == 0
+        assert f"lladdr {routers[217][1]} router" in neighbour(lab, "h1", f"ra1-{tag}", routers[217][2])
+        assert packets_on(lab, "h1", "ovsbr0", "cookie=0xac5/-1,table=35,icmp6,icmp_type=135,nd_target=fe80::/10") > 0
+        # Dropped where not asked for: Docker's static gateway is the only router.
+        time.sleep(1)
+        routes = ipv6_routes(f"ra2-{tag}")
+        assert "fe80::" not in "".join(line for line in routes.splitlines() if line.startswith("default")), routes
+        assert "default via 2001:db8:218::1" in routes, routes
+        assert pings6(lab, "h1", f"ra2-{tag}", "2001:db8:218::1")
+    finally:
+        for vlan, (device, _, _) in routers.items():
+            gw.run(["ip", "-6", "addr", "del", f"2001:db8:{vlan}::1/64", "dev", device], check=False)
+        remove(lab, names, [accepting, dropping, f"bad-{tag}"])
+
+
+def test_vlan_neighbour_advertisements_seen_at_the_switch_carry_only_host_macs(lab):
+    """MAC NAT for IPv6 from the switch's side: every neighbour advertisement on VLAN 217 (the hosts'
+    unsolicited ones for joined containers, their answers to the router's solicitations) has a host's
+    MAC as its source and in its target link-layer option, or is the router's own; and the switch's MAC
+    table for the VLAN holds one MAC per host and the router's, however many containers there are."""
+    tag = uuid.uuid4().hex[:4]
+    network = f"na-{tag}"
+    names = {"h1": [f"na1-{tag}", f"na3-{tag}"], "h2": [f"na2-{tag}", f"na4-{tag}"]}
+    gw, sw = lab.node("gw"), lab.node("sw")
+    router_mac = gw.run(["cat", "/sys/class/net/gw-v217/address"]).stdout.strip()
+    host_macs = {h: lab.node(h).run(["cat", f"/sys/class/net/{UPLINK}/address"]).stdout.strip() for h in ("h1", "h2")}
+    counters = ["cookie=0x7e57,priority=40,icmp6,icmp_type=136,actions=NORMAL"]
+    counters += [f"cookie=0x7e57,priority=50,icmp6,icmp_type=136,dl_src={m},nd_tll={m},actions=NORMAL"
+                 for m in [*host_macs.values(), router_mac]]
+    counters.append(f"cookie=0x7e57,priority=50,icmp6,icmp_type=136,dl_src={router_mac},nd_tll=00:00:00:00:00:00,actions=NORMAL")
+    sw.run(["ovs-ofctl", "add-flows", SWITCH_BRIDGE, "-"], input="\n".join(counters) + "\n")
+    gw.run(["ip", "-6", "addr", "add", "2001:db8:217::1/64", "dev", "gw-v217", "nodad"])
+    try:
+        for host in ("h1", "h2"):
+            lab.docker(host, "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--ipv6",
+                       "--subnet", "198.51.100.0/24", "--gateway", "198.51.100.1",
+                       "--subnet", "2001:db8:217::/64", "--gateway", "2001:db8:217::1", "-o", "VlanId=217", network)
+        addresses = {}
+        for i, (host, name) in enumerate([(h, n) for h, ns in names.items() for n in ns]):
+            addresses[name] = f"2001:db8:217::{0x170 + i:x}"
+            serve(lab, host, name, network, f"198.51.100.{170 + i}", addresses[name])
+        gw.run(["ip", "-6", "neigh", "flush", "dev", "gw-v217"])  # so that the router asks for each
+        for name, address in addresses.items():
+            assert gw.run(["ping", "-6", "-c", "1", "-W", "2", address], check=False).returncode == 0, name
+        assert pings6(lab, "h1", f"na1-{tag}", "2001:db8:217::1") and pings6(lab, "h2", f"na2-{tag}", "2001:db8:217::1")
+
+        assert_switch_saw_only_hosts(sw, set(host_macs.values()) | {router_mac}, "0x7e57",
+                                     "neighbour advertisements naming a MAC of no host")
+        stats = sw.run(["ovs-ofctl", "dump-flows", SWITCH_BRIDGE, "cookie=0x7e57/-1"]).stdout
+        for host, mac in host_macs.items():  # each host's, not only one's
+            (seen,) = [line for line in stats.splitlines() if f"dl_src={mac}" in line]
+            assert "n_packets=0," not in seen, f"the switch saw no advertisement from {host}: the check would prove nothing"
+    finally:
+        gw.run(["ip", "-6", "addr", "del", "2001:db8:217::1/64", "dev", "gw-v217"], check=False)
+        sw.run(["ovs-ofctl", "del-flows", SWITCH_BRIDGE, "cookie=0x7e57/-1"], check=False)
+        remove(lab, names, [network])
+
+
+# -- the vpc driver, dual-stack: an IPv6 slice per host, routed as its IPv4 subnet -----------------
+
+VPC_SUBNET, VPC_SUBNET6 = "100.83.0.0/16", "fd00:83::/64"
+
+# Each host's record of a vpc network, and what a refused `docker network create` could have left:
+# vpc networks' settings, h1's vpc networks and the IPAM's pools.
+VPC_RECORDS = ("import sys, json, netaddr; from acsnet.store import open_store; "
+               "from acsnet.plugins.vpc.state import HostSubnetRecord; s = open_store(sys.argv[1]); "
+               "print(json.dumps({h: r.to_json() for h, r in HostSubnetRecord.read_all(s, netaddr.IPNetwork(sys.argv[2])).items()})); "
+               "s.close()")
+VPC_STORED = ("import sys, json; from acsnet.store import open_store; from acsnet.plugins.segments import state; "
+              "from acsnet.plugins.segments.model import LAYOUTS; from acsnet.ipam.state import PoolRecords; "
+              "from acsnet.plugins.vpc.state import VpcNetworkSettings; s = open_store(sys.argv[1]); "
+              "print(json.dumps([sorted(map(str, VpcNetworkSettings.read_all(s))), state.host_network_ids(s, LAYOUTS['vpc'], 'h1'), "
+              "sorted(PoolRecords.ids(s))])); s.close()")
+
+
+def create_vpc_dual_stack(lab: Lab, name: str, *extra: str, host: str = "h1", check: bool = True):
+    return lab.docker(host, "network", "create", "-d", "vpc", "--ipam-driver", "acsnet", "--ipv6", "--subnet", VPC_SUBNET,
+                      "--subnet", VPC_SUBNET6, "-o", "host_subnet_size=24", *extra, name, check=check)
+
+
+def vpc_records(lab: Lab, network: str) -> dict:
+    return json.loads(lab.node("svc").run([sys.executable, "-c", VPC_RECORDS, lab.zookeeper_url, network]).stdout)
+
+
+def counted(lab: Lab, host: str, match: str, wait: float = 5.0) -> bool:
+    """Whether `ovsbr0`'s flows of `match` counted a packet, within `wait`: OVS adds its datapath flows'
+    counts to them every half second or so, not at once."""
+    deadline = time.monotonic() + wait
+    while packets_on(lab, host, "ovsbr0", match) == 0:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def endpoint_of(lab: Lab, host: str, container: str, network: str) -> dict:
+    return json.loads(lab.docker(host, "inspect", container).stdout)[0]["NetworkSettings"]["Networks"][network]
+
+
+def test_vpc_dual_stack_routes_each_hosts_ipv6_slice_and_containers_reach_each_other_across_hosts(lab):
+    tag = uuid.uuid4().hex[:4]
+    network = f"vpc6-{tag}"
+    names = {"h1": [f"c1-{tag}", f"c3-{tag}", f"out-{tag}"], "h2": [f"c2-{tag}"]}
+    try:
+        create_vpc_dual_stack(lab, network, host="h1")
+        create_vpc_dual_stack(lab, network, host="h2")
+        records = vpc_records(lab, VPC_SUBNET)
+        slices = {h: netaddr.IPNetwork(records[h]["subnet6"]) for h in ("h1", "h2")}
+        # A /80 of the /64 each (the default), different, beside the hosts' IPv4 subnets.
+        assert {records[h]["network6"] for h in slices} == {VPC_SUBNET6}, records
+        assert slices["h1"] != slices["h2"] and all(s.prefixlen == 80 and s in netaddr.IPNetwork(VPC_SUBNET6)
+                                                   for s in slices.values()), slices
+        gateway6 = {h: str(s.network + 1) for h, s in slices.items()}
+
+        for host, name in (("h1", f"c1-{tag}"), ("h2", f"c2-{tag}")):
+            lab.docker(host, "run", "-d", *QUICK, "--net", network, "--name", name, IMAGE, "sleep", "600")
+        # Pinned inside h1's slice: taken; pinned in h2's slice on h1: refused, naming h1's slice.
+        pinned = str(slices["h1"].network + 0x77)
+        lab.docker("h1", "run", "-d", *QUICK, "--net", network, "--ip6", pinned, "--name", f"c3-{tag}", IMAGE, "sleep", "600")
+        outside = str(slices["h2"].network + 0x77)
+        refused = lab.docker("h1", "run", "-d", *QUICK, "--net", network, "--ip6", outside, "--name", f"out-{tag}", IMAGE,
+                             "sleep", "600", check=False)
+        assert refused.returncode != 0 and (f"address {outside} is not one of host h1's addresses in network {VPC_SUBNET6}: "
+                                            f"its containers take addresses of {slices['h1']}") in refused.stderr, refused.stderr
+
+        # Each container's IPv6 address is its host's slice's, with the slice's prefix, and its IPv6
+        # gateway is its host's address there.
+        ip6, ip4 = {}, {}
+        for host, name in (("h1", f"c1-{tag}"), ("h2", f"c2-{tag}"), ("h1", f"c3-{tag}")):
+            endpoint = endpoint_of(lab, host, name, network)
+            ip6[name], ip4[name] = endpoint["GlobalIPv6Address"], endpoint["IPAddress"]
+            assert netaddr.IPAddress(ip6[name]) in slices[host], (name, endpoint)
+            assert endpoint["GlobalIPv6PrefixLen"] == 80 and endpoint["IPv6Gateway"] == gateway6[host], endpoint
+            assert netaddr.IPAddress(ip4[name]) in netaddr.IPNetwork(records[host]["subnet"]), (name, endpoint)
+        assert ip6[f"c3-{tag}"] == pinned
+
+        c1, c2, c3 = f"c1-{tag}", f"c2-{tag}", f"c3-{tag}"
+        # By IPv6 across hosts, both ways, on one host, and to the host's gateway; by IPv4 too.
+        assert pings6(lab, "h1", c1, ip6[c2]) and pings6(lab, "h2", c2, ip6[c1])
+        assert pings6(lab, "h1", c1, ip6[c3]) and pings6(lab, "h2", c2, ip6[c3])
+        assert pings6(lab, "h1", c1, gateway6["h1"])
+        for host, name, peer in (("h1", c1, c2), ("h2", c2, c1)):
+            assert lab.docker(host, "exec", name, "ping", "-c", "1", "-W", "2", ip4[peer], check=False).returncode == 0
+
+        # The hosts' flows carried it: h1's container traffic for h2's slice went out rewritten to h2's
+        # MAC, not through the kernel, and the gateway's solicitations were answered by flows, with the
+        # host's MAC as a router's.
+        for host, peer in (("h1", "h2"), ("h2", "h1")):
+            assert counted(lab, host, f"cookie=0xac7/-1,table=40,ipv6,ipv6_dst={slices[peer]}")
+        assert counted(lab, "h1", f"cookie=0xac7/-1,table=65,icmp6,icmp_type=135,nd_target={gateway6['h1']}")
+        entry = neighbour(lab, "h1", c1, gateway6["h1"])
+        assert f"lladdr {host_mac(lab, 'h1')}" in entry and "router" in entry, entry
+        # The hosts route each other's slice too (hostroutes), so a host reaches the other's containers.
+        routes = lab.node("h1").run(["ip", "-6", "-j", "route", "show", "proto", "172"]).stdout
+        assert {(netaddr.IPNetwork(r["dst"]), r.get("gateway")) for r in json.loads(routes)} >= {(slices["h2"], gateway6["h2"])}, routes
+        assert lab.node("h1").run(["ping", "-6", "-c", "1", "-W", "2", ip6[c2]], check=False).returncode == 0
+        assert lab.node("h2").run(["cat", "/proc/sys/net/ipv6/conf/all/forwarding"]).stdout.strip() == "1"
+
+        # A restarted plugin installs its whole table again from the store's records, slices included.
+        # (Its first pass installs the flows of its own slice; the peers' follow once it has read them, and
+        # until then their traffic takes the kernel's routes.)
+        lab.kill_plugin("h1", "vpc")
+        lab.start_plugin("h1", "vpc")
+        to_peer = f"cookie=0xac7/-1,table=40,ipv6,ipv6_dst={slices['h2']}"
+        deadline = time.monotonic() + 20
+        while "n_packets=0," not in lab.node("h1").run(["ovs-ofctl", "dump-flows", "ovsbr0", to_peer]).stdout:
+            assert time.monotonic() < deadline, "h1's restarted plugin installed no flow to h2's slice"
+            time.sleep(0.2)
+        assert pings6(lab, "h1", c1, ip6[c2]) and pings6(lab, "h2", c2, ip6[c3])
+        assert counted(lab, "h1", to_peer)
+    finally:
+        remove(lab, names, [network])
+    # Gone with the network: the gateways and the IPv6 flows at once, the routes moments later (the
+    # worker withdraws them, as IPv4's).
+    prefix = VPC_SUBNET6.split("::")[0]
+    for host in ("h1", "h2"):
+        assert prefix not in lab.node(host).run(["ip", "-6", "addr", "show", "dev", "ovsbr0"]).stdout
+        assert prefix not in lab.node(host).run(["ovs-ofctl", "dump-flows", "ovsbr0", "cookie=0xac7/-1"]).stdout
+        deadline = time.monotonic() + 20
+        while prefix in lab.node(host).run(["ip", "-6", "route", "show", "proto", "172"]).stdout:
+            assert time.monotonic() < deadline, f"{host} still routes a slice of {VPC_SUBNET6}"
+            time.sleep(0.2)
+
+
+def test_vpc_dual_stack_refusals_are_clear_and_nothing_is_stored(lab):
+    tag = uuid.uuid4().hex[:4]
+
+    def stored() -> list:
+        return json.loads(lab.node("svc").run([sys.executable, "-c", VPC_STORED, lab.zookeeper_url]).stdout)
+
+    before = stored()
+    v4 = ["--subnet", "100.84.0.0/16"]
+    cases = [
+        (["--ipv6", *v4, "--subnet", "fd00:84::/64", "-o", "host_subnet_size_v6=64"],
+         "host_subnet_size_v6 /64 must be smaller than the network's /64"),
+        (["--ipv6", *v4, "--subnet", "fd00:84::/64", "-o", "host_subnet_size_v6=68"],
+         "host_subnet_size_v6 /68 leaves room for 16 hosts in fd00:84::/64, fewer than max_routes=50"),
+        (["--ipv6", *v4, "--subnet", "fd00:84::/118", "-o", "max_routes=1000"],
+         "IPv6 subnet fd00:84::/118 has no room for max_routes=1000 host slices"),
+        (["--ipv6", *v4, "--subnet", "fe80::/64"], "IPv6 subnet fe80::/64 is link-local or multicast"),
+        (["--ipv6", *v4, "--subnet", "fd00:84::/64", "--subnet", "fd00:85::/64"],
+         "takes one IPv6 subnet per network, got 2: fd00:84::/64, fd00:85::/64"),
+        (["--ipv6", "--internal", *v4, "--subnet", "fd00:84::/64"], "internal networks (--internal) are IPv4 only for now"),
+        ([*v4, "-o", "host_subnet_size_v6=80"], "host_subnet_size_v6 is for dual-stack networks"),
+    ]
+    try:
+        for argv, message in cases:
+            result = lab.docker("h1", "network", "create", "-d", "vpc", "--ipam-driver", "acsnet", *argv, f"bad6-{tag}", check=False)
+            assert result.returncode != 0 and message in result.stderr, (argv, result.stderr)
+            assert lab.docker("h1", "network", "ls", "-q", "--filter", f"name=bad6-{tag}").stdout.strip() == ""
+        assert stored() == before
+    finally:
+        lab.docker("h1", "network", "rm", f"bad6-{tag}", check=False)
+
+
+def test_a_global_dual_stack_vpc_network_gives_each_host_its_ipv6_slice(tmp_path):
+    """Global scope (dockerd 20.10 with a cluster store): made once on h1; h2's IPAM is asked for both
+    addresses of its first container before h2's vpc plugin has claimed its slices, waits for the claim
+    (one commit for both families), and gives addresses of h2's slices; the gateways are each host's."""
+    lab = Lab(str(tmp_path / "lab"), f"acsnet-7{uuid.uuid4().hex[:4]}")
+    try:
+        lab.up(hosts=2, scope="global")  # 20.10: Docker 23.0 and later have no cluster store
+        create_vpc_dual_stack(lab, "g6", host="h1")
+        for host, name in (("h1", "g1"), ("h2", "g2")):
+            lab.docker(host, "run", "-d", *QUICK, "--net", "g6", "--name", name, IMAGE, "sleep", "600")
+        records = vpc_records(lab, VPC_SUBNET)
+        endpoints = {h: endpoint_of(lab, h, c, "g6") for h, c in (("h1", "g1"), ("h2", "g2"))}
+        for host, endpoint in endpoints.items():
+            slice6 = netaddr.IPNetwork(records[host]["subnet6"])
+            assert netaddr.IPAddress(endpoint["GlobalIPv6Address"]) in slice6, (host, endpoint, records)
+            assert endpoint["IPv6Gateway"] == str(slice6.network + 1), (host, endpoint)
+        assert pings6(lab, "h1", "g1", endpoints["h2"]["GlobalIPv6Address"])
+        assert pings6(lab, "h2", "g2", endpoints["h1"]["GlobalIPv6Address"])
+        assert pings6(lab, "h2", "g2", endpoints["h2"]["IPv6Gateway"])
+    finally:
+        lab.down()
+    assert lab.leftovers() == []
+
+
+def test_the_vpc_driver_takes_a_dual_stack_networks_pools_and_a_driver_without_ipv6_still_refuses_them():
+    from acsnet.plugins.vpc.driver import VpcDriver
+
+    request = network_create([V4], [{"Pool": "fd00:83::/64", "Gateway": "fd00:83::1/64"}])
+    subnets = network_subnets("vpc", request, dual_stack=VpcDriver.dual_stack)
+    assert (str(subnets.ipv4.pool), str(subnets.subnet6)) == ("100.64.6.0/24", "fd00:83::/64")
+    with pytest.raises(InvalidRequest) as refused:
+        network_subnets("example", request, dual_stack=False)
+    assert "the example driver does not support IPv6 networks yet" in refused.value.message

@@ -147,3 +147,56 @@ def test_routers_fork_nothing_to_set_up_and_one_networks_ports_rewrite_only_its_
     result = subprocess.run(["unshare", "--net", "--mount", "--", sys.executable, "-c", ROUTERS], cwd=REPO,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+DUAL_STACK_ROUTER = r"""
+import subprocess
+subprocess.run(["mount", "-t", "tmpfs", "acsnet-test", "/run/netns"], check=True, timeout=10)
+from acsnet.ovsctl import links, router
+from acsnet.ovsctl.router import Publication
+
+def inside(vni, *argv):
+    return subprocess.run(["ip", "netns", "exec", router.namespace(vni), *argv], capture_output=True, text=True,
+                          check=True, timeout=10).stdout
+
+def nft(*argv):
+    return subprocess.run(["nft", *argv], capture_output=True, text=True, check=True, timeout=10).stdout
+
+v4 = router.ensure_router(3, "100.64.3.1", 24, "02:00:00:00:03:01", 1450, userspace_datapath=False)
+dual = router.ensure_router(4, "100.64.4.1", 24, "02:00:00:00:04:01", 1450, userspace_datapath=False,
+                            gateway6="2001:db8:4::1", prefixlen6=64)
+assert not v4.ipv6 and dual.ipv6 and router.routers() == {3: v4, 4: dual}, router.routers()
+assert dual.router_address6 == "fdac:5e7:a9fe::a9fe:6" and dual.host_address6 == "fdac:5e7:a9fe::a9fe:5", dual
+assert f"{dual.router_address6}/126" in inside(4, "ip", "-6", "addr", "show", "up0")
+assert f"default via {dual.host_address6}" in inside(4, "ip", "-6", "route")
+assert inside(4, "cat", "/proc/sys/net/ipv6/conf/all/forwarding").strip() == "1"
+assert "fdac" not in inside(3, "ip", "-6", "addr") and router.host_ipv6_addresses() == ()
+assert open("/proc/sys/net/ipv4/conf/vr4/route_localnet").read().strip() == "1"
+
+web = Publication(6, 8080, "100.64.4.10", 80, "", "2001:db8:4::10")  # -p 8080:80: both families
+six = Publication(6, 8081, "100.64.4.10", 80, "2001:db8:99::11", "2001:db8:4::10")  # -p [2001:db8:99::11]:8081:80
+local = Publication(6, 8082, "100.64.4.10", 80, "127.0.0.1", "2001:db8:4::10")  # -p 127.0.0.1:8082:80
+router.apply_router_nat(dual, [web, six, local])
+ipv4_rules = inside(4, "nft", "list", "table", "ip", router.ROUTER_TABLE)
+ipv6_rules = inside(4, "nft", "list", "table", "ip6", router.ROUTER_TABLE)
+assert "dport 8080 dnat to 100.64.4.10:80" in ipv4_rules and "8081" not in ipv4_rules, ipv4_rules
+assert "dport 8080 dnat to [2001:db8:4::10]:80" in ipv6_rules and "dport 8081 dnat to [2001:db8:4::10]:80" in ipv6_rules
+assert "8082" not in ipv6_rules and 'oifname "up0" masquerade' in ipv6_rules, ipv6_rules
+router.apply_host_nat(["192.0.2.11"], [(dual, web), (dual, six), (dual, local)], ("2001:db8:99::10",), ipv6=True)
+host4, host6 = nft("list", "table", "ip", router.HOST_TABLE), nft("list", "table", "ip6", router.HOST_TABLE)
+assert "ip daddr 192.0.2.11 tcp dport 8080 dnat to 169.254.0.6" in host4 and "ip daddr 127.0.0.1 tcp dport 8082" in host4, host4
+assert "ip6 daddr 2001:db8:99::10 tcp dport 8080 dnat to fdac:5e7:a9fe::a9fe:6" in host6, host6
+assert "ip6 daddr 2001:db8:99::11 tcp dport 8081" in host6 and "ip6 saddr fdac:5e7:a9fe::/96" in host6, host6
+assert open("/proc/sys/net/ipv6/conf/all/forwarding").read().strip() == "1"
+router.remove_host_nat()
+assert subprocess.run(["nft", "list", "table", "ip6", router.HOST_TABLE], capture_output=True).returncode != 0
+router.remove_router(3)
+router.remove_router(4)
+print("ok")
+"""
+
+
+def test_a_dual_stack_router_routes_ipv6_over_its_transfer_links_twins_and_publishes_by_family():
+    result = subprocess.run(["unshare", "--net", "--mount", "--", sys.executable, "-c", DUAL_STACK_ROUTER], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr

@@ -41,6 +41,8 @@ def vlan_states() -> list[VlanDatapath]:
                   ArpAnswer(217, "198.51.100.1", "02:00:00:00:00:01", "2001:db8:217::1"))
     return [VlanDatapath("uplink0", HOST_MAC, frozenset(), (), (), ()),
             VlanDatapath("uplink0", HOST_MAC, frozenset({217}), dual_stack[:1], dual_stack[1:2], dual_stack[2:]),
+            VlanDatapath("uplink0", HOST_MAC, frozenset({217}), dual_stack[:1], dual_stack[1:2], dual_stack[2:],
+                         accept_ra=frozenset({217})),  # -o ipv6_ra=accept
             VlanDatapath("uplink0", HOST_MAC, frozenset({217, 218}), (a, b, other_vlan), (remote, stale), ()),  # gateway not learned
             VlanDatapath("uplink0", HOST_MAC, frozenset({217, 218}), (a, b, other_vlan), (remote, stale), (gateway,))]
 
@@ -67,9 +69,13 @@ def vpc_states() -> list[VpcDatapath]:
     ports = (VpcPort("vh-a", "100.80.0.2", "02:42:00:00:03:02"),
              VpcPort("vh-q", "100.81.0.2", "02:42:00:00:04:02", internal_network.mark))
     peers = (PeerSubnet("100.80.1.0/24", PEER_MAC), PeerSubnet("100.81.1.0/24", PEER_MAC))
+    dual_stack = VpcDatapath("uplink0", HOST_MAC, (OwnSubnet("100.82.0.0/24", "100.82.0.1", None, "fd00:82::/80", "fd00:82::1"),),
+                             (PeerSubnet("100.82.1.0/24", PEER_MAC, "fd00:82:0:0:1::/80"),),
+                             (VpcPort("vh-6", "100.82.0.2", "02:42:00:00:05:02", None, "fd00:82::2"),))
     return [VpcDatapath("uplink0", HOST_MAC, (), (), ()),
             VpcDatapath("uplink0", HOST_MAC, own[:1], (), ports[:1]),  # peers not on the link: the kernel routes
-            VpcDatapath("uplink0", HOST_MAC, own, peers, ports)]
+            VpcDatapath("uplink0", HOST_MAC, own, peers, ports),
+            dual_stack]
 
 
 def kind(bridge: str, cookie: str, table: int, priority: int, match: str) -> tuple:

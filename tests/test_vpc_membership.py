@@ -9,6 +9,7 @@ import time
 import netaddr
 
 from acsnet.plugins.vpc.membership import Membership
+from acsnet.plugins.vpc.model import VpcSettings
 from acsnet.store import open_store
 
 NETWORK = netaddr.IPNetwork("100.71.0.0/16")
@@ -34,7 +35,7 @@ def test_a_dead_hosts_subnet_is_marked_left_and_free_after_the_grace(store_url):
             time.sleep(0.1)
         assert a.mark_gone(NETWORK, first.live_hosts()) == ["hb"]
         assert a.mark_gone(NETWORK, first.live_hosts()) == []  # once
-        assert a.settings(NETWORK) == (24, 2)
+        assert a.settings(NETWORK) == VpcSettings(24, 2)
 
         # Within the grace the dead host's subnet still counts against max_routes...
         try:
@@ -65,3 +66,65 @@ def test_a_host_marked_gone_that_comes_back_in_time_claims_its_subnet_again(stor
     finally:
         first.close()
         second.close()
+
+
+NETWORK6 = netaddr.IPNetwork("fd00:73::/64")
+
+
+def test_a_dual_stack_network_gives_each_host_an_ipv6_slice_beside_its_subnet_and_the_ipam_both(store_url):
+    """Slices claimed, counted and released with the host's IPv4 subnet, in the same commit; the IPAM
+    learns each host's IPv6 slice under the network's IPv6 prefix, as it does its IPv4 subnet."""
+    from acsnet.errors import Conflict
+    from acsnet.ipam.state import HostSubnetAssignment
+
+    first, second, third = (open_store(store_url, timeout=5.0) for _ in range(3))
+    try:
+        a = Membership(first, "ha", "192.0.2.1", "02:00:00:00:00:01", grace=0.0)
+        b = Membership(second, "hb", "192.0.2.2", "02:00:00:00:00:02", grace=0.0)
+        c = Membership(third, "hc", "192.0.2.3", "02:00:00:00:00:03", grace=0.0)
+        network = netaddr.IPNetwork("100.73.0.0/16")
+        held_a = a.claim(network, 24, 2, NETWORK6, 80)
+        held_b = b.claim(network, 24, 2, NETWORK6, 80)
+        assert (held_a.subnet6, held_b.subnet6) == ("fd00:73::/80", "fd00:73:0:0:1::/80")
+        assert (held_a.network6, str(held_b.gateway6)) == ("fd00:73::/64", "fd00:73::1:0:0:1")
+        assert a.claim(network, 24, 2, NETWORK6, 80) == held_a  # claimed again: the same
+        assert HostSubnetAssignment.read(first, NETWORK6, "hb") == netaddr.IPNetwork(held_b.subnet6)
+        assert a.settings(network) == VpcSettings(24, 2, NETWORK6, 80)
+        # The route limit counts hosts: two hosts, four slices, and a third host is refused.
+        try:
+            c.claim(network, 24, 2, NETWORK6, 80)
+            raise AssertionError("a third host got in past max_routes=2")
+        except Conflict as e:
+            assert "max_routes=2" in e.message and "2 hosts hold subnets" in e.message, e.message
+        # Other IPv6 settings than the network's first host's: refused, naming both.
+        for other in ((None, None), (netaddr.IPNetwork("fd00:74::/64"), 80), (NETWORK6, 96)):
+            try:
+                c.claim(network, 24, 2, *other)
+                raise AssertionError(f"claimed with {other}")
+            except Conflict as e:
+                assert "exists with host_subnet_size=24 and max_routes=2, IPv6 fd00:73::/64 with host_subnet_size_v6=80" in e.message
+        # A host that leaves gives both back: the IPAM forgets its slice, and the next host takes it.
+        assert [h.subnet6 for h in b.leave()] == [held_b.subnet6]
+        assert HostSubnetAssignment.read(first, NETWORK6, "hb") is None
+        time.sleep(0.1)
+        assert c.claim(network, 24, 2, NETWORK6, 80).subnet6 == held_b.subnet6
+        assert HostSubnetAssignment.read(first, NETWORK6, "hc") == netaddr.IPNetwork(held_b.subnet6)
+    finally:
+        for store in (first, second, third):
+            store.close()
+
+
+def test_host_subnet_records_of_older_and_newer_versions_load():
+    """An IPv4-only record is written without the IPv6 fields (the version before builds records with
+    cls(**data)); a record of that version loads; a field of a later version is left out."""
+    from acsnet.plugins.vpc.model import HostSubnet
+
+    old = {"host": "h1", "network": "100.73.0.0/16", "subnet": "100.73.0.0/24", "underlay": "192.0.2.1",
+           "left_at": None, "mac": "02:00:00:00:00:01"}
+    record = HostSubnet.from_json(old)
+    assert record.subnet6 is None and record.gateway6 is None and record.to_json() == old
+    dual = HostSubnet(**{**old, "network6": "fd00:73::/64", "subnet6": "fd00:73::/80"})
+    assert HostSubnet.from_json(dual.to_json()) == dual and str(dual.gateway6) == "fd00:73::1"
+    assert HostSubnet.from_json({**dual.to_json(), "later": 1}) == dual
+    assert VpcSettings.from_json({"host_subnet_size": 24, "max_routes": 2, "claims": 3}) == VpcSettings(24, 2)
+    assert "subnet6" not in VpcSettings(24, 2).to_json(claims=0)

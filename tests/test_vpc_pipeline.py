@@ -65,6 +65,35 @@ def test_an_internal_networks_containers_reach_its_host_subnets_only():
     assert f"cookie=0xac7,table=0,priority=400,in_port=vh-o1,dl_src={other.mac},actions=resubmit(,40)" in flows
 
 
+C6 = VpcPort("vh-c6", "100.82.0.2", "02:42:64:52:00:02", None, "fd00:82::2")
+DUAL = VpcDatapath("uplink0", HOST_MAC, (OwnSubnet("100.82.0.0/24", "100.82.0.1", None, "fd00:82::/80", "fd00:82::1"),),
+                   (PeerSubnet("100.82.1.0/24", PEER_MAC, "fd00:82:0:0:1::/80"),), (C6,))
+
+
+def test_a_dual_stack_slice_is_routed_as_its_ipv4_subnet_and_solicitations_are_answered_by_flows():
+    flows = vpc_flows(DUAL)
+    assert ("cookie=0xac7,table=40,priority=90,ipv6,ipv6_dst=fd00:82:0:0:1::/80,actions="
+            f"set_field:{HOST_MAC}->eth_src,set_field:{PEER_MAC}->eth_dst,dec_ttl,output:uplink0") in flows
+    assert (f"cookie=0xac7,table=0,priority=250,in_port=uplink0,ipv6,vlan_tci=0x0000/0x1fff,dl_dst={HOST_MAC},"
+            "ipv6_dst=fd00:82::/80,actions=resubmit(,50)") in flows
+    assert f"cookie=0xac7,table=40,priority=100,ipv6,ipv6_dst=fd00:82::2,actions=set_field:{C6.mac}->eth_dst,output:vh-c6" in flows
+    # Solicitations from containers and from the host for the slice go to the responder, which answers
+    # the gateway as a router with the host's MAC and a container with its own, and drops DAD probes.
+    assert "cookie=0xac7,table=40,priority=200,icmp6,icmp_type=135,actions=resubmit(,65)" in flows
+    assert ("cookie=0xac7,table=0,priority=255,in_port=LOCAL,icmp6,icmp_type=135,nd_target=fd00:82::/80,"
+            "actions=resubmit(,65)") in flows
+    gateway = [f for f in flows if "table=65,priority=100" in f and "nd_target=fd00:82::1," in f]
+    assert len(gateway) == 1 and f"set_field:{HOST_MAC}->eth_src" in gateway[0] and "0xe0000000->nd_reserved" in gateway[0]
+    container = [f for f in flows if "table=65,priority=100" in f and "nd_target=fd00:82::2," in f]
+    assert len(container) == 1 and f"set_field:{C6.mac}->eth_src" in container[0] and "0x60000000->nd_reserved" in container[0]
+    assert "cookie=0xac7,table=65,priority=110,icmp6,icmp_type=135,ipv6_src=::,actions=drop" in flows
+    assert not any("NORMAL" in f or "FLOOD" in f for f in flows)
+
+
+def test_an_ipv4_only_host_has_no_ipv6_flow():
+    assert not any("icmp6" in f or "ipv6" in f or "table=65" in f for f in vpc_flows(DP))
+
+
 def test_a_swarm_networks_addresses_on_other_nodes_are_answered_by_this_host_and_sent_to_their_node():
     """A swarm vpc network: its whole range is this host's link (the manager's gateway on every node), and
     each address of another node is a /32 peer and an ARP answer with this host's MAC (which routes it)."""

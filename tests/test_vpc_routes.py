@@ -49,3 +49,16 @@ def test_the_provider_needs_its_settings():
     with pytest.raises(InvalidRequest) as e:
         provider_from_settings({"vpc_routes": "aliyun", "aliyun_region": "cn-hangzhou"})
     assert "--aliyun-access-key-id" in e.value.message and "--aliyun-route-table-id" in e.value.message
+
+
+def test_a_dual_stack_host_advertises_its_ipv6_slice_beside_its_subnet():
+    client = RecordingClient()
+    routes = AliyunRoutes(client, "vtb-123", "i-abc")
+    own = HostSubnet("h1", "100.70.0.0/16", "100.70.3.0/24", "192.0.2.11", network6="fd00:70::/64", subnet6="fd00:70:0:0:3::/80")
+    routes.apply([own], peers=[])
+    routes.apply([own], peers=[])
+    assert [(action, params["DestinationCidrBlock"]) for action, _, params in client.sent] == [
+        ("CreateRouteEntry", "100.70.3.0/24"), ("CreateRouteEntry", "fd00:70:0:0:3::/80")]
+    routes.withdraw([own])
+    assert [params["DestinationCidrBlock"] for action, _, params in client.sent if action == "DeleteRouteEntry"] == [
+        "100.70.3.0/24", "fd00:70:0:0:3::/80"]

@@ -135,7 +135,8 @@ def run_inspect(args: argparse.Namespace) -> int:
         print(f"network {report['network']} ({report['id'][:12]}): vpc, subnet {report['subnet']}, "
               f"gateway {report['gateway'] or '-'} on this host, mtu {report['mtu']}" + (", internal" if report.get("internal") else ""))
         for held in report["host_subnets"]:
-            print(f"host subnet {held['subnet']} on {held['host']} (via {held['underlay']})" + (", left" if held["left"] else ""))
+            print(f"host subnet {held['subnet']}" + (f" and {held['subnet6']}" if held.get("subnet6") else "")
+                  + f" on {held['host']} (via {held['underlay']})" + (", left" if held["left"] else ""))
         print(table(report["endpoints"], ["container", "ip", "mac", "host", "port"]))
     elif args.kind == "network":
         number = "VLAN" if report["driver"] == "vlan" else "VNI"

@@ -59,7 +59,7 @@ def network_subnets(driver: str, request: NetworkCreate, *, dual_stack: bool) ->
     """The network's one IPv4 pool and, where the driver carries IPv6 (`dual_stack`), its IPv6 pool
     if it has one; anything else is refused before anything is stored."""
     if request.ipv6 and not dual_stack:
-        raise InvalidRequest(f"the {driver} driver does not support IPv6 networks yet (vxlan and vlan networks can be dual-stack)")
+        raise InvalidRequest(f"the {driver} driver does not support IPv6 networks yet (vlan, vxlan and vpc networks can be dual-stack)")
     if len(request.ipv4) != 1:
         what = " (IPv6-only networks are not supported: give one IPv4 --subnet too)" if not request.ipv4 and request.ipv6 else ""
         raise InvalidRequest(f"the {driver} driver needs exactly one IPv4 subnet (--subnet), got {len(request.ipv4)}{what}")

@@ -34,7 +34,8 @@ def vlan_table(view: HostView, uplink: str, host_mac: str) -> list[str]:
     # IPv6 gateway is answered with it, and not before it is known.
     gateways = tuple(ArpAnswer(n.segment, n.gateway, n.gateway_mac, n.gateway6 or "")
                      for n in view.networks if n.gateway and n.gateway_mac)
-    return vlan_flows(VlanDatapath(uplink, host_mac, frozenset(view.segments()), local, remote, gateways))
+    accept_ra = frozenset(n.segment for n in view.networks if n.accept_ra)
+    return vlan_flows(VlanDatapath(uplink, host_mac, frozenset(view.segments()), local, remote, gateways, accept_ra))
 
 
 class VlanOvsDatapath(Datapath):

@@ -25,7 +25,7 @@ class VlanDriver(SegmentDriver):
         mtu = request.mtu or self.agent.uplink_mtu
         self.agent.add_network(SegmentNetwork(request.network_id, options.vlan, subnets.ipv4.pool, subnets.gateway,
                                               options.gateway_mac, mtu, False, subnets.subnet6, subnets.gateway6,
-                                              swarm=swarm_allocated(request)))
+                                              swarm=swarm_allocated(request), accept_ra=options.accept_ra))
 
     def allocated_options(self, request: NetworkAllocate) -> dict[str, str]:
         parse_vlan_options(request.as_create())  # a bad or missing VlanId fails `docker network create`

@@ -1,6 +1,7 @@
 """The vpc datapath of one host: containers on the host bridge (ovsbr0, beside the vlan driver's),
 routed by flows (`acsnet.ovsctl.vpc_pipeline`); the bridge's own port holds the host's gateway address in
-each network's host subnet, and a route provider makes every host subnet reachable.
+each network's host subnet (and, on a dual-stack network, in its IPv6 slice), and a route provider makes
+every host subnet and slice reachable.
 
 A vpc network is not one segment spread over hosts: each host holds a host subnet of it
 (`acsnet.plugins.vpc.model.HostSubnet`), and peers route to each other's. Endpoints, their records,
@@ -30,13 +31,14 @@ from acsnet.plugins.segments.bridge import OvsBridge
 from acsnet.plugins.segments.datapath import Datapath, HostView
 from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork, SegmentRecord
 from acsnet.plugins.vpc.membership import Membership
-from acsnet.plugins.vpc.model import HostSubnet, internal_mark
+from acsnet.plugins.vpc.model import HostSubnet, VpcSettings, internal_mark
 from acsnet.plugins.vpc.routes import RouteProvider
 from acsnet.plugins.vpc.state import HostSubnetRecord
 
 log = logging.getLogger(__name__)
 
 FORWARDING = "/proc/sys/net/ipv4/ip_forward"
+FORWARDING6 = "/proc/sys/net/ipv6/conf/all/forwarding"
 
 
 class VpcOvsDatapath(Datapath):
@@ -66,6 +68,9 @@ class VpcOvsDatapath(Datapath):
         self._vpc_ranges: tuple[netaddr.IPNetwork, ...] = ()  # every vpc network: gateways left in them are ours
         self._swarm_own: tuple[HostSubnet, ...] = ()  # this host's addresses on swarm networks, as /32s
         self._swarm_peers: tuple[HostSubnet, ...] = ()  # other nodes' addresses on them, as /32s
+        # The IPv6 prefixes of the dual-stack networks this host held a slice of since it started: the
+        # IPv6 gateways left in them are ours too (the store keys networks by their IPv4 range).
+        self._ranges6: set[netaddr.IPNetwork] = set()
 
     def start(self, agent) -> None:
         self.agent = agent
@@ -78,15 +83,37 @@ class VpcOvsDatapath(Datapath):
                           "are refused until the host turns it on", e.strerror or e)
 
     @staticmethod
-    def forwarding() -> bool:
-        with open(FORWARDING) as f:
-            return f.read().strip() == "1"
+    def forwarding(path: str = FORWARDING) -> bool:
+        try:
+            with open(path) as f:
+                return f.read().strip() == "1"
+        except FileNotFoundError:  # IPv6 disabled in the kernel
+            return False
 
-    def require_forwarding(self) -> None:
+    def turn_on_ipv6_forwarding(self) -> None:
+        """Only once a dual-stack network is here: with forwarding on, the kernel ignores router
+        advertisements on links with accept_ra=1, which a host taking its own IPv6 route from them needs
+        to know (README)."""
+        if self.forwarding(FORWARDING6):
+            return
+        try:
+            with open(FORWARDING6, "w") as f:
+                f.write("1")
+        except OSError as e:
+            log.error("IPv6 forwarding is off on this host and cannot be turned on here (%s): dual-stack vpc "
+                      "networks are refused until the host turns it on", e.strerror or e)
+
+    def require_forwarding(self, *, ipv6: bool = False) -> None:
         if not self.forwarding():
             raise HostNotSetUp("IPv4 forwarding is off on this host, and the vpc driver routes for its containers; "
                                "this plugin cannot turn it on (a managed plugin's /proc/sys is read-only): run "
                                "'sysctl -w net.ipv4.ip_forward=1' on the host, or 'acsnet plugin install --host-setup'")
+        if ipv6:
+            self.turn_on_ipv6_forwarding()
+            if not self.forwarding(FORWARDING6):
+                raise HostNotSetUp("IPv6 forwarding is off on this host (or IPv6 is disabled), and the vpc driver "
+                                   "routes a dual-stack network's IPv6 for its containers; this plugin cannot turn "
+                                   "it on: run 'sysctl -w net.ipv6.conf.all.forwarding=1' on the host")
 
     def host_subnets(self) -> tuple[HostSubnet, ...]:
         """This host's subnets of its networks, as last read."""
@@ -98,16 +125,21 @@ class VpcOvsDatapath(Datapath):
         settings = self.membership.settings(network.subnet)
         if settings is None:
             raise NotFound(f"vpc network {network.subnet.cidr} has no settings in the store (host_subnet_size, max_routes)")
-        own = self.membership.claim(network.subnet, *settings)
-        return dataclasses.replace(network, gateway=str(own.gateway))
+        if settings.subnet6 is not None:
+            self.turn_on_ipv6_forwarding()
+        own = self.membership.claim_as_stored(network.subnet, settings)
+        return dataclasses.replace(network, gateway=str(own.gateway), gateway6=str(own.gateway6) if own.subnet6 else None)
 
     def describe(self, network: SegmentNetwork) -> str:
         return f"vpc network {network.subnet.cidr}"
 
     def place_of(self, endpoint: SegmentEndpoint) -> dict:
         """The host subnet the endpoint's address is in (a vpc network has no segment)."""
-        held = [h.subnet for h in self._own if netaddr.IPAddress(endpoint.ip) in netaddr.IPNetwork(h.subnet)]
-        return {"host subnet": held[0] if held else None}
+        held = [h for h in self._own if netaddr.IPAddress(endpoint.ip) in netaddr.IPNetwork(h.subnet)]
+        place = {"host subnet": held[0].subnet if held else None}
+        if endpoint.ip6:
+            place["host subnet6"] = held[0].subnet6 if held else None
+        return place
 
     def record_for(self, endpoint: SegmentEndpoint) -> SegmentRecord:
         # The underlay address in the record: where the other hosts route a swarm network's address.
@@ -144,10 +176,11 @@ class VpcOvsDatapath(Datapath):
         swarm = [n for n in view.networks if n.swarm]
         return vpc_flows(VpcDatapath(
             self.uplink, self.host_mac,
-            tuple(OwnSubnet(h.subnet, str(h.gateway), self._internal_network(h) if h.network in internal else None)
-                  for h in self._own) + tuple(OwnSubnet(str(n.subnet.cidr), n.gateway) for n in swarm),
-            tuple(PeerSubnet(p.subnet, p.mac) for p in self._peers + self._swarm_peers if on_link and p.mac),
-            tuple(VpcPort(e.host_port, e.ip, e.mac, marks.get(e.network_id))
+            tuple(OwnSubnet(h.subnet, str(h.gateway), self._internal_network(h) if h.network in internal else None,
+                            h.subnet6 or "", str(h.gateway6 or "")) for h in self._own)
+            + tuple(OwnSubnet(str(n.subnet.cidr), n.gateway) for n in swarm),
+            tuple(PeerSubnet(p.subnet, p.mac, p.subnet6 or "") for p in self._peers + self._swarm_peers if on_link and p.mac),
+            tuple(VpcPort(e.host_port, e.ip, e.mac, marks.get(e.network_id), e.ip6)
                   for e in sorted(view.endpoints, key=lambda e: e.ip)),
             tuple(str(netaddr.IPNetwork(p.subnet).ip) for p in self._swarm_peers)))
 
@@ -175,12 +208,13 @@ class VpcOvsDatapath(Datapath):
         return tuple(f"nw_dst={h.subnet}" for h in self._own if h.network == str(network.subnet.cidr))
 
     def _set_gateway_addresses(self, view: HostView) -> None:
-        """The gateway addresses on the bridge's own port: the host's, in each of its subnets, and each
-        swarm network's (the whole range on the link). Addresses of the bridge outside every vpc network
-        (the host's own) are never touched."""
+        """The gateway addresses on the bridge's own port: the host's, in each of its subnets and IPv6
+        slices, and each swarm network's (the whole range on the link). Addresses of the bridge outside
+        every vpc network (the host's own) are never touched."""
         wanted = {(str(h.gateway), netaddr.IPNetwork(h.subnet).prefixlen) for h in self._own}
+        wanted |= {(str(h.gateway6), netaddr.IPNetwork(h.subnet6).prefixlen) for h in self._own if h.subnet6}
         wanted |= {(n.gateway, n.subnet.prefixlen) for n in view.networks if n.swarm and n.gateway}
-        present = set(links.addresses(self.bridge.name))
+        present = set(links.addresses(self.bridge.name, ipv6=True))
         for address, prefixlen in wanted - present:
             links.add_address(self.bridge.name, address, prefixlen)
         for address, prefixlen in present - wanted:
@@ -198,9 +232,9 @@ class VpcOvsDatapath(Datapath):
 
     # -- host subnets ----------------------------------------------------------------------------
 
-    def claim_host_subnet(self, network: netaddr.IPNetwork, size: int, max_routes: int) -> HostSubnet:
+    def claim_host_subnet(self, network: netaddr.IPNetwork, settings: VpcSettings) -> HostSubnet:
         self.agent.ensure_loaded()
-        return self.membership.claim(network, size, max_routes)
+        return self.membership.claim_as_stored(network, settings)
 
     def _read_membership(self, view: HostView) -> None:
         """This host's subnets and the live peers' ones, of the networks this host has (store reads)."""
@@ -225,9 +259,11 @@ class VpcOvsDatapath(Datapath):
             if held is not None:
                 own.append(held)
         ranges = self.membership.networks()
+        self._ranges6 |= {netaddr.IPNetwork(h.network6) for h in own if h.network6}
         with self.agent.lock:
             self._own, self._peers = tuple(own), tuple(sorted(peers, key=lambda p: (p.network, p.host)))
-            self._vpc_ranges = tuple(sorted(set(ranges) | set(networks) | {n.subnet.cidr for n in view.networks}))
+            self._vpc_ranges = tuple(sorted(set(ranges) | set(networks) | self._ranges6
+                                            | {n.subnet.cidr for n in view.networks}))
             self._read_for = frozenset(networks)
 
     def _claim_again(self, network: netaddr.IPNetwork) -> HostSubnet | None:
@@ -237,7 +273,7 @@ class VpcOvsDatapath(Datapath):
         if settings is None:
             return None
         try:
-            held = self.membership.claim(network, *settings)
+            held = self.membership.claim_as_stored(network, settings)
         except AcsnetError as e:
             log.warning("network=%s this host holds no subnet of it and cannot claim one: %s", network, e.message)
             return None
@@ -248,7 +284,8 @@ class VpcOvsDatapath(Datapath):
 
     def _apply_routes(self) -> None:
         own, peers = list(self._own + self._swarm_own), list(self._peers + self._swarm_peers)
-        wanted = (tuple(sorted(h.subnet for h in own)), tuple(sorted((p.subnet, p.underlay) for p in peers)))
+        wanted = (tuple(sorted(s for h in own for s in (h.subnet, h.subnet6) if s)),
+                  tuple(sorted((s, p.underlay) for p in peers for s in (p.subnet, p.subnet6) if s)))
         if wanted != self._routes_applied:
             self.routes.apply(own, peers)
             self._routes_applied = wanted

@@ -17,12 +17,13 @@ from acsnet.plugins.protocol import EndpointCreate, EndpointInterface, NetworkAl
 from acsnet.plugins.segments.driver import SegmentDriver, swarm_allocated
 from acsnet.plugins.segments.model import SegmentNetwork
 from acsnet.plugins.vpc.agent import VpcOvsDatapath
-from acsnet.plugins.vpc.model import record_group
+from acsnet.plugins.vpc.model import VpcSettings, record_group
 from acsnet.plugins.vpc.options import parse_swarm_vpc_options, parse_vpc_options
 
 
 class VpcDriver(SegmentDriver):
     name = "vpc"
+    dual_stack = True  # each host routes an IPv6 slice of the network's prefix beside its IPv4 subnet
 
     @property
     def datapath(self) -> VpcOvsDatapath:
@@ -30,18 +31,24 @@ class VpcDriver(SegmentDriver):
 
     def create_network(self, request: NetworkCreate) -> None:
         self.require_cluster(request)
-        self.datapath.require_forwarding()
         subnets = self.subnets(request)
         data = subnets.ipv4
         if swarm_allocated(request):
             self._create_swarm_network(request, data.pool, subnets.gateway)
             return
         options = parse_vpc_options(request, data.pool, subnets.subnet6)
-        own = self.datapath.claim_host_subnet(data.pool, options.host_subnet_size, options.max_routes)
+        if request.internal and subnets.subnet6 is not None:
+            raise InvalidRequest("the vpc driver's internal networks (--internal) are IPv4 only for now: "
+                                 "create it without --ipv6, or without --internal")
+        self.datapath.require_forwarding(ipv6=subnets.subnet6 is not None)
+        own = self.datapath.claim_host_subnet(data.pool, VpcSettings(options.host_subnet_size, options.max_routes,
+                                                                     subnets.subnet6, options.host_subnet_size_v6))
         mtu = request.mtu or self.agent.uplink_mtu
-        # The containers' gateway is this host's address in its subnet, not the network's gateway.
+        # The containers' gateways are this host's addresses in its slices, not the network's gateways;
+        # the network's IPv6 prefix stays its subnet6 (an --ip6 outside it is refused at once).
         self.agent.add_network(SegmentNetwork(request.network_id, record_group(data.pool), data.pool, str(own.gateway), None,
-                                              mtu, request.internal, swarm=swarm_allocated(request)))
+                                              mtu, request.internal, subnets.subnet6, str(own.gateway6) if own.subnet6 else None,
+                                              swarm=swarm_allocated(request)))
 
     def internal_routes(self, network: SegmentNetwork) -> tuple[StaticRoute, ...]:
         """A container's prefix is its host's subnet: the rest of the network (the other hosts' subnets)
@@ -51,6 +58,7 @@ class VpcDriver(SegmentDriver):
     def _create_swarm_network(self, request: NetworkCreate, pool: netaddr.IPNetwork, gateway: str | None) -> None:
         """The containers' gateway is the manager's, the same on every node (each puts it on its bridge)."""
         max_routes = parse_swarm_vpc_options(request)
+        self.datapath.require_forwarding()
         if request.internal:
             raise InvalidRequest("a swarm vpc network cannot be --internal yet (an internal vpc network is fenced by "
                                  "its host subnets, and a swarm one has none)")

@@ -4,6 +4,7 @@ the CLI both use it."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -12,7 +13,7 @@ import netaddr
 from acsnet.errors import Conflict, StoreUnavailable
 from acsnet.ipam.state import HostSubnetAssignment
 from acsnet.plugins.vpc import model
-from acsnet.plugins.vpc.model import HostSubnet
+from acsnet.plugins.vpc.model import HostSubnet, VpcSettings
 from acsnet.plugins.vpc.state import HostSubnetRecord, SubnetClaim, VpcNetworkSettings
 from acsnet.store import Store
 
@@ -43,27 +44,31 @@ class Membership:
         """The range of every vpc network any host has."""
         return VpcNetworkSettings.read_all(self.store)
 
-    def claim(self, network: netaddr.IPNetwork, size: int, max_routes: int) -> HostSubnet:
-        """This host's part of the network: the one it holds, or the first free one, unless the network
-        has as many host subnets (routes) as max_routes already. One commit: the host's record, its
-        claim on the subnet, the IPAM's view, and the network's claim counter (which orders hosts that
-        join at once, so the limit holds)."""
+    def claim(self, network: netaddr.IPNetwork, size: int, max_routes: int, subnet6: netaddr.IPNetwork | None = None,
+              size6: int | None = None) -> HostSubnet:
+        """This host's part of the network: the one it holds, or the first free one (and, on a dual-stack
+        network, the first free IPv6 slice of `subnet6`, /`size6`), unless the network has as many hosts
+        (routes) as max_routes already: the limit counts hosts, whatever their families. One commit: the
+        host's record, its claims on its slices, the IPAM's view of each, and the network's claim counter
+        (which orders hosts that join at once, so the limit holds)."""
         network = network.cidr
-        settings = {"host_subnet_size": size, "max_routes": max_routes}
-        VpcNetworkSettings.write(self.store, network, {**settings, "claims": 0})
+        wanted = VpcSettings(size, max_routes, subnet6.cidr if subnet6 is not None else None, size6 if subnet6 is not None else None)
+        VpcNetworkSettings.write(self.store, network, wanted.to_json(claims=0))
         HostSubnetAssignment.prepare(self.store, network)
+        if wanted.subnet6 is not None:
+            HostSubnetAssignment.prepare(self.store, wanted.subnet6)
         for _attempt in range(20):
             node = VpcNetworkSettings.read_versioned(self.store, network)
             stored = node.json()
-            if (stored["host_subnet_size"], stored["max_routes"]) != (size, max_routes):
-                raise Conflict(f"network {network} exists with host_subnet_size={stored['host_subnet_size']} and "
-                               f"max_routes={stored['max_routes']}; create it with the same options on every host")
+            if VpcSettings.from_json(stored) != wanted:
+                raise Conflict(f"network {network} exists with {VpcSettings.from_json(stored).describe()}; create it "
+                               "with the same options and subnets on every host")
             records = {h: HostSubnetRecord.read_versioned(self.store, network, h) for h in HostSubnetRecord.hosts(self.store, network)}
             mine = records.get(self.host_id)
             if mine is not None and not mine.json().get("left_at"):
                 held = HostSubnet.from_json(mine.json())
                 if (held.underlay, held.mac) != (self.underlay, self.mac):  # the host's NIC changed
-                    held = HostSubnet(**{**held.to_json(), "underlay": self.underlay, "mac": self.mac})
+                    held = dataclasses.replace(held, underlay=self.underlay, mac=self.mac)
                     if not HostSubnetRecord.replace(self.store, held, mine.version):
                         continue
                 self._ensure_ipam_view(held)
@@ -82,22 +87,35 @@ class Membership:
                 raise Conflict(f"network {network} has reached its route limit (max_routes={max_routes}): "
                                f"{len(active)} hosts hold subnets ({', '.join(sorted(active))}); host {self.host_id} "
                                "cannot join it")
-            taken = {h.subnet for h in active.values()}
-            previous = HostSubnet.from_json(mine.json()).subnet if mine is not None else None
-            candidates = ([previous] if previous and previous not in taken else []) + \
-                [str(s) for s in network.subnet(size) if str(s) not in taken]
-            if not candidates:
-                raise Conflict(f"network {network} has no /{size} left for host {self.host_id}")
-            mine_now = HostSubnet(self.host_id, str(network), candidates[0], self.underlay, mac=self.mac)
+            previous = HostSubnet.from_json(mine.json()) if mine is not None else None
+            subnet = self._free_slice(network, size, {h.subnet for h in active.values()}, previous and previous.subnet)
+            subnet6 = None
+            if wanted.subnet6 is not None:
+                subnet6 = self._free_slice(wanted.subnet6, size6, {h.subnet6 for h in active.values()}, previous and previous.subnet6)
+            mine_now = HostSubnet(self.host_id, str(network), subnet, self.underlay, mac=self.mac,
+                                  network6=str(wanted.subnet6) if subnet6 else None, subnet6=subnet6)
             operations += [
-                VpcNetworkSettings.replace_operation(network, {**settings, "claims": stored.get("claims", 0) + 1}, node.version),
-                SubnetClaim.create_operation(network, candidates[0], self.host_id),
+                VpcNetworkSettings.replace_operation(network, wanted.to_json(claims=stored.get("claims", 0) + 1), node.version),
+                SubnetClaim.create_operation(network, subnet, self.host_id),
                 HostSubnetRecord.create_operation(mine_now),
-            ] + HostSubnetAssignment.claim_operations(network, self.host_id, candidates[0])
+            ] + HostSubnetAssignment.claim_operations(network, self.host_id, subnet)
+            if subnet6 is not None:
+                operations += [SubnetClaim.create_operation(network, subnet6, self.host_id)] + \
+                    HostSubnetAssignment.claim_operations(wanted.subnet6, self.host_id, subnet6)
             if self.store.commit(operations):
-                log.info("network=%s host subnet %s claimed", network, candidates[0])
+                log.info("network=%s host subnet %s claimed%s", network, subnet, f" (IPv6 {subnet6})" if subnet6 else "")
                 return mine_now
         raise StoreUnavailable(f"network {network}: host subnet claim kept colliding with other hosts; retry")
+
+    def _free_slice(self, network: netaddr.IPNetwork, size: int, taken: set, previous: str | None) -> str:
+        """The slice this host held before if it is still free, else the first free one. (A /64 has 2**16
+        /80 slices: the generator stops at the first free one, never lists them.)"""
+        if previous and previous not in taken:
+            return previous
+        for candidate in network.subnet(size):
+            if str(candidate) not in taken:
+                return str(candidate)
+        raise Conflict(f"network {network} has no /{size} left for host {self.host_id}")
 
     def mark_gone(self, network: netaddr.IPNetwork, live: set[str]) -> list[str]:
         """Hosts of the network none of whose plugins holds a store session any more are marked left,
@@ -111,23 +129,32 @@ class Membership:
             node = HostSubnetRecord.read_versioned(self.store, network, host)
             if node is None or node.json().get("left_at"):
                 continue
-            gone = HostSubnet(**{**node.json(), "left_at": time.time()})
+            gone = dataclasses.replace(HostSubnet.from_json(node.json()), left_at=time.time())
             if HostSubnetRecord.replace(self.store, gone, node.version):
                 log.info("network=%s host=%s gone from the store: subnet %s free after %gs", network, host, gone.subnet, self.grace)
                 marked.append(host)
         return marked
 
-    def settings(self, network: netaddr.IPNetwork) -> tuple[int, int] | None:
-        """host_subnet_size and max_routes of a network, as its first host created it."""
+    def settings(self, network: netaddr.IPNetwork) -> VpcSettings | None:
+        """What a network's first host decided for all (slice sizes, route limit, IPv6 prefix)."""
         stored = VpcNetworkSettings.read(self.store, network.cidr)
-        return (stored["host_subnet_size"], stored["max_routes"]) if stored else None
+        return VpcSettings.from_json(stored) if stored else None
+
+    def claim_as_stored(self, network: netaddr.IPNetwork, settings: VpcSettings) -> HostSubnet:
+        return self.claim(network, settings.host_subnet_size, settings.max_routes, settings.subnet6, settings.host_subnet_size_v6)
 
     def _release_operations(self, network, record: HostSubnet, version: int) -> list:
-        return [HostSubnetRecord.delete_operation(network, record.host, version)] + \
+        operations = [HostSubnetRecord.delete_operation(network, record.host, version)] + \
             SubnetClaim.release_operations(self.store, network, record.subnet) + HostSubnetAssignment.release_operations(self.store, network, record.host)
+        if record.subnet6:
+            operations += SubnetClaim.release_operations(self.store, network, record.subnet6) + \
+                HostSubnetAssignment.release_operations(self.store, netaddr.IPNetwork(record.network6), record.host)
+        return operations
 
     def _ensure_ipam_view(self, own: HostSubnet) -> None:
         HostSubnetAssignment.write(self.store, netaddr.IPNetwork(own.network), self.host_id, own.subnet)
+        if own.subnet6:
+            HostSubnetAssignment.write(self.store, netaddr.IPNetwork(own.network6), self.host_id, own.subnet6)
 
     def leave(self) -> list[HostSubnet]:
         """This host leaves every vpc network: the other hosts withdraw its routes at once, its subnets
@@ -137,7 +164,9 @@ class Membership:
             network = netaddr.IPNetwork(record.network)
             node = HostSubnetRecord.read_versioned(self.store, network, self.host_id)
             if node is not None:
-                left = HostSubnet(**{**node.json(), "left_at": time.time()})
+                left = dataclasses.replace(HostSubnet.from_json(node.json()), left_at=time.time())
                 HostSubnetRecord.replace(self.store, left, node.version)
             HostSubnetAssignment.clear(self.store, network, self.host_id)
+            if record.network6:
+                HostSubnetAssignment.clear(self.store, netaddr.IPNetwork(record.network6), self.host_id)
         return own

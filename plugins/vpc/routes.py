@@ -1,9 +1,11 @@
 """How a host's subnet is made reachable: a provider interface, and its two providers.
 
 - `hostroutes`: every host installs a kernel route `<peer host subnet> via <peer underlay address>`
-  for every other host (like flannel's host-gw); for hosts on one layer-2 network.
+  for every other host (like flannel's host-gw); for hosts on one layer-2 network. A peer's IPv6 slice
+  is routed via the peer's IPv6 gateway address on the host bridge, taken as on-link (`onlink`): the
+  underlay needs no IPv6 address, the peer's kernel answers the neighbour solicitation for it.
 - `aliyun`: each host creates the VPC route entry `<its host subnet> -> its instance` in the VPC route
-  table through Alibaba Cloud's official SDK, and deletes it when it leaves.
+  table through Alibaba Cloud's official SDK (and one for its IPv6 slice), and deletes them when it leaves.
 """
 
 from __future__ import annotations
@@ -33,14 +35,21 @@ class RouteProvider(abc.ABC):
 class HostRoutes(RouteProvider):
     on_link = True
 
+    def __init__(self, device: str = "ovsbr0"):
+        self.device = device  # the host bridge: where a peer's IPv6 gateway is on-link
+
     def apply(self, own: list[HostSubnet], peers: list[HostSubnet]) -> None:
         wanted = {p.subnet: p.underlay for p in peers}
+        wanted6 = {p.subnet6: str(p.gateway6) for p in peers if p.subnet6}
         current = kernel_routes.owned()
-        for destination in set(current) - set(wanted):
+        for destination in set(current) - set(wanted) - set(wanted6):
             kernel_routes.delete(destination)
         for destination, via in wanted.items():
             if current.get(destination) != via:
                 kernel_routes.replace(destination, via)
+        for destination, via in wanted6.items():
+            if current.get(destination) != via:
+                kernel_routes.replace(destination, via, onlink_device=self.device)
 
     def withdraw(self, own: list[HostSubnet]) -> None:
         for destination in kernel_routes.owned():
@@ -90,18 +99,23 @@ class AliyunRoutes(RouteProvider):
             raise AcsnetError(f"aliyun {request.get_action_name()} {request.get_query_params().get('DestinationCidrBlock')}: {e}") from None
 
     def apply(self, own: list[HostSubnet], peers: list[HostSubnet]) -> None:
-        for subnet in sorted({h.subnet for h in own} - self._advertised):
+        for subnet in sorted(advertised_subnets(own) - self._advertised):
             self._send(self._request("create", subnet))
             self._advertised.add(subnet)
             log.info("vpc route entry %s -> %s created in %s", subnet, self.instance_id, self.route_table_id)
 
     def withdraw(self, own: list[HostSubnet]) -> None:
-        for subnet in sorted({h.subnet for h in own} | self._advertised):
+        for subnet in sorted(advertised_subnets(own) | self._advertised):
             self._send(self._request("delete", subnet))
             self._advertised.discard(subnet)
+
+
+def advertised_subnets(own: list[HostSubnet]) -> set[str]:
+    """What a host's route entries send to it: its subnets and its IPv6 slices."""
+    return {h.subnet for h in own} | {h.subnet6 for h in own if h.subnet6}
 
 
 def provider_from_settings(settings: dict) -> RouteProvider:
     if settings["vpc_routes"] == "aliyun":
         return AliyunRoutes.from_settings(settings)
-    return HostRoutes()
+    return HostRoutes(settings.get("bridge") or "ovsbr0")

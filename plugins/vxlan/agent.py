@@ -36,6 +36,16 @@ def routed_networks(view: HostView) -> dict[int, SegmentNetwork]:
     return {n.segment: n for n in sorted(view.networks, key=lambda n: n.network_id) if n.gateway and not n.internal}
 
 
+def _same_host_addresses(a: str, b: str) -> bool:
+    """Whether bindings on host addresses `a` and `b` ("" for none given) meet: of one family, with one
+    of them on all its addresses or both on the same. So `-p 0.0.0.0:80:80` and `-p [::]:80:80` (as
+    newer dockerds may send `-p 80:80`) are two halves of one publication, not a conflict."""
+    families = {ip: ({4, 6} if ip == "" else {6} if ":" in ip else {4}) for ip in (a, b)}
+    if not families[a] & families[b]:
+        return False
+    return a in ("", "0.0.0.0", "::") or b in ("", "0.0.0.0", "::") or a == b
+
+
 def vxlan_table(view: HostView) -> list[str]:
     """The vxlan bridge's flows for `view`."""
     local = tuple(VxlanPort(e.host_port, e.segment, e.ip, e.mac, e.ip6) for e in view.endpoints)
@@ -173,7 +183,9 @@ class VxlanOvsDatapath(Datapath):
         for vni, r in self._routers.items():
             router.apply_router_nat(r, [p for rr, p in routed if rr.vni == vni])
         if self._routers:
-            router.apply_host_nat([self.vtep], routed)
+            wants6 = any(p.ipv6 and p.host_ip in ("", "::") for _, p in routed)
+            router.apply_host_nat([self.vtep], routed, router.host_ipv6_addresses() if wants6 else (),
+                                  ipv6=any(r.ipv6 for r in self._routers.values()))
         else:
             router.remove_host_nat()
         self._nat_applied = desired
@@ -188,44 +200,49 @@ class VxlanOvsDatapath(Datapath):
                 raise InvalidRequest(f"network {endpoint.network_id[:12]} is internal (--internal): its containers cannot publish ports")
             if endpoint.segment not in routed_networks(agent.view()):
                 raise InvalidRequest(f"network {endpoint.network_id[:12]} has no gateway: its containers cannot publish ports")
-            self._refuse_ipv6_host_addresses(portmap)
-            taken = {(p.proto, p.host_port) for eid, ps in self.publications.items() if eid != endpoint_id for p in ps}
+            taken = [p for eid, ps in self.publications.items() if eid != endpoint_id for p in ps]
             publications = []
             for entry in portmap:
                 publication = self._publication(endpoint, entry, taken)
-                taken.add((publication.proto, publication.host_port))
+                taken.append(publication)
                 publications.append(publication)
             state.write_published(agent.store, agent.layout, agent.host_id, endpoint_id,
                                   [dataclasses.asdict(p) for p in publications])
             self.publications[endpoint_id] = tuple(publications)
             self._apply_nat()
 
-    def _refuse_ipv6_host_addresses(self, portmap: list[dict]) -> None:
-        """Ports are published on the host's IPv4 address (the VTEP) only. A binding to an IPv6 host
-        address (`-p [::]:8080:80`, `-p [2001:db8::5]:8080:80`) would otherwise be published on the IPv4
-        one, silently: refused, saying whether the host has such an address at all."""
-        for entry in portmap:
-            try:
-                host_ip = ipaddress.ip_address(str(entry.get("HostIP") or "0.0.0.0"))
-            except ValueError:
-                raise InvalidRequest(f"port mapping {entry!r}: HostIP is not an IP address") from None
-            if host_ip.version != 6:
-                continue
-            text = str(host_ip)
-            host_port, port = entry.get("HostPort") or "", entry.get("Port")
-            mapping = f"-p [{text}]:{host_port}:{port}" if host_port else f"-p [{text}]::{port}"
-            ipv4_mapping = f"-p {host_port}:{port}" if host_port else f"-p {port}"
-            present = links.global_ipv6_addresses()
-            if host_ip.is_unspecified and not present:
-                raise InvalidRequest(f"{mapping}: host {self.agent.host_id} has no global IPv6 address to publish on; "
-                                     f"publish on its IPv4 address instead ({ipv4_mapping})")
-            if not host_ip.is_unspecified and text not in present:
-                raise InvalidRequest(f"{mapping}: host {self.agent.host_id} has no IPv6 address {text}")
-            raise InvalidRequest(f"{mapping}: the vxlan driver publishes ports on the host's IPv4 address ({self.vtep}) "
-                                 "only, not on IPv6 ones yet")
+    def _host_ip(self, endpoint: SegmentEndpoint, entry: dict) -> str:
+        """The host address a binding asks for, "" for none: an IPv4 one must be the host's (127.0.0.1
+        included), an IPv6 one too, or :: with the host having a global IPv6 address; and an IPv6 one
+        needs a container with an IPv6 address (a dual-stack network). Refused otherwise, naming what is
+        missing, rather than published somewhere else."""
+        try:
+            host_ip = ipaddress.ip_address(str(entry.get("HostIP") or "0.0.0.0"))
+        except ValueError:
+            raise InvalidRequest(f"port mapping {entry!r}: HostIP is not an IP address") from None
+        if not entry.get("HostIP"):
+            return ""
+        text = str(host_ip)
+        host_port, port = entry.get("HostPort") or "", entry.get("Port")
+        shown = f"[{text}]" if host_ip.version == 6 else text
+        mapping = f"-p {shown}:{host_port}:{port}" if host_port else f"-p {shown}::{port}"
+        if host_ip.version == 4:
+            if not host_ip.is_unspecified and not host_ip.is_loopback and text not in links.ipv4_addresses():
+                raise InvalidRequest(f"{mapping}: host {self.agent.host_id} has no IPv4 address {text}")
+            return text
+        ipv4_mapping = f"-p {host_port}:{port}" if host_port else f"-p {port}"
+        if not endpoint.ip6:
+            raise InvalidRequest(f"{mapping}: network {endpoint.network_id[:12]} has no IPv6 subnet, so its container "
+                                 f"has no IPv6 address to publish; publish on the host's IPv4 address instead ({ipv4_mapping})")
+        present = router.host_ipv6_addresses()
+        if host_ip.is_unspecified and not present:
+            raise InvalidRequest(f"{mapping}: host {self.agent.host_id} has no global IPv6 address to publish on; "
+                                 f"publish on its IPv4 address instead ({ipv4_mapping})")
+        if not host_ip.is_unspecified and text not in present:
+            raise InvalidRequest(f"{mapping}: host {self.agent.host_id} has no IPv6 address {text}")
+        return text
 
-    @staticmethod
-    def _publication(endpoint: SegmentEndpoint, entry: dict, taken: set) -> Publication:
+    def _publication(self, endpoint: SegmentEndpoint, entry: dict, taken: list[Publication]) -> Publication:
         try:
             proto, port, host_port = int(entry.get("Proto", 6)), int(entry["Port"]), int(entry.get("HostPort") or 0)
         except (KeyError, TypeError, ValueError):
@@ -234,13 +251,15 @@ class VxlanOvsDatapath(Datapath):
             raise InvalidRequest(f"port mapping {entry!r}: protocol {proto} is not tcp (6), udp (17) or sctp (132)")
         if not (1 <= port <= 65535 and 0 <= host_port <= 65535):
             raise InvalidRequest(f"port mapping {entry!r}: ports must be 1-65535")
+        host_ip = self._host_ip(endpoint, entry)
         if host_port == 0:
-            host_port = next((p for p in range(EPHEMERAL_FIRST, 65536) if (proto, p) not in taken), 0)
+            used = {(p.proto, p.host_port) for p in taken}
+            host_port = next((p for p in range(EPHEMERAL_FIRST, 65536) if (proto, p) not in used), 0)
             if host_port == 0:
                 raise InvalidRequest("no host port is left to publish on")
-        elif (proto, host_port) in taken:
+        elif any(p.proto == proto and p.host_port == host_port and _same_host_addresses(p.host_ip, host_ip) for p in taken):
             raise InvalidRequest(f"host port {host_port}/{router.PROTOCOLS[proto]} is already published by another container")
-        return Publication(proto, host_port, endpoint.ip, port)
+        return Publication(proto, host_port, endpoint.ip, port, host_ip, endpoint.ip6)
 
     def unpublish(self, endpoint_id: str) -> None:
         agent = self.agent

@@ -76,6 +76,7 @@ class VxlanDriver(SegmentDriver):
         info = super().endpoint_info(ref)
         published = self.datapath.publications.get(ref.endpoint_id)
         if published:  # what `docker port` and `docker ps` show
-            info[PORTMAP] = [{"Proto": p.proto, "IP": p.ip, "Port": p.port, "HostIP": "0.0.0.0", "HostPort": p.host_port,
-                              "HostPortEnd": p.host_port} for p in published]
+            info[PORTMAP] = [{"Proto": p.proto, "IP": p.ip6 if ":" in p.host_ip else p.ip, "Port": p.port,
+                              "HostIP": p.host_ip or "0.0.0.0", "HostPort": p.host_port, "HostPortEnd": p.host_port}
+                             for p in published]
         return info
