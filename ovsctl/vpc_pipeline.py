@@ -87,6 +87,9 @@ class VpcDatapath:
     own: tuple[OwnSubnet, ...]
     peers: tuple[PeerSubnet, ...]  # peers reached on the link; others go through the kernel
     local: tuple[VpcPort, ...]
+    # Swarm networks' addresses on other hosts: this host's containers see the whole range on their link
+    # and ask for them by ARP; answered with this host's MAC, which routes them (their peers' /32s).
+    routed: tuple[str, ...] = ()
 
 
 def vpc_flows(dp: VpcDatapath) -> list[str]:
@@ -141,6 +144,10 @@ def vpc_flows(dp: VpcDatapath) -> list[str]:
             flows.append(_flow(TO_CONTAINER, 100, f"ipv6,ipv6_dst={ip6}",
                                f"set_field:{dp.host_mac}->eth_src,set_field:{p.mac}->eth_dst,output:{p.port}"))
             flows.append(_flow(ND_RESPONDER, 100, nd_solicitation_match(ip6), nd_advert_actions(p.mac, ip6, ND_FINISH)))
+    local = {p.ip for p in dp.local}
+    for ip in dp.routed:
+        if ip not in local:  # a stale record of an address that is now this host's: its port answers
+            flows.append(_flow(ARP_RESPONDER, 100, f"arp,arp_tpa={ip}", arp_reply_actions(dp.host_mac, ip)))
     return flows
 
 

@@ -96,3 +96,39 @@ def test_requests_carry_typed_port_bindings():
     external = ExternalConnectivity.from_json({"NetworkID": "n1", "EndpointID": "e1", "Options": {
         PORTMAP: DOCKERD_PORTMAP[:1], "com.docker.network.endpoint.exposedports": [{"Proto": 17, "Port": 53}]}})
     assert external.port_bindings == (PortBinding(6, 80, None, 8080),) and external.exposed_ports == (ExposedPort(17, 53),)
+
+
+def test_a_swarm_vpc_network_takes_max_routes_only_and_refuses_host_subnet_sizes_faked_membership():
+    """AllocateNetwork of a swarm vpc network (the driver's own check; the store's vpc membership faked): no
+    host holds a part of a swarm network, so the host-subnet options, and a range split into host
+    subnets already, are refused where `docker network create` fails."""
+    import types
+    from acsnet.plugins.protocol import NetworkAllocate
+    from acsnet.plugins.vpc.driver import VpcDriver
+    from acsnet.plugins.vpc.options import parse_swarm_vpc_options
+
+    assert parse_swarm_vpc_options(network_create({})) == DEFAULT_MAX_ROUTES
+    assert parse_swarm_vpc_options(network_create({"max_routes": "8"})) == 8
+    for key in ("host_subnet_size", "host_subnet_size_v6"):
+        with pytest.raises(InvalidRequest, match=f"{key} does not apply to a swarm vpc network"):
+            parse_swarm_vpc_options(network_create({key: "26"}))
+    with pytest.raises(InvalidRequest, match="max_routes"):
+        parse_swarm_vpc_options(network_create({"max_routes": "0"}))
+
+    split = {}  # range -> (host_subnet_size, max_routes), as the store's vpc membership answers
+    membership = types.SimpleNamespace(settings=lambda pool: split.get(str(pool)))
+    agent = types.SimpleNamespace(datapath=types.SimpleNamespace(membership=membership))
+
+    def allocate(options: dict, ipv6: list | None = None) -> dict:
+        return VpcDriver(agent, "global").allocate_network(NetworkAllocate.from_json(
+            {"NetworkID": "s1", "Options": options, "IPv4Data": [{"Pool": "100.87.0.0/24", "Gateway": "100.87.0.1/24"}],
+             "IPv6Data": ipv6 or []}))
+
+    assert allocate({"max_routes": "8"}) == {"max_routes": "8", "acsnet.swarm": "true"}
+    with pytest.raises(InvalidRequest, match="host_subnet_size does not apply"):
+        allocate({"host_subnet_size": "26"})
+    with pytest.raises(InvalidRequest, match="IPv6"):  # IPv4-only (vpc IPv6 or not)
+        allocate({}, [{"Pool": "fd00:87::/64"}])
+    split["100.87.0.0/24"] = (26, 50)
+    with pytest.raises(InvalidRequest, match="range 100.87.0.0/24 is a vpc network's already, split into host subnets"):
+        allocate({})

@@ -14,6 +14,7 @@ import uuid
 import pytest
 
 from acsnet.lab.dockerd import IMAGE
+from acsnet.lab.layout import host_address
 from acsnet.lab.topology import Lab
 from acsnet.managed_plugins import PLUGINS
 from tests.test_lab import lab_cli
@@ -171,9 +172,9 @@ def test_a_service_on_a_vxlan_network_spans_the_swarm_and_leaves_nothing(swarm):
 
 @pytest.mark.parametrize("driver, options, reason", [
     (VLAN, ["-o", "VlanId=5000"], "VlanId must be an integer from 1 to 4094, got 5000"),
-    # The manager takes every task's address before the task has a node: from its own host subnet.
-    (VPC, [], "the vpc driver cannot make a swarm network: the swarm manager picks every task's address"),
-], ids=["vlan-VlanId", "vpc"])
+    # The manager takes every task's address before the task has a node: no host holds a part of it.
+    (VPC, ["-o", "host_subnet_size=26"], "host_subnet_size does not apply to a swarm vpc network"),
+], ids=["vlan-VlanId", "vpc-host_subnet_size"])
 def test_bad_options_are_refused_by_the_manager_allocation(swarm, driver, options, reason):
     """Docker 26 allocates a swarm network after `docker network create` returned: the driver's refusal
     leaves the network unallocated (no driver, its tasks never start) with the reason in the manager's
@@ -313,6 +314,85 @@ store.close()
 def held(lab: Lab, prefix: str) -> dict[str, dict[str, list[str]]]:
     """The IPAM's address records starting with `prefix`: pool kind (global, local) -> address -> holders."""
     return json.loads(lab.node("svc").run([sys.executable, "-c", HELD, lab.zookeeper_url, prefix]).stdout)
+
+
+def routes_to(lab: Lab, host: str, prefix: str) -> dict[str, str]:
+    """acsnet's kernel routes on `host` to addresses starting with `prefix`: destination -> next hop."""
+    found = {}
+    for line in lab.node(host).run(["ip", "-4", "route", "show", "proto", "172"]).stdout.splitlines():
+        fields = line.split()
+        if fields and fields[0].startswith(prefix) and "via" in fields:
+            found[fields[0]] = fields[fields.index("via") + 1]
+    return found
+
+
+def test_a_service_on_a_vpc_network_spans_the_swarm_each_address_routed_to_its_node_and_leaves_nothing(swarm):
+    """A swarm vpc network has no host subnets: the manager hands out its addresses, each node takes the
+    manager's address again, and every node routes each address of another node to it by a /32 (hostroutes:
+    a kernel route, and a flow to its MAC). The route limit counts those addresses."""
+    lab, tag = swarm, uuid.uuid4().hex[:4]
+    network, name, prefix = f"vpc-{tag}", f"vpc-{tag}", "100.87.0."
+    underlay = {host: host_address(int(host[1:])) for host in lab.hosts()}
+    try:
+        lab.docker(MANAGER, "network", "create", "-d", VPC, "--ipam-driver", IPAM, "--scope", "swarm", "--attachable",
+                   "--subnet", "100.87.0.0/24", "-o", "max_routes=8", network)
+        service(lab, name, network, "--replicas", "6", "--stop-grace-period", "1s")
+        running = wait_for_tasks(lab, name, 6)
+        addresses = [address for _, address in running.values()]
+        assert len(set(addresses)) == 6 and all(a.startswith(prefix) for a in addresses), running
+        assert {node for node, _ in running.values()} == set(lab.hosts()), f"not on every node: {running}"
+        by_node = {node: (task, address) for task, (node, address) in running.items()}
+        for host, (task, _) in by_node.items():  # the whole range on the link, the manager's gateway on every node
+            attached = next(iter(json.loads(lab.docker(host, "inspect", task).stdout)[0]["NetworkSettings"]["Networks"].values()))
+            assert (attached["IPPrefixLen"], attached["Gateway"]) == (24, "100.87.0.1"), attached
+        for host, peer in zip(lab.hosts(), lab.hosts()[1:] + lab.hosts()[:1]):
+            assert pings(lab, host, by_node[host][0], by_node[peer][1]), f"{host} does not reach {peer}\n{lab.log_tail(host)}"
+        deadline = time.monotonic() + 30
+        for host in lab.hosts():  # each other node's address: a /32 via that node
+            wanted = {address: underlay[node] for node, address in running.values() if node != host}
+            while routes_to(lab, host, prefix) != wanted:
+                assert time.monotonic() < deadline, f"{host}: {routes_to(lab, host, prefix)}, not {wanted}"
+                time.sleep(1)
+
+        lab.docker(MANAGER, "service", "scale", "--detach", f"{name}=8")
+        running = wait_for_tasks(lab, name, 8)
+        assert len({address for _, address in running.values()}) == 8, running
+        lab.docker(MANAGER, "service", "scale", "--detach", f"{name}=9")  # one address more than max_routes=8
+        deadline = time.monotonic() + 60
+        while "has reached its route limit (max_routes=8)" not in (
+                states := lab.docker(MANAGER, "service", "ps", "--no-trunc", name).stdout):
+            assert time.monotonic() < deadline, f"the 9th task was not refused for the route limit:\n{states}"
+            time.sleep(2)
+        assert len(tasks(lab, name)) == 8
+
+        lab.docker(MANAGER, "service", "scale", "--detach", f"{name}=3")
+        running = wait_for_tasks(lab, name, 3)
+        lab.docker(MANAGER, "node", "update", "--availability", "drain", "h2")
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                moved = tasks(lab, name)
+                if len(moved) == 3 and "h2" not in {node for node, _ in moved.values()} and all(a for _, a in moved.values()):
+                    break
+                assert time.monotonic() < deadline, f"h2's tasks did not move: {moved}"
+                time.sleep(1)
+            network_gone_from(lab, "h2", network)
+            assert len({address for _, address in moved.values()}) == 3, moved
+            for task, (node, address) in moved.items():  # every task answers every other, wherever it landed
+                for other, (other_node, _) in moved.items():
+                    if other != task:
+                        assert pings(lab, other_node, other, address), f"{task} on {node} does not answer {other}"
+            assert routes_to(lab, "h2", prefix) == {}, "h2 has no task left, and keeps no route of the network"
+        finally:
+            lab.docker(MANAGER, "node", "update", "--availability", "active", "h2")
+    finally:
+        remove(lab, [name], [network])
+    assert_nothing_left(lab, network, prefix)
+    for host in lab.hosts():
+        assert routes_to(lab, host, prefix) == {}, f"routes left on {host}"
+        bridge = lab.node(host).run(["ip", "-4", "address", "show", "ovsbr0"]).stdout
+        assert prefix not in bridge, f"the network's gateway left on {host}'s bridge:\n{bridge}"
+    assert held(lab, prefix) == {}, "addresses left in the IPAM"
 
 
 def test_a_drained_nodes_tasks_answer_on_their_new_node_and_a_killed_workers_are_rescheduled(swarm):

@@ -92,3 +92,19 @@ def test_a_dual_stack_slice_is_routed_as_its_ipv4_subnet_and_solicitations_are_a
 
 def test_an_ipv4_only_host_has_no_ipv6_flow():
     assert not any("icmp6" in f or "ipv6" in f or "table=65" in f for f in vpc_flows(DP))
+
+
+def test_a_swarm_networks_addresses_on_other_nodes_are_answered_by_this_host_and_sent_to_their_node():
+    """A swarm vpc network: its whole range is this host's link (the manager's gateway on every node), and
+    each address of another node is a /32 peer and an ARP answer with this host's MAC (which routes it)."""
+    here = VpcPort("vh-s1", "100.87.0.2", "02:42:64:57:00:02")
+    dp = VpcDatapath("uplink0", HOST_MAC, (OwnSubnet("100.87.0.0/24", "100.87.0.1"),),
+                     (PeerSubnet("100.87.0.3/32", PEER_MAC),), (here,), ("100.87.0.3", here.ip))
+    flows = vpc_flows(dp)
+    assert ("cookie=0xac7,table=40,priority=90,ip,nw_dst=100.87.0.3/32,actions="
+            f"set_field:{HOST_MAC}->eth_src,set_field:{PEER_MAC}->eth_dst,dec_ttl,output:uplink0") in flows
+    answers = [f for f in flows if "table=60,priority=100" in f]
+    assert any("arp_tpa=100.87.0.3," in f and f"set_field:{HOST_MAC}->arp_sha" in f for f in answers)
+    # A record of another node left for an address that is now this host's: its own port answers, once.
+    assert [f for f in answers if f"arp_tpa={here.ip}," in f] == [
+        f for f in answers if f"arp_tpa={here.ip}," in f and f"set_field:{here.mac}->arp_sha" in f] != []

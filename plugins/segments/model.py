@@ -136,6 +136,9 @@ class SegmentNetwork:
     swarm: bool = False
     # vlan `-o ipv6_ra=accept`: the VLAN router's advertisements are let through to the containers.
     accept_ra: bool = False
+    # A swarm vpc network's route limit (`-o max_routes`): each of its addresses is a route of its own
+    # (acsnet.plugins.vpc.driver). None for every other network.
+    max_routes: int | None = None
 
     def to_json(self) -> dict:
         d = {"network_id": self.network_id, "segment": self.segment, "subnet": str(self.subnet.cidr),
@@ -145,6 +148,8 @@ class SegmentNetwork:
             d.update(subnet6=str(self.subnet6.cidr), gateway6=self.gateway6)
         if self.accept_ra:
             d.update(accept_ra=True)
+        if self.max_routes is not None:  # likewise
+            d["max_routes"] = self.max_routes
         return d
 
     @classmethod
@@ -152,7 +157,7 @@ class SegmentNetwork:
         return cls(d["network_id"], d["segment"], netaddr.IPNetwork(d["subnet"]), d.get("gateway"),
                    d.get("gateway_mac"), d["mtu"], bool(d.get("internal", False)),
                    netaddr.IPNetwork(d["subnet6"]) if d.get("subnet6") else None, d.get("gateway6"),
-                   bool(d.get("swarm", False)), bool(d.get("accept_ra", False)))
+                   bool(d.get("swarm", False)), bool(d.get("accept_ra", False)), d.get("max_routes"))
 
 
 @dataclasses.dataclass(frozen=True)

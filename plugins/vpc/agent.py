@@ -7,7 +7,13 @@ A vpc network is not one segment spread over hosts: each host holds a host subne
 (`acsnet.plugins.vpc.model.HostSubnet`), and peers route to each other's. Endpoints, their records,
 reconcile and orphans are the segment agent's, which keeps a network's address records under the
 number `record_group` gives. Which host holds which subnet is read from the store by the worker (woken
-by watches) and kept here, so that no request waits on those reads."""
+by watches) and kept here, so that no request waits on those reads.
+
+A swarm network (`acsnet.plugins.vpc.driver`) has no host subnets: its range is on every node's bridge
+(the manager's gateway, the same everywhere), and each of its addresses on another node is routed on
+its own, from that node's address record (host, MAC, underlay): a /32 flow to the node's MAC, an
+answer to the containers' ARP for it (they see the whole range on their link), and a /32 route from
+the route provider."""
 
 from __future__ import annotations
 
@@ -20,9 +26,10 @@ from acsnet.errors import AcsnetError, HostNotSetUp, NotFound
 from acsnet.ovsctl import links
 from acsnet.ovsctl.ovsdb import Ovsdb
 from acsnet.ovsctl.vpc_pipeline import COOKIE, InternalNetwork, OwnSubnet, PeerSubnet, VpcDatapath, VpcPort, vpc_flows
+from acsnet.plugins.segments import state
 from acsnet.plugins.segments.bridge import OvsBridge
 from acsnet.plugins.segments.datapath import Datapath, HostView
-from acsnet.plugins.segments.model import SegmentEndpoint, SegmentNetwork, SegmentRecord
+from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork, SegmentRecord
 from acsnet.plugins.vpc.membership import Membership
 from acsnet.plugins.vpc.model import HostSubnet, VpcSettings, internal_mark
 from acsnet.plugins.vpc.routes import RouteProvider
@@ -59,6 +66,8 @@ class VpcOvsDatapath(Datapath):
         self._own: tuple[HostSubnet, ...] = ()  # this host's subnets of its networks, as last read
         self._peers: tuple[HostSubnet, ...] = ()  # live peers' subnets of those networks, as last read
         self._vpc_ranges: tuple[netaddr.IPNetwork, ...] = ()  # every vpc network: gateways left in them are ours
+        self._swarm_own: tuple[HostSubnet, ...] = ()  # this host's addresses on swarm networks, as /32s
+        self._swarm_peers: tuple[HostSubnet, ...] = ()  # other nodes' addresses on them, as /32s
         # The IPv6 prefixes of the dual-stack networks this host held a slice of since it started: the
         # IPv6 gateways left in them are ours too (the store keys networks by their IPv4 range).
         self._ranges6: set[netaddr.IPNetwork] = set()
@@ -133,7 +142,13 @@ class VpcOvsDatapath(Datapath):
         return place
 
     def record_for(self, endpoint: SegmentEndpoint) -> SegmentRecord:
-        return SegmentRecord(self.host_id, self.host_mac, "", endpoint.ip, endpoint.mac, endpoint.endpoint_id)
+        # The underlay address in the record: where the other hosts route a swarm network's address.
+        return SegmentRecord(self.host_id, self.host_mac, self.underlay, endpoint.ip, endpoint.mac, endpoint.endpoint_id)
+
+    def swarm_routes(self, network: SegmentNetwork) -> int:
+        """How many of a swarm network's addresses are routed, each on its own: its address records, on
+        every node (one store read)."""
+        return len(state.segment_record_names(self.store, LAYOUTS[self.driver], network.segment))
 
     def port_options(self, endpoint: SegmentEndpoint) -> dict:
         # Reserved VLAN 4095: NORMAL (the host's own traffic, the vlan driver's) never floods onto a vpc
@@ -143,9 +158,13 @@ class VpcOvsDatapath(Datapath):
     def program(self, view: HostView) -> list[str]:
         """A new network's host subnet (claimed just before) goes into the gateway and the flows, a
         removed one's out; the worker, woken, applies the routes."""
-        if frozenset(n.subnet.cidr for n in view.networks) != self._read_for:
+        if frozenset(n.subnet.cidr for n in view.networks if not n.swarm) != self._read_for:
             self._read_membership(view)
-        self._set_gateway_addresses()
+        swarm = self._swarm_addresses(view)
+        if swarm != (self._swarm_own, self._swarm_peers):
+            self.agent.wake()  # the worker applies the routes (a network removed wakes it no other way)
+        self._swarm_own, self._swarm_peers = swarm
+        self._set_gateway_addresses(view)
         flows = self._flows(view)
         self.bridge.install_flows(flows)
         return flows
@@ -154,13 +173,28 @@ class VpcOvsDatapath(Datapath):
         on_link = self.routes.on_link
         internal = {str(n.subnet.cidr) for n in view.networks if n.internal}
         marks = {n.network_id: internal_mark(n.subnet) for n in view.networks if n.internal}
+        swarm = [n for n in view.networks if n.swarm]
         return vpc_flows(VpcDatapath(
             self.uplink, self.host_mac,
             tuple(OwnSubnet(h.subnet, str(h.gateway), self._internal_network(h) if h.network in internal else None,
-                            h.subnet6 or "", str(h.gateway6 or "")) for h in self._own),
-            tuple(PeerSubnet(p.subnet, p.mac, p.subnet6 or "") for p in self._peers if on_link and p.mac),
+                            h.subnet6 or "", str(h.gateway6 or "")) for h in self._own)
+            + tuple(OwnSubnet(str(n.subnet.cidr), n.gateway) for n in swarm),
+            tuple(PeerSubnet(p.subnet, p.mac, p.subnet6 or "") for p in self._peers + self._swarm_peers if on_link and p.mac),
             tuple(VpcPort(e.host_port, e.ip, e.mac, marks.get(e.network_id), e.ip6)
-                  for e in sorted(view.endpoints, key=lambda e: e.ip))))
+                  for e in sorted(view.endpoints, key=lambda e: e.ip)),
+            tuple(str(netaddr.IPNetwork(p.subnet).ip) for p in self._swarm_peers)))
+
+    @staticmethod
+    def _swarm_addresses(view: HostView) -> tuple[tuple[HostSubnet, ...], tuple[HostSubnet, ...]]:
+        """This host's and the other nodes' addresses on its swarm networks, each as a /32 to route."""
+        swarm = {n.network_id: n for n in view.networks if n.swarm}
+        own = tuple(HostSubnet(view.host_id, str(swarm[e.network_id].subnet.cidr), f"{e.ip}/32", "")
+                    for e in sorted(view.endpoints, key=lambda e: e.ip) if e.network_id in swarm)
+        by_segment = {n.segment: n for n in swarm.values()}
+        peers = tuple(sorted((HostSubnet(r.host, str(by_segment[segment].subnet.cidr), f"{r.ip}/32", r.vtep, mac=r.host_mac)
+                              for segment, records in view.remote if segment in by_segment
+                              for r in records if r.vtep), key=lambda h: netaddr.IPNetwork(h.subnet)))
+        return own, peers
 
     def _internal_network(self, own: HostSubnet) -> InternalNetwork:
         """An internal network's members: its host subnets on this host and on the live peers."""
@@ -169,13 +203,17 @@ class VpcOvsDatapath(Datapath):
         return InternalNetwork(str(network.cidr), internal_mark(network), tuple(sorted(members)))
 
     def flow_marks(self, network: SegmentNetwork) -> tuple[str, ...]:
+        if network.swarm:
+            return (f"nw_dst={network.subnet.cidr}",)
         return tuple(f"nw_dst={h.subnet}" for h in self._own if h.network == str(network.subnet.cidr))
 
-    def _set_gateway_addresses(self) -> None:
+    def _set_gateway_addresses(self, view: HostView) -> None:
         """The gateway addresses on the bridge's own port: the host's, in each of its subnets and IPv6
-        slices. Addresses of the bridge outside every vpc network (the host's own) are never touched."""
+        slices, and each swarm network's (the whole range on the link). Addresses of the bridge outside
+        every vpc network (the host's own) are never touched."""
         wanted = {(str(h.gateway), netaddr.IPNetwork(h.subnet).prefixlen) for h in self._own}
         wanted |= {(str(h.gateway6), netaddr.IPNetwork(h.subnet6).prefixlen) for h in self._own if h.subnet6}
+        wanted |= {(n.gateway, n.subnet.prefixlen) for n in view.networks if n.swarm and n.gateway}
         present = set(links.addresses(self.bridge.name, ipv6=True))
         for address, prefixlen in wanted - present:
             links.add_address(self.bridge.name, address, prefixlen)
@@ -186,6 +224,8 @@ class VpcOvsDatapath(Datapath):
     def background(self, view: HostView) -> None:
         own, peers = self._own, self._peers
         self._read_membership(view)
+        with self.agent.lock:
+            self._swarm_own, self._swarm_peers = self._swarm_addresses(view)
         if (own, peers) != (self._own, self._peers):
             self.agent.sync()
         self._apply_routes()
@@ -200,7 +240,7 @@ class VpcOvsDatapath(Datapath):
         """This host's subnets and the live peers' ones, of the networks this host has (store reads)."""
         live = self.store.live_hosts()
         own, peers = [], []
-        networks = sorted({n.subnet.cidr for n in view.networks})
+        networks = sorted({n.subnet.cidr for n in view.networks if not n.swarm})
         for network in networks:
             if str(network) not in self._watched_networks:
                 self._watched_networks.add(str(network))
@@ -222,7 +262,8 @@ class VpcOvsDatapath(Datapath):
         self._ranges6 |= {netaddr.IPNetwork(h.network6) for h in own if h.network6}
         with self.agent.lock:
             self._own, self._peers = tuple(own), tuple(sorted(peers, key=lambda p: (p.network, p.host)))
-            self._vpc_ranges = tuple(sorted(set(ranges) | set(networks) | self._ranges6))
+            self._vpc_ranges = tuple(sorted(set(ranges) | set(networks) | self._ranges6
+                                            | {n.subnet.cidr for n in view.networks}))
             self._read_for = frozenset(networks)
 
     def _claim_again(self, network: netaddr.IPNetwork) -> HostSubnet | None:
@@ -242,7 +283,7 @@ class VpcOvsDatapath(Datapath):
     # -- routes ----------------------------------------------------------------------------------
 
     def _apply_routes(self) -> None:
-        own, peers = list(self._own), list(self._peers)
+        own, peers = list(self._own + self._swarm_own), list(self._peers + self._swarm_peers)
         wanted = (tuple(sorted(s for h in own for s in (h.subnet, h.subnet6) if s)),
                   tuple(sorted((s, p.underlay) for p in peers for s in (p.subnet, p.subnet6) if s)))
         if wanted != self._routes_applied:

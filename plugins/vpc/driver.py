@@ -1,18 +1,24 @@
 """The vpc network driver: each host owns a part of the network's range, routed to it by the VPC's
 route table (or the hosts' own routes); no second overlay. Trade-off: an address belongs to its host,
-so a container moved to another host gets a new one."""
+so a container moved to another host gets a new one.
+
+A swarm network is the exception: the swarm manager takes every task's address before the task has a
+node, so no host can own a part of it. Its whole range is the swarm's (the manager's IPAM hands it out,
+each node's IPAM takes the manager's address again), and each address is routed to the node its task
+landed on by a route of its own (a /32), made from the address record the node publishes with the
+endpoint. The route limit then counts addresses, and CreateEndpoint enforces it."""
 
 from __future__ import annotations
 
 import netaddr
 
-from acsnet.errors import InvalidRequest
-from acsnet.plugins.protocol import NetworkAllocate, NetworkCreate, StaticRoute
+from acsnet.errors import Exhausted, InvalidRequest
+from acsnet.plugins.protocol import EndpointCreate, EndpointInterface, NetworkAllocate, NetworkCreate, StaticRoute
 from acsnet.plugins.segments.driver import SegmentDriver, swarm_allocated
 from acsnet.plugins.segments.model import SegmentNetwork
 from acsnet.plugins.vpc.agent import VpcOvsDatapath
 from acsnet.plugins.vpc.model import VpcSettings, record_group
-from acsnet.plugins.vpc.options import parse_vpc_options
+from acsnet.plugins.vpc.options import parse_swarm_vpc_options, parse_vpc_options
 
 
 class VpcDriver(SegmentDriver):
@@ -27,6 +33,9 @@ class VpcDriver(SegmentDriver):
         self.require_cluster(request)
         subnets = self.subnets(request)
         data = subnets.ipv4
+        if swarm_allocated(request):
+            self._create_swarm_network(request, data.pool, subnets.gateway)
+            return
         options = parse_vpc_options(request, data.pool, subnets.subnet6)
         if request.internal and subnets.subnet6 is not None:
             raise InvalidRequest("the vpc driver's internal networks (--internal) are IPv4 only for now: "
@@ -46,11 +55,59 @@ class VpcDriver(SegmentDriver):
         is routed through the host, and nothing else is."""
         return (StaticRoute(network.subnet.cidr, netaddr.IPAddress(network.gateway)),)
 
+    def _create_swarm_network(self, request: NetworkCreate, pool: netaddr.IPNetwork, gateway: str | None) -> None:
+        """The containers' gateway is the manager's, the same on every node (each puts it on its bridge)."""
+        max_routes = parse_swarm_vpc_options(request)
+        self.datapath.require_forwarding()
+        if request.internal:
+            raise InvalidRequest("a swarm vpc network cannot be --internal yet (an internal vpc network is fenced by "
+                                 "its host subnets, and a swarm one has none)")
+        if not self.datapath.routes.on_link:
+            # The node's kernel has the whole range on its bridge; without peers on the link it would ask
+            # its own flows for other nodes' addresses instead of sending them to the VPC's router.
+            raise InvalidRequest("a swarm vpc network needs the hostroutes route provider (peers on one layer-2 "
+                                 "network); this host's provider does not carry swarm vpc networks yet")
+        gateway = gateway or str(pool.network + 1)  # the manager IPAM's pick when none is given
+        self.agent.add_network(SegmentNetwork(request.network_id, record_group(pool), pool, gateway, None,
+                                              request.mtu or self.agent.uplink_mtu, swarm=True, max_routes=max_routes))
+
+    def create_endpoint(self, request: EndpointCreate) -> EndpointInterface | None:
+        """A swarm network's endpoint past its route limit is refused. Counted before (the usual refusal)
+        and after its record is stored: nodes adding endpoints at once may both pass the first count, and
+        each one that then finds more records than the limit takes its endpoint back, so the limit is
+        never exceeded (at worst both are refused, and swarm starts their tasks again)."""
+        network = self.agent.network(request.network_id)
+        if not network.swarm or request.endpoint_id in self.agent.endpoints:
+            return super().create_endpoint(request)
+        self._check_route_limit(network, self.datapath.swarm_routes(network) + 1)
+        interface = super().create_endpoint(request)
+        try:
+            self._check_route_limit(network, self.datapath.swarm_routes(network))
+        except Exhausted:
+            self.agent.remove_endpoint(request.endpoint_id)
+            raise
+        return interface
+
+    @staticmethod
+    def _check_route_limit(network: SegmentNetwork, routes: int) -> None:
+        if routes > network.max_routes:
+            raise Exhausted(f"swarm vpc network {network.subnet.cidr} has reached its route limit (max_routes="
+                            f"{network.max_routes}): {routes - 1} of its addresses are routed to their nodes, each by a "
+                            "route of its own; create the network with a higher -o max_routes, or scale down")
+
     def allocated_options(self, request: NetworkAllocate) -> dict[str, str]:
-        """A swarm network cannot be vpc: the manager takes every task's address (and an attachable
-        container's) before the task has a node, so all come from the manager's host subnet, and every
-        other node's IPAM refuses them (seen: "address 100.70.0.3 is not one of host h2's addresses")."""
-        raise InvalidRequest(
-            "the vpc driver cannot make a swarm network: the swarm manager picks every task's address "
-            "before the task has a node, and a vpc address belongs to one host's subnet; use -d acsnet/vxlan "
-            "or acsnet/vlan for swarm services, vpc for containers each host runs")
+        """A swarm vpc network: IPv4, and max_routes its only option (validated here, where `docker network
+        create` fails on it)."""
+        create = request.as_create()
+        subnets = self.subnets(create)
+        if subnets.ipv6 is not None:
+            raise InvalidRequest("a swarm vpc network is IPv4-only for now: give no IPv6 subnet")
+        parse_swarm_vpc_options(create)
+        pool = subnets.ipv4.pool.cidr
+        if self.datapath.membership.settings(pool) is not None:
+            # Its hosts' IPAM would give their containers addresses of their host subnets only, and
+            # refuse the manager's.
+            raise InvalidRequest(f"range {pool} is a vpc network's already, split into host subnets (local or global "
+                                 "scope, kept until its hosts leave): give the swarm network a range of its own")
+        return dict(request.options)
+

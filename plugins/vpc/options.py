@@ -59,3 +59,15 @@ def default_host_subnet_size_v6(subnet6: netaddr.IPNetwork, max_routes: int) -> 
     raise InvalidRequest(f"IPv6 subnet {subnet6.cidr} has no room for max_routes={max_routes} host slices at /"
                          + ", /".join(map(str, HOST_SUBNET_BOUNDARIES_V6))
                          + ": give -o host_subnet_size_v6=N (at most /126) or a shorter IPv6 prefix")
+
+
+def parse_swarm_vpc_options(request: NetworkCreate) -> int:
+    """A swarm vpc network's max_routes: its addresses are the swarm's, each routed to the node its task
+    landed on by a route of its own, so the route limit counts addresses, and no host holds a part of it."""
+    options = request.generic
+    for key in ("host_subnet_size", "host_subnet_size_v6"):
+        if key in options:
+            raise InvalidRequest(f"{key} does not apply to a swarm vpc network: the swarm manager hands out its "
+                                 "addresses before their tasks have a node, so no host holds a part of it; each address "
+                                 "is routed to its node on its own (max_routes counts them)")
+    return integer_option(options.get("max_routes", DEFAULT_MAX_ROUTES), "max_routes", 1, 100000)
