@@ -403,14 +403,18 @@ def test_a_drained_nodes_tasks_answer_on_their_new_node_and_a_killed_workers_are
 # plugin's output into its own log: a host's plugin calls, with the plugin's clock to the millisecond.
 PLUGIN_CALL = re.compile(r"ts=(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) level=INFO logger=acsnet\.server "
                          r"plugin=\S+ method=\w+\.(\w+) status=(\d+)")
-ASKED_AS_NEEDED = {"EndpointOperInfo"}  # dockerd asks it one to three times per endpoint
+# dockerd asks EndpointOperInfo one to three times per endpoint, and announces each node that joins or
+# leaves the swarm (DiscoverNew, DiscoverDelete) as it learns of it, seconds after the join.
+ASKED_AS_NEEDED = {"EndpointOperInfo", "DiscoverNew", "DiscoverDelete"}
 
 # The calls of each step, by role, as the test below captures them (the README's protocol notes).
-COPY_CREATED = ["RequestPool", "RequestAddress", "CreateNetwork"]  # local pool, the manager's gateway, the copy
+# Docker 26 asks GetDefaultAddressSpaces before every RequestPool (20.10 once, at activation).
+POOL_REQUESTED = {"20.10": ["RequestPool"], "26": ["GetDefaultAddressSpaces", "RequestPool"]}
+COPY_CREATED = ["RequestAddress", "CreateNetwork"]  # after the local pool: the manager's gateway, the copy
 TASK_STARTED = ["RequestAddress", "CreateEndpoint", "Join", "ProgramExternalConnectivity"]
 TASK_STOPPED = ["RevokeExternalConnectivity", "Leave", "DeleteEndpoint", "ReleaseAddress"]
 COPY_DELETED = ["ReleaseAddress", "ReleasePool", "DeleteNetwork"]  # the gateway, the local pool, the copy
-NETWORK_ALLOCATED = ["RequestPool", "RequestAddress", "AllocateNetwork"]  # global pool, gateway, the driver
+NETWORK_ALLOCATED = ["RequestAddress", "AllocateNetwork"]  # after the global pool: the gateway, the driver
 NETWORK_FREED = ["FreeNetwork", "ReleaseAddress", "ReleasePool"]
 
 
@@ -460,17 +464,18 @@ def test_what_swarm_sends_the_manager_and_the_workers_plugins(swarm):
     network, name = f"calls-{tag}", f"calls-{tag}"
     workers = ready_workers(lab)
     drained, hosts = workers[-1], [MANAGER, *workers]
+    pool = POOL_REQUESTED[lab.engine]
     try:
         marks = log_marks(lab, hosts)
         lab.docker(MANAGER, "network", "create", "-d", VXLAN, "--ipam-driver", IPAM, "--scope", "swarm",
                    "--subnet", "100.87.0.0/24", network)
-        expect_calls(lab, marks, {MANAGER: NETWORK_ALLOCATED}, "network create")
+        expect_calls(lab, marks, {MANAGER: pool + NETWORK_ALLOCATED}, "network create")
 
         marks = log_marks(lab, hosts)
         service(lab, name, network, "--mode", "global", "--constraint", "node.role==worker", "--stop-grace-period", "1s")
         wait_for_tasks(lab, name, len(workers), hosts=workers)
         expect_calls(lab, marks, {MANAGER: ["RequestAddress"] * len(workers),
-                                  **{worker: COPY_CREATED + TASK_STARTED for worker in workers}}, "service create")
+                                  **{worker: pool + COPY_CREATED + TASK_STARTED for worker in workers}}, "service create")
 
         marks = log_marks(lab, hosts)  # the drained worker's only task leaves: it deletes its copy
         lab.docker(MANAGER, "node", "update", "--availability", "drain", drained)
@@ -479,7 +484,7 @@ def test_what_swarm_sends_the_manager_and_the_workers_plugins(swarm):
 
         marks = log_marks(lab, hosts)
         lab.docker(MANAGER, "node", "update", "--availability", "active", drained)
-        expect_calls(lab, marks, {MANAGER: ["RequestAddress"], drained: COPY_CREATED + TASK_STARTED}, f"activate {drained}")
+        expect_calls(lab, marks, {MANAGER: ["RequestAddress"], drained: pool + COPY_CREATED + TASK_STARTED}, f"activate {drained}")
 
         marks = log_marks(lab, hosts)
         lab.docker(MANAGER, "service", "rm", name)

@@ -11,11 +11,15 @@ import uuid
 import pytest
 
 from acsnet.lab.topology import Lab
-from tests.test_swarm import (  # noqa: F401 (collected again here, with this module's `swarm`)
+from tests.test_swarm import (  # collected again here, with this module's `swarm`
     test_a_service_on_a_vxlan_network_spans_the_swarm_and_leaves_nothing,
     test_bad_options_are_refused_by_the_manager_allocation,
     test_what_swarm_sends_the_manager_and_the_workers_plugins,
 )
+
+__all__ = ["test_a_service_on_a_vxlan_network_spans_the_swarm_and_leaves_nothing",
+           "test_bad_options_are_refused_by_the_manager_allocation",
+           "test_what_swarm_sends_the_manager_and_the_workers_plugins"]
 
 
 @pytest.fixture(scope="module")
