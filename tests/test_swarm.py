@@ -6,6 +6,7 @@ nothing is left on any node: no address, pool, record, OVS port or flow."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -474,3 +475,106 @@ def test_a_drained_nodes_tasks_answer_on_their_new_node_and_a_killed_workers_are
     # gc dropped dead h3's reference to the nodes' shared local pool too (its dockerd never sends
     # ReleasePool), so the pool goes with the live nodes' copies of the network.
     assert_nothing_left(lab, network, "100.84.0.", hosts=live)
+
+
+# -- what swarm sends the plugins, captured -------------------------------------------------------
+
+# Each plugin logs every call it answers (acsnet/plugins/server.py), and dockerd copies a managed
+# plugin's output into its own log: a host's plugin calls, with the plugin's clock to the millisecond.
+PLUGIN_CALL = re.compile(r"ts=(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) level=INFO logger=acsnet\.server "
+                         r"plugin=\S+ method=\w+\.(\w+) status=(\d+)")
+# dockerd asks EndpointOperInfo one to three times per endpoint, and announces each node that joins or
+# leaves the swarm (DiscoverNew, DiscoverDelete) as it learns of it, seconds after the join.
+ASKED_AS_NEEDED = {"EndpointOperInfo", "DiscoverNew", "DiscoverDelete"}
+
+# The calls of each step, by role, as the test below captures them (the README's protocol notes).
+# Docker 26 asks GetDefaultAddressSpaces before every RequestPool (20.10 once, at activation).
+POOL_REQUESTED = {"20.10": ["RequestPool"], "26": ["GetDefaultAddressSpaces", "RequestPool"]}
+COPY_CREATED = ["RequestAddress", "CreateNetwork"]  # after the local pool: the manager's gateway, the copy
+TASK_STARTED = ["RequestAddress", "CreateEndpoint", "Join", "ProgramExternalConnectivity"]
+TASK_STOPPED = ["RevokeExternalConnectivity", "Leave", "DeleteEndpoint", "ReleaseAddress"]
+COPY_DELETED = ["ReleaseAddress", "ReleasePool", "DeleteNetwork"]  # the gateway, the local pool, the copy
+NETWORK_ALLOCATED = ["RequestAddress", "AllocateNetwork"]  # after the global pool: the gateway, the driver
+NETWORK_FREED = ["FreeNetwork", "ReleaseAddress", "ReleasePool"]
+
+
+def log_marks(lab: Lab, hosts: list[str]) -> dict[str, int]:
+    """Where each host's dockerd log ends now: calls_since reads from there."""
+    return {host: os.path.getsize(f"{lab.node(host).workdir}/dockerd.log") for host in hosts}
+
+
+def calls_since(lab: Lab, marks: dict[str, int]) -> dict[str, list[str]]:
+    """Each host's plugin calls since its mark, by method (`Method!status` if not 200), in the order the
+    plugins answered them. The IPAM's and the driver's lines reach dockerd's log through two pipes, so
+    they are ordered by the plugins' own times: dockerd waits for each reply before its next call of a
+    task or a network, and a call's line is written before its reply."""
+    found = {}
+    for host, mark in marks.items():
+        with open(f"{lab.node(host).workdir}/dockerd.log", errors="replace") as log:
+            log.seek(mark)
+            calls = [match.groups() for match in map(PLUGIN_CALL.search, log) if match]
+        calls.sort(key=lambda call: call[0])  # stable: one plugin's calls keep their order
+        found[host] = [method + ("" if status == "200" else f"!{status}") for _, method, status in calls
+                       if method not in ASKED_AS_NEEDED]
+    return found
+
+
+def expect_calls(lab: Lab, marks: dict[str, int], expected: dict[str, list[str]], step: str, timeout: float = 60) -> None:
+    """Wait until the hosts' calls since `marks` are `expected` (none for a host it does not name)."""
+    expected = {host: expected.get(host, []) for host in marks}
+    deadline = time.monotonic() + timeout
+    while (seen := calls_since(lab, marks)) != expected:
+        assert time.monotonic() < deadline, f"{step}: the plugins were called\n{json.dumps(seen, indent=1)}\n" \
+                                            f"where the README records\n{json.dumps(expected, indent=1)}"
+        time.sleep(1)
+
+
+def ready_workers(lab: Lab) -> list[str]:
+    rows = lab.docker(MANAGER, "node", "ls", "--filter", "role=worker", "--format", "{{.Hostname}} {{.Status}}").stdout
+    return sorted(host for host, status in (row.split() for row in rows.splitlines()) if status == "Ready")
+
+
+def test_what_swarm_sends_the_manager_and_the_workers_plugins(swarm):
+    """The calls each step brings on the manager (no task on it: it only allocates) and on each worker,
+    captured from the plugins' logs: a worker makes its copy of the network with its first task and
+    deletes it (DeleteNetwork) when its last task leaves, here as its node is drained; the manager frees
+    the network (FreeNetwork) at `docker network rm`. Runs on the workers that are up (the test that
+    kills h3 comes first in this module)."""
+    lab, tag = swarm, uuid.uuid4().hex[:4]
+    network, name = f"calls-{tag}", f"calls-{tag}"
+    workers = ready_workers(lab)
+    drained, hosts = workers[-1], [MANAGER, *workers]
+    pool = POOL_REQUESTED[lab.engine]
+    try:
+        marks = log_marks(lab, hosts)
+        lab.docker(MANAGER, "network", "create", "-d", VXLAN, "--ipam-driver", IPAM, "--scope", "swarm",
+                   "--subnet", "100.87.0.0/24", network)
+        expect_calls(lab, marks, {MANAGER: pool + NETWORK_ALLOCATED}, "network create")
+
+        marks = log_marks(lab, hosts)
+        service(lab, name, network, "--mode", "global", "--constraint", "node.role==worker", "--stop-grace-period", "1s")
+        wait_for_tasks(lab, name, len(workers), hosts=workers)
+        expect_calls(lab, marks, {MANAGER: ["RequestAddress"] * len(workers),
+                                  **{worker: pool + COPY_CREATED + TASK_STARTED for worker in workers}}, "service create")
+
+        marks = log_marks(lab, hosts)  # the drained worker's only task leaves: it deletes its copy
+        lab.docker(MANAGER, "node", "update", "--availability", "drain", drained)
+        expect_calls(lab, marks, {MANAGER: ["ReleaseAddress"], drained: TASK_STOPPED + COPY_DELETED}, f"drain {drained}")
+        network_gone_from(lab, drained, network)
+
+        marks = log_marks(lab, hosts)
+        lab.docker(MANAGER, "node", "update", "--availability", "active", drained)
+        expect_calls(lab, marks, {MANAGER: ["RequestAddress"], drained: pool + COPY_CREATED + TASK_STARTED}, f"activate {drained}")
+
+        marks = log_marks(lab, hosts)
+        lab.docker(MANAGER, "service", "rm", name)
+        expect_calls(lab, marks, {MANAGER: ["ReleaseAddress"] * len(workers),
+                                  **{worker: TASK_STOPPED + COPY_DELETED for worker in workers}}, "service rm")
+
+        marks = log_marks(lab, hosts)
+        lab.docker(MANAGER, "network", "rm", network)
+        expect_calls(lab, marks, {MANAGER: NETWORK_FREED}, "network rm")
+    finally:
+        lab.docker(MANAGER, "node", "update", "--availability", "active", drained, check=False)
+        remove(lab, [name], [network])
+    assert_nothing_left(lab, network, "100.87.0.", hosts=hosts)
