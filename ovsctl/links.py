@@ -16,6 +16,7 @@ from typing import Callable, TypeVar
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_NOARP, IFF_UP
 
 from acsnet.errors import DatapathError
@@ -224,8 +225,12 @@ def add_address(name: str, address: str, prefixlen: int) -> None:
         index = _index(ipr, name)
         if index is None:
             raise DatapathError(f"no interface {name}")
+        # An IPv6 address without duplicate address detection: each is this host's by a claim in the
+        # store (a vpc host's slice), and DAD only delays it, or fails it for good on a looped-back
+        # probe (seen on a vpc host whose slice arrived after its bridge was up: "dadfailed tentative").
+        flags = {"flags": IFA_F_NODAD} if ":" in address else {}
         try:
-            ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
+            ipr.addr("add", index=index, address=address, prefixlen=prefixlen, **flags)
         except NetlinkError as e:
             if e.code != errno.EEXIST:
                 raise DatapathError(f"cannot add {address}/{prefixlen} to {name}: {e}") from None
