@@ -360,3 +360,23 @@ def test_network_connect_of_a_labelled_container_pins_its_address(lab, front):
         assert ip_of(lab, name, first).startswith("203.0.113.")  # not its label's network: left alone
     finally:
         remove(lab, {"h1": [name]}, [first, second])
+
+
+def test_the_ipv6_label_pins_a_dual_stack_containers_ipv6_address_reached_from_another_host(lab, front):
+    from tests.test_ipv6 import create_dual_stack, pings6
+
+    tag = uuid.uuid4().hex[:4]
+    network, pinned, peer = f"fv6-{tag}", f"pin6-{tag}", f"peer6-{tag}"
+    label6 = "com.docker.network.endpoint.ipv6address"
+    try:
+        create_dual_stack(lab, network, 196)
+        via_front(lab, "run", "-d", *QUICK, "--net", network, "--label", f"{LABEL}=100.64.6.60",
+                  "--label", f"{label6}=2001:db8:6::60", "--name", pinned, IMAGE, "sleep", "600")
+        settings = json.loads(via_front(lab, "inspect", pinned).stdout)[0]["NetworkSettings"]["Networks"][network]
+        assert (settings["IPAddress"], settings["GlobalIPv6Address"]) == ("100.64.6.60", "2001:db8:6::60"), settings
+        lab.docker("h2", "run", "-d", *QUICK, "--net", network, "--name", peer, IMAGE, "sleep", "600")
+        assert pings6(lab, "h2", peer, "2001:db8:6::60")
+        refused = via_front(lab, "create", "--net", network, "--label", f"{label6}=2001:db8:7::60", IMAGE, "true", check=False)
+        assert refused.returncode != 0 and "2001:db8:7::60 is outside network" in refused.stderr, refused.stderr
+    finally:
+        remove(lab, {"h1": [pinned], "h2": [peer]}, [network])
