@@ -1,8 +1,8 @@
 """Swarm-mode services on Docker 20.10: the same tests as tests/test_swarm.py's on 26 (imported, so
 they run again here with this module's lab), on a swarm of three 20.10 hosts running the managed
 plugins (`acsnet lab up --plugins managed --swarm`): a vxlan service across the nodes, scaled up and
-down, removed with its network leaving nothing; vlan and vpc services across the nodes; options refused in AllocateNetwork; and what swarm
-sends the manager's and the workers' plugins. A few minutes: most of it is the lab's install."""
+down, removed with its network leaving nothing; vlan and vpc services the same; options refused in
+AllocateNetwork; and what swarm sends the manager's and the workers' plugins. A few minutes: most of it is the lab's install."""
 
 from __future__ import annotations
 
