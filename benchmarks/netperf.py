@@ -8,8 +8,8 @@ Paths measured (interleaved, so that machine drift cancels; median of repeats wi
 - docker macvlan and docker overlay: what a user would pick instead, Docker's own drivers on the same
   hosts (the peers of vlan and vxlan; how the lab hosts them is in benchmarks/peers.py), and beside
   them, the ratio of each acsnet driver's figures to its peer's,
-- IPv6: native host to host (a documentation address beside each host's IPv4 one), and acsnet vlan
-  and vxlan container to container on dual-stack networks, each ratio over native IPv6.
+- IPv6: native host to host (a documentation address beside each host's IPv4 one), and acsnet vlan,
+  vxlan and vpc container to container on dual-stack networks, each ratio over native IPv6.
 Then, in the same report, the control-plane figures of benchmarks/controlplane.py (docker run against
 the bridge driver, handler p50/p99, IPAM allocations/s on 3 hosts, route propagation, flow programming).
 qperf (tcp_bw, tcp_lat: the reference table's units) runs from each host inside the container's network
@@ -133,7 +133,8 @@ def build_paths(lab: Lab, tag: str) -> list[Path]:
 
 def ipv6_paths(lab: Lab, tag: str) -> list[Path]:
     """IPv6 TCP: host to host over the bridges' own ports, and container to container on dual-stack
-    vlan (VLAN 218) and vxlan networks made as tests/test_ipv6.py makes them."""
+    vlan (VLAN 218), vxlan and vpc networks made as tests/test_ipv6.py makes them (vpc: each container's
+    IPv6 address from its host's slice, so the server's is read back)."""
     for index, host in ((1, "h1"), (2, "h2")):
         lab.node(host).run(["ip", "addr", "add", f"{NATIVE6_PREFIX}{10 + index}/64", "dev", "ovsbr0", "nodad"])
         lab.docker(host, "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--ipv6", "--subnet", "203.0.113.0/24",
@@ -141,16 +142,24 @@ def ipv6_paths(lab: Lab, tag: str) -> list[Path]:
                    "-o", "VlanId=218", f"bench6-{tag}")
         lab.docker(host, "network", "create", "-d", "vxlan", "--ipam-driver", "acsnet", "--ipv6", "--subnet", "100.64.10.0/24",
                    "--subnet", "2001:db8:a::/64", "-o", "VxlanId=301", f"benchvx6-{tag}")
+        lab.docker(host, "network", "create", "-d", "vpc", "--ipam-driver", "acsnet", "--ipv6", "--subnet", "100.76.0.0/16",
+                   "--subnet", "fd00:76::/64", f"benchvpc6-{tag}")
     for host, n in (("h1", 201), ("h2", 202)):
         lab.docker(host, "run", "-d", "--stop-timeout", "1", "--net", f"bench6-{tag}", "--ip", f"203.0.113.{n}",
                    "--ip6", f"2001:db8:218::{n}", "--name", f"bench6-{tag}", IMAGE, "sleep", "7200")
         lab.docker(host, "run", "-d", "--stop-timeout", "1", "--net", f"benchvx6-{tag}", "--ip", f"100.64.10.{n}",
                    "--ip6", f"2001:db8:a::{n}", "--name", f"benchvx6-{tag}", IMAGE, "sleep", "7200")
+        lab.docker(host, "run", "-d", "--stop-timeout", "1", "--net", f"benchvpc6-{tag}", "--name", f"benchvpc6-{tag}",
+                   IMAGE, "sleep", "7200")
+    vpc6_server = json.loads(lab.docker("h2", "inspect", f"benchvpc6-{tag}").stdout)[0]["NetworkSettings"]["Networks"][
+        f"benchvpc6-{tag}"]["GlobalIPv6Address"]
     return [Path("native IPv6", lab, "h1", "h2", f"{NATIVE6_PREFIX}12", native="native IPv6"),
             Path("acsnet vlan IPv6", lab, "h1", "h2", "2001:db8:218::202", f"container:bench6-{tag}", f"container:bench6-{tag}",
                  native="native IPv6"),
             Path("acsnet vxlan IPv6", lab, "h1", "h2", "2001:db8:a::202", f"container:benchvx6-{tag}",
-                 f"container:benchvx6-{tag}", native="native IPv6")]
+                 f"container:benchvx6-{tag}", native="native IPv6"),
+            Path("acsnet vpc IPv6", lab, "h1", "h2", vpc6_server, f"container:benchvpc6-{tag}",
+                 f"container:benchvpc6-{tag}", native="native IPv6")]
 
 
 def peer_paths(lab: Lab, tag: str) -> list[Path]:
@@ -226,7 +235,7 @@ def reference_paths(lab: Lab) -> list[Path]:
 def remove_paths(lab: Lab, tag: str) -> None:
     for host in ("h1", "h2"):
         lab.node(host).run(["ip", "addr", "del", f"{NATIVE6_PREFIX}{10 + int(host[1:])}/64", "dev", "ovsbr0"], check=False)
-        for prefix in ("bench", "benchvx", "benchvpc", "benchmv", "benchov", "bench6", "benchvx6"):
+        for prefix in ("bench", "benchvx", "benchvpc", "benchmv", "benchov", "bench6", "benchvx6", "benchvpc6"):
             lab.docker(host, "rm", "-f", f"{prefix}-{tag}", check=False)
             lab.docker(host, "network", "rm", f"{prefix}-{tag}", check=False)  # overlay: h1's (the manager's) does
 
@@ -365,7 +374,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             lab.up(hosts=hosts, link_rate=args.link_rate, progress=steps, engine=engine, host_os=name)
             switches[name] = f"OVS {ovs_version(lab)}" + (f", {name}" if len(host_oses) > 1 else "")
             steps(f"datapath ({name}): vlan, vxlan and vpc networks and a container of each on h1 and h2; the reference "
-                  "paths; Docker's macvlan and overlay (h1 and h2 in a swarm); dual-stack vlan and vxlan for IPv6")
+                  "paths; Docker's macvlan and overlay (h1 and h2 in a swarm); dual-stack vlan, vxlan and vpc for IPv6")
             paths += label_paths(build_paths(lab, tag), switches[name] if len(host_oses) > 1 else None)
         samples: dict[str, list] = {p.name: [] for p in paths}
         for round_ in range(args.repeat):

@@ -13,8 +13,8 @@ from acsnet.lab.host import REPO
 def test_netperf_quick_reports_every_path_with_ratios_from_one_run(tmp_path):
     """`acsnet bench --quick --link-rate 1gbit --out DIR`: the table, its JSON and the chart, and the
     control-plane figures, from one run, on links that really are shaped; Docker's macvlan and overlay
-    (the peers) measured on the same lab, each beside its acsnet driver, and IPv6 rows (native, vlan and
-    vxlan dual-stack); the peers' and IPv6 rows cost this test about 35 s more."""
+    (the peers) measured on the same lab, each beside its acsnet driver, and IPv6 rows (native, vlan,
+    vxlan and vpc dual-stack); the peers' and IPv6 rows cost this test about 35 s more."""
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "acsnet.cli", "bench", "--quick", "--link-rate", "1gbit", "--out", str(out),
                              "--workdir", str(tmp_path / "lab")], cwd=REPO, capture_output=True, text=True, timeout=900)
@@ -22,7 +22,7 @@ def test_netperf_quick_reports_every_path_with_ratios_from_one_run(tmp_path):
     report = json.loads((out / "netperf.json").read_text())
     table = report["table"]
     assert set(table) == {"native", "plain OVS", "linux bridge", "kernel vxlan", "acsnet vlan", "acsnet vxlan", "acsnet vpc",
-                          "docker macvlan", "docker overlay", "native IPv6", "acsnet vlan IPv6", "acsnet vxlan IPv6"}
+                          "docker macvlan", "docker overlay", "native IPv6", "acsnet vlan IPv6", "acsnet vxlan IPv6", "acsnet vpc IPv6"}
     for name, row in table.items():
         assert row["bw"]["median"] > 0 and row["lat"]["median"] > 0 and row["iperf3"]["median"] > 0, name
         # Each ratio is this run's median over this run's native median (of its IP version).
