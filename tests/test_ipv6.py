@@ -37,6 +37,14 @@ def create_dual_stack(lab: Lab, name: str, vni: int, hosts=("h1", "h2"), *extra:
                    *extra, name)
 
 
+def create_vlan217_dual_stack(lab: Lab, name: str, hosts=("h1", "h2")) -> None:
+    """VLAN 217 dual-stack, its router (the lab's gw) at .1 and ::1 of each subnet."""
+    for host in hosts:
+        lab.docker(host, "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--ipv6",
+                   "--subnet", "198.51.100.0/24", "--gateway", "198.51.100.1",
+                   "--subnet", "2001:db8:217::/64", "--gateway", "2001:db8:217::1", "-o", "VlanId=217", name)
+
+
 def serve(lab: Lab, host: str, name: str, network: str, ip: str, ip6: str) -> None:
     """A container whose web page is its own name, so a reply says who answered."""
     script = f"mkdir /www && echo {name} > /www/index.html && exec httpd -f -p 80 -h /www"
@@ -217,10 +225,7 @@ def test_vlan_dual_stack_answers_neighbours_by_flows_and_the_switch_sees_host_ma
         f"cookie=0x7e56,priority=50,icmp6,icmp_type=135,dl_src={mac},actions=NORMAL" for mac in known) + "\n")
     gw.run(["ip", "-6", "addr", "add", "2001:db8:217::1/64", "dev", "gw-v217", "nodad"])
     try:
-        for host in ("h1", "h2"):
-            lab.docker(host, "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--ipv6",
-                       "--subnet", "198.51.100.0/24", "--gateway", "198.51.100.1",
-                       "--subnet", "2001:db8:217::/64", "--gateway", "2001:db8:217::1", "-o", "VlanId=217", network)
+        create_vlan217_dual_stack(lab, network)
         for host, name, ip, ip6 in (("h1", f"w1-{tag}", "198.51.100.110", "2001:db8:217::110"),
                                     ("h2", f"w2-{tag}", "198.51.100.111", "2001:db8:217::111"),
                                     ("h1", f"w3-{tag}", "198.51.100.112", "2001:db8:217::112")):
@@ -467,10 +472,7 @@ def test_an_ip6_pin_of_a_dead_host_is_taken_over_on_another_and_reached_within_a
         gw = lab.node("gw")
         gw.run(["ip", "-6", "addr", "add", "2001:db8:217::1/64", "dev", "gw-v217", "nodad"])
         create_dual_stack(lab, "vx6", 230, ("h1", "h2", "h3"))
-        for host in ("h1", "h2"):
-            lab.docker(host, "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--ipv6",
-                       "--subnet", "198.51.100.0/24", "--gateway", "198.51.100.1",
-                       "--subnet", "2001:db8:217::/64", "--gateway", "2001:db8:217::1", "-o", "VlanId=217", "vl6")
+        create_vlan217_dual_stack(lab, "vl6")
         serve(lab, "h1", "app", "vx6", "100.64.6.60", pinned6)
         serve(lab, "h3", "client", "vx6", "100.64.6.61", "2001:db8:6::61")
         serve(lab, "h1", "vapp", "vl6", "198.51.100.160", vlan_pinned6)
@@ -597,10 +599,7 @@ def test_vlan_neighbour_advertisements_seen_at_the_switch_carry_only_host_macs(l
     sw.run(["ovs-ofctl", "add-flows", SWITCH_BRIDGE, "-"], input="\n".join(counters) + "\n")
     gw.run(["ip", "-6", "addr", "add", "2001:db8:217::1/64", "dev", "gw-v217", "nodad"])
     try:
-        for host in ("h1", "h2"):
-            lab.docker(host, "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--ipv6",
-                       "--subnet", "198.51.100.0/24", "--gateway", "198.51.100.1",
-                       "--subnet", "2001:db8:217::/64", "--gateway", "2001:db8:217::1", "-o", "VlanId=217", network)
+        create_vlan217_dual_stack(lab, network)
         addresses = {}
         for i, (host, name) in enumerate([(h, n) for h, ns in names.items() for n in ns]):
             addresses[name] = f"2001:db8:217::{0x170 + i:x}"

@@ -66,10 +66,15 @@ print("ok")
 """
 
 
-def test_links_routes_and_routers_on_netlink_in_a_namespace_of_its_own():
-    result = subprocess.run(["unshare", "--net", "--mount", "--", sys.executable, "-c", EXERCISE], cwd=REPO,
+def run_in_own_namespace(script: str) -> None:
+    """Run a script in a network and mount namespace of its own; it prints "ok" when its checks pass."""
+    result = subprocess.run(["unshare", "--net", "--mount", "--", sys.executable, "-c", script], cwd=REPO,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_links_routes_and_routers_on_netlink_in_a_namespace_of_its_own():
+    run_in_own_namespace(EXERCISE)
 
 
 ROUTERS = r"""
@@ -144,9 +149,7 @@ print("ok")
 
 
 def test_routers_fork_nothing_to_set_up_and_one_networks_ports_rewrite_only_its_rules():
-    result = subprocess.run(["unshare", "--net", "--mount", "--", sys.executable, "-c", ROUTERS], cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+    run_in_own_namespace(ROUTERS)
 
 
 DUAL_STACK_ROUTER = r"""
@@ -197,6 +200,4 @@ print("ok")
 
 
 def test_a_dual_stack_router_routes_ipv6_over_its_transfer_links_twins_and_publishes_by_family():
-    result = subprocess.run(["unshare", "--net", "--mount", "--", sys.executable, "-c", DUAL_STACK_ROUTER], cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+    run_in_own_namespace(DUAL_STACK_ROUTER)
