@@ -53,7 +53,10 @@ class PluginProcess:
                 return False
         probe = (f"from acsnet.plugin_client import PluginClient; import sys; "
                  f"sys.exit(PluginClient({self.socket_path!r}, 2).call('Plugin.Activate')[0] != 200)")
-        return self.host.run([sys.executable, "-c", probe], check=False, timeout=10).returncode == 0
+        try:
+            return self.host.run([sys.executable, "-c", probe], check=False, timeout=10).returncode == 0
+        except subprocess.TimeoutExpired:  # a loaded machine: not answering yet, start()'s deadline decides
+            return False
 
     def client(self, timeout: float = 30.0) -> PluginClient:
         if self.host is not None:
