@@ -9,7 +9,8 @@ Paths measured (interleaved, so that machine drift cancels; median of repeats wi
   hosts (the peers of vlan and vxlan; how the lab hosts them is in benchmarks/peers.py), and beside
   them, the ratio of each acsnet driver's figures to its peer's,
 - IPv6: native host to host (a documentation address beside each host's IPv4 one), and acsnet vlan,
-  vxlan and vpc container to container on dual-stack networks, each ratio over native IPv6.
+  vxlan and vpc and the macvlan peer container to container on dual-stack networks, each ratio over
+  native IPv6.
 Then, in the same report, the control-plane figures of benchmarks/controlplane.py (docker run against
 the bridge driver, handler p50/p99, IPAM allocations/s on 3 hosts, route propagation, flow programming).
 qperf (tcp_bw, tcp_lat: the reference table's units) runs from each host inside the container's network
@@ -38,7 +39,7 @@ import uuid
 from acsnet.benchmarks import controlplane, peers
 from acsnet.benchmarks.progress import Steps
 from acsnet.lab.dockerd import IMAGE
-from acsnet.lab.host import DEFAULT_HOST_OS, HOST_OSES
+from acsnet.lab.host import DEFAULT_HOST_OS, HOST_OSES, LabError
 from acsnet.lab.topology import Lab, host_address
 
 REFERENCE = {"native": (117.0, 24.5), "acsnet vlan": (117.0, 28.6), "acsnet vxlan": (113.0, 43.0),
@@ -69,6 +70,23 @@ class Path:
         self.client_host, self.server_host, self.server_address = client_host, server_host, server_address
         self.client_place, self.server_place = client_place, server_place
 
+    def _client(self, argv: list[str], seconds: int) -> str:
+        """The client's output, tried again while the server it just started is not listening yet (on
+        a loaded machine that takes more than a moment); another failure, or the same for 10 s, is the
+        path's."""
+        client = self.lab.node(self.client_host)
+        command = [*self._prefix(self.client_host, self.client_place), *argv]
+        deadline = time.monotonic() + 10
+        while True:
+            result = client.run(command, timeout=seconds * 4 + 30, check=False)
+            said = result.stdout + result.stderr  # qperf: "failed to connect"; iperf3 -J: "unable to connect ..."
+            if not ("failed to connect" in said or "unable to connect" in said) or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        if result.returncode != 0 and not result.stdout.lstrip().startswith("{"):
+            raise LabError(f"{' '.join(command)} failed ({result.returncode}): {(result.stderr or result.stdout).strip()}")
+        return result.stdout
+
     def _prefix(self, host: str, place: str | None) -> list[str]:
         if place is None:
             return []
@@ -80,25 +98,22 @@ class Path:
 
     def measure(self, seconds: int) -> dict[str, float]:
         server = self.lab.node(self.server_host)
-        client = self.lab.node(self.client_host)
         server_prefix = self._prefix(self.server_host, self.server_place)
-        client_prefix = self._prefix(self.client_host, self.client_place)
         daemon = server.popen([*server_prefix, "qperf", "--listen_port", QPERF_PORT], f"{server.workdir}/qperf-server.log")
         try:
-            time.sleep(0.3)
-            out = client.run([*client_prefix, "qperf", "--listen_port", QPERF_PORT, "-t", str(seconds),
-                              self.server_address, "tcp_bw", "tcp_lat"], timeout=seconds * 4 + 30).stdout
+            out = self._client(["qperf", "--listen_port", QPERF_PORT, "-t", str(seconds), self.server_address,
+                                "tcp_bw", "tcp_lat"], seconds)
         finally:
             daemon.kill()
             daemon.wait()
         iperf = server.popen([*server_prefix, "iperf3", "-s", "-1"], f"{server.workdir}/iperf3-server.log")
         try:
-            time.sleep(0.3)
-            result = json.loads(client.run([*client_prefix, "iperf3", "-J", "-t", str(seconds), "-c", self.server_address],
-                                           timeout=seconds * 4 + 30).stdout)
+            result = json.loads(self._client(["iperf3", "-J", "-t", str(seconds), "-c", self.server_address], seconds))
         finally:
             iperf.kill()
             iperf.wait()
+        if "error" in result:
+            raise LabError(f"iperf3 to {self.server_address} ({self.name}): {result['error']}")
         return {"bw": _qperf_value(out, "tcp_bw"), "lat": _qperf_value(out, "tcp_lat"),
                 "iperf3": result["end"]["sum_received"]["bits_per_second"] / 8e6}
 
@@ -118,6 +133,7 @@ def build_paths(lab: Lab, tag: str) -> list[Path]:
                    "--name", f"benchvx-{tag}", IMAGE, "sleep", "7200")
         lab.docker(host, "run", "-d", "--stop-timeout", "1", "--net", f"benchvpc-{tag}", "--name", f"benchvpc-{tag}",
                    IMAGE, "sleep", "7200")
+    peer = peer_paths(lab, tag)
     vpc_server = json.loads(lab.docker("h2", "inspect", f"benchvpc-{tag}").stdout)[0]["NetworkSettings"]["Networks"][
         f"benchvpc-{tag}"]["IPAddress"]
     return [
@@ -126,8 +142,9 @@ def build_paths(lab: Lab, tag: str) -> list[Path]:
         Path("acsnet vlan", lab, "h1", "h2", "198.51.100.202", f"container:bench-{tag}", f"container:bench-{tag}"),
         Path("acsnet vxlan", lab, "h1", "h2", "100.64.9.202", f"container:benchvx-{tag}", f"container:benchvx-{tag}"),
         Path("acsnet vpc", lab, "h1", "h2", vpc_server, f"container:benchvpc-{tag}", f"container:benchvpc-{tag}"),
-        *peer_paths(lab, tag),
+        *[path for path in peer if path.native == "native"],
         *ipv6_paths(lab, tag),
+        *[path for path in peer if path.native == "native IPv6"],
     ]
 
 
@@ -163,19 +180,27 @@ def ipv6_paths(lab: Lab, tag: str) -> list[Path]:
 
 
 def peer_paths(lab: Lab, tag: str) -> list[Path]:
-    """Docker's own macvlan and overlay, container to container from h1 to h2 (benchmarks/peers.py)."""
+    """Docker's own macvlan and overlay, container to container from h1 to h2 (benchmarks/peers.py),
+    and macvlan by IPv6 too: its network is dual-stack, in the hosts' native IPv6 prefix (a parent takes
+    one macvlan network), so its IPv6 row is the peer of acsnet vlan's. Overlay has no IPv6 row: on
+    Docker 20.10 a worker refuses its own container on a dual-stack attachable overlay network ("Invalid
+    address fd00:77::3: It does not belong to any of this network's subnets"), and `--ip6` is not
+    honoured there."""
     peers.ensure_swarm(lab)
-    lab.docker("h1", "network", "create", *peers.macvlan_options("192.0.2.224/28"), f"benchmv-{tag}")
-    lab.docker("h2", "network", "create", *peers.macvlan_options("192.0.2.224/28"), f"benchmv-{tag}")
+    macvlan = peers.macvlan_options("192.0.2.224/28", f"{NATIVE6_PREFIX}/64")
+    lab.docker("h1", "network", "create", *macvlan, f"benchmv-{tag}")
+    lab.docker("h2", "network", "create", *macvlan, f"benchmv-{tag}")
     lab.docker("h1", "network", "create", *peers.overlay_options("100.77.0.0/24"), f"benchov-{tag}")
     for host, n in (("h1", 231), ("h2", 232)):
         lab.docker(host, "run", "-d", "--stop-timeout", "1", "--net", f"benchmv-{tag}", "--ip", f"192.0.2.{n}",
-                   "--name", f"benchmv-{tag}", IMAGE, "sleep", "7200")
+                   "--ip6", f"{NATIVE6_PREFIX}{n}", "--name", f"benchmv-{tag}", IMAGE, "sleep", "7200")
         lab.docker(host, "run", "-d", "--stop-timeout", "1", "--net", f"benchov-{tag}", "--ip", f"100.77.0.{n}",
                    "--name", f"benchov-{tag}", IMAGE, "sleep", "7200")
         peers.overlay_checksums_in_kernel(lab, host, f"benchov-{tag}")
     return [Path("docker macvlan", lab, "h1", "h2", "192.0.2.232", f"container:benchmv-{tag}", f"container:benchmv-{tag}"),
-            Path("docker overlay", lab, "h1", "h2", "100.77.0.232", f"container:benchov-{tag}", f"container:benchov-{tag}")]
+            Path("docker overlay", lab, "h1", "h2", "100.77.0.232", f"container:benchov-{tag}", f"container:benchov-{tag}"),
+            Path("docker macvlan IPv6", lab, "h1", "h2", f"{NATIVE6_PREFIX}232", f"container:benchmv-{tag}",
+                 f"container:benchmv-{tag}", native="native IPv6")]
 
 
 def reference_paths(lab: Lab) -> list[Path]:
@@ -262,7 +287,7 @@ def peer_comparison(table: dict[str, dict]) -> list[dict]:
     acsnet (above 1: acsnet ahead), by medians, and whether the two rows' min-max ranges overlap."""
     rows = []
     for name, row in table.items():
-        base = name.split(" [")[0]
+        base = name.split(" [")[0].removesuffix(" IPv6")  # "acsnet vlan IPv6 [OVS 3.5, ...]": "acsnet vlan"
         peer = PEERS.get(base, "") + name[len(base):]
         if base not in PEERS or peer not in table:
             continue

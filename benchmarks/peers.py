@@ -28,10 +28,12 @@ MACVLAN_PARENT = "ovsbr0"
 MACVLAN_SUBNET = ["--subnet", "192.0.2.0/24", "--gateway", "192.0.2.1"]
 
 
-def macvlan_options(ip_range: str) -> list[str]:
+def macvlan_options(ip_range: str, subnet6: str | None = None) -> list[str]:
     """`docker network create` options of a macvlan network on the lab's underlay, its containers'
-    addresses from `ip_range` (out of the lab's own addresses' way)."""
-    return ["-d", "macvlan", *MACVLAN_SUBNET, "--ip-range", ip_range, "-o", f"parent={MACVLAN_PARENT}"]
+    addresses from `ip_range` (out of the lab's own addresses' way); dual-stack with `subnet6`, the
+    prefix the hosts' own IPv6 addresses are in (containers then pinned with --ip6)."""
+    ipv6 = ["--ipv6", "--subnet", subnet6] if subnet6 else []
+    return ["-d", "macvlan", *MACVLAN_SUBNET, "--ip-range", ip_range, *ipv6, "-o", f"parent={MACVLAN_PARENT}"]
 
 
 def overlay_options(subnet: str) -> list[str]:

@@ -14,7 +14,8 @@ def test_netperf_quick_reports_every_path_with_ratios_from_one_run(tmp_path):
     """`acsnet bench --quick --link-rate 1gbit --out DIR`: the table, its JSON and the chart, and the
     control-plane figures, from one run, on links that really are shaped; Docker's macvlan and overlay
     (the peers) measured on the same lab, each beside its acsnet driver, and IPv6 rows (native, vlan,
-    vxlan and vpc dual-stack); the peers' and IPv6 rows cost this test about 35 s more."""
+    vxlan and vpc dual-stack, and macvlan's); the peers' and IPv6 rows cost this test about
+    35 s more."""
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "acsnet.cli", "bench", "--quick", "--link-rate", "1gbit", "--out", str(out),
                              "--workdir", str(tmp_path / "lab")], cwd=REPO, capture_output=True, text=True, timeout=900)
@@ -22,7 +23,8 @@ def test_netperf_quick_reports_every_path_with_ratios_from_one_run(tmp_path):
     report = json.loads((out / "netperf.json").read_text())
     table = report["table"]
     assert set(table) == {"native", "plain OVS", "linux bridge", "kernel vxlan", "acsnet vlan", "acsnet vxlan", "acsnet vpc",
-                          "docker macvlan", "docker overlay", "native IPv6", "acsnet vlan IPv6", "acsnet vxlan IPv6", "acsnet vpc IPv6"}
+                          "docker macvlan", "docker overlay", "native IPv6", "acsnet vlan IPv6", "acsnet vxlan IPv6", "acsnet vpc IPv6",
+                          "docker macvlan IPv6"}
     for name, row in table.items():
         assert row["bw"]["median"] > 0 and row["lat"]["median"] > 0 and row["iperf3"]["median"] > 0, name
         # Each ratio is this run's median over this run's native median (of its IP version).
@@ -37,8 +39,9 @@ def test_netperf_quick_reports_every_path_with_ratios_from_one_run(tmp_path):
     assert all(f"| {name} |" in printed for name in table) and printed in result.stdout
     assert (out / "netperf.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Each acsnet driver beside its peer, from the same run's medians, and the report says which is ahead.
-    assert [(row["acsnet"], row["peer"]) for row in report["peers"]] == [("acsnet vlan", "docker macvlan"),
-                                                                        ("acsnet vxlan", "docker overlay")]
+    assert [(row["acsnet"], row["peer"]) for row in report["peers"]] == [
+        ("acsnet vlan", "docker macvlan"), ("acsnet vxlan", "docker overlay"),
+        ("acsnet vlan IPv6", "docker macvlan IPv6")]
     for row in report["peers"]:
         assert abs(row["bw_over_peer"] - table[row["acsnet"]]["bw"]["median"] / table[row["peer"]]["bw"]["median"]) < 1e-9
         assert f"| {row['acsnet']} | {row['peer']} | {row['bw_over_peer']:.2f} | {row['bw_ahead']}" in printed
@@ -79,8 +82,10 @@ def test_peer_comparison_pairs_each_acsnet_row_with_its_peer_of_the_same_lab():
     table = {"acsnet vlan": row((100, 110, 119), (200, 250, 300)), "docker macvlan": row((90, 100, 105), (150, 200, 210)),
              "acsnet vxlan [OVS 3.5, debian13]": row((50, 60, 70), (300, 300, 300)),
              "docker overlay [OVS 3.5, debian13]": row((20, 30, 40), (400, 600, 700)),
-             "acsnet vxlan": row((1, 1, 1), (1, 1, 1))}  # its peer's row is missing: no comparison
-    vlan, vxlan = peer_comparison(table)
+             "acsnet vxlan": row((1, 1, 1), (1, 1, 1)),  # its peer's row is missing: no comparison
+             "acsnet vlan IPv6": row((80, 80, 80), (100, 100, 100)), "docker macvlan IPv6": row((40, 40, 40), (100, 100, 100))}
+    vlan, vxlan, vlan6 = peer_comparison(table)
+    assert (vlan6["peer"], vlan6["bw_over_peer"], vlan6["peer_lat_over_acsnet"]) == ("docker macvlan IPv6", 2.0, 1.0)
     assert (vlan["peer"], vlan["bw_ahead"], vlan["lat_ahead"]) == ("docker macvlan", "acsnet", "peer")
     assert vlan["bw_over_peer"] == 1.1 and vlan["peer_lat_over_acsnet"] == 0.8 and vlan["bw_ranges_overlap"]
     assert vxlan["peer"] == "docker overlay [OVS 3.5, debian13]" and vxlan["bw_over_peer"] == 2.0
