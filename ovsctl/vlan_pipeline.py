@@ -23,8 +23,8 @@ NDP options only in neighbour solicitations and advertisements, so on a flow mat
 refuses `set_field:...->nd_sll` and `nd_options_type` ("lacks correct prerequisites"), and its datapath
 would not find the option of a 16-byte RS either (packet_set_nd wants 24). Nor can a flow strip the
 option (IPv6's payload length is no field). So a container's own solicitation is dropped, and on an
-accepting network the host solicits for each container that joins, once its link is up, with the host's
-MAC in both places and the container's address as source (`acsnet.plugins.vlan.agent`).
+accepting network the host solicits for each container that joins, once dockerd runs it, with the
+host's MAC in both places and the container's address as source (`acsnet.plugins.vlan.agent`).
 
 The tables (0 classify, 10 from a container, 20 from the uplink, 30 ARP proxy, 35 and 36 neighbour
 advertisement), each flow as a lab host dumps it, and packet walks: docs/pipeline.md, "The host bridge `ovsbr0`". tests/test_pipeline_doc.py
