@@ -18,7 +18,7 @@ VLAN's containers — to all nodes, to every container; to one container's addre
 solicitation), to that container with its MAC — and a solicitation for a link-local address (the
 router's, which the advertisements name as the next hop) is answered with the router's MAC.
 
-A router solicitation is not rewritten but sent again by the host: OVS (3.1, as the lab checks) parses
+A router solicitation is not rewritten but sent again by the host: OVS (3.1, tried on a lab host) parses
 NDP options only in neighbour solicitations and advertisements, so on a flow matching icmp_type=133 it
 refuses `set_field:...->nd_sll` and `nd_options_type` ("lacks correct prerequisites"), and its datapath
 would not find the option of a 16-byte RS either (packet_set_nd wants 24). Nor can a flow strip the
