@@ -16,8 +16,10 @@ table: tests/test_neighbour_flows.py).
 A solicitation from the unspecified address (`::`) is duplicate address detection: answering it would
 tell the container its own address is taken. `nd_dad_probe_match` lets pipelines drop it.
 
-`unsolicited_advert` is the one NDP frame the host sends itself (as a packet-out), the twin of
-`acsnet.ovsctl.arp.gratuitous_arp`: an address that appears with a new MAC.
+`unsolicited_advert` and `router_solicitation` are the NDP frames the host sends itself: the first the
+twin of `acsnet.ovsctl.arp.gratuitous_arp` (an address that appears with a new MAC), the second a
+container's solicitation sent again with the host's MAC (a flow cannot rewrite its option:
+`acsnet.ovsctl.vlan_pipeline`).
 """
 
 from __future__ import annotations
@@ -95,3 +97,16 @@ def unsolicited_advert(ip6: str, mac: str) -> bytes:
 
     return bytes(Ether(src=mac, dst=ALL_NODES_MAC) / IPv6(src=ip6, dst=ALL_NODES, hlim=255)
                  / ICMPv6ND_NA(tgt=ip6, R=0, S=0, O=1) / ICMPv6NDOptDstLLAddr(lladdr=mac))
+
+
+ALL_ROUTERS, ALL_ROUTERS_MAC = "ff02::2", "33:33:00:00:00:02"
+
+
+def router_solicitation(ip6: str, mac: str) -> bytes:
+    """"Routers, advertise to <ip6>", from <mac>, which its source link-layer option names too: a router
+    that answers unicast (RFC 7772) sends to <mac>, and its neighbour entry for <ip6> holds <mac>."""
+    from scapy.layers.inet6 import ICMPv6ND_RS, ICMPv6NDOptSrcLLAddr, IPv6
+    from scapy.layers.l2 import Ether
+
+    return bytes(Ether(src=mac, dst=ALL_ROUTERS_MAC) / IPv6(src=ip6, dst=ALL_ROUTERS, hlim=255)
+                 / ICMPv6ND_RS() / ICMPv6NDOptSrcLLAddr(lladdr=mac))

@@ -11,11 +11,20 @@ IPv6 (a dual-stack network) gets the same: neighbour solicitations from containe
 flows (35, finished in 36: `acsnet.ovsctl.neighbour`), those from the VLAN for a local container with
 the host's MAC, and IPv6 to a local container's address is rewritten to its MAC. Container NDP that
 would carry a container's MAC in a link-layer option (router solicitations, advertisements, redirects)
-never leaves the host: dropped, so no option needs rewriting. Router advertisements from the VLAN are
-dropped too (containers keep Docker's static gateway), except on a VLAN whose network asks for them
-(`-o ipv6_ra=accept`): there those from the router's MAC (the gateway's, once learned) go to the
-VLAN's containers, and a solicitation for a link-local address (the router's, which the advertisements
-name as the next hop) is answered with the router's MAC.
+never leaves the host: dropped, as OVS cannot rewrite the option (below). Router advertisements from the
+VLAN are dropped too (containers keep Docker's static gateway), except on a VLAN whose network asks for
+them (`-o ipv6_ra=accept`): there those from the router's MAC (the gateway's, once learned) go to the
+VLAN's containers — to all nodes, to every container; to one container's address (the answer to a
+solicitation), to that container with its MAC — and a solicitation for a link-local address (the
+router's, which the advertisements name as the next hop) is answered with the router's MAC.
+
+A router solicitation is not rewritten but sent again by the host: OVS (3.1, tried on a lab host) parses
+NDP options only in neighbour solicitations and advertisements, so on a flow matching icmp_type=133 it
+refuses `set_field:...->nd_sll` and `nd_options_type` ("lacks correct prerequisites"), and its datapath
+would not find the option of a 16-byte RS either (packet_set_nd wants 24). Nor can a flow strip the
+option (IPv6's payload length is no field). So a container's own solicitation is dropped, and on an
+accepting network the host solicits for each container that joins, once dockerd runs it, with the
+host's MAC in both places and the container's address as source (`acsnet.plugins.vlan.agent`).
 
 The tables (0 classify, 10 from a container, 20 from the uplink, 30 ARP proxy, 35 and 36 neighbour
 advertisement), each flow as a lab host dumps it, and packet walks: docs/pipeline.md, "The host bridge `ovsbr0`". tests/test_pipeline_doc.py
@@ -28,8 +37,9 @@ import dataclasses
 import functools
 
 from acsnet.ovsctl import openflow
-from acsnet.ovsctl.neighbour import (ICMPV6_NA, ICMPV6_NS, arp_reply_actions, nd_advert_actions, nd_advert_finish_actions,
-                                     nd_advert_finish_match, nd_dad_probe_match, nd_solicitation_match)
+from acsnet.ovsctl.neighbour import (ALL_NODES, ICMPV6_NA, ICMPV6_NS, arp_reply_actions, nd_advert_actions,
+                                     nd_advert_finish_actions, nd_advert_finish_match, nd_dad_probe_match,
+                                     nd_solicitation_match)
 
 COOKIE = "0xac5"
 CLASSIFY, FROM_CONTAINER, FROM_UPLINK, ARP_PROXY, ND_PROXY, ND_FINISH = 0, 10, 20, 30, 35, 36
@@ -82,6 +92,9 @@ def vlan_flows(dp: VlanDatapath) -> list[str]:
              _flow(FROM_CONTAINER, 200, f"icmp6,icmp_type={ICMPV6_NS}", f"resubmit(,{ND_PROXY})"),
              *[_flow(FROM_CONTAINER, 190, f"icmp6,icmp_type={t}", "drop") for t in CONTAINER_NDP_DROPPED],
              _flow(FROM_UPLINK, 210, nd_dad_probe_match(), "drop"),
+             # Advertisements not let in below (another sender, a VLAN that does not accept them), unicast
+             # ones too: without it, one to a container's address would pass as its IPv6 (priority 100).
+             _flow(FROM_UPLINK, 190, f"icmp6,icmp_type={ICMPV6_RA}", "drop"),
              _flow(ND_PROXY, 0, "", "drop"),
              _flow(ND_FINISH, 100, nd_advert_finish_match(), nd_advert_finish_actions())]
     for vlan in sorted(dp.vlans):
@@ -100,10 +113,17 @@ def vlan_flows(dp: VlanDatapath) -> list[str]:
             flows.append(_flow(FROM_UPLINK, 100, f"ipv6,dl_vlan={p.vlan},reg0={p.vlan},ipv6_dst={p.ip6}",
                                f"pop_vlan,set_field:{p.mac}->eth_dst,output:{p.port}"))
     for g in dp.gateways:
-        ports = [p.port for p in dp.local if p.vlan == g.vlan]
+        ports = [p for p in dp.local if p.vlan == g.vlan]
         if g.vlan in dp.accept_ra and g.ip6 and ports:
-            flows.append(_flow(FROM_UPLINK, 200, f"icmp6,icmp_type={ICMPV6_RA},dl_vlan={g.vlan},reg0={g.vlan},dl_src={g.mac}",
-                               "pop_vlan," + ",".join(f"output:{p}" for p in ports)))
+            from_router = f"icmp6,icmp_type={ICMPV6_RA},dl_vlan={g.vlan},reg0={g.vlan},dl_src={g.mac}"
+            flows.append(_flow(FROM_UPLINK, 200, f"{from_router},ipv6_dst={ALL_NODES}",
+                               "pop_vlan," + ",".join(f"output:{p.port}" for p in ports)))
+            # A solicited advertisement may come unicast (RFC 7772 asks routers to) to the address the
+            # host solicited from, at the host's MAC: to that container only, at its own MAC.
+            for p in ports:
+                if p.ip6:
+                    flows.append(_flow(FROM_UPLINK, 200, f"{from_router},ipv6_dst={p.ip6}",
+                                       f"pop_vlan,set_field:{p.mac}->eth_dst,output:{p.port}"))
             flows.append(_flow(ND_PROXY, 90, f"icmp6,icmp_type={ICMPV6_NS},nd_target={LINK_LOCAL6},reg0={g.vlan}",
                                nd_advert_actions(g.mac, None, ND_FINISH, router=True)))
     gateways = {(g.vlan, g.ip6) for g in dp.gateways if g.ip6}

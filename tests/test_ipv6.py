@@ -7,6 +7,7 @@ stored. The addresses are 2001:db8::/32 (documentation)."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import re
 import sys
@@ -811,3 +812,107 @@ def test_the_vpc_driver_takes_a_dual_stack_networks_pools_and_a_driver_without_i
     with pytest.raises(InvalidRequest) as refused:
         network_subnets("example", request, dual_stack=False)
     assert "the example driver does not support IPv6 networks yet" in refused.value.message
+
+
+# The lab's router (gw) as one that advertises only when solicited (radvd's `UnicastOnly`): each router
+# solicitation on its VLAN interface is printed (when, Ethernet source, IPv6 source, the MAC its option
+# names) and answered unicast to its source address at the option's MAC, as RFC 7772 asks of routers.
+SOLICITED_ROUTER = """import json, sys, time
+from scapy.all import Ether, IPv6, ICMPv6ND_RA, ICMPv6NDOptSrcLLAddr, ICMPv6NDOptPrefixInfo, sendp, sniff
+iface, mac, ll, prefix = sys.argv[1:5]
+
+def answer(frame):
+    option = frame[ICMPv6NDOptSrcLLAddr].lladdr if ICMPv6NDOptSrcLLAddr in frame else None
+    if option:
+        sendp(Ether(src=mac, dst=option) / IPv6(src=ll, dst=frame[IPv6].src, hlim=255) / ICMPv6ND_RA(routerlifetime=1800)
+              / ICMPv6NDOptSrcLLAddr(lladdr=mac) / ICMPv6NDOptPrefixInfo(prefix=prefix, prefixlen=64, L=1, A=0),
+              iface=iface, verbose=False)
+    print(json.dumps({"at": time.time(), "src": frame.src, "ip6": frame[IPv6].src, "option": option}), flush=True)
+
+print("ready", flush=True)
+sniff(iface=iface, filter="icmp6 and ip6[40] == 133", lfilter=lambda f: f.src != mac, prn=answer, store=False)
+"""
+# A router solicitation as `tcpdump -e -vv` prints it on a trunk port: its checksum checked, its option shown.
+SOLICITATION_SEEN = re.compile(r"(?P<src>[0-9a-f:]{17}) > [0-9a-f:]{17}, ethertype 802\.1Q \(0x8100\), length \d+: "
+                               r"vlan (?P<vlan>\d+), .*? (?P<ip6>[0-9a-f:]+) > ff02::2: \[(?P<checksum>[^\]]+)\] ICMP6, "
+                               r"router solicitation, length \d+\s+source link-address option \(1\), length 8 \(1\): "
+                               r"(?P<option>[0-9a-f:]{17})")
+
+
+def wait_for_line(path, text: str, wait: float = 60.0) -> str:
+    deadline = time.monotonic() + wait
+    while not (found := [line for line in (path.read_text() if path.exists() else "").splitlines() if text in line]):
+        assert time.monotonic() < deadline, f"no {text!r} in {path}: {path.read_text() if path.exists() else ''}"
+        time.sleep(0.2)
+    return found[0]
+
+
+def test_vlan_router_solicitations_leave_with_the_host_mac_and_are_answered_at_once_where_the_network_accepts_them(lab, tmp_path):
+    """`-o ipv6_ra=accept` (VLAN 217): for a container that starts, the host solicits the router from
+    the container's address with the host's MAC as Ethernet source and in the source link-layer
+    option (seen so at the switch, checksum right); the router, which sends no periodic advertisement
+    at all, answers unicast at that MAC within 2 s of the container's start and the container takes
+    the route. The containers' own solicitations (their MAC in the option) are dropped by the host's
+    flows and never reach the switch. On a network without it (VLAN 218), none leaves the host."""
+    tag = uuid.uuid4().hex[:4]
+    accepting, dropping = f"rs-{tag}", f"nors-{tag}"
+    first, second, other = f"rs1-{tag}", f"rs2-{tag}", f"rs3-{tag}"
+    addresses = {first: "2001:db8:217::140", second: "2001:db8:217::141", other: "2001:db8:218::140"}
+    gw, sw, h1 = lab.node("gw"), lab.node("sw"), lab.node("h1")
+    mac = host_mac(lab, "h1")
+    router_mac = gw.run(["cat", "/sys/class/net/gw-v217/address"]).stdout.strip()
+    link_local = gw.run(["ip", "-6", "-o", "addr", "show", "dev", "gw-v217", "scope", "link"]).stdout.split()[3].split("/")[0]
+    gw.run(["ip", "-6", "addr", "add", "2001:db8:217::1/64", "dev", "gw-v217", "nodad"])
+    switch_log, router_log = tmp_path / "switch.txt", tmp_path / "router.txt"
+    capture = sw.popen(["tcpdump", "-l", "-n", "-e", "-vv", "-Q", "in", "-i", "h1-up", "vlan and icmp6 and ip6[40] == 133"],
+                       str(switch_log))
+    router = gw.popen([sys.executable, "-c", SOLICITED_ROUTER, "gw-v217", router_mac, link_local, "2001:db8:217::"], str(router_log))
+
+    def ipv6_routes(name: str) -> str:
+        return lab.docker("h1", "exec", name, "ip", "-6", "route").stdout
+
+    def run(name: str, network: str, v4: str) -> None:
+        lab.docker("h1", "run", "-d", *QUICK, "--net", network, "--ip", v4, "--ip6", addresses[name], "--name", name,
+                   IMAGE, "sleep", "600")
+
+    try:
+        wait_for_line(switch_log, "listening on")
+        wait_for_line(router_log, "ready")
+        for network, vlan, v4, extra in ((accepting, 217, "198.51.100", ["-o", "ipv6_ra=accept"]), (dropping, 218, "203.0.113", [])):
+            lab.docker("h1", "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--ipv6", "--subnet", f"{v4}.0/24",
+                       "--gateway", f"{v4}.1", "--subnet", f"2001:db8:{vlan}::/64", "--gateway", f"2001:db8:{vlan}::1",
+                       "-o", f"VlanId={vlan}", *extra, network)
+        run(first, accepting, "198.51.100.140")
+        run(other, dropping, "203.0.113.140")
+        deadline = time.monotonic() + 30  # the answer's flow waits for the router's MAC, learned by ARP
+        while f"dl_src={router_mac}" not in h1.run(["ovs-ofctl", "dump-flows", "ovsbr0", "table=20,icmp6,icmp_type=134"]).stdout:
+            assert time.monotonic() < deadline, "no flow lets VLAN 217's advertisements in"
+            time.sleep(0.2)
+        run(second, accepting, "198.51.100.141")
+        started = lab.docker("h1", "inspect", "-f", "{{.State.StartedAt}}", second).stdout.strip()
+        answered = json.loads(wait_for_line(router_log, f'"ip6": "{addresses[second]}"'))
+        since_start = answered["at"] - datetime.datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp()
+        assert since_start < 2.0, f"the router was solicited {since_start:.1f} s after the container started"
+        assert answered["src"] == answered["option"] == mac, answered
+        for name in (first, second):  # the first was solicited for once the router's MAC was known
+            deadline = time.monotonic() + 30
+            while f"default via {link_local}" not in ipv6_routes(name):
+                assert time.monotonic() < deadline, f"{name} took no route from the solicited advertisement: {ipv6_routes(name)}"
+                time.sleep(0.2)
+        routes = ipv6_routes(other)
+        assert "fe80::" not in "".join(line for line in routes.splitlines() if line.startswith("default")), routes
+        assert packets_on(lab, "h1", "ovsbr0", "cookie=0xac5/-1,table=10,icmp6,icmp_type=133") > 0  # the containers' own
+
+        capture.terminate()
+        capture.wait(timeout=10)
+        seen = [m.groupdict() for m in SOLICITATION_SEEN.finditer(switch_log.read_text())]
+        assert {(s["vlan"], s["ip6"]) for s in seen} == {("217", addresses[first]), ("217", addresses[second])}, seen
+        for s in seen:
+            assert s["src"] == s["option"] == mac and s["checksum"] == "icmp6 sum ok", s
+    finally:
+        for process in (capture, router):
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=10)
+        gw.run(["ip", "-6", "addr", "del", "2001:db8:217::1/64", "dev", "gw-v217"], check=False)
+        remove(lab, {"h1": [first, second, other]}, [accepting, dropping])

@@ -103,3 +103,22 @@ def test_a_host_without_vlan_networks_only_switches_its_own_traffic():
     flows = vlan_flows(VlanDatapath("uplink0", HOST_MAC, frozenset(), (), (), ()))
     assert "cookie=0xac5,table=0,priority=0,actions=NORMAL" in flows
     assert not any("reg0=" in f or "in_port=" in f for f in flows)
+
+
+def test_router_advertisements_reach_containers_only_on_accepting_vlans_a_unicast_one_only_its_addressee():
+    """-o ipv6_ra=accept on VLAN 217: from the router's MAC, to all nodes -> every container of the VLAN;
+    unicast to a container's address (the answer to the host's solicitation) -> that container, at its
+    MAC. Any other advertisement (VLAN 218, another sender, unicast too) falls to the drop below them.
+    Containers' own solicitations stay dropped on every VLAN."""
+    a6 = LocalPort("vh-a", 217, "198.51.100.10", "02:42:00:00:00:0a", "2001:db8:217::10")
+    c6 = LocalPort("vh-c", 218, "203.0.113.10", "02:42:00:00:00:0c", "2001:db8:218::10")
+    gateways = (ArpAnswer(217, "198.51.100.1", GATEWAY_MAC, "2001:db8:217::1"), ArpAnswer(218, "203.0.113.1", GATEWAY_MAC, "2001:db8:218::1"))
+    flows = vlan_flows(VlanDatapath("uplink0", HOST_MAC, frozenset({217, 218}), (a6, B, c6), (), gateways, frozenset({217})))
+    adverts = [f for f in flows if "icmp_type=134" in f and ",table=20," in f]
+    from_router = f"icmp6,icmp_type=134,dl_vlan=217,reg0=217,dl_src={GATEWAY_MAC}"
+    assert sorted(adverts) == sorted([
+        "cookie=0xac5,table=20,priority=190,icmp6,icmp_type=134,actions=drop",
+        f"cookie=0xac5,table=20,priority=200,{from_router},ipv6_dst=ff02::1,actions=pop_vlan,output:vh-a,output:vh-b",
+        f"cookie=0xac5,table=20,priority=200,{from_router},ipv6_dst=2001:db8:217::10,"
+        f"actions=pop_vlan,set_field:{a6.mac}->eth_dst,output:vh-a"])
+    assert "cookie=0xac5,table=10,priority=190,icmp6,icmp_type=133,actions=drop" in flows

@@ -284,6 +284,11 @@ class SegmentAgent:
         if self.namer is not None:
             self.namer.wake()
 
+    def container_started(self, endpoint_id: str) -> bool:
+        """Whether dockerd lists the endpoint's container as running (the namer found it): dockerd has
+        then finished its network (addresses, link up, routes). False without a namer. Any thread."""
+        return self.namer is not None and bool(self.namer.written.get(endpoint_id, ("", ""))[0])
+
     def _claim_segment_address(self, endpoint: SegmentEndpoint) -> None:
         """Record the address on its segment for every host, in one commit with this host's record;
         a record of the same address left by a host that is gone is removed in the same commit."""

@@ -1,6 +1,7 @@
 """The vlan datapath of one host: containers on tagged ports of the host bridge, the ARP proxy and MAC
 NAT in its flows (`acsnet.ovsctl.vlan_pipeline`), and what only a VLAN needs besides: learning the gateway's
-MAC from the real router, and gratuitous ARPs so the data center's switches learn where an address went.
+MAC from the real router, gratuitous ARPs so the data center's switches learn where an address went, and
+router solicitations on behalf of containers of a network that takes its router's advertisements.
 The segment agent (`acsnet.plugins.segments.agent`) drives it through the `Datapath` interface.
 """
 
@@ -24,6 +25,10 @@ from acsnet.plugins.segments.model import SegmentEndpoint, SegmentNetwork, Segme
 log = logging.getLogger(__name__)
 
 GATEWAY_RETRY_MAX_SECONDS = 30.0  # retries back off 1, 2, 4, ... seconds up to this
+# A joined container's router solicitation waits for dockerd to finish its network (an advertisement's
+# route before dockerd's static one fails the container: "failed to set IPv6 gateway ... file exists")
+# and for the router's MAC (the flow that lets the answer in needs it): checked this often, this long.
+SOLICIT_CHECK_SECONDS, SOLICIT_WAIT_SECONDS = 0.1, 60.0
 
 
 def vlan_table(view: HostView, uplink: str, host_mac: str) -> list[str]:
@@ -50,6 +55,7 @@ class VlanOvsDatapath(Datapath):
         self.uplink_mtu = links.mtu_of(uplink)
         self.agent = None
         self._gateway_retry: dict[str, tuple[float, int]] = {}  # network → (when to ask again, attempts)
+        self._to_solicit: dict[str, tuple[SegmentEndpoint, float]] = {}  # endpoint → (it, when to give up)
         self._scapy_loaded = False
 
     def start(self, agent) -> None:
@@ -84,14 +90,49 @@ class VlanOvsDatapath(Datapath):
                     arp.announce_frame(self.uplink, endpoint.segment, neighbour.unsolicited_advert(endpoint.ip6, self.host_mac))
             except AcsnetError as e:
                 log.warning("endpoint=%s gratuitous ARP or neighbour advertisement not sent: %s", endpoint.endpoint_id, e.message)
+            accepting = any(n.network_id == endpoint.network_id and n.accept_ra for n in view.networks)
+            if endpoint.ip6 and accepting and self.agent.namer is not None:
+                self._to_solicit[endpoint.endpoint_id] = (endpoint, time.monotonic() + SOLICIT_WAIT_SECONDS)
 
     def next_wake(self) -> float | None:
         due = [when - time.monotonic() for when, _ in self._gateway_retry.values()]
+        due += [SOLICIT_CHECK_SECONDS] if self._to_solicit else []
         return min(due) if due else None
 
     def background(self, view: HostView) -> None:
         self._load_scapy()
         self._learn_gateways(view)
+        self._solicit_routers(view)
+
+    def _solicit_routers(self, view: HostView) -> None:
+        """The container's own router solicitation, which the flows drop (its option holds the
+        container's MAC, and OVS cannot rewrite it: `acsnet.ovsctl.vlan_pipeline`), sent by the host
+        with its MAC in the frame and the option: the router's answer then comes at once, not at its
+        next periodic advertisement. Once dockerd lists the container as running (before, the answer
+        would find its link down, or add the advertised default route before dockerd's static one, which
+        dockerd then fails to add, and the container fails to start) and the router's MAC is known (the
+        flow letting its advertisements in needs it). The flows drop the container's later solicitations
+        (its link set down and up again) unanswered: it learns from the periodic advertisements then.
+        Without a container namer (no dockerd socket, as for a managed plugin) none is sent."""
+        networks = {n.network_id: n for n in view.networks}
+        attached = {e.endpoint_id for e in view.endpoints}
+        for endpoint_id, (endpoint, give_up) in list(self._to_solicit.items()):
+            network = networks.get(endpoint.network_id)
+            if network is None or endpoint_id not in attached:
+                del self._to_solicit[endpoint_id]
+            elif network.gateway_mac and self.agent.container_started(endpoint_id):
+                del self._to_solicit[endpoint_id]
+                try:
+                    arp.announce_frame(self.uplink, endpoint.segment,
+                                       neighbour.router_solicitation(endpoint.ip6, self.host_mac), count=1)
+                    log.info("endpoint=%s router solicitation sent for %s on VLAN %d",
+                             endpoint_id[:12], endpoint.ip6, endpoint.segment)
+                except OSError as e:  # the uplink's packet socket
+                    log.warning("endpoint=%s router solicitation not sent: %s", endpoint_id[:12], e)
+            elif time.monotonic() > give_up:
+                del self._to_solicit[endpoint_id]
+                log.warning("endpoint=%s router solicitation not sent: no running container or no router MAC "
+                            "in %gs", endpoint_id[:12], SOLICIT_WAIT_SECONDS)
 
     def _load_scapy(self) -> None:
         if not self._scapy_loaded:
