@@ -198,3 +198,29 @@ def test_a_host_releasing_its_subnet_also_frees_those_of_hosts_gone_past_the_gra
     finally:
         first.close()
         second.close()
+
+
+def test_gc_dead_hosts_releases_a_dead_hosts_subnet_and_the_ranges_settings_with_the_last_one(store_url):
+    """`acsnet gc --dead-hosts` on the store alone (audit's store findings and repair, no OVS needed):
+    the subnet of a host that is not alive is found, left alone without --dead-hosts, released with it,
+    and the range's settings go with its last subnet."""
+    from acsnet.audit import repair, store_findings
+    from acsnet.plugins.vpc.state import VpcNetworkSettings
+
+    network = netaddr.IPNetwork("100.77.0.0/16")
+    first, second = open_store(store_url, timeout=5.0), open_store(store_url, timeout=5.0)
+    try:
+        first.register_host("ha", "vpc", {"host_id": "ha"})
+        a = Membership(first, "ha", "192.0.2.1")
+        b = Membership(second, "hb", "192.0.2.2")  # never alive in the store: dead
+        a.claim(network, 24, 4)
+        held = b.claim(network, 24, 4)
+        assert a.release(network) is False  # hb, dead, still holds its subnet: the settings stay
+        findings = [f for f in store_findings(first, first.live_hosts(), 0.0, ["vpc"]) if f.kind == "dead-host-subnet"]
+        assert [(f.subject, held.subnet in f.detail) for f in findings] == [(f"{network}/hb", True)], findings
+        assert repair(first, None, {}, "ha", findings, dead_hosts=False) == [] and a.settings(network) == VpcSettings(24, 4)
+        assert len(repair(first, None, {}, "ha", findings, dead_hosts=True)) == 1
+        assert VpcNetworkSettings.read_all(first) == [] and store_findings(first, first.live_hosts(), 0.0, ["vpc"]) == []
+    finally:
+        first.close()
+        second.close()
