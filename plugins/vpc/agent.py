@@ -261,7 +261,9 @@ class VpcOvsDatapath(Datapath):
         first = self._read_for is None
         live = self.store.live_hosts()
         own, peers = [], []
-        networks = sorted({n.subnet.cidr for n in view.networks if not n.swarm})
+        with self.agent.lock:  # the worker's view may be older than a network removed since: not watched, nor claimed again
+            here = {n.subnet.cidr for n in self.agent.networks.values() if not n.swarm}
+        networks = sorted({n.subnet.cidr for n in view.networks if not n.swarm} & here)
         for network in networks:
             if str(network) not in self._watched_networks:
                 self._watched_networks.add(str(network))

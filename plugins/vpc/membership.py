@@ -64,6 +64,9 @@ class Membership:
                 VpcNetworkSettings.write(self.store, network, wanted.to_json(claims=0))
                 continue
             stored = node.json()
+            if stored is None:  # made empty, as a parent, by a watch set as the settings went: still none
+                self.store.commit([VpcNetworkSettings.replace_operation(network, wanted.to_json(claims=0), node.version)])
+                continue
             if VpcSettings.from_json(stored) != wanted:
                 raise Conflict(f"network {network} exists with {VpcSettings.from_json(stored).describe()}; create it "
                                "with the same options and subnets on every host")
@@ -173,7 +176,7 @@ class Membership:
             if holders and records.get(self.host_id) is None:
                 return False  # nothing of this host's to give up
             if holders:
-                operations.append(VpcNetworkSettings.replace_operation(network, node.json(), node.version))
+                operations.append(VpcNetworkSettings.replace_operation(network, node.json() or {}, node.version))
             else:
                 operations += VpcNetworkSettings.delete_operations(self.store, network, node.version)
             if self.store.commit(operations):
