@@ -1,7 +1,7 @@
 """Which part of each vpc network a host holds: claimed when the host joins a network (the route limit
 checked), kept while the host has a network of the range, released when it has none any more (the
-range's settings with the last one), given up for a grace period by `acsnet host-leave`. Store I/O only: the agent and
-the CLI both use it."""
+range's settings with the last one), given up after a grace period by `acsnet host-leave`. Store I/O
+only: the agent and the CLI both use it."""
 
 from __future__ import annotations
 
