@@ -25,6 +25,8 @@ Kinds of finding:
   and the pool with the last one, only with --dead-hosts.
 - dead-host-endpoint: an endpoint a host that is not alive still lists under its own keys -> removed
   only with --dead-hosts (a host that comes back removes its stale endpoints itself).
+- dead-host-subnet: a vpc host subnet of a host that is not alive -> released only with --dead-hosts,
+  and the network's settings with the range's last one (a host that comes back claims one again).
 """
 
 from __future__ import annotations
@@ -44,11 +46,12 @@ from acsnet.ovsctl.ovsdb import Ovsdb
 from acsnet.plugins.segments.ports import DRIVER_ID, ENDPOINT_ID
 from acsnet.plugins.segments import state as segment_state
 from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint
-from acsnet.plugins.vpc.state import VpcNetworkSettings
+from acsnet.plugins.vpc.state import HostSubnetRecord, VpcNetworkSettings
 from acsnet.store import Store
 
 
-DEAD_HOST_KINDS = ("dead-host-record", "dead-host-address", "dead-host-pool-reference", "dead-host-endpoint")  # repaired only when told the hosts are dead
+DEAD_HOST_KINDS = ("dead-host-record", "dead-host-address", "dead-host-pool-reference", "dead-host-endpoint",
+                   "dead-host-subnet")  # repaired only when told the hosts are dead
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,6 +151,13 @@ def store_findings(store: Store, live: set[str], grace: float, drivers: list[str
                 findings.append(Finding("dead-host-endpoint", f"{driver}/{host}/{endpoint_id}",
                                         f"endpoint of host {host}, which is not alive", "delete it (with --dead-hosts)"))
 
+    for network in vpc_networks:
+        for host, record in HostSubnetRecord.read_all(store, network).items():
+            if host not in live:
+                findings.append(Finding("dead-host-subnet", f"{network}/{host}", f"host subnet {record.subnet} of vpc "
+                                        f"network {network} held by host {host}, which is not alive",
+                                        "release it, and the network's settings with the last one (with --dead-hosts)"))
+
     for kept in retention.addresses(store):
         if kept.until is not None and kept.until < time.time():
             findings.append(Finding("expired-retention", f"{kept.app}/{kept.ip}", f"kept for application {kept.app} "
@@ -219,6 +229,13 @@ def repair(store: Store, ovsdb: Ovsdb, bridges: dict[str, str], host_id: str, fi
             driver, host, endpoint_id = f.subject.split("/", 2)
             if host not in store.live_hosts():
                 segment_state.clear_host_endpoint(store, LAYOUTS[driver], host, endpoint_id)
+        elif f.kind == "dead-host-subnet":
+            from acsnet.plugins.vpc.membership import Membership
+
+            network, host = f.subject.rsplit("/", 1)
+            if host not in store.live_hosts():
+                # Released as the host would release it: the range's settings go with its last subnet.
+                Membership(store, host, underlay="").release(netaddr.IPNetwork(network))
         elif f.kind == "dead-host-record":
             driver, number, key = f.subject.split("/", 2)
             segment_state.clear_segment_record(store, LAYOUTS[driver], number, key)

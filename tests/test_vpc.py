@@ -276,3 +276,72 @@ def test_a_global_scope_vpc_network_spans_hosts_and_leaves_nothing_when_removed(
 def bridge_addresses(lab: Lab, host: str) -> list[tuple[str, int]]:
     out = json.loads(lab.node(host).run(["ip", "-4", "-j", "addr", "show", "ovsbr0"]).stdout)
     return [(a["local"], a["prefixlen"]) for link in out for a in link["addr_info"]]
+
+
+def ovsbr0_addresses(lab: Lab, host: str) -> set[str]:
+    out = json.loads(lab.node(host).run(["ip", "-j", "addr", "show", "ovsbr0"]).stdout)
+    return {f"{a['local']}/{a['prefixlen']}" for link in out for a in link["addr_info"]}
+
+
+def test_a_range_removed_on_every_host_is_made_again_with_other_options_refused_while_a_host_holds_it(lab):
+    """A range keeps the options its first host stored while any host holds a subnet of it: other
+    options are refused, naming the stored ones. Removed on every host, it goes with its last subnet,
+    and is made again with other options (IPv6 prefix and slice sizes too), which are then in force."""
+    tag = uuid.uuid4().hex[:4]
+    network, ipv4 = f"vr-{tag}", "100.92.0.0/16"
+    options_a = ["--ipv6", "--subnet", ipv4, "--subnet", "fd00:92:a::/64", "-o", "host_subnet_size=24"]
+    options_b = ["--ipv6", "--subnet", ipv4, "--subnet", "fd00:92:b::/64", "-o", "host_subnet_size=26",
+                 "-o", "host_subnet_size_v6=96"]
+
+    def create(host: str, options: list[str], check: bool = True):
+        return lab.docker(host, "network", "create", "-d", "vpc", "--ipam-driver", "acsnet", *options, network, check=check)
+
+    try:
+        create("h1", options_a)
+        create("h2", options_a)
+        lab.docker("h1", "network", "rm", network)
+        # h2 still holds its subnet: other options are refused on h1, naming the stored ones.
+        refused = create("h1", options_b, check=False)
+        assert refused.returncode != 0 and ("exists with host_subnet_size=24 and max_routes=50, IPv6 fd00:92:a::/64 "
+                                            "with host_subnet_size_v6=80") in refused.stderr, refused.stderr
+        assert network not in lab.docker("h1", "network", "ls", "--format", "{{.Name}}").stdout.split()
+
+        lab.docker("h2", "network", "rm", network)
+        create("h1", options_b)  # the range's last subnet went, its options with it
+        lab.docker("h1", "run", "-d", *QUICK, "--net", network, "--name", f"b1-{tag}", IMAGE, "sleep", "600")
+        endpoint = json.loads(lab.docker("h1", "inspect", f"b1-{tag}").stdout)[0]["NetworkSettings"]["Networks"][network]
+        assert endpoint["IPPrefixLen"] == 26 and endpoint["GlobalIPv6PrefixLen"] == 96, endpoint
+        assert endpoint["GlobalIPv6Address"].startswith("fd00:92:b::"), endpoint
+        addresses = ovsbr0_addresses(lab, "h1")
+        assert {"100.92.0.1/26", "fd00:92:b::1/96"} <= addresses, addresses
+        assert not [a for a in addresses if a.startswith("fd00:92:a:") or a == "100.92.0.1/24"], addresses
+    finally:
+        lab.docker("h1", "rm", "-f", f"b1-{tag}", check=False)
+        for host in ("h1", "h2"):
+            lab.docker(host, "network", "rm", network, check=False)
+
+
+def test_a_dual_stack_network_removed_while_the_plugin_was_down_leaves_no_gateway_on_the_bridge(lab):
+    """dockerd deletes a network even when its driver cannot be reached (after its retries). The
+    plugin started again removes it too, with its host subnet: neither its IPv4 nor its IPv6 gateway
+    stays on ovsbr0, and the range is free for other options."""
+    tag = uuid.uuid4().hex[:4]
+    network, ipv4 = f"vd-{tag}", "100.93.0.0/16"
+    create = ["network", "create", "-d", "vpc", "--ipam-driver", "acsnet", "--ipv6", "--subnet", ipv4]
+    try:
+        lab.docker("h1", *create, "--subnet", "fd00:93::/64", "-o", "host_subnet_size=24", network)
+        gateways = {"100.93.0.1/24", "fd00:93::1/80"}
+        assert gateways <= ovsbr0_addresses(lab, "h1"), ovsbr0_addresses(lab, "h1")
+        lab.kill_plugin("h1", "vpc")
+        try:
+            lab.docker("h1", "network", "rm", network)
+        finally:
+            lab.start_plugin("h1", "vpc")
+        deadline = time.monotonic() + 30
+        while left := gateways & ovsbr0_addresses(lab, "h1"):
+            assert time.monotonic() < deadline, f"the gateways of the network removed while the plugin was down stayed: {left}"
+            time.sleep(0.2)
+        lab.docker("h1", *create, "--subnet", "fd00:94::/64", "-o", "host_subnet_size=26", network)
+        assert {"100.93.0.1/26", "fd00:94::1/80"} <= ovsbr0_addresses(lab, "h1"), ovsbr0_addresses(lab, "h1")
+    finally:
+        lab.docker("h1", "network", "rm", network, check=False)

@@ -128,3 +128,103 @@ def test_host_subnet_records_of_older_and_newer_versions_load():
     assert HostSubnet.from_json({**dual.to_json(), "later": 1}) == dual
     assert VpcSettings.from_json({"host_subnet_size": 24, "max_routes": 2, "claims": 3}) == VpcSettings(24, 2)
     assert "subnet6" not in VpcSettings(24, 2).to_json(claims=0)
+
+
+def test_a_ranges_settings_go_with_its_last_host_subnet_so_it_can_be_made_again_with_other_options(store_url):
+    """While any host holds a subnet of a range, other options are refused naming the stored ones; the
+    last host to release its subnet takes the settings with it (one commit), and the range is made
+    again with other options. Hosts releasing at once never leave settings that no host holds."""
+    import threading
+
+    from acsnet.errors import Conflict
+    from acsnet.ipam.state import HostSubnetAssignment
+    from acsnet.plugins.vpc.state import HostSubnetRecord, SubnetClaim, VpcNetworkSettings
+
+    network = netaddr.IPNetwork("100.75.0.0/16")
+    first, second, third = (open_store(store_url, timeout=5.0) for _ in range(3))
+    try:
+        a = Membership(first, "ha", "192.0.2.1", "02:00:00:00:00:01")
+        b = Membership(second, "hb", "192.0.2.2", "02:00:00:00:00:02")
+        c = Membership(third, "hc", "192.0.2.3", "02:00:00:00:00:03")
+        options_a, options_b = (24, 4, NETWORK6, 80), (26, 8, netaddr.IPNetwork("fd00:75::/64"), 96)
+        a.claim(network, *options_a)
+        b.claim(network, *options_a)
+        assert a.release(network) is False  # hb still holds one: the settings stay, and refuse others
+        assert a.held([network]) == [] and HostSubnetAssignment.read(first, NETWORK6, "ha") is None
+        try:
+            c.claim(network, *options_b)
+            raise AssertionError("other options taken while a host held a subnet of the range")
+        except Conflict as e:
+            assert "exists with host_subnet_size=24 and max_routes=4, IPv6 fd00:73::/64 with host_subnet_size_v6=80" in e.message
+        assert b.release(network) is True
+        assert VpcNetworkSettings.read_all(first) == [] and a.settings(network) is None
+        assert HostSubnetRecord.hosts(first, network) == [] and SubnetClaim.read_all(first, network) == []
+        assert HostSubnetAssignment.read_all(first, network) == [] and HostSubnetAssignment.read_all(first, NETWORK6) == []
+        assert b.release(network) is True  # again: nothing left, nothing done
+
+        # A watch set on the range just then (an agent's, from an older view) makes ZooKeeper's parents
+        # again, the settings' node empty: still no settings, and the next claim's options are stored.
+        HostSubnetRecord.watch_all(first, network, lambda hosts: None)
+        assert a.settings(network) is None
+        held = c.claim(network, *options_b)
+        assert c.settings(network) == VpcSettings(*options_b) and held.subnet == "100.75.0.0/26" and held.subnet6 == "fd00:75::/96"
+        assert c.release(network) is True and c.settings(network) is None
+
+        # Two hosts releasing at once, again and again: the settings always go with the last subnet.
+        for _ in range(10):
+            a.claim(network, *options_a)
+            b.claim(network, *options_a)
+            go = threading.Barrier(2)
+            threads = [threading.Thread(target=lambda m=m: (go.wait(), m.release(network))) for m in (a, b)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+            assert HostSubnetRecord.hosts(first, network) == [] and a.settings(network) is None
+    finally:
+        for store in (first, second, third):
+            store.close()
+
+
+def test_a_host_releasing_its_subnet_also_frees_those_of_hosts_gone_past_the_grace_and_the_settings_with_them(store_url):
+    from acsnet.plugins.vpc.state import VpcNetworkSettings
+
+    network = netaddr.IPNetwork("100.76.0.0/16")
+    first, second = open_store(store_url, timeout=5.0), open_store(store_url, timeout=5.0)
+    try:
+        a = Membership(first, "ha", "192.0.2.1", grace=0.0)
+        b = Membership(second, "hb", "192.0.2.2", grace=0.0)
+        a.claim(network, 24, 4)
+        b.claim(network, 24, 4)
+        b.leave()  # left, its grace (none here) over: it holds nothing any more
+        time.sleep(0.05)
+        assert a.release(network) is True and VpcNetworkSettings.read_all(first) == []
+    finally:
+        first.close()
+        second.close()
+
+
+def test_gc_dead_hosts_releases_a_dead_hosts_subnet_and_the_ranges_settings_with_the_last_one(store_url):
+    """`acsnet gc --dead-hosts` on the store alone (audit's store findings and repair, no OVS needed):
+    the subnet of a host that is not alive is found, left alone without --dead-hosts, released with it,
+    and the range's settings go with its last subnet."""
+    from acsnet.audit import repair, store_findings
+    from acsnet.plugins.vpc.state import VpcNetworkSettings
+
+    network = netaddr.IPNetwork("100.77.0.0/16")
+    first, second = open_store(store_url, timeout=5.0), open_store(store_url, timeout=5.0)
+    try:
+        first.register_host("ha", "vpc", {"host_id": "ha"})
+        a = Membership(first, "ha", "192.0.2.1")
+        b = Membership(second, "hb", "192.0.2.2")  # never alive in the store: dead
+        a.claim(network, 24, 4)
+        held = b.claim(network, 24, 4)
+        assert a.release(network) is False  # hb, dead, still holds its subnet: the settings stay
+        findings = [f for f in store_findings(first, first.live_hosts(), 0.0, ["vpc"]) if f.kind == "dead-host-subnet"]
+        assert [(f.subject, held.subnet in f.detail) for f in findings] == [(f"{network}/hb", True)], findings
+        assert repair(first, None, {}, "ha", findings, dead_hosts=False) == [] and a.settings(network) == VpcSettings(24, 4)
+        assert len(repair(first, None, {}, "ha", findings, dead_hosts=True)) == 1
+        assert VpcNetworkSettings.read_all(first) == [] and store_findings(first, first.live_hosts(), 0.0, ["vpc"]) == []
+    finally:
+        first.close()
+        second.close()

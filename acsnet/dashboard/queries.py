@@ -251,6 +251,7 @@ GC_COMMANDS = {
     "dead-host-address": "acsnet gc --apply --dead-hosts",
     "dead-host-pool-reference": "acsnet gc --apply --dead-hosts",
     "dead-host-endpoint": "acsnet gc --apply --dead-hosts",
+    "dead-host-subnet": "acsnet gc --apply --dead-hosts",
     "expired-retention": "acsnet gc --apply",
 }
 GRACE_SECONDS = 60.0  # as `acsnet audit`'s default: an address newer than this is not judged

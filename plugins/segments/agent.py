@@ -22,7 +22,7 @@ import logging
 import queue
 import threading
 
-from acsnet.docker_api import DockerAddress
+from acsnet.docker_api import DockerAddress, DockerUnreachable
 from acsnet.errors import AcsnetError, Conflict, NotFound, StoreUnavailable
 from acsnet.metrics import PluginMetrics
 from acsnet.plugins.segments import state
@@ -62,6 +62,10 @@ class SegmentAgent:
         self._loaded = False
         self._made: set[int] = set()  # segments whose store node this process made or found
         self.namer = ContainerNamer(store, self.layout, host_id, docker, self._endpoint_list) if docker else None
+        self.docker = docker
+        # Local scope: the networks loaded at start, until the local dockerd said which it still has.
+        self._unconfirmed_networks: set[str] = set()
+        self._docker_problem: str | None = None  # said once
 
     @property
     def bridge(self) -> str:
@@ -111,6 +115,8 @@ class SegmentAgent:
             self.networks.update(state.read_host_networks(self.store, self.layout, self.host_id))
             self.endpoints.update(state.read_host_endpoints(self.store, self.layout, self.host_id))
             self.datapath.load()
+            if self.cluster is None and self.docker is not None:
+                self._unconfirmed_networks = {i for i, n in self.networks.items() if not n.swarm}
             self._reconcile_ports()
             for number in {e.segment for e in self.endpoints.values()}:
                 self.remote.watch(number, collect_arrivals=False)
@@ -421,8 +427,37 @@ class SegmentAgent:
                 self._repaired()
             self.sync(whole=not intact)
 
+    def forget_networks_dockerd_deleted(self) -> None:
+        """Local scope: a network dockerd deleted while this plugin was down (dockerd deletes it anyway
+        when DeleteNetwork cannot reach the driver) is removed here too, with what it holds (a vpc
+        host subnet, its gateways): those loaded at start that the local dockerd does not list. Asked
+        until dockerd answers once, by the worker and outside the lock (dockerd may be waiting on this
+        plugin). Networks made since the start are never checked: dockerd lists one only after the
+        driver answered its CreateNetwork. A swarm network is listed only on nodes running its tasks,
+        and a global one is followed through the store: neither is checked."""
+        if not self._unconfirmed_networks:
+            return
+        try:
+            status, body = self.docker.get_json("/networks", timeout=5.0)
+        except DockerUnreachable as e:
+            if e.message != self._docker_problem:
+                log.info("networks deleted while this plugin was down not looked for yet: %s", e.message)
+            self._docker_problem = e.message
+            return
+        if status != 200 or not isinstance(body, list):
+            return
+        listed = {n.get("Id") for n in body if isinstance(n, dict)}
+        with self._lock:
+            for network_id in sorted(self._unconfirmed_networks - listed):
+                if network_id in self.networks:
+                    log.info("network=%s removed: the local dockerd deleted it while this plugin was down", network_id[:12])
+                    self.remove_network(network_id)
+            self._unconfirmed_networks = set()
+
     def sweep_orphans(self) -> None:
-        """Remove endpoints no container uses (`ports.OrphanSweep` says which and why)."""
+        """Remove endpoints no container uses (`ports.OrphanSweep` says which and why), and networks
+        the local dockerd deleted while this plugin was down."""
+        self.forget_networks_dockerd_deleted()
         present = self.datapath.bridge.host_links()
         with self._lock:
             orphans = self.orphans.find(self.endpoints.values(), present)

@@ -68,9 +68,11 @@ class VpcOvsDatapath(Datapath):
         self._vpc_ranges: tuple[netaddr.IPNetwork, ...] = ()  # every vpc network: gateways left in them are ours
         self._swarm_own: tuple[HostSubnet, ...] = ()  # this host's addresses on swarm networks, as /32s
         self._swarm_peers: tuple[HostSubnet, ...] = ()  # other nodes' addresses on them, as /32s
-        # The IPv6 prefixes of the dual-stack networks this host held a slice of since it started: the
-        # IPv6 gateways left in them are ours too (the store keys networks by their IPv4 range).
-        self._ranges6: set[netaddr.IPNetwork] = set()
+        # The ranges and IPv6 prefixes of the vpc networks stored when this host started and held since:
+        # gateways left in them are ours too, after the store forgot them (the last host's release
+        # takes a range's settings; the store keys networks by their IPv4 range alone).
+        self._known_ranges: set[netaddr.IPNetwork] = set()
+        self._to_release: set[netaddr.IPNetwork] = set()  # ranges this host had no network of any more
 
     def start(self, agent) -> None:
         self.agent = agent
@@ -160,6 +162,7 @@ class VpcOvsDatapath(Datapath):
         removed one's out; the worker, woken, applies the routes."""
         if frozenset(n.subnet.cidr for n in view.networks if not n.swarm) != self._read_for:
             self._read_membership(view)
+            self._release_dropped(view)
         swarm = self._swarm_addresses(view)
         if swarm != (self._swarm_own, self._swarm_peers):
             self.agent.wake()  # the worker applies the routes (a network removed wakes it no other way)
@@ -224,6 +227,9 @@ class VpcOvsDatapath(Datapath):
     def background(self, view: HostView) -> None:
         own, peers = self._own, self._peers
         self._read_membership(view)
+        if self._to_release:
+            with self.agent.lock:  # not while a network of the range comes back on this host
+                self._release_dropped(self.agent.view())
         with self.agent.lock:
             self._swarm_own, self._swarm_peers = self._swarm_addresses(view)
         if (own, peers) != (self._own, self._peers):
@@ -236,11 +242,28 @@ class VpcOvsDatapath(Datapath):
         self.agent.ensure_loaded()
         return self.membership.claim_as_stored(network, settings)
 
+    def _release_dropped(self, view: HostView) -> None:
+        """Give up this host's subnet of each range it has no network of any more (removed here, or
+        while the plugin was down): free for other hosts at once, and the range's settings go with its
+        last subnet. A store that fails here leaves it to the worker's next pass."""
+        self._to_release -= {n.subnet.cidr for n in view.networks if not n.swarm}
+        for network in sorted(self._to_release):
+            try:
+                self.membership.release(network)
+            except AcsnetError as e:
+                log.warning("network=%s this host's subnet not released yet: %s", network, e.message)
+                continue
+            self._to_release.discard(network)
+            self._watched_networks.discard(str(network))  # its watch may end with the settings' node
+
     def _read_membership(self, view: HostView) -> None:
         """This host's subnets and the live peers' ones, of the networks this host has (store reads)."""
+        first = self._read_for is None
         live = self.store.live_hosts()
         own, peers = [], []
-        networks = sorted({n.subnet.cidr for n in view.networks if not n.swarm})
+        with self.agent.lock:  # the worker's view may be older than a network removed since: not watched, nor claimed again
+            here = {n.subnet.cidr for n in self.agent.networks.values() if not n.swarm}
+        networks = sorted({n.subnet.cidr for n in view.networks if not n.swarm} & here)
         for network in networks:
             if str(network) not in self._watched_networks:
                 self._watched_networks.add(str(network))
@@ -259,12 +282,28 @@ class VpcOvsDatapath(Datapath):
             if held is not None:
                 own.append(held)
         ranges = self.membership.networks()
-        self._ranges6 |= {netaddr.IPNetwork(h.network6) for h in own if h.network6}
+        if first:
+            self._known_ranges |= self._stored_ranges(ranges, set(networks))
+        self._known_ranges |= {netaddr.IPNetwork(r).cidr for h in own for r in (h.network, h.network6) if r}
         with self.agent.lock:
+            if self._read_for is not None:
+                self._to_release |= self._read_for - set(networks)
             self._own, self._peers = tuple(own), tuple(sorted(peers, key=lambda p: (p.network, p.host)))
-            self._vpc_ranges = tuple(sorted(set(ranges) | set(networks) | self._ranges6
+            self._vpc_ranges = tuple(sorted(set(ranges) | set(networks) | self._known_ranges
                                             | {n.subnet.cidr for n in view.networks}))
             self._read_for = frozenset(networks)
+
+    def _stored_ranges(self, ranges: list[netaddr.IPNetwork], here: set[netaddr.IPNetwork]) -> set[netaddr.IPNetwork]:
+        """At start: every stored range and IPv6 prefix (gateways left in them are ours); and the ranges
+        this host still holds a subnet of but has no network of (removed while the plugin was down, or
+        a create that failed), to be released."""
+        known = set()
+        for network in ranges:
+            settings = self.membership.settings(network)
+            known |= {network.cidr} | ({settings.subnet6.cidr} if settings and settings.subnet6 is not None else set())
+            if network.cidr not in here and self.membership.held([network]):
+                self._to_release.add(network.cidr)
+        return known
 
     def _claim_again(self, network: netaddr.IPNetwork) -> HostSubnet | None:
         """This host has the network but no subnet of it: it was marked gone while its sessions were

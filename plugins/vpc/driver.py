@@ -108,6 +108,6 @@ class VpcDriver(SegmentDriver):
             # Its hosts' IPAM would give their containers addresses of their host subnets only, and
             # refuse the manager's.
             raise InvalidRequest(f"range {pool} is a vpc network's already, split into host subnets (local or global "
-                                 "scope, kept until its hosts leave): give the swarm network a range of its own")
+                                 "scope, kept until every host has removed it): give the swarm network a range of its own")
         return dict(request.options)
 

@@ -1,6 +1,7 @@
 """Which part of each vpc network a host holds: claimed when the host joins a network (the route limit
-checked), kept while the host exists, given up by `acsnet host-leave`. Store I/O only: the agent and
-the CLI both use it."""
+checked), kept while the host has a network of the range, released when it has none any more (the
+range's settings with the last one), given up after a grace period by `acsnet host-leave`. Store I/O
+only: the agent and the CLI both use it."""
 
 from __future__ import annotations
 
@@ -59,7 +60,13 @@ class Membership:
             HostSubnetAssignment.prepare(self.store, wanted.subnet6)
         for _attempt in range(20):
             node = VpcNetworkSettings.read_versioned(self.store, network)
+            if node is None:  # the range's last host released it since: this host is its first again
+                VpcNetworkSettings.write(self.store, network, wanted.to_json(claims=0))
+                continue
             stored = node.json()
+            if stored is None:  # made empty, as a parent, by a watch set as the settings went: still none
+                self.store.commit([VpcNetworkSettings.replace_operation(network, wanted.to_json(claims=0), node.version)])
+                continue
             if VpcSettings.from_json(stored) != wanted:
                 raise Conflict(f"network {network} exists with {VpcSettings.from_json(stored).describe()}; create it "
                                "with the same options and subnets on every host")
@@ -142,6 +149,41 @@ class Membership:
 
     def claim_as_stored(self, network: netaddr.IPNetwork, settings: VpcSettings) -> HostSubnet:
         return self.claim(network, settings.host_subnet_size, settings.max_routes, settings.subnet6, settings.host_subnet_size_v6)
+
+    def release(self, network: netaddr.IPNetwork) -> bool:
+        """This host has no network of this range any more: its subnet (and IPv6 slice) is free at once.
+        One commit with the records of hosts that left longer ago than the grace and, when no host holds
+        a subnet of the range after it, the range's settings, so the range can be made again with other
+        options. Every such commit moves the settings' version on (as a claim does), so two hosts
+        releasing at once cannot both see the other still holding one and leave settings no host
+        holds; nor can a host claiming meanwhile lose the settings it joined. True if the settings went."""
+        network = network.cidr
+        for _attempt in range(20):
+            node = VpcNetworkSettings.read_versioned(self.store, network)
+            if node is None:
+                return True
+            records = {h: HostSubnetRecord.read_versioned(self.store, network, h) for h in HostSubnetRecord.hosts(self.store, network)}
+            now = time.time()
+            operations, holders = [], []
+            for host, record in records.items():
+                if record is None:
+                    continue
+                data = record.json()
+                if host == self.host_id or (data.get("left_at") and now - data["left_at"] > self.grace):
+                    operations += self._release_operations(network, HostSubnet.from_json(data), record.version)
+                else:
+                    holders.append(host)
+            if holders and records.get(self.host_id) is None:
+                return False  # nothing of this host's to give up
+            if holders:
+                operations.append(VpcNetworkSettings.replace_operation(network, node.json() or {}, node.version))
+            else:
+                operations += VpcNetworkSettings.delete_operations(self.store, network, node.version)
+            if self.store.commit(operations):
+                log.info("network=%s this host's subnet released%s", network,
+                         "" if holders else ": the last one, the range's settings went with it")
+                return not holders
+        raise StoreUnavailable(f"network {network}: releasing this host's subnet kept colliding with other hosts; retry")
 
     def _release_operations(self, network, record: HostSubnet, version: int) -> list:
         operations = [HostSubnetRecord.delete_operation(network, record.host, version)] + \

@@ -3,7 +3,8 @@
 
     vpc/networks/<cidr>                          {"host_subnet_size", "max_routes", "claims": n, and on a
                                                  dual-stack network "subnet6", "host_subnet_size_v6"}: one
-                                                 network (local-scope copies on each host share it)
+                                                 network (local-scope copies on each host share it);
+                                                 deleted with its last host subnet
     vpc/networks/<cidr>/hosts/<host>             HostSubnet: a host's part of the network and where to
                                                  route it; "left_at" once the host left (its routes go
                                                  at once, its subnet is free again after a grace period)

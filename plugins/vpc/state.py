@@ -55,6 +55,14 @@ class VpcNetworkSettings:
         return SetValue(VpcNetworkSettings.key(network), encode(settings), version)
 
     @staticmethod
+    def delete_operations(store: Store, network: netaddr.IPNetwork, version: int) -> list[Delete]:
+        """Deleting the network's settings at `version`, with the parents of its records: in a commit
+        after its last records' deletes, it fails if a host claimed meanwhile (a record under a parent,
+        or the claim counter moved on)."""
+        parents = [key for key in (HostSubnetRecord.key(network), SubnetClaim.key(network)) if store.get(key) is not None]
+        return [Delete(key) for key in parents] + [Delete(VpcNetworkSettings.key(network), version)]
+
+    @staticmethod
     def clear(store: Store, network: netaddr.IPNetwork) -> bool:
         return store.delete(VpcNetworkSettings.key(network), recursive=True)
 
