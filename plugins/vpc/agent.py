@@ -197,10 +197,16 @@ class VpcOvsDatapath(Datapath):
         return own, peers
 
     def _internal_network(self, own: HostSubnet) -> InternalNetwork:
-        """An internal network's members: its host subnets on this host and on the live peers."""
+        """An internal network's members: its host subnets (and IPv6 slices) on this host and on the live
+        peers."""
         network = netaddr.IPNetwork(own.network)
-        members = [own.subnet] + [p.subnet for p in self._peers if p.network == own.network]
-        return InternalNetwork(str(network.cidr), internal_mark(network), tuple(sorted(members)))
+        peers = [p for p in self._peers if p.network == own.network]
+        members = [own.subnet] + [p.subnet for p in peers]
+        if not own.subnet6:
+            return InternalNetwork(str(network.cidr), internal_mark(network), tuple(sorted(members)))
+        members6 = [own.subnet6] + [p.subnet6 for p in peers if p.subnet6]
+        return InternalNetwork(str(network.cidr), internal_mark(network), tuple(sorted(members)), own.network6 or "",
+                               tuple(sorted(members6, key=netaddr.IPNetwork)))
 
     def flow_marks(self, network: SegmentNetwork) -> tuple[str, ...]:
         if network.swarm:
