@@ -190,6 +190,11 @@ def enable_route_localnet(name: str) -> None:
         f.write("1")
 
 
+def has_ipv6() -> bool:
+    """Whether the kernel has IPv6 in the caller's network namespace (not booted with ipv6.disable=1)."""
+    return os.path.exists("/proc/sys/net/ipv6/conf/all/forwarding")
+
+
 def enable_ipv6_forwarding() -> None:
     """IPv6 forwarding on in the caller's network namespace. A host that forwards ignores router
     advertisements where accept_ra is 1, and would lose the default route it learned from them: such

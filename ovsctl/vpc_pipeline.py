@@ -20,8 +20,8 @@ its addresses.
 
 An internal network (`--internal`) carries traffic between its own containers only, on any host: its
 containers are marked (reg2 = the network's first address, as a number) and may only reach a host
-subnet of the same network; nothing from the host's kernel reaches them, and from the uplink only the
-network's own addresses.
+subnet (and, dual-stack, an IPv6 slice) of the same network; nothing from the host's kernel reaches
+them, and from the uplink only the network's own addresses.
 
 Every flow has cookie 0xac7 (`COOKIE`) and is installed with the flows of this cookie only
 (`openflow.FlowTable`): the vlan driver's flows (0xac5, tables 0-30) are never touched. Table 0 is
@@ -71,6 +71,9 @@ class InternalNetwork:
     cidr: str
     mark: int  # its first address as a number: what reg2 carries
     members: tuple[str, ...]  # its host subnets: this host's and the live peers'
+    # A dual-stack one's IPv6 prefix and its hosts' slices: this host's and the live peers'.
+    cidr6: str = ""
+    members6: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +109,8 @@ def vpc_flows(dp: VpcDatapath) -> list[str]:
     if any(own.internal for own in dp.own):
         flows += [_flow(FROM_INTERNAL, 200, "arp", f"resubmit(,{FROM_CONTAINER})"),
                   _flow(FROM_INTERNAL, 0, "", "drop")]
+    if any(own.internal and own.subnet6 for own in dp.own):
+        flows.append(_flow(FROM_INTERNAL, 200, f"icmp6,icmp_type={ICMPV6_NS}", f"resubmit(,{FROM_CONTAINER})"))
     for own in dp.own:
         from_uplink = f"in_port={dp.uplink},ip,vlan_tci=0x0000/0x1fff,dl_dst={dp.host_mac}"
         inbound = f"resubmit(,{TO_CONTAINER})"
@@ -119,7 +124,7 @@ def vpc_flows(dp: VpcDatapath) -> list[str]:
         flows.append(_flow(CLASSIFY, 250, f"in_port=LOCAL,arp,arp_op=1,arp_tpa={own.subnet}", f"resubmit(,{ARP_RESPONDER})"))
         flows.append(_flow(ARP_RESPONDER, 100, f"arp,arp_tpa={own.gateway}", arp_reply_actions(dp.host_mac, own.gateway)))
         if own.subnet6:
-            flows += _own_slice_flows(dp, own)
+            flows += _own_slice_flows(dp, own) if own.internal is None else _internal_slice_flows(dp, own, own.internal)
     for peer in dp.peers:
         to_peer = f"set_field:{dp.host_mac}->eth_src,set_field:{peer.mac}->eth_dst,dec_ttl,output:{dp.uplink}"
         flows.append(_flow(FROM_CONTAINER, 90, f"ip,nw_dst={peer.subnet}", to_peer))
@@ -138,9 +143,10 @@ def vpc_flows(dp: VpcDatapath) -> list[str]:
         flows.append(_flow(TO_CONTAINER, 100, f"ip,nw_dst={p.ip}",
                            f"set_field:{dp.host_mac}->eth_src,set_field:{p.mac}->eth_dst,output:{p.port}"))
         flows.append(_flow(ARP_RESPONDER, 100, f"arp,arp_tpa={p.ip}", arp_reply_actions(p.mac, p.ip)))
-        if p.ip6:  # (an internal network is IPv4 only: the driver refuses --internal with --ipv6)
+        if p.ip6:
             ip6 = _v6(p.ip6)
-            flows.append(_flow(FROM_CONTAINER, 100, f"ipv6,ipv6_dst={ip6}", f"set_field:{p.mac}->eth_dst,output:{p.port}"))
+            marked = "" if p.internal_network is None else f"reg2={p.internal_network},"
+            flows.append(_flow(FROM_CONTAINER, 100, f"{marked}ipv6,ipv6_dst={ip6}", f"set_field:{p.mac}->eth_dst,output:{p.port}"))
             flows.append(_flow(TO_CONTAINER, 100, f"ipv6,ipv6_dst={ip6}",
                                f"set_field:{dp.host_mac}->eth_src,set_field:{p.mac}->eth_dst,output:{p.port}"))
             flows.append(_flow(ND_RESPONDER, 100, nd_solicitation_match(ip6), nd_advert_actions(p.mac, ip6, ND_FINISH)))
@@ -163,6 +169,26 @@ def _own_slice_flows(dp: VpcDatapath, own: OwnSubnet) -> list[str]:
         # Above the line before: a unicast solicitation from the host matches both.
         _flow(CLASSIFY, 255, f"in_port=LOCAL,icmp6,icmp_type={ICMPV6_NS},nd_target={slice6}", f"resubmit(,{ND_RESPONDER})"),
         _flow(TO_CONTAINER, 100, f"ipv6,ipv6_dst={gateway6}", "LOCAL"),
+        _flow(ND_RESPONDER, 100, nd_solicitation_match(gateway6), nd_advert_actions(dp.host_mac, gateway6, ND_FINISH, router=True)),
+    ]
+
+
+def _internal_slice_flows(dp: VpcDatapath, own: OwnSubnet, network: InternalNetwork) -> list[str]:
+    """An internal network's IPv6 slice, as its IPv4 subnet: in from the uplink only from the network's
+    prefix, nothing from the host; its containers reach the network's slices only, not the host's
+    gateway address (answered to their solicitations all the same: their route to the network's prefix
+    goes through it), which has no way to the host's port either (so a peer's kernel, whose source
+    towards this slice is its own gateway address, never learns this host's MAC for it)."""
+    slice6, gateway6 = _v6(own.subnet6), _v6(own.gateway6)
+    from_uplink = f"in_port={dp.uplink},ipv6,vlan_tci=0x0000/0x1fff,dl_dst={dp.host_mac}"
+    return [
+        _flow(CLASSIFY, 260, f"{from_uplink},ipv6_src={_v6(network.cidr6)},ipv6_dst={slice6}", f"resubmit(,{TO_CONTAINER})"),
+        _flow(CLASSIFY, 250, f"{from_uplink},ipv6_dst={slice6}", "drop"),
+        _flow(CLASSIFY, 250, f"in_port=LOCAL,ipv6,ipv6_dst={slice6}", "drop"),
+        _flow(CLASSIFY, 255, f"in_port=LOCAL,icmp6,icmp_type={ICMPV6_NS},nd_target={slice6}", f"resubmit(,{ND_RESPONDER})"),
+        _flow(FROM_INTERNAL, 110, f"ipv6,ipv6_dst={gateway6}", "drop"),
+        *(_flow(FROM_INTERNAL, 100, f"reg2={network.mark},ipv6,ipv6_dst={_v6(member)}", f"resubmit(,{FROM_CONTAINER})")
+          for member in network.members6),
         _flow(ND_RESPONDER, 100, nd_solicitation_match(gateway6), nd_advert_actions(dp.host_mac, gateway6, ND_FINISH, router=True)),
     ]
 

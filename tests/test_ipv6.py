@@ -764,9 +764,11 @@ def test_vpc_dual_stack_refusals_are_clear_and_nothing_is_stored(lab):
         (["--ipv6", *v4, "--subnet", "fd00:84::/118", "-o", "max_routes=1000"],
          "IPv6 subnet fd00:84::/118 has no room for max_routes=1000 host slices"),
         (["--ipv6", *v4, "--subnet", "fe80::/64"], "IPv6 subnet fe80::/64 is link-local or multicast"),
+        # --internal with --ipv6 is made (test_vpc_dual_stack_internal_network_...), and checked as any other.
+        (["--ipv6", "--internal", *v4, "--subnet", "fd00:84::/64", "-o", "host_subnet_size_v6=64"],
+         "host_subnet_size_v6 /64 must be smaller than the network's /64"),
         (["--ipv6", *v4, "--subnet", "fd00:84::/64", "--subnet", "fd00:85::/64"],
          "takes one IPv6 subnet per network, got 2: fd00:84::/64, fd00:85::/64"),
-        (["--ipv6", "--internal", *v4, "--subnet", "fd00:84::/64"], "internal networks (--internal) are IPv4 only for now"),
         ([*v4, "-o", "host_subnet_size_v6=80"], "host_subnet_size_v6 is for dual-stack networks"),
     ]
     try:
@@ -916,3 +918,71 @@ def test_vlan_router_solicitations_leave_with_the_host_mac_and_are_answered_at_o
                 process.wait(timeout=10)
         gw.run(["ip", "-6", "addr", "del", "2001:db8:217::1/64", "dev", "gw-v217"], check=False)
         remove(lab, {"h1": [first, second, other]}, [accepting, dropping])
+
+
+def test_vpc_dual_stack_internal_network_reaches_its_members_only_by_ipv6_too(lab):
+    """--internal --ipv6 on vpc: the network's containers reach each other by IPv6 (and IPv4) across the
+    hosts, through their route to the network's prefix (no default route), and nothing else by IPv6,
+    not even with a default route the container made itself: not the host's gateway address, not a
+    dual-stack network's container beside it, not the outside host's IPv6 address; and neither that
+    container, the outside host nor either host reaches them. The outside host routes both networks'
+    prefixes to h1, so that only the flows stand between; the routed network, reached and reaching out
+    the same way, shows that the test can fail."""
+    tag = uuid.uuid4().hex[:4]
+    internal, routed = f"vpi6-{tag}", f"vpo6-{tag}"
+    internal4, internal6, routed4, routed6 = "100.91.0.0/16", "fd00:91::/64", "100.92.0.0/16", "fd00:92::/64"
+    i1, i2, o1 = f"i1-{tag}", f"i2-{tag}", f"o1-{tag}"
+    names = {"h1": [i1, o1], "h2": [i2]}
+    h1, h2, out = lab.node("h1"), lab.node("h2"), lab.node("out")
+
+    def network_create(host: str, name: str, subnet: str, subnet6: str, *extra: str) -> None:
+        lab.docker(host, "network", "create", "-d", "vpc", "--ipam-driver", "acsnet", "--ipv6", "--subnet", subnet,
+                   "--subnet", subnet6, "-o", "host_subnet_size=24", *extra, name)
+
+    try:
+        for host in ("h1", "h2"):
+            network_create(host, internal, internal4, internal6, "--internal")
+        network_create("h1", routed, routed4, routed6)
+        h1.run(["ip", "-6", "addr", "add", f"{HOST6}/64", "dev", "ovsbr0", "nodad"])
+        out.run(["ip", "-6", "addr", "add", f"{OUTSIDE6}/64", "dev", "out0", "nodad"])
+        for prefix in (internal6, routed6):
+            out.run(["ip", "-6", "route", "replace", prefix, "via", HOST6])
+        for host, name, network, extra in (("h1", i1, internal, ("--cap-add", "NET_ADMIN")), ("h2", i2, internal, ()),
+                                           ("h1", o1, routed, ())):
+            lab.docker(host, "run", "-d", *QUICK, "--net", network, "--name", name, *extra, IMAGE, "sleep", "600")
+        endpoints = {name: endpoint_of(lab, host, name, network)
+                     for host, name, network in (("h1", i1, internal), ("h2", i2, internal), ("h1", o1, routed))}
+        ip6 = {name: e["GlobalIPv6Address"] for name, e in endpoints.items()}
+        ip4 = {name: e["IPAddress"] for name, e in endpoints.items()}
+        assert all(netaddr.IPAddress(ip6[n]) in netaddr.IPNetwork(internal6) for n in (i1, i2)), ip6
+        # No gateway: a route to the network's prefix through the host's address in its slice, no default.
+        assert endpoints[i1]["IPv6Gateway"] == "", endpoints[i1]
+        routes = lab.docker("h1", "exec", i1, "ip", "-6", "route").stdout
+        gateway6 = str(netaddr.IPNetwork(f"{ip6[i1]}/80").network + 1)
+        assert "default" not in routes and f"{internal6} via {gateway6} " in routes, routes
+
+        # Members reach each other across the hosts, by IPv6 and by IPv4.
+        assert pings6(lab, "h1", i1, ip6[i2]) and pings6(lab, "h2", i2, ip6[i1])
+        assert lab.docker("h1", "exec", i1, "ping", "-c", "1", "-W", "2", ip4[i2], check=False).returncode == 0
+        # The routed network reaches the outside host by IPv6 and is reached from it.
+        assert pings6(lab, "h1", o1, OUTSIDE6)
+        assert out.run(["ping", "-6", "-c", "1", "-W", "2", ip6[o1]], check=False).returncode == 0
+        # The internal one neither, even with a default route.
+        lab.docker("h1", "exec", i1, "ip", "-6", "route", "add", "default", "via", gateway6)
+        assert not pings6(lab, "h1", i1, OUTSIDE6, wait=2)
+        assert not pings6(lab, "h1", i1, HOST6, wait=1), "the host's address off the network"
+        assert not pings6(lab, "h1", i1, gateway6, wait=1), "the host is not a member"
+        assert out.run(["ping", "-6", "-c", "1", "-W", "2", ip6[i1]], check=False).returncode != 0
+        for host, member in ((h1, i1), (h2, i1), (h1, i2)):  # neither host, to its own or the other's container
+            assert host.run(["ping", "-6", "-c", "1", "-W", "1", ip6[member]], check=False).returncode != 0, (host, member)
+        # Nor the other network's container on the same host, either way.
+        assert not pings6(lab, "h1", i1, ip6[o1], wait=1)
+        assert not pings6(lab, "h1", o1, ip6[i1], wait=1)
+        # Still members: the fence cut nothing between them.
+        assert pings6(lab, "h2", i2, ip6[i1])
+    finally:
+        for prefix in (internal6, routed6):
+            out.run(["ip", "-6", "route", "del", prefix], check=False)
+        h1.run(["ip", "-6", "addr", "del", f"{HOST6}/64", "dev", "ovsbr0"], check=False)
+        out.run(["ip", "-6", "addr", "del", f"{OUTSIDE6}/64", "dev", "out0"], check=False)
+        remove(lab, names, [internal, routed])

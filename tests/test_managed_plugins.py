@@ -181,3 +181,45 @@ def test_a_plugin_whose_store_is_unreachable_still_activates(managed_lab):
     lab.docker(host, "network", "create", "-d", VLAN, "--ipam-driver", IPAM, "--subnet", "100.84.0.0/24",
                "-o", "VlanId=218", f"mback-{tag}")
     lab.docker(host, "network", "rm", f"mback-{tag}")
+
+
+def test_a_dual_stack_vpc_network_carries_ipv6_across_hosts_where_host_setup_turned_ipv6_forwarding_on(managed_lab):
+    """A managed plugin cannot turn IPv6 forwarding on (its /proc/sys is read-only): `acsnet plugin install
+    --host-setup` (which made this lab's hosts) did. With it, a dual-stack vpc network carries IPv6 and
+    IPv4 between containers on both hosts. On a host where it is off, the network is refused with an
+    error naming the commands that turn it on, nothing is made, and forwarding stays off."""
+    lab, tag = managed_lab, uuid.uuid4().hex[:4]
+    network, subnet = f"mvp6-{tag}", "100.86.0.0/16"
+    create = ["network", "create", "-d", VPC, "--ipam-driver", IPAM, "--ipv6", "--subnet", subnet,
+              "--subnet", "fd00:86::/64", "-o", "host_subnet_size=24", network]
+    forwarding6 = ["cat", "/proc/sys/net/ipv6/conf/all/forwarding"]
+    containers = {"h1": f"m6a-{tag}", "h2": f"m6b-{tag}"}
+    for host in lab.hosts():
+        assert lab.node(host).run(forwarding6).stdout.strip() == "1", f"host setup left IPv6 forwarding off on {host}"
+    try:
+        lab.node("h2").run(["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=0"])
+        refused = lab.docker("h2", *create, check=False)
+        assert refused.returncode != 0 and "IPv6 forwarding is off on this host" in refused.stderr, refused.stderr
+        assert ("acsnet plugin install --host-setup" in refused.stderr
+                and "sysctl -w net.ipv6.conf.all.forwarding=1" in refused.stderr), refused.stderr
+        assert network not in lab.docker("h2", "network", "ls", "--format", "{{.Name}}").stdout.split()
+        assert subnet not in pools_in_store(lab), "a refused network left its pool in the IPAM"
+        assert lab.node("h2").run(forwarding6).stdout.strip() == "0", "the plugin changed /proc/sys after all"
+        lab.node("h2").run(["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"])
+
+        for host, container in containers.items():
+            lab.docker(host, *create)
+            lab.docker(host, "run", "-d", *QUICK, "--net", network, "--name", container, IMAGE, "sleep", "600")
+        endpoints = {host: json.loads(lab.docker(host, "inspect", c).stdout)[0]["NetworkSettings"]["Networks"][network]
+                     for host, c in containers.items()}
+        assert endpoints["h1"]["GlobalIPv6Address"] and endpoints["h2"]["GlobalIPv6Address"], endpoints
+        for host, peer in (("h1", "h2"), ("h2", "h1")):
+            ping6 = lab.docker(host, "exec", containers[host], "ping", "-6", "-c", "2", "-W", "2",
+                               endpoints[peer]["GlobalIPv6Address"], check=False)
+            assert ping6.returncode == 0, f"{host} does not reach {peer}'s container by IPv6\n{lab.log_tail(host)}"
+            assert pings(lab, host, containers[host], endpoints[peer]["IPAddress"]), f"{host} to {peer} by IPv4"
+    finally:
+        lab.node("h2").run(["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"], check=False)
+        for host, container in containers.items():
+            lab.docker(host, "rm", "-f", container, check=False)
+            lab.docker(host, "network", "rm", network, check=False)

@@ -72,10 +72,16 @@ def vpc_states() -> list[VpcDatapath]:
     dual_stack = VpcDatapath("uplink0", HOST_MAC, (OwnSubnet("100.82.0.0/24", "100.82.0.1", None, "fd00:82::/80", "fd00:82::1"),),
                              (PeerSubnet("100.82.1.0/24", PEER_MAC, "fd00:82:0:0:1::/80"),),
                              (VpcPort("vh-6", "100.82.0.2", "02:42:00:00:05:02", None, "fd00:82::2"),))
+    internal6 = InternalNetwork("100.86.0.0/16", 0x64560000, ("100.86.0.0/24", "100.86.1.0/24"), "fd00:86::/64",
+                                ("fd00:86::/80", "fd00:86:0:0:1::/80"))
+    internal_dual_stack = VpcDatapath(
+        "uplink0", HOST_MAC, (OwnSubnet("100.86.0.0/24", "100.86.0.1", internal6, "fd00:86::/80", "fd00:86::1"),),
+        (PeerSubnet("100.86.1.0/24", PEER_MAC, "fd00:86:0:0:1::/80"),),
+        (VpcPort("vh-i6", "100.86.0.2", "02:42:00:00:06:02", internal6.mark, "fd00:86::2"),))
     return [VpcDatapath("uplink0", HOST_MAC, (), (), ()),
             VpcDatapath("uplink0", HOST_MAC, own[:1], (), ports[:1]),  # peers not on the link: the kernel routes
             VpcDatapath("uplink0", HOST_MAC, own, peers, ports),
-            dual_stack]
+            dual_stack, internal_dual_stack]  # --internal --ipv6
 
 
 def kind(bridge: str, cookie: str, table: int, priority: int, match: str) -> tuple:

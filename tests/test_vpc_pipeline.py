@@ -108,3 +108,27 @@ def test_a_swarm_networks_addresses_on_other_nodes_are_answered_by_this_host_and
     # A record of another node left for an address that is now this host's: its own port answers, once.
     assert [f for f in answers if f"arp_tpa={here.ip}," in f] == [
         f for f in answers if f"arp_tpa={here.ip}," in f and f"set_field:{here.mac}->arp_sha" in f] != []
+
+
+def test_an_internal_dual_stack_networks_containers_reach_its_ipv6_slices_only():
+    network = InternalNetwork("100.86.0.0/16", 0x64560000, ("100.86.0.0/24", "100.86.1.0/24"), "fd00:86::/64",
+                              ("fd00:86::/80", "fd00:86:0:0:1::/80"))
+    port = VpcPort("vh-i6", "100.86.0.2", "02:42:64:56:00:02", network.mark, "fd00:86::2")
+    flows = vpc_flows(VpcDatapath("uplink0", HOST_MAC, (OwnSubnet("100.86.0.0/24", "100.86.0.1", network, "fd00:86::/80",
+                                                                  "fd00:86::1"),),
+                                  (PeerSubnet("100.86.1.0/24", PEER_MAC, "fd00:86:0:0:1::/80"),), (port,)))
+    allowed = {f.split("ipv6_dst=")[1].split(",")[0] for f in flows if "table=45,priority=100," in f and "ipv6" in f}
+    assert allowed == {"fd00:86::/80", "fd00:86:0:0:1::/80"}
+    assert "cookie=0xac7,table=45,priority=110,ipv6,ipv6_dst=fd00:86::1,actions=drop" in flows
+    assert "cookie=0xac7,table=45,priority=200,icmp6,icmp_type=135,actions=resubmit(,40)" in flows
+    # Delivered only from its own network; in from the uplink only from the network's prefix; nothing
+    # from the host, and no way from the uplink to the host's gateway address.
+    assert (f"cookie=0xac7,table=40,priority=100,reg2={network.mark},ipv6,ipv6_dst=fd00:86::2,"
+            f"actions=set_field:{port.mac}->eth_dst,output:vh-i6") in flows
+    assert not any("table=40,priority=100,ipv6,ipv6_dst=fd00:86::2," in f for f in flows)
+    assert (f"cookie=0xac7,table=0,priority=260,in_port=uplink0,ipv6,vlan_tci=0x0000/0x1fff,dl_dst={HOST_MAC},"
+            "ipv6_src=fd00:86::/64,ipv6_dst=fd00:86::/80,actions=resubmit(,50)") in flows
+    assert (f"cookie=0xac7,table=0,priority=250,in_port=uplink0,ipv6,vlan_tci=0x0000/0x1fff,dl_dst={HOST_MAC},"
+            "ipv6_dst=fd00:86::/80,actions=drop") in flows
+    assert "cookie=0xac7,table=0,priority=250,in_port=LOCAL,ipv6,ipv6_dst=fd00:86::/80,actions=drop" in flows
+    assert not any("table=50" in f and "ipv6_dst=fd00:86::1," in f for f in flows)

@@ -37,7 +37,10 @@ def add_commands(commands) -> None:
                          help=f"which plugins, comma-separated (default {','.join(NAMES)})")
     install.add_argument("--host-setup", action="store_true",
                          help="first run 'acsnet host-setup' on this host (needs --uplink) and turn IPv4 forwarding "
-                         "on (the vpc driver routes; a plugin cannot change /proc/sys)")
+                         "on, and IPv6 forwarding where the kernel has IPv6 (the vpc driver routes, dual-stack "
+                         "networks' IPv6 too; a plugin cannot change /proc/sys). Interfaces taking router "
+                         "advertisements (accept_ra=1) are set to accept_ra=2 first: a host that forwards "
+                         "ignores them otherwise")
     add_config_option(install, " (host setup's options)")
     add_options(install, HOST_SETUP_OPTIONS)
     install.set_defaults(run=run_plugin_install)
@@ -79,8 +82,15 @@ def run_plugin_install(args: argparse.Namespace) -> int:
 
 
 def host_setup(args: argparse.Namespace) -> None:
-    """What a plugin cannot do to its host: the uplink into the bridge, and forwarding."""
+    """What a plugin cannot do to its host: the uplink into the bridge, and forwarding (a managed plugin's
+    /proc/sys is read-only), IPv6's included: the vpc driver refuses dual-stack networks without it."""
+    from acsnet.ovsctl import links  # pyroute2: half a second, for this command only
+
     done = set_up_host(args)
-    with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
-        f.write("1")
-    _progress("host set up: " + ("; ".join(done) if done else "already set up") + "; IPv4 forwarding on")
+    links.enable_ipv4_forwarding()
+    if links.has_ipv6():
+        links.enable_ipv6_forwarding()  # accept_ra=1 interfaces to 2 first, so they keep their routers
+        forwarding = "IPv4 and IPv6 forwarding on"
+    else:
+        forwarding = "IPv4 forwarding on; IPv6 forwarding not (IPv6 is disabled in this kernel)"
+    _progress("host set up: " + ("; ".join(done) if done else "already set up") + "; " + forwarding)

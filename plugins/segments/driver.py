@@ -181,8 +181,10 @@ class SegmentDriver(NetworkDriver):
             # As Docker's bridge driver for an internal network: no gateway, so no default route off
             # the network; and no docker_gwbridge either (which dockerd adds to a container whose
             # networks give no gateway).
-            return JoinResult(endpoint.container_port, "eth", static_routes=self.internal_routes(network),
-                              disable_gateway_service=True)
+            # An IPv6 route only for a container with an IPv6 address: dockerd fails the join on a
+            # route whose next hop is off every link of the container.
+            routes = tuple(r for r in self.internal_routes(network) if r.destination.version == 4 or endpoint.ip6)
+            return JoinResult(endpoint.container_port, "eth", static_routes=routes, disable_gateway_service=True)
         return JoinResult(endpoint.container_port, "eth",
                           gateway=netaddr.IPAddress(network.gateway) if network.gateway else None,
                           gateway_ipv6=netaddr.IPAddress(network.gateway6) if network.gateway6 and endpoint.ip6 else None)

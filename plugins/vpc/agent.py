@@ -94,13 +94,12 @@ class VpcOvsDatapath(Datapath):
 
     def turn_on_ipv6_forwarding(self) -> None:
         """Only once a dual-stack network is here: with forwarding on, the kernel ignores router
-        advertisements on links with accept_ra=1, which a host taking its own IPv6 route from them needs
-        to know (README)."""
+        advertisements on links with accept_ra=1, so those are set to 2 first (`links.enable_ipv6_forwarding`,
+        as the vxlan driver does): a host taking its own IPv6 route from them keeps it."""
         if self.forwarding(FORWARDING6):
             return
         try:
-            with open(FORWARDING6, "w") as f:
-                f.write("1")
+            links.enable_ipv6_forwarding()
         except OSError as e:
             log.error("IPv6 forwarding is off on this host and cannot be turned on here (%s): dual-stack vpc "
                       "networks are refused until the host turns it on", e.strerror or e)
@@ -115,7 +114,10 @@ class VpcOvsDatapath(Datapath):
             if not self.forwarding(FORWARDING6):
                 raise HostNotSetUp("IPv6 forwarding is off on this host (or IPv6 is disabled), and the vpc driver "
                                    "routes a dual-stack network's IPv6 for its containers; this plugin cannot turn "
-                                   "it on: run 'sysctl -w net.ipv6.conf.all.forwarding=1' on the host")
+                                   "it on (a managed plugin's /proc/sys is read-only): run 'acsnet plugin install "
+                                   "--host-setup' on the host, or 'sysctl -w net.ipv6.conf.all.forwarding=1' (where "
+                                   "the host takes its own IPv6 route from router advertisements, set accept_ra=2 on "
+                                   "that interface first)")
 
     def host_subnets(self) -> tuple[HostSubnet, ...]:
         """This host's subnets of its networks, as last read."""
@@ -200,10 +202,16 @@ class VpcOvsDatapath(Datapath):
         return own, peers
 
     def _internal_network(self, own: HostSubnet) -> InternalNetwork:
-        """An internal network's members: its host subnets on this host and on the live peers."""
+        """An internal network's members: its host subnets (and IPv6 slices) on this host and on the live
+        peers."""
         network = netaddr.IPNetwork(own.network)
-        members = [own.subnet] + [p.subnet for p in self._peers if p.network == own.network]
-        return InternalNetwork(str(network.cidr), internal_mark(network), tuple(sorted(members)))
+        peers = [p for p in self._peers if p.network == own.network]
+        members = [own.subnet] + [p.subnet for p in peers]
+        if not own.subnet6:
+            return InternalNetwork(str(network.cidr), internal_mark(network), tuple(sorted(members)))
+        members6 = [own.subnet6] + [p.subnet6 for p in peers if p.subnet6]
+        return InternalNetwork(str(network.cidr), internal_mark(network), tuple(sorted(members)), own.network6 or "",
+                               tuple(sorted(members6, key=netaddr.IPNetwork)))
 
     def flow_marks(self, network: SegmentNetwork) -> tuple[str, ...]:
         if network.swarm:

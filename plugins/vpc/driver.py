@@ -37,9 +37,6 @@ class VpcDriver(SegmentDriver):
             self._create_swarm_network(request, data.pool, subnets.gateway)
             return
         options = parse_vpc_options(request, data.pool, subnets.subnet6)
-        if request.internal and subnets.subnet6 is not None:
-            raise InvalidRequest("the vpc driver's internal networks (--internal) are IPv4 only for now: "
-                                 "create it without --ipv6, or without --internal")
         self.datapath.require_forwarding(ipv6=subnets.subnet6 is not None)
         own = self.datapath.claim_host_subnet(data.pool, VpcSettings(options.host_subnet_size, options.max_routes,
                                                                      subnets.subnet6, options.host_subnet_size_v6))
@@ -51,9 +48,12 @@ class VpcDriver(SegmentDriver):
                                               swarm=swarm_allocated(request)))
 
     def internal_routes(self, network: SegmentNetwork) -> tuple[StaticRoute, ...]:
-        """A container's prefix is its host's subnet: the rest of the network (the other hosts' subnets)
-        is routed through the host, and nothing else is."""
-        return (StaticRoute(network.subnet.cidr, netaddr.IPAddress(network.gateway)),)
+        """A container's prefix is its host's subnet (and IPv6 slice): the rest of the network (the other
+        hosts' subnets and slices) is routed through the host, and nothing else is."""
+        routes = (StaticRoute(network.subnet.cidr, netaddr.IPAddress(network.gateway)),)
+        if network.subnet6 is not None and network.gateway6:
+            routes += (StaticRoute(network.subnet6.cidr, netaddr.IPAddress(network.gateway6)),)
+        return routes
 
     def _create_swarm_network(self, request: NetworkCreate, pool: netaddr.IPNetwork, gateway: str | None) -> None:
         """The containers' gateway is the manager's, the same on every node (each puts it on its bridge)."""
