@@ -21,7 +21,10 @@ git ref REF (`benchmarks/scale_before.py`), against the same ensemble in the sam
 before and after side by side.
 
     python -m acsnet.benchmarks.scale [--sizes 10,100,300,1000] [--before main --before-sizes 10,30] [--quick]
-        [--out benchmarks/results]
+        [--before-says "what before and after differ in"] [--shared-with "what else ran"] [--out benchmarks/results]
+
+`python -m acsnet.benchmarks.scale_report scale.json [--before-says ...] [--shared-with ...]` writes a
+run's report again from its JSON (the words corrected, nothing measured again).
 
 A size whose first load the previous size projects past `--budget` seconds, or past this machine's
 free memory, is not run; the report says so and why. Writes scale.md, scale.csv, scale.json and a
@@ -262,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=900.0, help="seconds a size's first load may be projected to take")
     parser.add_argument("--before", help="git ref whose code runs the 'before' of each comparison (e.g. main)")
     parser.add_argument("--before-sizes", default="10,30", help="numbers of hosts the 'before' runs, comma-separated")
+    parser.add_argument("--before-says", help="what before and after differ in, for the report (one sentence)")
+    parser.add_argument("--shared-with", help="what else runs on the machine, for the report (e.g. other helpers' tests)")
     parser.add_argument("--ipam-hosts", type=int, default=1000)
     parser.add_argument("--ipam-per-host", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="tiny sizes and short phases (what the test runs)")
@@ -313,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         ensemble.stop()
     report = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "sustained": sustained, "rows": rows,
-              "before_rows": before_rows, "before": {"ref": args.before, "commit": before_commit} if args.before else None,
+              "before_rows": before_rows, "before": {"ref": args.before, "commit": before_commit, "says": args.before_says} if args.before else None,
+              "shared_with": args.shared_with,
               "skipped": skipped, "ipam": ipam, "load_average": os.getloadavg(), "cpus": os.cpu_count(),
               "layout": {"endpoints_per_host": args.endpoints, "networks": args.networks,
                          "networks_per_host": args.networks_per_host, "rate": args.rate, "seconds": args.seconds,

@@ -3,9 +3,12 @@ checks that fail the run, and the figure that limits growth."""
 
 from __future__ import annotations
 
+import argparse
 import csv
+import json
 import math
 import os
+import sys
 
 # figure key: (label, unit, goal at 1,000 hosts or None, what the goal says)
 FIGURES = {
@@ -21,6 +24,12 @@ FIGURES = {
     "zk_znodes": ("ZooKeeper znodes", "", None, ""),
 }
 GOAL_HOSTS = 1000
+# What "before" and "after" differ in, unless the run says (`--before-says`): the comparison the report
+# was first written for.
+BEFORE_SAYS = ("every host watches every segment and recomputes its whole flow table on each event, reading "
+               "records one by one (and the IPAM's hosts all retry on the lowest chunk); after is this tree: a host "
+               "watches the segments it has endpoints in, reads a burst of records in one batch and changes only "
+               "the flows of what changed")
 
 COLUMNS = ["hosts", "endpoints", "load_s", "propagation_p50_s", "propagation_p99_s", "zk_requests_per_s", "zk_writes_per_s",
            "zk_notifications_per_s", "zk_load_fraction", "zk_watches", "zk_znodes", "memory_per_host_mb",
@@ -144,7 +153,8 @@ def chart(rows: list[dict], key: str, path: str, before: list[dict] = ()) -> Non
 def machine_line(report: dict, rows: list[dict]) -> str:
     loads = [r["load_average_1m"] for r in rows if r.get("load_average_1m") is not None]
     busiest = f"{max(loads):.1f}" if loads else "-"
-    return (f"The machine was loaded: {report.get('cpus', '?')} cores shared with other work (load average up to "
+    return (f"The machine was loaded: {report.get('cpus', '?')} cores shared with "
+            f"{report.get('shared_with') or 'other work'} (load average up to "
             f"{busiest} during the sizes' churn; the 'machine busy' column is this benchmark's own share). Times "
             f"here are upper bounds for a quiet machine.")
 
@@ -173,10 +183,8 @@ def write(report: dict, out: str) -> str:
              machine_line(report, rows + before_rows), ""]
     before = report.get("before")
     if before_rows:
-        lines += [f"Before is git ref `{before['ref']}` (commit {before['commit'][:12]}): every host watches every segment "
-                  f"and recomputes its whole flow table on each event, reading records one by one; after is this "
-                  f"tree: a host watches the segments it has endpoints in, reads a burst of records in one batch "
-                  f"and changes only the flows of what changed. Both ran in this run, on the same ensemble.", "",
+        lines += [f"Before is git ref `{before['ref']}` (commit {before['commit'][:12]}): {before.get('says') or BEFORE_SAYS}. "
+                  f"Both ran in this run, on the same ensemble.", "",
                   "| hosts | figure | before | after | after/before |", "|---|---|---|---|---|"]
         after_by_hosts = {r["hosts"]: r for r in rows}
         for old in before_rows:
@@ -214,7 +222,7 @@ def write(report: dict, out: str) -> str:
     lines += ["", "IPAM, one /16 pool, hosts allocating at once (each the real IPAM driver with its own session):", "",
               "| run | hosts | allocations | allocations/s | p50 (ms) | p99 (ms) | duplicates |", "|---|---|---|---|---|---|---|",
               f"| empty pool | {c['hosts']} | {c['allocations']} | {c['per_s']:.0f} | {c['p50_ms']:.1f} | {c['p99_ms']:.1f} | {len(c['duplicates'])} |",
-              *([f"| empty pool, before (`{before['ref']}`: every host retries on the lowest chunk) | {b['hosts']} | "
+              *([f"| empty pool, before (`{before['ref']}`) | {b['hosts']} | "
                  f"{b['allocations']} | {b['per_s']:.0f} | {b['p50_ms']:.1f} | {b['p99_ms']:.1f} | {len(b['duplicates'])} |"]
                 if (b := ipam.get("contention_before")) else []),
               f"| empty /16 | {empty['hosts']} | {empty['allocations']} | {empty['per_s']:.0f} | {empty['p50_ms']:.1f} | {empty['p99_ms']:.1f} | {len(empty['duplicates'])} |",
@@ -229,3 +237,26 @@ def write(report: dict, out: str) -> str:
     with open(os.path.join(out, "scale.md"), "w") as f:
         f.write(text)
     return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write a run's report again from its scale.json (charts, table, words), with what it differs in said."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("json", help="a run's scale.json; the report goes beside it")
+    parser.add_argument("--before-says", help="what before and after differ in (one sentence)")
+    parser.add_argument("--shared-with", help="what else ran on the machine, e.g. four other helpers' labs and tests")
+    args = parser.parse_args(argv)
+    with open(args.json) as f:
+        report = json.load(f)
+    if args.before_says and report.get("before"):
+        report["before"]["says"] = args.before_says
+    if args.shared_with:
+        report["shared_with"] = args.shared_with
+    print(write(report, os.path.dirname(os.path.abspath(args.json))))
+    with open(args.json, "w") as f:
+        json.dump(report, f, indent=1, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

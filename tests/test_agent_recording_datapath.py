@@ -19,6 +19,7 @@ from acsnet.plugins.segments.ports import DRIVER_ID, ENDPOINT_ID
 from acsnet.plugins.segments.recording import RecordedSwitch, RecordingDatapath
 from acsnet.plugins.vxlan.agent import vxlan_record_flows, vxlan_table
 from acsnet.store import open_store
+from acsnet.store.liveness import LIVE, HostRecord, HostSessions
 
 VNI = 4242
 SUBNET = netaddr.IPNetwork("10.42.0.0/24")
@@ -293,3 +294,86 @@ def test_an_endpoint_here_or_on_another_host_changes_only_its_own_flows_and_the_
             assert sorted(switch.flows) == sorted(vxlan_table(h2.view()))
     finally:
         cluster.close()
+
+
+def watched_paths(store) -> list[str]:
+    """Spy on a real store: the paths it is asked to watch the children of, from now on."""
+    paths, watch_children = [], store.watch_children
+
+    def spied(path, callback):
+        paths.append(path)
+        return watch_children(path, callback)
+
+    store.watch_children = spied
+    return paths
+
+
+def test_an_agent_follows_every_other_hosts_liveness_with_one_watch(cluster):
+    """One children watch on the sessions list, however many hosts have records on its segments (one per
+    peer host was N^2 watches over a cluster); a dead peer's routes still go and come back with it."""
+    h0 = cluster.start("h0")
+    add_network(h0)
+    peers = [f"h{n}" for n in range(1, 6)]
+    for n, host in enumerate(peers, start=1):
+        agent = cluster.start(host)
+        add_network(agent)
+        agent.add_endpoint(endpoint(n))
+    paths = watched_paths(cluster.stores["h0"])
+    h0.add_endpoint(endpoint(9))
+    wait_for(lambda: len(remote_lines(cluster.switches["h0"])) == len(peers), what="every peer's route on h0")
+    assert paths.count(LIVE) == 1
+    assert not any(path == HostSessions.key(host) for path in paths for host in peers), paths
+
+    cluster.stop("h3")
+    wait_for(lambda: len(remote_lines(cluster.switches["h0"])) == len(peers) - 1, what="h3's route withdrawn")
+    assert not any("host=h3" in line for line in remote_lines(cluster.switches["h0"]))
+    cluster.start("h3")
+    wait_for(lambda: len(remote_lines(cluster.switches["h0"])) == len(peers), what="h3's route back")
+    assert paths.count(LIVE) == 1  # still the one watch: h3 came back through it
+    assert not any(path == HostSessions.key(host) for path in paths for host in peers), paths
+
+
+def start_earlier_version(cluster: Cluster, host: str) -> SegmentAgent:
+    """A host whose plugin is of a version before the sessions list: its registration wrote only the
+    per-host session node (what `register_host` wrote then), the rest of the agent is the same."""
+    store = open_store(cluster.url, timeout=5.0)
+    HostRecord.write(store, host, {"host_id": host})
+    assert HostSessions.write(store, host, HostSessions.name(cluster.driver, 1))
+    switch = cluster.switches.setdefault(host, RecordedSwitch())
+    agent = SegmentAgent(store, RecordingDatapath(cluster.driver, switch, vtep="192.0.2.99", host_mac="02:00:00:00:01:99"),
+                         host, resync_seconds=30.0)
+    agent.start()
+    cluster.agents[host], cluster.stores[host] = agent, store
+    return agent
+
+
+def test_during_a_rolling_upgrade_a_host_of_the_earlier_version_is_seen_alive_and_dead(cluster):
+    """A host still on the per-host layout: its routes are in an upgraded host's table while it lives,
+    withdrawn when it dies, and back when it returns: through a watch of its own if it was alive when
+    first seen, through the periodic reconcile if it was dead then (a dead host is read, not watched)."""
+    new = cluster.start("new")
+    add_network(new)
+    new.add_endpoint(endpoint(9))
+    old = start_earlier_version(cluster, "old")
+    add_network(old)
+    old.add_endpoint(endpoint(1))
+    route = "remote segment=4242 ip=10.42.0.1"
+
+    def routed(host: str) -> bool:
+        return any(f.startswith(route) for f in cluster.switches[host].flows)
+
+    wait_for(lambda: routed("new"), what="old's route on new")
+    cluster.stop("old")
+    wait_for(lambda: not routed("new"), what="old's route withdrawn")
+    start_earlier_version(cluster, "old")
+    wait_for(lambda: routed("new"), what="old's route back on new")
+
+    cluster.stop("old")
+    late = cluster.start("late")  # first sees old dead
+    add_network(late)
+    late.add_endpoint(endpoint(8))
+    wait_for(lambda: any("ip=10.42.0.9" in f for f in remote_lines(cluster.switches["late"])), what="new's route on late")
+    assert not routed("late")
+    start_earlier_version(cluster, "old")
+    late.reconcile()
+    wait_for(lambda: routed("late"), what="old's route back on late")

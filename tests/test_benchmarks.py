@@ -185,3 +185,19 @@ def test_scale_checks_fail_on_a_missing_or_stale_flow_and_on_an_address_handed_o
     report["ipam"]["by_fullness"][0.99] = {**ipam_run, "duplicates": ["100.64.255.9"]}
     failed = scale_report.failed_checks(report)
     assert len(failed) == 2 and "not converged" in failed[0] and "100.64.255.9" in failed[1]
+
+
+def test_a_scale_report_is_written_again_from_its_json_with_what_its_before_differs_in(tmp_path):
+    """`python -m acsnet.benchmarks.scale_report scale.json --before-says ... --shared-with ...`: the
+    recorded run's report again, saying what its before and after differ in and what else ran; its
+    numbers are the JSON's."""
+    import shutil
+
+    shutil.copy(f"{REPO}/benchmarks/results/scale.json", tmp_path / "scale.json")
+    subprocess.run([sys.executable, "-m", "acsnet.benchmarks.scale_report", str(tmp_path / "scale.json"),
+                    "--before-says", "before SAYS THIS", "--shared-with", "SOMETHING ELSE"], check=True, capture_output=True)
+    printed = (tmp_path / "scale.md").read_text()
+    report = json.loads((tmp_path / "scale.json").read_text())
+    assert "): before SAYS THIS. Both ran in this run" in printed and "cores shared with SOMETHING ELSE" in printed
+    assert report["before"]["says"] == "before SAYS THIS" and report["shared_with"] == "SOMETHING ELSE"
+    assert f"| {report['rows'][0]['hosts']} | {report['rows'][0]['endpoints']} |" in printed

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 from acsnet.store import open_store
-from acsnet.store.liveness import HostRecord, HostSessions, host_alive, live_hosts
+from acsnet.store.liveness import HostRecord, HostSessions, LiveSessions, host_alive, live_hosts
 
 
 def test_host_record_and_sessions_read_write_watch_clear(embedded_url):
@@ -47,5 +48,51 @@ def test_the_layout_written_by_the_previous_version_is_read(embedded_url):
         store.create("/acsnet/hosts/old/sessions/plugin-1", ephemeral=True)
         assert HostRecord.read(store, "old") == {"host_id": "old"}
         assert HostSessions.read_all(store, "old") == ["plugin-1"] and host_alive(store, "old")
+    finally:
+        store.close()
+
+
+def test_the_sessions_list_follows_every_host_with_one_watch_and_registration_writes_both_layouts(embedded_url):
+    """`live/<host>@<session>`: every host's sessions under one parent; `register_host` writes it and
+    the per-host node (which plugins of earlier versions watch); a host an earlier version registered
+    (per-host node only) is alive for `live_hosts` as well."""
+    store, other = open_store(embedded_url), open_store(embedded_url)
+    try:
+        seen, changed = [], threading.Event()
+
+        def on_list(sessions):
+            seen.append(sessions)
+            changed.set()
+
+        LiveSessions.watch_all(store, on_list)
+        assert seen[0] == {}
+        changed.clear()
+        other.register_host("h1", "vxlan", {"host_id": "h1"})
+        name = HostSessions.name("vxlan", os.getpid())
+        assert changed.wait(10) and seen[-1] == {"h1": [name]}
+        assert LiveSessions.read_all(store) == {"h1": [name]} and HostSessions.read_all(store, "h1") == [name]
+        assert live_hosts(store) == {"h1"} and host_alive(store, "h1")
+
+        HostRecord.write(store, "old", {"host_id": "old"})  # what an earlier version's registration wrote
+        assert HostSessions.write(store, "old", HostSessions.name("vlan", 1))
+        assert live_hosts(store) == {"h1", "old"} and host_alive(store, "old")
+        assert "old" not in LiveSessions.read_all(store)
+
+        changed.clear()
+        other.close()  # h1's only process ends: both its nodes go
+        assert changed.wait(10) and seen[-1] == {}
+        assert live_hosts(store) == {"old"} and not host_alive(store, "h1")
+        assert LiveSessions.hosts(["a.b@c@vxlan-1", "no-separator", "@x", "h@"]) == {"a.b@c": ["vxlan-1"]}
+    finally:
+        store.close()
+
+
+def test_a_sessions_list_entry_written_by_hand_is_read(embedded_url):
+    """The keys are the README's: `/acsnet/live/<host>@<name>-<pid>`."""
+    store = open_store(embedded_url)
+    try:
+        store.create("/acsnet/live/h7@vxlan-12", ephemeral=True)
+        assert LiveSessions.read_all(store) == {"h7": ["vxlan-12"]} and live_hosts(store) == {"h7"}
+        assert LiveSessions.clear(store, "h7", "vxlan-12") and live_hosts(store) == set()
     finally:
         store.close()

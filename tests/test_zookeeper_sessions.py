@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from acsnet.store import open_store
-from acsnet.store.liveness import HostSessions
+from acsnet.store.liveness import SESSION_LAYOUTS, HostSessions, LiveSessions
 from tests.test_store import wait_for
 
 def test_zookeeper_liveness_is_registered_again_after_a_session_expiry(zk_url):
@@ -21,10 +21,12 @@ def test_zookeeper_liveness_is_registered_again_after_a_session_expiry(zk_url):
         old_session = store._client.client_id[0]
 
         def owner():
+            """The session owning both of the registration's nodes (the list's and the per-host one)."""
             try:
-                return store._client.exists(HostSessions.key("h9", name)).ephemeralOwner
+                owners = {store._client.exists(layout.key("h9", name)).ephemeralOwner for layout in SESSION_LAYOUTS}
             except Exception:
                 return None
+            return owners.pop() if len(owners) == 1 else None
 
         assert owner() == old_session
         store._client._call(_SESSION_EXPIRED, None)
@@ -32,5 +34,6 @@ def test_zookeeper_liveness_is_registered_again_after_a_session_expiry(zk_url):
         wait_for(lambda: owner() == store._client.client_id[0], timeout=15, what="liveness under the new session")
         time.sleep(12)  # past the old session's timeout on the server
         assert store.host_alive("h9") and owner() == store._client.client_id[0]
+        assert LiveSessions.read_all(store) == {"h9": [name]}
     finally:
         store.close()

@@ -32,7 +32,7 @@ from acsnet.store.base import (
     validate_path,
 )
 from acsnet.store import liveness
-from acsnet.store.liveness import HostRecord, HostSessions
+from acsnet.store.liveness import SESSION_LAYOUTS, HostRecord, HostSessions
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +232,8 @@ class EmbeddedStore(Store):
         self._ensure_session()
         pid = os.getpid()
         HostRecord.write(self, host_id, info)
-        HostSessions.write(self, host_id, HostSessions.name(session_name, pid))
+        for layout in SESSION_LAYOUTS:
+            layout.write(self, host_id, HostSessions.name(session_name, pid))
 
     def _purge_dead_sessions(self) -> None:
         boot = _boot_id()

@@ -49,7 +49,7 @@ from acsnet.store.base import (
     validate_path,
 )
 from acsnet.store import liveness
-from acsnet.store.liveness import HostRecord, HostSessions
+from acsnet.store.liveness import SESSION_LAYOUTS, HostRecord, HostSessions
 
 log = logging.getLogger(__name__)
 
@@ -347,18 +347,18 @@ class ZooKeeperStore(Store):
         with self._registration_lock:
             HostRecord.write(self, host_id, info)
             name = HostSessions.name(session_name, os.getpid())
-            if HostSessions.write(self, host_id, name):
-                return
-            session = HostSessions.key(host_id, name)
-            try:
-                stat = self._wait(self._client.exists_async(session), 'exists')
-            except NoNodeError:
-                stat = None
-            if stat is not None and stat.ephemeralOwner == self._client.client_id[0]:
-                return  # ours already
-            # Left by this process's previous, expired session and not yet reaped: replace it.
-            HostSessions.clear(self, host_id, name)
-            HostSessions.write(self, host_id, name)
+            for layout in SESSION_LAYOUTS:
+                if layout.write(self, host_id, name):
+                    continue
+                try:
+                    stat = self._wait(self._client.exists_async(layout.key(host_id, name)), 'exists')
+                except NoNodeError:
+                    stat = None
+                if stat is not None and stat.ephemeralOwner == self._client.client_id[0]:
+                    continue  # ours already
+                # Left by this process's previous, expired session and not yet reaped: replace it.
+                layout.clear(self, host_id, name)
+                layout.write(self, host_id, name)
 
     def live_hosts(self) -> set[str]:
         return liveness.live_hosts(self)

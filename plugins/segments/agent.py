@@ -422,6 +422,7 @@ class SegmentAgent:
         flows again (other hosts' records did not change unseen: each came with its watch event)."""
         with self._lock:
             self._reconcile_ports()
+            self.remote.recheck_unlisted()  # its change, if any, is the next catch-up's
             intact = self.datapath.bridge.flows_intact()
             if not intact:
                 self._repaired()

@@ -5,7 +5,13 @@ host with no container on a network needs none of its flows, and hears nothing o
 store's thread: they only note the names they were given and wake the worker, which brings the cache in
 line (`refresh`) under the agent's lock. Records are immutable, so only new names are read: all of a
 burst's in one batch. What came and went since the datapath was last programmed is kept (`take_change`),
-so an event changes only the flows of the records it names."""
+so an event changes only the flows of the records it names.
+
+Whether other hosts are alive comes from one watch on the list of every host's sessions
+(`LiveSessions`), however many hosts there are. A host with records that is not in the list is read
+once in the per-host layout: alive there means a plugin of an earlier version (or a list change not
+heard yet), followed by a watch of its own; dead there is checked again by the periodic reconcile
+(`recheck_unlisted`), which is how an earlier version's plugin coming back is seen."""
 
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ from acsnet.plugins.segments import state
 from acsnet.plugins.segments.datapath import RemoteChange
 from acsnet.plugins.segments.model import Layout, SegmentRecord
 from acsnet.store import Store
-from acsnet.store.liveness import HostSessions
+from acsnet.store.liveness import HostSessions, LiveSessions
 
 
 class RemoteRecords:
@@ -29,7 +35,11 @@ class RemoteRecords:
         self._segments: dict[int, dict[str, SegmentRecord]] = {}
         self._names: dict[int, list[str]] = {}  # latest names seen by each segment watch
         self.watched: set[int] = set()
-        self._alive: dict[str, bool] = {}  # other hosts with records, as their session watches last said
+        self._followed: set[str] = set()  # other hosts with records
+        self._listed: frozenset[str] = frozenset()  # hosts in the sessions list, as its watch last said
+        self._listing = False  # the list's watch is set
+        self._unlisted: dict[str, bool] = {}  # followed hosts not in the list: alive in the per-host layout?
+        self._unlisted_watched: set[str] = set()
         self._alive_in_flows: frozenset[str] = frozenset()
         self._arrived: list[tuple[int, SegmentRecord]] = []  # other hosts' records new since the first load
         self._added: list[tuple[int, SegmentRecord]] = []  # since the datapath was last programmed
@@ -98,25 +108,51 @@ class RemoteRecords:
 
     def _watch_host(self, host: str) -> None:
         """Follow whether a host is alive (any of its plugins holds a store session)."""
-        if host in self._alive:
+        if host in self._followed:
             return
-        self._alive[host] = True
+        if not self._listing:
+            self._listing = True
 
-        def on_change(sessions: list[str]) -> None:  # on the store's thread
-            self._alive[host] = bool(sessions)
-            self._wake()
+            def on_list(sessions: dict[str, list[str]]) -> None:  # on the store's thread
+                self._listed = frozenset(sessions)
+                self._wake()
 
-        HostSessions.watch_all(self.store, host, on_change)
-        if self._alive[host]:  # alive as first seen: its records go in with the change, not a whole sync
+            LiveSessions.watch_all(self.store, on_list)
+        self._followed.add(host)
+        if host not in self._listed:
+            self._check_unlisted(host)
+        if self._alive(host):  # alive as first seen: its records go in with the change, not a whole sync
             self._alive_in_flows = self._alive_in_flows | {host}
 
+    def _check_unlisted(self, host: str) -> None:
+        """A followed host not in the list: its per-host sessions, watched once they say it is alive."""
+        if host in self._unlisted_watched or not HostSessions.read_all(self.store, host):
+            return
+        self._unlisted_watched.add(host)
+
+        def on_change(sessions: list[str]) -> None:  # on the store's thread
+            self._unlisted[host] = bool(sessions)
+            self._wake()
+
+        self._unlisted[host] = True  # the watch's first call says so again, now
+        HostSessions.watch_all(self.store, host, on_change)
+
+    def recheck_unlisted(self) -> None:
+        """The periodic check of followed hosts neither the list nor a per-host watch says are alive: one
+        read each (an earlier version's plugin that came back writes only its per-host session)."""
+        for host in [h for h in self._followed if not self._alive(h)]:
+            self._check_unlisted(host)
+
+    def _alive(self, host: str) -> bool:
+        return host in self._listed or self._unlisted.get(host, False)
+
     def liveness_changed(self) -> bool:
-        alive = frozenset(h for h, up in self._alive.items() if up)
+        alive = frozenset(h for h in self._followed if self._alive(h))
         changed, self._alive_in_flows = alive != self._alive_in_flows, alive
         return changed
 
     def _in_flows(self, record: SegmentRecord) -> bool:
-        return not self.withdraw_dead_hosts or self._alive.get(record.host, True)
+        return not self.withdraw_dead_hosts or record.host not in self._followed or self._alive(record.host)
 
     def records(self, number: int) -> tuple[SegmentRecord, ...]:
         """Other hosts' records on a segment, as last seen (sorted, so flows come out the same)."""
