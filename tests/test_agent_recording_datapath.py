@@ -377,3 +377,31 @@ def test_during_a_rolling_upgrade_a_host_of_the_earlier_version_is_seen_alive_an
     start_earlier_version(cluster, "old")
     late.reconcile()
     wait_for(lambda: routed("late"), what="old's route back on late")
+
+
+def test_a_segment_whose_watch_could_not_be_set_is_watched_at_the_next_try_store_failure_faked(embedded_url):
+    """The store's watch call fails once (faked: a wrapper raises instead of asking the embedded store):
+    the segment is not taken as followed, so the next pass sets its watch and hears its changes; marked
+    first, it stayed unwatched for good."""
+    from acsnet.errors import StoreUnavailable
+    from acsnet.plugins.segments.watch import RemoteRecords
+
+    store = open_store(embedded_url, timeout=5.0)
+    real_watch, calls, woken = store.watch_children, [], []
+
+    def failing_once(path, callback):
+        calls.append(path)
+        if len(calls) == 1:
+            raise StoreUnavailable("the store did not answer (faked)")
+        return real_watch(path, callback)
+
+    store.watch_children = failing_once
+    try:
+        remote = RemoteRecords(store, LAYOUTS["vxlan"], "h1", withdraw_dead_hosts=False, wake=lambda: woken.append(1))
+        with pytest.raises(StoreUnavailable):
+            remote.watch(7, collect_arrivals=False)
+        assert 7 not in remote.watched
+        remote.watch(7, collect_arrivals=False)
+        assert 7 in remote.watched and len(calls) == 2
+    finally:
+        store.close()

@@ -50,7 +50,6 @@ class RemoteRecords:
         """Follow a segment (this host's first endpoint on it): its records now, then its changes."""
         if number in self.watched:
             return
-        self.watched.add(number)
         self._segments.setdefault(number, {})
         generation = self._generation[number] = self._generation.get(number, 0) + 1
 
@@ -62,6 +61,9 @@ class RemoteRecords:
             return True
 
         state.watch_segment(self.store, self.layout, number, on_change)
+        # Followed only once the watch is set: a store failing here is asked again at the next pass,
+        # where a segment marked first would have stayed unwatched for good.
+        self.watched.add(number)
         self.refresh(number, collect_arrivals=collect_arrivals)
 
     def unwatch(self, number: int) -> None:
