@@ -13,6 +13,8 @@ from __future__ import annotations
 import abc
 import logging
 
+import netaddr
+
 from acsnet.errors import AcsnetError, InvalidRequest
 from acsnet.ovsctl import kernel_routes
 from acsnet.plugins.vpc.model import HostSubnet
@@ -40,7 +42,7 @@ class HostRoutes(RouteProvider):
 
     def apply(self, own: list[HostSubnet], peers: list[HostSubnet]) -> None:
         wanted = {p.subnet: p.underlay for p in peers}
-        wanted6 = {p.subnet6: str(p.gateway6) for p in peers if p.subnet6}
+        wanted6 = {p.subnet6: _next_hop6(p) for p in peers if p.subnet6}
         current = kernel_routes.owned()
         for destination in set(current) - set(wanted) - set(wanted6):
             kernel_routes.delete(destination)
@@ -54,6 +56,17 @@ class HostRoutes(RouteProvider):
     def withdraw(self, own: list[HostSubnet]) -> None:
         for destination in kernel_routes.owned():
             kernel_routes.delete(destination)
+
+
+def _next_hop6(peer: HostSubnet) -> str:
+    """A peer's IPv6 slice goes via its IPv6 gateway on the bridge. A swarm network's IPv6 address (a /128:
+    every node holds the same gateway) goes via the peer bridge's link-local address, which the kernel
+    makes from the bridge's MAC, the host's (EUI-64, the default address generation), as its /32 goes
+    via the peer's underlay address (the underlay needs no IPv6 address, and a kernel takes no IPv4 next
+    hop for an IPv6 route)."""
+    if netaddr.IPNetwork(peer.subnet6).prefixlen == 128 and peer.mac:
+        return str(netaddr.EUI(peer.mac).ipv6_link_local())
+    return str(peer.gateway6)
 
 
 class AliyunRoutes(RouteProvider):
