@@ -12,11 +12,12 @@ import sys
 import time
 import uuid
 
+import netaddr
 import pytest
 
 from acsnet.lab.dockerd import IMAGE
 from acsnet.lab.layout import host_address
-from acsnet.lab.topology import Lab
+from acsnet.lab.topology import UPLINK, Lab
 from acsnet.managed_plugins import PLUGINS
 from tests.test_lab import lab_cli
 
@@ -578,3 +579,154 @@ def test_what_swarm_sends_the_manager_and_the_workers_plugins(swarm):
         lab.docker(MANAGER, "node", "update", "--availability", "active", drained, check=False)
         remove(lab, [name], [network])
     assert_nothing_left(lab, network, "100.87.0.", hosts=hosts)
+
+
+# -- dual-stack swarm networks ---------------------------------------------------------------------
+
+# What the IPAM logs of each allocation (INFO, so without ACSNET_LOG_LEVEL=debug): pool, address, kind.
+ALLOCATED = re.compile(r"logger=acsnet\.ipam\.driver pool=(\S+) address=(\S+) kind=(\w+) host=\w+ allocated")
+
+
+def allocations_since(lab: Lab, marks: dict[str, int], family: str) -> dict[str, list[tuple[str, str, str]]]:
+    """Each host's IPAM allocations since its mark in pools of `family` ("v6": an IPv6 pool id holds ':'):
+    (pool kind global/local, address, kind gateway/endpoint/aux)."""
+    found = {}
+    for host, mark in marks.items():
+        with open(f"{lab.node(host).workdir}/dockerd.log", errors="replace") as log:
+            log.seek(mark)
+            found[host] = [(pool.split("-")[0], address, kind) for pool, address, kind in
+                           (m.groups() for m in map(ALLOCATED.search, log) if m) if (":" in pool) == (family == "v6")]
+    return found
+
+
+def tasks6(lab: Lab, service: str, hosts: list[str]) -> dict[str, tuple[str, str, str]]:
+    """Running tasks of `service` on `hosts`: container name -> (node, IPv4 address, IPv6 address)."""
+    found = {}
+    for host in hosts:
+        for name in lab.docker(host, "ps", "--filter", f"label=com.docker.swarm.service.name={service}",
+                               "--format", "{{.Names}}").stdout.split():
+            attached = next(iter(json.loads(lab.docker(host, "inspect", name).stdout)[0]["NetworkSettings"]["Networks"].values()))
+            found[name] = (host, attached["IPAddress"], attached["GlobalIPv6Address"])
+    return found
+
+
+def wait_for_tasks6(lab: Lab, service: str, count: int, hosts: list[str], timeout: float = 180) -> dict[str, tuple[str, str, str]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        running = tasks6(lab, service, hosts)
+        if len(running) == count and all(ip and ip6 for _, ip, ip6 in running.values()):
+            return running
+        if time.monotonic() > deadline:
+            states = lab.docker(MANAGER, "service", "ps", "--no-trunc", service, check=False).stdout
+            raise AssertionError(f"{service}: {running}, not {count} dual-stack tasks\n{states}")
+        time.sleep(1)
+
+
+def pings6(lab: Lab, host: str, container: str, address: str, wait: float = 20) -> bool:
+    deadline = time.monotonic() + wait
+    while lab.docker(host, "exec", container, "ping", "-6", "-c", "1", "-W", "2", address, check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            return False
+    return True
+
+
+def assert_dual_stack_service(lab: Lab, hosts: list[str], driver: str, network: str, subnet: str, subnet6: str,
+                              options: list[str], router6: str | None = None) -> dict[str, tuple[str, str, str]]:
+    """A dual-stack swarm network and a global service on `hosts`: the manager allocates each task's IPv4
+    address and no IPv6 one (the IPv6 pool's gateway only); each node's IPAM hands its tasks IPv6
+    addresses from the nodes' shared local pool, none twice; tasks reach the next node's by IPv6 (and
+    `router6`, the network's router). Returns the tasks."""
+    marks = log_marks(lab, hosts)
+    lab.docker(MANAGER, "network", "create", "-d", driver, "--ipam-driver", IPAM, "--scope", "swarm", "--ipv6",
+               "--subnet", subnet, "--subnet", subnet6, *options, network)
+    service(lab, network, network, "--mode", "global", "--stop-grace-period", "1s")
+    running = wait_for_tasks6(lab, network, len(hosts), hosts)
+    by_node = {node: (task, ip, ip6) for task, (node, ip, ip6) in running.items()}
+    assert set(by_node) == set(hosts), running
+    addresses6 = [ip6 for _, _, ip6 in running.values()]
+    assert len(set(addresses6)) == len(hosts) and all(a in netaddr.IPNetwork(subnet6) for a in addresses6), running
+    gateway6 = str(netaddr.IPNetwork(subnet6).network + 1)
+    v6 = allocations_since(lab, marks, "v6")
+    assert ("global", gateway6, "gateway") in v6[MANAGER] and not [a for a in v6[MANAGER] if a[0] == "global" and a[2] != "gateway"], v6
+    for node, (_, _, ip6) in by_node.items():
+        assert ("local", ip6, "endpoint") in v6[node], (node, ip6, v6)
+    v4 = allocations_since(lab, marks, "v4")
+    for node, (_, ip, _) in by_node.items():  # the manager's IPv4 address, taken again by the node
+        assert ("global", ip, "aux") in v4[MANAGER] and ("local", ip, "endpoint") in v4[node], (node, ip, v4)
+    for host, peer in zip(hosts, hosts[1:] + hosts[:1]):
+        task = by_node[host][0]
+        assert pings6(lab, host, task, by_node[peer][2]), f"{host} does not reach {peer} by IPv6\n{lab.log_tail(host)}"
+        assert pings(lab, host, task, by_node[peer][1]), f"{host} does not reach {peer} by IPv4"
+        if router6:
+            assert pings6(lab, host, task, router6), f"{host}'s task does not reach the router {router6}"
+    return running
+
+
+def test_dual_stack_vxlan_and_vlan_services_span_the_swarm_by_ipv6_and_leave_nothing(swarm):
+    """`--ipv6` swarm networks of vxlan and vlan (the VLAN's router, the lab's gw, answering IPv6):
+    tasks on every node that is up reach each other by IPv6 across nodes; rm leaves nothing (no pool of
+    either family, record, port or flow). What the IPAM is asked is in the README's protocol notes."""
+    lab, tag = swarm, uuid.uuid4().hex[:4]
+    hosts = [MANAGER, *ready_workers(lab)]
+    gw = lab.node("gw")
+    vxlan_net, vlan_net = f"x6-{tag}", f"v6-{tag}"
+    gw.run(["ip", "-6", "addr", "add", "2001:db8:217::1/64", "dev", "gw-v217", "nodad"])
+    try:
+        try:
+            assert_dual_stack_service(lab, hosts, VXLAN, vxlan_net, "100.89.0.0/24", "fd00:89::/64", ["-o", "VxlanId=889"])
+        finally:
+            remove(lab, [vxlan_net], [vxlan_net])
+        assert_nothing_left(lab, vxlan_net, "100.89.0.", hosts=hosts)
+        assert_nothing_left(lab, vxlan_net, "fd00:89::", hosts=hosts)
+        try:
+            assert_dual_stack_service(lab, hosts, VLAN, vlan_net, "198.51.100.0/24", "2001:db8:217::/64",
+                                      ["--gateway", "198.51.100.1", "--gateway", "2001:db8:217::1", "-o", "VlanId=217"],
+                                      router6="2001:db8:217::1")
+        finally:
+            remove(lab, [vlan_net], [vlan_net])
+        assert_nothing_left(lab, vlan_net, "198.51.100.", hosts=hosts)
+        assert_nothing_left(lab, vlan_net, "2001:db8:217::", hosts=hosts)
+    finally:
+        gw.run(["ip", "-6", "addr", "del", "2001:db8:217::1/64", "dev", "gw-v217"], check=False)
+
+
+def routes6_to(lab: Lab, host: str, prefix: str) -> dict[str, str]:
+    """acsnet's IPv6 kernel routes on `host` to addresses starting with `prefix`: destination -> next hop."""
+    found = {}
+    for line in lab.node(host).run(["ip", "-6", "route", "show", "proto", "172"]).stdout.splitlines():
+        fields = line.split()
+        if fields and fields[0].startswith(prefix) and "via" in fields:
+            found[fields[0].removesuffix("/128")] = fields[fields.index("via") + 1]
+    return found
+
+
+def test_a_dual_stack_vpc_service_routes_each_ipv6_address_to_its_node_and_leaves_nothing(swarm):
+    """A dual-stack swarm vpc network: each node's IPv6 addresses are routed on their own as its IPv4
+    ones: on every other node a /128 kernel route via the node bridge's link-local address (made from
+    its MAC), a flow and a neighbour answer; tasks reach each other by IPv6 across nodes; rm leaves
+    nothing (records, routes, the IPv6 gateway on the bridges, flows). The hosts turn IPv6 forwarding
+    on, as the driver asks (a managed plugin cannot)."""
+    lab, tag = swarm, uuid.uuid4().hex[:4]
+    hosts = [MANAGER, *ready_workers(lab)]
+    network, prefix6 = f"p6-{tag}", "fd00:90::"
+    macs = {h: lab.node(h).run(["cat", f"/sys/class/net/{UPLINK}/address"]).stdout.strip() for h in hosts}
+    for host in hosts:
+        lab.node(host).run(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
+    try:
+        running = assert_dual_stack_service(lab, hosts, VPC, network, "100.90.0.0/24", "fd00:90::/64", ["-o", "max_routes=8"])
+        deadline = time.monotonic() + 30
+        for host in hosts:
+            wanted = {ip6: str(netaddr.EUI(macs[node]).ipv6_link_local()) for node, _, ip6 in running.values() if node != host}
+            while routes6_to(lab, host, prefix6) != wanted:
+                assert time.monotonic() < deadline, f"{host}: {routes6_to(lab, host, prefix6)}, not {wanted}"
+                time.sleep(1)
+            bridge = lab.node(host).run(["ip", "-6", "address", "show", "ovsbr0"]).stdout
+            assert "fd00:90::1/64" in bridge, bridge
+    finally:
+        remove(lab, [network], [network])
+    assert_nothing_left(lab, network, "100.90.0.", hosts=hosts)
+    assert_nothing_left(lab, network, prefix6, hosts=hosts)
+    for host in hosts:
+        assert routes6_to(lab, host, prefix6) == {}, f"IPv6 routes left on {host}"
+        bridge = lab.node(host).run(["ip", "-6", "address", "show", "ovsbr0"]).stdout
+        assert prefix6 not in bridge, f"the network's IPv6 gateway left on {host}'s bridge:\n{bridge}"
