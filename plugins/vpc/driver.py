@@ -5,8 +5,9 @@ so a container moved to another host gets a new one.
 A swarm network is the exception: the swarm manager takes every task's address before the task has a
 node, so no host can own a part of it. Its whole range is the swarm's (the manager's IPAM hands it out,
 each node's IPAM takes the manager's address again), and each address is routed to the node its task
-landed on by a route of its own (a /32), made from the address record the node publishes with the
-endpoint. The route limit then counts addresses, and CreateEndpoint enforces it."""
+landed on by a route of its own (a /32, and a /128 for a dual-stack network's IPv6 address), made from
+the address record the node publishes with the endpoint. The route limit then counts addresses, and
+CreateEndpoint enforces it."""
 
 from __future__ import annotations
 

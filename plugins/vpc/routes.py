@@ -3,7 +3,9 @@
 - `hostroutes`: every host installs a kernel route `<peer host subnet> via <peer underlay address>`
   for every other host (like flannel's host-gw); for hosts on one layer-2 network. A peer's IPv6 slice
   is routed via the peer's IPv6 gateway address on the host bridge, taken as on-link (`onlink`): the
-  underlay needs no IPv6 address, the peer's kernel answers the neighbour solicitation for it.
+  underlay needs no IPv6 address, the peer's kernel answers the neighbour solicitation for it. A swarm
+  network's IPv6 address (a /128) goes via the peer bridge's link-local address, as its /32 via the
+  peer's underlay address.
 - `aliyun`: each host creates the VPC route entry `<its host subnet> -> its instance` in the VPC route
   table through Alibaba Cloud's official SDK (and one for its IPv6 slice), and deletes them when it leaves.
 """
