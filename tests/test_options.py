@@ -127,8 +127,8 @@ def test_a_swarm_vpc_network_takes_max_routes_only_and_refuses_host_subnet_sizes
     assert allocate({"max_routes": "8"}) == {"max_routes": "8", "acsnet.swarm": "true"}
     with pytest.raises(InvalidRequest, match="host_subnet_size does not apply"):
         allocate({"host_subnet_size": "26"})
-    # Dual-stack: each IPv6 address is routed on its own too; two IPv6 subnets refused, as on one host.
-    assert allocate({}, [{"Pool": "fd00:87::/64"}]) == {"acsnet.swarm": "true"}
+    with pytest.raises(InvalidRequest, match="a swarm vpc network is IPv4-only for now"):
+        allocate({}, [{"Pool": "fd00:87::/64"}])
     with pytest.raises(InvalidRequest, match="one IPv6 subnet per network, got 2: fd00:87::/64, fd00:88::/64"):
         allocate({}, [{"Pool": "fd00:88::/64"}, {"Pool": "fd00:87::/64"}])
     split["100.87.0.0/24"] = (26, 50)
