@@ -93,6 +93,7 @@ class VpcDatapath:
     # Swarm networks' addresses on other hosts: this host's containers see the whole range on their link
     # and ask for them by ARP; answered with this host's MAC, which routes them (their peers' /32s).
     routed: tuple[str, ...] = ()
+    routed6: tuple[str, ...] = ()  # their IPv6 addresses, on a dual-stack swarm network: answered to solicitations
 
 
 def vpc_flows(dp: VpcDatapath) -> list[str]:
@@ -154,6 +155,10 @@ def vpc_flows(dp: VpcDatapath) -> list[str]:
     for ip in dp.routed:
         if ip not in local:  # a stale record of an address that is now this host's: its port answers
             flows.append(_flow(ARP_RESPONDER, 100, f"arp,arp_tpa={ip}", arp_reply_actions(dp.host_mac, ip)))
+    local6 = {_v6(p.ip6) for p in dp.local if p.ip6}
+    for ip6 in map(_v6, dp.routed6):
+        if ip6 not in local6:
+            flows.append(_flow(ND_RESPONDER, 100, nd_solicitation_match(ip6), nd_advert_actions(dp.host_mac, ip6, ND_FINISH)))
     return flows
 
 

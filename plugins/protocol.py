@@ -98,8 +98,12 @@ class PoolRequest:
         if sub_pool is not None and pool is None:
             raise InvalidRequest(f"SubPool {sub_text!r} given without a Pool")
         if pool is not None:
-            if (pool.version == 6) != v6:
-                raise InvalidRequest(f"Pool {pool_text!r} is IPv{pool.version} but V6 is {str(v6).lower()}")
+            if pool.version == 4 and v6:
+                raise InvalidRequest(f"Pool {pool_text!r} is IPv4 but V6 is true")
+            # A given pool says its family: a swarm manager (Docker 26) asks for a network's IPv6 pool
+            # with V6 false (and the gateway's RequestAddress options as the pool's), where dockerd on
+            # one host sends V6 true.
+            v6 = pool.version == 6
             if sub_pool is not None and sub_pool not in pool:
                 raise InvalidRequest(f"SubPool {sub_text!r} is not inside Pool {pool_text!r}")
         return cls(space, pool, sub_pool, options, v6)
@@ -240,7 +244,11 @@ class NetworkAllocate:
         options = _options(body)
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in options.items()):
             raise InvalidRequest("field 'Options' must map strings to strings")
-        return cls(_identifier(body, "NetworkID"), options, _ipam_data(body, "IPv4Data"), _ipam_data(body, "IPv6Data"))
+        ipv4, ipv6 = _ipam_data(body, "IPv4Data"), _ipam_data(body, "IPv6Data")
+        # A swarm manager (Docker 26) sends a dual-stack network's IPv6 pool in IPv4Data, beside the IPv4
+        # one, and IPv6Data null: each pool is taken for what it is.
+        return cls(_identifier(body, "NetworkID"), options, [d for d in ipv4 if d.pool.version == 4],
+                   [d for d in ipv4 if d.pool.version == 6] + ipv6)
 
     def as_create(self) -> "NetworkCreate":
         """The CreateNetwork the nodes will get, for the drivers' own option parsers."""

@@ -208,7 +208,7 @@ def test_bad_requests_are_named(hosts):
         ({"AddressSpace": LOCAL_SPACE, "Pool": "bogus"}, "not a valid CIDR"),
         ({"AddressSpace": LOCAL_SPACE, "Pool": "192.0.2.7/24"}, "host bits set"),
         ({"AddressSpace": LOCAL_SPACE, "Pool": "192.0.2.0/24", "SubPool": "198.51.100.0/25"}, "not inside Pool"),
-        ({"AddressSpace": LOCAL_SPACE, "Pool": "2001:db8::/64", "V6": False}, "is IPv6 but V6 is false"),
+        ({"AddressSpace": LOCAL_SPACE, "Pool": "192.0.2.0/24", "V6": True}, "is IPv4 but V6 is true"),
         ({"AddressSpace": LOCAL_SPACE, "SubPool": "192.0.2.0/25"}, "without a Pool"),
         ({"AddressSpace": LOCAL_SPACE, "Pool": 7}, "must be a string"),
     ]:

@@ -127,8 +127,33 @@ def test_a_swarm_vpc_network_takes_max_routes_only_and_refuses_host_subnet_sizes
     assert allocate({"max_routes": "8"}) == {"max_routes": "8", "acsnet.swarm": "true"}
     with pytest.raises(InvalidRequest, match="host_subnet_size does not apply"):
         allocate({"host_subnet_size": "26"})
-    with pytest.raises(InvalidRequest, match="IPv6"):  # IPv4-only (vpc IPv6 or not)
+    with pytest.raises(InvalidRequest, match="a swarm vpc network is IPv4-only for now"):
         allocate({}, [{"Pool": "fd00:87::/64"}])
+    with pytest.raises(InvalidRequest, match="one IPv6 subnet per network, got 2: fd00:87::/64, fd00:88::/64"):
+        allocate({}, [{"Pool": "fd00:88::/64"}, {"Pool": "fd00:87::/64"}])
     split["100.87.0.0/24"] = (26, 50)
     with pytest.raises(InvalidRequest, match="range 100.87.0.0/24 is a vpc network's already, split into host subnets"):
         allocate({})
+
+
+def test_a_swarm_managers_ipv6_pool_sent_among_the_ipv4_data_is_taken_as_the_networks_ipv6_pool():
+    """Docker 26's swarm manager sends AllocateNetwork with a dual-stack network's IPv6 pool in IPv4Data
+    (IPv6Data null), and asks the IPAM for it with V6 false (as captured in tests/test_swarm.py): each
+    pool is taken for what it is. An IPv6-only swarm network is refused in AllocateNetwork, naming it."""
+    from acsnet.plugins.protocol import NetworkAllocate, PoolRequest
+    from acsnet.plugins.segments.driver import network_subnets
+
+    body = {"NetworkID": "s1", "Options": {"VxlanId": "888"}, "IPv6Data": None, "IPv4Data": [
+        {"AddressSpace": "", "Gateway": "100.88.0.1/24", "Pool": "100.88.0.0/24"},
+        {"AddressSpace": "", "Gateway": "fd00:88::1/64", "Pool": "fd00:88::/64"}]}
+    allocation = NetworkAllocate.from_json(body)
+    assert [str(d.pool) for d in allocation.ipv4] == ["100.88.0.0/24"]
+    assert [(str(d.pool), str(d.gateway)) for d in allocation.ipv6] == [("fd00:88::/64", "fd00:88::1/64")]
+    subnets = network_subnets("vxlan", allocation.as_create(), dual_stack=True)
+    assert (str(subnets.subnet6), subnets.gateway6) == ("fd00:88::/64", "fd00:88::1")
+    only6 = NetworkAllocate.from_json({**body, "IPv4Data": body["IPv4Data"][1:]})
+    with pytest.raises(InvalidRequest, match="IPv6-only networks are not supported"):
+        network_subnets("vxlan", only6.as_create(), dual_stack=True)
+    pool = PoolRequest.from_json({"AddressSpace": "acsnet-global", "Pool": "fd00:88::/64", "V6": False,
+                                  "Options": {"RequestAddressType": "com.docker.network.gateway"}})
+    assert pool.v6 and str(pool.pool) == "fd00:88::/64"

@@ -132,3 +132,25 @@ def test_an_internal_dual_stack_networks_containers_reach_its_ipv6_slices_only()
             "ipv6_dst=fd00:86::/80,actions=drop") in flows
     assert "cookie=0xac7,table=0,priority=250,in_port=LOCAL,ipv6,ipv6_dst=fd00:86::/80,actions=drop" in flows
     assert not any("table=50" in f and "ipv6_dst=fd00:86::1," in f for f in flows)
+
+
+def test_a_dual_stack_swarm_networks_ipv6_addresses_on_other_nodes_are_answered_by_this_host_and_sent_to_their_node():
+    """A dual-stack swarm vpc network: its whole IPv6 prefix is this host's link too (the manager's IPv6
+    gateway on every node), each IPv6 address of another node a /128 peer and a neighbour advertisement
+    with this host's MAC; this host's own address answered by its port only."""
+    here = VpcPort("vh-s1", "100.87.0.2", "02:42:64:57:00:02", None, "fd00:87::2")
+    dp = VpcDatapath("uplink0", HOST_MAC, (OwnSubnet("100.87.0.0/24", "100.87.0.1", None, "fd00:87::/64", "fd00:87::1"),),
+                     (PeerSubnet("100.87.0.3/32", PEER_MAC, "fd00:87::3/128"),), (here,), ("100.87.0.3",),
+                     ("fd00:87::3", "fd00:87::2"))
+    flows = vpc_flows(dp)
+    assert ("cookie=0xac7,table=40,priority=90,ipv6,ipv6_dst=fd00:87::3/128,actions="
+            f"set_field:{HOST_MAC}->eth_src,set_field:{PEER_MAC}->eth_dst,dec_ttl,output:uplink0") in flows
+    assert (f"cookie=0xac7,table=0,priority=250,in_port=uplink0,ipv6,vlan_tci=0x0000/0x1fff,dl_dst={HOST_MAC},"
+            "ipv6_dst=fd00:87::/64,actions=resubmit(,50)") in flows
+    answers = [f for f in flows if "table=65,priority=100" in f]
+    peer = [f for f in answers if "nd_target=fd00:87::3," in f]
+    assert len(peer) == 1 and f"set_field:{HOST_MAC}->eth_src" in peer[0] and "0x60000000->nd_reserved" in peer[0]
+    gateway = [f for f in answers if "nd_target=fd00:87::1," in f]
+    assert len(gateway) == 1 and "0xe0000000->nd_reserved" in gateway[0]  # as a router
+    mine = [f for f in answers if "nd_target=fd00:87::2," in f]
+    assert len(mine) == 1 and f"set_field:{here.mac}->eth_src" in mine[0]

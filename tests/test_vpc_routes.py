@@ -62,3 +62,17 @@ def test_a_dual_stack_host_advertises_its_ipv6_slice_beside_its_subnet():
     routes.withdraw([own])
     assert [params["DestinationCidrBlock"] for action, _, params in client.sent if action == "DeleteRouteEntry"] == [
         "100.70.3.0/24", "fd00:70:0:0:3::/80"]
+
+
+def test_a_swarm_networks_ipv6_address_goes_via_the_peer_bridges_link_local_address():
+    """A dual-stack swarm vpc network's IPv6 address on another node (a /128) is routed via that node's
+    bridge's link-local address, made from the MAC in its record (EUI-64), as its /32 goes via the node's
+    underlay address; a peer's IPv6 slice via its IPv6 gateway, as before."""
+    from acsnet.plugins.vpc.routes import _next_hop6
+
+    swarm_peer = HostSubnet("h2", "100.87.0.0/24", "100.87.0.3/32", "192.0.2.12", mac="66:76:e9:60:45:14",
+                            network6="fd00:87::/64", subnet6="fd00:87::3/128")
+    assert _next_hop6(swarm_peer) == "fe80::6476:e9ff:fe60:4514"
+    slice_peer = HostSubnet("h2", "100.70.0.0/16", "100.70.4.0/24", "192.0.2.12", mac="66:76:e9:60:45:14",
+                            network6="fd00:70::/64", subnet6="fd00:70:0:0:4::/80")
+    assert _next_hop6(slice_peer) == "fd00:70::4:0:0:1"

@@ -13,7 +13,8 @@ A swarm network (`acsnet.plugins.vpc.driver`) has no host subnets: its range is 
 (the manager's gateway, the same everywhere), and each of its addresses on another node is routed on
 its own, from that node's address record (host, MAC, underlay): a /32 flow to the node's MAC, an
 answer to the containers' ARP for it (they see the whole range on their link), and a /32 route from
-the route provider."""
+the route provider; on a dual-stack network its IPv6 address likewise (a /128 flow, a neighbour
+advertisement, a /128 route), the manager's IPv6 gateway on every node's bridge."""
 
 from __future__ import annotations
 
@@ -147,7 +148,8 @@ class VpcOvsDatapath(Datapath):
 
     def record_for(self, endpoint: SegmentEndpoint) -> SegmentRecord:
         # The underlay address in the record: where the other hosts route a swarm network's address.
-        return SegmentRecord(self.host_id, self.host_mac, self.underlay, endpoint.ip, endpoint.mac, endpoint.endpoint_id)
+        return SegmentRecord(self.host_id, self.host_mac, self.underlay, endpoint.ip, endpoint.mac, endpoint.endpoint_id,
+                             endpoint.ip6)
 
     def swarm_routes(self, network: SegmentNetwork) -> int:
         """How many of a swarm network's addresses are routed, each on its own: its address records, on
@@ -165,6 +167,7 @@ class VpcOvsDatapath(Datapath):
         if frozenset(n.subnet.cidr for n in view.networks if not n.swarm) != self._read_for:
             self._read_membership(view)
             self._release_dropped(view)
+        self._known_ranges |= {n.subnet6.cidr for n in view.networks if n.swarm and n.subnet6 is not None}
         swarm = self._swarm_addresses(view)
         if swarm != (self._swarm_own, self._swarm_peers):
             self.agent.wake()  # the worker applies the routes (a network removed wakes it no other way)
@@ -183,20 +186,29 @@ class VpcOvsDatapath(Datapath):
             self.uplink, self.host_mac,
             tuple(OwnSubnet(h.subnet, str(h.gateway), self._internal_network(h) if h.network in internal else None,
                             h.subnet6 or "", str(h.gateway6 or "")) for h in self._own)
-            + tuple(OwnSubnet(str(n.subnet.cidr), n.gateway) for n in swarm),
+            + tuple(OwnSubnet(str(n.subnet.cidr), n.gateway, None, str(n.subnet6.cidr) if n.subnet6 else "", n.gateway6 or "")
+                    for n in swarm),
             tuple(PeerSubnet(p.subnet, p.mac, p.subnet6 or "") for p in self._peers + self._swarm_peers if on_link and p.mac),
             tuple(VpcPort(e.host_port, e.ip, e.mac, marks.get(e.network_id), e.ip6)
                   for e in sorted(view.endpoints, key=lambda e: e.ip)),
-            tuple(str(netaddr.IPNetwork(p.subnet).ip) for p in self._swarm_peers)))
+            tuple(str(netaddr.IPNetwork(p.subnet).ip) for p in self._swarm_peers),
+            tuple(str(netaddr.IPNetwork(p.subnet6).ip) for p in self._swarm_peers if p.subnet6)))
 
     @staticmethod
     def _swarm_addresses(view: HostView) -> tuple[tuple[HostSubnet, ...], tuple[HostSubnet, ...]]:
-        """This host's and the other nodes' addresses on its swarm networks, each as a /32 to route."""
+        """This host's and the other nodes' addresses on its swarm networks, each as a /32 to route (and,
+        on a dual-stack network, its IPv6 address as a /128)."""
         swarm = {n.network_id: n for n in view.networks if n.swarm}
-        own = tuple(HostSubnet(view.host_id, str(swarm[e.network_id].subnet.cidr), f"{e.ip}/32", "")
+
+        def address(host: str, network: SegmentNetwork, ip: str, ip6: str, underlay: str, mac: str | None) -> HostSubnet:
+            v6 = network.subnet6 is not None and bool(ip6)
+            return HostSubnet(host, str(network.subnet.cidr), f"{ip}/32", underlay, mac=mac,
+                              network6=str(network.subnet6.cidr) if v6 else None, subnet6=f"{ip6}/128" if v6 else None)
+
+        own = tuple(address(view.host_id, swarm[e.network_id], e.ip, e.ip6, "", None)
                     for e in sorted(view.endpoints, key=lambda e: e.ip) if e.network_id in swarm)
         by_segment = {n.segment: n for n in swarm.values()}
-        peers = tuple(sorted((HostSubnet(r.host, str(by_segment[segment].subnet.cidr), f"{r.ip}/32", r.vtep, mac=r.host_mac)
+        peers = tuple(sorted((address(r.host, by_segment[segment], r.ip, r.ip6, r.vtep, r.host_mac)
                               for segment, records in view.remote if segment in by_segment
                               for r in records if r.vtep), key=lambda h: netaddr.IPNetwork(h.subnet)))
         return own, peers
@@ -225,11 +237,12 @@ class VpcOvsDatapath(Datapath):
         wanted = {(str(h.gateway), netaddr.IPNetwork(h.subnet).prefixlen) for h in self._own}
         wanted |= {(str(h.gateway6), netaddr.IPNetwork(h.subnet6).prefixlen) for h in self._own if h.subnet6}
         wanted |= {(n.gateway, n.subnet.prefixlen) for n in view.networks if n.swarm and n.gateway}
+        wanted |= {(n.gateway6, n.subnet6.prefixlen) for n in view.networks if n.swarm and n.gateway6 and n.subnet6}
         present = set(links.addresses(self.bridge.name, ipv6=True))
         for address, prefixlen in wanted - present:
             links.add_address(self.bridge.name, address, prefixlen)
         for address, prefixlen in present - wanted:
-            if any(netaddr.IPAddress(address) in r for r in self._vpc_ranges):
+            if any(netaddr.IPAddress(address) in r for r in self._vpc_ranges + tuple(self._known_ranges)):
                 links.delete_address(self.bridge.name, address, prefixlen)
 
     def background(self, view: HostView) -> None:

@@ -3,7 +3,9 @@
 - `hostroutes`: every host installs a kernel route `<peer host subnet> via <peer underlay address>`
   for every other host (like flannel's host-gw); for hosts on one layer-2 network. A peer's IPv6 slice
   is routed via the peer's IPv6 gateway address on the host bridge, taken as on-link (`onlink`): the
-  underlay needs no IPv6 address, the peer's kernel answers the neighbour solicitation for it.
+  underlay needs no IPv6 address, the peer's kernel answers the neighbour solicitation for it. A swarm
+  network's IPv6 address (a /128) goes via the peer bridge's link-local address, as its /32 via the
+  peer's underlay address.
 - `aliyun`: each host creates the VPC route entry `<its host subnet> -> its instance` in the VPC route
   table through Alibaba Cloud's official SDK (and one for its IPv6 slice), and deletes them when it leaves.
 """
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 import abc
 import logging
+
+import netaddr
 
 from acsnet.errors import AcsnetError, InvalidRequest
 from acsnet.ovsctl import kernel_routes
@@ -40,7 +44,7 @@ class HostRoutes(RouteProvider):
 
     def apply(self, own: list[HostSubnet], peers: list[HostSubnet]) -> None:
         wanted = {p.subnet: p.underlay for p in peers}
-        wanted6 = {p.subnet6: str(p.gateway6) for p in peers if p.subnet6}
+        wanted6 = {p.subnet6: _next_hop6(p) for p in peers if p.subnet6}
         current = kernel_routes.owned()
         for destination in set(current) - set(wanted) - set(wanted6):
             kernel_routes.delete(destination)
@@ -54,6 +58,17 @@ class HostRoutes(RouteProvider):
     def withdraw(self, own: list[HostSubnet]) -> None:
         for destination in kernel_routes.owned():
             kernel_routes.delete(destination)
+
+
+def _next_hop6(peer: HostSubnet) -> str:
+    """A peer's IPv6 slice goes via its IPv6 gateway on the bridge. A swarm network's IPv6 address (a /128:
+    every node holds the same gateway) goes via the peer bridge's link-local address, which the kernel
+    makes from the bridge's MAC, the host's (EUI-64, the default address generation), as its /32 goes
+    via the peer's underlay address (the underlay needs no IPv6 address, and a kernel takes no IPv4 next
+    hop for an IPv6 route)."""
+    if netaddr.IPNetwork(peer.subnet6).prefixlen == 128 and peer.mac:
+        return str(netaddr.EUI(peer.mac).ipv6_link_local())
+    return str(peer.gateway6)
 
 
 class AliyunRoutes(RouteProvider):
