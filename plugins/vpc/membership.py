@@ -80,16 +80,7 @@ class Membership:
                         continue
                 self._ensure_ipam_view(held)
                 return held
-            now = time.time()
-            operations, active = [], {}
-            for host, record in records.items():
-                if record is None:
-                    continue
-                data = record.json()
-                if host == self.host_id or (data.get("left_at") and now - data["left_at"] > self.grace):
-                    operations += self._release_operations(network, HostSubnet.from_json(data), record.version)
-                else:
-                    active[host] = HostSubnet.from_json(data)
+            operations, active = self._sort_records(network, records)
             if len(active) >= max_routes:
                 raise Conflict(f"network {network} has reached its route limit (max_routes={max_routes}): "
                                f"{len(active)} hosts hold subnets ({', '.join(sorted(active))}); host {self.host_id} "
@@ -163,16 +154,7 @@ class Membership:
             if node is None:
                 return True
             records = {h: HostSubnetRecord.read_versioned(self.store, network, h) for h in HostSubnetRecord.hosts(self.store, network)}
-            now = time.time()
-            operations, holders = [], []
-            for host, record in records.items():
-                if record is None:
-                    continue
-                data = record.json()
-                if host == self.host_id or (data.get("left_at") and now - data["left_at"] > self.grace):
-                    operations += self._release_operations(network, HostSubnet.from_json(data), record.version)
-                else:
-                    holders.append(host)
+            operations, holders = self._sort_records(network, records)
             if holders and records.get(self.host_id) is None:
                 return False  # nothing of this host's to give up
             if holders:
@@ -184,6 +166,21 @@ class Membership:
                          "" if holders else ": the last one, the range's settings went with it")
                 return not holders
         raise StoreUnavailable(f"network {network}: releasing this host's subnet kept colliding with other hosts; retry")
+
+    def _sort_records(self, network, records: dict) -> tuple[list, dict[str, HostSubnet]]:
+        """The operations releasing this host's record and those of hosts gone past the grace period,
+        and the other hosts' subnets, still held."""
+        now = time.time()
+        operations, held = [], {}
+        for host, record in records.items():
+            if record is None:
+                continue
+            data = record.json()
+            if host == self.host_id or (data.get("left_at") and now - data["left_at"] > self.grace):
+                operations += self._release_operations(network, HostSubnet.from_json(data), record.version)
+            else:
+                held[host] = HostSubnet.from_json(data)
+        return operations, held
 
     def _release_operations(self, network, record: HostSubnet, version: int) -> list:
         operations = [HostSubnetRecord.delete_operation(network, record.host, version)] + \
