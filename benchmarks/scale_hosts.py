@@ -24,7 +24,7 @@ from acsnet.plugins.segments.datapath import HostView
 from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork, SegmentRecord
 from acsnet.plugins.segments.ports import DRIVER_ID, ENDPOINT_ID
 from acsnet.plugins.segments.recording import RecordedSwitch, RecordingBridge, RecordingDatapath
-from acsnet.plugins.vxlan.agent import vxlan_record_flows, vxlan_table
+from acsnet.plugins.vxlan.agent import VXLAN_TABLE_PARTS
 from acsnet.store.zookeeper import ZooKeeperStore
 
 DRIVER = "vxlan"
@@ -113,7 +113,7 @@ class SimulatedDatapath(RecordingDatapath):
     once its flows are installed)."""
 
     def __init__(self, tally: Tally, switch: RecordedSwitch, *, host_mac: str, vtep: str):
-        super().__init__(DRIVER, switch, host_mac=host_mac, vtep=vtep, table=vxlan_table, record_flows=vxlan_record_flows)
+        super().__init__(DRIVER, switch, host_mac=host_mac, vtep=vtep, parts=VXLAN_TABLE_PARTS)
         self.tally = tally
 
     def program_change(self, change, view=None) -> bool:
@@ -121,7 +121,7 @@ class SimulatedDatapath(RecordingDatapath):
         if done:
             with self.tally.lock:
                 self.tally.programs += 1
-                self.tally.flows += self.record_flows.computed
+                self.tally.flows += self.table_in_parts.computed
         return done
 
     def program(self, view: HostView) -> list[str]:

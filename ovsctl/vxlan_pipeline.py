@@ -104,13 +104,9 @@ def vxlan_flows(dp: VxlanDatapath) -> list[str]:
             flows.append(_nd_answer(g.vni, g.ip6, g.mac, router=True))
             answered.add((g.vni, g.ip6))
     for p in dp.local:
-        flows.append(_flow(CLASSIFY, 300, f"in_port={p.port},dl_src={p.mac}", f"set_field:{p.vni}->reg1,resubmit(,{FROM_CONTAINER})"))
-        flows.append(_flow(FROM_CONTAINER, 100, f"reg1={p.vni},dl_dst={p.mac}", f"output:{p.port}"))
-        flows.append(_flow(FROM_TUNNEL, 100, f"reg1={p.vni},dl_dst={p.mac}", f"output:{p.port}"))
-        flows.append(_flow(ARP_RESPONDER, 100, f"arp,reg1={p.vni},arp_tpa={p.ip}", arp_reply_actions(p.mac, p.ip)))
+        flows += vxlan_port_flows(p)
         answered.add((p.vni, p.ip))
         if p.ip6:
-            flows.append(_nd_answer(p.vni, p.ip6, p.mac))
             answered.add((p.vni, p.ip6))
     forwarded = {(p.vni, p.mac) for p in dp.local}
     for r in dp.remote:
@@ -124,6 +120,19 @@ def vxlan_flows(dp: VxlanDatapath) -> list[str]:
         if solicited and (r.vni, r.ip6) not in answered:
             answered.add((r.vni, r.ip6))
             flows.append(solicited[0])
+    return flows
+
+
+def vxlan_port_flows(p: VxlanPort) -> list[str]:
+    """A local container's flows: its packets classified to its VNI, frames to its MAC (from a
+    container, a router or the tunnel) out of its port, and the answers to ARP and, on a dual-stack
+    network, to a solicitation for its addresses."""
+    flows = [_flow(CLASSIFY, 300, f"in_port={p.port},dl_src={p.mac}", f"set_field:{p.vni}->reg1,resubmit(,{FROM_CONTAINER})"),
+             _flow(FROM_CONTAINER, 100, f"reg1={p.vni},dl_dst={p.mac}", f"output:{p.port}"),
+             _flow(FROM_TUNNEL, 100, f"reg1={p.vni},dl_dst={p.mac}", f"output:{p.port}"),
+             _flow(ARP_RESPONDER, 100, f"arp,reg1={p.vni},arp_tpa={p.ip}", arp_reply_actions(p.mac, p.ip))]
+    if p.ip6:
+        flows.append(_nd_answer(p.vni, p.ip6, p.mac))
     return flows
 
 

@@ -17,7 +17,7 @@ from acsnet.plugins.segments.agent import SegmentAgent
 from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork
 from acsnet.plugins.segments.ports import DRIVER_ID, ENDPOINT_ID
 from acsnet.plugins.segments.recording import RecordedSwitch, RecordingDatapath
-from acsnet.plugins.vxlan.agent import vxlan_record_flows, vxlan_table
+from acsnet.plugins.vxlan.agent import VXLAN_TABLE_PARTS, vxlan_table
 from acsnet.store import open_store
 from acsnet.store.liveness import LIVE, HostRecord, HostSessions
 
@@ -273,7 +273,7 @@ def test_a_host_without_endpoints_on_a_segment_hears_nothing_of_it_and_catches_u
 
 
 def test_an_endpoint_here_or_on_another_host_changes_only_its_own_flows_and_the_table_stays_the_whole_one(embedded_url):
-    cluster = Cluster(embedded_url, table=vxlan_table, record_flows=vxlan_record_flows)
+    cluster = Cluster(embedded_url, parts=VXLAN_TABLE_PARTS)
     try:
         h1, h2 = cluster.start("h1"), cluster.start("h2")
         add_network(h1)

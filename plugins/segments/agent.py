@@ -418,8 +418,8 @@ class SegmentAgent:
         self.datapath.background(view)
 
     def reconcile(self) -> None:
-        """The periodic check: ports, and the flows whole if the switch lost some; else this host's own
-        flows again (other hosts' records did not change unseen: each came with its watch event)."""
+        """The periodic check: ports, and the flows whole if the switch lost some; else what changed of
+        this host's own state (other hosts' records did not change unseen: each came with its watch event)."""
         with self._lock:
             self._reconcile_ports()
             self.remote.recheck_unlisted()  # its change, if any, is the next catch-up's

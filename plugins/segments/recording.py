@@ -6,9 +6,9 @@ agents in one process; never for a plugin that serves dockerd. `RecordedSwitch` 
 and kernel would keep across a plugin restart: give a restarted agent's `RecordingDatapath` the same one.
 
 The flow table is, by default, one line per fact the datapath was handed (easy to read and to assert
-on); give `table` (e.g. `acsnet.plugins.vxlan.agent.vxlan_table`) to record a driver's real flows, and
-`record_flows` (`vxlan_record_flows`) to have another host's record change only its own flows, as the
-vxlan driver does on OVS.
+on); give `table` (e.g. `acsnet.plugins.vxlan.agent.vxlan_table`) to record a driver's real flows, or
+`parts` (`VXLAN_TABLE_PARTS`) to have a change (an endpoint here, another host's record) change only its
+own flows, as the vxlan driver does on OVS.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Callable
 from acsnet.ovsctl.openflow import flow_identity
 from acsnet.plugins.segments.datapath import Datapath, HostView, RemoteChange
 from acsnet.plugins.segments.model import SegmentEndpoint, SegmentRecord
-from acsnet.plugins.segments.record_flows import RecordFlows
+from acsnet.plugins.segments.table_parts import TableInParts, TableParts
 
 
 def fact_table(view: HostView) -> list[str]:
@@ -148,8 +148,7 @@ class RecordingDatapath(Datapath):
 
     def __init__(self, driver: str, switch: RecordedSwitch | None = None, *, host_mac: str = "02:00:00:00:00:01",
                  vtep: str = "", uplink_mtu: int = 1500, withdraw_dead_hosts: bool | None = None,
-                 table: Callable[[HostView], list[str]] = fact_table,
-                 record_flows: Callable[[int, SegmentRecord], list[str]] | None = None):
+                 table: Callable[[HostView], list[str]] = fact_table, parts: TableParts | None = None):
         self.driver = driver
         self.switch = switch if switch is not None else RecordedSwitch()
         self.bridge = RecordingBridge(f"rec-{driver}", self.switch)
@@ -157,8 +156,8 @@ class RecordingDatapath(Datapath):
         self.vtep = vtep
         self.uplink_mtu = uplink_mtu
         self.withdraw_dead_hosts = driver == "vxlan" if withdraw_dead_hosts is None else withdraw_dead_hosts
-        self.table = table
-        self.record_flows = RecordFlows(table, record_flows) if record_flows is not None else None
+        self.table = parts.table if parts is not None else table
+        self.table_in_parts = TableInParts(parts) if parts is not None else None
         self.host_id = ""
 
     def start(self, agent) -> None:
@@ -172,14 +171,14 @@ class RecordingDatapath(Datapath):
         return {"tag": endpoint.segment} if self.driver == "vlan" else {}
 
     def program(self, view: HostView) -> list[str]:
-        flows = self.table(view) if self.record_flows is None else self.record_flows.whole(view)
+        flows = self.table(view) if self.table_in_parts is None else self.table_in_parts.whole(view)
         self.bridge.install_flows(flows)
         return flows
 
     def program_change(self, change: RemoteChange, view: HostView | None = None) -> bool:
-        if self.record_flows is None or not self.record_flows.programmed:
+        if self.table_in_parts is None or not self.table_in_parts.programmed:
             return False
-        return self.bridge.change_flows(*self.record_flows.change(change, view))
+        return self.bridge.change_flows(*self.table_in_parts.change(change, view))
 
     def announce(self, view: HostView, joined: list[SegmentEndpoint], arrived: list[tuple[int, SegmentRecord]]) -> None:
         with self.switch.lock:

@@ -15,12 +15,12 @@ from acsnet.ovsctl import arp, links, neighbour, openflow, router, vswitchd
 from acsnet.ovsctl.ovsdb import Ovsdb
 from acsnet.ovsctl.router import Publication
 from acsnet.ovsctl.vxlan_pipeline import (COOKIE, VxlanDatapath, VxlanGateway, VxlanPort, VxlanRoute, gateway_mac, vxlan_flows,
-                                          vxlan_route_flows)
+                                          vxlan_port_flows, vxlan_route_flows)
 from acsnet.plugins.segments import state
 from acsnet.plugins.segments.bridge import OvsBridge
 from acsnet.plugins.segments.datapath import Datapath, HostView, RemoteChange
 from acsnet.plugins.segments.model import SegmentEndpoint, SegmentNetwork, SegmentRecord
-from acsnet.plugins.segments.record_flows import RecordFlows
+from acsnet.plugins.segments.table_parts import TableInParts, TableParts
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +46,30 @@ def _same_host_addresses(a: str, b: str) -> bool:
     return a in ("", "0.0.0.0", "::") or b in ("", "0.0.0.0", "::") or a == b
 
 
+def _port(endpoint: SegmentEndpoint) -> VxlanPort:
+    return VxlanPort(endpoint.host_port, endpoint.segment, endpoint.ip, endpoint.mac, endpoint.ip6)
+
+
 def vxlan_table(view: HostView) -> list[str]:
     """The vxlan bridge's flows for `view`."""
-    local = tuple(VxlanPort(e.host_port, e.segment, e.ip, e.mac, e.ip6) for e in view.endpoints)
+    local = tuple(_port(e) for e in view.endpoints)
     remote = tuple(VxlanRoute(vni, r.ip, r.mac, r.vtep, r.ip6) for vni in view.segments() for r in view.remote_records(vni))
     gateways = tuple(VxlanGateway(n.segment, n.gateway, router.gateway_port(n.segment), n.gateway6 or "")
                      for n in routed_networks(view).values())
     return vxlan_flows(VxlanDatapath(TUNNEL_PORT, frozenset(view.segments()), local, remote, gateways))
 
 
+def vxlan_endpoint_flows(endpoint: SegmentEndpoint) -> list[str]:
+    """The flows of a local endpoint (`vxlan_table`'s, one endpoint at a time)."""
+    return vxlan_port_flows(_port(endpoint))
+
+
 def vxlan_record_flows(vni: int, record: SegmentRecord) -> list[str]:
     """The flows of another host's record (`vxlan_table`'s, one record at a time)."""
     return vxlan_route_flows(TUNNEL_PORT, VxlanRoute(vni, record.ip, record.mac, record.vtep, record.ip6))
+
+
+VXLAN_TABLE_PARTS = TableParts(vxlan_table, vxlan_endpoint_flows, vxlan_record_flows)
 
 
 class TunnelBridge(OvsBridge):
@@ -94,7 +106,7 @@ class VxlanOvsDatapath(Datapath):
         self.publications: dict[str, tuple[Publication, ...]] = {}  # endpoint → its published ports
         self._nat_applied: tuple | None = None
         self._routers: dict[int, router.Router] = {}
-        self._table = RecordFlows(vxlan_table, vxlan_record_flows)
+        self._table = TableInParts(VXLAN_TABLE_PARTS)
 
     @property
     def default_mtu(self) -> int:
