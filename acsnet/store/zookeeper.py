@@ -126,7 +126,9 @@ class ZooKeeperStore(Store):
             default_acl=self._acl,
             **target.client_options(),
             connection_retry={"max_tries": -1, "delay": 0.2, "backoff": 2, "max_delay": 2},
-            command_retry={"max_tries": 0},
+            # One try (kazoo counts the first; 0 would retry without limit): handlers must never block.
+            # The store's own calls wait through `_wait` and its watches re-arm themselves.
+            command_retry={"max_tries": 1},
         )
         self._session_lost = False
         self._registrations: list[tuple[str, str, dict]] = []
