@@ -2,12 +2,13 @@
 
 A ZooKeeper watch fires once, and kazoo drops every one of them when the connection goes (SUSPENDED),
 so a watch that should go on has to be armed again: after each event, and after each (re)connection.
-Kazoo's recipes do that through the store's client, which retries no command (handlers must never
-block), and `ChildrenWatch` then went silent for good when a re-read failed without a reconnection
-after it, or when a re-read answered just before a drop marked the recipe armed after the drop had
-cleared that mark; `DataWatch` instead retried forever on kazoo's event thread, so `watch_value` could
-block its caller through an outage. Here the store owns the re-arming: after every (re)connection it
-arms each of its watches again (`ZooKeeperStore._rearm_watches`), and a read that fails while the
+Kazoo's recipes did that, but `ChildrenWatch` went silent for good when a re-read was answered just
+before a drop: it took the answer for a set watch after the drop's SUSPENDED had cleared that mark, so
+the reconnection did not arm it, though kazoo had dropped the watch with the connection. Both recipes
+also retried a failed read without limit and waited for its answer with no timeout, on kazoo's event
+thread or on the caller's (`watch_value` could block a handler through an outage). Here the store owns
+the re-arming: after every (re)connection it arms each of its watches again
+(`ZooKeeperStore._rearm_watches`), every read has the store's timeout, and a read that fails while the
 connection is up is tried again shortly. Arming is idempotent (kazoo keeps one watcher per function and
 path; the callback is called only when what is read differs from what it was last given), so arming
 too often costs a read, never a duplicate call.
