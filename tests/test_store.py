@@ -168,3 +168,26 @@ def test_liveness_follows_the_session(store, store_url):
     other.close()
     wait_for(lambda: not store.host_alive("h3"), what="h3 dead after a clean close")
 
+
+
+def test_a_watch_whose_callback_returns_false_is_called_no_more(store):
+    """Returning False drops a watch, on both stores and for both kinds (the segment agent drops a
+    segment's watch so); a watch set after it on the same node shows the later changes did happen."""
+    store.create("/drop", b"0")
+    dropped_values, dropped_children, kept_values, kept_children = [], [], [], []
+
+    def drop_after_first(seen):
+        return lambda current: seen.append(current) or len(seen) < 2
+
+    store.watch_value("/drop", drop_after_first(dropped_values))
+    store.watch_children("/drop", drop_after_first(dropped_children))
+    store.put("/drop", b"1")
+    store.create("/drop/a")
+    wait_for(lambda: len(dropped_values) == 2 and len(dropped_children) == 2, what="the calls before the drop")
+    store.watch_value("/drop", lambda node: kept_values.append(node.value))
+    store.watch_children("/drop", kept_children.append)
+    store.put("/drop", b"2")
+    store.create("/drop/b")
+    wait_for(lambda: kept_values[-1] == b"2" and kept_children[-1] == ["a", "b"], what="the later changes")
+    assert [node.value for node in dropped_values] == [b"0", b"1"]
+    assert dropped_children == [[], ["a"]]

@@ -137,11 +137,14 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def watch_value(self, path: str, callback: Callable[[Versioned | None], None]) -> None:
-        """Call `callback` now and after every change of the node's value (None once deleted)."""
+        """Call `callback` now and after every change of the node's value (None once deleted), until it
+        returns False. It goes on through connection trouble: after a reconnection it is called with the
+        value then if that differs from the last one it was given."""
 
     @abc.abstractmethod
     def watch_children(self, path: str, callback: Callable[[list[str]], None]) -> None:
-        """Call `callback` now and after every change of the node's children."""
+        """Call `callback` now and after every change of the node's children, until it returns False,
+        through connection trouble as `watch_value` does."""
 
     @abc.abstractmethod
     def lock(self, name: str, timeout: float) -> contextlib.AbstractContextManager:

@@ -296,7 +296,8 @@ class EmbeddedStore(Store):
 
     def _add_watch(self, read, callback) -> None:
         current = read()
-        callback(current)
+        if callback(current) is False:
+            return
         with self._lock:
             self._watches.append([read, callback, current])
             if self._watch_thread is None:
@@ -316,7 +317,9 @@ class EmbeddedStore(Store):
                     current = read()
                     if current != last:
                         watch[2] = current
-                        callback(current)
+                        if callback(current) is False:
+                            with self._lock:
+                                self._watches.remove(watch)
             except Exception:  # a watcher must outlive one bad callback or a locked database
                 log.exception("embedded store watch failed; will retry")
 

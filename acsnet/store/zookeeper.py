@@ -32,7 +32,6 @@ from kazoo.exceptions import (
 )
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KeeperState
-from kazoo.recipe.watchers import ChildrenWatch, DataWatch
 from kazoo.security import make_acl, make_digest_acl
 
 from acsnet.errors import StoreUnavailable
@@ -50,6 +49,7 @@ from acsnet.store.base import (
 )
 from acsnet.store import liveness
 from acsnet.store.liveness import SESSION_LAYOUTS, HostRecord, HostSessions
+from acsnet.store.zookeeper_watch import ZooKeeperWatch
 
 log = logging.getLogger(__name__)
 
@@ -126,11 +126,15 @@ class ZooKeeperStore(Store):
             default_acl=self._acl,
             **target.client_options(),
             connection_retry={"max_tries": -1, "delay": 0.2, "backoff": 2, "max_delay": 2},
-            command_retry={"max_tries": 0},
+            # One try (kazoo counts the first; 0 would retry without limit): handlers must never block.
+            # The store's own calls wait through `_wait` and its watches re-arm themselves.
+            command_retry={"max_tries": 1},
         )
         self._session_lost = False
         self._registrations: list[tuple[str, str, dict]] = []
         self._registration_lock = threading.Lock()
+        self._watches: list[ZooKeeperWatch] = []  # every watch handed out and not ended
+        self._watches_lock = threading.Lock()
         self._chroot_ready = threading.Event()
         self._connected = threading.Event()
         self._client.add_listener(self._on_state)
@@ -199,6 +203,9 @@ class ZooKeeperStore(Store):
         elif state == KazooState.CONNECTED and (self._session_lost or not self._chroot_ready.is_set()):
             self._session_lost = False
             self._client.handler.spawn(self._after_new_session)
+        if state == KazooState.CONNECTED:
+            # Kazoo dropped every ZooKeeper watch with the connection, and a re-read cut by it failed.
+            self._client.handler.spawn(self._rearm_watches)
 
     def _after_new_session(self) -> None:
         try:
@@ -212,6 +219,13 @@ class ZooKeeperStore(Store):
             log.error("store=%s re-registration failed (%s); will retry on the next session", self.url_for_logs, self._problem)
         except Exception:
             log.exception("store=%s re-registration failed; will retry on the next session", self.url_for_logs)
+
+    def _rearm_watches(self) -> None:
+        with self._watches_lock:
+            self._watches = [watch for watch in self._watches if not watch.ended]
+            watches = list(self._watches)
+        for watch in watches:
+            watch.arm_or_retry()
 
     def _require_connection(self) -> None:
         """A moment's wait covers kazoo moving to another ensemble member; an outage still fails fast."""
@@ -306,18 +320,28 @@ class ZooKeeperStore(Store):
         raise StoreUnavailable(f"store {self.url_for_logs}: transaction failed: {failures[0]!r}")
 
     def watch_value(self, path: str, callback: Callable[[Versioned | None], None]) -> None:
-        self._require_connection()
-
-        def on_change(data, stat):
-            callback(None if stat is None else Versioned(data or b"", stat.version))
-
-        DataWatch(self._client, path, on_change)
+        self._keep_watch(ZooKeeperWatch(self._client, path, callback, children=False, timeout=self.timeout))
 
     def watch_children(self, path: str, callback: Callable[[list[str]], None]) -> None:
         # A children watch on an absent node ends at once; the node is created so it keeps going.
         self.create(path)
+        self._keep_watch(ZooKeeperWatch(self._client, path, callback, children=True, timeout=self.timeout))
+
+    def _keep_watch(self, watch: ZooKeeperWatch) -> None:
+        """The first report is made now, on the caller's thread; if it fails, the caller is told and the
+        watch is ended (no watch calls back after its `watch_*` call raised). Kept before it is armed, so
+        a reconnection meanwhile arms it again."""
         self._require_connection()
-        ChildrenWatch(self._client, path, lambda names: callback(sorted(names)))
+        with self._watches_lock:
+            self._watches = [kept for kept in self._watches if not kept.ended] + [watch]
+        try:
+            watch.arm()
+        except KazooTimeoutError as e:
+            watch.end()
+            raise StoreUnavailable(f"store {self.url_for_logs} did not answer within {self.timeout:g}s") from e
+        except KazooException as e:
+            watch.end()
+            raise StoreUnavailable(f"store {self.url_for_logs}: {type(e).__name__} {e}".rstrip()) from e
 
     @contextlib.contextmanager
     def lock(self, name: str, timeout: float):
@@ -364,6 +388,8 @@ class ZooKeeperStore(Store):
         return liveness.live_hosts(self)
 
     def close(self) -> None:
+        for watch in list(self._watches):
+            watch.end()
         with contextlib.suppress(Exception):
             self._client.stop()
             self._client.close()
