@@ -35,7 +35,7 @@ def _record_rank(segment: int, record: SegmentRecord) -> tuple:
 @dataclasses.dataclass(frozen=True)
 class TableParts:
     """How a pipeline's whole table (`table`) is made of parts; `table(view)` must equal the parts'
-    flows of the same view, as tests/test_record_flows.py checks for vxlan's."""
+    flows of the same view, as tests/test_table_parts.py checks for vxlan's."""
 
     table: Callable[[HostView], list[str]]  # the whole table; of a view with no endpoints or records: the networks' flows
     endpoint_flows: Callable[[SegmentEndpoint], list[str]]  # a local endpoint's flows
@@ -56,7 +56,7 @@ class TableInParts:
         """The table of `view`, every part computed again."""
         self._claims, self._by_part, self._networks, self._endpoints = {}, {}, None, {}
         self.computed = 0
-        self._apply_own(view)
+        self._replace(self._own_changes(view))
         for segment, records in view.remote:
             for record in records:
                 self._claim(_record_rank(segment, record), self._flows_of_record(segment, record))
@@ -79,10 +79,7 @@ class TableInParts:
         touched |= {i for rank, flows in own for i in self._by_part.get(rank, ())}
         touched |= {flow_identity(f) for _rank, flows in own if flows is not None for f in flows}
         before = {i: self._winner(i) for i in touched}
-        for rank, flows in own:
-            self._unclaim(rank)
-            if flows is not None:
-                self._claim(rank, flows)
+        self._replace(own)
         for rank in removed:
             self._unclaim(rank)
         for rank, flows in added:
@@ -94,8 +91,9 @@ class TableInParts:
                 (upserts.append(after) if after is not None else deletes.append(identity))
         return upserts, deletes
 
-    def _apply_own(self, view: HostView) -> None:
-        for rank, flows in self._own_changes(view):
+    def _replace(self, parts: list[tuple[tuple, list[str] | None]]) -> None:
+        """Each part's flows in place of what it claimed (None: the part is gone)."""
+        for rank, flows in parts:
             self._unclaim(rank)
             if flows is not None:
                 self._claim(rank, flows)
