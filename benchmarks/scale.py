@@ -269,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared-with", help="what else runs on the machine, for the report (e.g. other helpers' tests)")
     parser.add_argument("--ipam-hosts", type=int, default=1000)
     parser.add_argument("--ipam-per-host", type=int, default=3)
+    parser.add_argument("--ipam-only", action="store_true",
+                        help="run only the IPAM part; its report is scale-ipam.md (scale.md is left as it is)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and short phases (what the test runs)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     parser.add_argument("--workdir", help="where the ensemble keeps its data (default: a temporary directory)")
@@ -278,8 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         args.endpoints, args.networks, args.networks_per_host = min(args.endpoints, 6), min(args.networks, 3), min(args.networks_per_host, 2)
         args.rate, args.seconds, args.settle, args.processes = 5.0, 2.0, 30.0, 2
         args.ipam_hosts, args.ipam_per_host = min(args.ipam_hosts, 20), min(args.ipam_per_host, 2)
-    sizes = [int(s) for s in args.sizes.split(",")]
-    before_sizes = [int(s) for s in args.before_sizes.split(",")] if args.before else []
+    sizes = [] if args.ipam_only else [int(s) for s in args.sizes.split(",")]
+    before_sizes = [int(s) for s in args.before_sizes.split(",")] if args.before and not args.ipam_only else []
     started = time.monotonic()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the ensemble stops on the way out
     workdir = args.workdir or tempfile.mkdtemp(prefix="acsnet-scale-")
@@ -328,9 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     report["checks_failed"] = scale_report.failed_checks(report)
     report["before_failures"] = scale_report.before_failures(report)
     os.makedirs(args.out, exist_ok=True)
-    text = scale_report.write(report, args.out)
+    text = (scale_report.write_ipam if args.ipam_only else scale_report.write)(report, args.out)
     print(text)
-    with open(os.path.join(args.out, "scale.json"), "w") as f:
+    with open(os.path.join(args.out, "scale-ipam.json" if args.ipam_only else "scale.json"), "w") as f:
         json.dump(report, f, indent=1, default=str)
     return 1 if report["checks_failed"] else 0
 

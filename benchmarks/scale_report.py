@@ -215,19 +215,7 @@ def write(report: dict, out: str) -> str:
         lines += ["", f"**Limits growth: {limit['label']}** — {fmt(limit['at_largest'])} at {limit['largest_run']} hosts, "
                       f"growing as hosts^{fmt(limit['growth_exponent'])}; projected at {GOAL_HOSTS:,} hosts: "
                       f"{fmt(limit['projected_at_1000'])} (goal: {limit['goal']}; {fmt(limit['over_goal'])}x the goal)."]
-    ipam = report["ipam"]
-    c = ipam["contention"]
-    fullness = {float(f): r for f, r in ipam["by_fullness"].items()}  # (keys are strings once read from JSON)
-    empty, full = fullness[0.0], fullness[0.99]
-    lines += ["", "IPAM, one /16 pool, hosts allocating at once (each the real IPAM driver with its own session):", "",
-              "| run | hosts | allocations | allocations/s | p50 (ms) | p99 (ms) | duplicates |", "|---|---|---|---|---|---|---|",
-              f"| empty pool | {c['hosts']} | {c['allocations']} | {c['per_s']:.0f} | {c['p50_ms']:.1f} | {c['p99_ms']:.1f} | {len(c['duplicates'])} |",
-              *([f"| empty pool, before (`{before['ref']}`) | {b['hosts']} | "
-                 f"{b['allocations']} | {b['per_s']:.0f} | {b['p50_ms']:.1f} | {b['p99_ms']:.1f} | {len(b['duplicates'])} |"]
-                if (b := ipam.get("contention_before")) else []),
-              f"| empty /16 | {empty['hosts']} | {empty['allocations']} | {empty['per_s']:.0f} | {empty['p50_ms']:.1f} | {empty['p99_ms']:.1f} | {len(empty['duplicates'])} |",
-              f"| 99% full /16 | {full['hosts']} | {full['allocations']} | {full['per_s']:.0f} | {full['p50_ms']:.1f} | {full['p99_ms']:.1f} | {len(full['duplicates'])} |",
-              "", f"99% full over empty, p50: {ipam['full_over_empty_p50']:.2f}x."]
+    lines += ipam_lines(report)
     failed = report["checks_failed"]
     lines += ["", "Checks: " + ("all passed (every table converged, every record reached every host with endpoints "
                                 "on its network, no address twice)" if not failed else "FAILED: " + "; ".join(failed))]
@@ -235,6 +223,50 @@ def write(report: dict, out: str) -> str:
         lines += ["", "Before's own failures (findings of the comparison, not failed checks): " + "; ".join(report["before_failures"])]
     text = "\n".join(lines) + "\n"
     with open(os.path.join(out, "scale.md"), "w") as f:
+        f.write(text)
+    return text
+
+
+def ipam_lines(report: dict) -> list[str]:
+    """The IPAM section: one /16, hosts allocating at once, before and after; empty against 99% full."""
+    before = report.get("before")
+    ipam = report["ipam"]
+    c = ipam["contention"]
+    fullness = {float(f): r for f, r in ipam["by_fullness"].items()}  # (keys are strings once read from JSON)
+    empty, full = fullness[0.0], fullness[0.99]
+    return ["", "IPAM, one /16 pool, hosts allocating at once (each the real IPAM driver with its own session):", "",
+            "| run | hosts | allocations | allocations/s | p50 (ms) | p99 (ms) | duplicates |", "|---|---|---|---|---|---|---|",
+            f"| empty pool | {c['hosts']} | {c['allocations']} | {c['per_s']:.0f} | {c['p50_ms']:.1f} | {c['p99_ms']:.1f} | {len(c['duplicates'])} |",
+            *([f"| empty pool, before (`{before['ref']}`) | {b['hosts']} | "
+               f"{b['allocations']} | {b['per_s']:.0f} | {b['p50_ms']:.1f} | {b['p99_ms']:.1f} | {len(b['duplicates'])} |"]
+              if (b := ipam.get("contention_before")) else []),
+            f"| empty /16 | {empty['hosts']} | {empty['allocations']} | {empty['per_s']:.0f} | {empty['p50_ms']:.1f} | {empty['p99_ms']:.1f} | {len(empty['duplicates'])} |",
+            f"| 99% full /16 | {full['hosts']} | {full['allocations']} | {full['per_s']:.0f} | {full['p50_ms']:.1f} | {full['p99_ms']:.1f} | {len(full['duplicates'])} |",
+            "", f"99% full over empty, p50: {ipam['full_over_empty_p50']:.2f}x."]
+
+
+def write_ipam(report: dict, out: str) -> str:
+    """Write scale-ipam.md for a run of the IPAM part alone (`scale --ipam-only`); answer the markdown.
+    scale.md, the hosts' report, is left as it is: its IPAM section is then the older of the two."""
+    s = report["sustained"]
+    lines = [f"# The IPAM under contention, by simulation ({report['when']})", "",
+             "Each host is the real IPAM driver (`AcsnetIpam`) with its own ZooKeeper session, the hosts spread over "
+             f"{report['layout']['processes']} processes on this machine; a ZooKeeper ensemble of three on loopback "
+             f"(it sustains {s['reads_per_s']:.0f} reads/s, {s['writes_per_s']:.0f} writes/s here). Load average at "
+             f"the end: {report['load_average'][0]:.1f} on {report.get('cpus', '?')} cores"
+             + (f", shared with {report['shared_with']}" if report.get("shared_with") else "") + "."]
+    before = report.get("before")
+    if before:
+        lines += ["", f"Before is git ref `{before['ref']}` (commit {before['commit'][:12]}): "
+                      f"{before.get('says') or 'the IPAM of that commit'}. Both ran in this run, on the same ensemble."]
+    lines += ipam_lines(report)
+    failed = report["checks_failed"]
+    lines += ["", "Checks: " + ("all passed (every allocation granted, no address twice, the store's records are "
+                                "the addresses handed out)" if not failed else "FAILED: " + "; ".join(failed))]
+    if report.get("before_failures"):
+        lines += ["", "Before's own failures (findings of the comparison, not failed checks): " + "; ".join(report["before_failures"])]
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(out, "scale-ipam.md"), "w") as f:
         f.write(text)
     return text
 

@@ -153,6 +153,24 @@ def test_scale_quick_converges_every_simulated_table_and_hands_out_no_address_tw
     assert (out / "scale.csv").read_text().splitlines()[0].startswith("hosts,endpoints,")
 
 
+def test_scale_ipam_only_runs_the_ipam_part_before_and_after_into_its_own_report(tmp_path):
+    """`python -m acsnet.benchmarks.scale --quick --ipam-only --before HEAD`: only the IPAM's contention
+    runs (the code of HEAD and this tree, on one real ensemble), into scale-ipam.md and .json; no hosts
+    are simulated and no scale.md is written, so the hosts' report of an earlier run stays as it was."""
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "acsnet.benchmarks.scale", "--quick", "--ipam-only", "--before", "HEAD",
+                             "--out", str(out), "--workdir", str(tmp_path / "zk")],
+                            cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    report = json.loads((out / "scale-ipam.json").read_text())
+    assert report["rows"] == report["before_rows"] == [] and report["checks_failed"] == []
+    for run in (report["ipam"]["contention"], report["ipam"]["contention_before"]):
+        assert run["allocations"] == run["hosts"] * run["per_host"] and run["duplicates"] == []
+    printed = (out / "scale-ipam.md").read_text()
+    assert printed in result.stdout and "empty pool, before (`HEAD`)" in printed and "Checks: all passed" in printed
+    assert not (out / "scale.md").exists() and not (out / "scale.json").exists()
+
+
 def test_scale_checks_fail_on_a_missing_or_stale_flow_and_on_an_address_handed_out_twice():
     """The scale run's checks can fail: a host's table (the vxlan driver's real flows) missing an
     endpoint, or holding one that is gone; an address handed out twice; and the report says so."""
