@@ -64,7 +64,7 @@ class Membership:
                 VpcNetworkSettings.write(self.store, network, wanted.to_json(claims=0))
                 continue
             stored = node.json()
-            if stored is None:  # made empty, as a parent, by a watch set as the settings went: still none
+            if stored is None:  # made empty, as a parent (an earlier version's watch made its node): still none
                 self.store.commit([VpcNetworkSettings.replace_operation(network, wanted.to_json(claims=0), node.version)])
                 continue
             if VpcSettings.from_json(stored) != wanted:
