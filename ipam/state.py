@@ -13,7 +13,8 @@ Key layout (below the store root `/acsnet`):
                                          is kept for (written by `acsnet front`)
     ipam/host-subnets/<cidr>/<host>      {"subnet": CIDR}: a network split per     HostSubnetAssignment
                                          host (the vpc driver); this host's
-                                         endpoints get addresses of its own subnet
+                                         endpoints get addresses of its own subnet;
+                                         the <cidr> node goes with its last host
 
 Each record type knows its key and offers its reads, watches and writes; a write the caller commits
 with others (the allocator's bit, record and summary in one commit; vpc's claim beside its own
@@ -352,11 +353,21 @@ class HostSubnetAssignment:
         return [Create(HostSubnetAssignment.key(network, host), encode({"subnet": str(subnet)}))]
 
     @staticmethod
-    def release_operations(store: Store, network: netaddr.IPNetwork, host: str) -> list[Operation]:
-        """What a commit does to take the host's part back (nothing if it holds none), at the version
-        read now, so the commit fails if it moved on meanwhile."""
-        node = store.get(HostSubnetAssignment.key(network, host))
-        return [] if node is None else [Delete(HostSubnetAssignment.key(network, host), node.version)]
+    def release_operations(store: Store, network: netaddr.IPNetwork, *hosts: str, keep_node: bool = False) -> list[Operation]:
+        """What a commit does to take these hosts' parts back (nothing for one that holds none), each
+        at the version read now, so the commit fails if it moved on meanwhile; and the network's node
+        with them if no other host holds a part now (unless `keep_node`: the commit claims a part too):
+        a host claiming meanwhile makes that delete, and so the commit, fail (a node with a child is
+        not deleted), and the caller tries again."""
+        operations: list[Operation] = []
+        for host in hosts:
+            node = store.get(HostSubnetAssignment.key(network, host))
+            if node is not None:
+                operations.append(Delete(HostSubnetAssignment.key(network, host), node.version))
+        holders = HostSubnetAssignment.read_all(store, network)
+        if operations and not keep_node and not set(holders) - set(hosts):
+            operations.append(Delete(HostSubnetAssignment.key(network)))
+        return operations
 
     @staticmethod
     def write(store: Store, network: netaddr.IPNetwork, host: str, subnet: str) -> bool:
@@ -366,4 +377,8 @@ class HostSubnetAssignment:
 
     @staticmethod
     def clear(store: Store, network: netaddr.IPNetwork, host: str) -> bool:
-        return store.delete(HostSubnetAssignment.key(network, host))
+        """The host's part, and the network's node if it was the last (a delete that leaves a node
+        another host claimed in meanwhile)."""
+        cleared = store.delete(HostSubnetAssignment.key(network, host))
+        store.delete(HostSubnetAssignment.key(network))
+        return cleared

@@ -25,7 +25,7 @@ them, and from the uplink only the network's own addresses.
 
 Every flow has cookie 0xac7 (`COOKIE`) and is installed with the flows of this cookie only
 (`openflow.FlowTable`): the vlan driver's flows (0xac5, tables 0-30) are never touched. Table 0 is
-shared: the vlan pipeline uses priorities 300 and 0 there, this one 400, 399, 260, 255 and 250.
+shared: the vlan pipeline uses priorities 300 and 0 there, this one 400, 399, 260, 255, 251 and 250.
 
 The tables (0 classify, 40 from a container, 45 from an internal network's container, 50 to a
 container, 60 ARP responder, 65 and 66 neighbour advertisement), each flow as a lab host dumps it, and packet walks: docs/pipeline.md,
@@ -151,10 +151,14 @@ def vpc_flows(dp: VpcDatapath) -> list[str]:
             flows.append(_flow(TO_CONTAINER, 100, f"ipv6,ipv6_dst={ip6}",
                                f"set_field:{dp.host_mac}->eth_src,set_field:{p.mac}->eth_dst,output:{p.port}"))
             flows.append(_flow(ND_RESPONDER, 100, nd_solicitation_match(ip6), nd_advert_actions(p.mac, ip6, ND_FINISH)))
+    # The host's own packets to another node's address (routed by the kernel, `<ip>/32 via <node>`) are
+    # in the swarm range, which goes to table 50 from the host: out of the uplink above it, as routed.
+    # (IPv4 only, as swarm vpc networks are for now: their AllocateNetwork refuses an IPv6 subnet.)
     local = {p.ip for p in dp.local}
     for ip in dp.routed:
         if ip not in local:  # a stale record of an address that is now this host's: its port answers
             flows.append(_flow(ARP_RESPONDER, 100, f"arp,arp_tpa={ip}", arp_reply_actions(dp.host_mac, ip)))
+            flows.append(_flow(CLASSIFY, 251, f"in_port=LOCAL,ip,nw_dst={ip}", f"output:{dp.uplink}"))
     local6 = {_v6(p.ip6) for p in dp.local if p.ip6}
     for ip6 in map(_v6, dp.routed6):
         if ip6 not in local6:

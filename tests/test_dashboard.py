@@ -462,3 +462,53 @@ def test_the_front_names_what_it_starts_when_the_driver_cannot_ask_dockerd(lab, 
         lab.start_plugin("h1", "vlan")
         dashboard.terminate()
         dashboard.wait(15)
+
+
+def test_a_host_forgotten_and_back_has_one_sessions_watch_and_each_change_is_called_back_once(store, store_url):
+    """A host whose record is deleted (its last session gone, `hosts/<host>` cleared) and that comes
+    back: the dashboard keeps the one sessions watch it set (a children watch goes on through its node's
+    deletion, on both stores), not a second beside it that would call back, and be worked on, twice."""
+    from acsnet.dashboard.live import LiveStore
+    from acsnet.store.liveness import HostRecord, HostSessions
+
+    calls, watches = [], []
+
+    class CallsCounted(LiveStore):
+        def _on_sessions(self, host, names):
+            calls.append((host, list(names)))
+            super()._on_sessions(host, names)
+
+    sessions_key = HostSessions.key("h1")
+    watch_children = store.watch_children
+
+    def counted(path, callback):
+        watches.append(path)
+        return watch_children(path, callback)
+
+    store.watch_children = counted  # the real store's watch, counted
+    live = CallsCounted(store, "test").start()
+    first = open_store(store_url, timeout=5.0)
+    returned = None
+    try:
+        first.register_host("h1", "plugin", {})
+        until(lambda: live.sessions.get("h1"))
+        first.close()
+        HostRecord.clear(store, "h1")
+        until(lambda: "h1" not in live.host_names())
+
+        returned = open_store(store_url, timeout=5.0)
+        returned.register_host("h1", "plugin", {})
+        until(lambda: live.sessions.get("h1"))
+        returned.register_host("h1", "second", {})
+        two = sorted(HostSessions.read_all(store, "h1"))
+        until(lambda: live.sessions.get("h1") == two)
+        returned.register_host("h1", "third", {})  # seen after every call of the one before
+        until(lambda: len(live.sessions.get("h1", [])) == 3)
+        assert watches.count(sessions_key) == 1, "the sessions watch of a host back set again"
+        assert calls.count(("h1", two)) == 1, f"one change called back more than once: {calls}"
+        assert "h1" not in live.died, "a host alive again is not dead"
+    finally:
+        live.stop()
+        for opened in (first, returned):
+            if opened is not None:
+                opened.close()

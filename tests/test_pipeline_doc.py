@@ -78,10 +78,13 @@ def vpc_states() -> list[VpcDatapath]:
         "uplink0", HOST_MAC, (OwnSubnet("100.86.0.0/24", "100.86.0.1", internal6, "fd00:86::/80", "fd00:86::1"),),
         (PeerSubnet("100.86.1.0/24", PEER_MAC, "fd00:86:0:0:1::/80"),),
         (VpcPort("vh-i6", "100.86.0.2", "02:42:00:00:06:02", internal6.mark, "fd00:86::2"),))
+    swarm = VpcDatapath("uplink0", HOST_MAC, (OwnSubnet("100.88.0.0/24", "100.88.0.1"),),
+                        (PeerSubnet("100.88.0.3/32", PEER_MAC),), (VpcPort("vh-s", "100.88.0.2", "02:42:00:00:07:02"),),
+                        ("100.88.0.3",))  # --scope swarm: an address on another node
     return [VpcDatapath("uplink0", HOST_MAC, (), (), ()),
             VpcDatapath("uplink0", HOST_MAC, own[:1], (), ports[:1]),  # peers not on the link: the kernel routes
             VpcDatapath("uplink0", HOST_MAC, own, peers, ports),
-            dual_stack, internal_dual_stack]  # --internal --ipv6
+            dual_stack, internal_dual_stack, swarm]  # --internal --ipv6
 
 
 def kind(bridge: str, cookie: str, table: int, priority: int, match: str) -> tuple:

@@ -191,3 +191,23 @@ def test_a_watch_whose_callback_returns_false_is_called_no_more(store):
     wait_for(lambda: kept_values[-1] == b"2" and kept_children[-1] == ["a", "b"], what="the later changes")
     assert [node.value for node in dropped_values] == [b"0", b"1"]
     assert dropped_children == [[], ["a"]]
+
+
+def test_a_children_watch_goes_on_through_its_nodes_deletion_and_recreation(store):
+    """A children watch is of a path, not of one incarnation of its node: deleted, the node reports
+    `[]` and the watch goes on, so a node made again later (a segment's records after its last went, a
+    vpc network's host subnets after its last host released one) is heard. Set on an absent node, it
+    reports `[]` and leaves the node absent (a watch is a read: it must not bring back a parent
+    another host deleted)."""
+    children = []
+    store.watch_children("/gone/parent", children.append)
+    assert children == [[]]
+    assert store.get("/gone/parent") is None, "a watch made the node it watches"
+    store.create("/gone/parent/a")
+    wait_for(lambda: children[-1] == ["a"], what="a child of the node made after the watch")
+    store.delete("/gone/parent", recursive=True)
+    wait_for(lambda: children[-1] == [], what="the node's deletion")
+    store.create("/gone/parent/b")
+    wait_for(lambda: children[-1] == ["b"], what="a child of the node made again")
+    store.create("/gone/parent/c")
+    wait_for(lambda: children[-1] == ["b", "c"], what="a later child of the node made again")

@@ -578,3 +578,35 @@ def test_what_swarm_sends_the_manager_and_the_workers_plugins(swarm):
         lab.docker(MANAGER, "node", "update", "--availability", "active", drained, check=False)
         remove(lab, [name], [network])
     assert_nothing_left(lab, network, "100.87.0.", hosts=hosts)
+
+
+def test_a_nodes_own_packets_reach_another_nodes_task_on_a_swarm_vpc_network(swarm):
+    """The node itself (not a container) to a task on another node: its kernel routes the task's address
+    by its /32 via that node, out of the bridge's own port; the address is in the swarm range, which the
+    vpc pipeline takes from the host to table 50 (this node's containers only), where it was dropped. A
+    flow above that sends it out of the uplink, as the kernel routed it. Runs on the nodes that are up."""
+    lab, tag = swarm, uuid.uuid4().hex[:4]
+    network, name, prefix = f"own-{tag}", f"own-{tag}", "100.88.0."
+    hosts = [MANAGER, *ready_workers(lab)]
+    try:
+        lab.docker(MANAGER, "network", "create", "-d", VPC, "--ipam-driver", IPAM, "--scope", "swarm", "--attachable",
+                   "--subnet", "100.88.0.0/24", network)
+        service(lab, name, network, "--mode", "global", "--stop-grace-period", "1s")
+        running = wait_for_tasks(lab, name, len(hosts), hosts=hosts)
+        by_node = {node: address for node, address in running.values()}
+        assert set(by_node) == set(hosts), running
+        underlay = {host: host_address(int(host[1:])) for host in hosts}
+        deadline = time.monotonic() + 30
+        for host in hosts:  # the kernel routes each other node's task by its /32 via that node
+            wanted = {address: underlay[node] for node, address in by_node.items() if node != host}
+            while routes_to(lab, host, prefix) != wanted:
+                assert time.monotonic() < deadline, f"{host}: {routes_to(lab, host, prefix)}, not {wanted}"
+                time.sleep(1)
+        for host in hosts:
+            for node, address in by_node.items():
+                if node != host:
+                    reached = lab.node(host).run(["ping", "-c", "2", "-W", "2", address], check=False)
+                    assert reached.returncode == 0, f"{host} itself does not reach {node}'s task {address}:\n{reached.stdout}"
+    finally:
+        remove(lab, [name], [network])
+    assert_nothing_left(lab, network, prefix, hosts=hosts)

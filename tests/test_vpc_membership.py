@@ -228,3 +228,77 @@ def test_gc_dead_hosts_releases_a_dead_hosts_subnet_and_the_ranges_settings_with
     finally:
         first.close()
         second.close()
+
+
+def test_the_ipams_node_of_a_split_network_goes_with_its_last_host_and_comes_back_with_the_next(store_url):
+    """`ipam/host-subnets/<cidr>` (and the IPv6 prefix's) is removed when its last host's part goes,
+    by a release (one commit, with a host gone past the grace in it) or by a leave, and made again by
+    the next claim; the IPAM's watch of it, set once, hears the network split again."""
+    import threading
+
+    from acsnet.ipam.state import HostSubnetAssignment
+
+    network, network6 = netaddr.IPNetwork("100.78.0.0/16"), netaddr.IPNetwork("fd00:78::/64")
+    first, second = open_store(store_url, timeout=5.0), open_store(store_url, timeout=5.0)
+    try:
+        a = Membership(first, "ha", "192.0.2.1", grace=0.0)
+        b = Membership(second, "hb", "192.0.2.2", grace=0.0)
+        seen, changed = [], threading.Condition()
+
+        def on_hosts(hosts):  # as the IPAM's allocator follows a split network
+            with changed:
+                seen.append(hosts)
+                changed.notify_all()
+
+        def heard(hosts):
+            with changed:
+                assert changed.wait_for(lambda: seen[-1] == hosts, 10), f"the watch said {seen}, not {hosts}"
+
+        HostSubnetAssignment.watch_all(first, network, on_hosts)
+        nodes = (HostSubnetAssignment.key(network), HostSubnetAssignment.key(network6))
+
+        def left() -> list:
+            return [key for key in nodes if first.get(key) is not None]
+
+        a.claim(network, 24, 4, network6, 80)
+        b.claim(network, 24, 4, network6, 80)
+        heard(["ha", "hb"])
+        b.leave()  # gone past its grace (none): released with ha's own release, in ha's commit
+        assert left() == list(nodes), "a node went while a host still held a part"
+        time.sleep(0.05)
+        assert a.release(network) is True
+        assert left() == [], "the IPAM's nodes of a network no host holds a part of were left behind"
+        heard([])
+        b.claim(network, 24, 4, network6, 80)
+        heard(["hb"])
+        b.leave()
+        assert left() == [], "a leave left the IPAM's nodes behind"
+        heard([])
+        a.claim(network, 24, 4, network6, 80)
+        heard(["ha"])
+        assert HostSubnetAssignment.read(first, network6, "ha") is not None
+    finally:
+        first.close()
+        second.close()
+
+
+def test_releasing_the_last_part_of_a_split_network_leaves_its_node_to_a_host_claiming_meanwhile(store_url):
+    """The node's delete rides in the release's commit: a claim made between the release's reads and
+    its commit fails the commit (a node with a child is not deleted), and the release read again
+    leaves the node, now the claimer's."""
+    from acsnet.ipam.state import HostSubnetAssignment
+
+    network = netaddr.IPNetwork("100.79.0.0/16")
+    store = open_store(store_url, timeout=5.0)
+    try:
+        assert HostSubnetAssignment.write(store, network, "ha", "100.79.0.0/24")
+        release = HostSubnetAssignment.release_operations(store, network, "ha")
+        assert HostSubnetAssignment.write(store, network, "hb", "100.79.1.0/24")  # meanwhile
+        assert store.commit(release) is False
+        assert HostSubnetAssignment.read_all(store, network) == ["ha", "hb"]
+        assert store.commit(HostSubnetAssignment.release_operations(store, network, "ha"))
+        assert HostSubnetAssignment.read_all(store, network) == ["hb"]
+        HostSubnetAssignment.clear(store, network, "hb")
+        assert store.get(HostSubnetAssignment.key(network)) is None
+    finally:
+        store.close()

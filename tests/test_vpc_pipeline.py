@@ -154,3 +154,17 @@ def test_a_dual_stack_swarm_networks_ipv6_addresses_on_other_nodes_are_answered_
     assert len(gateway) == 1 and "0xe0000000->nd_reserved" in gateway[0]  # as a router
     mine = [f for f in answers if "nd_target=fd00:87::2," in f]
     assert len(mine) == 1 and f"set_field:{here.mac}->eth_src" in mine[0]
+
+
+def test_the_hosts_own_packets_to_another_nodes_swarm_address_go_out_of_the_uplink_not_to_table_50():
+    """The host's kernel routes another node's swarm address (`<ip>/32 via <node>`) out of the bridge's
+    own port; that address is in the swarm range, which goes from the host to table 50, where only this
+    host's containers are: above that, out of the uplink as the kernel addressed it. An address that is
+    this host's own again (a stale record) still goes to its port."""
+    here = VpcPort("vh-s1", "100.87.0.2", "02:42:64:57:00:02")
+    dp = VpcDatapath("uplink0", HOST_MAC, (OwnSubnet("100.87.0.0/24", "100.87.0.1"),),
+                     (PeerSubnet("100.87.0.3/32", PEER_MAC),), (here,), ("100.87.0.3", here.ip))
+    flows = vpc_flows(dp)
+    assert "cookie=0xac7,table=0,priority=251,in_port=LOCAL,ip,nw_dst=100.87.0.3,actions=output:uplink0" in flows
+    assert "cookie=0xac7,table=0,priority=250,in_port=LOCAL,ip,nw_dst=100.87.0.0/24,actions=resubmit(,50)" in flows
+    assert [f for f in flows if "priority=251" in f and f"={here.ip}," in f] == []

@@ -60,7 +60,9 @@ class LiveStore:
         self.store_problem: str | None = None
         self.pools: dict[str, Pool] = {}
         self.bitmaps: dict[str, dict[int, int]] = {}
-        self.sessions: dict[str, list[str]] = {}  # host -> its live sessions
+        self.sessions: dict[str, list[str]] = {}  # host -> its live sessions (listed hosts only)
+        self._hosts: set[str] = set()  # the registered hosts, as their watch last said
+        self._reported_sessions: dict[str, list[str]] = {}  # host -> its sessions' watch's last call, listed or not
         self.died: dict[str, float] = {}  # host -> when this process saw its last session end
         self.networks: dict[tuple[str, str], dict[str, SegmentNetwork]] = {}  # (driver, host) -> networks
         self.endpoints: dict[tuple[str, str], dict[str, SegmentEndpoint]] = {}  # (driver, host) -> endpoints
@@ -272,16 +274,25 @@ class LiveStore:
         self._bump(f"pool:{pool_id}")
 
     def _on_hosts(self, hosts: list[str]) -> None:
+        """A host gone keeps its sessions watch: a children watch goes on through its node's deletion,
+        so a host back is heard by the same one (a second would call back, and work, twice). Its
+        sessions as that watch last said stand until it says more (its call may come first)."""
         with self._lock:
-            for gone in set(self.sessions) - set(hosts):
+            self._hosts = set(hosts)
+            for gone in set(self.sessions) - self._hosts:
                 self.sessions.pop(gone, None)
-                self._watched.discard(("sessions", gone))  # a children watch ends with its node
+            for back in self._hosts - set(self.sessions):
+                if back in self._reported_sessions:
+                    self.sessions[back] = self._reported_sessions[back]
         for host in hosts:
             self._register(("sessions", host))
         self._bump("hosts")
 
     def _on_sessions(self, host: str, names: list[str]) -> None:
         with self._lock:
+            self._reported_sessions[host] = names
+            if host not in self._hosts:
+                return  # a host forgotten (its record deleted): not shown, dead or alive
             before = self.sessions.get(host)
             self.sessions[host] = names
             if names:

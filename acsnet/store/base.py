@@ -144,7 +144,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def watch_children(self, path: str, callback: Callable[[list[str]], None]) -> None:
         """Call `callback` now and after every change of the node's children, until it returns False,
-        through connection trouble as `watch_value` does."""
+        through connection trouble as `watch_value` does. The watch is of the path: while the node is
+        absent (not made yet, or deleted) it reports `[]`, and it goes on when the node is made again,
+        so a caller never sets a second watch on a path it watches (a segment's node, a split network's
+        parent, a host's sessions may go with their last child and come back). It never makes the node."""
 
     @abc.abstractmethod
     def lock(self, name: str, timeout: float) -> contextlib.AbstractContextManager:

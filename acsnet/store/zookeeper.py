@@ -323,8 +323,6 @@ class ZooKeeperStore(Store):
         self._keep_watch(ZooKeeperWatch(self._client, path, callback, children=False, timeout=self.timeout))
 
     def watch_children(self, path: str, callback: Callable[[list[str]], None]) -> None:
-        # A children watch on an absent node ends at once; the node is created so it keeps going.
-        self.create(path)
         self._keep_watch(ZooKeeperWatch(self._client, path, callback, children=True, timeout=self.timeout))
 
     def _keep_watch(self, watch: ZooKeeperWatch) -> None:

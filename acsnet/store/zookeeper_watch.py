@@ -36,7 +36,9 @@ _NOTHING_REPORTED = object()
 
 class ZooKeeperWatch:
     """A node's children (`children=True`) or value, reported to `callback` now and after every change,
-    until the callback returns False. A children watch ends when its node is deleted, as kazoo's did."""
+    until the callback returns False. A children watch goes on through its node's deletion (kazoo's
+    ended there, so a node made again went unheard): an absent node reports `[]`, with an exists watch
+    that says when it is made again."""
 
     def __init__(self, client, path: str, callback: Callable, *, children: bool, timeout: float):
         self.path = path
@@ -56,11 +58,7 @@ class ZooKeeperWatch:
         with self._lock:
             if self.ended:
                 return
-            try:
-                current = self._read_children() if self._children else self._read_value()
-            except NoNodeError:
-                self.ended = True  # only children reads raise it: their node is gone
-                return
+            current = self._read_children() if self._children else self._read_value()
             if current == self._reported:
                 return
             self._reported = current
@@ -88,7 +86,13 @@ class ZooKeeperWatch:
             self.arm_or_retry()
 
     def _read_children(self) -> list[str]:
-        return sorted(self._client.get_children_async(self.path, self._on_event).get(timeout=self._timeout))
+        while True:
+            try:
+                return sorted(self._client.get_children_async(self.path, self._on_event).get(timeout=self._timeout))
+            except NoNodeError:
+                # As `_read_value`: the exists watch says when the node is made; made since, read again.
+                if self._client.exists_async(self.path, self._on_event).get(timeout=self._timeout) is None:
+                    return []
 
     def _read_value(self) -> Versioned | None:
         while True:

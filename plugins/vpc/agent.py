@@ -12,8 +12,9 @@ by watches) and kept here, so that no request waits on those reads.
 A swarm network (`acsnet.plugins.vpc.driver`) has no host subnets: its range is on every node's bridge
 (the manager's gateway, the same everywhere), and each of its addresses on another node is routed on
 its own, from that node's address record (host, MAC, underlay): a /32 flow to the node's MAC, an
-answer to the containers' ARP for it (they see the whole range on their link), and a /32 route from
-the route provider; on a dual-stack network its IPv6 address likewise (a /128 flow, a neighbour
+answer to the containers' ARP for it (they see the whole range on their link), a /32 route from the
+route provider, and a /32 flow sending this host's own packets to it (routed by that route) out of the
+uplink, above the range's way to this host's containers; on a dual-stack network its IPv6 address likewise (a /128 flow, a neighbour
 advertisement, a /128 route), the manager's IPv6 gateway on every node's bridge."""
 
 from __future__ import annotations

@@ -55,16 +55,17 @@ class Membership:
         network = network.cidr
         wanted = VpcSettings(size, max_routes, subnet6.cidr if subnet6 is not None else None, size6 if subnet6 is not None else None)
         VpcNetworkSettings.write(self.store, network, wanted.to_json(claims=0))
-        HostSubnetAssignment.prepare(self.store, network)
-        if wanted.subnet6 is not None:
-            HostSubnetAssignment.prepare(self.store, wanted.subnet6)
         for _attempt in range(20):
+            # Each time: the last host releasing its part removes the IPAM's node of the network.
+            HostSubnetAssignment.prepare(self.store, network)
+            if wanted.subnet6 is not None:
+                HostSubnetAssignment.prepare(self.store, wanted.subnet6)
             node = VpcNetworkSettings.read_versioned(self.store, network)
             if node is None:  # the range's last host released it since: this host is its first again
                 VpcNetworkSettings.write(self.store, network, wanted.to_json(claims=0))
                 continue
             stored = node.json()
-            if stored is None:  # made empty, as a parent, by a watch set as the settings went: still none
+            if stored is None:  # made empty, as a parent (an earlier version's watch made its node): still none
                 self.store.commit([VpcNetworkSettings.replace_operation(network, wanted.to_json(claims=0), node.version)])
                 continue
             if VpcSettings.from_json(stored) != wanted:
@@ -80,7 +81,7 @@ class Membership:
                         continue
                 self._ensure_ipam_view(held)
                 return held
-            operations, active = self._sort_records(network, records)
+            operations, active = self._sort_records(network, records, claiming=True)
             if len(active) >= max_routes:
                 raise Conflict(f"network {network} has reached its route limit (max_routes={max_routes}): "
                                f"{len(active)} hosts hold subnets ({', '.join(sorted(active))}); host {self.host_id} "
@@ -167,28 +168,30 @@ class Membership:
                 return not holders
         raise StoreUnavailable(f"network {network}: releasing this host's subnet kept colliding with other hosts; retry")
 
-    def _sort_records(self, network, records: dict) -> tuple[list, dict[str, HostSubnet]]:
+    def _sort_records(self, network, records: dict, *, claiming: bool = False) -> tuple[list, dict[str, HostSubnet]]:
         """The operations releasing this host's record and those of hosts gone past the grace period,
-        and the other hosts' subnets, still held."""
+        and the other hosts' subnets, still held. `claiming`: the same commit claims a part for this
+        host, so the IPAM's node of the network stays, whoever else goes."""
         now = time.time()
         operations, held = [], {}
+        released: dict[netaddr.IPNetwork, list[str]] = {}  # the IPAM's split networks -> hosts released
         for host, record in records.items():
             if record is None:
                 continue
             data = record.json()
             if host == self.host_id or (data.get("left_at") and now - data["left_at"] > self.grace):
-                operations += self._release_operations(network, HostSubnet.from_json(data), record.version)
+                subnet = HostSubnet.from_json(data)
+                operations += [HostSubnetRecord.delete_operation(network, host, record.version)] + \
+                    SubnetClaim.release_operations(self.store, network, subnet.subnet)
+                released.setdefault(network, []).append(host)
+                if subnet.subnet6:
+                    operations += SubnetClaim.release_operations(self.store, network, subnet.subnet6)
+                    released.setdefault(netaddr.IPNetwork(subnet.network6), []).append(host)
             else:
                 held[host] = HostSubnet.from_json(data)
+        for split, hosts in released.items():  # together: the last ones released take the network's node
+            operations += HostSubnetAssignment.release_operations(self.store, split, *hosts, keep_node=claiming)
         return operations, held
-
-    def _release_operations(self, network, record: HostSubnet, version: int) -> list:
-        operations = [HostSubnetRecord.delete_operation(network, record.host, version)] + \
-            SubnetClaim.release_operations(self.store, network, record.subnet) + HostSubnetAssignment.release_operations(self.store, network, record.host)
-        if record.subnet6:
-            operations += SubnetClaim.release_operations(self.store, network, record.subnet6) + \
-                HostSubnetAssignment.release_operations(self.store, netaddr.IPNetwork(record.network6), record.host)
-        return operations
 
     def _ensure_ipam_view(self, own: HostSubnet) -> None:
         HostSubnetAssignment.write(self.store, netaddr.IPNetwork(own.network), self.host_id, own.subnet)
