@@ -1,5 +1,5 @@
 """How full each IPAM pool is, and which networks use it: what `acsnet pools` prints and the dashboard's
-pools bar shows. Counted from the chunk bitmaps (one store read per 4096 addresses, none for a chunk
+pools bar shows. Counted from the chunk bitmaps (one store read per chunk of the pool, none for a chunk
 the summary marks full), never by reading the pool's address records.
 
 Counts are over the pool's allocation range (`--ip-range`, else the subnet less its network and
@@ -68,7 +68,7 @@ def used_in_range(pool: Pool, bitmaps: dict[int, int], full: set[int]) -> int:
     span = chunks.allocation_range(pool.network, pool.sub_pool)
     used = 0
     for chunk in set(bitmaps) | full:
-        bits = chunks.bits_in_chunk(chunk, span)
+        bits = pool.geometry.bits_in_chunk(chunk, span)
         if bits.empty:
             continue
         if chunk in full:
