@@ -462,3 +462,30 @@ def test_the_front_names_what_it_starts_when_the_driver_cannot_ask_dockerd(lab, 
         lab.start_plugin("h1", "vlan")
         dashboard.terminate()
         dashboard.wait(15)
+
+
+def test_pages_of_addresses_of_a_pool_of_many_chunks(embedded_url):
+    """A /16 has 256 chunks of 256 addresses: the dashboard's pages of taken addresses and its pool counts
+    place each chunk's bits at the pool's own chunk size (10.45.3.7 is bit 7 of chunk 3)."""
+    from acsnet.dashboard import queries
+    from acsnet.dashboard.live import LiveStore
+
+    store = open_store(embedded_url)
+    try:
+        pool_id = fill(store, "10.45.0.0/16", 3)
+        ipam = AcsnetIpam(store, "h1")
+        pinned = ["10.45.3.7", "10.45.200.1", "10.45.255.254"]
+        for n, address in enumerate(pinned):
+            ipam.request_address(AddressRequest(pool_id, netaddr.IPAddress(address), {MAC_OPTION: f"02:42:00:00:88:{n:02x}"}))
+        taken = ["10.45.0.1", "10.45.0.2", "10.45.0.3", "10.45.0.4", *pinned]
+        live = LiveStore(store, "test").start()
+        try:
+            page = until(lambda: (p := queries.addresses(live, pool_id, 1)) and p["total"] == len(taken) and p)
+            assert [row["ip"] for row in page["addresses"]] == taken
+            assert all(row["kind"] == ("gateway" if row["ip"] == "10.45.0.1" else "endpoint") for row in page["addresses"])
+        finally:
+            live.stop()
+        [usage] = pool_usages(store)
+        assert (usage.size, usage.used) == (65534, len(taken))
+    finally:
+        store.close()
