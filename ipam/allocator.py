@@ -27,7 +27,7 @@ from acsnet.errors import Exhausted, InvalidRequest, NotFound, StoreUnavailable
 from acsnet.ipam import chunks
 from acsnet.ipam.model import AddressRecord, Pool
 from acsnet.ipam.state import AddressRecords, ChunkBitmaps, ChunkSummary
-from acsnet.store import Create, Store
+from acsnet.store import Check, Create, Store
 
 _CONFLICT = object()  # the commit failed: try again
 _LOST = object()  # the commit failed because another host's commit on the same chunk came first
@@ -131,7 +131,7 @@ class PoolAllocator:
             self.cache.forget_written(operations, self._summary_path, self._chunk_path, chunk)
             return False
         for op in operations:
-            if op.path == self._chunk_path(chunk):
+            if op.path == self._chunk_path(chunk) and not isinstance(op, Check):
                 version = 0 if isinstance(op, Create) else op.version + 1
                 self.cache.chunks[chunk] = (bitmap_after, version)
             elif op.path == self._summary_path:
@@ -166,8 +166,11 @@ class PoolAllocator:
 
         def attempt():
             full, summary_version = self._summary()
-            chunk = self.cache.home if self.cache.home is not None and self.cache.home not in full else \
-                self.geometry.first_open_chunk(self.span, full)
+            if self.cache.home is not None and self.cache.home in full:
+                # Its chunk filled: another at random, not the lowest open one, where every host whose
+                # chunk filled would meet again (a pool nearly full has few open chunks).
+                self._move_home(self.cache.home, full)
+            chunk = self.cache.home if self.cache.home is not None else self.geometry.first_open_chunk(self.span, full)
             if chunk is None:
                 # A cached summary may be behind another host's releases: believe only a fresh one.
                 full, summary_version = self._summary(fresh=True)
@@ -176,10 +179,9 @@ class PoolAllocator:
                 raise Exhausted(f"pool {self.pool.pool_id} ({self.pool.network.cidr}) has no free address left")
             bitmap, version = self._chunk(chunk)
             bit = chunks.first_free_bit(bitmap, self.geometry.bits_in_chunk(chunk, self.span))
-            if bit is None:  # the summary was behind: record the chunk as full and look again
-                self._commit(self._summary_update(chunk, bitmap, full, summary_version), chunk, bitmap)
-                self.cache.forget()
-                self.cache.home = None
+            if bit is None:  # the summary was behind: record the chunk as full (if it still is) and look again
+                self._commit([*self._summary_update(chunk, bitmap, full, summary_version),
+                              ChunkBitmaps.check_operation(self.pool.pool_id, chunk, version)], chunk, bitmap)
                 return _CONFLICT
             taken = self._take(chunk, version, bitmap, bit, full, summary_version, record)
             if taken is _LOST:

@@ -19,8 +19,8 @@ import netaddr
 
 LEGACY_CHUNK_BITS = 4096  # every pool stored before the chunk size was recorded with it
 MAX_CHUNK_BITS = 4096
-MIN_CHUNK_BITS = 256
-TARGET_CHUNKS = 256  # a pool large enough is split in at least this many chunks
+MIN_CHUNK_BITS = 64
+TARGET_CHUNKS = 1024  # a pool large enough is split in at least this many chunks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +112,10 @@ LEGACY_GEOMETRY = ChunkGeometry(LEGACY_CHUNK_BITS)
 def geometry_for(network: netaddr.IPNetwork) -> ChunkGeometry:
     """The chunk size of a new pool: enough chunks (TARGET_CHUNKS) for many hosts to allocate at once
     without racing on one node, but no smaller than MIN_CHUNK_BITS (more, smaller nodes cost more summary
-    updates and reads when a pool is scanned) nor larger than MAX_CHUNK_BITS. A /16 gets 256 chunks of
-    256; a /24, one of 256; a /12 and larger, chunks of 4,096 as every pool had before."""
+    updates, and more reads when a pool is counted) nor larger than MAX_CHUNK_BITS. A /16 gets 1,024
+    chunks of 64; a /24, 4 of 64; a /12, 1,024 of 1,024; a /10 and larger, chunks of 4,096 as every
+    pool had before. Measured on a loaded machine, 300 hosts x 3 addresses on an empty /16: 256 chunks of
+    256 did no better than 1,024 of 64, and a 99% full /16 cost 7x an empty one with 256-bit chunks (its
+    655 free addresses in 3 chunks), about 1x with 64-bit ones (11 chunks)."""
     bits = network.size // TARGET_CHUNKS  # a power of two: a network's size is one
     return ChunkGeometry(max(MIN_CHUNK_BITS, min(MAX_CHUNK_BITS, bits)))

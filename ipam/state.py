@@ -173,7 +173,7 @@ class ChunkBitmaps:
 
     @staticmethod
     def read_many(store: Store, pool_id: str, numbers: list[int]) -> dict[int, int]:
-        """The bitmaps of the chunks given, in one batch where the store can: a /16 has 256 chunks."""
+        """The bitmaps of the chunks given, in one batch where the store can: a /16 has 1,024 chunks."""
         nodes = store.get_many([ChunkBitmaps.key(pool_id, n) for n in numbers])
         return {n: chunks.decode(node.value) if node else 0 for n, node in zip(numbers, nodes)}
 

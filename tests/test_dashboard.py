@@ -465,8 +465,8 @@ def test_the_front_names_what_it_starts_when_the_driver_cannot_ask_dockerd(lab, 
 
 
 def test_pages_of_addresses_of_a_pool_of_many_chunks(embedded_url):
-    """A /16 has 256 chunks of 256 addresses: the dashboard's pages of taken addresses and its pool counts
-    place each chunk's bits at the pool's own chunk size (10.45.3.7 is bit 7 of chunk 3)."""
+    """A /16 has 1,024 chunks of 64 addresses: the dashboard's pages of taken addresses and its pool counts
+    place each chunk's bits at the pool's own chunk size (10.45.3.7 is bit 7 of chunk 12)."""
     from acsnet.dashboard import queries
     from acsnet.dashboard.live import LiveStore
 
@@ -480,6 +480,7 @@ def test_pages_of_addresses_of_a_pool_of_many_chunks(embedded_url):
         taken = ["10.45.0.1", "10.45.0.2", "10.45.0.3", "10.45.0.4", *pinned]
         live = LiveStore(store, "test").start()
         try:
+            until(lambda: pool_id in live.pools)
             page = until(lambda: (p := queries.addresses(live, pool_id, 1)) and p["total"] == len(taken) and p)
             assert [row["ip"] for row in page["addresses"]] == taken
             assert all(row["kind"] == ("gateway" if row["ip"] == "10.45.0.1" else "endpoint") for row in page["addresses"])

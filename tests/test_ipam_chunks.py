@@ -10,11 +10,11 @@ from acsnet.ipam.model import Pool
 
 
 @pytest.mark.parametrize("cidr, bits, count", [
-    ("100.64.0.0/16", 256, 256),  # 1,000 hosts at once: ~4 per chunk, not ~60 as with 16 chunks of 4,096
-    ("100.64.0.0/20", 256, 16),
-    ("100.64.0.0/24", 256, 1),
-    ("100.64.0.0/30", 256, 1),
-    ("10.0.0.0/12", 4096, 256),
+    ("100.64.0.0/16", 64, 1024),  # 1,000 hosts at once: ~1 per chunk, not ~60 as with 16 chunks of 4,096
+    ("100.64.0.0/20", 64, 64),
+    ("100.64.0.0/24", 64, 4),
+    ("100.64.0.0/30", 64, 1),
+    ("10.0.0.0/12", 1024, 1024),
     ("10.0.0.0/8", 4096, 4096),
     ("fd00::/64", 4096, 1 << 52),
 ])
@@ -56,5 +56,5 @@ def test_a_pool_stored_without_a_chunk_size_has_the_chunks_of_before():
     old = Pool.from_json(stored_before)
     assert old.chunk_bits == chunks.LEGACY_CHUNK_BITS == 4096 and old.geometry == chunks.LEGACY_GEOMETRY
     new = Pool(old.pool_id, old.space, old.network, None, {}, False, chunks.geometry_for(old.network).bits)
-    assert new.to_json() == {**stored_before, "chunk_bits": 256}
+    assert new.to_json() == {**stored_before, "chunk_bits": 64}
     assert Pool.from_json(new.to_json()) == new

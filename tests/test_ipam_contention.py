@@ -46,7 +46,7 @@ def test_hosts_allocating_from_one_pool_at_once_spread_over_its_chunks(zk_url):
     host alone takes the lowest free address), so up to one refusal per host there; each loser moves to
     another open chunk at random. With the 16 chunks of 4,096 a /16 had, the losers met again ~3 to a
     chunk: ~118 refusals for these 240 allocations, 47 of them the first round's (measured with the code
-    of before). With 256 chunks of 256 they seldom meet again: ~50."""
+    of before). With 1,024 chunks of 64 they seldom meet again: ~50."""
     counter = CommitCounter()
     stores = [open_store(zk_url, timeout=30.0) for _ in range(HOSTS)]
     try:

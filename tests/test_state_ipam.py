@@ -69,8 +69,8 @@ def test_the_layout_written_by_the_previous_version_is_read(embedded_url):
 
 def test_a_pool_stored_before_chunk_sizes_keeps_its_4096_bit_chunks(embedded_url):
     """A /16 pool as the version before wrote it: no chunk size in its record, 4,096-bit chunk bitmaps.
-    It is still read with 4,096-bit chunks (a new /16 has 256-bit ones, which would read its chunk 1 as
-    offsets 256..511): allocation, release, a pinned address and the usage count all agree."""
+    It is still read with 4,096-bit chunks (a new /16 has 64-bit ones, which would read its chunk 1 as
+    offsets 64..127): allocation, release, a pinned address and the usage count all agree."""
     import json
 
     from acsnet.ipam.driver import AcsnetIpam
