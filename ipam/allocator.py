@@ -166,11 +166,8 @@ class PoolAllocator:
 
         def attempt():
             full, summary_version = self._summary()
-            if self.cache.home is not None and self.cache.home in full:
-                # Its chunk filled: another at random, not the lowest open one, where every host whose
-                # chunk filled would meet again (a pool nearly full has few open chunks).
-                self._move_home(self.cache.home, full)
-            chunk = self.cache.home if self.cache.home is not None else self.geometry.first_open_chunk(self.span, full)
+            chunk = self.cache.home if self.cache.home is not None and self.cache.home not in full else \
+                self.geometry.first_open_chunk(self.span, full)
             if chunk is None:
                 # A cached summary may be behind another host's releases: believe only a fresh one.
                 full, summary_version = self._summary(fresh=True)
