@@ -31,7 +31,7 @@ from acsnet.store import Check, Create, Store
 
 _CONFLICT = object()  # the commit failed: try again
 _LOST = object()  # the commit failed because another host's commit on the same chunk came first
-MOVE_LISTED_CHUNKS = 1 << 16
+MOVE_LISTED_CHUNKS = 1 << 16  # a range of more chunks is never listed to pick one (an IPv6 /64 has 2^52)
 
 
 class PoolCache:
