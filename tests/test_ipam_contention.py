@@ -109,3 +109,25 @@ def test_hosts_allocating_from_a_pool_99_percent_full_at_once(zk_url):
     allocations, refused = contend(zk_url, 0.99)
     assert refused <= 2 * allocations, \
         f"{refused} commits refused for {allocations} allocations: hosts race on the few chunks with free addresses"
+
+
+def test_a_host_that_loses_a_race_in_an_ipv6_pool_moves_without_listing_its_chunks(embedded_url):
+    """A /64 has 2^52 chunks of 4,096: the loser of a race picks its next chunk by random draws (the code
+    before listed every chunk of the range: MemoryError, or no answer for as long as memory lasts)."""
+    stores = [open_store(embedded_url) for _ in range(2)]
+    try:
+        h1, h2 = (AcsnetIpam(store, host) for store, host in zip(stores, ("h1", "h2")))
+        pool_id = h1.request_pool(PoolRequest("acsnet-global", netaddr.IPNetwork("fd00:1::/64"), None, {}, True)).pool_id
+
+        def take(driver, n: int) -> netaddr.IPAddress:
+            mac = f"02:42:00:00:{n // 256:02x}:{n % 256:02x}"
+            return driver.request_address(AddressRequest(pool_id, None, {AddressRequest.MAC_OPTION: mac})).address
+
+        assert str(take(h1, 1)) == "fd00:1::1"
+        assert str(take(h2, 2)) == "fd00:1::2"
+        moved = take(h1, 3)  # h1's cached chunk 0 moved on under it: it lost, and moved
+        assert int(moved) - int(netaddr.IPAddress("fd00:1::")) >= 4096, f"{moved} is still in the contested chunk"
+        assert take(h1, 4) == moved + 1
+    finally:
+        for store in stores:
+            store.close()
