@@ -110,9 +110,10 @@ LEGACY_GEOMETRY = ChunkGeometry(LEGACY_CHUNK_BITS)
 
 
 def geometry_for(network: netaddr.IPNetwork) -> ChunkGeometry:
-    """The chunk size of a new pool: enough chunks (TARGET_CHUNKS) for many hosts to allocate at once
-    without racing on one node, but no smaller than MIN_CHUNK_BITS (more, smaller nodes cost more summary
-    updates, and more reads when a pool is counted) nor larger than MAX_CHUNK_BITS. A /16 gets 1,024
+    """The chunk size of a new pool whose allocation range is `network` (its --ip-range if it has one:
+    what hosts allocating at once spread over): enough chunks (TARGET_CHUNKS) for many hosts to allocate
+    at once without racing on one node, but no smaller than MIN_CHUNK_BITS (more, smaller nodes cost more
+    summary updates, and more reads when a pool is counted) nor larger than MAX_CHUNK_BITS. A /16 gets 1,024
     chunks of 64; a /24, 4 of 64; a /12, 1,024 of 1,024; a /10 and larger, chunks of 4,096 as every
     pool had before. On an empty /16, 256 chunks of 256 allocate as fast as 1,024 of 64 (300 hosts x 3
     at once); on a 99% full one, whose 655 free addresses are in 3 chunks of 256 or 11 of 64, hosts race

@@ -296,3 +296,17 @@ def test_a_global_network_split_per_host_waits_for_this_hosts_subnet(hosts):
         assert request(h2, pool_id, options=mac(1)) == "100.70.1.2/24"
     finally:
         claim.join()
+
+
+def test_a_pool_is_chunked_for_its_allocation_range(hosts):
+    """The chunks are sized for what hosts allocate from: a /8 with a /24 --ip-range gets 64-address
+    chunks (4 in its range), not the /8's 4,096 (the whole range in one chunk, every host racing on it);
+    a /16 gets 1,024 chunks of 64. Pinned addresses outside the range still work."""
+    h1 = hosts("h1")
+    ranged = h1.request_pool(pool_request(space=GLOBAL_SPACE, pool="10.0.0.0/8", sub_pool="10.9.9.0/24")).pool_id
+    whole = h1.request_pool(pool_request(space=GLOBAL_SPACE, pool="100.65.0.0/16")).pool_id
+    assert PoolRecords.read(h1.store, ranged).chunk_bits == 64
+    assert PoolRecords.read(h1.store, whole).chunk_bits == 64
+    assert request(h1, ranged, options=mac(1)) == "10.9.9.0/8"
+    assert request(h1, ranged, address="10.200.0.7", options=mac(2)) == "10.200.0.7/8"
+    assert request(h1, whole, options=mac(3)) == "100.65.0.1/16"
