@@ -38,27 +38,14 @@ class PoolCache:
     """The last summary and chunk bitmaps this process read or wrote, with their versions.
 
     Allocation uses them optimistically: the commit's version checks reject a stale one, and the
-    retry reads afresh. With one host allocating, an allocation is then a single store round trip.
+    retry reads it afresh. With one host allocating, an allocation is then a single store round trip.
     """
 
     def __init__(self):
         self.summary: tuple[set[int], int] | None = None
         self.chunks: dict[int, tuple[int, int | None]] = {}  # chunk -> (bitmap, version; None if absent)
-        self.home: int | None = None  # the chunk this host moved to after losing a race (kept by `forget`)
+        self.home: int | None = None  # the chunk this host moved to after losing a race
 
-    def forget(self) -> None:
-        self.summary = None
-        self.chunks.clear()
-
-    def forget_written(self, operations: list, summary_path: str, chunk_path: Callable[[int], str], chunk: int) -> None:
-        """After a failed commit: forget what it wrote (one of those moved on), keep the rest. Forgetting
-        everything would cost a loser of a race two reads more on its next attempt, under contention
-        when reads are slowest."""
-        for op in operations:
-            if op.path == summary_path:
-                self.summary = None
-            elif op.path == chunk_path(chunk):
-                self.chunks.pop(chunk, None)
 
 # What a release policy answers: free the address (None), or keep a record with fewer holders.
 ReleasePolicy = Callable[[AddressRecord], AddressRecord | None]
@@ -126,9 +113,15 @@ class PoolAllocator:
         return [ChunkSummary.write_operation(self.pool.pool_id, changed, version)]
 
     def _commit(self, operations: list, chunk: int, bitmap_after: int) -> bool:
-        """Commit; on success remember what was written, on a conflict forget it."""
+        """Commit; on success remember what was written, on a conflict forget it (one of those nodes moved
+        on) and keep the rest: forgetting everything cost a loser of a race two more reads on its next
+        attempt, under contention, when reads are slowest."""
         if not self.store.commit(operations):
-            self.cache.forget_written(operations, self._summary_path, self._chunk_path, chunk)
+            written = {op.path for op in operations}
+            if self._summary_path in written:
+                self.cache.summary = None
+            if self._chunk_path(chunk) in written:
+                self.cache.chunks.pop(chunk, None)
             return False
         for op in operations:
             if op.path == self._chunk_path(chunk) and not isinstance(op, Check):
