@@ -1,6 +1,6 @@
 """How full each IPAM pool is, and which networks use it: what `acsnet pools` prints and the dashboard's
-pools bar shows. Counted from the chunk bitmaps (one store read per 4096 addresses, none for a chunk
-the summary marks full), never by reading the pool's address records.
+pools bar shows. Counted from the chunk bitmaps (read in one batch, none for a chunk the summary marks
+full), never by reading the pool's address records.
 
 Counts are over the pool's allocation range (`--ip-range`, else the subnet less its network and
 broadcast addresses): `used` is every address taken in it (endpoints, gateway, aux addresses and those
@@ -68,7 +68,7 @@ def used_in_range(pool: Pool, bitmaps: dict[int, int], full: set[int]) -> int:
     span = chunks.allocation_range(pool.network, pool.sub_pool)
     used = 0
     for chunk in set(bitmaps) | full:
-        bits = chunks.bits_in_chunk(chunk, span)
+        bits = pool.geometry.bits_in_chunk(chunk, span)
         if bits.empty:
             continue
         if chunk in full:
@@ -82,8 +82,7 @@ def used_in_range(pool: Pool, bitmaps: dict[int, int], full: set[int]) -> int:
 def read_used(store: Store, pool: Pool) -> int:
     summary = ChunkSummary.read(store, pool.pool_id)
     full = summary[0] if summary else set()
-    bitmaps = {n: ChunkBitmaps.read(store, pool.pool_id, n)[0]
-               for n in ChunkBitmaps.numbers(store, pool.pool_id) if n not in full}
+    bitmaps = ChunkBitmaps.read_many(store, pool.pool_id, [n for n in ChunkBitmaps.numbers(store, pool.pool_id) if n not in full])
     return used_in_range(pool, bitmaps, full)
 
 

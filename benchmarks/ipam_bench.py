@@ -23,7 +23,7 @@ import time
 import netaddr
 
 from acsnet.ipam import chunks
-from acsnet.ipam.state import ChunkBitmaps, ChunkSummary
+from acsnet.ipam.state import ChunkBitmaps, ChunkSummary, PoolRecords
 from acsnet.lab.plugin_process import PluginProcess
 from acsnet.lab.zookeeper import ZooKeeperServer
 from acsnet.store import open_store
@@ -52,15 +52,16 @@ def fill_pool(store_url: str, pool_id: str, fraction: float) -> None:
     many allocations would leave them), so that the fullness runs need not make 65,000 requests."""
     store = open_store(store_url)
     try:
+        geometry = PoolRecords.read(store, pool_id).geometry
         span = chunks.allocation_range(netaddr.IPNetwork(SUBNET), None)
         last = span.first + int((span.last - span.first + 1) * fraction) - 1
         full = []
-        for chunk in range(chunks.chunk_of(span.first), chunks.chunk_of(span.last) + 1):
-            bits = chunks.bits_in_chunk(chunk, chunks.OffsetRange(span.first, last))
+        for chunk in geometry.chunks_in(span):
+            bits = geometry.bits_in_chunk(chunk, chunks.OffsetRange(span.first, last))
             bitmap = 0 if bits.empty else ((1 << (bits.last + 1)) - 1) & ~((1 << bits.first) - 1)
             _old, version = ChunkBitmaps.read(store, pool_id, chunk)
-            assert store.commit([ChunkBitmaps.write_operation(pool_id, chunk, bitmap, version)])
-            if chunks.first_free_bit(bitmap, chunks.bits_in_chunk(chunk, span)) is None:
+            assert store.commit([ChunkBitmaps.write_operation(pool_id, geometry, chunk, bitmap, version)])
+            if chunks.first_free_bit(bitmap, geometry.bits_in_chunk(chunk, span)) is None:
                 full.append(chunk)
         _old, version = ChunkSummary.read(store, pool_id)
         assert store.commit([ChunkSummary.write_operation(pool_id, set(full), version)])

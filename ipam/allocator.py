@@ -4,9 +4,10 @@ An allocation is one atomic store commit that sets the address's bit in its chun
 its address record, so a crash can never leave one without the other, and two hosts racing for the
 same address cannot both win: the loser's commit fails its version check and it tries again. The
 summary of full chunks changes only when a chunk fills or stops being full, so racing allocations
-rarely touch the same node. A host that loses a race for a chunk moves to another open one, picked at
-random, and stays there until it fills: hosts allocating at once spread over the pool's chunks instead
-of all retrying on its lowest (one host alone always takes the lowest free address). No lock is taken
+rarely touch the same node. A host that loses a race for a chunk (its node moved on under the commit)
+moves to another open one, picked at random, and stays there until it fills: hosts allocating at once
+spread over the pool's chunks instead of all retrying on its lowest (one host alone always takes the
+lowest free address); a large pool has chunks enough for that (`chunks.geometry_for`). No lock is taken
 on this path.
 
 Policy (may this host take an address that has a record? what does releasing leave behind?) is not
@@ -26,26 +27,25 @@ from acsnet.errors import Exhausted, InvalidRequest, NotFound, StoreUnavailable
 from acsnet.ipam import chunks
 from acsnet.ipam.model import AddressRecord, Pool
 from acsnet.ipam.state import AddressRecords, ChunkBitmaps, ChunkSummary
-from acsnet.store import Create, Store
+from acsnet.store import Check, Create, Store
 
-_CONFLICT = object()
+_CONFLICT = object()  # the commit failed: try again
+_LOST = object()  # the commit failed because another host's commit on the same chunk came first
+MOVE_LISTED_CHUNKS = 1 << 16  # a range of more chunks is never listed to pick one (an IPv6 /64 has 2^52)
 
 
 class PoolCache:
     """The last summary and chunk bitmaps this process read or wrote, with their versions.
 
     Allocation uses them optimistically: the commit's version checks reject a stale one, and the
-    retry reads afresh. With one host allocating, an allocation is then a single store round trip.
+    retry reads it afresh. With one host allocating, an allocation is then a single store round trip.
     """
 
     def __init__(self):
         self.summary: tuple[set[int], int] | None = None
         self.chunks: dict[int, tuple[int, int | None]] = {}  # chunk -> (bitmap, version; None if absent)
-        self.home: int | None = None  # the chunk this host moved to after losing a race (kept by `forget`)
+        self.home: int | None = None  # the chunk this host moved to after losing a race
 
-    def forget(self) -> None:
-        self.summary = None
-        self.chunks.clear()
 
 # What a release policy answers: free the address (None), or keep a record with fewer holders.
 ReleasePolicy = Callable[[AddressRecord], AddressRecord | None]
@@ -61,6 +61,7 @@ class PoolAllocator:
         self.timeout = timeout
         self.cache = cache or PoolCache()
         self.span = chunks.allocation_range(pool.network, pool.sub_pool)
+        self.geometry = pool.geometry
         self._reserved = chunks.reserved_offsets(pool.network)
         self._summary_path = ChunkSummary.key(pool.pool_id)
 
@@ -100,24 +101,30 @@ class PoolAllocator:
         return self.cache.chunks[chunk]
 
     def _write_chunk(self, chunk: int, version: int | None, bitmap: int):
-        return ChunkBitmaps.write_operation(self.pool.pool_id, chunk, bitmap, version)
+        return ChunkBitmaps.write_operation(self.pool.pool_id, self.geometry, chunk, bitmap, version)
 
     def _summary_update(self, chunk: int, bitmap_after: int, full: set[int], version: int) -> list:
         """The summary write needed when `chunk` changes between full and not full in range."""
-        now_full = chunks.first_free_bit(bitmap_after, chunks.bits_in_chunk(chunk, self.span)) is None
-        in_range = not chunks.bits_in_chunk(chunk, self.span).empty
+        now_full = chunks.first_free_bit(bitmap_after, self.geometry.bits_in_chunk(chunk, self.span)) is None
+        in_range = not self.geometry.bits_in_chunk(chunk, self.span).empty
         if not in_range or now_full == (chunk in full):
             return []
         changed = full | {chunk} if now_full else full - {chunk}
         return [ChunkSummary.write_operation(self.pool.pool_id, changed, version)]
 
     def _commit(self, operations: list, chunk: int, bitmap_after: int) -> bool:
-        """Commit; on success remember what was written, on a conflict forget what was cached."""
+        """Commit; on success remember what was written, on a conflict forget it (one of those nodes moved
+        on) and keep the rest: forgetting everything cost a loser of a race two more reads on its next
+        attempt, under contention, when reads are slowest."""
         if not self.store.commit(operations):
-            self.cache.forget()
+            written = {op.path for op in operations}
+            if self._summary_path in written:
+                self.cache.summary = None
+            if self._chunk_path(chunk) in written:
+                self.cache.chunks.pop(chunk, None)
             return False
         for op in operations:
-            if op.path == self._chunk_path(chunk):
+            if op.path == self._chunk_path(chunk) and not isinstance(op, Check):
                 version = 0 if isinstance(op, Create) else op.version + 1
                 self.cache.chunks[chunk] = (bitmap_after, version)
             elif op.path == self._summary_path:
@@ -134,7 +141,7 @@ class PoolAllocator:
         tries = 0
         while True:
             result = attempt()
-            if result is not _CONFLICT:
+            if result is not _CONFLICT and result is not _LOST:
                 return result
             tries += 1
             if time.monotonic() > deadline:
@@ -153,22 +160,21 @@ class PoolAllocator:
         def attempt():
             full, summary_version = self._summary()
             chunk = self.cache.home if self.cache.home is not None and self.cache.home not in full else \
-                chunks.first_open_chunk(self.span, full)
+                self.geometry.first_open_chunk(self.span, full)
             if chunk is None:
                 # A cached summary may be behind another host's releases: believe only a fresh one.
                 full, summary_version = self._summary(fresh=True)
-                chunk = chunks.first_open_chunk(self.span, full)
+                chunk = self.geometry.first_open_chunk(self.span, full)
             if chunk is None:
                 raise Exhausted(f"pool {self.pool.pool_id} ({self.pool.network.cidr}) has no free address left")
             bitmap, version = self._chunk(chunk)
-            bit = chunks.first_free_bit(bitmap, chunks.bits_in_chunk(chunk, self.span))
-            if bit is None:  # the summary was behind: record the chunk as full and look again
-                self._commit(self._summary_update(chunk, bitmap, full, summary_version), chunk, bitmap)
-                self.cache.forget()
-                self.cache.home = None
+            bit = chunks.first_free_bit(bitmap, self.geometry.bits_in_chunk(chunk, self.span))
+            if bit is None:  # the summary was behind: record the chunk as full (if it still is) and look again
+                self._commit([*self._summary_update(chunk, bitmap, full, summary_version),
+                              ChunkBitmaps.check_operation(self.pool.pool_id, chunk, version)], chunk, bitmap)
                 return _CONFLICT
             taken = self._take(chunk, version, bitmap, bit, full, summary_version, record)
-            if taken is _CONFLICT:
+            if taken is _LOST:
                 self._move_home(chunk, full)
             return taken
 
@@ -176,8 +182,9 @@ class PoolAllocator:
 
     def _take(self, chunk: int, version: int | None, bitmap: int, bit: int, full: set[int], summary_version: int,
               record: AddressRecord):
-        """One commit: the bit set, the address's record, the summary; the address, or _CONFLICT."""
-        offset = chunk * chunks.CHUNK_BITS + bit
+        """One commit: the bit set, the address's record, the summary; the address, or _LOST (another host's
+        commit on the chunk came first), or _CONFLICT (something else refused it)."""
+        offset = self.geometry.offset_of(chunk, bit)
         after = bitmap | (1 << bit)
         operations = [
             self._write_chunk(chunk, version, after),
@@ -186,13 +193,24 @@ class PoolAllocator:
         ]
         if self._commit(operations, chunk, after):
             return self.address_at(offset)
+        # One read tells a lost race (the chunk moved on) from a refusal that repeats until repaired.
+        if self._chunk(chunk)[1] != version:
+            return _LOST
         self._repair_unmarked(offset)
         return _CONFLICT
 
     def _move_home(self, lost: int, full: set[int]) -> None:
-        """Another host won `lost`: take the next addresses from another open chunk of the range."""
-        others = [c for c in range(chunks.chunk_of(self.span.first), chunks.chunk_of(self.span.last) + 1)
-                  if c != lost and c not in full]
+        """Another host won `lost`: take the next addresses from another open chunk of the range, picked
+        at random (a few draws first: an IPv6 range has more chunks than can be listed)."""
+        candidates = self.geometry.chunks_in(self.span)
+        count = candidates.stop - candidates.start
+        for _draw in range(8):
+            chunk = candidates.start + random.randrange(count)
+            if chunk != lost and chunk not in full:
+                self.cache.home = chunk
+                return
+        # Mostly full: the few open chunks, listed (a range too large to list would not be this full).
+        others = [c for c in candidates if c != lost and c not in full] if count <= MOVE_LISTED_CHUNKS else []
         self.cache.home = random.choice(others) if others else None
 
     def allocate_within(self, record: AddressRecord, part: netaddr.IPNetwork) -> netaddr.IPAddress:
@@ -203,9 +221,9 @@ class PoolAllocator:
 
         def attempt():
             full, summary_version = self._summary()
-            for chunk in range(chunks.chunk_of(span.first), chunks.chunk_of(span.last) + 1):
+            for chunk in self.geometry.chunks_in(span):
                 bitmap, version = self._chunk(chunk)
-                bit = chunks.first_free_bit(bitmap, chunks.bits_in_chunk(chunk, span))
+                bit = chunks.first_free_bit(bitmap, self.geometry.bits_in_chunk(chunk, span))
                 if bit is not None:
                     return self._take(chunk, version, bitmap, bit, full, summary_version, record)
             raise Exhausted(f"subnet {part.cidr} of pool {self.pool.pool_id} has no free address left")
@@ -217,7 +235,7 @@ class PoolAllocator:
         record now stored."""
         offset = self.offset_of(address)
         pool_id, address = self.pool.pool_id, self.address_at(offset)
-        chunk, bit = chunks.chunk_of(offset), offset % chunks.CHUNK_BITS
+        chunk, bit = self.geometry.chunk_of(offset), self.geometry.bit_of(offset)
 
         def attempt():
             existing = AddressRecords.read_versioned(self.store, pool_id, str(address))
@@ -249,7 +267,7 @@ class PoolAllocator:
         answering None commits nothing. Returns the record stored, or None."""
         offset = self.offset_of(address)
         pool_id, address = self.pool.pool_id, self.address_at(offset)
-        chunk, bit = chunks.chunk_of(offset), offset % chunks.CHUNK_BITS
+        chunk, bit = self.geometry.chunk_of(offset), self.geometry.bit_of(offset)
 
         def attempt():
             existing = AddressRecords.read_versioned(self.store, pool_id, str(address))
@@ -277,7 +295,7 @@ class PoolAllocator:
         has no record is a no-op (idempotent), though a bit left set without a record is cleared."""
         offset = self.offset_of(address)
         pool_id, address = self.pool.pool_id, self.address_at(offset)
-        chunk, bit = chunks.chunk_of(offset), offset % chunks.CHUNK_BITS
+        chunk, bit = self.geometry.chunk_of(offset), self.geometry.bit_of(offset)
 
         def attempt():
             existing = AddressRecords.read_versioned(self.store, pool_id, str(address))
@@ -310,7 +328,7 @@ class PoolAllocator:
         every allocation of that offset fail; mark its bit so allocation moves past it."""
         if AddressRecords.read_versioned(self.store, self.pool.pool_id, str(self.address_at(offset))) is None:
             return
-        chunk, bit = chunks.chunk_of(offset), offset % chunks.CHUNK_BITS
+        chunk, bit = self.geometry.chunk_of(offset), self.geometry.bit_of(offset)
         full, summary_version = self._summary(fresh=True)
         bitmap, version = self._chunk(chunk)
         if not bitmap >> bit & 1:

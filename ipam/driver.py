@@ -94,14 +94,17 @@ class AcsnetIpam(IpamDriver):
         with self.store.lock(POOL_LIFECYCLE_LOCK, self.timeout):
             if request.pool is None:
                 network = self._carve(6 if request.v6 else 4)
-                pool = Pool(self._new_pool_id(request.address_space, network), request.address_space, network, None, request.options, False)
+                pool = Pool(self._new_pool_id(request.address_space, network), request.address_space, network, None, request.options, False,
+                            chunks.geometry_for(network).bits)
             elif request.address_space == LOCAL_SPACE:
-                pool = Pool(self._shared_pool_id(request), LOCAL_SPACE, request.pool, request.sub_pool, request.options, True)
+                pool = Pool(self._shared_pool_id(request), LOCAL_SPACE, request.pool, request.sub_pool, request.options, True,
+                            chunks.geometry_for(request.sub_pool or request.pool).bits)
                 if PoolRecords.exists(self.store, pool.pool_id):
                     self._add_host_reference(pool.pool_id)
                     return PoolGrant(pool.pool_id, pool.network)
             else:
-                pool = Pool(self._new_pool_id(GLOBAL_SPACE, request.pool), GLOBAL_SPACE, request.pool, request.sub_pool, request.options, False)
+                pool = Pool(self._new_pool_id(GLOBAL_SPACE, request.pool), GLOBAL_SPACE, request.pool, request.sub_pool, request.options, False,
+                            chunks.geometry_for(request.sub_pool or request.pool).bits)
             self._create_pool(pool)
             if pool.shared:
                 self._add_host_reference(pool.pool_id)

@@ -10,6 +10,8 @@ import time
 
 import netaddr
 
+from acsnet.ipam.chunks import LEGACY_CHUNK_BITS, ChunkGeometry
+
 LOCAL_SPACE = "acsnet-local"
 GLOBAL_SPACE = "acsnet-global"
 POOL_NAME_OPTION = "acsnet.pool"
@@ -25,6 +27,13 @@ class Pool:
     sub_pool: netaddr.IPNetwork | None
     options: dict[str, str]
     shared: bool  # a local-space pool with an explicit subnet, shared by every host that asks for it
+    # Addresses per chunk bitmap, fixed when the pool is created (`chunks.geometry_for`); a pool stored
+    # without it (by a version before) has the chunks of then.
+    chunk_bits: int = LEGACY_CHUNK_BITS
+
+    @property
+    def geometry(self) -> ChunkGeometry:
+        return ChunkGeometry(self.chunk_bits)
 
     def to_json(self) -> dict:
         return {
@@ -34,6 +43,7 @@ class Pool:
             "sub_pool": str(self.sub_pool.cidr) if self.sub_pool else None,
             "options": self.options,
             "shared": self.shared,
+            "chunk_bits": self.chunk_bits,
         }
 
     @classmethod
@@ -45,6 +55,7 @@ class Pool:
             netaddr.IPNetwork(data["sub_pool"]) if data.get("sub_pool") else None,
             data.get("options") or {},
             data.get("shared", False),
+            int(data.get("chunk_bits", LEGACY_CHUNK_BITS)),
         )
 
 

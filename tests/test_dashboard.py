@@ -512,3 +512,31 @@ def test_a_host_forgotten_and_back_has_one_sessions_watch_and_each_change_is_cal
         for opened in (first, returned):
             if opened is not None:
                 opened.close()
+
+
+def test_pages_of_addresses_of_a_pool_of_many_chunks(embedded_url):
+    """A /16 has 1,024 chunks of 64 addresses: the dashboard's pages of taken addresses and its pool counts
+    place each chunk's bits at the pool's own chunk size (10.45.3.7 is bit 7 of chunk 12)."""
+    from acsnet.dashboard import queries
+    from acsnet.dashboard.live import LiveStore
+
+    store = open_store(embedded_url)
+    try:
+        pool_id = fill(store, "10.45.0.0/16", 3)
+        ipam = AcsnetIpam(store, "h1")
+        pinned = ["10.45.3.7", "10.45.200.1", "10.45.255.254"]
+        for n, address in enumerate(pinned):
+            ipam.request_address(AddressRequest(pool_id, netaddr.IPAddress(address), {MAC_OPTION: f"02:42:00:00:88:{n:02x}"}))
+        taken = ["10.45.0.1", "10.45.0.2", "10.45.0.3", "10.45.0.4", *pinned]
+        live = LiveStore(store, "test").start()
+        try:
+            until(lambda: pool_id in live.pools)
+            page = until(lambda: (p := queries.addresses(live, pool_id, 1)) and p["total"] == len(taken) and p)
+            assert [row["ip"] for row in page["addresses"]] == taken
+            assert all(row["kind"] == ("gateway" if row["ip"] == "10.45.0.1" else "endpoint") for row in page["addresses"])
+        finally:
+            live.stop()
+        [usage] = pool_usages(store)
+        assert (usage.size, usage.used) == (65534, len(taken))
+    finally:
+        store.close()

@@ -7,7 +7,6 @@ import netaddr
 import pytest
 
 from acsnet.errors import Conflict, Exhausted, InvalidRequest, NotFound
-from acsnet.ipam import chunks
 from acsnet.ipam.driver import AcsnetIpam, parse_supernets
 from acsnet.ipam.model import GLOBAL_SPACE, LOCAL_SPACE
 from acsnet.ipam.state import ChunkSummary, PoolRecords, SubnetPools
@@ -219,7 +218,8 @@ def test_bad_requests_are_named(hosts):
 def test_allocation_cost_does_not_depend_on_fullness(hosts):
     """Filling a /21 to the last address costs the same store reads per allocation at the start and
     at the end: the first allocation reads the summary and its chunk, later ones use what this
-    process cached (the commit's version checks guard it), however full the pool is."""
+    process cached (the commit's version checks guard it), however full the pool is; only the first
+    allocation in each next chunk reads that chunk."""
     h1 = hosts("h1")
     pool_id = h1.request_pool(pool_request(pool="100.64.0.0/21")).pool_id
     allocator = h1._allocator(pool_id)
@@ -237,12 +237,18 @@ def test_allocation_cost_does_not_depend_on_fullness(hosts):
         reads.clear()
         request(h1, pool_id, options=mac(i))
         per_allocation.append(len(reads))
+    geometry = allocator.geometry
+    chunk_count = len(geometry.chunks_in(allocator.span))
     assert per_allocation[0] == 2, "a cold allocation reads the summary and one chunk"
-    assert set(per_allocation[1:]) == {0}, "warm allocations read nothing, at 0% as at 100% full"
+    firsts_in_chunk = [i for i in range(1, usable) if geometry.bit_of(allocator.span.first + i) == 0]
+    assert len(firsts_in_chunk) == chunk_count - 1
+    assert [i for i, n in enumerate(per_allocation) if i and n] == firsts_in_chunk, \
+        "warm allocations read nothing but the next chunk when one fills, at 0% as at 100% full"
+    assert set(per_allocation[1:]) == {0, 1}
     with pytest.raises(Exhausted):
         request(h1, pool_id, options=mac(usable))
     full, _version = ChunkSummary.read(h1.store, pool_id)
-    assert full == {0}, f"the single {chunks.CHUNK_BITS}-bit chunk is recorded full"
+    assert full == set(range(chunk_count)), f"every {geometry.bits}-bit chunk is recorded full"
 
 
 def test_a_network_split_per_host_gives_each_host_addresses_of_its_subnet(hosts):
@@ -290,3 +296,17 @@ def test_a_global_network_split_per_host_waits_for_this_hosts_subnet(hosts):
         assert request(h2, pool_id, options=mac(1)) == "100.70.1.2/24"
     finally:
         claim.join()
+
+
+def test_a_pool_is_chunked_for_its_allocation_range(hosts):
+    """The chunks are sized for what hosts allocate from: a /8 with a /24 --ip-range gets 64-address
+    chunks (4 in its range), not the /8's 4,096 (the whole range in one chunk, every host racing on it);
+    a /16 gets 1,024 chunks of 64. Pinned addresses outside the range still work."""
+    h1 = hosts("h1")
+    ranged = h1.request_pool(pool_request(space=GLOBAL_SPACE, pool="10.0.0.0/8", sub_pool="10.9.9.0/24")).pool_id
+    whole = h1.request_pool(pool_request(space=GLOBAL_SPACE, pool="100.65.0.0/16")).pool_id
+    assert PoolRecords.read(h1.store, ranged).chunk_bits == 64
+    assert PoolRecords.read(h1.store, whole).chunk_bits == 64
+    assert request(h1, ranged, options=mac(1)) == "10.9.9.0/8"
+    assert request(h1, ranged, address="10.200.0.7", options=mac(2)) == "10.200.0.7/8"
+    assert request(h1, whole, options=mac(3)) == "100.65.0.1/16"

@@ -14,7 +14,6 @@ import netaddr
 from acsnet.audit import store_findings
 from acsnet.dashboard.live import ID_PREFIX, LiveStore
 from acsnet.errors import AcsnetError, InvalidRequest
-from acsnet.ipam import chunks
 from acsnet.ipam.model import RETAINED, Pool
 from acsnet.ipam.state import AddressRecords, Retentions
 from acsnet.plugins.segments.model import LAYOUTS
@@ -110,7 +109,7 @@ def addresses(live: LiveStore, pool_id: str, page: int) -> dict:
             if skip:
                 skip -= 1
             else:
-                offsets.append(number * chunks.CHUNK_BITS + low.bit_length() - 1)
+                offsets.append(pool.geometry.offset_of(number, low.bit_length() - 1))
             bitmap ^= low
         if len(offsets) >= PAGE_SIZE:
             break
