@@ -1,0 +1,57 @@
+"""What a request on `docker run --rm`'s path costs besides its own work, measured where a slow moment
+came from (issue 19, "Faster on one host"): the store round trips, forks and netlink dumps a handler
+makes, and the moments other work lands in. Each test fakes (or counts) one layer and says so."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from acsnet.plugins.segments.model import SegmentEndpoint
+from acsnet.plugins.segments.ports import EndpointPorts
+from acsnet.plugins.segments.recording import RecordedSwitch, RecordingBridge
+
+
+def endpoint(n: int) -> SegmentEndpoint:
+    return SegmentEndpoint(f"{n:02d}" + "e" * 62, "n" * 64, 217, f"198.51.100.{n}", 24, f"02:42:c6:33:64:{n:02x}", time.time())
+
+
+def test_deleted_ports_leave_the_bridge_after_the_retire_delay_together_and_at_once_on_stop__recording_bridge_for_ovs():
+    """Taking a port off a userspace-datapath bridge stalls the host's own packets for 10-15 ms; right
+    after DeleteEndpoint dockerd releases the address, whose store round trips must not meet that."""
+    switch = RecordedSwitch()
+    bridge = RecordingBridge("ovsbr0", switch)
+    detached: dict[str, float] = {}
+    real_detach = bridge.detach
+
+    def detach(port: str) -> None:
+        detached[port] = time.monotonic()
+        real_detach(port)
+
+    bridge.detach = detach
+    ports = EndpointPorts(bridge, "vlan", threading.RLock(), retire_delay=0.3)
+    ports.start()
+    first, second, third = endpoint(1), endpoint(2), endpoint(3)
+    for e in (first, second, third):
+        ports.attach(e, mtu=1500, options={}, create_veth=True)
+
+    ports.unplug(first)
+    retired_at = time.monotonic()
+    ports.remove_unplugged(now=False)
+    time.sleep(0.1)
+    assert first.host_port in switch.ports, "the port left at once, while dockerd releases its address"
+    ports.unplug(second)
+    ports.remove_unplugged(now=False)
+    deadline = time.monotonic() + 3
+    while len(detached) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert first.host_port not in switch.ports and second.host_port not in switch.ports
+    assert detached[first.host_port] - retired_at >= 0.3
+    assert abs(detached[second.host_port] - detached[first.host_port]) < 0.05, "not retired together"
+    assert first.host_port not in switch.links and second.host_port not in switch.links, "veths left"
+
+    ports.unplug(third)
+    ports.remove_unplugged(now=False)
+    stopping = time.monotonic()
+    ports.stop()
+    assert third.host_port not in switch.ports and detached[third.host_port] - stopping < 0.2
