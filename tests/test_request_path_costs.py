@@ -55,3 +55,41 @@ def test_deleted_ports_leave_the_bridge_after_the_retire_delay_together_and_at_o
     stopping = time.monotonic()
     ports.stop()
     assert third.host_port not in switch.ports and detached[third.host_port] - stopping < 0.2
+
+
+def test_a_container_again_on_a_segment_within_the_linger_costs_no_watch__store_calls_counted(embedded_url):
+    """The real agent on the embedded store, `RecordingDatapath` for OVS; the store's calls are counted.
+    A segment stays watched `watch_linger` after its last endpoint here, so `docker run --rm` in a loop
+    pays the watch (its node made: a logged ZooKeeper write; names and records read) once."""
+    from acsnet.plugins.segments.agent import SegmentAgent
+    from acsnet.plugins.segments.model import SegmentNetwork
+    from acsnet.plugins.segments.recording import RecordingDatapath
+    from acsnet.store import open_store
+
+    import netaddr
+
+    store = open_store(embedded_url, timeout=5.0)
+    store.register_host("h1", "vlan", {"host_id": "h1"})
+    agent = SegmentAgent(store, RecordingDatapath("vlan", RecordedSwitch(), vtep="192.0.2.1", host_mac="02:00:00:00:01:01"),
+                         "h1", watch_linger=0.5)
+    agent.start()
+    try:
+        agent.add_network(SegmentNetwork("n" * 64, 217, netaddr.IPNetwork("198.51.100.0/24"), None, None, 1500))
+        agent.add_endpoint(endpoint(1))
+        agent.remove_endpoint(endpoint(1).endpoint_id)
+        calls: list[str] = []
+        for name in ("create", "get", "get_many", "children", "commit", "watch_children", "watch_value"):
+            def counted(*args, _call=getattr(store, name), _name=name, **kwargs):
+                calls.append(_name)
+                return _call(*args, **kwargs)
+            setattr(store, name, counted)
+        agent.add_endpoint(endpoint(2))
+        assert calls == ["children", "commit"], "the endpoint's claim (its address's holders read, one commit) and nothing else"
+        agent.remove_endpoint(endpoint(2).endpoint_id)
+        deadline = time.monotonic() + 5
+        while agent.remote.watched and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert agent.remote.watched == set(), "the watch outlived the linger"
+    finally:
+        agent.stop()
+        store.close()

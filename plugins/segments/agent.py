@@ -3,8 +3,8 @@ watches, its endpoints' ports and the flow table of its bridge. What the driver'
 its `Datapath` object's (`acsnet.plugins.segments.datapath`); the agent is the same for every driver.
 
 Desired state lives in the store (this host's networks and endpoints, and the segment records of
-every host on the segments this host has endpoints in); OVS is programmed from it. Reconcile is the
-normal path: `sync` hands the whole state to the datapath, which installs it atomically, whether one
+every host on the segments this host has endpoints in, or had within `WATCH_LINGER_SECONDS`); OVS is
+programmed from it. Reconcile is the normal path: `sync` hands the whole state to the datapath, which installs it atomically, whether one
 endpoint changed or the plugin just restarted. Where the datapath can (`Datapath.program_change`), an
 endpoint of this host changes only the flows of this host's own state, and another host's record that
 came or went only its own: work in proportion to the change, not to every endpoint of the segments. A worker thread (`worker`) handles watch events, removes endpoints
@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 
 from acsnet.docker_api import DockerAddress, DockerUnreachable
 from acsnet.errors import AcsnetError, Conflict, NotFound, StoreUnavailable
@@ -37,12 +38,20 @@ from acsnet.store import Store
 
 log = logging.getLogger(__name__)
 
+# How long a segment stays watched after this host's last endpoint on it went. Watching a segment costs
+# the request that starts it store round trips (the watch's node made: a logged ZooKeeper write; its
+# names and records read): 4-8 ms of a CreateEndpoint measured on a lab host, which `docker run --rm`
+# in a loop paid for every container. Within this time the next container on the segment pays none.
+WATCH_LINGER_SECONDS = 60.0
+
 
 class SegmentAgent:
     def __init__(self, store: Store, datapath: Datapath, host_id: str, *, cluster_wide: bool = False,
                  resync_seconds: float = 30.0, orphan_grace: float = ORPHAN_GRACE_SECONDS,
-                 metrics: PluginMetrics | None = None, docker: DockerAddress | None = None):
+                 metrics: PluginMetrics | None = None, docker: DockerAddress | None = None,
+                 watch_linger: float = WATCH_LINGER_SECONDS):
         self.store = store
+        self.watch_linger = watch_linger
         self.datapath = datapath
         self.layout = LAYOUTS[datapath.driver]
         self.host_id = host_id
@@ -51,7 +60,7 @@ class SegmentAgent:
         self.endpoints: dict[str, SegmentEndpoint] = {}
         self._lock = threading.RLock()
         self.worker = Worker(f"{datapath.driver}-agent", self, resync_seconds=resync_seconds,
-                             next_wake=datapath.next_wake)
+                             next_wake=self.next_wake)
         self.ports = EndpointPorts(datapath.bridge, datapath.driver, self._lock)
         self.remote = RemoteRecords(store, self.layout, host_id, withdraw_dead_hosts=datapath.withdraw_dead_hosts,
                                     wake=self.wake)
@@ -61,6 +70,7 @@ class SegmentAgent:
         self.orphans = OrphanSweep(orphan_grace)
         self._loaded = False
         self._made: set[int] = set()  # segments whose store node this process made or found
+        self._idle_segments: dict[int, float] = {}  # watched segments with no endpoint here -> since when
         self.namer = ContainerNamer(store, self.layout, host_id, docker, self._endpoint_list) if docker else None
         self.docker = docker
         # Local scope: the networks loaded at start, until the local dockerd said which it still has.
@@ -271,6 +281,7 @@ class SegmentAgent:
                 # the segment's first endpoint here: the other hosts' records on it, read now, are in
                 # the flows this request waits for
                 self.remote.watch(endpoint.segment, collect_arrivals=False)
+                self._idle_segments.pop(endpoint.segment, None)
                 self.sync(whole=False)
             except BaseException:
                 try:
@@ -348,7 +359,9 @@ class SegmentAgent:
         self.endpoints.pop(endpoint.endpoint_id, None)
         self.ports.unplug(endpoint)
         if not any(e.segment == endpoint.segment for e in self.endpoints.values()):
-            self.remote.unwatch(endpoint.segment)  # no container here needs the segment's other hosts
+            # no container here needs the segment's other hosts: the worker unwatches it, unless one
+            # comes back within `watch_linger` (WATCH_LINGER_SECONDS)
+            self._idle_segments.setdefault(endpoint.segment, time.monotonic())
 
     # -- the state, as the datapath is programmed from it ----------------------------------------
 
@@ -400,7 +413,8 @@ class SegmentAgent:
         if not self._loaded:
             self._initial_load()
         with self._lock:
-            changed = self.remote.refresh_all(collect_arrivals=self._loaded)
+            changed = self._unwatch_idle_segments()
+            changed = self.remote.refresh_all(collect_arrivals=self._loaded) or changed
             if self.cluster is not None:
                 self.cluster.forget_old_node()
                 self._follow_cluster()
@@ -416,6 +430,26 @@ class SegmentAgent:
         if arrived or joined:
             self.datapath.announce(view, joined, arrived)
         self.datapath.background(view)
+
+    def _unwatch_idle_segments(self) -> bool:
+        """Stop following the segments this host has had no endpoint on for `watch_linger`: their other
+        hosts' records leave the cache and the flows. True if one did."""
+        now, ended = time.monotonic(), False
+        for segment, since in list(self._idle_segments.items()):
+            if any(e.segment == segment for e in self.endpoints.values()):
+                del self._idle_segments[segment]
+            elif now - since >= self.watch_linger:
+                del self._idle_segments[segment]
+                self.remote.unwatch(segment)
+                ended = True
+        return ended
+
+    def next_wake(self) -> float | None:
+        """Seconds until the worker has timed work: the datapath's own, or a lingering watch to end."""
+        due = [self.datapath.next_wake()]
+        if self._idle_segments:
+            due.append(max(0.0, min(list(self._idle_segments.values())) + self.watch_linger - time.monotonic()))
+        return min((d for d in due if d is not None), default=None)
 
     def reconcile(self) -> None:
         """The periodic check: ports, and the flows whole if the switch lost some; else what changed of
