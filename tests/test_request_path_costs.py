@@ -93,3 +93,35 @@ def test_a_container_again_on_a_segment_within_the_linger_costs_no_watch__store_
     finally:
         agent.stop()
         store.close()
+
+
+def test_a_vxlan_endpoint_change_finds_no_routers_on_the_host__routers_dump_counted_recording_bridge_for_ovs(monkeypatch):
+    """The vxlan datapath's change for one endpoint (CreateEndpoint, DeleteEndpoint) takes the routers it
+    knows; the dump of every link for routers (5-7 ms on a lab host) is the whole program's. Fakes the
+    host's links (the dump is counted) and OVS (a recording bridge); the datapath is made without its
+    constructor, which would open OVSDB and read the uplink."""
+    import types
+
+    import netaddr
+
+    from acsnet.ovsctl import router
+    from acsnet.plugins.segments.datapath import HostView, RemoteChange
+    from acsnet.plugins.segments.model import SegmentNetwork
+    from acsnet.plugins.segments.table_parts import TableInParts
+    from acsnet.plugins.vxlan.agent import VXLAN_TABLE_PARTS, VxlanOvsDatapath
+
+    dumps = []
+    monkeypatch.setattr(router, "routers", lambda: dumps.append(1) or {})
+    datapath = VxlanOvsDatapath.__new__(VxlanOvsDatapath)
+    datapath.bridge = RecordingBridge("acsvx0", RecordedSwitch())
+    datapath._table, datapath._routers, datapath.publications = TableInParts(VXLAN_TABLE_PARTS), {}, {}
+    datapath._nat_applied = ((), ())  # as after the first whole program of a host with no router
+    datapath.agent = types.SimpleNamespace(ports=types.SimpleNamespace(attached=set()), endpoints={})
+    network = SegmentNetwork("n" * 64, 330, netaddr.IPNetwork("100.64.30.0/24"), None, None, 1450)
+    datapath.program(HostView("h1", (network,), (), ((330, ()),)))
+    assert len(dumps) == 1, "the whole program looks for routers on the host"
+    here = endpoint(2)
+    assert datapath.program_change(RemoteChange(), HostView("h1", (network,), (here,), ()))
+    assert datapath.program_change(RemoteChange(), HostView("h1", (network,), (), ()))
+    assert len(dumps) == 1, "an endpoint's change dumped the host's links for routers"
+    assert datapath.bridge.switch.changes == 2
