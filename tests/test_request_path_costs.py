@@ -125,3 +125,48 @@ def test_a_vxlan_endpoint_change_finds_no_routers_on_the_host__routers_dump_coun
     assert datapath.program_change(RemoteChange(), HostView("h1", (network,), (), ()))
     assert len(dumps) == 1, "an endpoint's change dumped the host's links for routers"
     assert datapath.bridge.switch.changes == 2
+
+
+def test_a_vpc_endpoint_program_reads_no_bridge_addresses_and_the_worker_checks_them__links_counted(monkeypatch):
+    """The vpc datapath programs its whole flow table for an endpoint; the gateway addresses on the
+    bridge are read (a netlink dump, 2 ms on a lab host) only when they change, and every
+    GATEWAY_CHECK_SECONDS by the worker, which puts back one removed behind our back. Fakes the host's
+    links (addresses recorded in memory) and OVS (a recording bridge); the datapath is made without its
+    constructor, which would open OVSDB and read the uplink."""
+    import contextlib
+    import types
+
+    from acsnet.ovsctl import links
+    from acsnet.plugins.segments.datapath import HostView
+    from acsnet.plugins.vpc import agent as vpc_agent
+    from acsnet.plugins.vpc.agent import VpcOvsDatapath
+    from acsnet.plugins.vpc.model import HostSubnet
+
+    on_bridge: set[tuple[str, int]] = set()
+    reads = []
+    monkeypatch.setattr(links, "addresses", lambda name, ipv6=False: reads.append(name) or sorted(on_bridge))
+    monkeypatch.setattr(links, "add_address", lambda name, address, prefixlen: on_bridge.add((address, prefixlen)))
+    monkeypatch.setattr(links, "delete_address", lambda name, address, prefixlen: on_bridge.discard((address, prefixlen)))
+    datapath = VpcOvsDatapath.__new__(VpcOvsDatapath)
+    datapath.bridge = RecordingBridge("ovsbr0", RecordedSwitch())
+    datapath.uplink, datapath.host_mac = "uplink0", "02:00:00:00:01:01"
+    datapath.routes = types.SimpleNamespace(on_link=True)
+    datapath._read_for, datapath._known_ranges, datapath._vpc_ranges = frozenset(), set(), ()
+    datapath._own = (HostSubnet("h1", "100.74.0.0/16", "100.74.3.0/24", "192.0.2.11"),)
+    datapath._peers = datapath._swarm_own = datapath._swarm_peers = ()
+    datapath._gateway_addresses_set, datapath._gateway_checked = None, 0.0
+    datapath._read_membership = lambda view: None  # the store's part, not what is counted here
+    datapath._to_release = set()
+    datapath.agent = types.SimpleNamespace(wake=lambda: None, lock=contextlib.nullcontext(), sync=lambda: None,
+                                           view=lambda remote=False: HostView("h1", (), (), ()))
+    monkeypatch.setattr(VpcOvsDatapath, "_apply_routes", lambda self: None)
+    datapath.program(HostView("h1", (), (), ()))
+    assert reads == ["ovsbr0"] and on_bridge == {("100.74.3.1", 24)}
+    datapath.program(HostView("h1", (), (endpoint(5),), ()))
+    datapath.program(HostView("h1", (), (), ()))
+    assert reads == ["ovsbr0"], "an endpoint's program read the bridge's addresses"
+
+    on_bridge.clear()  # removed behind our back
+    monkeypatch.setattr(vpc_agent, "GATEWAY_CHECK_SECONDS", 0.0)
+    datapath.background(HostView("h1", (), (), ()))
+    assert len(reads) == 2 and on_bridge == {("100.74.3.1", 24)}, "the worker's check did not put it back"
