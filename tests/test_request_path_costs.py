@@ -170,3 +170,75 @@ def test_a_vpc_endpoint_program_reads_no_bridge_addresses_and_the_worker_checks_
     monkeypatch.setattr(vpc_agent, "GATEWAY_CHECK_SECONDS", 0.0)
     datapath.background(HostView("h1", (), (), ()))
     assert len(reads) == 2 and on_bridge == {("100.74.3.1", 24)}, "the worker's check did not put it back"
+
+
+def _vlan_agent(url: str, host: str = "h1"):
+    from acsnet.plugins.segments.agent import SegmentAgent
+    from acsnet.plugins.segments.model import SegmentNetwork
+    from acsnet.plugins.segments.recording import RecordingDatapath
+    from acsnet.store import open_store
+
+    import netaddr
+
+    store = open_store(url, timeout=5.0)
+    store.register_host(host, "vlan", {"host_id": host})
+    switch = RecordedSwitch()
+    agent = SegmentAgent(store, RecordingDatapath("vlan", switch, vtep="192.0.2.1", host_mac="02:00:00:00:01:01"), host)
+    agent.start()
+    agent.add_network(SegmentNetwork("n" * 64, 217, netaddr.IPNetwork("198.51.100.0/24"), None, None, 1500))
+    return agent, store, switch
+
+
+def test_a_create_endpoints_claim_goes_beside_its_port_being_made__slowed_store_commit_and_recording_bridge(embedded_url):
+    """The claim's store round trips and the veth and port (kernel, ovs-vswitchd) each took 4-10 ms of a
+    CreateEndpoint on a lab host, one after the other. Here each is slowed to 0.3 s (the store's commit,
+    and the recording bridge standing in for OVS): the request takes about one of them, not both."""
+    agent, store, switch = _vlan_agent(embedded_url)
+    try:
+        real_commit, real_plug = store.commit, agent.datapath.bridge.plug
+
+        def slow_commit(operations):
+            time.sleep(0.3)
+            return real_commit(operations)
+
+        def slow_plug(*args, **kwargs):
+            time.sleep(0.3)
+            return real_plug(*args, **kwargs)
+
+        store.commit, agent.datapath.bridge.plug = slow_commit, slow_plug
+        started = time.monotonic()
+        agent.add_endpoint(endpoint(7))
+        took = time.monotonic() - started
+        assert took < 0.5, f"the claim and the port one after the other: {took:.2f}s"
+        from acsnet.plugins.segments import state
+        from acsnet.plugins.segments.model import LAYOUTS
+        assert endpoint(7).endpoint_id in state.read_host_endpoints(store, LAYOUTS["vlan"], "h1")
+        assert endpoint(7).host_port in switch.ports
+    finally:
+        agent.stop()
+        store.close()
+
+
+def test_a_port_that_cannot_be_made_leaves_no_claim_behind__failing_recording_bridge(embedded_url):
+    """The claim committed beside a port that failed: its records go again, and the request fails."""
+    from acsnet.errors import DatapathError
+    from acsnet.plugins.segments import state
+    from acsnet.plugins.segments.model import LAYOUTS
+
+    agent, store, switch = _vlan_agent(embedded_url)
+    try:
+        def failing_plug(*args, **kwargs):
+            raise DatapathError("ovs-vswitchd said no")
+
+        agent.datapath.bridge.plug = failing_plug
+        try:
+            agent.add_endpoint(endpoint(8))
+            raise AssertionError("CreateEndpoint succeeded without its port")
+        except DatapathError:
+            pass
+        assert state.read_host_endpoints(store, LAYOUTS["vlan"], "h1") == {}
+        assert state.read_segment_records(store, LAYOUTS["vlan"], 217) == {}
+        assert endpoint(8).endpoint_id not in agent.endpoints and endpoint(8).host_port not in switch.ports
+    finally:
+        agent.stop()
+        store.close()

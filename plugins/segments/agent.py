@@ -22,6 +22,8 @@ import logging
 import queue
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 from acsnet.docker_api import DockerAddress, DockerUnreachable
 from acsnet.errors import AcsnetError, Conflict, NotFound, StoreUnavailable
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 # names and records read): 4-8 ms of a CreateEndpoint measured on a lab host, which `docker run --rm`
 # in a loop paid for every container. Within this time the next container on the segment pays none.
 WATCH_LINGER_SECONDS = 60.0
+CLAIM_WAIT_SECONDS = 30.0  # at most two attempts of a few store calls, each bounded by the store's timeout
 
 
 class SegmentAgent:
@@ -71,6 +74,7 @@ class SegmentAgent:
         self._loaded = False
         self._made: set[int] = set()  # segments whose store node this process made or found
         self._idle_segments: dict[int, float] = {}  # watched segments with no endpoint here -> since when
+        self._claimer = ThreadPoolExecutor(1, thread_name_prefix=f"{datapath.driver}-claim")  # see add_endpoint
         self.namer = ContainerNamer(store, self.layout, host_id, docker, self._endpoint_list) if docker else None
         self.docker = docker
         # Local scope: the networks loaded at start, until the local dockerd said which it still has.
@@ -112,6 +116,7 @@ class SegmentAgent:
     def stop(self) -> None:
         self.worker.stop()
         self.ports.stop()
+        self._claimer.shutdown(wait=False)
         if self.namer is not None:
             self.namer.stop()
 
@@ -274,9 +279,20 @@ class SegmentAgent:
                 if not self.datapath.bridge.veth_exists(endpoint.host_port):
                     raise Conflict(f"endpoint {endpoint.endpoint_id} exists but its veth is gone; delete it first")
                 return  # dockerd retrying: idempotent
-            self._claim_segment_address(endpoint)
+            # The claim's store round trips (its address's holders read, one commit) go beside the veth
+            # and its port being made (the kernel, ovs-vswitchd): each took 4-10 ms of a CreateEndpoint
+            # on a lab host, one after the other. The request answers only once both are done.
+            claim = self._claimer.submit(self._claim_segment_address, endpoint)
             try:
                 self._attach(endpoint, create_veth=True)
+            except BaseException:
+                self._undo_endpoint(endpoint, claimed=self._claim_failure(claim) is None)
+                raise
+            failure = self._claim_failure(claim)
+            if failure is not None:  # nothing stored: only the port goes
+                self._undo_endpoint(endpoint, claimed=False)
+                raise failure
+            try:
                 self.endpoints[endpoint.endpoint_id] = endpoint
                 # the segment's first endpoint here: the other hosts' records on it, read now, are in
                 # the flows this request waits for
@@ -284,14 +300,29 @@ class SegmentAgent:
                 self._idle_segments.pop(endpoint.segment, None)
                 self.sync(whole=False)
             except BaseException:
-                try:
-                    self._forget_endpoint(endpoint)  # nothing half-made stays behind
-                    self.ports.remove_unplugged()
-                except AcsnetError:
-                    self.endpoints.pop(endpoint.endpoint_id, None)  # the store failed too: its records are audit's to find
-                    self.ports.unplug(endpoint)
-                    self.ports.remove_unplugged()
+                self._undo_endpoint(endpoint, claimed=True)
                 raise
+
+    def _claim_failure(self, claim: Future) -> BaseException | None:
+        """How the claim ended: None if it committed. Each of its store calls has the store's timeout;
+        this wait is bounded too, in case."""
+        try:
+            return claim.exception(timeout=CLAIM_WAIT_SECONDS)
+        except FutureTimeout:
+            return StoreUnavailable(f"the claim of an address on the store took over {CLAIM_WAIT_SECONDS:g}s; retry")
+
+    def _undo_endpoint(self, endpoint: SegmentEndpoint, *, claimed: bool) -> None:
+        """Nothing half-made stays behind: the port, and the records if the claim committed them."""
+        if claimed:
+            try:
+                self._forget_endpoint(endpoint)
+                self.ports.remove_unplugged()
+                return
+            except AcsnetError:
+                pass  # the store failed too: its records are audit's to find
+        self.endpoints.pop(endpoint.endpoint_id, None)
+        self.ports.unplug(endpoint)
+        self.ports.remove_unplugged()
 
     def joined(self, endpoint: SegmentEndpoint) -> None:
         """A container joined the endpoint: the worker has the datapath announce its address (Join must
