@@ -242,3 +242,49 @@ def test_a_port_that_cannot_be_made_leaves_no_claim_behind__failing_recording_br
     finally:
         agent.stop()
         store.close()
+
+
+def test_a_release_reads_its_record_and_retention_in_one_batch__store_calls_counted(store_url):
+    """ReleaseAddress read the address's record, then its retention, then committed: three round trips
+    where two do (a batch of both reads, the commit). The real IPAM on both stores, its calls counted;
+    a retained address is still kept for its application."""
+    import netaddr
+
+    from acsnet.ipam.driver import AcsnetIpam
+    from acsnet.ipam.model import RETAINED, Retention
+    from acsnet.ipam.state import AddressRecords, Retentions
+    from acsnet.plugins.protocol import AddressRelease, AddressRequest, PoolRequest
+    from acsnet.store import open_store
+
+    store = open_store(store_url)
+    store.register_host("h1", "ipam", {})
+    try:
+        ipam = AcsnetIpam(store, "h1")
+        pool = ipam.request_pool(PoolRequest.from_json({"AddressSpace": "acsnet-local", "Pool": "10.77.0.0/24", "Options": {}}))
+        mac = {"com.docker.network.endpoint.macaddress": "02:42:0a:4d:00:02"}
+        grant = ipam.request_address(AddressRequest.from_json({"PoolID": pool.pool_id, "Address": "", "Options": mac}))
+        address = str(grant.address)
+        calls: list[str] = []
+        inside: list[str] = []  # a call made by another (the embedded store's batch is its gets)
+        for name in ("get", "get_many", "children", "commit", "compare_and_set", "create", "delete"):
+            def counted(*args, _call=getattr(store, name), _name=name, **kwargs):
+                if not inside:
+                    calls.append(_name)
+                inside.append(_name)
+                try:
+                    return _call(*args, **kwargs)
+                finally:
+                    inside.pop()
+            setattr(store, name, counted)
+        ipam.release_address(AddressRelease.from_json({"PoolID": pool.pool_id, "Address": address}))
+        assert calls == ["get_many", "commit"]
+        assert AddressRecords.read(store, pool.pool_id, address) is None
+
+        kept = ipam.request_address(AddressRequest.from_json({"PoolID": pool.pool_id, "Address": address, "Options": mac}))
+        network = netaddr.IPNetwork("10.77.0.0/24")
+        Retentions.prepare(store, network)
+        assert store.commit(Retentions.write_operations(store, network, address, Retention("web", 60)))
+        ipam.release_address(AddressRelease.from_json({"PoolID": pool.pool_id, "Address": str(kept.address)}))
+        assert AddressRecords.read(store, pool.pool_id, address).kind == RETAINED
+    finally:
+        store.close()
