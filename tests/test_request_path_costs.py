@@ -35,9 +35,13 @@ def test_deleted_ports_leave_the_bridge_after_the_retire_delay_together_and_at_o
     for e in (first, second, third):
         ports.attach(e, mtu=1500, options={}, create_veth=True)
 
+    looked_up: list[str] = []
+    real_index = bridge.port_index
+    bridge.port_index = lambda port: looked_up.append(threading.current_thread().name) or real_index(port)
     ports.unplug(first)
     retired_at = time.monotonic()
     ports.remove_unplugged(now=False)
+    assert looked_up == [], "DeleteEndpoint's thread read the veth's index (a netlink call)"
     time.sleep(0.1)
     assert first.host_port in switch.ports, "the port left at once, while dockerd releases its address"
     ports.unplug(second)

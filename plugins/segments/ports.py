@@ -47,9 +47,9 @@ class EndpointPorts:
         self._lock = lock
         self.attached: set[str] = set()  # this bridge's ports as this agent made them; checked by `survey`
         self._unplugged: list[str] = []  # ports of forgotten endpoints, still named by installed flows
-        # ports (and veth indexes) of deleted endpoints, removed by the retirer thread: the kernel takes
+        # ports of deleted endpoints, removed by the retirer thread: the kernel takes
         # ~20 ms to delete a veth (an RCU grace period), which DeleteEndpoint need not wait for
-        self._retiring: queue.SimpleQueue[tuple[str, int | None] | None] = queue.SimpleQueue()
+        self._retiring: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._retirer = threading.Thread(target=self._retire_forever, name=f"{driver}-retirer", daemon=True)
 
     def start(self) -> None:
@@ -95,20 +95,19 @@ class EndpointPorts:
     def remove_unplugged(self, *, now: bool = True) -> None:
         """Ports of forgotten endpoints, which no installed flow names any more, leave OVSDB (without
         waiting for ovs-vswitchd to let go of them) and their veths are deleted; by the retirer thread
-        if not `now`: DeleteEndpoint need wait for neither (about 9 and 20 ms). Veths go by index, so that
-        one of the same name made meanwhile by a retried CreateEndpoint is never the one removed. The
-        retirer waits `retire_delay` first (RETIRE_DELAY_SECONDS says why)."""
+        if not `now`: DeleteEndpoint need wait for neither (about 9 and 20 ms), nor for the veth's index
+        to be read (a netlink call, 1.2 ms). The retirer waits `retire_delay` first (RETIRE_DELAY_SECONDS
+        says why)."""
         while self._unplugged:
             port = self._unplugged.pop()
-            retired = (port, self.bridge.port_index(port))
             if now:
-                self._retire(*retired)
+                self._retire(port)
             else:
-                self._retiring.put(retired)
+                self._retiring.put(port)
 
     def _retire_forever(self) -> None:
-        while (retired := self._retiring.get()) is not None:
-            batch, stopping = [retired], False
+        while (port := self._retiring.get()) is not None:
+            batch, stopping = [port], False
             deadline = time.monotonic() + self.retire_delay  # see RETIRE_DELAY_SECONDS
             while not stopping and (left := deadline - time.monotonic()) > 0:
                 try:
@@ -118,18 +117,23 @@ class EndpointPorts:
                 stopping = more is None  # `stop`: what is queued goes now, then the thread ends
                 if not stopping:
                     batch.append(more)
-            for port, index in batch:
+            for port in batch:
                 try:
-                    self._retire(port, index)
+                    self._retire(port)
                 except Exception:  # the thread must outlive an OVS hiccup; audit finds what is left
                     log.exception("port=%s not removed", port)
             if stopping:
                 return
 
-    def _retire(self, port: str, index: int | None) -> None:
+    def _retire(self, port: str) -> None:
+        """Under the lock, a port a retried CreateEndpoint attached again is left alone (its veth is the
+        new one: creating it deleted the old); otherwise the veth of that name is the forgotten
+        endpoint's, and goes by the index read here, after the lock (never one made meanwhile)."""
         with self._lock:
-            if port not in self.attached:  # not attached again by a retried CreateEndpoint meanwhile
-                self.bridge.detach(port)
+            if port in self.attached:
+                return
+            index = self.bridge.port_index(port)
+            self.bridge.detach(port)
         if index is not None:
             self.bridge.delete_veth(index)
 
