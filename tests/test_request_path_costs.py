@@ -84,7 +84,8 @@ def test_a_container_again_on_a_segment_within_the_linger_costs_no_watch__store_
         calls: list[str] = []
         for name in ("create", "get", "get_many", "children", "commit", "watch_children", "watch_value"):
             def counted(*args, _call=getattr(store, name), _name=name, **kwargs):
-                calls.append(_name)
+                if threading.current_thread() is not agent.worker._thread:  # the request's, not the worker's
+                    calls.append(_name)
                 return _call(*args, **kwargs)
             setattr(store, name, counted)
         agent.add_endpoint(endpoint(2))
@@ -291,4 +292,61 @@ def test_a_release_reads_its_record_and_retention_in_one_batch__store_calls_coun
         ipam.release_address(AddressRelease.from_json({"PoolID": pool.pool_id, "Address": str(kept.address)}))
         assert AddressRecords.read(store, pool.pool_id, address).kind == RETAINED
     finally:
+        store.close()
+
+
+def test_a_delete_endpoints_records_commit_beside_its_flows_change__slowed_store_commit_and_recording_bridge(embedded_url):
+    """DeleteEndpoint's commit (3-4 ms on a lab host) and its flows' change (ovs-ofctl, 5-6 ms) went one
+    after the other. Here each is slowed to 0.3 s: the request takes about one of them, and answers with
+    both done; the port leaves afterwards."""
+    from acsnet.plugins.segments import state
+    from acsnet.plugins.segments.model import LAYOUTS
+
+    agent, store, switch = _vlan_agent(embedded_url)
+    try:
+        agent.add_endpoint(endpoint(4))
+        assert any("ip=198.51.100.4" in f for f in switch.flows)
+        bridge = agent.datapath.bridge
+        real_commit, real_install, real_change = store.commit, bridge.install_flows, bridge.change_flows
+
+        def slowly(call):
+            def slowed(*args, **kwargs):
+                time.sleep(0.3)
+                return call(*args, **kwargs)
+            return slowed
+
+        store.commit, bridge.install_flows, bridge.change_flows = slowly(real_commit), slowly(real_install), slowly(real_change)
+        started = time.monotonic()
+        agent.remove_endpoint(endpoint(4).endpoint_id)
+        took = time.monotonic() - started
+        assert took < 0.5, f"the records' commit and the flows one after the other: {took:.2f}s"
+        assert state.read_host_endpoints(store, LAYOUTS["vlan"], "h1") == {}
+        assert not any("ip=198.51.100.4" in f for f in switch.flows)
+    finally:
+        agent.stop()
+        store.close()
+
+
+def test_a_delete_endpoint_whose_commit_fails_keeps_the_endpoint_its_flows_and_port__failing_store_commit(embedded_url):
+    from acsnet.errors import StoreUnavailable
+
+    agent, store, switch = _vlan_agent(embedded_url)
+    try:
+        agent.add_endpoint(endpoint(6))
+
+        def unavailable(*args, **kwargs):
+            raise StoreUnavailable("the store did not answer")
+
+        store.commit = store.delete = unavailable
+        try:
+            agent.remove_endpoint(endpoint(6).endpoint_id)
+            raise AssertionError("DeleteEndpoint succeeded without its records cleared")
+        except StoreUnavailable:
+            pass
+        assert endpoint(6).endpoint_id in agent.endpoints, "a retried DeleteEndpoint would find nothing"
+        assert any("ip=198.51.100.6" in f for f in switch.flows) and endpoint(6).host_port in switch.ports
+        time.sleep(0.3)  # past the retire delay: the port stays
+        assert endpoint(6).host_port in switch.ports
+    finally:
+        agent.stop()
         store.close()
