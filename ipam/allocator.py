@@ -25,7 +25,7 @@ import netaddr
 
 from acsnet.errors import Exhausted, InvalidRequest, NotFound, StoreUnavailable
 from acsnet.ipam import chunks
-from acsnet.ipam.model import AddressRecord, Pool
+from acsnet.ipam.model import AddressRecord, Pool, Retention
 from acsnet.ipam.state import AddressRecords, ChunkBitmaps, ChunkSummary
 from acsnet.store import Check, Create, Store
 
@@ -47,8 +47,9 @@ class PoolCache:
         self.home: int | None = None  # the chunk this host moved to after losing a race
 
 
-# What a release policy answers: free the address (None), or keep a record with fewer holders.
-ReleasePolicy = Callable[[AddressRecord], AddressRecord | None]
+# What a release policy answers, given the address's record and the application it is kept for (if
+# any): free the address (None), or keep a record (with fewer holders, or retained).
+ReleasePolicy = Callable[[AddressRecord, Retention | None], AddressRecord | None]
 # What a claim policy answers for an address that already has a record: the record to store
 # (the same one for an idempotent repeat), or it raises the error that explains the refusal.
 ClaimPolicy = Callable[[AddressRecord], AddressRecord]
@@ -291,18 +292,19 @@ class PoolAllocator:
         return self._until_committed(attempt)
 
     def release(self, address: netaddr.IPAddress, release: ReleasePolicy) -> None:
-        """Free `address`, or keep it with the record `release` answers. Releasing an address that
-        has no record is a no-op (idempotent), though a bit left set without a record is cleared."""
+        """Free `address`, or keep it with the record `release` answers (it is given the record and the
+        address's retention, read in one batch). Releasing an address that has no record is a no-op
+        (idempotent), though a bit left set without a record is cleared."""
         offset = self.offset_of(address)
         pool_id, address = self.pool.pool_id, self.address_at(offset)
         chunk, bit = self.geometry.chunk_of(offset), self.geometry.bit_of(offset)
 
         def attempt():
-            existing = AddressRecords.read_versioned(self.store, pool_id, str(address))
+            existing, retention = AddressRecords.read_versioned_beside_retention(self.store, self.pool, str(address))
             remaining = None
             if existing is not None:
                 current, record_version = existing
-                remaining = release(current)
+                remaining = release(current, retention)
                 if remaining == current:
                     return None
                 if remaining is not None:

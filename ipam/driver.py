@@ -29,8 +29,8 @@ import netaddr
 
 from acsnet.ipam import chunks
 from acsnet.ipam.allocator import PoolAllocator, PoolCache
-from acsnet.ipam.model import AUX, ENDPOINT, GATEWAY, GLOBAL_SPACE, LOCAL_SPACE, RETAINED, AddressRecord, Pool
-from acsnet.ipam.state import HostSubnetAssignment, PoolHostReferences, PoolRecords, Retentions, SubnetPools, subnet_key
+from acsnet.ipam.model import AUX, ENDPOINT, GATEWAY, GLOBAL_SPACE, LOCAL_SPACE, RETAINED, AddressRecord, Pool, Retention
+from acsnet.ipam.state import HostSubnetAssignment, PoolHostReferences, PoolRecords, SubnetPools, subnet_key
 from acsnet.errors import Conflict, Exhausted, InvalidRequest, NotFound
 from acsnet.plugins.driver import IpamDriver
 from acsnet.plugins.protocol import AddressGrant, AddressRelease, AddressRequest, PoolGrant, PoolRequest
@@ -315,9 +315,9 @@ class AcsnetIpam(IpamDriver):
         # the first network still uses.
         return AddressRecord(kind, tuple(sorted(current.holders + (self.host_id,))), current.mac, current.since)
 
-    def _retained(self, pool: Pool, address) -> AddressRecord | None:
+    @staticmethod
+    def _retained(pool: Pool, address, retention: Retention | None) -> AddressRecord | None:
         """What a released endpoint address becomes: kept for its application, if it has one."""
-        retention = Retentions.read(self.store, pool.network, address)
         if retention is None:
             return None
         log.info("pool=%s address=%s kept for application %s for %gs", pool.pool_id, address, retention.app, retention.seconds)
@@ -330,16 +330,17 @@ class AcsnetIpam(IpamDriver):
         pool = allocator.pool
         try:
             with self._pool_lock(request.pool_id):
-                allocator.release(request.address, lambda current: self._remaining_after_release(pool, request.address, current))
+                allocator.release(request.address, lambda current, retention: self._remaining_after_release(
+                    pool, request.address, current, retention))
         except NotFound:
             self._forget_pool(request.pool_id)
 
-    def _remaining_after_release(self, pool: Pool, address, current: AddressRecord) -> AddressRecord | None:
+    def _remaining_after_release(self, pool: Pool, address, current: AddressRecord, retention: Retention | None) -> AddressRecord | None:
         if current.kind == RETAINED:
             return current  # dockerd releasing again: the application keeps it
         if current.kind == ENDPOINT:
             if current.holders == (self.host_id,):
-                return self._retained(pool, address)
+                return self._retained(pool, address, retention)
             log.warning(
                 "pool=%s address=%s release from host %s ignored: held by host %s",
                 pool.pool_id, address, self.host_id, current.holders[0],

@@ -128,7 +128,7 @@ def release(store: Store, app: str, ip: str | None = None, *, expired_only: bool
         if pool is not None and record is not None and record.kind == RETAINED:
             PoolAllocator(store, pool, timeout).release(
                 netaddr.IPAddress(entry.ip),
-                lambda current: None if current.kind == RETAINED and current.holders == (entry.app,) else current)
+                lambda current, _retention: None if current.kind == RETAINED and current.holders == (entry.app,) else current)
         Retentions.clear(store, network, entry.ip)
         done.append(entry.ip)
     return done

@@ -231,6 +231,14 @@ class AddressRecords:
         return None if node is None else (AddressRecord.from_json(node.json()), node.version)
 
     @staticmethod
+    def read_versioned_beside_retention(store: Store, pool: Pool, address) -> tuple[tuple[AddressRecord, int] | None, Retention | None]:
+        """The address's record with its version, and the application it is kept for (`Retentions`), in
+        one batch: a release needs both, and two reads one after the other cost it a round trip more."""
+        record, retention = store.get_many([AddressRecords.key(pool.pool_id, address), Retentions.key(pool.network, address)])
+        return ((AddressRecord.from_json(record.json()), record.version) if record is not None else None,
+                Retention.from_json(retention.json()) if retention is not None and retention.value else None)
+
+    @staticmethod
     def addresses(store: Store, pool_id: str) -> list[str]:
         return store.children(AddressRecords.key(pool_id))
 

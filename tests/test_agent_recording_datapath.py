@@ -248,7 +248,7 @@ def remote_lines(switch: RecordedSwitch) -> list[str]:
 
 
 def test_a_host_without_endpoints_on_a_segment_hears_nothing_of_it_and_catches_up_at_its_first(cluster):
-    h1, h2 = cluster.start("h1"), cluster.start("h2")
+    h1, h2 = cluster.start("h1"), cluster.start("h2", watch_linger=0.3)
     add_network(h1)
     add_network(h2)  # the network exists on h2, but no container of h2 is on it
     installs = cluster.switches["h2"].installs
@@ -264,8 +264,8 @@ def test_a_host_without_endpoints_on_a_segment_hears_nothing_of_it_and_catches_u
     h1.add_endpoint(endpoint(4))
     wait_for(lambda: len(remote_lines(cluster.switches["h2"])) == 3, what="h1's next endpoint on h2")
 
-    h2.remove_endpoint(endpoint(3).endpoint_id)  # its last: the segment's flows and watch go
-    assert h2.remote.watched == set() and remote_lines(cluster.switches["h2"]) == []
+    h2.remove_endpoint(endpoint(3).endpoint_id)  # its last: the segment's flows and watch go after the linger
+    wait_for(lambda: h2.remote.watched == set() and remote_lines(cluster.switches["h2"]) == [], what="the watch ended")
     installs = cluster.switches["h2"].installs
     h1.add_endpoint(endpoint(5))
     time.sleep(1.0)

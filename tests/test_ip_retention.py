@@ -81,8 +81,8 @@ def test_a_record_landing_inside_a_release_is_not_lost(hosts, front_store, monke
     read_retention = h1._retained
     landed = []
 
-    def front_records_right_after_the_read(pool_, address_):
-        answer = read_retention(pool_, address_)
+    def front_records_right_after_the_read(pool_, address_, retention_):  # the release read both: the record, the retention
+        answer = read_retention(pool_, address_, retention_)
         if not landed:
             landed.append(retention.remember(front_store, "web", 3600, netaddr.IPAddress(address), mac_of(1)))
         return answer

@@ -3,8 +3,8 @@ watches, its endpoints' ports and the flow table of its bridge. What the driver'
 its `Datapath` object's (`acsnet.plugins.segments.datapath`); the agent is the same for every driver.
 
 Desired state lives in the store (this host's networks and endpoints, and the segment records of
-every host on the segments this host has endpoints in); OVS is programmed from it. Reconcile is the
-normal path: `sync` hands the whole state to the datapath, which installs it atomically, whether one
+every host on the segments this host has endpoints in, or had within `WATCH_LINGER_SECONDS`); OVS is
+programmed from it. Reconcile is the normal path: `sync` hands the whole state to the datapath, which installs it atomically, whether one
 endpoint changed or the plugin just restarted. Where the datapath can (`Datapath.program_change`), an
 endpoint of this host changes only the flows of this host's own state, and another host's record that
 came or went only its own: work in proportion to the change, not to every endpoint of the segments. A worker thread (`worker`) handles watch events, removes endpoints
@@ -21,6 +21,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 from acsnet.docker_api import DockerAddress, DockerUnreachable
 from acsnet.errors import AcsnetError, Conflict, NotFound, StoreUnavailable
@@ -37,12 +40,21 @@ from acsnet.store import Store
 
 log = logging.getLogger(__name__)
 
+# How long a segment stays watched after this host's last endpoint on it went. Watching a segment costs
+# the request that starts it store round trips (the watch's node made: a logged ZooKeeper write; its
+# names and records read): 4-8 ms of a CreateEndpoint measured on a lab host, which `docker run --rm`
+# in a loop paid for every container. Within this time the next container on the segment pays none.
+WATCH_LINGER_SECONDS = 60.0
+CLAIM_WAIT_SECONDS = 30.0  # at most two attempts of a few store calls, each bounded by the store's timeout
+
 
 class SegmentAgent:
     def __init__(self, store: Store, datapath: Datapath, host_id: str, *, cluster_wide: bool = False,
                  resync_seconds: float = 30.0, orphan_grace: float = ORPHAN_GRACE_SECONDS,
-                 metrics: PluginMetrics | None = None, docker: DockerAddress | None = None):
+                 metrics: PluginMetrics | None = None, docker: DockerAddress | None = None,
+                 watch_linger: float = WATCH_LINGER_SECONDS):
         self.store = store
+        self.watch_linger = watch_linger
         self.datapath = datapath
         self.layout = LAYOUTS[datapath.driver]
         self.host_id = host_id
@@ -51,7 +63,7 @@ class SegmentAgent:
         self.endpoints: dict[str, SegmentEndpoint] = {}
         self._lock = threading.RLock()
         self.worker = Worker(f"{datapath.driver}-agent", self, resync_seconds=resync_seconds,
-                             next_wake=datapath.next_wake)
+                             next_wake=self.next_wake)
         self.ports = EndpointPorts(datapath.bridge, datapath.driver, self._lock)
         self.remote = RemoteRecords(store, self.layout, host_id, withdraw_dead_hosts=datapath.withdraw_dead_hosts,
                                     wake=self.wake)
@@ -61,6 +73,8 @@ class SegmentAgent:
         self.orphans = OrphanSweep(orphan_grace)
         self._loaded = False
         self._made: set[int] = set()  # segments whose store node this process made or found
+        self._idle_segments: dict[int, float] = {}  # watched segments with no endpoint here -> since when
+        self._claimer = ThreadPoolExecutor(1, thread_name_prefix=f"{datapath.driver}-claim")  # see add_endpoint
         self.namer = ContainerNamer(store, self.layout, host_id, docker, self._endpoint_list) if docker else None
         self.docker = docker
         # Local scope: the networks loaded at start, until the local dockerd said which it still has.
@@ -102,6 +116,7 @@ class SegmentAgent:
     def stop(self) -> None:
         self.worker.stop()
         self.ports.stop()
+        self._claimer.shutdown(wait=False)
         if self.namer is not None:
             self.namer.stop()
 
@@ -264,23 +279,50 @@ class SegmentAgent:
                 if not self.datapath.bridge.veth_exists(endpoint.host_port):
                     raise Conflict(f"endpoint {endpoint.endpoint_id} exists but its veth is gone; delete it first")
                 return  # dockerd retrying: idempotent
-            self._claim_segment_address(endpoint)
+            # The claim's store round trips (its address's holders read, one commit) go beside the veth
+            # and its port being made (the kernel, ovs-vswitchd): each took 4-10 ms of a CreateEndpoint
+            # on a lab host, one after the other. The request answers only once both are done.
+            claim = self._claimer.submit(self._claim_segment_address, endpoint)
             try:
                 self._attach(endpoint, create_veth=True)
+            except BaseException:
+                self._undo_endpoint(endpoint, claimed=self._claim_failure(claim) is None)
+                raise
+            failure = self._claim_failure(claim)
+            if failure is not None:  # nothing stored: only the port goes
+                self._undo_endpoint(endpoint, claimed=False)
+                raise failure
+            try:
                 self.endpoints[endpoint.endpoint_id] = endpoint
                 # the segment's first endpoint here: the other hosts' records on it, read now, are in
                 # the flows this request waits for
                 self.remote.watch(endpoint.segment, collect_arrivals=False)
+                self._idle_segments.pop(endpoint.segment, None)
                 self.sync(whole=False)
             except BaseException:
-                try:
-                    self._forget_endpoint(endpoint)  # nothing half-made stays behind
-                    self.ports.remove_unplugged()
-                except AcsnetError:
-                    self.endpoints.pop(endpoint.endpoint_id, None)  # the store failed too: its records are audit's to find
-                    self.ports.unplug(endpoint)
-                    self.ports.remove_unplugged()
+                self._undo_endpoint(endpoint, claimed=True)
                 raise
+
+    def _claim_failure(self, claim: Future) -> BaseException | None:
+        """How the claim ended: None if it committed. Each of its store calls has the store's timeout;
+        this wait is bounded too, in case."""
+        try:
+            return claim.exception(timeout=CLAIM_WAIT_SECONDS)
+        except FutureTimeout:
+            return StoreUnavailable(f"the claim of an address on the store took over {CLAIM_WAIT_SECONDS:g}s; retry")
+
+    def _undo_endpoint(self, endpoint: SegmentEndpoint, *, claimed: bool) -> None:
+        """Nothing half-made stays behind: the port, and the records if the claim committed them."""
+        if claimed:
+            try:
+                self._forget_endpoint(endpoint)
+                self.ports.remove_unplugged()
+                return
+            except AcsnetError:
+                pass  # the store failed too: its records are audit's to find
+        self.endpoints.pop(endpoint.endpoint_id, None)
+        self.ports.unplug(endpoint)
+        self.ports.remove_unplugged()
 
     def joined(self, endpoint: SegmentEndpoint) -> None:
         """A container joined the endpoint: the worker has the datapath announce its address (Join must
@@ -337,18 +379,44 @@ class SegmentAgent:
             endpoint = self.endpoints.get(endpoint_id)
             if endpoint is None:
                 return  # already gone: idempotent
-            self._forget_endpoint(endpoint)
-            self.sync(retire_later=True, whole=False)  # DeleteEndpoint waits for the flows, not the port's removal
+            # DeleteEndpoint waits for the flows and the records, not the port's removal. The records'
+            # commit goes beside the flows' change (ovs-ofctl): 3-4 and 5-6 ms on a lab host, one after
+            # the other before. If the commit fails, the endpoint is still this host's: known here (a
+            # retried DeleteEndpoint finds it), its flows put back, its port kept.
+            cleared = self._claimer.submit(state.clear_endpoint_records, self.store, self.layout, self.host_id, endpoint)
+            self.endpoints.pop(endpoint_id)
+            attached = endpoint.host_port in self.ports.attached
+            self.ports.attached.discard(endpoint.host_port)  # out of the flows; not retired before the commit
+            flows_failed = None
+            try:
+                self.sync(whole=False)
+            except BaseException as e:
+                flows_failed = e
+            failure = self._claim_failure(cleared)
+            if failure is not None:
+                self.endpoints[endpoint_id] = endpoint
+                if attached:
+                    self.ports.attached.add(endpoint.host_port)
+                if flows_failed is None:
+                    self.sync(whole=False)
+                raise failure
+            self._forget_endpoint(endpoint, records_cleared=True)
+            if flows_failed is not None:
+                raise flows_failed  # the records are gone; the port goes with the next sync
+            self.ports.remove_unplugged(now=False)
 
-    def _forget_endpoint(self, endpoint: SegmentEndpoint) -> None:
+    def _forget_endpoint(self, endpoint: SegmentEndpoint, *, records_cleared: bool = False) -> None:
         """The records go first: if the store fails, the endpoint is still known here and a retried
         DeleteEndpoint finds it. Its port goes after the next sync has removed the flows that name it."""
-        state.clear_endpoint_records(self.store, self.layout, self.host_id, endpoint)
+        if not records_cleared:
+            state.clear_endpoint_records(self.store, self.layout, self.host_id, endpoint)
         self.datapath.endpoint_removed(endpoint)
         self.endpoints.pop(endpoint.endpoint_id, None)
         self.ports.unplug(endpoint)
         if not any(e.segment == endpoint.segment for e in self.endpoints.values()):
-            self.remote.unwatch(endpoint.segment)  # no container here needs the segment's other hosts
+            # no container here needs the segment's other hosts: the worker unwatches it, unless one
+            # comes back within `watch_linger` (WATCH_LINGER_SECONDS)
+            self._idle_segments.setdefault(endpoint.segment, time.monotonic())
 
     # -- the state, as the datapath is programmed from it ----------------------------------------
 
@@ -400,7 +468,8 @@ class SegmentAgent:
         if not self._loaded:
             self._initial_load()
         with self._lock:
-            changed = self.remote.refresh_all(collect_arrivals=self._loaded)
+            changed = self._unwatch_idle_segments()
+            changed = self.remote.refresh_all(collect_arrivals=self._loaded) or changed
             if self.cluster is not None:
                 self.cluster.forget_old_node()
                 self._follow_cluster()
@@ -416,6 +485,26 @@ class SegmentAgent:
         if arrived or joined:
             self.datapath.announce(view, joined, arrived)
         self.datapath.background(view)
+
+    def _unwatch_idle_segments(self) -> bool:
+        """Stop following the segments this host has had no endpoint on for `watch_linger`: their other
+        hosts' records leave the cache and the flows. True if one did."""
+        now, ended = time.monotonic(), False
+        for segment, since in list(self._idle_segments.items()):
+            if any(e.segment == segment for e in self.endpoints.values()):
+                del self._idle_segments[segment]
+            elif now - since >= self.watch_linger:
+                del self._idle_segments[segment]
+                self.remote.unwatch(segment)
+                ended = True
+        return ended
+
+    def next_wake(self) -> float | None:
+        """Seconds until the worker has timed work: the datapath's own, or a lingering watch to end."""
+        due = [self.datapath.next_wake()]
+        if self._idle_segments:
+            due.append(max(0.0, min(list(self._idle_segments.values())) + self.watch_linger - time.monotonic()))
+        return min((d for d in due if d is not None), default=None)
 
     def reconcile(self) -> None:
         """The periodic check: ports, and the flows whole if the switch lost some; else what changed of

@@ -19,6 +19,12 @@ log = logging.getLogger(__name__)
 ENDPOINT_ID = "acsnet-endpoint"  # OVSDB external_ids key naming the endpoint that owns a port
 DRIVER_ID = "acsnet-driver"  # ... and the driver whose endpoint it is (vlan and vpc share the host bridge)
 ORPHAN_GRACE_SECONDS = 60.0  # dockerd joins an endpoint within moments of creating it
+# How long a deleted endpoint's port waits before it leaves the bridge, with every port retired
+# meanwhile. Taking a port off makes ovs-vswitchd reconfigure, and with the userspace datapath its main
+# thread, which also forwards the host's own packets (the store's among them), stops forwarding for
+# 10-15 ms. Right after DeleteEndpoint answers, dockerd releases the endpoint's address, and the IPAM's
+# store round trips met that stall: its first read took 8-20 ms instead of 1 (measured on a lab host).
+RETIRE_DELAY_SECONDS = 0.1
 
 
 @dataclasses.dataclass
@@ -34,15 +40,16 @@ class EndpointPorts:
     """This driver's endpoint ports on its bridge. `lock` is the agent's: a port is retired only if no
     retried CreateEndpoint attached one of the same name meanwhile."""
 
-    def __init__(self, bridge: Bridge, driver: str, lock: threading.RLock):
+    def __init__(self, bridge: Bridge, driver: str, lock: threading.RLock, *, retire_delay: float = RETIRE_DELAY_SECONDS):
         self.bridge = bridge
+        self.retire_delay = retire_delay
         self.driver = driver
         self._lock = lock
         self.attached: set[str] = set()  # this bridge's ports as this agent made them; checked by `survey`
         self._unplugged: list[str] = []  # ports of forgotten endpoints, still named by installed flows
-        # ports (and veth indexes) of deleted endpoints, removed by the retirer thread: the kernel takes
+        # ports of deleted endpoints, removed by the retirer thread: the kernel takes
         # ~20 ms to delete a veth (an RCU grace period), which DeleteEndpoint need not wait for
-        self._retiring: queue.SimpleQueue[tuple[str, int | None] | None] = queue.SimpleQueue()
+        self._retiring: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._retirer = threading.Thread(target=self._retire_forever, name=f"{driver}-retirer", daemon=True)
 
     def start(self) -> None:
@@ -88,27 +95,45 @@ class EndpointPorts:
     def remove_unplugged(self, *, now: bool = True) -> None:
         """Ports of forgotten endpoints, which no installed flow names any more, leave OVSDB (without
         waiting for ovs-vswitchd to let go of them) and their veths are deleted; by the retirer thread
-        if not `now`: DeleteEndpoint need wait for neither (about 9 and 20 ms). Veths go by index, so that
-        one of the same name made meanwhile by a retried CreateEndpoint is never the one removed."""
+        if not `now`: DeleteEndpoint need wait for neither (about 9 and 20 ms), nor for the veth's index
+        to be read (a netlink call, 1.2 ms). The retirer waits `retire_delay` first (RETIRE_DELAY_SECONDS
+        says why)."""
         while self._unplugged:
             port = self._unplugged.pop()
-            retired = (port, self.bridge.port_index(port))
             if now:
-                self._retire(*retired)
+                self._retire(port)
             else:
-                self._retiring.put(retired)
+                self._retiring.put(port)
 
     def _retire_forever(self) -> None:
-        while (retired := self._retiring.get()) is not None:
-            try:
-                self._retire(*retired)
-            except Exception:  # the thread must outlive an OVS hiccup; audit finds what is left
-                log.exception("port=%s not removed", retired[0])
+        while (port := self._retiring.get()) is not None:
+            batch, stopping = [port], False
+            deadline = time.monotonic() + self.retire_delay  # see RETIRE_DELAY_SECONDS
+            while not stopping and (left := deadline - time.monotonic()) > 0:
+                try:
+                    more = self._retiring.get(timeout=left)
+                except queue.Empty:
+                    break
+                stopping = more is None  # `stop`: what is queued goes now, then the thread ends
+                if not stopping:
+                    batch.append(more)
+            for port in batch:
+                try:
+                    self._retire(port)
+                except Exception:  # the thread must outlive an OVS hiccup; audit finds what is left
+                    log.exception("port=%s not removed", port)
+            if stopping:
+                return
 
-    def _retire(self, port: str, index: int | None) -> None:
+    def _retire(self, port: str) -> None:
+        """Under the lock, a port a retried CreateEndpoint attached again is left alone (its veth is the
+        new one: creating it deleted the old); otherwise the veth of that name is the forgotten
+        endpoint's, and goes by the index read here, after the lock (never one made meanwhile)."""
         with self._lock:
-            if port not in self.attached:  # not attached again by a retried CreateEndpoint meanwhile
-                self.bridge.detach(port)
+            if port in self.attached:
+                return
+            index = self.bridge.port_index(port)
+            self.bridge.detach(port)
         if index is not None:
             self.bridge.delete_veth(index)
 

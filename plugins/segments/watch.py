@@ -1,7 +1,8 @@
 """Other hosts' segment records as this host last saw them, and whether those hosts are alive.
 
-Only the segments this host has endpoints in are watched (the agent says which, `watch`/`unwatch`): a
-host with no container on a network needs none of its flows, and hears nothing of it. Watches run on the
+Only the segments this host has endpoints in (or had, until the agent's `watch_linger` after its last)
+are watched (the agent says which, `watch`/`unwatch`): a host with no container on a network needs none
+of its flows, and hears nothing of it. Watches run on the
 store's thread: they only note the names they were given and wake the worker, which brings the cache in
 line (`refresh`) under the agent's lock. Records are immutable, so only new names are read: all of a
 burst's in one batch. What came and went since the datapath was last programmed is kept (`take_change`),

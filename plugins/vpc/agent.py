@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 
 import netaddr
 
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 
 FORWARDING = "/proc/sys/net/ipv4/ip_forward"
 FORWARDING6 = "/proc/sys/net/ipv6/conf/all/forwarding"
+GATEWAY_CHECK_SECONDS = 5.0  # the worker reads the bridge's addresses this often (see _set_gateway_addresses)
 
 
 class VpcOvsDatapath(Datapath):
@@ -75,6 +77,8 @@ class VpcOvsDatapath(Datapath):
         # takes a range's settings; the store keys networks by their IPv4 range alone).
         self._known_ranges: set[netaddr.IPNetwork] = set()
         self._to_release: set[netaddr.IPNetwork] = set()  # ranges this host had no network of any more
+        self._gateway_addresses_set: tuple | None = None  # (addresses, vpc ranges) as last set on the bridge
+        self._gateway_checked = 0.0  # when the bridge's addresses were last read
 
     def start(self, agent) -> None:
         self.agent = agent
@@ -231,24 +235,36 @@ class VpcOvsDatapath(Datapath):
             return (f"nw_dst={network.subnet.cidr}",)
         return tuple(f"nw_dst={h.subnet}" for h in self._own if h.network == str(network.subnet.cidr))
 
-    def _set_gateway_addresses(self, view: HostView) -> None:
+    def _set_gateway_addresses(self, view: HostView, *, check: bool = False) -> None:
         """The gateway addresses on the bridge's own port: the host's, in each of its subnets and IPv6
         slices, and each swarm network's (the whole range on the link). Addresses of the bridge outside
-        every vpc network (the host's own) are never touched."""
+        every vpc network (the host's own) are never touched. Read from the bridge and set when they
+        differ from what was set last, or if `check` (the worker's, every GATEWAY_CHECK_SECONDS, repairs
+        an address removed behind our back): an endpoint's program changes none, and the read cost
+        CreateEndpoint and DeleteEndpoint 2 ms each on a lab host."""
         wanted = {(str(h.gateway), netaddr.IPNetwork(h.subnet).prefixlen) for h in self._own}
         wanted |= {(str(h.gateway6), netaddr.IPNetwork(h.subnet6).prefixlen) for h in self._own if h.subnet6}
         wanted |= {(n.gateway, n.subnet.prefixlen) for n in view.networks if n.swarm and n.gateway}
         wanted |= {(n.gateway6, n.subnet6.prefixlen) for n in view.networks if n.swarm and n.gateway6 and n.subnet6}
+        ranges = self._vpc_ranges + tuple(self._known_ranges)
+        if not check and (wanted, frozenset(ranges)) == self._gateway_addresses_set:
+            return
+        self._gateway_addresses_set = None  # not known until this has succeeded
+        self._gateway_checked = time.monotonic()
         present = set(links.addresses(self.bridge.name, ipv6=True))
         for address, prefixlen in wanted - present:
             links.add_address(self.bridge.name, address, prefixlen)
         for address, prefixlen in present - wanted:
-            if any(netaddr.IPAddress(address) in r for r in self._vpc_ranges + tuple(self._known_ranges)):
+            if any(netaddr.IPAddress(address) in r for r in ranges):
                 links.delete_address(self.bridge.name, address, prefixlen)
+        self._gateway_addresses_set = (wanted, frozenset(ranges))
 
     def background(self, view: HostView) -> None:
         own, peers = self._own, self._peers
         self._read_membership(view)
+        if time.monotonic() - self._gateway_checked >= GATEWAY_CHECK_SECONDS:
+            with self.agent.lock:
+                self._set_gateway_addresses(self.agent.view(remote=False), check=True)
         if self._to_release:
             with self.agent.lock:  # not while a network of the range comes back on this host
                 self._release_dropped(self.agent.view())

@@ -1,0 +1,352 @@
+"""What a request on `docker run --rm`'s path costs besides its own work, measured where a slow moment
+came from (issue 19, "Faster on one host"): the store round trips, forks and netlink dumps a handler
+makes, and the moments other work lands in. Each test fakes (or counts) one layer and says so."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from acsnet.plugins.segments.model import SegmentEndpoint
+from acsnet.plugins.segments.ports import EndpointPorts
+from acsnet.plugins.segments.recording import RecordedSwitch, RecordingBridge
+
+
+def endpoint(n: int) -> SegmentEndpoint:
+    return SegmentEndpoint(f"{n:02d}" + "e" * 62, "n" * 64, 217, f"198.51.100.{n}", 24, f"02:42:c6:33:64:{n:02x}", time.time())
+
+
+def test_deleted_ports_leave_the_bridge_after_the_retire_delay_together_and_at_once_on_stop__recording_bridge_for_ovs():
+    """Taking a port off a userspace-datapath bridge stalls the host's own packets for 10-15 ms; right
+    after DeleteEndpoint dockerd releases the address, whose store round trips must not meet that."""
+    switch = RecordedSwitch()
+    bridge = RecordingBridge("ovsbr0", switch)
+    detached: dict[str, float] = {}
+    real_detach = bridge.detach
+
+    def detach(port: str) -> None:
+        detached[port] = time.monotonic()
+        real_detach(port)
+
+    bridge.detach = detach
+    ports = EndpointPorts(bridge, "vlan", threading.RLock(), retire_delay=0.3)
+    ports.start()
+    first, second, third = endpoint(1), endpoint(2), endpoint(3)
+    for e in (first, second, third):
+        ports.attach(e, mtu=1500, options={}, create_veth=True)
+
+    looked_up: list[str] = []
+    real_index = bridge.port_index
+    bridge.port_index = lambda port: looked_up.append(threading.current_thread().name) or real_index(port)
+    ports.unplug(first)
+    retired_at = time.monotonic()
+    ports.remove_unplugged(now=False)
+    assert looked_up == [], "DeleteEndpoint's thread read the veth's index (a netlink call)"
+    time.sleep(0.1)
+    assert first.host_port in switch.ports, "the port left at once, while dockerd releases its address"
+    ports.unplug(second)
+    ports.remove_unplugged(now=False)
+    deadline = time.monotonic() + 3
+    while len(detached) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert first.host_port not in switch.ports and second.host_port not in switch.ports
+    assert detached[first.host_port] - retired_at >= 0.3
+    assert abs(detached[second.host_port] - detached[first.host_port]) < 0.05, "not retired together"
+    assert first.host_port not in switch.links and second.host_port not in switch.links, "veths left"
+
+    ports.unplug(third)
+    ports.remove_unplugged(now=False)
+    stopping = time.monotonic()
+    ports.stop()
+    assert third.host_port not in switch.ports and detached[third.host_port] - stopping < 0.2
+
+
+def test_a_container_again_on_a_segment_within_the_linger_costs_no_watch__store_calls_counted(embedded_url):
+    """The real agent on the embedded store, `RecordingDatapath` for OVS; the store's calls are counted.
+    A segment stays watched `watch_linger` after its last endpoint here, so `docker run --rm` in a loop
+    pays the watch (its node made: a logged ZooKeeper write; names and records read) once."""
+    from acsnet.plugins.segments.agent import SegmentAgent
+    from acsnet.plugins.segments.model import SegmentNetwork
+    from acsnet.plugins.segments.recording import RecordingDatapath
+    from acsnet.store import open_store
+
+    import netaddr
+
+    store = open_store(embedded_url, timeout=5.0)
+    store.register_host("h1", "vlan", {"host_id": "h1"})
+    agent = SegmentAgent(store, RecordingDatapath("vlan", RecordedSwitch(), vtep="192.0.2.1", host_mac="02:00:00:00:01:01"),
+                         "h1", watch_linger=0.5)
+    agent.start()
+    try:
+        agent.add_network(SegmentNetwork("n" * 64, 217, netaddr.IPNetwork("198.51.100.0/24"), None, None, 1500))
+        agent.add_endpoint(endpoint(1))
+        agent.remove_endpoint(endpoint(1).endpoint_id)
+        calls: list[str] = []
+        for name in ("create", "get", "get_many", "children", "commit", "watch_children", "watch_value"):
+            def counted(*args, _call=getattr(store, name), _name=name, **kwargs):
+                if threading.current_thread() is not agent.worker._thread:  # the request's, not the worker's
+                    calls.append(_name)
+                return _call(*args, **kwargs)
+            setattr(store, name, counted)
+        agent.add_endpoint(endpoint(2))
+        assert calls == ["children", "commit"], "the endpoint's claim (its address's holders read, one commit) and nothing else"
+        agent.remove_endpoint(endpoint(2).endpoint_id)
+        deadline = time.monotonic() + 5
+        while agent.remote.watched and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert agent.remote.watched == set(), "the watch outlived the linger"
+    finally:
+        agent.stop()
+        store.close()
+
+
+def test_a_vxlan_endpoint_change_finds_no_routers_on_the_host__routers_dump_counted_recording_bridge_for_ovs(monkeypatch):
+    """The vxlan datapath's change for one endpoint (CreateEndpoint, DeleteEndpoint) takes the routers it
+    knows; the dump of every link for routers (5-7 ms on a lab host) is the whole program's. Fakes the
+    host's links (the dump is counted) and OVS (a recording bridge); the datapath is made without its
+    constructor, which would open OVSDB and read the uplink."""
+    import types
+
+    import netaddr
+
+    from acsnet.ovsctl import router
+    from acsnet.plugins.segments.datapath import HostView, RemoteChange
+    from acsnet.plugins.segments.model import SegmentNetwork
+    from acsnet.plugins.segments.table_parts import TableInParts
+    from acsnet.plugins.vxlan.agent import VXLAN_TABLE_PARTS, VxlanOvsDatapath
+
+    dumps = []
+    monkeypatch.setattr(router, "routers", lambda: dumps.append(1) or {})
+    datapath = VxlanOvsDatapath.__new__(VxlanOvsDatapath)
+    datapath.bridge = RecordingBridge("acsvx0", RecordedSwitch())
+    datapath._table, datapath._routers, datapath.publications = TableInParts(VXLAN_TABLE_PARTS), {}, {}
+    datapath._nat_applied = ((), ())  # as after the first whole program of a host with no router
+    datapath.agent = types.SimpleNamespace(ports=types.SimpleNamespace(attached=set()), endpoints={})
+    network = SegmentNetwork("n" * 64, 330, netaddr.IPNetwork("100.64.30.0/24"), None, None, 1450)
+    datapath.program(HostView("h1", (network,), (), ((330, ()),)))
+    assert len(dumps) == 1, "the whole program looks for routers on the host"
+    here = endpoint(2)
+    assert datapath.program_change(RemoteChange(), HostView("h1", (network,), (here,), ()))
+    assert datapath.program_change(RemoteChange(), HostView("h1", (network,), (), ()))
+    assert len(dumps) == 1, "an endpoint's change dumped the host's links for routers"
+    assert datapath.bridge.switch.changes == 2
+
+
+def test_a_vpc_endpoint_program_reads_no_bridge_addresses_and_the_worker_checks_them__links_counted(monkeypatch):
+    """The vpc datapath programs its whole flow table for an endpoint; the gateway addresses on the
+    bridge are read (a netlink dump, 2 ms on a lab host) only when they change, and every
+    GATEWAY_CHECK_SECONDS by the worker, which puts back one removed behind our back. Fakes the host's
+    links (addresses recorded in memory) and OVS (a recording bridge); the datapath is made without its
+    constructor, which would open OVSDB and read the uplink."""
+    import contextlib
+    import types
+
+    from acsnet.ovsctl import links
+    from acsnet.plugins.segments.datapath import HostView
+    from acsnet.plugins.vpc import agent as vpc_agent
+    from acsnet.plugins.vpc.agent import VpcOvsDatapath
+    from acsnet.plugins.vpc.model import HostSubnet
+
+    on_bridge: set[tuple[str, int]] = set()
+    reads = []
+    monkeypatch.setattr(links, "addresses", lambda name, ipv6=False: reads.append(name) or sorted(on_bridge))
+    monkeypatch.setattr(links, "add_address", lambda name, address, prefixlen: on_bridge.add((address, prefixlen)))
+    monkeypatch.setattr(links, "delete_address", lambda name, address, prefixlen: on_bridge.discard((address, prefixlen)))
+    datapath = VpcOvsDatapath.__new__(VpcOvsDatapath)
+    datapath.bridge = RecordingBridge("ovsbr0", RecordedSwitch())
+    datapath.uplink, datapath.host_mac = "uplink0", "02:00:00:00:01:01"
+    datapath.routes = types.SimpleNamespace(on_link=True)
+    datapath._read_for, datapath._known_ranges, datapath._vpc_ranges = frozenset(), set(), ()
+    datapath._own = (HostSubnet("h1", "100.74.0.0/16", "100.74.3.0/24", "192.0.2.11"),)
+    datapath._peers = datapath._swarm_own = datapath._swarm_peers = ()
+    datapath._gateway_addresses_set, datapath._gateway_checked = None, 0.0
+    datapath._read_membership = lambda view: None  # the store's part, not what is counted here
+    datapath._to_release = set()
+    datapath.agent = types.SimpleNamespace(wake=lambda: None, lock=contextlib.nullcontext(), sync=lambda: None,
+                                           view=lambda remote=False: HostView("h1", (), (), ()))
+    monkeypatch.setattr(VpcOvsDatapath, "_apply_routes", lambda self: None)
+    datapath.program(HostView("h1", (), (), ()))
+    assert reads == ["ovsbr0"] and on_bridge == {("100.74.3.1", 24)}
+    datapath.program(HostView("h1", (), (endpoint(5),), ()))
+    datapath.program(HostView("h1", (), (), ()))
+    assert reads == ["ovsbr0"], "an endpoint's program read the bridge's addresses"
+
+    on_bridge.clear()  # removed behind our back
+    monkeypatch.setattr(vpc_agent, "GATEWAY_CHECK_SECONDS", 0.0)
+    datapath.background(HostView("h1", (), (), ()))
+    assert len(reads) == 2 and on_bridge == {("100.74.3.1", 24)}, "the worker's check did not put it back"
+
+
+def _vlan_agent(url: str, host: str = "h1"):
+    from acsnet.plugins.segments.agent import SegmentAgent
+    from acsnet.plugins.segments.model import SegmentNetwork
+    from acsnet.plugins.segments.recording import RecordingDatapath
+    from acsnet.store import open_store
+
+    import netaddr
+
+    store = open_store(url, timeout=5.0)
+    store.register_host(host, "vlan", {"host_id": host})
+    switch = RecordedSwitch()
+    agent = SegmentAgent(store, RecordingDatapath("vlan", switch, vtep="192.0.2.1", host_mac="02:00:00:00:01:01"), host)
+    agent.start()
+    agent.add_network(SegmentNetwork("n" * 64, 217, netaddr.IPNetwork("198.51.100.0/24"), None, None, 1500))
+    return agent, store, switch
+
+
+def test_a_create_endpoints_claim_goes_beside_its_port_being_made__slowed_store_commit_and_recording_bridge(embedded_url):
+    """The claim's store round trips and the veth and port (kernel, ovs-vswitchd) each took 4-10 ms of a
+    CreateEndpoint on a lab host, one after the other. Here each is slowed to 0.3 s (the store's commit,
+    and the recording bridge standing in for OVS): the request takes about one of them, not both."""
+    agent, store, switch = _vlan_agent(embedded_url)
+    try:
+        real_commit, real_plug = store.commit, agent.datapath.bridge.plug
+
+        def slow_commit(operations):
+            time.sleep(0.3)
+            return real_commit(operations)
+
+        def slow_plug(*args, **kwargs):
+            time.sleep(0.3)
+            return real_plug(*args, **kwargs)
+
+        store.commit, agent.datapath.bridge.plug = slow_commit, slow_plug
+        started = time.monotonic()
+        agent.add_endpoint(endpoint(7))
+        took = time.monotonic() - started
+        assert took < 0.5, f"the claim and the port one after the other: {took:.2f}s"
+        from acsnet.plugins.segments import state
+        from acsnet.plugins.segments.model import LAYOUTS
+        assert endpoint(7).endpoint_id in state.read_host_endpoints(store, LAYOUTS["vlan"], "h1")
+        assert endpoint(7).host_port in switch.ports
+    finally:
+        agent.stop()
+        store.close()
+
+
+def test_a_port_that_cannot_be_made_leaves_no_claim_behind__failing_recording_bridge(embedded_url):
+    """The claim committed beside a port that failed: its records go again, and the request fails."""
+    from acsnet.errors import DatapathError
+    from acsnet.plugins.segments import state
+    from acsnet.plugins.segments.model import LAYOUTS
+
+    agent, store, switch = _vlan_agent(embedded_url)
+    try:
+        def failing_plug(*args, **kwargs):
+            raise DatapathError("ovs-vswitchd said no")
+
+        agent.datapath.bridge.plug = failing_plug
+        try:
+            agent.add_endpoint(endpoint(8))
+            raise AssertionError("CreateEndpoint succeeded without its port")
+        except DatapathError:
+            pass
+        assert state.read_host_endpoints(store, LAYOUTS["vlan"], "h1") == {}
+        assert state.read_segment_records(store, LAYOUTS["vlan"], 217) == {}
+        assert endpoint(8).endpoint_id not in agent.endpoints and endpoint(8).host_port not in switch.ports
+    finally:
+        agent.stop()
+        store.close()
+
+
+def test_a_release_reads_its_record_and_retention_in_one_batch__store_calls_counted(store_url):
+    """ReleaseAddress read the address's record, then its retention, then committed: three round trips
+    where two do (a batch of both reads, the commit). The real IPAM on both stores, its calls counted;
+    a retained address is still kept for its application."""
+    import netaddr
+
+    from acsnet.ipam.driver import AcsnetIpam
+    from acsnet.ipam.model import RETAINED, Retention
+    from acsnet.ipam.state import AddressRecords, Retentions
+    from acsnet.plugins.protocol import AddressRelease, AddressRequest, PoolRequest
+    from acsnet.store import open_store
+
+    store = open_store(store_url)
+    store.register_host("h1", "ipam", {})
+    try:
+        ipam = AcsnetIpam(store, "h1")
+        pool = ipam.request_pool(PoolRequest.from_json({"AddressSpace": "acsnet-local", "Pool": "10.77.0.0/24", "Options": {}}))
+        mac = {"com.docker.network.endpoint.macaddress": "02:42:0a:4d:00:02"}
+        grant = ipam.request_address(AddressRequest.from_json({"PoolID": pool.pool_id, "Address": "", "Options": mac}))
+        address = str(grant.address)
+        calls: list[str] = []
+        inside: list[str] = []  # a call made by another (the embedded store's batch is its gets)
+        for name in ("get", "get_many", "children", "commit", "compare_and_set", "create", "delete"):
+            def counted(*args, _call=getattr(store, name), _name=name, **kwargs):
+                if not inside:
+                    calls.append(_name)
+                inside.append(_name)
+                try:
+                    return _call(*args, **kwargs)
+                finally:
+                    inside.pop()
+            setattr(store, name, counted)
+        ipam.release_address(AddressRelease.from_json({"PoolID": pool.pool_id, "Address": address}))
+        assert calls == ["get_many", "commit"]
+        assert AddressRecords.read(store, pool.pool_id, address) is None
+
+        kept = ipam.request_address(AddressRequest.from_json({"PoolID": pool.pool_id, "Address": address, "Options": mac}))
+        network = netaddr.IPNetwork("10.77.0.0/24")
+        Retentions.prepare(store, network)
+        assert store.commit(Retentions.write_operations(store, network, address, Retention("web", 60)))
+        ipam.release_address(AddressRelease.from_json({"PoolID": pool.pool_id, "Address": str(kept.address)}))
+        assert AddressRecords.read(store, pool.pool_id, address).kind == RETAINED
+    finally:
+        store.close()
+
+
+def test_a_delete_endpoints_records_commit_beside_its_flows_change__slowed_store_commit_and_recording_bridge(embedded_url):
+    """DeleteEndpoint's commit (3-4 ms on a lab host) and its flows' change (ovs-ofctl, 5-6 ms) went one
+    after the other. Here each is slowed to 0.3 s: the request takes about one of them, and answers with
+    both done; the port leaves afterwards."""
+    from acsnet.plugins.segments import state
+    from acsnet.plugins.segments.model import LAYOUTS
+
+    agent, store, switch = _vlan_agent(embedded_url)
+    try:
+        agent.add_endpoint(endpoint(4))
+        assert any("ip=198.51.100.4" in f for f in switch.flows)
+        bridge = agent.datapath.bridge
+        real_commit, real_install, real_change = store.commit, bridge.install_flows, bridge.change_flows
+
+        def slowly(call):
+            def slowed(*args, **kwargs):
+                time.sleep(0.3)
+                return call(*args, **kwargs)
+            return slowed
+
+        store.commit, bridge.install_flows, bridge.change_flows = slowly(real_commit), slowly(real_install), slowly(real_change)
+        started = time.monotonic()
+        agent.remove_endpoint(endpoint(4).endpoint_id)
+        took = time.monotonic() - started
+        assert took < 0.5, f"the records' commit and the flows one after the other: {took:.2f}s"
+        assert state.read_host_endpoints(store, LAYOUTS["vlan"], "h1") == {}
+        assert not any("ip=198.51.100.4" in f for f in switch.flows)
+    finally:
+        agent.stop()
+        store.close()
+
+
+def test_a_delete_endpoint_whose_commit_fails_keeps_the_endpoint_its_flows_and_port__failing_store_commit(embedded_url):
+    from acsnet.errors import StoreUnavailable
+
+    agent, store, switch = _vlan_agent(embedded_url)
+    try:
+        agent.add_endpoint(endpoint(6))
+
+        def unavailable(*args, **kwargs):
+            raise StoreUnavailable("the store did not answer")
+
+        store.commit = store.delete = unavailable
+        try:
+            agent.remove_endpoint(endpoint(6).endpoint_id)
+            raise AssertionError("DeleteEndpoint succeeded without its records cleared")
+        except StoreUnavailable:
+            pass
+        assert endpoint(6).endpoint_id in agent.endpoints, "a retried DeleteEndpoint would find nothing"
+        assert any("ip=198.51.100.6" in f for f in switch.flows) and endpoint(6).host_port in switch.ports
+        time.sleep(0.3)  # past the retire delay: the port stays
+        assert endpoint(6).host_port in switch.ports
+    finally:
+        agent.stop()
+        store.close()
