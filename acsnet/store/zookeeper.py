@@ -341,6 +341,18 @@ class ZooKeeperStore(Store):
             watch.end()
             raise StoreUnavailable(f"store {self.url_for_logs}: {type(e).__name__} {e}".rstrip()) from e
 
+    def end_watches(self, path: str) -> None:
+        below = path.rstrip("/") + "/"
+        with self._watches_lock:
+            for watch in self._watches:
+                if watch.path == path or watch.path.startswith(below):
+                    watch.end()
+            self._watches = [watch for watch in self._watches if not watch.ended]
+
+    def watched_paths(self) -> list[str]:
+        with self._watches_lock:
+            return sorted(watch.path for watch in self._watches if not watch.ended)
+
     @contextlib.contextmanager
     def lock(self, name: str, timeout: float):
         self._require_connection()

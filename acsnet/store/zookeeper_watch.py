@@ -59,7 +59,7 @@ class ZooKeeperWatch:
             if self.ended:
                 return
             current = self._read_children() if self._children else self._read_value()
-            if current == self._reported:
+            if self.ended or current == self._reported:  # ended during the read: no call after `end`
                 return
             self._reported = current
             if self._callback(current) is False:
