@@ -140,14 +140,17 @@ def arm_together(watches: Iterable[ZooKeeperWatch]) -> list[tuple[ZooKeeperWatch
 
 
 def arm_or_retry_together(watches: Iterable[ZooKeeperWatch]) -> None:
-    """`arm_together`; a read that failed while connected is tried again shortly (on a timer's thread),
-    one that failed while not is left to the reconnection, and a callback's failure is logged (its
-    watch is set: later changes still come)."""
+    """`arm_together`; the reads that failed while connected are tried again shortly, together (on a
+    timer's thread), those that failed while not are left to the reconnection, and a callback's failure
+    is logged (its watch is set: later changes still come)."""
+    retried = []
     for watch, error in arm_together(watches):
         if not isinstance(error, (KazooException, KazooTimeoutError)):
             log.error("store watch on %s: callback failed", watch.path, exc_info=error)
         elif not watch.ended and watch._client.connected:
             log.warning("store watch on %s: read failed (%s); trying again in %gs", watch.path, type(error).__name__, RETRY_SECONDS)
-            retry = threading.Timer(RETRY_SECONDS, watch.arm_or_retry)
-            retry.daemon = True
-            retry.start()
+            retried.append(watch)
+    if retried:
+        retry = threading.Timer(RETRY_SECONDS, arm_or_retry_together, (retried,))
+        retry.daemon = True
+        retry.start()
