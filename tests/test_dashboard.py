@@ -535,7 +535,7 @@ def test_a_released_pools_watches_end_and_a_pool_made_again_is_watched_anew(stor
                 ipam.request_address(AddressRequest(pool_id, None, {"RequestAddressType": "com.docker.network.gateway"}))
             for pool_id in pool_ids:
                 until(lambda: live.bitmaps.get(pool_id, {}).get(0))
-                # Its chunks' watch and one bitmap's (a /24 is one chunk).
+                # Its chunks' watch and chunk 0's bitmap watch (only the gateway is taken).
                 until(lambda: len(watched_below(pool_id)) == 2)
             for pool_id in pool_ids:
                 ipam.release_pool(pool_id)
