@@ -195,6 +195,11 @@ class ChunkBitmaps:
                           lambda node: callback(None if node is None else chunks.decode(node.value)))
 
     @staticmethod
+    def end_watches(store: Store, pool_id: str) -> None:
+        """End this process's watches of the pool's chunks and bitmaps (a pool released)."""
+        store.end_watches(ChunkSummary.key(pool_id))
+
+    @staticmethod
     def write_operation(pool_id: str, geometry: chunks.ChunkGeometry, chunk: int, bitmap: int,
                         version: int | None) -> Create | SetValue:
         if version is None:

@@ -540,3 +540,37 @@ def test_pages_of_addresses_of_a_pool_of_many_chunks(embedded_url):
         assert (usage.size, usage.used) == (65534, len(taken))
     finally:
         store.close()
+
+
+def test_a_released_pools_watches_end_and_a_pool_made_again_is_watched_anew(store):
+    """Pools made and released, three times over (the same ids each time: a shared pool's id is its
+    request's hash): each released pool's chunks and bitmap watches end in the store (counted by
+    `watched_paths`, on both stores), so they do not pile up; a pool made again is watched and shown again."""
+    from acsnet.dashboard.live import LiveStore
+    from acsnet.ipam.state import PoolRecords
+
+    def watched_below(pool_id: str) -> list[str]:
+        return [path for path in store.watched_paths() if path.startswith(PoolRecords.key(pool_id) + "/")]
+
+    live = LiveStore(store, "test").start()
+    try:
+        # One IPAM, as a plugin process has: its own watch of each subnet's split is set once.
+        ipam, after_release = AcsnetIpam(store, "h1"), []
+        for _ in range(3):
+            pool_ids = [ipam.request_pool(PoolRequest("acsnet-local", netaddr.IPNetwork(f"10.5{n}.0.0/24"), None, {}, False)).pool_id
+                        for n in range(2)]
+            for pool_id in pool_ids:
+                ipam.request_address(AddressRequest(pool_id, None, {"RequestAddressType": "com.docker.network.gateway"}))
+            for pool_id in pool_ids:
+                until(lambda: live.bitmaps.get(pool_id, {}).get(0))
+                # Its chunks' watch and chunk 0's bitmap watch (only the gateway is taken).
+                until(lambda: len(watched_below(pool_id)) == 2)
+            for pool_id in pool_ids:
+                ipam.release_pool(pool_id)
+            for pool_id in pool_ids:
+                until(lambda: pool_id not in live.pools)
+                until(lambda: watched_below(pool_id) == [], 10)
+            after_release.append(len(store.watched_paths()))
+        assert after_release[0] == after_release[-1], f"watches piled up: {after_release}"
+    finally:
+        live.stop()

@@ -211,3 +211,26 @@ def test_a_children_watch_goes_on_through_its_nodes_deletion_and_recreation(stor
     wait_for(lambda: children[-1] == ["b"], what="a child of the node made again")
     store.create("/gone/parent/c")
     wait_for(lambda: children[-1] == ["b", "c"], what="a later child of the node made again")
+
+
+def test_ending_the_watches_of_a_subtree_ends_them_even_while_they_wait_for_a_node_made_again(store):
+    """A watch that reported a deletion (`[]`, None) waits for its node to be made again, so its callback
+    is not called to end it: `end_watches` ends the watches of a path and below (not a sibling's of a
+    longer name), `watched_paths` counts them, and a node made again later calls none back."""
+    store.create("/sub/tree/0", b"0")
+    calls = []
+    store.watch_children("/sub/tree", lambda names: calls.append(("children", names)))
+    store.watch_value("/sub/tree/0", lambda node: calls.append(("value", node)))
+    store.watch_children("/sub/treetop", lambda names: None)
+    assert [p for p in store.watched_paths() if p.startswith("/sub/")] == ["/sub/tree", "/sub/tree/0", "/sub/treetop"]
+    store.delete("/sub/tree", recursive=True)
+    wait_for(lambda: ("children", []) in calls and ("value", None) in calls, what="the deletion reported")
+    store.end_watches("/sub/tree")
+    assert [p for p in store.watched_paths() if p.startswith("/sub/")] == ["/sub/treetop"]
+    reported = len(calls)
+    store.create("/sub/tree/0", b"again")
+    kept = []
+    store.watch_value("/sub/tree/0", kept.append)  # one set after it: the change was there to be seen
+    store.put("/sub/tree/0", b"later")
+    wait_for(lambda: kept[-1].value == b"later", what="the later change, by a watch set after the end")
+    assert len(calls) == reported, f"an ended watch called back: {calls[reported:]}"

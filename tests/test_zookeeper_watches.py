@@ -66,6 +66,9 @@ def test_a_children_watch_goes_on_when_the_connection_drops_just_after_its_rerea
                 answer_reported.set()
 
         client.add_listener(hold_reconnection)
+        # Made first: on an absent node the exists watch fires when `/w` is made, before `/w/a` is, and
+        # the re-read spied on (and the drop after it) would be that one's, answered `[]`.
+        writer.create("/w")
         watcher.watch_children("/w", report)
         client.add_listener(lambda state: state == KazooState.SUSPENDED and suspended.set())
         real_get_children = client.get_children_async
@@ -141,3 +144,56 @@ def test_watches_report_changes_made_after_zookeeper_is_stopped_and_started_agai
             writer.close()
     finally:
         server.stop()
+
+
+def test_a_reconnection_arms_every_watch_again_with_their_reads_sent_together_kazoo_reads_spied(zk_url):
+    """Spies on one layer (the real reads, answered by a real server, recorded): the connection is
+    really dropped with 60 watches set, and on the reconnection every watch's read is sent before any
+    answer is waited for (one round trip for all; they were read one by one, a round trip each in
+    turn). Every watch still reports a change after it."""
+    watcher, writer = open_store(zk_url), open_store(zk_url)
+    client = watcher._client
+    try:
+        count, reported = 30, {}
+        for n in range(count):
+            writer.create(f"/many/c{n}/x")
+            writer.put(f"/many/v{n}", b"0")
+            watcher.watch_children(f"/many/c{n}", lambda names, n=n: reported.__setitem__(("c", n), names))
+            watcher.watch_value(f"/many/v{n}", lambda node, n=n: reported.__setitem__(("v", n), node.value))
+        steps, spying = [], threading.Event()
+
+        class Answer:  # the real answer, its wait recorded
+            def __init__(self, sent):
+                self._sent = sent
+
+            def get(self, *args, **kwargs):
+                if spying.is_set():
+                    steps.append("wait")
+                return self._sent.get(*args, **kwargs)
+
+        def spied(read):
+            def send(*args, **kwargs):
+                if spying.is_set():
+                    steps.append("send")
+                return Answer(read(*args, **kwargs))
+            return send
+
+        client.get_async, client.get_children_async = spied(client.get_async), spied(client.get_children_async)
+        suspended = threading.Event()
+        client.add_listener(lambda state: state == KazooState.SUSPENDED and suspended.set())
+        spying.set()
+        client._call(_CONNECTION_DROP, client.handler.async_result())
+        assert suspended.wait(5), "the drop was not seen"
+        wait_for(lambda: watcher.connected, timeout=15, what="the watcher connected again")
+        wait_for(lambda: steps.count("wait") >= 2 * count, timeout=10, what="every watch read again")
+        spying.clear()
+        assert steps.count("send") == 2 * count
+        assert steps.index("wait") == 2 * count, f"a read sent after an answer was waited for: {''.join(s[0] for s in steps)}"
+        for n in range(count):
+            writer.create(f"/many/c{n}/y")
+            writer.put(f"/many/v{n}", b"1")
+        wait_for(lambda: all(reported[("c", n)] == ["x", "y"] and reported[("v", n)] == b"1" for n in range(count)),
+                 timeout=10, what="every watch reporting a change after the reconnection")
+    finally:
+        watcher.close()
+        writer.close()

@@ -74,6 +74,7 @@ class LiveStore:
         self._names_seen: dict[tuple[str, str], int] = {}  # (driver, host) -> the NamesChanged.count read
         self._host_locks: dict[tuple[str, str], threading.Lock] = collections.defaultdict(threading.Lock)
         self._watched: set[tuple] = set()
+        self._pool_ids: set[str] = set()  # the pools, as their watch last said
         self._pending: set[tuple] = set()  # registrations that failed, retried by the keeper
         self._work = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="dashboard-store")
         # Reads of one page's rows, sent together: ZooKeeper answers them pipelined on the one session.
@@ -168,9 +169,11 @@ class LiveStore:
         try:
             if job[0] == "read-pool":
                 pool = PoolRecords.read(self.store, job[1])
-                if pool is not None:
-                    with self._lock:
+                with self._lock:
+                    listed = job[1] in self._pool_ids  # not released since it was listed
+                    if pool is not None and listed:
                         self.pools[job[1]] = pool
+                if pool is not None and listed:
                     self._register(("chunks", job[1]))
                     self._bump(f"pool:{job[1]}")
             elif job[0] == "read-networks":
@@ -251,21 +254,39 @@ class LiveStore:
         self._later(("reread-endpoints", driver, host, changed.endpoint_ids if count == last + 1 else None))
 
     def _on_pools(self, pool_ids: list[str]) -> None:
+        """A pool released takes its watches with it (ended here: no store I/O). Its chunks' watch,
+        having reported `[]`, would wait for the node to be made again and never be called back, so
+        its callback could not end it; its registrations go too, so a pool made again with the same id
+        (a shared pool's id is its request's hash) is watched anew."""
         with self._lock:
-            for gone in set(self.pools) - set(pool_ids):
-                self.pools.pop(gone, None)
-                self.bitmaps.pop(gone, None)
+            self._pool_ids = set(pool_ids)
+            gone = {what[1] for what in self._watched | self._pending if what[0] in ("chunks", "bitmap")} | set(self.pools)
+            gone -= self._pool_ids
+            for pool_id in gone:
+                self.pools.pop(pool_id, None)
+                self.bitmaps.pop(pool_id, None)
+                self._watched = {what for what in self._watched if what[0] not in ("chunks", "bitmap") or what[1] != pool_id}
+                self._pending = {what for what in self._pending if what[0] not in ("chunks", "bitmap") or what[1] != pool_id}
+        for pool_id in gone:
+            ChunkBitmaps.end_watches(self.store, pool_id)
         for pool_id in pool_ids:
             if pool_id not in self.pools:
                 self._later(("read-pool", pool_id))
         self._bump("pools")
 
-    def _on_chunks(self, pool_id: str, numbers: list[int]) -> None:
+    def _on_chunks(self, pool_id: str, numbers: list[int]) -> bool | None:
+        with self._lock:
+            if pool_id not in self.pools:  # released since this watch was asked for: it ends
+                self._watched.discard(("chunks", pool_id))
+                return False
         for number in numbers:
             self._register(("bitmap", pool_id, number))
 
-    def _on_bitmap(self, pool_id: str, number: int, bitmap: int | None) -> None:
+    def _on_bitmap(self, pool_id: str, number: int, bitmap: int | None) -> bool | None:
         with self._lock:
+            if pool_id not in self.pools:  # released since this watch was asked for: it ends
+                self._watched.discard(("bitmap", pool_id, number))
+                return False
             chunks = self.bitmaps.setdefault(pool_id, {})
             if bitmap is None:
                 chunks.pop(number, None)  # the watch goes on: a node made again is seen

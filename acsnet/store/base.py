@@ -150,6 +150,17 @@ class Store(abc.ABC):
         parent, a host's sessions may go with their last child and come back). It never makes the node."""
 
     @abc.abstractmethod
+    def end_watches(self, path: str) -> None:
+        """End this process's watches of `path` and of every node below it: none calls back after this
+        returns, but one calling back now. For a subtree gone for good: a watch there reports `[]` or
+        None once and then waits for its node to be made again, so its callback, never called, cannot
+        end it by returning False."""
+
+    @abc.abstractmethod
+    def watched_paths(self) -> list[str]:
+        """The paths of this process's watches that have not ended, sorted, one entry per watch."""
+
+    @abc.abstractmethod
     def lock(self, name: str, timeout: float) -> contextlib.AbstractContextManager:
         """A mutual-exclusion lock shared by every process on the store; raises
         `StoreUnavailable` if it cannot be taken within `timeout` seconds."""

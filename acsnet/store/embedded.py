@@ -10,6 +10,7 @@ about liveness or waits on a lock. Watches poll a change counter that every writ
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import sqlite3
@@ -76,6 +77,17 @@ def _process_start(pid: int) -> str | None:
         return None
 
 
+@dataclasses.dataclass(eq=False)
+class _Watch:
+    """A watch of `path`: `read` it after every change, and `callback` with it when not `last`."""
+
+    path: str
+    read: Callable
+    callback: Callable
+    last: object = None
+    ended: bool = False
+
+
 class EmbeddedStore(Store):
     def __init__(self, path: str, timeout: float = 5.0):
         self.path = path
@@ -89,7 +101,7 @@ class EmbeddedStore(Store):
         self._run(lambda db: db.execute("PRAGMA journal_mode=WAL"))
         self._session = uuid.uuid4().hex
         self._session_registered = False
-        self._watches: list[list] = []
+        self._watches: list[_Watch] = []  # every watch set and not ended
         self._watch_thread: threading.Thread | None = None
         self._closed = threading.Event()
         self._thread_locks: dict[str, threading.Lock] = {}
@@ -289,20 +301,32 @@ class EmbeddedStore(Store):
     # -- watches ---------------------------------------------------------------------------------
 
     def watch_value(self, path: str, callback: Callable[[Versioned | None], None]) -> None:
-        self._add_watch(lambda: self.get(path), callback)
+        self._add_watch(_Watch(path, lambda: self.get(path), callback))
 
     def watch_children(self, path: str, callback: Callable[[list[str]], None]) -> None:
-        self._add_watch(lambda: self.children(path), callback)
+        self._add_watch(_Watch(path, lambda: self.children(path), callback))
 
-    def _add_watch(self, read, callback) -> None:
-        current = read()
-        if callback(current) is False:
+    def _add_watch(self, watch: "_Watch") -> None:
+        watch.last = watch.read()
+        if watch.callback(watch.last) is False:
             return
         with self._lock:
-            self._watches.append([read, callback, current])
+            self._watches.append(watch)
             if self._watch_thread is None:
                 self._watch_thread = threading.Thread(target=self._poll_watches, name="store-watch", daemon=True)
                 self._watch_thread.start()
+
+    def end_watches(self, path: str) -> None:
+        below = path.rstrip("/") + "/"
+        with self._lock:
+            for watch in self._watches:
+                if watch.path == path or watch.path.startswith(below):
+                    watch.ended = True
+            self._watches = [watch for watch in self._watches if not watch.ended]
+
+    def watched_paths(self) -> list[str]:
+        with self._lock:
+            return sorted(watch.path for watch in self._watches)
 
     def _poll_watches(self) -> None:
         seen = None
@@ -312,14 +336,16 @@ class EmbeddedStore(Store):
                 if seq == seen:
                     continue
                 seen = seq
-                for watch in list(self._watches):
-                    read, callback, last = watch
-                    current = read()
-                    if current != last:
-                        watch[2] = current
-                        if callback(current) is False:
+                with self._lock:
+                    watches = list(self._watches)
+                for watch in watches:
+                    current = watch.read()
+                    if current != watch.last and not watch.ended:
+                        watch.last = current
+                        if watch.callback(current) is False:
                             with self._lock:
-                                self._watches.remove(watch)
+                                watch.ended = True
+                                self._watches = [kept for kept in self._watches if kept is not watch]
             except Exception:  # a watcher must outlive one bad callback or a locked database
                 log.exception("embedded store watch failed; will retry")
 

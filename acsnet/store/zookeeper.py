@@ -49,7 +49,7 @@ from acsnet.store.base import (
 )
 from acsnet.store import liveness
 from acsnet.store.liveness import SESSION_LAYOUTS, HostRecord, HostSessions
-from acsnet.store.zookeeper_watch import ZooKeeperWatch
+from acsnet.store.zookeeper_watch import ZooKeeperWatch, arm_or_retry_together
 
 log = logging.getLogger(__name__)
 
@@ -224,8 +224,7 @@ class ZooKeeperStore(Store):
         with self._watches_lock:
             self._watches = [watch for watch in self._watches if not watch.ended]
             watches = list(self._watches)
-        for watch in watches:
-            watch.arm_or_retry()
+        arm_or_retry_together(watches)  # read together: one round trip for all, not one each
 
     def _require_connection(self) -> None:
         """A moment's wait covers kazoo moving to another ensemble member; an outage still fails fast."""
@@ -340,6 +339,18 @@ class ZooKeeperStore(Store):
         except KazooException as e:
             watch.end()
             raise StoreUnavailable(f"store {self.url_for_logs}: {type(e).__name__} {e}".rstrip()) from e
+
+    def end_watches(self, path: str) -> None:
+        below = path.rstrip("/") + "/"
+        with self._watches_lock:
+            for watch in self._watches:
+                if watch.path == path or watch.path.startswith(below):
+                    watch.end()
+            self._watches = [watch for watch in self._watches if not watch.ended]
+
+    def watched_paths(self) -> list[str]:
+        with self._watches_lock:
+            return sorted(watch.path for watch in self._watches if not watch.ended)
 
     @contextlib.contextmanager
     def lock(self, name: str, timeout: float):
