@@ -216,15 +216,8 @@ def write(report: dict, out: str) -> str:
                       f"growing as hosts^{fmt(limit['growth_exponent'])}; projected at {GOAL_HOSTS:,} hosts: "
                       f"{fmt(limit['projected_at_1000'])} (goal: {limit['goal']}; {fmt(limit['over_goal'])}x the goal)."]
     lines += ipam_lines(report)
-    failed = report["checks_failed"]
-    lines += ["", "Checks: " + ("all passed (every table converged, every record reached every host with endpoints "
-                                "on its network, no address twice)" if not failed else "FAILED: " + "; ".join(failed))]
-    if report.get("before_failures"):
-        lines += ["", "Before's own failures (findings of the comparison, not failed checks): " + "; ".join(report["before_failures"])]
-    text = "\n".join(lines) + "\n"
-    with open(os.path.join(out, "scale.md"), "w") as f:
-        f.write(text)
-    return text
+    return _with_checks(lines, report, "every table converged, every record reached every host with endpoints on "
+                        "its network, no address twice", os.path.join(out, "scale.md"))
 
 
 def ipam_lines(report: dict) -> list[str]:
@@ -260,13 +253,18 @@ def write_ipam(report: dict, out: str) -> str:
         lines += ["", f"Before is git ref `{before['ref']}` (commit {before['commit'][:12]}): "
                       f"{before.get('says') or 'the IPAM of that commit'}. Both ran in this run, on the same ensemble."]
     lines += ipam_lines(report)
+    return _with_checks(lines, report, "every allocation granted, no address twice, the store's records are the "
+                        "addresses handed out", os.path.join(out, "scale-ipam.md"))
+
+
+def _with_checks(lines: list[str], report: dict, passed_says: str, path: str) -> str:
+    """The report's last lines, its checks and before's own failures, written to `path`; answers the text."""
     failed = report["checks_failed"]
-    lines += ["", "Checks: " + ("all passed (every allocation granted, no address twice, the store's records are "
-                                "the addresses handed out)" if not failed else "FAILED: " + "; ".join(failed))]
+    lines = lines + ["", "Checks: " + (f"all passed ({passed_says})" if not failed else "FAILED: " + "; ".join(failed))]
     if report.get("before_failures"):
         lines += ["", "Before's own failures (findings of the comparison, not failed checks): " + "; ".join(report["before_failures"])]
     text = "\n".join(lines) + "\n"
-    with open(os.path.join(out, "scale-ipam.md"), "w") as f:
+    with open(path, "w") as f:
         f.write(text)
     return text
 
