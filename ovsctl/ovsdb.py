@@ -4,7 +4,7 @@ own tools do, so that what a port belongs to can be read back from OVSDB after a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from acsnet.errors import DatapathError
 from acsnet.ovsctl.command import check_interface_name
@@ -194,6 +194,21 @@ class Ovsdb:
                 row.delete()  # with its interfaces, which only it referred to
 
         self._transact(change, wait=wait)
+
+    def ofports(self, names: Iterable[str]) -> dict[str, int]:
+        """The OpenFlow numbers of the named interfaces that have one (those ovs-vswitchd has opened);
+        a lookup each, whatever the number of ports."""
+        from acsnet.ovsctl.ovsdb_idl import row_named
+
+        def query(tables: Tables) -> dict[str, int]:
+            found = {}
+            for name in names:
+                row = row_named(tables, "Interface", name)
+                if row is not None and row.ofport and row.ofport[0] > 0:
+                    found[name] = row.ofport[0]
+            return found
+
+        return self._read(query)
 
     def ports(self, bridge: str) -> dict[str, dict]:
         """Every interface of the bridge but its own: name → {"ofport", "mac", "external_ids"}."""

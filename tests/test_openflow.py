@@ -5,7 +5,11 @@ touches another cookie's flows."""
 import json
 import sys
 
+import pytest
+
+from acsnet.errors import DatapathError
 from acsnet.lab.host import REPO
+from acsnet.ovsctl import openflow
 
 SCRIPT = r"""
 import json, subprocess, sys
@@ -13,13 +17,16 @@ sys.path.insert(0, sys.argv[1])
 from acsnet.ovsctl import links, openflow
 from acsnet.ovsctl.ovsdb import Ovsdb
 
-BRIDGE, A, B = "acsft0", "acsfta", "acsftb"
+BRIDGE, A, B, LATE = "acsft0", "acsfta", "acsftb", "acsftl"
 C = "0xacf"
 ovsdb = Ovsdb()
 ovsdb.add_bridge(BRIDGE, "netdev", secure=True)
 for port in (A, B):
     links.create_veth(port, port + "p", mtu=1500, container_mac=None)
     ovsdb.add_port(BRIDGE, port)
+whole_installs = []
+real_replace = openflow.replace_flows
+openflow.replace_flows = lambda *a, **k: whole_installs.append(1) or real_replace(*a, **k)
 
 def flow(table, priority, match, actions):
     return f"cookie={C},table={table},priority={priority},{match},actions={actions}"
@@ -36,7 +43,7 @@ seen = {}
 try:
     other = "cookie=0xbee,table=0,priority=5,ip,nw_dst=198.51.100.5,actions=drop"  # another driver's
     subprocess.run(["ovs-ofctl", "add-flow", BRIDGE, other], check=True)
-    table = openflow.FlowTable(BRIDGE, C)
+    table = openflow.FlowTable(BRIDGE, C, ovsdb.ofports)
     base = [flow(0, 0, "ip", "drop"), flow(0, 100, f"in_port={A}", "resubmit(,10)"), flow(10, 50, "ip,nw_dst=192.0.2.9", f"output:{A}")]
     table.install(base)
     seen["whole"] = installed()
@@ -44,7 +51,22 @@ try:
     changed = [base[0], flow(0, 100, f"in_port={A}", "drop"), flow(10, 60, "ip,nw_dst=192.0.2.10", f"output:{B}")]
     table.install(changed)
     seen["incremental"] = installed()
-    openflow.FlowTable(BRIDGE, C).install(changed)
+    seen["whole_installs_before_late_port"] = len(whole_installs)
+    # a port made after the spare ovs-ofctl started is named in the next change all the same
+    spare = table._ofctl._spare.pid
+    links.create_veth(LATE, LATE + "p", mtu=1500, container_mac=None)
+    ovsdb.add_port(BRIDGE, LATE)
+    table.change([flow(0, 100, f"in_port={LATE}", f"output:{A}")], [])
+    seen["late_port"] = [f for f in installed() if f"in_port={LATE}" in f]
+    seen["spare_was_used"] = table._ofctl._spare.pid != spare
+    # a spare that died is replaced, and the change still goes in as a change
+    spare = table._ofctl._spare
+    spare.kill(); spare.wait()
+    table.change([], [f"table=0,priority=100,in_port={LATE}"])
+    seen["after_spare_died"] = [f for f in installed() if f"in_port={LATE}" in f]
+    seen["whole_installs_after_late_port"] = len(whole_installs)
+    ovsdb.delete_port(BRIDGE, LATE)
+    openflow.FlowTable(BRIDGE, C, ovsdb.ofports).install(changed)
     seen["whole_again"] = installed()
     # a removed flow names a port that is gone: the difference is refused, the whole table goes in
     table.install(changed + [flow(0, 100, f"in_port={B}", "drop")])
@@ -58,17 +80,25 @@ try:
     table.install(changed[:2])
     seen["repaired"] = installed()
     seen["others"] = others()
+    spare = table._ofctl._spare
+    table.close()
+    seen["spare_ended"] = spare.poll() is not None
 finally:
     subprocess.run(["ovs-vsctl", "--if-exists", "del-br", BRIDGE])
-    for port in (A, B):
+    for port in (A, B, LATE):
         links.delete(port)
 print(json.dumps(seen))
 """
 
 
-def test_incremental_changes_end_where_a_whole_install_does(lab):
+@pytest.fixture(scope="module")
+def seen(lab):
+    """What the script saw on a lab host's Open vSwitch (run once for the module's tests)."""
     out = lab.node("h1").run([sys.executable, "-c", SCRIPT, REPO]).stdout
-    seen = json.loads(out.strip().splitlines()[-1])
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_incremental_changes_end_where_a_whole_install_does(seen):
     assert len(seen["whole"]) == 3
     assert seen["incremental"] == seen["whole_again"]
     assert any("priority=100,in_port=acsfta actions=drop" in f for f in seen["incremental"])
@@ -77,3 +107,31 @@ def test_incremental_changes_end_where_a_whole_install_does(lab):
     assert len(seen["after_port_gone"]) == 2 and not any("acsftb" in f for f in seen["after_port_gone"])
     assert seen["intact"] and seen["noticed"] and seen["repaired"] == seen["after_port_gone"]
     assert seen["others"] == 1, "another cookie's flow was touched"
+
+
+def test_changes_go_to_a_spare_ovs_ofctl_by_port_number_even_for_a_port_made_after_it_started(seen):
+    """The spare read the bridge's ports before the late port existed: by name it would refuse it."""
+    assert seen["whole_installs_before_late_port"] == 1  # the first install only
+    assert len(seen["late_port"]) == 1 and "actions=output:acsfta" in seen["late_port"][0]
+    assert seen["spare_was_used"]
+    assert seen["after_spare_died"] == []
+    assert seen["whole_installs_after_late_port"] == 1, "a change fell back to a whole install"
+    assert seen["spare_ended"]
+
+
+def test_port_names_become_numbers_and_reserved_ports_stay__no_switch():
+    lines = ["cookie=0xac5,table=0,priority=300,in_port=vl1a2b,actions=set_field:5->reg0,resubmit(,10)",
+             "cookie=0xac5,table=10,priority=100,reg0=5,dl_dst=02:00:00:00:00:01,actions=pop_vlan,output:vl1a2b,output:uplink0",
+             "cookie=0xac5,table=0,priority=250,in_port=LOCAL,ip,nw_dst=192.0.2.1,actions=output:LOCAL",
+             "delete_strict cookie=0xac5/-1,table=0,priority=300,in_port=7",
+             "cookie=0xac5,table=36,priority=100,icmp6,actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],IN_PORT"]
+    assert openflow.port_names(lines) == {"vl1a2b", "uplink0"}
+    assert openflow.numbered(lines, {"vl1a2b": 12, "uplink0": 1}) == [
+        "cookie=0xac5,table=0,priority=300,in_port=12,actions=set_field:5->reg0,resubmit(,10)",
+        "cookie=0xac5,table=10,priority=100,reg0=5,dl_dst=02:00:00:00:00:01,actions=pop_vlan,output:12,output:1",
+        lines[2], lines[3], lines[4]]
+
+
+def test_a_port_with_no_number_refuses_the_change__no_switch():
+    with pytest.raises(DatapathError, match="vl1a2b"):
+        openflow.numbered(["cookie=0xac5,table=0,priority=300,in_port=vl1a2b,actions=drop"], {})

@@ -116,6 +116,7 @@ class SegmentAgent:
     def stop(self) -> None:
         self.worker.stop()
         self.ports.stop()
+        self.datapath.bridge.close()
         self._claimer.shutdown(wait=False)
         if self.namer is not None:
             self.namer.stop()

@@ -52,16 +52,19 @@ class Bridge(Protocol):
     def flows_intact(self) -> bool:
         """False if the switch lost flows since the last install (the next install is then whole)."""
 
+    def close(self) -> None:
+        """End what the bridge keeps running for its changes (at the agent's stop)."""
+
 
 class OvsBridge:
     """A driver's bridge on Open vSwitch: ports through OVSDB, veths through netlink, flows through
-    ovs-ofctl (only the difference to what this process installed last)."""
+    ovs-ofctl (only the difference to what this process installed last, by a spare started ahead)."""
 
     def __init__(self, ovsdb: Ovsdb, name: str, cookie: str, *, userspace_datapath: bool):
         self.ovsdb = ovsdb
         self.name = name
         self.userspace_datapath = userspace_datapath
-        self._flow_table = openflow.FlowTable(name, cookie)
+        self._flow_table = openflow.FlowTable(name, cookie, ovsdb.ofports)
 
     @property
     def tso_capable(self) -> bool:
@@ -118,3 +121,6 @@ class OvsBridge:
 
     def flows_intact(self) -> bool:
         return self._flow_table.check()
+
+    def close(self) -> None:
+        self._flow_table.close()

@@ -140,6 +140,9 @@ class RecordingBridge:
     def flows_intact(self) -> bool:
         return True
 
+    def close(self) -> None:
+        pass  # nothing runs beside the recording
+
 
 class RecordingDatapath(Datapath):
     """Stands in for OVS: a driver's datapath whose bridge, ports and flows are recorded in a
