@@ -14,11 +14,20 @@ EXERCISE = r"""
 from acsnet.ovsctl import links
 from acsnet.ovsctl.links import Route
 links.set_up("lo")
+import subprocess
+
+
+def host_end_flags(name):  # the host end is up and out of the host's ARP, as it is made
+    line = subprocess.run(["ip", "-o", "link", "show", name], capture_output=True, text=True, check=True).stdout
+    return set(line.split("<", 1)[1].split(">", 1)[0].split(","))
+
+
 links.create_veth("vhtest0", "vctest0", mtu=1400, container_mac="02:00:00:00:00:0a")
 assert links.exists("vhtest0") and links.exists("vctest0") and {"vhtest0", "vctest0"} <= links.names()
 assert links.mtu_of("vhtest0") == 1400 and links.mac_of("vctest0") == "02:00:00:00:00:0a"
+assert {"UP", "NOARP"} <= host_end_flags("vhtest0") and "UP" not in host_end_flags("vctest0")
 links.create_veth("vhtest0", "vctest0", mtu=1450, container_mac=None)  # a leftover of the name is replaced
-assert links.mtu_of("vctest0") == 1450
+assert links.mtu_of("vctest0") == 1450 and {"UP", "NOARP"} <= host_end_flags("vhtest0")
 links.set_up("vctest0", mtu=1450)
 links.add_address("vctest0", "192.0.2.10", 24)
 links.add_address("vctest0", "192.0.2.10", 24)  # again: no error
