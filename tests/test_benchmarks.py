@@ -69,6 +69,9 @@ def test_netperf_quick_reports_every_path_with_ratios_from_one_run(tmp_path):
     assert [row["ports"] for row in control["ovsdb_ports"]] == [0, 50]
     assert all(row["ovs_vsctl_ms"] > 0 and row["idl_ms"] > 0 for row in control["ovsdb_ports"])
     assert "add-port time vs ports on a host" in printed and "| 50 |" in printed
+    # one endpoint's flow change, forked and by the spare ovs-ofctl, in the same report
+    assert all(control["flow_change"][way]["changes"] == 8 and control["flow_change"][way]["p50_ms"] > 0 for way in ("forked", "spare"))
+    assert "the spare ovs-ofctl, by port number" in printed
 
 
 def test_peer_comparison_pairs_each_acsnet_row_with_its_peer_of_the_same_lab():
