@@ -44,7 +44,7 @@ try:
                 else:
                     spare.add_flows(openflow.numbered(lines, ovsdb.ofports(openflow.port_names(lines))), timeout=20)
                 times[way].append((time.perf_counter() - started) * 1000)
-            time.sleep(0.05)  # the spare loads meanwhile, as it does between two requests
+                time.sleep(0.05)  # the spare loads meanwhile, as it does between two requests
 finally:
     spare.close()
     subprocess.run(["ovs-vsctl", "--if-exists", "del-br", BRIDGE])
@@ -54,7 +54,7 @@ print(json.dumps(times))
 
 
 def measure(lab: Lab, samples: int = SAMPLES, progress=lambda message, estimate=None: None) -> dict:
-    progress(f"flow changes on h1: {samples} pairs forked and by the spare ovs-ofctl, interleaved", estimate=samples * 0.12)
+    progress(f"flow changes on h1: {samples} pairs forked and by the spare ovs-ofctl, interleaved", estimate=samples * 0.25)
     out = lab.node("h1").run([sys.executable, "-c", SCRIPT, REPO, str(samples)]).stdout
     times = json.loads(out.strip().splitlines()[-1])
     report = {way: {"changes": len(t), "p50_ms": statistics.median(t), "p90_ms": statistics.quantiles(t, n=10)[-1]}
