@@ -10,6 +10,7 @@
 - CreateEndpoint time per driver during the `docker run`s, exact (from each plugin's request log),
 - one endpoint's flow change, `ovs-ofctl` forked against the spare started ahead
   (benchmarks/flow_change.py),
+- the host's store round trips alone and beside a port being added or removed (benchmarks/host_stall.py),
 - add-port time against the ports already on a host, ovs-vsctl against the plugins' persistent IDL
   (benchmarks/ovsdb_ports.py, on a private ovsdb-server).
 `acsnet bench` runs the same after the datapath table, into the same report.
@@ -30,7 +31,7 @@ import sys
 import time
 import uuid
 
-from acsnet.benchmarks import flow_change, ovsdb_ports, peers, vxlan_scale
+from acsnet.benchmarks import flow_change, host_stall, ovsdb_ports, peers, vxlan_scale
 from acsnet.benchmarks.progress import Steps
 from acsnet.benchmarks.standalone import run_on_a_lab
 from acsnet.lab.dockerd import IMAGE
@@ -168,7 +169,8 @@ def ipam_rate(lab: Lab, seconds: float, progress: Steps) -> dict:
 
 
 def measure(lab: Lab, progress: Steps, *, runs: int, seconds: float, propagation_runs: int, endpoints: list[int],
-            ovsdb_port_counts: list[int] = (0, 500, 1000, 2000), flow_change_samples: int = flow_change.SAMPLES) -> dict:
+            ovsdb_port_counts: list[int] = (0, 500, 1000, 2000), flow_change_samples: int = flow_change.SAMPLES,
+            host_stall_samples: int = host_stall.SAMPLES) -> dict:
     """Every control-plane figure on a lab of 2 or more hosts (the IPAM race uses all of them)."""
     report = {"docker_run": docker_run_times(lab, runs, progress)}
     progress("plugin handler times on h1 (their metrics)")
@@ -176,6 +178,7 @@ def measure(lab: Lab, progress: Steps, *, runs: int, seconds: float, propagation
     report["ipam"] = ipam_rate(lab, seconds, progress)
     report["vxlan"] = vxlan_scale.measure(lab, propagation_runs, endpoints, progress)
     report["flow_change"] = flow_change.measure(lab, flow_change_samples, progress)
+    report["host_stall"] = host_stall.measure(lab, host_stall_samples, progress)
     report["ovsdb_ports"] = ovsdb_ports.measure(list(ovsdb_port_counts), OVSDB_PORTS_SAMPLES, progress)
     return report
 
@@ -203,6 +206,7 @@ def markdown(report: dict) -> str:
     lines += ["", f"IPAM: {ipam['allocations']} allocations (+ releases) in {ipam['seconds']:g} s by {ipam['hosts']} hosts "
               f"at once on one pool: {ipam['per_second']:.0f} allocations/s (per host {ipam['per_host']})", ""]
     return ("\n".join(lines) + vxlan_scale.markdown(report["vxlan"]) + "\n\n" + flow_change.markdown(report["flow_change"])
+            + "\n\n" + host_stall.markdown(report["host_stall"])
             + "\n\n" + ovsdb_ports.markdown(report["ovsdb_ports"]))
 
 

@@ -48,7 +48,7 @@ QPERF_PORT = "19765"
 NATIVE6_PREFIX = "2001:db8:ff::"  # each host's IPv6 address on its bridge port, for the native IPv6 row: ::11, ::12
 FULL_CONTROL_PLANE = {"runs": 20, "seconds": 10.0, "propagation_runs": 50, "endpoints": [100, 1000, 5000]}
 QUICK_CONTROL_PLANE = {"runs": 2, "seconds": 2.0, "propagation_runs": 3, "endpoints": [100], "ovsdb_port_counts": [0, 50],
-                       "flow_change_samples": 4}
+                       "flow_change_samples": 4, "host_stall_samples": 3}
 
 
 def _qperf_value(text: str, test: str) -> float:

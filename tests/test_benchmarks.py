@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+from acsnet.benchmarks import host_stall
 from acsnet.lab.host import REPO
 
 
@@ -72,6 +73,10 @@ def test_netperf_quick_reports_every_path_with_ratios_from_one_run(tmp_path):
     # one endpoint's flow change, forked and by the spare ovs-ofctl, in the same report
     assert all(control["flow_change"][way]["changes"] == 8 and control["flow_change"][way]["p50_ms"] > 0 for way in ("forked", "spare"))
     assert "the spare ovs-ofctl, by port number" in printed
+    # the host's store round trips alone and beside a port made or removed, in the same report
+    assert control["host_stall"]["samples"] == 3
+    assert all(control["host_stall"]["p50_ms"][way][kind] > 0 for way in host_stall.BESIDE for kind in ("read", "write"))
+    assert "| beside port removal |" in printed
 
 
 def test_peer_comparison_pairs_each_acsnet_row_with_its_peer_of_the_same_lab():
