@@ -15,8 +15,8 @@ flow whose match and priority exist replaces its actions in place.
 
 Of those 9 ms, about 7 are ovs-ofctl starting (loading its 16 libraries: `ovs-ofctl --version` alone
 takes as long); talking to the switch takes the rest. So a change goes to an ovs-ofctl started ahead
-(`WarmOfctl`), already waiting for its flows on stdin: 2.3 ms instead of 10.5 on a lab host, on each
-CreateEndpoint and DeleteEndpoint. Such a process cannot know a port made after it started (ovs-ofctl
+(`WarmOfctl`), already waiting for its flows on stdin: 4.6 ms instead of 10.5 at p50 on a lab host
+(benchmarks/flow_change.py), on each CreateEndpoint and DeleteEndpoint. Such a process cannot know a port made after it started (ovs-ofctl
 reads the bridge's port names when it starts), so it is given OpenFlow port numbers (`--no-names`),
 which `numbered` writes in for the port names from OVSDB; a name OVSDB does not know refuses the
 change, as ovs-ofctl refuses an unknown name, and the next install is whole, by name.
