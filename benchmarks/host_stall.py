@@ -53,13 +53,13 @@ def round_trips(way):
     times[way]["write"].append((time.perf_counter() - read) * 1000)
 
 
+work = {"alone": None, "beside add-port": add, "beside port removal": remove}
 try:
     for n in range(samples):
         port = f"acshs{n}"
-        order = ["alone", "beside add-port", "beside port removal"]
-        for way in order if n % 2 == 0 else ["beside add-port", "alone", "beside port removal"]:
-            work = {"alone": None, "beside add-port": add, "beside port removal": remove}[way]
-            beside = threading.Thread(target=work, args=(port,)) if work else None
+        # alone first in every other round; a port is always added before it is removed
+        for way in ("alone", "beside add-port", "beside port removal") if n % 2 == 0 else ("beside add-port", "alone", "beside port removal"):
+            beside = threading.Thread(target=work[way], args=(port,)) if work[way] else None
             if beside:
                 beside.start()
             round_trips(way)
