@@ -181,3 +181,17 @@ def test_down_cleans_up_after_a_killed_run(tmp_path):
     assert lab.leftovers() == []
     again = lab_cli(lab, "down")
     assert again.returncode == 0 and "nothing" in again.stdout
+
+
+def test_cgroup_pids_skips_a_cgroup_removed_while_walking_on_a_fake_cgroup_tree(tmp_path):
+    """A container that exits while power_off or down walks its host's cgroups takes its cgroup with it:
+    the walk listed `cgroup.procs` and the open finds it gone (seen in CI). A plain directory tree stands
+    in for the cgroup filesystem; the vanished cgroup is a `cgroup.procs` whose target is gone."""
+    from acsnet.lab.processes import cgroup_pids
+    top = tmp_path / "acsnet-x-h3"
+    (top / "live").mkdir(parents=True)
+    (top / "cgroup.procs").write_text("11\n12\n")
+    (top / "live" / "cgroup.procs").write_text("13\n")
+    (top / "exited").mkdir()
+    (top / "exited" / "cgroup.procs").symlink_to(tmp_path / "gone")
+    assert cgroup_pids(str(top)) == {11, 12, 13}

@@ -91,12 +91,23 @@ def service(lab: Lab, name: str, network: str, *args: str) -> None:
 
 
 def remove(lab: Lab, services: list[str], networks: list[str]) -> None:
+    """A test's cleanup, also after it failed: the services and networks go, and it returns once every node
+    that is up has dropped its copies (or after a minute). The manager's `network rm` returns before the
+    workers' teardown, and calls still coming from it would land in the next test's captured calls.
+    Never raises, so a failure it follows stays the one reported."""
     for name in services:
         lab.docker(MANAGER, "service", "rm", name, check=False)
     deadline = time.monotonic() + 60
     for network in networks:
         while lab.docker(MANAGER, "network", "rm", network, check=False).returncode != 0 and time.monotonic() < deadline:
             time.sleep(1)  # until the tasks' endpoints are gone
+    up = [host for host in lab.hosts() if lab.docker(host, "version", check=False).returncode == 0]
+    for host in up:
+        while time.monotonic() < deadline:
+            copies = lab.docker(host, "network", "ls", "--format", "{{.Name}}", check=False).stdout.split()
+            if not set(networks) & set(copies):
+                break
+            time.sleep(1)
 
 
 def network_gone_from(lab: Lab, host: str, network: str, timeout: float = 60) -> None:
@@ -164,10 +175,7 @@ def test_a_service_on_a_vxlan_network_spans_the_swarm_and_leaves_nothing(swarm):
         wait_for_tasks(lab, service, 2)
     finally:
         lab.docker("h2", "rm", "-f", pinned, check=False)
-        lab.docker(MANAGER, "service", "rm", service, check=False)
-        deadline = time.monotonic() + 60
-        while lab.docker(MANAGER, "network", "rm", network, check=False).returncode != 0 and time.monotonic() < deadline:
-            time.sleep(1)  # until the tasks' endpoints are gone
+        remove(lab, [service], [network])
     assert_nothing_left(lab, network)
 
 
@@ -222,10 +230,7 @@ def test_vip_mode_resolves_to_a_vip_that_docker_cannot_serve_without_ipvs(swarm)
         log = open(f"{lab.node(MANAGER).workdir}/dockerd.log", errors="replace").read()
         assert "Unable to find load balancing endpoint for network" in log
     finally:
-        lab.docker(MANAGER, "service", "rm", service, check=False)
-        deadline = time.monotonic() + 60
-        while lab.docker(MANAGER, "network", "rm", network, check=False).returncode != 0 and time.monotonic() < deadline:
-            time.sleep(1)
+        remove(lab, [service], [network])
     assert_nothing_left(lab, network, "100.85.0.")
 
 
@@ -468,10 +473,7 @@ def test_a_drained_nodes_tasks_answer_on_their_new_node_and_a_killed_workers_are
         assert set(records["global"]) - {"100.84.0.1"} == running, records
         assert set(records["local"]) - {"100.84.0.1"} == running, (records, collected.stdout)
     finally:
-        lab.docker(MANAGER, "service", "rm", name, check=False)
-        deadline = time.monotonic() + 60
-        while lab.docker(MANAGER, "network", "rm", network, check=False).returncode != 0 and time.monotonic() < deadline:
-            time.sleep(1)
+        remove(lab, [name], [network])
     # gc dropped dead h3's reference to the nodes' shared local pool too (its dockerd never sends
     # ReleasePool), so the pool goes with the live nodes' copies of the network.
     assert_nothing_left(lab, network, "100.84.0.", hosts=live)

@@ -9,7 +9,7 @@ import time
 
 from acsnet.lab.host import LabError, processes_in_netns
 from acsnet.lab.layout import UNDERLAY_PREFIXLEN, UPLINK, Progress, host_address, quiet
-from acsnet.lab.processes import argv_of, cmdline_of, command_name, kill_quietly
+from acsnet.lab.processes import argv_of, cgroup_pids, cmdline_of, command_name, kill_quietly
 
 
 class LabFaults:
@@ -50,11 +50,8 @@ class LabFaults:
         Its namespace stays (as a dead machine stays in the rack) until 'down'."""
         node = self.node(host)
         for top in [d for d in self._cgroup_dirs() if os.path.basename(d) == f"{self.prefix}-{host}"]:
-            for directory, _subdirs, files in os.walk(top):
-                if "cgroup.procs" in files:
-                    with open(os.path.join(directory, "cgroup.procs")) as f:
-                        for pid in f.read().split():
-                            kill_quietly(int(pid), signal.SIGKILL)
+            for pid in cgroup_pids(top):
+                kill_quietly(pid, signal.SIGKILL)
         node.run(["ip", "link", "set", UPLINK, "down"])
         for pid in processes_in_netns(self.netns(host)):
             if pid != node.holder_pid:

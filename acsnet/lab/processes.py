@@ -16,6 +16,20 @@ def cgroup_roots() -> list[str]:
     return roots
 
 
+def cgroup_pids(top: str) -> set[int]:
+    """The pids in cgroup `top` and every cgroup below it. A cgroup removed while this walks (its
+    container exited) has no tasks left, so it is skipped, not an error."""
+    pids = set()
+    for directory, _subdirs, files in os.walk(top):
+        if "cgroup.procs" in files:
+            try:
+                with open(os.path.join(directory, "cgroup.procs")) as f:
+                    pids.update(int(p) for p in f.read().split())
+            except FileNotFoundError:
+                continue
+    return pids
+
+
 def kill_quietly(pid: int, sig: int) -> None:
     try:
         os.kill(pid, sig)

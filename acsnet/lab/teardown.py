@@ -10,7 +10,7 @@ import time
 
 from acsnet.lab.host import LabError, SimulatedHost
 from acsnet.lab.layout import Progress, quiet
-from acsnet.lab.processes import cgroup_roots, cmdline_of, kill_quietly
+from acsnet.lab.processes import cgroup_pids, cgroup_roots, cmdline_of, kill_quietly
 
 
 class LabTeardown:
@@ -49,10 +49,7 @@ class LabTeardown:
     def _container_pids(self) -> set[int]:
         pids = set()
         for top in self._cgroup_dirs():
-            for directory, _subdirs, files in os.walk(top):
-                if "cgroup.procs" in files:
-                    with open(os.path.join(directory, "cgroup.procs")) as f:
-                        pids.update(int(p) for p in f.read().split())
+            pids |= cgroup_pids(top)
         return pids
 
     def _remove_cgroups(self) -> list[str]:
