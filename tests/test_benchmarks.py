@@ -66,6 +66,15 @@ def test_netperf_quick_reports_every_path_with_ratios_from_one_run(tmp_path):
     for driver in ("vlan", "vxlan", "vpc"):
         assert runs[driver]["create_endpoint"]["calls"] >= 2 and runs[driver]["create_endpoint"]["p50_ms"] > 0, runs[driver]
     assert "create_endpoint" not in runs["bridge"]
+    # the plugins' own time per container, for the acsnet drivers only: at least its CreateEndpoint
+    for driver in ("vlan", "vxlan", "vpc"):
+        row = runs[driver]
+        assert row["plugins_ms_per_container"] > row["create_endpoint"]["p50_ms"] / 2, row
+        assert abs(row["plugins_ms_per_container"] - sum(row["plugins_ms_by_method"].values())) < 1e-9
+        assert {"NetworkDriver.CreateEndpoint", "IpamDriver.RequestAddress"} <= set(row["plugins_ms_by_method"]), row
+        assert f"- {driver}, {row['plugins_ms_per_container']:.1f} ms: " in printed
+    assert all("plugins_ms_per_container" not in runs[d] for d in ("bridge", "macvlan", "overlay"))
+    assert "plugins per container (ms)" in printed
     # add-port against ports on a host, both ways, in the same report
     assert [row["ports"] for row in control["ovsdb_ports"]] == [0, 50]
     assert all(row["ovs_vsctl_ms"] > 0 and row["idl_ms"] > 0 for row in control["ovsdb_ports"])
@@ -98,6 +107,37 @@ def test_peer_comparison_pairs_each_acsnet_row_with_its_peer_of_the_same_lab():
     assert vlan["bw_over_peer"] == 1.1 and vlan["peer_lat_over_acsnet"] == 0.8 and vlan["bw_ranges_overlap"]
     assert vxlan["peer"] == "docker overlay [OVS 3.5, debian13]" and vxlan["bw_over_peer"] == 2.0
     assert vxlan["peer_lat_over_acsnet"] == 2.0 and not vxlan["bw_ranges_overlap"] and not vxlan["lat_ranges_overlap"]
+
+
+def test_plugins_time_per_container_sums_each_drivers_calls_and_an_equal_share_of_the_ipams_on_written_logs(tmp_path):
+    """Pure arithmetic on request logs written here (no lab, no plugin): only what was logged after each
+    file's mark counts, every method and status counts, and the IPAM's calls are shared alike."""
+    from acsnet.benchmarks.controlplane import create_endpoint_times, handler_ms_per_container, plugin_calls
+
+    def line(plugin: str, method: str, ms: float, status: int = 200) -> str:
+        return (f"ts=2026-12-01 17:00:00,000 level=INFO logger=acsnet.server plugin={plugin} method={method} "
+                f"status={status} duration_ms={ms:.1f}\n")
+
+    vlan, ipam = tmp_path / "vlan-1.log", tmp_path / "acsnet-1.log"
+    vlan.write_text(line("vlan", "NetworkDriver.CreateEndpoint", 99.0))  # before the mark: not counted
+    ipam.write_text("")
+    marks = {str(vlan): vlan.stat().st_size, str(ipam): 0}
+    with open(vlan, "a") as f:
+        f.write(line("vlan", "NetworkDriver.CreateEndpoint", 30.0) + line("vlan", "NetworkDriver.Join", 2.0)
+                + line("vlan", "NetworkDriver.CreateEndpoint", 20.0) + line("vlan", "NetworkDriver.DeleteEndpoint", 8.0, 500))
+    ipam.write_text(line("acsnet", "IpamDriver.RequestAddress", 9.0) + line("acsnet", "IpamDriver.ReleaseAddress", 3.0)
+                    + "a line that is no request\n")
+    calls = plugin_calls(marks, {str(vlan): vlan.stat().st_size, str(ipam): ipam.stat().st_size})
+    assert calls["vlan"] == [("NetworkDriver.CreateEndpoint", 30.0), ("NetworkDriver.Join", 2.0),
+                             ("NetworkDriver.CreateEndpoint", 20.0), ("NetworkDriver.DeleteEndpoint", 8.0)]
+    assert create_endpoint_times(calls) == {"vlan": {"calls": 2, "p50_ms": 25.0, "max_ms": 30.0}}
+    # 2 runs; the IPAM's 12 ms shared by 3 drivers: 4 each, 2 per run
+    per_container = handler_ms_per_container(calls, 2, ["vlan", "vxlan", "vpc"])
+    assert per_container["vlan"] == {"NetworkDriver.CreateEndpoint": 25.0, "NetworkDriver.DeleteEndpoint": 4.0,
+                                     "IpamDriver.RequestAddress": 1.5, "NetworkDriver.Join": 1.0,
+                                     "IpamDriver.ReleaseAddress": 0.5}
+    assert list(per_container["vlan"]) == sorted(per_container["vlan"], key=lambda m: -per_container["vlan"][m])
+    assert per_container["vxlan"] == per_container["vpc"] == {"IpamDriver.RequestAddress": 1.5, "IpamDriver.ReleaseAddress": 0.5}
 
 
 def test_ovsdb_ports_measures_add_port_both_ways_at_each_size(tmp_path):
