@@ -49,7 +49,7 @@ NETWORKS = {  # driver -> create options
 }
 PEERS = {"vlan": "macvlan", "vxlan": "overlay"}  # acsnet's driver -> Docker's own that a user would pick instead
 PLUGIN_SOCKETS = {"acsnet": "acsnet.sock", "vlan": "vlan.sock", "vxlan": "vxlan.sock", "vpc": "vpc.sock"}
-REQUEST_LINE = re.compile(r"plugin=(\S+) method=(\w+\.\w+) status=\d+ duration_ms=([0-9.]+)")
+REQUEST_LINE = re.compile(r"plugin=(\S+) method=(\w+\.\w+) status=(\d+) duration_ms=([0-9.]+)")
 IPAM_PLUGIN = "acsnet"
 OVSDB_PORTS_SAMPLES = 20
 
@@ -112,7 +112,8 @@ def plugin_logs(lab: Lab, host: str) -> dict[str, int]:
 
 
 def plugin_calls(since: dict[str, int], now: dict[str, int]) -> dict[str, list[tuple[str, float]]]:
-    """Each plugin's calls logged after `since`: plugin -> [(method, handler ms to the tenth)]."""
+    """Each plugin's calls logged after `since`: plugin -> [(method, handler ms to the tenth)], a call
+    answered with an error as `Method!status` (its time counts, apart from the method's successes)."""
     calls: dict[str, list[tuple[str, float]]] = {}
     for path, size in now.items():
         with open(path, errors="replace") as f:
@@ -120,7 +121,8 @@ def plugin_calls(since: dict[str, int], now: dict[str, int]) -> dict[str, list[t
             for line in f.read(size - since.get(path, 0)).splitlines():
                 found = REQUEST_LINE.search(line)
                 if found:
-                    calls.setdefault(found.group(1), []).append((found.group(2), float(found.group(3))))
+                    plugin, method, status, ms = found.groups()
+                    calls.setdefault(plugin, []).append((method + ("" if status == "200" else f"!{status}"), float(ms)))
     return calls
 
 
