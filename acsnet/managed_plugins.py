@@ -170,8 +170,16 @@ def install_acsnet(root: str, source: str, timeout: float = 900) -> None:
         raise AcsnetError(f"pip could not install acsnet into the plugins' root: {result.stderr.strip()[-800:]}")
 
 
+# What the plugins never use at run time goes: dockerd's plugin create takes time in proportion to the
+# root's size (about 19 s for 225 MB here, 15 s for 177 MB), on every host at every install. Debian's
+# package manager and its state (perl, dpkg's and apt's files), glibc's iconv modules and time zones
+# (nothing converts charsets or reads zoneinfo), and OVS's daemons (a plugin is only a client of the
+# host's OVS).
 TRIMMED = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "var/cache/apt",
-           "var/lib/apt/lists", "var/cache/debconf", "usr/share/lintian")
+           "var/lib/apt", "var/cache/debconf", "usr/share/lintian", "var/lib/dpkg", "usr/lib/apt",
+           "usr/bin/perl", "usr/bin/perl5.36.0", "usr/lib/x86_64-linux-gnu/perl-base", "usr/share/perl5",
+           "usr/lib/x86_64-linux-gnu/gconv", "usr/share/zoneinfo",
+           "usr/sbin/ovsdb-server", "usr/lib/openvswitch-switch")
 
 
 def build(out: str | None = None, *, source: str | None = None, progress=lambda message: None) -> str:
@@ -187,7 +195,11 @@ def build(out: str | None = None, *, source: str | None = None, progress=lambda 
         subprocess.run(["cp", "-a", base, root], check=True, timeout=300)
         os.unlink(os.path.join(root, rootfs.COMPLETE))
         for path in TRIMMED:
-            shutil.rmtree(os.path.join(root, path), ignore_errors=True)
+            trimmed = os.path.join(root, path)
+            if os.path.isdir(trimmed) and not os.path.islink(trimmed):
+                shutil.rmtree(trimmed)
+            elif os.path.lexists(trimmed):
+                os.unlink(trimmed)
         progress("acsnet and its Python dependencies into the root (pip)")
         install_acsnet(root, source or _checkout())
         for spec in PLUGINS.values():
