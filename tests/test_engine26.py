@@ -102,7 +102,7 @@ def test_a_global_scope_driver_on_docker_26_refuses_networks_saying_what_to_run(
             assert result.returncode != 0, f"{driver}: a global network was made on a dockerd without a cluster"
             assert f"acsnet serve {driver} runs with --scope global" in result.stderr, result.stderr
             assert f"Run 'acsnet serve {driver} --scope local' on every host" in result.stderr, result.stderr
-        networks = lab.docker("h1", "network", "ls", "--format", "{{.Name}}").stdout.split()
+        networks = lab.network_names("h1")
         assert [n for n in networks if n.startswith("g-")] == []
         left = svc.run([sys.executable, "-c", STORED_NETWORKS, lab.zookeeper_url]).stdout
         assert json.loads(left) == {"pools": [], "vlan": [], "vxlan": [], "vpc": []}, "a refused network left records"

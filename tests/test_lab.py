@@ -98,7 +98,7 @@ def test_demo_passes_and_can_run_again(lab):
 def assert_demo_left_nothing(lab: Lab) -> None:
     for host in lab.hosts():
         names = lab.docker(host, "ps", "-a", "--format", "{{.Names}}").stdout.split()
-        networks = lab.docker(host, "network", "ls", "--format", "{{.Name}}").stdout.split()
+        networks = lab.network_names(host)
         assert [n for n in names + networks if n.startswith("demo-")] == [], f"left on {host}"
         assert lab.front_pids(host, DEMO_FRONT) == [], f"the demo's front still runs on {host}"
         assert all(lab.plugin_pids(host, plugin) for plugin in lab.plugins()), f"a plugin is down on {host}"
@@ -131,7 +131,7 @@ def test_global_scope_networks_are_cluster_wide(tmp_path):
         # Docker's own overlay driver is global-scope; acsnet's drivers join this test as they land.
         lab.docker("h1", "network", "create", "-d", "overlay", "--ipam-driver", "acsnet", "--subnet", "100.99.0.0/24", "cluster-net")
         deadline = time.monotonic() + 10
-        while "cluster-net" not in lab.docker("h2", "network", "ls", "--format", "{{.Name}}").stdout:
+        while "cluster-net" not in lab.network_names("h2"):
             assert time.monotonic() < deadline, "the network created on h1 never appeared on h2"
             time.sleep(0.2)
         scope = lab.docker("h2", "network", "inspect", "-f", "{{.Scope}}", "cluster-net").stdout.strip()

@@ -5,6 +5,8 @@ run them instead of `acsnet serve` processes: real dockerd (20.10, or 26 with AC
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 import uuid
 
@@ -14,7 +16,8 @@ from acsnet.cli import main
 from acsnet.config import COMMON_OPTIONS, IPAM_OPTIONS
 from acsnet.lab.dockerd import IMAGE
 from acsnet.lab.topology import Lab
-from acsnet.managed_plugins import PLUGINS, config_json
+from acsnet import managed_plugins
+from acsnet.managed_plugins import PLUGINS, config_json, source_digest
 from tests.conftest import ENGINE
 
 VXLAN, VLAN, VPC, IPAM = (PLUGINS[p].reference for p in ("vxlan", "vlan", "vpc", "ipam"))
@@ -57,6 +60,44 @@ def test_every_option_is_a_settable_variable_and_capabilities_are_few():
                             "vpc": ["CAP_NET_ADMIN"]}
     drivers_mounts = {p: [m["Name"] for m in config_json(spec)["Mounts"]] for p, spec in PLUGINS.items()}
     assert all("ovs-run" in drivers_mounts[p] for p in ("vlan", "vxlan", "vpc")) and "netns" in drivers_mounts["vxlan"]
+
+
+def test_the_source_digest_follows_what_pip_installs_and_nothing_else_on_a_copied_checkout(tmp_path):
+    checkout = tmp_path / "checkout"
+    shutil.copytree(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), checkout,
+                    ignore=shutil.ignore_patterns(".git", ".venv", ".cache", "build", "tests", "*.egg-info"))
+    first = source_digest(str(checkout))
+    (checkout / "README.md").write_text("not installed\n")
+    os.makedirs(checkout / "plugins" / "__pycache__", exist_ok=True)
+    (checkout / "plugins" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"compiled")
+    assert source_digest(str(checkout)) == first
+    (checkout / "ipam" / "allocator.py").write_text((checkout / "ipam" / "allocator.py").read_text() + "# changed\n")
+    assert source_digest(str(checkout)) != first
+
+
+def test_build_cached_builds_once_for_the_same_sources_with_a_fake_build(tmp_path, monkeypatch):
+    """The plugins' build (debootstrap's root, pip) is faked: this is about when it runs."""
+    monkeypatch.setenv("ACSNET_CACHE", str(tmp_path / "cache"))
+    builds = []
+
+    def fake_build(out, *, source=None, progress=lambda message: None):
+        builds.append(out)
+        for spec in PLUGINS.values():
+            os.makedirs(os.path.join(out, spec.folder, "rootfs", "etc"))
+            with open(os.path.join(out, spec.folder, "config.json"), "w") as f:
+                json.dump(config_json(spec), f)
+        return out
+
+    monkeypatch.setattr(managed_plugins, "build", fake_build)
+    for lab in ("one", "two"):
+        managed_plugins.build_cached(str(tmp_path / lab / "plugins"))
+        assert managed_plugins.is_built(str(tmp_path / lab / "plugins"))
+    assert len(builds) == 1
+    kept = os.path.join(builds[0], PLUGINS["vlan"].folder, "config.json")
+    assert os.stat(kept).st_ino == os.stat(tmp_path / "two" / "plugins" / PLUGINS["vlan"].folder / "config.json").st_ino
+    monkeypatch.setattr(managed_plugins, "source_digest", lambda: "changed-sources")
+    managed_plugins.build_cached(str(tmp_path / "three" / "plugins"))
+    assert len(builds) == 2 and not os.path.exists(builds[0]), "the older sources' build stays"
 
 
 def test_install_refuses_bad_settings_before_asking_dockerd(capsys, tmp_path):
@@ -146,7 +187,7 @@ def test_plugin_commands_take_the_untagged_names_networks_need_the_tag(managed_l
     ipam = lab.docker(host, "network", "create", "-d", VXLAN, "--ipam-driver", "acsnet/ipam", "--subnet", subnet,
                       "-o", "VxlanId=850", f"mnotag-{tag}", check=False)
     assert ipam.returncode != 0 and 'invalid ipam driver: "acsnet/ipam"' in ipam.stderr, ipam.stderr
-    assert f"mnotag-{tag}" not in lab.docker(host, "network", "ls", "--format", "{{.Name}}").stdout.split()
+    assert f"mnotag-{tag}" not in lab.network_names(host)
     assert subnet not in pools_in_store(lab), "a refused network left its pool in the IPAM"
     # The same, tagged, is made.
     lab.docker(host, "network", "create", "-d", VXLAN, "--ipam-driver", IPAM, "--subnet", subnet, "-o", "VxlanId=850",
@@ -202,7 +243,7 @@ def test_a_dual_stack_vpc_network_carries_ipv6_across_hosts_where_host_setup_tur
         assert refused.returncode != 0 and "IPv6 forwarding is off on this host" in refused.stderr, refused.stderr
         assert ("acsnet plugin install --host-setup" in refused.stderr
                 and "sysctl -w net.ipv6.conf.all.forwarding=1" in refused.stderr), refused.stderr
-        assert network not in lab.docker("h2", "network", "ls", "--format", "{{.Name}}").stdout.split()
+        assert network not in lab.network_names("h2")
         assert subnet not in pools_in_store(lab), "a refused network left its pool in the IPAM"
         assert lab.node("h2").run(forwarding6).stdout.strip() == "0", "the plugin changed /proc/sys after all"
         lab.node("h2").run(["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"])

@@ -104,7 +104,7 @@ def remove(lab: Lab, services: list[str], networks: list[str]) -> None:
     up = [host for host in lab.hosts() if lab.docker(host, "version", check=False).returncode == 0]
     for host in up:
         while time.monotonic() < deadline:
-            copies = lab.docker(host, "network", "ls", "--format", "{{.Name}}", check=False).stdout.split()
+            copies = lab.network_names(host, check=False)
             if not set(networks) & set(copies):
                 break
             time.sleep(1)
@@ -112,7 +112,7 @@ def remove(lab: Lab, services: list[str], networks: list[str]) -> None:
 
 def network_gone_from(lab: Lab, host: str, network: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
-    while network in lab.docker(host, "network", "ls", "--format", "{{.Name}}").stdout.split():
+    while network in lab.network_names(host):
         assert time.monotonic() < deadline, f"{host} kept its copy of {network}"
         time.sleep(1)
 
@@ -128,7 +128,7 @@ def assert_nothing_left(lab: Lab, network: str, prefix: str = "100.80.0.", hosts
     hosts = hosts or lab.hosts()
     deadline = time.monotonic() + 60
     while True:  # workers remove the network once their last task is gone
-        left = [h for h in hosts if network in lab.docker(h, "network", "ls", "--format", "{{.Name}}").stdout.split()]
+        left = [h for h in hosts if network in lab.network_names(h)]
         records = stored(lab, hosts)
         records["pools"] = [pool for pool in records["pools"] if not pool_may_stay(pool)]
         if not left and records == {"pools": [], "vnis": {}, "vlan": [], "vxlan": [], "vpc": []}:

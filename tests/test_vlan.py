@@ -227,7 +227,7 @@ def test_bad_options_are_refused_clearly(lab):
         result = lab.docker("h1", "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--subnet", "192.0.2.0/28",
                             *extra, "bad", check=False)
         assert result.returncode != 0 and message in result.stderr, (extra, result.stderr)
-    assert "bad" not in lab.docker("h1", "network", "ls", "--format", "{{.Name}}").stdout.split()
+    assert "bad" not in lab.network_names("h1")
     tag = uuid.uuid4().hex[:4]
     try:
         create_network(lab, f"ok-{tag}", V217, hosts=("h1",))
@@ -412,7 +412,7 @@ def test_a_global_scope_vlan_network_made_on_one_host_spans_both(tmp_path):
         lab.up(hosts=2, scope="global")
         create_network(lab, "gv217", V217, hosts=("h1",))
         deadline = time.monotonic() + 10
-        while "gv217" not in lab.docker("h2", "network", "ls", "--format", "{{.Name}}").stdout.split():
+        while "gv217" not in lab.network_names("h2"):
             assert time.monotonic() < deadline, "the network created on h1 never appeared on h2"
             time.sleep(0.2)
         for host in ("h1", "h2"):
@@ -427,7 +427,7 @@ def test_a_global_scope_vlan_network_made_on_one_host_spans_both(tmp_path):
         lab.docker("h2", "rm", "-f", "gb")
         lab.docker("h2", "network", "rm", "gv217")
         for host in ("h1", "h2"):
-            assert "gv217" not in lab.docker(host, "network", "ls", "--format", "{{.Name}}").stdout.split()
+            assert "gv217" not in lab.network_names(host)
         assert_nothing_left(lab)
     finally:
         lab.down()

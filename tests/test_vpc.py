@@ -42,7 +42,7 @@ def test_host_subnets_routed_without_a_tunnel_the_route_limit_a_host_leaving_and
         # max_routes=2 and two hosts in: a third is refused, clearly, and nothing of it is left.
         refused = create_vpc(lab, "h3", check=False)
         assert refused.returncode != 0 and "route limit (max_routes=2)" in refused.stderr, refused.stderr
-        assert "vpc0" not in lab.docker("h3", "network", "ls", "--format", "{{.Name}}").stdout
+        assert "vpc0" not in lab.network_names("h3")
 
         lab.docker("h1", "run", "-d", *QUICK, "--net", "vpc0", "--name", "c1", IMAGE, "sleep", "600")
         lab.docker("h2", "run", "-d", *QUICK, "--net", "vpc0", "--name", "c2", IMAGE, "sleep", "600")
@@ -304,7 +304,7 @@ def test_a_range_removed_on_every_host_is_made_again_with_other_options_refused_
         refused = create("h1", options_b, check=False)
         assert refused.returncode != 0 and ("exists with host_subnet_size=24 and max_routes=50, IPv6 fd00:92:a::/64 "
                                             "with host_subnet_size_v6=80") in refused.stderr, refused.stderr
-        assert network not in lab.docker("h1", "network", "ls", "--format", "{{.Name}}").stdout.split()
+        assert network not in lab.network_names("h1")
 
         lab.docker("h2", "network", "rm", network)
         create("h1", options_b)  # the range's last subnet went, its options with it

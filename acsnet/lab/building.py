@@ -21,7 +21,7 @@ from acsnet.lab.ovs import OpenVSwitch
 from acsnet.lab.plugin_process import PluginProcess
 from acsnet.lab.zookeeper import ZooKeeperMissing
 from acsnet.managed_plugins import PLUGINS
-from acsnet.managed_plugins import build as build_managed_plugins
+from acsnet.managed_plugins import build_cached as build_plugins_once
 
 PLUGIN_KINDS = ("processes", "managed")  # `acsnet serve` processes, or Docker managed plugins
 
@@ -158,8 +158,7 @@ class LabBuilding:
 
         if state.get("plugins") == "managed":
             progress("the managed plugins: acsnet plugin build")
-            build_managed_plugins(self.managed_plugins_dir, progress=progress)
-        if state.get("plugins") == "managed":
+            build_plugins_once(self.managed_plugins_dir, progress=progress)
             self._start_managed_hosts([nodes[name] for name in state["hosts"]], state, progress)
         else:
             for index, name in enumerate(state["hosts"], start=1):

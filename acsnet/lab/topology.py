@@ -129,6 +129,11 @@ class Lab(LabBuilding, LabFaults, LabTeardown):
     def docker(self, host: str, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
         return self.node(host).run([self.docker_cli, *args], check=check, timeout=timeout)
 
+    def network_names(self, host: str, check: bool = True) -> list[str]:
+        """`docker network ls` on `host`: the names of the networks it has (none if it does not answer and
+        not `check`)."""
+        return self.docker(host, "network", "ls", "--format", "{{.Name}}", check=check).stdout.split()
+
     def exec_env(self) -> dict:
         """The environment of `lab exec`: `docker` on PATH is the CLI of the lab's engine."""
         return {**os.environ, "PATH": os.path.dirname(self.docker_cli) + os.pathsep + os.environ.get("PATH", os.defpath)}
