@@ -214,8 +214,8 @@ class LabBuilding:
     def _start_managed_hosts(self, hosts: list[SimulatedHost], state: dict, progress: Progress) -> None:
         """Each host's OVS and dockerd (it runs managed plugins), then the plugins as a user installs them,
         host setup included (`acsnet plugin install --host-setup`), on every host at once: dockerd takes
-        20-30 s to take in each plugin's root, and most of that is not this machine's CPU (two hosts at
-        once take about as long as one), so a 3-host lab is up minutes sooner."""
+        15-30 s to take in each plugin's root, busy on about one core; here a 3-host lab's installs took
+        163 s at once and 296 s one host after another."""
         daemons = {}
         for index, host in enumerate(hosts, start=1):
             progress(f"{host.name}: Open vSwitch" + (f" ({state['host_os']})" if host.os_root else ""))
