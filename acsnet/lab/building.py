@@ -186,6 +186,12 @@ class LabBuilding:
                      f"--cluster-advertise={host_address(index)}:2376"]
         return args
 
+    def _start_dockerd(self, host: SimulatedHost, index: int, state: dict, progress: Progress) -> DockerDaemon:
+        progress(f"{host.name}: dockerd {state.get('engine', DEFAULT_ENGINE)}")
+        return DockerDaemon(host, os.path.join(host.workdir, "docker"),
+                            extra_args=self.dockerd_args(host.name, index, state["scope"]),
+                            engine=state.get("engine", DEFAULT_ENGINE)).start()
+
     def _start_host(self, host: SimulatedHost, index: int, state: dict, progress: Progress) -> None:
         progress(f"{host.name}: Open vSwitch" + (f" ({state['host_os']})" if host.os_root else ""))
         OpenVSwitch(host).start()
@@ -198,10 +204,7 @@ class LabBuilding:
             PluginProcess.acsnet(plugin, "/run/docker/plugins", "--store", self.zookeeper_url,
                                  "--host-id", host.name, "--scope", state["scope"], "--datapath", "netdev",
                                  log_dir=host.workdir, host=host).start(wait=60)
-        progress(f"{host.name}: dockerd {state.get('engine', DEFAULT_ENGINE)}")
-        daemon = DockerDaemon(host, os.path.join(host.workdir, "docker"),
-                              extra_args=self.dockerd_args(host.name, index, state["scope"]),
-                              engine=state.get("engine", DEFAULT_ENGINE)).start()
+        daemon = self._start_dockerd(host, index, state, progress)
         progress(f"{host.name}: busybox image")
         daemon.import_busybox(os.path.join(self.workdir, "busybox.tar"))
 
@@ -220,10 +223,7 @@ class LabBuilding:
         for index, host in enumerate(hosts, start=1):
             progress(f"{host.name}: Open vSwitch" + (f" ({state['host_os']})" if host.os_root else ""))
             OpenVSwitch(host).start()
-            progress(f"{host.name}: dockerd {state.get('engine', DEFAULT_ENGINE)}")
-            daemons[host.name] = DockerDaemon(host, os.path.join(host.workdir, "docker"),
-                                              extra_args=self.dockerd_args(host.name, index, state["scope"]),
-                                              engine=state.get("engine", DEFAULT_ENGINE)).start()
+            daemons[host.name] = self._start_dockerd(host, index, state, progress)
             if host.os_root:
                 # dockerd runs the plugins from the host's OS and bind-mounts their sources from there, while
                 # `acsnet plugin install` runs from this machine's root (which makes them on a real host, where
@@ -240,7 +240,8 @@ class LabBuilding:
             installs = [pool.submit(self._plugin_install, host.name, *settings) for host in hosts]
         # runc puts a plugin in a cgroup named by its id below its caller's (no cgroup parent applies to
         # plugins): `down` removes those by the ids kept here, those of a failed install's other hosts too.
-        ids = [i for host in hosts for i in self.docker(host.name, "plugin", "ls", "--no-trunc", "--quiet", check=False).stdout.split()]
+        ids = [plugin_id for host in hosts
+               for plugin_id in self.docker(host.name, "plugin", "ls", "--no-trunc", "--quiet", check=False).stdout.split()]
         saved = self.state()
         saved["plugin_ids"] = sorted(set(saved.get("plugin_ids", [])) | set(ids))
         with open(self.state_path, "w") as f:
