@@ -195,3 +195,27 @@ def test_cgroup_pids_skips_a_cgroup_removed_while_walking_on_a_fake_cgroup_tree(
     (top / "exited").mkdir()
     (top / "exited" / "cgroup.procs").symlink_to(tmp_path / "gone")
     assert cgroup_pids(str(top)) == {11, 12, 13}
+
+
+def test_cgroup_pids_skips_a_removed_cgroup_read_as_enodev_on_a_fake_open(tmp_path, monkeypatch):
+    """On a cgroup v1 hierarchy a cgroup being removed can still be listed and its `cgroup.procs` then
+    reads as ENODEV (seen in CI, powering a host off). The fake layer is `open`, which raises ENODEV for
+    that one cgroup; any other error still reaches the caller."""
+    import errno
+    import acsnet.lab.processes as processes
+    top = tmp_path / "acsnet-x-h1"
+    (top / "exited").mkdir(parents=True)
+    (top / "cgroup.procs").write_text("21\n")
+    (top / "exited" / "cgroup.procs").write_text("22\n")
+    failing = {"errno": errno.ENODEV}
+
+    def open_failing_for_the_exited_cgroup(path, *args, **kwargs):
+        if "exited" in str(path):
+            raise OSError(failing["errno"], "fake")
+        return open(path, *args, **kwargs)
+
+    monkeypatch.setattr(processes, "open", open_failing_for_the_exited_cgroup, raising=False)
+    assert processes.cgroup_pids(str(top)) == {21}
+    failing["errno"] = errno.EACCES
+    with pytest.raises(PermissionError):
+        processes.cgroup_pids(str(top))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 
@@ -18,15 +19,17 @@ def cgroup_roots() -> list[str]:
 
 def cgroup_pids(top: str) -> set[int]:
     """The pids in cgroup `top` and every cgroup below it. A cgroup removed while this walks (its
-    container exited) has no tasks left, so it is skipped, not an error."""
+    container exited) has no tasks left, so it is skipped, not an error: its file is gone (ENOENT) or,
+    on a cgroup v1 hierarchy, still listed but reads as ENODEV (seen once in CI, powering a host off)."""
     pids = set()
     for directory, _subdirs, files in os.walk(top):
         if "cgroup.procs" in files:
             try:
                 with open(os.path.join(directory, "cgroup.procs")) as f:
                     pids.update(int(p) for p in f.read().split())
-            except FileNotFoundError:
-                continue
+            except OSError as error:
+                if error.errno not in (errno.ENOENT, errno.ENODEV):
+                    raise
     return pids
 
 
