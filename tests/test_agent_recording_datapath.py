@@ -6,6 +6,7 @@ test_reliability) show the same on real switches."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import netaddr
@@ -114,6 +115,33 @@ def test_an_address_held_on_a_live_host_is_refused_on_another(cluster):
     with pytest.raises(Conflict, match="in use by an endpoint on host h1"):
         h2.add_endpoint(SegmentEndpoint("ff" * 32, NETWORK_ID, VNI, taken.ip, 24, "02:42:0a:2a:00:ff", time.time()))
     assert "ff" * 32 not in h2.endpoints and not any(p.startswith("vhffff") for p in cluster.switches["h2"].ports)
+
+
+def test_a_claim_on_a_followed_segment_checks_its_address_against_the_watchs_names__claim_threads_listings_counted(cluster, monkeypatch):
+    """A host with an endpoint on a segment follows it: a claim there reads only the records of its own
+    address (none when it is free), and still refuses one held on a live host once the watch said so."""
+    h1, h2 = cluster.start("h1"), cluster.start("h2")
+    add_network(h1)
+    add_network(h2)
+    h1.add_endpoint(endpoint(3))
+    h2.add_endpoint(endpoint(4))  # h2 follows the segment from here on
+    listed = []  # what h2's claims list (its worker may list the segment in the background: not counted)
+    store = cluster.stores["h2"]
+    real_children = store.children
+
+    def children(path):
+        if threading.current_thread().name.startswith("vxlan-claim"):
+            listed.append(path)
+        return real_children(path)
+
+    monkeypatch.setattr(store, "children", children)
+    h2.add_endpoint(endpoint(6))
+    h1.add_endpoint(endpoint(7))
+    wait_for(lambda: any("ip=10.42.0.7 " in f for f in cluster.switches["h2"].flows), what="h1's 10.42.0.7 in h2's table")
+    with pytest.raises(Conflict, match="in use by an endpoint on host h1"):
+        h2.add_endpoint(SegmentEndpoint("ee" * 32, NETWORK_ID, VNI, "10.42.0.7", 24, "02:42:0a:2a:00:ee", time.time()))
+    assert not [p for p in listed if p.rstrip("/").endswith(f"/{VNI}")], listed
+    assert "ee" * 32 not in h2.endpoints and "10.42.0.6" in [e.ip for e in h2.endpoints.values()]
 
 
 def test_a_dead_hosts_routes_are_withdrawn_and_come_back_with_it(cluster):

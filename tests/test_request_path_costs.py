@@ -89,7 +89,7 @@ def test_a_container_again_on_a_segment_within_the_linger_costs_no_watch__store_
                 return _call(*args, **kwargs)
             setattr(store, name, counted)
         agent.add_endpoint(endpoint(2))
-        assert calls == ["children", "commit"], "the endpoint's claim (its address's holders read, one commit) and nothing else"
+        assert calls == ["commit"], "the endpoint's claim (one commit: the followed segment's names are its watch's) and nothing else"
         agent.remove_endpoint(endpoint(2).endpoint_id)
         deadline = time.monotonic() + 5
         while agent.remote.watched and time.monotonic() < deadline:

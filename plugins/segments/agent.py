@@ -357,7 +357,14 @@ class SegmentAgent:
             state.prepare_host_endpoints(self.store, self.layout, self.host_id)
             self._made.add(endpoint.segment)
         operations = []
-        for holder, delete in state.read_address_holders(self.store, self.layout, endpoint.segment, endpoint.ip):
+        # A segment this host follows (it has or just had endpoints on it) is not listed again: its
+        # watch's names are current to within its notice, and listing them was one of the claim's two
+        # round trips (4-10 ms on a lab host, where they meet ovs-vswitchd adding the port beside
+        # them). That notice widens by a few milliseconds the window in which two hosts claiming the
+        # same address at once both succeed; the window was already there between the listing and
+        # the commit, and the IPAM, which allocates each address once, is what guards a pool.
+        names = self.remote.names(endpoint.segment)
+        for holder, delete in state.read_address_holders(self.store, self.layout, endpoint.segment, endpoint.ip, names):
             stale_here = holder.host == self.host_id and holder.endpoint_id not in self.endpoints
             if not stale_here and holder.host != self.host_id and self.store.host_alive(holder.host):
                 raise Conflict(f"address {endpoint.ip} on {where} is in use by an endpoint on host {holder.host}")

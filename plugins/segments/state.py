@@ -231,16 +231,18 @@ def read_segment_records_named(store: Store, layout: Layout, number: int | str, 
     return {name: SegmentRecord.from_json(node.json()) for name, node in zip(names, nodes) if node is not None and node.value}
 
 
-def read_address_holders(store: Store, layout: Layout, number: int, ip: str) -> list[tuple[SegmentRecord, Delete]]:
-    """The records of `ip` on the segment, each with the operation that deletes it as read now."""
-    found = []
-    for name in segment_record_names(store, layout, number):
-        if name.split("~")[0] != ip:
-            continue
-        node = store.get(layout.record_key(number, name))
-        if node is not None:
-            found.append((SegmentRecord.from_json(node.json()), Delete(layout.record_key(number, name), node.version)))
-    return found
+def read_address_holders(store: Store, layout: Layout, number: int, ip: str,
+                         names: list[str] | None = None) -> list[tuple[SegmentRecord, Delete]]:
+    """The records of `ip` on the segment, each with the operation that deletes it as read now. `names`:
+    the segment's record names as a watch of it last said, instead of listing them (a round trip, and
+    the whole segment's names: 20,000 at 1,000 hosts with 100 endpoints in 10 networks)."""
+    if names is None:
+        names = segment_record_names(store, layout, number)
+    keys = [layout.record_key(number, name) for name in names if name.split("~")[0] == ip]
+    if not keys:
+        return []
+    return [(SegmentRecord.from_json(node.json()), Delete(key, node.version))
+            for key, node in zip(keys, store.get_many(keys)) if node is not None]
 
 
 def endpoint_clear_operations(layout: Layout, host: str, endpoint: SegmentEndpoint) -> list[Delete]:

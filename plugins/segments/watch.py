@@ -78,6 +78,11 @@ class RemoteRecords:
             if record.host != self.host_id and self._in_flows(record):
                 self._removed.append((number, record))
 
+    def names(self, number: int) -> list[str] | None:
+        """A watched segment's record names as its watch last said (None: not watched, or not heard
+        from yet). They lag the store by the watch's notice, a few milliseconds."""
+        return self._names.get(number) if number in self.watched else None
+
     def refresh(self, number: int, *, collect_arrivals: bool) -> bool:
         """Bring the cached records of a segment in line with its names; True if a record of another
         host changed (this host's own records do not change its flows)."""
