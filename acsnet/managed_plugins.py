@@ -175,10 +175,9 @@ def install_acsnet(root: str, source: str, timeout: float = 900) -> None:
 
 # What the plugins never use at run time goes: dockerd's plugin create takes time in proportion to the
 # root's size (measured here: 19 s for the 225 MB root before this trimming, 15 s for a 177 MB one), on
-# every host at every install. Debian's
-# package manager and its state (perl, dpkg's and apt's files), glibc's iconv modules and time zones
-# (nothing converts charsets or reads zoneinfo), and OVS's daemons (a plugin is only a client of the
-# host's OVS).
+# every host at every install. Debian's package manager and its state (perl, dpkg's and apt's files),
+# glibc's iconv modules and time zones (nothing converts charsets or reads zoneinfo), and OVS's daemons
+# (a plugin is only a client of the host's OVS).
 TRIMMED = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "var/cache/apt",
            "var/lib/apt", "var/cache/debconf", "usr/share/lintian", "var/lib/dpkg", "usr/lib/apt",
            "usr/bin/perl", "usr/bin/perl5.36.0", "usr/lib/x86_64-linux-gnu/perl-base", "usr/share/perl5",
