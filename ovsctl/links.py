@@ -100,6 +100,19 @@ def create_veth(host_end: str, container_end: str, *, mtu: int, container_mac: s
             raise DatapathError(f"cannot create veth {host_end}/{container_end}: {e}") from None
 
 
+def set_mtu(names: list[str], mtu: int) -> None:
+    """Give these links this MTU, in one netlink socket."""
+    with IPRoute() as ipr:
+        for name in names:
+            index = _index(ipr, name)
+            if index is None:
+                raise DatapathError(f"no interface {name}")
+            try:
+                ipr.link("set", index=index, mtu=mtu)
+            except NetlinkError as e:
+                raise DatapathError(f"cannot set the MTU of {name} to {mtu}: {e}") from None
+
+
 def index_of(name: str) -> int | None:
     with IPRoute() as ipr:
         return _index(ipr, name)

@@ -158,6 +158,26 @@ class Ovsdb:
 
         self._transact(change, wait=wait)
 
+    def label_port(self, bridge: str, port: str, *, external_ids: dict[str, str], tag: int | None = None) -> None:
+        """Give a port of the bridge these external_ids (its interface's, replacing the ones it had) and,
+        if given, this VLAN tag; return once OVSDB has committed. ovs-vswitchd has nothing to open: what
+        it applies of this (the tag) is not what flows wait for."""
+        check_interface_name(bridge)
+        check_interface_name(port)
+
+        def change(c: Change) -> None:
+            row = c.find("Port", port)
+            bridge_row = c.find("Bridge", bridge)
+            if row is None or bridge_row is None or row not in bridge_row.ports:
+                raise DatapathError(f"cannot label port {port}: it is not a port of {bridge}")
+            if tag is not None:
+                c.set(row, "tag", [int(tag)])
+            for iface in row.interfaces:
+                if iface.name == port:
+                    c.set(iface, "external_ids", dict(external_ids))
+
+        self._transact(change, wait=False)
+
     @staticmethod
     def _new_port(c: Change, name: str, *, interface_type: str | None = None, tag: int | None = None,
                   mac: str | None = None, external_ids: dict[str, str] | None = None,
