@@ -90,7 +90,7 @@ def run_plugin(plugin: str, settings: dict, listener: socket.socket) -> None:
 def segment_agent(store, datapath, settings, metrics=None) -> SegmentAgent:
     """The one agent class, with the driver's datapath in it, started."""
     agent = SegmentAgent(store, datapath, settings["host_id"], cluster_wide=settings["scope"] == "global",
-                         orphan_grace=settings["orphan_grace"], metrics=metrics,
+                         orphan_grace=settings["orphan_grace"], metrics=metrics, spare_pairs=settings["spare_pairs"],
                          docker=parse_docker_address(settings["docker"]) if settings.get("docker") else None)
     agent.start()
     return agent

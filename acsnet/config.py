@@ -20,6 +20,7 @@ class Option:
     help: str
     type: type = str
     choices: tuple | None = None
+    bounds: tuple | None = None  # (lowest, highest) a number may be
 
     @property
     def flag(self) -> str:
@@ -55,6 +56,8 @@ COMMON_OPTIONS = [
            "(names for the dashboard's search) (drivers)"),
     Option("orphan_grace", 60.0, "seconds an endpoint may stay unjoined before the driver removes it as orphaned "
            "by dockerd (drivers)", float),
+    Option("spare_pairs", 2, "veth pairs each driver keeps on its bridge ahead of CreateEndpoint, each handed to a "
+           "container without a port for Open vSwitch to open then; 0 for none (drivers)", int, bounds=(0, 64)),
     Option("store_timeout", 5.0, "seconds any store call may take before the request fails", float),
     Option("threads", 8, "request threads of the plugin process", int),
     Option("log_level", "info", "debug, info, warning or error", choices=("debug", "info", "warning", "error")),
@@ -122,6 +125,8 @@ def resolve(args: argparse.Namespace, options: list[Option]) -> dict[str, object
                 raise SystemExit(f"acsnet: {opt.name} must be a {_TYPE_NAMES.get(opt.type, opt.type.__name__)}, got {value!r}") from None
         if opt.choices and value not in opt.choices:
             raise SystemExit(f"acsnet: {opt.name} must be one of {', '.join(opt.choices)}, got {value!r}")
+        if opt.bounds and value is not None and not opt.bounds[0] <= value <= opt.bounds[1]:
+            raise SystemExit(f"acsnet: {opt.name} must be {opt.bounds[0]} to {opt.bounds[1]}, got {value!r}")
         values[opt.name] = value
     if "host_id" in values and not values["host_id"]:
         values["host_id"] = socket.gethostname()

@@ -6,6 +6,7 @@ test_reliability) show the same on real switches."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -16,7 +17,7 @@ from acsnet.errors import Conflict
 from acsnet.plugins.segments import state
 from acsnet.plugins.segments.agent import SegmentAgent
 from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork
-from acsnet.plugins.segments.ports import DRIVER_ID, ENDPOINT_ID
+from acsnet.plugins.segments.ports import DRIVER_ID, ENDPOINT_ID, SPARE
 from acsnet.plugins.segments.recording import RecordedSwitch, RecordingDatapath
 from acsnet.plugins.vxlan.agent import VXLAN_TABLE_PARTS, vxlan_table
 from acsnet.store import open_store
@@ -58,7 +59,9 @@ class Cluster:
         switch = self.switches.setdefault(host, RecordedSwitch())
         datapath = RecordingDatapath(self.driver, switch, vtep=f"192.0.2.{len(self.switches)}",
                                      host_mac=f"02:00:00:00:01:{len(self.switches):02x}", **self.datapath_options)
-        agent = SegmentAgent(store, datapath, host, **{"resync_seconds": 30.0, **agent_options})
+        # No spare pairs unless a test asks for them: they are made 0.1 s after the start, and which of
+        # a test's endpoints would take one would depend on the machine's speed.
+        agent = SegmentAgent(store, datapath, host, **{"resync_seconds": 30.0, "spare_pairs": 0, **agent_options})
         agent.start()
         self.agents[host], self.stores[host] = agent, store
         return agent
@@ -433,3 +436,93 @@ def test_a_segment_whose_watch_could_not_be_set_is_watched_at_the_next_try_store
         assert 7 in remote.watched and len(calls) == 2
     finally:
         store.close()
+
+
+def spares(switch: RecordedSwitch) -> set[str]:
+    with switch.lock:
+        return {name for name, ids in switch.ports.items() if ids.get(SPARE)}
+
+
+def test_an_endpoint_takes_a_spare_pair_made_ahead_and_a_new_one_is_made_after_it(cluster):
+    h1 = cluster.start("h1", spare_pairs=2)
+    switch = cluster.switches["h1"]
+    wait_for(lambda: len(spares(switch)) == 2, what="two spares on the bridge")
+    ready = spares(switch)
+    assert all(switch.options[name] == {} for name in ready)  # vxlan: no tag
+    add_network(h1)
+    plugged = []
+    real_plug = h1.datapath.bridge.plug
+    h1.datapath.bridge.plug = lambda *args, **kwargs: plugged.append(args) or real_plug(*args, **kwargs)
+    h1.add_endpoint(endpoint(1))
+    assert plugged == [], "a port was made on the request path"
+    stored = h1.endpoint(endpoint(1).endpoint_id)
+    assert stored.host_port in ready and stored.container_port == "vc" + stored.host_port[2:]
+    assert switch.ports[stored.host_port] == {ENDPOINT_ID: stored.endpoint_id, DRIVER_ID: "vxlan", "acsnet-network": NETWORK_ID,
+                                              "acsnet-ip": stored.ip, "attached-mac": stored.mac}  # the spare's label gone
+    assert f"local segment={VNI} ip=10.42.0.1 mac={stored.mac} port={stored.host_port}" in switch.flows
+    # the store holds the pair's name (a restart and the audit find the port by it)
+    assert state.read_host_endpoints(cluster.stores["h1"], LAYOUTS["vxlan"], "h1")[stored.endpoint_id].host_port == stored.host_port
+    wait_for(lambda: len(spares(switch)) == 2, what="the spare taken made again")
+    assert len(spares(switch) - ready) == 1
+    h1.remove_endpoint(stored.endpoint_id)
+    wait_for(lambda: stored.host_port not in switch.ports and stored.container_port not in switch.links, what="its port retired")
+
+
+def test_a_vlan_spare_has_a_tag_no_traffic_has_until_an_endpoint_takes_it(embedded_url):
+    made = Cluster(embedded_url, driver="vlan")
+    try:
+        h1 = made.start("h1", spare_pairs=1)
+        switch = made.switches["h1"]
+        wait_for(lambda: len(spares(switch)) == 1, what="a spare on the bridge")
+        (spare,) = spares(switch)
+        assert switch.options[spare] == {"tag": 4095}
+        h1.add_network(SegmentNetwork(NETWORK_ID, 217, SUBNET, None, None, 1500))
+        h1.add_endpoint(dataclasses.replace(endpoint(1), segment=217))
+        assert h1.endpoint(endpoint(1).endpoint_id).host_port == spare and switch.options[spare] == {"tag": 217}
+    finally:
+        made.close()
+
+
+def test_a_restart_keeps_endpoints_on_spare_pairs_relabels_one_a_crash_left_unlabelled_and_replaces_the_spares(cluster):
+    h1 = cluster.start("h1", spare_pairs=2)
+    switch = cluster.switches["h1"]
+    wait_for(lambda: len(spares(switch)) == 2, what="two spares on the bridge")
+    add_network(h1)
+    h1.add_endpoint(endpoint(1))
+    h1.add_endpoint(endpoint(2))
+    wait_for(lambda: len(spares(switch)) == 2, what="the spares made again")
+    first, second = (h1.endpoint(endpoint(n).endpoint_id) for n in (1, 2))
+    assert first.pair and second.pair
+    flows, left = list(switch.flows), spares(switch)
+    cluster.stop("h1")
+    assert spares(switch) == set() and not left & set(switch.links), "a stopped plugin left its spares"
+    # a crash just after the claim committed and before the port's labels were written
+    switch.ports[second.host_port] = {DRIVER_ID: "vxlan", SPARE: "true"}
+
+    h1 = cluster.start("h1", spare_pairs=2)
+    assert set(h1.endpoints) == {first.endpoint_id, second.endpoint_id}
+    assert switch.flows == flows
+    assert switch.ports[second.host_port][ENDPOINT_ID] == second.endpoint_id and SPARE not in switch.ports[second.host_port]
+    assert not left & set(switch.ports), "the previous process's spares stayed"
+    wait_for(lambda: len(spares(switch)) == 2, what="new spares")
+
+
+def test_a_spare_that_cannot_be_fitted_leaves_no_claim_behind_and_is_retired__failing_recording_bridge(cluster):
+    from acsnet.errors import DatapathError
+
+    h1 = cluster.start("h1", spare_pairs=1)
+    switch = cluster.switches["h1"]
+    wait_for(lambda: len(spares(switch)) == 1, what="a spare on the bridge")
+    (spare,) = spares(switch)
+    add_network(h1)
+
+    def failing_fit(*args, **kwargs):
+        raise DatapathError("ovsdb-server said no")
+
+    h1.datapath.bridge.fit_spare = failing_fit
+    with pytest.raises(DatapathError):
+        h1.add_endpoint(endpoint(3))
+    assert endpoint(3).endpoint_id not in h1.endpoints
+    assert state.read_host_endpoints(cluster.stores["h1"], LAYOUTS["vxlan"], "h1") == {}
+    assert state.read_segment_records(cluster.stores["h1"], LAYOUTS["vxlan"], VNI) == {}
+    wait_for(lambda: spare not in switch.ports and "vc" + spare[2:] not in switch.links, what="the spare retired")

@@ -40,3 +40,6 @@ def test_bad_values_are_refused_clearly(tmp_path, monkeypatch):
         settings(["--config", str(conf)], monkeypatch)
     with pytest.raises(SystemExit, match="scope must be one of local, global"):
         settings([], monkeypatch, {"ACSNET_SCOPE": "galactic"})
+    with pytest.raises(SystemExit, match="spare_pairs must be 0 to 64, got -1"):
+        settings(["--spare-pairs", "-1"], monkeypatch)
+    assert settings(["--spare-pairs", "0"], monkeypatch)["spare_pairs"] == 0

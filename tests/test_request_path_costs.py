@@ -75,7 +75,7 @@ def test_a_container_again_on_a_segment_within_the_linger_costs_no_watch__store_
     store = open_store(embedded_url, timeout=5.0)
     store.register_host("h1", "vlan", {"host_id": "h1"})
     agent = SegmentAgent(store, RecordingDatapath("vlan", RecordedSwitch(), vtep="192.0.2.1", host_mac="02:00:00:00:01:01"),
-                         "h1", watch_linger=0.5)
+                         "h1", watch_linger=0.5, spare_pairs=0)
     agent.start()
     try:
         agent.add_network(SegmentNetwork("n" * 64, 217, netaddr.IPNetwork("198.51.100.0/24"), None, None, 1500))
@@ -177,7 +177,7 @@ def test_a_vpc_endpoint_program_reads_no_bridge_addresses_and_the_worker_checks_
     assert len(reads) == 2 and on_bridge == {("100.74.3.1", 24)}, "the worker's check did not put it back"
 
 
-def _vlan_agent(url: str, host: str = "h1"):
+def _vlan_agent(url: str, host: str = "h1", spare_pairs: int = 0):
     from acsnet.plugins.segments.agent import SegmentAgent
     from acsnet.plugins.segments.model import SegmentNetwork
     from acsnet.plugins.segments.recording import RecordingDatapath
@@ -188,7 +188,8 @@ def _vlan_agent(url: str, host: str = "h1"):
     store = open_store(url, timeout=5.0)
     store.register_host(host, "vlan", {"host_id": host})
     switch = RecordedSwitch()
-    agent = SegmentAgent(store, RecordingDatapath("vlan", switch, vtep="192.0.2.1", host_mac="02:00:00:00:01:01"), host)
+    agent = SegmentAgent(store, RecordingDatapath("vlan", switch, vtep="192.0.2.1", host_mac="02:00:00:00:01:01"), host,
+                         spare_pairs=spare_pairs)  # none by default: whether one is ready would depend on timing
     agent.start()
     agent.add_network(SegmentNetwork("n" * 64, 217, netaddr.IPNetwork("198.51.100.0/24"), None, None, 1500))
     return agent, store, switch

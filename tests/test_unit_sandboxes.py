@@ -152,7 +152,10 @@ def test_each_unit_lets_its_process_do_its_work_on_a_fresh_host(fresh_host, tmp_
     assert host.run(["cat", "/proc/sys/net/ipv4/ip_forward"]).stdout.strip() == "1"
     assert "100.70.0.1/24" in host.run(["ip", "-4", "addr", "show", "ovsbr0"]).stdout
     ports = host.run(["ovs-vsctl", "list-ports", "ovsbr0"]).stdout.split()
-    assert "vh" + "b" * 12 in ports and "vh" + "f" * 12 in ports, ports
+    for endpoint_id in ("b" * 64, "f" * 64):  # a veth made for it or a spare made ahead: found by its label
+        named = host.run(["ovs-vsctl", "--bare", "--columns=name", "find", "interface",
+                          f"external_ids:acsnet-endpoint={endpoint_id}"]).stdout.split()
+        assert len(named) == 1 and named[0] in ports, (endpoint_id, named, ports)
     router = host.run(["ip", "netns", "exec", "acsvx-110", "ip", "-4", "addr"], check=False)
     assert router.returncode == 0 and "100.72.0.1/24" in router.stdout, router.stdout + router.stderr
     assert os.path.basename(PLUGIN_DIR) in host.run(["ls", "/run/docker"]).stdout

@@ -97,8 +97,20 @@ def flows(lab: Lab, host: str) -> list[str]:
 
 
 def acsnet_ports(lab: Lab, host: str) -> list[str]:
+    """The host's endpoint ports (not the spares made ahead: no endpoint's yet)."""
+    return endpoint_ports_of(lab, host)
+
+
+def endpoint_ports_of(lab: Lab, host: str, driver: str | None = None) -> list[str]:
     out = lab.node(host).run(["ovs-vsctl", "--format=json", "--columns=name,external_ids", "list", "interface"]).stdout
-    return sorted(name for name, ids in json.loads(out)["data"] if "acsnet-endpoint" in dict(ids[1]))
+    return sorted(name for name, ids in json.loads(out)["data"] if "acsnet-endpoint" in dict(ids[1])
+                  and driver in (None, dict(ids[1]).get("acsnet-driver")))
+
+
+def spare_ports(lab: Lab, host: str) -> dict[str, dict[str, str]]:
+    """The spare pairs' ports made ahead on the host (name -> external_ids)."""
+    out = lab.node(host).run(["ovs-vsctl", "--format=json", "--columns=name,external_ids", "list", "interface"]).stdout
+    return {name: dict(ids[1]) for name, ids in json.loads(out)["data"] if "acsnet-spare" in dict(ids[1])}
 
 
 def assert_nothing_left(lab: Lab) -> None:
@@ -155,6 +167,64 @@ def test_same_vlan_across_hosts_gateway_and_isolation(lab):
     finally:
         remove(lab, containers, [n217, n218])
     assert_nothing_left(lab)
+
+
+def test_containers_take_veth_pairs_made_ahead_with_their_own_mac_mtu_tag_and_labels(lab):
+    """CreateEndpoint hands a container a veth pair already on the bridge (no port for ovs-vswitchd to
+    open on the request path) and another is made after it; what the container gets is what a pair made
+    for it would have: dockerd's MAC for it, its network's MTU and VLAN tag, its owner's labels."""
+    tag = uuid.uuid4().hex[:4]
+    h1 = lab.node("h1")
+
+    def vlan_spares() -> dict[str, dict[str, str]]:
+        return {name: ids for name, ids in spare_ports(lab, "h1").items() if ids.get("acsnet-driver") == "vlan"}
+
+    def until(condition, what: str) -> None:
+        deadline = time.monotonic() + 10
+        while not condition():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.1)
+
+    until(lambda: len(vlan_spares()) == 2, "h1's vlan driver keeps two spare pairs")
+    spares = vlan_spares()
+    for name in spares:  # a tag no traffic has: the host's own NORMAL-switched frames never reach them
+        assert h1.run(["ovs-vsctl", "get", "port", name, "tag"]).stdout.strip() == "4095"
+    try:
+        lab.docker("h1", "network", "create", "-d", "vlan", "--ipam-driver", "acsnet", "--subnet", V217[0],
+                   "--gateway", V217[1], "-o", "VlanId=217", "-o", "com.docker.network.driver.mtu=1400", f"sp-{tag}")
+        taken = []
+        for n in (1, 2):
+            address = run(lab, "h1", f"sp{n}-{tag}", f"sp-{tag}")
+            (port,) = h1.run(["ovs-vsctl", "--bare", "--columns=name", "find", "interface",
+                              f"external_ids:acsnet-ip={address}"]).stdout.split()
+            taken.append(port)
+            assert port in spares, (port, spares)
+            labels = endpoint_labels(lab, "h1", port)
+            assert "acsnet-spare" not in labels and labels["acsnet-driver"] == "vlan", labels
+            assert h1.run(["ovs-vsctl", "get", "port", port, "tag"]).stdout.strip() == "217"
+            inside = lab.docker("h1", "exec", f"sp{n}-{tag}", "ip", "link", "show", "eth0").stdout
+            assert "mtu 1400" in inside and labels["attached-mac"] in inside, (inside, labels)
+            assert h1.run(["cat", f"/sys/class/net/{port}/mtu"]).stdout.strip() == "1400"
+            assert pings(lab, "h1", f"sp{n}-{tag}", V217[1])
+            until(lambda: len(vlan_spares()) == 2, "a spare made again after one was taken")
+            spares = {**spares, **vlan_spares()}
+        lab.docker("h1", "rm", "-f", f"sp1-{tag}")
+        until(lambda: port_gone(lab, "h1", taken[0]), "the removed container's port retired")
+    finally:
+        lab.docker("h1", "rm", "-f", f"sp1-{tag}", f"sp2-{tag}", check=False)
+        lab.docker("h1", "network", "rm", f"sp-{tag}", check=False)
+    assert len(vlan_spares()) == 2
+
+
+def endpoint_labels(lab: Lab, host: str, port: str) -> dict[str, str]:
+    out = lab.node(host).run(["ovs-vsctl", "--format=json", "--columns=external_ids", "list", "interface", port]).stdout
+    return dict(json.loads(out)["data"][0][0][1])
+
+
+def port_gone(lab: Lab, host: str, port: str) -> bool:
+    """Whether neither the port nor its veth is left."""
+    listed = lab.node(host).run(["ovs-vsctl", "list-ports", "ovsbr0"]).stdout.split()
+    return port not in listed and lab.node(host).run(["ip", "link", "show", port], check=False).returncode != 0
 
 
 def test_tcp_segments_cross_the_userspace_datapath_whole_and_intact(lab):

@@ -13,7 +13,7 @@ from acsnet.lab.host import REPO
 from acsnet.lab.topology import OUTSIDE_ADDRESS as OUTSIDE
 from acsnet.lab.topology import Lab
 from tests.conftest import LAB_OPTIONS
-from tests.test_vlan import QUICK, pings, transfer
+from tests.test_vlan import QUICK, endpoint_ports_of, pings, transfer
 
 SUBNET = "100.70.0.0/16"
 UNDERLAY = {"h1": "192.0.2.11", "h2": "192.0.2.12", "h3": "192.0.2.13"}
@@ -62,8 +62,7 @@ def test_host_subnets_routed_without_a_tunnel_the_route_limit_a_host_leaving_and
         assert acsnet_routes(lab, "h2") == {subnet_of[a]: UNDERLAY["h1"]}
         for host, peer_subnet in (("h1", subnet_of[b]), ("h2", subnet_of[a])):
             # The container is a port of the host bridge, marked as the vpc driver's; no second bridge.
-            ports = lab.node(host).run(["ovs-vsctl", "--bare", "--columns=name", "find", "interface",
-                                        "external_ids:acsnet-driver=vpc"]).stdout.split()
+            ports = endpoint_ports_of(lab, host, "vpc")
             assert len(ports) == 1 and ports[0].startswith("vh"), ports
             assert lab.node(host).run(["ovs-vsctl", "port-to-br", ports[0]]).stdout.strip() == "ovsbr0"
             assert "acsvpc0" not in lab.node(host).run(["ovs-vsctl", "list-br"]).stdout.split()
@@ -263,8 +262,7 @@ def test_a_global_scope_vpc_network_spans_hosts_and_leaves_nothing_when_removed(
             while gateways := [addr for addr, _ in bridge_addresses(lab, host) if addr.startswith("100.70.")]:
                 assert time.monotonic() < deadline, f"{host} kept its gateway address {gateways}"
                 time.sleep(0.2)
-            ports = lab.node(host).run(["ovs-vsctl", "--bare", "--columns=name", "find", "interface",
-                                        "external_ids:acsnet-driver=vpc"]).stdout.split()
+            ports = endpoint_ports_of(lab, host, "vpc")
             assert ports == [], (host, ports)
         left = json.loads(lab.node("svc").run([sys.executable, "-c", LEFT_IN_STORE, lab.zookeeper_url, SUBNET], cwd=REPO).stdout)
         assert left == {"global networks": [], "host networks": [], "endpoints": [], "segment records": [], "pools": []}, left

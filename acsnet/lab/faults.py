@@ -72,6 +72,10 @@ class LabFaults:
         # A rebooted host has no veth of a container it ran: the kernel tears the dead containers'
         # namespaces (and their veths) down on its own time once the last mount went, seconds under
         # load. Booting before that would show the plugins veths a real boot never has.
+        # A pair with both ends in the host's namespace (a driver's spare, made ahead of a container)
+        # has no namespace to go with: it goes as the boot's, at once.
+        for name in _veths(node, both_ends_here=True):
+            node.run(["ip", "link", "delete", name], check=False)  # its peer, listed too, goes with it
         deadline = time.monotonic() + 60
         while (leftover := [name for name in _veths(node) if name != UPLINK]):
             if time.monotonic() > deadline:
@@ -99,6 +103,9 @@ class LabFaults:
             server.wait_ready(60)
 
 
-def _veths(node) -> list[str]:
+def _veths(node, *, both_ends_here: bool = False) -> list[str]:
+    """The veths in the node's namespace; with `both_ends_here`, those whose peer is in it too (`ip`
+    shows a peer elsewhere with a `link-netns`/`link-netnsid`)."""
     lines = node.run(["ip", "-o", "link", "show", "type", "veth"]).stdout.splitlines()
-    return [line.split(": ", 2)[1].split("@")[0] for line in lines if ": " in line]
+    return [line.split(": ", 2)[1].split("@")[0] for line in lines
+            if ": " in line and not (both_ends_here and "link-netns" in line)]

@@ -26,14 +26,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from acsnet.docker_api import DockerAddress, DockerUnreachable
-from acsnet.errors import AcsnetError, Conflict, NotFound, StoreUnavailable
+from acsnet.errors import AcsnetError, Conflict, DatapathError, NotFound, StoreUnavailable
 from acsnet.metrics import PluginMetrics
 from acsnet.plugins.segments import state
 from acsnet.plugins.segments.cluster import ClusterScope
 from acsnet.plugins.segments.containers import ContainerNamer
 from acsnet.plugins.segments.datapath import Datapath, HostView
 from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork
-from acsnet.plugins.segments.ports import ORPHAN_GRACE_SECONDS, EndpointPorts, OrphanSweep
+from acsnet.plugins.segments.ports import ORPHAN_GRACE_SECONDS, SPARE_PAIRS, EndpointPorts, OrphanSweep
 from acsnet.plugins.segments.watch import RemoteRecords
 from acsnet.plugins.segments.worker import Worker
 from acsnet.store import Store
@@ -52,7 +52,7 @@ class SegmentAgent:
     def __init__(self, store: Store, datapath: Datapath, host_id: str, *, cluster_wide: bool = False,
                  resync_seconds: float = 30.0, orphan_grace: float = ORPHAN_GRACE_SECONDS,
                  metrics: PluginMetrics | None = None, docker: DockerAddress | None = None,
-                 watch_linger: float = WATCH_LINGER_SECONDS):
+                 watch_linger: float = WATCH_LINGER_SECONDS, spare_pairs: int = SPARE_PAIRS):
         self.store = store
         self.watch_linger = watch_linger
         self.datapath = datapath
@@ -64,7 +64,8 @@ class SegmentAgent:
         self._lock = threading.RLock()
         self.worker = Worker(f"{datapath.driver}-agent", self, resync_seconds=resync_seconds,
                              next_wake=self.next_wake)
-        self.ports = EndpointPorts(datapath.bridge, datapath.driver, self._lock)
+        self.ports = EndpointPorts(datapath.bridge, datapath.driver, self._lock, spares=spare_pairs,
+                                   spare_options=datapath.spare_port_options())
         self.remote = RemoteRecords(store, self.layout, host_id, withdraw_dead_hosts=datapath.withdraw_dead_hosts,
                                     wake=self.wake)
         # Global scope: see acsnet.plugins.segments.cluster.
@@ -110,6 +111,9 @@ class SegmentAgent:
             log.warning("%s agent could not load its state yet (%s); retrying in the background", self.layout.driver, e.message)
         self.worker.start()
         self.ports.start()
+        with self._lock:  # the spares' MTU: one of this host's networks' (the next endpoint's, likely)
+            self.ports.spare_mtu = next((n.mtu for n in self.networks.values()), self.datapath.default_mtu)
+        self.ports.refill_spares()
         if self.namer is not None:
             self.namer.start()
 
@@ -277,22 +281,25 @@ class SegmentAgent:
         self.ensure_loaded()
         with self._lock:
             if endpoint.endpoint_id in self.endpoints:
-                if not self.datapath.bridge.veth_exists(endpoint.host_port):
+                if not self.datapath.bridge.veth_exists(self.endpoints[endpoint.endpoint_id].host_port):
                     raise Conflict(f"endpoint {endpoint.endpoint_id} exists but its veth is gone; delete it first")
                 return  # dockerd retrying: idempotent
-            # The claim's store round trips (its address's holders read, one commit) go beside the veth
-            # and its port being made (the kernel, ovs-vswitchd): each took 4-10 ms of a CreateEndpoint
-            # on a lab host, one after the other. The request answers only once both are done.
+            endpoint = self.ports.take_spare(endpoint)  # named after its pair from here on, in the store too
+            # The claim's store round trips (its address's holders read, one commit) go beside the port
+            # (a spare labelled, or a veth and port made: the kernel, ovs-vswitchd) and, on a segment
+            # this host follows already, beside the flows too: each took 4-15 ms of a CreateEndpoint on
+            # a lab host, one after the other. The request answers only once all are done. The first
+            # endpoint on a segment waits for its claim first: the claim makes the segment's node,
+            # which the watch started next needs.
+            followed = endpoint.segment in self.remote.watched
             claim = self._claimer.submit(self._claim_segment_address, endpoint)
             try:
-                self._attach(endpoint, create_veth=True)
+                fitted = self._attach(endpoint, create_veth=True)
             except BaseException:
                 self._undo_endpoint(endpoint, claimed=self._claim_failure(claim) is None)
                 raise
-            failure = self._claim_failure(claim)
-            if failure is not None:  # nothing stored: only the port goes
-                self._undo_endpoint(endpoint, claimed=False)
-                raise failure
+            if not followed:
+                self._raise_failed_claim(endpoint, claim)
             try:
                 self.endpoints[endpoint.endpoint_id] = endpoint
                 # the segment's first endpoint here: the other hosts' records on it, read now, are in
@@ -300,9 +307,35 @@ class SegmentAgent:
                 self.remote.watch(endpoint.segment, collect_arrivals=False)
                 self._idle_segments.pop(endpoint.segment, None)
                 self.sync(whole=False)
+                if fitted is not None:
+                    self._wait_fitted(fitted)
             except BaseException:
-                self._undo_endpoint(endpoint, claimed=True)
+                self._undo_endpoint(endpoint, claimed=self._claim_failure(claim) is None)
                 raise
+            if followed:
+                self._raise_failed_claim(endpoint, claim, programmed=True)
+
+    def _wait_fitted(self, fitted: Future) -> None:
+        """A spare's fitting (its OVSDB commit has the switch's timeout; this wait is bounded too, in case)."""
+        try:
+            fitted.result(timeout=CLAIM_WAIT_SECONDS)
+        except FutureTimeout:
+            raise DatapathError(f"labelling a port in OVSDB took over {CLAIM_WAIT_SECONDS:g}s; retry") from None
+
+    def _raise_failed_claim(self, endpoint: SegmentEndpoint, claim: Future, *, programmed: bool = False) -> None:
+        """If the claim did not commit, nothing of the endpoint stays: its flows if `programmed` (before
+        its port, which they name), then its port; and the claim's error is raised."""
+        failure = self._claim_failure(claim)
+        if failure is None:
+            return
+        if programmed:
+            self.endpoints.pop(endpoint.endpoint_id, None)
+            try:
+                self.sync(whole=False)
+            except AcsnetError:
+                pass  # the worker's next pass removes them; the claim's error is the request's
+        self._undo_endpoint(endpoint, claimed=False)
+        raise failure
 
     def _claim_failure(self, claim: Future) -> BaseException | None:
         """How the claim ended: None if it committed. Each of its store calls has the store's timeout;
@@ -376,10 +409,11 @@ class SegmentAgent:
             state.host_endpoint_operation(self.layout, self.host_id, endpoint),
         ]
 
-    def _attach(self, endpoint: SegmentEndpoint, create_veth: bool = False) -> None:
+    def _attach(self, endpoint: SegmentEndpoint, create_veth: bool = False) -> Future | None:
+        """See `EndpointPorts.attach` (a spare is fitted beside the caller: the future says when)."""
         network = self.networks.get(endpoint.network_id)
-        self.ports.attach(endpoint, mtu=network.mtu if network else self.datapath.uplink_mtu,
-                          options=self.datapath.port_options(endpoint), create_veth=create_veth)
+        return self.ports.attach(endpoint, mtu=network.mtu if network else self.datapath.uplink_mtu,
+                                 options=self.datapath.port_options(endpoint), create_veth=create_veth)
 
     def remove_endpoint(self, endpoint_id: str) -> None:
         self.ensure_loaded()

@@ -27,6 +27,22 @@ class Bridge(Protocol):
     def plug(self, endpoint: SegmentEndpoint, *, mtu: int, options: dict, external_ids: dict, create_veth: bool) -> None:
         """Put the endpoint's port on the bridge, making its veth first if `create_veth`."""
 
+    def make_spare(self, host_end: str, container_end: str, *, mtu: int, options: dict, offloads: bool,
+                   external_ids: dict) -> None:
+        """Make a veth pair no endpoint has yet (its TX offloads kept if `offloads`) and put its host end
+        on the bridge, waiting for the switch to open it."""
+
+    def fit_spare(self, endpoint: SegmentEndpoint, *, mtu: int | None, options: dict, external_ids: dict) -> None:
+        """Hand a spare pair to `endpoint`: both ends' MTU if `mtu`, and its port's labels and options;
+        nothing for the switch to open."""
+
+    def label(self, endpoint: SegmentEndpoint, *, options: dict, external_ids: dict) -> None:
+        """The endpoint's port gets these labels, replacing what it had, and its options."""
+
+    @property
+    def veth_offloads(self) -> bool:
+        """Whether endpoint veths keep their TX offloads now."""
+
     def remove_port(self, port: str) -> None:
         """Take a port off the bridge and delete its veth, now."""
 
@@ -96,6 +112,26 @@ class OvsBridge:
                 links.disable_tx_checksum(endpoint.host_port)
                 links.disable_tx_checksum(endpoint.container_port)
         self.ovsdb.add_port(self.name, endpoint.host_port, **options, external_ids=external_ids)
+
+    def make_spare(self, host_end: str, container_end: str, *, mtu: int, options: dict, offloads: bool,
+                   external_ids: dict) -> None:
+        links.create_veth(host_end, container_end, mtu=mtu, container_mac=None)
+        if not offloads:
+            links.disable_tx_checksum(host_end)
+            links.disable_tx_checksum(container_end)
+        self.ovsdb.add_port(self.name, host_end, **options, external_ids=external_ids)
+
+    def fit_spare(self, endpoint: SegmentEndpoint, *, mtu: int | None, options: dict, external_ids: dict) -> None:
+        # The container end's MAC is dockerd's to set: it sets the endpoint's (from CreateEndpoint's
+        # request or answer) as it moves the end into the container (shared/PROTOCOL.md, "Interfaces").
+        # Setting it here too cost 5-10 ms of a CreateEndpoint on a lab host (a netlink socket, a lookup
+        # by name, the change); the MTU it does not set for a remote driver, so that is set, if it differs.
+        if mtu:
+            links.set_mtu([endpoint.host_port, endpoint.container_port], mtu)
+        self.label(endpoint, options=options, external_ids=external_ids)
+
+    def label(self, endpoint: SegmentEndpoint, *, options: dict, external_ids: dict) -> None:
+        self.ovsdb.label_port(self.name, endpoint.host_port, external_ids=external_ids, tag=options.get("tag"))
 
     def remove_port(self, port: str) -> None:
         self.ovsdb.delete_port(self.name, port)

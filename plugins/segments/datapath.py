@@ -101,6 +101,12 @@ class Datapath(abc.ABC):
     def port_options(self, endpoint: SegmentEndpoint) -> dict:
         """OVSDB settings of the endpoint's port besides its owner (the vlan driver's tag)."""
 
+    def spare_port_options(self) -> dict:
+        """OVSDB settings of a port made ahead, before an endpoint has it: none by default; a driver whose
+        ports have a tag gives its spares one no traffic has (4095), so that NORMAL switching (the
+        host's own traffic) never floods onto them."""
+        return {}
+
     @abc.abstractmethod
     def program(self, view: HostView) -> list[str]:
         """Make the host match `view`: what the flows will name first, then the whole flow table

@@ -175,19 +175,23 @@ class SegmentEndpoint:
     container_id: str = ""
     container_name: str = ""
     ip6: str = ""  # its IPv6 address on a dual-stack network ("" on an IPv4-only one)
+    # What its veth pair is named by after `vh` (host end) and `vc` (container end): "" for the first 12
+    # characters of its ID; a pair taken from the bridge's spares (acsnet.plugins.segments.ports) keeps
+    # the name it was made with ("s" and 11 hex digits: never an endpoint ID's).
+    pair: str = ""
 
     @property
     def host_port(self) -> str:
-        return f"vh{self.endpoint_id[:12]}"
+        return f"vh{self.pair or self.endpoint_id[:12]}"
 
     @property
     def container_port(self) -> str:
-        return f"vc{self.endpoint_id[:12]}"
+        return f"vc{self.pair or self.endpoint_id[:12]}"
 
     def to_json(self) -> dict:
         # Unnamed endpoints are written as before names existed, for the same reason as `_without_empty_ip6`.
         d = _without_empty_ip6(dataclasses.asdict(self))
-        for field in ("container_id", "container_name"):
+        for field in ("container_id", "container_name", "pair"):
             if not d[field]:
                 del d[field]
         return d

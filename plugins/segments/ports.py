@@ -1,14 +1,17 @@
-"""The lifecycle of endpoint ports on a driver's bridge: attached, unplugged (still named by installed
-flows), retired (taken off the bridge and their veth deleted, by a thread of its own), and checked
-against what OVSDB and the kernel hold after a restart."""
+"""The lifecycle of endpoint ports on a driver's bridge: spare (made ahead, no endpoint's yet), attached,
+unplugged (still named by installed flows), retired (taken off the bridge and their veth deleted, by a
+thread of its own, which also makes the spares), and checked against what OVSDB and the kernel hold
+after a restart."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 import queue
+import secrets
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterable
 
 from acsnet.plugins.segments.bridge import Bridge
@@ -25,13 +28,32 @@ ORPHAN_GRACE_SECONDS = 60.0  # dockerd joins an endpoint within moments of creat
 # 10-15 ms. Right after DeleteEndpoint answers, dockerd releases the endpoint's address, and the IPAM's
 # store round trips met that stall: its first read took 8-20 ms instead of 1 (measured on a lab host).
 RETIRE_DELAY_SECONDS = 0.1
+SPARE = "acsnet-spare"  # OVSDB external_ids key of a port made ahead that no endpoint has yet
+# Veth pairs kept on the bridge ahead of CreateEndpoint. Making one costs a CreateEndpoint ~6 ms (the
+# kernel) and adding its port ~10 ms more (ovs-vswitchd opening it, which with the userspace datapath
+# also stalls the host's own packets, the store's among them); handing a spare to an endpoint is one
+# netlink request and one OVSDB commit that ovs-vswitchd has nothing to open for. A burst beyond the
+# spares makes its pairs on the request path, as before.
+SPARE_PAIRS = 2
+_REFILL = ""  # queued to the retirer: make spares up to the number kept (after the retire delay too)
+
+
+@dataclasses.dataclass(frozen=True)
+class SparePair:
+    pair: str  # `SegmentEndpoint.pair`: the veth ends are vh<pair> and vc<pair>
+    mtu: int
+    offloads: bool  # made with the veth's TX offloads kept (the bridge's `veth_offloads` then)
+
+    @staticmethod
+    def new_name() -> str:
+        return "s" + secrets.token_hex(6)[:11]  # "s": never the start of an endpoint ID (hex)
 
 
 @dataclasses.dataclass
 class PortSurvey:
     """What the bridge and the kernel hold against this host's endpoints."""
 
-    removed: list[str]  # ports no endpoint owns, removed
+    removed: list[str]  # ports no endpoint owns (spares a previous process made among them), removed
     veth_gone: list[SegmentEndpoint]  # endpoints whose veth is gone (their container is gone)
     detached: list[SegmentEndpoint]  # endpoints whose veth survived but whose port is not on the bridge
 
@@ -40,12 +62,19 @@ class EndpointPorts:
     """This driver's endpoint ports on its bridge. `lock` is the agent's: a port is retired only if no
     retried CreateEndpoint attached one of the same name meanwhile."""
 
-    def __init__(self, bridge: Bridge, driver: str, lock: threading.RLock, *, retire_delay: float = RETIRE_DELAY_SECONDS):
+    def __init__(self, bridge: Bridge, driver: str, lock: threading.RLock, *, retire_delay: float = RETIRE_DELAY_SECONDS,
+                 spares: int = SPARE_PAIRS, spare_options: dict | None = None):
         self.bridge = bridge
         self.retire_delay = retire_delay
         self.driver = driver
         self._lock = lock
         self.attached: set[str] = set()  # this bridge's ports as this agent made them; checked by `survey`
+        self.spares_kept = spares
+        self.spare_options = spare_options or {}  # the OVSDB settings of a spare's port (a tag no traffic has)
+        self.spare_mtu: int | None = None  # what the next spares are made with: the last endpoint's MTU
+        self._spares: list[SparePair] = []  # ready on the bridge, under the lock
+        self._taken: dict[str, SparePair] = {}  # endpoint ID -> the spare `take_spare` gave it, until attached
+        self._fitter = ThreadPoolExecutor(1, thread_name_prefix=f"{driver}-fit")  # see `attach`
         self._unplugged: list[str] = []  # ports of forgotten endpoints, still named by installed flows
         # ports of deleted endpoints, removed by the retirer thread: the kernel takes
         # ~20 ms to delete a veth (an RCU grace period), which DeleteEndpoint need not wait for
@@ -56,39 +85,87 @@ class EndpointPorts:
         self._retirer.start()
 
     def stop(self) -> None:
+        self._fitter.shutdown(wait=False)
         if self._retirer.is_alive():  # what DeleteEndpoint left to it goes before the process does
             self._retiring.put(None)
             self._retirer.join(timeout=10)
+        with self._lock:  # and the spares: a plugin disabled for good leaves no port behind
+            spares, self._spares = self._spares, []
+        for spare in spares:
+            try:
+                self.bridge.remove_port(f"vh{spare.pair}")
+            except Exception:  # the next start's survey removes it
+                log.exception("spare port vh%s not removed", spare.pair)
 
     def survey(self, endpoints: dict[str, SegmentEndpoint]) -> PortSurvey:
-        """Remove ports no endpoint owns; say which endpoints lost their veth and which lost their port."""
+        """Remove ports no endpoint owns; say which endpoints lost their veth and which lost their port
+        (or its owner's labels: a spare given to an endpoint just before a crash)."""
         ports = self.bridge.ports()
-        self.attached = set(ports)
+        # this process's spares that OVS or the kernel lost (ovs-vswitchd restarted without its database)
+        self._spares = [s for s in self._spares if f"vh{s.pair}" in ports and self.bridge.veth_exists(f"vh{s.pair}")]
+        spares = {s.pair for s in self._spares}
+        self.attached = {name for name in ports if name[2:] not in spares}
+        owned = {e.host_port for e in endpoints.values()}
         survey = PortSurvey([], [], [])
         for name, external_ids in ports.items():
             owner = external_ids.get(ENDPOINT_ID)
-            if external_ids.get(DRIVER_ID) != self.driver:
+            if external_ids.get(DRIVER_ID) != self.driver or name[2:] in spares:
                 continue  # another driver's, on a shared bridge (or from before ports named theirs: audit's)
-            if owner and owner not in endpoints:
-                log.info("port=%s endpoint=%s removed: no endpoint owns it", name, owner)
+            if (owner and owner not in endpoints) or (external_ids.get(SPARE) and name not in owned):
+                log.info("port=%s endpoint=%s removed: no endpoint owns it", name, owner or "(spare)")
                 self.bridge.remove_port(name)
+                self.attached.discard(name)
                 survey.removed.append(name)
         for endpoint in list(endpoints.values()):
             # The veth decides, not OVSDB: after a reboot OVSDB still lists ports whose veths are gone.
             if not self.bridge.veth_exists(endpoint.host_port):
                 survey.veth_gone.append(endpoint)
-            elif endpoint.host_port not in ports:
+            elif endpoint.host_port not in ports or ports[endpoint.host_port].get(ENDPOINT_ID) != endpoint.endpoint_id:
                 survey.detached.append(endpoint)
         return survey
 
-    def attach(self, endpoint: SegmentEndpoint, *, mtu: int, options: dict, create_veth: bool = False) -> None:
-        self.bridge.plug(endpoint, mtu=mtu, options=options, create_veth=create_veth, external_ids={
-            ENDPOINT_ID: endpoint.endpoint_id, DRIVER_ID: self.driver, "acsnet-network": endpoint.network_id,
-            "acsnet-ip": endpoint.ip, "attached-mac": endpoint.mac})
+    def take_spare(self, endpoint: SegmentEndpoint) -> SegmentEndpoint:
+        """The endpoint named after a spare pair it is to have, if one is ready (`attach` then gives it
+        the pair); else the endpoint as it is. Under the lock."""
+        while self._spares:
+            spare = self._spares.pop(0)
+            if spare.offloads != self.bridge.veth_offloads:  # ovs-vswitchd restarted with TSO changed
+                self._retiring.put(f"vh{spare.pair}")
+                continue
+            self._taken[endpoint.endpoint_id] = spare
+            return dataclasses.replace(endpoint, pair=spare.pair)
+        return endpoint
+
+    def refill_spares(self) -> None:
+        """Have the retirer make spares up to the number kept, after its delay (RETIRE_DELAY_SECONDS)."""
+        if self.spares_kept:
+            self._retiring.put(_REFILL)
+
+    def attach(self, endpoint: SegmentEndpoint, *, mtu: int, options: dict, create_veth: bool = False) -> Future | None:
+        """The endpoint's port on the bridge, with its owner's labels: its spare fitted to it if
+        `take_spare` gave it one (the pair's MTU set only if it differs), else its veth made first if
+        `create_veth`, or an existing port labelled again. A spare is fitted on a thread of its own and
+        the future returned says when: flows may name its port at once (they need only its number,
+        which it has), and its labels' OVSDB commit took 5-8 ms of a CreateEndpoint on a lab host."""
+        external_ids = {ENDPOINT_ID: endpoint.endpoint_id, DRIVER_ID: self.driver, "acsnet-network": endpoint.network_id,
+                        "acsnet-ip": endpoint.ip, "attached-mac": endpoint.mac}
+        spare = self._taken.pop(endpoint.endpoint_id, None)
+        if spare is None:
+            self.bridge.plug(endpoint, mtu=mtu, options=options, create_veth=create_veth, external_ids=external_ids)
+            if endpoint.pair:  # re-attached, or a spare whose labels a crash left behind: its own labels only
+                self.bridge.label(endpoint, options=options, external_ids=external_ids)
+        else:
+            self.attached.add(endpoint.host_port)  # in the flows from now; a failure leaves it to be retired
+            self.spare_mtu = mtu
+            self.refill_spares()
+            return self._fitter.submit(self.bridge.fit_spare, endpoint, mtu=None if mtu == spare.mtu else mtu,
+                                       options=options, external_ids=external_ids)
         self.attached.add(endpoint.host_port)
+        return None
 
     def unplug(self, endpoint: SegmentEndpoint) -> None:
         """The endpoint is no longer this host's; its port waits for `remove_unplugged`."""
+        self._taken.pop(endpoint.endpoint_id, None)
         self.attached.discard(endpoint.host_port)
         self._unplugged.append(endpoint.host_port)
 
@@ -118,12 +195,36 @@ class EndpointPorts:
                 if not stopping:
                     batch.append(more)
             for port in batch:
+                if port == _REFILL:
+                    continue
                 try:
                     self._retire(port)
                 except Exception:  # the thread must outlive an OVS hiccup; audit finds what is left
                     log.exception("port=%s not removed", port)
             if stopping:
                 return
+            if _REFILL in batch:
+                self._make_spares()
+
+    def _make_spares(self) -> None:
+        """Spares up to the number kept. A pair is made outside the lock (the kernel, then ovs-vswitchd
+        opening its port) and offered under it; one that fails is left for the survey to remove."""
+        while True:
+            with self._lock:
+                if len(self._spares) >= self.spares_kept:
+                    return
+                mtu = self.spare_mtu
+            if mtu is None:
+                return  # no endpoint made yet: nothing says what MTU its network has
+            spare = SparePair(SparePair.new_name(), mtu, self.bridge.veth_offloads)
+            try:
+                self.bridge.make_spare(f"vh{spare.pair}", f"vc{spare.pair}", mtu=mtu, options=self.spare_options,
+                                       offloads=spare.offloads, external_ids={DRIVER_ID: self.driver, SPARE: "true"})
+            except Exception:  # as a retirement's: the next endpoint makes its own pair; the survey sweeps
+                log.exception("spare port vh%s not made", spare.pair)
+                return
+            with self._lock:
+                self._spares.append(spare)
 
     def _retire(self, port: str) -> None:
         """Under the lock, a port a retried CreateEndpoint attached again is left alone (its veth is the

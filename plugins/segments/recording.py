@@ -17,6 +17,7 @@ import dataclasses
 import threading
 from typing import Callable
 
+from acsnet.errors import DatapathError
 from acsnet.ovsctl.openflow import flow_identity
 from acsnet.plugins.segments.datapath import Datapath, HostView, RemoteChange
 from acsnet.plugins.segments.model import SegmentEndpoint, SegmentRecord
@@ -96,6 +97,29 @@ class RecordingBridge:
             self.switch.ports[endpoint.host_port] = dict(external_ids)
             self.switch.options[endpoint.host_port] = dict(options)
 
+    @property
+    def veth_offloads(self) -> bool:
+        return True
+
+    def make_spare(self, host_end: str, container_end: str, *, mtu: int, options: dict, offloads: bool,
+                   external_ids: dict) -> None:
+        with self.switch.lock:
+            for name in (host_end, container_end):
+                self.switch.links[name] = self.switch._next_index
+                self.switch._next_index += 1
+            self.switch.ports[host_end] = dict(external_ids)
+            self.switch.options[host_end] = dict(options)
+
+    def fit_spare(self, endpoint: SegmentEndpoint, *, mtu: int | None, options: dict, external_ids: dict) -> None:
+        self.label(endpoint, options=options, external_ids=external_ids)
+
+    def label(self, endpoint: SegmentEndpoint, *, options: dict, external_ids: dict) -> None:
+        with self.switch.lock:
+            if endpoint.host_port not in self.switch.ports:
+                raise DatapathError(f"cannot label port {endpoint.host_port}: it is not a port of {self.name}")
+            self.switch.ports[endpoint.host_port] = dict(external_ids)
+            self.switch.options[endpoint.host_port].update(options)
+
     def remove_port(self, port: str) -> None:
         with self.switch.lock:
             self.switch.ports.pop(port, None)
@@ -172,6 +196,9 @@ class RecordingDatapath(Datapath):
 
     def port_options(self, endpoint: SegmentEndpoint) -> dict:
         return {"tag": endpoint.segment} if self.driver == "vlan" else {}
+
+    def spare_port_options(self) -> dict:
+        return {"tag": 4095} if self.driver in ("vlan", "vpc") else {}
 
     def program(self, view: HostView) -> list[str]:
         flows = self.table(view) if self.table_in_parts is None else self.table_in_parts.whole(view)

@@ -64,6 +64,9 @@ class VlanOvsDatapath(Datapath):
     def port_options(self, endpoint: SegmentEndpoint) -> dict:
         return {"tag": endpoint.segment}
 
+    def spare_port_options(self) -> dict:
+        return {"tag": 4095}  # reserved: as a vpc port's, until an endpoint has it (its flows carry it then)
+
     def record_for(self, endpoint: SegmentEndpoint) -> SegmentRecord:
         return SegmentRecord(self.agent.host_id, self.host_mac, "", endpoint.ip, endpoint.mac, endpoint.endpoint_id, endpoint.ip6)
 

@@ -166,6 +166,9 @@ class VpcOvsDatapath(Datapath):
         # port; its traffic is the flows' alone, as a tagged vlan port's is.
         return {"tag": 4095}
 
+    def spare_port_options(self) -> dict:
+        return {"tag": 4095}
+
     def program(self, view: HostView) -> list[str]:
         """A new network's host subnet (claimed just before) goes into the gateway and the flows, a
         removed one's out; the worker, woken, applies the routes."""

@@ -4,6 +4,7 @@ rebuilds the same ports and flows and serves new containers."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 
@@ -17,11 +18,14 @@ PINGS_PER_SECOND = 5
 
 
 def vlan_datapath(lab: Lab, host: str) -> tuple[list[str], list[str]]:
-    """The vlan driver's flows on the host bridge (without counters) and its OVS ports."""
+    """The vlan driver's flows on the host bridge (without counters) and its endpoints' OVS ports (not
+    its spares, which a restarted plugin makes anew)."""
     node = lab.node(host)
     flows = node.run(["ovs-ofctl", "--no-stats", "dump-flows", "ovsbr0", f"cookie={COOKIE}/-1"]).stdout.splitlines()
-    ports = node.run(["ovs-vsctl", "--bare", "--columns=name", "find", "interface", "external_ids:acsnet-driver=vlan"]).stdout
-    return sorted(f.strip() for f in flows if "cookie=" in f), sorted(ports.split())
+    listed = node.run(["ovs-vsctl", "--format=json", "--columns=name,external_ids", "find", "interface",
+                       "external_ids:acsnet-driver=vlan"]).stdout
+    ports = [name for name, ids in json.loads(listed)["data"] if "acsnet-endpoint" in dict(ids[1])]
+    return sorted(f.strip() for f in flows if "cookie=" in f), sorted(ports)
 
 
 def fault_scenario(lab: Lab, run: DemoRun) -> None:
