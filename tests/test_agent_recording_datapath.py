@@ -526,3 +526,28 @@ def test_a_spare_that_cannot_be_fitted_leaves_no_claim_behind_and_is_retired__fa
     assert state.read_host_endpoints(cluster.stores["h1"], LAYOUTS["vxlan"], "h1") == {}
     assert state.read_segment_records(cluster.stores["h1"], LAYOUTS["vxlan"], VNI) == {}
     wait_for(lambda: spare not in switch.ports and "vc" + spare[2:] not in switch.links, what="the spare retired")
+
+
+def test_the_periodic_check_leaves_a_spare_being_made_alone__slowed_recording_bridge(cluster):
+    """The 30 s check surveys the bridge under the agent's lock while the retirer makes a spare outside
+    it: a spare already on the bridge but not yet offered must not be taken for a port nobody owns."""
+    h1 = cluster.start("h1", spare_pairs=1)
+    switch = cluster.switches["h1"]
+    wait_for(lambda: len(spares(switch)) == 1, what="a spare on the bridge")
+    add_network(h1)
+    real_make, on_bridge, go_on = h1.datapath.bridge.make_spare, threading.Event(), threading.Event()
+
+    def slow_make(*args, **kwargs):
+        real_make(*args, **kwargs)
+        on_bridge.set()
+        go_on.wait(5)
+
+    h1.datapath.bridge.make_spare = slow_make
+    h1.add_endpoint(endpoint(1))  # takes the spare; the retirer makes the next
+    assert on_bridge.wait(5), "no spare made after one was taken"
+    h1.reconcile()
+    go_on.set()
+    wait_for(lambda: h1.ports._spares, what="the spare offered")
+    (made,) = spares(switch)
+    h1.add_endpoint(endpoint(2))
+    assert h1.endpoint(endpoint(2).endpoint_id).host_port == made and ENDPOINT_ID in switch.ports[made]

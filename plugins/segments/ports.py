@@ -73,6 +73,7 @@ class EndpointPorts:
         self.spare_options = spare_options or {}  # the OVSDB settings of a spare's port (a tag no traffic has)
         self.spare_mtu: int | None = None  # what the next spares are made with: the last endpoint's MTU
         self._spares: list[SparePair] = []  # ready on the bridge, under the lock
+        self._making: set[str] = set()  # pairs the retirer is making now, under the lock (not the survey's to remove)
         self._taken: dict[str, SparePair] = {}  # endpoint ID -> the spare `take_spare` gave it, until attached
         self._fitter = ThreadPoolExecutor(1, thread_name_prefix=f"{driver}-fit")  # see `attach`
         self._unplugged: list[str] = []  # ports of forgotten endpoints, still named by installed flows
@@ -103,7 +104,7 @@ class EndpointPorts:
         ports = self.bridge.ports()
         # this process's spares that OVS or the kernel lost (ovs-vswitchd restarted without its database)
         self._spares = [s for s in self._spares if f"vh{s.pair}" in ports and self.bridge.veth_exists(f"vh{s.pair}")]
-        spares = {s.pair for s in self._spares}
+        spares = {s.pair for s in self._spares} | self._making
         self.attached = {name for name in ports if name[2:] not in spares}
         owned = {e.host_port for e in endpoints.values()}
         survey = PortSurvey([], [], [])
@@ -211,19 +212,20 @@ class EndpointPorts:
         opening its port) and offered under it; one that fails is left for the survey to remove."""
         while True:
             with self._lock:
-                if len(self._spares) >= self.spares_kept:
-                    return
-                mtu = self.spare_mtu
-            if mtu is None:
-                return  # no endpoint made yet: nothing says what MTU its network has
-            spare = SparePair(SparePair.new_name(), mtu, self.bridge.veth_offloads)
+                if len(self._spares) >= self.spares_kept or self.spare_mtu is None:
+                    return  # (no MTU: no endpoint made yet, nothing says what its network has)
+                spare = SparePair(SparePair.new_name(), self.spare_mtu, self.bridge.veth_offloads)
+                self._making.add(spare.pair)
             try:
-                self.bridge.make_spare(f"vh{spare.pair}", f"vc{spare.pair}", mtu=mtu, options=self.spare_options,
+                self.bridge.make_spare(f"vh{spare.pair}", f"vc{spare.pair}", mtu=spare.mtu, options=self.spare_options,
                                        offloads=spare.offloads, external_ids={DRIVER_ID: self.driver, SPARE: "true"})
             except Exception:  # as a retirement's: the next endpoint makes its own pair; the survey sweeps
                 log.exception("spare port vh%s not made", spare.pair)
+                with self._lock:
+                    self._making.discard(spare.pair)
                 return
             with self._lock:
+                self._making.discard(spare.pair)
                 self._spares.append(spare)
 
     def _retire(self, port: str) -> None:
