@@ -135,9 +135,12 @@ def inspect_network(store: Store, host_id: str, name_or_id: str, docker_address:
         if record["ip"] not in network.subnet:
             continue
         published = segment_state.read_published(store, layout, record["host"], record["endpoint_id"])
+        # the port's name is the host's record's (a pair made ahead is not named by the endpoint ID)
+        endpoint = segment_state.read_host_endpoint(store, layout, record["host"], record["endpoint_id"])
+        port = endpoint.host_port if endpoint else f"vh{record['endpoint_id'][:12]}"
         endpoints.append({"container": names.get(record["endpoint_id"], record["endpoint_id"][:12]),
                           "ip": record["ip"], "mac": record["mac"], "host": record["host"],
-                          "vtep": record["vtep"], "port": f"vh{record['endpoint_id'][:12]}", "endpoint": record["endpoint_id"],
+                          "vtep": record["vtep"], "port": port, "endpoint": record["endpoint_id"],
                           "published": ", ".join(f"{_host_address(p)}{p['host_port']}->{p['port']}" for p in published)})
     report = {"network": docker["Name"] if docker else network_id, "id": network_id, "driver": layout.driver,
               "segment": network.segment, "subnet": str(network.subnet.cidr), "gateway": network.gateway,

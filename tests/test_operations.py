@@ -106,6 +106,9 @@ def test_metrics_count_what_docker_runs_caused_and_inspect_shows_both_hosts(lab)
                 expected.add((host, info["IPAddress"], info["MacAddress"]))
         assert seen == expected
         assert {e["container"] for e in report["endpoints"] if e["host"] == "h1"} == set(names["h1"])
+        for e in report["endpoints"]:  # the OVS port each is on (a pair made ahead, or made for it)
+            assert lab.node(e["host"]).run(["ovs-vsctl", "--bare", "--columns=name", "find", "interface",
+                                            f"external_ids:acsnet-ip={e['ip']}"]).stdout.split() == [e["port"]], e
 
         status = h1.run([sys.executable, "-m", "acsnet.cli", "status", "--json", "--store", lab.zookeeper_url,
                          "--host-id", "h1"], check=False)
