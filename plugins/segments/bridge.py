@@ -107,19 +107,20 @@ class OvsBridge:
 
     def plug(self, endpoint: SegmentEndpoint, *, mtu: int, options: dict, external_ids: dict, create_veth: bool) -> None:
         if create_veth:
-            links.create_veth(endpoint.host_port, endpoint.container_port, mtu=mtu, container_mac=endpoint.mac)
-            if not self.veth_offloads:
-                links.disable_tx_checksum(endpoint.host_port)
-                links.disable_tx_checksum(endpoint.container_port)
+            self._make_veth(endpoint.host_port, endpoint.container_port, mtu, endpoint.mac, self.veth_offloads)
         self.ovsdb.add_port(self.name, endpoint.host_port, **options, external_ids=external_ids)
 
     def make_spare(self, host_end: str, container_end: str, *, mtu: int, options: dict, offloads: bool,
                    external_ids: dict) -> None:
-        links.create_veth(host_end, container_end, mtu=mtu, container_mac=None)
+        self._make_veth(host_end, container_end, mtu, None, offloads)
+        self.ovsdb.add_port(self.name, host_end, **options, external_ids=external_ids)
+
+    @staticmethod
+    def _make_veth(host_end: str, container_end: str, mtu: int, container_mac: str | None, offloads: bool) -> None:
+        links.create_veth(host_end, container_end, mtu=mtu, container_mac=container_mac)
         if not offloads:
             links.disable_tx_checksum(host_end)
             links.disable_tx_checksum(container_end)
-        self.ovsdb.add_port(self.name, host_end, **options, external_ids=external_ids)
 
     def fit_spare(self, endpoint: SegmentEndpoint, *, mtu: int | None, options: dict, external_ids: dict) -> None:
         # The container end's MAC is dockerd's to set: it sets the endpoint's (from CreateEndpoint's
