@@ -17,7 +17,7 @@ from acsnet.ovsctl.host_setup import host_layout
 from acsnet.ovsctl.ovsdb import Ovsdb
 from acsnet.plugin_client import get_json
 from acsnet.plugins.segments import state as segment_state
-from acsnet.plugins.segments.model import LAYOUTS, SegmentNetwork
+from acsnet.plugins.segments.model import LAYOUTS, SegmentNetwork, host_end
 from acsnet.plugins.vpc.state import HostSubnetRecord, VpcNetworkSettings
 from acsnet.store import Store
 from acsnet.store.liveness import HostRecord, HostSessions
@@ -137,7 +137,7 @@ def inspect_network(store: Store, host_id: str, name_or_id: str, docker_address:
         published = segment_state.read_published(store, layout, record["host"], record["endpoint_id"])
         # the port's name is the host's record's (a pair made ahead is not named by the endpoint ID)
         endpoint = segment_state.read_host_endpoint(store, layout, record["host"], record["endpoint_id"])
-        port = endpoint.host_port if endpoint else f"vh{record['endpoint_id'][:12]}"
+        port = endpoint.host_port if endpoint else host_end(record["endpoint_id"][:12])
         endpoints.append({"container": names.get(record["endpoint_id"], record["endpoint_id"][:12]),
                           "ip": record["ip"], "mac": record["mac"], "host": record["host"],
                           "vtep": record["vtep"], "port": port, "endpoint": record["endpoint_id"],

@@ -160,6 +160,16 @@ class SegmentNetwork:
                    bool(d.get("swarm", False)), bool(d.get("accept_ra", False)), d.get("max_routes"))
 
 
+def host_end(pair: str) -> str:
+    """The host end of the veth pair named `pair` (an endpoint's `pair`, or its ID's first 12 characters)."""
+    return f"vh{pair}"
+
+
+def container_end(pair: str) -> str:
+    """... and its container end."""
+    return f"vc{pair}"
+
+
 @dataclasses.dataclass(frozen=True)
 class SegmentEndpoint:
     endpoint_id: str
@@ -182,11 +192,11 @@ class SegmentEndpoint:
 
     @property
     def host_port(self) -> str:
-        return f"vh{self.pair or self.endpoint_id[:12]}"
+        return host_end(self.pair or self.endpoint_id[:12])
 
     @property
     def container_port(self) -> str:
-        return f"vc{self.pair or self.endpoint_id[:12]}"
+        return container_end(self.pair or self.endpoint_id[:12])
 
     def to_json(self) -> dict:
         # Unnamed endpoints are written as before names existed, for the same reason as `_without_empty_ip6`.

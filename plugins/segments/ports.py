@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterable
 
 from acsnet.plugins.segments.bridge import Bridge
-from acsnet.plugins.segments.model import SegmentEndpoint
+from acsnet.plugins.segments.model import SegmentEndpoint, container_end, host_end
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,10 @@ class SparePair:
     pair: str  # `SegmentEndpoint.pair`: the veth ends are vh<pair> and vc<pair>
     mtu: int
     offloads: bool  # made with the veth's TX offloads kept (the bridge's `veth_offloads` then)
+
+    @property
+    def host_port(self) -> str:
+        return host_end(self.pair)
 
     @staticmethod
     def new_name() -> str:
@@ -73,7 +77,7 @@ class EndpointPorts:
         self.spare_options = spare_options or {}  # the OVSDB settings of a spare's port (a tag no traffic has)
         self.spare_mtu: int | None = None  # what the next spares are made with: the last endpoint's MTU
         self._spares: list[SparePair] = []  # ready on the bridge, under the lock
-        self._making: set[str] = set()  # pairs the retirer is making now, under the lock (not the survey's to remove)
+        self._making: set[str] = set()  # spares' ports the retirer is making, under the lock (not the survey's)
         self._taken: dict[str, SparePair] = {}  # endpoint ID -> the spare `take_spare` gave it, until attached
         self._fitter = ThreadPoolExecutor(1, thread_name_prefix=f"{driver}-fit")  # see `attach`
         self._unplugged: list[str] = []  # ports of forgotten endpoints, still named by installed flows
@@ -94,23 +98,23 @@ class EndpointPorts:
             spares, self._spares = self._spares, []
         for spare in spares:
             try:
-                self.bridge.remove_port(f"vh{spare.pair}")
+                self.bridge.remove_port(spare.host_port)
             except Exception:  # the next start's survey removes it
-                log.exception("spare port vh%s not removed", spare.pair)
+                log.exception("spare port %s not removed", spare.host_port)
 
     def survey(self, endpoints: dict[str, SegmentEndpoint]) -> PortSurvey:
         """Remove ports no endpoint owns; say which endpoints lost their veth and which lost their port
         (or its owner's labels: a spare given to an endpoint just before a crash)."""
         ports = self.bridge.ports()
         # this process's spares that OVS or the kernel lost (ovs-vswitchd restarted without its database)
-        self._spares = [s for s in self._spares if f"vh{s.pair}" in ports and self.bridge.veth_exists(f"vh{s.pair}")]
-        spares = {s.pair for s in self._spares} | self._making
-        self.attached = {name for name in ports if name[2:] not in spares}
+        self._spares = [s for s in self._spares if s.host_port in ports and self.bridge.veth_exists(s.host_port)]
+        spares = {s.host_port for s in self._spares} | self._making
+        self.attached = {name for name in ports if name not in spares}
         owned = {e.host_port for e in endpoints.values()}
         survey = PortSurvey([], [], [])
         for name, external_ids in ports.items():
             owner = external_ids.get(ENDPOINT_ID)
-            if external_ids.get(DRIVER_ID) != self.driver or name[2:] in spares:
+            if external_ids.get(DRIVER_ID) != self.driver or name in spares:
                 continue  # another driver's, on a shared bridge (or from before ports named theirs: audit's)
             if (owner and owner not in endpoints) or (external_ids.get(SPARE) and name not in owned):
                 log.info("port=%s endpoint=%s removed: no endpoint owns it", name, owner or "(spare)")
@@ -131,7 +135,7 @@ class EndpointPorts:
         while self._spares:
             spare = self._spares.pop(0)
             if spare.offloads != self.bridge.veth_offloads:  # ovs-vswitchd restarted with TSO changed
-                self._retiring.put(f"vh{spare.pair}")
+                self._retiring.put(spare.host_port)
                 continue
             self._taken[endpoint.endpoint_id] = spare
             return dataclasses.replace(endpoint, pair=spare.pair)
@@ -215,17 +219,18 @@ class EndpointPorts:
                 if len(self._spares) >= self.spares_kept or self.spare_mtu is None:
                     return  # (no MTU: no endpoint made yet, nothing says what its network has)
                 spare = SparePair(SparePair.new_name(), self.spare_mtu, self.bridge.veth_offloads)
-                self._making.add(spare.pair)
+                self._making.add(spare.host_port)
             try:
-                self.bridge.make_spare(f"vh{spare.pair}", f"vc{spare.pair}", mtu=spare.mtu, options=self.spare_options,
-                                       offloads=spare.offloads, external_ids={DRIVER_ID: self.driver, SPARE: "true"})
+                self.bridge.make_spare(spare.host_port, container_end(spare.pair), mtu=spare.mtu,
+                                       options=self.spare_options, offloads=spare.offloads,
+                                       external_ids={DRIVER_ID: self.driver, SPARE: "true"})
             except Exception:  # as a retirement's: the next endpoint makes its own pair; the survey sweeps
-                log.exception("spare port vh%s not made", spare.pair)
+                log.exception("spare port %s not made", spare.host_port)
                 with self._lock:
-                    self._making.discard(spare.pair)
+                    self._making.discard(spare.host_port)
                 return
             with self._lock:
-                self._making.discard(spare.pair)
+                self._making.discard(spare.host_port)
                 self._spares.append(spare)
 
     def _retire(self, port: str) -> None:
