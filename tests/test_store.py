@@ -13,6 +13,8 @@ from acsnet.errors import StoreUnavailable
 from acsnet.lab.host import REPO
 from acsnet.store import Check, Create, Delete, SetValue, open_store
 from acsnet.store.liveness import HostRecord
+from acsnet.store.zookeeper import ZooKeeperStore
+from acsnet.store.zookeeper_reads import PATHS_PER_REQUEST
 
 
 def wait_for(condition, timeout=5.0, what="condition"):
@@ -39,6 +41,22 @@ def test_get_many_reads_each_path_in_order_and_none_for_an_absent_one(store):
     found = store.get_many(["/t/many/b", "/t/many/gone", "/t/many/a"])
     assert [(v.value, v.version) if v else None for v in found] == [(b"3", 1), None, (b"1", 0)]
     assert store.get_many([]) == []
+
+
+def test_get_many_of_more_paths_than_one_batch_holds_reads_them_all_in_order(store):
+    """On ZooKeeper a batch is one multiRead request of up to 500 paths (kazoo has none of its own): 1,201
+    paths, some absent, are three requests, each answering a missing node in its own slot."""
+    paths = [f"/t/batch/r{i:04d}" for i in range(2 * PATHS_PER_REQUEST + 201)]
+    store.create("/t/batch")  # a Create in a commit needs its parent
+    for start in range(0, len(paths), 100):
+        assert store.commit([Create(path, path.encode()) for path in paths[start:start + 100] if not path.endswith("7")])
+    observed: list[str] = []
+    store.observer = lambda operation, seconds: observed.append(operation)
+    found = store.get_many(paths)
+    assert [v.value if v else None for v in found] == [None if p.endswith("7") else p.encode() for p in paths]
+    assert all(v.version == 0 for v in found if v)
+    if isinstance(store, ZooKeeperStore):
+        assert observed == ["get_many"] * 3, "one request per 500 paths, not one per path"
 
 
 def test_compare_and_set(store):

@@ -49,6 +49,7 @@ from acsnet.store.base import (
 )
 from acsnet.store import liveness
 from acsnet.store.liveness import SESSION_LAYOUTS, HostRecord, HostSessions
+from acsnet.store.zookeeper_reads import PATHS_PER_REQUEST, MultiRead
 from acsnet.store.zookeeper_watch import ZooKeeperWatch, arm_or_retry_together
 
 log = logging.getLogger(__name__)
@@ -253,18 +254,33 @@ class ZooKeeperStore(Store):
         return Versioned(value or b"", stat.version)
 
     def get_many(self, paths: Sequence[str]) -> list[Versioned | None]:
-        """Every read sent before the first answer is awaited: kazoo pipelines them on the session."""
+        """One multiRead request per `PATHS_PER_REQUEST` paths (acsnet/store/zookeeper_reads.py), every
+        request sent before the first answer is awaited."""
         self._require_connection()
-        pending = [self._client.get_async(path) for path in paths]
+        if len(paths) < 2:
+            return [self.get(path) for path in paths]
+        pending = []
+        for start in range(0, len(paths), PATHS_PER_REQUEST):
+            async_result = self._client.handler.async_result()
+            # kazoo's own calls send their requests so; it has no call of its own for a multiRead.
+            chunk = paths[start:start + PATHS_PER_REQUEST]
+            self._client._call(MultiRead([self._in_chroot(path) for path in chunk]), async_result)
+            pending.append(async_result)
         found: list[Versioned | None] = []
         for async_result in pending:
-            try:
-                value, stat = self._wait(async_result, 'get')
-            except NoNodeError:
-                found.append(None)
-                continue
-            found.append(Versioned(value or b"", stat.version))
+            for answer in self._wait(async_result, 'get_many'):
+                if isinstance(answer, NoNodeError):
+                    found.append(None)
+                elif isinstance(answer, KazooException):
+                    raise StoreUnavailable(f"store {self.url_for_logs}: {type(answer).__name__} in a batch of reads")
+                else:
+                    value, stat = answer
+                    found.append(Versioned(value or b"", stat.version))
         return found
+
+    def _in_chroot(self, path: str) -> str:
+        """The server's path of a store path (kazoo's calls add the chroot themselves)."""
+        return (self._client.chroot + path).rstrip("/") or "/"
 
     def compare_and_set(self, path: str, value: bytes, version: int) -> bool:
         self._require_connection()
