@@ -128,6 +128,22 @@ def summed(checks: list[dict]) -> dict:
     return {**total, **({"samples": samples} if samples else {})}
 
 
+def attempt_size(rows: list, skipped: list, ensemble: Ensemble, sustained: dict, layout: Layout, args, started: float,
+                 tree: str | None = None) -> bool:
+    """Run one size into `rows`; a size that fails (a host process's error: simulated sessions lost to
+    starved heartbeats, for one) goes into `skipped` with what failed, so the sizes before it are still
+    reported. False if it failed (a larger size would fail as well)."""
+    try:
+        rows.append(run_size(ensemble, sustained, layout, args, started, tree))
+        return True
+    except (RuntimeError, queue.Empty) as e:
+        what = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+        skipped.append({"hosts": layout.hosts, "design": "before" if tree else "after", "outcome": "did not hold",
+                        "why": what})
+        say(started, f"{layout.hosts} hosts ({'before' if tree else 'after'}): did not hold: {what}")
+        return False
+
+
 def run_size(ensemble: Ensemble, sustained: dict, layout: Layout, args, started: float, tree: str | None = None) -> dict:
     """One size: with this checkout's code, or with that of `tree` (a "before")."""
     hosts = layout.hosts
@@ -299,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
                 skipped.append({"hosts": hosts, "design": "before", "why": f"first load projected "
                                 f"{projected(before_rows[-1], hosts)['load_s']:.0f}s > budget {args.budget:.0f}s"})
                 continue
-            before_rows.append(run_size(ensemble, sustained, layout, args, started, tree))
+            if not attempt_size(before_rows, skipped, ensemble, sustained, layout, args, started, tree):
+                break
         for hosts in sizes:
             layout = Layout(hosts, args.endpoints, args.networks, min(args.networks_per_host, args.networks))
             if rows:
@@ -313,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
                     skipped.append({"hosts": hosts, "design": "after", "why": "; ".join(reasons), **guess})
                     say(started, f"{hosts} hosts: not run ({skipped[-1]['why']})")
                     continue
-            rows.append(run_size(ensemble, sustained, layout, args, started))
+            if not attempt_size(rows, skipped, ensemble, sustained, layout, args, started):
+                break
         say(started, f"IPAM: {args.ipam_hosts} hosts allocating from one /16 at once")
         ipam = scale_ipam.run(ensemble.url("/scale-ipam"), hosts=args.ipam_hosts, per_host=args.ipam_per_host,
                               fullness_hosts=min(args.ipam_hosts, 200), processes=2 if args.quick else 4, before=tree)

@@ -92,8 +92,10 @@ def limiting_figure(rows: list[dict]) -> dict | None:
 
 def failed_checks(report: dict) -> list[str]:
     """Everything that makes the run fail: a table not converged, a record that never reached a host
-    with endpoints on its network, an error, an address handed out twice."""
-    return _failures(report["rows"], report["ipam"]["contention"], report["ipam"]["by_fullness"])
+    with endpoints on its network, an error, an address handed out twice, a size that did not hold."""
+    held = [f"{skip['hosts']} hosts: did not hold: {skip['why']}" for skip in report.get("skipped", [])
+            if skip.get("outcome") == "did not hold" and skip.get("design", "after") == "after"]
+    return held + _failures(report["rows"], report["ipam"]["contention"], report["ipam"]["by_fullness"])
 
 
 def before_failures(report: dict) -> list[str]:
@@ -202,14 +204,14 @@ def write(report: dict, out: str) -> str:
         lines.append("| " + " | ".join(fmt(row.get(c)) for c in COLUMNS) + " |")
     for skip in report["skipped"]:
         if skip.get("design", "after") == "after":
-            lines.append(f"| {skip['hosts']} | not run: {skip['why']} |" + " |" * (len(HEADERS) - 2))
+            lines.append(f"| {skip['hosts']} | {skip.get('outcome', 'not run')}: {skip['why']} |" + " |" * (len(HEADERS) - 2))
     if before_rows:
         lines += ["", f"Before (`{before['ref']}`):", "", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
         for row in before_rows:
             lines.append("| " + " | ".join(fmt(row.get(c)) for c in COLUMNS) + " |")
         for skip in report["skipped"]:
             if skip.get("design") == "before":
-                lines.append(f"| {skip['hosts']} | not run: {skip['why']} |" + " |" * (len(HEADERS) - 2))
+                lines.append(f"| {skip['hosts']} | {skip.get('outcome', 'not run')}: {skip['why']} |" + " |" * (len(HEADERS) - 2))
     limit = report["limit"]
     if limit:
         lines += ["", f"**Limits growth: {limit['label']}** — {fmt(limit['at_largest'])} at {limit['largest_run']} hosts, "

@@ -80,7 +80,7 @@ class PoolRecords:
 
     @staticmethod
     def read_all(store: Store) -> dict[str, Pool]:
-        return read_each(PoolRecords.ids(store), lambda pool_id: PoolRecords.read(store, pool_id))
+        return read_each(store, PoolRecords.ids(store), PoolRecords.key, Pool.from_json)
 
     @staticmethod
     def exists(store: Store, pool_id: str) -> bool:
@@ -250,7 +250,8 @@ class AddressRecords:
     @staticmethod
     def read_pool(store: Store, pool_id: str) -> dict[str, AddressRecord]:
         """Every address held in one pool, by address."""
-        return read_each(AddressRecords.addresses(store, pool_id), lambda address: AddressRecords.read(store, pool_id, address))
+        return read_each(store, AddressRecords.addresses(store, pool_id), lambda address: AddressRecords.key(pool_id, address),
+                         AddressRecord.from_json)
 
     @staticmethod
     def read_all(store: Store) -> Iterator[tuple[str, str, AddressRecord]]:

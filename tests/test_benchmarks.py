@@ -257,6 +257,11 @@ def test_scale_checks_fail_on_a_missing_or_stale_flow_and_on_an_address_handed_o
     report["ipam"]["by_fullness"][0.99] = {**ipam_run, "duplicates": ["100.64.255.9"]}
     failed = scale_report.failed_checks(report)
     assert len(failed) == 2 and "not converged" in failed[0] and "100.64.255.9" in failed[1]
+    # a size whose run failed (the simulated sessions lost, say) fails the run too; one not run does not
+    report["skipped"] = [{"hosts": 6, "design": "after", "outcome": "did not hold", "why": "start_agents: ConnectionLoss"},
+                         {"hosts": 9, "design": "after", "why": "first load projected 900s > budget 300s"}]
+    failed = scale_report.failed_checks(report)
+    assert len(failed) == 3 and failed[0] == "6 hosts: did not hold: start_agents: ConnectionLoss"
 
 
 def test_a_scale_report_is_written_again_from_its_json_with_what_its_before_differs_in(tmp_path):

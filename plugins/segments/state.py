@@ -40,8 +40,8 @@ def read_host_network(store: Store, layout: Layout, host: str, network_id: str) 
 
 
 def read_host_networks(store: Store, layout: Layout, host: str) -> dict[str, SegmentNetwork]:
-    return read_each(host_network_ids(store, layout, host),
-                     lambda network_id: read_host_network(store, layout, host, network_id))
+    return read_each(store, host_network_ids(store, layout, host), lambda network_id: layout.host_network(host, network_id),
+                     SegmentNetwork.from_json)
 
 
 def write_host_network(store: Store, layout: Layout, host: str, network: SegmentNetwork) -> None:
@@ -71,8 +71,8 @@ def read_host_endpoint(store: Store, layout: Layout, host: str, endpoint_id: str
 
 
 def read_host_endpoints(store: Store, layout: Layout, host: str) -> dict[str, SegmentEndpoint]:
-    return read_each(host_endpoint_ids(store, layout, host),
-                     lambda endpoint_id: read_host_endpoint(store, layout, host, endpoint_id))
+    return read_each(store, host_endpoint_ids(store, layout, host), lambda endpoint_id: layout.host_endpoint(host, endpoint_id),
+                     SegmentEndpoint.from_json)
 
 
 def write_host_endpoint(store: Store, layout: Layout, host: str, endpoint: SegmentEndpoint) -> None:
@@ -139,11 +139,8 @@ def segment_numbers(store: Store, layout: Layout) -> list[str]:
 
 def read_segment_records(store: Store, layout: Layout, number: int | str) -> dict[str, SegmentRecord]:
     """A segment's records by name (`<ip>~<endpoint-id12>`)."""
-    def read(name: str) -> SegmentRecord | None:
-        data = store.get_json(layout.record_key(number, name))
-        return SegmentRecord.from_json(data) if data else None
-
-    return read_each(store.children(layout.segment(number)), read)
+    return read_each(store, store.children(layout.segment(number)), lambda name: layout.record_key(number, name),
+                     SegmentRecord.from_json)
 
 
 def watch_segment(store: Store, layout: Layout, number: int | str, callback: Callable[[list[str]], None]) -> None:

@@ -91,7 +91,8 @@ class HostSubnetRecord:
     @staticmethod
     def read_all(store: Store, network: netaddr.IPNetwork) -> dict[str, HostSubnet]:
         """Every host's record of the network, those that left included."""
-        return read_each(HostSubnetRecord.hosts(store, network), lambda host: HostSubnetRecord.read(store, network, host))
+        return read_each(store, HostSubnetRecord.hosts(store, network), lambda host: HostSubnetRecord.key(network, host),
+                         HostSubnet.from_json)
 
     @staticmethod
     def watch_all(store: Store, network: netaddr.IPNetwork, callback: Callable[[list[str]], None]) -> None:

@@ -41,7 +41,7 @@ def generated_vni(store: Store, key: str) -> int:
 
 def generated_vnis(store: Store) -> dict[str, int]:
     """Every generated VNI held, by its key (ops, tests)."""
-    found = read_each(store.children(GENERATED), lambda key: store.get_json(join(GENERATED, key)))
+    found = read_each(store, store.children(GENERATED), lambda key: join(GENERATED, key), dict)
     return {key: int(record["vni"]) for key, record in found.items()}
 
 
