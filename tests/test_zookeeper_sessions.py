@@ -37,3 +37,34 @@ def test_zookeeper_liveness_is_registered_again_after_a_session_expiry(zk_url):
         assert LiveSessions.read_all(store) == {"h9": [name]}
     finally:
         store.close()
+
+
+def test_liveness_that_could_not_be_registered_is_registered_once_the_connection_is_back_in_the_same_session(tmp_path):
+    """A plugin that starts while ZooKeeper is away (or whose registration is cut by a dropped connection)
+    logs it and serves on (acsnet/composition.py). Its session outlives a short outage, so no new session
+    comes to register it again: the registration waits for the connection instead. Until it is made, every
+    other host reads this one as dead and leaves its containers out of their flows."""
+    from acsnet.errors import StoreUnavailable
+    from acsnet.lab.zookeeper import ZooKeeperServer
+
+    server = ZooKeeperServer(str(tmp_path / "zookeeper")).start()
+    try:
+        store = open_store(f"zk://{server.address}/live", timeout=3.0)
+        try:
+            session = store._client.client_id[0]
+            server.stop()
+            wait_for(lambda: not store.connected, timeout=15, what="the store seeing the outage")
+            try:
+                store.register_host("h7", "vxlan", {"host_id": "h7"})
+                raise AssertionError("registered with no server")
+            except StoreUnavailable:
+                pass
+            server.start()
+            wait_for(lambda: store.connected, timeout=30, what="the connection back")
+            assert store._client.client_id[0] == session, "the same session: nothing expired"
+            wait_for(lambda: store.host_alive("h7"), timeout=10, what="the host registered alive")
+            assert list(LiveSessions.read_all(store)) == ["h7"]
+        finally:
+            store.close()
+    finally:
+        server.stop()

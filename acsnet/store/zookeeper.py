@@ -133,6 +133,9 @@ class ZooKeeperStore(Store):
         )
         self._session_lost = False
         self._registrations: list[tuple[str, str, dict]] = []
+        # A registration failed and the session lives on: the next connection makes it (no new session
+        # would come to; meanwhile every other host reads this one as dead).
+        self._registration_pending = False
         self._registration_lock = threading.Lock()
         self._watches: list[ZooKeeperWatch] = []  # every watch handed out and not ended
         self._watches_lock = threading.Lock()
@@ -201,7 +204,8 @@ class ZooKeeperStore(Store):
             self._connected.clear()
         if state == KazooState.LOST:
             self._session_lost = True
-        elif state == KazooState.CONNECTED and (self._session_lost or not self._chroot_ready.is_set()):
+        elif state == KazooState.CONNECTED and (self._session_lost or not self._chroot_ready.is_set()
+                                                 or self._registration_pending):
             self._session_lost = False
             self._client.handler.spawn(self._after_new_session)
         if state == KazooState.CONNECTED:
@@ -209,17 +213,24 @@ class ZooKeeperStore(Store):
             self._client.handler.spawn(self._rearm_watches)
 
     def _after_new_session(self) -> None:
+        """After a new session, or a connection back after a registration failed: every registration made
+        (again: each is idempotent)."""
         try:
             self._ensure_chroot()
             for host_id, session_name, info in list(self._registrations):
                 self._register(host_id, session_name, info)
+            self._registration_pending = False
             self._problem = ""
-            log.info("store=%s session re-established; liveness registered again", self.url_for_logs)
-        except KazooException as e:
-            self._problem = _describe(e)
-            log.error("store=%s re-registration failed (%s); will retry on the next session", self.url_for_logs, self._problem)
+            log.info("store=%s connected; liveness registered", self.url_for_logs)
+        except (KazooException, StoreUnavailable) as e:
+            self._registration_pending = True
+            if isinstance(e, KazooException):
+                self._problem = _describe(e)
+            why = self._problem if isinstance(e, KazooException) else e.message
+            log.error("store=%s registration failed (%s); will retry on the next connection", self.url_for_logs, why)
         except Exception:
-            log.exception("store=%s re-registration failed; will retry on the next session", self.url_for_logs)
+            self._registration_pending = True
+            log.exception("store=%s registration failed; will retry on the next connection", self.url_for_logs)
 
     def _rearm_watches(self) -> None:
         with self._watches_lock:
@@ -387,8 +398,15 @@ class ZooKeeperStore(Store):
                 lock.release()
 
     def register_host(self, host_id: str, session_name: str, info: dict) -> None:
+        """Raises if the store cannot make it now; the store makes it once it can (next connection)."""
         self._registrations.append((host_id, session_name, info))
-        self._register(host_id, session_name, info)
+        try:
+            self._register(host_id, session_name, info)
+        except BaseException:
+            self._registration_pending = True
+            if self.connected:  # cut by a slow answer, not a lost connection: no state change will come
+                self._client.handler.spawn(self._after_new_session)
+            raise
 
     def _register(self, host_id: str, session_name: str, info: dict) -> None:
         """Idempotent, and serialised: it runs from `register_host` and again from the connection
