@@ -222,12 +222,13 @@ class ZooKeeperStore(Store):
             self._registration_pending = False
             self._problem = ""
             log.info("store=%s connected; liveness registered", self.url_for_logs)
-        except (KazooException, StoreUnavailable) as e:
+        except KazooException as e:
             self._registration_pending = True
-            if isinstance(e, KazooException):
-                self._problem = _describe(e)
-            why = self._problem if isinstance(e, KazooException) else e.message
-            log.error("store=%s registration failed (%s); will retry on the next connection", self.url_for_logs, why)
+            self._problem = _describe(e)
+            log.error("store=%s registration failed (%s); will retry on the next connection", self.url_for_logs, self._problem)
+        except StoreUnavailable as e:  # a call's own timeout or a lost connection, as `_wait` reports them
+            self._registration_pending = True
+            log.error("store=%s registration failed (%s); will retry on the next connection", self.url_for_logs, e.message)
         except Exception:
             self._registration_pending = True
             log.exception("store=%s registration failed; will retry on the next connection", self.url_for_logs)
