@@ -130,13 +130,16 @@ def inspect_network(store: Store, host_id: str, name_or_id: str, docker_address:
     for container_id, info in ((docker or {}).get("Containers") or {}).items():
         names[info.get("EndpointID", "")] = info.get("Name", container_id[:12])
     endpoints = []
+    host_endpoints: dict[str, dict] = {}  # each host's endpoint records, read once in one batch
     for found in segment_state.read_segment_records(store, layout, network.segment).values():
         record = found.to_json()
         if record["ip"] not in network.subnet:
             continue
         published = segment_state.read_published(store, layout, record["host"], record["endpoint_id"])
         # the port's name is the host's record's (a pair made ahead is not named by the endpoint ID)
-        endpoint = segment_state.read_host_endpoint(store, layout, record["host"], record["endpoint_id"])
+        if record["host"] not in host_endpoints:
+            host_endpoints[record["host"]] = segment_state.read_host_endpoints(store, layout, record["host"])
+        endpoint = host_endpoints[record["host"]].get(record["endpoint_id"])
         port = endpoint.host_port if endpoint else host_end(record["endpoint_id"][:12])
         endpoints.append({"container": names.get(record["endpoint_id"], record["endpoint_id"][:12]),
                           "ip": record["ip"], "mac": record["mac"], "host": record["host"],
