@@ -551,3 +551,49 @@ def test_the_periodic_check_leaves_a_spare_being_made_alone__slowed_recording_br
     (made,) = spares(switch)
     h1.add_endpoint(endpoint(2))
     assert h1.endpoint(endpoint(2).endpoint_id).host_port == made and ENDPOINT_ID in switch.ports[made]
+
+
+def test_a_pass_with_no_new_list_reads_nothing_and_keeps_the_sorted_records_until_a_change_or_a_death__store_reads_counted(embedded_url):
+    """Every watch event wakes a pass over every followed segment: one whose watch handed over no new
+    list is neither diffed nor read, and its sorted records are the ones kept. A new record, or a host
+    found dead, changes them (at 1,000 hosts a segment holds 10,000 records: sorting them on each pass
+    was the agent's largest cost in the scale simulation)."""
+    from acsnet.plugins.segments.model import SegmentRecord
+    from acsnet.plugins.segments.watch import RemoteRecords
+
+    layout = LAYOUTS["vxlan"]
+    writer, watcher, peer = (open_store(embedded_url, timeout=5.0) for _ in range(3))
+    peer.register_host("h3", "vxlan", {"host_id": "h3"})
+    reads = []
+    real_get_many = watcher.get_many
+    watcher.get_many = lambda paths: reads.append(len(paths)) or real_get_many(paths)
+    state.prepare_segment(writer, layout, VNI)
+
+    def add(number: int, host: str) -> None:
+        record = SegmentRecord(host, "02:00:00:00:00:01", "192.0.2.9", f"10.42.0.{number}", f"02:42:0a:2a:00:{number:02x}", f"{number:02d}" * 32)
+        assert writer.commit([state.segment_record_operation(layout, VNI, record)])
+
+    try:
+        add(3, "h3")
+        add(2, "h3")
+        remote = RemoteRecords(watcher, layout, "h1", withdraw_dead_hosts=True, wake=lambda: None)
+        remote.watch(VNI, collect_arrivals=False)
+        wait_for(lambda: remote.liveness_changed() or [r.ip for r in remote.records(VNI)] == ["10.42.0.2", "10.42.0.3"],
+                 what="h3's records, h3 seen alive")
+        first = remote.records(VNI)
+        reads.clear()
+        for _ in range(3):
+            assert not remote.refresh_all(collect_arrivals=True)
+        assert reads == [] and remote.records(VNI) is first
+
+        add(4, "h3")
+        wait_for(lambda: len(remote.names(VNI)) == 3, what="the watch's new list")
+        assert remote.refresh_all(collect_arrivals=True) and reads == [1]  # the new record alone
+        assert [r.ip for r in remote.records(VNI)] == ["10.42.0.2", "10.42.0.3", "10.42.0.4"]
+
+        peer.close()  # h3's plugin gone: its records leave the flows once the sessions list says so
+        wait_for(lambda: remote.records(VNI) == (), what="h3's records withdrawn")
+        assert remote.liveness_changed()
+    finally:
+        for store in (writer, watcher, peer):
+            store.close()

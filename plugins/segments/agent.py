@@ -520,7 +520,7 @@ class SegmentAgent:
             elif changed and not self.datapath.program_change(self.remote.take_change()):
                 self.sync()
             arrived = self.remote.take_arrived()
-            view = self.view()
+            view = self.view(remote=False)  # every pass: other hosts' records are the driver's to ask for
         joined = []
         while not self._joined.empty():
             joined.append(self._joined.get_nowait())

@@ -128,10 +128,13 @@ class Datapath(abc.ABC):
 
     def announce(self, view: HostView, joined: list[SegmentEndpoint], arrived: list[tuple[int, SegmentRecord]]) -> None:
         """Addresses that appeared: on this host (a container joined) and on others (records new since
-        the first load, their flows installed). On the worker, not locked."""
+        the first load, their flows installed). On the worker, not locked. The view holds no other
+        hosts' records (as `background`'s)."""
 
     def background(self, view: HostView) -> None:
-        """The driver's own work on each pass of the worker (not locked)."""
+        """The driver's own work on each pass of the worker (not locked). The view holds this host's
+        networks and endpoints, not other hosts' records: a pass comes with every watch event, and a
+        driver that needs them asks the agent's `view()` under its lock."""
 
     def next_wake(self) -> float | None:
         """Seconds until the driver has timed work of its own, if it has some."""

@@ -46,6 +46,14 @@ class RemoteRecords:
         self._added: list[tuple[int, SegmentRecord]] = []  # since the datapath was last programmed
         self._removed: list[tuple[int, SegmentRecord]] = []
         self._generation: dict[int, int] = {}  # a dropped watch's callbacks are told apart from a newer one's
+        # Passes that change nothing cost nothing per record: a segment is diffed against its names only
+        # when its watch handed over a new list, and its sorted records are kept until its cache or a
+        # host's liveness changes (every watch event wakes every pass; at 1,000 hosts a segment holds
+        # 10,000 records).
+        self._refreshed_names: dict[int, list[str]] = {}  # the names list each segment's cache was last brought in line with
+        self._version: dict[int, int] = {}  # bumped whenever a segment's cache changes
+        self._liveness_epoch = 0  # bumped (after the change) whenever an input of `_alive` changes
+        self._sorted: dict[int, tuple[tuple[int, int], tuple[SegmentRecord, ...]]] = {}
 
     def watch(self, number: int, *, collect_arrivals: bool) -> None:
         """Follow a segment (this host's first endpoint on it): its records now, then its changes."""
@@ -74,6 +82,9 @@ class RemoteRecords:
         self.watched.discard(number)
         self._generation[number] = self._generation.get(number, 0) + 1
         self._names.pop(number, None)
+        self._refreshed_names.pop(number, None)
+        self._sorted.pop(number, None)
+        self._version[number] = self._version.get(number, 0) + 1
         for record in self._segments.pop(number, {}).values():
             if record.host != self.host_id and self._in_flows(record):
                 self._removed.append((number, record))
@@ -90,7 +101,10 @@ class RemoteRecords:
         if names is None:
             names = state.segment_record_names(self.store, self.layout, number)
             self._names[number] = names
+        elif names is self._refreshed_names.get(number):
+            return False  # no new list since the last refresh (a failed read leaves it to be tried again)
         cache = self._segments.setdefault(number, {})
+        self._version[number] = self._version.get(number, 0) + 1
         changed = False
         for gone in set(cache) - set(names):
             record = cache.pop(gone)
@@ -109,6 +123,7 @@ class RemoteRecords:
                     self._added.append((number, record))
                 if collect_arrivals:
                     self._arrived.append((number, record))
+        self._refreshed_names[number] = names
         return changed
 
     def refresh_all(self, *, collect_arrivals: bool) -> bool:
@@ -123,10 +138,12 @@ class RemoteRecords:
 
             def on_list(sessions: dict[str, list[str]]) -> None:  # on the store's thread
                 self._listed = frozenset(sessions)
+                self._liveness_epoch += 1
                 self._wake()
 
             LiveSessions.watch_all(self.store, on_list)
         self._followed.add(host)
+        self._liveness_epoch += 1
         if host not in self._listed:
             self._check_unlisted(host)
         if self._alive(host):  # alive as first seen: its records go in with the change, not a whole sync
@@ -140,9 +157,11 @@ class RemoteRecords:
 
         def on_change(sessions: list[str]) -> None:  # on the store's thread
             self._unlisted[host] = bool(sessions)
+            self._liveness_epoch += 1
             self._wake()
 
         self._unlisted[host] = True  # the watch's first call says so again, now
+        self._liveness_epoch += 1
         HostSessions.watch_all(self.store, host, on_change)
 
     def recheck_unlisted(self) -> None:
@@ -164,8 +183,16 @@ class RemoteRecords:
 
     def records(self, number: int) -> tuple[SegmentRecord, ...]:
         """Other hosts' records on a segment, as last seen (sorted, so flows come out the same)."""
+        # The key is read before the records: a liveness change on the store's thread during the sort
+        # bumps the epoch after it, so what is kept under the older key is computed again next time.
+        key = (self._version.get(number, 0), self._liveness_epoch)
+        kept = self._sorted.get(number)
+        if kept is not None and kept[0] == key:
+            return kept[1]
         records = [r for r in self._segments.get(number, {}).values() if r.host != self.host_id and self._in_flows(r)]
-        return tuple(sorted(records, key=lambda r: (r.ip, r.host, r.endpoint_id)))
+        ordered = tuple(sorted(records, key=lambda r: (r.ip, r.host, r.endpoint_id)))
+        self._sorted[number] = (key, ordered)
+        return ordered
 
     def take_change(self) -> RemoteChange:
         """What came and went since the last call (the datapath is programmed with it, or whole)."""

@@ -270,9 +270,9 @@ class VpcOvsDatapath(Datapath):
                 self._set_gateway_addresses(self.agent.view(remote=False), check=True)
         if self._to_release:
             with self.agent.lock:  # not while a network of the range comes back on this host
-                self._release_dropped(self.agent.view())
-        with self.agent.lock:
-            self._swarm_own, self._swarm_peers = self._swarm_addresses(view)
+                self._release_dropped(self.agent.view(remote=False))
+        with self.agent.lock:  # the other nodes' addresses on swarm networks are their records
+            self._swarm_own, self._swarm_peers = self._swarm_addresses(self.agent.view())
         if (own, peers) != (self._own, self._peers):
             self.agent.sync()
         self._apply_routes()

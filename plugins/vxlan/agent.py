@@ -215,7 +215,7 @@ class VxlanOvsDatapath(Datapath):
             endpoint = agent.endpoint(endpoint_id)
             if agent.network(endpoint.network_id).internal:
                 raise InvalidRequest(f"network {endpoint.network_id[:12]} is internal (--internal): its containers cannot publish ports")
-            if endpoint.segment not in routed_networks(agent.view()):
+            if endpoint.segment not in routed_networks(agent.view(remote=False)):
                 raise InvalidRequest(f"network {endpoint.network_id[:12]} has no gateway: its containers cannot publish ports")
             taken = [p for eid, ps in self.publications.items() if eid != endpoint_id for p in ps]
             publications = []
