@@ -556,7 +556,7 @@ def test_the_periodic_check_leaves_a_spare_being_made_alone__slowed_recording_br
 def test_a_pass_with_no_new_list_reads_nothing_and_keeps_the_sorted_records_until_a_change_or_a_death__store_reads_counted(embedded_url):
     """Every watch event wakes a pass over every followed segment: one whose watch handed over no new
     list is neither diffed nor read, and its sorted records are the ones kept. A new record, or a host
-    found dead, changes them (at 1,000 hosts a segment holds 10,000 records: sorting them on each pass
+    found dead (its records removed as a change), changes them (at 1,000 hosts a segment holds 10,000 records: sorting them on each pass
     was the agent's largest cost in the scale simulation)."""
     from acsnet.plugins.segments.model import SegmentRecord
     from acsnet.plugins.segments.watch import RemoteRecords
@@ -591,9 +591,16 @@ def test_a_pass_with_no_new_list_reads_nothing_and_keeps_the_sorted_records_unti
         assert remote.refresh_all(collect_arrivals=True) and reads == [1]  # the new record alone
         assert [r.ip for r in remote.records(VNI)] == ["10.42.0.2", "10.42.0.3", "10.42.0.4"]
 
+        remote.take_change()  # programmed: the flows hold .2, .3 and .4
+        add(5, "h3")
+        wait_for(lambda: len(remote.names(VNI)) == 4, what="the watch's list with .5")
+        assert remote.refresh_all(collect_arrivals=True)  # .5 is to be added at the next program
         peer.close()  # h3's plugin gone: its records leave the flows once the sessions list says so
-        wait_for(lambda: remote.records(VNI) == (), what="h3's records withdrawn")
-        assert remote.liveness_changed()
+        wait_for(remote.liveness_changed, what="h3's death taken in")
+        assert remote.records(VNI) == ()
+        change = remote.take_change()  # the death is a change of h3's records, not a whole table
+        # .5 never reached the flows: it leaves the change rather than being added and removed in it
+        assert change.added == () and sorted(r.ip for _, r in change.removed) == ["10.42.0.2", "10.42.0.3", "10.42.0.4"]
     finally:
         for store in (writer, watcher, peer):
             store.close()

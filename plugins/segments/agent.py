@@ -515,9 +515,8 @@ class SegmentAgent:
             if self.cluster is not None:
                 self.cluster.forget_old_node()
                 self._follow_cluster()
-            if self.remote.liveness_changed():
-                self.sync()
-            elif changed and not self.datapath.program_change(self.remote.take_change()):
+            changed = self.remote.liveness_changed() or changed
+            if changed and not self.datapath.program_change(self.remote.take_change()):
                 self.sync()
             arrived = self.remote.take_arrived()
             view = self.view(remote=False)  # every pass: other hosts' records are the driver's to ask for

@@ -52,7 +52,7 @@ class RemoteRecords:
         # 10,000 records).
         self._refreshed_names: dict[int, list[str]] = {}  # the names list each segment's cache was last brought in line with
         self._version: dict[int, int] = {}  # bumped whenever a segment's cache changes
-        self._liveness_epoch = 0  # bumped (after the change) whenever an input of `_alive` changes
+        self._liveness_epoch = 0  # bumped whenever `_in_flows` may answer differently
         self._sorted: dict[int, tuple[tuple[int, int], tuple[SegmentRecord, ...]]] = {}
 
     def watch(self, number: int, *, collect_arrivals: bool) -> None:
@@ -138,7 +138,6 @@ class RemoteRecords:
 
             def on_list(sessions: dict[str, list[str]]) -> None:  # on the store's thread
                 self._listed = frozenset(sessions)
-                self._liveness_epoch += 1
                 self._wake()
 
             LiveSessions.watch_all(self.store, on_list)
@@ -148,6 +147,7 @@ class RemoteRecords:
             self._check_unlisted(host)
         if self._alive(host):  # alive as first seen: its records go in with the change, not a whole sync
             self._alive_in_flows = self._alive_in_flows | {host}
+        self._liveness_epoch += 1
 
     def _check_unlisted(self, host: str) -> None:
         """A followed host not in the list: its per-host sessions, watched once they say it is alive."""
@@ -157,11 +157,9 @@ class RemoteRecords:
 
         def on_change(sessions: list[str]) -> None:  # on the store's thread
             self._unlisted[host] = bool(sessions)
-            self._liveness_epoch += 1
             self._wake()
 
         self._unlisted[host] = True  # the watch's first call says so again, now
-        self._liveness_epoch += 1
         HostSessions.watch_all(self.store, host, on_change)
 
     def recheck_unlisted(self) -> None:
@@ -174,17 +172,35 @@ class RemoteRecords:
         return host in self._listed or self._unlisted.get(host, False)
 
     def liveness_changed(self) -> bool:
+        """Take what the liveness watches said since the last call into the flows: the cached records of
+        hosts that came alive are added to the change, those of hosts that died removed. True if any did.
+        (A host coming or going changes its records' flows, not the table: when hosts start one after
+        another, a whole program at each was every host's table computed again per host, N^2.)"""
         alive = frozenset(h for h in self._followed if self._alive(h))
-        changed, self._alive_in_flows = alive != self._alive_in_flows, alive
-        return changed
+        came, went = alive - self._alive_in_flows, self._alive_in_flows - alive
+        if not came and not went:
+            return False
+        self._alive_in_flows = alive
+        self._liveness_epoch += 1
+        # A dead host's record that arrived since the datapath was last programmed is not in the flows:
+        # it leaves the change instead.
+        pending = {(number, record) for number, record in self._added if record.host in went}
+        self._added = [added for added in self._added if added not in pending]
+        for number, cache in self._segments.items():
+            for record in cache.values():
+                if record.host in came:
+                    self._added.append((number, record))
+                elif record.host in went and (number, record) not in pending:
+                    self._removed.append((number, record))
+        return True
 
     def _in_flows(self, record: SegmentRecord) -> bool:
-        return not self.withdraw_dead_hosts or record.host not in self._followed or self._alive(record.host)
+        """Whether the record is in the flows: unless its host was dead when liveness was last taken in
+        (`liveness_changed`). Every change, and every whole program, is reckoned from that one state."""
+        return not self.withdraw_dead_hosts or record.host not in self._followed or record.host in self._alive_in_flows
 
     def records(self, number: int) -> tuple[SegmentRecord, ...]:
         """Other hosts' records on a segment, as last seen (sorted, so flows come out the same)."""
-        # The key is read before the records: a liveness change on the store's thread during the sort
-        # bumps the epoch after it, so what is kept under the older key is computed again next time.
         key = (self._version.get(number, 0), self._liveness_epoch)
         kept = self._sorted.get(number)
         if kept is not None and kept[0] == key:
