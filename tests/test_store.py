@@ -252,3 +252,24 @@ def test_ending_the_watches_of_a_subtree_ends_them_even_while_they_wait_for_a_no
     store.put("/sub/tree/0", b"later")
     wait_for(lambda: kept[-1].value == b"later", what="the later change, by a watch set after the end")
     assert len(calls) == reported, f"an ended watch called back: {calls[reported:]}"
+
+
+def test_a_leaves_watch_reports_the_children_as_they_are_made_and_deleted_and_ends_when_dropped(store):
+    """`watch_leaves` (a segment's records): the names in no particular order, after each child made or
+    deleted, through the node's deletion and making again; a callback that returns False hears no more,
+    and a newer watch of the same path goes on."""
+    store.create("/l/a")
+    reported, dropped = [], []
+    store.watch_leaves("/l", lambda names: reported.append(sorted(names)))
+    store.watch_leaves("/l", lambda names: dropped.append(sorted(names)) or len(dropped) < 2)
+    assert reported == [["a"]]
+    store.create("/l/b")
+    store.create("/l/c")
+    store.delete("/l/a")
+    wait_for(lambda: reported[-1] == ["b", "c"], what="two made and one deleted")
+    wait_for(lambda: len(dropped) == 2, what="the dropped watch's second call")
+    store.delete("/l", recursive=True)
+    wait_for(lambda: reported[-1] == [], what="the node gone with its children")
+    store.create("/l/d")
+    wait_for(lambda: reported[-1] == ["d"], what="a child of the node made again")
+    assert len(dropped) == 2 and dropped[0] == ["a"]  # (the embedded store may report changes together)

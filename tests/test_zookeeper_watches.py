@@ -197,3 +197,41 @@ def test_a_reconnection_arms_every_watch_again_with_their_reads_sent_together_ka
     finally:
         watcher.close()
         writer.close()
+
+
+def test_a_leaves_watch_takes_each_child_from_its_event_and_lists_them_again_only_after_a_reconnection_kazoo_requests_counted(zk_url):
+    """A persistent recursive watch (ZooKeeper 3.6+) names the child made or deleted: a children watch
+    read the whole list again at every change (3,000 names at 300 hosts). The list is read when the
+    watch is armed, and again after the connection is dropped (really, by kazoo's own drop), which
+    loses the events meanwhile: a child deleted and one made while the watcher was away are seen."""
+    watcher, writer = open_store(zk_url), open_store(zk_url)
+    client = watcher._client
+    requests = []
+    real_call = client._call
+    client._call = lambda request, result: requests.append(type(request).__name__) or real_call(request, result)
+    try:
+        writer.create("/leaves/r0")
+        reported = []
+        watcher.watch_leaves("/leaves", lambda names: reported.append(sorted(names)))
+        assert reported == [["r0"]]
+        for n in range(1, 20):
+            writer.create(f"/leaves/r{n}")
+        writer.delete("/leaves/r0")
+        wait_for(lambda: reported[-1] == sorted(f"r{n}" for n in range(1, 20)), what="19 made, one deleted")
+        assert requests.count("ListLeaves") == 1 and requests.count("AddWatch") == 1, requests
+
+        connected = threading.Event()
+        client.add_listener(lambda state: connected.set() if state == KazooState.CONNECTED else connected.clear())
+        connected.clear()
+        real_call(_CONNECTION_DROP, client.handler.async_result())
+        writer.delete("/leaves/r1")  # while the watcher may be away: its event can be lost
+        writer.create("/leaves/away")
+        assert connected.wait(15), "the watcher did not connect again"
+        wait_for(lambda: "away" in reported[-1] and "r1" not in reported[-1], timeout=10, what="the changes made while away")
+        wait_for(lambda: requests.count("ListLeaves") == 2, what="the list read again at the re-arming")
+        writer.create("/leaves/after")
+        wait_for(lambda: "after" in reported[-1], what="a child made after the reconnection")
+        assert requests.count("ListLeaves") == 2
+    finally:
+        watcher.close()
+        writer.close()

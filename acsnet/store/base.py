@@ -152,6 +152,12 @@ class Store(abc.ABC):
         so a caller never sets a second watch on a path it watches (a segment's node, a split network's
         parent, a host's sessions may go with their last child and come back). It never makes the node."""
 
+    def watch_leaves(self, path: str, callback: Callable[[list[str]], None]) -> None:
+        """`watch_children` of a node whose children have none (a segment's records): the names come in
+        no particular order, and a store that can hears each child made or deleted rather than
+        reading the whole list again at each change (`ZooKeeperStore`)."""
+        self.watch_children(path, callback)
+
     @abc.abstractmethod
     def end_watches(self, path: str) -> None:
         """End this process's watches of `path` and of every node below it: none calls back after this

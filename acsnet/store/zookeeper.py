@@ -49,6 +49,7 @@ from acsnet.store.base import (
 )
 from acsnet.store import liveness
 from acsnet.store.liveness import SESSION_LAYOUTS, HostRecord, HostSessions
+from acsnet.store.zookeeper_leaves import LeafEvents, LeavesWatch
 from acsnet.store.zookeeper_reads import PATHS_PER_REQUEST, MultiRead
 from acsnet.store.zookeeper_watch import ZooKeeperWatch, arm_or_retry_together
 
@@ -131,6 +132,7 @@ class ZooKeeperStore(Store):
             # The store's own calls wait through `_wait` and its watches re-arm themselves.
             command_retry={"max_tries": 1},
         )
+        self._leaf_events = LeafEvents(self._client)
         self._session_lost = False
         self._registrations: list[tuple[str, str, dict]] = []
         # A registration failed and the session lives on: the next connection makes it (no new session
@@ -351,6 +353,10 @@ class ZooKeeperStore(Store):
 
     def watch_children(self, path: str, callback: Callable[[list[str]], None]) -> None:
         self._keep_watch(ZooKeeperWatch(self._client, path, callback, children=True, timeout=self.timeout))
+
+    def watch_leaves(self, path: str, callback: Callable[[list[str]], None]) -> None:
+        self._keep_watch(LeavesWatch(self._client, path, self._in_chroot(path), callback, timeout=self.timeout,
+                                     events=self._leaf_events))
 
     def _keep_watch(self, watch: ZooKeeperWatch) -> None:
         """The first report is made now, on the caller's thread; if it fails, the caller is told and the

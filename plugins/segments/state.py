@@ -144,7 +144,7 @@ def read_segment_records(store: Store, layout: Layout, number: int | str) -> dic
 
 
 def watch_segment(store: Store, layout: Layout, number: int | str, callback: Callable[[list[str]], None]) -> None:
-    store.watch_children(layout.segment(number), callback)
+    store.watch_leaves(layout.segment(number), callback)
 
 
 def prepare_segment(store: Store, layout: Layout, number: int) -> None:

@@ -1,0 +1,175 @@
+"""A watch of a node's leaf children that hears each child made or deleted, not the whole list again:
+ZooKeeper's persistent recursive watch (`addWatch`, ZooKeeper 3.6 and later), which kazoo does not offer.
+
+A segment's records are its node's children. With a children watch, every record made or deleted
+handed each host following the segment the whole list of names again (3,000 at 300 hosts, 10,000 at
+1,000): ZooKeeper sent it, kazoo decoded it, and the watch was armed again. A persistent recursive
+watch stays armed and names the child in each event. The list is read once per arming (at the start
+and after each reconnection: kazoo restores only one-shot watches, and events while disconnected are
+lost), and each event then changes the names kept here.
+
+Order is what makes that right. The list and the events are taken in on kazoo's connection thread, in
+the order ZooKeeper sent them: the list when its answer is decoded (`ListLeaves.deserialize`), each
+event before kazoo would look for one-shot watchers (`LeafEvents`). An event that comes before the
+list answer is already in the list (ZooKeeper sends a change's event before any answer that reflects
+it), so events count only once the list is kept. Each one is numbered there; the reports go to the
+callback on kazoo's callback thread, and one older than a report already made is dropped
+(`ZooKeeperWatch._report`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import namedtuple
+
+from kazoo.protocol.serialization import GetChildren, Watch, int_struct, write_string
+from kazoo.protocol.states import Callback
+
+from acsnet.store.zookeeper_watch import ZooKeeperWatch
+
+ADD_WATCH_OP = 106  # ZooKeeper's OpCode.addWatch
+REMOVE_WATCHES_OP = 18  # OpCode.removeWatches
+PERSISTENT_RECURSIVE_MODE = 1  # AddWatchMode.PERSISTENT_RECURSIVE
+PERSISTENT_RECURSIVE_WATCHER = 5  # WatcherType.PersistentRecursive, as removeWatches names it
+CREATED_EVENT, DELETED_EVENT = 1, 2  # the event types of the wire (kazoo's EventType are names)
+
+
+class AddWatch(namedtuple("AddWatch", "path mode")):
+    """A kazoo request: a persistent watch on the (chrooted) path. Its answer is its header alone."""
+
+    type = ADD_WATCH_OP
+
+    def serialize(self) -> bytearray:
+        return write_string(self.path) + int_struct.pack(self.mode)
+
+    @classmethod
+    def deserialize(cls, data: bytes, offset: int) -> bool:
+        return True
+
+
+class RemoveWatches(namedtuple("RemoveWatches", "path watcher_type")):
+    type = REMOVE_WATCHES_OP
+
+    def serialize(self) -> bytearray:
+        return write_string(self.path) + int_struct.pack(self.watcher_type)
+
+    @classmethod
+    def deserialize(cls, data: bytes, offset: int) -> bool:
+        return True
+
+
+class ListLeaves(namedtuple("ListLeaves", "path watch")):
+    """A getChildren (no one-shot watch) whose answer, decoded on kazoo's connection thread, becomes the
+    watch's names there: answers `(number, names)`."""
+
+    type = GetChildren.type
+
+    def serialize(self) -> bytearray:
+        return write_string(self.path) + b"\x00"
+
+    def deserialize(self, data: bytes, offset: int) -> tuple[int, list[str]]:
+        return self.watch._take_list(GetChildren.deserialize(data, offset))
+
+
+class LeavesWatch(ZooKeeperWatch):
+    """`ZooKeeperStore.watch_leaves`: reported as a children watch is (the names, in no particular
+    order), kept from the list read at arming and each child made or deleted since."""
+
+    def __init__(self, client, path: str, server_path: str, callback, *, timeout: float, events: "LeafEvents"):
+        super().__init__(client, path, callback, children=True, timeout=timeout)
+        self.server_path = server_path
+        self._events = events
+        self._names: set[str] | None = None  # none until a list is kept: events before it are in it
+        self._names_lock = threading.Lock()
+        self._added = None  # the addWatch of the latest arming: the list's answer is not taken without it
+
+    def end(self) -> None:
+        super().end()
+        self._events.forget(self)
+
+    def _send_read(self):
+        self._added = self._events.follow(self)
+        listed = self._client.handler.async_result()
+        self._client._call(ListLeaves(self.server_path, self), listed)
+        return listed
+
+    def _read_answer(self, answer):
+        self._added.get(timeout=0)  # answered before the list (in order): raises its error, if any
+        return answer
+
+    def _report(self, read: int, current) -> None:
+        if isinstance(current, tuple):  # (number, names) of a list taken in on the connection thread
+            read, current = current
+        super()._report(read, current)
+        if self.ended:  # its callback returned False
+            self._events.forget(self)
+
+    def _take_list(self, names: list[str]) -> tuple[int, list[str]]:
+        """On kazoo's connection thread: the names from now on, and the report's number."""
+        with self._names_lock:
+            self._names = set(names)
+            return next(self._reads), names
+
+    def _on_leaf(self, name: str, made: bool) -> None:
+        """On kazoo's connection thread: a child made or deleted; its report goes to the callback thread."""
+        with self._names_lock:
+            if self._names is None:
+                return
+            (self._names.add if made else self._names.discard)(name)
+            report = (next(self._reads), list(self._names))
+        self._client.handler.dispatch_callback(Callback("watch", self._report, report))
+
+    def _on_event(self, event) -> None:
+        """The exists watch of an absent node (`arm_together`): made, it is armed again."""
+        with self._names_lock:
+            self._names = None
+        super()._on_event(event)
+
+
+class LeafEvents:
+    """The client's leaves watches by server path, and the hook that hands them their children's events
+    on kazoo's connection thread (any other event goes on to kazoo's one-shot watchers)."""
+
+    def __init__(self, client):
+        self._client = client
+        self._by_parent: dict[str, tuple[LeavesWatch, ...]] = {}
+        # ZooKeeper keeps one persistent watch per path and session: it is removed with the last watch
+        # of its path here. Under this lock the requests are queued in the order the map changes.
+        self._lock = threading.Lock()
+        connection = client._connection
+        self._kazoo_read_event = connection._read_watch_event
+        connection._read_watch_event = self._read_event
+
+    def follow(self, watch: LeavesWatch):
+        """The watch's path watched (again: idempotent); answers the addWatch's async result."""
+        added = self._client.handler.async_result()
+        with self._lock:
+            following = self._by_parent.get(watch.server_path, ())
+            self._by_parent[watch.server_path] = following + (watch,) if watch not in following else following
+            self._client._call(AddWatch(watch.server_path, PERSISTENT_RECURSIVE_MODE), added)
+        return added
+
+    def forget(self, watch: LeavesWatch) -> None:
+        """The watch hears no more; ZooKeeper stops sending the path's events once no watch here follows
+        it (an error leaves them to be dropped here)."""
+        with self._lock:
+            following = self._by_parent.get(watch.server_path, ())
+            if watch not in following:
+                return
+            following = tuple(w for w in following if w is not watch)
+            if following:
+                self._by_parent[watch.server_path] = following
+                return
+            del self._by_parent[watch.server_path]
+            self._client._call(RemoveWatches(watch.server_path, PERSISTENT_RECURSIVE_WATCHER), self._client.handler.async_result())
+
+    def _read_event(self, buffer, offset) -> None:
+        event, _ = Watch.deserialize(buffer, offset)
+        parent, _, name = event.path.rpartition("/")
+        following = self._by_parent.get(parent, ())
+        if following and event.type in (CREATED_EVENT, DELETED_EVENT):
+            for watch in following:
+                watch._on_leaf(name, event.type == CREATED_EVENT)
+            if event.path not in self._client._data_watchers and event.path not in self._client._child_watchers:
+                return
+        self._kazoo_read_event(buffer, offset)
