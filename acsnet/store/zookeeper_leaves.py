@@ -34,28 +34,27 @@ PERSISTENT_RECURSIVE_WATCHER = 5  # WatcherType.PersistentRecursive, as removeWa
 CREATED_EVENT, DELETED_EVENT = 1, 2  # the event types of the wire (kazoo's EventType are names)
 
 
-class AddWatch(namedtuple("AddWatch", "path mode")):
-    """A kazoo request: a persistent watch on the (chrooted) path. Its answer is its header alone."""
+class _PathAndNumber(namedtuple("_PathAndNumber", "path number")):
+    """A kazoo request of a (chrooted) path and a number, whose answer is its header alone."""
+
+    def serialize(self) -> bytearray:
+        return write_string(self.path) + int_struct.pack(self.number)
+
+    @classmethod
+    def deserialize(cls, data: bytes, offset: int) -> bool:
+        return True
+
+
+class AddWatch(_PathAndNumber):
+    """A persistent watch on the path; the number is its mode."""
 
     type = ADD_WATCH_OP
 
-    def serialize(self) -> bytearray:
-        return write_string(self.path) + int_struct.pack(self.mode)
 
-    @classmethod
-    def deserialize(cls, data: bytes, offset: int) -> bool:
-        return True
+class RemoveWatches(_PathAndNumber):
+    """The path's watches of a kind end; the number is the kind (`WatcherType`)."""
 
-
-class RemoveWatches(namedtuple("RemoveWatches", "path watcher_type")):
     type = REMOVE_WATCHES_OP
-
-    def serialize(self) -> bytearray:
-        return write_string(self.path) + int_struct.pack(self.watcher_type)
-
-    @classmethod
-    def deserialize(cls, data: bytes, offset: int) -> bool:
-        return True
 
 
 class ListLeaves(namedtuple("ListLeaves", "path watch")):
