@@ -84,7 +84,6 @@ class RemoteRecords:
         self._names.pop(number, None)
         self._refreshed_names.pop(number, None)
         self._sorted.pop(number, None)
-        self._version[number] = self._version.get(number, 0) + 1
         for record in self._segments.pop(number, {}).values():
             if record.host != self.host_id and self._in_flows(record):
                 self._removed.append((number, record))
@@ -142,12 +141,11 @@ class RemoteRecords:
 
             LiveSessions.watch_all(self.store, on_list)
         self._followed.add(host)
-        self._liveness_epoch += 1
+        self._liveness_epoch += 1  # first: the store's read below may fail, with the host followed
         if host not in self._listed:
             self._check_unlisted(host)
         if self._alive(host):  # alive as first seen: its records go in with the change, not a whole sync
             self._alive_in_flows = self._alive_in_flows | {host}
-        self._liveness_epoch += 1
 
     def _check_unlisted(self, host: str) -> None:
         """A followed host not in the list: its per-host sessions, watched once they say it is alive."""
