@@ -24,8 +24,8 @@ def test_segment_records_read_write_watch_clear(embedded_url):
 
         seen, changed = [], threading.Event()
 
-        def on_names(names):
-            seen.append(names)
+        def on_names(change):
+            seen.append(sorted(change.names))  # (the embedded store hands over whole lists)
             changed.set()
 
         state.watch_segment(store, VLAN, 217, on_names)

@@ -254,14 +254,28 @@ def test_ending_the_watches_of_a_subtree_ends_them_even_while_they_wait_for_a_no
     assert len(calls) == reported, f"an ended watch called back: {calls[reported:]}"
 
 
+def names_followed(reported: list, keep_going=lambda: True):
+    """A leaves watch's callback that keeps the names its changes say, and appends them sorted to
+    `reported` at each report."""
+    names: set[str] = set()
+
+    def on_change(change) -> bool:
+        nonlocal names
+        names = change.applied_to(names)
+        reported.append(sorted(names))
+        return keep_going()
+
+    return on_change
+
+
 def test_a_leaves_watch_reports_the_children_as_they_are_made_and_deleted_and_ends_when_dropped(store):
-    """`watch_leaves` (a segment's records): the names in no particular order, after each child made or
+    """`watch_leaves` (a segment's records): the names, whole or as what changed, after each child made or
     deleted, through the node's deletion and making again; a callback that returns False hears no more,
     and a newer watch of the same path goes on."""
     store.create("/l/a")
     reported, dropped = [], []
-    store.watch_leaves("/l", lambda names: reported.append(sorted(names)))
-    store.watch_leaves("/l", lambda names: dropped.append(sorted(names)) or len(dropped) < 2)
+    store.watch_leaves("/l", names_followed(reported))
+    store.watch_leaves("/l", names_followed(dropped, keep_going=lambda: len(dropped) < 2))
     assert reported == [["a"]]
     store.create("/l/b")
     store.create("/l/c")

@@ -11,7 +11,7 @@ from kazoo.protocol.connection import _CONNECTION_DROP
 from acsnet.errors import StoreUnavailable
 from acsnet.lab.zookeeper import ZooKeeperServer
 from acsnet.store import open_store
-from tests.test_store import wait_for
+from tests.test_store import names_followed, wait_for
 
 
 def test_a_children_watch_reports_the_next_change_after_its_reread_failed_kazoo_get_children_fails_once_faked(zk_url):
@@ -199,7 +199,7 @@ def test_a_reconnection_arms_every_watch_again_with_their_reads_sent_together_ka
         writer.close()
 
 
-def test_a_leaves_watch_takes_each_child_from_its_event_and_lists_them_again_only_after_a_reconnection_kazoo_requests_counted(zk_url):
+def test_a_leaves_watch_hands_over_each_child_made_or_deleted_alone_and_lists_them_again_only_after_a_reconnection_kazoo_requests_counted(zk_url):
     """A persistent recursive watch (ZooKeeper 3.6+) names the child made or deleted: a children watch
     read the whole list again at every change (3,000 names at 300 hosts). The list is read when the
     watch is armed, and again after the connection is dropped (really, by kazoo's own drop), which
@@ -211,14 +211,19 @@ def test_a_leaves_watch_takes_each_child_from_its_event_and_lists_them_again_onl
     client._call = lambda request, result: requests.append(type(request).__name__) or real_call(request, result)
     try:
         writer.create("/leaves/r0")
-        reported = []
-        watcher.watch_leaves("/leaves", lambda names: reported.append(sorted(names)))
+        reported, changes = [], []
+        follow = names_followed(reported)
+        watcher.watch_leaves("/leaves", lambda change: changes.append(change) or follow(change))
         assert reported == [["r0"]]
         for n in range(1, 20):
             writer.create(f"/leaves/r{n}")
         writer.delete("/leaves/r0")
         wait_for(lambda: reported[-1] == sorted(f"r{n}" for n in range(1, 20)), what="19 made, one deleted")
         assert requests.count("ListLeaves") == 1 and requests.count("AddWatch") == 1, requests
+        # The list once, then each change alone, in order: nothing handed over grows with the list.
+        assert changes[0].names == {"r0"} and len(changes) == 21
+        assert [c.made for c in changes[1:20]] == [(f"r{n}",) for n in range(1, 20)]
+        assert changes[20].deleted == ("r0",) and all(c.names is None for c in changes[1:])
 
         connected = threading.Event()
         client.add_listener(lambda state: connected.set() if state == KazooState.CONNECTED else connected.clear())

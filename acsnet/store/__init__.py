@@ -1,7 +1,7 @@
 """Open a store from its URL: `zk://h1:2181,h2:2181/chroot` for ZooKeeper, `file:///path/db` (or a plain
 path) for the embedded single-host store."""
 
-from acsnet.store.base import ROOT, Check, Create, Delete, SetValue, Store, Versioned, encode, join, read_each
+from acsnet.store.base import ROOT, Check, Create, Delete, LeavesChange, SetValue, Store, Versioned, encode, join, read_each
 
 DEFAULT_EMBEDDED_PATH = "/var/lib/acsnet/store.db"
 
@@ -32,4 +32,4 @@ def open_store(url: str | None, *, timeout: float = 5.0) -> Store:
     return EmbeddedStore(location, timeout=timeout)
 
 
-__all__ = ["ROOT", "Check", "Create", "Delete", "SetValue", "Store", "Versioned", "check_store_url", "encode", "join", "open_store", "read_each"]
+__all__ = ["ROOT", "Check", "Create", "Delete", "LeavesChange", "SetValue", "Store", "Versioned", "check_store_url", "encode", "join", "open_store", "read_each"]

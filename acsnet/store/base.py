@@ -37,6 +37,24 @@ class Versioned:
 
 
 @dataclasses.dataclass(frozen=True)
+class LeavesChange:
+    """What a leaves watch (`Store.watch_leaves`) reports: every name (`names`; at the start, and each
+    time the store reads the list again), or else the names made and deleted since its last report."""
+
+    names: frozenset[str] | None = None
+    made: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+
+    def applied_to(self, names: set[str]) -> set[str]:
+        """The names after this change (`names` itself, changed, unless this is a whole list)."""
+        if self.names is not None:
+            return set(self.names)
+        names.difference_update(self.deleted)
+        names.update(self.made)
+        return names
+
+
+@dataclasses.dataclass(frozen=True)
 class Create:
     path: str
     value: bytes = b""
@@ -152,11 +170,14 @@ class Store(abc.ABC):
         so a caller never sets a second watch on a path it watches (a segment's node, a split network's
         parent, a host's sessions may go with their last child and come back). It never makes the node."""
 
-    def watch_leaves(self, path: str, callback: Callable[[list[str]], None]) -> None:
-        """`watch_children` of a node whose children have none (a segment's records): the names come in
-        no particular order, and a store that can hears each child made or deleted rather than
-        reading the whole list again at each change (`ZooKeeperStore`)."""
-        self.watch_children(path, callback)
+    def watch_leaves(self, path: str, callback: Callable[[LeavesChange], None]) -> None:
+        """`watch_children` of a node whose children have none (a segment's records), reported as
+        `LeavesChange`s, in order: each one either the whole list or what was made and deleted since
+        the last. A store that can hears each child made or deleted and hands over that alone
+        (`ZooKeeperStore`): at 1,000 hosts a segment holds 10,000 records, and one record made was the
+        whole list copied, handed over and compared again on every host following it. Here each
+        report is the whole list."""
+        self.watch_children(path, lambda names: callback(LeavesChange(names=frozenset(names))))
 
     @abc.abstractmethod
     def end_watches(self, path: str) -> None:

@@ -40,6 +40,7 @@ from acsnet.store.base import (
     Check,
     Create,
     Delete,
+    LeavesChange,
     Operation,
     SetValue,
     Store,
@@ -354,7 +355,7 @@ class ZooKeeperStore(Store):
     def watch_children(self, path: str, callback: Callable[[list[str]], None]) -> None:
         self._keep_watch(ZooKeeperWatch(self._client, path, callback, children=True, timeout=self.timeout))
 
-    def watch_leaves(self, path: str, callback: Callable[[list[str]], None]) -> None:
+    def watch_leaves(self, path: str, callback: Callable[[LeavesChange], None]) -> None:
         self._keep_watch(LeavesWatch(self._client, path, self._in_chroot(path), callback, timeout=self.timeout,
                                      events=self._leaf_events))
 

@@ -6,15 +6,18 @@ handed each host following the segment the whole list of names again (3,000 at 3
 1,000): ZooKeeper sent it, kazoo decoded it, and the watch was armed again. A persistent recursive
 watch stays armed and names the child in each event. The list is read once per arming (at the start
 and after each reconnection: kazoo restores only one-shot watches, and events while disconnected are
-lost), and each event then changes the names kept here.
+lost), and each event is then handed over as the one name made or deleted (`LeavesChange`): nothing
+per event grows with the segment, here or in the caller.
 
 Order is what makes that right. The list and the events are taken in on kazoo's connection thread, in
 the order ZooKeeper sent them: the list when its answer is decoded (`ListLeaves.deserialize`), each
 event before kazoo would look for one-shot watchers (`LeafEvents`). An event that comes before the
 list answer is already in the list (ZooKeeper sends a change's event before any answer that reflects
-it), so events count only once the list is kept. Each one is numbered there; the reports go to the
-callback on kazoo's callback thread, and one older than a report already made is dropped
-(`ZooKeeperWatch._report`).
+it), so events count only once a list was taken. Each report is numbered there and queued, list and
+events alike, for kazoo's callback thread, which makes them in that order. The arming also reports
+its list at once on its own thread (the caller's first report is made before `watch_leaves`
+returns): whichever of the two copies comes second is dropped, as is any report numbered below one
+already made, so no change is made twice or out of order.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections import namedtuple
 from kazoo.protocol.serialization import GetChildren, Watch, int_struct, write_string
 from kazoo.protocol.states import Callback
 
+from acsnet.store.base import LeavesChange
 from acsnet.store.zookeeper_watch import ZooKeeperWatch
 
 ADD_WATCH_OP = 106  # ZooKeeper's OpCode.addWatch
@@ -71,15 +75,14 @@ class ListLeaves(namedtuple("ListLeaves", "path watch")):
 
 
 class LeavesWatch(ZooKeeperWatch):
-    """`ZooKeeperStore.watch_leaves`: reported as a children watch is (the names, in no particular
-    order), kept from the list read at arming and each child made or deleted since."""
+    """`ZooKeeperStore.watch_leaves`: the list read at each arming, then each child made or deleted."""
 
     def __init__(self, client, path: str, server_path: str, callback, *, timeout: float, events: "LeafEvents"):
         super().__init__(client, path, callback, children=True, timeout=timeout)
         self.server_path = server_path
         self._events = events
-        self._names: set[str] | None = None  # none until a list is kept: events before it are in it
-        self._names_lock = threading.Lock()
+        self._listed = False  # not until a list is taken: events before it are in it
+        self._listed_lock = threading.Lock()  # reports are numbered in the order taken in
         self._added = None  # the addWatch of the latest arming: the list's answer is not taken without it
 
     def end(self) -> None:
@@ -97,31 +100,43 @@ class LeavesWatch(ZooKeeperWatch):
         return answer
 
     def _report(self, read: int, current) -> None:
-        if isinstance(current, tuple):  # (number, names) of a list taken in on the connection thread
+        if isinstance(current, tuple):  # the arming's copy of a list: (number, change)
             read, current = current
-        super()._report(read, current)
+        elif isinstance(current, list):  # `arm_together`'s [] for an absent node: events are in the next list
+            with self._listed_lock:
+                self._listed = False
+                read, current = next(self._reads), LeavesChange(names=frozenset())
+        with self._lock:
+            if self.ended or read <= self._newest_reported:
+                return  # ended meanwhile, or made already (the arming's copy of a list), or older
+            self._newest_reported = read
+            if self._callback(current) is False:
+                self.ended = True
         if self.ended:  # its callback returned False
             self._events.forget(self)
 
-    def _take_list(self, names: list[str]) -> tuple[int, list[str]]:
-        """On kazoo's connection thread: the names from now on, and the report's number."""
-        with self._names_lock:
-            self._names = set(names)
-            return next(self._reads), names
+    def _take_list(self, names: list[str]) -> tuple[int, LeavesChange]:
+        """On kazoo's connection thread: the list, numbered and queued for the callback thread; the
+        arming reports it too, at once."""
+        with self._listed_lock:
+            self._listed = True
+            report = (next(self._reads), LeavesChange(names=frozenset(names)))
+            self._client.handler.dispatch_callback(Callback("watch", self._report, report))
+        return report
 
     def _on_leaf(self, name: str, made: bool) -> None:
-        """On kazoo's connection thread: a child made or deleted; its report goes to the callback thread."""
-        with self._names_lock:
-            if self._names is None:
+        """On kazoo's connection thread: a child made or deleted, numbered and queued for the callback
+        thread."""
+        with self._listed_lock:
+            if not self._listed:
                 return
-            (self._names.add if made else self._names.discard)(name)
-            report = (next(self._reads), list(self._names))
-        self._client.handler.dispatch_callback(Callback("watch", self._report, report))
+            report = (next(self._reads), LeavesChange(made=(name,)) if made else LeavesChange(deleted=(name,)))
+            self._client.handler.dispatch_callback(Callback("watch", self._report, report))
 
     def _on_event(self, event) -> None:
         """The exists watch of an absent node (`arm_together`): made, it is armed again."""
-        with self._names_lock:
-            self._names = None
+        with self._listed_lock:
+            self._listed = False
         super()._on_event(event)
 
 

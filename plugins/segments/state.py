@@ -21,7 +21,7 @@ from typing import Callable
 
 from acsnet.errors import Conflict
 from acsnet.plugins.segments.model import Layout, NamesChanged, SegmentEndpoint, SegmentNetwork, SegmentRecord
-from acsnet.store import Create, Delete, Store, Versioned, encode, read_each
+from acsnet.store import Create, Delete, LeavesChange, Store, Versioned, encode, read_each
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def read_segment_records(store: Store, layout: Layout, number: int | str) -> dic
                      SegmentRecord.from_json)
 
 
-def watch_segment(store: Store, layout: Layout, number: int | str, callback: Callable[[list[str]], None]) -> None:
+def watch_segment(store: Store, layout: Layout, number: int | str, callback: Callable[[LeavesChange], None]) -> None:
     store.watch_leaves(layout.segment(number), callback)
 
 

@@ -3,9 +3,10 @@
 Only the segments this host has endpoints in (or had, until the agent's `watch_linger` after its last)
 are watched (the agent says which, `watch`/`unwatch`): a host with no container on a network needs none
 of its flows, and hears nothing of it. Watches run on the
-store's thread: they only note the names they were given and wake the worker, which brings the cache in
-line (`refresh`) under the agent's lock. Records are immutable, so only new names are read: all of a
-burst's in one batch. What came and went since the datapath was last programmed is kept (`take_change`),
+store's thread: they only note the names made and deleted and wake the worker, which brings the cache in
+line (`refresh`) under the agent's lock, looking at those names alone (a whole list, which a store
+hands over at the start and after a reconnection, is compared whole). Records are immutable, so only
+new names are read: all of a burst's in one batch. What came and went since the datapath was last programmed is kept (`take_change`),
 so an event changes only the flows of the records it names.
 
 Whether other hosts are alive comes from one watch on the list of every host's sessions
@@ -16,12 +17,13 @@ heard yet), followed by a watch of its own; dead there is checked again by the p
 
 from __future__ import annotations
 
+import threading
 from typing import Callable
 
 from acsnet.plugins.segments import state
 from acsnet.plugins.segments.datapath import RemoteChange
 from acsnet.plugins.segments.model import Layout, SegmentRecord
-from acsnet.store import Store
+from acsnet.store import LeavesChange, Store
 from acsnet.store.liveness import HostSessions, LiveSessions
 
 
@@ -34,7 +36,12 @@ class RemoteRecords:
         self.withdraw_dead_hosts = withdraw_dead_hosts  # follow liveness, leave dead hosts' records out
         self._wake = wake
         self._segments: dict[int, dict[str, SegmentRecord]] = {}
-        self._names: dict[int, list[str]] = {}  # latest names seen by each segment watch
+        # Each segment's names as its watch last said, and the names it said were made or deleted since
+        # the cache was last brought in line (None: a whole list came, to be compared whole). Written
+        # on the store's thread, taken on the worker's.
+        self._names: dict[int, set[str]] = {}
+        self._touched: dict[int, set[str] | None] = {}
+        self._names_lock = threading.Lock()
         self.watched: set[int] = set()
         self._followed: set[str] = set()  # other hosts with records
         self._listed: frozenset[str] = frozenset()  # hosts in the sessions list, as its watch last said
@@ -46,11 +53,9 @@ class RemoteRecords:
         self._added: list[tuple[int, SegmentRecord]] = []  # since the datapath was last programmed
         self._removed: list[tuple[int, SegmentRecord]] = []
         self._generation: dict[int, int] = {}  # a dropped watch's callbacks are told apart from a newer one's
-        # Passes that change nothing cost nothing per record: a segment is diffed against its names only
-        # when its watch handed over a new list, and its sorted records are kept until its cache or a
-        # host's liveness changes (every watch event wakes every pass; at 1,000 hosts a segment holds
-        # 10,000 records).
-        self._refreshed_names: dict[int, list[str]] = {}  # the names list each segment's cache was last brought in line with
+        # Passes that change nothing cost nothing per record: a segment's sorted records are kept until
+        # its cache or a host's liveness changes (every watch event wakes every pass; at 1,000 hosts a
+        # segment holds 10,000 records).
         self._version: dict[int, int] = {}  # bumped whenever a segment's cache changes
         self._liveness_epoch = 0  # bumped whenever `_in_flows` may answer differently
         self._sorted: dict[int, tuple[tuple[int, int], tuple[SegmentRecord, ...]]] = {}
@@ -62,10 +67,18 @@ class RemoteRecords:
         self._segments.setdefault(number, {})
         generation = self._generation[number] = self._generation.get(number, 0) + 1
 
-        def on_change(names: list[str]) -> bool:  # on the store's thread: hand over, never block
+        def on_change(change: LeavesChange) -> bool:  # on the store's thread: hand over, never block
             if self._generation.get(number) != generation:
                 return False  # dropped (a store that can stops calling)
-            self._names[number] = names
+            with self._names_lock:
+                self._names[number] = change.applied_to(self._names.get(number, set()))
+                touched = self._touched.get(number, set())
+                if change.names is not None or touched is None:
+                    self._touched[number] = None
+                else:
+                    touched.update(change.made)
+                    touched.update(change.deleted)
+                    self._touched[number] = touched
             self._wake()
             return True
 
@@ -81,8 +94,9 @@ class RemoteRecords:
             return
         self.watched.discard(number)
         self._generation[number] = self._generation.get(number, 0) + 1
-        self._names.pop(number, None)
-        self._refreshed_names.pop(number, None)
+        with self._names_lock:
+            self._names.pop(number, None)
+            self._touched.pop(number, None)
         self._sorted.pop(number, None)
         for record in self._segments.pop(number, {}).values():
             if record.host != self.host_id and self._in_flows(record):
@@ -91,27 +105,43 @@ class RemoteRecords:
     def names(self, number: int) -> list[str] | None:
         """A watched segment's record names as its watch last said (None: not watched, or not heard
         from yet). They lag the store by the watch's notice, a few milliseconds."""
-        return self._names.get(number) if number in self.watched else None
+        with self._names_lock:
+            names = self._names.get(number) if number in self.watched else None
+            return None if names is None else list(names)
 
     def refresh(self, number: int, *, collect_arrivals: bool) -> bool:
         """Bring the cached records of a segment in line with its names; True if a record of another
         host changed (this host's own records do not change its flows)."""
-        names = self._names.get(number)
-        if names is None:
-            names = state.segment_record_names(self.store, self.layout, number)
-            self._names[number] = names
-        elif names is self._refreshed_names.get(number):
-            return False  # no new list since the last refresh (a failed read leaves it to be tried again)
+        with self._names_lock:
+            names, touched = self._names.get(number), self._touched.pop(number, set())
+            if names is not None:
+                names = set(names) if touched is None else {name for name in touched if name in names}
+        if names is None:  # not heard from yet: listed
+            touched, names = None, set(state.segment_record_names(self.store, self.layout, number))
+        elif touched is not None and not touched:
+            return False  # nothing made or deleted since the last refresh
         cache = self._segments.setdefault(number, {})
+        try:
+            return self._bring_in_line(number, cache, names, touched, collect_arrivals=collect_arrivals)
+        except Exception:  # the store's read failed: what was taken is looked at again next time
+            with self._names_lock:
+                if number in self._names:
+                    kept = self._touched.get(number, set())
+                    self._touched[number] = None if touched is None or kept is None else kept | touched
+            raise
+
+    def _bring_in_line(self, number: int, cache: dict[str, SegmentRecord], names: set[str],
+                       touched: set[str] | None, *, collect_arrivals: bool) -> bool:
+        """`names`: every name now (`touched` None), or those of `touched` that are there now."""
         self._version[number] = self._version.get(number, 0) + 1
         changed = False
-        for gone in set(cache) - set(names):
+        for gone in (set(cache) if touched is None else touched & cache.keys()) - names:
             record = cache.pop(gone)
             if record.host != self.host_id:
                 changed = True
                 if self._in_flows(record):
                     self._removed.append((number, record))
-        new = sorted(set(names) - set(cache))
+        new = sorted(names - cache.keys())
         for name, record in state.read_segment_records_named(self.store, self.layout, number, new).items():
             cache[name] = record
             if record.host != self.host_id:
@@ -122,7 +152,6 @@ class RemoteRecords:
                     self._added.append((number, record))
                 if collect_arrivals:
                     self._arrived.append((number, record))
-        self._refreshed_names[number] = names
         return changed
 
     def refresh_all(self, *, collect_arrivals: bool) -> bool:
