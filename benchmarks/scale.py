@@ -225,7 +225,7 @@ def run_size(ensemble: Ensemble, sustained: dict, layout: Layout, args, started:
         cpu = [(after["cpu_s"] - before["cpu_s"]) / n / churn_s
                for after, before, n in zip(counters_after, counters_before, per_process_hosts)]
         load_cpu = [(l["cpu_s"] - client.ready["cpu_s"]) / n for l, client, n in zip(loaded, clients, per_process_hosts)]
-        zk = {k: zk_after[k] - zk_before[k] for k in ("requests", "writes", "notifications")}
+        zk = {k: zk_after[k] - zk_before[k] for k in ("requests", "writes", "notifications", "leaf_notifications")}
         reads_per_s = max(zk["requests"] - zk["writes"], 0) / churn_s
         result.update({
             "events": len(slots), "events_per_s": len(slots) / churn_s, "errors": errors[:5], "error_count": len(errors),
@@ -234,7 +234,9 @@ def run_size(ensemble: Ensemble, sustained: dict, layout: Layout, args, started:
             "zk_requests_per_s": zk["requests"] / churn_s, "zk_writes_per_s": zk["writes"] / churn_s,
             "zk_notifications_per_s": zk["notifications"] / churn_s, "zk_watches": zk_after["watches"],
             "zk_znodes": zk_after["znodes"], "zk_connections": zk_after["connections"],
-            "zk_load_fraction": load_fraction(reads_per_s, zk["writes"] / churn_s, zk["notifications"] / churn_s, sustained),
+            "zk_leaf_notifications_per_s": zk["leaf_notifications"] / churn_s,
+            "zk_load_fraction": load_fraction(reads_per_s, zk["writes"] / churn_s, zk["notifications"] / churn_s, sustained,
+                                              zk["leaf_notifications"] / churn_s),
             "memory_per_host_mb": sum(memory) / len(memory) / 1e6,
             "cpu_per_host_ms_per_s": sum(cpu) / len(cpu) * 1000,
             "load_cpu_per_host_s": sum(load_cpu) / len(load_cpu),
@@ -307,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         say(started, "ensemble of 3 up; measuring what it sustains")
         sustained = capacity(ensemble, processes=1 if args.quick else 4, seconds=1.0 if args.quick else 8.0)
         say(started, f"sustained: {sustained['reads_per_s']:.0f} reads/s, {sustained['writes_per_s']:.0f} writes/s, "
-                     f"{sustained['notifications_per_s']:.0f} notifications/s")
+                     f"{sustained['notifications_per_s']:.0f} one-shot and "
+                     f"{sustained['leaf_notifications_per_s']:.0f} persistent watch notifications/s")
         rows, skipped, before_rows = [], [], []
         for hosts in before_sizes:
             layout = Layout(hosts, args.endpoints, args.networks, min(args.networks_per_host, args.networks))

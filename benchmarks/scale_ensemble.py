@@ -73,8 +73,8 @@ class Ensemble:
         """Counters so far: requests received (all members), writes (the leader's proposals: a multi is
         one), watch notifications sent, znodes (the leader's count: every member holds all), watches and
         client connections (each member counts those of the sessions connected to it)."""
-        totals = {"requests": 0, "writes": 0, "notifications": 0, "watches": 0, "connections": 0, "znodes": 0,
-                  "outstanding": 0}
+        totals = {"requests": 0, "writes": 0, "notifications": 0, "leaf_notifications": 0, "watches": 0,
+                  "connections": 0, "znodes": 0, "outstanding": 0}
         for member in self.members:
             m = mntr(member.address)
             totals["requests"] += int(m.get("zk_packets_received", 0))
@@ -82,6 +82,11 @@ class Ensemble:
                 totals["writes"] += int(m.get("zk_proposal_count", 0))
             totals["notifications"] += sum(int(m.get(f"zk_sum_node_{kind}_watch_count", 0))
                                            for kind in ("created", "deleted", "changed", "children"))
+            # A child made or deleted under a persistent recursive watch (a segment's records) is a
+            # created or deleted event; a one-shot watch's are children or changed (an exists watch's
+            # created, a value watch's deleted: rare here).
+            totals["leaf_notifications"] += sum(int(m.get(f"zk_sum_node_{kind}_watch_count", 0))
+                                                for kind in ("created", "deleted"))
             totals["watches"] += int(m.get("zk_watch_count", 0))
             totals["connections"] += int(m.get("zk_num_alive_connections", 0))
             totals["outstanding"] += int(m.get("zk_outstanding_requests", 0))
@@ -93,9 +98,16 @@ class Ensemble:
 
 def _load_client(hosts: str, kind: str, index: int, seconds: float, batch: int, counts) -> None:
     """One process's share of the load: `kind` is "reads" or "warm-up" (pipelined gets), "writes" (pipelined sets of
-    its own nodes) or "watches" (every client watches the same nodes; client 0 of each process sets them,
-    so each set is one notification per watching session). Adds what it completed to `counts[index]`."""
+    its own nodes), "watches" (every client watches the same nodes with one-shot watches, each armed
+    again when it fires; client 0 of each process sets them, so each set is one notification per watching
+    session) or "leaf-watches" (every client follows one parent with a persistent recursive watch, as an
+    agent follows a segment; client 0 of each process makes and deletes children there, each one
+    notification per session, taken in as the store's leaves watch takes them). Adds what it completed to
+    `counts[index]`."""
     from kazoo.client import KazooClient
+    from kazoo.protocol.serialization import Watch
+
+    from acsnet.store.zookeeper_leaves import PERSISTENT_RECURSIVE_MODE, AddWatch
 
     clients = [KazooClient(hosts=hosts, timeout=10) for _ in range(4)]
     for client in clients:
@@ -130,6 +142,24 @@ def _load_client(hosts: str, kind: str, index: int, seconds: float, batch: int, 
                 result.get(timeout=10)
             time.sleep(0.005)
         done = notified[0]
+    elif kind == "leaf-watches":
+        leaves = f"{LOAD_ROOT}/leaves"
+
+        def count(buffer, offset) -> None:  # on the connection thread, as `LeafEvents` reads an event
+            Watch.deserialize(buffer, offset)
+            notified[0] += 1
+
+        for client in clients:
+            client._connection._read_watch_event = count
+            added = client.handler.async_result()
+            client._call(AddWatch(leaves, PERSISTENT_RECURSIVE_MODE), added)
+            added.get(timeout=10)
+        children = [f"{leaves}/p{index}-{i}" for i in range(batch)]
+        while time.monotonic() < deadline:  # no pause: a persistent watch needs no arming again
+            for made in (True, False):
+                for result in [clients[0].create_async(path) if made else clients[0].delete_async(path) for path in children]:
+                    result.get(timeout=10)
+        done = notified[0]
     else:
         while time.monotonic() < deadline:
             pending = []
@@ -155,12 +185,13 @@ def capacity(ensemble: Ensemble, *, processes: int = 4, seconds: float = 8.0, ba
     setup.start(timeout=30)
     for i in range(16):
         setup.ensure_path(f"{LOAD_ROOT}/hot/n{i}")
+    setup.ensure_path(f"{LOAD_ROOT}/leaves")
     setup.stop()
     setup.close()
     context = multiprocessing.get_context("spawn")
     rates = {}
     # The first phase warms the servers' JIT, unmeasured: a cold JVM read half as fast as a warm one here.
-    for kind in ("warm-up", "reads", "writes", "watches"):
+    for kind in ("warm-up", "reads", "writes", "watches", "leaf-watches"):
         counts = context.Array("q", processes)
         workers = [context.Process(target=_load_client, args=(ensemble.hosts, kind, i, seconds, batch, counts))
                    for i in range(processes)]
@@ -171,11 +202,16 @@ def capacity(ensemble: Ensemble, *, processes: int = 4, seconds: float = 8.0, ba
         rates[kind] = sum(counts) / seconds
     rates.pop("warm-up")
     return {"reads_per_s": rates["reads"], "writes_per_s": rates["writes"], "notifications_per_s": rates["watches"],
-            "processes": processes, "seconds": seconds}
+            "leaf_notifications_per_s": rates["leaf-watches"], "processes": processes, "seconds": seconds}
 
 
-def load_fraction(reads_per_s: float, writes_per_s: float, notifications_per_s: float, sustained: dict) -> float:
+def load_fraction(reads_per_s: float, writes_per_s: float, notifications_per_s: float, sustained: dict,
+                  leaf_notifications_per_s: float = 0.0) -> float:
     """The share of the ensemble's capacity a load uses: each kind's rate over what the ensemble
-    sustains of that kind alone, added up (1.0 is saturation)."""
+    sustains of that kind alone, added up (1.0 is saturation). `notifications_per_s` counts every
+    notification; those of them a persistent recursive watch sent (`leaf_notifications_per_s`) are
+    reckoned against what it sustains of those, which no re-arming read follows."""
+    one_shot = max(notifications_per_s - leaf_notifications_per_s, 0.0)
     return (reads_per_s / sustained["reads_per_s"] + writes_per_s / sustained["writes_per_s"]
-            + notifications_per_s / max(sustained["notifications_per_s"], 1.0))
+            + one_shot / max(sustained["notifications_per_s"], 1.0)
+            + leaf_notifications_per_s / max(sustained.get("leaf_notifications_per_s", 0.0) or sustained["notifications_per_s"], 1.0))

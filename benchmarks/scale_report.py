@@ -181,7 +181,10 @@ def write(report: dict, out: str) -> str:
              f"{layout['endpoints_per_host']} endpoints per host in {layout['networks_per_host']} of {layout['networks']} "
              f"networks (every network on every host); {layout['rate']:g} container replacements/s for {layout['seconds']:g} s.",
              "", f"The ensemble sustains here: {s['reads_per_s']:.0f} reads/s, {s['writes_per_s']:.0f} writes/s, "
-             f"{s['notifications_per_s']:.0f} watch notifications/s (each alone, {s['processes']} client processes).", "",
+             f"{s['notifications_per_s']:.0f} one-shot watch notifications/s (each followed by the read that arms it again)"
+             + (f", {s['leaf_notifications_per_s']:.0f} persistent recursive watch notifications/s (a child made or deleted)"
+                if s.get("leaf_notifications_per_s") else "")
+             + f" (each kind alone, {s['processes']} client processes).", "",
              machine_line(report, rows + before_rows), ""]
     before = report.get("before")
     if before_rows:

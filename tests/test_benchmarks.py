@@ -189,11 +189,14 @@ def test_scale_quick_converges_every_simulated_table_and_hands_out_no_address_tw
         assert 0 < row["propagation_p50_s"] <= row["propagation_p99_s"]
         assert row["zk_requests_per_s"] > 0 and row["zk_watches"] > 0 and row["zk_znodes"] > row["endpoints"] * 2
         assert 0 < row["zk_load_fraction"] and row["memory_per_host_mb"] > 0 and row["cpu_per_host_ms_per_s"] > 0
+        # the segments' records are followed with persistent watches: their events are told apart
+        assert 0 < row["zk_leaf_notifications_per_s"] <= row["zk_notifications_per_s"]
         # Work in proportion to what changed: a container replaced computes its own and its record's
         # flows (a removal computes none), not a host's whole table (~70x the flows changed, before).
         assert 0 < row["flows_computed_per_event"] <= row["flows_changed_per_event"]
     sustained = report["sustained"]
     assert sustained["reads_per_s"] > 0 and sustained["writes_per_s"] > 0 and sustained["notifications_per_s"] > 0
+    assert sustained["leaf_notifications_per_s"] > 0
     ipam = report["ipam"]["contention"]
     assert ipam["allocations"] == ipam["hosts"] * ipam["per_host"] == ipam["stored"] and ipam["stored_matches"]
     assert ipam["duplicates"] == [] and report["ipam"]["by_fullness"]["0.99"]["allocations"] == 20
