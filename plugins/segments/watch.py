@@ -49,6 +49,10 @@ class RemoteRecords:
         self._unlisted: dict[str, bool] = {}  # followed hosts not in the list: alive in the per-host layout?
         self._unlisted_watched: set[str] = set()
         self._alive_in_flows: frozenset[str] = frozenset()
+        # What the liveness watches had said when it was last taken in: a pass whose watches said nothing
+        # since does not ask every followed host again (300 of them at 300 hosts, at every event).
+        self._unlisted_heard = 0  # counts what the per-host watches said
+        self._liveness_taken: tuple | None = None
         self._arrived: list[tuple[int, SegmentRecord]] = []  # other hosts' records new since the first load
         self._added: list[tuple[int, SegmentRecord]] = []  # since the datapath was last programmed
         self._removed: list[tuple[int, SegmentRecord]] = []
@@ -184,9 +188,11 @@ class RemoteRecords:
 
         def on_change(sessions: list[str]) -> None:  # on the store's thread
             self._unlisted[host] = bool(sessions)
+            self._unlisted_heard += 1
             self._wake()
 
         self._unlisted[host] = True  # the watch's first call says so again, now
+        self._unlisted_heard += 1
         HostSessions.watch_all(self.store, host, on_change)
 
     def recheck_unlisted(self) -> None:
@@ -203,6 +209,10 @@ class RemoteRecords:
         hosts that came alive are added to the change, those of hosts that died removed. True if any did.
         (A host coming or going changes its records' flows, not the table: when hosts start one after
         another, a whole program at each was every host's table computed again per host, N^2.)"""
+        heard = (self._listed, self._unlisted_heard, len(self._followed))  # `_followed` only grows
+        taken, self._liveness_taken = self._liveness_taken, heard
+        if taken is not None and taken[0] is heard[0] and taken[1:] == heard[1:]:
+            return False  # the list is the object last taken in: a new one comes with each watch report
         alive = frozenset(h for h in self._followed if self._alive(h))
         came, went = alive - self._alive_in_flows, self._alive_in_flows - alive
         if not came and not went:
