@@ -2,12 +2,12 @@
 
 Only the segments this host has endpoints in (or had, until the agent's `watch_linger` after its last)
 are watched (the agent says which, `watch`/`unwatch`): a host with no container on a network needs none
-of its flows, and hears nothing of it. Watches run on the
-store's thread: they only note the names made and deleted and wake the worker, which brings the cache in
-line (`refresh`) under the agent's lock, looking at those names alone (a whole list, which a store
-hands over at the start and after a reconnection, is compared whole). Records are immutable, so only
-new names are read: all of a burst's in one batch. What came and went since the datapath was last programmed is kept (`take_change`),
-so an event changes only the flows of the records it names.
+of its flows, and hears nothing of it. Watches run on the store's thread: they only note the names
+made and deleted and wake the worker, which brings the cache in line (`refresh`) under the agent's
+lock, looking at those names alone (a whole list, which a store hands over at the start and after a
+reconnection, is compared whole). Records are immutable, so only new names are read: all of a burst's
+in one batch. What came and went since the datapath was last programmed is kept (`take_change`), so
+an event changes only the flows of the records it names.
 
 Whether other hosts are alive comes from one watch on the list of every host's sessions
 (`LiveSessions`), however many hosts there are. A host with records that is not in the list is read
