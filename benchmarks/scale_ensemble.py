@@ -205,8 +205,8 @@ def capacity(ensemble: Ensemble, *, processes: int = 4, seconds: float = 8.0, ba
             "leaf_notifications_per_s": rates["leaf-watches"], "processes": processes, "seconds": seconds}
 
 
-def load_fraction(reads_per_s: float, writes_per_s: float, notifications_per_s: float, sustained: dict,
-                  leaf_notifications_per_s: float = 0.0) -> float:
+def load_fraction(reads_per_s: float, writes_per_s: float, notifications_per_s: float,
+                  leaf_notifications_per_s: float, sustained: dict) -> float:
     """The share of the ensemble's capacity a load uses: each kind's rate over what the ensemble
     sustains of that kind alone, added up (1.0 is saturation). `notifications_per_s` counts every
     notification; those of them a persistent recursive watch sent (`leaf_notifications_per_s`) are
@@ -214,4 +214,4 @@ def load_fraction(reads_per_s: float, writes_per_s: float, notifications_per_s: 
     one_shot = max(notifications_per_s - leaf_notifications_per_s, 0.0)
     return (reads_per_s / sustained["reads_per_s"] + writes_per_s / sustained["writes_per_s"]
             + one_shot / max(sustained["notifications_per_s"], 1.0)
-            + leaf_notifications_per_s / max(sustained.get("leaf_notifications_per_s", 0.0) or sustained["notifications_per_s"], 1.0))
+            + leaf_notifications_per_s / max(sustained["leaf_notifications_per_s"], 1.0))
