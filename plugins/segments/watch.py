@@ -51,8 +51,11 @@ class RemoteRecords:
         self._alive_in_flows: frozenset[str] = frozenset()
         # What the liveness watches had said when it was last taken in: a pass whose watches said nothing
         # since does not ask every followed host again (300 of them at 300 hosts, at every event).
-        self._unlisted_heard = 0  # counts what the per-host watches said
-        self._liveness_taken: tuple | None = None
+        # Counts what the liveness watches said (the list's and the per-host ones). Bumped on the store's
+        # thread and, for a per-host watch set, the worker's: two bumps at once may count as one, which
+        # still differs from the count the worker last took in, as the worker is also what takes it.
+        self._liveness_heard = 0
+        self._liveness_taken: tuple[int, int] | None = None
         self._arrived: list[tuple[int, SegmentRecord]] = []  # other hosts' records new since the first load
         self._added: list[tuple[int, SegmentRecord]] = []  # since the datapath was last programmed
         self._removed: list[tuple[int, SegmentRecord]] = []
@@ -76,13 +79,11 @@ class RemoteRecords:
                 return False  # dropped (a store that can stops calling)
             with self._names_lock:
                 self._names[number] = change.applied_to(self._names.get(number, set()))
-                touched = self._touched.get(number, set())
-                if change.names is not None or touched is None:
+                if change.names is not None:
                     self._touched[number] = None
-                else:
+                elif (touched := self._touched.setdefault(number, set())) is not None:
                     touched.update(change.made)
                     touched.update(change.deleted)
-                    self._touched[number] = touched
             self._wake()
             return True
 
@@ -170,6 +171,7 @@ class RemoteRecords:
 
             def on_list(sessions: dict[str, list[str]]) -> None:  # on the store's thread
                 self._listed = frozenset(sessions)
+                self._liveness_heard += 1
                 self._wake()
 
             LiveSessions.watch_all(self.store, on_list)
@@ -188,11 +190,11 @@ class RemoteRecords:
 
         def on_change(sessions: list[str]) -> None:  # on the store's thread
             self._unlisted[host] = bool(sessions)
-            self._unlisted_heard += 1
+            self._liveness_heard += 1
             self._wake()
 
         self._unlisted[host] = True  # the watch's first call says so again, now
-        self._unlisted_heard += 1
+        self._liveness_heard += 1
         HostSessions.watch_all(self.store, host, on_change)
 
     def recheck_unlisted(self) -> None:
@@ -209,10 +211,10 @@ class RemoteRecords:
         hosts that came alive are added to the change, those of hosts that died removed. True if any did.
         (A host coming or going changes its records' flows, not the table: when hosts start one after
         another, a whole program at each was every host's table computed again per host, N^2.)"""
-        heard = (self._listed, self._unlisted_heard, len(self._followed))  # `_followed` only grows
+        heard = (self._liveness_heard, len(self._followed))  # `_followed` only grows
         taken, self._liveness_taken = self._liveness_taken, heard
-        if taken is not None and taken[0] is heard[0] and taken[1:] == heard[1:]:
-            return False  # the list is the object last taken in: a new one comes with each watch report
+        if taken == heard:
+            return False
         alive = frozenset(h for h in self._followed if self._alive(h))
         came, went = alive - self._alive_in_flows, self._alive_in_flows - alive
         if not came and not went:
