@@ -328,14 +328,25 @@ def test_an_endpoint_here_or_on_another_host_changes_only_its_own_flows_and_the_
 
 
 def watched_paths(store) -> list[str]:
-    """Spy on a real store: the paths it is asked to watch the children of, from now on."""
-    paths, watch_children = [], store.watch_children
+    """Spy on a real store: the paths it is asked to watch the children of, from now on, either way
+    (names whole, or each one made or deleted: a store may do the second through the first)."""
+    paths, in_leaves = [], threading.local()
+    watch_children, watch_leaves = store.watch_children, store.watch_leaves
 
-    def spied(path, callback):
-        paths.append(path)
+    def spied_children(path, callback):
+        if not getattr(in_leaves, "path", None):
+            paths.append(path)
         return watch_children(path, callback)
 
-    store.watch_children = spied
+    def spied_leaves(path, callback):
+        paths.append(path)
+        in_leaves.path = path
+        try:
+            return watch_leaves(path, callback)
+        finally:
+            in_leaves.path = None
+
+    store.watch_children, store.watch_leaves = spied_children, spied_leaves
     return paths
 
 
@@ -603,6 +614,59 @@ def test_a_pass_with_nothing_new_reads_nothing_and_keeps_the_sorted_records_unti
         assert change.added == () and sorted(r.ip for _, r in change.removed) == ["10.42.0.2", "10.42.0.3", "10.42.0.4"]
     finally:
         for store in (writer, watcher, peer):
+            store.close()
+
+
+def test_a_host_starting_or_stopping_is_taken_in_by_its_session_alone_on_zookeeper__names_and_hosts_counted(zk_url):
+    """The sessions list's watch hands over the one session made or ended, and the liveness pass asks
+    about that session's host alone: with 30 hosts followed, a host starting is one name taken in and
+    no host asked (it has no records yet), a host stopping one name and one host, whose records alone
+    leave the flows. The whole list is taken in once, at the start (at 1,000 hosts starting one after
+    another, the whole list on every following host at each start was ~170 million names)."""
+    from acsnet.plugins.segments.model import SegmentRecord
+    from acsnet.plugins.segments.watch import RemoteRecords
+
+    layout = LAYOUTS["vxlan"]
+    watcher, writer = open_store(zk_url, timeout=5.0), open_store(zk_url, timeout=5.0)
+    peers = {f"p{n}": open_store(zk_url, timeout=5.0) for n in range(30)}
+    state.prepare_segment(writer, layout, VNI)
+
+    def record(n: int) -> SegmentRecord:
+        return SegmentRecord(f"p{n}", "02:00:00:00:00:01", f"192.0.2.{n + 1}", f"10.42.0.{n + 1}", "02:42:0a:2a:00:01", f"{n:064d}")
+
+    try:
+        for n, (host, store) in enumerate(peers.items()):
+            store.register_host(host, "vxlan", {"host_id": host})
+        assert writer.commit([state.segment_record_operation(layout, VNI, record(n)) for n in range(30)])
+        remote = RemoteRecords(watcher, layout, "h1", withdraw_dead_hosts=True, wake=lambda: None)
+        taken, asked = [], []
+        real_take, real_alive = remote._listed.take, remote._alive
+        remote._listed.take = lambda change: taken.append(
+            len(change.names) if change.names is not None else len(change.made) + len(change.deleted)) or real_take(change)
+        remote._alive = lambda host: asked.append(host) or real_alive(host)
+        remote.watch(VNI, collect_arrivals=False)
+        assert len(remote.records(VNI)) == 30 and taken == [30]  # the whole list once, at the start
+        remote.liveness_changed()
+        remote.take_change()
+        taken.clear(), asked.clear()
+
+        peers["p30"] = open_store(zk_url, timeout=5.0)
+        peers["p30"].register_host("p30", "vxlan", {"host_id": "p30"})
+        wait_for(lambda: taken == [1], what="the started host's session, alone")
+        assert not remote.liveness_changed() and asked == []  # not followed: nothing of it is in the flows
+
+        peers.pop("p7").close()
+        wait_for(lambda: taken == [1, 1], what="the stopped host's session, alone")
+        assert remote.liveness_changed() and asked == ["p7"]
+        assert remote.take_change().removed == ((VNI, record(7)),) and len(remote.records(VNI)) == 29
+
+        peers["p7"] = open_store(zk_url, timeout=5.0)
+        peers["p7"].register_host("p7", "vxlan", {"host_id": "p7"})
+        wait_for(lambda: taken == [1, 1, 1], what="the host back, alone")
+        assert remote.liveness_changed() and asked == ["p7", "p7"]
+        assert remote.take_change().added == ((VNI, record(7)),) and len(remote.records(VNI)) == 30
+    finally:
+        for store in (watcher, writer, *peers.values()):
             store.close()
 
 

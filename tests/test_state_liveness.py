@@ -6,7 +6,8 @@ import os
 import threading
 
 from acsnet.store import open_store
-from acsnet.store.liveness import HostRecord, HostSessions, LiveSessions, host_alive, live_hosts
+from acsnet.store import LeavesChange
+from acsnet.store.liveness import HostRecord, HostSessions, ListedHosts, LiveSessions, host_alive, live_hosts
 
 
 def test_host_record_and_sessions_read_write_watch_clear(embedded_url):
@@ -58,18 +59,18 @@ def test_the_sessions_list_follows_every_host_with_one_watch_and_registration_wr
     (per-host node only) is alive for `live_hosts` as well."""
     store, other = open_store(embedded_url), open_store(embedded_url)
     try:
-        seen, changed = [], threading.Event()
+        listed, moved, changed = ListedHosts(), [], threading.Event()
 
-        def on_list(sessions):
-            seen.append(sessions)
+        def on_list(change):
+            moved.append(listed.take(change))
             changed.set()
 
         LiveSessions.watch_all(store, on_list)
-        assert seen[0] == {}
+        assert moved == [set()]
         changed.clear()
         other.register_host("h1", "vxlan", {"host_id": "h1"})
         name = HostSessions.name("vxlan", os.getpid())
-        assert changed.wait(10) and seen[-1] == {"h1": [name]}
+        assert changed.wait(10) and moved[-1] == {"h1"} and "h1" in listed
         assert LiveSessions.read_all(store) == {"h1": [name]} and HostSessions.read_all(store, "h1") == [name]
         assert live_hosts(store) == {"h1"} and host_alive(store, "h1")
 
@@ -80,7 +81,7 @@ def test_the_sessions_list_follows_every_host_with_one_watch_and_registration_wr
 
         changed.clear()
         other.close()  # h1's only process ends: both its nodes go
-        assert changed.wait(10) and seen[-1] == {}
+        assert changed.wait(10) and moved[-1] == {"h1"} and "h1" not in listed
         assert live_hosts(store) == {"old"} and not host_alive(store, "h1")
         assert LiveSessions.hosts(["a.b@c@vxlan-1", "no-separator", "@x", "h@"]) == {"a.b@c": ["vxlan-1"]}
     finally:
@@ -96,3 +97,17 @@ def test_a_sessions_list_entry_written_by_hand_is_read(embedded_url):
         assert LiveSessions.clear(store, "h7", "vxlan-12") and live_hosts(store) == set()
     finally:
         store.close()
+
+
+def test_the_listed_hosts_say_which_hosts_came_into_the_list_or_left_it_from_whole_lists_and_single_changes():
+    """A host is listed while one of its sessions is: a second session, or one of two ending, moves no
+    host; a name without the separator is no session; a whole list moves what differs from before."""
+    listed = ListedHosts()
+    assert listed.take(LeavesChange(names=frozenset({"h1@vxlan-1", "a.b@c@vlan-2", "no-separator", "@x"}))) == {"h1", "a.b@c"}
+    assert listed.take(LeavesChange(made=("h1@vlan-3",))) == set()
+    assert listed.take(LeavesChange(made=("h2@vxlan-4",))) == {"h2"} and "h2" in listed
+    assert listed.take(LeavesChange(deleted=("h1@vxlan-1",))) == set() and "h1" in listed
+    assert listed.take(LeavesChange(deleted=("h1@vlan-3", "h9@vxlan-9", "junk"))) == {"h1"} and "h1" not in listed
+    assert listed.take(LeavesChange(deleted=("h2@vxlan-4",), made=("h2@vxlan-5",))) == set() and "h2" in listed
+    assert listed.take(LeavesChange(names=frozenset({"h2@vxlan-5", "h3@vxlan-6"}))) == {"a.b@c", "h3"}
+    assert "h3" in listed and "h1" not in listed and "a.b@c" not in listed

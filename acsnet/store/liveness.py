@@ -15,9 +15,9 @@ everyone else reads and watches them here.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, Iterable
 
-from acsnet.store.base import ROOT, Store, encode, join
+from acsnet.store.base import ROOT, LeavesChange, Store, encode, join
 
 HOSTS = join(ROOT, "hosts")
 LIVE = join(ROOT, "live")
@@ -108,13 +108,17 @@ class LiveSessions:
         return join(LIVE, f"{host_id}{SEPARATOR}{session}")
 
     @staticmethod
-    def hosts(names: list[str]) -> dict[str, list[str]]:
-        """Host -> its sessions, from the names under `live/` (a name without the separator is no session)."""
+    def split(name: str) -> tuple[str, str] | None:
+        """(host, session) of a name under `live/`; None for a name without the separator (no session)."""
+        host, separator, session = name.rpartition(SEPARATOR)
+        return (host, session) if separator and host and session else None
+
+    @staticmethod
+    def hosts(names: Iterable[str]) -> dict[str, list[str]]:
+        """Host -> its sessions, from the names under `live/`."""
         sessions: dict[str, list[str]] = {}
-        for name in names:
-            host, separator, session = name.rpartition(SEPARATOR)
-            if separator and host and session:
-                sessions.setdefault(host, []).append(session)
+        for host, session in filter(None, map(LiveSessions.split, names)):
+            sessions.setdefault(host, []).append(session)
         return sessions
 
     @staticmethod
@@ -123,9 +127,12 @@ class LiveSessions:
         return LiveSessions.hosts(store.children(LIVE))
 
     @staticmethod
-    def watch_all(store: Store, callback: Callable[[dict[str, list[str]]], None]) -> None:
-        """Call `callback` with every listed host's sessions now and after every change: one watch."""
-        store.watch_children(LIVE, lambda names: callback(LiveSessions.hosts(names)))
+    def watch_all(store: Store, callback: Callable[[LeavesChange], None]) -> None:
+        """Call `callback` with the list's names now, then with each change: one watch for every host.
+        A store that can hands over the one name made or deleted (`Store.watch_leaves`): a host starting
+        was the whole list read again by every host following it, N^3/6 names over a cluster of N hosts
+        starting one after another (163,876 at 100 simulated hosts). `ListedHosts` keeps the hosts."""
+        store.watch_leaves(LIVE, callback)
 
     @staticmethod
     def write(store: Store, host_id: str, session: str) -> bool:
@@ -135,6 +142,41 @@ class LiveSessions:
     @staticmethod
     def clear(store: Store, host_id: str, session: str) -> bool:
         return store.delete(LiveSessions.key(host_id, session))
+
+
+class ListedHosts:
+    """The hosts in the sessions list, kept from its watch's changes (`LiveSessions.watch_all`): a change
+    costs what it names, and says which hosts came into the list or left it. Changed on the store's
+    thread while a worker asks `in`: one dict, replaced whole or changed one key at a time."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, set[str]] = {}
+
+    def __contains__(self, host: str) -> bool:
+        return host in self._sessions
+
+    def take(self, change: LeavesChange) -> set[str]:
+        """Take a change in: the hosts that came into the list or left it."""
+        if change.names is not None:
+            before = self._sessions.keys()
+            listed = {host: set(sessions) for host, sessions in LiveSessions.hosts(change.names).items()}
+            moved = before ^ listed.keys()
+            self._sessions = listed
+            return moved
+        moved = set()
+        for host, session in filter(None, map(LiveSessions.split, change.deleted)):
+            sessions = self._sessions.get(host)
+            if sessions is not None and session in sessions:
+                sessions.discard(session)
+                if not sessions:
+                    del self._sessions[host]
+                    moved ^= {host}
+        for host, session in filter(None, map(LiveSessions.split, change.made)):
+            if host not in self._sessions:
+                self._sessions[host] = set()
+                moved ^= {host}
+            self._sessions[host].add(session)
+        return moved
 
 
 # The nodes a live session holds, each written the same way (`write`, `key`, `clear`): the list first,

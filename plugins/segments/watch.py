@@ -10,10 +10,11 @@ in one batch. What came and went since the datapath was last programmed is kept 
 an event changes only the flows of the records it names.
 
 Whether other hosts are alive comes from one watch on the list of every host's sessions
-(`LiveSessions`), however many hosts there are. A host with records that is not in the list is read
-once in the per-host layout: alive there means a plugin of an earlier version (or a list change not
-heard yet), followed by a watch of its own; dead there is checked again by the periodic reconcile
-(`recheck_unlisted`), which is how an earlier version's plugin coming back is seen."""
+(`LiveSessions`), however many hosts there are, each session made or ended handed over alone. A host
+with records that is not in the list is read once in the per-host layout: alive there means a plugin
+of an earlier version (or a list change not heard yet), followed by a watch of its own; dead there is
+checked again by the periodic reconcile (`recheck_unlisted`), which is how an earlier version's plugin
+coming back is seen."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from acsnet.plugins.segments import state
 from acsnet.plugins.segments.datapath import RemoteChange
 from acsnet.plugins.segments.model import Layout, SegmentRecord
 from acsnet.store import LeavesChange, Store
-from acsnet.store.liveness import HostSessions, LiveSessions
+from acsnet.store.liveness import HostSessions, ListedHosts, LiveSessions
 
 
 class RemoteRecords:
@@ -44,18 +45,18 @@ class RemoteRecords:
         self._names_lock = threading.Lock()
         self.watched: set[int] = set()
         self._followed: set[str] = set()  # other hosts with records
-        self._listed: frozenset[str] = frozenset()  # hosts in the sessions list, as its watch last said
+        self._listed = ListedHosts()  # hosts in the sessions list, as its watch last said
         self._listing = False  # the list's watch is set
         self._unlisted: dict[str, bool] = {}  # followed hosts not in the list: alive in the per-host layout?
         self._unlisted_watched: set[str] = set()
         self._alive_in_flows: frozenset[str] = frozenset()
-        # What the liveness watches had said when it was last taken in: a pass whose watches said nothing
-        # since does not ask every followed host again (300 of them at 300 hosts, at every event).
-        # Counts what the liveness watches said (the list's and the per-host ones). Bumped on the store's
-        # thread and, for a per-host watch set, the worker's: two bumps at once may count as one, which
-        # still differs from the count the worker last took in, as the worker is also what takes it.
-        self._liveness_heard = 0
-        self._liveness_taken: tuple[int, int] | None = None
+        # Hosts the liveness watches (the list's and the per-host ones) said something of since liveness
+        # was last taken in: only they are asked again (at 1,000 hosts, a host starting asked all 1,000
+        # on every host). Added to on the store's thread, taken on the worker's, under `_names_lock`.
+        self._liveness_moved: set[str] = set()
+        # Each other host's cached records, by segment and name: a host coming or going moves its own
+        # records in or out of the flows, found without going through every host's.
+        self._host_records: dict[str, set[tuple[int, str]]] = {}
         self._arrived: list[tuple[int, SegmentRecord]] = []  # other hosts' records new since the first load
         self._added: list[tuple[int, SegmentRecord]] = []  # since the datapath was last programmed
         self._removed: list[tuple[int, SegmentRecord]] = []
@@ -103,9 +104,11 @@ class RemoteRecords:
             self._names.pop(number, None)
             self._touched.pop(number, None)
         self._sorted.pop(number, None)
-        for record in self._segments.pop(number, {}).values():
-            if record.host != self.host_id and self._in_flows(record):
-                self._removed.append((number, record))
+        for name, record in self._segments.pop(number, {}).items():
+            if record.host != self.host_id:
+                self._host_records[record.host].discard((number, name))
+                if self._in_flows(record):
+                    self._removed.append((number, record))
 
     def names(self, number: int) -> list[str] | None:
         """A watched segment's record names as its watch last said (None: not watched, or not heard
@@ -144,6 +147,7 @@ class RemoteRecords:
             record = cache.pop(gone)
             if record.host != self.host_id:
                 changed = True
+                self._host_records[record.host].discard((number, gone))
                 if self._in_flows(record):
                     self._removed.append((number, record))
         new = sorted(names - cache.keys())
@@ -151,6 +155,7 @@ class RemoteRecords:
             cache[name] = record
             if record.host != self.host_id:
                 changed = True
+                self._host_records.setdefault(record.host, set()).add((number, name))
                 if self.withdraw_dead_hosts:
                     self._watch_host(record.host)
                 if self._in_flows(record):
@@ -169,9 +174,9 @@ class RemoteRecords:
         if not self._listing:
             self._listing = True
 
-            def on_list(sessions: dict[str, list[str]]) -> None:  # on the store's thread
-                self._listed = frozenset(sessions)
-                self._liveness_heard += 1
+            def on_list(change: LeavesChange) -> None:  # on the store's thread
+                with self._names_lock:
+                    self._liveness_moved |= self._listed.take(change)
                 self._wake()
 
             LiveSessions.watch_all(self.store, on_list)
@@ -189,12 +194,14 @@ class RemoteRecords:
         self._unlisted_watched.add(host)
 
         def on_change(sessions: list[str]) -> None:  # on the store's thread
-            self._unlisted[host] = bool(sessions)
-            self._liveness_heard += 1
+            with self._names_lock:
+                self._unlisted[host] = bool(sessions)
+                self._liveness_moved.add(host)
             self._wake()
 
-        self._unlisted[host] = True  # the watch's first call says so again, now
-        self._liveness_heard += 1
+        with self._names_lock:
+            self._unlisted[host] = True  # the watch's first call says so again, now
+            self._liveness_moved.add(host)
         HostSessions.watch_all(self.store, host, on_change)
 
     def recheck_unlisted(self) -> None:
@@ -210,26 +217,27 @@ class RemoteRecords:
         """Take what the liveness watches said since the last call into the flows: the cached records of
         hosts that came alive are added to the change, those of hosts that died removed. True if any did.
         (A host coming or going changes its records' flows, not the table: when hosts start one after
-        another, a whole program at each was every host's table computed again per host, N^2.)"""
-        heard = (self._liveness_heard, len(self._followed))  # `_followed` only grows
-        taken, self._liveness_taken = self._liveness_taken, heard
-        if taken == heard:
-            return False
-        alive = frozenset(h for h in self._followed if self._alive(h))
-        came, went = alive - self._alive_in_flows, self._alive_in_flows - alive
+        another, a whole program at each was every host's table computed again per host, N^2.) Only
+        the hosts the watches said something of are asked, and only their records moved."""
+        with self._names_lock:
+            moved, self._liveness_moved = self._liveness_moved, set()
+        # A host followed since is in the flows as it was then (`_watch_host`); one not followed has none.
+        came = {h for h in moved if h in self._followed and h not in self._alive_in_flows and self._alive(h)}
+        went = {h for h in moved if h in self._alive_in_flows and not self._alive(h)}
         if not came and not went:
             return False
-        self._alive_in_flows = alive
+        self._alive_in_flows = (self._alive_in_flows | came) - went
         self._liveness_epoch += 1
         # A dead host's record that arrived since the datapath was last programmed is not in the flows:
         # it leaves the change instead.
         pending = {(number, record) for number, record in self._added if record.host in went}
         self._added = [added for added in self._added if added not in pending]
-        for number, cache in self._segments.items():
-            for record in cache.values():
-                if record.host in came:
+        for host in came | went:
+            for number, name in sorted(self._host_records.get(host, ())):
+                record = self._segments[number][name]
+                if host in came:
                     self._added.append((number, record))
-                elif record.host in went and (number, record) not in pending:
+                elif (number, record) not in pending:
                     self._removed.append((number, record))
         return True
 
