@@ -670,6 +670,46 @@ def test_a_host_starting_or_stopping_is_taken_in_by_its_session_alone_on_zookeep
             store.close()
 
 
+def test_hosts_followed_that_are_not_alive_are_checked_in_one_batch_of_reads_on_zookeeper__requests_counted(zk_url):
+    """30 hosts with records and no session (not started yet, or dead): their per-host sessions are read
+    in one request when first seen and at each periodic recheck, not one request per host (~360 a host
+    at 1,000 simulated hosts starting). One that comes back as an earlier version's plugin (per-host
+    session only) is found by the recheck, and its records alone go into the flows."""
+    from acsnet.plugins.segments.model import SegmentRecord
+    from acsnet.plugins.segments.watch import RemoteRecords
+
+    layout = LAYOUTS["vxlan"]
+    watcher, writer = open_store(zk_url, timeout=5.0), open_store(zk_url, timeout=5.0)
+    state.prepare_segment(writer, layout, VNI)
+
+    def record(n: int) -> SegmentRecord:
+        return SegmentRecord(f"d{n}", "02:00:00:00:00:01", f"192.0.2.{n + 1}", f"10.42.0.{n + 1}", "02:42:0a:2a:00:01", f"{n:064d}")
+
+    try:
+        assert writer.commit([state.segment_record_operation(layout, VNI, record(n)) for n in range(30)])
+        remote = RemoteRecords(watcher, layout, "h1", withdraw_dead_hosts=True, wake=lambda: None)
+        requests: list[str] = []
+        watcher.observer = lambda operation, seconds: requests.append(operation)
+        remote.watch(VNI, collect_arrivals=False)
+        assert requests.count("children_many") == 1 and "children" not in requests, requests
+        assert remote.records(VNI) == ()  # none alive: none in the flows
+
+        requests.clear()
+        remote.recheck_unlisted()
+        assert requests == ["children_many"]
+
+        HostRecord.write(writer, "d7", {"host_id": "d7"})  # d7 back, on a version before the sessions list
+        assert HostSessions.write(writer, "d7", HostSessions.name("vxlan", 1))
+        requests.clear()
+        remote.recheck_unlisted()
+        assert requests[0] == "children_many" and "children" not in requests[1:], requests  # d7's watch is set
+        assert remote.liveness_changed() and remote.take_change().added == ((VNI, record(7)),)
+        assert remote.records(VNI) == (record(7),)
+    finally:
+        watcher.close()
+        writer.close()
+
+
 def test_a_record_made_or_deleted_in_a_large_segment_is_taken_in_by_its_name_alone_on_zookeeper__names_looked_at_counted(zk_url):
     """ZooKeeper's leaves watch names the one record made or deleted, and a pass looks at that name
     alone: neither the watch nor the pass goes through the segment's other 300 names (at 1,000 hosts,

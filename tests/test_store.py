@@ -43,6 +43,21 @@ def test_get_many_reads_each_path_in_order_and_none_for_an_absent_one(store):
     assert store.get_many([]) == []
 
 
+def test_children_many_lists_each_paths_children_in_order_in_one_request_per_batch(store):
+    """Sorted names per path, [] for a node without children or not there; on ZooKeeper one multiRead
+    of getChildren per 500 paths (a host's periodic check of the hosts it follows that are not alive)."""
+    store.create("/t/kids/a/y")
+    store.create("/t/kids/a/x")
+    store.create("/t/kids/b")
+    paths = ["/t/kids/a", "/t/kids/gone", "/t/kids/b"] * (PATHS_PER_REQUEST // 3 + 1)
+    observed: list[str] = []
+    store.observer = lambda operation, seconds: observed.append(operation)
+    assert store.children_many(paths) == [["x", "y"], [], []] * (PATHS_PER_REQUEST // 3 + 1)
+    assert store.children_many(["/t/kids/a"]) == [["x", "y"]] and store.children_many([]) == []
+    if isinstance(store, ZooKeeperStore):
+        assert observed[:2] == ["children_many"] * 2, "one request per 500 paths, not one per path"
+
+
 def test_get_many_of_more_paths_than_one_batch_holds_reads_them_all_in_order(store):
     """On ZooKeeper a batch is one multiRead request of up to 500 paths (kazoo has none of its own): 1,201
     paths, some absent, are three requests, each answering a missing node in its own slot."""

@@ -138,6 +138,10 @@ class Store(abc.ABC):
         events is read in one round trip, not one per record)."""
         return [self.get(path) for path in paths]
 
+    def children_many(self, paths: Sequence[str]) -> list[list[str]]:
+        """`children` of each path, in order: a store that can sends them as one batch."""
+        return [self.children(path) for path in paths]
+
     @abc.abstractmethod
     def compare_and_set(self, path: str, value: bytes, version: int) -> bool:
         """Replace the value if the node still has `version`. False if it moved on or is gone."""

@@ -74,6 +74,11 @@ class HostSessions:
         return store.children(HostSessions.key(host_id))
 
     @staticmethod
+    def read_many(store: Store, host_ids: list[str]) -> dict[str, list[str]]:
+        """Each host's session names, read in one batch."""
+        return dict(zip(host_ids, store.children_many([HostSessions.key(h) for h in host_ids])))
+
+    @staticmethod
     def watch_all(store: Store, host_id: str, callback: Callable[[list[str]], None]) -> None:
         """Call `callback` with the host's session names now and after every change."""
         store.watch_children(HostSessions.key(host_id), callback)

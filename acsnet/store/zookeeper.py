@@ -271,26 +271,39 @@ class ZooKeeperStore(Store):
     def get_many(self, paths: Sequence[str]) -> list[Versioned | None]:
         """One multiRead request per `PATHS_PER_REQUEST` paths (acsnet/store/zookeeper_reads.py), every
         request sent before the first answer is awaited."""
-        self._require_connection()
         if len(paths) < 2:
+            self._require_connection()
             return [self.get(path) for path in paths]
+        return [None if answer is None else Versioned(answer[0] or b"", answer[1].version)
+                for answer in self._read_many(paths, children=False, name="get_many")]
+
+    def children_many(self, paths: Sequence[str]) -> list[list[str]]:
+        """As `get_many`: one multiRead of getChildren per `PATHS_PER_REQUEST` paths."""
+        if len(paths) < 2:
+            self._require_connection()
+            return [self.children(path) for path in paths]
+        return [[] if names is None else sorted(names)
+                for names in self._read_many(paths, children=True, name="children_many")]
+
+    def _read_many(self, paths: Sequence[str], *, children: bool, name: str) -> list:
+        """Each path's answer in order, None for a node that is not there."""
+        self._require_connection()
         pending = []
         for start in range(0, len(paths), PATHS_PER_REQUEST):
             async_result = self._client.handler.async_result()
             # kazoo's own calls send their requests so; it has no call of its own for a multiRead.
             chunk = paths[start:start + PATHS_PER_REQUEST]
-            self._client._call(MultiRead([self._in_chroot(path) for path in chunk]), async_result)
+            self._client._call(MultiRead([self._in_chroot(path) for path in chunk], children), async_result)
             pending.append(async_result)
-        found: list[Versioned | None] = []
+        found = []
         for async_result in pending:
-            for answer in self._wait(async_result, 'get_many'):
+            for answer in self._wait(async_result, name):
                 if isinstance(answer, NoNodeError):
                     found.append(None)
                 elif isinstance(answer, KazooException):
                     raise StoreUnavailable(f"store {self.url_for_logs}: {type(answer).__name__} in a batch of reads")
                 else:
-                    value, stat = answer
-                    found.append(Versioned(value or b"", stat.version))
+                    found.append(answer)
         return found
 
     def _in_chroot(self, path: str) -> str:
