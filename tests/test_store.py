@@ -302,3 +302,24 @@ def test_a_leaves_watch_reports_the_children_as_they_are_made_and_deleted_and_en
     store.create("/l/d")
     wait_for(lambda: reported[-1] == ["d"], what="a child of the node made again")
     assert len(dropped) == 2 and dropped[0] == ["a"]  # (the embedded store may report changes together)
+
+
+def test_the_zookeeper_store_waits_on_its_connection_without_an_epoll_instance_per_wait_epoll_made_counted(zk_url, monkeypatch):
+    """kazoo's own handler makes (and closes) an epoll instance for every wait on its socket, three to a
+    response; the store's handler polls. Counted over 200 reads and a watch's events, on a real ensemble."""
+    import selectors
+    made = []
+    real_epoll = selectors.EpollSelector._selector_cls
+    monkeypatch.setattr(selectors.EpollSelector, "_selector_cls", staticmethod(lambda *a: made.append(1) or real_epoll(*a)))
+    store = open_store(zk_url)
+    try:
+        reported: list = []
+        store.watch_leaves("/w", names_followed(reported))
+        made.clear()
+        for n in range(200):
+            store.create(f"/w/{n}", b"x")
+            assert store.get(f"/w/{n}").value == b"x"
+        wait_for(lambda: len(reported[-1]) == 200, what="the watch's 200 events")
+        assert made == []
+    finally:
+        store.close()
