@@ -6,6 +6,7 @@ test_reliability) show the same on real switches."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -748,6 +749,60 @@ def test_a_record_made_or_deleted_in_a_large_segment_is_taken_in_by_its_name_alo
         ips = {r.ip for r in remote.records(VNI)}
         assert len(ips) == 300 and record(300).ip in ips and record(7).ip not in ips
         assert [r.ip for _, r in remote.take_change().removed] == [record(7).ip]
+    finally:
+        writer.close()
+        watcher.close()
+
+
+def test_a_segment_followed_through_a_session_expiry_holds_exactly_the_stores_records_after_on_zookeeper(zk_url):
+    """The 1,000-host simulation's agents lost their sessions during the first load, and their tables had
+    not converged when it ended. Here, at the size of a test: the follower's session expires (kazoo's own
+    hook: the server still holds the old session until it times out) while records are made and deleted
+    in its segment; once a new session is up, passes bring its cache to exactly the store's records."""
+    from kazoo.protocol.connection import _SESSION_EXPIRED
+
+    from acsnet.plugins.segments.model import SegmentRecord
+    from acsnet.plugins.segments.watch import RemoteRecords
+
+    layout = LAYOUTS["vxlan"]
+    writer, watcher = open_store(zk_url, timeout=5.0), open_store(zk_url, timeout=5.0)
+    state.prepare_segment(writer, layout, VNI)
+
+    def record(number: int) -> SegmentRecord:
+        return SegmentRecord("h3", "02:00:00:00:00:01", "192.0.2.9", f"10.42.0.{number + 1}",
+                             "02:42:0a:2a:00:01", f"{number:064d}")
+
+    def in_store() -> set[str]:
+        return {r.ip for r in state.read_segment_records_named(
+            writer, layout, VNI, state.segment_record_names(writer, layout, VNI)).values()}
+
+    try:
+        assert writer.commit([state.segment_record_operation(layout, VNI, record(n)) for n in range(40)])
+        remote = RemoteRecords(watcher, layout, "h1", withdraw_dead_hosts=False, wake=lambda: None)
+        remote.watch(VNI, collect_arrivals=False)
+        assert {r.ip for r in remote.records(VNI)} == in_store()
+        old_session = watcher._client.client_id[0]
+
+        watcher._client._call(_SESSION_EXPIRED, None)
+        for n in range(40, 80):  # made and deleted while the follower has no session, and as it comes back
+            assert writer.commit([state.segment_record_operation(layout, VNI, record(n))])
+            if n % 2:
+                gone = record(n - 40)
+                assert writer.delete(layout.record(VNI, gone.ip, gone.endpoint_id))
+            with contextlib.suppress(Exception):  # a pass cut by the expiry is tried again at the next
+                remote.refresh_all(collect_arrivals=False)
+        wait_for(lambda: watcher.connected and watcher._client.client_id[0] != old_session, timeout=15,
+                 what="the follower's new session")
+
+        def caught_up() -> bool:
+            with contextlib.suppress(Exception):
+                remote.refresh_all(collect_arrivals=False)
+            return {r.ip for r in remote.records(VNI)} == in_store()
+        wait_for(caught_up, timeout=15, what="the follower's cache equal to the store's records")
+        assert len(in_store()) == 60
+        assert writer.commit([state.segment_record_operation(layout, VNI, record(100))])  # and it still follows
+        wait_for(caught_up, timeout=5, what="a record made after the new session")
+        assert record(100).ip in {r.ip for r in remote.records(VNI)}
     finally:
         writer.close()
         watcher.close()
