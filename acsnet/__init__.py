@@ -37,4 +37,6 @@ class _CheckoutFolders(importlib.abc.MetaPathFinder):
 if (not os.path.isdir(os.path.join(_HERE, "ipam"))
         and os.path.isfile(os.path.join(_CHECKOUT, "pyproject.toml"))
         and os.path.isfile(os.path.join(_CHECKOUT, "ipam", "__init__.py"))):
-    sys.meta_path.append(_CheckoutFolders())
+    # First: an editable install of another checkout (a clean clone run with the first checkout's
+    # virtualenv) would otherwise map this acsnet's plugins/ and the rest to that other checkout.
+    sys.meta_path.insert(0, _CheckoutFolders())

@@ -90,3 +90,21 @@ def test_a_non_editable_install_is_one_package_that_works(tmp_path):
         result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
         assert result.returncode == 0, (argv, result.stderr)
     assert result.stdout.strip() == os.path.join(site, "acsnet", "ovsctl", "links.py")
+
+
+def test_a_second_checkout_run_with_this_checkouts_virtualenv_imports_its_own_folders(tmp_path):
+    """A clean clone run with this checkout's virtualenv (whose editable install maps acsnet's folders
+    here), as the scale benchmark's A/B runs are: its acsnet, from its working directory, takes its own
+    plugins/ and the rest, not this checkout's."""
+    assert any(type(f).__module__.startswith("__editable__") or getattr(f, "__module__", "").startswith("__editable__")
+               for f in sys.meta_path), "runs with the project's editable install (.ci/install makes one)"
+    for folder in MAPPED:
+        shutil.copytree(os.path.join(ROOT, folder), tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__", "results"))
+    shutil.copy(os.path.join(ROOT, "pyproject.toml"), tmp_path)
+    result = subprocess.run([sys.executable, "-c", "import acsnet, acsnet.plugins.segments.worker as w, acsnet.ipam, "
+                             "acsnet.benchmarks.scale as b; print(acsnet.__file__, w.__file__, acsnet.ipam.__file__, b.__file__)"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert result.returncode == 0, result.stderr
+    files = result.stdout.split()
+    assert len(files) == 4 and all(f.startswith(str(tmp_path)) for f in files), files
