@@ -281,3 +281,43 @@ def test_a_scale_report_is_written_again_from_its_json_with_what_its_before_diff
     assert "): before SAYS THIS. Both ran in this run" in printed and "cores shared with SOMETHING ELSE" in printed
     assert report["before"]["says"] == "before SAYS THIS" and report["shared_with"] == "SOMETHING ELSE"
     assert f"| {report['rows'][0]['hosts']} | {report['rows'][0]['endpoints']} |" in printed
+
+
+def test_the_scale_ensemble_grants_the_simulated_hosts_the_30_s_sessions_they_ask_for(tmp_path):
+    """The lab's ZooKeeper ticks every 0.5 s, which caps a session at 10 s (20 ticks): the 1,000-host
+    simulation's hosts, starved of CPU by the others, asked for 30 s, got 10 and expired by the hundred.
+    On a real server with the scale ensemble's settings, the session negotiated is the one asked for."""
+    import logging
+
+    from kazoo.client import KazooClient
+    from kazoo.loggingsupport import BLATHER
+
+    from acsnet.benchmarks.scale_ensemble import SETTINGS
+    from acsnet.lab.zookeeper import ZooKeeperServer
+
+    negotiated = []
+
+    class Negotiated(logging.Handler):
+        def emit(self, record):
+            text = record.getMessage()
+            if "negotiated session timeout:" in text:
+                negotiated.append(int(text.split("negotiated session timeout:")[1].split()[0]))
+
+    logger = logging.getLogger("kazoo.client")
+    handler, level = Negotiated(level=BLATHER), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(BLATHER)
+    servers = [ZooKeeperServer(str(tmp_path / "scale"), settings=SETTINGS), ZooKeeperServer(str(tmp_path / "lab"))]
+    try:
+        for server in servers:  # the scale ensemble's settings, then the lab's own
+            server.start()
+            client = KazooClient(hosts=server.address, timeout=30.0)
+            client.start(timeout=20)
+            client.stop()
+            client.close()
+        assert negotiated == [30000, 10000], negotiated
+    finally:
+        for server in servers:
+            server.stop()
+        logger.removeHandler(handler)
+        logger.setLevel(level)
