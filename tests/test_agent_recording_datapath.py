@@ -711,21 +711,31 @@ def test_hosts_followed_that_are_not_alive_are_checked_in_one_batch_of_reads_on_
         writer.close()
 
 
+def writer_and_follower(zk_url: str):
+    """Two sessions on the ensemble, the writer's with the test's segment made: one writes records, the
+    other follows them (a `RemoteRecords` of its own)."""
+    writer, follower = open_store(zk_url, timeout=5.0), open_store(zk_url, timeout=5.0)
+    state.prepare_segment(writer, LAYOUTS["vxlan"], VNI)
+    return writer, follower
+
+
+def h3_record(number: int):
+    """The record of h3's endpoint `number` (up to 62,500 of them, each its own address)."""
+    from acsnet.plugins.segments.model import SegmentRecord
+    return SegmentRecord("h3", "02:00:00:00:00:01", "192.0.2.9", f"10.42.{number // 250}.{number % 250 + 1}",
+                         "02:42:0a:2a:00:01", f"{number:064d}")
+
+
 def test_a_record_made_or_deleted_in_a_large_segment_is_taken_in_by_its_name_alone_on_zookeeper__names_looked_at_counted(zk_url):
     """ZooKeeper's leaves watch names the one record made or deleted, and a pass looks at that name
     alone: neither the watch nor the pass goes through the segment's other 300 names (at 1,000 hosts,
     10,000 of them, on every host following it, at every change). The whole list is compared only when
     one is handed over: at the start."""
-    from acsnet.plugins.segments.model import SegmentRecord
     from acsnet.plugins.segments.watch import RemoteRecords
 
     layout = LAYOUTS["vxlan"]
-    writer, watcher = open_store(zk_url, timeout=5.0), open_store(zk_url, timeout=5.0)
-    state.prepare_segment(writer, layout, VNI)
-
-    def record(number: int) -> SegmentRecord:
-        return SegmentRecord("h3", "02:00:00:00:00:01", "192.0.2.9", f"10.42.{number // 250}.{number % 250 + 1}",
-                             "02:42:0a:2a:00:01", f"{number:064d}")
+    writer, watcher = writer_and_follower(zk_url)
+    record = h3_record
 
     try:
         assert writer.commit([state.segment_record_operation(layout, VNI, record(n)) for n in range(300)])
@@ -761,16 +771,11 @@ def test_a_segment_followed_through_a_session_expiry_holds_exactly_the_stores_re
     in its segment; once a new session is up, passes bring its cache to exactly the store's records."""
     from kazoo.protocol.connection import _SESSION_EXPIRED
 
-    from acsnet.plugins.segments.model import SegmentRecord
     from acsnet.plugins.segments.watch import RemoteRecords
 
     layout = LAYOUTS["vxlan"]
-    writer, watcher = open_store(zk_url, timeout=5.0), open_store(zk_url, timeout=5.0)
-    state.prepare_segment(writer, layout, VNI)
-
-    def record(number: int) -> SegmentRecord:
-        return SegmentRecord("h3", "02:00:00:00:00:01", "192.0.2.9", f"10.42.0.{number + 1}",
-                             "02:42:0a:2a:00:01", f"{number:064d}")
+    writer, watcher = writer_and_follower(zk_url)
+    record = h3_record
 
     def in_store() -> set[str]:
         return {r.ip for r in state.read_segment_records_named(
