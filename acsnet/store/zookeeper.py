@@ -65,14 +65,16 @@ class PollingHandler(SequentialThreadingHandler):
     """kazoo's threading handler, waiting on its sockets with one poll(2) instead of kazoo's new epoll
     instance per wait (create, register, wait, close: a file descriptor made and dropped in the
     process's shared table, three waits to a response). 10-12 us a wait against 26-32 measured here,
-    and what 250 simulated hosts in a process spent most of their system time on (`benchmarks/scale`).
-    poll, unlike select(2), takes descriptors above 1,024, which is why kazoo left select."""
+    and the largest share of kazoo's connection threads' samples (py-spy) with 150 simulated hosts in a
+    process (`benchmarks/scale`). poll, unlike select(2), takes descriptors above 1,024, which is why
+    kazoo left select."""
 
     _POLL = type("PollSelectors", (), {"EVENT_READ": selectors.EVENT_READ, "EVENT_WRITE": selectors.EVENT_WRITE,
                                        "DefaultSelector": selectors.PollSelector})
 
     def select(self, *args, **kwargs):
         return selector_select(*args, selectors_module=self._POLL, **kwargs)
+
 
 # Results of a transaction that mean "someone else changed it first", not "the store is broken".
 # ZooKeeper marks the operations after the failed one RuntimeInconsistency (before it, RolledBack).
