@@ -217,12 +217,20 @@ def write(report: dict, out: str) -> str:
                 lines.append(f"| {skip['hosts']} | {skip.get('outcome', 'not run')}: {skip['why']} |" + " |" * (len(HEADERS) - 2))
     limit = report["limit"]
     if limit:
-        lines += ["", f"**Limits growth: {limit['label']}** — {fmt(limit['at_largest'])} at {limit['largest_run']} hosts, "
-                      f"growing as hosts^{fmt(limit['growth_exponent'])}; projected at {GOAL_HOSTS:,} hosts: "
-                      f"{fmt(limit['projected_at_1000'])} (goal: {limit['goal']}; {fmt(limit['over_goal'])}x the goal)."]
+        lines += ["", limit_line(limit)]
     lines += ipam_lines(report)
     return _with_checks(lines, report, "every table converged, every record reached every host with endpoints on "
                         "its network, no address twice", os.path.join(out, "scale.md"))
+
+
+def limit_line(limit: dict) -> str:
+    """The figure that limits growth; with one size run there is no growth to project, only that size."""
+    said = f"**Limits growth: {limit['label']}** — {fmt(limit['at_largest'])} at {limit['largest_run']} hosts"
+    if limit["growth_exponent"] is None:
+        return (f"{said}, the only size run, so no growth is measured (goal: {limit['goal']}; "
+                f"{fmt(limit['over_goal'])}x the goal at that size).")
+    return (f"{said}, growing as hosts^{fmt(limit['growth_exponent'])}; projected at {GOAL_HOSTS:,} hosts: "
+            f"{fmt(limit['projected_at_1000'])} (goal: {limit['goal']}; {fmt(limit['over_goal'])}x the goal).")
 
 
 def ipam_lines(report: dict) -> list[str]:

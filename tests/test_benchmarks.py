@@ -283,6 +283,19 @@ def test_a_scale_report_is_written_again_from_its_json_with_what_its_before_diff
     assert f"| {report['rows'][0]['hosts']} | {report['rows'][0]['endpoints']} |" in printed
 
 
+def test_a_scale_report_of_one_size_names_its_limit_at_that_size_and_projects_no_growth(tmp_path):
+    """With one size run (the recorded 1,000-host run) there are no two points to grow between: the
+    report says so, where it printed an exponent of '-'."""
+    import shutil
+
+    shutil.copy(f"{REPO}/benchmarks/results/scale-1000x10/scale.json", tmp_path / "scale.json")
+    subprocess.run([sys.executable, "-m", "acsnet.benchmarks.scale_report", str(tmp_path / "scale.json")],
+                   check=True, capture_output=True)
+    printed = (tmp_path / "scale.md").read_text()
+    assert "at 1000 hosts, the only size run, so no growth is measured (goal: under 1 s;" in printed, printed
+    assert "hosts^" not in printed
+
+
 def test_the_scale_ensemble_grants_the_simulated_hosts_the_30_s_sessions_they_ask_for(tmp_path):
     """The lab's ZooKeeper ticks every 0.5 s, which caps a session at 10 s (20 ticks): the 1,000-host
     simulation's hosts, starved of CPU by the others, asked for 30 s, got 10 and expired by the hundred.
