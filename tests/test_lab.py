@@ -124,6 +124,15 @@ def test_a_taken_name_is_refused_clearly(lab, tmp_path):
     assert lab.is_up
 
 
+def test_an_underlay_mtu_out_of_range_is_refused_before_anything_is_made(lab, tmp_path):
+    for mtu in (1279, 9001):
+        with pytest.raises(LabError, match=f"--underlay-mtu must be between 1280 .* and 9000 .*, not {mtu}"):
+            Lab(str(tmp_path / "other"), lab.prefix + "x").up(hosts=1, underlay_mtu=mtu)
+    assert not (tmp_path / "other").exists()
+    result = lab_cli(lab, "status")
+    assert result.returncode == 0 and "underlay MTU 1500" in result.stdout, result.stdout
+
+
 def test_global_scope_networks_are_cluster_wide(tmp_path):
     lab = Lab(str(tmp_path / "lab"), f"acsnet-g{uuid.uuid4().hex[:4]}")
     try:

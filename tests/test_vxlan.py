@@ -172,6 +172,35 @@ def test_dead_host_routes_are_withdrawn_and_its_ip_comes_back_elsewhere(tmp_path
     assert lab.leftovers() == []
 
 
+def test_on_a_jumbo_frame_underlay_vxlan_networks_take_8950_and_carry_whole_frames(tmp_path):
+    """A data center's VXLAN fabric runs on jumbo frames so that its overlays need not be cut to 1450:
+    with the lab network's cables at 9000, host-setup gives the host bridge the uplink's 9000 and a vxlan
+    network made without an MTU option has 8950 (the uplink's, less VXLAN's 50)."""
+    lab = Lab(str(tmp_path / "lab"), f"acsnet-j{uuid.uuid4().hex[:4]}")
+    try:
+        lab.up(hosts=2, underlay_mtu=9000, **LAB_OPTIONS)
+        assert all(lab.node(h).run(["cat", "/sys/class/net/ovsbr0/mtu"]).stdout.strip() == "9000" for h in ("h1", "h2"))
+        create_vxlan(lab, "vxj", 150)
+        serve(lab, "h1", "j1", "vxj", "100.64.1.21")
+        serve(lab, "h2", "j2", "vxj", "100.64.1.22")
+        assert (mtu(lab, "h1", "j1"), mtu(lab, "h2", "j2")) == (8950, 8950)
+        # A whole 8950-byte packet, not to be fragmented, crosses from h1's container to h2's and back.
+        pid = lab.docker("h1", "inspect", "-f", "{{.State.Pid}}", "j1").stdout.strip()
+        deadline = time.monotonic() + 10
+        while True:
+            ping = lab.node("h1").run(["nsenter", "-t", pid, "-n", "--", "ping", "-c", "1", "-W", "1", "-M", "do",
+                                       "-s", str(8950 - 28), "100.64.1.22"], check=False)
+            if ping.returncode == 0 or time.monotonic() > deadline:
+                break
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        sent, received, mean_packet = transfer(lab, ("h1", "j1", "100.64.1.21"), ("h2", "j2"))
+        assert sent == received
+        assert mean_packet > 1514, mean_packet  # jumbo frames (or whole TCP segments on OVS 3.5), not 1450s
+    finally:
+        lab.down()
+    assert lab.leftovers() == []
+
+
 def outside_get(lab: Lab, url: str) -> str | None:
     """GET from the lab's outside host (a load balancer, say); None if nothing answers."""
     script = ("import sys, urllib.request\ntry:\n    print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().strip())\n"

@@ -31,6 +31,9 @@ def add_commands(commands) -> None:
     up.add_argument("--scope", choices=("local", "global"), default="local",
                     help="global: dockerd uses a cluster store (etcd) so networks are cluster-wide")
     up.add_argument("--link-rate", default=None, help="shape each host uplink, e.g. 1gbit (default: unshaped)")
+    up.add_argument("--underlay-mtu", type=int, default=1500,
+                    help="the MTU of every cable of the lab network, 1280 to 9000: 9000 for jumbo frames, on which "
+                    "the vxlan driver's networks get 8950 (default 1500)")
     up.add_argument("--zookeepers", type=int, choices=(1, 3), default=1, help="ZooKeeper servers: 1, or an ensemble of 3")
     up.add_argument("--engine", choices=("20.10", "26"), default="20.10",
                     help="the hosts' Docker Engine: 20.10 (Debian 12's docker.io) or 26 (Debian 13's, unpacked "
@@ -76,7 +79,8 @@ def _progress(message: str) -> None:
 
 def run_lab_up(args: argparse.Namespace) -> int:
     _lab(args).up(args.hosts, args.scope, args.link_rate, progress=_progress, zookeepers=args.zookeepers,
-                  engine=args.engine, host_os=args.host_os, plugins=args.plugins, swarm=args.swarm)
+                  engine=args.engine, host_os=args.host_os, plugins=args.plugins, swarm=args.swarm,
+                  underlay_mtu=args.underlay_mtu)
     return 0
 
 
@@ -96,7 +100,8 @@ def run_lab_status(args: argparse.Namespace) -> int:
         return 1
     print(f"lab {status['prefix']}: {'up' if status['up'] else 'DEGRADED'}, scope {status['scope']}, "
           f"Docker {status['engine']} ({status['dockerd']}), hosts' OS {status['host_os']}, "
-          f"hosts {', '.join(status['hosts'])}, store {status['zookeeper']}, link rate {status['link_rate'] or 'unshaped'}")
+          f"hosts {', '.join(status['hosts'])}, store {status['zookeeper']}, link rate {status['link_rate'] or 'unshaped'}, "
+          f"underlay MTU {status['underlay_mtu']}")
     for name, node in status["nodes"].items():
         state = "running" if node["running"] else "DOWN"
         print(f"  {name:4} {state:8} {', '.join(node['processes']) or '-'}")

@@ -23,7 +23,9 @@ from acsnet.lab.zookeeper import ZooKeeperMissing
 from acsnet.managed_plugins import PLUGINS
 from acsnet.managed_plugins import build_cached as build_plugins_once
 
-PLUGIN_KINDS = ("processes", "managed")  # `acsnet serve` processes, or Docker managed plugins
+PLUGIN_KINDS = ("processes", "managed")
+# The lab network's MTU: Ethernet's 1500, or up to the jumbo frames a data center's VXLAN fabric runs on.
+DEFAULT_UNDERLAY_MTU, MIN_UNDERLAY_MTU, MAX_UNDERLAY_MTU = 1500, 1280, 9000  # `acsnet serve` processes, or Docker managed plugins
 
 
 def shape_port(node: SimulatedHost, port: str, rate: str) -> None:
@@ -60,9 +62,12 @@ class LabBuilding:
 
     def up(self, hosts: int = 2, scope: str = "local", link_rate: str | None = None, progress: Progress = quiet,
            zookeepers: int = 1, engine: str = DEFAULT_ENGINE, host_os: str = DEFAULT_HOST_OS,
-           plugins: str = "processes", swarm: bool = False) -> None:
+           plugins: str = "processes", swarm: bool = False, underlay_mtu: int = DEFAULT_UNDERLAY_MTU) -> None:
         if not 1 <= hosts <= 40:
             raise LabError("--hosts must be between 1 and 40")
+        if not MIN_UNDERLAY_MTU <= underlay_mtu <= MAX_UNDERLAY_MTU:
+            raise LabError(f"--underlay-mtu must be between {MIN_UNDERLAY_MTU} (IPv6's least) and {MAX_UNDERLAY_MTU} "
+                           f"(jumbo frames), not {underlay_mtu}")
         if zookeepers not in (1, 3):
             raise LabError("--zookeepers must be 1 or 3")
         if scope not in ("local", "global"):
@@ -94,7 +99,7 @@ class LabBuilding:
             shutil.rmtree(self.workdir)
         os.makedirs(self.workdir)
         state = {"prefix": self.prefix, "hosts": host_names, "scope": scope, "engine": engine, "host_os": host_os,
-                 "os_root": os_root, "link_rate": link_rate,
+                 "os_root": os_root, "link_rate": link_rate, "underlay_mtu": underlay_mtu,
                  "zookeepers": zookeepers, "nodes": list(INFRASTRUCTURE) + host_names, "created": time.time(),
                  "plugins": plugins, "swarm": swarm}
         with open(self.state_path, "w") as f:
@@ -128,8 +133,11 @@ class LabBuilding:
             cables.append((name, UPLINK, f"{name}-up", None, f"{host_address(index)}/{UNDERLAY_PREFIXLEN}"))
         for node, device, port, tag, address in cables:
             progress(f"cable: {node}/{device} to switch port {port}" + (f" (VLAN {tag})" if tag else ""))
-            run(["ip", "link", "add", "name", device, "netns", self.netns(node), "type", "veth",
-                 "peer", "name", port, "netns", self.netns("sw")])
+            # Every cable has the underlay's MTU at both ends before OVS opens them: a host's uplink gives
+            # it to the host bridge (host-setup), the vxlan driver its networks' (less the 50 of VXLAN).
+            mtu = ["mtu", str(state.get("underlay_mtu", DEFAULT_UNDERLAY_MTU))]
+            run(["ip", "link", "add", "name", device, *mtu, "netns", self.netns(node), "type", "veth",
+                 "peer", "name", port, *mtu, "netns", self.netns("sw")])
             for host, dev in ((nodes[node], device), (nodes["sw"], port)):
                 # Cables keep their offloads: the switch and the hosts' OVS take whole TCP segments
                 # (userspace TSO), as a gigabit NIC segments in hardware and its peer coalesces (GRO).

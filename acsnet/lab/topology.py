@@ -168,4 +168,5 @@ class Lab(LabBuilding, LabFaults, LabTeardown):
                 "dockerd": (state["os_root"] + OS_ENGINE.dockerd if state.get("os_root")
                             else ENGINES[state.get("engine", DEFAULT_ENGINE)].dockerd),
                 "hosts": state["hosts"], "link_rate": state["link_rate"],
+                "underlay_mtu": state.get("underlay_mtu", 1500),
                 "zookeeper": self.zookeeper_url, "nodes": nodes}
