@@ -17,9 +17,13 @@ qperf (tcp_bw, tcp_lat: the reference table's units) runs from each host inside 
 namespace (`nsenter -n`), so the busybox image needs no qperf; iperf3 cross-checks bandwidth.
 `--host-os machine,debian13` measures a lab of each host OS in the same run, rounds interleaved across
 them: this machine's OVS 3.1 beside Debian 13's OVS 3.5 (`acsnet lab up --host-os debian13`), each row
-named after its switch and each ratio over its own lab's native.
+named after its switch and each ratio over its own lab's native. `--underlay-mtu 1500,9000` does the same
+for the lab network's MTU (`acsnet lab up --underlay-mtu`): on 9000-byte cables every path takes what its
+driver makes of the uplink's MTU (acsnet vlan, vpc and macvlan 9000; acsnet vxlan 8950), and the hand-made
+kernel VXLAN 8950 too, and Docker's overlay the underlay's MTU as its option (it takes 50 off itself; without the
+option it keeps 1450 whatever the underlay).
 
-    python -m acsnet.benchmarks.netperf [--link-rate 1gbit] [--repeat 3] [--quick] [--skip-control-plane] [--host-os machine,debian13] [--out DIR] [--json FILE] [--chart PNG]
+    python -m acsnet.benchmarks.netperf [--link-rate 1gbit] [--repeat 3] [--quick] [--skip-control-plane] [--host-os machine,debian13] [--underlay-mtu 1500,9000] [--out DIR] [--json FILE] [--chart PNG]
     acsnet bench ...   (the same)
 
 The reference (ACS, gigabit hosts): native 117 MB/s, 24.5 us; vlan-1.1 117 MB/s, 28.6 us; vxlan 113 MB/s, 43 us.
@@ -45,6 +49,7 @@ from acsnet.lab.topology import Lab, host_address
 REFERENCE = {"native": (117.0, 24.5), "acsnet vlan": (117.0, 28.6), "acsnet vxlan": (113.0, 43.0),
              "linux bridge": (97.0, 49.0)}  # the reference's vlan-1.0: Linux bridge and VLAN devices
 QPERF_PORT = "19765"
+VXLAN_OVERHEAD = 50  # outer Ethernet, IPv4, UDP and VXLAN headers
 NATIVE6_PREFIX = "2001:db8:ff::"  # each host's IPv6 address on its bridge port, for the native IPv6 row: ::11, ::12
 FULL_CONTROL_PLANE = {"runs": 20, "seconds": 10.0, "propagation_runs": 50, "endpoints": [100, 1000, 5000]}
 QUICK_CONTROL_PLANE = {"runs": 2, "seconds": 2.0, "propagation_runs": 3, "endpoints": [100], "ovsdb_port_counts": [0, 50],
@@ -116,7 +121,15 @@ class Path:
         if "error" in result:
             raise LabError(f"iperf3 to {self.server_address} ({self.name}): {result['error']}")
         return {"bw": _qperf_value(out, "tcp_bw"), "lat": _qperf_value(out, "tcp_lat"),
-                "iperf3": result["end"]["sum_received"]["bits_per_second"] / 8e6}
+                "iperf3": result["end"]["sum_received"]["bits_per_second"] / 8e6, "mtu": self.mtu()}
+
+    def mtu(self) -> int:
+        """The MTU of the client's device towards the server: what the row's packets were cut to."""
+        client, prefix = self.lab.node(self.client_host), self._prefix(self.client_host, self.client_place)
+        route = client.run([*prefix, "ip", "-o", "route", "get", self.server_address]).stdout
+        device = re.search(r" dev (\S+)", route).group(1)
+        link = client.run([*prefix, "ip", "-o", "link", "show", "dev", device]).stdout  # netlink: the namespace's own
+        return int(re.search(r" mtu (\d+)", link).group(1))
 
 
 def build_paths(lab: Lab, tag: str) -> list[Path]:
@@ -191,7 +204,10 @@ def peer_paths(lab: Lab, tag: str) -> list[Path]:
     macvlan = peers.macvlan_options("192.0.2.224/28", f"{NATIVE6_PREFIX}/64")
     lab.docker("h1", "network", "create", *macvlan, f"benchmv-{tag}")
     lab.docker("h2", "network", "create", *macvlan, f"benchmv-{tag}")
-    lab.docker("h1", "network", "create", *peers.overlay_options("100.77.0.0/24"), f"benchov-{tag}")
+    underlay = underlay_mtu(lab)
+    # Docker's overlay reads its MTU option as the underlay's and takes VXLAN's 50 off itself.
+    overlay_mtu = ["-o", f"com.docker.network.driver.mtu={underlay}"] if underlay != 1500 else []
+    lab.docker("h1", "network", "create", *peers.overlay_options("100.77.0.0/24"), *overlay_mtu, f"benchov-{tag}")
     for host, n in (("h1", 231), ("h2", 232)):
         lab.docker(host, "run", "-d", "--stop-timeout", "1", "--net", f"benchmv-{tag}", "--ip", f"192.0.2.{n}",
                    "--ip6", f"{NATIVE6_PREFIX}{n}", "--name", f"benchmv-{tag}", IMAGE, "sleep", "7200")
@@ -209,6 +225,7 @@ def reference_paths(lab: Lab) -> list[Path]:
     OVS port (switching only), one behind a Linux bridge hooked to OVS (the reference's vlan-1.0 kind
     of path), and one on the kernel's own VXLAN device (flannel's vxlan backend, port 8472 so that OVS's
     userspace tunnels on 4789 leave it alone)."""
+    underlay = underlay_mtu(lab)
     for index, host in ((1, "h1"), (2, "h2")):
         node, peer = lab.node(host), host_address(3 - index)
 
@@ -222,7 +239,7 @@ def reference_paths(lab: Lab) -> list[Path]:
             for end in veth_ends if not tso else ():
                 sh(*(["ip", "netns", "exec", ns] if ns else []), "ethtool", "-K", end, "tx", "off")
 
-        def namespace_end(ns: str, outside: str, inside: str, address: str, mtu: int = 1500) -> None:
+        def namespace_end(ns: str, outside: str, inside: str, address: str, mtu: int = underlay) -> None:
             sh("ip", "netns", "add", ns)
             sh("ip", "link", "add", outside, "mtu", str(mtu), "type", "veth", "peer", "name", inside, "mtu", str(mtu))
             sh("ip", "link", "set", inside, "netns", ns)
@@ -235,7 +252,7 @@ def reference_paths(lab: Lab) -> list[Path]:
         namespace_end("plainovs", "povs", "povsc", f"192.0.2.{100 + index}/24")
         sh("ovs-vsctl", "add-port", "ovsbr0", "povs")
         sh("ip", "link", "add", "lbr0", "type", "bridge")
-        sh("ip", "link", "add", "lbrup", "type", "veth", "peer", "name", "lbrovs")
+        sh("ip", "link", "add", "lbrup", "mtu", str(underlay), "type", "veth", "peer", "name", "lbrovs", "mtu", str(underlay))
         for link in ("lbr0", "lbrup", "lbrovs"):
             sh("ip", "link", "set", link, "up")
         plain_checksums("lbrovs", "lbrup")
@@ -247,7 +264,7 @@ def reference_paths(lab: Lab) -> list[Path]:
            "remote", peer)
         sh("ip", "netns", "add", "kernelvx")
         sh("ip", "link", "set", "kvx0", "netns", "kernelvx")
-        sh("ip", "netns", "exec", "kernelvx", "ip", "link", "set", "kvx0", "mtu", "1450", "up")
+        sh("ip", "netns", "exec", "kernelvx", "ip", "link", "set", "kvx0", "mtu", str(underlay - VXLAN_OVERHEAD), "up")
         sh("ip", "netns", "exec", "kernelvx", "ip", "addr", "add", f"100.72.0.{index}/24", "dev", "kvx0")
         if tso:
             # OVS 3.1's userspace TSO reads a checksum left to do as the outer (UDP) one: the kernel's
@@ -273,6 +290,7 @@ def summarise(samples: dict[str, list[dict[str, float]]], natives: dict[str, str
     for name, runs in samples.items():
         table[name] = {key: {"median": statistics.median(r[key] for r in runs), "min": min(r[key] for r in runs),
                              "max": max(r[key] for r in runs)} for key in ("bw", "lat", "iperf3")}
+        table[name]["mtu"] = runs[-1].get("mtu")
     for name, row in table.items():
         native = table[(natives or {}).get(name, "native")]
         row["bw_ratio"] = row["bw"]["median"] / native["bw"]["median"]
@@ -321,12 +339,12 @@ def markdown(table: dict[str, dict], link_rate: str | None, repeat: int, switche
             "ratio over its own lab's native" if switches and len(switches) > 1 else "")
     lines = [f"Two lab hosts{labs}, link rate {link_rate or 'unshaped'}, {repeat} interleaved repeats, median (min-max); "
              "the IPv6 rows' ratios are over native IPv6.", "",
-             "| path | TCP BW (MB/s) | BW / native | TCP lat (us) | lat / native | iperf3 (MB/s) | reference BW | reference lat |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| path | MTU | TCP BW (MB/s) | BW / native | TCP lat (us) | lat / native | iperf3 (MB/s) | reference BW | reference lat |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, row in table.items():
         ref_bw, ref_lat = REFERENCE.get(name.split(" [")[0], ("-", "-"))
         bw, lat = row["bw"], row["lat"]
-        lines.append(f"| {name} | {bw['median']:.1f} ({bw['min']:.1f}-{bw['max']:.1f}) | {row['bw_ratio']:.2f} "
+        lines.append(f"| {name} | {row.get('mtu') or '-'} | {bw['median']:.1f} ({bw['min']:.1f}-{bw['max']:.1f}) | {row['bw_ratio']:.2f} "
                      f"| {lat['median']:.1f} ({lat['min']:.1f}-{lat['max']:.1f}) | {row['lat_ratio']:.2f} "
                      f"| {row['iperf3']['median']:.1f} | {ref_bw} | {ref_lat} |")
     return "\n".join(lines)
@@ -371,6 +389,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--host-os", default=DEFAULT_HOST_OS,
                         help="the hosts' OS, or several comma-separated to measure a lab of each in one run: "
                         f"{', '.join(HOST_OSES)} (debian13: OVS 3.5, Docker 26) (default {DEFAULT_HOST_OS})")
+    parser.add_argument("--underlay-mtu", default="1500",
+                        help="the lab network's MTU (1280-9000), or several comma-separated to measure a lab of each "
+                        "in one run, e.g. 1500,9000 (jumbo frames) (default 1500)")
     parser.add_argument("--workdir", default="/var/lib/acsnet/bench-lab")
     parser.add_argument("--prefix", default="acsnet-b", help="the lab's name prefix (4 random hex digits follow)")
     args = parser.parse_args(argv)
@@ -378,30 +399,38 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     unknown = [name for name in host_oses if name not in HOST_OSES]
     if unknown or not host_oses or len(set(host_oses)) != len(host_oses):
         parser.error(f"--host-os: one or more of {', '.join(HOST_OSES)}, each once (got {args.host_os!r})")
+    try:
+        mtus = [int(mtu) for mtu in args.underlay_mtu.split(",") if mtu.strip()]
+    except ValueError:
+        mtus = []
+    if not mtus or len(set(mtus)) != len(mtus) or not all(1280 <= mtu <= 9000 for mtu in mtus):
+        parser.error(f"--underlay-mtu: one or more MTUs from 1280 to 9000, each once (got {args.underlay_mtu!r})")
     if args.quick:
         args.repeat, args.seconds = 1, 1
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         args.json = args.json or os.path.join(args.out, "netperf.json")
         args.chart = args.chart or os.path.join(args.out, "netperf.png")
-    # One lab per host OS; the first runs 3 hosts (h3 joins the control plane's IPAM race only).
-    labs = {name: Lab(args.workdir if len(host_oses) == 1 else os.path.join(args.workdir, name),
-                      f"{args.prefix}{uuid.uuid4().hex[:4]}") for name in host_oses}
+    # One lab per host OS and underlay MTU; the first runs 3 hosts (h3 joins the control plane's IPAM race only).
+    kinds = [(name, mtu) for name in host_oses for mtu in mtus]
+    labs = {kind: Lab(args.workdir if len(kinds) == 1 else os.path.join(args.workdir, lab_name(kind, mtus)),
+                      f"{args.prefix}{uuid.uuid4().hex[:4]}") for kind in kinds}
     tag = uuid.uuid4().hex[:6]
     steps = Steps()
-    switches: dict[str, str] = {}
+    switches: dict[tuple[str, int], str] = {}
     try:
         paths: list[Path] = []
-        for index, (name, lab) in enumerate(labs.items()):
+        for index, ((name, mtu), lab) in enumerate(labs.items()):
             hosts = 3 if index == 0 else 2
             engine = HOST_OSES[name].engines[0]
             steps(f"building a {hosts}-host lab ({name}, Docker {engine}) in {lab.workdir} (link rate "
-                  f"{args.link_rate or 'unshaped'}" + ("; h3 joins the IPAM race only)" if hosts == 3 else ")"))
-            lab.up(hosts=hosts, link_rate=args.link_rate, progress=steps, engine=engine, host_os=name)
-            switches[name] = f"OVS {ovs_version(lab)}" + (f", {name}" if len(host_oses) > 1 else "")
+                  f"{args.link_rate or 'unshaped'}, underlay MTU {mtu}" + ("; h3 joins the IPAM race only)" if hosts == 3 else ")"))
+            lab.up(hosts=hosts, link_rate=args.link_rate, progress=steps, engine=engine, host_os=name, underlay_mtu=mtu)
+            switches[name, mtu] = (f"OVS {ovs_version(lab)}" + (f", {name}" if len(host_oses) > 1 else "")
+                                   + (f", MTU {mtu}" if len(mtus) > 1 else ""))
             steps(f"datapath ({name}): vlan, vxlan and vpc networks and a container of each on h1 and h2; the reference "
                   "paths; Docker's macvlan and overlay (h1 and h2 in a swarm); dual-stack vlan, vxlan and vpc for IPv6")
-            paths += label_paths(build_paths(lab, tag), switches[name] if len(host_oses) > 1 else None)
+            paths += label_paths(build_paths(lab, tag), switches[name, mtu] if len(kinds) > 1 else None)
         samples: dict[str, list] = {p.name: [] for p in paths}
         for round_ in range(args.repeat):
             for path in paths:
@@ -413,8 +442,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             remove_paths(lab, tag)
         control = None
         if not args.skip_control_plane:
-            first = host_oses[0]
-            steps(f"control plane ({first})" + ("" if args.quick else " (about 5 minutes on 2 cores)"))
+            first = kinds[0]
+            steps(f"control plane ({lab_name(first, mtus)})" + ("" if args.quick else " (about 5 minutes on 2 cores)"))
             control = controlplane.measure(labs[first], steps, **(QUICK_CONTROL_PLANE if args.quick else FULL_CONTROL_PLANE))
     finally:
         for lab in labs.values():
@@ -435,15 +464,27 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"link_rate": args.link_rate, "repeat": args.repeat, "seconds": args.seconds,
-                       "host_os": host_oses, "switches": switches, "samples": samples, "table": table, "peers": comparison,
+                       "host_os": host_oses, "underlay_mtu": mtus,
+                       "switches": {lab_name(kind, mtus): switch for kind, switch in switches.items()},
+                       "samples": samples, "table": table, "peers": comparison,
                        "control_plane": control}, f, indent=2)
     return 0
+
+
+def underlay_mtu(lab: Lab) -> int:
+    return lab.state().get("underlay_mtu", 1500)
 
 
 def ovs_version(lab: Lab) -> str:
     """The version of the Open vSwitch running on the lab's h1 (3.1 on this machine, 3.5 on Debian 13)."""
     out = lab.node("h1").run(["ovs-appctl", "-t", "/run/openvswitch/ovs-vswitchd.ctl", "version"]).stdout
     return re.search(r"\(Open vSwitch\) (\d+\.\d+)", out).group(1)
+
+
+def lab_name(kind: tuple[str, int], mtus: list[int]) -> str:
+    """A lab's name in folders and the JSON: its host OS, and its MTU when more than one is measured."""
+    name, mtu = kind
+    return name if len(mtus) == 1 else f"{name}-mtu{mtu}"
 
 
 def label_paths(paths: list[Path], label: str | None) -> list[Path]:

@@ -12,17 +12,20 @@ from acsnet.lab.host import REPO
 
 
 def test_netperf_quick_reports_every_path_with_ratios_from_one_run(tmp_path):
-    """`acsnet bench --quick --link-rate 1gbit --out DIR`: the table, its JSON and the chart, and the
-    control-plane figures, from one run, on links that really are shaped; Docker's macvlan and overlay
-    (the peers) measured on the same lab, each beside its acsnet driver, and IPv6 rows (native, vlan,
-    vxlan and vpc dual-stack, and macvlan's); the peers' and IPv6 rows cost this test about
-    35 s more."""
+    """`acsnet bench --quick --link-rate 1gbit --underlay-mtu 9000 --out DIR`: the table, its JSON and
+    the chart, and the control-plane figures, from one run, on links that really are shaped; Docker's
+    macvlan and overlay (the peers) measured on the same lab, each beside its acsnet driver, and IPv6 rows
+    (native, vlan, vxlan and vpc dual-stack, and macvlan's); each row with the MTU its packets were cut
+    to, here on jumbo frames (a lab of 1500 and one of 9000 in one run, `--underlay-mtu 1500,9000`, would
+    cost this test ~90 s more). The peers' and IPv6 rows cost this test about 35 s more."""
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "acsnet.cli", "bench", "--quick", "--link-rate", "1gbit", "--out", str(out),
-                             "--workdir", str(tmp_path / "lab")], cwd=REPO, capture_output=True, text=True, timeout=900)
+                             "--underlay-mtu", "9000", "--workdir", str(tmp_path / "lab")],
+                            cwd=REPO, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((out / "netperf.json").read_text())
     table = report["table"]
+    assert report["underlay_mtu"] == [9000]
     assert set(table) == {"native", "plain OVS", "linux bridge", "kernel vxlan", "acsnet vlan", "acsnet vxlan", "acsnet vpc",
                           "docker macvlan", "docker overlay", "native IPv6", "acsnet vlan IPv6", "acsnet vxlan IPv6", "acsnet vpc IPv6",
                           "docker macvlan IPv6"}
@@ -33,11 +36,14 @@ def test_netperf_quick_reports_every_path_with_ratios_from_one_run(tmp_path):
         assert abs(row["bw_ratio"] - row["bw"]["median"] / native["bw"]["median"]) < 1e-9
         assert abs(row["lat_ratio"] - row["lat"]["median"] / native["lat"]["median"]) < 1e-9
         assert len(report["samples"][name]) == 1
+    # Every path takes what the underlay allows; VXLAN's (acsnet's, the kernel's, Docker's) 50 bytes less.
+    mtus = {name: row["mtu"] for name, row in table.items()}
+    assert mtus == {name: 8950 if "vxlan" in name or "overlay" in name else 9000 for name in table}, mtus
     # 1 Gbit/s is 125 MB/s: a host path faster than that would mean the links went unshaped (OVS
     # removes a qdisc it did not make from its ports, as it once did here).
     assert table["native"]["bw"]["median"] < 125 * 1.05, table["native"]
     printed = (out / "netperf.md").read_text()
-    assert all(f"| {name} |" in printed for name in table) and printed in result.stdout
+    assert all(f"| {name} | {row['mtu']} |" in printed for name, row in table.items()) and printed in result.stdout
     assert (out / "netperf.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Each acsnet driver beside its peer, from the same run's medians, and the report says which is ahead.
     assert [(row["acsnet"], row["peer"]) for row in report["peers"]] == [
@@ -86,6 +92,13 @@ def test_netperf_quick_reports_every_path_with_ratios_from_one_run(tmp_path):
     assert control["host_stall"]["samples"] == 3
     assert all(control["host_stall"]["p50_ms"][way][kind] > 0 for way in host_stall.BESIDE for kind in ("read", "write"))
     assert "| beside port removal |" in printed
+
+
+def test_netperf_names_a_lab_by_its_host_os_and_by_its_mtu_when_several_are_measured():
+    from acsnet.benchmarks.netperf import lab_name
+
+    assert lab_name(("debian13", 1500), [1500]) == "debian13"
+    assert [lab_name(("machine", mtu), [1500, 9000]) for mtu in (1500, 9000)] == ["machine-mtu1500", "machine-mtu9000"]
 
 
 def test_peer_comparison_pairs_each_acsnet_row_with_its_peer_of_the_same_lab():
