@@ -34,7 +34,7 @@ EXPECTED = {
     ("dashboard",): STORE | {"--listen", "--tls-cert", "--tls-key", "--tls-ca", "--insecure", "--threads", "--log-level"},
     ("host-setup",): {"--config", "--uplink", "--bridge", "--datapath", "--no-userspace-tso", "--ovsdb"},
     ("install-units",): {"--dest", "--config-dir"},
-    ("lab", "up"): {"--hosts", "--scope", "--link-rate", "--zookeepers", "--engine", "--host-os", "--plugins", "--swarm"},
+    ("lab", "up"): {"--hosts", "--scope", "--link-rate", "--underlay-mtu", "--zookeepers", "--engine", "--host-os", "--plugins", "--swarm"},
     ("lab", "demo"): {"--hosts", "--engine", "--host-os", "--swarm"},
     ("plugin", "build"): {"--out"},
     ("plugin", "install"): {"--docker", "--from", "--set", "--only", "--host-setup", "--config", "--uplink", "--bridge",
