@@ -42,14 +42,15 @@ import uuid
 
 from acsnet.benchmarks import controlplane, peers
 from acsnet.benchmarks.progress import Steps
+from acsnet.lab.building import DEFAULT_UNDERLAY_MTU, MAX_UNDERLAY_MTU, MIN_UNDERLAY_MTU
 from acsnet.lab.dockerd import IMAGE
 from acsnet.lab.host import DEFAULT_HOST_OS, HOST_OSES, LabError
 from acsnet.lab.topology import Lab, host_address
+from acsnet.plugins.vxlan.agent import VXLAN_OVERHEAD
 
 REFERENCE = {"native": (117.0, 24.5), "acsnet vlan": (117.0, 28.6), "acsnet vxlan": (113.0, 43.0),
              "linux bridge": (97.0, 49.0)}  # the reference's vlan-1.0: Linux bridge and VLAN devices
 QPERF_PORT = "19765"
-VXLAN_OVERHEAD = 50  # outer Ethernet, IPv4, UDP and VXLAN headers
 NATIVE6_PREFIX = "2001:db8:ff::"  # each host's IPv6 address on its bridge port, for the native IPv6 row: ::11, ::12
 FULL_CONTROL_PLANE = {"runs": 20, "seconds": 10.0, "propagation_runs": 50, "endpoints": [100, 1000, 5000]}
 QUICK_CONTROL_PLANE = {"runs": 2, "seconds": 2.0, "propagation_runs": 3, "endpoints": [100], "ovsdb_port_counts": [0, 50],
@@ -206,7 +207,7 @@ def peer_paths(lab: Lab, tag: str) -> list[Path]:
     lab.docker("h2", "network", "create", *macvlan, f"benchmv-{tag}")
     underlay = underlay_mtu(lab)
     # Docker's overlay reads its MTU option as the underlay's and takes VXLAN's 50 off itself.
-    overlay_mtu = ["-o", f"com.docker.network.driver.mtu={underlay}"] if underlay != 1500 else []
+    overlay_mtu = ["-o", f"com.docker.network.driver.mtu={underlay}"] if underlay != DEFAULT_UNDERLAY_MTU else []
     lab.docker("h1", "network", "create", *peers.overlay_options("100.77.0.0/24"), *overlay_mtu, f"benchov-{tag}")
     for host, n in (("h1", 231), ("h2", 232)):
         lab.docker(host, "run", "-d", "--stop-timeout", "1", "--net", f"benchmv-{tag}", "--ip", f"192.0.2.{n}",
@@ -389,9 +390,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--host-os", default=DEFAULT_HOST_OS,
                         help="the hosts' OS, or several comma-separated to measure a lab of each in one run: "
                         f"{', '.join(HOST_OSES)} (debian13: OVS 3.5, Docker 26) (default {DEFAULT_HOST_OS})")
-    parser.add_argument("--underlay-mtu", default="1500",
-                        help="the lab network's MTU (1280-9000), or several comma-separated to measure a lab of each "
-                        "in one run, e.g. 1500,9000 (jumbo frames) (default 1500)")
+    parser.add_argument("--underlay-mtu", default=str(DEFAULT_UNDERLAY_MTU),
+                        help=f"the lab network's MTU ({MIN_UNDERLAY_MTU}-{MAX_UNDERLAY_MTU}), or several comma-separated "
+                        f"to measure a lab of each in one run, e.g. 1500,9000 (jumbo frames) (default {DEFAULT_UNDERLAY_MTU})")
     parser.add_argument("--workdir", default="/var/lib/acsnet/bench-lab")
     parser.add_argument("--prefix", default="acsnet-b", help="the lab's name prefix (4 random hex digits follow)")
     args = parser.parse_args(argv)
@@ -403,8 +404,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         mtus = [int(mtu) for mtu in args.underlay_mtu.split(",") if mtu.strip()]
     except ValueError:
         mtus = []
-    if not mtus or len(set(mtus)) != len(mtus) or not all(1280 <= mtu <= 9000 for mtu in mtus):
-        parser.error(f"--underlay-mtu: one or more MTUs from 1280 to 9000, each once (got {args.underlay_mtu!r})")
+    if not mtus or len(set(mtus)) != len(mtus) or not all(MIN_UNDERLAY_MTU <= mtu <= MAX_UNDERLAY_MTU for mtu in mtus):
+        parser.error(f"--underlay-mtu: one or more MTUs from {MIN_UNDERLAY_MTU} to {MAX_UNDERLAY_MTU}, each once "
+                     f"(got {args.underlay_mtu!r})")
     if args.quick:
         args.repeat, args.seconds = 1, 1
     if args.out:
@@ -472,7 +474,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
 
 def underlay_mtu(lab: Lab) -> int:
-    return lab.state().get("underlay_mtu", 1500)
+    return lab.state().get("underlay_mtu", DEFAULT_UNDERLAY_MTU)
 
 
 def ovs_version(lab: Lab) -> str:

@@ -10,6 +10,7 @@ import sys
 
 from acsnet.errors import AcsnetError
 from acsnet.lab.demo import run_demo
+from acsnet.lab.building import DEFAULT_UNDERLAY_MTU, MAX_UNDERLAY_MTU, MIN_UNDERLAY_MTU
 from acsnet.lab.host import DEFAULT_HOST_OS, HOST_OSES
 from acsnet.lab.topology import DEFAULT_PREFIX, DEFAULT_WORKDIR, Lab
 
@@ -31,9 +32,9 @@ def add_commands(commands) -> None:
     up.add_argument("--scope", choices=("local", "global"), default="local",
                     help="global: dockerd uses a cluster store (etcd) so networks are cluster-wide")
     up.add_argument("--link-rate", default=None, help="shape each host uplink, e.g. 1gbit (default: unshaped)")
-    up.add_argument("--underlay-mtu", type=int, default=1500,
-                    help="the MTU of every cable of the lab network, 1280 to 9000: 9000 for jumbo frames, on which "
-                    "the vxlan driver's networks get 8950 (default 1500)")
+    up.add_argument("--underlay-mtu", type=int, default=DEFAULT_UNDERLAY_MTU,
+                    help=f"the MTU of every cable of the lab network, {MIN_UNDERLAY_MTU} to {MAX_UNDERLAY_MTU}: 9000 for "
+                    f"jumbo frames, on which the vxlan driver's networks get 8950 (default {DEFAULT_UNDERLAY_MTU})")
     up.add_argument("--zookeepers", type=int, choices=(1, 3), default=1, help="ZooKeeper servers: 1, or an ensemble of 3")
     up.add_argument("--engine", choices=("20.10", "26"), default="20.10",
                     help="the hosts' Docker Engine: 20.10 (Debian 12's docker.io) or 26 (Debian 13's, unpacked "

@@ -23,9 +23,9 @@ from acsnet.lab.zookeeper import ZooKeeperMissing
 from acsnet.managed_plugins import PLUGINS
 from acsnet.managed_plugins import build_cached as build_plugins_once
 
-PLUGIN_KINDS = ("processes", "managed")
+PLUGIN_KINDS = ("processes", "managed")  # `acsnet serve` processes, or Docker managed plugins
 # The lab network's MTU: Ethernet's 1500, or up to the jumbo frames a data center's VXLAN fabric runs on.
-DEFAULT_UNDERLAY_MTU, MIN_UNDERLAY_MTU, MAX_UNDERLAY_MTU = 1500, 1280, 9000  # `acsnet serve` processes, or Docker managed plugins
+DEFAULT_UNDERLAY_MTU, MIN_UNDERLAY_MTU, MAX_UNDERLAY_MTU = 1500, 1280, 9000
 
 
 def shape_port(node: SimulatedHost, port: str, rate: str) -> None:
@@ -135,7 +135,7 @@ class LabBuilding:
             progress(f"cable: {node}/{device} to switch port {port}" + (f" (VLAN {tag})" if tag else ""))
             # Every cable has the underlay's MTU at both ends before OVS opens them: a host's uplink gives
             # it to the host bridge (host-setup), the vxlan driver its networks' (less the 50 of VXLAN).
-            mtu = ["mtu", str(state.get("underlay_mtu", DEFAULT_UNDERLAY_MTU))]
+            mtu = ["mtu", str(state["underlay_mtu"])]
             run(["ip", "link", "add", "name", device, *mtu, "netns", self.netns(node), "type", "veth",
                  "peer", "name", port, *mtu, "netns", self.netns("sw")])
             for host, dev in ((nodes[node], device), (nodes["sw"], port)):

@@ -25,7 +25,7 @@ import json
 import os
 import subprocess
 
-from acsnet.lab.building import LabBuilding, shape_port
+from acsnet.lab.building import DEFAULT_UNDERLAY_MTU, LabBuilding, shape_port
 from acsnet.lab.dockerd import DEFAULT_ENGINE, DOCKER_CLI, ENGINES, OS_ENGINE
 from acsnet.lab.faults import LabFaults
 from acsnet.lab.host import DEFAULT_HOST_OS, LabError, SimulatedHost, netns_exists, processes_in_netns
@@ -168,5 +168,5 @@ class Lab(LabBuilding, LabFaults, LabTeardown):
                 "dockerd": (state["os_root"] + OS_ENGINE.dockerd if state.get("os_root")
                             else ENGINES[state.get("engine", DEFAULT_ENGINE)].dockerd),
                 "hosts": state["hosts"], "link_rate": state["link_rate"],
-                "underlay_mtu": state.get("underlay_mtu", 1500),
+                "underlay_mtu": state.get("underlay_mtu", DEFAULT_UNDERLAY_MTU),
                 "zookeeper": self.zookeeper_url, "nodes": nodes}
