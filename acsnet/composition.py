@@ -1,5 +1,5 @@
 """The plugins' composition root: from resolved settings, the objects one `acsnet serve PLUGIN` runs
-(its store session, the datapath agent and driver or the IPAM, metrics, the Flask app) and their
+(its store session, the datapath agent and driver or the IPAM, metrics, the WSGI app) and their
 order of shutdown, handed to gunicorn by acsnet/service.py."""
 
 from __future__ import annotations

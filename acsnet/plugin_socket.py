@@ -4,7 +4,7 @@ is imported before it exists).
 dockerd gives a managed plugin a fixed window to open its socket after starting it (moby's
 pluginPostStart: a 0.5 s sleep, then a dial every 3 s, four tries: about 12.5 s) and disables the
 plugin on `connect: no such file or directory`; a process plugin is found the same way, by its socket
-file. Importing Flask, gunicorn and the drivers, checking the host's OVS layout and opening the store
+file. Importing gunicorn and the drivers, checking the host's OVS layout and opening the store
 all take time, seconds on a loaded host, so the socket is bound and listening before any of it: a
 connection made meanwhile waits in the kernel's backlog until the gunicorn worker accepts it, and
 Activate and GetCapabilities then answer whatever the store's or OVS's state (acsnet/composition.py).

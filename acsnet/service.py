@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 import socket
 import sys
-from typing import Callable
+from typing import Callable, Iterable
 
-from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from acsnet.plugin_socket import BACKLOG
+
+# A WSGI application: the plugins' (acsnet/plugins/server.py) or the dashboard's Flask app.
+WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
 
 LOG_FORMAT = "ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
 
@@ -28,7 +30,7 @@ def configure_logging(level: str) -> None:
 
 
 class PluginApplication(BaseApplication):
-    def __init__(self, app_factory: Callable[[], Flask], settings: dict, on_exit: Callable[[], None]):
+    def __init__(self, app_factory: Callable[[], WsgiApp], settings: dict, on_exit: Callable[[], None]):
         self._app_factory = app_factory
         self._settings = settings
         self._on_exit = on_exit
@@ -43,11 +45,11 @@ class PluginApplication(BaseApplication):
             self.cfg.set("control_socket_disable", True)
         self.cfg.set("worker_exit", lambda server, worker: self._on_exit())
 
-    def load(self) -> Flask:
+    def load(self) -> WsgiApp:
         return self._app_factory()
 
 
-def serve(name: str, app_factory: Callable[[], Flask], *, listener: socket.socket, threads: int, log_level: str,
+def serve(name: str, app_factory: Callable[[], WsgiApp], *, listener: socket.socket, threads: int, log_level: str,
           on_exit: Callable[[], None]) -> None:
     """Serve on `listener` (acsnet.plugin_socket.listen), which gunicorn takes over: it closes the socket
     and removes its file when it stops."""

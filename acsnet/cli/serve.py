@@ -46,7 +46,7 @@ def run_serve(args: argparse.Namespace) -> int:
     listener = plugin_socket.listen(settings["plugin_dir"], plugin_socket.PLUGIN_NAMES[args.plugin])
     path = listener.getsockname()
     try:
-        # Imported here, not above: the plugins bring Flask, gunicorn and every driver, which the other
+        # Imported here, not above: the plugins bring gunicorn and every driver, which the other
         # commands (and each --help) would otherwise load too.
         from acsnet.composition import run_plugin
         from acsnet.service import configure_logging
