@@ -4,10 +4,13 @@ computed from the same run."""
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 
-from acsnet.benchmarks import host_stall
+import pytest
+
+from acsnet.benchmarks import controlplane, host_stall
 from acsnet.lab.host import REPO
 
 
@@ -58,6 +61,11 @@ def test_netperf_quick_reports_every_path_with_ratios_from_one_run(tmp_path):
     assert set(runs) == {"bridge", "vlan", "vxlan", "vpc", "macvlan", "overlay"}
     for driver, row in runs.items():
         assert row["median_s"] > 0 and abs(row["ratio_to_bridge"] - row["median_s"] / runs["bridge"]["median_s"]) < 1e-9
+        extra = row["extra_over_bridge_ms"]
+        assert extra["q1"] <= extra["median"] <= extra["q3"], row
+        assert driver != "bridge" or extra == {"median": 0, "q1": 0, "q3": 0}, extra
+        assert driver == "bridge" or f"| {driver} | {row['median_s']:.3f} ({row['min_s']:.3f}-{row['max_s']:.3f}) | " \
+            f"{row['ratio_to_bridge']:.2f} | {extra['median']:+.0f} ({extra['q1']:+.0f} to {extra['q3']:+.0f}) |" in printed
     for driver, peer in (("vlan", "macvlan"), ("vxlan", "overlay")):
         assert abs(runs[driver]["ratio_to_peer"] - runs[driver]["median_s"] / runs[peer]["median_s"]) < 1e-9
         assert f"{driver} / {peer} {runs[driver]['ratio_to_peer']:.2f}" in printed
@@ -155,6 +163,18 @@ def test_plugins_time_per_container_sums_each_drivers_calls_and_an_equal_share_o
                                      "IpamDriver.ReleaseAddress": 0.5}
     assert list(per_container["vlan"]) == sorted(per_container["vlan"], key=lambda m: -per_container["vlan"][m])
     assert per_container["vxlan"] == per_container["vpc"] == {"IpamDriver.RequestAddress": 1.5, "IpamDriver.ReleaseAddress": 0.5}
+
+
+def test_over_bridge_run_by_run_pairs_each_run_with_bridges_run_of_the_same_round():
+    # bridge's runs drift slower over the rounds; the driver is 10 ms slower in each round
+    bridge = [0.300, 0.350, 0.400, 0.450, 0.500]
+    driver = [b + 0.010 for b in bridge]
+    extra = controlplane.paired_extra_ms(driver, bridge)
+    assert all(abs(extra[k] - 10) < 1e-6 for k in ("median", "q1", "q3")), extra
+    # the medians' ratio of the same runs says 2.5%, whatever the driver's own cost
+    assert abs(statistics.median(driver) / statistics.median(bridge) - 1.025) < 1e-9
+    spread = controlplane.paired_extra_ms([0.31, 0.32, 0.36, 0.30], [0.30, 0.30, 0.30, 0.30])
+    assert (spread["q1"], spread["median"], spread["q3"]) == pytest.approx((7.5, 15, 30))
 
 
 def test_ovsdb_ports_measures_add_port_both_ways_at_each_size(tmp_path):
