@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import re
 import statistics
@@ -60,6 +61,19 @@ c = UnixHTTPConnection(sys.argv[1], 10)
 c.request("GET", "/metrics")
 print(c.getresponse().read().decode())
 """
+
+ROUND_TRIP = """
+import json, sys, time
+from acsnet.plugin_client import PluginClient
+client, times = PluginClient(sys.argv[1], 10), []
+for n in range(int(sys.argv[2])):
+    started = time.perf_counter()
+    status, _ = client.call_raw("NetworkDriver.GetCapabilities", b"{}")
+    times.append(time.perf_counter() - started)
+    assert status == 200, status
+print(json.dumps(times))
+"""
+ROUND_TRIP_CALLS = 400  # the first tenth (warm-up) is left out
 
 ALLOCATE = """
 import json, sys, time
@@ -204,6 +218,17 @@ def handler_times(lab: Lab) -> dict:
     return report
 
 
+def call_round_trip(lab: Lab, progress: Steps, calls: int = ROUND_TRIP_CALLS) -> dict[str, float]:
+    """A trivial call's round trip through the vlan plugin's socket on h1, one keep-alive connection as
+    dockerd's: what the server costs each of the ~10 calls of a container, beyond the handler's own
+    time (which the plugins log, and which 'plugins per container' sums)."""
+    progress(f"a trivial call through h1's vlan plugin socket: {calls} in a row")
+    out = lab.node("h1").run([sys.executable, "-c", ROUND_TRIP, f"/run/docker/plugins/{PLUGIN_SOCKETS['vlan']}",
+                              str(calls)]).stdout
+    times = sorted(t * 1000 for t in json.loads(out)[calls // 10:])
+    return {"calls": len(times), "p50_ms": statistics.median(times), "p90_ms": times[int(len(times) * 0.9)]}
+
+
 def ipam_rate(lab: Lab, seconds: float, progress: Steps) -> dict:
     """Every host allocates and releases on one shared pool at once."""
     progress(f"IPAM: {len(lab.hosts())} hosts allocating on one pool at once", estimate=seconds)
@@ -221,6 +246,7 @@ def measure(lab: Lab, progress: Steps, *, runs: int, seconds: float, propagation
     report = {"docker_run": docker_run_times(lab, runs, progress)}
     progress("plugin handler times on h1 (their metrics)")
     report["handlers"] = handler_times(lab)
+    report["call_round_trip"] = call_round_trip(lab, progress)
     report["ipam"] = ipam_rate(lab, seconds, progress)
     report["vxlan"] = vxlan_scale.measure(lab, propagation_runs, endpoints, progress)
     report["flow_change"] = flow_change.measure(lab, flow_change_samples, progress)
@@ -261,6 +287,9 @@ def markdown(report: dict) -> str:
     for plugin, methods in report["handlers"].items():
         for method, row in sorted(methods.items()):
             lines.append(f"| {plugin} | {method} | {row['calls']:.0f} | {row['p50_ms']:g} | {row['p99_ms']:g} |")
+    trip = report["call_round_trip"]
+    lines += ["", f"A trivial call's round trip through a plugin's socket (vlan's GetCapabilities on h1, {trip['calls']} "
+              f"on one keep-alive connection, as dockerd's): p50 {trip['p50_ms']:.2f} ms, p90 {trip['p90_ms']:.2f} ms."]
     ipam = report["ipam"]
     lines += ["", f"IPAM: {ipam['allocations']} allocations (+ releases) in {ipam['seconds']:g} s by {ipam['hosts']} hosts "
               f"at once on one pool: {ipam['per_second']:.0f} allocations/s (per host {ipam['per_host']})", ""]

@@ -73,6 +73,9 @@ def test_netperf_quick_reports_every_path_with_ratios_from_one_run(tmp_path):
                            ("vpc", "NetworkDriver.CreateEndpoint"), ("acsnet", "IpamDriver.RequestAddress")):
         assert control["handlers"][plugin][method]["p50_ms"] > 0, (plugin, method)
     assert control["ipam"]["hosts"] == 3 and all(n > 0 for n in control["ipam"]["per_host"])
+    trip = control["call_round_trip"]
+    assert trip["calls"] == 360 and 0 < trip["p50_ms"] <= trip["p90_ms"], trip
+    assert f"p50 {trip['p50_ms']:.2f} ms, p90 {trip['p90_ms']:.2f} ms" in printed
     assert all(row["p50"] > 0 for row in control["vxlan"]["propagation"].values())
     assert control["vxlan"]["scale"] == [{"endpoints": 100, "seconds": control["vxlan"]["scale"][0]["seconds"], "flows": 200}]
     assert "## Control plane" in printed and "| vlan |" in printed and "allocations/s" in printed
