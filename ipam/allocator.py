@@ -291,7 +291,8 @@ class PoolAllocator:
         """Commit `also()`'s operations in one with the address's record as `decide` answers for the
         current one (None: the address is free; its answer is then allocated, bit and record). The record
         is written even when `decide` keeps it unchanged: a release that read the store before this
-        commit then fails its version check and reads again, so it sees what `also` wrote. `decide`
+        commit then fails its version check and reads again, so it sees what `also` wrote (and so does
+        one that read nothing, of an address this process allocated: `_release_held`). `decide`
         answering None commits nothing. Returns the record stored, or None."""
         offset = self.offset_of(address)
         pool_id, address = self.pool.pool_id, self.address_at(offset)
