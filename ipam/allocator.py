@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 from typing import Callable
 
@@ -28,7 +27,7 @@ from acsnet.errors import Exhausted, InvalidRequest, NotFound, StoreUnavailable
 from acsnet.ipam import chunks
 from acsnet.ipam.model import AddressRecord, Pool, Retention
 from acsnet.ipam.state import AddressRecords, ChunkBitmaps, ChunkSummary
-from acsnet.store import Check, Create, LeavesChange, Store
+from acsnet.store import Check, Create, Store
 
 _CONFLICT = object()  # the commit failed: try again
 _LOST = object()  # the commit failed because another host's commit on the same chunk came first
@@ -46,28 +45,6 @@ class PoolCache:
         self.summary: tuple[set[int], int] | None = None
         self.chunks: dict[int, tuple[int, int | None]] = {}  # chunk -> (bitmap, version; None if absent)
         self.home: int | None = None  # the chunk this host moved to after losing a race
-        # Addresses this process allocated (offset -> the record it created, at version 0): releasing
-        # one needs no read while nobody wrote its record since (see PoolAllocator.release).
-        self.held: dict[int, AddressRecord] = {}
-        # The addresses of the pool's network kept for an application (`ipam/retention/<subnet>`,
-        # followed by a watch: AcsnetIpam), or None while not known.
-        self.retained: RetainedAddresses | None = None
-
-
-class RetainedAddresses:
-    """The names under a subnet's retention node, as a leaves watch reports them (`Store.watch_leaves`)."""
-
-    def __init__(self):
-        self.known = threading.Event()  # set at the watch's first report
-        self._names: set[str] = set()
-
-    def apply(self, change: LeavesChange) -> None:  # on the store's thread
-        self._names = change.applied_to(self._names)
-        self.known.set()
-
-    def may_hold(self, address: str) -> bool:
-        """Whether `address` may have a retention: True unless the watch reported and does not name it."""
-        return not self.known.is_set() or address in self._names
 
 
 # What a release policy answers, given the address's record and the application it is kept for (if
@@ -136,14 +113,11 @@ class PoolAllocator:
         changed = full | {chunk} if now_full else full - {chunk}
         return [ChunkSummary.write_operation(self.pool.pool_id, changed, version)]
 
-    def _commit(self, operations: list, chunk: int, bitmap_after: int, *, keep_on_conflict: bool = False) -> bool:
+    def _commit(self, operations: list, chunk: int, bitmap_after: int) -> bool:
         """Commit; on success remember what was written, on a conflict forget it (one of those nodes moved
         on) and keep the rest: forgetting everything cost a loser of a race two more reads on its next
-        attempt, under contention, when reads are slowest. `keep_on_conflict`: keep it all, for a commit
-        that most likely failed on a node outside the caches (the retry's commit checks them anyway)."""
+        attempt, under contention, when reads are slowest."""
         if not self.store.commit(operations):
-            if keep_on_conflict:
-                return False
             written = {op.path for op in operations}
             if self._summary_path in written:
                 self.cache.summary = None
@@ -219,7 +193,6 @@ class PoolAllocator:
             *self._summary_update(chunk, after, full, summary_version),
         ]
         if self._commit(operations, chunk, after):
-            self.cache.held[offset] = record
             return self.address_at(offset)
         # One read tells a lost race (the chunk moved on) from a refusal that repeats until repaired.
         if self._chunk(chunk)[1] != version:
@@ -291,8 +264,7 @@ class PoolAllocator:
         """Commit `also()`'s operations in one with the address's record as `decide` answers for the
         current one (None: the address is free; its answer is then allocated, bit and record). The record
         is written even when `decide` keeps it unchanged: a release that read the store before this
-        commit then fails its version check and reads again, so it sees what `also` wrote (and so does
-        one that read nothing, of an address this process allocated: `_release_held`). `decide`
+        commit then fails its version check and reads again, so it sees what `also` wrote. `decide`
         answering None commits nothing. Returns the record stored, or None."""
         offset = self.offset_of(address)
         pool_id, address = self.pool.pool_id, self.address_at(offset)
@@ -326,9 +298,6 @@ class PoolAllocator:
         offset = self.offset_of(address)
         pool_id, address = self.pool.pool_id, self.address_at(offset)
         chunk, bit = self.geometry.chunk_of(offset), self.geometry.bit_of(offset)
-        held = self.cache.held.pop(offset, None)
-        if held is not None and self._release_held(address, chunk, bit, held, release):
-            return
 
         def attempt():
             existing, retention = AddressRecords.read_versioned_beside_retention(self.store, self.pool, str(address))
@@ -355,25 +324,6 @@ class PoolAllocator:
             return None if self._commit(operations, chunk, after) else _CONFLICT
 
         self._until_committed(attempt)
-
-    def _release_held(self, address: netaddr.IPAddress, chunk: int, bit: int, held: AddressRecord,
-                      release: ReleasePolicy) -> bool:
-        """Free an address this process allocated, in one commit and no read, if its record is still the
-        one created then (version 0) and no application keeps it: True if done. A retention recorded
-        since was committed with a write of the record (acsnet/ipam/retention.py, `remember`), so the
-        commit's version check refuses it then; one recorded before the allocation is what the watch
-        of the subnet's retentions tells. Otherwise the release reads the record and the retention."""
-        retained = self.cache.retained
-        if retained is None or retained.may_hold(str(address)) or release(held, None) is not None:
-            return False
-        full, summary_version = self._summary()
-        bitmap, version = self._chunk(chunk)
-        after = bitmap & ~(1 << bit)
-        if after == bitmap:
-            return False  # the cached bitmap has it free: the release's reads settle what is stored
-        operations = [self._write_chunk(chunk, version, after), *self._summary_update(chunk, after, full, summary_version),
-                      AddressRecords.delete_operation(self.pool.pool_id, address, 0)]
-        return self._commit(operations, chunk, after, keep_on_conflict=True)
 
     def _repair_unmarked(self, offset: int) -> None:
         """An address record whose bit is clear (left by hand or by an older version) would make

@@ -28,9 +28,9 @@ import uuid
 import netaddr
 
 from acsnet.ipam import chunks
-from acsnet.ipam.allocator import PoolAllocator, PoolCache, RetainedAddresses
+from acsnet.ipam.allocator import PoolAllocator, PoolCache
 from acsnet.ipam.model import AUX, ENDPOINT, GATEWAY, GLOBAL_SPACE, LOCAL_SPACE, RETAINED, AddressRecord, Pool, Retention
-from acsnet.ipam.state import HostSubnetAssignment, PoolHostReferences, PoolRecords, Retentions, SubnetPools, subnet_key
+from acsnet.ipam.state import HostSubnetAssignment, PoolHostReferences, PoolRecords, SubnetPools, subnet_key
 from acsnet.errors import Conflict, Exhausted, InvalidRequest, NotFound
 from acsnet.plugins.driver import IpamDriver
 from acsnet.plugins.protocol import AddressGrant, AddressRelease, AddressRequest, PoolGrant, PoolRequest
@@ -72,8 +72,6 @@ class AcsnetIpam(IpamDriver):
         self._pool_locks: dict[str, threading.Lock] = {}
         self._pool_locks_guard = threading.Lock()
         self._pool_caches: dict[str, PoolCache] = {}  # used under the pool's lock only
-        self._followed_retentions: dict[str, RetainedAddresses] = {}  # subnet (CIDR) -> its retentions, followed
-        self._followed_retentions_lock = threading.Lock()
         self._host_subnets: dict[str, dict] = {}  # subnet (CIDR) -> this host's part of it, if split per host
         self._host_subnets_lock = threading.Lock()
 
@@ -213,22 +211,7 @@ class AcsnetIpam(IpamDriver):
         pool = self._load_pool(pool_id)
         if pool is None:
             raise NotFound(f"pool {pool_id} does not exist")
-        cache = self._pool_caches.get(pool_id)
-        if cache is None:
-            cache = self._pool_caches[pool_id] = PoolCache()
-            cache.retained = self._retained_addresses(pool.network)
-        return PoolAllocator(self.store, pool, self.timeout, cache)
-
-    def _retained_addresses(self, network: netaddr.IPNetwork) -> RetainedAddresses:
-        """The subnet's addresses kept for applications, followed from the first allocation of one of its
-        pools in this process (so that a release of an address this process allocated reads nothing)."""
-        key = str(network.cidr)
-        with self._followed_retentions_lock:
-            retained = self._followed_retentions.get(key)
-            if retained is None:
-                retained = self._followed_retentions[key] = RetainedAddresses()
-                self.store.watch_leaves(Retentions.key(network), retained.apply)
-        return retained
+        return PoolAllocator(self.store, pool, self.timeout, self._pool_caches.setdefault(pool_id, PoolCache()))
 
     # -- addresses -------------------------------------------------------------------------------
 
