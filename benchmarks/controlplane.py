@@ -201,8 +201,9 @@ def docker_run_times(lab: Lab, runs: int, progress: Steps) -> dict:
 def paired_extra_ms(times: list[float], bridge: list[float]) -> dict[str, float]:
     """What a container costs over bridge's, run by run: each run of a driver less bridge's run of the
     same round (the drivers take turns within a round), in ms, median and quartiles. The medians'
-    ratio moves with the machine's pace over the whole run (each driver's min-max spans ~0.2 s over 20
-    runs here); a round's two runs are seconds apart, so their difference shows a few ms that it hides."""
+    ratio moves with the machine's pace over the whole run; a round's two runs are seconds apart, so that
+    drift cancels out of each difference, and the quartiles show the scatter that is left (50-95 ms
+    wide on this machine on 2026-12-03: a few ms per container is beyond what a run of 30 can see)."""
     differences = sorted((t - b) * 1000 for t, b in zip(times, bridge))
     if len(differences) < 2:
         return {"median": differences[0], "q1": differences[0], "q3": differences[0]}
