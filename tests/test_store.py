@@ -304,9 +304,29 @@ def test_a_leaves_watch_reports_the_children_as_they_are_made_and_deleted_and_en
     assert len(dropped) == 2 and dropped[0] == ["a"]  # (the embedded store may report changes together)
 
 
+def test_the_zookeeper_store_makes_its_chroot_through_one_client_clients_counted(zk_url, monkeypatch):
+    """The constructor and the first connection's re-registration both make sure of the chroot. Each
+    made a client of its own to do it, and the second often ran on after the store was open (the epoll
+    count below caught one in CI)."""
+    from kazoo import client as kazoo_client
+    made = []
+    real_init = kazoo_client.KazooClient.__init__
+    monkeypatch.setattr(kazoo_client.KazooClient, "__init__",
+                        lambda self, *a, **kw: made.append(kw.get("hosts")) or real_init(self, *a, **kw))
+    store = open_store(zk_url)
+    try:
+        store.create("/made")
+        time.sleep(1.0)  # what a second chroot client would have been made in
+        hosts = zk_url.removeprefix("zk://")
+        assert made == [hosts, hosts.split("/")[0]], made
+    finally:
+        store.close()
+
+
 def test_the_zookeeper_store_waits_on_its_connection_without_an_epoll_instance_per_wait_epoll_made_counted(zk_url, monkeypatch):
     """kazoo's own handler makes (and closes) an epoll instance for every wait on its socket, three to a
-    response; the store's handler polls. Counted over 200 reads and a watch's events, on a real ensemble."""
+    response; the store's handler polls. Counted from the store's opening (its client that makes the
+    chroot too) over 200 reads and a watch's events, on a real ensemble."""
     import selectors
     made = []
     real_epoll = selectors.EpollSelector._selector_cls
@@ -315,7 +335,6 @@ def test_the_zookeeper_store_waits_on_its_connection_without_an_epoll_instance_p
     try:
         reported: list = []
         store.watch_leaves("/w", names_followed(reported))
-        made.clear()
         for n in range(200):
             store.create(f"/w/{n}", b"x")
             assert store.get(f"/w/{n}").value == b"x"

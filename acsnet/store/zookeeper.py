@@ -162,6 +162,9 @@ class ZooKeeperStore(Store):
         self._watches: list[ZooKeeperWatch] = []  # every watch handed out and not ended
         self._watches_lock = threading.Lock()
         self._chroot_ready = threading.Event()
+        # The constructor and the first CONNECTED's re-registration both make sure of the chroot: one of
+        # them makes it, the other finds it ready (two root clients raced on every open before this).
+        self._chroot_lock = threading.Lock()
         self._connected = threading.Event()
         self._client.add_listener(self._on_state)
         self._problem = ""  # why the store is not connected, for the errors it raises
@@ -179,11 +182,15 @@ class ZooKeeperStore(Store):
     # -- plumbing --------------------------------------------------------------------------------
 
     def _ensure_chroot(self) -> None:
-        if self._chroot_ready.is_set():
-            return
+        with self._chroot_lock:
+            if not self._chroot_ready.is_set():
+                self._make_chroot()
+                self._chroot_ready.set()
+
+    def _make_chroot(self) -> None:
         if self._chroot:
             # The chroot must exist before any chrooted call; make it through an unchrooted client.
-            root = KazooClient(hosts=self._target.hosts, **self._target.client_options())
+            root = KazooClient(hosts=self._target.hosts, handler=PollingHandler(), **self._target.client_options())
             try:
                 # Not root.start(): its timeout is no KazooException (it escaped the callers' handling),
                 # and it hides a refused SASL login, after which kazoo stops connecting. The refusal is
@@ -199,7 +206,6 @@ class ZooKeeperStore(Store):
             finally:
                 root.stop()
                 root.close()
-        self._chroot_ready.set()
 
     @property
     def connected(self) -> bool:
