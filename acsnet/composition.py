@@ -10,6 +10,7 @@ import socket
 from acsnet.docker_api import parse_docker_address
 from acsnet.errors import AcsnetError
 from acsnet.ipam.driver import AcsnetIpam, parse_supernets
+from acsnet.ipam.releases import journal_path
 from acsnet.metrics import PluginMetrics, check_tcp_settings
 from acsnet.ovsctl import links
 from acsnet.ovsctl.host_setup import host_layout
@@ -43,7 +44,7 @@ def run_plugin(plugin: str, settings: dict, listener: socket.socket) -> None:
         with Ovsdb(settings["ovsdb"]) as ovsdb:  # closed before gunicorn forks: the worker makes its own
             host_layout(ovsdb, settings["bridge"])  # refuse to start on a host not set up
     opened = []  # stores of this worker
-    agents = []  # datapath agents of this worker: stopped before their store closes
+    stopping = []  # what this worker stops before its store closes: the datapath agent, or the IPAM's releases
 
     def app_factory():
         metrics = PluginMetrics(name)
@@ -64,10 +65,17 @@ def run_plugin(plugin: str, settings: dict, listener: socket.socket) -> None:
                     "host_id": settings["host_id"]}
 
         if plugin == "ipam":
-            ipam = AcsnetIpam(store, settings["host_id"], supernets=supernets, timeout=settings["store_timeout"])
-            return create_app(name=name, ipam_driver=ipam, metrics=metrics, health=store_health)
+            ipam = AcsnetIpam(store, settings["host_id"], supernets=supernets, timeout=settings["store_timeout"],
+                              release_journal=journal_path(settings["state_dir"], settings["host_id"], settings["store"] or ""))
+            stopping.append(ipam.close)
+            metrics.releases_pending.set_function(lambda: ipam.releases_pending)
+
+            def ipam_health() -> dict:
+                return {**store_health(), "releases_pending": ipam.releases_pending}
+
+            return create_app(name=name, ipam_driver=ipam, metrics=metrics, health=ipam_health)
         driver = DRIVER_BUILDERS[plugin](store, settings, metrics)
-        agents.append(driver.agent)
+        stopping.append(driver.agent.stop)
 
         def driver_health() -> dict:
             report = store_health()
@@ -78,8 +86,8 @@ def run_plugin(plugin: str, settings: dict, listener: socket.socket) -> None:
         return create_app(name=name, network_driver=driver, metrics=metrics, health=driver_health)
 
     def close_store():
-        for agent in agents:
-            agent.stop()
+        for stop in stopping:
+            stop()
         for store in opened:
             store.close()
 

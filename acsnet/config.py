@@ -74,6 +74,8 @@ IPAM_OPTIONS = [
     Option("default_pool_size", 24, "prefix length of carved IPv4 pools", int),
     Option("default_pool_v6", "fd61:6373:6e65::/48", "IPv6 supernet that pools without --subnet are carved from"),
     Option("default_pool_size_v6", 64, "prefix length of carved IPv6 pools", int),
+    Option("state_dir", "/var/lib/acsnet", "directory of the IPAM's journal of releases answered and not yet in the "
+           "store (committed when the plugin starts again, if it was stopped in between)"),
 ]
 
 

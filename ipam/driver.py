@@ -30,8 +30,9 @@ import netaddr
 from acsnet.ipam import chunks
 from acsnet.ipam.allocator import PoolAllocator, PoolCache
 from acsnet.ipam.model import AUX, ENDPOINT, GATEWAY, GLOBAL_SPACE, LOCAL_SPACE, RETAINED, AddressRecord, Pool, Retention
-from acsnet.ipam.state import HostSubnetAssignment, PoolHostReferences, PoolRecords, SubnetPools, subnet_key
-from acsnet.errors import Conflict, Exhausted, InvalidRequest, NotFound
+from acsnet.ipam.releases import PendingRelease, ReleaseJournal, ReleaseQueue
+from acsnet.ipam.state import HostSubnetAssignment, PoolHostReferences, PoolRecords, Retentions, SubnetPools, subnet_key
+from acsnet.errors import Conflict, Exhausted, InvalidRequest, NotFound, StoreUnavailable
 from acsnet.plugins.driver import IpamDriver
 from acsnet.plugins.protocol import AddressGrant, AddressRelease, AddressRequest, PoolGrant, PoolRequest
 from acsnet.store import Store
@@ -61,7 +62,11 @@ def parse_supernets(
 
 
 class AcsnetIpam(IpamDriver):
-    def __init__(self, store: Store, host_id: str, *, supernets: Supernets | None = None, timeout: float = 5.0):
+    def __init__(self, store: Store, host_id: str, *, supernets: Supernets | None = None, timeout: float = 5.0,
+                 release_journal: str | None = None):
+        """With `release_journal` (a plugin's IPAM: `acsnet.ipam.releases`), a release of an address this
+        process handed out from a pool's free addresses is answered once in that file and committed just
+        after; without it (the CLI's, tests'), every release is committed before it returns."""
         self.store = store
         self.host_id = host_id
         self.timeout = timeout
@@ -74,6 +79,19 @@ class AcsnetIpam(IpamDriver):
         self._pool_caches: dict[str, PoolCache] = {}  # used under the pool's lock only
         self._host_subnets: dict[str, dict] = {}  # subnet (CIDR) -> this host's part of it, if split per host
         self._host_subnets_lock = threading.Lock()
+        # (pool, address) -> the `since` of the record this process made for it from the pool's free
+        # addresses: the releases that may be answered before their commit.
+        self._handed_out: dict[tuple[str, str], float] = {}
+        self._releases = ReleaseQueue(ReleaseJournal(release_journal), self._commit_release) if release_journal else None
+
+    def close(self) -> None:
+        """Commit the releases answered (within the store's timeout; the journal keeps the rest)."""
+        if self._releases is not None:
+            self._releases.close(self.timeout)
+
+    @property
+    def releases_pending(self) -> int:
+        return len(self._releases) if self._releases is not None else 0
 
     # -- capabilities ----------------------------------------------------------------------------
 
@@ -112,6 +130,7 @@ class AcsnetIpam(IpamDriver):
         return PoolGrant(pool.pool_id, pool.network)
 
     def release_pool(self, pool_id: str) -> None:
+        self._wait_for_releases(pool_id)  # its endpoints' addresses, answered and not yet committed
         with self.store.lock(POOL_LIFECYCLE_LOCK, self.timeout):
             pool = self._load_pool(pool_id)
             if pool is None:
@@ -221,6 +240,11 @@ class AcsnetIpam(IpamDriver):
 
     def request_address(self, request: AddressRequest) -> AddressGrant:
         allocator = self._allocator(request.pool_id)
+        if request.address is not None:
+            # An address asked for by name may be one this host released a moment ago (a container
+            # replaced with its --ip): its release is committed first. (Not under the pool's lock, which
+            # the commit takes.)
+            self._wait_for_releases(request.pool_id)
         try:
             with self._pool_lock(request.pool_id):
                 address, prefixlen = self._request_address(allocator, request)
@@ -246,11 +270,12 @@ class AcsnetIpam(IpamDriver):
             raise InvalidRequest(f"address {address} is not one of host {self.host_id}'s addresses in network "
                                  f"{allocator.pool.network.cidr}: its containers take addresses of {own.cidr} "
                                  f"(but not {own.network + 1}, the host's gateway)")
-        if address is None and own is not None:
-            address = allocator.allocate_within(record, own)
-        elif address is None:
-            address = allocator.allocate_next(record)
+        if address is None:
+            address = allocator.allocate_within(record, own) if own is not None else allocator.allocate_next(record)
+            if kind == ENDPOINT:
+                self._handed_out[(allocator.pool.pool_id, str(address))] = record.since
         elif kind == ENDPOINT:
+            self._handed_out.pop((allocator.pool.pool_id, str(address)), None)  # asked for by name from now on
             allocator.allocate_at(address, record, lambda current: self._claim_endpoint(allocator.pool, address, current, record))
         else:
             allocator.allocate_at(address, record, lambda current: self._claim_shared(allocator.pool, address, current, kind))
@@ -324,16 +349,49 @@ class AcsnetIpam(IpamDriver):
         return AddressRecord(RETAINED, (retention.app,), None, time.time(), time.time() + retention.seconds)
 
     def release_address(self, request: AddressRelease) -> None:
-        if self._load_pool(request.pool_id) is None:
+        """Committed before the answer, except (with a journal) the release of an address this process
+        handed out from the pool's free addresses that no application keeps: one asked for by name (a
+        pinned `--ip` or label, a gateway) or kept for its application may be asked for at once on another
+        host, which must find it free; one from the pool's free addresses is asked for by no one."""
+        pool = self._load_pool(request.pool_id)
+        if pool is None:
             return  # the pool is gone, and its addresses with it: idempotent
-        allocator = self._allocator(request.pool_id)
-        pool = allocator.pool
+        since = self._handed_out.pop((request.pool_id, str(request.address)), None)  # (one dict call: atomic)
+        if self._releases is not None and since is not None \
+                and Retentions.read(self.store, pool.network, request.address) is None:
+            self._releases.submit(PendingRelease(request.pool_id, str(request.address), since))
+            return
         try:
-            with self._pool_lock(request.pool_id):
-                allocator.release(request.address, lambda current, retention: self._remaining_after_release(
-                    pool, request.address, current, retention))
+            self._release(pool, request.address, since)
         except NotFound:
             self._forget_pool(request.pool_id)
+
+    def _commit_release(self, release: PendingRelease) -> None:
+        """A release answered before its commit (the release queue's thread)."""
+        pool = self._load_pool(release.pool_id)
+        if pool is None:
+            return
+        try:
+            self._release(pool, netaddr.IPAddress(release.address), release.since)
+        except NotFound:
+            self._forget_pool(release.pool_id)
+
+    def _release(self, pool: Pool, address, since: float | None) -> None:
+        """Free `address` (or keep it for its application); with `since`, only the record made then."""
+        allocator = self._allocator(pool.pool_id)
+
+        def remaining(current: AddressRecord, retention: Retention | None) -> AddressRecord | None:
+            if since is not None and current.since != since:
+                return current  # freed and handed out again since (by `acsnet gc`, or a commit replayed)
+            return self._remaining_after_release(pool, address, current, retention)
+
+        with self._pool_lock(pool.pool_id):
+            allocator.release(address, remaining)
+
+    def _wait_for_releases(self, pool_id: str) -> None:
+        if self._releases is not None and not self._releases.wait_for(pool_id, self.timeout):
+            raise StoreUnavailable(f"pool {pool_id}: this host's releases of its addresses are not in the store yet "
+                                   f"after {self.timeout:g}s (is the store reachable?)")
 
     def _remaining_after_release(self, pool: Pool, address, current: AddressRecord, retention: Retention | None) -> AddressRecord | None:
         if current.kind == RETAINED:

@@ -341,8 +341,10 @@ def test_metrics_count_requests_and_health_reports_the_store(ipam, plugins):
     assert 'acsnet_request_errors_total{method="IpamDriver.RequestAddress",plugin="acsnet"} 1.0' in text
     assert 'acsnet_request_seconds_count{method="IpamDriver.RequestPool",plugin="acsnet"} 1.0' in text
     assert "acsnet_store_seconds_count" in text and "acsnet_store_connected 1.0" in text
+    assert "acsnet_ipam_releases_pending 0.0" in text
     status, text = http_get(ipam.socket_path, "/healthz")
-    assert status == 200 and json.loads(text) == {"plugin": "acsnet", "ok": True, "store": "connected", "host_id": "h1"}
+    assert status == 200 and json.loads(text) == {"plugin": "acsnet", "ok": True, "store": "connected", "host_id": "h1",
+                                                  "releases_pending": 0}
 
     down = plugins("ipam", "--store", f"zk://127.0.0.1:{free_port()}/x", "--store-timeout", "1",
                    plugin_dir=str(os.path.dirname(ipam.socket_path)) + "-down")
