@@ -31,7 +31,7 @@ from acsnet.ipam import chunks
 from acsnet.ipam.allocator import PoolAllocator, PoolCache
 from acsnet.ipam.model import AUX, ENDPOINT, GATEWAY, GLOBAL_SPACE, LOCAL_SPACE, RETAINED, AddressRecord, Pool, Retention
 from acsnet.ipam.releases import PendingRelease, ReleaseJournal, ReleaseQueue
-from acsnet.ipam.state import HostSubnetAssignment, PoolHostReferences, PoolRecords, Retentions, SubnetPools, subnet_key
+from acsnet.ipam.state import HostSubnetAssignment, PoolHostReferences, PoolRecords, SubnetPools, subnet_key
 from acsnet.errors import Conflict, Exhausted, InvalidRequest, NotFound, StoreUnavailable
 from acsnet.plugins.driver import IpamDriver
 from acsnet.plugins.protocol import AddressGrant, AddressRelease, AddressRequest, PoolGrant, PoolRequest
@@ -64,9 +64,9 @@ def parse_supernets(
 class AcsnetIpam(IpamDriver):
     def __init__(self, store: Store, host_id: str, *, supernets: Supernets | None = None, timeout: float = 5.0,
                  release_journal: str | None = None):
-        """With `release_journal` (a plugin's IPAM: `acsnet.ipam.releases`), a release of an address this
-        process handed out from a pool's free addresses is answered once in that file and committed just
-        after; without it (the CLI's, tests'), every release is committed before it returns."""
+        """With `release_journal` (a plugin's IPAM: `acsnet.ipam.releases`), the release of an endpoint's
+        address this process recorded is answered once in that file and committed just after; without it
+        (the CLI's, tests'), every release is committed before it returns."""
         self.store = store
         self.host_id = host_id
         self.timeout = timeout
@@ -79,8 +79,8 @@ class AcsnetIpam(IpamDriver):
         self._pool_caches: dict[str, PoolCache] = {}  # used under the pool's lock only
         self._host_subnets: dict[str, dict] = {}  # subnet (CIDR) -> this host's part of it, if split per host
         self._host_subnets_lock = threading.Lock()
-        # (pool, address) -> the `since` of the record this process made for it from the pool's free
-        # addresses: the releases that may be answered before their commit.
+        # (pool, address) -> the `since` of the endpoint record this process holds for it: the releases
+        # that may be answered before their commit.
         self._handed_out: dict[tuple[str, str], float] = {}
         self._releases = ReleaseQueue(ReleaseJournal(release_journal), self._commit_release) if release_journal else None
 
@@ -275,8 +275,8 @@ class AcsnetIpam(IpamDriver):
             if kind == ENDPOINT:
                 self._handed_out[(allocator.pool.pool_id, str(address))] = record.since
         elif kind == ENDPOINT:
-            self._handed_out.pop((allocator.pool.pool_id, str(address)), None)  # asked for by name from now on
-            allocator.allocate_at(address, record, lambda current: self._claim_endpoint(allocator.pool, address, current, record))
+            stored = allocator.allocate_at(address, record, lambda current: self._claim_endpoint(allocator.pool, address, current, record))
+            self._handed_out[(allocator.pool.pool_id, str(address))] = stored.since
         else:
             allocator.allocate_at(address, record, lambda current: self._claim_shared(allocator.pool, address, current, kind))
         log.info("pool=%s address=%s kind=%s host=%s allocated", allocator.pool.pool_id, address, kind, self.host_id)
@@ -349,16 +349,13 @@ class AcsnetIpam(IpamDriver):
         return AddressRecord(RETAINED, (retention.app,), None, time.time(), time.time() + retention.seconds)
 
     def release_address(self, request: AddressRelease) -> None:
-        """Committed before the answer, except (with a journal) the release of an address this process
-        handed out from the pool's free addresses that no application keeps: one asked for by name (a
-        pinned `--ip` or label, a gateway) or kept for its application may be asked for at once on another
-        host, which must find it free; one from the pool's free addresses is asked for by no one."""
+        """With a journal, an endpoint's address this process recorded is released after the answer
+        (`acsnet.ipam.releases`); a gateway or aux address, counted per network and host, before it."""
         pool = self._load_pool(request.pool_id)
         if pool is None:
             return  # the pool is gone, and its addresses with it: idempotent
         since = self._handed_out.pop((request.pool_id, str(request.address)), None)  # (one dict call: atomic)
-        if self._releases is not None and since is not None \
-                and Retentions.read(self.store, pool.network, request.address) is None:
+        if self._releases is not None and since is not None:
             self._releases.submit(PendingRelease(request.pool_id, str(request.address), since))
             return
         try:

@@ -1,16 +1,19 @@
-"""ReleaseAddress answered before its commit, for the addresses that can wait.
+"""ReleaseAddress answered before its commit.
 
 A release is one ZooKeeper commit (4-7 ms in the lab), on the path of every `docker run --rm` and
-`docker rm`. Until it commits the address only stays held a little longer by its own host: nothing can
-be handed out twice. So the IPAM answers a release of an address it handed out itself from its pool's
-free addresses (not one pinned with `--ip` or a label, nor one its application keeps: those move
-between hosts and are asked for again by name) once the release is in this journal, and one thread
-commits the releases in order, retrying while the store is away. A plugin killed in between commits
-them when it starts again. What stays synchronous, and why, is in `AcsnetIpam.release_address`.
+`docker rm`. Until it commits, the address only stays held a little longer by its own host: nothing can
+be handed out twice. So the IPAM answers the release of an endpoint's address it recorded itself once
+the release is in this journal, and one thread commits the releases in order, retrying while the store
+is away; a plugin killed in between commits them when it starts again. The same host asking for the
+address by name again (a container replaced with its `--ip`), or removing the pool, waits for the queue.
+Another host asking for it by name within those few ms finds it held, as it would find an address whose
+release failed (a store away): an orchestrator's next container comes tens of ms after `docker rm`
+returns, at the least.
 
 Each release names the record it frees by the time it was made (`AddressRecord.since`), so committing
 it twice, or after another host or `acsnet gc` freed the address and it was handed out again, frees
-nothing it should not.
+nothing it should not. What the record becomes (freed, or kept for its application) is decided at the
+commit, from the store, as before.
 """
 
 from __future__ import annotations

@@ -57,9 +57,10 @@ def until(condition, timeout: float = 10.0) -> bool:
     return True
 
 
-def test_a_free_pool_address_is_released_after_the_answer_and_a_pinned_or_kept_one_before_it(ipam_with_journal):
+def test_an_endpoints_address_is_released_after_the_answer_and_a_gateway_before_it(ipam_with_journal):
     h1 = ipam_with_journal()
     pool = h1.request_pool(pool_request(pool=SUBNET)).pool_id
+    gateway = request(h1, pool, options={"RequestAddressType": "com.docker.network.gateway"}).split("/")[0]
     dynamic = request(h1, pool, options=mac(1)).split("/")[0]
     pinned = request(h1, pool, "198.51.100.77", options=mac(2)).split("/")[0]
     kept = request(h1, pool, options=mac(3)).split("/")[0]
@@ -67,14 +68,16 @@ def test_a_free_pool_address_is_released_after_the_answer_and_a_pinned_or_kept_o
 
     commits = h1._pool_lock(pool)  # the release queue commits under it: held, nothing is committed
     with commits:
-        release(h1, pool, dynamic)
-        assert record(h1, pool, dynamic).kind == ENDPOINT and h1.releases_pending == 1  # answered, not committed
-    assert until(lambda: record(h1, pool, dynamic) is None) and h1.releases_pending == 0
+        for address in (dynamic, pinned, kept):
+            release(h1, pool, address)
+            assert record(h1, pool, address).kind == ENDPOINT  # answered, not committed
+        assert h1.releases_pending == 3
+    assert until(lambda: h1.releases_pending == 0)
+    assert record(h1, pool, dynamic) is None and record(h1, pool, pinned) is None
+    assert record(h1, pool, kept).kind == RETAINED  # decided at the commit, from the store
 
-    release(h1, pool, pinned)  # asked for by name: committed before the answer
-    assert record(h1, pool, pinned) is None and h1.releases_pending == 0
-    release(h1, pool, kept)  # kept for its application: the same
-    assert record(h1, pool, kept).kind == RETAINED and h1.releases_pending == 0
+    release(h1, pool, gateway)  # counted per network and host: committed before the answer
+    assert record(h1, pool, gateway) is None and h1.releases_pending == 0
 
 
 def test_an_address_asked_for_by_name_right_after_its_release_waits_for_the_commit__commit_delayed(ipam_with_journal, monkeypatch):
