@@ -80,15 +80,20 @@ class ReleaseJournal:
         return releases
 
     def rewrite(self, releases: list[PendingRelease]) -> None:
-        """The journal holding `releases` alone (at start, and whenever every release is committed)."""
+        """The journal holding `releases` alone (at start, and whenever every release is committed); no
+        file at all when there are none, so that a host with nothing pending keeps nothing on disk."""
         with self._lock:
             if self._file is not None:
                 self._file.close()
+                self._file = None
+            if not releases:
+                if os.path.exists(self.path):
+                    os.remove(self.path)
+                return
             temporary = self.path + ".new"
             with open(temporary, "w") as f:
                 f.writelines(json.dumps({"release": r.to_json()}) + "\n" for r in releases)
             os.replace(temporary, self.path)
-            self._file = open(self.path, "a")
 
     def add(self, release: PendingRelease) -> None:
         self._write({"release": release.to_json()})

@@ -5,6 +5,7 @@ steps. The store is the embedded file, which the test reads directly to check fo
 from __future__ import annotations
 
 import json
+import time
 
 from acsnet.ipam.state import AddressRecords, PoolRecords, SubnetPools
 from acsnet.lab.dockerd import IMAGE
@@ -71,6 +72,10 @@ def test_bridge_network_with_acsnet_ipam_across_restarts(docker_host, tmp_path):
         daemon.docker("exec", "pinned", "ping", "-c", "1", "-W", "2", container_ip(daemon, "auto", "n1"))
 
         daemon.docker("rm", "-f", "pinned", "auto")
+        # The releases are committed just after their answers (acsnet.ipam.releases): a few ms.
+        deadline = time.monotonic() + 5
+        while addresses(store, pool_id) != ["192.0.2.254"] and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert addresses(store, pool_id) == ["192.0.2.254"]
         daemon.docker("network", "rm", "n1")
         assert PoolRecords.read_all(store) == {} and SubnetPools.networks(store) == [], "nothing is left behind"

@@ -174,7 +174,7 @@ def test_the_socket_listens_at_once_and_activate_waits_for_the_plugin_not_the_st
     path = str(tmp_path / "plugins" / "acsnet.sock")
     started = time.monotonic()
     process = subprocess.Popen([sys.executable, "-m", "acsnet.cli", "serve", "ipam", "--plugin-dir",
-                                str(tmp_path / "plugins"), "--store", dead, "--store-timeout", "4"],
+                                str(tmp_path / "plugins"), "--store", dead, "--store-timeout", "4", "--state-dir", str(tmp_path)],
                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "wb"),
                                stdin=subprocess.DEVNULL, start_new_session=True)
     try:
