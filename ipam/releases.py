@@ -51,8 +51,9 @@ class PendingRelease:
 class ReleaseJournal:
     """The releases answered and not yet committed, one JSON line each on local disk: `{"release": ...}`
     when answered, `{"done": ...}` when committed. Written, not fsync'd: a killed plugin's writes are in
-    the kernel's cache, and a host whose kernel goes down loses its containers with them; its addresses
-    are then a dead host's, which `acsnet gc --dead-hosts` frees as before."""
+    the kernel's cache, and a host whose kernel goes down loses its containers with them; what the lost
+    lines held is then what any crash leaves, found by `acsnet gc` as before (a dead host's addresses,
+    or, once the host is back, addresses held by no container)."""
 
     def __init__(self, path: str):
         self.path = path
