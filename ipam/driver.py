@@ -30,7 +30,7 @@ import netaddr
 from acsnet.ipam import chunks
 from acsnet.ipam.allocator import PoolAllocator, PoolCache
 from acsnet.ipam.model import AUX, ENDPOINT, GATEWAY, GLOBAL_SPACE, LOCAL_SPACE, RETAINED, AddressRecord, Pool, Retention
-from acsnet.ipam.releases import PendingRelease, ReleaseJournal, ReleaseQueue
+from acsnet.ipam.releases import PendingRelease, release_queue
 from acsnet.ipam.state import HostSubnetAssignment, PoolHostReferences, PoolRecords, SubnetPools, subnet_key
 from acsnet.errors import Conflict, Exhausted, InvalidRequest, NotFound, StoreUnavailable
 from acsnet.plugins.driver import IpamDriver
@@ -82,7 +82,7 @@ class AcsnetIpam(IpamDriver):
         # (pool, address) -> the `since` of the endpoint record this process holds for it: the releases
         # that may be answered before their commit.
         self._handed_out: dict[tuple[str, str], float] = {}
-        self._releases = ReleaseQueue(ReleaseJournal(release_journal), self._commit_release) if release_journal else None
+        self._releases = release_queue(release_journal, self._commit_release) if release_journal else None
 
     def close(self) -> None:
         """Commit the releases answered (within the store's timeout; the journal keeps the rest)."""
@@ -351,27 +351,24 @@ class AcsnetIpam(IpamDriver):
     def release_address(self, request: AddressRelease) -> None:
         """With a journal, an endpoint's address this process recorded is released after the answer
         (`acsnet.ipam.releases`); a gateway or aux address, counted per network and host, before it."""
-        pool = self._load_pool(request.pool_id)
-        if pool is None:
-            return  # the pool is gone, and its addresses with it: idempotent
         since = self._handed_out.pop((request.pool_id, str(request.address)), None)  # (one dict call: atomic)
         if self._releases is not None and since is not None:
             self._releases.submit(PendingRelease(request.pool_id, str(request.address), since))
             return
-        try:
-            self._release(pool, request.address, since)
-        except NotFound:
-            self._forget_pool(request.pool_id)
+        self._release_from(request.pool_id, request.address, since)
 
     def _commit_release(self, release: PendingRelease) -> None:
         """A release answered before its commit (the release queue's thread)."""
-        pool = self._load_pool(release.pool_id)
+        self._release_from(release.pool_id, netaddr.IPAddress(release.address), release.since)
+
+    def _release_from(self, pool_id: str, address, since: float | None) -> None:
+        pool = self._load_pool(pool_id)
         if pool is None:
-            return
+            return  # the pool is gone, and its addresses with it: idempotent
         try:
-            self._release(pool, netaddr.IPAddress(release.address), release.since)
+            self._release(pool, address, since)
         except NotFound:
-            self._forget_pool(release.pool_id)
+            self._forget_pool(pool_id)
 
     def _release(self, pool: Pool, address, since: float | None) -> None:
         """Free `address` (or keep it for its application); with `since`, only the record made then."""
@@ -386,7 +383,7 @@ class AcsnetIpam(IpamDriver):
             allocator.release(address, remaining)
 
     def _wait_for_releases(self, pool_id: str) -> None:
-        if self._releases is not None and not self._releases.wait_for(pool_id, self.timeout):
+        if self._releases is not None and not self._releases.wait_for_none(lambda r: r.pool_id == pool_id, self.timeout):
             raise StoreUnavailable(f"pool {pool_id}: this host's releases of its addresses are not in the store yet "
                                    f"after {self.timeout:g}s (is the store reachable?)")
 

@@ -159,7 +159,7 @@ def test_a_plugin_killed_while_its_releases_cannot_commit_commits_them_when_it_s
         assert AddressRecords.read(store, pool, address) is not None
         journal = journal_path(str(state_dir), "h1", zk_url)
         with open(journal) as f:
-            assert [json.loads(line)["release"]["address"] for line in f] == [address]
+            assert [json.loads(line)["pending"]["address"] for line in f] == [address]
         os.killpg(plugin.process.pid, signal.SIGKILL)
         plugin.process.wait(10)
 
