@@ -10,6 +10,7 @@ import socket
 from acsnet.docker_api import parse_docker_address
 from acsnet.errors import AcsnetError
 from acsnet.ipam.driver import AcsnetIpam, parse_supernets
+from acsnet.after_answer import journal_path as write_journal_path
 from acsnet.ipam.releases import journal_path
 from acsnet.metrics import PluginMetrics, check_tcp_settings
 from acsnet.ovsctl import links
@@ -76,12 +77,14 @@ def run_plugin(plugin: str, settings: dict, listener: socket.socket) -> None:
             return create_app(name=name, ipam_driver=ipam, metrics=metrics, health=ipam_health)
         driver = DRIVER_BUILDERS[plugin](store, settings, metrics)
         stopping.append(driver.agent.stop)
+        metrics.endpoint_clears_pending.set_function(lambda: driver.agent.clears_pending)
 
         def driver_health() -> dict:
             report = store_health()
             ovsdb_ok = driver.agent.datapath.bridge.reachable()  # the persistent connection's state: no fork, no round trip
             return {**report, "ok": report["ok"] and ovsdb_ok, "ovsdb": "reachable" if ovsdb_ok else "unreachable",
-                    "bridge": driver.agent.bridge, "endpoints": len(driver.agent.endpoints)}
+                    "bridge": driver.agent.bridge, "endpoints": len(driver.agent.endpoints),
+                    "clears_pending": driver.agent.clears_pending}
 
         return create_app(name=name, network_driver=driver, metrics=metrics, health=driver_health)
 
@@ -99,7 +102,9 @@ def segment_agent(store, datapath, settings, metrics=None) -> SegmentAgent:
     """The one agent class, with the driver's datapath in it, started."""
     agent = SegmentAgent(store, datapath, settings["host_id"], cluster_wide=settings["scope"] == "global",
                          orphan_grace=settings["orphan_grace"], metrics=metrics, spare_pairs=settings["spare_pairs"],
-                         docker=parse_docker_address(settings["docker"]) if settings.get("docker") else None)
+                         docker=parse_docker_address(settings["docker"]) if settings.get("docker") else None,
+                         clear_journal=write_journal_path(settings["state_dir"], f"{datapath.driver}-clears",
+                                                          settings["host_id"], settings["store"] or ""))
     agent.start()
     return agent
 

@@ -58,6 +58,9 @@ COMMON_OPTIONS = [
            "by dockerd (drivers)", float),
     Option("spare_pairs", 2, "veth pairs each driver keeps on its bridge ahead of CreateEndpoint, each handed to a "
            "container without a port for Open vSwitch to open then; 0 for none (drivers)", int, bounds=(0, 64)),
+    Option("state_dir", "/var/lib/acsnet", "directory of the plugin's journal of store writes answered and not yet "
+           "committed (the IPAM's releases, a driver's endpoint removals), committed when the plugin starts again "
+           "if it was stopped in between"),
     Option("store_timeout", 5.0, "seconds any store call may take before the request fails", float),
     Option("threads", 8, "request threads of the plugin process", int),
     Option("log_level", "info", "debug, info, warning or error", choices=("debug", "info", "warning", "error")),
@@ -74,8 +77,6 @@ IPAM_OPTIONS = [
     Option("default_pool_size", 24, "prefix length of carved IPv4 pools", int),
     Option("default_pool_v6", "fd61:6373:6e65::/48", "IPv6 supernet that pools without --subnet are carved from"),
     Option("default_pool_size_v6", 64, "prefix length of carved IPv6 pools", int),
-    Option("state_dir", "/var/lib/acsnet", "directory of the IPAM's journal of releases answered and not yet in the "
-           "store (committed when the plugin starts again, if it was stopped in between)"),
 ]
 
 

@@ -23,6 +23,8 @@ class PluginMetrics:
         self.store_connected = Gauge("acsnet_store_connected", "1 while the store session is up", registry=r)
         self.releases_pending = Gauge("acsnet_ipam_releases_pending", "Address releases answered and not yet in the store "
                                       "(the IPAM)", registry=r)
+        self.endpoint_clears_pending = Gauge("acsnet_endpoint_clears_pending", "Endpoint removals answered and not "
+                                             "yet in the store (a driver)", registry=r)
         self.endpoints = Gauge("acsnet_endpoints", "Endpoints on this host, by network", ["network"], registry=r)
         self.flows = Gauge("acsnet_flows", "OpenFlow flows this plugin installed, by network (\"shared\": the pipeline's own)",
                            ["network"], registry=r)

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import threading
 import time
 
 import netaddr
 import pytest
 
+from acsnet.after_answer import Journal
 from acsnet.errors import Conflict
 from acsnet.plugins.segments import state
-from acsnet.plugins.segments.agent import SegmentAgent
+from acsnet.plugins.segments.agent import HANDOVER_SECONDS, SegmentAgent
 from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwork
 from acsnet.plugins.segments.ports import DRIVER_ID, ENDPOINT_ID, SPARE
 from acsnet.plugins.segments.recording import RecordedSwitch, RecordingDatapath
@@ -110,15 +112,96 @@ def test_an_endpoint_added_on_one_host_shows_in_another_hosts_recorded_table_and
     assert state.read_host_endpoints(cluster.stores["h1"], LAYOUTS["vxlan"], "h1") == {}
 
 
-def test_an_address_held_on_a_live_host_is_refused_on_another(cluster):
+def test_an_address_held_on_a_live_host_is_refused_on_another_after_the_handover_wait(cluster):
     h1, h2 = cluster.start("h1"), cluster.start("h2")
     add_network(h1)
     add_network(h2)
     h1.add_endpoint(endpoint(5))
     taken = endpoint(5)
+    started = time.monotonic()
     with pytest.raises(Conflict, match="in use by an endpoint on host h1"):
         h2.add_endpoint(SegmentEndpoint("ff" * 32, NETWORK_ID, VNI, taken.ip, 24, "02:42:0a:2a:00:ff", time.time()))
+    assert HANDOVER_SECONDS <= time.monotonic() - started < HANDOVER_SECONDS + 3  # waited for it to go, bounded
     assert "ff" * 32 not in h2.endpoints and not any(p.startswith("vhffff") for p in cluster.switches["h2"].ports)
+
+
+def slow_clears(monkeypatch, seconds: float) -> None:
+    """Each commit of an endpoint's records' removal starts `seconds` late (the store is the real one)."""
+    real = state.clear_endpoint_records
+
+    def slowed(*args):
+        time.sleep(seconds)
+        real(*args)
+
+    monkeypatch.setattr(state, "clear_endpoint_records", slowed)
+
+
+def test_with_a_journal_a_removal_answers_once_its_flows_are_gone_and_its_records_go_just_after__commit_slowed(cluster, tmp_path, monkeypatch):
+    journal = str(tmp_path / "h1-clears.journal")
+    h1, h2 = cluster.start("h1", clear_journal=journal), cluster.start("h2")
+    add_network(h1)
+    add_network(h2)
+    h2.add_endpoint(endpoint(9))
+    first = endpoint(1)
+    h1.add_endpoint(first)
+    remote = f"remote segment={VNI} ip=10.42.0.1 mac={first.mac} host=h1 vtep=192.0.2.1"
+    wait_for(lambda: remote in cluster.switches["h2"].flows, what="h1's endpoint in h2's table")
+    assert not os.path.exists(journal)  # nothing pending: no file
+
+    slow_clears(monkeypatch, 1.0)
+    started = time.monotonic()
+    h1.remove_endpoint(first.endpoint_id)
+    assert time.monotonic() - started < 0.5  # not behind the commit
+    assert not any("10.42.0.1" in f for f in cluster.switches["h1"].flows)
+    assert h1.clears_pending == 1 and first.endpoint_id in open(journal).read()
+    assert state.read_host_endpoint(cluster.stores["h1"], LAYOUTS["vxlan"], "h1", first.endpoint_id) is not None
+    wait_for(lambda: h1.clears_pending == 0, what="the removal committed")
+    assert state.read_host_endpoints(cluster.stores["h1"], LAYOUTS["vxlan"], "h1") == {}
+    assert state.read_segment_records(cluster.stores["h1"], LAYOUTS["vxlan"], VNI).keys() == {f"10.42.0.9~{'09' * 6}"}
+    wait_for(lambda: remote not in cluster.switches["h2"].flows, what="h1's endpoint gone from h2's table")
+    assert not os.path.exists(journal)
+
+
+def test_an_address_another_live_host_answered_the_removal_of_is_claimed_once_it_commits__commit_slowed(cluster, tmp_path, monkeypatch):
+    """dockerd releases the address the moment DeleteEndpoint answers; the IPAM's release may commit
+    before the driver's records go, and another host be handed the address: its claim waits for them."""
+    h1, h2 = cluster.start("h1", clear_journal=str(tmp_path / "h1-clears.journal")), cluster.start("h2")
+    add_network(h1)
+    add_network(h2)
+    h1.add_endpoint(endpoint(5))
+    slow_clears(monkeypatch, 0.5)
+    h1.remove_endpoint(endpoint(5).endpoint_id)
+    moved = SegmentEndpoint("ff" * 32, NETWORK_ID, VNI, "10.42.0.5", 24, "02:42:0a:2a:00:ff", time.time())
+    h2.add_endpoint(moved)  # no Conflict: h1's record went within the handover wait
+    records = state.read_segment_records(cluster.stores["h2"], LAYOUTS["vxlan"], VNI)
+    assert [r.host for r in records.values()] == ["h2"]
+
+
+def test_a_removal_answered_before_a_restart_is_committed_at_the_start_and_its_endpoint_not_loaded_again__journal_written_by_the_test_commit_slowed(cluster, tmp_path, monkeypatch):
+    """The plugin killed right after answering a DeleteEndpoint: the journal has the removal, the store
+    still has the endpoint's records, and its veth and port are still there (they go after the answer).
+    Started again, it commits the removal, does not take the endpoint back, and removes its port. (The
+    commit is slowed so that the start reads the records before they go, as a start with a slow store does.)"""
+    journal = str(tmp_path / "h1-clears.journal")
+    h1 = cluster.start("h1", clear_journal=journal)
+    add_network(h1)
+    gone, kept = endpoint(3), endpoint(4)
+    h1.add_endpoint(gone)
+    h1.add_endpoint(kept)
+    cluster.stop("h1")
+    Journal(journal, SegmentEndpoint).add(h1.endpoints[gone.endpoint_id])  # as the killed plugin wrote it
+    assert gone.host_port in cluster.switches["h1"].ports and gone.host_port in cluster.switches["h1"].links
+
+    slow_clears(monkeypatch, 0.5)
+    h1 = cluster.start("h1", clear_journal=journal)
+    assert state.read_host_endpoint(cluster.stores["h1"], LAYOUTS["vxlan"], "h1", gone.endpoint_id) is not None
+    assert set(h1.endpoints) == {kept.endpoint_id}
+    wait_for(lambda: not os.path.exists(journal), what="the journal committed")
+    assert set(state.read_host_endpoints(cluster.stores["h1"], LAYOUTS["vxlan"], "h1")) == {kept.endpoint_id}
+    assert list(state.read_segment_records(cluster.stores["h1"], LAYOUTS["vxlan"], VNI)) == [f"10.42.0.4~{'04' * 6}"]
+    wait_for(lambda: gone.host_port not in cluster.switches["h1"].ports, what="its port removed")
+    assert kept.host_port in cluster.switches["h1"].ports
+    assert not any("10.42.0.3" in f for f in cluster.switches["h1"].flows)
 
 
 def test_a_claim_on_a_followed_segment_checks_its_address_against_the_watchs_names__claim_threads_listings_counted(cluster, monkeypatch):

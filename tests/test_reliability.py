@@ -22,6 +22,24 @@ sys.exit(c.getresponse().status != 200)
 """
 
 
+PENDING = """
+import json, sys
+from acsnet.plugin_client import UnixHTTPConnection
+pending = 0
+for plugin in sys.argv[1:]:
+    c = UnixHTTPConnection(f"/run/docker/plugins/{plugin}.sock", 5)
+    c.request("GET", "/healthz")
+    health = json.loads(c.getresponse().read())
+    pending += health.get("releases_pending", 0) + health.get("clears_pending", 0)
+print(pending)
+"""
+
+
+def pending_writes(lab, host: str, plugins: tuple[str, ...]) -> int:
+    """The IPAM's releases and the drivers' endpoint removals answered and not yet committed."""
+    return int(lab.node(host).run([sys.executable, "-c", PENDING, *plugins]).stdout)
+
+
 def healthy(lab, host: str, plugin: str) -> bool:
     return lab.node(host).run([sys.executable, "-c", HEALTH, f"/run/docker/plugins/{plugin}.sock"], check=False).returncode == 0
 
@@ -46,6 +64,7 @@ def test_zookeeper_outage(fresh_lab):
     create_network(lab, "v217", V217)
     a = run(lab, "h1", "ca", "v217")
     b = run(lab, "h2", "cb", "v217")
+    removed = run(lab, "h2", "cr", "v217")
     assert pings(lab, "h1", "ca", b)
     ports_before = acsnet_ports(lab, "h1")
 
@@ -61,6 +80,11 @@ def test_zookeeper_outage(fresh_lab):
     assert took < 15, f"failing took {took:.1f}s"
     assert acsnet_ports(lab, "h1") == ports_before
     assert not healthy(lab, "h1", "vlan") and not healthy(lab, "h1", "acsnet"), "health reports the store down"
+
+    # A container's removal needs no store: DeleteEndpoint and ReleaseAddress answer once their writes
+    # are in the plugins' journals, committed when the store is back (below).
+    gone = lab.docker("h2", "rm", "-f", "cr", check=False)
+    assert gone.returncode == 0, gone.stderr
 
     # A vlan plugin restarted during the outage has not read its endpoints yet: it must refuse to
     # delete one (answering "already gone" from an empty cache would leak its port and records).
@@ -82,8 +106,15 @@ def test_zookeeper_outage(fresh_lab):
     # Liveness is registered again, and the watches catch up: a container made now on h2 is known on h1.
     script = "import sys, json; from acsnet.store import open_store; s = open_store(sys.argv[1]); print(json.dumps(sorted(s.live_hosts())))"
     assert json.loads(lab.node("svc").run([sys.executable, "-c", script, lab.zookeeper_url]).stdout) == ["h1", "h2"]
+    # The removal made during the outage is committed: its address moves to another host's container.
+    deadline = time.monotonic() + 15
+    while pending_writes(lab, "h2", ("vlan", "acsnet")):
+        assert time.monotonic() < deadline, "the writes answered during the outage were not committed"
+        time.sleep(0.2)
+    assert run(lab, "h1", "cr2", "v217", "--ip", removed) == removed
     c = run(lab, "h2", "cc", "v217")
     assert pings(lab, "h1", "ca", c) and pings(lab, "h2", "cc", a)
+    # The removal made during the outage is committed: its address moves to another host's container.
 
 
 def test_losing_one_zookeeper_of_three_interrupts_nothing(tmp_path):

@@ -26,7 +26,7 @@ class PluginProcess:
     @classmethod
     def acsnet(cls, plugin: str, plugin_dir: str, *args: str, log_dir: str, host: SimulatedHost | None = None) -> "PluginProcess":
         name = "acsnet" if plugin == "ipam" else plugin
-        # Its state (the IPAM's release journal) beside its log: a lab's or a test's own, not the machine's.
+        # Its state (the journals of store writes answered before their commit) beside its log: a lab's or a test's own, not the machine's.
         argv = [sys.executable, "-m", "acsnet.cli", "serve", plugin, "--plugin-dir", plugin_dir, "--state-dir", log_dir, *args]
         log = os.path.join(log_dir, f"{name}-{time.time_ns()}.log")
         return cls(argv, os.path.join(plugin_dir, f"{name}.sock"), log, host=host)

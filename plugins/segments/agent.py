@@ -25,6 +25,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
+from acsnet.after_answer import CommitQueue, Journal
 from acsnet.docker_api import DockerAddress, DockerUnreachable
 from acsnet.errors import AcsnetError, Conflict, DatapathError, NotFound, StoreUnavailable
 from acsnet.metrics import PluginMetrics
@@ -46,13 +47,27 @@ log = logging.getLogger(__name__)
 # in a loop paid for every container. Within this time the next container on the segment pays none.
 WATCH_LINGER_SECONDS = 60.0
 CLAIM_WAIT_SECONDS = 30.0  # at most two attempts of a few store calls, each bounded by the store's timeout
+# How long a claim waits for another live host's record of its address to go before refusing it: that
+# host may have answered the endpoint's removal and not committed it yet (its clear queue, below), while
+# its IPAM's release, answered after, committed first and the address was handed out here.
+HANDOVER_SECONDS = 2.0
+HANDOVER_POLL_SECONDS = 0.02
+CLEARS_CLOSE_SECONDS = 5.0  # at exit, the endpoint removals answered are committed within this; the journal keeps the rest
+
+
+class HeldByLiveHost(Conflict):
+    """A claim's address is recorded by an endpoint of another host that is alive."""
 
 
 class SegmentAgent:
     def __init__(self, store: Store, datapath: Datapath, host_id: str, *, cluster_wide: bool = False,
                  resync_seconds: float = 30.0, orphan_grace: float = ORPHAN_GRACE_SECONDS,
                  metrics: PluginMetrics | None = None, docker: DockerAddress | None = None,
-                 watch_linger: float = WATCH_LINGER_SECONDS, spare_pairs: int = SPARE_PAIRS):
+                 watch_linger: float = WATCH_LINGER_SECONDS, spare_pairs: int = SPARE_PAIRS,
+                 clear_journal: str | None = None):
+        """With `clear_journal` (a plugin's agent), DeleteEndpoint answers once the endpoint's flows are
+        gone and the removal of its records is in that file, and commits it just after
+        (`acsnet.after_answer`); without it (tests', the simulation's), before it answers."""
         self.store = store
         self.watch_linger = watch_linger
         self.datapath = datapath
@@ -76,6 +91,11 @@ class SegmentAgent:
         self._made: set[int] = set()  # segments whose store node this process made or found
         self._idle_segments: dict[int, float] = {}  # watched segments with no endpoint here -> since when
         self._claimer = ThreadPoolExecutor(1, thread_name_prefix=f"{datapath.driver}-claim")  # see add_endpoint
+        self._clears: CommitQueue[SegmentEndpoint] | None = None
+        if clear_journal:
+            self._clears = CommitQueue(Journal(clear_journal, SegmentEndpoint), self._commit_clear,
+                                       name=f"{datapath.driver}-clears",
+                                       describe=lambda e: f"endpoint={e.endpoint_id[:12]} ip={e.ip} records' removal")
         self.namer = ContainerNamer(store, self.layout, host_id, docker, self._endpoint_list) if docker else None
         self.docker = docker
         # Local scope: the networks loaded at start, until the local dockerd said which it still has.
@@ -122,6 +142,8 @@ class SegmentAgent:
         self.ports.stop()
         self.datapath.bridge.close()
         self._claimer.shutdown(wait=False)
+        if self._clears is not None:
+            self._clears.close(CLEARS_CLOSE_SECONDS)
         if self.namer is not None:
             self.namer.stop()
 
@@ -133,7 +155,12 @@ class SegmentAgent:
         with self._lock:
             state.move_legacy_global_networks(self.store, self.layout, worked=self.datapath.legacy_global_networks_worked)
             self.networks.update(state.read_host_networks(self.store, self.layout, self.host_id))
-            self.endpoints.update(state.read_host_endpoints(self.store, self.layout, self.host_id))
+            # an endpoint whose removal was answered before a restart is gone: its records' removal is
+            # being committed again (`_clears`), and its port, owned by nobody now, goes below
+            removed = {e.endpoint_id for e in self._clears.replayed} if self._clears is not None else set()
+            self.endpoints.update((endpoint_id, endpoint) for endpoint_id, endpoint
+                                  in state.read_host_endpoints(self.store, self.layout, self.host_id).items()
+                                  if endpoint_id not in removed)
             self.datapath.load()
             if self.cluster is None and self.docker is not None:
                 self._unconfirmed_networks = {i for i, n in self.networks.items() if not n.swarm}
@@ -376,11 +403,24 @@ class SegmentAgent:
         a record of the same address left by a host that is gone is removed in the same commit."""
         network = self.networks.get(endpoint.network_id)
         where = self.datapath.describe(network) if network else f"{self.datapath.segment_name} {endpoint.segment}"
-        for attempt in (1, 2):
-            if self.store.commit(self._claim_operations(endpoint, where)):
+        handover_ends = None
+        attempts = 0
+        while True:
+            try:
+                operations = self._claim_operations(endpoint, where)
+            except HeldByLiveHost:
+                # It may be a removal that host answered and has not committed yet (see HANDOVER_SECONDS).
+                handover_ends = handover_ends or time.monotonic() + HANDOVER_SECONDS
+                if time.monotonic() >= handover_ends:
+                    raise
+                time.sleep(HANDOVER_POLL_SECONDS)
+                continue
+            if self.store.commit(operations):
                 return
+            attempts += 1
+            if attempts == 2:
+                raise Conflict(f"address {endpoint.ip} on {where} changed hands while it was claimed; retry")
             self._made.clear()  # a parent may have been removed; the second attempt makes it again
-        raise Conflict(f"address {endpoint.ip} on {where} changed hands while it was claimed; retry")
 
     def _claim_operations(self, endpoint: SegmentEndpoint, where: str) -> list:
         if endpoint.segment not in self._made:
@@ -400,7 +440,7 @@ class SegmentAgent:
         for holder, delete in state.read_address_holders(self.store, self.layout, endpoint.segment, endpoint.ip, names):
             stale_here = holder.host == self.host_id and holder.endpoint_id not in self.endpoints
             if not stale_here and holder.host != self.host_id and self.store.host_alive(holder.host):
-                raise Conflict(f"address {endpoint.ip} on {where} is in use by an endpoint on host {holder.host}")
+                raise HeldByLiveHost(f"address {endpoint.ip} on {where} is in use by an endpoint on host {holder.host}")
             if not stale_here and holder.host == self.host_id:
                 raise Conflict(f"address {endpoint.ip} on {where} is in use by another endpoint on this host")
             operations.append(delete)
@@ -421,11 +461,17 @@ class SegmentAgent:
             endpoint = self.endpoints.get(endpoint_id)
             if endpoint is None:
                 return  # already gone: idempotent
-            # DeleteEndpoint waits for the flows and the records, not the port's removal. The records'
-            # commit goes beside the flows' change (ovs-ofctl): 3-4 and 5-6 ms on a lab host, one after
-            # the other before. If the commit fails, the endpoint is still this host's: known here (a
-            # retried DeleteEndpoint finds it), its flows put back, its port kept.
-            cleared = self._claimer.submit(state.clear_endpoint_records, self.store, self.layout, self.host_id, endpoint)
+            # DeleteEndpoint waits for the flows, not the port's removal. With a journal, not for the
+            # records either: their removal is committed after the answer, in order (`_clears`). Nothing
+            # needs it before: until it lands, the address only stays this host's a little longer, and
+            # another host handed it waits for it (HANDOVER_SECONDS). Without one, the records' commit
+            # goes beside the flows' change (ovs-ofctl), and if it fails the endpoint is still this
+            # host's: known here (a retried DeleteEndpoint finds it), its flows put back, its port kept.
+            cleared = None
+            if self._clears is not None:
+                self._clears.submit(endpoint)
+            else:
+                cleared = self._claimer.submit(state.clear_endpoint_records, self.store, self.layout, self.host_id, endpoint)
             self.endpoints.pop(endpoint_id)
             attached = endpoint.host_port in self.ports.attached
             self.ports.attached.discard(endpoint.host_port)  # out of the flows; not retired before the commit
@@ -434,7 +480,7 @@ class SegmentAgent:
                 self.sync(whole=False)
             except BaseException as e:
                 flows_failed = e
-            failure = self._claim_failure(cleared)
+            failure = self._claim_failure(cleared) if cleared is not None else None
             if failure is not None:
                 self.endpoints[endpoint_id] = endpoint
                 if attached:
@@ -459,6 +505,15 @@ class SegmentAgent:
             # no container here needs the segment's other hosts: the worker unwatches it, unless one
             # comes back within `watch_linger` (WATCH_LINGER_SECONDS)
             self._idle_segments.setdefault(endpoint.segment, time.monotonic())
+
+    def _commit_clear(self, endpoint: SegmentEndpoint) -> None:
+        """An endpoint's removal answered before its commit (the clear queue's thread)."""
+        state.clear_endpoint_records(self.store, self.layout, self.host_id, endpoint)
+
+    @property
+    def clears_pending(self) -> int:
+        """Endpoint removals answered and not yet in the store."""
+        return len(self._clears) if self._clears is not None else 0
 
     # -- the state, as the datapath is programmed from it ----------------------------------------
 
