@@ -468,9 +468,7 @@ class SegmentAgent:
             # goes beside the flows' change (ovs-ofctl), and if it fails the endpoint is still this
             # host's: known here (a retried DeleteEndpoint finds it), its flows put back, its port kept.
             cleared = None
-            if self._clears is not None:
-                self._clears.submit(endpoint)
-            else:
+            if self._clears is None:
                 cleared = self._claimer.submit(state.clear_endpoint_records, self.store, self.layout, self.host_id, endpoint)
             self.endpoints.pop(endpoint_id)
             attached = endpoint.host_port in self.ports.attached
@@ -480,6 +478,11 @@ class SegmentAgent:
                 self.sync(whole=False)
             except BaseException as e:
                 flows_failed = e
+            if self._clears is not None:
+                # Queued after the flows' change, not beside it: the commit starts as the request
+                # answers. Beside it, each cost the other several ms (the host's ovs-vswitchd and its
+                # two cores), and the flows took as long as the commit and the flows had together.
+                self._clears.submit(endpoint)
             failure = self._claim_failure(cleared) if cleared is not None else None
             if failure is not None:
                 self.endpoints[endpoint_id] = endpoint
