@@ -52,8 +52,6 @@ class Journal(Generic[Write]):
                 entry = json.loads(line)
                 if "pending" in entry:
                     entries.append(entry["pending"])
-                elif "release" in entry:  # the IPAM's journal before it was this one's (2026-12-03)
-                    entries.append(entry["release"])
                 elif "done" in entry:
                     entries.remove(entry["done"])
             except (ValueError, KeyError, TypeError):

@@ -10,8 +10,8 @@ import socket
 from acsnet.docker_api import parse_docker_address
 from acsnet.errors import AcsnetError
 from acsnet.ipam.driver import AcsnetIpam, parse_supernets
-from acsnet.after_answer import journal_path as write_journal_path
-from acsnet.ipam.releases import journal_path
+from acsnet.after_answer import journal_path
+from acsnet.ipam.releases import JOURNAL_KIND as RELEASES_JOURNAL
 from acsnet.metrics import PluginMetrics, check_tcp_settings
 from acsnet.ovsctl import links
 from acsnet.ovsctl.host_setup import host_layout
@@ -67,7 +67,8 @@ def run_plugin(plugin: str, settings: dict, listener: socket.socket) -> None:
 
         if plugin == "ipam":
             ipam = AcsnetIpam(store, settings["host_id"], supernets=supernets, timeout=settings["store_timeout"],
-                              release_journal=journal_path(settings["state_dir"], settings["host_id"], settings["store"] or ""))
+                              release_journal=journal_path(settings["state_dir"], RELEASES_JOURNAL, settings["host_id"],
+                                                           settings["store"] or ""))
             stopping.append(ipam.close)
             metrics.releases_pending.set_function(lambda: ipam.releases_pending)
 
@@ -103,8 +104,8 @@ def segment_agent(store, datapath, settings, metrics=None) -> SegmentAgent:
     agent = SegmentAgent(store, datapath, settings["host_id"], cluster_wide=settings["scope"] == "global",
                          orphan_grace=settings["orphan_grace"], metrics=metrics, spare_pairs=settings["spare_pairs"],
                          docker=parse_docker_address(settings["docker"]) if settings.get("docker") else None,
-                         clear_journal=write_journal_path(settings["state_dir"], f"{datapath.driver}-clears",
-                                                          settings["host_id"], settings["store"] or ""))
+                         clear_journal=journal_path(settings["state_dir"], f"{datapath.driver}-clears",
+                                                    settings["host_id"], settings["store"] or ""))
     agent.start()
     return agent
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 import dataclasses
 
 from acsnet.after_answer import CommitQueue, Journal
-from acsnet.after_answer import journal_path as _journal_path
+
+JOURNAL_KIND = "ipam-releases"  # its file: acsnet.after_answer.journal_path(state_dir, JOURNAL_KIND, host, store)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,9 +42,6 @@ class PendingRelease:
 def release_queue(path: str, commit) -> CommitQueue[PendingRelease]:
     """The journal at `path` and its thread, committing each release with `commit` (which raises
     StoreUnavailable while the store is away, NotFound for a pool gone since)."""
-    return CommitQueue(Journal(path, PendingRelease), commit, name="ipam-releases",
+    return CommitQueue(Journal(path, PendingRelease), commit, name=JOURNAL_KIND,
                        describe=lambda r: f"pool={r.pool_id} address={r.address} release")
 
-
-def journal_path(state_dir: str, host_id: str, store_url: str) -> str:
-    return _journal_path(state_dir, "ipam-releases", host_id, store_url)

@@ -14,11 +14,12 @@ import urllib.parse
 import netaddr
 import pytest
 
+from acsnet.after_answer import journal_path
 from acsnet.errors import StoreUnavailable
 from acsnet.ipam import retention
 from acsnet.ipam.driver import AcsnetIpam
 from acsnet.ipam.model import ENDPOINT, RETAINED
-from acsnet.ipam.releases import PendingRelease, journal_path
+from acsnet.ipam.releases import JOURNAL_KIND, PendingRelease
 from acsnet.ipam.state import AddressRecords, ChunkBitmaps, PoolRecords
 from acsnet.lab.plugin_process import PluginProcess
 from acsnet.store import open_store
@@ -34,7 +35,7 @@ def ipam_with_journal(store_url, tmp_path):
     def ipam(host_id: str = "h1") -> AcsnetIpam:
         store = open_store(store_url)
         store.register_host(host_id, "ipam", {})
-        driver = AcsnetIpam(store, host_id, release_journal=journal_path(str(tmp_path), host_id, store_url))
+        driver = AcsnetIpam(store, host_id, release_journal=journal_path(str(tmp_path), JOURNAL_KIND, host_id, store_url))
         made.append((driver, store))
         return driver
 
@@ -157,7 +158,7 @@ def test_a_plugin_killed_while_its_releases_cannot_commit_commits_them_when_it_s
         assert call("IpamDriver.ReleaseAddress", {"PoolID": pool, "Address": address}) == {}
         time.sleep(1.0)  # two refused commits, at least
         assert AddressRecords.read(store, pool, address) is not None
-        journal = journal_path(str(state_dir), "h1", zk_url)
+        journal = journal_path(str(state_dir), JOURNAL_KIND, "h1", zk_url)
         with open(journal) as f:
             assert [json.loads(line)["pending"]["address"] for line in f] == [address]
         os.killpg(plugin.process.pid, signal.SIGKILL)
