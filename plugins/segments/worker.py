@@ -9,6 +9,8 @@ import threading
 import time
 from typing import Callable, Protocol
 
+from acsnet.errors import AcsnetError
+
 log = logging.getLogger(__name__)
 
 ORPHAN_CHECK_SECONDS = 5.0
@@ -36,6 +38,7 @@ class Worker:
         self.woken = threading.Event()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
+        self._failing: str | None = None  # what the passes last failed with (said once), until one succeeds
 
     def wake(self) -> None:
         self.woken.set()
@@ -66,6 +69,17 @@ class Worker:
                 if time.monotonic() - last_full > self.resync_seconds:
                     last_full = time.monotonic()
                     self.passes.reconcile()
-            except Exception:  # the agent must outlive a store outage or an OVS hiccup
-                log.exception("%s pass failed; retrying", self.name)
+            except AcsnetError as e:  # the agent must outlive a store outage or an OVS hiccup
+                # expected while they last, so said in a line, once, not with a traceback every pass
+                if e.message != self._failing:
+                    log.warning("%s pass failed: %s; retrying", self.name, e.message)
+                self._failing = e.message
                 time.sleep(1)
+            except Exception:  # a defect: its traceback, every time
+                log.exception("%s pass failed; retrying", self.name)
+                self._failing = None
+                time.sleep(1)
+            else:
+                if self._failing is not None:
+                    log.info("%s pass succeeded again (it had failed: %s)", self.name, self._failing)
+                    self._failing = None
