@@ -125,6 +125,35 @@ def test_an_address_held_on_a_live_host_is_refused_on_another_after_the_handover
     assert "ff" * 32 not in h2.endpoints and not any(p.startswith("vhffff") for p in cluster.switches["h2"].ports)
 
 
+def test_a_claim_waiting_for_another_hosts_record_holds_up_no_other_request_of_its_host(cluster):
+    """The handover wait of a genuine conflict (2 s) runs before the agent's lock: another container on
+    the same host is added meanwhile, at its usual pace."""
+    h1, h2 = cluster.start("h1"), cluster.start("h2")
+    add_network(h1)
+    add_network(h2)
+    h2.add_endpoint(endpoint(9))  # h2 follows the segment: its watch names h1's record below
+    h1.add_endpoint(endpoint(5))
+    wait_for(lambda: h2.remote.other_hosts_naming(VNI, "10.42.0.5") == {"h1"}, what="h1's record seen on h2")
+    refused = []
+
+    def conflicting():
+        try:
+            h2.add_endpoint(SegmentEndpoint("ff" * 32, NETWORK_ID, VNI, "10.42.0.5", 24, "02:42:0a:2a:00:ff", time.time()))
+        except Conflict as e:
+            refused.append((time.monotonic(), e.message))
+
+    started = time.monotonic()
+    waiting = threading.Thread(target=conflicting)
+    waiting.start()
+    time.sleep(0.3)  # the conflicting claim is waiting now
+    h2.add_endpoint(endpoint(7))
+    assert time.monotonic() - started < HANDOVER_SECONDS / 2, "another request waited behind the handover wait"
+    waiting.join(timeout=HANDOVER_SECONDS + 5)
+    assert refused and "in use by an endpoint on host h1" in refused[0][1]
+    assert HANDOVER_SECONDS <= refused[0][0] - started < HANDOVER_SECONDS + 3
+    assert endpoint(7).endpoint_id in h2.endpoints and "ff" * 32 not in h2.endpoints
+
+
 def slow_clears(monkeypatch, seconds: float) -> None:
     """Each commit of an endpoint's records' removal starts `seconds` late (the store is the real one)."""
     real = state.clear_endpoint_records

@@ -306,6 +306,7 @@ class SegmentAgent:
 
     def add_endpoint(self, endpoint: SegmentEndpoint) -> None:
         self.ensure_loaded()
+        handover_ends = self._await_handover(endpoint)
         with self._lock:
             if endpoint.endpoint_id in self.endpoints:
                 if not self.datapath.bridge.veth_exists(self.endpoints[endpoint.endpoint_id].host_port):
@@ -319,7 +320,7 @@ class SegmentAgent:
             # endpoint on a segment waits for its claim first: the claim makes the segment's node,
             # which the watch started next needs.
             followed = endpoint.segment in self.remote.watched
-            claim = self._claimer.submit(self._claim_segment_address, endpoint)
+            claim = self._claimer.submit(self._claim_segment_address, endpoint, handover_ends)
             try:
                 fitted = self._attach(endpoint, create_veth=True)
             except BaseException:
@@ -398,12 +399,30 @@ class SegmentAgent:
         then finished its network (addresses, link up, routes). False without a namer. Any thread."""
         return self.namer is not None and bool(self.namer.written.get(endpoint_id, ("", ""))[0])
 
-    def _claim_segment_address(self, endpoint: SegmentEndpoint) -> None:
+    def _await_handover(self, endpoint: SegmentEndpoint) -> float | None:
+        """Before the agent's lock is taken: on a segment this host follows, wait for the record of the
+        endpoint's address that another live host holds, as its watch names it, to go (HANDOVER_SECONDS),
+        so that the wait holds up no other request of this host. The end of the wait, for the claim to
+        wait no longer; None if there was nothing to wait for (the claim's own check decides)."""
+        holders = self.remote.other_hosts_naming(endpoint.segment, endpoint.ip)
+        if not holders:
+            return None
+        try:
+            if not any(self.store.host_alive(host) for host in holders):
+                return None  # a dead host's record: the claim removes it
+        except AcsnetError:
+            return None  # the claim finds the store away too, and says so
+        ends = time.monotonic() + HANDOVER_SECONDS
+        while time.monotonic() < ends and self.remote.other_hosts_naming(endpoint.segment, endpoint.ip):
+            time.sleep(HANDOVER_POLL_SECONDS)
+        return ends
+
+    def _claim_segment_address(self, endpoint: SegmentEndpoint, handover_ends: float | None = None) -> None:
         """Record the address on its segment for every host, in one commit with this host's record;
-        a record of the same address left by a host that is gone is removed in the same commit."""
+        a record of the same address left by a host that is gone is removed in the same commit.
+        `handover_ends`: when the wait for another live host's record of it, begun before, ends."""
         network = self.networks.get(endpoint.network_id)
         where = self.datapath.describe(network) if network else f"{self.datapath.segment_name} {endpoint.segment}"
-        handover_ends = None
         attempts = 0
         while True:
             try:

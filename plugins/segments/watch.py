@@ -117,6 +117,15 @@ class RemoteRecords:
             names = self._names.get(number) if number in self.watched else None
             return None if names is None else list(names)
 
+    def other_hosts_naming(self, number: int, ip: str) -> set[str]:
+        """The other hosts whose record of `ip` on a watched segment its watch still names (their host as
+        the cache last read it; a name not read yet is left out). Any thread: reads no store."""
+        with self._names_lock:
+            names = self._names.get(number) if number in self.watched else None
+            named = [name for name in names if name.split("~")[0] == ip] if names else []
+        cache = self._segments.get(number, {})
+        return {record.host for record in map(cache.get, named) if record is not None and record.host != self.host_id}
+
     def refresh(self, number: int, *, collect_arrivals: bool) -> bool:
         """Bring the cached records of a segment in line with its names; True if a record of another
         host changed (this host's own records do not change its flows)."""
