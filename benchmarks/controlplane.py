@@ -32,6 +32,8 @@ import subprocess
 import sys
 import time
 import uuid
+from fractions import Fraction
+from math import comb
 
 from acsnet.benchmarks import flow_change, host_stall, ovsdb_ports, peers, vxlan_scale
 from acsnet.benchmarks.progress import Steps
@@ -189,10 +191,11 @@ def docker_run_times(lab: Lab, runs: int, progress: Steps) -> dict:
     endpoints = create_endpoint_times(calls)
     handlers = handler_ms_per_container(calls, runs, [d for d, options in NETWORKS.items() if IPAM_PLUGIN in options])
     bridge = statistics.median(times["bridge"])
-    return {d: {"median_s": statistics.median(t), "min_s": min(t), "max_s": max(t),
+    return {d: {"median_s": statistics.median(t), "min_s": min(t), "max_s": max(t), "runs_s": t,
                 "ratio_to_bridge": statistics.median(t) / bridge,
                 "extra_over_bridge_ms": paired_extra_ms(t, times["bridge"]),
-                **({"ratio_to_peer": statistics.median(t) / statistics.median(times[PEERS[d]])} if d in PEERS else {}),
+                **({"ratio_to_peer": statistics.median(t) / statistics.median(times[PEERS[d]]),
+                    "extra_over_peer_ms": paired_extra_ms(t, times[PEERS[d]])} if d in PEERS else {}),
                 **({"create_endpoint": endpoints[d]} if d in endpoints else {}),
                 **({"plugins_ms_per_container": sum(handlers[d].values()), "plugins_ms_by_method": handlers[d]}
                    if d in handlers else {})} for d, t in times.items()}
@@ -203,12 +206,40 @@ def paired_extra_ms(times: list[float], bridge: list[float]) -> dict[str, float]
     same round (the drivers take turns within a round), in ms, median and quartiles. The medians'
     ratio moves with the machine's pace over the whole run; a round's two runs are seconds apart, so that
     drift cancels out of each difference, and the quartiles show the scatter that is left (50-95 ms
-    wide on this machine on 2026-12-03: a few ms per container is beyond what a run of 30 can see)."""
+    wide on this machine on 2026-12-03: a few ms per container is beyond what a run of 30 can see).
+    The median's 95% interval (`median_interval`) says whether the run tells the driver from bridge."""
     differences = sorted((t - b) * 1000 for t, b in zip(times, bridge))
+    low, high, coverage = median_interval(differences)
+    interval = {"median_low": low, "median_high": high, "median_coverage": coverage}
     if len(differences) < 2:
-        return {"median": differences[0], "q1": differences[0], "q3": differences[0]}
+        return {"median": differences[0], "q1": differences[0], "q3": differences[0], **interval}
     q1, median, q3 = statistics.quantiles(differences, n=4, method="inclusive")
-    return {"median": median, "q1": q1, "q3": q3}
+    return {"median": median, "q1": q1, "q3": q3, **interval}
+
+
+def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """An interval holding the median of what `values` sample with at least `confidence`, whatever their
+    distribution: the k-th smallest and k-th largest value, k the largest with P(Binomial(n, 1/2) < k)
+    at most half of 1 - confidence. Also its coverage (below `confidence` only for fewer than 6 values,
+    where the interval is the whole range)."""
+    ordered = sorted(values)
+    n = len(ordered)
+    tail = Fraction(1 - confidence).limit_denominator(10**6) / 2
+    k, fewer = 1, 1  # fewer: of the 2^n equally likely outcomes, those with under k values below the median
+    while k + 1 <= (n + 1) // 2 and Fraction(fewer + comb(n, k), 2**n) <= tail:
+        fewer += comb(n, k)
+        k += 1
+    return ordered[k - 1], ordered[n - k], float(1 - 2 * Fraction(fewer, 2**n))
+
+
+def told_apart(extra: dict[str, float]) -> str:
+    """What a run says of a driver against bridge (or another peer), from the median's 95% interval of
+    the differences."""
+    if extra["median_low"] > 0:
+        return "slower"
+    if extra["median_high"] < 0:
+        return "faster"
+    return "not told apart"
 
 
 def handler_times(lab: Lab) -> dict:
@@ -262,27 +293,33 @@ def markdown(report: dict) -> str:
              "during them, and the plugins' own time per container: every call's handler time, the IPAM's shared",
              "alike among the acsnet drivers (their request logs; targets: at most 1.00x bridge, CreateEndpoint",
              "p50 under 20 ms). Over bridge, run by run: each run less bridge's run of the same round, median",
-             "(quartiles), which the machine's pace over the whole run moves less than the medians' ratio:", "",
-             "| network driver | seconds | / bridge | over bridge, run by run (ms) | CreateEndpoint p50 (ms) | max (ms) | "
-             "plugins per container (ms) |",
-             "|---|---|---|---|---|---|---|"]
+             "(quartiles), which the machine's pace over the whole run moves less than the medians' ratio, and",
+             "that median's 95% interval (order statistics, no distribution assumed): the run tells a driver",
+             "slower or faster than bridge only if the interval leaves out 0:", "",
+             "| network driver | seconds | / bridge | over bridge, run by run (ms) | its median, 95% (ms) | "
+             "CreateEndpoint p50 (ms) | max (ms) | plugins per container (ms) |",
+             "|---|---|---|---|---|---|---|---|"]
     for driver, row in runs.items():
         endpoint = row.get("create_endpoint")
         times = f"{endpoint['p50_ms']:.1f} | {endpoint['max_ms']:.1f}" if endpoint else "- | -"
         plugins = f"{row['plugins_ms_per_container']:.1f}" if "plugins_ms_per_container" in row else "-"
         extra = row["extra_over_bridge_ms"]
         paired = "-" if driver == "bridge" else f"{extra['median']:+.0f} ({extra['q1']:+.0f} to {extra['q3']:+.0f})"
+        interval = "-" if driver == "bridge" else (f"{extra['median_low']:+.0f} to {extra['median_high']:+.0f}: "
+                                                   f"{told_apart(extra)}")
         lines.append(f"| {driver} | {row['median_s']:.3f} ({row['min_s']:.3f}-{row['max_s']:.3f}) | "
-                     f"{row['ratio_to_bridge']:.2f} | {paired} | {times} | {plugins} |")
+                     f"{row['ratio_to_bridge']:.2f} | {paired} | {interval} | {times} | {plugins} |")
     breakdown = [f"- {driver}, {row['plugins_ms_per_container']:.1f} ms: " + ", ".join(
         f"{method.split('.')[-1]} {ms:.1f}" for method, ms in row["plugins_ms_by_method"].items() if ms >= 0.05)
         for driver, row in runs.items() if "plugins_ms_by_method" in row]
     if breakdown:
         lines += ["", "The plugins' time per container by call (ms; the IPAM's calls shared alike):", "", *breakdown]
-    beside = [f"{driver} / {PEERS[driver]} {row['ratio_to_peer']:.2f} ({'acsnet' if row['ratio_to_peer'] < 1 else 'Docker'}"
-              f"'s {driver if row['ratio_to_peer'] < 1 else PEERS[driver]} faster)" for driver, row in runs.items() if "ratio_to_peer" in row]
+    beside = [f"{driver} / {PEERS[driver]} {row['ratio_to_peer']:.2f}, run by run {peer['median']:+.0f} ms (95%: "
+              f"{peer['median_low']:+.0f} to {peer['median_high']:+.0f}, {driver} {told_apart(peer)})"
+              for driver, row in runs.items() if "ratio_to_peer" in row for peer in [row["extra_over_peer_ms"]]]
     if beside:
-        lines += ["", "Against Docker's own drivers (medians; below 1: acsnet's faster): " + ", ".join(beside) + "."]
+        lines += ["", "Against Docker's own drivers (the medians' ratio, and the round's differences' median with its "
+                  "95% interval; 'slower': the acsnet driver is): " + "; ".join(beside) + "."]
     lines += ["", "Plugin handler time per call on h1 (from acsnet_request_seconds; bucket bounds):", "",
               "| plugin | method | calls | p50 (ms) | p99 (ms) |", "|---|---|---|---|---|"]
     for plugin, methods in report["handlers"].items():

@@ -4,6 +4,8 @@ computed from the same run."""
 from __future__ import annotations
 
 import json
+import math
+import random
 import statistics
 import subprocess
 import sys
@@ -62,13 +64,18 @@ def test_netperf_quick_reports_every_path_with_ratios_from_one_run(tmp_path):
     for driver, row in runs.items():
         assert row["median_s"] > 0 and abs(row["ratio_to_bridge"] - row["median_s"] / runs["bridge"]["median_s"]) < 1e-9
         extra = row["extra_over_bridge_ms"]
-        assert extra["q1"] <= extra["median"] <= extra["q3"], row
-        assert driver != "bridge" or extra == {"median": 0, "q1": 0, "q3": 0}, extra
+        assert extra["q1"] <= extra["median"] <= extra["q3"] and extra["median_low"] <= extra["median"] <= extra["median_high"], row
+        assert driver != "bridge" or {extra[k] for k in ("median", "q1", "q3", "median_low", "median_high")} == {0}, extra
+        assert len(row["runs_s"]) == 2 and statistics.median(row["runs_s"]) == row["median_s"]
         assert driver == "bridge" or f"| {driver} | {row['median_s']:.3f} ({row['min_s']:.3f}-{row['max_s']:.3f}) | " \
-            f"{row['ratio_to_bridge']:.2f} | {extra['median']:+.0f} ({extra['q1']:+.0f} to {extra['q3']:+.0f}) |" in printed
+            f"{row['ratio_to_bridge']:.2f} | {extra['median']:+.0f} ({extra['q1']:+.0f} to {extra['q3']:+.0f}) | " \
+            f"{extra['median_low']:+.0f} to {extra['median_high']:+.0f}: {controlplane.told_apart(extra)} |" in printed
     for driver, peer in (("vlan", "macvlan"), ("vxlan", "overlay")):
         assert abs(runs[driver]["ratio_to_peer"] - runs[driver]["median_s"] / runs[peer]["median_s"]) < 1e-9
-        assert f"{driver} / {peer} {runs[driver]['ratio_to_peer']:.2f}" in printed
+        over_peer = runs[driver]["extra_over_peer_ms"]
+        # 2 runs each: the median of the differences is the difference of the medians
+        assert over_peer["median"] == pytest.approx((runs[driver]["median_s"] - runs[peer]["median_s"]) * 1000), over_peer
+        assert f"{driver} / {peer} {runs[driver]['ratio_to_peer']:.2f}, run by run {over_peer['median']:+.0f} ms" in printed
     for plugin, method in (("vlan", "NetworkDriver.CreateEndpoint"), ("vxlan", "NetworkDriver.DeleteEndpoint"),
                            ("vpc", "NetworkDriver.CreateEndpoint"), ("acsnet", "IpamDriver.RequestAddress")):
         assert control["handlers"][plugin][method]["p50_ms"] > 0, (plugin, method)
@@ -178,6 +185,23 @@ def test_over_bridge_run_by_run_pairs_each_run_with_bridges_run_of_the_same_roun
     assert abs(statistics.median(driver) / statistics.median(bridge) - 1.025) < 1e-9
     spread = controlplane.paired_extra_ms([0.31, 0.32, 0.36, 0.30], [0.30, 0.30, 0.30, 0.30])
     assert (spread["q1"], spread["median"], spread["q3"]) == pytest.approx((7.5, 15, 30))
+
+
+def test_the_median_interval_holds_the_median_as_often_as_it_says_and_tells_a_driver_from_another():
+    # 30 values 1..30: the 10th and 21st (P(Binomial(30, 1/2) <= 9) = 0.0214 per side)
+    assert controlplane.median_interval([float(v) for v in range(30, 0, -1)]) == pytest.approx((10, 21, 0.9572), abs=1e-4)
+    assert controlplane.median_interval([1.0, 2.0, 3.0]) == (1.0, 3.0, 0.75)  # too few for 95%: the range, and what it covers
+    rng = random.Random(7)
+    for n in (30, 200):  # a skewed distribution whose median is ln 2
+        held = sum(low <= math.log(2) <= high for low, high, _ in
+                   (controlplane.median_interval([rng.expovariate(1) for _ in range(n)]) for _ in range(2000)))
+        assert 0.93 <= held / 2000 <= 0.99, (n, held)
+    slower = controlplane.paired_extra_ms([b + 0.010 + rng.uniform(-0.004, 0.004) for b in [0.3] * 40], [0.3] * 40)
+    assert controlplane.told_apart(slower) == "slower" and 6 < slower["median_low"] <= slower["median_high"] < 14
+    even = controlplane.paired_extra_ms([0.3 + rng.uniform(-0.02, 0.02) for _ in range(40)], [0.3] * 40)
+    assert controlplane.told_apart(even) == "not told apart"
+    faster = controlplane.paired_extra_ms([0.29] * 40, [0.3] * 40)
+    assert controlplane.told_apart(faster) == "faster"
 
 
 def test_ovsdb_ports_measures_add_port_both_ways_at_each_size(tmp_path):
