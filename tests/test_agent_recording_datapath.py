@@ -48,8 +48,9 @@ def endpoint(number: int, *, since: float | None = None) -> SegmentEndpoint:
 class Cluster:
     """Hosts, each an agent with its own store session and its recorded switch (which outlives the agent)."""
 
-    def __init__(self, url: str, driver: str = "vxlan", **datapath_options):
+    def __init__(self, url: str, driver: str = "vxlan", *, open_host_store=None, **datapath_options):
         self.url = url
+        self.open_host_store = open_host_store or (lambda host: open_store(url, timeout=5.0))  # host -> its store
         self.driver = driver
         self.datapath_options = datapath_options
         self.switches: dict[str, RecordedSwitch] = {}
@@ -57,7 +58,7 @@ class Cluster:
         self.stores = {}
 
     def start(self, host: str, **agent_options) -> SegmentAgent:
-        store = open_store(self.url, timeout=5.0)
+        store = self.open_host_store(host)
         store.register_host(host, self.driver, {"host_id": host})
         switch = self.switches.setdefault(host, RecordedSwitch())
         datapath = RecordingDatapath(self.driver, switch, vtep=f"192.0.2.{len(self.switches)}",
@@ -854,9 +855,9 @@ def test_a_record_made_or_deleted_in_a_large_segment_is_taken_in_by_its_name_alo
         remote = RemoteRecords(watcher, layout, "h1", withdraw_dead_hosts=False, wake=lambda: None)
         looked_at = []
         real_bring_in_line = remote._bring_in_line
-        remote._bring_in_line = lambda number, cache, names, touched, **kw: (
+        remote._bring_in_line = lambda number, cache, names, touched, *args, **kw: (
             looked_at.append((len(names), None if touched is None else len(touched)))
-            or real_bring_in_line(number, cache, names, touched, **kw))
+            or real_bring_in_line(number, cache, names, touched, *args, **kw))
         remote.watch(VNI, collect_arrivals=False)
         assert looked_at == [(300, None)] and len(remote.records(VNI)) == 300  # the whole list, at the start
 

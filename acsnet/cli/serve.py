@@ -10,7 +10,7 @@ from acsnet.config import COMMON_OPTIONS, HOST_SETUP_OPTIONS, IPAM_OPTIONS, add_
 from acsnet.cli.common import add_config_option
 from acsnet.errors import AcsnetError
 from acsnet.ovsctl.ovsdb import Ovsdb
-from acsnet.store import check_store_url
+from acsnet.store import check_relays, check_store_url
 
 PLUGINS = ("ipam", "vlan", "vxlan", "vpc")
 
@@ -41,6 +41,7 @@ def add_commands(commands) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     settings = resolve(args, COMMON_OPTIONS + IPAM_OPTIONS)
     check_store_url(settings["store"])  # a mistyped option is refused before the socket is touched
+    check_relays(settings["store"], settings["relay"])
     # The socket first: dockerd waits only ~12.5 s for it (acsnet/plugin_socket.py); what follows,
     # imports and checks included, runs while dockerd's first calls wait in its backlog.
     listener = plugin_socket.listen(settings["plugin_dir"], plugin_socket.PLUGIN_NAMES[args.plugin])

@@ -21,15 +21,34 @@ def check_store_url(url: str | None) -> tuple[str, str]:
     return "file", path
 
 
-def open_store(url: str | None, *, timeout: float = 5.0) -> Store:
+def check_relays(url: str | None, relays: str | None) -> list[tuple[str, int]]:
+    """The relay addresses of `relays` (HOST:PORT[,HOST:PORT]) for the store of `url`, or ValueError
+    naming what is wrong."""
+    from acsnet.store.relayed import parse_relays
+
+    addresses = parse_relays(relays)
+    if addresses and check_store_url(url)[0] != "zk":
+        raise ValueError(f"relay {relays!r}: a relay serves a ZooKeeper store (zk://...), and the store is {url or 'the embedded one'}")
+    return addresses
+
+
+def open_store(url: str | None, *, timeout: float = 5.0, relays: str | None = None) -> Store:
+    """`relays`: HOST:PORT[,HOST:PORT] of store relays its leaves watches come through (`acsnet.store.relayed`)."""
     kind, location = check_store_url(url)
     if kind == "zk":
         from acsnet.store.zookeeper import ZooKeeperStore
 
-        return ZooKeeperStore(location, timeout=timeout)
+        store = ZooKeeperStore(location, timeout=timeout)
+        addresses = check_relays(url, relays)
+        if not addresses:
+            return store
+        from acsnet.store.relayed import RelayedStore
+
+        return RelayedStore(store, addresses, timeout=timeout)
+    check_relays(url, relays)
     from acsnet.store.embedded import EmbeddedStore
 
     return EmbeddedStore(location, timeout=timeout)
 
 
-__all__ = ["ROOT", "Check", "Create", "Delete", "LeavesChange", "SetValue", "Store", "Versioned", "check_store_url", "encode", "join", "open_store", "read_each"]
+__all__ = ["ROOT", "Check", "Create", "Delete", "LeavesChange", "SetValue", "Store", "Versioned", "check_relays", "check_store_url", "encode", "join", "open_store", "read_each"]

@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import json
 import time
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 ROOT = "/acsnet"
 
@@ -44,6 +44,10 @@ class LeavesChange:
     names: frozenset[str] | None = None
     made: tuple[str, ...] = ()
     deleted: tuple[str, ...] = ()
+    # The values of the leaves it makes (`made`, or every name of a whole list), where its source read
+    # them already (a relay, `acsnet.store.relayed`), so that the caller need not read them again; a
+    # name missing from it was gone when read. None: the caller reads them from the store if it wants them.
+    values: Mapping[str, bytes] | None = dataclasses.field(default=None, compare=False)
 
     def applied_to(self, names: set[str]) -> set[str]:
         """The names after this change (`names` itself, changed, unless this is a whole list)."""

@@ -16,6 +16,7 @@ operations for the caller's one commit.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Callable
 
@@ -225,7 +226,13 @@ def read_segment_record(store: Store, layout: Layout, number: int | str, name: s
 def read_segment_records_named(store: Store, layout: Layout, number: int | str, names: list[str]) -> dict[str, SegmentRecord]:
     """The named records of a segment, read in one batch; a record gone meanwhile is left out."""
     nodes = store.get_many([layout.record_key(number, name) for name in names])
-    return {name: SegmentRecord.from_json(node.json()) for name, node in zip(names, nodes) if node is not None and node.value}
+    return parse_segment_records({name: node.value for name, node in zip(names, nodes) if node is not None})
+
+
+def parse_segment_records(values: dict[str, bytes | None]) -> dict[str, SegmentRecord]:
+    """Records by name from their stored values (a relay hands them over with their names); an empty or
+    missing one (the record was gone) is left out."""
+    return {name: SegmentRecord.from_json(json.loads(value)) for name, value in values.items() if value}
 
 
 def read_address_holders(store: Store, layout: Layout, number: int, ip: str,

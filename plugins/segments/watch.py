@@ -42,6 +42,9 @@ class RemoteRecords:
         # on the store's thread, taken on the worker's.
         self._names: dict[int, set[str]] = {}
         self._touched: dict[int, set[str] | None] = {}
+        # The values a watch handed over with the names it made (a relay's; None: gone when it read them),
+        # since the cache was last brought in line: those records are taken from here, not read.
+        self._handed: dict[int, dict[str, bytes | None]] = {}
         self._names_lock = threading.Lock()
         self.watched: set[int] = set()
         self._followed: set[str] = set()  # other hosts with records
@@ -85,6 +88,9 @@ class RemoteRecords:
                 elif (touched := self._touched.setdefault(number, set())) is not None:
                     touched.update(change.made)
                     touched.update(change.deleted)
+                if change.values is not None:
+                    handed = self._handed.setdefault(number, {})
+                    handed.update((name, change.values.get(name)) for name in (change.names or change.made))
             self._wake()
             return True
 
@@ -103,6 +109,7 @@ class RemoteRecords:
         with self._names_lock:
             self._names.pop(number, None)
             self._touched.pop(number, None)
+            self._handed.pop(number, None)
         self._sorted.pop(number, None)
         for name, record in self._segments.pop(number, {}).items():
             if record.host != self.host_id:
@@ -131,6 +138,7 @@ class RemoteRecords:
         host changed (this host's own records do not change its flows)."""
         with self._names_lock:
             names, touched = self._names.get(number), self._touched.pop(number, set())
+            handed = self._handed.pop(number, {})
             if names is not None:
                 names = set(names) if touched is None else {name for name in touched if name in names}
         if names is None:  # not heard from yet: listed
@@ -139,7 +147,7 @@ class RemoteRecords:
             return False  # nothing made or deleted since the last refresh
         cache = self._segments.setdefault(number, {})
         try:
-            return self._bring_in_line(number, cache, names, touched, collect_arrivals=collect_arrivals)
+            return self._bring_in_line(number, cache, names, touched, handed, collect_arrivals=collect_arrivals)
         except Exception:  # the store's read failed: what was taken is looked at again next time
             with self._names_lock:
                 if number in self._names:
@@ -148,8 +156,9 @@ class RemoteRecords:
             raise
 
     def _bring_in_line(self, number: int, cache: dict[str, SegmentRecord], names: set[str],
-                       touched: set[str] | None, *, collect_arrivals: bool) -> bool:
-        """`names`: every name now (`touched` None), or those of `touched` that are there now."""
+                       touched: set[str] | None, handed: dict[str, bytes | None], *, collect_arrivals: bool) -> bool:
+        """`names`: every name now (`touched` None), or those of `touched` that are there now; `handed`:
+        values the watch handed over (read in their stead: a handed-over name is not read again)."""
         self._version[number] = self._version.get(number, 0) + 1
         changed = False
         for gone in (set(cache) if touched is None else touched & cache.keys()) - names:
@@ -159,7 +168,11 @@ class RemoteRecords:
                 self._host_records[record.host].discard((number, gone))
                 if self._in_flows(record):
                     self._removed.append((number, record))
-        new = state.read_segment_records_named(self.store, self.layout, number, sorted(names - cache.keys()))
+        wanted = sorted(names - cache.keys())
+        new = state.parse_segment_records({name: handed[name] for name in wanted if name in handed})
+        unread = [name for name in wanted if name not in handed]
+        if unread:
+            new.update(state.read_segment_records_named(self.store, self.layout, number, unread))
         if self.withdraw_dead_hosts:  # before their records go in: whether they are alive says if in the flows
             self._follow_hosts({record.host for record in new.values()} - {self.host_id})
         for name, record in new.items():

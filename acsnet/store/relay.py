@@ -1,0 +1,322 @@
+"""A relay of leaves watches: one ZooKeeper session follows the segments and the live sessions list for
+many hosts, and hands each change, with the values of the records it makes, to every host following it.
+
+Why: at 1,000 hosts each record made was a notification to every host with endpoints on its network
+(~200 here) and then a read by each of them, so ZooKeeper's work and each host's ZooKeeper client grew
+with the hosts a network spans; profiled at 300 simulated hosts, kazoo's connection loops were ~60% of
+the hosts' CPU. Through a relay, ZooKeeper notifies and answers one session per relay, and a host gets
+one line per change, the record in it. This is Calico's Typha for its datastore, for ZooKeeper.
+
+What it serves, and to whom: read-only, the leaves watches the segment agents keep (a segment's records,
+`/acsnet/<driver>/segments/<number>`, and the live sessions list, `/acsnet/live`), nothing else, to
+whoever reaches its address: listen on an address only the hosts reach (their values are the segments'
+endpoint records and host names, not secrets, but nothing authenticates a client). Writes, locks,
+liveness and every other read stay on each host's own session (`acsnet.store.relayed`).
+
+The wire, one JSON object a line each way:
+- from a host: `{"follow": PATH}`, `{"forget": PATH}`;
+- to a host: `{"path": PATH, "names": {NAME: VALUE, ...}}`, the whole list (first, after a follow), then
+  `{"path": PATH, "made": {NAME: VALUE}, "deleted": [NAME]}` for what changed since;
+  `{"path": PATH, "error": WHY}` when a follow is refused, `{"error": WHY}` for a line it cannot read.
+  A VALUE is the node's bytes as a latin-1 string; a name made and gone before the relay read it is
+  never sent.
+
+Order: changes reach the relay in ZooKeeper's order (its leaves watch, `acsnet.store.zookeeper_leaves`),
+one drain at a time reads the new records (in one batch) and sends each host a path's changes in that
+order, after the whole list it was sent. A host whose connection holds more than `MAX_BUFFERED` bytes
+unsent (it stopped reading) is dropped: it follows its watches directly and comes back with a whole list.
+A path no host follows any more stays followed: at most every segment, which is what a relay is for.
+
+    python -m acsnet.store.relay --store zk://h1:2181,h2:2181/chroot --listen 10.0.0.5:7405
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import re
+import signal
+import sys
+from typing import Callable
+
+from acsnet.errors import AcsnetError
+from acsnet.store.base import ROOT, LeavesChange, Store
+from acsnet.store.liveness import LIVE
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 7405
+MAX_LINE = 64 * 1024  # a host's lines are a follow or a forget
+MAX_BUFFERED = 64 * 1024 * 1024
+RETRY_SECONDS = 1.0  # a failed read of new records is tried again after this
+# The paths a relay follows: segments' records (`plugins/segments/model.py`'s `Layout.segment`; the
+# agents' tests through a relay fail if the two part) and the live sessions list.
+RELAYED_PATH = re.compile(rf"^(?:{re.escape(ROOT)}/[a-z0-9_-]+/segments/[0-9]+|{re.escape(LIVE)})$")
+
+
+def encode_value(value: bytes) -> str:
+    return value.decode("latin-1")
+
+
+def decode_value(text: str) -> bytes:
+    return text.encode("latin-1")
+
+
+def line(message: dict) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+def parse_address(text: str, default_host: str = "127.0.0.1", *, listening: bool = False) -> tuple[str, int]:
+    """HOST:PORT, :PORT or HOST (the default port); ValueError naming what is wrong. Port 0 (any free
+    one) only for the relay's own `listening` address."""
+    host, _, port = text.rpartition(":") if ":" in text else (text, "", str(DEFAULT_PORT))
+    host = host.strip("[]") or default_host
+    lowest = 0 if listening else 1
+    if not port.isdigit() or not lowest <= int(port) < 65536:
+        raise ValueError(f"relay address {text!r}: the port must be a number from {lowest} to 65535")
+    return host, int(port)
+
+
+class _Followed:
+    """A path the relay follows: its names as ZooKeeper last said, what the hosts were told, and who follows."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.names: set[str] = set()
+        self.told: dict[str, bytes] = {}  # each name the hosts were told of, with its value
+        self.pending: set[str] | None = set()  # names made or deleted since the last drain; None: compare whole
+        self.hosts: dict["_Host", bool] = {}  # following hosts, and whether each was sent the whole list
+        self.read_once = False
+
+
+class _Host:
+    def __init__(self, writer: asyncio.StreamWriter):
+        self.writer = writer
+        self.peer = writer.get_extra_info("peername")
+        self.paths: set[str] = set()
+
+    def send(self, data: bytes) -> bool:
+        """Queue `data`; False (and the connection closed) if it has stopped reading."""
+        if self.writer.is_closing():
+            return False
+        if self.writer.transport.get_write_buffer_size() > MAX_BUFFERED:
+            log.warning("relay: host %s stopped reading (%d bytes unsent); dropped", self.peer,
+                        self.writer.transport.get_write_buffer_size())
+            self.writer.close()
+            return False
+        self.writer.write(data)
+        return True
+
+
+class Relay:
+    """Follows paths on `store` for the hosts connected to it (`serve`)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._followed: dict[str, _Followed] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._arming = None  # one path's watch armed at a time: an asyncio.Lock
+        self.hosts = 0
+
+    async def serve(self, host: str, port: int) -> asyncio.base_events.Server:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._arming = asyncio.Lock()
+        self._loop.create_task(self._drain_forever())
+        return await asyncio.start_server(self._serve_host, host, port, limit=MAX_LINE)
+
+    # -- a host's connection ------------------------------------------------------------------------
+
+    async def _serve_host(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        host = _Host(writer)
+        self.hosts += 1
+        try:
+            while True:
+                try:
+                    raw = await reader.readline()
+                except ValueError:  # longer than MAX_LINE
+                    host.send(line({"error": f"a line is at most {MAX_LINE} bytes"}))
+                    break
+                if not raw:
+                    break
+                await self._take_line(host, raw)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.hosts -= 1
+            for path in host.paths:
+                self._followed[path].hosts.pop(host, None)
+            writer.close()
+
+    async def _take_line(self, host: _Host, raw: bytes) -> None:
+        try:
+            message = json.loads(raw)
+            if not isinstance(message, dict) or len(message) != 1 or not set(message) <= {"follow", "forget"}:
+                raise ValueError('expected {"follow": PATH} or {"forget": PATH}')
+            (verb, path), = message.items()
+            if not isinstance(path, str) or not RELAYED_PATH.match(path):
+                host.send(line({"path": path if isinstance(path, str) else None,
+                                "error": f"not a path a relay follows: {path!r} (a segment's records or /acsnet/live)"}))
+                return
+        except ValueError as e:  # json's errors are ValueErrors
+            host.send(line({"error": f"bad line: {e}"}))
+            return
+        if verb == "forget":
+            host.paths.discard(path)
+            if path in self._followed:
+                self._followed[path].hosts.pop(host, None)
+            return
+        try:
+            followed = await self._follow(path)
+        except AcsnetError as e:
+            host.send(line({"path": path, "error": f"the relay cannot follow it now: {e}"}))
+            return
+        host.paths.add(path)
+        if followed.read_once and followed.pending is not None and not followed.pending:
+            host.send(line({"path": path, "names": {n: encode_value(v) for n, v in followed.told.items()}}))
+            followed.hosts[host] = True
+        else:  # the next drain sends it the whole list, after what it brings in
+            followed.hosts[host] = False
+            self._wake.set()
+
+    async def _follow(self, path: str) -> _Followed:
+        async with self._arming:
+            if path in self._followed:
+                return self._followed[path]
+            followed = _Followed(path)
+            loop = self._loop
+
+            def on_change(change: LeavesChange) -> None:  # on the store's thread: hand over, never block
+                loop.call_soon_threadsafe(self._take_change, followed, change)
+
+            await loop.run_in_executor(None, self.store.watch_leaves, path, on_change)
+            self._followed[path] = followed
+            log.info("relay: following %s", path)
+            return followed
+
+    # -- changes, from the store to the hosts --------------------------------------------------------
+
+    def _take_change(self, followed: _Followed, change: LeavesChange) -> None:
+        followed.names = change.applied_to(followed.names)
+        if change.names is not None:
+            followed.pending = None
+        elif followed.pending is not None:
+            followed.pending.update(change.made)
+            followed.pending.update(change.deleted)
+        self._wake.set()
+
+    async def _drain_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._drain()
+            except Exception as e:  # what is pending stays so, and is tried again
+                if isinstance(e, AcsnetError):  # the store is away
+                    log.warning("relay: reading new records failed (%s); trying again in %gs", e, RETRY_SECONDS)
+                else:
+                    log.exception("relay: a drain failed; trying again in %gs", RETRY_SECONDS)
+                await asyncio.sleep(RETRY_SECONDS)
+                self._wake.set()
+
+    async def _drain(self) -> None:
+        """Read the records every pending change made, in one batch, and tell each following host."""
+        work = []
+        for followed in list(self._followed.values()):
+            pending = followed.pending
+            if pending is not None and not pending and all(followed.hosts.values()):
+                continue
+            touched = set(followed.names) | set(followed.told) if pending is None else pending
+            made = sorted(name for name in touched if name in followed.names and name not in followed.told)
+            followed.pending = set()  # what changes during the read is the next drain's
+            work.append((followed, pending, touched, made))
+        if not work:
+            return
+        paths = [f"{followed.path}/{name}" for followed, _p, _t, made in work for name in made]
+        try:
+            nodes = await self._loop.run_in_executor(None, self.store.get_many, paths) if paths else []
+        except Exception:
+            for followed, pending, _t, _m in work:  # pending again, with what came since
+                followed.pending = None if pending is None or followed.pending is None else followed.pending | pending
+            raise
+        values = iter(nodes)
+        for followed, _pending, touched, made in work:
+            read = {name: node.value for name, node in zip(made, values) if node is not None}
+            deleted = sorted(name for name in touched if name in followed.told and name not in followed.names)
+            for name in deleted:
+                del followed.told[name]
+            followed.told.update(read)
+            followed.read_once = True
+            change = line({"path": followed.path, "made": {n: encode_value(v) for n, v in read.items()},
+                           "deleted": deleted}) if read or deleted else None
+            whole = None
+            for host, listed in list(followed.hosts.items()):
+                if not listed:
+                    whole = whole or line({"path": followed.path,
+                                           "names": {n: encode_value(v) for n, v in followed.told.items()}})
+                    sent = host.send(whole)
+                    followed.hosts[host] = True
+                elif change is not None:
+                    sent = host.send(change)
+                else:
+                    continue
+                if not sent:
+                    followed.hosts.pop(host, None)
+        if any(f.pending is None or f.pending for f in self._followed.values()):
+            self._wake.set()
+
+
+def run(store_url: str, listen: str, *, timeout: float = 5.0, ready: Callable[[tuple[str, int]], None] | None = None) -> None:
+    """Serve until SIGTERM or SIGINT."""
+    from acsnet.store import open_store
+
+    host, port = parse_address(listen, default_host="0.0.0.0", listening=True)
+    store = open_store(store_url, timeout=timeout)
+
+    async def main() -> None:
+        relay = Relay(store)
+        server = await relay.serve(host, port)
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        address = server.sockets[0].getsockname()[:2]
+        log.info("relay: serving %s on %s:%d", store_url, *address)
+        if ready is not None:
+            ready(address)
+        await stop.wait()
+        server.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", required=True, help="the store the hosts use: zk://h1:2181,h2:2181/chroot")
+    parser.add_argument("--listen", default=f"127.0.0.1:{DEFAULT_PORT}",
+                        help=f"HOST:PORT to serve the hosts on (default 127.0.0.1:{DEFAULT_PORT}; :0 picks a port)")
+    parser.add_argument("--store-timeout", type=float, default=5.0)
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        parse_address(args.listen, listening=True)
+        from acsnet.store import check_store_url
+
+        if check_store_url(args.store)[0] != "zk":
+            raise ValueError(f"a relay serves a ZooKeeper store (zk://...), not {args.store!r}")
+    except ValueError as e:
+        parser.error(str(e))
+    # The port chosen is said on stdout, for whoever started it with :0.
+    run(args.store, args.listen, timeout=args.store_timeout,
+        ready=lambda address: print(f"listening {address[0]}:{address[1]}", flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,318 @@
+"""A host's store whose leaves watches come through a relay (`acsnet.store.relay`), with the values of
+the records each change makes, and everything else through the host's own session.
+
+Why only the leaves watches: they are what grows with the cluster (every record made on a network
+notifies, and was read by, every host with endpoints on it), and what a relay can serve without being
+trusted with anything: a late relay delays a flow, where a relayed read in a claim could miss another
+host's record. Writes, locks, liveness, the claims' reads and every other watch stay on `direct`.
+
+A watch is always fed by one source, the relay or a watch of `direct`, and its caller sees what a
+leaves watch promises either way (`Store.watch_leaves`): a whole list first, then what changed, in
+order. Moving between the two starts with the new source's whole list, which the caller compares whole,
+and a report of the old source after that is dropped (the direct watch ends at its next report). The
+relay is not reached, or stops answering, or refuses a path: that path's watch goes direct at once,
+and back to the relay when it answers again (the client reconnects every `RETRY_SECONDS`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+from typing import Callable, Sequence
+
+from acsnet.store.base import LeavesChange, Operation, Store, Versioned
+from acsnet.store.relay import decode_value, line, parse_address
+
+log = logging.getLogger(__name__)
+
+RETRY_SECONDS = 1.0
+RELAYED = "relayed"  # a watch's source, when it is the relay (a direct watch's source is its own token)
+
+
+def parse_relays(text: str | None) -> list[tuple[str, int]]:
+    """`HOST:PORT[,HOST:PORT...]`, the relays to try in turn; ValueError naming a bad one."""
+    return [parse_address(part.strip()) for part in (text or "").split(",") if part.strip()]
+
+
+class _Follow:
+    """One leaves watch: its caller's callback and where its reports come from now."""
+
+    def __init__(self, path: str, callback: Callable[[LeavesChange], None]):
+        self.path = path
+        self.callback = callback
+        self.lock = threading.Lock()  # one report at a time, of the current source
+        self.source: object = None  # RELAYED, a direct watch's token, or None (neither: being retried)
+        self.ended = False
+        self.answered = threading.Event()  # the relay reported its whole list, or refused the path
+
+
+class RelayedStore(Store):
+    def __init__(self, direct: Store, relays: Sequence[tuple[str, int]], *, timeout: float = 5.0):
+        if not relays:
+            raise ValueError("a relayed store needs at least one relay address")
+        self.direct = direct
+        self.relays = list(relays)
+        self.timeout = timeout
+        self._follows: dict[str, _Follow] = {}
+        self._lock = threading.Lock()  # `_follows` and `_socket`
+        self._send_lock = threading.Lock()
+        self._socket: socket.socket | None = None
+        self._relay_up = threading.Event()
+        self._closed = threading.Event()
+        self._said_away = False
+        self._thread = threading.Thread(target=self._keep_connected, name="store-relay", daemon=True)
+        self._thread.start()
+
+    @property
+    def relay_connected(self) -> bool:
+        return self._relay_up.is_set()
+
+    def relay_answered(self, timeout: float) -> bool:
+        """Wait until a relay is connected (a host started with its relay); False if none within `timeout`."""
+        return self._relay_up.wait(timeout)
+
+    # -- the relayed leaves watches ------------------------------------------------------------------
+
+    def watch_leaves(self, path: str, callback: Callable[[LeavesChange], None]) -> None:
+        """The relay's whole list is reported before this returns, or, if it does not come within the
+        store's timeout, `direct`'s (raising as `direct` does if it cannot watch either)."""
+        follow = _Follow(path, callback)
+        with self._lock:
+            self._follows[path] = follow
+            sock = self._socket
+        if sock is not None and self._send(sock, {"follow": path}) and follow.answered.wait(self.timeout) \
+                and follow.source is RELAYED:
+            return
+        try:
+            self._go_direct(follow, replacing_relay=False)
+        except Exception:
+            with follow.lock:
+                follow.ended = True
+            self._forget(path)
+            raise
+
+    def end_watches(self, path: str) -> None:
+        below = path.rstrip("/") + "/"
+        with self._lock:
+            ended = [p for p in self._follows if p == path or p.startswith(below)]
+        for followed in ended:
+            self._forget(followed)
+        self.direct.end_watches(path)
+
+    def watched_paths(self) -> list[str]:
+        """`direct`'s watches and the relayed ones (a watch moved to the relay is in `direct`'s list too
+        until its next report there ends it)."""
+        with self._lock:
+            relayed = [f.path for f in self._follows.values() if f.source is RELAYED and not f.ended]
+        return sorted(self.direct.watched_paths() + relayed)
+
+    def _forget(self, path: str) -> None:
+        with self._lock:
+            follow = self._follows.pop(path, None)
+            sock = self._socket
+        if follow is not None:
+            with follow.lock:
+                follow.ended = True
+            if sock is not None:
+                self._send(sock, {"forget": path})
+
+    def _report(self, follow: _Follow, change: LeavesChange, source: object) -> bool:
+        with follow.lock:
+            if follow.ended or follow.source is not source:
+                return False  # an old source's: the direct watch ends here
+            if follow.callback(change) is False:
+                follow.ended = True
+                return False
+            return True
+
+    def _go_direct(self, follow: _Follow, *, replacing_relay: bool) -> None:
+        """Feed the watch from `direct` (its whole list first). Not if the relay feeds it, unless it is
+        the relay that went; not twice."""
+        token = object()
+        with follow.lock:
+            if follow.ended or follow.source not in (None, RELAYED) or follow.source is RELAYED and not replacing_relay:
+                return
+            follow.source = token
+        try:
+            self.direct.watch_leaves(follow.path, lambda change: self._report(follow, change, token))
+        except Exception:
+            with follow.lock:
+                if follow.source is token:
+                    follow.source = None
+            raise
+
+    def _go_direct_or_retry(self, follow: _Follow, *, replacing_relay: bool) -> None:
+        try:
+            self._go_direct(follow, replacing_relay=replacing_relay)
+        except Exception as e:  # the store is away too: tried again, unless the relay comes back first
+            if follow.ended or self._closed.is_set():
+                return
+            log.warning("store watch on %s: neither the relay nor the store answers (%s); trying again in %gs",
+                        follow.path, e, RETRY_SECONDS)
+            retry = threading.Timer(RETRY_SECONDS, self._go_direct_or_retry, (follow,), {"replacing_relay": False})
+            retry.daemon = True
+            retry.start()
+
+    # -- the relay's connection ------------------------------------------------------------------------
+
+    def _keep_connected(self) -> None:
+        while not self._closed.is_set():
+            sock = self._connect()
+            if sock is not None:
+                self._serve(sock)
+            self._closed.wait(RETRY_SECONDS)
+
+    def _connect(self) -> socket.socket | None:
+        for host, port in self.relays:
+            try:
+                sock = socket.create_connection((host, port), timeout=self.timeout)
+            except OSError as e:
+                if not self._said_away:
+                    log.warning("store relay %s:%d not reached (%s); its watches go to the store directly", host, port, e)
+                continue
+            sock.settimeout(None)
+            # A relay host gone without a word (no FIN) is noticed within ~11 s, not never.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            for option, value in (("TCP_KEEPIDLE", 5), ("TCP_KEEPINTVL", 2), ("TCP_KEEPCNT", 3)):
+                if hasattr(socket, option):
+                    sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+            return sock
+        self._said_away = True
+        return None
+
+    def _serve(self, sock: socket.socket) -> None:
+        """Follow every watch through the relay, take its lines until the connection ends, then feed
+        every watch from `direct`."""
+        peer = "%s:%d" % sock.getpeername()[:2]
+        with self._lock:
+            self._socket = sock
+            follows = list(self._follows.values())
+        self._relay_up.set()
+        log.info("store relay %s connected; following %d watches through it", peer, len(follows))
+        self._said_away = False
+        for follow in follows:
+            self._send(sock, {"follow": follow.path})
+        try:
+            with sock.makefile("rb") as lines:
+                for raw in lines:
+                    self._take_line(raw)
+        except (OSError, ValueError) as e:
+            log.warning("store relay %s: connection failed (%s)", peer, e)
+        finally:
+            with self._lock:
+                self._socket = None
+                follows = list(self._follows.values())
+            self._relay_up.clear()
+            try:
+                sock.close()
+            except OSError:
+                pass
+        if self._closed.is_set():
+            return
+        log.warning("store relay %s gone; %d watches go to the store directly", peer, len(follows))
+        for follow in follows:
+            self._go_direct_or_retry(follow, replacing_relay=True)
+
+    def _send(self, sock: socket.socket, message: dict) -> bool:
+        try:
+            with self._send_lock:
+                sock.sendall(line(message))
+            return True
+        except OSError:
+            return False  # the reader sees the connection end and moves the watches
+
+    def _take_line(self, raw: bytes) -> None:
+        message = json.loads(raw)
+        path = message.get("path")
+        with self._lock:
+            follow = self._follows.get(path) if path is not None else None
+        if "error" in message:
+            log.warning("store relay: %s%s", f"{path}: " if path else "", message["error"])
+            if follow is not None:
+                self._go_direct_or_retry(follow, replacing_relay=True)
+                follow.answered.set()
+            return
+        if follow is None:
+            return  # forgotten meanwhile
+        try:
+            if "names" in message:
+                values = {name: decode_value(value) for name, value in message["names"].items()}
+                with follow.lock:
+                    if follow.ended:
+                        return
+                    follow.source = RELAYED
+                    follow.callback(LeavesChange(names=frozenset(values), values=values))
+                follow.answered.set()
+            else:
+                made = {name: decode_value(value) for name, value in message.get("made", {}).items()}
+                self._report(follow, LeavesChange(made=tuple(made), deleted=tuple(message.get("deleted", ())),
+                                                  values=made), RELAYED)
+        except Exception:  # the caller's callback: its watch goes on, as a store's does
+            log.exception("store watch on %s: callback failed", path)
+
+    # -- everything else: the host's own session ------------------------------------------------------
+
+    @property
+    def observer(self):
+        return self.direct.observer
+
+    @observer.setter
+    def observer(self, value) -> None:
+        self.direct.observer = value
+
+    @property
+    def connected(self) -> bool:
+        return self.direct.connected
+
+    def create(self, path: str, value: bytes = b"", *, ephemeral: bool = False) -> bool:
+        return self.direct.create(path, value, ephemeral=ephemeral)
+
+    def get(self, path: str) -> Versioned | None:
+        return self.direct.get(path)
+
+    def get_many(self, paths: Sequence[str]) -> list[Versioned | None]:
+        return self.direct.get_many(paths)
+
+    def children_many(self, paths: Sequence[str]) -> list[list[str]]:
+        return self.direct.children_many(paths)
+
+    def compare_and_set(self, path: str, value: bytes, version: int) -> bool:
+        return self.direct.compare_and_set(path, value, version)
+
+    def delete(self, path: str, version: int = -1, *, recursive: bool = False) -> bool:
+        return self.direct.delete(path, version, recursive=recursive)
+
+    def children(self, path: str) -> list[str]:
+        return self.direct.children(path)
+
+    def commit(self, operations: Sequence[Operation]) -> bool:
+        return self.direct.commit(operations)
+
+    def watch_value(self, path: str, callback: Callable[[Versioned | None], None]) -> None:
+        self.direct.watch_value(path, callback)
+
+    def watch_children(self, path: str, callback: Callable[[list[str]], None]) -> None:
+        self.direct.watch_children(path, callback)
+
+    def lock(self, name: str, timeout: float):
+        return self.direct.lock(name, timeout)
+
+    def register_host(self, host_id: str, session_name: str, info: dict) -> None:
+        self.direct.register_host(host_id, session_name, info)
+
+    def live_hosts(self) -> set[str]:
+        return self.direct.live_hosts()
+
+    def close(self) -> None:
+        self._closed.set()
+        with self._lock:
+            sock = self._socket
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._thread.join(self.timeout)
+        self.direct.close()

@@ -1,0 +1,223 @@
+"""The store relay (`acsnet.store.relay`, run as its own process, as an operator runs it) against a real
+ZooKeeper, and a host's relayed store (`acsnet.store.relayed`): leaves watches come through the relay
+with the records' values, everything else through the host's own session; a relay that goes or refuses
+leaves the watch to the host's session, and it comes back to the relay when the relay does."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from acsnet.ipam.state import PoolRecords
+from acsnet.plugins.segments import state
+from acsnet.plugins.segments.model import LAYOUTS
+from acsnet.store.liveness import LIVE
+from acsnet.store.relayed import RelayedStore, parse_relays
+from acsnet.store.zookeeper import ZooKeeperStore
+from tests.test_agent_recording_datapath import VNI, Cluster, add_network, endpoint
+from tests.test_store import names_followed, wait_for
+
+SEGMENT = LAYOUTS["vxlan"].segment(VNI)
+
+
+class RelayProcess:
+    """`python -m acsnet.store.relay` on loopback; stopped by its pid."""
+
+    def __init__(self, store_url: str, port: int = 0):
+        self.store_url = store_url
+        self.process = subprocess.Popen([sys.executable, "-m", "acsnet.store.relay", "--store", store_url,
+                                         "--listen", f"127.0.0.1:{port}", "--log-level", "warning"],
+                                        stdout=subprocess.PIPE, text=True)
+        said = self.process.stdout.readline().split()
+        assert said[:1] == ["listening"], f"the relay said {said!r}"
+        host, port = said[1].rsplit(":", 1)
+        self.address = (host, int(port))
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+
+@pytest.fixture
+def relay(zk_url):
+    started = RelayProcess(zk_url)
+    yield started
+    started.kill()
+
+
+class ReadsCounted(ZooKeeperStore):
+    """The real ZooKeeper store, counting the record reads made through it (spied, not faked)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.read_paths: list[str] = []
+
+    def get_many(self, paths):
+        self.read_paths += list(paths)
+        return super().get_many(paths)
+
+    def get(self, path):
+        self.read_paths.append(path)
+        return super().get(path)
+
+
+def relayed(zk_url: str, relay: RelayProcess) -> RelayedStore:
+    return RelayedStore(ReadsCounted(zk_url, timeout=5.0), [relay.address], timeout=5.0)
+
+
+def test_a_relayed_leaves_watch_reports_each_record_made_and_deleted_with_its_value_and_the_host_reads_none(zk_url, relay):
+    writer = ZooKeeperStore(zk_url, timeout=5.0)
+    host = relayed(zk_url, relay)
+    try:
+        writer.create(SEGMENT + "/10.42.0.1~a", b'{"one": 1}')
+        wait_for(lambda: host.relay_connected, what="the relay connected")
+        changes, reported = [], []
+        follow = names_followed(reported)
+        host.watch_leaves(SEGMENT, lambda change: (changes.append(change), follow(change))[1])
+        assert changes[0].names == {"10.42.0.1~a"} and changes[0].values == {"10.42.0.1~a": b'{"one": 1}'}
+        writer.create(SEGMENT + "/10.42.0.2~b", "{\"two\": \"\u00e9\"}".encode())
+        writer.delete(SEGMENT + "/10.42.0.1~a")
+        wait_for(lambda: reported[-1] == ["10.42.0.2~b"], what="the relay's changes")
+        made = [c for c in changes[1:] if c.made]
+        assert made and made[0].values == {"10.42.0.2~b": "{\"two\": \"\u00e9\"}".encode()}, "the value, byte for byte"
+        assert all(c.names is None for c in changes[1:]), "after the whole list, each change alone"
+        assert not [p for p in host.direct.read_paths if p.startswith(SEGMENT)], "no record read by the host"
+        assert SEGMENT not in host.direct.watched_paths() and SEGMENT in host.watched_paths()
+        # Everything else is the host's own session.
+        assert host.commit([]) is True and host.get(SEGMENT + "/10.42.0.2~b").value.startswith(b'{"two"')
+    finally:
+        host.close()
+        writer.close()
+
+
+def test_a_relayed_watch_goes_to_the_store_when_the_relay_dies_and_back_when_it_returns_missing_no_change(zk_url):
+    relay = RelayProcess(zk_url)
+    writer = ZooKeeperStore(zk_url, timeout=5.0)
+    host = relayed(zk_url, relay)
+    try:
+        wait_for(lambda: host.relay_connected, what="the relay connected")
+        reported = []
+        host.watch_leaves(SEGMENT, names_followed(reported))
+        writer.create(SEGMENT + "/a", b"1")
+        wait_for(lambda: reported[-1] == ["a"], what="the relay's first change")
+
+        port = relay.address[1]
+        relay.kill()
+        wait_for(lambda: SEGMENT in host.direct.watched_paths(), what="the watch moved to the host's session")
+        assert not host.relay_connected
+        writer.create(SEGMENT + "/b", b"2")
+        writer.delete(SEGMENT + "/a")
+        wait_for(lambda: reported[-1] == ["b"], what="changes while the relay is away, through the store")
+
+        relay = RelayProcess(zk_url, port)  # back on the same address
+        wait_for(lambda: host.relay_connected, timeout=10, what="the relay connected again")
+        wait_for(lambda: SEGMENT in host.watched_paths() and host._follows[SEGMENT].source == "relayed",
+                 what="the watch back on the relay")
+        writer.create(SEGMENT + "/c", b"3")
+        writer.delete(SEGMENT + "/b")
+        wait_for(lambda: reported[-1] == ["c"], what="changes through the relay again")
+        # The direct watch ended at its first report after the move (it was told it is no longer wanted).
+        wait_for(lambda: SEGMENT not in host.direct.watched_paths(), what="the direct watch ended")
+        writer.create(SEGMENT + "/d", b"4")
+        wait_for(lambda: reported[-1] == ["c", "d"], what="the next change")
+        assert [p for p in host.direct.read_paths if p.startswith(SEGMENT)] == [], \
+            "the direct watch's names alone are reported; values are read by whoever wants them"
+    finally:
+        host.close()
+        writer.close()
+        relay.kill()
+
+
+def test_the_relay_answers_a_bad_line_and_a_path_it_does_not_serve_with_an_error_and_serves_on(zk_url, relay):
+    writer = ZooKeeperStore(zk_url, timeout=5.0)
+    try:
+        writer.create(SEGMENT + "/x", b"v")
+        with socket.create_connection(relay.address, timeout=5) as sock, sock.makefile("rb") as lines:
+            sock.sendall(b"not json\n")
+            assert "bad line" in json.loads(lines.readline())["error"]
+            pools = PoolRecords.key("p").rsplit("/", 1)[0]  # the IPAM's pools: not a relay's to serve
+            sock.sendall(json.dumps({"follow": pools}).encode() + b"\n")
+            refused = json.loads(lines.readline())
+            assert refused["path"] == pools and "not a path a relay follows" in refused["error"]
+            sock.sendall(b'{"follow": 7}\n')
+            assert "not a path" in json.loads(lines.readline())["error"]
+            sock.sendall(json.dumps({"follow": SEGMENT}).encode() + b"\n")
+            assert json.loads(lines.readline()) == {"path": SEGMENT, "names": {"x": "v"}}
+            sock.sendall(json.dumps({"follow": LIVE}).encode() + b"\n")
+            assert json.loads(lines.readline())["path"] == LIVE
+    finally:
+        writer.close()
+
+
+def test_a_relayed_store_watches_a_path_the_relay_refuses_through_its_own_session_at_once(zk_url, relay):
+    host = relayed(zk_url, relay)
+    try:
+        wait_for(lambda: host.relay_connected, what="the relay connected")
+        reported = []
+        started = time.monotonic()
+        host.watch_leaves("/acsnet/other/leaves", names_followed(reported))
+        assert time.monotonic() - started < 2, "the refusal is answered, not waited out"
+        assert reported == [[]] and "/acsnet/other/leaves" in host.direct.watched_paths()
+    finally:
+        host.close()
+
+
+def test_the_relay_command_refuses_a_bad_store_or_address_naming_it():
+    bad_store = subprocess.run([sys.executable, "-m", "acsnet.store.relay", "--store", "file:///tmp/x.db"],
+                               capture_output=True, text=True, timeout=60)
+    assert bad_store.returncode == 2 and "serves a ZooKeeper store" in bad_store.stderr and "Traceback" not in bad_store.stderr
+    bad_port = subprocess.run([sys.executable, "-m", "acsnet.store.relay", "--store", "zk://127.0.0.1:1/x",
+                               "--listen", "127.0.0.1:99999"], capture_output=True, text=True, timeout=60)
+    assert bad_port.returncode == 2 and "port must be a number" in bad_port.stderr
+    assert parse_relays("10.0.0.5:7405, 10.0.0.6") == [("10.0.0.5", 7405), ("10.0.0.6", 7405)]
+    with pytest.raises(ValueError, match="port"):
+        parse_relays("10.0.0.5:x")
+
+
+def test_agents_on_relayed_stores_program_each_others_endpoints_without_reading_a_record(zk_url, relay):
+    """The segment agent on a relayed store: another host's endpoint comes into its table with the value
+    the relay handed over, and goes; its own session reads none of the segment's records."""
+    stores = {}
+
+    def open_host_store(host):
+        stores[host] = relayed(zk_url, relay)
+        wait_for(lambda: stores[host].relay_connected, what="the relay connected")
+        return stores[host]
+
+    cluster = Cluster(zk_url, open_host_store=open_host_store)
+    try:
+        h1, h2 = cluster.start("h1"), cluster.start("h2")
+        add_network(h1)
+        add_network(h2)
+        h2.add_endpoint(endpoint(9))
+        first = endpoint(1)
+        h1.add_endpoint(first)
+        remote = f"remote segment={VNI} ip=10.42.0.1 mac={first.mac} host=h1 vtep=192.0.2.1"
+        wait_for(lambda: remote in cluster.switches["h2"].flows, what="h1's endpoint in h2's table")
+        assert f"remote segment={VNI} ip=10.42.0.9" in "\n".join(cluster.switches["h1"].flows)
+        h1.remove_endpoint(first.endpoint_id)
+        wait_for(lambda: remote not in cluster.switches["h2"].flows, what="h1's endpoint gone from h2's table")
+        segment_reads = [p for p in stores["h2"].direct.read_paths if p.startswith(SEGMENT + "/")]
+        assert segment_reads == [], f"h2 read {segment_reads}"
+        assert state.read_segment_records(stores["h2"], LAYOUTS["vxlan"], VNI).keys() == {f"10.42.0.9~{'09' * 6}"}
+    finally:
+        cluster.close()
+
+
+def test_acsnet_serve_refuses_a_bad_relay_option_naming_it_before_it_serves(tmp_path):
+    """`--relay` (ACSNET_RELAY, relay = in the config file): a bad address, or a relay for the embedded
+    store, is refused in a line before the plugin's socket is made."""
+    for relay_option, store_url, said in (("10.0.0.5:port", "zk://127.0.0.1:1/x", "port must be a number"),
+                                          ("10.0.0.5:7405", f"file://{tmp_path}/store.db", "serves a ZooKeeper store")):
+        refused = subprocess.run([sys.executable, "-m", "acsnet.cli", "serve", "vxlan", "--store", store_url, "--relay",
+                                  relay_option, "--plugin-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 2 and said in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+        assert os.listdir(tmp_path) == [], "no socket made"
