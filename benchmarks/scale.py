@@ -40,6 +40,7 @@ import os
 import queue
 import random
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -62,11 +63,14 @@ def say(started: float, text: str) -> None:
 class HostProcessClient:
     """The orchestrator's end of one host process: commands answered in order, replacements as they finish."""
 
-    def __init__(self, context, url: str, layout: Layout, indexes: list[int], tree: str | None = None):
+    def __init__(self, context, url: str, layout: Layout, indexes: list[int], tree: str | None = None,
+                 relays: list[tuple[str, int]] = ()):
         self.indexes = indexes
         self.connection, child = context.Pipe()
+        # relays only for this checkout's hosts: a "before" tree's may not take them
+        extra = (list(relays),) if relays else ()
         self.process = context.Process(target=scale_before.run_from, daemon=True,
-                                       args=(tree, serve.__module__, serve.__name__, url, layout, indexes, child))
+                                       args=(tree, serve.__module__, serve.__name__, url, layout, indexes, child, *extra))
         self.process.start()
         self.answers: queue.Queue = queue.Queue()
         self.replaced: queue.Queue = queue.Queue()
@@ -151,10 +155,16 @@ def run_size(ensemble: Ensemble, sustained: dict, layout: Layout, args, started:
     url = ensemble.url(f"/scale-{hosts}-{design}-{os.getpid()}")
     context = multiprocessing.get_context("spawn")
     count = max(1, min(args.processes, hosts))
-    say(started, f"{hosts} hosts ({design}): starting {count} host processes")
-    clients = [HostProcessClient(context, url, layout, list(range(hosts))[p::count], tree) for p in range(count)]
-    result: dict = {"hosts": hosts, "design": design, "endpoints": hosts * layout.endpoints_per_host, "processes": count}
+    relays: list[RelayProcess] = []
+    clients: list[HostProcessClient] = []
+    result: dict = {"hosts": hosts, "design": design, "endpoints": hosts * layout.endpoints_per_host, "processes": count,
+                    "relays": 0 if tree else args.relays}
+    say(started, f"{hosts} hosts ({design}): starting {count} host processes"
+                 + (f" and {result['relays']} store relays" if result["relays"] else ""))
     try:
+        relays += [RelayProcess(url) for _ in range(result["relays"])]
+        clients += [HostProcessClient(context, url, layout, list(range(hosts))[p::count], tree,
+                                      [relay.address for relay in relays]) for p in range(count)]
         t = time.monotonic()
         on_all(clients, "populate")
         result["populate_s"] = time.monotonic() - t
@@ -177,6 +187,7 @@ def run_size(ensemble: Ensemble, sustained: dict, layout: Layout, args, started:
                                min(events, hosts * layout.endpoints_per_host))
         owner = {i: clients[i % count] for i in range(hosts)}
         counters_before = on_all(clients, "counters")
+        relay_cpu_before = sum(relay.cpu_s() for relay in relays)
         zk_before = ensemble.stats()
         t0 = time.monotonic()
         for n, (index, slot) in enumerate(slots):
@@ -193,6 +204,7 @@ def run_size(ensemble: Ensemble, sustained: dict, layout: Layout, args, started:
                 else:
                     errors.append(value)
         churn_s = time.monotonic() - t0
+        relay_cpu = sum(relay.cpu_s() for relay in relays) - relay_cpu_before
         zk_after = ensemble.stats()
         counters_after = on_all(clients, "counters")
         checks = on_all(clients, "check", expected_tables(layout, current), args.settle)
@@ -241,7 +253,10 @@ def run_size(ensemble: Ensemble, sustained: dict, layout: Layout, args, started:
             "cpu_per_host_ms_per_s": sum(cpu) / len(cpu) * 1000,
             "load_cpu_per_host_s": sum(load_cpu) / len(load_cpu),
             "load_average_1m": os.getloadavg()[0],
-            "machine_busy": sum((a["cpu_s"] - b["cpu_s"]) for a, b in zip(counters_after, counters_before)) / churn_s / (os.cpu_count() or 1),
+            "machine_busy": (sum((a["cpu_s"] - b["cpu_s"]) for a, b in zip(counters_after, counters_before)) + relay_cpu)
+                            / churn_s / (os.cpu_count() or 1),
+            "relay_cpu_ms_per_s": relay_cpu / churn_s * 1000 if relays else None,
+            "relay_memory_mb": sum(relay.rss() for relay in relays) / 1e6 if relays else None,
             "flows_computed_per_event": flows / max(len(slots), 1), "programs_per_event": programs / max(len(slots), 1),
             # a replacement changes, on each host with endpoints on that network, the old endpoint's two
             # flows (its MAC to its VTEP, its ARP answer) for the new one's two; on its own host its four
@@ -254,6 +269,42 @@ def run_size(ensemble: Ensemble, sustained: dict, layout: Layout, args, started:
     finally:
         for client in clients:
             client.stop()
+        for relay in relays:
+            relay.stop()
+
+
+class RelayProcess:
+    """A store relay (`python -m acsnet.store.relay`) on loopback for the simulated hosts of one size:
+    its CPU time and memory are read from /proc, and counted in the machine's share."""
+
+    def __init__(self, url: str):
+        self.process = subprocess.Popen([sys.executable, "-m", "acsnet.store.relay", "--store", url, "--listen",
+                                         "127.0.0.1:0", "--log-level", "warning", "--store-timeout", "60"],
+                                        stdout=subprocess.PIPE, text=True)
+        said = self.process.stdout.readline().split()
+        if said[:1] != ["listening"]:
+            self.stop()
+            raise RuntimeError(f"a store relay did not start (it said {said!r})")
+        host, port = said[1].rsplit(":", 1)
+        self.address = (host, int(port))
+
+    def cpu_s(self) -> float:
+        with open(f"/proc/{self.process.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+    def rss(self) -> int:
+        with open(f"/proc/{self.process.pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
 
 
 def projected(previous: dict, hosts: int) -> dict:
@@ -285,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before-sizes", default="10,30", help="numbers of hosts the 'before' runs, comma-separated")
     parser.add_argument("--before-says", help="what before and after differ in, for the report (one sentence)")
     parser.add_argument("--shared-with", help="what else runs on the machine, for the report (e.g. other helpers' tests)")
+    parser.add_argument("--relays", type=int, default=0,
+                        help="store relays (python -m acsnet.store.relay) this checkout's hosts follow segments through "
+                             "(0: each host follows ZooKeeper itself); a 'before' never has any")
     parser.add_argument("--ipam-hosts", type=int, default=1000)
     parser.add_argument("--ipam-per-host", type=int, default=3)
     parser.add_argument("--ipam-only", action="store_true",
@@ -346,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
               "skipped": skipped, "ipam": ipam, "load_average": os.getloadavg(), "cpus": os.cpu_count(),
               "layout": {"endpoints_per_host": args.endpoints, "networks": args.networks,
                          "networks_per_host": args.networks_per_host, "rate": args.rate, "seconds": args.seconds,
-                         "processes": args.processes}}
+                         "processes": args.processes, "relays": args.relays}}
     report["limit"] = scale_report.limiting_figure(rows)
     report["checks_failed"] = scale_report.failed_checks(report)
     report["before_failures"] = scale_report.before_failures(report)

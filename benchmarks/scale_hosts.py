@@ -26,6 +26,8 @@ from acsnet.plugins.segments.model import LAYOUTS, SegmentEndpoint, SegmentNetwo
 from acsnet.plugins.segments.ports import DRIVER_ID, ENDPOINT_ID
 from acsnet.plugins.segments.recording import RecordedSwitch, RecordingBridge, RecordingDatapath
 from acsnet.plugins.vxlan.agent import VXLAN_TABLE_PARTS
+from acsnet.store import Store
+from acsnet.store.relayed import RelayedStore
 from acsnet.store.zookeeper import ZooKeeperStore
 
 DRIVER = "vxlan"
@@ -150,13 +152,15 @@ def usage() -> dict:
 # -- one process of simulated hosts ----------------------------------------------------------------
 
 class HostProcess:
-    def __init__(self, url: str, layout: Layout, indexes: list[int]):
+    def __init__(self, url: str, layout: Layout, indexes: list[int], relays: list[tuple[str, int]] = ()):
         self.url = url
         self.layout = layout
         self.indexes = indexes
+        self.relays = list(relays)  # store relays the hosts' leaves watches come through (none: each its own)
         self.tally = Tally()
         self.switches = {i: RecordedSwitch() for i in indexes}
-        self.stores: dict[int, CommitClock] = {}
+        self.stores: dict[int, Store] = {}
+        self.clocks: dict[int, CommitClock] = {}
         self.agents: dict[int, SegmentAgent] = {}
         self.endpoints: dict[int, dict[int, SegmentEndpoint]] = {i: {} for i in indexes}  # host -> slot -> endpoint
         self.pool = concurrent.futures.ThreadPoolExecutor(16)
@@ -199,7 +203,11 @@ class HostProcess:
         """Every host's agent starts as a plugin does: its session, then the first load of its state."""
         def start(index: int) -> None:
             host = self.layout.host_name(index)
-            store = CommitClock(self.url, timeout=60.0, session_timeout=30.0)
+            clock = store = CommitClock(self.url, timeout=60.0, session_timeout=30.0)
+            if self.relays:  # each host its relay first, spread over them, the others after
+                first = index % len(self.relays)
+                store = RelayedStore(clock, self.relays[first:] + self.relays[:first], timeout=60.0)
+                store.relay_answered(timeout=60.0)  # as a plugin started after its relay
             try:
                 store.register_host(host, DRIVER, {"host_id": host})
             except AcsnetError:  # as a plugin does: it serves on, and the store registers it once connected
@@ -208,7 +216,7 @@ class HostProcess:
                                          vtep=self.layout.vtep(index))
             agent = SegmentAgent(store, datapath, host, orphan_grace=1e9)  # the containers joined long ago
             agent.start()
-            self.stores[index], self.agents[index] = store, agent
+            self.stores[index], self.clocks[index], self.agents[index] = store, clock, agent
 
         list(self.pool.map(start, self.indexes))
         return usage()
@@ -223,7 +231,7 @@ class HostProcess:
         agent.add_endpoint(new)
         self.switches[index].take_container_end(new)  # dockerd's Join
         self.endpoints[index][slot] = new
-        return new.endpoint_id, self.stores[index].last_commit
+        return new.endpoint_id, self.clocks[index].last_commit
 
     def counters(self) -> dict:
         with self.tally.lock:
@@ -262,10 +270,10 @@ class HostProcess:
         self.pool.shutdown(wait=False)
 
 
-def serve(url: str, layout: Layout, indexes: list[int], connection) -> None:
+def serve(url: str, layout: Layout, indexes: list[int], connection, relays: list[tuple[str, int]] = ()) -> None:
     """A host process's loop: each command is (name, args); replaces run on a pool of threads (hosts
     in parallel, as they would be) and answer as they finish."""
-    hosts = HostProcess(url, layout, indexes)
+    hosts = HostProcess(url, layout, indexes, relays)
     connection.send(("ready", usage()))
     lock = threading.Lock()
 

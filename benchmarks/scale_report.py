@@ -34,13 +34,15 @@ BEFORE_SAYS = ("every host watches every segment and recomputes its whole flow t
 COLUMNS = ["hosts", "endpoints", "load_s", "propagation_p50_s", "propagation_p99_s", "zk_requests_per_s", "zk_writes_per_s",
            "zk_notifications_per_s", "zk_load_fraction", "zk_watches", "zk_znodes", "memory_per_host_mb",
            "cpu_per_host_ms_per_s", "flows_computed_per_event", "flows_changed_per_event", "recomputed_over_changed",
-           "events_per_s", "machine_busy", "load_average_1m"]
+           "events_per_s", "relays", "relay_cpu_ms_per_s", "machine_busy", "load_average_1m"]
 HEADERS = ["hosts", "endpoints", "first load (s)", "prop. p50 (s)", "prop. p99 (s)", "ZK req/s", "ZK writes/s",
            "ZK notif./s", "ZK load", "ZK watches", "ZK znodes", "mem/host (MB)", "CPU/host (ms/s)",
-           "flows computed/event", "flows changed/event", "computed/changed", "events/s", "machine busy", "load avg (1 min)"]
+           "flows computed/event", "flows changed/event", "computed/changed", "events/s", "relays", "relays' CPU (ms/s)",
+           "machine busy", "load avg (1 min)"]
 # before/after side by side: the figures the designs differ in
 COMPARED = ["load_s", "propagation_p50_s", "propagation_p99_s", "zk_requests_per_s", "zk_watches", "memory_per_host_mb",
-            "cpu_per_host_ms_per_s", "flows_computed_per_event", "recomputed_over_changed"]
+            "cpu_per_host_ms_per_s", "flows_computed_per_event", "recomputed_over_changed", "relay_cpu_ms_per_s",
+            "machine_busy", "events_per_s"]
 
 
 def fmt(value) -> str:
@@ -179,7 +181,10 @@ def write(report: dict, out: str) -> str:
              f"`RecordingDatapath` standing in for OVS (each host's flow table in memory), in "
              f"{layout['processes']} processes on this machine; a ZooKeeper ensemble of three on loopback. "
              f"{layout['endpoints_per_host']} endpoints per host in {layout['networks_per_host']} of {layout['networks']} "
-             f"networks (every network on every host); {layout['rate']:g} container replacements/s for {layout['seconds']:g} s.",
+             f"networks (every network on every host); {layout['rate']:g} container replacements/s for {layout['seconds']:g} s."
+             + (f" This tree's hosts follow their segments and the live hosts through {layout['relays']} store relays "
+                f"(`acsnet.store.relay`, a process each, their CPU in 'machine busy'), each host its own session for the rest."
+                if layout.get("relays") else ""),
              "", f"The ensemble sustains here: {s['reads_per_s']:.0f} reads/s, {s['writes_per_s']:.0f} writes/s, "
              f"{s['notifications_per_s']:.0f} one-shot watch notifications/s (each followed by the read that arms it again)"
              + (f", {s['leaf_notifications_per_s']:.0f} persistent recursive watch notifications/s (a child made or deleted)"

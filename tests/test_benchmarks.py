@@ -268,6 +268,26 @@ def test_scale_quick_converges_every_simulated_table_and_hands_out_no_address_tw
     assert (out / "scale.csv").read_text().splitlines()[0].startswith("hosts,endpoints,")
 
 
+def test_scale_quick_through_a_store_relay_converges_with_the_hosts_following_no_segment_themselves(tmp_path):
+    """`python -m acsnet.benchmarks.scale --quick --relays 1`: the simulated hosts' leaves watches (their
+    segments, the live hosts) come through a real relay process (`acsnet.store.relay`) on the same
+    ensemble: every table converges, every record reaches every interested host, and ZooKeeper holds
+    the relay's watches, not one per host and segment (a host following its 2 segments and the live
+    list itself is 3 such watches a host)."""
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "acsnet.benchmarks.scale", "--quick", "--sizes", "6", "--relays", "1",
+                             "--out", str(out), "--workdir", str(tmp_path / "zk")], cwd=REPO, capture_output=True,
+                            text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    report = json.loads((out / "scale.json").read_text())
+    (row,) = report["rows"]
+    assert row["loaded_check"] == row["check"] == {"missing": 0, "stale": 0, "unconverged_hosts": 0}
+    assert row["events"] == 10 and row["propagated"] == row["events"] and row["unpropagated"] == 0
+    assert row["relays"] == 1 and row["relay_cpu_ms_per_s"] > 0 and row["relay_memory_mb"] > 0
+    assert row["zk_watches"] < 2 * row["hosts"], row["zk_watches"]
+    assert "store relays" in (out / "scale.md").read_text()
+
+
 def test_scale_ipam_only_runs_the_ipam_part_before_and_after_into_its_own_report(tmp_path):
     """`python -m acsnet.benchmarks.scale --quick --ipam-only --before HEAD`: only the IPAM's contention
     runs (the code of HEAD and this tree, on one real ensemble), into scale-ipam.md and .json; no hosts
