@@ -49,7 +49,7 @@ def run_plugin(plugin: str, settings: dict, listener: socket.socket) -> None:
 
     def app_factory():
         metrics = PluginMetrics(name)
-        store = open_store(settings["store"], timeout=settings["store_timeout"], relays=settings["relay"])
+        store = open_store(settings["store"], timeout=settings["store_timeout"], settings=settings)
         store.observer = metrics.observe_store
         metrics.store_connected.set_function(lambda: 1 if store.connected else 0)
         opened.append(store)

@@ -35,8 +35,11 @@ COMMON_OPTIONS = [
     Option("store", None, "store URL: zk://h1:2181,h2:2181/chroot (ZooKeeper, multi-host) or file:///path "
            "(embedded single-host store); default file:///var/lib/acsnet/store.db"),
     Option("relay", None, "store relays to take the segments' and the live hosts' changes from, with the records in "
-           "them, instead of each host from ZooKeeper: HOST:PORT[,HOST:PORT] of `python -m acsnet.store.relay`, the "
+           "them, instead of each host from ZooKeeper: HOST:PORT[,HOST:PORT] of `acsnet relay`, the "
            "first that answers; while none does, from the store directly (ZooKeeper stores; drivers)"),
+    Option("relay_tls_cert", None, "this host's certificate for the relays (PEM; they ask for one)"),
+    Option("relay_tls_key", None, "its private key (PEM)"),
+    Option("relay_tls_ca", None, "CA the relays' certificates must be signed by"),
     Option("plugin_dir", "/run/docker/plugins", "directory where dockerd looks for plugin sockets"),
     Option("ovsdb", "unix:/var/run/openvswitch/db.sock", "OVSDB connection of this host's Open vSwitch"),
     Option("host_id", None, "this host's name in the store (default: the hostname)"),

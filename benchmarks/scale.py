@@ -274,12 +274,12 @@ def run_size(ensemble: Ensemble, sustained: dict, layout: Layout, args, started:
 
 
 class RelayProcess:
-    """A store relay (`python -m acsnet.store.relay`) on loopback for the simulated hosts of one size:
+    """A store relay (`acsnet relay`, plain TCP on loopback) for the simulated hosts of one size:
     its CPU time and memory are read from /proc, and counted in the machine's share."""
 
     def __init__(self, url: str):
-        self.process = subprocess.Popen([sys.executable, "-m", "acsnet.store.relay", "--store", url, "--listen",
-                                         "127.0.0.1:0", "--log-level", "warning", "--store-timeout", "60"],
+        self.process = subprocess.Popen([sys.executable, "-m", "acsnet.cli", "relay", "--store", url, "--listen",
+                                         "127.0.0.1:0", "--insecure", "--log-level", "warning", "--store-timeout", "60"],
                                         stdout=subprocess.PIPE, text=True)
         said = self.process.stdout.readline().split()
         if said[:1] != ["listening"]:
@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before-says", help="what before and after differ in, for the report (one sentence)")
     parser.add_argument("--shared-with", help="what else runs on the machine, for the report (e.g. other helpers' tests)")
     parser.add_argument("--relays", type=int, default=0,
-                        help="store relays (python -m acsnet.store.relay) this checkout's hosts follow segments through "
+                        help="store relays (acsnet relay) this checkout's hosts follow segments through "
                              "(0: each host follows ZooKeeper itself); a 'before' never has any")
     parser.add_argument("--ipam-hosts", type=int, default=1000)
     parser.add_argument("--ipam-per-host", type=int, default=3)

@@ -40,6 +40,7 @@ EXPECTED = {
     ("plugin", "install"): {"--docker", "--from", "--set", "--only", "--host-setup", "--config", "--uplink", "--bridge",
                             "--datapath", "--no-userspace-tso", "--ovsdb"},
     ("lab", "status"): {"--json"},
+    ("relay",): STORE | {"--listen", "--tls-cert", "--tls-key", "--tls-ca", "--insecure", "--log-level"},
 }
 
 

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -19,21 +20,27 @@ from acsnet.ipam.state import PoolRecords
 from acsnet.plugins.segments import state
 from acsnet.plugins.segments.model import LAYOUTS
 from acsnet.store.liveness import LIVE
-from acsnet.store.relayed import RelayedStore, parse_relays
+from acsnet.store.relayed import RelayedStore, client_tls, parse_relays
 from acsnet.store.zookeeper import ZooKeeperStore
 from tests.test_agent_recording_datapath import VNI, Cluster, add_network, endpoint
+from tests.test_metrics_tls import pki as _pki
 from tests.test_store import names_followed, wait_for
 
 SEGMENT = LAYOUTS["vxlan"].segment(VNI)
+pki = pytest.fixture(_pki.__wrapped__, name="pki")  # test_metrics_tls's CA, relay and host certificates
+
+
+def relay_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "acsnet.cli", "relay", *args]
 
 
 class RelayProcess:
-    """`python -m acsnet.store.relay` on loopback; stopped by its pid."""
+    """`acsnet relay` on loopback (plain TCP, `--insecure`, unless `tls` gives its --tls-* flags); stopped by its pid."""
 
-    def __init__(self, store_url: str, port: int = 0):
+    def __init__(self, store_url: str, port: int = 0, tls: tuple[str, ...] = ("--insecure",)):
         self.store_url = store_url
-        self.process = subprocess.Popen([sys.executable, "-m", "acsnet.store.relay", "--store", store_url,
-                                         "--listen", f"127.0.0.1:{port}", "--log-level", "warning"],
+        self.process = subprocess.Popen(relay_command("--store", store_url, "--listen", f"127.0.0.1:{port}",
+                                                      "--log-level", "warning", *tls),
                                         stdout=subprocess.PIPE, text=True)
         said = self.process.stdout.readline().split()
         assert said[:1] == ["listening"], f"the relay said {said!r}"
@@ -69,8 +76,8 @@ class ReadsCounted(ZooKeeperStore):
         return super().get(path)
 
 
-def relayed(zk_url: str, relay: RelayProcess) -> RelayedStore:
-    return RelayedStore(ReadsCounted(zk_url, timeout=5.0), [relay.address], timeout=5.0)
+def relayed(zk_url: str, relay: RelayProcess, tls=None) -> RelayedStore:
+    return RelayedStore(ReadsCounted(zk_url, timeout=5.0), [relay.address], timeout=5.0, tls=tls)
 
 
 def test_a_relayed_leaves_watch_reports_each_record_made_and_deleted_with_its_value_and_the_host_reads_none(zk_url, relay):
@@ -141,6 +148,7 @@ def test_the_relay_answers_a_bad_line_and_a_path_it_does_not_serve_with_an_error
     try:
         writer.create(SEGMENT + "/x", b"v")
         with socket.create_connection(relay.address, timeout=5) as sock, sock.makefile("rb") as lines:
+            assert json.loads(lines.readline()) == {"relay": "acsnet"}, "it says it is a relay first"
             sock.sendall(b"not json\n")
             assert "bad line" in json.loads(lines.readline())["error"]
             pools = PoolRecords.key("p").rsplit("/", 1)[0]  # the IPAM's pools: not a relay's to serve
@@ -170,13 +178,14 @@ def test_a_relayed_store_watches_a_path_the_relay_refuses_through_its_own_sessio
         host.close()
 
 
-def test_the_relay_command_refuses_a_bad_store_or_address_naming_it():
-    bad_store = subprocess.run([sys.executable, "-m", "acsnet.store.relay", "--store", "file:///tmp/x.db"],
-                               capture_output=True, text=True, timeout=60)
-    assert bad_store.returncode == 2 and "serves a ZooKeeper store" in bad_store.stderr and "Traceback" not in bad_store.stderr
-    bad_port = subprocess.run([sys.executable, "-m", "acsnet.store.relay", "--store", "zk://127.0.0.1:1/x",
-                               "--listen", "127.0.0.1:99999"], capture_output=True, text=True, timeout=60)
-    assert bad_port.returncode == 2 and "port must be a number" in bad_port.stderr
+def test_the_relay_command_refuses_a_bad_store_address_or_plain_tcp_naming_it():
+    for args, said in ((("--store", "file:///tmp/x.db", "--insecure"), "serves a ZooKeeper store"),
+                       (("--store", "zk://127.0.0.1:1/x", "--listen", "127.0.0.1:99999", "--insecure"), "port must be a number"),
+                       (("--store", "zk://127.0.0.1:1/x"), "a TCP listener needs --tls-cert, --tls-key and --tls-ca, or --insecure"),
+                       (("--store", "zk://127.0.0.1:1/x", "--tls-cert", "/nonexistent.pem", "--tls-ca", "/nonexistent.pem"),
+                        "No such file")):
+        refused = subprocess.run(relay_command(*args), capture_output=True, text=True, timeout=60)
+        assert refused.returncode in (1, 2) and said in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
     assert parse_relays("10.0.0.5:7405, 10.0.0.6") == [("10.0.0.5", 7405), ("10.0.0.6", 7405)]
     with pytest.raises(ValueError, match="port"):
         parse_relays("10.0.0.5:x")
@@ -221,3 +230,35 @@ def test_acsnet_serve_refuses_a_bad_relay_option_naming_it_before_it_serves(tmp_
                                   relay_option, "--plugin-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
         assert refused.returncode == 2 and said in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
         assert os.listdir(tmp_path) == [], "no socket made"
+
+
+def test_a_relay_on_tls_serves_the_hosts_with_a_certificate_of_its_ca_and_no_other(zk_url, pki):
+    """As every TCP listener of acsnet: TLS, and a certificate from each host. A host with one of the
+    CA's certificates is served; one without TLS, or without a certificate, is not, and follows its
+    segments on its own session instead (so it loses nothing but the relay)."""
+    relay = RelayProcess(zk_url, tls=("--tls-cert", f"{pki}/server.pem", "--tls-key", f"{pki}/server.key",
+                                      "--tls-ca", f"{pki}/ca.pem"))
+    writer = ZooKeeperStore(zk_url, timeout=5.0)
+    hosts = []
+    try:
+        writer.create(SEGMENT + "/a", b"1")
+        trusted = client_tls(f"{pki}/client.pem", f"{pki}/client.key", f"{pki}/ca.pem")
+        no_certificate = ssl.create_default_context(cafile=f"{pki}/ca.pem")
+        for tls in (trusted, None, no_certificate):
+            hosts.append(relayed(zk_url, relay, tls))
+        assert hosts[0].relay_answered(timeout=10)
+        reported = []
+        hosts[0].watch_leaves(SEGMENT, names_followed(reported))
+        assert reported == [["a"]] and SEGMENT not in hosts[0].direct.watched_paths()
+        for refused in hosts[1:]:
+            assert not refused.relay_answered(timeout=2)
+            also = []
+            refused.watch_leaves(SEGMENT, names_followed(also))
+            assert also == [["a"]] and SEGMENT in refused.direct.watched_paths()
+        with pytest.raises(ValueError, match="needs all of"):
+            client_tls(f"{pki}/client.pem", None, f"{pki}/ca.pem")
+    finally:
+        for host in hosts:
+            host.close()
+        writer.close()
+        relay.kill()

@@ -1,5 +1,5 @@
 """The `acsnet` command: the parser assembled from one module per command group (serve: the plugins
-and host-setup; ops: status, inspect, audit, gc, host-leave, ip; front; install-units; lab; bench),
+and host-setup; ops: status, inspect, audit, gc, host-leave, ip; front; install-units; lab; bench; relay),
 and one error path. The plugins themselves are composed in acsnet/composition.py.
 
 The command modules import at their top only what needs no third-party package, so the command starts
@@ -12,10 +12,10 @@ import argparse
 import sys
 
 from acsnet import __version__
-from acsnet.cli import bench, dashboard, front, lab, ops, plugin, serve, units
+from acsnet.cli import bench, dashboard, front, lab, ops, plugin, relay, serve, units
 from acsnet.errors import AcsnetError
 
-COMMAND_GROUPS = (serve, ops, dashboard, bench, front, units, plugin, lab)
+COMMAND_GROUPS = (serve, ops, dashboard, bench, front, units, plugin, lab, relay)
 
 
 def build_parser() -> argparse.ArgumentParser:

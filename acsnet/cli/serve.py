@@ -41,7 +41,7 @@ def add_commands(commands) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     settings = resolve(args, COMMON_OPTIONS + IPAM_OPTIONS)
     check_store_url(settings["store"])  # a mistyped option is refused before the socket is touched
-    check_relays(settings["store"], settings["relay"])
+    check_relays(settings)
     # The socket first: dockerd waits only ~12.5 s for it (acsnet/plugin_socket.py); what follows,
     # imports and checks included, runs while dockerd's first calls wait in its backlog.
     listener = plugin_socket.listen(settings["plugin_dir"], plugin_socket.PLUGIN_NAMES[args.plugin])

@@ -9,11 +9,12 @@ one line per change, the record in it. This is Calico's Typha for its datastore,
 
 What it serves, and to whom: read-only, the leaves watches the segment agents keep (a segment's records,
 `/acsnet/<driver>/segments/<number>`, and the live sessions list, `/acsnet/live`), nothing else, to
-whoever reaches its address: listen on an address only the hosts reach (their values are the segments'
-endpoint records and host names, not secrets, but nothing authenticates a client). Writes, locks,
+the hosts whose certificates its CA signed (below), as the store's own ACL would (`zk://user:pass@...`
+keeps other clients from reading them). Writes, locks,
 liveness and every other read stay on each host's own session (`acsnet.store.relayed`).
 
 The wire, one JSON object a line each way:
+- from the relay first: `{"relay": "acsnet"}`;
 - from a host: `{"follow": PATH}`, `{"forget": PATH}`;
 - to a host: `{"path": PATH, "names": {NAME: VALUE, ...}}`, the whole list (first, after a follow), then
   `{"path": PATH, "made": {NAME: VALUE}, "deleted": [NAME]}` for what changed since;
@@ -27,18 +28,21 @@ order, after the whole list it was sent. A host whose connection holds more than
 unsent (it stopped reading) is dropped: it follows its watches directly and comes back with a whole list.
 A path no host follows any more stays followed: at most every segment, which is what a relay is for.
 
-    python -m acsnet.store.relay --store zk://h1:2181,h2:2181/chroot --listen 10.0.0.5:7405
+    acsnet relay --store zk://h1:2181,h2:2181/chroot --listen 10.0.0.5:7405 \\
+        --tls-cert relay.pem --tls-key relay.key --tls-ca hosts-ca.pem
+
+As every TCP listener of acsnet, it serves TLS and asks each host for a certificate signed by
+`--tls-ca` (the plugins' `--relay-tls-cert/key/ca`), unless started `--insecure`.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
 import re
 import signal
-import sys
+import ssl
 from typing import Callable
 
 from acsnet.errors import AcsnetError
@@ -66,6 +70,11 @@ def decode_value(text: str) -> bytes:
 
 def line(message: dict) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+# A relay's first line to each host, once TLS let it in: until a host has read it, the relay is not
+# there (with TLS 1.3 a host's handshake ends before the relay has checked the host's certificate).
+HELLO = line({"relay": "acsnet"})
 
 
 def parse_address(text: str, default_host: str = "127.0.0.1", *, listening: bool = False) -> tuple[str, int]:
@@ -121,18 +130,19 @@ class Relay:
         self._arming = None  # one path's watch armed at a time: an asyncio.Lock
         self.hosts = 0
 
-    async def serve(self, host: str, port: int) -> asyncio.base_events.Server:
+    async def serve(self, host: str, port: int, *, tls: ssl.SSLContext | None = None) -> asyncio.base_events.Server:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._arming = asyncio.Lock()
         self._loop.create_task(self._drain_forever())
-        return await asyncio.start_server(self._serve_host, host, port, limit=MAX_LINE)
+        return await asyncio.start_server(self._serve_host, host, port, limit=MAX_LINE, ssl=tls)
 
     # -- a host's connection ------------------------------------------------------------------------
 
     async def _serve_host(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         host = _Host(writer)
         self.hosts += 1
+        host.send(HELLO)
         try:
             while True:
                 try:
@@ -269,7 +279,8 @@ class Relay:
             self._wake.set()
 
 
-def run(store_url: str, listen: str, *, timeout: float = 5.0, ready: Callable[[tuple[str, int]], None] | None = None) -> None:
+def run(store_url: str, listen: str, *, timeout: float = 5.0, tls: ssl.SSLContext | None = None,
+        ready: Callable[[tuple[str, int]], None] | None = None) -> None:
     """Serve until SIGTERM or SIGINT."""
     from acsnet.store import open_store
 
@@ -278,7 +289,7 @@ def run(store_url: str, listen: str, *, timeout: float = 5.0, ready: Callable[[t
 
     async def main() -> None:
         relay = Relay(store)
-        server = await relay.serve(host, port)
+        server = await relay.serve(host, port, tls=tls)
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(signum, stop.set)
@@ -293,30 +304,3 @@ def run(store_url: str, listen: str, *, timeout: float = 5.0, ready: Callable[[t
         asyncio.run(main())
     finally:
         store.close()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store", required=True, help="the store the hosts use: zk://h1:2181,h2:2181/chroot")
-    parser.add_argument("--listen", default=f"127.0.0.1:{DEFAULT_PORT}",
-                        help=f"HOST:PORT to serve the hosts on (default 127.0.0.1:{DEFAULT_PORT}; :0 picks a port)")
-    parser.add_argument("--store-timeout", type=float, default=5.0)
-    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        parse_address(args.listen, listening=True)
-        from acsnet.store import check_store_url
-
-        if check_store_url(args.store)[0] != "zk":
-            raise ValueError(f"a relay serves a ZooKeeper store (zk://...), not {args.store!r}")
-    except ValueError as e:
-        parser.error(str(e))
-    # The port chosen is said on stdout, for whoever started it with :0.
-    run(args.store, args.listen, timeout=args.store_timeout,
-        ready=lambda address: print(f"listening {address[0]}:{address[1]}", flush=True))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

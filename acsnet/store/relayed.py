@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import select
 import socket
+import ssl
 import threading
 from typing import Callable, Sequence
 
@@ -36,6 +39,22 @@ def parse_relays(text: str | None) -> list[tuple[str, int]]:
     return [parse_address(part.strip()) for part in (text or "").split(",") if part.strip()]
 
 
+def client_tls(cert: str | None, key: str | None, ca: str | None) -> ssl.SSLContext | None:
+    """TLS to the relays: this host's certificate (the relay asks for one) and the CA the relays'
+    certificates are checked against; None without any; ValueError if only some are given or one is
+    unreadable."""
+    if not (cert or key or ca):
+        return None
+    if not (cert and key and ca):
+        raise ValueError("relay TLS needs all of --relay-tls-cert, --relay-tls-key and --relay-tls-ca")
+    try:
+        tls = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+        tls.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as e:
+        raise ValueError(f"relay TLS: {e}") from None
+    return tls
+
+
 class _Follow:
     """One leaves watch: its caller's callback and where its reports come from now."""
 
@@ -49,16 +68,20 @@ class _Follow:
 
 
 class RelayedStore(Store):
-    def __init__(self, direct: Store, relays: Sequence[tuple[str, int]], *, timeout: float = 5.0):
+    def __init__(self, direct: Store, relays: Sequence[tuple[str, int]], *, timeout: float = 5.0,
+                 tls: ssl.SSLContext | None = None):
         if not relays:
             raise ValueError("a relayed store needs at least one relay address")
         self.direct = direct
         self.relays = list(relays)
         self.timeout = timeout
         self._follows: dict[str, _Follow] = {}
-        self._lock = threading.Lock()  # `_follows` and `_socket`
-        self._send_lock = threading.Lock()
+        self.tls = tls
+        self._lock = threading.Lock()  # `_follows`, `_socket` and `_outbox`
         self._socket: socket.socket | None = None
+        self._outbox: list[bytes] = []  # lines for the relay, written by the connection's thread
+        self._poke_read, self._poke_write = os.pipe()
+        os.set_blocking(self._poke_write, False)
         self._relay_up = threading.Event()
         self._closed = threading.Event()
         self._said_away = False
@@ -81,9 +104,7 @@ class RelayedStore(Store):
         follow = _Follow(path, callback)
         with self._lock:
             self._follows[path] = follow
-            sock = self._socket
-        if sock is not None and self._send(sock, {"follow": path}) and follow.answered.wait(self.timeout) \
-                and follow.source is RELAYED:
+        if self._send({"follow": path}) and follow.answered.wait(self.timeout) and follow.source is RELAYED:
             return
         try:
             self._go_direct(follow, replacing_relay=False)
@@ -111,12 +132,10 @@ class RelayedStore(Store):
     def _forget(self, path: str) -> None:
         with self._lock:
             follow = self._follows.pop(path, None)
-            sock = self._socket
         if follow is not None:
             with follow.lock:
                 follow.ended = True
-            if sock is not None:
-                self._send(sock, {"forget": path})
+            self._send({"forget": path})
 
     def _report(self, follow: _Follow, change: LeavesChange, source: object) -> bool:
         with follow.lock:
@@ -168,7 +187,9 @@ class RelayedStore(Store):
         for host, port in self.relays:
             try:
                 sock = socket.create_connection((host, port), timeout=self.timeout)
-            except OSError as e:
+                if self.tls is not None:
+                    sock = self.tls.wrap_socket(sock, server_hostname=host)
+            except OSError as e:  # ssl's errors are OSErrors
                 if not self._said_away:
                     log.warning("store relay %s:%d not reached (%s); its watches go to the store directly", host, port, e)
                 continue
@@ -182,20 +203,65 @@ class RelayedStore(Store):
         self._said_away = True
         return None
 
+    def _greeted(self, sock: socket.socket, peer: str) -> bytes | None:
+        """What came after the relay's first line, once it came within the timeout; None if it did not
+        (a relay that refused this host's certificate closes the connection here)."""
+        sock.settimeout(self.timeout)
+        received = b""
+        try:
+            while b"\n" not in received:
+                data = sock.recv(1 << 16)
+                if not data:
+                    raise ConnectionError("closed before it said it was a relay")
+                received += data
+            first, rest = received.split(b"\n", 1)
+            if json.loads(first).get("relay") != "acsnet":
+                raise ValueError(f"not a relay: it said {first[:80]!r}")
+        except (OSError, ValueError) as e:
+            if not self._said_away:
+                log.warning("store relay %s refused this host or is not one (%s); its watches go to the store directly",
+                            peer, e)
+            self._said_away = True
+            sock.close()
+            return None
+        sock.settimeout(None)
+        return rest
+
     def _serve(self, sock: socket.socket) -> None:
-        """Follow every watch through the relay, take its lines until the connection ends, then feed
-        every watch from `direct`."""
+        """Follow every watch through the relay and take its lines until the connection ends, then feed
+        every watch from `direct`. This thread alone reads and writes the socket (a TLS connection may
+        not be read and written from two threads at once): others queue their lines and poke it."""
         peer = "%s:%d" % sock.getpeername()[:2]
+        buffer = self._greeted(sock, peer)
+        if buffer is None:
+            return
         with self._lock:
             self._socket = sock
             follows = list(self._follows.values())
+            self._outbox = [line({"follow": follow.path}) for follow in follows]
         self._relay_up.set()
         log.info("store relay %s connected; following %d watches through it", peer, len(follows))
         self._said_away = False
-        for follow in follows:
-            self._send(sock, {"follow": follow.path})
+        poller = select.poll()  # not select(2): a simulated host's descriptors pass 1,024
+        poller.register(sock, select.POLLIN)
+        poller.register(self._poke_read, select.POLLIN)
         try:
-            with sock.makefile("rb") as lines:
+            while not self._closed.is_set():
+                with self._lock:
+                    outbox, self._outbox = self._outbox, []
+                if outbox:
+                    sock.sendall(b"".join(outbox))
+                ready = {fd for fd, _event in poller.poll()}
+                if self._poke_read in ready:
+                    os.read(self._poke_read, 4096)
+                if sock.fileno() not in ready:
+                    continue
+                data = sock.recv(1 << 16)
+                while isinstance(sock, ssl.SSLSocket) and sock.pending():  # decrypted already: poll would not say
+                    data += sock.recv(1 << 16)
+                if not data:
+                    break
+                *lines, buffer = (buffer + data).split(b"\n")
                 for raw in lines:
                     self._take_line(raw)
         except (OSError, ValueError) as e:
@@ -203,6 +269,7 @@ class RelayedStore(Store):
         finally:
             with self._lock:
                 self._socket = None
+                self._outbox = []
                 follows = list(self._follows.values())
             self._relay_up.clear()
             try:
@@ -215,13 +282,20 @@ class RelayedStore(Store):
         for follow in follows:
             self._go_direct_or_retry(follow, replacing_relay=True)
 
-    def _send(self, sock: socket.socket, message: dict) -> bool:
+    def _send(self, message: dict) -> bool:
+        """Queue a line for the relay; False if none is connected."""
+        with self._lock:
+            if self._socket is None:
+                return False
+            self._outbox.append(line(message))
+        self._poke()
+        return True
+
+    def _poke(self) -> None:
         try:
-            with self._send_lock:
-                sock.sendall(line(message))
-            return True
-        except OSError:
-            return False  # the reader sees the connection end and moves the watches
+            os.write(self._poke_write, b"!")
+        except (BlockingIOError, OSError):  # full: it is awake already; closed: it is gone
+            pass
 
     def _take_line(self, raw: bytes) -> None:
         message = json.loads(raw)
@@ -307,12 +381,8 @@ class RelayedStore(Store):
 
     def close(self) -> None:
         self._closed.set()
-        with self._lock:
-            sock = self._socket
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        self._poke()
         self._thread.join(self.timeout)
+        for fd in (self._poke_read, self._poke_write):
+            os.close(fd)
         self.direct.close()
