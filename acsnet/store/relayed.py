@@ -31,6 +31,7 @@ from acsnet.store.relay import decode_value, line, parse_address
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 1.0
+RECEIVE_BYTES = 1 << 20
 RELAYED = "relayed"  # a watch's source, when it is the relay (a direct watch's source is its own token)
 
 
@@ -232,9 +233,10 @@ class RelayedStore(Store):
         every watch from `direct`. This thread alone reads and writes the socket (a TLS connection may
         not be read and written from two threads at once): others queue their lines and poke it."""
         peer = "%s:%d" % sock.getpeername()[:2]
-        buffer = self._greeted(sock, peer)
-        if buffer is None:
+        rest = self._greeted(sock, peer)
+        if rest is None:
             return
+        partial = [rest]  # what came of the line not ended yet
         with self._lock:
             self._socket = sock
             follows = list(self._follows.values())
@@ -256,12 +258,18 @@ class RelayedStore(Store):
                     os.read(self._poke_read, 4096)
                 if sock.fileno() not in ready:
                     continue
-                data = sock.recv(1 << 16)
+                data = sock.recv(RECEIVE_BYTES)
                 while isinstance(sock, ssl.SSLSocket) and sock.pending():  # decrypted already: poll would not say
-                    data += sock.recv(1 << 16)
+                    data += sock.recv(RECEIVE_BYTES)
                 if not data:
                     break
-                *lines, buffer = (buffer + data).split(b"\n")
+                # A whole list is a line of up to megabytes, which comes in many pieces: they are kept apart
+                # until its end comes (joined at each piece, 1,000 hosts' first loads copied gigabytes).
+                partial.append(data)
+                if b"\n" not in data:
+                    continue
+                *lines, rest = b"".join(partial).split(b"\n")
+                partial = [rest]
                 for raw in lines:
                     self._take_line(raw)
         except (OSError, ValueError) as e:
