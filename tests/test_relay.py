@@ -105,6 +105,25 @@ def test_a_relayed_leaves_watch_reports_each_record_made_and_deleted_with_its_va
         writer.close()
 
 
+def test_a_relayed_watch_whose_callback_returns_false_ends_and_the_relay_stops_sending_it(zk_url, relay):
+    writer = ZooKeeperStore(zk_url, timeout=5.0)
+    host = relayed(zk_url, relay)
+    try:
+        wait_for(lambda: host.relay_connected, what="the relay connected")
+        reported, keep_going = [], [True]
+        host.watch_leaves(SEGMENT, names_followed(reported, lambda: keep_going[0]))
+        keep_going[0] = False
+        writer.create(SEGMENT + "/a", b"1")
+        wait_for(lambda: reported[-1:] == [["a"]], what="the change that ends it")
+        wait_for(lambda: SEGMENT not in host.watched_paths(), what="the watch ended")
+        writer.create(SEGMENT + "/b", b"2")
+        host.watch_leaves(LIVE, names_followed([]))  # a line through the relay after the forget
+        assert reported == [[], ["a"]], "nothing after the callback said it was done"
+    finally:
+        host.close()
+        writer.close()
+
+
 def test_a_relayed_watch_goes_to_the_store_when_the_relay_dies_and_back_when_it_returns_missing_no_change(zk_url):
     relay = RelayProcess(zk_url)
     writer = ZooKeeperStore(zk_url, timeout=5.0)

@@ -46,7 +46,7 @@ import ssl
 from typing import Callable
 
 from acsnet.errors import AcsnetError
-from acsnet.store.base import ROOT, LeavesChange, Store
+from acsnet.store.base import ROOT, LeavesChange, Store, join
 from acsnet.store.liveness import LIVE
 
 log = logging.getLogger(__name__)
@@ -245,7 +245,7 @@ class Relay:
             work.append((followed, pending, touched, made))
         if not work:
             return
-        paths = [f"{followed.path}/{name}" for followed, _p, _t, made in work for name in made]
+        paths = [join(followed.path, name) for followed, _p, _t, made in work for name in made]
         try:
             nodes = await self._loop.run_in_executor(None, self.store.get_many, paths) if paths else []
         except Exception:

@@ -130,22 +130,26 @@ class RelayedStore(Store):
             relayed = [f.path for f in self._follows.values() if f.source is RELAYED and not f.ended]
         return sorted(self.direct.watched_paths() + relayed)
 
-    def _forget(self, path: str) -> None:
+    def _forget(self, path: str, only: _Follow | None = None) -> None:
+        """Stop following `path` (only if `only` is its follow still, when given)."""
         with self._lock:
-            follow = self._follows.pop(path, None)
-        if follow is not None:
-            with follow.lock:
-                follow.ended = True
-            self._send({"forget": path})
+            follow = self._follows.get(path)
+            if follow is None or only is not None and follow is not only:
+                return
+            del self._follows[path]
+        with follow.lock:
+            follow.ended = True
+        self._send({"forget": path})
 
     def _report(self, follow: _Follow, change: LeavesChange, source: object) -> bool:
         with follow.lock:
             if follow.ended or follow.source is not source:
                 return False  # an old source's: the direct watch ends here
-            if follow.callback(change) is False:
-                follow.ended = True
-                return False
-            return True
+            wanted = follow.callback(change) is not False
+            follow.ended = not wanted
+        if not wanted:  # the caller is done with it: the relay stops sending it too
+            self._forget(follow.path, only=follow)
+        return wanted
 
     def _go_direct(self, follow: _Follow, *, replacing_relay: bool) -> None:
         """Feed the watch from `direct` (its whole list first). Not if the relay feeds it, unless it is
@@ -325,8 +329,10 @@ class RelayedStore(Store):
                     if follow.ended:
                         return
                     follow.source = RELAYED
-                    follow.callback(LeavesChange(names=frozenset(values), values=values))
-                follow.answered.set()
+                try:
+                    self._report(follow, LeavesChange(names=frozenset(values), values=values), RELAYED)
+                finally:
+                    follow.answered.set()  # reported before `watch_leaves` returns
             else:
                 made = {name: decode_value(value) for name, value in message.get("made", {}).items()}
                 self._report(follow, LeavesChange(made=tuple(made), deleted=tuple(message.get("deleted", ())),
