@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
+import signal
 import sys
 import time
 import uuid
 
 from acsnet.lab.dockerd import IMAGE
+from acsnet.lab.layout import ZOOKEEPER_ADDRESSES
 from acsnet.lab.topology import OUTSIDE_ADDRESS as OUTSIDE
 from acsnet.lab.topology import Lab
 from tests.conftest import LAB_OPTIONS
@@ -341,3 +344,57 @@ def test_a_recreated_container_is_reached_at_once_on_its_peers_host_and_on_anoth
         assert len(macs) == 3, f"the recreated containers kept one MAC, so this test shows nothing: {macs}"
     finally:
         remove(lab, names, [network])
+
+
+def test_vxlan_hosts_following_their_segments_through_a_store_relay_reach_each_other_and_go_on_without_it(lab):
+    """`acsnet relay` on the services node and the vxlan plugins of h1 and h2 started with `--relay`: the
+    relay follows the network's segment, the plugins say they follow through it, and containers on the
+    two hosts reach each other; the relay killed, a container made after is still reached (the
+    plugins follow the segment on their own sessions)."""
+    tag = uuid.uuid4().hex[:4]
+    network, vni = f"vxr-{tag}", 185
+    names = {"h1": [f"r1-{tag}", f"r3-{tag}"], "h2": [f"r2-{tag}"]}
+    svc = lab.node("svc")
+    address = f"{ZOOKEEPER_ADDRESSES[0]}:7405"  # the services node, which every host reaches
+    relay_log = os.path.join(svc.workdir, f"relay-{tag}.log")
+    relay = svc.popen([sys.executable, "-m", "acsnet.cli", "relay", "--store", lab.zookeeper_url, "--listen", address,
+                       "--insecure"], relay_log)
+    try:
+        wait_for_text(relay_log, "relay: serving", 30)
+        for host in ("h1", "h2"):
+            lab.kill_plugin(host, "vxlan", signal.SIGTERM)
+            lab.start_plugin(host, "vxlan", "--relay", address)
+        create_vxlan(lab, network, vni)
+        serve(lab, "h1", f"r1-{tag}", network, "100.64.1.20")
+        serve(lab, "h2", f"r2-{tag}", network, "100.64.1.21")
+        assert fetch(lab, "h2", f"r2-{tag}", "100.64.1.20") == f"r1-{tag}"
+        assert fetch(lab, "h1", f"r1-{tag}", "100.64.1.21") == f"r2-{tag}"
+        wait_for_text(relay_log, f"relay: following /acsnet/vxlan/segments/{vni}", 10)
+        for host in ("h1", "h2"):
+            assert f"store relay {address} connected" in lab.log_tail(host, 100_000), f"{host}'s vxlan plugin"
+
+        relay.kill()
+        relay.wait(10)
+        serve(lab, "h1", f"r3-{tag}", network, "100.64.1.22")
+        started = time.monotonic()
+        while fetch(lab, "h2", f"r2-{tag}", "100.64.1.22") != f"r3-{tag}":
+            assert time.monotonic() - started < 15, "h2 did not reach a container made after its relay died"
+        assert f"store relay {address} gone" in lab.log_tail("h2", 100_000)
+        assert "Traceback" not in lab.log_tail("h2", 100_000)[-20_000:]
+    finally:
+        if relay.poll() is None:
+            relay.kill()
+        remove(lab, names, [network])
+        for host in ("h1", "h2"):  # as the session's other tests expect them: no relay
+            lab.kill_plugin(host, "vxlan", signal.SIGTERM)
+            lab.start_plugin(host, "vxlan")
+
+
+def wait_for_text(path: str, text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(path, errors="replace") as f:
+            if text in f.read():
+                return
+        assert time.monotonic() < deadline, f"{text!r} not in {path} within {timeout:g}s"
+        time.sleep(0.1)
