@@ -183,7 +183,7 @@ def write(report: dict, out: str) -> str:
              f"{layout['endpoints_per_host']} endpoints per host in {layout['networks_per_host']} of {layout['networks']} "
              f"networks (every network on every host); {layout['rate']:g} container replacements/s for {layout['seconds']:g} s."
              + (f" This tree's hosts follow their segments and the live hosts through {layout['relays']} store relays "
-                f"(`acsnet.store.relay`, a process each, their CPU in 'machine busy'), each host its own session for the rest."
+                f"(`acsnet relay`, a process each, their CPU in 'machine busy'), each host its own session for the rest."
                 if layout.get("relays") else ""),
              "", f"The ensemble sustains here: {s['reads_per_s']:.0f} reads/s, {s['writes_per_s']:.0f} writes/s, "
              f"{s['notifications_per_s']:.0f} one-shot watch notifications/s (each followed by the read that arms it again)"
