@@ -91,11 +91,17 @@ def add_network(agent: SegmentAgent) -> None:
     agent.add_network(SegmentNetwork(NETWORK_ID, VNI, SUBNET, None, None, 1450))
 
 
-def test_an_endpoint_added_on_one_host_shows_in_another_hosts_recorded_table_and_goes_with_it(cluster):
-    h1, h2 = cluster.start("h1"), cluster.start("h2")
+def two_hosts_h2_following(cluster: Cluster, **h1_options) -> tuple[SegmentAgent, SegmentAgent]:
+    """h1 and h2 on the network, h2 with an endpoint (10.42.0.9) on it: h2 follows the segment."""
+    h1, h2 = cluster.start("h1", **h1_options), cluster.start("h2")
     add_network(h1)
     add_network(h2)
-    h2.add_endpoint(endpoint(9))  # h2 follows the segment from its first endpoint on it
+    h2.add_endpoint(endpoint(9))
+    return h1, h2
+
+
+def test_an_endpoint_added_on_one_host_shows_in_another_hosts_recorded_table_and_goes_with_it(cluster):
+    h1, h2 = two_hosts_h2_following(cluster)  # h2 follows the segment from its first endpoint on it
     first = endpoint(1)
     h1.add_endpoint(first)
     assert f"local segment={VNI} ip=10.42.0.1 mac={first.mac} port={first.host_port}" in cluster.switches["h1"].flows
@@ -168,10 +174,7 @@ def slow_clears(monkeypatch, seconds: float) -> None:
 
 def test_with_a_journal_a_removal_answers_once_its_flows_are_gone_and_its_records_go_just_after__commit_slowed(cluster, tmp_path, monkeypatch):
     journal = str(tmp_path / "h1-clears.journal")
-    h1, h2 = cluster.start("h1", clear_journal=journal), cluster.start("h2")
-    add_network(h1)
-    add_network(h2)
-    h2.add_endpoint(endpoint(9))
+    h1, h2 = two_hosts_h2_following(cluster, clear_journal=journal)
     first = endpoint(1)
     h1.add_endpoint(first)
     remote = f"remote segment={VNI} ip=10.42.0.1 mac={first.mac} host=h1 vtep=192.0.2.1"
@@ -262,10 +265,7 @@ def test_a_claim_on_a_followed_segment_checks_its_address_against_the_watchs_nam
 
 
 def test_a_dead_hosts_routes_are_withdrawn_and_come_back_with_it(cluster):
-    h1, h2 = cluster.start("h1"), cluster.start("h2")
-    add_network(h1)
-    add_network(h2)
-    h2.add_endpoint(endpoint(9))
+    h1, h2 = two_hosts_h2_following(cluster)
     h1.add_endpoint(endpoint(1))
     remote = "remote segment=4242 ip=10.42.0.1"
     wait_for(lambda: any(f.startswith(remote) for f in cluster.switches["h2"].flows), what="h1's route on h2")

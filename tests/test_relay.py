@@ -22,7 +22,7 @@ from acsnet.plugins.segments.model import LAYOUTS
 from acsnet.store.liveness import LIVE
 from acsnet.store.relayed import RelayedStore, client_tls, parse_relays
 from acsnet.store.zookeeper import ZooKeeperStore
-from tests.test_agent_recording_datapath import VNI, Cluster, add_network, endpoint
+from tests.test_agent_recording_datapath import VNI, Cluster, endpoint, two_hosts_h2_following
 from tests.test_metrics_tls import pki as _pki
 from tests.test_store import names_followed, wait_for
 
@@ -222,10 +222,7 @@ def test_agents_on_relayed_stores_program_each_others_endpoints_without_reading_
 
     cluster = Cluster(zk_url, open_host_store=open_host_store)
     try:
-        h1, h2 = cluster.start("h1"), cluster.start("h2")
-        add_network(h1)
-        add_network(h2)
-        h2.add_endpoint(endpoint(9))
+        h1, h2 = two_hosts_h2_following(cluster)
         first = endpoint(1)
         h1.add_endpoint(first)
         remote = f"remote segment={VNI} ip=10.42.0.1 mac={first.mac} host=h1 vtep=192.0.2.1"
