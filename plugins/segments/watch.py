@@ -6,7 +6,8 @@ of its flows, and hears nothing of it. Watches run on the store's thread: they o
 made and deleted and wake the worker, which brings the cache in line (`refresh`) under the agent's
 lock, looking at those names alone (a whole list, which a store hands over at the start and after a
 reconnection, is compared whole). Records are immutable, so only new names are read: all of a burst's
-in one batch. What came and went since the datapath was last programmed is kept (`take_change`), so
+in one batch, none when the watch handed their values over (a store relay's, `acsnet.store.relayed`,
+whose watches call back on its connection's thread). What came and went since the datapath was last programmed is kept (`take_change`), so
 an event changes only the flows of the records it names.
 
 Whether other hosts are alive comes from one watch on the list of every host's sessions
