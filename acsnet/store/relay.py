@@ -119,6 +119,11 @@ class _Host:
         return True
 
 
+def whole_list(followed: _Followed) -> bytes:
+    """The line telling a host every name of a path with its value, as the hosts were last told."""
+    return line({"path": followed.path, "names": {n: encode_value(v) for n, v in followed.told.items()}})
+
+
 class Relay:
     """Follows paths on `store` for the hosts connected to it (`serve`)."""
 
@@ -128,7 +133,6 @@ class Relay:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._arming = None  # one path's watch armed at a time: an asyncio.Lock
-        self.hosts = 0
 
     async def serve(self, host: str, port: int, *, tls: ssl.SSLContext | None = None) -> asyncio.base_events.Server:
         self._loop = asyncio.get_running_loop()
@@ -141,7 +145,6 @@ class Relay:
 
     async def _serve_host(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         host = _Host(writer)
-        self.hosts += 1
         host.send(HELLO)
         try:
             while True:
@@ -156,7 +159,6 @@ class Relay:
         except (ConnectionError, OSError):
             pass
         finally:
-            self.hosts -= 1
             for path in host.paths:
                 self._followed[path].hosts.pop(host, None)
             writer.close()
@@ -186,7 +188,7 @@ class Relay:
             return
         host.paths.add(path)
         if followed.read_once and followed.pending is not None and not followed.pending:
-            host.send(line({"path": path, "names": {n: encode_value(v) for n, v in followed.told.items()}}))
+            host.send(whole_list(followed))
             followed.hosts[host] = True
         else:  # the next drain sends it the whole list, after what it brings in
             followed.hosts[host] = False
@@ -265,8 +267,7 @@ class Relay:
             whole = None
             for host, listed in list(followed.hosts.items()):
                 if not listed:
-                    whole = whole or line({"path": followed.path,
-                                           "names": {n: encode_value(v) for n, v in followed.told.items()}})
+                    whole = whole or whole_list(followed)
                     sent = host.send(whole)
                     followed.hosts[host] = True
                 elif change is not None:

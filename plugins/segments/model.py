@@ -106,11 +106,21 @@ class Layout:
         return join(self.segments, str(number))
 
     def record(self, number: int, ip: str, endpoint_id: str) -> str:
-        return self.record_key(number, f"{ip}~{endpoint_id[:12]}")
+        return self.record_key(number, record_name(ip, endpoint_id))
 
     def record_key(self, number: int | str, name: str) -> str:
         """A segment record by its name as listed (`<ip>~<endpoint-id12>`)."""
         return join(self.segment(number), name)
+
+
+def record_name(ip: str, endpoint_id: str) -> str:
+    """A segment record's name: its address first, so the records of one address are found by name alone."""
+    return f"{ip}~{endpoint_id[:12]}"
+
+
+def record_name_ip(name: str) -> str:
+    """The address a segment record's name (`record_name`) is of."""
+    return name.split("~")[0]
 
 
 LAYOUTS = {driver: Layout(driver) for driver in DRIVERS}

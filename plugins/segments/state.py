@@ -21,7 +21,7 @@ import logging
 from typing import Callable
 
 from acsnet.errors import Conflict
-from acsnet.plugins.segments.model import Layout, NamesChanged, SegmentEndpoint, SegmentNetwork, SegmentRecord
+from acsnet.plugins.segments.model import Layout, NamesChanged, SegmentEndpoint, SegmentNetwork, SegmentRecord, record_name_ip
 from acsnet.store import Create, Delete, LeavesChange, Store, Versioned, encode, read_each
 
 log = logging.getLogger(__name__)
@@ -242,7 +242,7 @@ def read_address_holders(store: Store, layout: Layout, number: int, ip: str,
     the whole segment's names: 20,000 at 1,000 hosts with 100 endpoints in 10 networks)."""
     if names is None:
         names = segment_record_names(store, layout, number)
-    keys = [layout.record_key(number, name) for name in names if name.split("~")[0] == ip]
+    keys = [layout.record_key(number, name) for name in names if record_name_ip(name) == ip]
     if not keys:
         return []
     return [(SegmentRecord.from_json(node.json()), Delete(key, node.version))

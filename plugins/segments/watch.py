@@ -24,7 +24,7 @@ from typing import Callable
 
 from acsnet.plugins.segments import state
 from acsnet.plugins.segments.datapath import RemoteChange
-from acsnet.plugins.segments.model import Layout, SegmentRecord
+from acsnet.plugins.segments.model import Layout, SegmentRecord, record_name_ip
 from acsnet.store import LeavesChange, Store
 from acsnet.store.liveness import HostSessions, ListedHosts, LiveSessions
 
@@ -130,7 +130,7 @@ class RemoteRecords:
         the cache last read it; a name not read yet is left out). Any thread: reads no store."""
         with self._names_lock:
             names = self._names.get(number) if number in self.watched else None
-            named = [name for name in names if name.split("~")[0] == ip] if names else []
+            named = [name for name in names if record_name_ip(name) == ip] if names else []
         cache = self._segments.get(number, {})
         return {record.host for record in map(cache.get, named) if record is not None and record.host != self.host_id}
 
