@@ -19,7 +19,7 @@ import pytest
 from acsnet.ipam.state import PoolRecords
 from acsnet.plugins.segments import state
 from acsnet.plugins.segments.model import LAYOUTS
-from acsnet.store.liveness import LIVE
+from acsnet.store.liveness import LIVE, LiveSessions
 from acsnet.store.relayed import RelayedStore, client_tls, parse_relays
 from acsnet.store.zookeeper import ZooKeeperStore
 from tests.test_agent_recording_datapath import VNI, Cluster, endpoint, two_hosts_h2_following
@@ -100,6 +100,29 @@ def test_a_relayed_leaves_watch_reports_each_record_made_and_deleted_with_its_va
         assert SEGMENT not in host.direct.watched_paths() and SEGMENT in host.watched_paths()
         # Everything else is the host's own session.
         assert host.commit([]) is True and host.get(SEGMENT + "/10.42.0.2~b").value.startswith(b'{"two"')
+    finally:
+        host.close()
+        writer.close()
+
+
+def test_the_relay_sends_the_live_list_changes_of_a_second_in_one_line_and_a_segments_each_at_once(zk_url, relay):
+    """Five plugins starting 0.1 s apart reach a host in one or two lines (the relay holds the live list's
+    changes for a second); five records made beside them, in about five."""
+    writer = ZooKeeperStore(zk_url, timeout=5.0)
+    host = relayed(zk_url, relay)
+    try:
+        wait_for(lambda: host.relay_connected, what="the relay connected")
+        live, segment = [], []
+        host.watch_leaves(LIVE, live.append)
+        host.watch_leaves(SEGMENT, segment.append)
+        for n in range(5):
+            LiveSessions.write(writer, f"h{n}", "vxlan")
+            writer.create(SEGMENT + f"/10.42.0.{n}~e{n}", b"{}")
+            time.sleep(0.1)
+        wait_for(lambda: sum(len(c.made) for c in live[1:]) == 5, timeout=5, what="the live list's five changes")
+        wait_for(lambda: sum(len(c.made) for c in segment[1:]) == 5, what="the segment's five records")
+        assert len(live[1:]) <= 2, [sorted(c.made) for c in live[1:]]
+        assert len(segment[1:]) >= 4, [sorted(c.made) for c in segment[1:]]
     finally:
         host.close()
         writer.close()

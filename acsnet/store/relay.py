@@ -24,7 +24,8 @@ The wire, one JSON object a line each way:
 
 Order: changes reach the relay in ZooKeeper's order (its leaves watch, `acsnet.store.zookeeper_leaves`),
 one drain at a time reads the new records (in one batch) and sends each host a path's changes in that
-order, after the whole list it was sent. A host whose connection holds more than `MAX_BUFFERED` bytes
+order, after the whole list it was sent; the live sessions list's changes are held a second
+(`LIVE_HOLD_SECONDS`) and go in one line. A host whose connection holds more than `MAX_BUFFERED` bytes
 unsent (it stopped reading) is dropped: it follows its watches directly and comes back with a whole list.
 A path no host follows any more stays followed: at most every segment, which is what a relay is for.
 
@@ -55,6 +56,12 @@ DEFAULT_PORT = 7405
 MAX_LINE = 64 * 1024  # a host's lines are a follow or a forget
 MAX_BUFFERED = 64 * 1024 * 1024
 RETRY_SECONDS = 1.0  # a failed read of new records is tried again after this
+# The live sessions list's changes are held this long and go together. It changes with every plugin's
+# start and stop across the cluster: at a cold start of 1,000 hosts, 1,000 lines to each of 1,000 hosts
+# (each a wake-up of its relay thread and its agent), where held a second it is one a second to each. A
+# host's death reaches the flows that much later, beside the tens of seconds its session takes to expire.
+# A segment's changes are not held: their propagation is what a relay is for.
+LIVE_HOLD_SECONDS = 1.0
 # The paths a relay follows: segments' records (`plugins/segments/model.py`'s `Layout.segment`; the
 # agents' tests through a relay fail if the two part) and the live sessions list.
 RELAYED_PATH = re.compile(rf"^(?:{re.escape(ROOT)}/[a-z0-9_-]+/segments/[0-9]+|{re.escape(LIVE)})$")
@@ -98,6 +105,12 @@ class _Followed:
         self.pending: set[str] | None = set()  # names made or deleted since the last drain; None: compare whole
         self.hosts: dict["_Host", bool] = {}  # following hosts, and whether each was sent the whole list
         self.read_once = False
+        self.hold = LIVE_HOLD_SECONDS if path == LIVE else 0.0
+        self.due: float | None = None  # while its changes are held: the loop's time they go
+
+    def held(self, now: float) -> bool:
+        """Its changes wait for `due` (a host that has not had the whole list does not)."""
+        return self.due is not None and now < self.due and all(self.hosts.values())
 
 
 class _Host:
@@ -218,6 +231,9 @@ class Relay:
         elif followed.pending is not None:
             followed.pending.update(change.made)
             followed.pending.update(change.deleted)
+        if followed.hold and followed.due is None:
+            followed.due = self._loop.time() + followed.hold
+            self._loop.call_later(followed.hold, self._wake.set)
         self._wake.set()
 
     async def _drain_forever(self) -> None:
@@ -237,10 +253,12 @@ class Relay:
     async def _drain(self) -> None:
         """Read the records every pending change made, in one batch, and tell each following host."""
         work = []
+        now = self._loop.time()
         for followed in list(self._followed.values()):
             pending = followed.pending
-            if pending is not None and not pending and all(followed.hosts.values()):
+            if pending is not None and not pending and all(followed.hosts.values()) or followed.held(now):
                 continue
+            followed.due = None
             touched = set(followed.names) | set(followed.told) if pending is None else pending
             made = sorted(name for name in touched if name in followed.names and name not in followed.told)
             followed.pending = set()  # what changes during the read is the next drain's
@@ -276,7 +294,8 @@ class Relay:
                     continue
                 if not sent:
                     followed.hosts.pop(host, None)
-        if any(f.pending is None or f.pending for f in self._followed.values()):
+        now = self._loop.time()
+        if any((f.pending is None or f.pending) and not f.held(now) for f in self._followed.values()):
             self._wake.set()
 
 
