@@ -171,7 +171,9 @@ def run_size(ensemble: Ensemble, sustained: dict, layout: Layout, args, started:
         before_load = ensemble.stats()
         say(started, f"{hosts} hosts: state written ({result['populate_s']:.1f}s); starting the agents")
         t = time.monotonic()
-        loaded = on_all(clients, "start_agents", timeout=args.budget * 3)
+        # at most `--start-at-once` first loads at a time across the processes (a before tree's take 16 each)
+        at_once = () if tree else (max(1, args.start_at_once // count),)
+        loaded = on_all(clients, "start_agents", *at_once, timeout=args.budget * 3)
         result["load_s"] = time.monotonic() - t
         after_load = ensemble.stats()
         result["load_requests"] = after_load["requests"] - before_load["requests"]
@@ -328,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--networks", type=int, default=10)
     parser.add_argument("--networks-per-host", type=int, default=2, help="networks a host has endpoints in")
     parser.add_argument("--processes", type=int, default=4, help="processes the simulated hosts run in")
+    parser.add_argument("--start-at-once", type=int, default=64,
+                        help="hosts whose agents start (their first load) at once, across the processes: a cold start "
+                             "of every host at once, squeezed onto this machine's cores, is paced by this")
     parser.add_argument("--rate", type=float, default=10.0, help="container replacements per second, across the hosts")
     parser.add_argument("--seconds", type=float, default=30.0, help="how long the churn lasts at each size")
     parser.add_argument("--settle", type=float, default=120.0, help="seconds every table may take to converge")
@@ -400,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
               "skipped": skipped, "ipam": ipam, "load_average": os.getloadavg(), "cpus": os.cpu_count(),
               "layout": {"endpoints_per_host": args.endpoints, "networks": args.networks,
                          "networks_per_host": args.networks_per_host, "rate": args.rate, "seconds": args.seconds,
-                         "processes": args.processes, "relays": args.relays}}
+                         "processes": args.processes, "relays": args.relays, "start_at_once": args.start_at_once}}
     report["limit"] = scale_report.limiting_figure(rows)
     report["checks_failed"] = scale_report.failed_checks(report)
     report["before_failures"] = scale_report.before_failures(report)

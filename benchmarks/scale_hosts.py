@@ -199,8 +199,9 @@ class HostProcess:
             store.close()
         return usage()
 
-    def start_agents(self) -> dict:
-        """Every host's agent starts as a plugin does: its session, then the first load of its state."""
+    def start_agents(self, at_once: int = 16) -> dict:
+        """Every host's agent starts as a plugin does: its session, then the first load of its state;
+        `at_once` of them at a time (at most the pool's 16)."""
         def start(index: int) -> None:
             host = self.layout.host_name(index)
             clock = store = CommitClock(self.url, timeout=60.0, session_timeout=30.0)
@@ -218,7 +219,13 @@ class HostProcess:
             agent.start()
             self.stores[index], self.clocks[index], self.agents[index] = store, clock, agent
 
-        list(self.pool.map(start, self.indexes))
+        pacing = threading.Semaphore(at_once)
+
+        def start_paced(index: int) -> None:
+            with pacing:
+                start(index)
+
+        list(self.pool.map(start_paced, self.indexes))
         return usage()
 
     def replace(self, index: int, slot: int, generation: int) -> tuple[str, float]:

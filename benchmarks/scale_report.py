@@ -184,7 +184,9 @@ def write(report: dict, out: str) -> str:
              f"networks (every network on every host); {layout['rate']:g} container replacements/s for {layout['seconds']:g} s."
              + (f" This tree's hosts follow their segments and the live hosts through {layout['relays']} store relays "
                 f"(`acsnet relay`, a process each, their CPU in 'machine busy'), each host its own session for the rest."
-                if layout.get("relays") else ""),
+                if layout.get("relays") else "")
+             + (f" At most {layout['start_at_once']} hosts' agents started at once (this tree's)."
+                if layout.get("start_at_once") not in (None, 64) else ""),
              "", f"The ensemble sustains here: {s['reads_per_s']:.0f} reads/s, {s['writes_per_s']:.0f} writes/s, "
              f"{s['notifications_per_s']:.0f} one-shot watch notifications/s (each followed by the read that arms it again)"
              + (f", {s['leaf_notifications_per_s']:.0f} persistent recursive watch notifications/s (a child made or deleted)"
