@@ -28,6 +28,7 @@ from acsnet.plugins.vxlan.agent import VxlanOvsDatapath
 from acsnet.plugins.vxlan.driver import VxlanDriver
 from acsnet.service import serve
 from acsnet.store import open_store
+from acsnet.store.relayed import RelayedStore
 
 log = logging.getLogger("acsnet")
 
@@ -52,6 +53,8 @@ def run_plugin(plugin: str, settings: dict, listener: socket.socket) -> None:
         store = open_store(settings["store"], timeout=settings["store_timeout"], settings=settings)
         store.observer = metrics.observe_store
         metrics.store_connected.set_function(lambda: 1 if store.connected else 0)
+        if isinstance(store, RelayedStore):
+            metrics.relay_connected.set_function(lambda: 1 if store.relay_connected else 0)
         opened.append(store)
         if settings["metrics_address"]:
             metrics.serve_tcp(settings["metrics_address"], cert=settings["metrics_tls_cert"],
@@ -62,8 +65,11 @@ def run_plugin(plugin: str, settings: dict, listener: socket.socket) -> None:
             log.warning("plugin=%s liveness not registered yet: %s", name, e.message)
 
         def store_health() -> dict:
-            return {"ok": store.connected, "store": "connected" if store.connected else "disconnected",
-                    "host_id": settings["host_id"]}
+            report = {"ok": store.connected, "store": "connected" if store.connected else "disconnected",
+                      "host_id": settings["host_id"]}
+            if isinstance(store, RelayedStore):  # away is not unhealthy: the watches go to the store directly
+                report["relay"] = store.relay_peer or "away (watches direct)"
+            return report
 
         if plugin == "ipam":
             ipam = AcsnetIpam(store, settings["host_id"], supernets=supernets, timeout=settings["store_timeout"],

@@ -21,6 +21,8 @@ class PluginMetrics:
         self.store_latency = Histogram("acsnet_store_seconds", "Time of one store call", ["operation"],
                                        buckets=LATENCY_BUCKETS, registry=r)
         self.store_connected = Gauge("acsnet_store_connected", "1 while the store session is up", registry=r)
+        self.relay_connected = Gauge("acsnet_store_relay_connected", "1 while a store relay feeds the watches (0: "
+                                     "they go to the store directly, or no relay is set)", registry=r)
         self.releases_pending = Gauge("acsnet_ipam_releases_pending", "Address releases answered and not yet in the store "
                                       "(the IPAM)", registry=r)
         self.endpoint_clears_pending = Gauge("acsnet_endpoint_clears_pending", "Endpoint removals answered and not "

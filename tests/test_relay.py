@@ -161,13 +161,14 @@ def test_a_relayed_watch_goes_to_the_store_when_the_relay_dies_and_back_when_it_
         port = relay.address[1]
         relay.kill()
         wait_for(lambda: SEGMENT in host.direct.watched_paths(), what="the watch moved to the host's session")
-        assert not host.relay_connected
+        assert not host.relay_connected and host.relay_peer is None
         writer.create(SEGMENT + "/b", b"2")
         writer.delete(SEGMENT + "/a")
         wait_for(lambda: reported[-1] == ["b"], what="changes while the relay is away, through the store")
 
         relay = RelayProcess(zk_url, port)  # back on the same address
         wait_for(lambda: host.relay_connected, timeout=10, what="the relay connected again")
+        assert host.relay_peer == "127.0.0.1:%d" % port  # what the plugin's /healthz shows
         wait_for(lambda: SEGMENT in host.watched_paths() and host._follows[SEGMENT].source == "relayed",
                  what="the watch back on the relay")
         writer.create(SEGMENT + "/c", b"3")

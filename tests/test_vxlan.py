@@ -372,6 +372,7 @@ def test_vxlan_hosts_following_their_segments_through_a_store_relay_reach_each_o
         wait_for_text(relay_log, f"relay: following /acsnet/vxlan/segments/{vni}", 10)
         for host in ("h1", "h2"):
             assert f"store relay {address} connected" in lab.log_tail(host, 100_000), f"{host}'s vxlan plugin"
+        assert relay_shown(lab, "h2") == (address, address)  # in /healthz, and as a column of `acsnet status`
 
         relay.kill()
         relay.wait(10)
@@ -380,6 +381,7 @@ def test_vxlan_hosts_following_their_segments_through_a_store_relay_reach_each_o
         while fetch(lab, "h2", f"r2-{tag}", "100.64.1.22") != f"r3-{tag}":
             assert time.monotonic() - started < 15, "h2 did not reach a container made after its relay died"
         assert f"store relay {address} gone" in lab.log_tail("h2", 100_000)
+        assert relay_shown(lab, "h2") == ("away (watches direct)",) * 2  # and still healthy
         assert "Traceback" not in lab.log_tail("h2", 100_000)[-20_000:]
     finally:
         if relay.poll() is None:
@@ -388,6 +390,16 @@ def test_vxlan_hosts_following_their_segments_through_a_store_relay_reach_each_o
         for host in ("h1", "h2"):  # as the session's other tests expect them: no relay
             lab.kill_plugin(host, "vxlan", signal.SIGTERM)
             lab.start_plugin(host, "vxlan")
+
+
+def relay_shown(lab, host: str) -> tuple[str, str]:
+    """What `acsnet status` on `host` says of its vxlan plugin's relay: in its JSON (the plugin's /healthz,
+    which must be healthy) and at the end of the plugin's row of its table."""
+    status = [sys.executable, "-m", "acsnet.cli", "status", "--store", lab.zookeeper_url, "--host-id", host]
+    vxlan = json.loads(lab.node(host).run(status + ["--json"], check=False).stdout)["plugins"]["vxlan"]
+    assert vxlan["healthy"], vxlan
+    row = next(r for r in lab.node(host).run(status, check=False).stdout.splitlines() if r.startswith("vxlan "))
+    return vxlan["relay"], row.split(None, 3)[3].strip()  # columns: plugin, up, healthy, relay
 
 
 def wait_for_text(path: str, text: str, timeout: float) -> None:

@@ -104,9 +104,10 @@ def run_status(args: argparse.Namespace) -> int:
     print(f"networks: {report.get('networks', '?')}; endpoints: {report.get('endpoints', '?')}")
     for held in report.get("host_subnets", []):
         print(f"vpc network {held['network']}: host subnet {held['subnet']} on {held['host']}")
-    rows = [{"plugin": name, "up": "yes" if p["up"] else "NO", "healthy": "yes" if p["healthy"] else "NO"}
-            for name, p in report["plugins"].items()]
-    print(table(rows, ["plugin", "up", "healthy"]) if rows else "no plugin sockets in " + settings["plugin_dir"])
+    rows = [{"plugin": name, "up": "yes" if p["up"] else "NO", "healthy": "yes" if p["healthy"] else "NO",
+             "relay": p.get("relay", "-")} for name, p in report["plugins"].items()]
+    columns = ["plugin", "up", "healthy"] + (["relay"] if any(row["relay"] != "-" for row in rows) else [])
+    print(table(rows, columns) if rows else "no plugin sockets in " + settings["plugin_dir"])
     return 0 if report["ok"] else 1
 
 

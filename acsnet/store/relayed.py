@@ -86,12 +86,18 @@ class RelayedStore(Store):
         self._relay_up = threading.Event()
         self._closed = threading.Event()
         self._said_away = False
+        self._peer: str | None = None
         self._thread = threading.Thread(target=self._keep_connected, name="store-relay", daemon=True)
         self._thread.start()
 
     @property
     def relay_connected(self) -> bool:
         return self._relay_up.is_set()
+
+    @property
+    def relay_peer(self) -> str | None:
+        """The relay feeding the watches now, as HOST:PORT; None while they go to the store directly."""
+        return self._peer if self._relay_up.is_set() else None
 
     def relay_answered(self, timeout: float) -> bool:
         """Wait until a relay is connected (a host started with its relay); False if none within `timeout`."""
@@ -245,6 +251,7 @@ class RelayedStore(Store):
             self._socket = sock
             follows = list(self._follows.values())
             self._outbox = [line({"follow": follow.path}) for follow in follows]
+        self._peer = peer
         self._relay_up.set()
         log.info("store relay %s connected; following %d watches through it", peer, len(follows))
         self._said_away = False
