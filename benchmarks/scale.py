@@ -268,11 +268,13 @@ def run_size(ensemble: Ensemble, sustained: dict, layout: Layout, args, started:
         result["recomputed_over_changed"] = result["flows_computed_per_event"] / max(result["flows_changed_per_event"], 1)
         say(started, f"{hosts} hosts: {scale_report.one_line(result)}")
         return result
-    finally:
-        for client in clients:
-            client.stop()
-        for relay in relays:
-            relay.stop()
+    finally:  # the relays stopped whatever stopping the host processes met (a second SIGTERM among them)
+        try:
+            for client in clients:
+                client.stop()
+        finally:
+            for relay in relays:
+                relay.stop()
 
 
 class RelayProcess:
