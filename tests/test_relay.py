@@ -105,9 +105,10 @@ def test_a_relayed_leaves_watch_reports_each_record_made_and_deleted_with_its_va
         writer.close()
 
 
-def test_the_relay_sends_the_live_list_changes_of_a_second_in_one_line_and_a_segments_each_at_once(zk_url, relay):
+def test_the_relay_sends_the_live_list_changes_of_a_second_in_one_line_and_a_segments_of_20_ms(zk_url, relay):
     """Five plugins starting 0.1 s apart reach a host in one or two lines (the relay holds the live list's
-    changes for a second); five records made beside them, in about five."""
+    changes for a second); five records made beside them, in about five; a record deleted and another
+    made at once, in one."""
     writer = ZooKeeperStore(zk_url, timeout=5.0)
     host = relayed(zk_url, relay)
     try:
@@ -123,6 +124,13 @@ def test_the_relay_sends_the_live_list_changes_of_a_second_in_one_line_and_a_seg
         wait_for(lambda: sum(len(c.made) for c in segment[1:]) == 5, what="the segment's five records")
         assert len(live[1:]) <= 2, [sorted(c.made) for c in live[1:]]
         assert len(segment[1:]) >= 4, [sorted(c.made) for c in segment[1:]]
+        # A container replaced: its record deleted and a new one made at once, one line (held 20 ms).
+        lines = len(segment)
+        writer.delete(SEGMENT + "/10.42.0.0~e0")
+        writer.create(SEGMENT + "/10.42.0.0~f0", b"{}")
+        wait_for(lambda: any("10.42.0.0~f0" in c.made for c in segment[lines:]), what="the replacement")
+        time.sleep(0.2)
+        assert [(c.deleted, c.made) for c in segment[lines:]] == [(("10.42.0.0~e0",), ("10.42.0.0~f0",))]
     finally:
         host.close()
         writer.close()
