@@ -99,9 +99,21 @@ class HostProcessClient:
         self.send(name, *args)
         return self.answer(timeout)
 
+    def ask_to_stop(self) -> None:
+        """Send the stop without waiting for it (every process stops at once; `stop` waits)."""
+        try:
+            self.send("stop")
+            self.asked_to_stop = True
+        except OSError:
+            pass
+
+    asked_to_stop = False
+
     def stop(self) -> None:
         try:
-            self.call("stop", timeout=120)
+            if not self.asked_to_stop:
+                self.send("stop")
+            self.answer(timeout=120)
         except (RuntimeError, queue.Empty, OSError):
             pass
         self.process.join(30)
@@ -270,6 +282,8 @@ def run_size(ensemble: Ensemble, sustained: dict, layout: Layout, args, started:
         return result
     finally:  # the relays stopped whatever stopping the host processes met (a second SIGTERM among them)
         try:
+            for client in clients:
+                client.ask_to_stop()
             for client in clients:
                 client.stop()
         finally:
