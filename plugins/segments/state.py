@@ -21,7 +21,8 @@ import logging
 from typing import Callable
 
 from acsnet.errors import Conflict
-from acsnet.plugins.segments.model import Layout, NamesChanged, SegmentEndpoint, SegmentNetwork, SegmentRecord, record_name_ip
+from acsnet.plugins.segments.model import (Layout, NamesChanged, SegmentEndpoint, SegmentNetwork, SegmentRecord,
+                                          record_name_ip)
 from acsnet.store import Create, Delete, LeavesChange, Store, Versioned, encode, read_each
 
 log = logging.getLogger(__name__)
