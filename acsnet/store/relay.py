@@ -236,10 +236,11 @@ class Relay:
         elif followed.pending is not None:
             followed.pending.update(change.made)
             followed.pending.update(change.deleted)
-        if followed.hold and followed.due is None:
+        if not followed.hold:
+            self._wake.set()
+        elif followed.due is None:  # a hold begins; the drain comes when it ends, not at each change in it
             followed.due = self._loop.time() + followed.hold
             self._loop.call_later(followed.hold, self._wake.set)
-        self._wake.set()
 
     async def _drain_forever(self) -> None:
         while True:
