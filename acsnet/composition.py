@@ -53,8 +53,9 @@ def run_plugin(plugin: str, settings: dict, listener: socket.socket) -> None:
         store = open_store(settings["store"], timeout=settings["store_timeout"], settings=settings)
         store.observer = metrics.observe_store
         metrics.store_connected.set_function(lambda: 1 if store.connected else 0)
-        if isinstance(store, RelayedStore):
-            metrics.relay_connected.set_function(lambda: 1 if store.relay_connected else 0)
+        relayed = store if isinstance(store, RelayedStore) else None
+        if relayed is not None:
+            metrics.relay_connected.set_function(lambda: 1 if relayed.relay_connected else 0)
         opened.append(store)
         if settings["metrics_address"]:
             metrics.serve_tcp(settings["metrics_address"], cert=settings["metrics_tls_cert"],
@@ -67,8 +68,8 @@ def run_plugin(plugin: str, settings: dict, listener: socket.socket) -> None:
         def store_health() -> dict:
             report = {"ok": store.connected, "store": "connected" if store.connected else "disconnected",
                       "host_id": settings["host_id"]}
-            if isinstance(store, RelayedStore):  # away is not unhealthy: the watches go to the store directly
-                report["relay"] = store.relay_peer or "away (watches direct)"
+            if relayed is not None:  # away is not unhealthy: the watches go to the store directly
+                report["relay"] = relayed.relay_peer or "away (watches direct)"
             return report
 
         if plugin == "ipam":
