@@ -72,6 +72,7 @@ class HostProcessClient:
         self.process = context.Process(target=scale_before.run_from, daemon=True,
                                        args=(tree, serve.__module__, serve.__name__, url, layout, indexes, child, *extra))
         self.process.start()
+        self.asked_to_stop = False
         self.answers: queue.Queue = queue.Queue()
         self.replaced: queue.Queue = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -106,8 +107,6 @@ class HostProcessClient:
             self.asked_to_stop = True
         except OSError:
             pass
-
-    asked_to_stop = False
 
     def stop(self) -> None:
         try:
