@@ -64,11 +64,12 @@ class HostProcessClient:
     """The orchestrator's end of one host process: commands answered in order, replacements as they finish."""
 
     def __init__(self, context, url: str, layout: Layout, indexes: list[int], tree: str | None = None,
-                 relays: list[tuple[str, int]] = ()):
+                 relays: list[tuple[str, int]] = (), agent_indexes: list[int] | None = None):
         self.indexes = indexes
+        self.agent_indexes = indexes if agent_indexes is None else [i for i in indexes if i in set(agent_indexes)]
         self.connection, child = context.Pipe()
-        # relays only for this checkout's hosts: a "before" tree's may not take them
-        extra = (list(relays),) if relays else ()
+        # relays and agent-less hosts only for this checkout's: a "before" tree's may not take them
+        extra = (list(relays), agent_indexes) if relays or agent_indexes is not None else ()
         self.process = context.Process(target=scale_before.run_from, daemon=True,
                                        args=(tree, serve.__module__, serve.__name__, url, layout, indexes, child, *extra))
         self.process.start()
@@ -166,16 +167,18 @@ def run_size(ensemble: Ensemble, sustained: dict, layout: Layout, args, started:
     url = ensemble.url(f"/scale-{hosts}-{design}-{os.getpid()}")
     context = multiprocessing.get_context("spawn")
     count = max(1, min(args.processes, hosts))
+    agents = agent_hosts(hosts, args.agents) if not tree else list(range(hosts))
     relays: list[RelayProcess] = []
     clients: list[HostProcessClient] = []
     result: dict = {"hosts": hosts, "design": design, "endpoints": hosts * layout.endpoints_per_host, "processes": count,
-                    "relays": 0 if tree else args.relays}
+                    "relays": 0 if tree else args.relays, "agents": len(agents)}
     say(started, f"{hosts} hosts ({design}): starting {count} host processes"
                  + (f" and {result['relays']} store relays" if result["relays"] else ""))
     try:
         relays += [RelayProcess(url) for _ in range(result["relays"])]
         clients += [HostProcessClient(context, url, layout, list(range(hosts))[p::count], tree,
-                                      [relay.address for relay in relays]) for p in range(count)]
+                                      [relay.address for relay in relays],
+                                      agents if len(agents) < hosts else None) for p in range(count)]
         t = time.monotonic()
         on_all(clients, "populate")
         result["populate_s"] = time.monotonic() - t
@@ -196,8 +199,8 @@ def run_size(ensemble: Ensemble, sustained: dict, layout: Layout, args, started:
         # -- steady churn ----------------------------------------------------------------------
         chooser = random.Random(hosts)
         events = int(args.rate * args.seconds)
-        slots = chooser.sample([(i, s) for i in range(hosts) for s in range(layout.endpoints_per_host)],
-                               min(events, hosts * layout.endpoints_per_host))
+        slots = chooser.sample([(i, s) for i in agents for s in range(layout.endpoints_per_host)],
+                               min(events, len(agents) * layout.endpoints_per_host))
         owner = {i: clients[i % count] for i in range(hosts)}
         counters_before = on_all(clients, "counters")
         relay_cpu_before = sum(relay.cpu_s() for relay in relays)
@@ -228,7 +231,7 @@ def run_size(ensemble: Ensemble, sustained: dict, layout: Layout, args, started:
                 arrivals.setdefault(endpoint_id, []).extend(seen)
 
         # -- figures ---------------------------------------------------------------------------
-        interested = {k: [i for i in range(hosts) if k in layout.host_networks(i)] for k in range(layout.networks)}
+        interested = {k: [i for i in agents if k in layout.host_networks(i)] for k in range(layout.networks)}
         delays, unpropagated = [], 0
         for index, slot in slots:
             endpoint = layout.endpoint(index, slot, 1)
@@ -242,10 +245,11 @@ def run_size(ensemble: Ensemble, sustained: dict, layout: Layout, args, started:
                 continue
             if want:
                 delays.append(max(seen[h] for h in want) - commits[endpoint.endpoint_id])
-        interested_hosts = sum(len(interested[k]) - 1 for k in range(layout.networks)) / layout.networks
+        spanned = [len(running) - 1 for running in interested.values() if running]  # networks with an agent
+        interested_hosts = sum(spanned) / len(spanned)
         flows = sum(c["flows"] for c in counters_after) - sum(c["flows"] for c in counters_before)
         programs = sum(c["programs"] for c in counters_after) - sum(c["programs"] for c in counters_before)
-        per_process_hosts = [len(c.indexes) for c in clients]
+        per_process_hosts = [len(c.agent_indexes) for c in clients]  # (an agent-less host costs its process nothing)
         memory = [(after["rss"] - client.ready["rss"]) / n for after, client, n in zip(counters_after, clients, per_process_hosts)]
         cpu = [(after["cpu_s"] - before["cpu_s"]) / n / churn_s
                for after, before, n in zip(counters_after, counters_before, per_process_hosts)]
@@ -324,12 +328,22 @@ class RelayProcess:
                 self.process.wait(10)
 
 
-def projected(previous: dict, hosts: int) -> dict:
+def agent_hosts(hosts: int, agents: int | None) -> list[int]:
+    """The hosts whose agent runs at a size: every one, or `agents` of them drawn at random (the same
+    ones for the same size), so that they spread over the networks as the hosts do."""
+    if agents is None or agents >= hosts:
+        return list(range(hosts))
+    return sorted(random.Random(f"agents-{hosts}").sample(range(hosts), agents))
+
+
+def projected(previous: dict, hosts: int, agents: int | None = None) -> dict:
     """What a larger size will take, from the last one run: a host's first load reads every record of
-    its networks (grows with hosts), for every host (again): quadratic; memory per host linear in hosts."""
+    its networks (grows with hosts), for every host that runs an agent (again, with every host:
+    quadratic); memory per host linear in hosts."""
     ratio = hosts / previous["hosts"]
-    return {"load_s": previous["load_s"] * ratio ** 2,
-            "memory_gb": previous["memory_per_host_mb"] * ratio * hosts / 1000}
+    running = len(agent_hosts(hosts, agents)) / previous.get("agents", previous["hosts"])
+    return {"load_s": previous["load_s"] * ratio * running,
+            "memory_gb": previous["memory_per_host_mb"] * ratio * len(agent_hosts(hosts, agents)) / 1000}
 
 
 def available_memory_gb() -> float:
@@ -345,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--networks", type=int, default=10)
     parser.add_argument("--networks-per-host", type=int, default=2, help="networks a host has endpoints in")
     parser.add_argument("--processes", type=int, default=4, help="processes the simulated hosts run in")
-    parser.add_argument("--start-at-once", type=int, default=64,
+    parser.add_argument("--start-at-once", type=int, default=scale_report.DEFAULT_START_AT_ONCE,
                         help="hosts whose agents start (their first load) at once, across the processes: a cold start "
                              "of every host at once, squeezed onto this machine's cores, is paced by this")
     parser.add_argument("--rate", type=float, default=10.0, help="container replacements per second, across the hosts")
@@ -359,6 +373,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--relays", type=int, default=0,
                         help="store relays (acsnet relay) this checkout's hosts follow segments through "
                              "(0: each host follows ZooKeeper itself); a 'before' never has any")
+    parser.add_argument("--agents", type=int,
+                        help="hosts whose agent runs at each size (default: every host); the others are their state "
+                             "in the store and their live sessions only: what a cluster larger than this machine can "
+                             "run an agent for each host of looks like to the agents that run. ZooKeeper's figures are "
+                             "then those of these agents, not of every host's")
     parser.add_argument("--ipam-hosts", type=int, default=1000)
     parser.add_argument("--ipam-per-host", type=int, default=3)
     parser.add_argument("--ipam-only", action="store_true",
@@ -367,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     parser.add_argument("--workdir", help="where the ensemble keeps its data (default: a temporary directory)")
     args = parser.parse_args(argv)
+    if args.agents is not None and (args.agents < 1 or args.before):
+        parser.error("--agents takes a number of hosts, at least 1, and is for this tree's hosts only (not with --before)")
     if args.quick:
         args.sizes = args.sizes if "--sizes" in (argv or sys.argv) else "3,6"
         args.endpoints, args.networks, args.networks_per_host = min(args.endpoints, 6), min(args.networks, 3), min(args.networks_per_host, 2)
@@ -397,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         for hosts in sizes:
             layout = Layout(hosts, args.endpoints, args.networks, min(args.networks_per_host, args.networks))
             if rows:
-                guess = projected(rows[-1], hosts)
+                guess = projected(rows[-1], hosts, args.agents)
                 reasons = []
                 if guess["load_s"] > args.budget:
                     reasons.append(f"first load projected {guess['load_s']:.0f}s > budget {args.budget:.0f}s")
@@ -420,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
               "skipped": skipped, "ipam": ipam, "load_average": os.getloadavg(), "cpus": os.cpu_count(),
               "layout": {"endpoints_per_host": args.endpoints, "networks": args.networks,
                          "networks_per_host": args.networks_per_host, "rate": args.rate, "seconds": args.seconds,
-                         "processes": args.processes, "relays": args.relays, "start_at_once": args.start_at_once}}
+                         "processes": args.processes, "relays": args.relays, "start_at_once": args.start_at_once,
+                         "agents": args.agents}}
     report["limit"] = scale_report.limiting_figure(rows)
     report["checks_failed"] = scale_report.failed_checks(report)
     report["before_failures"] = scale_report.before_failures(report)

@@ -152,17 +152,23 @@ def usage() -> dict:
 # -- one process of simulated hosts ----------------------------------------------------------------
 
 class HostProcess:
-    def __init__(self, url: str, layout: Layout, indexes: list[int], relays: list[tuple[str, int]] = ()):
+    def __init__(self, url: str, layout: Layout, indexes: list[int], relays: list[tuple[str, int]] = (),
+                 agent_indexes: list[int] | None = None):
         self.url = url
         self.layout = layout
         self.indexes = indexes
         self.relays = list(relays)  # store relays the hosts' leaves watches come through (none: each its own)
+        # The hosts whose agent runs (None: every host). The others are their state in the store and their
+        # live sessions, all held by one session of this process (`present`): what the agents that run see
+        # of a cluster larger than the machine can run an agent for each host of.
+        self.agent_indexes = list(indexes) if agent_indexes is None else [i for i in indexes if i in set(agent_indexes)]
         self.tally = Tally()
-        self.switches = {i: RecordedSwitch() for i in indexes}
+        self.switches = {i: RecordedSwitch() for i in self.agent_indexes}
         self.stores: dict[int, Store] = {}
         self.clocks: dict[int, CommitClock] = {}
         self.agents: dict[int, SegmentAgent] = {}
-        self.endpoints: dict[int, dict[int, SegmentEndpoint]] = {i: {} for i in indexes}  # host -> slot -> endpoint
+        self.present: Store | None = None  # the session holding the agent-less hosts' live sessions
+        self.endpoints: dict[int, dict[int, SegmentEndpoint]] = {i: {} for i in self.agent_indexes}  # host -> slot -> endpoint
         self.pool = concurrent.futures.ThreadPoolExecutor(16)
 
     def populate(self) -> dict:
@@ -182,11 +188,13 @@ class HostProcess:
                 network_mtu = self.layout.network(0).mtu
                 for slot in range(self.layout.endpoints_per_host):
                     endpoint = self.layout.endpoint(index, slot)
-                    self.endpoints[index][slot] = endpoint
                     record = SegmentRecord(host, self.layout.host_mac(index), self.layout.vtep(index), endpoint.ip,
                                            endpoint.mac, endpoint.endpoint_id)
                     operations += [state.segment_record_operation(LAYOUT, endpoint.segment, record),
                                    state.host_endpoint_operation(LAYOUT, host, endpoint)]
+                    if index not in self.endpoints:
+                        continue  # an agent-less host: its state is the store's alone
+                    self.endpoints[index][slot] = endpoint
                     # its port and veth, as the agent attached them when the endpoint was made; the
                     # container joined (its end left the host's namespace)
                     RecordingBridge("sim", self.switches[index]).plug(
@@ -225,7 +233,13 @@ class HostProcess:
             with pacing:
                 start(index)
 
-        list(self.pool.map(start_paced, self.indexes))
+        agentless = [i for i in self.indexes if i not in self.switches]
+        if agentless:  # alive before any agent looks: their records are in the agents' flows
+            self.present = ZooKeeperStore(self.url, timeout=60.0, session_timeout=30.0)
+            for index in agentless:
+                host = self.layout.host_name(index)
+                self.present.register_host(host, DRIVER, {"host_id": host})
+        list(self.pool.map(start_paced, self.agent_indexes))
         return usage()
 
     def replace(self, index: int, slot: int, generation: int) -> tuple[str, float]:
@@ -256,7 +270,7 @@ class HostProcess:
         while True:
             missing = stale = unconverged = 0
             samples = []
-            for index in self.indexes:
+            for index in self.agent_indexes:
                 segments = {self.layout.network(k).segment for k in self.layout.host_networks(index)}
                 want = {(vni, mac) for vni in segments for (vni, mac, owner) in expected.get(vni, ()) if owner != index}
                 m, s = table_mismatches(self.switches[index].flows, want, segments)
@@ -279,12 +293,15 @@ class HostProcess:
 
         list(self.pool.map(stop_host, list(self.agents)))
         self.pool.shutdown(wait=False)
+        if self.present is not None:
+            self.present.close()
 
 
-def serve(url: str, layout: Layout, indexes: list[int], connection, relays: list[tuple[str, int]] = ()) -> None:
+def serve(url: str, layout: Layout, indexes: list[int], connection, relays: list[tuple[str, int]] = (),
+          agent_indexes: list[int] | None = None) -> None:
     """A host process's loop: each command is (name, args); replaces run on a pool of threads (hosts
     in parallel, as they would be) and answer as they finish."""
-    hosts = HostProcess(url, layout, indexes, relays)
+    hosts = HostProcess(url, layout, indexes, relays, agent_indexes)
     connection.send(("ready", usage()))
     lock = threading.Lock()
 

@@ -24,6 +24,7 @@ FIGURES = {
     "zk_znodes": ("ZooKeeper znodes", "", None, ""),
 }
 GOAL_HOSTS = 1000
+DEFAULT_START_AT_ONCE = 64  # the scale run's `--start-at-once` unless given; the report says only another
 # What "before" and "after" differ in, unless the run says (`--before-says`): the comparison the report
 # was first written for.
 BEFORE_SAYS = ("every host watches every segment and recomputes its whole flow table on each event, reading "
@@ -31,11 +32,11 @@ BEFORE_SAYS = ("every host watches every segment and recomputes its whole flow t
                "watches the segments it has endpoints in, reads a burst of records in one batch and changes only "
                "the flows of what changed")
 
-COLUMNS = ["hosts", "endpoints", "load_s", "propagation_p50_s", "propagation_p99_s", "zk_requests_per_s", "zk_writes_per_s",
+COLUMNS = ["hosts", "agents", "endpoints", "load_s", "propagation_p50_s", "propagation_p99_s", "zk_requests_per_s", "zk_writes_per_s",
            "zk_notifications_per_s", "zk_load_fraction", "zk_watches", "zk_znodes", "memory_per_host_mb",
            "cpu_per_host_ms_per_s", "flows_computed_per_event", "flows_changed_per_event", "recomputed_over_changed",
            "events_per_s", "relays", "relay_cpu_ms_per_s", "machine_busy", "load_average_1m"]
-HEADERS = ["hosts", "endpoints", "first load (s)", "prop. p50 (s)", "prop. p99 (s)", "ZK req/s", "ZK writes/s",
+HEADERS = ["hosts", "agents", "endpoints", "first load (s)", "prop. p50 (s)", "prop. p99 (s)", "ZK req/s", "ZK writes/s",
            "ZK notif./s", "ZK load", "ZK watches", "ZK znodes", "mem/host (MB)", "CPU/host (ms/s)",
            "flows computed/event", "flows changed/event", "computed/changed", "events/s", "relays", "relays' CPU (ms/s)",
            "machine busy", "load avg (1 min)"]
@@ -51,6 +52,11 @@ def fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.3f}" if abs(value) < 10 else f"{value:.0f}"
     return str(value)
+
+
+def cell(row: dict, column: str):
+    """A row's value in a column; a run from before `--agents` ran an agent for every host."""
+    return row.get("agents", row["hosts"]) if column == "agents" else row.get(column)
 
 
 def one_line(row: dict) -> str:
@@ -170,7 +176,7 @@ def write(report: dict, out: str) -> str:
         writer = csv.writer(f)
         writer.writerow(COLUMNS)
         for row in rows:
-            writer.writerow([row.get(c) for c in COLUMNS])
+            writer.writerow([cell(row, c) for c in COLUMNS])
     before_rows = report.get("before_rows") or []
     for key in FIGURES:
         chart(rows, key, os.path.join(out, f"scale-{key.replace('_', '-')}.png"), before_rows)
@@ -186,7 +192,11 @@ def write(report: dict, out: str) -> str:
                 f"(`acsnet relay`, a process each, their CPU in 'machine busy'), each host its own session for the rest."
                 if layout.get("relays") else "")
              + (f" At most {layout['start_at_once']} hosts' agents started at once (this tree's)."
-                if layout.get("start_at_once") not in (None, 64) else ""),
+                if layout.get("start_at_once") not in (None, DEFAULT_START_AT_ONCE) else "")
+             + (f" At each size at most {layout['agents']} hosts run an agent ('agents', drawn at random); the others "
+                f"are their records and endpoints in the store and their live sessions (one session per host process "
+                f"holds them), so each agent that runs sees the cluster of that size, while ZooKeeper's figures are "
+                f"those of the agents that run, not of every host's." if layout.get("agents") else ""),
              "", f"The ensemble sustains here: {s['reads_per_s']:.0f} reads/s, {s['writes_per_s']:.0f} writes/s, "
              f"{s['notifications_per_s']:.0f} one-shot watch notifications/s (each followed by the read that arms it again)"
              + (f", {s['leaf_notifications_per_s']:.0f} persistent recursive watch notifications/s (a child made or deleted)"
@@ -211,14 +221,14 @@ def write(report: dict, out: str) -> str:
     lines += [("After (this tree):" if before_rows else "Every size:"), "",
               "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     for row in rows:
-        lines.append("| " + " | ".join(fmt(row.get(c)) for c in COLUMNS) + " |")
+        lines.append("| " + " | ".join(fmt(cell(row, c)) for c in COLUMNS) + " |")
     for skip in report["skipped"]:
         if skip.get("design", "after") == "after":
             lines.append(f"| {skip['hosts']} | {skip.get('outcome', 'not run')}: {skip['why']} |" + " |" * (len(HEADERS) - 2))
     if before_rows:
         lines += ["", f"Before (`{before['ref']}`):", "", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
         for row in before_rows:
-            lines.append("| " + " | ".join(fmt(row.get(c)) for c in COLUMNS) + " |")
+            lines.append("| " + " | ".join(fmt(cell(row, c)) for c in COLUMNS) + " |")
         for skip in report["skipped"]:
             if skip.get("design") == "before":
                 lines.append(f"| {skip['hosts']} | {skip.get('outcome', 'not run')}: {skip['why']} |" + " |" * (len(HEADERS) - 2))
