@@ -132,6 +132,14 @@ class LiveSessions:
         return LiveSessions.hosts(store.children(LIVE))
 
     @staticmethod
+    def listed_many(store: Store, sessions: dict[str, list[str]]) -> set[str]:
+        """The hosts any of whose sessions (host -> its session names, as `HostSessions` has them) is in
+        the list in the store now, in one batch of reads."""
+        keys = [(host, LiveSessions.key(host, session)) for host, names in sessions.items() for session in names]
+        found = store.get_many([key for _host, key in keys]) if keys else []
+        return {host for (host, _key), node in zip(keys, found) if node is not None}
+
+    @staticmethod
     def watch_all(store: Store, callback: Callable[[LeavesChange], None]) -> None:
         """Call `callback` with the list's names now, then with each change: one watch for every host.
         A store that can hands over the one name made or deleted (`Store.watch_leaves`): a host starting

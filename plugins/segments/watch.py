@@ -12,10 +12,10 @@ an event changes only the flows of the records it names.
 
 Whether other hosts are alive comes from one watch on the list of every host's sessions
 (`LiveSessions`), however many hosts there are, each session made or ended handed over alone. A host
-with records that is not in the list is read once in the per-host layout: alive there means a plugin
-of an earlier version (or a list change not heard yet), followed by a watch of its own; dead there is
-checked again by the periodic reconcile (`recheck_unlisted`), which is how an earlier version's plugin
-coming back is seen."""
+with records that is not in the list is read once in the per-host layout: alive there and in the list
+in the store means a list change not heard yet (alive until the list names it); alive there alone, a
+plugin of an earlier version, followed by a watch of its own; dead there is checked again by the
+periodic reconcile (`recheck_unlisted`), which is how an earlier version's plugin coming back is seen."""
 
 from __future__ import annotations
 
@@ -53,6 +53,13 @@ class RemoteRecords:
         self._listing = False  # the list's watch is set
         self._unlisted: dict[str, bool] = {}  # followed hosts not in the list: alive in the per-host layout?
         self._unlisted_watched: set[str] = set()
+        # Followed hosts whose sessions are in the list in the store, but not in the list as its watch last
+        # said: it lags (a relay holds its changes a second), and a host starting is seen by its records
+        # first. They are alive, and not watched on their own: a per-host watch set in that lag stayed for
+        # the agent's life, one for each host that started within an agent's lag, which hosts starting
+        # together multiply. The list names them soon; the periodic recheck reads again any it has not
+        # named (made and gone unheard: a relay sends neither).
+        self._listed_soon: set[str] = set()
         self._alive_in_flows: frozenset[str] = frozenset()
         # Hosts the liveness watches (the list's and the per-host ones) said something of since liveness
         # was last taken in: only they are asked again (at 1,000 hosts, a host starting asked all 1,000
@@ -200,7 +207,9 @@ class RemoteRecords:
 
             def on_list(change: LeavesChange) -> None:  # on the store's thread
                 with self._names_lock:
-                    self._liveness_moved |= self._listed.take(change)
+                    moved = self._listed.take(change)
+                    self._liveness_moved |= moved
+                    self._listed_soon -= moved  # the list has its word on them now
                 self._wake()
 
             LiveSessions.watch_all(self.store, on_list)
@@ -212,15 +221,23 @@ class RemoteRecords:
         # Alive as first seen: their records go in with the change, not a whole sync.
         self._alive_in_flows = self._alive_in_flows | {host for host in hosts if self._alive(host)}
 
-    def _check_unlisted(self, hosts: list[str]) -> None:
-        """Followed hosts not in the list: their per-host sessions, in one read, each watched once they
-        say it is alive."""
+    def _check_unlisted(self, hosts: list[str], again: set[str] = frozenset()) -> None:
+        """Followed hosts not in the list: their per-host sessions, in one read; those whose sessions the
+        list in the store has (its watch is behind) are alive until it names them, the others (an
+        earlier version's plugins, which write no list entry) each watched once they say it is alive.
+        `again`: hosts among them taken as alive so (`_listed_soon`), which stay so only if still listed."""
         hosts = [host for host in hosts if host not in self._unlisted_watched]
         if not hosts:
             return
-        for host, sessions in HostSessions.read_many(self.store, hosts).items():
-            if sessions:
-                self._watch_unlisted(host)
+        alive = {host: sessions for host, sessions in HostSessions.read_many(self.store, hosts).items() if sessions}
+        soon = LiveSessions.listed_many(self.store, alive)
+        with self._names_lock:
+            soon -= {host for host in soon if host in self._listed}  # named while it read
+            gone = (again & self._listed_soon) - soon  # not in the store's list any more (or alive elsewhere: below)
+            self._listed_soon = (self._listed_soon - gone) | soon
+            self._liveness_moved |= soon | gone
+        for host in alive.keys() - soon:
+            self._watch_unlisted(host)
 
     def _watch_unlisted(self, host: str) -> None:
         self._unlisted_watched.add(host)
@@ -240,10 +257,12 @@ class RemoteRecords:
         """The periodic check of followed hosts neither the list nor a per-host watch says are alive: one
         batch of reads for them all (an earlier version's plugin that came back writes only its per-host
         session; one read each was ~360 requests a host at 1,000 simulated hosts starting)."""
-        self._check_unlisted([host for host in self._followed if not self._alive(host)])
+        with self._names_lock:
+            unheard = set(self._listed_soon)  # the list has not named them since: read again
+        self._check_unlisted([host for host in self._followed if not self._alive(host)] + sorted(unheard), unheard)
 
     def _alive(self, host: str) -> bool:
-        return host in self._listed or self._unlisted.get(host, False)
+        return host in self._listed or host in self._listed_soon or self._unlisted.get(host, False)
 
     def liveness_changed(self) -> bool:
         """Take what the liveness watches said since the last call into the flows: the cached records of
