@@ -266,6 +266,10 @@ class Relay:
                 continue
             followed.due = None
             touched = set(followed.names) | set(followed.told) if pending is None else pending
+            # Only names not told are read: a name's value never changes. A segment record's name carries
+            # its endpoint's id and a record is only made (a claim's Create, which fails on one there) and
+            # deleted, so a name deleted and made again within one drain is the same record, told already;
+            # the live list's names carry the session's pid.
             made = sorted(name for name in touched if name in followed.names and name not in followed.told)
             followed.pending = set()  # what changes during the read is the next drain's
             work.append((followed, pending, touched, made))
