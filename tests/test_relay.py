@@ -5,6 +5,7 @@ leaves the watch to the host's session, and it comes back to the relay when the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -242,17 +243,20 @@ def test_the_relay_command_refuses_a_bad_store_address_or_plain_tcp_naming_it():
         parse_relays("10.0.0.5:x")
 
 
+def relayed_cluster(zk_url: str, relay: RelayProcess) -> Cluster:
+    """Agents whose stores follow through `relay` (each connected before its agent starts)."""
+    def open_host_store(host):
+        store = relayed(zk_url, relay)
+        wait_for(lambda: store.relay_connected, what="the relay connected")
+        return store
+
+    return Cluster(zk_url, open_host_store=open_host_store)
+
+
 def test_agents_on_relayed_stores_program_each_others_endpoints_without_reading_a_record(zk_url, relay):
     """The segment agent on a relayed store: another host's endpoint comes into its table with the value
     the relay handed over, and goes; its own session reads none of the segment's records."""
-    stores = {}
-
-    def open_host_store(host):
-        stores[host] = relayed(zk_url, relay)
-        wait_for(lambda: stores[host].relay_connected, what="the relay connected")
-        return stores[host]
-
-    cluster = Cluster(zk_url, open_host_store=open_host_store)
+    cluster = relayed_cluster(zk_url, relay)
     try:
         h1, h2 = two_hosts_h2_following(cluster)
         first = endpoint(1)
@@ -262,29 +266,22 @@ def test_agents_on_relayed_stores_program_each_others_endpoints_without_reading_
         assert f"remote segment={VNI} ip=10.42.0.9" in "\n".join(cluster.switches["h1"].flows)
         h1.remove_endpoint(first.endpoint_id)
         wait_for(lambda: remote not in cluster.switches["h2"].flows, what="h1's endpoint gone from h2's table")
-        segment_reads = [p for p in stores["h2"].direct.read_paths if p.startswith(SEGMENT + "/")]
+        segment_reads = [p for p in cluster.stores["h2"].direct.read_paths if p.startswith(SEGMENT + "/")]
         assert segment_reads == [], f"h2 read {segment_reads}"
-        assert state.read_segment_records(stores["h2"], LAYOUTS["vxlan"], VNI).keys() == {f"10.42.0.9~{'09' * 6}"}
+        assert state.read_segment_records(cluster.stores["h2"], LAYOUTS["vxlan"], VNI).keys() == {f"10.42.0.9~{'09' * 6}"}
     finally:
         cluster.close()
 
 
-def test_a_host_seen_by_its_record_before_the_held_live_list_names_it_gets_no_watch_of_its_own(zk_url, relay):
-    """h2 follows the live list through the relay (h1 has an endpoint on h2's segment). h3 registers and
-    has a record on the segment at once (its own session, no agent: nothing that follows the list
-    anew, which would have the relay send it at once): h2 has the record 20 ms later, and the list's
-    line naming h3 up to a second later (the relay holds it). h2 finds h3's session in the list in the
-    store, takes h3 as alive (its endpoint in h2's table before the list names it) and sets no watch of
-    h3's own sessions: one set in that lag stayed for the agent's life. h3's death still takes its
-    endpoint out of h2's table, through the list."""
-    stores = {}
-
-    def open_host_store(host):
-        stores[host] = relayed(zk_url, relay)
-        wait_for(lambda: stores[host].relay_connected, what="the relay connected")
-        return stores[host]
-
-    cluster = Cluster(zk_url, open_host_store=open_host_store)
+@contextlib.contextmanager
+def a_host_seen_by_its_record_before_the_held_list(zk_url: str, relay: RelayProcess):
+    """h1 and h2 on relayed stores, h2 following the live list through the relay (h1 has an endpoint on
+    h2's segment), no hold of the list running. Then h3 registers and has a record on the segment at
+    once (its own session, no agent: nothing that follows the list anew, which would have the relay
+    send it at once): h2 has the record 20 ms later, the list's line naming h3 up to a second later
+    (the relay holds it). Yields (cluster, h2's store, h3's store, h3's route as h2's table has it)
+    once h3's endpoint is in h2's table, before the list names h3."""
+    cluster = relayed_cluster(zk_url, relay)
     h3 = ZooKeeperStore(zk_url, timeout=5.0)
     try:
         h1, _h2 = two_hosts_h2_following(cluster)
@@ -298,48 +295,34 @@ def test_a_host_seen_by_its_record_before_the_held_live_list_names_it_gets_no_wa
         remote = f"remote segment={VNI} ip=10.42.0.3 mac={third.mac} host=h3 vtep=192.0.2.3"
         wait_for(lambda: remote in cluster.switches["h2"].flows, timeout=0.8, what="h3's endpoint in h2's table, "
                  "before the held list names h3")
-        time.sleep(1.5)  # the list has named h3 since
-        own_watches = [p for p in stores["h2"].watched_paths() if "/h3/" in p]
-        assert own_watches == [], own_watches
-        h3.close()
-        wait_for(lambda: remote not in cluster.switches["h2"].flows, what="h3's endpoint out of h2's table")
+        yield cluster, cluster.stores["h2"], h3, remote
     finally:
         h3.close()
         cluster.close()
+
+
+def test_a_host_seen_by_its_record_before_the_held_live_list_names_it_gets_no_watch_of_its_own(zk_url, relay):
+    """h2 finds h3's session in the list in the store, takes h3 as alive (its endpoint in h2's table
+    before the list names it) and sets no watch of h3's own sessions: one set in that lag stayed for the
+    agent's life. h3's death still takes its endpoint out of h2's table, through the list."""
+    with a_host_seen_by_its_record_before_the_held_list(zk_url, relay) as (cluster, h2_store, h3, remote):
+        time.sleep(1.5)  # the list has named h3 since
+        own_watches = [p for p in h2_store.watched_paths() if "/h3/" in p]
+        assert own_watches == [], own_watches
+        h3.close()
+        wait_for(lambda: remote not in cluster.switches["h2"].flows, what="h3's endpoint out of h2's table")
 
 
 def test_a_host_taken_as_alive_before_the_list_named_it_that_dies_unheard_is_withdrawn_at_the_recheck(zk_url, relay):
     """As above, but h3's session ends within the relay's hold of the list: the relay sends neither its
     coming nor its going (made and gone before a line), so no list line ever names h3. h2, which took h3
     as alive from the list in the store, reads it again at its periodic reconcile and withdraws it."""
-    stores = {}
-
-    def open_host_store(host):
-        stores[host] = relayed(zk_url, relay)
-        wait_for(lambda: stores[host].relay_connected, what="the relay connected")
-        return stores[host]
-
-    cluster = Cluster(zk_url, open_host_store=open_host_store)
-    h3 = ZooKeeperStore(zk_url, timeout=5.0)
-    try:
-        h1, h2 = two_hosts_h2_following(cluster)
-        h1.add_endpoint(endpoint(1))
-        wait_for(lambda: any("ip=10.42.0.1 " in f for f in cluster.switches["h2"].flows), what="h1's endpoint on h2")
-        time.sleep(1.5)  # no hold of the list running
-        third = endpoint(3)
-        h3.register_host("h3", "vxlan", {"host_id": "h3"})
-        record = SegmentRecord("h3", "02:00:00:00:01:03", "192.0.2.3", third.ip, third.mac, third.endpoint_id)
-        assert state.write_segment_record(h3, LAYOUTS["vxlan"], VNI, record)
-        remote = f"remote segment={VNI} ip=10.42.0.3 mac={third.mac} host=h3 vtep=192.0.2.3"
-        wait_for(lambda: remote in cluster.switches["h2"].flows, timeout=0.8, what="h3's endpoint in h2's table")
+    with a_host_seen_by_its_record_before_the_held_list(zk_url, relay) as (cluster, _h2_store, h3, remote):
         h3.close()  # within the hold
         time.sleep(1.5)
         assert remote in cluster.switches["h2"].flows  # nothing said h3 went
-        h2.reconcile()
+        cluster.agents["h2"].reconcile()
         wait_for(lambda: remote not in cluster.switches["h2"].flows, what="h3's endpoint out of h2's table")
-    finally:
-        h3.close()
-        cluster.close()
 
 
 def test_acsnet_serve_refuses_a_bad_relay_option_naming_it_before_it_serves(tmp_path):
