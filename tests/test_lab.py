@@ -133,6 +133,35 @@ def test_an_underlay_mtu_out_of_range_is_refused_before_anything_is_made(lab, tm
     assert result.returncode == 0 and "underlay MTU 1500" in result.stdout, result.stdout
 
 
+def test_a_relay_with_managed_plugins_is_refused_before_anything_is_made(lab, tmp_path):
+    with pytest.raises(LabError, match="--relay needs --plugins processes"):
+        Lab(str(tmp_path / "other"), lab.prefix + "x").up(hosts=1, plugins="managed", relay=True)
+    assert not (tmp_path / "other").exists()
+    result = lab_cli(lab, "demo", "--relay")  # the lab that is up has none
+    assert result.returncode == 1 and "the lab that is up has no store relay" in result.stderr, result.stderr
+
+
+def test_the_demo_on_a_lab_with_a_store_relay_passes_with_the_hosts_following_through_it(tmp_path):
+    """`acsnet lab demo --relay` brings up a lab as `lab up --relay` does: `acsnet relay` on the services
+    node and every host's plugins started with `--relay`. The demo passes, its vxlan scenario with the
+    step that checks each host's vxlan plugin follows through the relay (its /healthz, by `acsnet
+    status`), on real dockerd, OVS and ZooKeeper; `lab status` names the relay; `down` stops it."""
+    lab = Lab(str(tmp_path / "lab"), f"acsnet-r{uuid.uuid4().hex[:4]}")
+    try:
+        result = lab_cli(lab, "demo", "--relay", timeout=900)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert "FAIL" not in result.stdout
+        step = re.search(r"^.*the hosts follow the networks through the store relay.*$", result.stdout, re.M)
+        assert step and "PASS" in step.group(0), result.stdout
+        status = json.loads(lab_cli(lab, "status", "--json").stdout)
+        assert status["relay"] == lab.state()["relay"] and status["relay"].endswith(":7405")
+        assert "acsnet relay" in " ".join(status["nodes"]["svc"]["processes"]), status["nodes"]["svc"]
+        assert f"store relay {status['relay']}" in lab_cli(lab, "status").stdout
+    finally:
+        lab.down()
+    assert lab.leftovers() == []
+
+
 def test_global_scope_networks_are_cluster_wide(tmp_path):
     lab = Lab(str(tmp_path / "lab"), f"acsnet-g{uuid.uuid4().hex[:4]}")
     try:

@@ -48,6 +48,9 @@ def add_commands(commands) -> None:
                     "Docker managed plugins made by 'acsnet plugin build' (acsnet/vlan, ..., acsnet/ipam) (default processes)")
     up.add_argument("--swarm", action="store_true",
                     help="make the hosts a swarm: h1 its manager, the others workers (needs --plugins managed)")
+    up.add_argument("--relay", action="store_true",
+                    help="run a store relay ('acsnet relay') on svc and start the hosts' plugins with --relay: they "
+                    "follow their segments and the live hosts through it (needs --plugins processes)")
     up.set_defaults(run=run_lab_up)
     lab_commands.add_parser("down", help="remove everything the lab made (safe to run twice)").set_defaults(run=run_lab_down)
     status = lab_commands.add_parser("status", help="what is up and where the logs are")
@@ -67,6 +70,9 @@ def add_commands(commands) -> None:
     demo.add_argument("--swarm", action="store_true",
                       help="the swarm scenario: a lab brought up by the demo runs the managed plugins in a swarm "
                       "(as 'lab up --plugins managed --swarm'); a lab already up must be one")
+    demo.add_argument("--relay", action="store_true",
+                      help="a lab brought up by the demo has a store relay (as 'lab up --relay'), and the vxlan "
+                      "scenario checks that the hosts follow through it; a lab already up must have one")
     demo.set_defaults(run=run_lab_demo)
 
 
@@ -81,7 +87,7 @@ def _progress(message: str) -> None:
 def run_lab_up(args: argparse.Namespace) -> int:
     _lab(args).up(args.hosts, args.scope, args.link_rate, progress=_progress, zookeepers=args.zookeepers,
                   engine=args.engine, host_os=args.host_os, plugins=args.plugins, swarm=args.swarm,
-                  underlay_mtu=args.underlay_mtu)
+                  underlay_mtu=args.underlay_mtu, relay=args.relay)
     return 0
 
 
@@ -102,7 +108,7 @@ def run_lab_status(args: argparse.Namespace) -> int:
     print(f"lab {status['prefix']}: {'up' if status['up'] else 'DEGRADED'}, scope {status['scope']}, "
           f"Docker {status['engine']} ({status['dockerd']}), hosts' OS {status['host_os']}, "
           f"hosts {', '.join(status['hosts'])}, store {status['zookeeper']}, link rate {status['link_rate'] or 'unshaped'}, "
-          f"underlay MTU {status['underlay_mtu']}")
+          f"underlay MTU {status['underlay_mtu']}" + (f", store relay {status['relay']}" if status.get("relay") else ""))
     for name, node in status["nodes"].items():
         state = "running" if node["running"] else "DOWN"
         print(f"  {name:4} {state:8} {', '.join(node['processes']) or '-'}")
@@ -126,10 +132,11 @@ def run_lab_demo(args: argparse.Namespace) -> int:
         engine = args.engine or "20.10"
         host_os = args.host_os or DEFAULT_HOST_OS
         print(f"no lab is up: bringing one up with {args.hosts} hosts ({host_os}) and Docker {engine}"
-              + (", managed plugins in a swarm" if args.swarm else ""), flush=True)
+              + (", managed plugins in a swarm" if args.swarm else "") + (", a store relay" if args.relay else ""),
+              flush=True)
         lab.down()
         lab.up(args.hosts, "local", None, progress=_progress, engine=engine, host_os=host_os,
-               plugins="managed" if args.swarm else "processes", swarm=args.swarm)
+               plugins="managed" if args.swarm else "processes", swarm=args.swarm, relay=args.relay)
     elif args.engine and args.engine != lab.engine:
         raise AcsnetError(f"the lab that is up runs Docker {lab.engine}, not {args.engine}: "
                           f"run 'acsnet lab down' first, or the demo without --engine")
@@ -138,4 +145,6 @@ def run_lab_demo(args: argparse.Namespace) -> int:
                           f"run 'acsnet lab down' first, or the demo without --host-os")
     elif args.swarm and not (lab.state() or {}).get("swarm"):
         raise AcsnetError("the lab that is up is no swarm: run 'acsnet lab down' first, or the demo without --swarm")
+    elif args.relay and not (lab.state() or {}).get("relay"):
+        raise AcsnetError("the lab that is up has no store relay: run 'acsnet lab down' first, or the demo without --relay")
     return 0 if run_demo(lab) else 1

@@ -22,10 +22,20 @@ from acsnet.lab.plugin_process import PluginProcess
 from acsnet.lab.zookeeper import ZooKeeperMissing
 from acsnet.managed_plugins import PLUGINS
 from acsnet.managed_plugins import build_cached as build_plugins_once
+from acsnet.store.relay import DEFAULT_PORT as RELAY_PORT
 
 PLUGIN_KINDS = ("processes", "managed")  # `acsnet serve` processes, or Docker managed plugins
 # The lab network's MTU: Ethernet's 1500, or up to the jumbo frames a data center's VXLAN fabric runs on.
 DEFAULT_UNDERLAY_MTU, MIN_UNDERLAY_MTU, MAX_UNDERLAY_MTU = 1500, 1280, 9000
+
+
+# The store relay of a lab brought up with `--relay`: on the services node, which every host reaches.
+RELAY_ADDRESS = f"{ZOOKEEPER_ADDRESSES[0]}:{RELAY_PORT}"
+
+
+def relay_options(state: dict) -> list[str]:
+    """The `acsnet serve` flags that have a plugin follow its segments through the lab's relay, if it has one."""
+    return ["--relay", state["relay"]] if state.get("relay") else []
 
 
 def shape_port(node: SimulatedHost, port: str, rate: str) -> None:
@@ -62,7 +72,8 @@ class LabBuilding:
 
     def up(self, hosts: int = 2, scope: str = "local", link_rate: str | None = None, progress: Progress = quiet,
            zookeepers: int = 1, engine: str = DEFAULT_ENGINE, host_os: str = DEFAULT_HOST_OS,
-           plugins: str = "processes", swarm: bool = False, underlay_mtu: int = DEFAULT_UNDERLAY_MTU) -> None:
+           plugins: str = "processes", swarm: bool = False, underlay_mtu: int = DEFAULT_UNDERLAY_MTU,
+           relay: bool = False) -> None:
         if not 1 <= hosts <= 40:
             raise LabError("--hosts must be between 1 and 40")
         if not MIN_UNDERLAY_MTU <= underlay_mtu <= MAX_UNDERLAY_MTU:
@@ -90,6 +101,8 @@ class LabBuilding:
                            "(legacy plugin ... is not supported in swarm mode)")
         if swarm and scope != "local":
             raise LabError("--swarm makes its own cluster: leave --scope at local")
+        if relay and plugins != "processes":
+            raise LabError("--relay needs --plugins processes: a managed plugin takes no relay setting yet")
         self.check_prerequisites(scope, engine)
         if HOST_OSES[host_os].suite:
             progress(f"hosts' OS: {HOST_OSES[host_os].description} (debootstrap'd once, then cached)")
@@ -101,7 +114,7 @@ class LabBuilding:
         state = {"prefix": self.prefix, "hosts": host_names, "scope": scope, "engine": engine, "host_os": host_os,
                  "os_root": os_root, "link_rate": link_rate, "underlay_mtu": underlay_mtu,
                  "zookeepers": zookeepers, "nodes": list(INFRASTRUCTURE) + host_names, "created": time.time(),
-                 "plugins": plugins, "swarm": swarm}
+                 "plugins": plugins, "swarm": swarm, "relay": RELAY_ADDRESS if relay else None}
         with open(self.state_path, "w") as f:
             json.dump(state, f, indent=2)
         try:
@@ -111,6 +124,7 @@ class LabBuilding:
             self.down()
             raise
         progress(f"lab up: {hosts} hosts ({host_os}), scope {scope}, Docker {engine}, {plugins} plugins"
+                 + (f" following their segments through the store relay on svc ({RELAY_ADDRESS})" if relay else "")
                  + (f", a swarm managed by {host_names[0]}" if swarm else "") + "; try 'acsnet lab exec h1 -- docker ps'")
 
     def _build(self, state: dict, progress: Progress) -> None:
@@ -163,6 +177,9 @@ class LabBuilding:
         if state["scope"] == "global":
             progress("svc: etcd (dockerd's cluster store)")
             self._start_etcd(nodes["svc"])
+        if state.get("relay"):
+            progress(f"svc: acsnet relay --listen {state['relay']}")
+            self._start_relay(nodes["svc"], state["relay"])
 
         if state.get("plugins") == "managed":
             progress("the managed plugins: acsnet plugin build")
@@ -185,6 +202,23 @@ class LabBuilding:
         while svc.run(probe, check=False).returncode != 0:
             if time.monotonic() > deadline:
                 raise LabError(f"etcd did not come up; see {svc.workdir}/etcd.log")
+            time.sleep(0.2)
+
+    def _start_relay(self, svc: SimulatedHost, address: str) -> None:
+        """`acsnet relay` on the services node, beside ZooKeeper, as an operator runs one for a pool of
+        hosts; plain TCP, as the lab's ZooKeeper is (`--insecure`). `down` stops it with the node."""
+        log = os.path.join(svc.workdir, "relay.log")
+        process = svc.popen([sys.executable, "-m", "acsnet.cli", "relay", "--store", self.zookeeper_url,
+                             "--listen", address, "--insecure"], log)
+        deadline = time.monotonic() + 30
+        while True:
+            with open(log, errors="replace") as f:
+                if "relay: serving" in f.read():
+                    return
+            if process.poll() is not None:
+                raise LabError(f"acsnet relay on svc exited with {process.returncode}; see {log}")
+            if time.monotonic() > deadline:
+                raise LabError(f"acsnet relay on svc did not serve within 30s; see {log}")
             time.sleep(0.2)
 
     def dockerd_args(self, host: str, index: int, scope: str) -> list[str]:
@@ -211,7 +245,7 @@ class LabBuilding:
         for plugin in self.plugins():
             PluginProcess.acsnet(plugin, "/run/docker/plugins", "--store", self.zookeeper_url,
                                  "--host-id", host.name, "--scope", state["scope"], "--datapath", "netdev",
-                                 log_dir=host.workdir, host=host).start(wait=60)
+                                 *relay_options(state), log_dir=host.workdir, host=host).start(wait=60)
         daemon = self._start_dockerd(host, index, state, progress)
         progress(f"{host.name}: busybox image")
         daemon.import_busybox(os.path.join(self.workdir, "busybox.tar"))
@@ -284,11 +318,13 @@ class LabBuilding:
 
 
     def start_plugin(self, host: str, plugin: str, *options: str) -> None:
-        """Start a plugin as `up` does; `options` are extra flags of `acsnet serve` (until it restarts)."""
+        """Start a plugin as `up` does; `options` are extra flags of `acsnet serve` (until it restarts;
+        a `--relay` among them takes the place of the lab's)."""
         state = self.state()
         node = self.node(host)
+        lab_relay = [] if "--relay" in options else relay_options(state)
         PluginProcess.acsnet(plugin, "/run/docker/plugins", "--store", self.zookeeper_url, "--host-id", host,
-                             "--scope", state["scope"], "--datapath", "netdev", *options,
+                             "--scope", state["scope"], "--datapath", "netdev", *lab_relay, *options,
                              log_dir=node.workdir, host=node).start(wait=60)
 
     # -- acsnet front, for the demo --------------------------------------------------------------

@@ -169,4 +169,4 @@ class Lab(LabBuilding, LabFaults, LabTeardown):
                             else ENGINES[state.get("engine", DEFAULT_ENGINE)].dockerd),
                 "hosts": state["hosts"], "link_rate": state["link_rate"],
                 "underlay_mtu": state.get("underlay_mtu", DEFAULT_UNDERLAY_MTU),
-                "zookeeper": self.zookeeper_url, "nodes": nodes}
+                "zookeeper": self.zookeeper_url, "relay": state.get("relay"), "nodes": nodes}

@@ -198,6 +198,16 @@ def vxlan_scenario(lab: Lab, run: DemoRun) -> None:
         check(ping_from(lab, first, "demo-n1-1", "100.64.1.11"), "n1-1 cannot reach n1-2 across hosts")
         return "100.64.1.10 on h1 <-> 100.64.1.11 on h2 over VXLAN"
 
+    def through_relay():
+        relay = lab.state()["relay"]
+        for host in hosts:
+            status = lab.node(host).run([sys.executable, "-m", "acsnet.cli", "status", "--json", "--store",
+                                         lab.zookeeper_url, "--host-id", host], check=False).stdout
+            vxlan = json.loads(status)["plugins"]["vxlan"]
+            check(vxlan.get("healthy") and vxlan.get("relay") == relay,
+                  f"{host}'s vxlan plugin follows through {vxlan.get('relay')!r}, not the relay {relay}")
+        return f"{' and '.join(hosts)} follow VNI 110's records and the live hosts through the relay on svc ({relay})"
+
     def isolated():
         check(not ping_from(lab, last, "demo-n2-1", "100.64.1.11", wait=2), "VNI 120 reached VNI 110")
         return "n2-1 (VNI 120) cannot reach 100.64.1.11 of VNI 110"
@@ -216,6 +226,8 @@ def vxlan_scenario(lab: Lab, run: DemoRun) -> None:
 
     if run.step("VXLAN networks on every host", create_networks) and run.step("containers on two hosts", start_containers):
         run.step("same network talks across hosts", across_hosts)
+        if (lab.state() or {}).get("relay"):
+            run.step("the hosts follow the networks through the store relay", through_relay)
         run.step("same subnet, other network: isolated", isolated)
         run.step("a published port answers from outside", published)
         run.step("containers reach outside (SNAT)", snat)
