@@ -133,11 +133,8 @@ def test_an_underlay_mtu_out_of_range_is_refused_before_anything_is_made(lab, tm
     assert result.returncode == 0 and "underlay MTU 1500" in result.stdout, result.stdout
 
 
-def test_a_relay_with_managed_plugins_is_refused_before_anything_is_made(lab, tmp_path):
-    with pytest.raises(LabError, match="--relay needs --plugins processes"):
-        Lab(str(tmp_path / "other"), lab.prefix + "x").up(hosts=1, plugins="managed", relay=True)
-    assert not (tmp_path / "other").exists()
-    result = lab_cli(lab, "demo", "--relay")  # the lab that is up has none
+def test_the_demo_with_a_relay_refuses_a_lab_up_without_one(lab):
+    result = lab_cli(lab, "demo", "--relay")
     assert result.returncode == 1 and "the lab that is up has no store relay" in result.stderr, result.stderr
 
 

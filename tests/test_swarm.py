@@ -47,7 +47,9 @@ store.close()
 @pytest.fixture(scope="module")
 def swarm(tmp_path_factory):
     lab = Lab(str(tmp_path_factory.mktemp("swarm") / "lab"), f"acsnet-w{uuid.uuid4().hex[:4]}")
-    lab.up(hosts=3, engine="26", plugins="managed", swarm=True)
+    # Through a store relay (`lab up --relay`: the managed plugins' ACSNET_RELAY), as a swarm of many
+    # nodes would follow its segments: every test of the module runs on it, one checks it is used.
+    lab.up(hosts=3, engine="26", plugins="managed", swarm=True, relay=True)
     yield lab
     lab.down()
     assert lab.leftovers() == []
@@ -144,6 +146,22 @@ def assert_nothing_left(lab: Lab, network: str, prefix: str = "100.80.0.", hosts
         for bridge in ("ovsbr0", "acsvx0"):
             flows = node.run(["ovs-ofctl", "--no-stats", "dump-flows", bridge], check=False).stdout
             assert prefix not in flows, f"flows of the removed network left on {host}'s {bridge}:\n{flows}"
+
+
+def managed_plugin_health(lab: Lab, host: str, plugin: str, name: str) -> dict:
+    """The /healthz of a managed plugin on `host`, read by `acsnet status` from the folder of its socket."""
+    plugin_id = lab.docker(host, "plugin", "inspect", "--format", "{{.Id}}", plugin).stdout.strip()
+    status = lab.node(host).run([sys.executable, "-m", "acsnet.cli", "status", "--json", "--store", lab.zookeeper_url,
+                                 "--host-id", host, "--plugin-dir", f"/run/docker/plugins/{plugin_id}"], check=False)
+    return json.loads(status.stdout)["plugins"][name]
+
+
+def test_every_nodes_vxlan_driver_follows_its_segments_through_the_labs_relay(swarm):
+    """The managed vxlan drivers installed with ACSNET_RELAY (`lab up --relay`) follow through the relay
+    on the services node, healthy, on every node (the module's other vxlan tests run through it)."""
+    for host in swarm.hosts():
+        health = managed_plugin_health(swarm, host, VXLAN, "vxlan")
+        assert health["healthy"] and health["relay"] == swarm.state()["relay"], (host, health)
 
 
 def test_a_service_on_a_vxlan_network_spans_the_swarm_and_leaves_nothing(swarm):

@@ -50,7 +50,7 @@ def add_commands(commands) -> None:
                     help="make the hosts a swarm: h1 its manager, the others workers (needs --plugins managed)")
     up.add_argument("--relay", action="store_true",
                     help="run a store relay ('acsnet relay') on svc and start the hosts' plugins with --relay: they "
-                    "follow their segments and the live hosts through it (needs --plugins processes)")
+                    "follow their segments and the live hosts through it (managed plugins: ACSNET_RELAY)")
     up.set_defaults(run=run_lab_up)
     lab_commands.add_parser("down", help="remove everything the lab made (safe to run twice)").set_defaults(run=run_lab_down)
     status = lab_commands.add_parser("status", help="what is up and where the logs are")

@@ -101,8 +101,6 @@ class LabBuilding:
                            "(legacy plugin ... is not supported in swarm mode)")
         if swarm and scope != "local":
             raise LabError("--swarm makes its own cluster: leave --scope at local")
-        if relay and plugins != "processes":
-            raise LabError("--relay needs --plugins processes: a managed plugin takes no relay setting yet")
         self.check_prerequisites(scope, engine)
         if HOST_OSES[host_os].suite:
             progress(f"hosts' OS: {HOST_OSES[host_os].description} (debootstrap'd once, then cached)")
@@ -276,6 +274,7 @@ class LabBuilding:
         # gateway, every task's address, AllocateNetwork), and every node creates it with that; a
         # local-scope driver's swarm network is made on each node without its subnet or options.
         settings = ["ACSNET_SCOPE=global"] if state.get("swarm") else []
+        settings += [f"ACSNET_RELAY={state['relay']}"] if state.get("relay") else []  # `acsnet serve --relay`'s
         names = ", ".join(h.name for h in hosts)
         progress(f"{names}: acsnet plugin install --host-setup (managed plugins acsnet/ipam, vlan, vxlan, vpc), at once")
         with concurrent.futures.ThreadPoolExecutor(len(hosts)) as pool:
