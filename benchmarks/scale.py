@@ -48,7 +48,7 @@ import time
 
 from acsnet.benchmarks import scale_before, scale_ipam, scale_report
 from acsnet.benchmarks.scale_ensemble import Ensemble, capacity, load_fraction
-from acsnet.benchmarks.scale_hosts import Layout, serve
+from acsnet.benchmarks.scale_hosts import Layout, agents_among, serve
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -66,7 +66,7 @@ class HostProcessClient:
     def __init__(self, context, url: str, layout: Layout, indexes: list[int], tree: str | None = None,
                  relays: list[tuple[str, int]] = (), agent_indexes: list[int] | None = None):
         self.indexes = indexes
-        self.agent_indexes = indexes if agent_indexes is None else [i for i in indexes if i in set(agent_indexes)]
+        self.agent_indexes = agents_among(indexes, agent_indexes)
         self.connection, child = context.Pipe()
         # relays and agent-less hosts only for this checkout's: a "before" tree's may not take them
         extra = (list(relays), agent_indexes) if relays or agent_indexes is not None else ()

@@ -151,6 +151,14 @@ def usage() -> dict:
 
 # -- one process of simulated hosts ----------------------------------------------------------------
 
+def agents_among(indexes: list[int], agent_indexes: list[int] | None) -> list[int]:
+    """The hosts of `indexes` whose agent runs (`agent_indexes`; None: every one)."""
+    if agent_indexes is None:
+        return list(indexes)
+    running = set(agent_indexes)
+    return [i for i in indexes if i in running]
+
+
 class HostProcess:
     def __init__(self, url: str, layout: Layout, indexes: list[int], relays: list[tuple[str, int]] = (),
                  agent_indexes: list[int] | None = None):
@@ -161,7 +169,7 @@ class HostProcess:
         # The hosts whose agent runs (None: every host). The others are their state in the store and their
         # live sessions, all held by one session of this process (`present`): what the agents that run see
         # of a cluster larger than the machine can run an agent for each host of.
-        self.agent_indexes = list(indexes) if agent_indexes is None else [i for i in indexes if i in set(agent_indexes)]
+        self.agent_indexes = agents_among(indexes, agent_indexes)
         self.tally = Tally()
         self.switches = {i: RecordedSwitch() for i in self.agent_indexes}
         self.stores: dict[int, Store] = {}
