@@ -24,7 +24,7 @@ FIGURES = {
     "zk_znodes": ("ZooKeeper znodes", "", None, ""),
 }
 GOAL_HOSTS = 1000
-DEFAULT_START_AT_ONCE = 64  # the scale run's `--start-at-once` unless given; the report says only another
+DEFAULT_START_AT_ONCE = 64  # the scale run's `--start-at-once` unless given; the report names any other value
 # What "before" and "after" differ in, unless the run says (`--before-says`): the comparison the report
 # was first written for.
 BEFORE_SAYS = ("every host watches every segment and recomputes its whole flow table on each event, reading "
