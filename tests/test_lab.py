@@ -254,3 +254,24 @@ def test_cgroup_pids_skips_a_removed_cgroup_read_as_enodev_on_a_fake_open(tmp_pa
     failing["errno"] = errno.EACCES
     with pytest.raises(PermissionError):
         processes.cgroup_pids(str(top))
+
+
+def test_a_lab_service_that_exits_while_waited_for_is_named_with_its_exit_and_log_at_once(tmp_path):
+    from acsnet.lab.host import wait_until_up
+
+    log = str(tmp_path / "svc.log")
+    dead = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
+    started = time.monotonic()
+    with pytest.raises(LabError, match=rf"^etcd on svc exited with 3; see {re.escape(log)}$"):
+        wait_until_up(lambda: False, "etcd on svc", timeout=30, see=log, processes=[dead])
+    assert time.monotonic() - started < 5, "waited on a dead service"
+
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        with pytest.raises(LabError, match=rf"^etcd on svc did not come up within 0.3s; see {re.escape(log)}$"):
+            wait_until_up(lambda: False, "etcd on svc", timeout=0.3, see=log, processes=[alive])
+        answers = iter([False, False, True])
+        wait_until_up(lambda: next(answers), "etcd on svc", timeout=5, see=log, processes=[alive], interval=0.01)
+    finally:
+        alive.kill()
+        alive.wait()

@@ -12,7 +12,7 @@ import time
 
 from acsnet.lab.dockerd import DEFAULT_ENGINE, ENGINES, DockerDaemon
 from acsnet.lab.dockerd import engine as docker_engine
-from acsnet.lab.host import DEFAULT_HOST_OS, HOST_OSES, LabError, SimulatedHost, run
+from acsnet.lab.host import DEFAULT_HOST_OS, HOST_OSES, LabError, SimulatedHost, run, wait_until_up
 from acsnet.lab.layout import (
     ETCD_PORT, INFRASTRUCTURE, OUTSIDE_ADDRESS, SERVICES_ADDRESS, SWITCH_BRIDGE, UNDERLAY_PREFIXLEN, UPLINK, VLANS,
     ZOOKEEPER_ADDRESSES, Progress, host_address, quiet,
@@ -191,16 +191,13 @@ class LabBuilding:
 
     def _start_etcd(self, svc: SimulatedHost) -> None:
         url = f"http://{SERVICES_ADDRESS}:{ETCD_PORT}"
-        svc.popen(["etcd", "--name", "lab", "--data-dir", os.path.join(svc.workdir, "etcd"),
-                   "--listen-client-urls", url, "--advertise-client-urls", url,
-                   "--listen-peer-urls", "http://127.0.0.1:2380", "--enable-v2"],
-                  os.path.join(svc.workdir, "etcd.log"))
-        deadline = time.monotonic() + 30
+        log = os.path.join(svc.workdir, "etcd.log")
+        process = svc.popen(["etcd", "--name", "lab", "--data-dir", os.path.join(svc.workdir, "etcd"),
+                             "--listen-client-urls", url, "--advertise-client-urls", url,
+                             "--listen-peer-urls", "http://127.0.0.1:2380", "--enable-v2"], log)
         probe = [sys.executable, "-c", f"import urllib.request; urllib.request.urlopen('{url}/version', timeout=1)"]
-        while svc.run(probe, check=False).returncode != 0:
-            if time.monotonic() > deadline:
-                raise LabError(f"etcd did not come up; see {svc.workdir}/etcd.log")
-            time.sleep(0.2)
+        wait_until_up(lambda: svc.run(probe, check=False).returncode == 0, "etcd on svc", timeout=30, see=log,
+                      processes=[process])
 
     def _start_relay(self, svc: SimulatedHost, address: str) -> None:
         """`acsnet relay` on the services node, beside ZooKeeper, as an operator runs one for a pool of
@@ -208,16 +205,12 @@ class LabBuilding:
         log = os.path.join(svc.workdir, "relay.log")
         process = svc.popen([sys.executable, "-m", "acsnet.cli", "relay", "--store", self.zookeeper_url,
                              "--listen", address, "--insecure"], log)
-        deadline = time.monotonic() + 30
-        while True:
+
+        def serving() -> bool:
             with open(log, errors="replace") as f:
-                if "relay: serving" in f.read():
-                    return
-            if process.poll() is not None:
-                raise LabError(f"acsnet relay on svc exited with {process.returncode}; see {log}")
-            if time.monotonic() > deadline:
-                raise LabError(f"acsnet relay on svc did not serve within 30s; see {log}")
-            time.sleep(0.2)
+                return "relay: serving" in f.read()
+
+        wait_until_up(serving, "acsnet relay on svc", timeout=30, see=log, processes=[process])
 
     def dockerd_args(self, host: str, index: int, scope: str) -> list[str]:
         args = [f"--cgroup-parent=/{self.prefix}-{host}"]
@@ -335,11 +328,6 @@ class LabBuilding:
         log = os.path.join(node.workdir, f"front-{time.time_ns()}.log")
         process = node.popen([sys.executable, "-m", "acsnet.cli", "front", "--listen", listen,
                               "--docker", "unix:///run/docker.sock", "--store", self.zookeeper_url, *options], log)
-        deadline = time.monotonic() + wait
         through_front = {**os.environ, "DOCKER_HOST": listen}
-        while node.run([self.docker_cli, "version"], check=False, timeout=10, env=through_front).returncode != 0:
-            if process.poll() is not None:
-                raise LabError(f"acsnet front on {host} exited with {process.returncode}; see {log}")
-            if time.monotonic() > deadline:
-                raise LabError(f"acsnet front on {host} did not answer within {wait:g}s; see {log}")
-            time.sleep(0.2)
+        wait_until_up(lambda: node.run([self.docker_cli, "version"], check=False, timeout=10, env=through_front).returncode == 0,
+                      f"acsnet front on {host}", timeout=wait, see=log, processes=[process])

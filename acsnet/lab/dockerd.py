@@ -16,10 +16,9 @@ import shutil
 import signal
 import subprocess
 import tarfile
-import time
 from dataclasses import dataclass
 
-from acsnet.lab.host import REPO, LabError, SimulatedHost, stop_process_group
+from acsnet.lab.host import REPO, LabError, SimulatedHost, stop_process_group, wait_until_up
 
 BUSYBOX = "/bin/busybox"
 IMAGE = "acsnet/busybox:latest"
@@ -127,13 +126,8 @@ class DockerDaemon:
         # containerd that is not there.
         self.host.run(["rm", "-f", CONTAINERD_PID])
         self.process = self.host.popen_in_os(self.argv(), self.log_path)
-        deadline = time.monotonic() + wait
-        while self.docker("version", check=False, timeout=10).returncode != 0:
-            if self.process.poll() is not None:
-                raise LabError(f"dockerd on {self.host.name} exited ({self.process.returncode}); see {self.log_path}")
-            if time.monotonic() > deadline:
-                raise LabError(f"dockerd on {self.host.name} did not answer within {wait:g}s; see {self.log_path}")
-            time.sleep(0.2)
+        wait_until_up(lambda: self.docker("version", check=False, timeout=10).returncode == 0,
+                      f"dockerd on {self.host.name}", timeout=wait, see=self.log_path, processes=[self.process])
         return self
 
     def stop(self, sig: int = signal.SIGTERM, wait: float = 60.0) -> None:

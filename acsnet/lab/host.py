@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import Callable, Iterable
 
 from acsnet.errors import AcsnetError
 
@@ -30,6 +31,21 @@ NETNS_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 
 class LabError(AcsnetError):
     """A lab step failed; the message says what and what to do."""
+
+
+def wait_until_up(ready: Callable[[], bool], what: str, *, timeout: float, see: str,
+                  processes: Iterable[subprocess.Popen] = (), interval: float = 0.2) -> None:
+    """Return once `ready()` holds: a service the lab started answers. A LabError naming `what` and
+    where to look (`see`) if one of `processes` (the service's) exits first, or at `timeout`: a
+    service that died would otherwise be waited on to the end."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        for process in processes:
+            if process.poll() is not None:
+                raise LabError(f"{what} exited with {process.returncode}; see {see}")
+        if time.monotonic() > deadline:
+            raise LabError(f"{what} did not come up within {timeout:g}s; see {see}")
+        time.sleep(interval)
 
 
 def run(argv: list[str], *, timeout: float = 60, check: bool = True, **kwargs) -> subprocess.CompletedProcess:

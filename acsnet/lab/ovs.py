@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 
-from acsnet.lab.host import LabError, SimulatedHost
+from acsnet.lab.host import LabError, SimulatedHost, wait_until_up
 
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 RUNDIR = "/run/openvswitch"
@@ -48,13 +47,9 @@ class OpenVSwitch:
         return self
 
     def _wait_for(self, argv: list[str], wait: float, what: str) -> None:
-        deadline = time.monotonic() + wait
-        while self.host.run_in_os(argv, check=False, timeout=10).returncode != 0:
-            if any(p.poll() is not None for p in self.processes):
-                raise LabError(f"{what} on {self.host.name} exited; see {os.path.dirname(self.db)}")
-            if time.monotonic() > deadline:
-                raise LabError(f"{what} on {self.host.name} did not come up within {wait:g}s")
-            time.sleep(0.1)
+        wait_until_up(lambda: self.host.run_in_os(argv, check=False, timeout=10).returncode == 0,
+                      f"{what} on {self.host.name}", timeout=wait, see=os.path.dirname(self.db),
+                      processes=self.processes, interval=0.1)
 
     def vsctl(self, *args: str) -> str:
         return self.host.run_in_os(["ovs-vsctl", "--timeout=10", *args]).stdout
