@@ -112,7 +112,7 @@ def test_an_endpoint_added_on_one_host_shows_in_another_hosts_recorded_table_and
     wait_for(lambda: "10.42.0.1" in cluster.switches["h2"].announced, what="h2 told of the new address")
 
     h1.remove_endpoint(first.endpoint_id)
-    assert not any("10.42.0.1" in f for f in cluster.switches["h1"].flows)
+    wait_for(lambda: not any("10.42.0.1" in f for f in cluster.switches["h1"].flows), what="its flows gone (the worker's)")
     wait_for(lambda: remote not in cluster.switches["h2"].flows, what="h1's endpoint gone from h2's table")
     wait_for(lambda: first.host_port not in cluster.switches["h1"].ports, what="the port retired")
     wait_for(lambda: first.host_port not in cluster.switches["h1"].links, what="the veth deleted")
@@ -172,7 +172,7 @@ def slow_clears(monkeypatch, seconds: float) -> None:
     monkeypatch.setattr(state, "clear_endpoint_records", slowed)
 
 
-def test_with_a_journal_a_removal_answers_once_its_flows_are_gone_and_its_records_go_just_after__commit_slowed(cluster, tmp_path, monkeypatch):
+def test_with_a_journal_a_removal_answers_before_its_commit_and_its_flows_and_records_go_just_after__commit_slowed(cluster, tmp_path, monkeypatch):
     journal = str(tmp_path / "h1-clears.journal")
     h1, h2 = two_hosts_h2_following(cluster, clear_journal=journal)
     first = endpoint(1)
@@ -185,9 +185,10 @@ def test_with_a_journal_a_removal_answers_once_its_flows_are_gone_and_its_record
     started = time.monotonic()
     h1.remove_endpoint(first.endpoint_id)
     assert time.monotonic() - started < 0.5  # not behind the commit
-    assert not any("10.42.0.1" in f for f in cluster.switches["h1"].flows)
     assert h1.clears_pending == 1 and first.endpoint_id in open(journal).read()
     assert state.read_host_endpoint(cluster.stores["h1"], LAYOUTS["vxlan"], "h1", first.endpoint_id) is not None
+    wait_for(lambda: not any("10.42.0.1" in f for f in cluster.switches["h1"].flows), what="its flows gone, the commit pending")
+    assert h1.clears_pending == 1
     wait_for(lambda: h1.clears_pending == 0, what="the removal committed")
     assert state.read_host_endpoints(cluster.stores["h1"], LAYOUTS["vxlan"], "h1") == {}
     assert state.read_segment_records(cluster.stores["h1"], LAYOUTS["vxlan"], VNI).keys() == {f"10.42.0.9~{'09' * 6}"}

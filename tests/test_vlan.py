@@ -115,8 +115,8 @@ def spare_ports(lab: Lab, host: str) -> dict[str, dict[str, str]]:
 
 def assert_nothing_left(lab: Lab) -> None:
     for host in ("h1", "h2"):
-        # DeleteEndpoint answers once the flows are gone; the port and veth leave right after, on the
-        # plugin's retirer thread.
+        # DeleteEndpoint answers before its flows and port go: the plugin's worker takes the flows out
+        # as it answers, and the port and veth leave right after, on the plugin's retirer thread.
         deadline = time.monotonic() + 5
         while acsnet_ports(lab, host) and time.monotonic() < deadline:
             time.sleep(0.1)
