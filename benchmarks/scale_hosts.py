@@ -74,6 +74,21 @@ class Layout:
         return f"02:00:00:{index >> 16 & 255:02x}:{index >> 8 & 255:02x}:{index & 255:02x}"
 
 
+_HOST_NAME = re.compile(r"sim\d{4}")  # Layout.host_name's
+_ENDPOINT_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def watch_kind(path: str) -> str:
+    """A watched path with its host names, numbers and endpoint IDs generalised: watches count by kind."""
+    def general(part: str) -> str:
+        if _HOST_NAME.fullmatch(part):
+            return "<host>"
+        if part.isdigit():
+            return "<n>"
+        return "<id>" if _ENDPOINT_ID.fullmatch(part) else part
+    return "/".join(general(part) for part in path.split("/"))
+
+
 def remote_macs(flows: list[str]) -> set[tuple[int, str]]:
     """(VNI, MAC) of every remote endpoint a recorded vxlan table sends through the tunnel."""
     return {(int(m.group(1)), m.group(2)) for m in map(REMOTE_FLOW.search, flows) if m}
@@ -265,6 +280,17 @@ class HostProcess:
     def counters(self) -> dict:
         with self.tally.lock:
             return {"programs": self.tally.programs, "flows": self.tally.flows, **usage()}
+
+    def watches(self) -> dict[str, int]:
+        """The ZooKeeper watches this process's sessions keep, by kind (`watch_kind`): each host's own
+        session's (a relayed host's store follows its segments through the relay, whose watches are the
+        relay's) and the agent-less hosts' session's."""
+        stores = [store.direct if isinstance(store, RelayedStore) else store for store in self.stores.values()]
+        kinds: dict[str, int] = {}
+        for store in stores + ([self.present] if self.present is not None else []):
+            for path in store.watched_paths():
+                kinds[watch_kind(path)] = kinds.get(watch_kind(path), 0) + 1
+        return kinds
 
     def arrivals(self) -> dict[str, list[tuple[str, float]]]:
         with self.tally.lock:

@@ -232,12 +232,32 @@ def write(report: dict, out: str) -> str:
         for skip in report["skipped"]:
             if skip.get("design") == "before":
                 lines.append(f"| {skip['hosts']} | {skip.get('outcome', 'not run')}: {skip['why']} |" + " |" * (len(HEADERS) - 2))
+    lines += watch_lines(rows)
     limit = report["limit"]
     if limit:
         lines += ["", limit_line(limit)]
     lines += ipam_lines(report)
     return _with_checks(lines, report, "every table converged, every record reached every host with endpoints on "
                         "its network, no address twice", os.path.join(out, "scale.md"))
+
+
+def watch_lines(rows: list[dict]) -> list[str]:
+    """Where the 'ZK watches' column's count comes from, by the kinds of path the hosts' sessions watch.
+    ZooKeeper's `mntr` counts a one-shot watch once and a persistent recursive watch (a leaves watch:
+    a relay's, or a host's own without one) twice, as a data and a child watch; `wchs` and `wchp`
+    list its data watches only, so a host's one-shot child watches show in neither."""
+    shown = [row for row in rows if row.get("hosts_watches_by_kind") is not None]
+    if not shown:
+        return []
+    lines = ["", "ZooKeeper's watches (the 'ZK watches' column is `mntr`'s, which counts a leaves watch twice, as "
+             "a data and a child watch); those the hosts' own sessions keep, by kind of path (a relay's are "
+             "the segments and the live list it follows):", ""]
+    for row in shown:
+        kinds = row["hosts_watches_by_kind"]
+        said = ", ".join(f"{count} {kind}" for kind, count in kinds.items()) or "none"
+        lines.append(f"- {row['hosts']} hosts ({cell(row, 'agents')} agents, {row.get('relays') or 0} relays): "
+                     f"{row['zk_watches']} in `mntr`; the hosts' sessions: {said}")
+    return lines
 
 
 def limit_line(limit: dict) -> str:

@@ -248,6 +248,10 @@ def test_scale_quick_converges_every_simulated_table_and_hands_out_no_address_tw
         assert row["events"] == 10 and row["propagated"] == row["events"] and row["unpropagated"] == 0
         assert 0 < row["propagation_p50_s"] <= row["propagation_p99_s"]
         assert row["zk_requests_per_s"] > 0 and row["zk_watches"] > 0 and row["zk_znodes"] > row["endpoints"] * 2
+        # each host follows its 2 segments and the live list itself, with leaves watches, which mntr counts twice
+        kinds = row["hosts_watches_by_kind"]
+        assert kinds["/acsnet/vxlan/segments/<n>"] == 2 * row["hosts"] and kinds["/acsnet/live"] == row["hosts"], kinds
+        assert row["zk_watches"] >= 2 * (kinds["/acsnet/vxlan/segments/<n>"] + kinds["/acsnet/live"])
         assert 0 < row["zk_load_fraction"] and row["memory_per_host_mb"] > 0 and row["cpu_per_host_ms_per_s"] > 0
         # the segments' records are followed with persistent watches: their events are told apart
         assert 0 < row["zk_leaf_notifications_per_s"] <= row["zk_notifications_per_s"]
@@ -285,7 +289,8 @@ def test_scale_quick_through_a_store_relay_converges_with_the_hosts_following_no
     assert row["events"] == 10 and row["propagated"] == row["events"] and row["unpropagated"] == 0
     assert row["relays"] == 1 and row["relay_cpu_ms_per_s"] > 0 and row["relay_memory_mb"] > 0
     assert row["zk_watches"] < 2 * row["hosts"], row["zk_watches"]
-    assert "store relays" in (out / "scale.md").read_text()
+    assert not [kind for kind in row["hosts_watches_by_kind"] if kind.startswith(("/acsnet/vxlan/segments", "/acsnet/live"))]
+    assert "store relays" in (out / "scale.md").read_text() and "the hosts' sessions: " in (out / "scale.md").read_text()
 
 
 def test_scale_quick_with_fewer_agents_than_hosts_holds_the_others_state_and_sessions(tmp_path):
