@@ -175,6 +175,20 @@ def test_plugins_time_per_container_sums_each_drivers_calls_and_an_equal_share_o
     assert per_container["vxlan"] == per_container["vpc"] == {"IpamDriver.RequestAddress": 1.5, "IpamDriver.ReleaseAddress": 0.5}
 
 
+@pytest.mark.parametrize("count", [2, 5, 6])
+def test_the_docker_run_rounds_have_each_driver_follow_each_other_equally_often(count):
+    names = [f"d{i}" for i in range(count)]
+    orders = controlplane.balanced_orders(names)
+    assert all(sorted(order) == names for order in orders)
+    follows = {}
+    for order in orders:
+        for before, after in zip(order, order[1:]):
+            follows[(before, after)] = follows.get((before, after), 0) + 1
+    assert set(follows) == {(a, b) for a in names for b in names if a != b}
+    assert len(set(follows.values())) == 1, follows
+    assert controlplane.balanced_orders(list(controlplane.NETWORKS))[0][0] == "bridge"
+
+
 def test_over_bridge_run_by_run_pairs_each_run_with_bridges_run_of_the_same_round():
     # bridge's runs drift slower over the rounds; the driver is 10 ms slower in each round
     bridge = [0.300, 0.350, 0.400, 0.450, 0.500]
