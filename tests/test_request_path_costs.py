@@ -337,6 +337,41 @@ def test_a_delete_endpoint_answers_before_its_flows_change_and_its_port_leaves_a
         store.close()
 
 
+def test_a_create_endpoint_undone_just_after_a_delete_takes_no_port_a_flow_still_names__failing_store_commit(embedded_url, tmp_path):
+    """A CreateEndpoint whose claim fails removes the ports of forgotten endpoints: a DeleteEndpoint's just
+    before, whose flows the worker had not changed yet, goes only after them."""
+    import netaddr
+
+    from acsnet.errors import StoreUnavailable
+    from acsnet.plugins.segments.model import SegmentNetwork
+
+    agent, store, switch = _vlan_agent(embedded_url, clear_journal=str(tmp_path / "vlan-clears.journal"))
+    try:
+        agent.add_network(SegmentNetwork("m" * 64, 218, netaddr.IPNetwork("203.0.113.0/24"), None, None, 1500))
+        agent.add_endpoint(endpoint(4))
+        agent.worker.stop()  # its pass would change the flows at once: here the create comes first
+        assert until(lambda: not agent.worker._thread.is_alive(), timeout=5)  # (stop wakes it for a last pass)
+        agent.remove_endpoint(endpoint(4).endpoint_id)
+        assert any("ip=198.51.100.4" in f for f in switch.flows)
+
+        def unavailable(*args, **kwargs):
+            raise StoreUnavailable("the store did not answer")
+
+        store.commit = unavailable
+        other = SegmentEndpoint("77" + "e" * 62, "m" * 64, 218, "203.0.113.7", 24, "02:42:cb:00:71:07", time.time())
+        try:
+            agent.add_endpoint(other)  # a segment not followed here: its claim is waited for before any flow
+            raise AssertionError("CreateEndpoint succeeded without its claim")
+        except StoreUnavailable:
+            pass
+        named = any("ip=198.51.100.4" in f for f in switch.flows)
+        assert not named or endpoint(4).host_port in switch.ports, "a flow names a port that is gone"
+        assert not named, "the undo left the deleted endpoint's flows"
+    finally:
+        agent.stop()
+        store.close()
+
+
 def test_a_delete_endpoint_whose_commit_fails_keeps_the_endpoint_its_flows_and_port__failing_store_commit(embedded_url):
     from acsnet.errors import StoreUnavailable
 

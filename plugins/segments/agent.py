@@ -380,13 +380,25 @@ class SegmentAgent:
         if claimed:
             try:
                 self._forget_endpoint(endpoint)
-                self.ports.remove_unplugged()
+                self._remove_unplugged_ports()
                 return
             except AcsnetError:
                 pass  # the store failed too: its records are audit's to find
         self.endpoints.pop(endpoint.endpoint_id, None)
         self.ports.unplug(endpoint)
-        self.ports.remove_unplugged()
+        self._remove_unplugged_ports()
+
+    def _remove_unplugged_ports(self) -> None:
+        """The ports of forgotten endpoints, now; after the flows' change a DeleteEndpoint left to the
+        worker (`_flows_behind`), whose port its flows still name until then (a failed change leaves
+        them all to the worker's pass)."""
+        if not self._flows_behind:
+            self.ports.remove_unplugged()
+            return
+        try:
+            self.sync(whole=False)
+        except AcsnetError:
+            pass
 
     def joined(self, endpoint: SegmentEndpoint) -> None:
         """A container joined the endpoint: the worker has the datapath announce its address (Join must
