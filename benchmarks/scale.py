@@ -34,6 +34,7 @@ chart per figure (scale-<figure>.png) to `--out`, and names the figure that limi
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import multiprocessing
 import os
@@ -223,10 +224,8 @@ def run_size(ensemble: Ensemble, sustained: dict, layout: Layout, args, started:
         relay_cpu = sum(relay.cpu_s() for relay in relays) - relay_cpu_before
         zk_after = ensemble.stats()
         counters_after = on_all(clients, "counters")
-        watch_kinds: dict[str, int] | None = None if tree else {}  # a "before" tree's processes may not say
-        for kinds in ([] if tree else on_all(clients, "watches")):
-            for kind, count in kinds.items():
-                watch_kinds[kind] = watch_kinds.get(kind, 0) + count
+        # the hosts' watches by kind, most first (a "before" tree's processes may not say)
+        watch_kinds = None if tree else sum(map(collections.Counter, on_all(clients, "watches")), collections.Counter())
         checks = on_all(clients, "check", expected_tables(layout, current), args.settle)
         result["check"] = summed(checks)
         arrivals: dict[str, list] = {}
@@ -266,7 +265,7 @@ def run_size(ensemble: Ensemble, sustained: dict, layout: Layout, args, started:
             "propagated": len(delays), "unpropagated": unpropagated, "interested_hosts_per_event": interested_hosts,
             "zk_requests_per_s": zk["requests"] / churn_s, "zk_writes_per_s": zk["writes"] / churn_s,
             "zk_notifications_per_s": zk["notifications"] / churn_s, "zk_watches": zk_after["watches"],
-            "hosts_watches_by_kind": None if watch_kinds is None else dict(sorted(watch_kinds.items(), key=lambda kind: -kind[1])),
+            "hosts_watches_by_kind": None if watch_kinds is None else dict(watch_kinds.most_common()),
             "zk_znodes": zk_after["znodes"], "zk_connections": zk_after["connections"],
             "zk_leaf_notifications_per_s": zk["leaf_notifications"] / churn_s,
             "zk_load_fraction": load_fraction(reads_per_s, zk["writes"] / churn_s, zk["notifications"] / churn_s,

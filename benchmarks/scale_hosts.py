@@ -8,6 +8,7 @@ what the process measured: commit and arrival times, flows computed, its CPU tim
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
 import os
@@ -286,11 +287,8 @@ class HostProcess:
         session's (a relayed host's store follows its segments through the relay, whose watches are the
         relay's) and the agent-less hosts' session's."""
         stores = [store.direct if isinstance(store, RelayedStore) else store for store in self.stores.values()]
-        kinds: dict[str, int] = {}
-        for store in stores + ([self.present] if self.present is not None else []):
-            for path in store.watched_paths():
-                kinds[watch_kind(path)] = kinds.get(watch_kind(path), 0) + 1
-        return kinds
+        stores += [self.present] if self.present is not None else []
+        return dict(collections.Counter(watch_kind(path) for store in stores for path in store.watched_paths()))
 
     def arrivals(self) -> dict[str, list[tuple[str, float]]]:
         with self.tally.lock:
