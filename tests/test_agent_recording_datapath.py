@@ -564,6 +564,41 @@ def test_a_segment_whose_watch_could_not_be_set_is_watched_at_the_next_try_store
         store.close()
 
 
+def test_hosts_followed_for_their_liveness_alone_move_its_epoch_and_none_of_their_records(embedded_url):
+    """The vpc driver follows its peers' liveness (`follow_hosts`), records or not: a peer's last session
+    ending moves `liveness_epoch`, so the driver reads its host subnets again; with records kept in the
+    flows whatever their host (`withdraw_dead_hosts` off, as vpc's), nothing goes into the change."""
+    from acsnet.plugins.segments.datapath import RemoteChange
+    from acsnet.plugins.segments.model import SegmentRecord
+    from acsnet.plugins.segments.watch import RemoteRecords
+
+    layout = LAYOUTS["vpc"]
+    watcher, peer = open_store(embedded_url, timeout=5.0), open_store(embedded_url, timeout=5.0)
+    peer.register_host("h2", "vpc", {"host_id": "h2"})
+    state.prepare_segment(peer, layout, VNI)
+    record = SegmentRecord("h2", "02:00:00:00:00:02", "192.0.2.12", "10.42.0.2", "02:42:0a:2a:00:02", "02" * 32)
+    assert peer.commit([state.segment_record_operation(layout, VNI, record)])
+    woken = []
+    try:
+        remote = RemoteRecords(watcher, layout, "h1", withdraw_dead_hosts=False, wake=lambda: woken.append(1))
+        remote.watch(VNI, collect_arrivals=False)
+        assert remote.records(VNI) == (record,) and remote.take_change().added == ((VNI, record),)
+        start = remote.liveness_epoch
+        remote.follow_hosts({"h1", "h2"})
+        assert remote.liveness_epoch == start + 1 and not remote.liveness_changed()
+        followed = remote.liveness_epoch
+        remote.follow_hosts({"h2"})
+        assert remote.liveness_epoch == followed, "a host followed already moved the epoch"
+        peer.close()
+        wait_for(lambda: woken, what="the sessions list's watch waking the worker")
+        wait_for(lambda: remote.liveness_changed() is False and remote.liveness_epoch > followed,
+                 what="h2's end taken in")
+        assert remote.take_change() == RemoteChange() and remote.records(VNI) == (record,)
+    finally:
+        watcher.close()
+        peer.close()
+
+
 def spares(switch: RecordedSwitch) -> set[str]:
     with switch.lock:
         return {name for name, ids in switch.ports.items() if ids.get(SPARE)}

@@ -197,6 +197,17 @@ class RemoteRecords:
     def refresh_all(self, *, collect_arrivals: bool) -> bool:
         return any([self.refresh(number, collect_arrivals=collect_arrivals) for number in list(self.watched)])
 
+    def follow_hosts(self, hosts: set[str]) -> None:
+        """Follow these hosts' liveness too, whether they have records or not (the vpc driver's peers:
+        `liveness_epoch` moves when one comes or goes). Under the agent's lock."""
+        self._follow_hosts(set(hosts) - {self.host_id})
+
+    @property
+    def liveness_epoch(self) -> int:
+        """Moves on whenever a followed host came alive or died, as taken in (`liveness_changed`), or
+        hosts were followed."""
+        return self._liveness_epoch
+
     def _follow_hosts(self, hosts: set[str]) -> None:
         """Follow whether these hosts are alive (any of its plugins holds a store session)."""
         hosts = hosts - self._followed
@@ -266,7 +277,8 @@ class RemoteRecords:
 
     def liveness_changed(self) -> bool:
         """Take what the liveness watches said since the last call into the flows: the cached records of
-        hosts that came alive are added to the change, those of hosts that died removed. True if any did.
+        hosts that came alive are added to the change, those of hosts that died removed. True if any did
+        (never without `withdraw_dead_hosts`: then only `liveness_epoch` moves).
         (A host coming or going changes its records' flows, not the table: when hosts start one after
         another, a whole program at each was every host's table computed again per host, N^2.) Only
         the hosts the watches said something of are asked, and only their records moved."""
@@ -279,6 +291,8 @@ class RemoteRecords:
             return False
         self._alive_in_flows = (self._alive_in_flows | came) - went
         self._liveness_epoch += 1
+        if not self.withdraw_dead_hosts:
+            return False  # every record stays in the flows, whatever its host (hosts followed for `liveness_epoch`)
         # A dead host's record that arrived since the datapath was last programmed is not in the flows:
         # it leaves the change instead.
         pending = {(number, record) for number, record in self._added if record.host in went}
