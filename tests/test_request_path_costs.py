@@ -162,9 +162,11 @@ def test_a_vpc_endpoint_program_reads_no_bridge_addresses_and_the_worker_checks_
     datapath._peers = datapath._swarm_own = datapath._swarm_peers = ()
     datapath._gateway_addresses_set, datapath._gateway_checked = None, 0.0
     datapath._read_membership = lambda view: None  # the store's part, not what is counted here
+    datapath._membership_moved, datapath._membership_epoch, datapath._membership_read_at = True, -1, 0.0
     datapath._to_release = set()
     datapath.agent = types.SimpleNamespace(wake=lambda: None, lock=contextlib.nullcontext(), sync=lambda: None,
-                                           view=lambda remote=False: HostView("h1", (), (), ()))
+                                           view=lambda remote=False: HostView("h1", (), (), ()),
+                                           remote=types.SimpleNamespace(liveness_epoch=0))
     monkeypatch.setattr(VpcOvsDatapath, "_apply_routes", lambda self: None)
     datapath.program(HostView("h1", (), (), ()))
     assert reads == ["ovsbr0"] and on_bridge == {("100.74.3.1", 24)}

@@ -22,28 +22,36 @@ def test_vpc_records_read_write_watch_clear(embedded_url):
         assert VpcNetworkSettings.read_all(store) == [NETWORK]
         assert VpcNetworkSettings.read(store, NETWORK)["host_subnet_size"] == 24
 
+        # The one watch a host keeps of the network: its settings, which every change of its host
+        # records moves on, a claim's, a release's and a record's value changed in place alike.
         seen, changed = [], threading.Event()
 
-        def on_hosts(hosts):
-            seen.append(hosts)
+        def on_settings(node):
+            seen.append(node)
             changed.set()
 
-        HostSubnetRecord.watch_all(store, NETWORK, on_hosts)
-        assert seen[0] == []
+        VpcNetworkSettings.watch(store, NETWORK, on_settings)
+        assert seen[0].json()["host_subnet_size"] == 24
         changed.clear()
         record = HostSubnet("h1", str(NETWORK), "100.72.0.0/24", "192.0.2.11")
         settings = VpcNetworkSettings.read_versioned(store, NETWORK)
         assert store.commit([VpcNetworkSettings.replace_operation(NETWORK, {**settings.json(), "claims": 1}, settings.version),
                              SubnetClaim.create_operation(NETWORK, record.subnet, "h1"),
                              HostSubnetRecord.create_operation(record)])
-        assert changed.wait(10) and seen[-1] == ["h1"]
+        assert changed.wait(10) and seen[-1].json()["claims"] == 1
         assert HostSubnetRecord.read(store, NETWORK, "h1") == record and HostSubnetRecord.read_all(store, NETWORK) == {"h1": record}
         assert SubnetClaim.read(store, NETWORK, "100.72.0.0/24") == "h1"
         assert SubnetClaim.read_all(store, NETWORK) == [netaddr.IPNetwork("100.72.0.0/24")]
 
         node = HostSubnetRecord.read_versioned(store, NETWORK, "h1")
         left = HostSubnet(**{**record.to_json(), "left_at": 1.0})
+        changed.clear()
+        before = seen[-1].version
         assert HostSubnetRecord.replace(store, left, node.version) and not HostSubnetRecord.replace(store, left, node.version)
+        assert changed.wait(10) and seen[-1].version == before + 1, "a record changed in place went unheard"
+        assert seen[-1].json() == {"host_subnet_size": 24, "max_routes": 4, "claims": 1}, "the settings changed"
+        VpcNetworkSettings.unwatch(store, NETWORK)
+        assert store.watched_paths() == []
         node = HostSubnetRecord.read_versioned(store, NETWORK, "h1")
         assert store.commit([HostSubnetRecord.delete_operation(NETWORK, "h1", node.version)]
                             + SubnetClaim.release_operations(store, NETWORK, record.subnet))

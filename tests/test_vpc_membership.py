@@ -162,9 +162,10 @@ def test_a_ranges_settings_go_with_its_last_host_subnet_so_it_can_be_made_again_
         assert HostSubnetAssignment.read_all(first, network) == [] and HostSubnetAssignment.read_all(first, NETWORK6) == []
         assert b.release(network) is True  # again: nothing left, nothing done
 
-        # A watch set on the range just then (an agent's, from an older view) makes ZooKeeper's parents
-        # again, the settings' node empty: still no settings, and the next claim's options are stored.
-        HostSubnetRecord.watch_all(first, network, lambda hosts: None)
+        # A node of the range made just then as a parent (an earlier version's agent watching its host
+        # records made them), the settings' node empty: still no settings, and the next claim's options
+        # are stored.
+        first.create(HostSubnetRecord.key(network))
         assert a.settings(network) is None
         held = c.claim(network, *options_b)
         assert c.settings(network) == VpcSettings(*options_b) and held.subnet == "100.75.0.0/26" and held.subnet6 == "fd00:75::/96"

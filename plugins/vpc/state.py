@@ -6,6 +6,12 @@
 
 Reads that feed a compare-and-set return the `Versioned` node; writes that must happen together are
 offered as operations, for the caller's one commit.
+
+Every change of a network's host records moves its settings' version on: a claim and a release write
+the settings in their commit, and `HostSubnetRecord.replace` writes them back as they are. So the one
+watch a host keeps on the settings (`VpcNetworkSettings.watch`) hears of any change of the records, a
+record's value (a host marked left, its NIC changed) as well as a host coming or going, which a
+watch of the records' names does not.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Callable
 
 import netaddr
 
+from acsnet.errors import StoreUnavailable
 from acsnet.ipam.state import network_of_key, subnet_key
 from acsnet.plugins.segments.model import LAYOUTS
 from acsnet.plugins.vpc.model import HostSubnet
@@ -49,6 +56,17 @@ class VpcNetworkSettings:
         store.create(HostSubnetRecord.key(network))
         store.create(SubnetClaim.key(network))
         return made
+
+    @staticmethod
+    def watch(store: Store, network: netaddr.IPNetwork, callback: Callable[[Versioned | None], None]) -> None:
+        """Call `callback` now and on every change of the network's settings, whose version every change
+        of its host records moves on (see the module's docstring); None while it has none."""
+        store.watch_value(VpcNetworkSettings.key(network), callback)
+
+    @staticmethod
+    def unwatch(store: Store, network: netaddr.IPNetwork) -> None:
+        """End this process's watch of the network's settings (`watch`)."""
+        store.end_watches(VpcNetworkSettings.key(network))
 
     @staticmethod
     def replace_operation(network: netaddr.IPNetwork, settings: dict, version: int) -> SetValue:
@@ -95,14 +113,23 @@ class HostSubnetRecord:
                          HostSubnet.from_json)
 
     @staticmethod
-    def watch_all(store: Store, network: netaddr.IPNetwork, callback: Callable[[list[str]], None]) -> None:
-        store.watch_children(HostSubnetRecord.key(network), callback)
-
-    @staticmethod
     def replace(store: Store, record: HostSubnet, version: int) -> bool:
-        """Compare-and-set the host's record; False if it moved on."""
-        return store.compare_and_set(HostSubnetRecord.key(netaddr.IPNetwork(record.network), record.host),
-                                     encode(record.to_json()), version)
+        """Compare-and-set the host's record, in one commit with the network's settings written back as
+        they are, which moves their version on for the hosts watching them; False if the record moved on."""
+        network = netaddr.IPNetwork(record.network)
+        key = HostSubnetRecord.key(network, record.host)
+        for _attempt in range(20):
+            settings = VpcNetworkSettings.read_versioned(store, network)
+            operations = [SetValue(key, encode(record.to_json()), version)]
+            if settings is not None:
+                operations.append(SetValue(VpcNetworkSettings.key(network), settings.value, settings.version))
+            if store.commit(operations):
+                return True
+            current = store.get(key)
+            if current is None or current.version != version:
+                return False
+        raise StoreUnavailable(f"network {network}: host {record.host}'s record kept colliding with other hosts' "
+                               "claims; retry")
 
     @staticmethod
     def create_operation(record: HostSubnet) -> Create:
