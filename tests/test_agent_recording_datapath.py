@@ -599,6 +599,26 @@ def test_hosts_followed_for_their_liveness_alone_move_its_epoch_and_none_of_thei
         peer.close()
 
 
+def test_a_host_the_list_names_while_its_sessions_are_read_gets_no_watch_of_its_own(embedded_url):
+    """A followed host not in the sessions list as its watch said is read in the per-host layout; one
+    the list's watch named while that read went on is alive by the list, and is not watched on its
+    own. It was, for the agent's life: 239 of 1,000 relayed simulated hosts' sessions watches."""
+    from acsnet.plugins.segments.watch import RemoteRecords
+
+    watcher, peer = open_store(embedded_url, timeout=5.0), open_store(embedded_url, timeout=5.0)
+    try:
+        remote = RemoteRecords(watcher, LAYOUTS["vxlan"], "h1", withdraw_dead_hosts=True, wake=lambda: None)
+        remote.follow_hosts({"h3"})  # the list's watch is set
+        peer.register_host("h2", "vxlan", {"host_id": "h2"})
+        wait_for(lambda: "h2" in remote._listed, what="the list's watch naming h2")
+        remote._check_unlisted(["h2"])  # as if the list had named h2 while this read its sessions
+        assert HostSessions.key("h2") not in watcher.watched_paths(), watcher.watched_paths()
+        assert remote._alive("h2")
+    finally:
+        watcher.close()
+        peer.close()
+
+
 def spares(switch: RecordedSwitch) -> set[str]:
     with switch.lock:
         return {name for name, ids in switch.ports.items() if ids.get(SPARE)}
