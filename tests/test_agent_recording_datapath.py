@@ -664,6 +664,41 @@ def test_a_vlan_spare_has_a_tag_no_traffic_has_until_an_endpoint_takes_it(embedd
         made.close()
 
 
+def test_a_spare_pairs_endpoint_gone_within_the_refill_delay_leaves_its_pair_as_the_spare__recording_bridge(embedded_url):
+    """`docker run --rm` in a loop: each container takes the spare, and its pair, back on the host when
+    the container is gone (the recording keeps both ends there throughout), becomes the spare again
+    instead of leaving the bridge while a new pair is made: no port made or removed per container
+    (each was an ovs-vswitchd reconfiguration). A pair kept beyond the spares wanted leaves as before."""
+    from acsnet.plugins.segments.ports import REFILL_DELAY_SECONDS
+
+    made = Cluster(embedded_url, driver="vlan")
+    try:
+        h1 = made.start("h1", spare_pairs=1)
+        switch = made.switches["h1"]
+        wait_for(lambda: len(spares(switch)) == 1, what="a spare on the bridge")
+        (spare,) = spares(switch)
+        index = switch.links[spare]
+        h1.add_network(SegmentNetwork(NETWORK_ID, 217, SUBNET, None, None, 1500))
+        for number in (1, 2, 3):
+            h1.add_endpoint(dataclasses.replace(endpoint(number), segment=217))
+            assert h1.endpoint(endpoint(number).endpoint_id).host_port == spare, "the container did not take the spare"
+            h1.remove_endpoint(endpoint(number).endpoint_id)
+            wait_for(lambda: spares(switch) == {spare}, what="its pair a spare again")
+            assert switch.options[spare] == {"tag": 4095} and switch.ports[spare] == {DRIVER_ID: "vlan", SPARE: "true"}
+        time.sleep(REFILL_DELAY_SECONDS + 0.3)
+        assert spares(switch) == {spare} and switch.links[spare] == index, "a pair was made or removed"
+
+        # Two at once, one spare wanted: the first pair back is the spare, the other leaves the bridge.
+        h1.add_endpoint(dataclasses.replace(endpoint(4), segment=217))
+        h1.add_endpoint(dataclasses.replace(endpoint(5), segment=217))
+        ports = {h1.endpoint(endpoint(n).endpoint_id).host_port for n in (4, 5)}
+        h1.remove_endpoint(endpoint(4).endpoint_id)
+        h1.remove_endpoint(endpoint(5).endpoint_id)
+        wait_for(lambda: len(ports & set(switch.ports)) == 1 and len(spares(switch)) == 1, what="one spare kept, one port gone")
+    finally:
+        made.close()
+
+
 def test_a_restart_keeps_endpoints_on_spare_pairs_relabels_one_a_crash_left_unlabelled_and_replaces_the_spares(cluster):
     h1 = cluster.start("h1", spare_pairs=2)
     switch = cluster.switches["h1"]

@@ -36,8 +36,8 @@ class Bridge(Protocol):
         """Hand a spare pair to `endpoint`: both ends' MTU if `mtu`, and its port's labels and options;
         nothing for the switch to open."""
 
-    def label(self, endpoint: SegmentEndpoint, *, options: dict, external_ids: dict) -> None:
-        """The endpoint's port gets these labels, replacing what it had, and its options."""
+    def label(self, port: str, *, options: dict, external_ids: dict) -> None:
+        """The port gets these labels, replacing what it had, and its options."""
 
     @property
     def veth_offloads(self) -> bool:
@@ -129,10 +129,10 @@ class OvsBridge:
         # by name, the change); the MTU it does not set for a remote driver, so that is set, if it differs.
         if mtu:
             links.set_mtu([endpoint.host_port, endpoint.container_port], mtu)
-        self.label(endpoint, options=options, external_ids=external_ids)
+        self.label(endpoint.host_port, options=options, external_ids=external_ids)
 
-    def label(self, endpoint: SegmentEndpoint, *, options: dict, external_ids: dict) -> None:
-        self.ovsdb.label_port(self.name, endpoint.host_port, external_ids=external_ids, tag=options.get("tag"))
+    def label(self, port: str, *, options: dict, external_ids: dict) -> None:
+        self.ovsdb.label_port(self.name, port, external_ids=external_ids, tag=options.get("tag"))
 
     def remove_port(self, port: str) -> None:
         self.ovsdb.delete_port(self.name, port)

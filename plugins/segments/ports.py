@@ -35,7 +35,12 @@ SPARE = "acsnet-spare"  # OVSDB external_ids key of a port made ahead that no en
 # netlink request and one OVSDB commit that ovs-vswitchd has nothing to open for. A burst beyond the
 # spares makes its pairs on the request path, as before.
 SPARE_PAIRS = 2
-_REFILL = ""  # queued to the retirer: make spares up to the number kept (after the retire delay too)
+# A spare taken is made again only this long after: a `docker run --rm` lasts a few tenths of a second,
+# and its pair, back on the host when its container is gone, becomes the spare instead (`_recycle`).
+# Made at once, the new spare's port was one ovs-vswitchd reconfiguration per container, and the old
+# pair's removal a second, each stalling the host's own packets on the userspace datapath.
+REFILL_DELAY_SECONDS = 1.0
+_REFILL = ""  # queued to the retirer: make spares up to the number kept (REFILL_DELAY_SECONDS later)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,9 +72,10 @@ class EndpointPorts:
     retried CreateEndpoint attached one of the same name meanwhile."""
 
     def __init__(self, bridge: Bridge, driver: str, lock: threading.RLock, *, retire_delay: float = RETIRE_DELAY_SECONDS,
-                 spares: int = SPARE_PAIRS, spare_options: dict | None = None):
+                 spares: int = SPARE_PAIRS, spare_options: dict | None = None, refill_delay: float = REFILL_DELAY_SECONDS):
         self.bridge = bridge
         self.retire_delay = retire_delay
+        self.refill_delay = refill_delay
         self.driver = driver
         self._lock = lock
         self.attached: set[str] = set()  # this bridge's ports as this agent made them; checked by `survey`
@@ -79,6 +85,8 @@ class EndpointPorts:
         self._spares: list[SparePair] = []  # ready on the bridge, under the lock
         self._making: set[str] = set()  # spares' ports the retirer is making, under the lock (not the survey's)
         self._taken: dict[str, SparePair] = {}  # endpoint ID -> the spare `take_spare` gave it, until attached
+        self._fitted: dict[str, SparePair] = {}  # port -> the spare pair it is, as fitted to its endpoint (`_recycle`)
+        self._refill_due: float | None = None  # when the retirer makes spares up to the number kept (its thread's)
         self._fitter = ThreadPoolExecutor(1, thread_name_prefix=f"{driver}-fit")  # see `attach`
         self._unplugged: list[str] = []  # ports of forgotten endpoints, still named by installed flows
         # ports of deleted endpoints, removed by the retirer thread: the kernel takes
@@ -158,15 +166,21 @@ class EndpointPorts:
         if spare is None:
             self.bridge.plug(endpoint, mtu=mtu, options=options, create_veth=create_veth, external_ids=external_ids)
             if endpoint.pair:  # re-attached, or a spare whose labels a crash left behind: its own labels only
-                self.bridge.label(endpoint, options=options, external_ids=external_ids)
+                self.bridge.label(endpoint.host_port, options=options, external_ids=external_ids)
         else:
             self.attached.add(endpoint.host_port)  # in the flows from now; a failure leaves it to be retired
             self.spare_mtu = mtu
             self.refill_spares()
-            return self._fitter.submit(self.bridge.fit_spare, endpoint, mtu=None if mtu == spare.mtu else mtu,
-                                       options=options, external_ids=external_ids)
+            return self._fitter.submit(self._fit, endpoint, spare, mtu=mtu, options=options, external_ids=external_ids)
         self.attached.add(endpoint.host_port)
         return None
+
+    def _fit(self, endpoint: SegmentEndpoint, spare: SparePair, *, mtu: int, options: dict, external_ids: dict) -> None:
+        """On the fitter's thread (not under the lock: the request waits for this holding it). Once
+        fitted, the pair is known as such, so that it can be a spare again after its endpoint
+        (`_recycle`); one whose fitting failed is not."""
+        self.bridge.fit_spare(endpoint, mtu=None if mtu == spare.mtu else mtu, options=options, external_ids=external_ids)
+        self._fitted[endpoint.host_port] = dataclasses.replace(spare, mtu=mtu)
 
     def unplug(self, endpoint: SegmentEndpoint) -> None:
         """The endpoint is no longer this host's; its port waits for `remove_unplugged`."""
@@ -188,7 +202,16 @@ class EndpointPorts:
                 self._retiring.put(port)
 
     def _retire_forever(self) -> None:
-        while (port := self._retiring.get()) is not None:
+        while True:
+            wait = None if self._refill_due is None else max(0.0, self._refill_due - time.monotonic())
+            try:
+                port = self._retiring.get(timeout=wait)
+            except queue.Empty:  # the refill is due (REFILL_DELAY_SECONDS)
+                self._refill_due = None
+                self._make_spares()
+                continue
+            if port is None:
+                return
             batch, stopping = [port], False
             deadline = time.monotonic() + self.retire_delay  # see RETIRE_DELAY_SECONDS
             while not stopping and (left := deadline - time.monotonic()) > 0:
@@ -208,8 +231,8 @@ class EndpointPorts:
                     log.exception("port=%s not removed", port)
             if stopping:
                 return
-            if _REFILL in batch:
-                self._make_spares()
+            if _REFILL in batch and self._refill_due is None:
+                self._refill_due = time.monotonic() + self.refill_delay
 
     def _make_spares(self) -> None:
         """Spares up to the number kept. A pair is made outside the lock (the kernel, then ovs-vswitchd
@@ -235,15 +258,38 @@ class EndpointPorts:
 
     def _retire(self, port: str) -> None:
         """Under the lock, a port a retried CreateEndpoint attached again is left alone (its veth is the
-        new one: creating it deleted the old); otherwise the veth of that name is the forgotten
-        endpoint's, and goes by the index read here, after the lock (never one made meanwhile)."""
+        new one: creating it deleted the old); one that can be a spare again becomes one (`_recycle`);
+        otherwise the veth of that name is the forgotten endpoint's, and goes by the index read here,
+        after the lock (never one made meanwhile)."""
         with self._lock:
             if port in self.attached:
+                return
+            if self._recycle(port):
                 return
             index = self.bridge.port_index(port)
             self.bridge.detach(port)
         if index is not None:
             self.bridge.delete_veth(index)
+
+
+    def _recycle(self, port: str) -> bool:
+        """A spare pair whose endpoint is gone is a spare again, if fewer are kept than wanted and both its
+        ends are back on the host: dockerd moves the container end back out of the container's namespace
+        when the container is gone (the kernel drops its addresses and settings as it leaves that
+        namespace), and it keeps its name. Its port's labels go back to a spare's (an OVSDB commit,
+        nothing for ovs-vswitchd to open or close). Under the lock; True if it did."""
+        pair = self._fitted.pop(port, None)
+        if (pair is None or len(self._spares) + len(self._making) >= self.spares_kept
+                or pair.offloads != self.bridge.veth_offloads
+                or not (self.bridge.veth_exists(port) and self.bridge.veth_exists(container_end(pair.pair)))):
+            return False
+        try:
+            self.bridge.label(port, options=self.spare_options, external_ids={DRIVER_ID: self.driver, SPARE: "true"})
+        except Exception:  # retired as any other port instead
+            log.exception("port=%s not made a spare again", port)
+            return False
+        self._spares.append(pair)
+        return True
 
 
 class OrphanSweep:

@@ -111,14 +111,14 @@ class RecordingBridge:
             self.switch.options[host_end] = dict(options)
 
     def fit_spare(self, endpoint: SegmentEndpoint, *, mtu: int | None, options: dict, external_ids: dict) -> None:
-        self.label(endpoint, options=options, external_ids=external_ids)
+        self.label(endpoint.host_port, options=options, external_ids=external_ids)
 
-    def label(self, endpoint: SegmentEndpoint, *, options: dict, external_ids: dict) -> None:
+    def label(self, port: str, *, options: dict, external_ids: dict) -> None:
         with self.switch.lock:
-            if endpoint.host_port not in self.switch.ports:
-                raise DatapathError(f"cannot label port {endpoint.host_port}: it is not a port of {self.name}")
-            self.switch.ports[endpoint.host_port] = dict(external_ids)
-            self.switch.options[endpoint.host_port].update(options)
+            if port not in self.switch.ports:
+                raise DatapathError(f"cannot label port {port}: it is not a port of {self.name}")
+            self.switch.ports[port] = dict(external_ids)
+            self.switch.options[port].update(options)
 
     def remove_port(self, port: str) -> None:
         with self.switch.lock:
