@@ -63,7 +63,7 @@ class Cluster:
         switch = self.switches.setdefault(host, RecordedSwitch())
         datapath = RecordingDatapath(self.driver, switch, vtep=f"192.0.2.{len(self.switches)}",
                                      host_mac=f"02:00:00:00:01:{len(self.switches):02x}", **self.datapath_options)
-        # No spare pairs unless a test asks for them: they are made 0.1 s after the start, and which of
+        # No spare pairs unless a test asks for them: they are made a second after the start, and which of
         # a test's endpoints would take one would depend on the machine's speed.
         agent = SegmentAgent(store, datapath, host, **{"resync_seconds": 30.0, "spare_pairs": 0, **agent_options})
         agent.start()

@@ -72,10 +72,9 @@ class EndpointPorts:
     retried CreateEndpoint attached one of the same name meanwhile."""
 
     def __init__(self, bridge: Bridge, driver: str, lock: threading.RLock, *, retire_delay: float = RETIRE_DELAY_SECONDS,
-                 spares: int = SPARE_PAIRS, spare_options: dict | None = None, refill_delay: float = REFILL_DELAY_SECONDS):
+                 spares: int = SPARE_PAIRS, spare_options: dict | None = None):
         self.bridge = bridge
         self.retire_delay = retire_delay
-        self.refill_delay = refill_delay
         self.driver = driver
         self._lock = lock
         self.attached: set[str] = set()  # this bridge's ports as this agent made them; checked by `survey`
@@ -150,7 +149,8 @@ class EndpointPorts:
         return endpoint
 
     def refill_spares(self) -> None:
-        """Have the retirer make spares up to the number kept, after its delay (RETIRE_DELAY_SECONDS)."""
+        """Have the retirer make spares up to the number kept, REFILL_DELAY_SECONDS from now (or when a
+        refill already asked for is due), unless pairs given back meanwhile are enough."""
         if self.spares_kept:
             self._retiring.put(_REFILL)
 
@@ -232,7 +232,7 @@ class EndpointPorts:
             if stopping:
                 return
             if _REFILL in batch and self._refill_due is None:
-                self._refill_due = time.monotonic() + self.refill_delay
+                self._refill_due = time.monotonic() + REFILL_DELAY_SECONDS
 
     def _make_spares(self) -> None:
         """Spares up to the number kept. A pair is made outside the lock (the kernel, then ovs-vswitchd
@@ -270,7 +270,6 @@ class EndpointPorts:
             self.bridge.detach(port)
         if index is not None:
             self.bridge.delete_veth(index)
-
 
     def _recycle(self, port: str) -> bool:
         """A spare pair whose endpoint is gone is a spare again, if fewer are kept than wanted and both its
