@@ -649,13 +649,19 @@ def test_an_endpoint_takes_a_spare_pair_made_ahead_and_a_new_one_is_made_after_i
     wait_for(lambda: stored.host_port not in switch.ports and stored.container_port not in switch.links, what="its port retired")
 
 
+def start_with_one_spare(made: Cluster) -> tuple[SegmentAgent, RecordedSwitch, str]:
+    """h1 of the cluster, keeping one spare pair, once it is made: the agent, its switch, the spare's port."""
+    h1 = made.start("h1", spare_pairs=1)
+    switch = made.switches["h1"]
+    wait_for(lambda: len(spares(switch)) == 1, what="a spare on the bridge")
+    (spare,) = spares(switch)
+    return h1, switch, spare
+
+
 def test_a_vlan_spare_has_a_tag_no_traffic_has_until_an_endpoint_takes_it(embedded_url):
     made = Cluster(embedded_url, driver="vlan")
     try:
-        h1 = made.start("h1", spare_pairs=1)
-        switch = made.switches["h1"]
-        wait_for(lambda: len(spares(switch)) == 1, what="a spare on the bridge")
-        (spare,) = spares(switch)
+        h1, switch, spare = start_with_one_spare(made)
         assert switch.options[spare] == {"tag": 4095}
         h1.add_network(SegmentNetwork(NETWORK_ID, 217, SUBNET, None, None, 1500))
         h1.add_endpoint(dataclasses.replace(endpoint(1), segment=217))
@@ -673,10 +679,7 @@ def test_a_spare_pairs_endpoint_gone_within_the_refill_delay_leaves_its_pair_as_
 
     made = Cluster(embedded_url, driver="vlan")
     try:
-        h1 = made.start("h1", spare_pairs=1)
-        switch = made.switches["h1"]
-        wait_for(lambda: len(spares(switch)) == 1, what="a spare on the bridge")
-        (spare,) = spares(switch)
+        h1, switch, spare = start_with_one_spare(made)
         index = switch.links[spare]
         h1.add_network(SegmentNetwork(NETWORK_ID, 217, SUBNET, None, None, 1500))
         for number in (1, 2, 3):
