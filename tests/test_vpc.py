@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 import uuid
@@ -13,6 +14,7 @@ from acsnet.lab.host import REPO
 from acsnet.lab.topology import OUTSIDE_ADDRESS as OUTSIDE
 from acsnet.lab.topology import Lab
 from tests.conftest import LAB_OPTIONS
+from tests.test_operations import METRICS
 from tests.test_vlan import QUICK, endpoint_ports_of, pings, transfer
 
 SUBNET = "100.70.0.0/16"
@@ -345,14 +347,6 @@ def test_a_dual_stack_network_removed_while_the_plugin_was_down_leaves_no_gatewa
         lab.docker("h1", "network", "rm", network, check=False)
 
 
-STORE_CALLS = """
-import re, sys
-from acsnet.plugin_client import UnixHTTPConnection
-c = UnixHTTPConnection(sys.argv[1], 10)
-c.request("GET", "/metrics")
-text = c.getresponse().read().decode()
-print(sum(float(n) for n in re.findall(r"^acsnet_store_seconds_count\\{[^}]*\\} ([0-9.e+]+)$", text, re.M)))
-"""
 
 
 def test_a_vpc_container_costs_the_store_what_a_vlan_one_does_its_host_subnets_read_only_when_they_move(lab):
@@ -367,7 +361,8 @@ def test_a_vpc_container_costs_the_store_what_a_vlan_one_does_its_host_subnets_r
     h1 = lab.node("h1")
 
     def store_calls(plugin: str) -> float:
-        return float(h1.run([sys.executable, "-c", STORE_CALLS, f"/run/docker/plugins/{plugin}.sock"], cwd=REPO).stdout)
+        text = h1.run([sys.executable, "-c", METRICS, f"/run/docker/plugins/{plugin}.sock"], cwd=REPO).stdout
+        return sum(float(n) for n in re.findall(r"^acsnet_store_seconds_count\{[^}]*\} ([0-9.e+]+)$", text, re.M))
 
     def run(network: str) -> None:
         lab.docker("h1", "run", "--rm", *QUICK, "--net", network, IMAGE, "true")

@@ -246,7 +246,7 @@ class EndpointPorts:
             try:
                 self.bridge.make_spare(spare.host_port, container_end(spare.pair), mtu=spare.mtu,
                                        options=self.spare_options, offloads=spare.offloads,
-                                       external_ids={DRIVER_ID: self.driver, SPARE: "true"})
+                                       external_ids=self._spare_labels())
             except Exception:  # as a retirement's: the next endpoint makes its own pair; the survey sweeps
                 log.exception("spare port %s not made", spare.host_port)
                 with self._lock:
@@ -271,6 +271,10 @@ class EndpointPorts:
         if index is not None:
             self.bridge.delete_veth(index)
 
+    def _spare_labels(self) -> dict[str, str]:
+        """A spare's OVSDB labels: this driver's, and no endpoint's."""
+        return {DRIVER_ID: self.driver, SPARE: "true"}
+
     def _recycle(self, port: str) -> bool:
         """A spare pair whose endpoint is gone is a spare again, if fewer are kept than wanted and both its
         ends are back on the host: dockerd moves the container end back out of the container's namespace
@@ -283,7 +287,7 @@ class EndpointPorts:
                 or not (self.bridge.veth_exists(port) and self.bridge.veth_exists(container_end(pair.pair)))):
             return False
         try:
-            self.bridge.label(port, options=self.spare_options, external_ids={DRIVER_ID: self.driver, SPARE: "true"})
+            self.bridge.label(port, options=self.spare_options, external_ids=self._spare_labels())
         except Exception:  # retired as any other port instead
             log.exception("port=%s not made a spare again", port)
             return False
