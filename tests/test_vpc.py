@@ -392,3 +392,39 @@ def test_a_vpc_container_costs_the_store_what_a_vlan_one_does_its_host_subnets_r
             lab.docker(host, "network", "rm", vpc, check=False)
         lab.docker("h1", "network", "rm", vlan, check=False)
 
+
+
+PLUGIN_CALL = """
+import json, sys
+from acsnet.plugin_client import PluginClient
+status, reply = PluginClient(sys.argv[1], 30).call(sys.argv[2], json.loads(sys.argv[3]))
+print(json.dumps([status, reply]))
+"""
+
+
+def test_a_swarm_networks_gateway_leaves_the_bridge_with_the_network_however_short_its_life(lab):
+    """A swarm vpc network's gateway (the manager's, the whole range on the link) is on every node's
+    bridge while the node has the network. Its range is a vpc range from its CreateNetwork on: the
+    gateway went with DeleteNetwork only if the worker had read the host subnets in between (every 30 s
+    once they were read only when they move), and stayed on the bridge for good otherwise. Sent to h1's
+    plugin as a swarm worker's dockerd sends them (the manager allocated the network)."""
+    network_id, gateway = uuid.uuid4().hex * 2, "100.88.0.1/24"
+    h1 = lab.node("h1")
+
+    def call(method: str, body: dict) -> None:
+        out = h1.run([sys.executable, "-c", PLUGIN_CALL, "/run/docker/plugins/vpc.sock", method, json.dumps(body)],
+                     cwd=REPO).stdout
+        assert json.loads(out) == [200, {}], f"{method}: {out}"
+
+    create = {"NetworkID": network_id, "IPv6Data": [],
+              "IPv4Data": [{"AddressSpace": "GlobalDefault", "Pool": "100.88.0.0/24", "Gateway": gateway}],
+              "Options": {"com.docker.network.generic": {"acsnet.swarm": "true", "max_routes": "8"}}}
+    try:
+        for _ in range(3):  # each created and removed within a second
+            call("NetworkDriver.CreateNetwork", create)
+            assert gateway in ovsbr0_addresses(lab, "h1"), ovsbr0_addresses(lab, "h1")
+            call("NetworkDriver.DeleteNetwork", {"NetworkID": network_id})
+            assert gateway not in ovsbr0_addresses(lab, "h1"), "the removed swarm network's gateway stayed on the bridge"
+    finally:
+        h1.run([sys.executable, "-c", PLUGIN_CALL, "/run/docker/plugins/vpc.sock", "NetworkDriver.DeleteNetwork",
+                json.dumps({"NetworkID": network_id})], cwd=REPO, check=False)

@@ -84,9 +84,9 @@ class VpcOvsDatapath(Datapath):
         self._vpc_ranges: tuple[netaddr.IPNetwork, ...] = ()  # every vpc network: gateways left in them are ours
         self._swarm_own: tuple[HostSubnet, ...] = ()  # this host's addresses on swarm networks, as /32s
         self._swarm_peers: tuple[HostSubnet, ...] = ()  # other nodes' addresses on them, as /32s
-        # The ranges and IPv6 prefixes of the vpc networks stored when this host started and held since:
-        # gateways left in them are ours too, after the store forgot them (the last host's release
-        # takes a range's settings; the store keys networks by their IPv4 range alone).
+        # The ranges and IPv6 prefixes of the vpc networks stored when this host started, held since, or
+        # had here as swarm networks: gateways left in them are ours too, after the store forgot them (the
+        # last host's release takes a range's settings; the store keys networks by their IPv4 range alone).
         self._known_ranges: set[netaddr.IPNetwork] = set()
         self._to_release: set[netaddr.IPNetwork] = set()  # ranges this host had no network of any more
         self._gateway_addresses_set: tuple | None = None  # (addresses, vpc ranges) as last set on the bridge
@@ -187,7 +187,9 @@ class VpcOvsDatapath(Datapath):
         if frozenset(n.subnet.cidr for n in view.networks if not n.swarm) != self._read_for:
             self._read_membership(view)
             self._release_dropped(view)
-        self._known_ranges |= {n.subnet6.cidr for n in view.networks if n.swarm and n.subnet6 is not None}
+        # A swarm network's range and prefix are known from here on: its gateways leave the bridge with it,
+        # whether or not the host subnets (which hold none of it) are read while it lasts.
+        self._known_ranges |= {s.cidr for n in view.networks if n.swarm for s in (n.subnet, n.subnet6) if s is not None}
         swarm = self._swarm_addresses(view)
         if swarm != (self._swarm_own, self._swarm_peers):
             self.agent.wake()  # the worker applies the routes (a network removed wakes it no other way)
