@@ -150,6 +150,26 @@ def create_endpoint_times(calls: dict[str, list[tuple[str, float]]]) -> dict:
     return {driver: {"calls": len(d), "p50_ms": statistics.median(d), "max_ms": max(d)} for driver, d in sorted(durations.items()) if d}
 
 
+def create_endpoint_by_run_before(calls: dict[str, list[tuple[str, float]]], sequence: list[str]) -> dict:
+    """Each driver's CreateEndpoint times by the driver whose `docker run` came just before (`sequence`:
+    every run in order): what a run leaves behind lands in the next one (`balanced_orders`), and a
+    tail the p50 hides shows here. Calls are matched to runs in order, one each; a driver whose calls
+    do not number its runs (one refused, or retried) gets none."""
+    found = {}
+    for driver, logged in sorted(calls.items()):
+        durations = [ms for method, ms in logged if method == "NetworkDriver.CreateEndpoint"]
+        before = [sequence[i - 1] if i else None for i, ran in enumerate(sequence) if ran == driver]
+        if not durations or len(durations) != len(before):
+            continue
+        by_before: dict[str, list[float]] = {}
+        for previous, ms in zip(before, durations):
+            if previous is not None:
+                by_before.setdefault(previous, []).append(ms)
+        found[driver] = {previous: {"calls": len(d), "mean_ms": statistics.fmean(d), "p50_ms": statistics.median(d)}
+                         for previous, d in by_before.items()}
+    return found
+
+
 def handler_ms_per_container(calls: dict[str, list[tuple[str, float]]], runs: int, drivers: list[str]) -> dict[str, dict[str, float]]:
     """The plugins' own time in one container's life, by method, for each acsnet driver: every call its
     driver plugin answered over the runs, plus an equal share of the IPAM's (the drivers' containers
@@ -197,16 +217,17 @@ def docker_run_times(lab: Lab, runs: int, progress: Steps) -> dict:
     try:
         times: dict[str, list[float]] = {d: [] for d in NETWORKS}
         orders = balanced_orders(list(NETWORKS))
-        for n in range(runs):
-            for driver in orders[n % len(orders)]:
-                started = time.monotonic()
-                lab.docker("h1", "run", "--rm", "--net", f"cp-{driver}-{tag}", IMAGE, "true")
-                times[driver].append(time.monotonic() - started)
+        sequence = [driver for n in range(runs) for driver in orders[n % len(orders)]]
+        for driver in sequence:
+            started = time.monotonic()
+            lab.docker("h1", "run", "--rm", "--net", f"cp-{driver}-{tag}", IMAGE, "true")
+            times[driver].append(time.monotonic() - started)
         calls = plugin_calls(logs_before, plugin_logs(lab, "h1"))  # the runs' calls, not the networks' removal
     finally:
         for driver in NETWORKS:
             lab.docker("h1", "network", "rm", f"cp-{driver}-{tag}", check=False)
     endpoints = create_endpoint_times(calls)
+    by_run_before = create_endpoint_by_run_before(calls, sequence)
     handlers = handler_ms_per_container(calls, runs, [d for d, options in NETWORKS.items() if IPAM_PLUGIN in options])
     bridge = statistics.median(times["bridge"])
     return {d: {"median_s": statistics.median(t), "min_s": min(t), "max_s": max(t), "runs_s": t,
@@ -215,6 +236,7 @@ def docker_run_times(lab: Lab, runs: int, progress: Steps) -> dict:
                 **({"ratio_to_peer": statistics.median(t) / statistics.median(times[PEERS[d]]),
                     "extra_over_peer_ms": paired_extra_ms(t, times[PEERS[d]])} if d in PEERS else {}),
                 **({"create_endpoint": endpoints[d]} if d in endpoints else {}),
+                **({"create_endpoint_by_run_before": by_run_before[d]} if d in by_run_before else {}),
                 **({"plugins_ms_per_container": sum(handlers[d].values()), "plugins_ms_by_method": handlers[d]}
                    if d in handlers else {})} for d, t in times.items()}
 
@@ -333,6 +355,12 @@ def markdown(report: dict) -> str:
         for driver, row in runs.items() if "plugins_ms_by_method" in row]
     if breakdown:
         lines += ["", "The plugins' time per container by call (ms; the IPAM's calls shared alike):", "", *breakdown]
+    after = [f"- {driver}: " + ", ".join(f"after {previous} {row['mean_ms']:.1f} (p50 {row['p50_ms']:.1f}, {row['calls']})"
+                                         for previous, row in by.items())
+             for driver, row in runs.items() if (by := row.get("create_endpoint_by_run_before"))]
+    if after:
+        lines += ["", "Each driver's CreateEndpoint by the run just before it (mean ms, p50, calls): what a run leaves "
+                  "behind lands in the next one:", "", *after]
     beside = [f"{driver} / {PEERS[driver]} {row['ratio_to_peer']:.2f}, run by run {peer['median']:+.0f} ms (95%: "
               f"{peer['median_low']:+.0f} to {peer['median_high']:+.0f}, {driver} {told_apart(peer)})"
               for driver, row in runs.items() if "ratio_to_peer" in row for peer in [row["extra_over_peer_ms"]]]

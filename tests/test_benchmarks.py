@@ -95,6 +95,10 @@ def test_netperf_quick_reports_every_path_with_ratios_from_one_run(tmp_path):
     for driver in ("vlan", "vxlan", "vpc"):
         assert runs[driver]["create_endpoint"]["calls"] >= 2 and runs[driver]["create_endpoint"]["p50_ms"] > 0, runs[driver]
     assert "create_endpoint" not in runs["bridge"]
+    for driver in ("vlan", "vxlan", "vpc"):  # each call told by the run before it (bridge runs first of all)
+        by_before = runs[driver]["create_endpoint_by_run_before"]
+        assert sum(row["calls"] for row in by_before.values()) == 2 and driver not in by_before, by_before
+        assert f"- {driver}: after " in printed
     # the plugins' own time per container, for the acsnet drivers only: at least its CreateEndpoint
     for driver in ("vlan", "vxlan", "vpc"):
         row = runs[driver]
@@ -178,6 +182,24 @@ def test_plugins_time_per_container_sums_each_drivers_calls_and_an_equal_share_o
                                      "IpamDriver.ReleaseAddress": 0.5}
     assert list(per_container["vlan"]) == sorted(per_container["vlan"], key=lambda m: -per_container["vlan"][m])
     assert per_container["vxlan"] == per_container["vpc"] == {"IpamDriver.RequestAddress": 1.5, "IpamDriver.ReleaseAddress": 0.5}
+
+
+def test_create_endpoint_times_are_told_by_the_run_before_each_matched_to_runs_in_order():
+    """Pure arithmetic on calls as the request logs give them (no lab): the k-th successful CreateEndpoint
+    of a driver is its k-th run's, filed under the driver that ran just before; the first run of all has
+    none before it; a driver whose calls do not number its runs gets nothing rather than a wrong match."""
+    from acsnet.benchmarks.controlplane import create_endpoint_by_run_before
+
+    sequence = ["vlan", "bridge", "vlan", "overlay", "vlan", "vxlan", "overlay", "vlan"]
+    calls = {"vlan": [("NetworkDriver.CreateEndpoint", 5.0), ("NetworkDriver.Join", 1.0),
+                      ("NetworkDriver.CreateEndpoint", 7.0), ("NetworkDriver.CreateEndpoint", 40.0),
+                      ("NetworkDriver.CreateEndpoint", 30.0)],
+             "vxlan": [("NetworkDriver.CreateEndpoint", 6.0), ("NetworkDriver.CreateEndpoint!409", 1.0)],
+             "vpc": [("NetworkDriver.CreateEndpoint", 6.0)]}  # vpc never ran: its call matches no run
+    assert create_endpoint_by_run_before(calls, sequence) == {
+        "vlan": {"bridge": {"calls": 1, "mean_ms": 7.0, "p50_ms": 7.0},
+                 "overlay": {"calls": 2, "mean_ms": 35.0, "p50_ms": 35.0}},
+        "vxlan": {"vlan": {"calls": 1, "mean_ms": 6.0, "p50_ms": 6.0}}}
 
 
 @pytest.mark.parametrize("count", [2, 5, 6])
