@@ -32,9 +32,10 @@ class Bridge(Protocol):
         """Make a veth pair no endpoint has yet (its TX offloads kept if `offloads`) and put its host end
         on the bridge, waiting for the switch to open it."""
 
-    def fit_spare(self, endpoint: SegmentEndpoint, *, mtu: int | None, options: dict, external_ids: dict) -> None:
-        """Hand a spare pair to `endpoint`: both ends' MTU if `mtu`, and its port's labels and options;
-        nothing for the switch to open."""
+    def fit_spare(self, endpoint: SegmentEndpoint, *, mtu: int | None, options: dict, external_ids: dict,
+                  drop_offloads: bool = False) -> None:
+        """Hand a spare pair to `endpoint`: both ends' MTU if `mtu`, their TX offloads turned off if
+        `drop_offloads`, and its port's labels and options; nothing for the switch to open."""
 
     def label(self, port: str, *, options: dict, external_ids: dict) -> None:
         """The port gets these labels, replacing what it had, and its options."""
@@ -122,13 +123,17 @@ class OvsBridge:
             links.disable_tx_checksum(host_end)
             links.disable_tx_checksum(container_end)
 
-    def fit_spare(self, endpoint: SegmentEndpoint, *, mtu: int | None, options: dict, external_ids: dict) -> None:
+    def fit_spare(self, endpoint: SegmentEndpoint, *, mtu: int | None, options: dict, external_ids: dict,
+                  drop_offloads: bool = False) -> None:
         # The container end's MAC is dockerd's to set: it sets the endpoint's (from CreateEndpoint's
         # request or answer) as it moves the end into the container (shared/PROTOCOL.md, "Interfaces").
         # Setting it here too cost 5-10 ms of a CreateEndpoint on a lab host (a netlink socket, a lookup
         # by name, the change); the MTU it does not set for a remote driver, so that is set, if it differs.
         if mtu:
             links.set_mtu([endpoint.host_port, endpoint.container_port], mtu)
+        if drop_offloads:  # before Join: the container end is still in the host's namespace
+            links.disable_tx_checksum(endpoint.host_port)
+            links.disable_tx_checksum(endpoint.container_port)
         self.label(endpoint.host_port, options=options, external_ids=external_ids)
 
     def label(self, port: str, *, options: dict, external_ids: dict) -> None:

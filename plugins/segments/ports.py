@@ -47,7 +47,7 @@ _REFILL = ""  # queued to the retirer: make spares up to the number kept (REFILL
 class SparePair:
     pair: str  # `SegmentEndpoint.pair`: the veth ends are vh<pair> and vc<pair>
     mtu: int
-    offloads: bool  # made with the veth's TX offloads kept (the bridge's `veth_offloads` then)
+    offloads: bool  # its veth's TX offloads kept (the bridge's `veth_offloads` when made; see `_fit`)
 
     @property
     def host_port(self) -> str:
@@ -138,15 +138,13 @@ class EndpointPorts:
 
     def take_spare(self, endpoint: SegmentEndpoint) -> SegmentEndpoint:
         """The endpoint named after a spare pair it is to have, if one is ready (`attach` then gives it
-        the pair); else the endpoint as it is. Under the lock."""
-        while self._spares:
-            spare = self._spares.pop(0)
-            if spare.offloads != self.bridge.veth_offloads:  # ovs-vswitchd restarted with TSO changed
-                self._retiring.put(spare.host_port)
-                continue
-            self._taken[endpoint.endpoint_id] = spare
-            return dataclasses.replace(endpoint, pair=spare.pair)
-        return endpoint
+        the pair); else the endpoint as it is. Under the lock. No system call: whether the pair's
+        offloads still suit the bridge is `_fit`'s to check, beside the claim and the flows."""
+        if not self._spares:
+            return endpoint
+        spare = self._spares.pop(0)
+        self._taken[endpoint.endpoint_id] = spare
+        return dataclasses.replace(endpoint, pair=spare.pair)
 
     def refill_spares(self) -> None:
         """Have the retirer make spares up to the number kept, REFILL_DELAY_SECONDS from now (or when a
@@ -176,11 +174,18 @@ class EndpointPorts:
         return None
 
     def _fit(self, endpoint: SegmentEndpoint, spare: SparePair, *, mtu: int, options: dict, external_ids: dict) -> None:
-        """On the fitter's thread (not under the lock: the request waits for this holding it). Once
+        """On the fitter's thread (not under the lock: the request waits for this holding it). A pair
+        made with its offloads kept while ovs-vswitchd now runs without TSO (restarted so) has them
+        turned off here, or the container's TCP would not work; one made without them works anyway.
+        Reading the bridge's TSO state is a SIOCETHTOOL ioctl, which the kernel serves under its rtnl
+        lock: while dockerd starts a container beside, it waited 20-40 ms (README, "CreateEndpoint's
+        tail"), here beside the claim and the flows' change, where it took the spare before them. Once
         fitted, the pair is known as such, so that it can be a spare again after its endpoint
         (`_recycle`); one whose fitting failed is not."""
-        self.bridge.fit_spare(endpoint, mtu=None if mtu == spare.mtu else mtu, options=options, external_ids=external_ids)
-        self._fitted[endpoint.host_port] = dataclasses.replace(spare, mtu=mtu)
+        offloads = spare.offloads and self.bridge.veth_offloads
+        self.bridge.fit_spare(endpoint, mtu=None if mtu == spare.mtu else mtu, options=options, external_ids=external_ids,
+                              drop_offloads=spare.offloads and not offloads)
+        self._fitted[endpoint.host_port] = dataclasses.replace(spare, mtu=mtu, offloads=offloads)
 
     def unplug(self, endpoint: SegmentEndpoint) -> None:
         """The endpoint is no longer this host's; its port waits for `remove_unplugged`."""

@@ -45,6 +45,8 @@ class RecordedSwitch:
     installs: int = 0
     changes: int = 0  # changes of some flows only (`change_flows`)
     announced: list[str] = dataclasses.field(default_factory=list)  # addresses announced (gratuitous ARPs)
+    tso: bool = True  # whether endpoint veths keep their TX offloads now (`Bridge.veth_offloads`)
+    offloads_off: set[str] = dataclasses.field(default_factory=set)  # links whose TX offloads were turned off
     _next_index: int = 100
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
@@ -99,7 +101,7 @@ class RecordingBridge:
 
     @property
     def veth_offloads(self) -> bool:
-        return True
+        return self.switch.tso
 
     def make_spare(self, host_end: str, container_end: str, *, mtu: int, options: dict, offloads: bool,
                    external_ids: dict) -> None:
@@ -107,10 +109,16 @@ class RecordingBridge:
             for name in (host_end, container_end):
                 self.switch.links[name] = self.switch._next_index
                 self.switch._next_index += 1
+                if not offloads:
+                    self.switch.offloads_off.add(name)
             self.switch.ports[host_end] = dict(external_ids)
             self.switch.options[host_end] = dict(options)
 
-    def fit_spare(self, endpoint: SegmentEndpoint, *, mtu: int | None, options: dict, external_ids: dict) -> None:
+    def fit_spare(self, endpoint: SegmentEndpoint, *, mtu: int | None, options: dict, external_ids: dict,
+                  drop_offloads: bool = False) -> None:
+        if drop_offloads:
+            with self.switch.lock:
+                self.switch.offloads_off |= {endpoint.host_port, endpoint.container_port}
         self.label(endpoint.host_port, options=options, external_ids=external_ids)
 
     def label(self, port: str, *, options: dict, external_ids: dict) -> None:
