@@ -178,8 +178,9 @@ class EndpointPorts:
         made with its offloads kept while ovs-vswitchd now runs without TSO (restarted so) has them
         turned off here, or the container's TCP would not work; one made without them works anyway.
         Reading the bridge's TSO state is a SIOCETHTOOL ioctl, which the kernel serves under its rtnl
-        lock: while dockerd starts a container beside, it waited 20-40 ms (README, "CreateEndpoint's
-        tail"), here beside the claim and the flows' change, where it took the spare before them. Once
+        lock: while dockerd was starting a container it waited 20-40 ms (README, "CreateEndpoint's
+        tail"). Here that wait runs beside the claim and the flows' change, not before them as it did
+        when the spare was taken. Once
         fitted, the pair is known as such, so that it can be a spare again after its endpoint
         (`_recycle`); one whose fitting failed is not."""
         offloads = spare.offloads and self.bridge.veth_offloads
