@@ -15,6 +15,7 @@ from acsnet.lab.topology import OUTSIDE_ADDRESS as OUTSIDE
 from acsnet.lab.topology import Lab
 from tests.conftest import LAB_OPTIONS
 from tests.test_operations import METRICS
+from tests.test_unit_sandboxes import CALL as PLUGIN_CALLS
 from tests.test_vlan import QUICK, endpoint_ports_of, pings, transfer
 
 SUBNET = "100.70.0.0/16"
@@ -394,14 +395,6 @@ def test_a_vpc_container_costs_the_store_what_a_vlan_one_does_its_host_subnets_r
 
 
 
-PLUGIN_CALL = """
-import json, sys
-from acsnet.plugin_client import PluginClient
-status, reply = PluginClient(sys.argv[1], 30).call(sys.argv[2], json.loads(sys.argv[3]))
-print(json.dumps([status, reply]))
-"""
-
-
 def test_a_swarm_networks_gateway_leaves_the_bridge_with_the_network_however_short_its_life(lab):
     """A swarm vpc network's gateway (the manager's, the whole range on the link) is on every node's
     bridge while the node has the network. Its range is a vpc range from its CreateNetwork on: the
@@ -411,10 +404,10 @@ def test_a_swarm_networks_gateway_leaves_the_bridge_with_the_network_however_sho
     network_id, gateway = uuid.uuid4().hex * 2, "100.88.0.1/24"
     h1 = lab.node("h1")
 
-    def call(method: str, body: dict) -> None:
-        out = h1.run([sys.executable, "-c", PLUGIN_CALL, "/run/docker/plugins/vpc.sock", method, json.dumps(body)],
-                     cwd=REPO).stdout
-        assert json.loads(out) == [200, {}], f"{method}: {out}"
+    def call(method: str, body: dict, check: bool = True) -> None:
+        out = h1.run([sys.executable, "-c", PLUGIN_CALLS, "/run/docker/plugins/vpc.sock", json.dumps([[method, body]])],
+                     cwd=REPO, check=check).stdout
+        assert not check or json.loads(out) == [[200, {}]], f"{method}: {out}"
 
     create = {"NetworkID": network_id, "IPv6Data": [],
               "IPv4Data": [{"AddressSpace": "GlobalDefault", "Pool": "100.88.0.0/24", "Gateway": gateway}],
@@ -426,5 +419,4 @@ def test_a_swarm_networks_gateway_leaves_the_bridge_with_the_network_however_sho
             call("NetworkDriver.DeleteNetwork", {"NetworkID": network_id})
             assert gateway not in ovsbr0_addresses(lab, "h1"), "the removed swarm network's gateway stayed on the bridge"
     finally:
-        h1.run([sys.executable, "-c", PLUGIN_CALL, "/run/docker/plugins/vpc.sock", "NetworkDriver.DeleteNetwork",
-                json.dumps({"NetworkID": network_id})], cwd=REPO, check=False)
+        call("NetworkDriver.DeleteNetwork", {"NetworkID": network_id}, check=False)
