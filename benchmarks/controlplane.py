@@ -142,12 +142,17 @@ def plugin_calls(since: dict[str, int], now: dict[str, int]) -> dict[str, list[t
     return calls
 
 
+def create_endpoint_durations(calls: dict[str, list[tuple[str, float]]]) -> dict[str, list[float]]:
+    """Each plugin's successful CreateEndpoint durations (ms), in the order it logged them."""
+    return {plugin: [ms for method, ms in found if method == "NetworkDriver.CreateEndpoint"]
+            for plugin, found in sorted(calls.items())}
+
+
 def create_endpoint_times(calls: dict[str, list[tuple[str, float]]]) -> dict:
     """CreateEndpoint durations per driver, to the tenth of a millisecond (the Prometheus histogram only
     says which bucket: 25 or 50 ms)."""
-    durations = {plugin: [ms for method, ms in found if method == "NetworkDriver.CreateEndpoint"]
-                 for plugin, found in calls.items()}
-    return {driver: {"calls": len(d), "p50_ms": statistics.median(d), "max_ms": max(d)} for driver, d in sorted(durations.items()) if d}
+    return {driver: {"calls": len(d), "p50_ms": statistics.median(d), "max_ms": max(d)}
+            for driver, d in create_endpoint_durations(calls).items() if d}
 
 
 def create_endpoint_by_run_before(calls: dict[str, list[tuple[str, float]]], sequence: list[str]) -> dict:
@@ -156,8 +161,7 @@ def create_endpoint_by_run_before(calls: dict[str, list[tuple[str, float]]], seq
     tail the p50 hides shows here. Calls are matched to runs in order, one each; a driver whose calls
     do not number its runs (one refused, or retried) gets none."""
     found = {}
-    for driver, logged in sorted(calls.items()):
-        durations = [ms for method, ms in logged if method == "NetworkDriver.CreateEndpoint"]
+    for driver, durations in create_endpoint_durations(calls).items():
         before = [sequence[i - 1] if i else None for i, ran in enumerate(sequence) if ran == driver]
         if not durations or len(durations) != len(before):
             continue
