@@ -146,8 +146,8 @@ HOST_SETUP_OPTIONS = [
     Option("uplink", None, "the host's uplink NIC, made a trunk port of the bridge (required)"),
     Option("bridge", "ovsbr0", "the OVS bridge to make"),
     Option("datapath", "system", "OVS datapath: system (kernel module) or netdev (userspace)", choices=("system", "netdev")),
-    Option("no_userspace_tso", False, "netdev: do not turn on OVS's userspace TCP segmentation offload "
-           "(other_config:userspace-tso-enable)", bool),
+    Option("no_userspace_tso", False, "netdev: OVS's userspace TCP segmentation offload off "
+           "(other_config:userspace-tso-enable; a host that had it: gone when ovs-vswitchd restarts)", bool),
     Option("ovsdb", "unix:/var/run/openvswitch/db.sock", "this host's OVSDB"),
 ]
 

@@ -150,11 +150,18 @@ def disable_tx_checksum(name: str) -> None:
     _ethtool(name, ETHTOOL_STXCSUM, 0, "turn off TX checksum offload on")
 
 
+def enable_tx_checksum(name: str) -> None:
+    """`ethtool -K NAME tx on`: what `disable_tx_checksum` turned off is back (a veth's TSO with it:
+    the kernel kept it asked for, and only held it off without checksums)."""
+    _ethtool(name, ETHTOOL_STXCSUM, 1, "turn on TX checksum offload on")
+
+
 def segmentation_offload(name: str) -> bool:
     """Whether the device hands TCP segmentation to its receiver (`ethtool -k NAME`'s
     tcp-segmentation-offload). On an OVS bridge's own port with the userspace datapath this tells whether
     ovs-vswitchd opened it with userspace TSO: its tap then takes whole segments, and otherwise keeps
-    TSO off whatever was requested."""
+    TSO off whatever was requested. Except after a restart without it: the tap (persistent) keeps what the
+    ovs-vswitchd before set, which is why `host-setup --no-userspace-tso` turns it off."""
     return bool(_ethtool(name, ETHTOOL_GTSO, 0, "read TCP segmentation offload of"))
 
 
