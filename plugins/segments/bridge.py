@@ -33,9 +33,9 @@ class Bridge(Protocol):
         on the bridge, waiting for the switch to open it."""
 
     def fit_spare(self, endpoint: SegmentEndpoint, *, mtu: int | None, options: dict, external_ids: dict,
-                  drop_offloads: bool = False) -> None:
-        """Hand a spare pair to `endpoint`: both ends' MTU if `mtu`, their TX offloads turned off if
-        `drop_offloads`, and its port's labels and options; nothing for the switch to open."""
+                  offloads: bool | None = None) -> None:
+        """Hand a spare pair to `endpoint`: both ends' MTU if `mtu`, their TX offloads turned on or off if
+        `offloads` says which, and its port's labels and options; nothing for the switch to open."""
 
     def label(self, port: str, *, options: dict, external_ids: dict) -> None:
         """The port gets these labels, replacing what it had, and its options."""
@@ -124,16 +124,16 @@ class OvsBridge:
             links.disable_tx_checksum(container_end)
 
     def fit_spare(self, endpoint: SegmentEndpoint, *, mtu: int | None, options: dict, external_ids: dict,
-                  drop_offloads: bool = False) -> None:
+                  offloads: bool | None = None) -> None:
         # The container end's MAC is dockerd's to set: it sets the endpoint's (from CreateEndpoint's
         # request or answer) as it moves the end into the container (shared/PROTOCOL.md, "Interfaces").
         # Setting it here too cost 5-10 ms of a CreateEndpoint on a lab host (a netlink socket, a lookup
         # by name, the change); the MTU it does not set for a remote driver, so that is set, if it differs.
         if mtu:
             links.set_mtu([endpoint.host_port, endpoint.container_port], mtu)
-        if drop_offloads:  # before Join: the container end is still in the host's namespace
-            links.disable_tx_checksum(endpoint.host_port)
-            links.disable_tx_checksum(endpoint.container_port)
+        if offloads is not None:  # before Join: the container end is still in the host's namespace
+            for end in (endpoint.host_port, endpoint.container_port):
+                (links.enable_tx_checksum if offloads else links.disable_tx_checksum)(end)
         self.label(endpoint.host_port, options=options, external_ids=external_ids)
 
     def label(self, port: str, *, options: dict, external_ids: dict) -> None:

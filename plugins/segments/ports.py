@@ -47,7 +47,7 @@ _REFILL = ""  # queued to the retirer: make spares up to the number kept (REFILL
 class SparePair:
     pair: str  # `SegmentEndpoint.pair`: the veth ends are vh<pair> and vc<pair>
     mtu: int
-    offloads: bool  # its veth's TX offloads kept (the bridge's `veth_offloads` when made; see `_fit`)
+    offloads: bool  # its veth's TX offloads kept (the bridge's `veth_offloads` when made or last fitted: `_fit`)
 
     @property
     def host_port(self) -> str:
@@ -174,18 +174,18 @@ class EndpointPorts:
         return None
 
     def _fit(self, endpoint: SegmentEndpoint, spare: SparePair, *, mtu: int, options: dict, external_ids: dict) -> None:
-        """On the fitter's thread (not under the lock: the request waits for this holding it). A pair
-        made with its offloads kept while ovs-vswitchd now runs without TSO (restarted so) has them
-        turned off here, or the container's TCP would not work; one made without them works anyway.
-        Reading the bridge's TSO state is a SIOCETHTOOL ioctl, which the kernel serves under its rtnl
-        lock: while dockerd was starting a container it waited 20-40 ms (README, "CreateEndpoint's
-        tail"). Here that wait runs beside the claim and the flows' change, not before them as it did
-        when the spare was taken. Once
-        fitted, the pair is known as such, so that it can be a spare again after its endpoint
-        (`_recycle`); one whose fitting failed is not."""
-        offloads = spare.offloads and self.bridge.veth_offloads
+        """On the fitter's thread (not under the lock: the request waits for this holding it). The pair's
+        TX offloads are made what the bridge wants now, if they differ: TSO went off or on since the pair
+        was made (`host-setup`, then a restart of ovs-vswitchd). One with them kept where the datapath no
+        longer completes them would carry no TCP; one without them where it does, TCP at a fraction of
+        the speed. Reading the bridge's TSO state is a SIOCETHTOOL ioctl, which the kernel serves under
+        its rtnl lock: while dockerd was starting a container it waited 20-40 ms (README,
+        "CreateEndpoint's tail"). Here that wait runs beside the claim and the flows' change, not before
+        them as it did when the spare was taken. Once fitted, the pair is known as such, so that it can be
+        a spare again after its endpoint (`_recycle`); one whose fitting failed is not."""
+        offloads = self.bridge.veth_offloads
         self.bridge.fit_spare(endpoint, mtu=None if mtu == spare.mtu else mtu, options=options, external_ids=external_ids,
-                              drop_offloads=spare.offloads and not offloads)
+                              offloads=None if offloads == spare.offloads else offloads)
         self._fitted[endpoint.host_port] = dataclasses.replace(spare, mtu=mtu, offloads=offloads)
 
     def unplug(self, endpoint: SegmentEndpoint) -> None:
@@ -289,7 +289,6 @@ class EndpointPorts:
         nothing for ovs-vswitchd to open or close). Under the lock; True if it did."""
         pair = self._fitted.pop(port, None)
         if (pair is None or len(self._spares) + len(self._making) >= self.spares_kept
-                or pair.offloads != self.bridge.veth_offloads
                 or not (self.bridge.veth_exists(port) and self.bridge.veth_exists(container_end(pair.pair)))):
             return False
         try:

@@ -115,10 +115,11 @@ class RecordingBridge:
             self.switch.options[host_end] = dict(options)
 
     def fit_spare(self, endpoint: SegmentEndpoint, *, mtu: int | None, options: dict, external_ids: dict,
-                  drop_offloads: bool = False) -> None:
-        if drop_offloads:
+                  offloads: bool | None = None) -> None:
+        if offloads is not None:
             with self.switch.lock:
-                self.switch.offloads_off |= {endpoint.host_port, endpoint.container_port}
+                ends = {endpoint.host_port, endpoint.container_port}
+                self.switch.offloads_off = self.switch.offloads_off - ends if offloads else self.switch.offloads_off | ends
         self.label(endpoint.host_port, options=options, external_ids=external_ids)
 
     def label(self, port: str, *, options: dict, external_ids: dict) -> None:
