@@ -4,6 +4,7 @@ own tools do, so that what a port belongs to can be read back from OVSDB after a
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from acsnet.errors import DatapathError
@@ -51,6 +52,18 @@ class Ovsdb:
         seconds for it; otherwise the answer is immediate, outage or not."""
         connection = self._connection
         return connection.ready or (not connection.ever_ready and connection.wait_ready(wait))
+
+    def switch_pid(self) -> int | None:
+        """ovs-vswitchd's pid, from its pid file in OVS's run directory (the one of a `unix:` OVSDB
+        socket; a file read, no fork): a new one is a switch started since, which has none of the flows
+        installed before. None where it cannot be read (OVSDB over TCP, no ovs-vswitchd running)."""
+        if not self.db.startswith("unix:"):
+            return None
+        try:
+            with open(os.path.join(os.path.dirname(self.db[len("unix:"):]), "ovs-vswitchd.pid")) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
 
     def set_userspace_tso(self, on: bool) -> bool:
         """Turn the userspace datapath's TCP segmentation offload (OVS's `userspace-tso-enable`) on or off:

@@ -119,6 +119,23 @@ def test_an_endpoint_added_on_one_host_shows_in_another_hosts_recorded_table_and
     assert state.read_host_endpoints(cluster.stores["h1"], LAYOUTS["vxlan"], "h1") == {}
 
 
+def test_a_restarted_switch_has_its_flows_again_within_a_worker_pass_not_at_the_periodic_check__recording_bridge(cluster):
+    """ovs-vswitchd restarted (a new pid) starts with none of the flows: every container's traffic stops
+    until they are back. The worker notices at its next pass (at least every ORPHAN_CHECK_SECONDS), not
+    at the periodic check (300 s here). The lab test is tests/test_vlan.py's TSO one, on OVS."""
+    from acsnet.plugins.segments.worker import ORPHAN_CHECK_SECONDS
+
+    h1, h2 = two_hosts_h2_following(cluster, resync_seconds=300.0)
+    h1.add_endpoint(endpoint(1))
+    switch = cluster.switches["h1"]
+    wait_for(lambda: any("host=h2" in f for f in switch.flows), what="h2's endpoint in h1's table")
+    installed, before = switch.flows, switch.installs
+    switch.restart()
+    assert switch.flows == []
+    wait_for(lambda: switch.flows == installed, timeout=ORPHAN_CHECK_SECONDS + 3, what="the flows installed again")
+    assert switch.installs == before + 1, "installed whole, once"
+
+
 def test_an_address_held_on_a_live_host_is_refused_on_another_after_the_handover_wait(cluster):
     h1, h2 = cluster.start("h1"), cluster.start("h2")
     add_network(h1)

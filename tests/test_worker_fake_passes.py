@@ -35,6 +35,9 @@ class ScriptedPasses:
     def reconcile(self) -> None:
         pass
 
+    def switch_restarted(self) -> bool:
+        return False
+
 
 def run_worker(passes: ScriptedPasses, caplog) -> list[logging.LogRecord]:
     worker = Worker("test-agent", passes, resync_seconds=300, next_wake=lambda: 0.05)

@@ -91,6 +91,7 @@ class SegmentAgent:
         self._made: set[int] = set()  # segments whose store node this process made or found
         self._idle_segments: dict[int, float] = {}  # watched segments with no endpoint here -> since when
         self._flows_behind = False  # a DeleteEndpoint answered before its flows' change (the worker's next)
+        self._switch_started: int | None = None  # ovs-vswitchd's pid at the last pass (`switch_restarted`)
         self._claimer = ThreadPoolExecutor(1, thread_name_prefix=f"{datapath.driver}-claim")  # see add_endpoint
         self._clears: CommitQueue[SegmentEndpoint] | None = None
         if clear_journal:
@@ -624,6 +625,16 @@ class SegmentAgent:
         if self._idle_segments:
             due.append(max(0.0, min(list(self._idle_segments.values())) + self.watch_linger - time.monotonic()))
         return min((d for d in due if d is not None), default=None)
+
+    def switch_restarted(self) -> bool:
+        """ovs-vswitchd restarted (a new pid: one file read a pass) starts with none of the flows: until the
+        next periodic check, up to `resync_seconds`, every container's traffic would stop. The worker
+        wakes at least every ORPHAN_CHECK_SECONDS, so the flows are back within that."""
+        started = self.datapath.bridge.switch_started()
+        restarted = None not in (started, self._switch_started) and started != self._switch_started
+        if started is not None:
+            self._switch_started = started
+        return restarted
 
     def reconcile(self) -> None:
         """The periodic check: ports, and the flows whole if the switch lost some; else what changed of

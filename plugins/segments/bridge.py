@@ -69,6 +69,9 @@ class Bridge(Protocol):
     def flows_intact(self) -> bool:
         """False if the switch lost flows since the last install (the next install is then whole)."""
 
+    def switch_started(self) -> int | None:
+        """Which start of the switch this is (ovs-vswitchd's pid), read cheaply; None if not known."""
+
     def close(self) -> None:
         """End what the bridge keeps running for its changes (at the agent's stop)."""
 
@@ -163,6 +166,9 @@ class OvsBridge:
 
     def flows_intact(self) -> bool:
         return self._flow_table.check()
+
+    def switch_started(self) -> int | None:
+        return self.ovsdb.switch_pid()
 
     def close(self) -> None:
         self._flow_table.close()

@@ -47,8 +47,15 @@ class RecordedSwitch:
     announced: list[str] = dataclasses.field(default_factory=list)  # addresses announced (gratuitous ARPs)
     tso: bool = True  # whether endpoint veths keep their TX offloads now (`Bridge.veth_offloads`)
     offloads_off: set[str] = dataclasses.field(default_factory=set)  # links whose TX offloads were turned off
+    started: int = 1  # which start of the switch this is (`restart`)
     _next_index: int = 100
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def restart(self) -> None:
+        """ovs-vswitchd restarted: it starts with no flows (ports and links stay, as OVSDB and the kernel keep them)."""
+        with self.lock:
+            self.table = {}
+            self.started += 1
 
     @property
     def flows(self) -> list[str]:
@@ -78,7 +85,7 @@ class RecordingBridge:
     def __init__(self, name: str, switch: RecordedSwitch):
         self.name = name
         self.switch = switch
-        self._intact = True
+        self._installed_on: int | None = None  # the switch's start the whole table was last installed on
 
     def reachable(self) -> bool:
         return True
@@ -160,6 +167,7 @@ class RecordingBridge:
         with self.switch.lock:
             self.switch.table = {_identity(f): f for f in flows}
             self.switch.installs += 1
+            self._installed_on = self.switch.started
 
     def change_flows(self, flows: list[str], deleted: list[str]) -> bool:
         with self.switch.lock:
@@ -171,7 +179,10 @@ class RecordingBridge:
         return True
 
     def flows_intact(self) -> bool:
-        return True
+        return self._installed_on in (None, self.switch.started)
+
+    def switch_started(self) -> int | None:
+        return self.switch.started
 
     def close(self) -> None:
         pass  # nothing runs beside the recording

@@ -28,6 +28,9 @@ class Passes(Protocol):
     def reconcile(self) -> None:
         """Check ports and flows against the switch and install the whole state again."""
 
+    def switch_restarted(self) -> bool:
+        """Whether the switch started again since the last pass (it lost the flows): reconcile now."""
+
 
 class Worker:
     def __init__(self, name: str, passes: Passes, *, resync_seconds: float, next_wake: Callable[[], float | None]):
@@ -62,6 +65,8 @@ class Worker:
             self.woken.wait(timeout=self._sleep_seconds())
             self.woken.clear()
             try:
+                if self.passes.switch_restarted():
+                    last_full = float("-inf")  # reconciled at this pass, or the next that gets that far
                 self.passes.catch_up()
                 if time.monotonic() - last_orphan_check >= ORPHAN_CHECK_SECONDS:
                     last_orphan_check = time.monotonic()
