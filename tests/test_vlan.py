@@ -387,6 +387,106 @@ def test_host_setup_without_userspace_tso_and_when_ovs_needs_a_restart_for_it(tm
         host.stop()
 
 
+def offloads_on(lab: Lab, host: str, link: str, netns_of: str | None = None) -> bool:
+    """Whether `link` (in container `netns_of`'s namespace, if given) has its TX checksum offload on."""
+    enter = []
+    if netns_of:
+        pid = lab.docker(host, "inspect", "-f", "{{.State.Pid}}", netns_of).stdout.strip()
+        enter = ["nsenter", "-t", pid, "-n"]
+    return "tx-checksumming: on" in lab.node(host).run([*enter, "ethtool", "-k", link]).stdout
+
+
+def port_of(lab: Lab, host: str, address: str) -> str:
+    return lab.node(host).run(["ovs-vsctl", "--bare", "--columns=name", "find", "interface",
+                               f"external_ids:acsnet-ip={address}"]).stdout.split()[0]
+
+
+def test_userspace_tso_turned_off_and_on_again_with_restarts_of_ovs_vswitchd(fresh_lab):
+    """An operator turns userspace TSO off on a host with containers and spare pairs (`host-setup
+    --no-userspace-tso`, then a restart of ovs-vswitchd), and on again. The host's own TCP keeps working
+    (its plugins reach ZooKeeper again), the next container takes a spare made before, with its veth's
+    TX offloads turned off (the datapath no longer completes them), and its TCP across hosts is intact;
+    with TSO back, the next takes a spare made without them, has them turned on, and whole TCP segments
+    cross OVS. Each restart's flows are back within a pass of the plugin's worker. Before host-setup
+    turned the bridge's port's offloads off, ovs-vswitchd restarted without TSO opened that port (a
+    persistent tap) as it was: the host's SYNs left with their checksums undone, and the drivers, which
+    read that port, kept veth offloads on."""
+    from acsnet.plugins.segments.ports import SPARE_PAIRS
+    from tests.test_reliability import healthy
+
+    lab = fresh_lab
+    h1, switch = lab.node("h1"), lab.node("sw")
+    setup = [sys.executable, "-m", "acsnet.cli", "host-setup", "--uplink", UPLINK, "--datapath", "netdev"]
+    # A lab cable is a veth: its switch end hands on checksums the switch's OVS (userspace TSO) left to do,
+    # where a real wire carries them done by the NIC. A host whose OVS runs without TSO needs the NIC's
+    # work done: that end's TX checksum offload off has its kernel do it.
+    cable = "h1-up"
+
+    def wait_for_plugins() -> None:
+        deadline = time.monotonic() + 60
+        while not all(healthy(lab, "h1", plugin) for plugin in ("vlan", "acsnet")):
+            assert time.monotonic() < deadline, "h1's plugins did not reach ZooKeeper again"
+            time.sleep(0.5)
+
+    def restart_and_see_the_flows_back() -> None:
+        """The restarted ovs-vswitchd has no flows; the plugin's worker installs them again at its next
+        pass (every 5 s at most), well before its 30-s periodic check."""
+        installed = flows(lab, "h1")
+        lab.restart_switch("h1")
+        restarted = time.monotonic()
+        while h1.run(["ovs-ofctl", "show", "ovsbr0"], check=False).returncode != 0 or flows(lab, "h1") != installed:
+            assert time.monotonic() - restarted < 15, "the restarted switch's flows were not back within 15 s"
+            time.sleep(0.2)
+
+    def vlan_spares() -> set[str]:
+        return set(h1.run(["ovs-vsctl", "--bare", "--columns=name", "find", "interface", "external_ids:acsnet-spare=true",
+                           "external_ids:acsnet-driver=vlan"]).stdout.split())
+
+    create_network(lab, "v217", V217)
+    run(lab, "h1", "first", "v217")  # the vlan plugin makes spares once it has served a container
+    run(lab, "h2", "receiver", "v217")
+    deadline = time.monotonic() + 20
+    while len(made_before := vlan_spares()) < SPARE_PAIRS:
+        assert time.monotonic() < deadline, "h1's vlan spares not made"
+        time.sleep(0.2)
+    assert all(offloads_on(lab, "h1", spare) for spare in made_before)
+
+    off = h1.run([*setup, "--no-userspace-tso"]).stdout
+    assert "userspace TCP segmentation offload off" in off and "until it restarts" in off, off
+    assert "ovsbr0's TX checksum and segmentation offloads off" in off, off
+    switch.run(["ethtool", "-K", cable, "tx", "off"])
+    restart_and_see_the_flows_back()
+    assert "tcp-segmentation-offload: off" in h1.run(["ethtool", "-k", "ovsbr0"]).stdout
+    wait_for_plugins()
+    address = run(lab, "h1", "after", "v217")
+    assert port_of(lab, "h1", address) in made_before, "the container did not take a spare made before"
+    assert not offloads_on(lab, "h1", port_of(lab, "h1", address)) and not offloads_on(lab, "h1", "eth0", "after")
+    sent, received, mean_packet = transfer(lab, ("h1", "after", address), ("h2", "receiver"))
+    assert received == sent, "the bytes arrived changed or cut short"
+    assert mean_packet <= 1514, f"{mean_packet:.0f}-byte packets from the container without TSO"
+
+    more = run(lab, "h1", "after2", "v217")  # takes the other spare made before: those left were made without
+    assert port_of(lab, "h1", more) in made_before and not offloads_on(lab, "h1", port_of(lab, "h1", more))
+    deadline = time.monotonic() + 20
+    while len(made_without := vlan_spares()) < SPARE_PAIRS:
+        assert time.monotonic() < deadline, "h1's spares not made again"
+        time.sleep(0.2)
+    assert not made_without & made_before and not any(offloads_on(lab, "h1", spare) for spare in made_without)
+    on = h1.run(setup).stdout
+    assert "userspace TCP segmentation offload on" in on, on
+    restart_and_see_the_flows_back()
+    switch.run(["ethtool", "-K", cable, "tx", "on"])
+    assert "tcp-segmentation-offload: on" in h1.run(["ethtool", "-k", "ovsbr0"]).stdout
+    wait_for_plugins()
+    lab.docker("h1", "rm", "-f", "first", "after", "after2")
+    address = run(lab, "h1", "again", "v217")
+    assert port_of(lab, "h1", address) in made_without, "the container did not take a spare made without offloads"
+    assert offloads_on(lab, "h1", port_of(lab, "h1", address)) and offloads_on(lab, "h1", "eth0", "again")
+    sent, received, mean_packet = transfer(lab, ("h1", "again", address), ("h2", "receiver"))
+    assert received == sent, "the bytes arrived changed or cut short"
+    assert mean_packet > 3000, f"OVS took {mean_packet:.0f}-byte packets from the container: segments were cut"
+
+
 def test_plugin_sigkill_keeps_traffic_and_restart_rebuilds_nothing_twice(fresh_lab):
     lab = fresh_lab
     create_network(lab, "v217", V217)

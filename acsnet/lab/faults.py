@@ -1,5 +1,5 @@
-"""Failures for the tests and the demo: a plugin killed, a host powered off and on again, ZooKeeper
-(or one member) stopped, `acsnet front` stopped."""
+"""Failures for the tests and the demo: a plugin killed, a host powered off and on again, ovs-vswitchd
+restarted, ZooKeeper (or one member) stopped, `acsnet front` stopped."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 
 from acsnet.lab.host import LabError, processes_in_netns
 from acsnet.lab.layout import UNDERLAY_PREFIXLEN, UPLINK, Progress, host_address, quiet
+from acsnet.lab.ovs import OpenVSwitch
 from acsnet.lab.processes import argv_of, cgroup_pids, cmdline_of, command_name, kill_quietly
 
 
@@ -85,6 +86,24 @@ class LabFaults:
         node.run(["ip", "link", "set", UPLINK, "up"])
         node.run(["ip", "addr", "replace", f"{host_address(index)}/{UNDERLAY_PREFIXLEN}", "dev", UPLINK])
         self._start_host(node, index, state, progress)
+
+    def restart_switch(self, host: str) -> None:
+        """ovs-vswitchd on `host` stopped and started again, as an operator restarts it for a setting
+        it reads only at its start (`other_config:userspace-tso-enable`). Its database, the bridges'
+        ports and the host's address on the bridge stay; the flows go, as at any restart of it."""
+        node = self.node(host)
+
+        def running() -> list[int]:
+            return [pid for pid in processes_in_netns(self.netns(host)) if command_name(pid) == "ovs-vswitchd"]
+
+        for pid in running():
+            kill_quietly(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while running():
+            if time.monotonic() > deadline:
+                raise LabError(f"ovs-vswitchd on {host} did not stop")
+            time.sleep(0.05)
+        OpenVSwitch(node).start_switch()
 
     def stop_zookeeper(self, member: int | None = None) -> None:
         """A ZooKeeper outage (every member), or the loss of one member of an ensemble. Data stays."""

@@ -39,6 +39,12 @@ class OpenVSwitch:
         self._wait_for(["ovs-vsctl", "--timeout=2", "--no-wait", "init"], wait, "ovsdb-server")
         if userspace_tso:
             self.host.run_in_os(["ovs-vsctl", "--no-wait", "set", "Open_vSwitch", ".", "other_config:userspace-tso-enable=true"])
+        return self.start_switch(wait)
+
+    def start_switch(self, wait: float = 30.0) -> "OpenVSwitch":
+        """ovs-vswitchd alone, against the running ovsdb-server (also again, after it was stopped: as
+        `systemctl restart ovs-vswitchd` does, which is what OVS settings read only at a start need)."""
+        logs = os.path.dirname(self.db)
         self.processes.append(self.host.popen_in_os(
             ["ovs-vswitchd", f"unix:{RUNDIR}/db.sock", f"--pidfile={RUNDIR}/ovs-vswitchd.pid",
              f"--unixctl={RUNDIR}/ovs-vswitchd.ctl", f"--log-file={logs}/ovs-vswitchd.log"],
