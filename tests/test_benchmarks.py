@@ -202,17 +202,20 @@ def test_create_endpoint_times_are_told_by_the_run_before_each_matched_to_runs_i
         "vxlan": {"vlan": {"calls": 1, "mean_ms": 6.0, "p50_ms": 6.0}}}
 
 
-@pytest.mark.parametrize("count", [2, 5, 6])
-def test_the_docker_run_rounds_have_each_driver_follow_each_other_equally_often(count):
+@pytest.mark.parametrize("count", [2, 3, 5, 6])
+def test_the_docker_run_rounds_have_each_driver_follow_each_other_equally_often_across_rounds_too(count):
+    """The runs as the benchmark makes them, the rounds one after another and over again: every round has
+    each driver once, and each driver runs after each other equally often, at the rounds' seams too
+    (a Williams design, balanced within rounds only, had vpc after overlay twice as often as after the rest)."""
     names = [f"d{i}" for i in range(count)]
     orders = controlplane.balanced_orders(names)
     assert all(sorted(order) == names for order in orders)
+    sequence = [name for _ in range(3) for order in orders for name in order]
     follows = {}
-    for order in orders:
-        for before, after in zip(order, order[1:]):
-            follows[(before, after)] = follows.get((before, after), 0) + 1
+    for before, after in zip(sequence, sequence[1:]):
+        follows[(before, after)] = follows.get((before, after), 0) + 1
     assert set(follows) == {(a, b) for a in names for b in names if a != b}
-    assert len(set(follows.values())) == 1, follows
+    assert max(follows.values()) - min(follows.values()) <= 1, follows  # the first run has none before it
     assert controlplane.balanced_orders(list(controlplane.NETWORKS))[0][0] == "bridge"
 
 
