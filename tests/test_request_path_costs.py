@@ -397,3 +397,30 @@ def test_a_delete_endpoint_whose_commit_fails_keeps_the_endpoint_its_flows_and_p
     finally:
         agent.stop()
         store.close()
+
+
+def test_the_bridges_tso_state_is_read_once_per_ovs_vswitchd_start_and_by_the_worker__links_counted_pid_file_faked(monkeypatch, tmp_path):
+    """The TSO read is an ioctl served under the kernel's rtnl lock, which kept a CreateEndpoint after an
+    overlay container waiting 6-9 ms while dockerd started the next one. A request reads ovs-vswitchd's
+    pid file only, and reads the bridge's port again when the pid changed (a restart: TSO may have gone
+    on or off); the worker's `read_offloads` reads it whenever it asks. The links layer is counted and
+    answers as told; the pid file is a file the test writes, beside a made-up OVSDB socket."""
+    from acsnet.ovsctl import links
+    from acsnet.ovsctl.ovsdb import Ovsdb
+    from acsnet.plugins.segments.bridge import OvsBridge
+
+    reads, tso = [], {"ovsbr0": True}
+    monkeypatch.setattr(links, "segmentation_offload", lambda name: reads.append(name) or tso[name])
+    pid_file = tmp_path / "ovs-vswitchd.pid"
+    pid_file.write_text("100\n")
+    bridge = OvsBridge(Ovsdb(f"unix:{tmp_path}/db.sock"), "ovsbr0", "0xac5", userspace_datapath=True)
+
+    assert [bridge.veth_offloads for _ in range(3)] == [True, True, True] and len(reads) == 1
+    tso["ovsbr0"] = False  # host-setup --no-userspace-tso: the port's off before the restart
+    assert bridge.veth_offloads is True and len(reads) == 1, "read again on a request"
+    assert bridge.read_offloads() is False and bridge.veth_offloads is False and len(reads) == 2
+    tso["ovsbr0"] = True
+    pid_file.write_text("200\n")  # restarted with TSO
+    assert bridge.veth_offloads is True and bridge.veth_offloads is True and len(reads) == 3
+    pid_file.unlink()  # not known: read every time, as before
+    assert bridge.veth_offloads is True and bridge.veth_offloads is True and len(reads) == 5

@@ -53,6 +53,10 @@ CLAIM_WAIT_SECONDS = 30.0  # at most two attempts of a few store calls, each bou
 HANDOVER_SECONDS = 2.0
 HANDOVER_POLL_SECONDS = 0.02
 CLEARS_CLOSE_SECONDS = 5.0  # at exit, the endpoint removals answered are committed within this; the journal keeps the rest
+# How often the worker reads the bridge's TSO state again (`Bridge.veth_offloads`): a veth made with it
+# stale in between still works (without offloads where OVS completes them: slower TCP; with them where
+# it still does until its restart), and a spare is fitted to the state read as it is taken.
+OFFLOADS_READ_SECONDS = 5.0
 
 
 class HeldByLiveHost(Conflict):
@@ -92,6 +96,7 @@ class SegmentAgent:
         self._idle_segments: dict[int, float] = {}  # watched segments with no endpoint here -> since when
         self._flows_behind = False  # a DeleteEndpoint answered before its flows' change (the worker's next)
         self._switch_started: int | None = None  # ovs-vswitchd's pid at the last pass (`switch_restarted`)
+        self._offloads_read = time.monotonic()  # when the bridge's TSO state was last read (`switch_restarted`)
         self._claimer = ThreadPoolExecutor(1, thread_name_prefix=f"{datapath.driver}-claim")  # see add_endpoint
         self._clears: CommitQueue[SegmentEndpoint] | None = None
         if clear_journal:
@@ -629,11 +634,16 @@ class SegmentAgent:
     def switch_restarted(self) -> bool:
         """ovs-vswitchd restarted (a new pid: one file read a pass) starts with none of the flows: until the
         next periodic check, up to `resync_seconds`, every container's traffic would stop. The worker
-        wakes at least every ORPHAN_CHECK_SECONDS, so the flows are back within that."""
+        wakes at least every ORPHAN_CHECK_SECONDS, so the flows are back within that. Every
+        OFFLOADS_READ_SECONDS, the bridge's TSO state is read again here, off the request path
+        (`Bridge.veth_offloads` says why)."""
         started = self.datapath.bridge.switch_started()
         restarted = None not in (started, self._switch_started) and started != self._switch_started
         if started is not None:
             self._switch_started = started
+        if restarted or time.monotonic() - self._offloads_read >= OFFLOADS_READ_SECONDS:
+            self._offloads_read = time.monotonic()
+            self.datapath.bridge.read_offloads()
         return restarted
 
     def reconcile(self) -> None:

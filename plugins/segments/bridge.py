@@ -44,6 +44,9 @@ class Bridge(Protocol):
     def veth_offloads(self) -> bool:
         """Whether endpoint veths keep their TX offloads now."""
 
+    def read_offloads(self) -> bool:
+        """`veth_offloads` read afresh from the host (the worker's, every few seconds)."""
+
     def remove_port(self, port: str) -> None:
         """Take a port off the bridge and delete its veth, now."""
 
@@ -85,6 +88,7 @@ class OvsBridge:
         self.name = name
         self.userspace_datapath = userspace_datapath
         self._flow_table = openflow.FlowTable(name, cookie, ovsdb.ofports)
+        self._offloads: tuple[int | None, bool] | None = None  # (ovs-vswitchd's pid, `veth_offloads`) as last read
 
     @property
     def tso_capable(self) -> bool:
@@ -96,9 +100,23 @@ class OvsBridge:
     @property
     def veth_offloads(self) -> bool:
         """Whether container veths keep their TX checksum and segmentation offloads. The kernel datapath
-        completes them; the userspace one only with TSO in effect, which its bridge's port shows (read
-        each time, 0.1 ms: ovs-vswitchd may have restarted with it changed)."""
-        return not self.userspace_datapath or (self.tso_capable and links.segmentation_offload(self.name))
+        completes them; the userspace one only with TSO in effect, which its bridge's port shows. That
+        read is a SIOCETHTOOL ioctl, which the kernel serves under its rtnl lock: after an overlay
+        container, while dockerd started the next one, it kept a CreateEndpoint waiting 6-9 ms (README,
+        "The TSO read off the request path"). So it is the last read, kept while ovs-vswitchd's pid is
+        the same (a file read, no lock): TSO goes on or off only with a restart of it. The worker reads
+        it again every few seconds too (`read_offloads`): a restarted ovs-vswitchd writes its pid before
+        it opens the bridge's port, and `host-setup --no-userspace-tso` turns the port's off at once."""
+        read = self._offloads
+        if read is not None and read[0] is not None and read[0] == self.ovsdb.switch_pid():
+            return read[1]
+        return self.read_offloads()
+
+    def read_offloads(self) -> bool:
+        started = self.ovsdb.switch_pid()
+        offloads = not self.userspace_datapath or (self.tso_capable and links.segmentation_offload(self.name))
+        self._offloads = (started, offloads)
+        return offloads
 
     def reachable(self) -> bool:
         return self.ovsdb.reachable()

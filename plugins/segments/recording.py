@@ -110,6 +110,9 @@ class RecordingBridge:
     def veth_offloads(self) -> bool:
         return self.switch.tso
 
+    def read_offloads(self) -> bool:
+        return self.switch.tso
+
     def make_spare(self, host_end: str, container_end: str, *, mtu: int, options: dict, offloads: bool,
                    external_ids: dict) -> None:
         with self.switch.lock:
