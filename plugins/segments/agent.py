@@ -639,11 +639,11 @@ class SegmentAgent:
         (`Bridge.veth_offloads` says why)."""
         started = self.datapath.bridge.switch_started()
         restarted = None not in (started, self._switch_started) and started != self._switch_started
+        if restarted or time.monotonic() - self._offloads_read >= OFFLOADS_READ_SECONDS:
+            self.datapath.bridge.read_offloads()  # first: if it fails, the next pass sees the restart still
+            self._offloads_read = time.monotonic()
         if started is not None:
             self._switch_started = started
-        if restarted or time.monotonic() - self._offloads_read >= OFFLOADS_READ_SECONDS:
-            self._offloads_read = time.monotonic()
-            self.datapath.bridge.read_offloads()
         return restarted
 
     def reconcile(self) -> None:
