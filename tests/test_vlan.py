@@ -56,13 +56,19 @@ class BackgroundPing:
         return int(self.output.split(" packets received")[0].rsplit(",", 1)[1])
 
 
+def port_of(lab: Lab, host: str, address: str) -> str:
+    """The OVS port of the endpoint with this address on the host."""
+    return lab.node(host).run(["ovs-vsctl", "--bare", "--columns=name", "find", "interface",
+                               f"external_ids:acsnet-ip={address}"]).stdout.split()[0]
+
+
 def transfer(lab: Lab, sender: tuple[str, str, str], receiver: tuple[str, str]) -> tuple[str, str, float]:
     """8 MiB of random bytes over HTTP (busybox httpd, then wget) from a container `sender` = (host,
     name, address) to `receiver` = (host, name). Returns the md5sums sent and received, and the mean
     size of the packets OVS took from the sender's port meanwhile (over 1514 bytes: whole TCP segments)."""
     host, name, address = sender
     node = lab.node(host)
-    port = node.run(["ovs-vsctl", "--bare", "--columns=name", "find", "interface", f"external_ids:acsnet-ip={address}"]).stdout.split()[0]
+    port = port_of(lab, host, address)
     bridge = node.run(["ovs-vsctl", "port-to-br", port]).stdout.strip()
 
     def received_by_ovs() -> tuple[int, int]:
@@ -396,11 +402,6 @@ def offloads_on(lab: Lab, host: str, link: str, netns_of: str | None = None) -> 
     return "tx-checksumming: on" in lab.node(host).run([*enter, "ethtool", "-k", link]).stdout
 
 
-def port_of(lab: Lab, host: str, address: str) -> str:
-    return lab.node(host).run(["ovs-vsctl", "--bare", "--columns=name", "find", "interface",
-                               f"external_ids:acsnet-ip={address}"]).stdout.split()[0]
-
-
 def test_userspace_tso_turned_off_and_on_again_with_restarts_of_ovs_vswitchd(fresh_lab):
     """An operator turns userspace TSO off on a host with containers and spare pairs (`host-setup
     --no-userspace-tso`, then a restart of ovs-vswitchd), and on again. The host's own TCP keeps working
@@ -439,8 +440,7 @@ def test_userspace_tso_turned_off_and_on_again_with_restarts_of_ovs_vswitchd(fre
             time.sleep(0.2)
 
     def vlan_spares() -> set[str]:
-        return set(h1.run(["ovs-vsctl", "--bare", "--columns=name", "find", "interface", "external_ids:acsnet-spare=true",
-                           "external_ids:acsnet-driver=vlan"]).stdout.split())
+        return {name for name, labels in spare_ports(lab, "h1").items() if labels.get("acsnet-driver") == "vlan"}
 
     create_network(lab, "v217", V217)
     run(lab, "h1", "first", "v217")  # the vlan plugin makes spares once it has served a container
