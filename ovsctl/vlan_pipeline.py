@@ -1,7 +1,9 @@
 """The vlan driver's OpenFlow pipeline on the host bridge (ovsbr0), built whole from the desired state.
 
-The uplink is a trunk port; each container is a veth with an OVSDB `tag` (its VLAN) whose traffic never
-reaches OVS's NORMAL switching: flows carry it, so that the ARP proxy and MAC NAT hold for every frame.
+The uplink is a trunk port; each container is a veth whose traffic never reaches OVS's NORMAL switching:
+flows carry it, so that the ARP proxy and MAC NAT hold for every frame. Its VLAN is the flows' (reg0,
+the tag pushed toward the uplink and popped toward it); its port's OVSDB tag, which NORMAL alone reads,
+is the reserved 4095 (`acsnet.plugins.vlan.agent`).
 NORMAL only serves the host's own untagged traffic (LOCAL <-> uplink) and the answer to the host's
 gateway probe. reg0 carries the packet's VLAN through the tables. Every flow has cookie 0xac5 (`COOKIE`),
 and only flows of that cookie are installed or removed (`openflow.FlowTable`): table 0 is shared with

@@ -675,14 +675,14 @@ def start_with_one_spare(made: Cluster) -> tuple[SegmentAgent, RecordedSwitch, s
     return h1, switch, spare
 
 
-def test_a_vlan_spare_has_a_tag_no_traffic_has_until_an_endpoint_takes_it(embedded_url):
+def test_a_vlan_spare_has_a_tag_no_traffic_has_and_keeps_it_when_an_endpoint_takes_it__recording_bridge(embedded_url):
     made = Cluster(embedded_url, driver="vlan")
     try:
         h1, switch, spare = start_with_one_spare(made)
         assert switch.options[spare] == {"tag": 4095}
         h1.add_network(SegmentNetwork(NETWORK_ID, 217, SUBNET, None, None, 1500))
         h1.add_endpoint(dataclasses.replace(endpoint(1), segment=217))
-        assert h1.endpoint(endpoint(1).endpoint_id).host_port == spare and switch.options[spare] == {"tag": 217}
+        assert h1.endpoint(endpoint(1).endpoint_id).host_port == spare and switch.options[spare] == {"tag": 4095}
     finally:
         made.close()
 

@@ -99,7 +99,7 @@ class Datapath(abc.ABC):
 
     @abc.abstractmethod
     def port_options(self, endpoint: SegmentEndpoint) -> dict:
-        """OVSDB settings of the endpoint's port besides its owner (the vlan driver's tag)."""
+        """OVSDB settings of the endpoint's port besides its owner (vlan's and vpc's tag: 4095)."""
 
     def spare_port_options(self) -> dict:
         """OVSDB settings of a port made ahead, before an endpoint has it: none by default; a driver whose

@@ -218,7 +218,7 @@ class RecordingDatapath(Datapath):
                              endpoint.ip6)
 
     def port_options(self, endpoint: SegmentEndpoint) -> dict:
-        return {"tag": endpoint.segment} if self.driver == "vlan" else {}
+        return {"tag": 4095} if self.driver in ("vlan", "vpc") else {}
 
     def spare_port_options(self) -> dict:
         return {"tag": 4095} if self.driver in ("vlan", "vpc") else {}

@@ -1,7 +1,8 @@
-"""The vlan datapath of one host: containers on tagged ports of the host bridge, the ARP proxy and MAC
-NAT in its flows (`acsnet.ovsctl.vlan_pipeline`), and what only a VLAN needs besides: learning the gateway's
-MAC from the real router, gratuitous ARPs so the data center's switches learn where an address went, and
-router solicitations on behalf of containers of a network that takes its router's advertisements.
+"""The vlan datapath of one host: containers on ports of the host bridge whose flows put them on their
+VLAN, the ARP proxy and MAC NAT in those flows (`acsnet.ovsctl.vlan_pipeline`), and what only a VLAN
+needs besides: learning the gateway's MAC from the real router, gratuitous ARPs so the data center's
+switches learn where an address went, and router solicitations on behalf of containers of a network
+that takes its router's advertisements.
 The segment agent (`acsnet.plugins.segments.agent`) drives it through the `Datapath` interface.
 """
 
@@ -62,10 +63,15 @@ class VlanOvsDatapath(Datapath):
         self.agent = agent
 
     def port_options(self, endpoint: SegmentEndpoint) -> dict:
-        return {"tag": endpoint.segment}
+        # Reserved VLAN 4095, as a vpc port's, not the endpoint's VLAN: a port's tag matters to NORMAL
+        # switching alone, and a container's frames never reach NORMAL (its flows carry them, from
+        # table 0). Its VLAN as the tag let NORMAL switch its frames onto the VLAN, past the MAC NAT,
+        # before its flows were in; and taking a spare (4095) changed the tag, which ovs-vswitchd
+        # reconfigures the port for, while the flows' change waited behind it.
+        return {"tag": 4095}
 
     def spare_port_options(self) -> dict:
-        return {"tag": 4095}  # reserved: as a vpc port's, until an endpoint has it (its flows carry it then)
+        return {"tag": 4095}  # an endpoint's (`port_options`): taking a spare changes no port setting
 
     def record_for(self, endpoint: SegmentEndpoint) -> SegmentRecord:
         return SegmentRecord(self.agent.host_id, self.host_mac, "", endpoint.ip, endpoint.mac, endpoint.endpoint_id, endpoint.ip6)
