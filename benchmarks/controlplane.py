@@ -229,18 +229,20 @@ def balanced_orders(names: list[str]) -> list[list[str]]:
     return [[names[i] for i in sequence[k:k + count]] for k in range(0, length, count)]
 
 
-def docker_run_times(lab: Lab, runs: int, progress: Steps) -> dict:
-    """`docker run --rm` on h1 per network driver, interleaved (`balanced_orders`), and the drivers'
-    CreateEndpoint times during those runs."""
+def docker_run_times(lab: Lab, runs: int, progress: Steps, drivers: list[str] | None = None) -> dict:
+    """`docker run --rm` on h1 per network driver (`drivers`, bridge first; None: every one of NETWORKS),
+    interleaved (`balanced_orders`), and the drivers' CreateEndpoint times during those runs."""
+    drivers = list(NETWORKS) if drivers is None else drivers
     tag = uuid.uuid4().hex[:6]
-    progress(f"docker run --rm on h1: {runs} runs of each of {', '.join(NETWORKS)}")
-    peers.ensure_swarm(lab)
-    for driver, options in NETWORKS.items():
-        lab.docker("h1", "network", "create", *options, f"cp-{driver}-{tag}")
+    progress(f"docker run --rm on h1: {runs} runs of each of {', '.join(drivers)}")
+    if "overlay" in drivers:
+        peers.ensure_swarm(lab)
+    for driver in drivers:
+        lab.docker("h1", "network", "create", *NETWORKS[driver], f"cp-{driver}-{tag}")
     logs_before = plugin_logs(lab, "h1")
     try:
-        times: dict[str, list[float]] = {d: [] for d in NETWORKS}
-        orders = balanced_orders(list(NETWORKS))
+        times: dict[str, list[float]] = {d: [] for d in drivers}
+        orders = balanced_orders(drivers)
         sequence = [driver for n in range(runs) for driver in orders[n % len(orders)]]
         for driver in sequence:
             started = time.monotonic()
@@ -248,17 +250,17 @@ def docker_run_times(lab: Lab, runs: int, progress: Steps) -> dict:
             times[driver].append(time.monotonic() - started)
         calls = plugin_calls(logs_before, plugin_logs(lab, "h1"))  # the runs' calls, not the networks' removal
     finally:
-        for driver in NETWORKS:
+        for driver in drivers:
             lab.docker("h1", "network", "rm", f"cp-{driver}-{tag}", check=False)
     endpoints = create_endpoint_times(calls)
     by_run_before = create_endpoint_by_run_before(calls, sequence)
-    handlers = handler_ms_per_container(calls, runs, [d for d, options in NETWORKS.items() if IPAM_PLUGIN in options])
+    handlers = handler_ms_per_container(calls, runs, [d for d in drivers if IPAM_PLUGIN in NETWORKS[d]])
     bridge = statistics.median(times["bridge"])
     return {d: {"median_s": statistics.median(t), "min_s": min(t), "max_s": max(t), "runs_s": t,
                 "ratio_to_bridge": statistics.median(t) / bridge,
                 "extra_over_bridge_ms": paired_extra_ms(t, times["bridge"]),
                 **({"ratio_to_peer": statistics.median(t) / statistics.median(times[PEERS[d]]),
-                    "extra_over_peer_ms": paired_extra_ms(t, times[PEERS[d]])} if d in PEERS else {}),
+                    "extra_over_peer_ms": paired_extra_ms(t, times[PEERS[d]])} if PEERS.get(d) in times else {}),
                 **({"create_endpoint": endpoints[d]} if d in endpoints else {}),
                 **({"create_endpoint_by_run_before": by_run_before[d]} if d in by_run_before else {}),
                 **({"plugins_ms_per_container": sum(handlers[d].values()), "plugins_ms_by_method": handlers[d]}
@@ -337,9 +339,9 @@ def ipam_rate(lab: Lab, seconds: float, progress: Steps) -> dict:
 
 def measure(lab: Lab, progress: Steps, *, runs: int, seconds: float, propagation_runs: int, endpoints: list[int],
             ovsdb_port_counts: list[int] = (0, 500, 1000, 2000), flow_change_samples: int = flow_change.SAMPLES,
-            host_stall_samples: int = host_stall.SAMPLES) -> dict:
+            host_stall_samples: int = host_stall.SAMPLES, drivers: list[str] | None = None) -> dict:
     """Every control-plane figure on a lab of 2 or more hosts (the IPAM race uses all of them)."""
-    report = {"docker_run": docker_run_times(lab, runs, progress)}
+    report = {"docker_run": docker_run_times(lab, runs, progress, drivers)}
     progress("plugin handler times on h1 (their metrics)")
     report["handlers"] = handler_times(lab)
     report["call_round_trip"] = call_round_trip(lab, progress)
@@ -418,7 +420,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="write controlplane.md and controlplane.json into this directory")
     parser.add_argument("--workdir", default="/var/lib/acsnet/controlplane-lab")
     parser.add_argument("--prefix", default="acsnet-c", help="the lab's name prefix (4 random hex digits follow)")
+    parser.add_argument("--drivers", default=",".join(NETWORKS),
+                        help="the network drivers `docker run --rm` is timed on, bridge among them (more runs of "
+                             "fewer drivers, to tell a few ms apart: e.g. bridge,vlan,macvlan)")
     args = parser.parse_args(argv)
+    drivers = args.drivers.split(",")
+    unknown = [d for d in drivers if d not in NETWORKS]
+    if unknown or "bridge" not in drivers or len(set(drivers)) != len(drivers):
+        parser.error(f"--drivers {args.drivers}: names each of {', '.join(NETWORKS)} at most once, bridge among them"
+                     + (f" ({', '.join(unknown)} unknown)" if unknown else ""))
+    drivers = ["bridge"] + [d for d in drivers if d != "bridge"]  # the reference leads, as in every run before
     endpoints = [int(n) for n in args.endpoints.split(",")]
     if args.out:
         os.makedirs(args.out, exist_ok=True)
@@ -433,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
 
     return run_on_a_lab(args.workdir, args.prefix, 3, lambda lab, steps: measure(
         lab, steps, runs=args.runs, seconds=args.seconds, propagation_runs=args.propagation_runs, endpoints=endpoints,
-        ovsdb_port_counts=[int(n) for n in args.ovsdb_ports.split(",")]),
+        ovsdb_port_counts=[int(n) for n in args.ovsdb_ports.split(",")], drivers=drivers),
         report_markdown, args.json)
 
 

@@ -219,6 +219,14 @@ def test_the_docker_run_rounds_have_each_driver_follow_each_other_equally_often_
     assert controlplane.balanced_orders(list(controlplane.NETWORKS))[0][0] == "bridge"
 
 
+@pytest.mark.parametrize("drivers, said", [("vlan,macvlan", "bridge among them"), ("bridge,vlan,foo", "(foo unknown)"),
+                                             ("bridge,vlan,vlan", "at most once")])
+def test_the_drivers_timed_are_refused_without_bridge_unknown_or_twice_before_any_lab_is_made(drivers, said, capsys):
+    with pytest.raises(SystemExit) as exited:
+        controlplane.main(["--drivers", drivers, "--workdir", "/nonexistent/never-made"])
+    assert exited.value.code == 2 and said in capsys.readouterr().err
+
+
 def test_over_bridge_run_by_run_pairs_each_run_with_bridges_run_of_the_same_round():
     # bridge's runs drift slower over the rounds; the driver is 10 ms slower in each round
     bridge = [0.300, 0.350, 0.400, 0.450, 0.500]
