@@ -342,3 +342,25 @@ def test_the_zookeeper_store_waits_on_its_connection_without_an_epoll_instance_p
         assert made == []
     finally:
         store.close()
+
+
+def test_an_embedded_store_closed_while_its_watches_are_polled_logs_no_failure(embedded_url, caplog):
+    """A plugin closing its store as it stops: the poller, between two watches' reads, finds the database
+    closed; that is the end of polling, not a failure to log with a traceback (as it was)."""
+    store = open_store(embedded_url, timeout=5.0)
+    store.create("/a")
+    store.create("/b")
+    closed = threading.Event()
+
+    def close_on_change(names: list[str]) -> None:  # on the poller's thread, before /b's watch is read
+        if names:
+            store.close()
+            closed.set()
+
+    store.watch_children("/a", close_on_change)
+    store.watch_children("/b", lambda names: None)
+    with caplog.at_level("ERROR", logger="acsnet.store.embedded"):
+        store.create("/a/child")
+        wait_for(closed.is_set, what="the store closed by the first watch's callback")
+        time.sleep(0.3)  # the poller's next turns
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], [r.getMessage() for r in caplog.records]

@@ -347,6 +347,8 @@ class EmbeddedStore(Store):
                                 watch.ended = True
                                 self._watches = [kept for kept in self._watches if kept is not watch]
             except Exception:  # a watcher must outlive one bad callback or a locked database
+                if self._closed.is_set():
+                    return  # closed while it polled: the database is gone, not failing
                 log.exception("embedded store watch failed; will retry")
 
     def close(self) -> None:
