@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from acsnet.benchmarks import controlplane, host_stall
-from acsnet.benchmarks.scale_hosts import LAYOUT, watch_kind
+from acsnet.benchmarks import agent_memory, controlplane, host_stall
+from acsnet.benchmarks.scale_hosts import LAYOUT, Layout, watch_kind
 from acsnet.lab.host import REPO
 from acsnet.store.liveness import LIVE
 
@@ -495,3 +495,17 @@ def test_the_scale_ensemble_grants_the_simulated_hosts_the_30_s_sessions_they_as
             server.stop()
         logger.removeHandler(handler)
         logger.setLevel(level)
+
+
+def test_the_agent_memory_benchmark_programs_every_record_and_splits_the_recordings_share_out(tmp_path):
+    """A small cluster (40 hosts x 10 endpoints): every other host's record on the agent's 2 segments is
+    in its table, the report adds up, and the recording's copy of the identities is counted apart."""
+    report = agent_memory.measure(40, 10, str(tmp_path))
+    layout = Layout(40, 10, agent_memory.NETWORKS, agent_memory.NETWORKS_PER_HOST)
+    segments = {layout.network(k).segment for k in layout.host_networks(0)}
+    expected = sum(layout.endpoint(i, slot).segment in segments for i in range(1, 40) for slot in range(10))
+    assert report["complete"] and report["records"] == expected > 0
+    assert report["flows"] >= 2 * report["records"]
+    assert report["agent_mb"] > 0 and report["recording_mb"] > 0
+    assert abs(report["agent_mb"] + report["recording_mb"] - report["traced_mb"]) < 1e-9
+    assert "| MB | blocks | allocated at | code |" in agent_memory.markdown(report)
