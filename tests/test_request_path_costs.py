@@ -34,7 +34,7 @@ def test_deleted_ports_leave_the_bridge_after_the_retire_delay_together_and_at_o
     ports.start()
     first, second, third = endpoint(1), endpoint(2), endpoint(3)
     for e in (first, second, third):
-        ports.attach(e, mtu=1500, options={}, create_veth=True)
+        ports.attach(e, mtu=1500, create_veth=True)
 
     looked_up: list[str] = []
     real_index = bridge.port_index

@@ -84,7 +84,7 @@ class SegmentAgent:
         self.worker = Worker(f"{datapath.driver}-agent", self, resync_seconds=resync_seconds,
                              next_wake=self.next_wake)
         self.ports = EndpointPorts(datapath.bridge, datapath.driver, self._lock, spares=spare_pairs,
-                                   spare_options=datapath.spare_port_options())
+                                   port_options=datapath.port_options())
         self.remote = RemoteRecords(store, self.layout, host_id, withdraw_dead_hosts=datapath.withdraw_dead_hosts,
                                     wake=self.wake)
         # Global scope: see acsnet.plugins.segments.cluster.
@@ -491,8 +491,7 @@ class SegmentAgent:
     def _attach(self, endpoint: SegmentEndpoint, create_veth: bool = False) -> Future | None:
         """See `EndpointPorts.attach` (a spare is fitted beside the caller: the future says when)."""
         network = self.networks.get(endpoint.network_id)
-        return self.ports.attach(endpoint, mtu=network.mtu if network else self.datapath.uplink_mtu,
-                                 options=self.datapath.port_options(endpoint), create_veth=create_veth)
+        return self.ports.attach(endpoint, mtu=network.mtu if network else self.datapath.uplink_mtu, create_veth=create_veth)
 
     def remove_endpoint(self, endpoint_id: str) -> None:
         self.ensure_loaded()

@@ -53,7 +53,7 @@ class RemoteChange:
 
 
 class Datapath(abc.ABC):
-    """One driver's datapath on one host. Everything but `record_for`, `port_options` and `program`
+    """One driver's datapath on one host. Everything but `record_for` and `program`
     has a default: a driver defines only what differs.
 
     Called under the agent's lock, unless said otherwise; none of these may wait on the worker."""
@@ -97,14 +97,11 @@ class Datapath(abc.ABC):
     def record_for(self, endpoint: SegmentEndpoint) -> SegmentRecord:
         """What other hosts learn of this host's endpoint (its segment record)."""
 
-    @abc.abstractmethod
-    def port_options(self, endpoint: SegmentEndpoint) -> dict:
-        """OVSDB settings of the endpoint's port besides its owner (vlan's and vpc's tag: 4095)."""
-
-    def spare_port_options(self) -> dict:
-        """OVSDB settings of a port made ahead, before an endpoint has it: none by default; a driver whose
-        ports have a tag gives its spares one no traffic has (4095), so that NORMAL switching (the
-        host's own traffic) never floods onto them."""
+    def port_options(self) -> dict:
+        """OVSDB settings of each of the driver's ports besides its owner, an endpoint's and a spare's (made
+        ahead) alike, so that taking a spare changes none: none by default; vlan and vpc, whose
+        containers share the host bridge with NORMAL switching (the host's own traffic), the reserved
+        VLAN 4095, which it never floods onto."""
         return {}
 
     @abc.abstractmethod

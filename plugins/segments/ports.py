@@ -72,14 +72,14 @@ class EndpointPorts:
     retried CreateEndpoint attached one of the same name meanwhile."""
 
     def __init__(self, bridge: Bridge, driver: str, lock: threading.RLock, *, retire_delay: float = RETIRE_DELAY_SECONDS,
-                 spares: int = SPARE_PAIRS, spare_options: dict | None = None):
+                 spares: int = SPARE_PAIRS, port_options: dict | None = None):
         self.bridge = bridge
         self.retire_delay = retire_delay
         self.driver = driver
         self._lock = lock
         self.attached: set[str] = set()  # this bridge's ports as this agent made them; checked by `survey`
         self.spares_kept = spares
-        self.spare_options = spare_options or {}  # the OVSDB settings of a spare's port (a tag no traffic has)
+        self.port_options = port_options or {}  # OVSDB settings of every port, a spare's and an endpoint's (a tag no traffic has)
         self.spare_mtu: int | None = None  # what the next spares are made with: the last endpoint's MTU
         self._spares: list[SparePair] = []  # ready on the bridge, under the lock
         self._making: set[str] = set()  # spares' ports the retirer is making, under the lock (not the survey's)
@@ -152,7 +152,7 @@ class EndpointPorts:
         if self.spares_kept:
             self._retiring.put(_REFILL)
 
-    def attach(self, endpoint: SegmentEndpoint, *, mtu: int, options: dict, create_veth: bool = False) -> Future | None:
+    def attach(self, endpoint: SegmentEndpoint, *, mtu: int, create_veth: bool = False) -> Future | None:
         """The endpoint's port on the bridge, with its owner's labels: its spare fitted to it if
         `take_spare` gave it one (the pair's MTU set only if it differs), else its veth made first if
         `create_veth`, or an existing port labelled again. A spare is fitted on a thread of its own and
@@ -162,18 +162,19 @@ class EndpointPorts:
                         "acsnet-ip": endpoint.ip, "attached-mac": endpoint.mac}
         spare = self._taken.pop(endpoint.endpoint_id, None)
         if spare is None:
-            self.bridge.plug(endpoint, mtu=mtu, options=options, create_veth=create_veth, external_ids=external_ids)
+            self.bridge.plug(endpoint, mtu=mtu, options=self.port_options, create_veth=create_veth,
+                             external_ids=external_ids)
             if endpoint.pair:  # re-attached, or a spare whose labels a crash left behind: its own labels only
-                self.bridge.label(endpoint.host_port, options=options, external_ids=external_ids)
+                self.bridge.label(endpoint.host_port, options=self.port_options, external_ids=external_ids)
         else:
             self.attached.add(endpoint.host_port)  # in the flows from now; a failure leaves it to be retired
             self.spare_mtu = mtu
             self.refill_spares()
-            return self._fitter.submit(self._fit, endpoint, spare, mtu=mtu, options=options, external_ids=external_ids)
+            return self._fitter.submit(self._fit, endpoint, spare, mtu=mtu, external_ids=external_ids)
         self.attached.add(endpoint.host_port)
         return None
 
-    def _fit(self, endpoint: SegmentEndpoint, spare: SparePair, *, mtu: int, options: dict, external_ids: dict) -> None:
+    def _fit(self, endpoint: SegmentEndpoint, spare: SparePair, *, mtu: int, external_ids: dict) -> None:
         """On the fitter's thread (not under the lock: the request waits for this holding it). The pair's
         TX offloads are made what the bridge wants now, if they differ: TSO went off or on since the pair
         was made (`host-setup`, then a restart of ovs-vswitchd). One with them kept where the datapath no
@@ -184,7 +185,7 @@ class EndpointPorts:
         them as it did when the spare was taken. Once fitted, the pair is known as such, so that it can be
         a spare again after its endpoint (`_recycle`); one whose fitting failed is not."""
         offloads = self.bridge.veth_offloads
-        self.bridge.fit_spare(endpoint, mtu=None if mtu == spare.mtu else mtu, options=options, external_ids=external_ids,
+        self.bridge.fit_spare(endpoint, mtu=None if mtu == spare.mtu else mtu, options=self.port_options, external_ids=external_ids,
                               offloads=None if offloads == spare.offloads else offloads)
         self._fitted[endpoint.host_port] = dataclasses.replace(spare, mtu=mtu, offloads=offloads)
 
@@ -251,7 +252,7 @@ class EndpointPorts:
                 self._making.add(spare.host_port)
             try:
                 self.bridge.make_spare(spare.host_port, container_end(spare.pair), mtu=spare.mtu,
-                                       options=self.spare_options, offloads=spare.offloads,
+                                       options=self.port_options, offloads=spare.offloads,
                                        external_ids=self._spare_labels())
             except Exception:  # as a retirement's: the next endpoint makes its own pair; the survey sweeps
                 log.exception("spare port %s not made", spare.host_port)
@@ -292,7 +293,7 @@ class EndpointPorts:
                 or not (self.bridge.veth_exists(port) and self.bridge.veth_exists(container_end(pair.pair)))):
             return False
         try:
-            self.bridge.label(port, options=self.spare_options, external_ids=self._spare_labels())
+            self.bridge.label(port, options=self.port_options, external_ids=self._spare_labels())
         except Exception:  # retired as any other port instead
             log.exception("port=%s not made a spare again", port)
             return False

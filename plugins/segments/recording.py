@@ -217,10 +217,7 @@ class RecordingDatapath(Datapath):
         return SegmentRecord(self.host_id, self.host_mac, self.vtep, endpoint.ip, endpoint.mac, endpoint.endpoint_id,
                              endpoint.ip6)
 
-    def port_options(self, endpoint: SegmentEndpoint) -> dict:
-        return {"tag": 4095} if self.driver in ("vlan", "vpc") else {}
-
-    def spare_port_options(self) -> dict:
+    def port_options(self) -> dict:
         return {"tag": 4095} if self.driver in ("vlan", "vpc") else {}
 
     def program(self, view: HostView) -> list[str]:

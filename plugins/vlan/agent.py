@@ -62,16 +62,13 @@ class VlanOvsDatapath(Datapath):
     def start(self, agent) -> None:
         self.agent = agent
 
-    def port_options(self, endpoint: SegmentEndpoint) -> dict:
+    def port_options(self) -> dict:
         # Reserved VLAN 4095, as a vpc port's, not the endpoint's VLAN: a port's tag matters to NORMAL
         # switching alone, and a container's frames never reach NORMAL (its flows carry them, from
         # table 0). Its VLAN as the tag let NORMAL switch its frames onto the VLAN, past the MAC NAT,
         # before its flows were in; and taking a spare (4095) changed the tag, which ovs-vswitchd
         # reconfigures the port for, while the flows' change waited behind it.
         return {"tag": 4095}
-
-    def spare_port_options(self) -> dict:
-        return {"tag": 4095}  # an endpoint's (`port_options`): taking a spare changes no port setting
 
     def record_for(self, endpoint: SegmentEndpoint) -> SegmentRecord:
         return SegmentRecord(self.agent.host_id, self.host_mac, "", endpoint.ip, endpoint.mac, endpoint.endpoint_id, endpoint.ip6)

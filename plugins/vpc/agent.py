@@ -173,12 +173,9 @@ class VpcOvsDatapath(Datapath):
         every node (one store read)."""
         return len(state.segment_record_names(self.store, LAYOUTS[self.driver], network.segment))
 
-    def port_options(self, endpoint: SegmentEndpoint) -> dict:
-        # Reserved VLAN 4095: NORMAL (the host's own traffic, the vlan driver's) never floods onto a vpc
-        # port; its traffic is the flows' alone, as a tagged vlan port's is.
-        return {"tag": 4095}
-
-    def spare_port_options(self) -> dict:
+    def port_options(self) -> dict:
+        # Reserved VLAN 4095: NORMAL (the host's own traffic) never floods onto a vpc port; its traffic
+        # is the flows' alone, as a vlan port's is.
         return {"tag": 4095}
 
     def program(self, view: HostView) -> list[str]:

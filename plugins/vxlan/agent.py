@@ -130,9 +130,6 @@ class VxlanOvsDatapath(Datapath):
         return SegmentRecord(self.agent.host_id, self.host_mac, self.vtep, endpoint.ip, endpoint.mac, endpoint.endpoint_id,
                              endpoint.ip6)
 
-    def port_options(self, endpoint: SegmentEndpoint) -> dict:
-        return {}
-
     def flow_marks(self, network: SegmentNetwork) -> tuple[str, ...]:
         v = network.segment
         return (f"reg1={v},", f"tun_id={v},", f"set_field:{v}->reg1")
