@@ -29,7 +29,6 @@ from acsnet.benchmarks.scale_hosts import LAYOUT, Layout, SimulatedDatapath, Tal
 from acsnet.lab.host import REPO
 from acsnet.plugins.segments import state
 from acsnet.plugins.segments.agent import SegmentAgent
-from acsnet.plugins.segments.model import SegmentRecord
 from acsnet.plugins.segments.recording import RecordedSwitch, RecordingBridge
 from acsnet.store.embedded import EmbeddedStore
 
@@ -61,9 +60,7 @@ def populate(store: EmbeddedStore, layout: Layout, segments: set[int]) -> int:
         for slot in range(layout.endpoints_per_host):
             endpoint = layout.endpoint(index, slot)
             if endpoint.segment in segments:
-                record = SegmentRecord(host, layout.host_mac(index), layout.vtep(index), endpoint.ip, endpoint.mac,
-                                       endpoint.endpoint_id)
-                operations.append(state.segment_record_operation(LAYOUT, endpoint.segment, record))
+                operations.append(state.segment_record_operation(LAYOUT, endpoint.segment, layout.record(index, endpoint)))
         store.register_host(host, "vxlan", {"host_id": host})
     for start in range(0, len(operations), 500):
         if not store.commit(operations[start:start + 500]):

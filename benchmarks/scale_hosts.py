@@ -68,6 +68,11 @@ class Layout:
         return SegmentEndpoint(f"{generation:04x}{serial:08x}" + "e" * 52, network.network_id, network.segment, ip,
                                network.subnet.prefixlen, mac, time.time())
 
+    def record(self, index: int, endpoint: SegmentEndpoint) -> SegmentRecord:
+        """The segment record of host `index`'s endpoint, as its agent writes it."""
+        return SegmentRecord(self.host_name(index), self.host_mac(index), self.vtep(index), endpoint.ip, endpoint.mac,
+                             endpoint.endpoint_id)
+
     def vtep(self, index: int) -> str:
         return str(netaddr.IPAddress(netaddr.IPAddress("198.18.0.0").value + index))
 
@@ -212,9 +217,7 @@ class HostProcess:
                 network_mtu = self.layout.network(0).mtu
                 for slot in range(self.layout.endpoints_per_host):
                     endpoint = self.layout.endpoint(index, slot)
-                    record = SegmentRecord(host, self.layout.host_mac(index), self.layout.vtep(index), endpoint.ip,
-                                           endpoint.mac, endpoint.endpoint_id)
-                    operations += [state.segment_record_operation(LAYOUT, endpoint.segment, record),
+                    operations += [state.segment_record_operation(LAYOUT, endpoint.segment, self.layout.record(index, endpoint)),
                                    state.host_endpoint_operation(LAYOUT, host, endpoint)]
                     if index not in self.endpoints:
                         continue  # an agent-less host: its state is the store's alone
