@@ -8,18 +8,19 @@ or the new one, never a gap. It rebuilds everything after a restart.
 
 `FlowTable` remembers what it last installed so that one endpoint's change sends only its own flows:
 measured on a lab host, a bundled install costs 30-40 ms whatever it changes (the bundle commit in
-ovs-vswitchd), one `add-flows` call of a few lines about 9 ms. The change goes in one `ovs-ofctl
-add-flows` (NXM over OpenFlow 1.0: with 1.3 and later every call costs 20 ms more here) as `add` lines
-first, then `delete_strict` lines, so that nothing is ever missing between two states: an `add` of a
-flow whose match and priority exist replaces its actions in place.
+ovs-vswitchd), one `add-flows` call of a few lines about 9 ms. A change is sent as `add` lines first,
+then `delete_strict` lines, so that nothing is ever missing between two states: an `add` of a flow
+whose match and priority exist replaces its actions in place.
 
-Of those 9 ms, about 7 are ovs-ofctl starting (loading its 16 libraries: `ovs-ofctl --version` alone
-takes as long); talking to the switch takes the rest. So a change goes to an ovs-ofctl started ahead
-(`WarmOfctl`), already waiting for its flows on stdin: 4.6 ms instead of 10.5 at p50 on a lab host
-(benchmarks/flow_change.py), on each CreateEndpoint and DeleteEndpoint. Such a process cannot know a port made after it started (ovs-ofctl
-reads the bridge's port names when it starts), so it is given OpenFlow port numbers (`--no-names`),
-which `numbered` writes in for the port names from OVSDB; a name OVSDB does not know refuses the
-change, as ovs-ofctl refuses an unknown name, and the next install is whole, by name.
+Of those 9 ms, about 7 were ovs-ofctl starting (loading its 16 libraries: `ovs-ofctl --version` alone
+takes as long), 3.7 ms of CPU each time, and about 1 its exit; talking to the switch took the rest.
+An ovs-ofctl started ahead (`WarmOfctl`, until 2026-12-05) took the start off the request but not its
+CPU, on every change of every host. So a change goes over one OpenFlow connection the process keeps
+(`OpenFlowConnection`): the messages ovs-ofctl would send for the same lines (NXM over OpenFlow 1.0, as
+ovs-ofctl picks; `acsnet.ovsctl.flow_mods` writes them byte for byte) and a barrier. They name ports by
+OpenFlow number (as ovs-ofctl's `--no-names`), which `numbered` writes in for the port names from
+OVSDB; a name OVSDB does not know refuses the change, as ovs-ofctl refuses an unknown name, and the
+next install is whole, by name. A line flow_mods does not know is refused the same way.
 
 Every flow is written `cookie=C,table=T,priority=P[,match],actions=A`; what is before `,actions=`
 (less the cookie) is the flow's identity.
@@ -28,12 +29,15 @@ Every flow is written `cookie=C,table=T,priority=P[,match],actions=A`; what is b
 from __future__ import annotations
 
 import logging
+import os
 import re
-import subprocess
+import socket
+import struct
 import threading
 from typing import Callable, Iterable
 
 from acsnet.errors import DatapathError
+from acsnet.ovsctl import flow_mods
 from acsnet.ovsctl.command import check_interface_name, run
 
 log = logging.getLogger(__name__)
@@ -90,69 +94,133 @@ def numbered(lines: list[str], numbers: dict[str, int]) -> list[str]:
     return [PORT_REFERENCE.sub(number, line) for line in lines]
 
 
-class WarmOfctl:
-    """`ovs-ofctl --no-names add-flows BRIDGE -`, started before it is needed: it has loaded its
-    libraries and waits on stdin, so a change costs only the talk with the switch. Each one used is
-    replaced at once, and the spare loads meanwhile. The first spare starts at first use, in the process
-    that uses it (never one that forks workers after). A spare that died is replaced then and there."""
+class OpenFlowConnection:
+    """One OpenFlow connection to a bridge's management socket (`<OVS rundir>/<bridge>.mgmt`, where
+    ovs-ofctl connects), opened at first use in the process that uses it and kept: a change is its flow
+    mods and a barrier, answered when the barrier's reply comes, with no process to start. The flows are
+    the bytes ovs-ofctl would send (`acsnet.ovsctl.flow_mods`), by port number, as ovs-ofctl's `--no-names`.
 
-    def __init__(self, bridge: str):
-        self.argv = ["ovs-ofctl", "--no-names", "add-flows", check_interface_name(bridge), "-"]
-        self._spare: subprocess.Popen | None = None
+    A connection the switch closed (ovs-vswitchd restarted, or it dropped an idle connection) is opened
+    again and the change sent again, once: adds and strict deletes may be repeated. A flow the switch
+    refuses, a line flow_mods cannot write, or no answer within the timeout raises DatapathError (the
+    flows before the refused one are in, as with ovs-ofctl)."""
+
+    def __init__(self, bridge: str, rundir: str | None = None):
+        self.bridge = check_interface_name(bridge)
+        # ovs-ofctl's own rule: OVS_RUNDIR, else Debian's run directory
+        self.path = os.path.join(rundir or os.environ.get("OVS_RUNDIR", "/var/run/openvswitch"), f"{self.bridge}.mgmt")
+        self._socket: socket.socket | None = None
+        self._received = b""
+        self._xid = 0
         self._lock = threading.Lock()
 
     def add_flows(self, lines: list[str], timeout: float) -> None:
         """Send the lines (flows and `delete_strict` lines, with port numbers), as `ovs-ofctl add-flows`."""
+        try:
+            encoded = [(line, flow_mods.encode_flow_mod(line, 0)) for line in lines]
+        except flow_mods.Unencodable as e:
+            raise DatapathError(f"flow not sent over OpenFlow ({e})") from None
         with self._lock:
-            process, self._spare = self._spare, None
-            if process is None or process.poll() is not None:
-                process = self._start()
-            try:
-                _, errors = process.communicate("\n".join(lines) + "\n", timeout=timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.communicate()
-                raise DatapathError(f"ovs-ofctl did not answer within {timeout:g}s: {' '.join(self.argv[2:4])}") from None
-            finally:
-                self._spare = self._start()
-            if process.returncode != 0:
-                raise DatapathError(f"ovs-ofctl {' '.join(self.argv[2:4])}: {errors.strip()}")
+            for attempt in (1, 2):
+                try:
+                    if self._socket is None:
+                        self._connect(timeout)
+                    self._transact(encoded, timeout)
+                    return
+                except TimeoutError:
+                    self._close()
+                    raise DatapathError(f"ovs-vswitchd did not answer within {timeout:g}s on {self.path}") from None
+                except OSError as e:
+                    self._close()
+                    if attempt == 2 or isinstance(e, (FileNotFoundError, ConnectionRefusedError)):
+                        raise DatapathError(f"no OpenFlow connection to bridge {self.bridge} ({self.path}: {e})") from None
 
     def close(self) -> None:
-        """End the spare (it would otherwise read end-of-file when this process exits, and send nothing)."""
         with self._lock:
-            process, self._spare = self._spare, None
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait()
+            self._close()
 
-    def _start(self) -> subprocess.Popen:
+    def _close(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+        self._socket, self._received = None, b""
+
+    def _next_xid(self) -> int:
+        self._xid = self._xid % 0xFFFFFF00 + 1
+        return self._xid
+
+    def _connect(self, timeout: float) -> None:
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            return subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE, text=True)
-        except FileNotFoundError:
-            raise DatapathError("ovs-ofctl is not installed (apt-get install openvswitch-switch)") from None
+            connection.settimeout(timeout)
+            connection.connect(self.path)
+            first = self._next_xid()
+            self._xid += 3
+            connection.sendall(b"".join(flow_mods.session_setup(first)))
+        except BaseException:
+            connection.close()
+            raise
+        self._socket = connection  # the switch's hello, and any refusal of the set-up, come with the first barrier
+
+    def _transact(self, encoded: list[tuple[str, bytes]], timeout: float) -> None:
+        assert self._socket is not None
+        self._socket.settimeout(timeout)
+        lines_by_xid = {}
+        messages = []
+        for line, message in encoded:
+            xid = self._next_xid()
+            lines_by_xid[xid] = line
+            messages.append(message[:4] + struct.pack("!I", xid) + message[8:])
+        barrier = self._next_xid()
+        self._socket.sendall(b"".join(messages) + flow_mods.barrier(barrier))
+        refused = []
+        while True:
+            message_type, xid, body = self._receive()
+            if message_type == flow_mods.OFPT_ECHO_REQUEST:
+                self._socket.sendall(flow_mods.message(flow_mods.OFPT_ECHO_REPLY, xid, body))
+            elif message_type == flow_mods.OFPT_ERROR:
+                kind, code = struct.unpack("!HH", body[:4]) if len(body) >= 4 else (0, 0)
+                refused.append(f"{lines_by_xid.get(xid, 'the connection set-up')} (OpenFlow error type {kind} code {code})")
+            elif message_type == flow_mods.OFPT10_BARRIER_REPLY and xid == barrier:
+                break
+        if refused:
+            raise DatapathError(f"bridge {self.bridge} refused: {'; '.join(refused)}")
+
+    def _receive(self) -> tuple[int, int, bytes]:
+        """The next message: (type, xid, body)."""
+        assert self._socket is not None
+        while True:
+            if len(self._received) >= 8:
+                length = struct.unpack("!H", self._received[2:4])[0]
+                if length < 8:
+                    raise ConnectionError(f"a message of length {length} from the switch")
+                if len(self._received) >= length:
+                    one, self._received = self._received[:length], self._received[length:]
+                    return one[1], struct.unpack("!I", one[4:8])[0], one[8:]
+            data = self._socket.recv(65536)
+            if not data:
+                raise ConnectionResetError("the switch closed the connection")
+            self._received += data
 
 
 class FlowTable:
     """The flows of one bridge that carry `cookie`, as this process last installed them. Changes go
-    through a `WarmOfctl`, with the port numbers `port_numbers` gives (OVSDB's)."""
+    through an `OpenFlowConnection`, with the port numbers `port_numbers` gives (OVSDB's)."""
 
     def __init__(self, bridge: str, cookie: str, port_numbers: PortNumbers, timeout: float = 20.0):
         self.bridge = check_interface_name(bridge)
         self.cookie = cookie
         self.timeout = timeout
         self._port_numbers = port_numbers
-        self._ofctl = WarmOfctl(bridge)
+        self._connection = OpenFlowConnection(bridge)
         self._installed: dict[str, str] | None = None  # identity -> flow; None: not known, install whole
 
     def close(self) -> None:
-        self._ofctl.close()
+        self._connection.close()
 
     def _send(self, changes: list[str]) -> None:
         """One change, as `add` and `delete_strict` lines by port name."""
         if changes:
-            self._ofctl.add_flows(numbered(changes, self._port_numbers(port_names(changes))), self.timeout)
+            self._connection.add_flows(numbered(changes, self._port_numbers(port_names(changes))), self.timeout)
 
     def install(self, flows: list[str]) -> None:
         """Install `flows` as the whole table: only the difference when the installed table is known,

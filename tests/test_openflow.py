@@ -12,7 +12,7 @@ from acsnet.lab.host import REPO
 from acsnet.ovsctl import openflow
 
 SCRIPT = r"""
-import json, subprocess, sys
+import json, socket, subprocess, sys
 sys.path.insert(0, sys.argv[1])
 from acsnet.ovsctl import links, openflow
 from acsnet.ovsctl.ovsdb import Ovsdb
@@ -27,6 +27,9 @@ for port in (A, B):
 whole_installs = []
 real_replace = openflow.replace_flows
 openflow.replace_flows = lambda *a, **k: whole_installs.append(1) or real_replace(*a, **k)
+started = []  # every process this script starts, by its arguments
+real_popen = subprocess.Popen
+subprocess.Popen = lambda argv, *a, **k: started.append(list(argv)) or real_popen(argv, *a, **k)
 
 def flow(table, priority, match, actions):
     return f"cookie={C},table={table},priority={priority},{match},actions={actions}"
@@ -52,19 +55,21 @@ try:
     table.install(changed)
     seen["incremental"] = installed()
     seen["whole_installs_before_late_port"] = len(whole_installs)
-    # a port made after the spare ovs-ofctl started is named in the next change all the same
-    spare = table._ofctl._spare.pid
+    # a port made after the connection opened is named in the next change all the same, on that connection
+    connection = table._connection._socket
     links.create_veth(LATE, LATE + "p", mtu=1500, container_mac=None)
     ovsdb.add_port(BRIDGE, LATE)
     table.change([flow(0, 100, f"in_port={LATE}", f"output:{A}")], [])
     seen["late_port"] = [f for f in installed() if f"in_port={LATE}" in f]
-    seen["spare_was_used"] = table._ofctl._spare.pid != spare
-    # a spare that died is replaced, and the change still goes in as a change
-    spare = table._ofctl._spare
-    spare.kill(); spare.wait()
+    seen["connection_kept"] = table._connection._socket is connection
+    # a connection that broke (as when ovs-vswitchd restarts) is opened again, and the change still goes in
+    # as a change
+    connection.shutdown(socket.SHUT_RDWR)
     table.change([], [f"table=0,priority=100,in_port={LATE}"])
-    seen["after_spare_died"] = [f for f in installed() if f"in_port={LATE}" in f]
+    seen["after_connection_broke"] = [f for f in installed() if f"in_port={LATE}" in f]
+    seen["connection_opened_again"] = table._connection._socket not in (None, connection)
     seen["whole_installs_after_late_port"] = len(whole_installs)
+    seen["ovs_ofctl_add_flows_started"] = sum(1 for argv in started if "add-flows" in argv and "--bundle" not in argv)
     ovsdb.delete_port(BRIDGE, LATE)
     openflow.FlowTable(BRIDGE, C, ovsdb.ofports).install(changed)
     seen["whole_again"] = installed()
@@ -80,9 +85,8 @@ try:
     table.install(changed[:2])
     seen["repaired"] = installed()
     seen["others"] = others()
-    spare = table._ofctl._spare
     table.close()
-    seen["spare_ended"] = spare.poll() is not None
+    seen["connection_closed"] = table._connection._socket is None
 finally:
     subprocess.run(["ovs-vsctl", "--if-exists", "del-br", BRIDGE])
     for port in (A, B, LATE):
@@ -109,14 +113,15 @@ def test_incremental_changes_end_where_a_whole_install_does(seen):
     assert seen["others"] == 1, "another cookie's flow was touched"
 
 
-def test_changes_go_to_a_spare_ovs_ofctl_by_port_number_even_for_a_port_made_after_it_started(seen):
-    """The spare read the bridge's ports before the late port existed: by name it would refuse it."""
+def test_changes_go_over_one_kept_connection_by_port_number_even_for_a_port_made_after_it_opened(seen):
+    """No ovs-ofctl is started for a change; by port name the late port would have needed a fresh read."""
     assert seen["whole_installs_before_late_port"] == 1  # the first install only
     assert len(seen["late_port"]) == 1 and "actions=output:acsfta" in seen["late_port"][0]
-    assert seen["spare_was_used"]
-    assert seen["after_spare_died"] == []
+    assert seen["connection_kept"]
+    assert seen["after_connection_broke"] == [] and seen["connection_opened_again"]
     assert seen["whole_installs_after_late_port"] == 1, "a change fell back to a whole install"
-    assert seen["spare_ended"]
+    assert seen["ovs_ofctl_add_flows_started"] == 0
+    assert seen["connection_closed"]
 
 
 def test_port_names_become_numbers_and_reserved_ports_stay__no_switch():

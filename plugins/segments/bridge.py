@@ -81,7 +81,7 @@ class Bridge(Protocol):
 
 class OvsBridge:
     """A driver's bridge on Open vSwitch: ports through OVSDB, veths through netlink, flows through
-    ovs-ofctl (only the difference to what this process installed last, by a spare started ahead)."""
+    OpenFlow (only the difference to what this process installed last, over a connection it keeps)."""
 
     def __init__(self, ovsdb: Ovsdb, name: str, cookie: str, *, userspace_datapath: bool):
         self.ovsdb = ovsdb
