@@ -9,8 +9,8 @@
   (vxlan; benchmarks/vxlan_scale.py),
 - CreateEndpoint time per driver during the `docker run`s, exact, and the plugins' own time per
   container: the sum of every call's handler time (from each plugin's request log),
-- one endpoint's flow change, `ovs-ofctl` forked against the spare started ahead
-  (benchmarks/flow_change.py),
+- one endpoint's flow change, `ovs-ofctl` forked, one started ahead and the kept OpenFlow connection,
+  wall time and CPU (benchmarks/flow_change.py),
 - the host's store round trips alone and beside a port being added or removed (benchmarks/host_stall.py),
 - add-port time against the ports already on a host, ovs-vsctl against the plugins' persistent IDL
   (benchmarks/ovsdb_ports.py, on a private ovsdb-server).
