@@ -50,8 +50,8 @@ class Unencodable(ValueError):
 
 
 class Field:
-    """An NXM field: its class, number and width, how its value is written in a flow line, and the names
-    a flow line gives it (as a match, in `set_field`, in `move`)."""
+    """An NXM field: its class, number and width, and how its value is written in a flow line (`kind`:
+    mac, ip4, ip6, port or int). The names flow lines give it are the tables below."""
 
     def __init__(self, nxm_class: int, number: int, n_bytes: int, kind: str):
         self.nxm_class, self.number, self.n_bytes, self.kind = nxm_class, number, n_bytes, kind
@@ -162,12 +162,12 @@ def _entry(field: Field, value: int, mask: int) -> bytes:
 
 def encode_match(items: list[str]) -> bytes:
     """The NXM match of a flow line's match items (`ip`, `reg0=5`, `nw_dst=192.0.2.0/24`...)."""
-    values: dict[int, tuple[int, int]] = {}  # id(field) -> (value, mask)
+    values: dict[Field, tuple[int, int]] = {}  # (value, mask), each field once
 
     def put(field: Field, value: int, mask: int) -> None:
-        if id(field) in values:
+        if field in values:
             raise Unencodable(f"a field matched twice: {','.join(items)}")
-        values[id(field)] = (value, mask)
+        values[field] = (value, mask)
 
     icmp_types = []
     for item in items:
@@ -188,10 +188,10 @@ def encode_match(items: list[str]) -> bytes:
         else:
             raise Unencodable(f"unknown match field {name!r}")
     if icmp_types:
-        if values.get(id(IP_PROTO), (None,))[0] != IPPROTO_ICMPV6 or len(icmp_types) > 1:
+        if values.get(IP_PROTO, (None,))[0] != IPPROTO_ICMPV6 or len(icmp_types) > 1:
             raise Unencodable("icmp_type is written here only after icmp6")
         put(ICMPV6_TYPE, icmp_types[0], 0xFF)
-    return b"".join(_entry(field, *values[id(field)]) for field in MATCH_ORDER if id(field) in values)
+    return b"".join(_entry(field, *values[field]) for field in MATCH_ORDER if field in values)
 
 
 def _reg_load(field: Field, value: int) -> bytes:

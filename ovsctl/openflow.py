@@ -116,17 +116,15 @@ class OpenFlowConnection:
 
     def add_flows(self, lines: list[str], timeout: float) -> None:
         """Send the lines (flows and `delete_strict` lines, with port numbers), as `ovs-ofctl add-flows`."""
-        try:
-            encoded = [(line, flow_mods.encode_flow_mod(line, 0)) for line in lines]
-        except flow_mods.Unencodable as e:
-            raise DatapathError(f"flow not sent over OpenFlow ({e})") from None
         with self._lock:
             for attempt in (1, 2):
                 try:
                     if self._socket is None:
                         self._connect(timeout)
-                    self._transact(encoded, timeout)
+                    self._transact(lines, timeout)
                     return
+                except flow_mods.Unencodable as e:  # found before any of the change was sent
+                    raise DatapathError(f"flow not sent over OpenFlow ({e})") from None
                 except TimeoutError:
                     self._close()
                     raise DatapathError(f"ovs-vswitchd did not answer within {timeout:g}s on {self.path}") from None
@@ -161,15 +159,11 @@ class OpenFlowConnection:
             raise
         self._socket = connection  # the switch's hello, and any refusal of the set-up, come with the first barrier
 
-    def _transact(self, encoded: list[tuple[str, bytes]], timeout: float) -> None:
+    def _transact(self, lines: list[str], timeout: float) -> None:
         assert self._socket is not None
         self._socket.settimeout(timeout)
-        lines_by_xid = {}
-        messages = []
-        for line, message in encoded:
-            xid = self._next_xid()
-            lines_by_xid[xid] = line
-            messages.append(message[:4] + struct.pack("!I", xid) + message[8:])
+        lines_by_xid = {self._next_xid(): line for line in lines}
+        messages = [flow_mods.encode_flow_mod(line, xid) for xid, line in lines_by_xid.items()]  # all, before any is sent
         barrier = self._next_xid()
         self._socket.sendall(b"".join(messages) + flow_mods.barrier(barrier))
         refused = []
